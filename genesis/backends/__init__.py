@@ -1,0 +1,1 @@
+"""Model backends behind small interfaces: person detectors, face detectors, face embedders."""

@@ -1,0 +1,76 @@
+"""Cameras and the zones and lines drawn on them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from genesis.config._base import StrictModel
+
+Point = tuple[float, float]
+Units = Literal["normalized", "pixels"]
+
+
+def _check_normalised(points: list[Point], units: Units) -> None:
+    if units == "normalized":
+        for x, y in points:
+            if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                raise ValueError(f"point ({x}, {y}) is outside 0..1; set units: pixels for pixel coordinates")
+
+
+class ZoneConfig(StrictModel):
+    name: str = Field(min_length=1, max_length=64)
+    points: list[Point] = Field(min_length=3, description="Polygon vertices.")
+    units: Units = "normalized"
+    restricted: bool = False
+    max_occupancy: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> ZoneConfig:
+        _check_normalised(self.points, self.units)
+        return self
+
+    def pixel_points(self, width: int, height: int) -> list[Point]:
+        if self.units == "pixels":
+            return list(self.points)
+        return [(x * width, y * height) for x, y in self.points]
+
+
+class LineConfig(StrictModel):
+    name: str = Field(min_length=1, max_length=64)
+    start: Point
+    end: Point
+    units: Units = "normalized"
+    in_name: str = Field(default="in", description="Name of the crossing direction counted as 'in'.")
+    out_name: str = Field(default="out", description="Name of the crossing direction counted as 'out'.")
+
+    @model_validator(mode="after")
+    def _check(self) -> LineConfig:
+        _check_normalised([self.start, self.end], self.units)
+        if self.start == self.end:
+            raise ValueError("start and end of a line must differ")
+        return self
+
+    def pixel_points(self, width: int, height: int) -> tuple[Point, Point]:
+        if self.units == "pixels":
+            return self.start, self.end
+        return (self.start[0] * width, self.start[1] * height), (self.end[0] * width, self.end[1] * height)
+
+
+class CameraConfig(StrictModel):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str | None = None
+    source: str | None = Field(default=None, description="Video file, RTSP/HTTP URL or webcam index.")
+    fps: float | None = Field(default=None, gt=0.0, description="Processing rate for live sources.")
+    zones: list[ZoneConfig] = []
+    lines: list[LineConfig] = []
+
+    @field_validator("zones", "lines")
+    @classmethod
+    def _unique_names(cls, items: list[ZoneConfig] | list[LineConfig]) -> list[ZoneConfig] | list[LineConfig]:
+        names = [i.name for i in items]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate names: {', '.join(dupes)}")
+        return items

@@ -1,0 +1,106 @@
+"""Which models the pipeline runs, and where their weight files live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from genesis.config._base import StrictModel
+
+EmbedderName = Literal["SFace", "Dlib", "ArcFace", "Facenet512"]
+
+DEFAULT_EMBEDDER_WEIGHTS: dict[str, str] = {
+    "SFace": "face_recognition_sface_2021dec_int8bq_ort.onnx",
+    "Dlib": "dlib_face_recognition_resnet_model_v1.dat",
+    "ArcFace": "arcface_weights.onnx",
+    "Facenet512": "facenet512_weights.onnx",
+}
+
+# deepface's verification thresholds for cosine distance (deepface.modules.verification).
+DEFAULT_COSINE_THRESHOLDS: dict[str, float] = {
+    "SFace": 0.593,
+    "Dlib": 0.07,
+    "ArcFace": 0.68,
+    "Facenet512": 0.30,
+}
+
+
+class ModelsConfig(StrictModel):
+    dir: Path = Field(
+        default=Path("~/.genesis/models"),
+        description="Folder holding the weight files (GENESIS_MODELS_DIR overrides it).",
+    )
+
+    @property
+    def path(self) -> Path:
+        return self.dir.expanduser()
+
+
+class DetectorConfig(StrictModel):
+    backend: Literal["onnx", "ultralytics"] = Field(
+        default="onnx",
+        description="onnx: plain onnxruntime (CPU default); ultralytics: YOLO(path) on torch.",
+    )
+    weights: str = Field(
+        default="yolov8n_int8.onnx",
+        description="A file name in the models folder, or a path to a YOLOv8/YOLO11 export.",
+    )
+    input_size: int = Field(default=640, ge=32, le=4096, description="Square network input (px).")
+    confidence: float = Field(
+        default=0.25, gt=0.0, lt=1.0, description="Lowest person score kept (the tracker uses low scores too)."
+    )
+    iou: float = Field(default=0.45, gt=0.0, le=1.0, description="NMS IoU threshold.")
+    classes: list[int] = Field(default=[0], description="COCO class ids kept (0 = person).")
+    device: str = Field(default="cpu", description="cpu, or cuda:N for the ultralytics backend.")
+    threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads (0 = its default).")
+
+
+class FaceDetectorConfig(StrictModel):
+    backend: Literal["yunet"] = "yunet"
+    weights: str = "face_detection_yunet_2023mar_int8bq.onnx"
+    score_threshold: float = Field(default=0.8, gt=0.0, lt=1.0)
+    nms_threshold: float = Field(default=0.3, gt=0.0, le=1.0)
+    min_face_px: int = Field(default=20, ge=8, description="Faces smaller than this (box side) are ignored.")
+
+
+class EmbedderConfig(StrictModel):
+    model: EmbedderName = "SFace"
+    weights: str | None = Field(default=None, description="Weight file; default depends on the model.")
+    threshold: float | None = Field(
+        default=None, gt=0.0, lt=2.0, description="Cosine distance threshold; default is deepface's for the model."
+    )
+
+    @property
+    def weights_name(self) -> str:
+        return self.weights or DEFAULT_EMBEDDER_WEIGHTS[self.model]
+
+    @property
+    def cosine_threshold(self) -> float:
+        return self.threshold if self.threshold is not None else DEFAULT_COSINE_THRESHOLDS[self.model]
+
+
+class RecognitionConfig(StrictModel):
+    enabled: bool = True
+    face_detector: FaceDetectorConfig = FaceDetectorConfig()
+    embedder: EmbedderConfig = EmbedderConfig()
+    every_n_frames: int = Field(default=3, ge=1, description="At most one attempt per track every N processed frames.")
+    max_attempts: int = Field(default=6, ge=1, description="At most K face attempts per track.")
+    min_votes: int = Field(default=2, ge=1, description="Votes an identity needs to be given to a track.")
+    margin: float = Field(
+        default=0.05, ge=0.0, lt=1.0,
+        description="The best identity must beat the second-best one by this cosine distance.",
+    )
+    upper_fraction: float = Field(
+        default=0.5, gt=0.1, le=1.0, description="Part of the person box (from the top) searched for a face."
+    )
+    min_person_height_px: int = Field(
+        default=48, ge=0, description="Person boxes shorter than this are too small for a face and are skipped."
+    )
+
+    @model_validator(mode="after")
+    def _votes_fit_attempts(self) -> RecognitionConfig:
+        if self.min_votes > self.max_attempts:
+            raise ValueError(f"min_votes ({self.min_votes}) cannot exceed max_attempts ({self.max_attempts})")
+        return self

@@ -1,0 +1,36 @@
+"""Tracking and analytics settings shared by every camera."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from genesis.config._base import StrictModel
+
+
+class TrackerConfig(StrictModel):
+    """supervision/roboflow `trackers` ByteTrack settings."""
+
+    lost_track_buffer: int = Field(default=30, ge=0, description="Frames (at 30 fps) a lost track is kept.")
+    track_activation_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    high_conf_det_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    minimum_iou_threshold: float = Field(default=0.1, gt=0.0, lt=1.0)
+    minimum_consecutive_frames: int = Field(default=2, ge=1)
+
+
+class AnalyticsConfig(StrictModel):
+    heatmap_cell_px: int = Field(default=8, ge=1, le=64, description="Heatmap grid cell size in pixels.")
+    line_min_frames: int = Field(
+        default=2, ge=1,
+        description="Frames a track must stay on the new side of a line before a crossing counts (anti-flicker).",
+    )
+
+
+class PipelineConfig(StrictModel):
+    frame_stride: int = Field(default=1, ge=1, description="Process every Nth frame of the source.")
+    jpeg_quality: int = Field(default=90, ge=10, le=100, description="JPEG quality of stored frames.")
+
+
+class RetentionConfig(StrictModel):
+    sightings_days: int = Field(default=30, ge=1)
+    events_days: int = Field(default=365, ge=1)
+    unknown_faces_days: int = Field(default=30, ge=1)

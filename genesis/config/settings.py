@@ -1,0 +1,139 @@
+"""The root settings object: YAML file + GENESIS_* environment overrides, validated at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+
+from genesis.config._base import StrictModel
+from genesis.config.cameras import CameraConfig
+from genesis.config.models import DetectorConfig, ModelsConfig, RecognitionConfig
+from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
+
+ENV_PREFIX = "GENESIS_"
+# Shortcuts documented in the README; any other GENESIS_A__B=value sets the field a.b.
+ENV_SHORTCUTS: dict[str, tuple[str, ...]] = {
+    "GENESIS_DATABASE_URL": ("database_url",),
+    "GENESIS_BROKER_URL": ("broker_url",),
+    "GENESIS_REDIS_URL": ("redis_url",),
+    "GENESIS_MODELS_DIR": ("models", "dir"),
+}
+# GENESIS_* variables that are not settings fields.
+ENV_IGNORED = {"GENESIS_CONFIG", "GENESIS_SHARED_DIR", "GENESIS_EMBEDDING_KEY"}
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the field path."""
+
+
+class Settings(StrictModel):
+    database_url: str = Field(default="sqlite:///genesis.db", description="SQLAlchemy URL.")
+    broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker URL.")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/1", description="Frame store and sequencer.")
+    models: ModelsConfig = ModelsConfig()
+    detector: DetectorConfig = DetectorConfig()
+    tracker: TrackerConfig = TrackerConfig()
+    recognition: RecognitionConfig = RecognitionConfig()
+    analytics: AnalyticsConfig = AnalyticsConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    retention: RetentionConfig = RetentionConfig()
+    cameras: list[CameraConfig] = []
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique_ids(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        ids = [c.id for c in cameras]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate camera ids: {', '.join(dupes)}")
+        return cameras
+
+    def camera(self, camera_id: str | None) -> CameraConfig:
+        """The configured camera with this id; a bare camera when it is not configured."""
+        if camera_id is None:
+            if len(self.cameras) == 1:
+                return self.cameras[0]
+            return CameraConfig(id="cam0")
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        return CameraConfig(id=camera_id)
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for key in path[:-1]:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[path[-1]] = value
+
+
+def env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any]]:
+    out: list[tuple[tuple[str, ...], Any]] = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in ENV_IGNORED:
+            continue
+        raw = environ[name]
+        path = ENV_SHORTCUTS.get(name) or tuple(p.lower() for p in name[len(ENV_PREFIX):].split("__"))
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, (int, float, bool)) is False and not isinstance(value, (list, dict)):
+            value = raw
+        out.append((path, value))
+    return out
+
+
+def format_validation_error(err: ValidationError, origin: str) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return f"invalid configuration in {origin}: " + "; ".join(parts)
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the YAML file (if any), apply GENESIS_* overrides and validate.
+
+    Raises ConfigError with the path of each bad field; nothing is started on error.
+    """
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    origin = "defaults"
+    if path is None and environ.get("GENESIS_CONFIG"):
+        path = environ["GENESIS_CONFIG"]
+    if path is not None:
+        p = Path(path)
+        origin = str(p)
+        if not p.is_file():
+            raise ConfigError(f"configuration file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"invalid YAML in {p}{where}: {getattr(exc, 'problem', exc)}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"invalid configuration in {p}: the top level must be a mapping")
+        data = loaded
+    overrides = env_overrides(environ)
+    for field_path, value in overrides:
+        _set_path(data, field_path, value)
+    if overrides:
+        origin += " + " + ", ".join(ENV_PREFIX + "__".join(p).upper() for p, _ in overrides)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, origin)) from None
