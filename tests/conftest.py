@@ -1,0 +1,51 @@
+"""Shared fixtures: the real models and data beside the project in ../shared (never copied in)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from genesis.config import Settings, load_settings
+from genesis.weights import CATALOG, pull
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("GENESIS_SHARED_DIR", ROOT.parent / "shared")).resolve()
+DEFAULT_WEIGHTS = (
+    "yolov8n_int8.onnx",
+    "face_detection_yunet_2023mar_int8bq.onnx",
+    "face_recognition_sface_2021dec_int8bq_ort.onnx",
+    "dlib_face_recognition_resnet_model_v1.dat",
+)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not (SHARED / "models").is_dir():
+        pytest.fail(f"the shared models and data folder is missing: {SHARED} (set GENESIS_SHARED_DIR)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def data_dir(shared_dir: Path) -> Path:
+    return shared_dir / "data"
+
+
+@pytest.fixture(scope="session")
+def models_dir(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder provisioned by `genesis models pull --from ../shared/models` (no network)."""
+    target = tmp_path_factory.mktemp("models")
+    results = pull([CATALOG[n] for n in DEFAULT_WEIGHTS], target, [shared_dir / "models"], use_pypi=False,
+                   use_network=False)
+    failed = [r for r in results if r.error]
+    assert not failed, failed
+    return target
+
+
+@pytest.fixture()
+def settings(models_dir: Path, tmp_path: Path) -> Settings:
+    """Default settings on the test models, with a fresh SQLite database."""
+    return load_settings(
+        environ={"GENESIS_MODELS_DIR": str(models_dir), "GENESIS_DATABASE_URL": f"sqlite:///{tmp_path / 'genesis.db'}"}
+    )
