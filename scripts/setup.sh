@@ -19,7 +19,10 @@ PIP=".venv/bin/python -m pip"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 $PIP install --quiet --upgrade pip
 if [ "$DEV" = 1 ]; then
-  $PIP install --quiet -e '.[dev,dlib,postgres]'
+  # The ultralytics extra brings torch: pin the builds that lie on this machine's disk (local index), in the same
+  # resolve, so pip neither downloads another torch nor takes PyPI's torchvision (which fails beside another torch).
+  # ultralytics also pulls opencv-python (5.x), which overwrites cv2: the clean-up below removes it.
+  $PIP install --quiet -e '.[dev,dlib,postgres,ultralytics]' 'torch==2.14.1' 'torchvision==0.29.1'
 else
   $PIP install --quiet -e .
 fi

@@ -1,0 +1,1 @@
+"""Adapters to the outside world: frame stores, the database, video sources."""

