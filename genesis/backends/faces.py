@@ -96,16 +96,19 @@ def align_face(image: np.ndarray, face: Face, size: tuple[int, int]) -> np.ndarr
     src = np.array(face.landmarks, dtype=np.float32)
     matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
     if matrix is None:  # degenerate landmarks: fall back to the box
-        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        x1, y1, x2, y2 = (round(v) for v in face.box)
         crop = image[max(0, y1) : max(y1 + 1, y2), max(0, x1) : max(x1 + 1, x2)]
-        return cv2.resize(crop, (w, h))
-    return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        resized: np.ndarray = cv2.resize(crop, (w, h))
+        return resized
+    aligned: np.ndarray = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return aligned
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
     v = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(v, axis=1, keepdims=True)
-    return (v / np.maximum(norms, 1e-12)).astype(np.float32)
+    out: np.ndarray = (v / np.maximum(norms, 1e-12)).astype(np.float32)
+    return out
 
 
 class DeepFaceEmbedder:
@@ -125,7 +128,7 @@ class DeepFaceEmbedder:
             raise WeightsError(f"the {config.model} model needs an optional package: {exc}") from exc
         except Exception as exc:
             raise WeightsError(f"cannot load {config.model} from {weights}: {exc}") from exc
-        self.model_name = config.model
+        self.model_name: str = config.model
         self.weights = weights
         self.input_size: tuple[int, int] = (int(self._model.input_shape[0]), int(self._model.input_shape[1]))
         self.dim = int(self._model.output_shape)

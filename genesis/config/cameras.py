@@ -63,8 +63,8 @@ class CameraConfig(StrictModel):
     name: str | None = None
     source: str | None = Field(default=None, description="Video file, RTSP/HTTP URL or webcam index.")
     fps: float | None = Field(default=None, gt=0.0, description="Processing rate for live sources.")
-    zones: list[ZoneConfig] = []
-    lines: list[LineConfig] = []
+    zones: list[ZoneConfig] = Field(default_factory=list)
+    lines: list[LineConfig] = Field(default_factory=list)
 
     @field_validator("zones", "lines")
     @classmethod

@@ -42,7 +42,7 @@ class Settings(StrictModel):
     analytics: AnalyticsConfig = AnalyticsConfig()
     pipeline: PipelineConfig = PipelineConfig()
     retention: RetentionConfig = RetentionConfig()
-    cameras: list[CameraConfig] = []
+    cameras: list[CameraConfig] = Field(default_factory=list)
 
     @field_validator("cameras")
     @classmethod

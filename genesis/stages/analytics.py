@@ -152,7 +152,7 @@ def render_heatmap(grid: np.ndarray, background: np.ndarray | None, width: int, 
     base = background if background is not None else np.zeros((height, width, 3), dtype=np.uint8)
     if base.shape[:2] != (height, width):
         base = cv2.resize(base, (width, height))
-    heat = grid.astype(np.float32)
+    heat: np.ndarray = grid.astype(np.float32)
     if heat.max() <= 0:
         return base.copy()
     heat = cv2.GaussianBlur(heat, (0, 0), sigmaX=1.5)
@@ -160,4 +160,5 @@ def render_heatmap(grid: np.ndarray, background: np.ndarray | None, width: int, 
     heat_img = cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
     colour = cv2.applyColorMap((heat_img * 255).astype(np.uint8), cv2.COLORMAP_JET)
     alpha = (np.clip(heat_img * 1.5, 0, 1) * 0.6)[..., None]
-    return (base * (1 - alpha) + colour * alpha).astype(np.uint8)
+    blended: np.ndarray = (base * (1 - alpha) + colour * alpha).astype(np.uint8)
+    return blended

@@ -59,7 +59,10 @@ def test_file_that_is_not_an_image(cli: CLI, tmp_path: Path) -> None:
 
 def test_malformed_configuration_names_the_field(cli: CLI, tmp_path: Path, data_dir: Path) -> None:
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("detector:\n  confidence: 1.5\ncameras:\n  - id: a\n    zones:\n      - name: z\n        points: [[0, 0], [1, 0]]\n")
+    cfg.write_text(
+        "detector:\n  confidence: 1.5\n"
+        "cameras:\n  - id: a\n    zones:\n      - name: z\n        points: [[0, 0], [1, 0]]\n"
+    )
     proc = cli("run", "--config", str(cfg), "--source", str(data_dir / "video" / "opencv4nodejs_people.mp4"),
                check=False)
     assert proc.returncode == 2

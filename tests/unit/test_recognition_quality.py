@@ -106,8 +106,13 @@ def test_group_photos_give_one_result_per_face(
 ) -> None:
     settings, gallery, _ = enrolled
     fd, emb = load_face_models(settings)
-    results = identify_faces(read_image(data_dir / "faces" / "group" / photo), fd, emb, gallery)
-    assert len(results) == faces
+    image = read_image(data_dir / "faces" / "group" / photo)
+    detected = fd.detect(image)
+    results = identify_faces(image, fd, emb, gallery)
+    # Some group photos have more people in the background (a girl behind Obama, a man behind
+    # Rick): every face found gets exactly one result, the enrolled ones their names.
+    assert len(detected) >= faces
+    assert len(results) == len(detected)
     names = [m.identity for _, m in results if m.identity]
     assert len(names) == len(set(names)), "one identity given to two faces"
     assert set(names) == expected
