@@ -83,7 +83,7 @@ def versions() -> dict[str, str]:
 
         out["deepface"] = version("deepface")
         out["trackers"] = version("trackers")
-    except Exception:  # noqa: BLE001 - versions are informative only
+    except Exception:
         pass
     return out
 

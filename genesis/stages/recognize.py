@@ -58,11 +58,22 @@ class Gallery:
         return FaceMatch(identity=name, distance=distance, second_distance=second)
 
 
+# A box less than this many times taller than wide is not a whole standing body (a close-up, a
+# person cut by the frame edge, someone seated): the face can be anywhere in it.
+FULL_BODY_ASPECT = 1.6
+
+
 def upper_crop_box(box: tuple[float, float, float, float], fraction: float, width: int, height: int) -> tuple[
         int, int, int, int]:
-    """The top part of a person box, a little wider than the box (heads stick out of tight boxes)."""
+    """Where to look for the face of a person box.
+
+    For a whole body, the top ``fraction`` of the box; for a box that is not much taller than
+    wide, all of it. A little wider than the box either way (heads stick out of tight boxes).
+    """
     x1, y1, x2, y2 = box
     bw, bh = x2 - x1, y2 - y1
+    if bh < FULL_BODY_ASPECT * bw:
+        fraction = 1.0
     pad = 0.1 * bw
     cx1 = int(max(0, np.floor(x1 - pad)))
     cx2 = int(min(width, np.ceil(x2 + pad)))

@@ -40,7 +40,7 @@ def write_slideshow(path: Path, photos: list[Path]) -> None:
         frame = letterboxed(p)
         for _ in range(int(FPS * SECONDS_PER_PHOTO)):
             writer.write(frame)
-        for _ in range(FPS // 2):  # a gap, so each photo is its own track
+        for _ in range(2 * FPS):  # a gap longer than the tracker keeps a lost track: one track per photo
             writer.write(blank)
     writer.release()
 

@@ -88,5 +88,7 @@ def test_policy_bounds_attempts_for_strangers() -> None:
 
 def test_upper_crop_stays_in_the_image() -> None:
     assert upper_crop_box((10, 20, 110, 220), 0.5, 100, 100) == (0, 10, 100, 100)
+    # a close-up (wider than tall): the whole box
+    assert upper_crop_box((100, 100, 400, 300), 0.5, 640, 480) == (70, 90, 430, 300)
     x1, y1, x2, y2 = upper_crop_box((200, 100, 300, 500), 0.5, 640, 480)
     assert (x1, y1, x2, y2) == (190, 80, 310, 300)
