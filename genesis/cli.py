@@ -103,7 +103,7 @@ def run(
     from genesis.weights import WeightsError
 
     settings = settings_from(config)
-    cam = camera_with_overrides(settings.camera(camera), zone, line)
+    cam = camera_with_overrides(settings.camera(camera, source), zone, line)
     if annotate and out is None:
         fail("--annotate needs --out DIR", 2)
     columns = [
@@ -137,7 +137,8 @@ def print_summary(report: dict[str, Any]) -> None:
     t.add_row("frames", str(res["frames"]))
     t.add_row("fps", f"{meta['fps']:.1f} (detector {meta['detect_ms_mean']:.0f} ms/frame)")
     t.add_row("people tracked", f"{res['people']['tracks']} tracks, peak {res['people']['peak_in_frame']} in one frame")
-    t.add_row("recognition", f"{meta['recognition']} ({meta['gallery_identities']} identities enrolled)")
+    t.add_row("recognition", f"on, {meta['gallery_identities']} identities enrolled" if meta["recognition"] == "on"
+              else meta["recognition"])
     t.add_row("identities recognised", str(res["people"]["identities"]))
     console.print(t)
     if res["identities"]:

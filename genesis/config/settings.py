@@ -53,9 +53,16 @@ class Settings(StrictModel):
             raise ValueError(f"duplicate camera ids: {', '.join(dupes)}")
         return cameras
 
-    def camera(self, camera_id: str | None) -> CameraConfig:
-        """The configured camera with this id; a bare camera when it is not configured."""
+    def camera(self, camera_id: str | None, source: str | None = None) -> CameraConfig:
+        """The configured camera with this id; a bare camera when it is not configured.
+
+        Without an id: the camera whose ``source`` is this source, else the only camera.
+        """
         if camera_id is None:
+            if source is not None:
+                for cam in self.cameras:
+                    if cam.source is not None and _same_source(cam.source, source):
+                        return cam
             if len(self.cameras) == 1:
                 return self.cameras[0]
             return CameraConfig(id="cam0")
@@ -63,6 +70,15 @@ class Settings(StrictModel):
             if cam.id == camera_id:
                 return cam
         return CameraConfig(id=camera_id)
+
+
+def _same_source(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
 
 
 def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
