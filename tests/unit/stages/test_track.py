@@ -20,7 +20,8 @@ def crowd_detections(models_dir: Path, data_dir: Path) -> tuple[list[FrameDetect
     with VideoSource(str(data_dir / "video" / "opencv4nodejs_people.mp4")) as video:
         fps = video.info.fps
         out = [
-            detect_frame(detector, FrameRef("cam", f.seq, f.ts, str(f.seq), f.image.shape[1], f.image.shape[0]), f.image)
+            detect_frame(detector, FrameRef("cam", f.seq, f.ts, str(f.seq), f.image.shape[1], f.image.shape[0]),
+                         f.image)
             for f in video.frames(stride=2, max_frames=120)
         ]
     return out, fps

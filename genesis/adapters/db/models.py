@@ -1,0 +1,222 @@
+"""SQLAlchemy ORM models: the schema shared by PostgreSQL (distributed) and SQLite (embedded).
+
+The schema itself is created by the Alembic migrations in ``migrations/versions``; these
+models describe the same tables for queries and for ``alembic revision --autogenerate``
+(a unit test checks that the migrations and the models agree).
+
+Choices that keep both backends identical:
+
+* event tables (sightings, attempts, zone events, line crossings, tracks) use their natural
+  key as primary key, which is also the ``ON CONFLICT`` target of the idempotent writes;
+* floats are ``Double`` (SQLite REAL, PostgreSQL double precision) so they round-trip exactly;
+* datetimes are stored in UTC and always read back timezone-aware (`UTCDateTime`);
+* enumerations are strings guarded by CHECK constraints (no PostgreSQL ENUM types to migrate);
+* constraint names come from one naming convention, so batch migrations on SQLite can find them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+RUN_STATUSES = ("running", "finished", "failed")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL stores ``timestamptz`` but returns it in the session time zone; SQLite has no
+    time zone at all and returns naive values. Both are normalised to UTC on the way out,
+    and naive datetimes are refused on the way in (their meaning would depend on the host).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: give a timezone-aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Camera(Base):
+    __tablename__ = "cameras"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    name: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Identity(Base):
+    __tablename__ = "identities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class FaceEmbedding(Base):
+    """One enrolled photo's embedding for one model; ``vector`` is little-endian float32 bytes."""
+
+    __tablename__ = "face_embeddings"
+    __table_args__ = (
+        UniqueConstraint("identity_id", "model", "photo_sha256"),
+        Index(None, "model"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    identity_id: Mapped[int] = mapped_column(ForeignKey("identities.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String)
+    detector: Mapped[str] = mapped_column(String)
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    photo_sha256: Mapped[str] = mapped_column(String(64))
+    photo_name: Mapped[str] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Run(Base):
+    """One processing session of one camera (a video file, or a stream from start to stop)."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'finished', 'failed')", name="status"),
+        Index(None, "camera_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    camera_id: Mapped[str] = mapped_column(ForeignKey("cameras.id"))
+    source: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    frames: Mapped[int] = mapped_column(BigInteger)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class Track(Base):
+    """A person's passage in a run. ``identity_name`` keeps the decision even if the identity goes."""
+
+    __tablename__ = "tracks"
+    __table_args__ = (Index(None, "identity_id"),)
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    camera_id: Mapped[str] = mapped_column(String)
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    first_ts: Mapped[float] = mapped_column(Double)
+    last_ts: Mapped[float] = mapped_column(Double)
+    frames: Mapped[int] = mapped_column(BigInteger)
+    identity_id: Mapped[int | None] = mapped_column(ForeignKey("identities.id", ondelete="SET NULL"))
+    identity_name: Mapped[str | None] = mapped_column(String)
+    votes: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer)
+    best_distance: Mapped[float | None] = mapped_column(Double)
+
+
+class SightingRow(Base):
+    """A track seen in a frame. The camera is the run's (not repeated on the largest table)."""
+
+    __tablename__ = "sightings"
+    __table_args__ = (Index(None, "run_id", "seq"),)
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts: Mapped[float] = mapped_column(Double)
+    x1: Mapped[float] = mapped_column(Double)
+    y1: Mapped[float] = mapped_column(Double)
+    x2: Mapped[float] = mapped_column(Double)
+    y2: Mapped[float] = mapped_column(Double)
+    score: Mapped[float] = mapped_column(Double)
+
+
+class RecognitionAttemptRow(Base):
+    """One face recognition attempt on a track at one frame. The camera is the run's."""
+
+    __tablename__ = "recognition_attempts"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts: Mapped[float] = mapped_column(Double)
+    x1: Mapped[float] = mapped_column(Double)
+    y1: Mapped[float] = mapped_column(Double)
+    x2: Mapped[float] = mapped_column(Double)
+    y2: Mapped[float] = mapped_column(Double)
+    face_score: Mapped[float] = mapped_column(Double)
+    identity_name: Mapped[str | None] = mapped_column(String)
+    distance: Mapped[float] = mapped_column(Double)
+
+
+class ZoneEventRow(Base):
+    __tablename__ = "zone_events"
+    __table_args__ = (CheckConstraint("kind IN ('enter', 'exit')", name="kind"),)
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    zone: Mapped[str] = mapped_column(String, primary_key=True)
+    track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String)
+    ts: Mapped[float] = mapped_column(Double)
+
+
+class LineCrossingRow(Base):
+    __tablename__ = "line_crossings"
+    __table_args__ = (CheckConstraint("direction IN ('in', 'out')", name="direction"),)
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    line: Mapped[str] = mapped_column(String, primary_key=True)
+    track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    camera_id: Mapped[str] = mapped_column(String)
+    direction: Mapped[str] = mapped_column(String(8))
+    ts: Mapped[float] = mapped_column(Double)

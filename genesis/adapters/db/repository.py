@@ -1,0 +1,793 @@
+"""The storage layer: one `Repository` over PostgreSQL (distributed) or SQLite (embedded).
+
+Every write is one short transaction with batched, idempotent statements keyed on natural
+keys (``ON CONFLICT DO NOTHING`` / ``DO UPDATE``), so a retried or redelivered task never
+duplicates a row and never loses one. Reads return domain objects in a deterministic order
+that is the same on both backends.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+import numpy.typing as npt
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from genesis.adapters.db.models import (
+    RUN_STATUSES,
+    Camera,
+    FaceEmbedding,
+    Identity,
+    LineCrossingRow,
+    RecognitionAttemptRow,
+    Run,
+    SightingRow,
+    Track,
+    ZoneEventRow,
+    utcnow,
+)
+from genesis.domain import (
+    Direction,
+    LineCrossing,
+    RecognitionAttempt,
+    Sighting,
+    ZoneEvent,
+    ZoneEventKind,
+)
+
+_DB_DIR = Path(__file__).resolve().parent
+ALEMBIC_INI = _DB_DIR / "alembic.ini"
+MIGRATIONS_DIR = _DB_DIR / "migrations"
+
+WRITE_TRANSACTION = "genesis_write"
+"""Connection execution option: on SQLite, start the transaction with BEGIN IMMEDIATE."""
+
+MIGRATION_LOCK = 0x67656E65_73697300
+"""PostgreSQL advisory lock key held while migrating ("genesis" in ASCII)."""
+
+_VECTOR_DTYPE = np.dtype("<f4")
+
+_ALEMBIC_LOCK = threading.Lock()
+"""Alembic keeps the running migration context in a module global (``alembic.context``), so
+two threads migrating at once in one process would mix their contexts: serialise them here.
+Processes are serialised by the database (advisory lock / BEGIN IMMEDIATE, see env.py)."""
+
+
+class NotFoundError(LookupError):
+    """The run (or other row) a write refers to does not exist."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingRecord:
+    """One enrolled face embedding; ``dim`` is ``vector.shape[0]``."""
+
+    identity: str
+    model: str
+    detector: str
+    vector: npt.NDArray[Any]
+    photo_sha256: str
+    photo_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySummary:
+    name: str
+    photos: int
+    """Distinct photos (by sha256) over all models."""
+    models: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TrackRecord:
+    camera_id: str
+    track_id: int
+    first_seq: int
+    last_seq: int
+    first_ts: float
+    last_ts: float
+    frames: int
+    identity: str | None
+    """The identity name decided for the track; kept even if the identity is deleted later."""
+    votes: int
+    attempts: int
+    best_distance: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: str
+    camera_id: str
+    source: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    frames: int
+    meta: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------
+# engine and migrations
+
+
+def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> Engine:
+    """An engine for ``url``, with SQLite made to behave like a real transactional database.
+
+    For SQLite: creates the folder of the file; turns on WAL (readers never block the writer)
+    with ``synchronous=NORMAL`` (an application crash loses nothing; a power cut may lose the
+    last commits, never consistency); enforces foreign keys (off by default in SQLite; the
+    cascades rely on them) unless ``foreign_keys`` is False (migrations, which rebuild tables);
+    and takes over BEGIN from the sqlite3 driver, whose legacy mode autocommits DDL and never
+    opens a transaction for SELECT. Write transactions use BEGIN IMMEDIATE so that two writers
+    queue on the busy timeout instead of failing with a lock-upgrade deadlock.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, **kwargs)
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_TRANSACTION) else "BEGIN")
+
+    return engine
+
+
+def alembic_config(url: str | None = None, *, connection: Connection | None = None) -> Config:
+    """The Alembic configuration of the packaged migrations, for a URL or an open connection.
+
+    ``genesis db upgrade`` and the tests use this; the ``alembic`` command line works too:
+    ``alembic -c genesis/adapters/db/alembic.ini -x url=sqlite:///genesis.db upgrade head``.
+    """
+    cfg = Config(str(ALEMBIC_INI))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        # ConfigParser interpolation: a literal % (URL-encoded passwords, options) must be doubled.
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    """The dialect's INSERT, which has ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"unsupported database dialect {name!r} (use PostgreSQL or SQLite)")
+
+
+def _vector_bytes(record: EmbeddingRecord) -> tuple[int, bytes]:
+    vector = np.asarray(record.vector)
+    if vector.ndim != 1 or vector.shape[0] == 0:
+        raise ValueError(f"embedding of {record.identity!r} must be a non-empty 1-D vector, got {vector.shape}")
+    if not np.issubdtype(vector.dtype, np.number) or not np.all(np.isfinite(vector)):
+        raise ValueError(f"embedding of {record.identity!r} ({record.photo_name}) has non-finite values")
+    return int(vector.shape[0]), vector.astype(_VECTOR_DTYPE).tobytes()
+
+
+def _check_camera(run_id: str, run_camera: str, items: Iterable[Any]) -> None:
+    for item in items:
+        if item.camera_id != run_camera:
+            raise ValueError(f"run {run_id} belongs to camera {run_camera!r}, got a row of camera {item.camera_id!r}")
+
+
+_RUN_COLUMNS = select(
+    Run.id, Run.camera_id, Run.source, Run.status, Run.started_at, Run.finished_at, Run.frames, Run.meta
+)
+
+
+_RunRow = tuple[str, str, str, str, datetime, datetime | None, int, dict[str, Any] | None]
+
+
+def _run_record(row: _RunRow) -> RunRecord:
+    run_id, camera_id, source, status, started_at, finished_at, frames, meta = row
+    return RunRecord(run_id, camera_id, source, status, started_at, finished_at, frames, dict(meta or {}))
+
+
+class Repository:
+    """Typed access to the Genesis database; one engine, short transactions, no other state.
+
+    Thread-safe as far as the SQLAlchemy engine is (each call checks a connection out of the
+    pool and returns it). Use as a context manager or call `close`.
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self._engine = make_engine(url)
+        if migrate:
+            self.upgrade()
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- migrations -------------------------------------------------------------------------
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply the migrations up to ``revision`` (a no-op when already there)."""
+        with _ALEMBIC_LOCK, self._migration_connection() as conn:
+            command.upgrade(alembic_config(connection=conn), revision)
+
+    def downgrade(self, revision: str) -> None:
+        """Revert the migrations down to ``revision`` (``"base"`` drops every table)."""
+        with _ALEMBIC_LOCK, self._migration_connection() as conn:
+            command.downgrade(alembic_config(connection=conn), revision)
+
+    @contextmanager
+    def _migration_connection(self) -> Iterator[Connection]:
+        """A connection for Alembic; on SQLite with foreign keys off while tables are rebuilt.
+
+        Batch migrations on SQLite copy a table and drop the old one, which with enforced
+        foreign keys would cascade-delete the children. The PRAGMA only works outside a
+        transaction, so it is sent straight to the driver before Alembic begins one.
+        """
+        with self._engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as conn:
+            raw = conn.connection.driver_connection if self.dialect == "sqlite" else None
+            if raw is not None:
+                raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                yield conn
+                if conn.in_transaction():
+                    conn.commit()
+            finally:
+                if raw is not None:
+                    if conn.in_transaction():
+                        conn.rollback()
+                    raw.execute("PRAGMA foreign_keys=ON")
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn, conn.begin():
+            yield conn
+
+    # -- identities -------------------------------------------------------------------------
+
+    def add_embeddings(self, records: Sequence[EmbeddingRecord]) -> int:
+        """Store enrolled embeddings, creating their identities; returns the rows newly inserted.
+
+        One transaction. Idempotent on (identity, model, photo_sha256): a photo already stored
+        for that identity and model is skipped (the first vector stays). All embeddings of one
+        model must have the same dimension.
+        """
+        if not records:
+            return 0
+        prepared = []
+        dims: dict[str, int] = {}
+        for rec in records:
+            if not rec.identity.strip():
+                raise ValueError("identity name is empty")
+            if not rec.model:
+                raise ValueError("embedding model name is empty")
+            dim, blob = _vector_bytes(rec)
+            if dims.setdefault(rec.model, dim) != dim:
+                raise ValueError(f"embeddings of model {rec.model!r} differ in dimension: {dims[rec.model]}, {dim}")
+            prepared.append((rec, dim, blob))
+        now = utcnow()
+        names = sorted({rec.identity for rec in records})
+        with self._write() as conn:
+            stored = conn.execute(
+                select(FaceEmbedding.model, func.min(FaceEmbedding.dim), func.max(FaceEmbedding.dim))
+                .where(FaceEmbedding.model.in_(sorted(dims)))
+                .group_by(FaceEmbedding.model)
+            ).all()
+            for model, lo, hi in stored:
+                if lo != dims[model] or hi != dims[model]:
+                    raise ValueError(
+                        f"model {model!r} has embeddings of dimension {lo} stored, got dimension {dims[model]}"
+                    )
+            conn.execute(
+                _insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
+                [{"name": n, "created_at": now} for n in names],
+            )
+            ids = dict(conn.execute(select(Identity.name, Identity.id).where(Identity.name.in_(names))).all())
+            stmt = (
+                _insert(conn, FaceEmbedding)
+                .on_conflict_do_nothing(
+                    index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]
+                )
+                .returning(FaceEmbedding.id)
+            )
+            rows = [
+                {
+                    "identity_id": ids[rec.identity],
+                    "model": rec.model,
+                    "detector": rec.detector,
+                    "dim": dim,
+                    "vector": blob,
+                    "photo_sha256": rec.photo_sha256,
+                    "photo_name": rec.photo_name,
+                    "created_at": now,
+                }
+                for rec, dim, blob in prepared
+            ]
+            # RETURNING yields a row only for what was actually inserted, on both backends.
+            return len(conn.execute(stmt, rows).all())
+
+    def identities(self) -> list[IdentitySummary]:
+        """Every identity with its photo count and models, sorted by name."""
+        with self._read() as conn:
+            heads = conn.execute(
+                select(Identity.name, Identity.created_at, func.count(FaceEmbedding.photo_sha256.distinct()))
+                .outerjoin(FaceEmbedding, FaceEmbedding.identity_id == Identity.id)
+                .group_by(Identity.id, Identity.name, Identity.created_at)
+            ).all()
+            pairs = conn.execute(select(Identity.name, FaceEmbedding.model).join(FaceEmbedding).distinct()).all()
+        models: dict[str, list[str]] = {}
+        for name, model in pairs:
+            models.setdefault(name, []).append(model)
+        # Sorted in Python: PostgreSQL orders text by the database collation, SQLite by bytes.
+        return sorted(
+            (
+                IdentitySummary(name=n, photos=int(photos), models=tuple(sorted(models.get(n, []))), created_at=at)
+                for n, at, photos in heads
+            ),
+            key=lambda s: s.name,
+        )
+
+    def gallery(self, model: str) -> tuple[list[str], npt.NDArray[np.float32]]:
+        """Names per row and the (N, dim) float32 matrix of the embeddings of ``model``.
+
+        Rows are ordered by identity name, then by embedding id (enrolment order).
+        """
+        with self._read() as conn:
+            rows = list(
+                conn.execute(
+                    select(Identity.name, FaceEmbedding.dim, FaceEmbedding.vector)
+                    .join(Identity, Identity.id == FaceEmbedding.identity_id)
+                    .where(FaceEmbedding.model == model)
+                    .order_by(FaceEmbedding.id)
+                )
+            )
+        if not rows:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        rows.sort(key=lambda r: r[0])  # stable: keeps the id order within a name
+        dims = {r[1] for r in rows}
+        if len(dims) != 1:
+            raise ValueError(f"model {model!r} has embeddings of several dimensions: {sorted(dims)}")
+        dim = dims.pop()
+        matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=_VECTOR_DTYPE).reshape(len(rows), dim)
+        return [r[0] for r in rows], matrix.astype(np.float32)
+
+    def delete_identity(self, name: str) -> bool:
+        """Delete an identity and its embeddings; tracks keep the name but lose the link."""
+        with self._write() as conn:
+            result = conn.execute(delete(Identity).where(Identity.name == name))
+            return bool(result.rowcount)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, camera_id: str, source: str, meta: dict[str, Any]) -> None:
+        """Record a new run (status ``running``), creating the camera row if it is missing.
+
+        Starting the same run again is a no-op (a retried start), unless it names another camera.
+        """
+        now = utcnow()
+        with self._write() as conn:
+            conn.execute(
+                _insert(conn, Camera).on_conflict_do_nothing(index_elements=[Camera.id]),
+                {"id": camera_id, "name": camera_id, "created_at": now},
+            )
+            conn.execute(
+                _insert(conn, Run).on_conflict_do_nothing(index_elements=[Run.id]),
+                {
+                    "id": run_id,
+                    "camera_id": camera_id,
+                    "source": source,
+                    "status": "running",
+                    "started_at": now,
+                    "finished_at": None,
+                    "frames": 0,
+                    "meta": dict(meta),
+                },
+            )
+            stored = conn.execute(select(Run.camera_id).where(Run.id == run_id)).scalar_one()
+            if stored != camera_id:
+                raise ValueError(f"run {run_id} already exists for camera {stored!r}")
+
+    def finish_run(self, run_id: str, status: str, frames: int, meta: dict[str, Any]) -> None:
+        """Close a run: status, frame count, end time; ``meta`` is merged into the stored meta."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"run status must be one of {', '.join(RUN_STATUSES)}, got {status!r}")
+        with self._write() as conn:
+            old = conn.execute(select(Run.meta).where(Run.id == run_id)).one_or_none()
+            if old is None:
+                raise NotFoundError(f"unknown run {run_id}")
+            conn.execute(
+                update(Run)
+                .where(Run.id == run_id)
+                .values(
+                    status=status,
+                    frames=int(frames),
+                    finished_at=None if status == "running" else utcnow(),
+                    meta={**(old[0] or {}), **meta},
+                )
+            )
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run and everything recorded in it (the foreign keys cascade)."""
+        with self._write() as conn:
+            conn.execute(delete(Run).where(Run.id == run_id))
+
+    # -- writing a run's outcome -----------------------------------------------------------
+
+    def save_outcome(
+        self,
+        run_id: str,
+        sightings: Sequence[Sighting],
+        attempts: Sequence[RecognitionAttempt],
+        zone_events: Sequence[ZoneEvent],
+        crossings: Sequence[LineCrossing],
+    ) -> None:
+        """Store what the ordered stages derived from some frames: one transaction, idempotent.
+
+        Each kind of row is one executemany INSERT ... ON CONFLICT DO NOTHING on its natural
+        key, so a retried call stores nothing twice and a partial failure stores nothing.
+        Every row must belong to the run's camera.
+        """
+        if not (sightings or attempts or zone_events or crossings):
+            return
+        with self._write() as conn:
+            camera = self._run_camera(conn, run_id)
+            if camera is None:
+                raise NotFoundError(f"unknown run {run_id}")
+            _check_camera(run_id, camera, [*sightings, *attempts, *zone_events, *crossings])
+            if sightings:
+                conn.execute(
+                    _insert(conn, SightingRow).on_conflict_do_nothing(
+                        index_elements=[SightingRow.run_id, SightingRow.track_id, SightingRow.seq]
+                    ),
+                    [
+                        {
+                            "run_id": run_id,
+                            "track_id": int(s.track_id),
+                            "seq": int(s.seq),
+                            "ts": float(s.ts),
+                            "x1": float(s.box[0]),
+                            "y1": float(s.box[1]),
+                            "x2": float(s.box[2]),
+                            "y2": float(s.box[3]),
+                            "score": float(s.score),
+                        }
+                        for s in sightings
+                    ],
+                )
+            if attempts:
+                conn.execute(
+                    _insert(conn, RecognitionAttemptRow).on_conflict_do_nothing(
+                        index_elements=[
+                            RecognitionAttemptRow.run_id,
+                            RecognitionAttemptRow.track_id,
+                            RecognitionAttemptRow.seq,
+                        ]
+                    ),
+                    [
+                        {
+                            "run_id": run_id,
+                            "track_id": int(a.track_id),
+                            "seq": int(a.seq),
+                            "ts": float(a.ts),
+                            "x1": float(a.face_box[0]),
+                            "y1": float(a.face_box[1]),
+                            "x2": float(a.face_box[2]),
+                            "y2": float(a.face_box[3]),
+                            "face_score": float(a.face_score),
+                            "identity_name": a.identity,
+                            "distance": float(a.distance),
+                        }
+                        for a in attempts
+                    ],
+                )
+            if zone_events:
+                conn.execute(
+                    _insert(conn, ZoneEventRow).on_conflict_do_nothing(
+                        index_elements=[
+                            ZoneEventRow.run_id,
+                            ZoneEventRow.zone,
+                            ZoneEventRow.track_id,
+                            ZoneEventRow.seq,
+                            ZoneEventRow.kind,
+                        ]
+                    ),
+                    [
+                        {
+                            "run_id": run_id,
+                            "zone": e.zone,
+                            "track_id": int(e.track_id),
+                            "seq": int(e.seq),
+                            "kind": ZoneEventKind(e.kind).value,
+                            "camera_id": e.camera_id,
+                            "ts": float(e.ts),
+                        }
+                        for e in zone_events
+                    ],
+                )
+            if crossings:
+                conn.execute(
+                    _insert(conn, LineCrossingRow).on_conflict_do_nothing(
+                        index_elements=[
+                            LineCrossingRow.run_id,
+                            LineCrossingRow.line,
+                            LineCrossingRow.track_id,
+                            LineCrossingRow.seq,
+                        ]
+                    ),
+                    [
+                        {
+                            "run_id": run_id,
+                            "line": c.line,
+                            "track_id": int(c.track_id),
+                            "seq": int(c.seq),
+                            "camera_id": c.camera_id,
+                            "direction": Direction(c.direction).value,
+                            "ts": float(c.ts),
+                        }
+                        for c in crossings
+                    ],
+                )
+
+    def save_tracks(self, run_id: str, tracks: Sequence[TrackRecord]) -> None:
+        """Insert or update the tracks of a run (upsert on (run_id, track_id)); one transaction.
+
+        ``identity`` is linked to the enrolled identity of that name when there is one; the
+        name itself is always kept. When a track id appears twice, the last record wins.
+        """
+        if not tracks:
+            return
+        latest = {int(t.track_id): t for t in tracks}
+        with self._write() as conn:
+            camera = self._run_camera(conn, run_id)
+            if camera is None:
+                raise NotFoundError(f"unknown run {run_id}")
+            _check_camera(run_id, camera, latest.values())
+            names = sorted({t.identity for t in latest.values() if t.identity is not None})
+            ids: dict[str, int] = {}
+            if names:
+                ids = dict(conn.execute(select(Identity.name, Identity.id).where(Identity.name.in_(names))).all())
+            stmt = _insert(conn, Track)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[Track.run_id, Track.track_id],
+                set_={
+                    col: getattr(stmt.excluded, col)
+                    for col in (
+                        "camera_id",
+                        "first_seq",
+                        "last_seq",
+                        "first_ts",
+                        "last_ts",
+                        "frames",
+                        "identity_id",
+                        "identity_name",
+                        "votes",
+                        "attempts",
+                        "best_distance",
+                    )
+                },
+            )
+            conn.execute(
+                stmt,
+                [
+                    {
+                        "run_id": run_id,
+                        "track_id": tid,
+                        "camera_id": t.camera_id,
+                        "first_seq": int(t.first_seq),
+                        "last_seq": int(t.last_seq),
+                        "first_ts": float(t.first_ts),
+                        "last_ts": float(t.last_ts),
+                        "frames": int(t.frames),
+                        "identity_id": ids.get(t.identity) if t.identity is not None else None,
+                        "identity_name": t.identity,
+                        "votes": int(t.votes),
+                        "attempts": int(t.attempts),
+                        "best_distance": None if t.best_distance is None else float(t.best_distance),
+                    }
+                    for tid, t in sorted(latest.items())
+                ],
+            )
+
+    @staticmethod
+    def _run_camera(conn: Connection, run_id: str) -> str | None:
+        return conn.execute(select(Run.camera_id).where(Run.id == run_id)).scalar_one_or_none()
+
+    # -- reading back -------------------------------------------------------------------------
+    # Plain column selects on a Connection (no ORM session): rows map straight onto the
+    # domain dataclasses without an identity map, which matters for the large event tables.
+
+    def run(self, run_id: str) -> RunRecord | None:
+        with self._read() as conn:
+            row = conn.execute(_RUN_COLUMNS.where(Run.id == run_id)).one_or_none()
+        return None if row is None else _run_record(row)
+
+    def runs(self, camera_id: str | None = None) -> list[RunRecord]:
+        """Runs, newest first (ties broken by run id, descending)."""
+        query = _RUN_COLUMNS if camera_id is None else _RUN_COLUMNS.where(Run.camera_id == camera_id)
+        with self._read() as conn:
+            rows = [_run_record(row) for row in conn.execute(query)]
+        return sorted(rows, key=lambda r: (r.started_at, r.run_id), reverse=True)
+
+    def tracks(self, run_id: str) -> list[TrackRecord]:
+        """The tracks of a run by track id."""
+        query = (
+            select(
+                Track.camera_id,
+                Track.track_id,
+                Track.first_seq,
+                Track.last_seq,
+                Track.first_ts,
+                Track.last_ts,
+                Track.frames,
+                Track.identity_name,
+                Track.votes,
+                Track.attempts,
+                Track.best_distance,
+            )
+            .where(Track.run_id == run_id)
+            .order_by(Track.track_id)
+        )
+        with self._read() as conn:
+            return [TrackRecord(*row) for row in conn.execute(query)]
+
+    def sightings(self, run_id: str) -> list[Sighting]:
+        """The sightings of a run by (seq, track_id); the camera is the run's."""
+        query = (
+            select(
+                SightingRow.track_id,
+                SightingRow.seq,
+                SightingRow.ts,
+                SightingRow.x1,
+                SightingRow.y1,
+                SightingRow.x2,
+                SightingRow.y2,
+                SightingRow.score,
+            )
+            .where(SightingRow.run_id == run_id)
+            .order_by(SightingRow.seq, SightingRow.track_id)
+        )
+        with self._read() as conn:
+            camera = self._run_camera(conn, run_id)
+            if camera is None:
+                return []
+            return [
+                Sighting(camera_id=camera, track_id=tid, seq=seq, ts=ts, box=(x1, y1, x2, y2), score=score)
+                for tid, seq, ts, x1, y1, x2, y2, score in conn.execute(query)
+            ]
+
+    def attempts(self, run_id: str) -> list[RecognitionAttempt]:
+        """The recognition attempts of a run by (seq, track_id); the camera is the run's."""
+        query = (
+            select(
+                RecognitionAttemptRow.track_id,
+                RecognitionAttemptRow.seq,
+                RecognitionAttemptRow.ts,
+                RecognitionAttemptRow.x1,
+                RecognitionAttemptRow.y1,
+                RecognitionAttemptRow.x2,
+                RecognitionAttemptRow.y2,
+                RecognitionAttemptRow.face_score,
+                RecognitionAttemptRow.identity_name,
+                RecognitionAttemptRow.distance,
+            )
+            .where(RecognitionAttemptRow.run_id == run_id)
+            .order_by(RecognitionAttemptRow.seq, RecognitionAttemptRow.track_id)
+        )
+        with self._read() as conn:
+            camera = self._run_camera(conn, run_id)
+            if camera is None:
+                return []
+            return [
+                RecognitionAttempt(
+                    camera_id=camera,
+                    track_id=tid,
+                    seq=seq,
+                    ts=ts,
+                    face_box=(x1, y1, x2, y2),
+                    face_score=face_score,
+                    identity=identity,
+                    distance=distance,
+                )
+                for tid, seq, ts, x1, y1, x2, y2, face_score, identity, distance in conn.execute(query)
+            ]
+
+    def zone_events(self, run_id: str) -> list[ZoneEvent]:
+        """The zone events of a run by (seq, zone, track_id, kind)."""
+        query = select(
+            ZoneEventRow.camera_id,
+            ZoneEventRow.zone,
+            ZoneEventRow.track_id,
+            ZoneEventRow.kind,
+            ZoneEventRow.seq,
+            ZoneEventRow.ts,
+        ).where(ZoneEventRow.run_id == run_id)
+        with self._read() as conn:
+            events = [
+                ZoneEvent(camera_id=cam, zone=zone, track_id=tid, kind=ZoneEventKind(kind), seq=seq, ts=ts)
+                for cam, zone, tid, kind, seq, ts in conn.execute(query)
+            ]
+        # Sorted in Python so that text compares by code point on both backends.
+        return sorted(events, key=lambda e: (e.seq, e.zone, e.track_id, e.kind.value))
+
+    def line_crossings(self, run_id: str) -> list[LineCrossing]:
+        """The line crossings of a run by (seq, line, track_id)."""
+        query = select(
+            LineCrossingRow.camera_id,
+            LineCrossingRow.line,
+            LineCrossingRow.track_id,
+            LineCrossingRow.direction,
+            LineCrossingRow.seq,
+            LineCrossingRow.ts,
+        ).where(LineCrossingRow.run_id == run_id)
+        with self._read() as conn:
+            crossings = [
+                LineCrossing(camera_id=cam, line=line, track_id=tid, direction=Direction(d), seq=seq, ts=ts)
+                for cam, line, tid, d, seq, ts in conn.execute(query)
+            ]
+        return sorted(crossings, key=lambda c: (c.seq, c.line, c.track_id))
+
+
+__all__ = [
+    "ALEMBIC_INI",
+    "MIGRATIONS_DIR",
+    "MIGRATION_LOCK",
+    "WRITE_TRANSACTION",
+    "EmbeddingRecord",
+    "IdentitySummary",
+    "NotFoundError",
+    "Repository",
+    "RunRecord",
+    "TrackRecord",
+    "alembic_config",
+    "make_engine",
+]
