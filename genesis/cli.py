@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genesis.config import CameraConfig, ConfigError, LineConfig, Settings, ZoneConfig, load_settings
+from genesis.config import CameraConfig, ConfigError, Settings, load_settings
 
 app = typer.Typer(
     name="genesis",
@@ -58,28 +58,32 @@ def settings_from(config: Path | None) -> Settings:
 def _parse_points(spec: str, what: str, count: int | None) -> tuple[str, list[tuple[float, float]]]:
     name, sep, rest = spec.partition(":")
     if not sep or not name:
-        raise typer.BadParameter(f"{what} must look like NAME:x1,y1,x2,y2,...")
+        fail(f"{what} must look like NAME:x1,y1,x2,y2,...", 2)
     try:
         values = [float(v) for v in rest.split(",") if v.strip()]
     except ValueError:
-        raise typer.BadParameter(f"{what} {name!r}: coordinates must be numbers") from None
+        fail(f"{what} {name}: coordinates must be numbers", 2)
     if len(values) % 2 or (count is not None and len(values) != 2 * count) or len(values) < 4:
         need = f"{count} points" if count else "at least 3 points"
-        raise typer.BadParameter(f"{what} {name!r}: needs {need} as x,y pairs in 0..1")
+        fail(f"{what} {name}: needs {need} as x,y pairs in 0..1", 2)
     return name, [(values[i], values[i + 1]) for i in range(0, len(values), 2)]
 
 
 def camera_with_overrides(base: CameraConfig, zones: list[str], lines: list[str]) -> CameraConfig:
+    """The camera's configuration plus the ``--zone``/``--line`` options (validated like the file)."""
+    from pydantic import ValidationError
+
+    from genesis.config.settings import format_validation_error
+
+    zone_specs = [_parse_points(z, "--zone", None) for z in zones]
+    line_specs = [_parse_points(ln, "--line", 2) for ln in lines]
+    data = base.model_dump()
+    data["zones"] += [{"name": n, "points": p} for n, p in zone_specs]
+    data["lines"] += [{"name": n, "start": p[0], "end": p[1]} for n, p in line_specs]
     try:
-        extra_zones = [ZoneConfig(name=n, points=p) for n, p in (_parse_points(z, "--zone", None) for z in zones)]
-        extra_lines = [
-            LineConfig(name=n, start=p[0], end=p[1]) for n, p in (_parse_points(ln, "--line", 2) for ln in lines)
-        ]
-        return CameraConfig.model_validate(
-            {**base.model_dump(), "zones": [*base.zones, *extra_zones], "lines": [*base.lines, *extra_lines]}
-        )
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc).splitlines()[-1] if "\n" in str(exc) else str(exc)) from None
+        return CameraConfig.model_validate(data)
+    except ValidationError as err:
+        fail(format_validation_error(err, f"camera {base.id} with --zone/--line"), 2)
 
 
 @app.command()
@@ -242,12 +246,15 @@ def models(ctx: typer.Context, config: ConfigOpt = None) -> None:
     console.print(f"models folder: {settings.models.path}")
     rows = check_models(settings)
     t = Table(title="Model weights")
-    for col in ("role", "file", "status", "sha256", "detail"):
+    for col in ("role", "file", "status", "sha256"):
         t.add_column(col)
     for r in rows:
         colour = {"ok": "green", "missing": "red", "error": "red"}.get(r.status, "yellow")
-        t.add_row(r.role, r.name, f"[{colour}]{r.status}[/]", r.sha256_status, r.detail)
+        t.add_row(r.role, r.name, f"[{colour}]{r.status}[/]", r.sha256_status)
     console.print(t)
+    for r in rows:
+        target = console if r.status == "ok" else err_console
+        target.print(f"{r.name}: {r.detail}", highlight=False, soft_wrap=True)
     if any(r.status != "ok" for r in rows):
         raise typer.Exit(1)
 

