@@ -190,6 +190,13 @@ def _insert(conn: Connection, table: Any) -> Any:
     raise NotImplementedError(f"unsupported database dialect {name!r} (use PostgreSQL or SQLite)")
 
 
+def _insert_ignore(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+    """executemany INSERT ... ON CONFLICT (primary key, the row's natural key) DO NOTHING."""
+    if rows:
+        keys = list(table.__table__.primary_key.columns)
+        conn.execute(_insert(conn, table).on_conflict_do_nothing(index_elements=keys), rows)
+
+
 def _vector_bytes(record: EmbeddingRecord) -> tuple[int, bytes]:
     vector = np.asarray(record.vector)
     if vector.ndim != 1 or vector.shape[0] == 0:
@@ -484,99 +491,76 @@ class Repository:
             if camera is None:
                 raise NotFoundError(f"unknown run {run_id}")
             _check_camera(run_id, camera, [*sightings, *attempts, *zone_events, *crossings])
-            if sightings:
-                conn.execute(
-                    _insert(conn, SightingRow).on_conflict_do_nothing(
-                        index_elements=[SightingRow.run_id, SightingRow.track_id, SightingRow.seq]
-                    ),
-                    [
-                        {
-                            "run_id": run_id,
-                            "track_id": int(s.track_id),
-                            "seq": int(s.seq),
-                            "ts": float(s.ts),
-                            "x1": float(s.box[0]),
-                            "y1": float(s.box[1]),
-                            "x2": float(s.box[2]),
-                            "y2": float(s.box[3]),
-                            "score": float(s.score),
-                        }
-                        for s in sightings
-                    ],
-                )
-            if attempts:
-                conn.execute(
-                    _insert(conn, RecognitionAttemptRow).on_conflict_do_nothing(
-                        index_elements=[
-                            RecognitionAttemptRow.run_id,
-                            RecognitionAttemptRow.track_id,
-                            RecognitionAttemptRow.seq,
-                        ]
-                    ),
-                    [
-                        {
-                            "run_id": run_id,
-                            "track_id": int(a.track_id),
-                            "seq": int(a.seq),
-                            "ts": float(a.ts),
-                            "x1": float(a.face_box[0]),
-                            "y1": float(a.face_box[1]),
-                            "x2": float(a.face_box[2]),
-                            "y2": float(a.face_box[3]),
-                            "face_score": float(a.face_score),
-                            "identity_name": a.identity,
-                            "distance": float(a.distance),
-                        }
-                        for a in attempts
-                    ],
-                )
-            if zone_events:
-                conn.execute(
-                    _insert(conn, ZoneEventRow).on_conflict_do_nothing(
-                        index_elements=[
-                            ZoneEventRow.run_id,
-                            ZoneEventRow.zone,
-                            ZoneEventRow.track_id,
-                            ZoneEventRow.seq,
-                            ZoneEventRow.kind,
-                        ]
-                    ),
-                    [
-                        {
-                            "run_id": run_id,
-                            "zone": e.zone,
-                            "track_id": int(e.track_id),
-                            "seq": int(e.seq),
-                            "kind": ZoneEventKind(e.kind).value,
-                            "camera_id": e.camera_id,
-                            "ts": float(e.ts),
-                        }
-                        for e in zone_events
-                    ],
-                )
-            if crossings:
-                conn.execute(
-                    _insert(conn, LineCrossingRow).on_conflict_do_nothing(
-                        index_elements=[
-                            LineCrossingRow.run_id,
-                            LineCrossingRow.line,
-                            LineCrossingRow.track_id,
-                            LineCrossingRow.seq,
-                        ]
-                    ),
-                    [
-                        {
-                            "run_id": run_id,
-                            "line": c.line,
-                            "track_id": int(c.track_id),
-                            "seq": int(c.seq),
-                            "camera_id": c.camera_id,
-                            "direction": Direction(c.direction).value,
-                            "ts": float(c.ts),
-                        }
-                        for c in crossings
-                    ],
-                )
+            _insert_ignore(
+                conn,
+                SightingRow,
+                [
+                    {
+                        "run_id": run_id,
+                        "track_id": int(s.track_id),
+                        "seq": int(s.seq),
+                        "ts": float(s.ts),
+                        "x1": float(s.box[0]),
+                        "y1": float(s.box[1]),
+                        "x2": float(s.box[2]),
+                        "y2": float(s.box[3]),
+                        "score": float(s.score),
+                    }
+                    for s in sightings
+                ],
+            )
+            _insert_ignore(
+                conn,
+                RecognitionAttemptRow,
+                [
+                    {
+                        "run_id": run_id,
+                        "track_id": int(a.track_id),
+                        "seq": int(a.seq),
+                        "ts": float(a.ts),
+                        "x1": float(a.face_box[0]),
+                        "y1": float(a.face_box[1]),
+                        "x2": float(a.face_box[2]),
+                        "y2": float(a.face_box[3]),
+                        "face_score": float(a.face_score),
+                        "identity_name": a.identity,
+                        "distance": float(a.distance),
+                    }
+                    for a in attempts
+                ],
+            )
+            _insert_ignore(
+                conn,
+                ZoneEventRow,
+                [
+                    {
+                        "run_id": run_id,
+                        "zone": e.zone,
+                        "track_id": int(e.track_id),
+                        "seq": int(e.seq),
+                        "kind": ZoneEventKind(e.kind).value,
+                        "camera_id": e.camera_id,
+                        "ts": float(e.ts),
+                    }
+                    for e in zone_events
+                ],
+            )
+            _insert_ignore(
+                conn,
+                LineCrossingRow,
+                [
+                    {
+                        "run_id": run_id,
+                        "line": c.line,
+                        "track_id": int(c.track_id),
+                        "seq": int(c.seq),
+                        "camera_id": c.camera_id,
+                        "direction": Direction(c.direction).value,
+                        "ts": float(c.ts),
+                    }
+                    for c in crossings
+                ],
+            )
 
     def save_tracks(self, run_id: str, tracks: Sequence[TrackRecord]) -> None:
         """Insert or update the tracks of a run (upsert on (run_id, track_id)); one transaction.
