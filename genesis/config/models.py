@@ -62,7 +62,9 @@ class FaceDetectorConfig(StrictModel):
     weights: str = "face_detection_yunet_2023mar_int8bq.onnx"
     score_threshold: float = Field(default=0.8, gt=0.0, lt=1.0)
     nms_threshold: float = Field(default=0.3, gt=0.0, le=1.0)
-    min_face_px: int = Field(default=20, ge=8, description="Faces smaller than this (box side) are ignored.")
+    min_face_px: int = Field(
+        default=32, ge=8, description="Faces smaller than this (box side, px) are ignored: too small to embed well."
+    )
 
 
 class EmbedderConfig(StrictModel):
@@ -88,6 +90,11 @@ class RecognitionConfig(StrictModel):
     every_n_frames: int = Field(default=3, ge=1, description="At most one attempt per track every N processed frames.")
     max_attempts: int = Field(default=6, ge=1, description="At most K face attempts per track.")
     min_votes: int = Field(default=2, ge=1, description="Votes an identity needs to be given to a track.")
+    unknown_votes_to_stop: int = Field(
+        default=3, ge=0,
+        description="Stop looking at a track after this many faces matched nobody and none matched anyone "
+        "(a stranger; 0 = use all max_attempts).",
+    )
     margin: float = Field(
         default=0.05, ge=0.0, lt=1.0,
         description="The best identity must beat the second-best one by this cosine distance.",

@@ -132,7 +132,14 @@ class TrackRecognizer:
         return st
 
     def decided(self, track_id: int) -> bool:
-        return self.identity(track_id).identity is not None
+        """A name is given, or the track is a confident stranger: no more attempts either way."""
+        if self.identity(track_id).identity is not None:
+            return True
+        st = self._tracks.get(track_id)
+        stop = self.config.unknown_votes_to_stop
+        return (
+            st is not None and stop > 0 and st.votes[UNKNOWN] >= stop and sum(st.votes.values()) == st.votes[UNKNOWN]
+        )
 
     def select(self, tracked: TrackedFrame) -> list[TrackedPerson]:
         """The persons of this frame that get a face search now."""

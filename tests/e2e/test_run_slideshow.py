@@ -85,3 +85,9 @@ def test_enroll_then_run_recognises_exactly_the_enrolled(cli: CLI, tmp_path: Pat
         assert ident["sightings"] >= 5
     assert reports[0]["results"] == reports[1]["results"]
     assert reports[0]["run"]["run_id"] != reports[1]["run"]["run_id"]
+
+    # The stored rows alone give the same results (what the distributed mode relies on).
+    cli("report", "--camera", "slides", "--out", str(tmp_path / "stored"))
+    stored = json.loads((tmp_path / "stored" / "report.json").read_text())
+    assert stored["results"] == reports[1]["results"]
+    assert stored["run"]["run_id"] == reports[1]["run"]["run_id"]

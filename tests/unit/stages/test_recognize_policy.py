@@ -72,8 +72,23 @@ def test_policy_spaces_attempts_and_stops_when_decided() -> None:
     assert rec.identity(1).identity == "ana" and rec.identity(1).votes == 2
 
 
+def test_policy_stops_early_on_a_confident_stranger() -> None:
+    cfg = RecognitionConfig(every_n_frames=1, max_attempts=6, min_votes=2, unknown_votes_to_stop=3)
+    rec = TrackRecognizer(cfg)
+    p = TrackedPerson(1, (0, 0, 50, 200), 0.9)
+    face = Face((10, 10, 40, 40), ((15, 20), (35, 20), (25, 28), (18, 35), (32, 35)), 0.9)
+    n = 0
+    for seq in range(50):
+        f = _frame(seq, p)
+        for q in rec.select(f):
+            n += 1
+            rec.record(f, q, face, FaceMatch(None, 0.9) if n != 2 else FaceMatch("ana", 0.3))
+    # one face matched "ana" once: not a confident stranger, so it uses every attempt
+    assert n == 6 and rec.identity(1).identity is None
+
+
 def test_policy_bounds_attempts_for_strangers() -> None:
-    cfg = RecognitionConfig(every_n_frames=1, max_attempts=3, min_votes=2)
+    cfg = RecognitionConfig(every_n_frames=1, max_attempts=3, min_votes=2, unknown_votes_to_stop=0)
     rec = TrackRecognizer(cfg)
     p = TrackedPerson(1, (0, 0, 50, 200), 0.9)
     face = Face((10, 10, 40, 40), ((15, 20), (35, 20), (25, 28), (18, 35), (32, 35)), 0.9)
@@ -92,3 +107,17 @@ def test_upper_crop_stays_in_the_image() -> None:
     assert upper_crop_box((100, 100, 400, 300), 0.5, 640, 480) == (70, 90, 430, 300)
     x1, y1, x2, y2 = upper_crop_box((200, 100, 300, 500), 0.5, 640, 480)
     assert (x1, y1, x2, y2) == (190, 80, 310, 300)
+
+
+def test_stranger_stop_after_unknown_votes() -> None:
+    cfg = RecognitionConfig(every_n_frames=1, max_attempts=6, min_votes=2, unknown_votes_to_stop=3)
+    rec = TrackRecognizer(cfg)
+    p = TrackedPerson(1, (0, 0, 50, 200), 0.9)
+    face = Face((10, 10, 40, 40), ((15, 20), (35, 20), (25, 28), (18, 35), (32, 35)), 0.9)
+    n = 0
+    for seq in range(20):
+        f = _frame(seq, p)
+        for q in rec.select(f):
+            n += 1
+            rec.record(f, q, face, FaceMatch(None, 0.9))
+    assert n == 3 and rec.decided(1) and rec.identity(1).identity is None
