@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from genesis.backends.onnx import create_session
 from genesis.config import DetectorConfig
 from genesis.domain import Detection
 from genesis.weights import WeightsError, resolve
@@ -111,21 +112,9 @@ class OnnxYoloDetector:
     """Any YOLOv8/YOLO11 detection export, run with onnxruntime (letterbox + NMS here)."""
 
     def __init__(self, weights: Path, config: DetectorConfig) -> None:
-        import onnxruntime as ort
-
         self.config = config
         self.name = f"onnx:{weights.name}"
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if config.threads:
-            opts.intra_op_num_threads = config.threads
-        providers = ["CPUExecutionProvider"]
-        if config.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            self.session = ort.InferenceSession(str(weights), sess_options=opts, providers=providers)
-        except Exception as exc:
-            raise WeightsError(f"cannot load {weights} with onnxruntime: {exc}") from exc
+        self.session = create_session(weights, config.threads, config.device)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         shape = inp.shape

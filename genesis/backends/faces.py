@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from genesis.backends.onnx import create_session
 from genesis.config import EmbedderConfig, FaceDetectorConfig
 from genesis.domain import Face
 from genesis.weights import WeightsError, deepface_home, resolve
@@ -128,6 +129,10 @@ class DeepFaceEmbedder:
             raise WeightsError(f"the {config.model} model needs an optional package: {exc}") from exc
         except Exception as exc:
             raise WeightsError(f"cannot load {config.model} from {weights}: {exc}") from exc
+        # deepface builds its ONNX sessions with default options; rebuild them with ours (no
+        # thread spinning between the models that take turns on the same cores).
+        if weights.suffix == ".onnx" and hasattr(self._model, "model"):
+            self._model.model = create_session(weights)
         self.model_name: str = config.model
         self.weights = weights
         self.input_size: tuple[int, int] = (int(self._model.input_shape[0]), int(self._model.input_shape[1]))
