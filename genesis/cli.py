@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genesis.config import CameraConfig, ConfigError, Settings, load_settings
+from genesis.config import CameraConfig, ConfigError, Settings, default_settings, load_settings
 
 app = typer.Typer(
     name="genesis",
@@ -30,7 +30,6 @@ app.add_typer(db_app, name="db")
 
 console = Console()
 err_console = Console(stderr=True)
-DEFAULT_CONFIG = Path("configs/settings.yaml")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -46,11 +45,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def settings_from(config: Path | None) -> Settings:
-    path: Path | None = config
-    if path is None and not os.environ.get("GENESIS_CONFIG") and DEFAULT_CONFIG.is_file():
-        path = DEFAULT_CONFIG
     try:
-        return load_settings(path)
+        return load_settings(config) if config is not None else default_settings()
     except ConfigError as exc:
         fail(str(exc), 2)
 

@@ -1,15 +1,17 @@
 """Pydantic configuration models (extra="forbid"), one file per concern."""
 
 from genesis.config.cameras import CameraConfig, LineConfig, ZoneConfig
+from genesis.config.distributed import DistributedConfig
 from genesis.config.models import DetectorConfig, EmbedderConfig, FaceDetectorConfig, ModelsConfig, RecognitionConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
-from genesis.config.settings import ConfigError, Settings, load_settings
+from genesis.config.settings import ConfigError, Settings, default_settings, load_settings
 
 __all__ = [
     "AnalyticsConfig",
     "CameraConfig",
     "ConfigError",
     "DetectorConfig",
+    "DistributedConfig",
     "EmbedderConfig",
     "FaceDetectorConfig",
     "LineConfig",
@@ -20,5 +22,6 @@ __all__ = [
     "Settings",
     "TrackerConfig",
     "ZoneConfig",
+    "default_settings",
     "load_settings",
 ]

@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from genesis.config._base import StrictModel
 from genesis.config.cameras import CameraConfig
+from genesis.config.distributed import DistributedConfig
 from genesis.config.models import DetectorConfig, ModelsConfig, RecognitionConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
 
@@ -42,6 +43,7 @@ class Settings(StrictModel):
     analytics: AnalyticsConfig = AnalyticsConfig()
     pipeline: PipelineConfig = PipelineConfig()
     retention: RetentionConfig = RetentionConfig()
+    distributed: DistributedConfig = DistributedConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
 
     @field_validator("cameras")
@@ -116,6 +118,18 @@ def format_validation_error(err: ValidationError, origin: str) -> str:
         msg = e["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}")
     return f"invalid configuration in {origin}: " + "; ".join(parts)
+
+
+DEFAULT_CONFIG = Path("configs/settings.yaml")
+
+
+def default_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings for a process started without --config: $GENESIS_CONFIG, else
+    configs/settings.yaml in the working folder if it exists, else the defaults."""
+    environ = os.environ if environ is None else environ
+    if environ.get("GENESIS_CONFIG"):
+        return load_settings(None, environ)
+    return load_settings(DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None, environ)
 
 
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:

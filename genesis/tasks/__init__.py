@@ -1,0 +1,1 @@
+"""Thin Celery tasks, one module per queue; routing in ``genesis.tasks.routing``."""
