@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 import genesis
-from genesis.adapters.db import Repository, TrackRecord
+from genesis.adapters.db import Repository
 from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg, encode_jpeg, frame_key
 from genesis.adapters.video import VideoSource
 from genesis.config import CameraConfig, Settings
@@ -85,29 +85,6 @@ def versions() -> dict[str, str]:
         out["trackers"] = version("trackers")
     except Exception:
         pass
-    return out
-
-
-def track_records(state: CameraState) -> list[TrackRecord]:
-    out = []
-    for tid in sorted(state.spans):
-        span = state.spans[tid]
-        ident = state.recognizer.identity(tid)
-        out.append(
-            TrackRecord(
-                camera_id=state.camera.id,
-                track_id=tid,
-                first_seq=span.first_seq,
-                last_seq=span.last_seq,
-                first_ts=span.first_ts,
-                last_ts=span.last_ts,
-                frames=span.frames,
-                identity=ident.identity,
-                votes=ident.votes,
-                attempts=ident.attempts,
-                best_distance=ident.best_distance,
-            )
-        )
     return out
 
 
@@ -242,7 +219,7 @@ def _run(
             # A live source ends when the operator stops it: keep what was seen.
         pending.zone_events += state.close()
         pending.flush(repo, run_id)
-        repo.save_tracks(run_id, track_records(state))
+        repo.save_tracks(run_id, state.track_records())
         elapsed = time.perf_counter() - t0
         meta = {
             "frames": state.frames,

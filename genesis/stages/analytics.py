@@ -8,6 +8,7 @@ state: hysteresis against boxes flickering across a boundary (a change counts on
 
 from __future__ import annotations
 
+from collections import defaultdict, deque
 from dataclasses import dataclass
 
 import cv2
@@ -120,6 +121,26 @@ class LineCounter:
             start=sv.Point(sx, sy), end=sv.Point(ex, ey), triggering_anchors=_ANCHOR,
             minimum_crossing_threshold=min_frames,
         )
+
+    def __getstate__(self) -> dict[str, object]:
+        """Picklable, crossing history included: LineZone keeps it in a defaultdict built on a
+        lambda, which pickle refuses; it travels as a plain dict and is rebuilt on load."""
+        state = dict(self.__dict__)
+        zone = dict(self._line.__dict__)
+        zone["crossing_state_history"] = dict(zone["crossing_state_history"])
+        state["_line"] = zone
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        zone_state = state.pop("_line")
+        assert isinstance(zone_state, dict)
+        line = sv.LineZone.__new__(sv.LineZone)
+        history = zone_state.pop("crossing_state_history")
+        line.__dict__.update(zone_state)
+        maxlen = line.crossing_history_length
+        line.crossing_state_history = defaultdict(lambda: deque(maxlen=maxlen), history)
+        self.__dict__.update(state)
+        self._line = line
 
     def update(self, tracked: TrackedFrame) -> list[LineCrossing]:
         dets = to_sv(tracked.persons)

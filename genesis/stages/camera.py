@@ -6,10 +6,12 @@ directly, the distributed sequencer calls it from whichever worker holds the cam
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from genesis.adapters.db.repository import TrackRecord
 from genesis.backends.faces import Embedder, FaceDetector
 from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameDetections, FrameOutcome, Sighting, ZoneEvent
@@ -58,7 +60,9 @@ class CameraState:
         self.spans: dict[int, TrackSpan] = {}
         self.frames = 0
 
-    def process(self, detections: FrameDetections, image: np.ndarray) -> FrameOutcome:
+    def process(self, detections: FrameDetections, image: np.ndarray | Callable[[], np.ndarray]) -> FrameOutcome:
+        """One frame, in ``seq`` order. ``image`` may be a loader: it is only called when a
+        face search needs the pixels (the distributed sequencer fetches them from Redis)."""
         tracked = self.tracker.update(detections)
         frame = tracked.frame
         self.frames += 1
@@ -71,9 +75,10 @@ class CameraState:
             else:
                 span.last_seq, span.last_ts = frame.seq, frame.ts
                 span.frames += 1
-        if self.faces is not None and tracked.persons:
+        if self.faces is not None and tracked.persons and self.recognizer.select(tracked):
+            pixels = image() if callable(image) else image
             outcome.attempts = recognize_persons(
-                image, tracked, self.recognizer, self.faces.detector, self.faces.embedder, self.faces.gallery
+                pixels, tracked, self.recognizer, self.faces.detector, self.faces.embedder, self.faces.gallery
             )
         for zone in self.zones:
             outcome.zone_events.extend(zone.update(tracked))
@@ -81,6 +86,37 @@ class CameraState:
         for line in self.lines:
             outcome.crossings.extend(line.update(tracked))
         return outcome
+
+    def track_records(self) -> list[TrackRecord]:
+        out = []
+        for tid in sorted(self.spans):
+            span = self.spans[tid]
+            ident = self.recognizer.identity(tid)
+            out.append(
+                TrackRecord(
+                    camera_id=self.camera.id,
+                    track_id=tid,
+                    first_seq=span.first_seq,
+                    last_seq=span.last_seq,
+                    first_ts=span.first_ts,
+                    last_ts=span.last_ts,
+                    frames=span.frames,
+                    identity=ident.identity,
+                    votes=ident.votes,
+                    attempts=ident.attempts,
+                    best_distance=ident.best_distance,
+                )
+            )
+        return out
+
+    def __getstate__(self) -> dict[str, object]:
+        """Picklable without the models (the distributed sequencer keeps this state in Redis)."""
+        state = {slot: getattr(self, slot) for slot in self.__dict__}
+        state["faces"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
 
     def close(self) -> list[ZoneEvent]:
         """End of stream: close the visits still open."""
