@@ -47,7 +47,7 @@ def load_gallery(repo: object, settings: Settings) -> Gallery:
     assert isinstance(repo, Repository)
     emb = settings.recognition.embedder
     names, matrix = repo.gallery(emb.model)
-    return Gallery.build(emb.model, names, matrix, emb.cosine_threshold, settings.recognition.margin)
+    return Gallery.build(emb.model, names, matrix, emb.cosine_threshold, settings.recognition.match_margin)
 
 
 @dataclass(frozen=True, slots=True)

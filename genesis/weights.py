@@ -377,7 +377,12 @@ def deepface_home(models_dir: Path, names: Iterable[str]) -> Path:
     """
     home = models_dir / ".deepface-home"
     weights = home / ".deepface" / "weights"
-    weights.mkdir(parents=True, exist_ok=True)
+    try:
+        weights.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only models folder: keep the links in a private temporary folder
+        home = Path(tempfile.mkdtemp(prefix="genesis-deepface-"))
+        weights = home / ".deepface" / "weights"
+        weights.mkdir(parents=True, exist_ok=True)
     for name in names:
         spec = spec_for(name, "model")
         if not spec.deepface_name:

@@ -24,6 +24,21 @@ ARCFACE_TEMPLATE = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float32,
 )
+# Dlib's ResNet was trained on dlib's own face chips (tighter, eyes higher): the same five
+# points as YuNet finds them on dlib's 150 x 150 chips (median over 57 faces).
+DLIB_TEMPLATE_150 = np.array(
+    [[44.2, 47.5], [100.7, 45.1], [72.5, 76.4], [49.9, 102.1], [97.9, 100.9]], dtype=np.float32
+)
+
+
+def template_for(model: str, size: tuple[int, int]) -> np.ndarray:
+    """The five-point template of a model, scaled to its input size (w, h)."""
+    w, h = size
+    if model == "Dlib":
+        return DLIB_TEMPLATE_150 * np.array([w / 150.0, h / 150.0], dtype=np.float32)
+    return ARCFACE_TEMPLATE * np.array([w / 112.0, h / 112.0], dtype=np.float32)
+
+
 # YuNet misses faces on large inputs and finds few on tiny ones: work between these sizes.
 _MAX_SIDE = 640
 _MIN_SIDE = 160
@@ -90,10 +105,10 @@ class YuNetDetector:
         return faces
 
 
-def align_face(image: np.ndarray, face: Face, size: tuple[int, int]) -> np.ndarray:
-    """The face warped onto the five-point template, scaled to the model's input size (w, h)."""
+def align_face(image: np.ndarray, face: Face, size: tuple[int, int], template: np.ndarray | None = None) -> np.ndarray:
+    """The face warped onto a five-point template (default: ArcFace's) of the model's input size (w, h)."""
     w, h = size
-    dst = ARCFACE_TEMPLATE * np.array([w / 112.0, h / 112.0], dtype=np.float32)
+    dst = template if template is not None else template_for("SFace", size)
     src = np.array(face.landmarks, dtype=np.float32)
     matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.LMEDS)
     if matrix is None:  # degenerate landmarks: fall back to the box
@@ -120,11 +135,13 @@ class DeepFaceEmbedder:
         os.environ["DEEPFACE_HOME"] = str(deepface_home(models_dir, [str(weights)]))
         os.environ.setdefault("DEEPFACE_BACKEND_ENGINE", "onnx")
         try:
-            from deepface.modules.modeling import build_model
+            from deepface.modules.modeling import get_model_class
         except ImportError as exc:  # pragma: no cover - deepface is a hard dependency
             raise WeightsError(f"deepface is not importable: {exc}") from exc
         try:
-            self._model: Any = build_model(task="facial_recognition", model_name=config.model)
+            # Our own instance, not deepface's process-wide cache: two embedders of one model
+            # with different weight files must not share a session.
+            self._model: Any = get_model_class("facial_recognition", config.model)()
         except ImportError as exc:
             raise WeightsError(f"the {config.model} model needs an optional package: {exc}") from exc
         except Exception as exc:
@@ -137,11 +154,14 @@ class DeepFaceEmbedder:
         self.weights = weights
         self.input_size: tuple[int, int] = (int(self._model.input_shape[0]), int(self._model.input_shape[1]))
         self.dim = int(self._model.output_shape)
+        self._template = template_for(config.model, self.input_size)
 
     def embed(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         if not faces:
             return np.zeros((0, self.dim), dtype=np.float32)
-        crops = np.stack([align_face(image, f, self.input_size) for f in faces]).astype(np.float32) / 255.0
+        crops = np.stack([align_face(image, f, self.input_size, self._template) for f in faces]).astype(
+            np.float32
+        ) / 255.0
         out = self._model.forward(crops)
         arr = np.asarray(out, dtype=np.float32)
         if arr.ndim == 1:

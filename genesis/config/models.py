@@ -27,6 +27,16 @@ DEFAULT_COSINE_THRESHOLDS: dict[str, float] = {
 }
 
 
+# The best identity must beat the second-best by this much (in the model's own distance units:
+# Dlib's cosine distances are about ten times smaller than SFace's).
+DEFAULT_MARGINS: dict[str, float] = {
+    "SFace": 0.05,
+    "Dlib": 0.005,
+    "ArcFace": 0.05,
+    "Facenet512": 0.03,
+}
+
+
 class ModelsConfig(StrictModel):
     dir: Path = Field(
         default=Path("~/.genesis/models"),
@@ -95,9 +105,10 @@ class RecognitionConfig(StrictModel):
         description="Stop looking at a track after this many faces matched nobody and none matched anyone "
         "(a stranger; 0 = use all max_attempts).",
     )
-    margin: float = Field(
-        default=0.05, ge=0.0, lt=1.0,
-        description="The best identity must beat the second-best one by this cosine distance.",
+    margin: float | None = Field(
+        default=None, ge=0.0, lt=1.0,
+        description="The best identity must beat the second-best one by this cosine distance "
+        "(default per model: SFace 0.05, Dlib 0.005, ArcFace 0.05, Facenet512 0.03).",
     )
     upper_fraction: float = Field(
         default=0.5, gt=0.1, le=1.0, description="Part of the person box (from the top) searched for a face."
@@ -105,6 +116,10 @@ class RecognitionConfig(StrictModel):
     min_person_height_px: int = Field(
         default=48, ge=0, description="Person boxes shorter than this are too small for a face and are skipped."
     )
+
+    @property
+    def match_margin(self) -> float:
+        return self.margin if self.margin is not None else DEFAULT_MARGINS[self.embedder.model]
 
     @model_validator(mode="after")
     def _votes_fit_attempts(self) -> RecognitionConfig:
