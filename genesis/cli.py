@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from genesis.cli_capture import capture_command
 from genesis.config import CameraConfig, ConfigError, Settings, default_settings, load_settings
 
 app = typer.Typer(
@@ -326,6 +327,45 @@ def report(
     data = {"results": results, "run": {"run_id": run_rec.run_id, "source": run_rec.source, **run_rec.meta}}
     write_json_atomic(out / "report.json", data)
     console.print(f"wrote {out / 'report.json'}")
+
+
+@app.command()
+def drain(
+    timeout: Annotated[float, typer.Option("--timeout", min=0.0, help="Give up after this many seconds.")] = 600.0,
+    config: ConfigOpt = None,
+) -> None:
+    """Wait until every queue is empty and every finished stream is fully processed and stored."""
+    import time
+
+    import redis
+
+    from genesis.adapters.db import Repository
+    from genesis.capture import make_app
+    from genesis.drain import backlog
+
+    settings = settings_from(config)
+    celery_app = make_app(settings)
+    client = redis.Redis.from_url(settings.redis_url)
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    with Repository(settings.database_url) as repo, console.status("draining...") as status:
+        while True:
+            try:
+                state = backlog(settings, celery_app, client, repo)
+            except redis.ConnectionError as exc:
+                fail(f"cannot reach Redis: {exc}")
+            # Two empty looks in a row: a task may be between taking a message and sending the next.
+            quiet = quiet + 1 if state.empty else 0
+            if quiet >= 2:
+                break
+            if time.monotonic() > deadline:
+                fail(f"not drained after {timeout:g} s: {state.describe()}")
+            status.update(f"draining... {state.describe()}")
+            time.sleep(0.5)
+    console.print("drained: every queue is empty and every finished stream is stored")
+
+
+app.command("capture")(capture_command)
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
-.venv/bin/ruff check genesis tests
+.venv/bin/ruff check genesis tests workers
 .venv/bin/mypy
 mkdir -p test-artifacts
 .venv/bin/python -m pytest "$@"

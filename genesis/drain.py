@@ -1,0 +1,45 @@
+"""``genesis drain``: wait until the distributed pipeline has nothing left to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from genesis.adapters.db import Repository
+from genesis.config import Settings
+from genesis.tasks.dispatch import end_key
+from genesis.tasks.routing import QUEUES
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineBacklog:
+    queued: dict[str, int]
+    unacked: int
+    pending_results: int
+    unfinished_runs: list[str]
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.queued.values()) and not self.unacked and not self.pending_results \
+            and not self.unfinished_runs
+
+    def describe(self) -> str:
+        queued = ", ".join(f"{q} {n}" for q, n in self.queued.items() if n) or "none"
+        return (f"queued: {queued}; unacknowledged: {self.unacked}; frames awaiting the sequencer: "
+                f"{self.pending_results}; runs not finished: {len(self.unfinished_runs)}")
+
+
+def backlog(settings: Settings, app: Any, redis_client: Any, repo: Repository) -> PipelineBacklog:
+    from genesis.capture import _broker_client, detect_backlog
+
+    queued = {q: detect_backlog(app, q) for q in QUEUES}
+    broker = _broker_client(str(app.conf.broker_url))
+    unacked = int(broker.hlen("unacked"))
+    pending = 0
+    for key in redis_client.scan_iter(match="genesis:run:*:results", count=500):
+        pending += int(redis_client.zcard(key))
+    unfinished = [
+        r.run_id for r in repo.runs()
+        if r.status == "running" and redis_client.exists(end_key(r.run_id))
+    ]
+    return PipelineBacklog(queued, unacked, pending, unfinished)

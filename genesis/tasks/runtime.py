@@ -1,0 +1,73 @@
+"""What a worker process keeps between tasks: settings, connections, models (loaded lazily,
+on first use, never in ``worker_process_init`` where a slow load would kill the child)."""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from typing import Any
+
+from genesis.adapters.db import Repository
+from genesis.adapters.redis_frames import RedisFrameStore
+from genesis.backends.detectors import PersonDetector, build_detector
+from genesis.config import Settings
+from genesis.models import load_face_models, load_gallery
+from genesis.stages.camera import FaceModels
+
+_lock = threading.Lock()
+_faces: dict[str, FaceModels | None] = {}
+
+
+def settings() -> Settings:
+    from genesis.celery import app
+
+    s: Settings = app.conf.genesis_settings
+    return s
+
+
+@cache
+def redis_client() -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings().redis_url)
+
+
+@cache
+def frame_store() -> RedisFrameStore:
+    return RedisFrameStore.from_settings(settings())
+
+
+@cache
+def repository() -> Repository:
+    return Repository(settings().database_url)
+
+
+@cache
+def detector() -> PersonDetector:
+    s = settings()
+    return build_detector(s.detector, s.models.path)
+
+
+@cache
+def _face_backends() -> tuple[Any, Any]:
+    return load_face_models(settings())
+
+
+def face_models(run_id: str) -> FaceModels | None:
+    """Face models plus the gallery as it was when this process first saw the run (so a run is
+    recognised against one gallery from start to end); None when recognition is off or nobody
+    is enrolled."""
+    with _lock:
+        if run_id in _faces:
+            return _faces[run_id]
+        s = settings()
+        result: FaceModels | None = None
+        if s.recognition.enabled:
+            gallery = load_gallery(repository(), s)
+            if gallery.names:
+                detector_, embedder = _face_backends()
+                result = FaceModels(detector_, embedder, gallery)
+        if len(_faces) > 64:
+            _faces.clear()
+        _faces[run_id] = result
+        return result

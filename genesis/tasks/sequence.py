@@ -1,0 +1,63 @@
+"""Queue ``recognize`` (or ``gpu``): the ordered per-camera stage, run by whoever holds the lock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
+from genesis.celery import app
+from genesis.domain import FrameOutcome, FrameRef, ZoneEvent
+from genesis.domain.codec import encode
+from genesis.sequencer import Sequencer, SequencerState, run_meta_for_report
+from genesis.tasks import routing, runtime
+from genesis.tasks.base import PermanentError, PipelineTask
+
+
+@app.task(base=PipelineTask, name=routing.SEQUENCE, bind=True)
+def sequence(self: Any, camera_id: str, run_id: str) -> None:
+    s = runtime.settings()
+    run = runtime.repository().run(run_id)
+    if run is None:
+        raise PermanentError(f"unknown run {run_id}")
+
+    def load_image(ref: FrameRef) -> np.ndarray:
+        data = runtime.frame_store().get(ref.key)
+        if data is None:
+            raise FrameDecodeError(f"frame {ref.key} expired before recognition")
+        return decode_jpeg(data)
+
+    def emit(outcomes: list[FrameOutcome], closing: list[ZoneEvent]) -> None:
+        payload = {
+            "sightings": [encode(x) for o in outcomes for x in o.sightings],
+            "attempts": [encode(x) for o in outcomes for x in o.attempts],
+            "zone_events": [encode(x) for o in outcomes for x in o.zone_events] + [encode(x) for x in closing],
+            "crossings": [encode(x) for o in outcomes for x in o.crossings],
+        }
+        app.send_task(routing.SAVE_OUTCOME, args=[run_id, payload], queue=routing.queue_of(s, routing.SAVE_OUTCOME))
+
+    def finish(state: SequencerState) -> None:
+        tracks = [encode(t) for t in state.camera.track_records()]
+        app.send_task(routing.SAVE_TRACKS, args=[run_id, tracks], queue=routing.queue_of(s, routing.SAVE_TRACKS))
+        app.send_task(
+            routing.FINISH_RUN, args=[run_id, state.frames, run_meta_for_report(state)],
+            queue=routing.queue_of(s, routing.FINISH_RUN),
+        )
+
+    seq = Sequencer(
+        redis=runtime.redis_client(),
+        settings=s,
+        camera=s.camera(camera_id),
+        run_id=run_id,
+        run_meta=run.meta,
+        faces=runtime.face_models(run_id),
+        load_image=load_image,
+        emit_outcomes=emit,
+        finish=finish,
+    )
+    finished = seq.run()
+    if not finished and seq.waiting_on_gap():
+        # Nothing else may come to wake us if the missing frame never arrives: look again
+        # once the gap timeout has passed.
+        self.apply_async(args=[camera_id, run_id], countdown=s.distributed.gap_timeout_s)

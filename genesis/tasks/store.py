@@ -1,0 +1,38 @@
+"""Queue ``store``: batched, idempotent writes (a retried or redelivered task adds nothing twice)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from genesis.adapters.db import TrackRecord
+from genesis.celery import app
+from genesis.domain import LineCrossing, RecognitionAttempt, Sighting, ZoneEvent
+from genesis.domain.codec import decode
+from genesis.tasks import routing, runtime
+from genesis.tasks.base import PermanentError, PipelineTask
+
+
+@app.task(base=PipelineTask, name=routing.SAVE_OUTCOME, bind=True)
+def save_outcome(self: Any, run_id: str, payload: dict[str, list[dict[str, Any]]]) -> None:
+    try:
+        sightings = [decode(Sighting, x) for x in payload.get("sightings", [])]
+        attempts = [decode(RecognitionAttempt, x) for x in payload.get("attempts", [])]
+        zone_events = [decode(ZoneEvent, x) for x in payload.get("zone_events", [])]
+        crossings = [decode(LineCrossing, x) for x in payload.get("crossings", [])]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise PermanentError(f"undecodable rows: {exc}") from exc
+    runtime.repository().save_outcome(run_id, sightings, attempts, zone_events, crossings)
+
+
+@app.task(base=PipelineTask, name=routing.SAVE_TRACKS, bind=True)
+def save_tracks(self: Any, run_id: str, tracks: list[dict[str, Any]]) -> None:
+    try:
+        records = [decode(TrackRecord, t) for t in tracks]
+    except (TypeError, ValueError, KeyError) as exc:
+        raise PermanentError(f"undecodable tracks: {exc}") from exc
+    runtime.repository().save_tracks(run_id, records)
+
+
+@app.task(base=PipelineTask, name=routing.FINISH_RUN, bind=True)
+def finish_run(self: Any, run_id: str, frames: int, meta: dict[str, Any]) -> None:
+    runtime.repository().finish_run(run_id, "finished", int(frames), meta)

@@ -1,0 +1,178 @@
+"""The per-camera sequencer on real Redis: any arrival order, gaps, and a holder that dies
+midway all give the rows of an in-order run."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+from genesis.adapters.video import VideoSource
+from genesis.backends.detectors import build_detector
+from genesis.config import CameraConfig, LineConfig, Settings, ZoneConfig, load_settings
+from genesis.domain import FrameDetections, FrameOutcome, FrameRef, ZoneEvent
+from genesis.sequencer import FrameResult, Sequencer, SequencerState, push_result, run_meta_for_report
+from genesis.stages.camera import CameraState
+from genesis.tasks.dispatch import end_key
+
+REDIS_URL = "redis://127.0.0.1:6379/11"
+W, H, FPS, STRIDE = 800, 450, 23.976, 3
+
+
+@pytest.fixture()
+def r() -> Iterator[Any]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis is not running on 127.0.0.1:6379: {exc}")
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture(scope="module")
+def settings(models_dir: Path) -> Settings:
+    return load_settings(environ={"GENESIS_MODELS_DIR": str(models_dir), "GENESIS_DISTRIBUTED__GAP_TIMEOUT_S": "5"})
+
+
+CAMERA = CameraConfig(
+    id="cam",
+    zones=[ZoneConfig(name="left", points=[(0, 0), (0.5, 0), (0.5, 1), (0, 1)])],
+    lines=[LineConfig(name="mid", start=(0.5, 0), end=(0.5, 1))],
+)
+
+
+@pytest.fixture(scope="module")
+def detections(settings: Settings, data_dir: Path) -> list[FrameDetections]:
+    det = build_detector(settings.detector, settings.models.path)
+    out = []
+    with VideoSource(str(data_dir / "video" / "opencv4nodejs_people.mp4")) as video:
+        for f in video.frames(stride=STRIDE, max_frames=40):
+            ref = FrameRef("cam", f.seq, f.ts, f"k{f.seq}", W, H)
+            out.append(FrameDetections(ref, tuple(det.detect(f.image))))
+    return out
+
+
+def reference(
+    settings: Settings, dets: list[FrameDetections]
+) -> tuple[list[FrameOutcome], list[ZoneEvent], dict[str, Any]]:
+    state = SequencerState(CameraState(settings, CAMERA, W, H, FPS, None, STRIDE), stride=STRIDE, fps=FPS)
+    outs = []
+    for fd in dets:
+        outs.append(state.camera.process(fd, np.zeros((1, 1, 3), np.uint8)))
+        if state.frames == 0:
+            state.first_ts = fd.frame.ts
+        state.frames += 1
+        state.last_ts = fd.frame.ts
+    return outs, state.camera.close(), run_meta_for_report(state)
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.rows: set[str] = set()
+        self.finished: list[SequencerState] = []
+
+    def emit(self, outcomes: list[FrameOutcome], closing: list[ZoneEvent]) -> None:
+        for o in outcomes:
+            for row in [*o.sightings, *o.zone_events, *o.crossings, *o.attempts]:
+                self.rows.add(repr(row))
+        for e in closing:
+            self.rows.add(repr(e))
+
+    def finish(self, state: SequencerState) -> None:
+        self.finished.append(state)
+
+
+def make(r: Any, settings: Settings, c: Collector, clock: Any = None) -> Sequencer:
+    return Sequencer(
+        redis=r, settings=settings, camera=CAMERA, run_id="run1",
+        run_meta={"width": W, "height": H, "fps": FPS, "stride": STRIDE},
+        faces=None, load_image=lambda ref: np.zeros((H, W, 3), np.uint8),
+        emit_outcomes=c.emit, finish=c.finish, **({"clock": clock} if clock else {}),
+    )
+
+
+def expected_rows(settings: Settings, dets: list[FrameDetections]) -> tuple[set[str], dict[str, Any]]:
+    outs, closing, meta = reference(settings, dets)
+    c = Collector()
+    c.emit(outs, closing)
+    return c.rows, meta
+
+
+def results(dets: list[FrameDetections]) -> list[FrameResult]:
+    prev = -1
+    out = []
+    for fd in dets:
+        out.append(FrameResult(fd.frame, prev, fd.detections))
+        prev = fd.frame.seq
+    return out
+
+
+def end(r: Any, last_seq: int) -> None:
+    r.set(end_key("run1"), json.dumps({"last_seq": last_seq}))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_any_arrival_order_gives_the_in_order_rows(r: Any, settings: Settings, detections: list[FrameDetections],
+                                                   seed: int) -> None:
+    want, meta = expected_rows(settings, detections)
+    items = results(detections)
+    random.Random(seed).shuffle(items)
+    c = Collector()
+    end(r, detections[-1].frame.seq)
+    for item in items:
+        push_result(r, "run1", item)
+        make(r, settings, c).run()
+    assert len(c.finished) == 1
+    assert c.rows == want
+    assert run_meta_for_report(c.finished[0]) == meta
+
+
+def test_a_holder_that_dies_midway_is_resumed(r: Any, settings: Settings, detections: list[FrameDetections]) -> None:
+    want, _ = expected_rows(settings, detections)
+    c = Collector()
+    for item in results(detections):
+        push_result(r, "run1", item)
+    end(r, detections[-1].frame.seq)
+    # The first holder stops after 7 frames (as if killed after its last saved batch)...
+    make(r, settings, c).run(max_frames=7)
+    r.delete("genesis:run:run1:lock")
+    # ... and the next one picks up from the saved state.
+    assert make(r, settings, c).run()
+    assert c.rows == want and len(c.finished) == 1
+
+
+def test_a_duplicate_result_is_ignored(r: Any, settings: Settings, detections: list[FrameDetections]) -> None:
+    want, _ = expected_rows(settings, detections[:10])
+    c = Collector()
+    end(r, detections[9].frame.seq)
+    items = results(detections[:10])
+    for item in [*items[:5], items[2], *items[5:], items[7]]:
+        push_result(r, "run1", item)
+        make(r, settings, c).run()
+    assert c.rows == want and len(c.finished) == 1
+
+
+def test_a_missing_frame_is_skipped_after_the_gap_timeout(r: Any, settings: Settings,
+                                                          detections: list[FrameDetections]) -> None:
+    now = [1000.0]
+    c = Collector()
+    items = results(detections[:10])
+    lost = items.pop(4)
+    end(r, detections[9].frame.seq)
+    for item in items:
+        push_result(r, "run1", item)
+    seq = make(r, settings, c, clock=lambda: now[0])
+    assert not seq.run() and seq.waiting_on_gap()  # waits for the lost frame
+    now[0] += settings.distributed.gap_timeout_s + 1
+    assert make(r, settings, c, clock=lambda: now[0]).run()
+    state = c.finished[0]
+    assert state.missing == 1 and state.frames == 9
+    assert lost.frame.seq not in {int(x.split("seq=")[1].split(",")[0]) for x in c.rows if "seq=" in x}
