@@ -324,7 +324,12 @@ def report(
         if run_rec is None:
             fail("no such run" if run_id else f"no finished run for camera {camera or '(any)'}")
         results = build_results(repo, run_rec, settings.camera(run_rec.camera_id))
-    data = {"results": results, "run": {"run_id": run_rec.run_id, "source": run_rec.source, **run_rec.meta}}
+    data = {
+        "results": results,
+        "run": {"run_id": run_rec.run_id, "source": run_rec.source, "status": run_rec.status,
+                "started_at": run_rec.started_at.isoformat(),
+                "finished_at": run_rec.finished_at.isoformat() if run_rec.finished_at else None, **run_rec.meta},
+    }
     write_json_atomic(out / "report.json", data)
     console.print(f"wrote {out / 'report.json'}")
 

@@ -94,8 +94,9 @@ def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
-def env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any]]:
-    out: list[tuple[tuple[str, ...], Any]] = []
+def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, tuple[str, ...], Any]]:
+    """(variable, field path, value) of each GENESIS_* variable."""
+    out: list[tuple[str, tuple[str, ...], Any]] = []
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name in ENV_IGNORED:
             continue
@@ -107,7 +108,7 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], Any
             value = raw
         if isinstance(value, (int, float, bool)) is False and not isinstance(value, (list, dict)):
             value = raw
-        out.append((path, value))
+        out.append((name, path, value))
     return out
 
 
@@ -159,10 +160,10 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
             raise ConfigError(f"invalid configuration in {p}: the top level must be a mapping")
         data = loaded
     overrides = env_overrides(environ)
-    for field_path, value in overrides:
+    for _, field_path, value in overrides:
         _set_path(data, field_path, value)
     if overrides:
-        origin += " + " + ", ".join(ENV_PREFIX + "__".join(p).upper() for p, _ in overrides)
+        origin += " + " + ", ".join(name for name, _, _ in overrides)
     try:
         return Settings.model_validate(data)
     except ValidationError as err:

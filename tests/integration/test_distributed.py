@@ -1,0 +1,102 @@
+"""The distributed pipeline (capture -> Redis -> Celery workers -> PostgreSQL) gives exactly
+the ``results`` of the embedded run on the same clip, whatever the detect concurrency."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+
+from tests.integration.workers import fresh_postgres_database, workers
+
+BROKER = "redis://127.0.0.1:6379/8"
+FRAMES = "redis://127.0.0.1:6379/9"
+CLIP_ARGS = ["--camera", "entrance", "--stride", "3", "--max-frames", "80"]
+
+
+@pytest.fixture(scope="module")
+def env(models_dir: Path, tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[dict[str, str]]:
+    base = tmp_path_factory.mktemp("distributed")
+    config = base / "settings.yaml"
+    config.write_text(yaml.safe_dump({
+        "distributed": {"gap_timeout_s": 20},
+        "cameras": [{
+            "id": "entrance",
+            "source": str(data_dir / "video" / "opencv4nodejs_people.mp4"),
+            "zones": [{"name": "walkway", "points": [[0.25, 0.45], [0.75, 0.45], [0.75, 1.0], [0.25, 1.0]]}],
+            "lines": [{"name": "middle", "start": [0.5, 0.0], "end": [0.5, 1.0]}],
+        }],
+    }))
+    for url in (BROKER, FRAMES):
+        redis.Redis.from_url(url).flushdb()
+    with fresh_postgres_database() as pg:
+        e = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_")}
+        e.update(GENESIS_CONFIG=str(config), GENESIS_MODELS_DIR=str(models_dir), GENESIS_DATABASE_URL=pg,
+                 GENESIS_BROKER_URL=BROKER, GENESIS_REDIS_URL=FRAMES, COLUMNS="200")
+        e["TEST_OUT_DIR"] = str(base)
+        yield e
+
+
+def genesis(env: dict[str, str], *args: str, timeout: float = 600) -> str:
+    proc = subprocess.run([sys.executable, "-m", "genesis.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    assert proc.returncode == 0, f"genesis {' '.join(args)}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def enroll_people(env: dict[str, str], shared_dir: Path) -> None:
+    faces = shared_dir / "models" / "faces"
+    genesis(env, "enroll", "obama", str(faces / "obama.jpg"), str(faces / "obama2.jpg"))
+    genesis(env, "enroll", "biden", str(faces / "biden.jpg"))
+
+
+@pytest.fixture(scope="module")
+def embedded_results(env: dict[str, str], shared_dir: Path, data_dir: Path) -> dict[str, Any]:
+    e = dict(env, GENESIS_DATABASE_URL=f"sqlite:///{env['TEST_OUT_DIR']}/embedded.db")
+    enroll_people(e, shared_dir)
+    out = Path(env["TEST_OUT_DIR"]) / "embedded"
+    genesis(e, "run", "--source", str(data_dir / "video" / "opencv4nodejs_people.mp4"), *CLIP_ARGS, "--out", str(out))
+    results: dict[str, Any] = json.loads((out / "report.json").read_text())["results"]
+    assert results["frames"] == 80 and results["people"]["tracks"] >= 10
+    assert sum(t["attempts"] for t in results["tracks"]) > 0, "recognition must run in this comparison"
+    assert results["zones"][0]["entries"] > 0 and results["lines"][0]["in"] + results["lines"][0]["out"] > 0
+    return results
+
+
+def distributed_run(env: dict[str, str], data_dir: Path, label: str) -> dict[str, Any]:
+    out = genesis(env, "capture", "--source", str(data_dir / "video" / "opencv4nodejs_people.mp4"), *CLIP_ARGS)
+    match = re.search(r"published (\d+), dropped (\d+).*run ([0-9a-f]{32})", out)
+    assert match, out
+    assert (int(match[1]), int(match[2])) == (80, 0), out
+    genesis(env, "drain", "--timeout", "400")
+    report_dir = Path(env["TEST_OUT_DIR"]) / label
+    genesis(env, "report", "--run", match[3], "--out", str(report_dir))
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["run"]["status"] == "finished"
+    results: dict[str, Any] = report["results"]
+    return results
+
+
+def test_distributed_equals_embedded_with_detect_concurrency_1_and_4(
+    env: dict[str, str], embedded_results: dict[str, Any], shared_dir: Path, data_dir: Path
+) -> None:
+    enroll_people(env, shared_dir)
+    logs = Path(env["TEST_OUT_DIR"])
+    for concurrency in (1, 4):
+        specs = [
+            ("detect", "detect", concurrency, "prefork"),
+            ("recognize", "recognize", 1, "solo"),
+            ("store", "store", 1, "solo"),
+        ]
+        with workers(*specs, env=env, log_dir=logs):
+            results = distributed_run(env, data_dir, f"distributed-c{concurrency}")
+        assert results == embedded_results, f"detect concurrency {concurrency}"
