@@ -33,6 +33,8 @@ def configure(app: Celery, settings: Settings) -> None:
         worker_send_task_events=True,
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
+        # Message bodies that are not even JSON go to the dead letters too.
+        worker_consumer="genesis.tasks.base:DeadLetterConsumer",
         timezone="UTC",
     )
     app.conf.genesis_settings = settings

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from genesis.cli_capture import capture_command
+from genesis.cli_dlq import dlq_app
 from genesis.config import CameraConfig, ConfigError, Settings, default_settings, load_settings
 
 app = typer.Typer(
@@ -371,6 +372,7 @@ def drain(
 
 
 app.command("capture")(capture_command)
+app.add_typer(dlq_app, name="dlq")
 
 
 def main() -> None:

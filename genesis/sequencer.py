@@ -31,7 +31,8 @@ from genesis.domain.codec import decode, encode
 from genesis.stages.camera import CameraState, FaceModels
 from genesis.tasks.dispatch import end_key
 
-LOCK_TTL_MS = 30_000
+LOCK_TTL_MS = 10_000
+"""A holder refreshes its lock every frame; a dead holder's lock frees itself after this."""
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
@@ -48,6 +49,10 @@ def state_key(run_id: str) -> str:
 
 def lock_key(run_id: str) -> str:
     return f"genesis:run:{run_id}:lock"
+
+
+def kick_key(run_id: str) -> str:
+    return f"genesis:run:{run_id}:kick"
 
 
 def done_key(run_id: str) -> str:
@@ -104,6 +109,8 @@ class Sequencer:
     emit_outcomes: Callable[[list[FrameOutcome], list[ZoneEvent]], None]
     finish: Callable[[SequencerState], None]
     clock: Callable[[], float] = time.time
+    busy: bool = False
+    """Set by ``run`` when another holder had the lock."""
 
     def _new_state(self) -> SequencerState:
         meta = self.run_meta
@@ -133,8 +140,11 @@ class Sequencer:
         lock = lock_key(self.run_id)
         while True:
             if self.redis.get(done_key(self.run_id)):
+                # A redelivered detect task may push a result after the run finished.
+                self.redis.delete(results_key(self.run_id))
                 return True
             if not self.redis.set(lock, token, nx=True, px=LOCK_TTL_MS):
+                self.busy = True
                 return False
             try:
                 state = self._load_state()
@@ -186,11 +196,11 @@ class Sequencer:
                 state.skipped += 1
             state.last_seq = result.frame.seq
             self.redis.zrem(key, head[0])
+            self.redis.pexpire(lock, LOCK_TTL_MS)
             progressed = True
             if len(batch) >= batch_size:
                 self.emit_outcomes(batch, [])
                 self._save_state(state)
-                self.redis.pexpire(lock, LOCK_TTL_MS)
                 batch = []
         end_raw = self.redis.get(end_key(self.run_id))
         finished = False

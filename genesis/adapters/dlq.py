@@ -135,7 +135,9 @@ class DeadLetter:
         return letter
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        # default=repr: a value that is not JSON (only possible for a task called in process,
+        # never for one that came through the broker) is kept as its repr rather than lost.
+        return json.dumps(self.to_dict(), sort_keys=True, default=repr)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> DeadLetter:
@@ -171,7 +173,7 @@ class DeadLetters:
         """Record a letter (replacing one with the same id) and return its id."""
         if not letter.id:
             letter.id = letter.task_id or uuid.uuid4().hex
-        mapping = {k: json.dumps(v) for k, v in letter.to_dict().items()}
+        mapping = {k: json.dumps(v, default=repr) for k, v in letter.to_dict().items()}
         key = self._key(letter.id)
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(key)

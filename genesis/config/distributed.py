@@ -27,7 +27,7 @@ class DistributedConfig(StrictModel):
         default=30.0, gt=0.0, description="A missing frame is skipped after the next ones waited this long."
     )
     visibility_timeout_s: int = Field(
-        default=3600, ge=60, description="Redis broker: an unacknowledged task is redelivered after this."
+        default=3600, ge=10, description="Redis broker: an unacknowledged task is redelivered after this."
     )
     max_retries: int = Field(default=5, ge=0, description="Retries of a task on a transient error.")
     retry_backoff_max_s: int = Field(default=60, ge=1, description="Upper bound of the exponential backoff.")

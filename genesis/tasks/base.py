@@ -6,8 +6,9 @@ Declare tasks as ``@app.task(base=PipelineTask, name=routing.DETECT, bind=True)`
 - **At least once.** ``acks_late``: the message is acknowledged after the task returns, so a
   worker that dies mid-task leaves it to be delivered again (the tasks are idempotent).
   ``reject_on_worker_lost`` requeues the message of a pool child that died; with
-  ``retry_on_worker_lost`` that redelivery counts as a retry, so a message that kills its worker
-  every time (a poison message) ends in the dead-letter store instead of looping forever.
+  ``retry_on_worker_lost`` that redelivery is a retry (after ``default_retry_delay``, 1 s) that
+  counts against ``max_retries``, so a message that kills its worker every time (a poison
+  message) ends in the dead-letter store instead of looping forever.
 - **Transient errors are retried** (:data:`TRANSIENT_ERRORS`: Redis, database and broker
   connection errors and timeouts) with exponential backoff and full jitter, at most
   ``settings.distributed.max_retries`` times, each wait at most
@@ -133,9 +134,11 @@ class PipelineTask(Task):  # type: ignore[misc]
     # Replaced from the app's settings in on_bound; these are the settings' defaults.
     max_retries: int | None = DistributedConfig().max_retries
     retry_backoff_max: int = DistributedConfig().retry_backoff_max_s
-    default_retry_delay: int = DistributedConfig().retry_backoff_max_s
+    # The wait before a worker-lost retry (and a bare ``self.retry()``): short, so a task whose
+    # pool child died runs again about as soon as a plain requeue would (the per-camera
+    # sequencer skips a frame missing for gap_timeout_s), yet counted against max_retries.
+    default_retry_delay: int = 1
 
-    _SETTINGS_ATTRS = ("max_retries", "retry_backoff_max", "default_retry_delay")
     _settings_applied: frozenset[str] = frozenset()
 
     @classmethod
@@ -146,11 +149,9 @@ class PipelineTask(Task):  # type: ignore[misc]
         autoretry options (``Celery._task_from_fun``: ``task.bind(app)`` then
         ``add_autoretry_behaviour(task)``), so the values set here are the ones it uses.
         A value given explicitly (decorator option, or a subclass attribute) is kept.
-        ``default_retry_delay`` is the wait before a worker-lost retry and a bare ``self.retry()``.
         """
         d = _distributed(app)
-        values = {"max_retries": d.max_retries, "retry_backoff_max": d.retry_backoff_max_s,
-                  "default_retry_delay": d.retry_backoff_max_s}
+        values = {"max_retries": d.max_retries, "retry_backoff_max": d.retry_backoff_max_s}
         applied = set()
         for attr, value in values.items():
             if not cls._explicitly_set(attr):
@@ -219,21 +220,23 @@ def describe_exception(exc: BaseException | None) -> tuple[str, str]:
         return f"{exc.exc_module}.{exc.exc_cls_name}", str(exc.text or exc.exc_args)
     cls = type(exc)
     name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    if isinstance(exc, KeyError) and len(exc.args) == 1:  # str(KeyError("x")) is "'x'"
+        return name, str(exc.args[0])
     return name, str(exc)
 
 
 def store_letter(app: Celery | None, letter: DeadLetter) -> str | None:
     """Write a letter to the app's store; on any error log it (with its JSON) and return None."""
-    store = dead_letters_for(app)
-    if store is None:
-        log.error("dead letter not recorded (the Celery app has no genesis settings): %s", letter.to_json())
-        return None
     try:
+        store = dead_letters_for(app)
+        if store is None:
+            log.error("dead letter not recorded (the Celery app has no genesis settings): %s", letter.to_json())
+            return None
         letter_id = store.add(letter)
     except Exception:
         log.exception("could not record dead letter %s", letter.to_json())
         return None
-    log.warning("dead letter %s: %s[%s] failed after %d retries: %s", letter_id, letter.task_name,
+    log.warning("dead letter %s: %s[%s] failed for good (%d retries): %s", letter_id, letter.task_name,
                 letter.task_id, letter.retries, letter.error)
     return letter_id
 

@@ -10,7 +10,7 @@ from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.celery import app
 from genesis.domain import FrameOutcome, FrameRef, ZoneEvent
 from genesis.domain.codec import encode
-from genesis.sequencer import Sequencer, SequencerState, run_meta_for_report
+from genesis.sequencer import LOCK_TTL_MS, Sequencer, SequencerState, kick_key, run_meta_for_report
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask
 
@@ -57,7 +57,16 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
         finish=finish,
     )
     finished = seq.run()
-    if not finished and seq.waiting_on_gap():
+    if finished:
+        return
+    redis = runtime.redis_client()
+    if seq.busy:
+        # Another worker holds the lock. If it died, nothing may come to wake the run once its
+        # lock expires: one delayed look per lock lifetime (not one per detect task).
+        ttl_s = LOCK_TTL_MS / 1000
+        if redis.set(kick_key(run_id), "1", nx=True, ex=int(ttl_s)):
+            self.apply_async(args=[camera_id, run_id], countdown=ttl_s + 1)
+    elif seq.waiting_on_gap():
         # Nothing else may come to wake us if the missing frame never arrives: look again
         # once the gap timeout has passed.
         self.apply_async(args=[camera_id, run_id], countdown=s.distributed.gap_timeout_s)

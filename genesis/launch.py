@@ -1,0 +1,67 @@
+"""Per-service worker launchers (``python workers/detect.py --workers 2`` and friends).
+
+Each one starts a Celery worker of ``genesis.celery:app`` on its queue with the pool that
+suits it: prefork for CPU stages, ``solo`` for the ordered stage and for any GPU worker (CUDA
+does not survive fork). ``--gpu N`` binds the worker to CUDA device N and adds the ``gpu``
+queue, which configuration can route the model-heavy tasks to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    queue: str
+    pool: str
+    default_workers: int
+    help: str
+
+
+ROLES: dict[str, Role] = {
+    "detect": Role("detect", "prefork", 2, "person detection (stateless, parallel)"),
+    "recognize": Role("recognize", "solo", 1, "the ordered per-camera stage: tracking, recognition, zones, lines"),
+    "analytics": Role("analytics", "prefork", 1, "commutative aggregation"),
+    "store": Role("store", "solo", 1, "batched idempotent database writes"),
+}
+
+
+def worker_argv(role: str, workers: int | None, gpu: int | None, loglevel: str, name: str | None = None) -> list[str]:
+    spec = ROLES[role]
+    queues = [spec.queue]
+    pool = spec.pool
+    concurrency = workers or spec.default_workers
+    if gpu is not None:
+        queues.append("gpu")
+        pool = "solo"  # never CUDA in forked children
+        concurrency = 1
+    if pool == "solo":
+        concurrency = 1
+    hostname = name or f"{role}-{os.getpid()}@{socket.gethostname()}"
+    return [
+        "worker", "-Q", ",".join(queues), "-P", pool, "-c", str(concurrency), "-n", hostname,
+        "--loglevel", loglevel, "-E",
+    ]
+
+
+def main(role: str, argv: list[str] | None = None) -> None:
+    spec = ROLES[role]
+    ap = argparse.ArgumentParser(prog=f"workers/{role}.py", description=f"Genesis {role} worker: {spec.help}.")
+    ap.add_argument("--config", "-c", help="Settings YAML (sets GENESIS_CONFIG).")
+    ap.add_argument("--workers", type=int, default=None, help=f"Concurrency (default {spec.default_workers}).")
+    ap.add_argument("--gpu", type=int, default=None, metavar="N", help="Run on CUDA device N (solo pool).")
+    ap.add_argument("--loglevel", default="INFO")
+    ap.add_argument("--name", default=None, help="Worker node name (default ROLE-PID@host).")
+    args = ap.parse_args(argv)
+    if args.config:
+        os.environ["GENESIS_CONFIG"] = args.config
+    if args.gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
+        os.environ.setdefault("GENESIS_DETECTOR__DEVICE", "cuda:0")
+    from genesis.celery import app  # reads the settings: after GENESIS_CONFIG is set
+
+    app.worker_main(worker_argv(role, args.workers, args.gpu, args.loglevel, args.name))
