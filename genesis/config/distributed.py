@@ -24,7 +24,10 @@ class DistributedConfig(StrictModel):
         default=200, ge=1, description="Capture drops frames while this many detect messages are waiting."
     )
     gap_timeout_s: float = Field(
-        default=30.0, gt=0.0, description="A missing frame is skipped after the next ones waited this long."
+        default=30.0, gt=0.0,
+        description="A missing frame is skipped (and counted) after the next ones waited this long. The message "
+        "of a detect worker that died comes back after visibility_timeout_s: to lose no frame then, make this "
+        "longer than that; shorter keeps latency low and skips the frames of a dead worker.",
     )
     visibility_timeout_s: int = Field(
         default=3600, ge=10, description="Redis broker: an unacknowledged task is redelivered after this."

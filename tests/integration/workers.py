@@ -153,6 +153,9 @@ class TcpProxy:
     def down(self) -> None:
         """Refuse new connections and cut the open ones."""
         if self._server is not None:
+            # shutdown() first: close() alone leaves a socket blocked in accept() listening.
+            with contextlib.suppress(OSError):
+                self._server.shutdown(socket.SHUT_RDWR)
             self._server.close()
         self._server = None
         with self._lock:
