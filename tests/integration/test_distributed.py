@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import redis
 import yaml
+from sqlalchemy import create_engine, inspect
 
-from tests.integration.workers import fresh_postgres_database, workers
+from tests.integration.workers import fresh_postgres_database, launchers, workers
 
 BROKER = "redis://127.0.0.1:6379/8"
 FRAMES = "redis://127.0.0.1:6379/9"
@@ -89,14 +90,20 @@ def distributed_run(env: dict[str, str], data_dir: Path, label: str) -> dict[str
 def test_distributed_equals_embedded_with_detect_concurrency_1_and_4(
     env: dict[str, str], embedded_results: dict[str, Any], shared_dir: Path, data_dir: Path
 ) -> None:
+    assert "latest schema" in genesis(env, "db", "upgrade")  # `genesis db upgrade` on PostgreSQL
+    engine = create_engine(env["GENESIS_DATABASE_URL"])
+    tables = set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert {"runs", "tracks", "sightings", "zone_events", "line_crossings", "face_embeddings"} <= tables
     enroll_people(env, shared_dir)
     logs = Path(env["TEST_OUT_DIR"])
-    for concurrency in (1, 4):
-        specs = [
-            ("detect", "detect", concurrency, "prefork"),
-            ("recognize", "recognize", 1, "solo"),
-            ("store", "store", 1, "solo"),
-        ]
-        with workers(*specs, env=env, log_dir=logs):
-            results = distributed_run(env, data_dir, f"distributed-c{concurrency}")
-        assert results == embedded_results, f"detect concurrency {concurrency}"
+    # Detect concurrency 1, with `celery -A genesis worker -Q ...` ...
+    specs = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
+    with workers(*specs, env=env, log_dir=logs):
+        results = distributed_run(env, data_dir, "distributed-c1")
+    assert results == embedded_results, "detect concurrency 1"
+    # ... and 4, with the per-service launchers.
+    commands = [("detect", ["--workers", "4"]), ("recognize", []), ("store", [])]
+    with launchers(*commands, env=env, log_dir=logs):
+        results = distributed_run(env, data_dir, "distributed-c4")
+    assert results == embedded_results, "detect concurrency 4"

@@ -44,11 +44,13 @@ class Worker:
     """``celery -A genesis worker`` as a child process, with its log in a file."""
 
     def __init__(self, name: str, queues: str, env: dict[str, str], log_dir: Path, concurrency: int = 1,
-                 pool: str = "prefork") -> None:
+                 pool: str = "prefork", command: list[str] | None = None) -> None:
         self.name = f"{name}-{uuid.uuid4().hex[:6]}@localhost"
         self.log = log_dir / f"{name}.log"
-        cmd = [sys.executable, "-m", "celery", "-A", "genesis", "worker", "-Q", queues, "-n", self.name,
-               "-c", str(concurrency), "-P", pool, "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
+        cmd = command or [
+            sys.executable, "-m", "celery", "-A", "genesis", "worker", "-Q", queues, "-n", self.name,
+            "-c", str(concurrency), "-P", pool, "--without-mingle", "--without-gossip", "--loglevel", "INFO",
+        ]
         self._fh = self.log.open("w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._fh, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -82,6 +84,21 @@ class Worker:
 @contextmanager
 def workers(*specs: tuple[str, str, int, str], env: dict[str, str], log_dir: Path) -> Iterator[list[Worker]]:
     started = [Worker(name, queues, env, log_dir, concurrency, pool) for name, queues, concurrency, pool in specs]
+    yield from _run(started)
+
+
+@contextmanager
+def launchers(*commands: tuple[str, list[str]], env: dict[str, str], log_dir: Path) -> Iterator[list[Worker]]:
+    """Workers started by the per-service launchers (``python workers/detect.py --workers 4`` ...)."""
+    root = Path(__file__).resolve().parents[2]
+    started = [
+        Worker(name, "", env, log_dir, command=[sys.executable, str(root / "workers" / f"{name}.py"), *args])
+        for name, args in commands
+    ]
+    yield from _run(started)
+
+
+def _run(started: list[Worker]) -> Iterator[list[Worker]]:
     try:
         for w in started:
             w.wait_ready()
