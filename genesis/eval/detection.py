@@ -40,6 +40,7 @@ import numpy as np
 
 from genesis.backends.detectors import PersonDetector
 from genesis.domain import BBox, Detection
+from genesis.eval.table import markdown_table
 
 PEDESTRIAN = 1
 DISTRACTOR_CLASSES: frozenset[int] = frozenset({2, 7, 8, 12})
@@ -434,16 +435,8 @@ def _row(r: SequenceResult) -> list[str]:
 
 def format_report(report: DetectionReport) -> str:
     """A Markdown table (aligned, so it reads in a terminal too), one row per sequence and a total."""
-    rows = [list(_COLUMNS)] + [_row(r) for r in report.sequences] + [_row(report.total)]
+    rows = [_row(r) for r in report.sequences] + [_row(report.total)]
     rows[-1][0] = f"**{rows[-1][0]}**"
-    widths = [max(len(row[c]) for row in rows) for c in range(len(_COLUMNS))]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(
-            cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(cells, widths, strict=True))
-        ) + " |"
-
-    sep = "| " + " | ".join(("-" * w if c == 0 else "-" * (w - 1) + ":") for c, w in enumerate(widths)) + " |"
     head = (
         f"detector {report.detector}, IoU >= {report.iou:g}, min visibility {report.min_visibility:g}, "
         f"distractors {'ignored' if report.ignore_distractors else 'counted as false positives'}"
@@ -451,7 +444,7 @@ def format_report(report: DetectionReport) -> str:
     extra = ""
     if report.total.gt_ignored:
         extra = f"\n{report.total.gt_ignored} pedestrian boxes below visibility {report.min_visibility:g} not counted"
-    return "\n".join([head, "", line(rows[0]), sep, *(line(r) for r in rows[1:])]) + extra
+    return "\n".join([head, "", markdown_table(_COLUMNS, rows)]) + extra
 
 
 def main(argv: Sequence[str] | None = None) -> int:

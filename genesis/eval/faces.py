@@ -51,6 +51,7 @@ import numpy as np
 from genesis.backends.faces import Embedder, FaceDetector
 from genesis.domain import Face
 from genesis.enroll import EnrollError, embed_photo, read_image
+from genesis.eval.table import markdown_table
 from genesis.stages.recognize import Gallery, identify_faces
 
 IMAGE_EXT = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -421,16 +422,7 @@ def table_row(r: FaceEvalReport) -> list[str]:
 
 def format_table(reports: Sequence[FaceEvalReport]) -> str:
     """A Markdown table, one row per report (aligned, so it reads in a terminal too)."""
-    rows = [list(_COLUMNS)] + [table_row(r) for r in reports]
-    widths = [max(len(row[c]) for row in rows) for c in range(len(_COLUMNS))]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(
-            cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w) in enumerate(zip(cells, widths, strict=True))
-        ) + " |"
-
-    sep = "| " + " | ".join(("-" * w if c == 0 else "-" * (w - 1) + ":") for c, w in enumerate(widths)) + " |"
-    return "\n".join([line(rows[0]), sep, *(line(r) for r in rows[1:])])
+    return markdown_table(_COLUMNS, [table_row(r) for r in reports])
 
 
 def format_report(r: FaceEvalReport) -> str:

@@ -4,7 +4,6 @@ the ``results`` of the embedded run on the same clip, whatever the detect concur
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -13,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
-import yaml
 from sqlalchemy import create_engine, inspect
 
-from tests.integration.workers import fresh_postgres_database, launchers, workers
+from tests.integration.workers import launchers, pipeline_env, workers
 
 BROKER = "redis://127.0.0.1:6379/8"
 FRAMES = "redis://127.0.0.1:6379/9"
@@ -26,24 +23,8 @@ CLIP_ARGS = ["--camera", "entrance", "--stride", "3", "--max-frames", "80"]
 
 @pytest.fixture(scope="module")
 def env(models_dir: Path, tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[dict[str, str]]:
-    base = tmp_path_factory.mktemp("distributed")
-    config = base / "settings.yaml"
-    config.write_text(yaml.safe_dump({
-        "distributed": {"gap_timeout_s": 20},
-        "cameras": [{
-            "id": "entrance",
-            "source": str(data_dir / "video" / "opencv4nodejs_people.mp4"),
-            "zones": [{"name": "walkway", "points": [[0.25, 0.45], [0.75, 0.45], [0.75, 1.0], [0.25, 1.0]]}],
-            "lines": [{"name": "middle", "start": [0.5, 0.0], "end": [0.5, 1.0]}],
-        }],
-    }))
-    for url in (BROKER, FRAMES):
-        redis.Redis.from_url(url).flushdb()
-    with fresh_postgres_database() as pg:
-        e = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_")}
-        e.update(GENESIS_CONFIG=str(config), GENESIS_MODELS_DIR=str(models_dir), GENESIS_DATABASE_URL=pg,
-                 GENESIS_BROKER_URL=BROKER, GENESIS_REDIS_URL=FRAMES, COLUMNS="200")
-        e["TEST_OUT_DIR"] = str(base)
+    out = tmp_path_factory.mktemp("distributed")
+    with pipeline_env(out, models_dir, data_dir, BROKER, FRAMES, {"gap_timeout_s": 20}) as e:
         yield e
 
 

@@ -5,7 +5,6 @@ results equal the embedded run's, and what failed for good is in the dead-letter
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -14,11 +13,10 @@ from typing import Any
 
 import pytest
 import redis
-import yaml
 from sqlalchemy import create_engine, text
 
 from genesis.adapters.dlq import DeadLetters
-from tests.integration.workers import TcpProxy, fresh_postgres_database, genesis_cli, workers
+from tests.integration.workers import TcpProxy, genesis_cli, pipeline_env, workers
 
 BROKER = "redis://127.0.0.1:6379/4"
 FRAMES = "redis://127.0.0.1:6379/5"
@@ -28,26 +26,10 @@ SPECS = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo
 
 @pytest.fixture()
 def env(models_dir: Path, tmp_path: Path, data_dir: Path) -> Iterator[dict[str, str]]:
-    config = tmp_path / "settings.yaml"
-    config.write_text(yaml.safe_dump({
-        "distributed": {"gap_timeout_s": 60, "visibility_timeout_s": 10, "max_retries": 3,
-                        "retry_backoff_max_s": 1},
-        "cameras": [{
-            "id": "entrance",
-            "source": str(data_dir / "video" / "opencv4nodejs_people.mp4"),
-            "zones": [{"name": "walkway", "points": [[0.25, 0.45], [0.75, 0.45], [0.75, 1.0], [0.25, 1.0]]}],
-            "lines": [{"name": "middle", "start": [0.5, 0.0], "end": [0.5, 1.0]}],
-        }],
-    }))
-    for url in (BROKER, FRAMES):
-        redis.Redis.from_url(url).flushdb()
-    with fresh_postgres_database() as pg:
-        e = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_")}
-        e.update(GENESIS_CONFIG=str(config), GENESIS_MODELS_DIR=str(models_dir), GENESIS_DATABASE_URL=pg,
-                 GENESIS_BROKER_URL=BROKER, GENESIS_REDIS_URL=FRAMES, COLUMNS="200", TEST_OUT_DIR=str(tmp_path))
+    # A redelivered message comes back before its frame is given up; retries are quick.
+    distributed = {"gap_timeout_s": 60, "visibility_timeout_s": 10, "max_retries": 3, "retry_backoff_max_s": 1}
+    with pipeline_env(tmp_path, models_dir, data_dir, BROKER, FRAMES, distributed) as e:
         yield e
-    for url in (BROKER, FRAMES):
-        redis.Redis.from_url(url).flushdb()
 
 
 def clip(data_dir: Path) -> str:

@@ -182,3 +182,35 @@ class TcpProxy:
                 c.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 c.close()
+
+
+@contextmanager
+def pipeline_env(
+    out_dir: Path, models_dir: Path, data_dir: Path, broker: str, frames: str, distributed: dict[str, object]
+) -> Iterator[dict[str, str]]:
+    """Environment of a distributed test: a config with the `entrance` camera (a zone and a line),
+    a fresh PostgreSQL database and two flushed Redis databases (broker, frames)."""
+    import redis
+    import yaml
+
+    config = out_dir / "settings.yaml"
+    config.write_text(yaml.safe_dump({
+        "distributed": distributed,
+        "cameras": [{
+            "id": "entrance",
+            "source": str(data_dir / "video" / "opencv4nodejs_people.mp4"),
+            "zones": [{"name": "walkway", "points": [[0.25, 0.45], [0.75, 0.45], [0.75, 1.0], [0.25, 1.0]]}],
+            "lines": [{"name": "middle", "start": [0.5, 0.0], "end": [0.5, 1.0]}],
+        }],
+    }))
+    for url in (broker, frames):
+        redis.Redis.from_url(url).flushdb()
+    try:
+        with fresh_postgres_database() as pg:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_")}
+            env.update(GENESIS_CONFIG=str(config), GENESIS_MODELS_DIR=str(models_dir), GENESIS_DATABASE_URL=pg,
+                       GENESIS_BROKER_URL=broker, GENESIS_REDIS_URL=frames, COLUMNS="200", TEST_OUT_DIR=str(out_dir))
+            yield env
+    finally:
+        for url in (broker, frames):
+            redis.Redis.from_url(url).flushdb()
