@@ -1,0 +1,47 @@
+"""The Celery app: JSON only, late acks, prefetch 1, routing from one place (gpu by configuration)."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from genesis.celery import configure
+from genesis.config import load_settings
+from genesis.launch import worker_argv
+from genesis.tasks import routing
+
+
+def app_for(**env: str) -> Celery:
+    app = Celery("t", set_as_current=False)
+    configure(app, load_settings(environ=env))
+    return app
+
+
+def test_reliability_settings() -> None:
+    conf = app_for().conf
+    assert conf.task_serializer == "json" and conf.accept_content == ["json"]
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.broker_transport_options["visibility_timeout"] == 3600
+
+
+def test_default_routes() -> None:
+    routes = app_for().conf.task_routes
+    assert routes[routing.DETECT] == {"queue": "detect"}
+    assert routes[routing.SEQUENCE] == {"queue": "recognize"}
+    assert {routes[n]["queue"] for n in (routing.SAVE_OUTCOME, routing.SAVE_TRACKS, routing.FINISH_RUN)} == {"store"}
+
+
+def test_model_stages_can_go_to_the_gpu_queue() -> None:
+    app = app_for(GENESIS_DISTRIBUTED__DETECT_QUEUE="gpu", GENESIS_DISTRIBUTED__RECOGNIZE_QUEUE="gpu")
+    routes = app.conf.task_routes
+    assert routes[routing.DETECT] == {"queue": "gpu"} and routes[routing.SEQUENCE] == {"queue": "gpu"}
+    assert routes[routing.SAVE_OUTCOME] == {"queue": "store"}
+
+
+def test_launcher_arguments() -> None:
+    argv = worker_argv("detect", 3, None, "INFO", "d@h")
+    assert argv[:7] == ["worker", "-Q", "detect", "-P", "prefork", "-c", "3"]
+    gpu = worker_argv("detect", 3, 0, "INFO", "d@h")
+    assert gpu[:7] == ["worker", "-Q", "detect,gpu", "-P", "solo", "-c", "1"]  # never CUDA in forked children
+    assert worker_argv("recognize", None, None, "INFO", "r@h")[:7] == ["worker", "-Q", "recognize", "-P", "solo",
+                                                                       "-c", "1"]
