@@ -159,8 +159,17 @@ class Sequencer:
                 return False
 
     def _next_ready(self, state: SequencerState) -> bool:
-        head = self.redis.zrange(results_key(self.run_id), 0, 0)
+        head = self._head(state)
         return bool(head) and FrameResult.from_json(head[0]).prev_seq <= state.last_seq
+
+    def _head(self, state: SequencerState) -> list[Any]:
+        """The first result after the last processed frame (processed ones stay until saved)."""
+        return list(self.redis.zrangebyscore(results_key(self.run_id), f"({state.last_seq}", "+inf", start=0, num=1))
+
+    def _forget_processed(self, state: SequencerState) -> None:
+        """Drop results up to the saved state: only after the state that covers them is saved, so
+        a holder killed before saving leaves them for the next one to process again."""
+        self.redis.zremrangebyscore(results_key(self.run_id), "-inf", state.last_seq)
 
     def _advance(self, state: SequencerState, max_frames: int, lock: str, token: str) -> tuple[bool, bool]:
         key = results_key(self.run_id)
@@ -168,13 +177,10 @@ class Sequencer:
         batch_size = self.settings.distributed.store_batch_frames
         progressed = False
         for _ in range(max_frames):
-            head = self.redis.zrange(key, 0, 0)
+            head = self._head(state)
             if not head:
                 break
             result = FrameResult.from_json(head[0])
-            if result.frame.seq <= state.last_seq:  # a redelivered detect task: already done
-                self.redis.zrem(key, head[0])
-                continue
             if result.prev_seq > state.last_seq:  # a frame in between has not arrived (yet)
                 now = self.clock()
                 if state.gap_since is None:
@@ -195,12 +201,12 @@ class Sequencer:
             else:
                 state.skipped += 1
             state.last_seq = result.frame.seq
-            self.redis.zrem(key, head[0])
             self.redis.pexpire(lock, LOCK_TTL_MS)
             progressed = True
             if len(batch) >= batch_size:
                 self.emit_outcomes(batch, [])
                 self._save_state(state)
+                self._forget_processed(state)
                 batch = []
         end_raw = self.redis.get(end_key(self.run_id))
         finished = False
@@ -211,6 +217,7 @@ class Sequencer:
         if batch or closing:
             self.emit_outcomes(batch, closing)
         self._save_state(state)
+        self._forget_processed(state)
         if finished:
             self.finish(state)
             self.redis.set(done_key(self.run_id), "1", ex=self.settings.distributed.frame_ttl_s * 12)

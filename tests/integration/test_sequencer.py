@@ -176,3 +176,32 @@ def test_a_missing_frame_is_skipped_after_the_gap_timeout(r: Any, settings: Sett
     state = c.finished[0]
     assert state.missing == 1 and state.frames == 9
     assert lost.frame.seq not in {int(x.split("seq=")[1].split(",")[0]) for x in c.rows if "seq=" in x}
+
+
+def test_a_holder_killed_before_saving_its_state_loses_no_frame(
+    r: Any, settings: Settings, detections: list[FrameDetections]
+) -> None:
+    """The holder dies after processing frames but before saving the state that covers them: the
+    next holder processes them again (their rows are sent twice, which the store absorbs)."""
+    small = settings.model_copy(update={"distributed": settings.distributed.model_copy(
+        update={"store_batch_frames": 5})})
+    want, meta = expected_rows(small, detections)
+    c = Collector()
+    for item in results(detections):
+        push_result(r, "run1", item)
+    end(r, detections[-1].frame.seq)
+    calls = [0]
+
+    def dying_emit(outcomes: list[FrameOutcome], closing: list[ZoneEvent]) -> None:
+        calls[0] += 1
+        if calls[0] == 3:
+            raise SystemExit("killed")  # dies between sending rows and saving its state
+        c.emit(outcomes, closing)
+
+    seq = make(r, small, c)
+    seq.emit_outcomes = dying_emit
+    with pytest.raises(SystemExit):
+        seq.run()
+    assert make(r, small, c).run()
+    assert c.rows == want and len(c.finished) == 1
+    assert run_meta_for_report(c.finished[0]) == meta
