@@ -51,6 +51,10 @@ def lock_key(run_id: str) -> str:
     return f"genesis:run:{run_id}:lock"
 
 
+def gap_check_key(run_id: str) -> str:
+    return f"genesis:run:{run_id}:gapcheck"
+
+
 def kick_key(run_id: str) -> str:
     return f"genesis:run:{run_id}:kick"
 

@@ -10,7 +10,7 @@ from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.celery import app
 from genesis.domain import FrameOutcome, FrameRef, ZoneEvent
 from genesis.domain.codec import encode
-from genesis.sequencer import LOCK_TTL_MS, Sequencer, SequencerState, kick_key, run_meta_for_report
+from genesis.sequencer import LOCK_TTL_MS, Sequencer, SequencerState, gap_check_key, kick_key, run_meta_for_report
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask
 
@@ -67,6 +67,8 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
         if redis.set(kick_key(run_id), "1", nx=True, ex=int(ttl_s)):
             self.apply_async(args=[camera_id, run_id], countdown=ttl_s + 1)
     elif seq.waiting_on_gap():
-        # Nothing else may come to wake us if the missing frame never arrives: look again
-        # once the gap timeout has passed.
-        self.apply_async(args=[camera_id, run_id], countdown=s.distributed.gap_timeout_s)
+        # Nothing else may come to wake us if the missing frame never arrives: look again once
+        # the gap timeout has passed (one pending look per run, not one per pass).
+        wait = s.distributed.gap_timeout_s
+        if redis.set(gap_check_key(run_id), "1", nx=True, ex=max(1, int(wait))):
+            self.apply_async(args=[camera_id, run_id], countdown=wait + 0.5)

@@ -26,8 +26,10 @@ SPECS = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo
 
 @pytest.fixture()
 def env(models_dir: Path, tmp_path: Path, data_dir: Path) -> Iterator[dict[str, str]]:
-    # A redelivered message comes back before its frame is given up; retries are quick.
-    distributed = {"gap_timeout_s": 60, "visibility_timeout_s": 10, "max_retries": 3, "retry_backoff_max_s": 1}
+    # A redelivered message comes back before its frame is given up (Redis restores the unacked
+    # messages of a dead worker after the visibility timeout, on kombu's restore cycle: about
+    # 90 s here); retries are quick.
+    distributed = {"gap_timeout_s": 200, "visibility_timeout_s": 10, "max_retries": 3, "retry_backoff_max_s": 1}
     with pipeline_env(tmp_path, models_dir, data_dir, BROKER, FRAMES, distributed) as e:
         yield e
 
