@@ -75,10 +75,12 @@ class CameraState:
             else:
                 span.last_seq, span.last_ts = frame.seq, frame.ts
                 span.frames += 1
-        if self.faces is not None and tracked.persons and self.recognizer.select(tracked):
-            pixels = image() if callable(image) else image
+        selected = self.recognizer.select(tracked) if self.faces is not None else []
+        if self.faces is not None and selected:
+            pixels = image() if callable(image) else image  # loaded only when a face is searched
             outcome.attempts = recognize_persons(
-                pixels, tracked, self.recognizer, self.faces.detector, self.faces.embedder, self.faces.gallery
+                pixels, tracked, self.recognizer, self.faces.detector, self.faces.embedder, self.faces.gallery,
+                selected,
             )
         for zone in self.zones:
             outcome.zone_events.extend(zone.update(tracked))

@@ -214,9 +214,13 @@ def recognize_persons(
     face_detector: FaceDetector,
     embedder: Embedder,
     gallery: Gallery,
+    selected: list[TrackedPerson] | None = None,
 ) -> list[RecognitionAttempt]:
-    """Run the policy on one frame: search faces for the selected tracks, embed, match, vote."""
-    selected = recognizer.select(tracked)
+    """Run the policy on one frame: search faces for the selected tracks, embed, match, vote.
+
+    ``selected`` is ``recognizer.select(tracked)`` when the caller has it already."""
+    if selected is None:
+        selected = recognizer.select(tracked)
     found: list[tuple[TrackedPerson, Face]] = []
     for person in selected:
         face = find_face(image, person, face_detector, recognizer.config.upper_fraction)
