@@ -53,6 +53,25 @@ def _face_backends() -> tuple[Any, Any]:
     return load_face_models(settings())
 
 
+_run_meta: dict[str, dict[str, Any]] = {}
+
+
+def run_meta(run_id: str) -> dict[str, Any] | None:
+    """The meta the capture wrote when the run started (it does not change while frames flow):
+    read from the database once per process and run, not once per sequencer pass."""
+    with _lock:
+        if run_id in _run_meta:
+            return _run_meta[run_id]
+    run = repository().run(run_id)
+    if run is None:
+        return None
+    with _lock:
+        if len(_run_meta) > 256:
+            _run_meta.clear()
+        _run_meta[run_id] = run.meta
+    return run.meta
+
+
 def face_models(run_id: str) -> FaceModels | None:
     """Face models plus the gallery as it was when this process first saw the run (so a run is
     recognised against one gallery from start to end); None when recognition is off or nobody

@@ -18,8 +18,8 @@ from genesis.tasks.base import PermanentError, PipelineTask
 @app.task(base=PipelineTask, name=routing.SEQUENCE, bind=True)
 def sequence(self: Any, camera_id: str, run_id: str) -> None:
     s = runtime.settings()
-    run = runtime.repository().run(run_id)
-    if run is None:
+    meta = runtime.run_meta(run_id)
+    if meta is None:
         raise PermanentError(f"unknown run {run_id}")
 
     def load_image(ref: FrameRef) -> np.ndarray:
@@ -35,6 +35,8 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
             "zone_events": [encode(x) for o in outcomes for x in o.zone_events] + [encode(x) for x in closing],
             "crossings": [encode(x) for o in outcomes for x in o.crossings],
         }
+        if not any(payload.values()):  # frames without people: nothing to store
+            return
         app.send_task(routing.SAVE_OUTCOME, args=[run_id, payload], queue=routing.queue_of(s, routing.SAVE_OUTCOME))
 
     def finish(state: SequencerState) -> None:
@@ -50,7 +52,7 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
         settings=s,
         camera=s.camera(camera_id),
         run_id=run_id,
-        run_meta=run.meta,
+        run_meta=meta,
         faces=runtime.face_models(run_id),
         load_image=load_image,
         emit_outcomes=emit,
