@@ -45,10 +45,11 @@ from genesis.cli_capture import capture_command
 from genesis.config import CameraConfig, Settings, load_settings
 from genesis.domain import FrameRef
 from genesis.tasks.dispatch import end_key, publish_frame
+from tests.services import REDIS_ADDRESS, redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_DB = 13  # a database of its own (test_sequencer.py uses 12), flushed by the fixture
-REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
+REDIS_URL = redis_url(REDIS_DB)
 VIDEO_NAME = "opencv4nodejs_people.mp4"
 
 
@@ -58,7 +59,7 @@ def rds() -> Iterator[redis.Redis]:
     try:
         client.ping()
     except redis.ConnectionError as exc:
-        pytest.fail(f"these tests need Redis on 127.0.0.1:6379: {exc}")
+        pytest.fail(f"these tests need Redis on {REDIS_ADDRESS}: {exc}")
     client.flushdb()
     yield client
     client.flushdb()

@@ -15,9 +15,10 @@ import pytest
 from sqlalchemy import create_engine, inspect
 
 from tests.integration.workers import launchers, pipeline_env, workers
+from tests.services import redis_url
 
-BROKER = "redis://127.0.0.1:6379/8"
-FRAMES = "redis://127.0.0.1:6379/9"
+BROKER = redis_url(8)
+FRAMES = redis_url(9)
 CLIP_ARGS = ["--camera", "entrance", "--stride", "3", "--max-frames", "80"]
 
 

@@ -1,6 +1,6 @@
 """Dead letters and the PipelineTask base class, on a real Redis and real Celery worker processes.
 
-Redis DB 14 at 127.0.0.1:6379 (``GENESIS_TEST_REDIS_URL`` to change it) is the broker and the
+Redis DB 14 of the test server (tests/services.py; or ``GENESIS_TEST_REDIS_URL``) is the broker and the
 dead-letter store; it is flushed before and after this module. The workers run
 ``tests/integration/dlq_tasks.py`` with max_retries=3 and a backoff capped at 1 s.
 """
@@ -35,9 +35,10 @@ from genesis.config import Settings, load_settings
 from genesis.tasks import routing
 from genesis.tasks.base import TRANSIENT_ERRORS, PermanentError, PipelineTask
 from tests.integration.dlq_tasks import CORRUPT, CRASH, CRASH_RETRIES, DOWN, FLAKY, PREFORK_QUEUE, QUEUE
+from tests.services import redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("GENESIS_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+REDIS_URL = os.environ.get("GENESIS_TEST_REDIS_URL", redis_url(14))
 MAX_RETRIES = 3
 WAIT_S = 20.0
 

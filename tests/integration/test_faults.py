@@ -17,9 +17,10 @@ from sqlalchemy import create_engine, text
 
 from genesis.adapters.dlq import DeadLetters
 from tests.integration.workers import TcpProxy, genesis_cli, pipeline_env, workers
+from tests.services import redis_url
 
-BROKER = "redis://127.0.0.1:6379/4"
-FRAMES = "redis://127.0.0.1:6379/5"
+BROKER = redis_url(4)
+FRAMES = redis_url(5)
 CLIP = ["--camera", "entrance", "--stride", "3", "--max-frames", "40"]
 SPECS = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
 

@@ -20,8 +20,9 @@ from genesis.domain import FrameDetections, FrameOutcome, FrameRef, ZoneEvent
 from genesis.sequencer import FrameResult, Sequencer, SequencerState, push_result, run_meta_for_report
 from genesis.stages.camera import CameraState
 from genesis.tasks.dispatch import end_key
+from tests.services import REDIS_ADDRESS, redis_url
 
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = redis_url(11)
 W, H, FPS, STRIDE = 800, 450, 23.976, 3
 
 
@@ -31,7 +32,7 @@ def r() -> Iterator[Any]:
     try:
         client.ping()
     except redis.ConnectionError as exc:
-        pytest.fail(f"Redis is not running on 127.0.0.1:6379: {exc}")
+        pytest.fail(f"Redis is not running on {REDIS_ADDRESS}: {exc}")
     client.flushdb()
     yield client
     client.flushdb()
