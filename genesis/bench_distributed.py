@@ -3,7 +3,7 @@ of the embedded benchmark, side by side with the embedded run and the detector-o
 
     python -m genesis.bench_distributed --source VIDEO [--frames 120] [--stride 1] \\
         [--detect-workers 2] [--rounds 2] [--detect-threads 0] [--enroll DIR] \\
-        [--parts throughput,noop,latency] [--noop-what-if] [--markdown]
+        [--parts throughput,noop,latency] [--noop-task-events] [--noop-unbatched] [--markdown]
 
 Three parts, in one run:
 
@@ -25,8 +25,8 @@ Three parts, in one run:
    returns no person (``--bench-worker --noop``: the product code is not touched, the
    worker's ``runtime.detector`` is replaced before the pool starts): frames/s of a small
    clip through JPEG, Redis, every queue and the database when detection costs nothing.
-   ``--noop-what-if`` runs it again with benchmark-only patches that remove the per-frame
-   overheads found there (see ``_install_lean``), to size the product changes they stand for.
+   ``--noop-task-events`` runs it again with Celery task events on (what Flower switches on),
+   ``--noop-unbatched`` with one frame per detect message.
 3. **Latency.** One camera paced at ``--latency-fps`` (5) through benchmark workers that
    stamp, per frame, when detection ended, when the sequencer sent its rows to the store
    queue and when they were committed (``--bench-worker --stamp``; stamps in Redis). The
@@ -222,13 +222,13 @@ def _install_stamps() -> None:
     from genesis.sequencer import FrameResult
     from genesis.tasks import routing, runtime
 
-    push = cast(Any, detect_mod).push_result
+    push = cast(Any, detect_mod).push_results
 
-    def push_and_stamp(redis: Any, run_id: str, result: FrameResult) -> None:
-        push(redis, run_id, result)
-        _stamp(redis, "detected", run_id, {int(result.frame.seq)})
+    def push_and_stamp(redis: Any, run_id: str, results: list[FrameResult]) -> None:
+        push(redis, run_id, results)
+        _stamp(redis, "detected", run_id, {int(r.frame.seq) for r in results})
 
-    cast(Any, detect_mod).push_result = push_and_stamp
+    cast(Any, detect_mod).push_results = push_and_stamp
 
     send = app.send_task
 
@@ -279,75 +279,14 @@ def _install_profiler(out_dir: Path) -> None:
         sig.connect(dump, weak=False)
 
 
-LEAN_PARTS = ("wake", "run", "empty", "events")
-
-
-def _install_lean(parts: set[str]) -> None:
-    """What-if (benchmark only): the per-frame overheads that part 2 points at, removed.
-
-    - one sequence wake per *burst* of detect results instead of one per frame: a detect task
-      sends the wake only if none is pending (``SET NX`` on a flag that the sequence task
-      clears *before* it reads the results, so no result is ever left without a wake);
-    - the run's record read once per process instead of once per sequence task;
-    - no ``save_outcome`` task for frames that produced no row at all;
-    - no Celery task events (set by the caller).
-
-    ``parts`` picks among them: ``wake``, ``run``, ``empty``, ``events``.
-    """
-    import genesis.tasks.detect as detect_mod
-    from genesis.celery import app
-    from genesis.sequencer import Sequencer
-    from genesis.tasks import routing, runtime
-
-    def flag(run_id: str) -> str:
-        return f"{STAMP_PREFIX}wake:{run_id}"
-
-    wake = cast(Any, detect_mod)._wake
-
-    def wake_once(camera_id: str, run_id: str) -> None:
-        if runtime.redis_client().set(flag(run_id), "1", nx=True, px=2000):
-            wake(camera_id, run_id)
-
-    run = Sequencer.run
-
-    def run_clearing(self: Sequencer, max_frames: int = 10_000) -> bool:
-        self.redis.delete(flag(self.run_id))
-        return run(self, max_frames)
-
-    if "wake" in parts:
-        cast(Any, detect_mod)._wake = wake_once
-        cast(Any, Sequencer).run = run_clearing
-
-    runs: dict[str, Any] = {}
-    read = Repository.run
-
-    def cached_run(self: Repository, run_id: str) -> Any:
-        if run_id not in runs:
-            runs[run_id] = read(self, run_id)
-        return runs[run_id]
-
-    if "run" in parts:
-        cast(Any, Repository).run = cached_run
-
-    send = app.send_task
-
-    def send_unless_empty(name: str, args: Any = None, **kwargs: Any) -> Any:
-        if name == routing.SAVE_OUTCOME and args and not any(args[1].values()):
-            return None
-        return send(name, args=args, **kwargs)
-
-    if "empty" in parts:
-        app.send_task = send_unless_empty
-
-
-WORKER_FLAGS = ("--noop", "--stamp", "--no-task-events", "--lean=PARTS", "--profile=DIR")
+WORKER_FLAGS = ("--noop", "--stamp", "--task-events", "--profile=DIR")
 
 
 def worker_entry(argv: list[str]) -> None:
     """A Celery worker of ``genesis.celery:app`` with benchmark-only patches, applied before the
     pool forks so every child has them: ``--noop`` (the detector finds nobody), ``--stamp``
-    (latency stamps), ``--no-task-events`` (no task events: a what-if for the chain overhead),
-    ``--lean`` (see :func:`_install_lean`), ``--profile=DIR`` (cProfile of every process).
+    (latency stamps), ``--task-events`` (Celery task events on, as when Flower watches),
+    ``--profile=DIR`` (cProfile of every process).
     Arguments after ``--`` go to ``celery worker``."""
     if "--" not in argv:
         raise SystemExit(f"usage: python -m genesis.bench_distributed --bench-worker [{'] ['.join(WORKER_FLAGS)}] "
@@ -356,7 +295,7 @@ def worker_entry(argv: list[str]) -> None:
     flags, celery_args = argv[:split], argv[split + 1:]
     valued = {f.split("=", 1)[0]: f.split("=", 1)[1] for f in flags if "=" in f}
     unknown = {f for f in flags if "=" not in f} - set(WORKER_FLAGS)
-    unknown |= {f"{k}=..." for k in valued if k not in {"--lean", "--profile"}}
+    unknown |= {f"{k}=..." for k in valued if k != "--profile"}
     if unknown:
         raise SystemExit(f"unknown bench worker flags: {' '.join(sorted(unknown))}")
     from genesis.celery import app
@@ -367,14 +306,9 @@ def worker_entry(argv: list[str]) -> None:
         cast(Any, runtime).detector = lambda: noop
     if "--stamp" in flags:
         _install_stamps()
-    lean = set(valued.get("--lean", "").split(",")) - {""}
-    if lean - set(LEAN_PARTS):
-        raise SystemExit(f"unknown --lean parts: {', '.join(sorted(lean - set(LEAN_PARTS)))}")
-    if lean:
-        _install_lean(lean)
-    if "--no-task-events" in flags or "events" in lean:
-        app.conf.worker_send_task_events = False
-        app.conf.task_send_sent_event = False
+    if "--task-events" in flags:
+        app.conf.worker_send_task_events = True
+        app.conf.task_send_sent_event = True
     if "--profile" in valued:
         _install_profiler(Path(valued["--profile"]))
     app.worker_main(argv=["worker", *celery_args])
@@ -892,7 +826,7 @@ def part_throughput(args: argparse.Namespace, h: Harness, emb_settings: Settings
 
 
 def _noop_variant(args: argparse.Namespace, h: Harness, clip: Path, detect_env: dict[str, str],
-                  flags: list[str], console: Console, label: str) -> list[DistRun]:
+                  flags: list[str], console: Console, label: str, batch: int | None = None) -> list[DistRun]:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
         flags = [*flags, f"--profile={args.profile.resolve()}"]
@@ -901,8 +835,11 @@ def _noop_variant(args: argparse.Namespace, h: Harness, clip: Path, detect_env: 
         ("recognize", "recognize", "solo", 1, {}, flags or None),
         ("store", "store", "solo", 1, {}, flags or None),
     ])
-    h.app.conf.task_send_sent_event = not ("--no-task-events" in flags
-                                          or any(f.startswith("--lean=") and "events" in f for f in flags))
+    h.app.conf.task_send_sent_event = "--task-events" in flags
+    settings = h.settings
+    if batch is not None:  # only the capture (this process) batches
+        dist = settings.distributed.model_copy(update={"detect_batch_frames": batch})
+        h.settings = settings.model_copy(update={"distributed": dist})
     try:
         h.run(str(clip), 20, 1)  # warm-up
         runs = []
@@ -914,7 +851,8 @@ def _noop_variant(args: argparse.Namespace, h: Harness, clip: Path, detect_env: 
                           f"({fmt_breakdown(r.cpu_breakdown())}); dropped {r.dropped}; delayed gap re-checks left "
                           f"{r.gap_rechecks}; foreign CPU share {100 * r.other_share:.0f} %")
     finally:
-        h.app.conf.task_send_sent_event = True
+        h.app.conf.task_send_sent_event = False
+        h.settings = settings
     return runs
 
 
@@ -923,8 +861,7 @@ def part_noop(args: argparse.Namespace, h: Harness, tmp: Path, res: Results, con
     clip = tmp / "noop_clip.avi"
     w, ht = make_small_clip(args.source, clip, args.noop_width, args.noop_frames)
     console.print(f"[bold]2. chain overhead[/]: no-op detect workers, {args.noop_frames} frames {w}x{ht}...")
-    flags = ["--no-task-events"] if args.noop_no_events else []
-    runs = _noop_variant(args, h, clip, detect_env, flags, console, "as is")
+    runs = _noop_variant(args, h, clip, detect_env, [], console, "as is")
     part = f"2. no-op detector, {runs[0].frames} frames {w}x{ht}"
     fps = statistics.median(r.fps for r in runs)
     res.add(part, "capture → all queues → PostgreSQL (drained)", f"{fps:.1f} f/s",
@@ -935,17 +872,18 @@ def part_noop(args: argparse.Namespace, h: Harness, tmp: Path, res: Results, con
     res.add(part, "CPU per frame, all processes", f"{cpu:.2f} ms",
             f"{fmt_breakdown(median_breakdown(runs))}; 2 cores → at most {2000.0 / cpu:.0f} f/s")
     foreign = [r.other_share for r in runs]
-    if args.noop_what_if:
-        lean = _noop_variant(args, h, clip, detect_env, [f"--lean={args.noop_what_if}"], console, "what-if")
-        lfps = statistics.median(r.fps for r in lean)
-        lcpu = statistics.median(r.cpu_ms_per_frame for r in lean)
-        labels = {"wake": "wakes coalesced", "run": "run read once", "empty": "no empty store task",
-                  "events": "no task events"}
-        what = ", ".join(labels[p] for p in LEAN_PARTS if p in args.noop_what_if.split(","))
-        res.add(part, f"what-if: {what}",
-                f"{lfps:.1f} f/s", f"runs {fmt_runs([r.fps for r in lean])}; CPU {lcpu:.2f} ms/frame "
-                f"({fmt_breakdown(median_breakdown(lean))})")
-        foreign += [r.other_share for r in lean]
+    variants: list[tuple[str, list[str], int | None]] = []
+    if args.noop_task_events:
+        variants.append(("with Celery task events on (as when Flower watches)", ["--task-events"], None))
+    if args.noop_unbatched:
+        variants.append(("one frame per detect message (detect_batch_frames 1)", [], 1))
+    for label, flags, batch in variants:
+        vr = _noop_variant(args, h, clip, detect_env, flags, console, label, batch=batch)
+        vcpu = statistics.median(r.cpu_ms_per_frame for r in vr)
+        res.add(part, label, f"{statistics.median(r.fps for r in vr):.1f} f/s",
+                f"runs {fmt_runs([r.fps for r in vr])}; CPU {vcpu:.2f} ms/frame "
+                f"({fmt_breakdown(median_breakdown(vr))})")
+        foreign += [r.other_share for r in vr]
     res.add(part, "foreign CPU while measuring (max)", f"{100 * max(foreign):.0f} %",
             "share of all cores used by processes outside the benchmark")
 
@@ -1088,11 +1026,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--parts", default="throughput,noop,latency", help="Any of throughput,noop,latency.")
     ap.add_argument("--noop-frames", type=int, default=600)
     ap.add_argument("--noop-width", type=int, default=320)
-    ap.add_argument("--noop-no-events", action="store_true",
-                    help="Part 2 what-if: workers and capture without Celery task events.")
-    ap.add_argument("--noop-what-if", nargs="?", const=",".join(LEAN_PARTS), default="", metavar="PARTS",
-                    help="Part 2: also run the chain with the overheads it points at removed (benchmark-only "
-                         f"patches; any of {','.join(LEAN_PARTS)}; default all).")
+    ap.add_argument("--noop-task-events", action="store_true",
+                    help="Part 2: also run the chain with Celery task events on (as when Flower watches).")
+    ap.add_argument("--noop-unbatched", action="store_true",
+                    help="Part 2: also run the chain with one frame per detect message (detect_batch_frames 1).")
     ap.add_argument("--profile", type=Path,
                     help="Part 2: cProfile every worker process of the no-op chain into this folder (.pstats).")
     ap.add_argument("--latency-frames", type=int, default=90)

@@ -1,14 +1,19 @@
 """The capture process of the distributed mode: read a source, store frames, publish references.
 
 For every frame of the source: encode it to JPEG once, put it in the frame store under
-``frame_key(camera, run, seq)`` (Redis, with a TTL) and publish a ``FrameRef`` to the detect
+``frame_key(camera, run, seq)`` (Redis, with a TTL) and publish its ``FrameRef`` to the detect
 queue with the seq of the previously *published* frame, so the per-camera sequencer follows
 the chain and never waits for a frame that was dropped or skipped.
 
-Backpressure: before each frame the capture asks how many messages wait on the detect queue;
-at ``distributed.max_backlog`` or more it drops the frame (neither stored nor published) and
-counts the drop. Nothing is buffered in this process and stored frames expire, so memory stays
-bounded under any overload.
+Batching: a file is read faster than the workers detect, so while detect messages are already
+waiting, the frames of a file go out up to ``distributed.detect_batch_frames`` per message (one
+message, one task, one Redis round trip for many frames; they would have waited in the queue
+anyway). With an idle queue, and always for live sources, each frame is sent at once.
+
+Backpressure: before each message the capture asks how many messages wait on the detect
+queue; at ``distributed.max_backlog`` or more it drops the frame (neither stored nor
+published) and counts the drop. At most one message's frames are held in this process and
+stored frames expire, so memory stays bounded under any overload.
 
 Live sources (URLs, webcams) reconnect with exponential backoff and jitter when they cannot be
 opened or stop delivering frames, and report ``degraded`` meanwhile; a file that is missing or
@@ -40,8 +45,9 @@ from genesis.domain import FrameRef
 if TYPE_CHECKING:
     from celery import Celery
 
-PublishFn = Callable[[FrameRef, str, int], None]
-"""Send one stored frame on: ``(ref, run_id, prev_seq)``."""
+PublishFn = Callable[[list[FrameRef], str, int], None]
+"""Send stored frames on, in seq order: ``(refs, run_id, prev_seq)`` where ``prev_seq`` is the
+seq of the frame published before ``refs[0]`` (-1 for none)."""
 BacklogFn = Callable[[], int]
 """How many messages wait on the detect queue now."""
 EndFn = Callable[[str, dict[str, Any]], None]
@@ -171,6 +177,8 @@ class CaptureLoop:
         self._connect_failures = 0
         self._prev_seq = -1
         self._run_started = False
+        self._pending: list[tuple[FrameRef, bytes]] = []
+        self._batch = 1
 
     @property
     def live(self) -> bool:
@@ -336,25 +344,40 @@ class CaptureLoop:
                     self._skipped += 1
             if self._reached_max():
                 break
+        self._flush()
         return last
 
     def _handle(self, seq: int, raw: RawFrame) -> None:
-        if self.backlog() >= self.settings.distributed.max_backlog:
-            with self._lock:
-                self._dropped += 1
-            with _COUNTERS_LOCK:
-                _DROPPED[self.camera.id] += 1
-            return
+        d = self.settings.distributed
+        if not self._pending:  # a new message: look at the queue once for all its frames
+            waiting = self.backlog()
+            if waiting >= d.max_backlog:
+                with self._lock:
+                    self._dropped += 1
+                with _COUNTERS_LOCK:
+                    _DROPPED[self.camera.id] += 1
+                return
+            self._batch = d.detect_batch_frames if waiting and not self.live else 1
         image = raw.image
         key = frame_key(self.camera.id, self.run_id, seq)
-        self.store.put(key, encode_jpeg(image, self.settings.pipeline.jpeg_quality))
         ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]))
-        self.publish(ref, self.run_id, self._prev_seq)
+        self._pending.append((ref, encode_jpeg(image, self.settings.pipeline.jpeg_quality)))
+        if len(self._pending) >= self._batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Store the held frames and publish them as one message."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        self.store.put_many([(ref.key, data) for ref, data in pending])
+        refs = [ref for ref, _ in pending]
+        self.publish(refs, self.run_id, self._prev_seq)
         with self._lock:
-            self._prev_seq = seq
-            self._published += 1
+            self._prev_seq = refs[-1].seq
+            self._published += len(refs)
         with _COUNTERS_LOCK:
-            _PUBLISHED[self.camera.id] += 1
+            _PUBLISHED[self.camera.id] += len(refs)
 
     def _finish(self, info: SourceInfo) -> None:
         """Tell the sequencer where the run ends (a file's end, or a live source stopped)."""
@@ -445,18 +468,18 @@ def distributed_capture(
     backoff_initial_s: float = BACKOFF_INITIAL_S,
     backoff_max_s: float = BACKOFF_MAX_S,
 ) -> CaptureLoop:
-    """A capture loop wired to Redis and the broker: the frame store, ``publish_frame``,
+    """A capture loop wired to Redis and the broker: the frame store, ``publish_frames``,
     ``publish_end`` and the detect queue's backlog."""
     from genesis.adapters.redis_frames import RedisFrameStore
-    from genesis.tasks.dispatch import publish_end, publish_frame
+    from genesis.tasks.dispatch import publish_end, publish_frames
     from genesis.tasks.routing import DETECT, queue_of
 
     celery_app = app if app is not None else make_app(settings)
     store = RedisFrameStore.from_settings(settings)
     detect_queue = queue_of(settings, DETECT)
 
-    def publish(ref: FrameRef, run: str, prev_seq: int) -> None:
-        publish_frame(celery_app, settings, ref, run, prev_seq)
+    def publish(refs: list[FrameRef], run: str, prev_seq: int) -> None:
+        publish_frames(celery_app, settings, refs, run, prev_seq)
 
     def backlog() -> int:
         return detect_backlog(celery_app, detect_queue)

@@ -30,8 +30,8 @@ def configure(app: Celery, settings: Settings) -> None:
         task_routes=celery_routes(settings),
         broker_transport_options={"visibility_timeout": d.visibility_timeout_s},
         broker_connection_retry_on_startup=True,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        worker_send_task_events=d.task_events,
+        task_send_sent_event=d.task_events,
         worker_hijack_root_logger=False,
         # Message bodies that are not even JSON go to the dead letters too.
         worker_consumer="genesis.tasks.base:DeadLetterConsumer",

@@ -19,6 +19,7 @@ import json
 import pickle
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,10 @@ from genesis.stages.camera import CameraState, FaceModels
 from genesis.tasks.dispatch import end_key
 
 LOCK_TTL_MS = 10_000
-"""A holder refreshes its lock every frame; a dead holder's lock frees itself after this."""
+"""A dead holder's lock frees itself after this; a live one refreshes it every LOCK_REFRESH_S."""
+LOCK_REFRESH_S = 1.0
+READ_AHEAD = 64
+"""Results read from Redis per round trip."""
 
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
@@ -63,6 +67,11 @@ def done_key(run_id: str) -> str:
     return f"genesis:run:{run_id}:done"
 
 
+def wake_key(run_id: str) -> str:
+    """Set while a sequence task is on its way for the run (detect tasks send one only if unset)."""
+    return f"genesis:run:{run_id}:wake"
+
+
 @dataclass(frozen=True, slots=True)
 class FrameResult:
     """What a detect task hands to the sequencer: detections, or a skip (``error`` set)."""
@@ -82,7 +91,11 @@ class FrameResult:
 
 
 def push_result(redis: Any, run_id: str, result: FrameResult) -> None:
-    redis.zadd(results_key(run_id), {result.to_json(): result.frame.seq})
+    push_results(redis, run_id, [result])
+
+
+def push_results(redis: Any, run_id: str, results: list[FrameResult]) -> None:
+    redis.zadd(results_key(run_id), {r.to_json(): r.frame.seq for r in results})
 
 
 @dataclass(slots=True)
@@ -170,6 +183,12 @@ class Sequencer:
         """The first result after the last processed frame (processed ones stay until saved)."""
         return list(self.redis.zrangebyscore(results_key(self.run_id), f"({state.last_seq}", "+inf", start=0, num=1))
 
+    def _read_ahead(self, state: SequencerState) -> list[FrameResult]:
+        """The next results after the last processed frame, in seq order, in one round trip."""
+        raw = self.redis.zrangebyscore(results_key(self.run_id), f"({state.last_seq}", "+inf", start=0,
+                                       num=READ_AHEAD)
+        return [FrameResult.from_json(r) for r in raw]
+
     def _forget_processed(self, state: SequencerState) -> None:
         """Drop results up to the saved state: only after the state that covers them is saved, so
         a holder killed before saving leaves them for the next one to process again."""
@@ -180,11 +199,17 @@ class Sequencer:
         batch: list[FrameOutcome] = []
         batch_size = self.settings.distributed.store_batch_frames
         progressed = False
+        ahead: deque[FrameResult] = deque()
+        refreshed = time.monotonic()
         for _ in range(max_frames):
-            head = self._head(state)
-            if not head:
-                break
-            result = FrameResult.from_json(head[0])
+            if not ahead:
+                ahead.extend(self._read_ahead(state))
+                if not ahead:
+                    break
+            result = ahead[0]
+            if result.frame.seq <= state.last_seq:  # a second result for a frame (a redelivery)
+                ahead.popleft()
+                continue
             if result.prev_seq > state.last_seq:  # a frame in between has not arrived (yet)
                 now = self.clock()
                 if state.gap_since is None:
@@ -192,6 +217,7 @@ class Sequencer:
                 if now - state.gap_since < self.settings.distributed.gap_timeout_s:
                     break
                 state.missing += 1
+            ahead.popleft()
             state.gap_since = None
             if result.error is None:
                 detections = FrameDetections(result.frame, result.detections, result.inference_ms)
@@ -205,8 +231,10 @@ class Sequencer:
             else:
                 state.skipped += 1
             state.last_seq = result.frame.seq
-            self.redis.pexpire(lock, LOCK_TTL_MS)
             progressed = True
+            if time.monotonic() - refreshed >= LOCK_REFRESH_S:
+                self.redis.pexpire(lock, LOCK_TTL_MS)
+                refreshed = time.monotonic()
             if len(batch) >= batch_size:
                 self.emit_outcomes(batch, [])
                 self._save_state(state)

@@ -7,6 +7,7 @@ stages, embedded or distributed, so both modes see the same pixels and give the 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Protocol
 
 import cv2
@@ -20,7 +21,15 @@ class FrameDecodeError(ValueError):
 class FrameStore(Protocol):
     def put(self, key: str, data: bytes) -> None: ...
 
+    def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Several frames at once (one round trip on Redis)."""
+        ...
+
     def get(self, key: str) -> bytes | None: ...
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Several frames at once, in the order of ``keys`` (None for a missing one)."""
+        ...
 
     def delete(self, key: str) -> None: ...
 
@@ -38,8 +47,15 @@ class MemoryFrameStore:
         while len(self._data) > self.max_frames:
             self._data.popitem(last=False)
 
+    def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        for key, data in items:
+            self.put(key, data)
+
     def get(self, key: str) -> bytes | None:
         return self._data.get(key)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self._data.get(k) for k in keys]
 
     def delete(self, key: str) -> None:
         self._data.pop(key, None)

@@ -6,7 +6,8 @@ worker ever reads (a crashed pool, a dropped message) expires on its own.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import redis
 
@@ -32,17 +33,32 @@ class RedisFrameStore:
     def put(self, key: str, data: bytes) -> None:
         self.client.set(key, data, ex=self.ttl_s)
 
+    def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        if len(items) == 1:
+            self.put(*items[0])
+            return
+        with self.client.pipeline(transaction=False) as pipe:
+            for key, data in items:
+                pipe.set(key, data, ex=self.ttl_s)
+            pipe.execute()
+
     def get(self, key: str) -> bytes | None:
-        value = self.client.get(key)
-        if value is None:
-            return None
-        if isinstance(value, bytes):
-            return value
-        # A client made with decode_responses=True cannot carry JPEG bytes faithfully.
-        raise TypeError("the Redis client of a frame store must not decode responses (decode_responses=False)")
+        return _frame_bytes(self.client.get(key))
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        return [_frame_bytes(v) for v in self.client.mget(keys)]
 
     def delete(self, key: str) -> None:
         self.client.delete(key)
 
     def close(self) -> None:
         self.client.close()
+
+
+def _frame_bytes(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    # A client made with decode_responses=True cannot carry JPEG bytes faithfully.
+    raise TypeError("the Redis client of a frame store must not decode responses (decode_responses=False)")

@@ -21,7 +21,14 @@ class DistributedConfig(StrictModel):
     )
     frame_ttl_s: int = Field(default=300, ge=5, description="How long frame JPEGs stay in Redis.")
     max_backlog: int = Field(
-        default=200, ge=1, description="Capture drops frames while this many detect messages are waiting."
+        default=200, ge=1, description="Capture drops frames while this many detect messages are waiting "
+        "(each holds at most detect_batch_frames frames)."
+    )
+    detect_batch_frames: int = Field(
+        default=8, ge=1, le=64,
+        description="Most frames of a file per detect message. Capture batches only while detect messages are "
+        "already waiting (the workers are behind, so batching adds no delay); with an idle queue, and for live "
+        "sources, every frame is sent at once.",
     )
     gap_timeout_s: float = Field(
         default=30.0, gt=0.0,
@@ -35,3 +42,8 @@ class DistributedConfig(StrictModel):
     max_retries: int = Field(default=5, ge=0, description="Retries of a task on a transient error.")
     retry_backoff_max_s: int = Field(default=60, ge=1, description="Upper bound of the exponential backoff.")
     store_batch_frames: int = Field(default=25, ge=1, description="Frames per batched database write.")
+    task_events: bool = Field(
+        default=False,
+        description="Workers send Celery task events from the start. Off: they cost a round trip to the broker "
+        "per task; Flower (and `celery control enable_events`) switches them on in running workers when needed.",
+    )

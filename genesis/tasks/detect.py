@@ -1,4 +1,8 @@
-"""Queue ``detect`` (or ``gpu``): person detection, stateless, any worker, any order."""
+"""Queue ``detect`` (or ``gpu``): person detection, stateless, any worker, any order.
+
+A message carries one frame, or several consecutive frames of one run when capture batches
+(see genesis.capture): their results go to the sequencer in one round trip and wake it once.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +12,46 @@ from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.celery import app
 from genesis.domain import FrameRef
 from genesis.domain.codec import decode
-from genesis.sequencer import FrameResult, push_result
+from genesis.sequencer import FrameResult, push_results, wake_key
 from genesis.stages.detect import detect_frame
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask
 
+WAKE_TTL_S = 10
+"""A pending wake is forgotten after this, so a wake task that was lost cannot stall a run."""
+
 
 @app.task(base=PipelineTask, name=routing.DETECT, bind=True)
-def detect(self: Any, frame: dict[str, Any], run_id: str, prev_seq: int) -> None:
+def detect(self: Any, frames: list[dict[str, Any]] | dict[str, Any], run_id: str, prev_seq: int) -> None:
     try:
-        ref = decode(FrameRef, frame)
+        refs = [decode(FrameRef, f) for f in (frames if isinstance(frames, list) else [frames])]
         prev = int(prev_seq)
     except (TypeError, ValueError, KeyError) as exc:
         raise PermanentError(f"undecodable frame message: {exc}") from exc
-    data = runtime.frame_store().get(ref.key)
-    try:
-        if data is None:
-            raise FrameDecodeError(f"frame {ref.key} is gone from the frame store (expired)")
-        image = decode_jpeg(data)
-    except FrameDecodeError as exc:
-        # The stream goes on without this frame; the failure itself goes to the dead letters.
-        push_result(runtime.redis_client(), run_id, FrameResult(ref, prev, error=str(exc)))
-        _wake(ref.camera_id, run_id)
-        raise PermanentError(str(exc)) from exc
-    result = detect_frame(runtime.detector(), ref, image)
-    push_result(runtime.redis_client(), run_id, FrameResult(ref, prev, result.detections, result.inference_ms))
-    _wake(ref.camera_id, run_id)
-
-
-def _wake(camera_id: str, run_id: str) -> None:
-    s = runtime.settings()
-    app.send_task(routing.SEQUENCE, args=[camera_id, run_id], queue=routing.queue_of(s, routing.SEQUENCE))
+    if not refs:
+        raise PermanentError("a detect message without frames")
+    detector = runtime.detector()
+    results: list[FrameResult] = []
+    errors: list[str] = []
+    for ref, data in zip(refs, runtime.frame_store().get_many([r.key for r in refs]), strict=True):
+        try:
+            if data is None:
+                raise FrameDecodeError(f"frame {ref.key} is gone from the frame store (expired)")
+            image = decode_jpeg(data)
+        except FrameDecodeError as exc:
+            # The stream goes on without this frame; the failure itself goes to the dead letters.
+            results.append(FrameResult(ref, prev, error=str(exc)))
+            errors.append(str(exc))
+        else:
+            result = detect_frame(detector, ref, image)
+            results.append(FrameResult(ref, prev, result.detections, result.inference_ms))
+        prev = ref.seq
+    redis = runtime.redis_client()
+    push_results(redis, run_id, results)
+    # One wake per burst: only when none is pending. The sequence task clears the flag before it
+    # reads the results, so a result pushed after that read always finds the flag clear.
+    if redis.set(wake_key(run_id), "1", nx=True, ex=WAKE_TTL_S):
+        s = runtime.settings()
+        app.send_task(routing.SEQUENCE, args=[refs[0].camera_id, run_id], queue=routing.queue_of(s, routing.SEQUENCE))
+    if errors:
+        raise PermanentError("; ".join(errors))

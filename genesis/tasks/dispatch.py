@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -16,14 +17,17 @@ def end_key(run_id: str) -> str:
     return f"genesis:run:{run_id}:end"
 
 
-def publish_frame(app: Celery, settings: Settings, ref: FrameRef, run_id: str, prev_seq: int) -> None:
-    """One captured frame (already in the frame store under ``ref.key``) to the detect queue.
+def publish_frames(app: Celery, settings: Settings, refs: Sequence[FrameRef], run_id: str, prev_seq: int) -> None:
+    """Captured frames of one run, in seq order (already in the frame store under ``ref.key``),
+    to the detect queue as one message.
 
-    ``prev_seq`` is the seq of the previous frame published for this run (-1 for the first):
-    the per-camera sequencer follows that chain, so frames dropped before publishing (by
+    ``prev_seq`` is the seq of the frame published for this run before ``refs[0]`` (-1 for the
+    first): the per-camera sequencer follows that chain, so frames dropped before publishing (by
     backpressure or a stride) leave no hole to wait for.
     """
-    app.send_task(DETECT, args=[ref.to_dict(), run_id, prev_seq], queue=queue_of(settings, DETECT))
+    if not refs:
+        raise ValueError("publish_frames needs at least one frame")
+    app.send_task(DETECT, args=[[r.to_dict() for r in refs], run_id, prev_seq], queue=queue_of(settings, DETECT))
 
 
 def publish_end(app: Celery, settings: Settings, redis: Any, camera_id: str, run_id: str,

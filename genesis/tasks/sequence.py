@@ -10,7 +10,15 @@ from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.celery import app
 from genesis.domain import FrameOutcome, FrameRef, ZoneEvent
 from genesis.domain.codec import encode
-from genesis.sequencer import LOCK_TTL_MS, Sequencer, SequencerState, gap_check_key, kick_key, run_meta_for_report
+from genesis.sequencer import (
+    LOCK_TTL_MS,
+    Sequencer,
+    SequencerState,
+    gap_check_key,
+    kick_key,
+    run_meta_for_report,
+    wake_key,
+)
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask
 
@@ -47,6 +55,9 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
             queue=routing.queue_of(s, routing.FINISH_RUN),
         )
 
+    # Clear the wake flag before reading any result: a detect task that pushes a result after
+    # our reads will find it clear and send the next wake.
+    runtime.redis_client().delete(wake_key(run_id))
     seq = Sequencer(
         redis=runtime.redis_client(),
         settings=s,

@@ -44,7 +44,7 @@ from genesis.celery import configure
 from genesis.cli_capture import capture_command
 from genesis.config import CameraConfig, Settings, load_settings
 from genesis.domain import FrameRef
-from genesis.tasks.dispatch import end_key, publish_frame
+from genesis.tasks.dispatch import end_key, publish_frames
 from tests.services import REDIS_ADDRESS, redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,18 +118,24 @@ def queued(client: redis.Redis, queue: str) -> list[Message]:
     return out
 
 
+def refs_of(message: Message) -> list[FrameRef]:
+    """The frames of a detect message (one, or a batch of consecutive frames of one run)."""
+    assert isinstance(message.args[0], list) and message.args[0]
+    return [FrameRef.from_dict(f) for f in message.args[0]]
+
+
 def assert_chain(messages: list[Message], run_id: str) -> list[int]:
     """Every message is a detect task of this run; each prev_seq is the seq published before it."""
     seqs = []
     prev = -1
     for m in messages:
         assert m.task == "genesis.detect"
-        ref = FrameRef.from_dict(m.args[0])
         assert m.args[1] == run_id
         assert m.args[2] == prev, (m.args, prev)
-        assert ref.seq > prev
-        prev = ref.seq
-        seqs.append(ref.seq)
+        for ref in refs_of(m):
+            assert ref.seq > prev
+            prev = ref.seq
+            seqs.append(ref.seq)
     return seqs
 
 
@@ -152,13 +158,15 @@ def test_file_frames_stored_published_and_ended(
     assert (stats.read, stats.published, stats.dropped, stats.reconnects) == (20, 20, 0, 0)
     assert loop.status()["state"] == "stopped"
     messages = queued(rds, "detect")
-    assert len(messages) == 20
+    # The first frame finds the queue empty and goes alone; then messages wait (no worker
+    # runs here), so the file's frames go out in batches of detect_batch_frames.
+    assert settings.distributed.detect_batch_frames == 8
+    assert [len(m.args[0]) for m in messages] == [1, 8, 8, 3]
     seqs = assert_chain(messages, stats.run_id)
     assert seqs == list(range(0, 40, 2))
     assert stats.last_seq == 38
     fps = cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS)
-    for m in messages:
-        ref = FrameRef.from_dict(m.args[0])
+    for ref in (r for m in messages for r in refs_of(m)):
         assert ref.camera_id == "door"
         assert ref.key == frame_key("door", stats.run_id, ref.seq)
         assert ref.ts == pytest.approx(ref.seq / fps, abs=1e-5)
@@ -234,7 +242,8 @@ def test_backpressure_drops_and_counts_frames(
             taken = queued(rds, "detect")
             rds.delete("detect")
             for m in taken:
-                rds.delete(m.args[0]["key"])
+                for ref in refs_of(m):
+                    rds.delete(ref.key)
             consumed.extend(taken)
         return detect_backlog(app, "detect")
 
@@ -246,7 +255,7 @@ def test_backpressure_drops_and_counts_frames(
 
     loop = CaptureLoop(
         settings, cam, str(video), store,
-        lambda ref, run_id, prev: publish_frame(app, settings, ref, run_id, prev),
+        lambda refs, run_id, prev: publish_frames(app, settings, refs, run_id, prev),
         slow_worker_backlog, end=end, max_frames=40,
     )
     stats = loop.run()
@@ -258,9 +267,10 @@ def test_backpressure_drops_and_counts_frames(
     after = capture_counters()["hall"]
     assert after["dropped"] - before["dropped"] == stats.dropped
     assert after["published"] - before["published"] == stats.published
-    # Memory stays bounded: never more frames in Redis than the backlog limit.
-    assert most_keys <= limit
-    assert len(frame_keys(rds)) <= limit
+    # Memory stays bounded: never more frames in Redis than the backlog limit's messages hold.
+    most = limit * settings.distributed.detect_batch_frames
+    assert most_keys <= most
+    assert len(frame_keys(rds)) <= most
     # The chain links the published frames across the holes the drops left.
     messages = consumed + queued(rds, "detect")
     seqs = assert_chain(messages, stats.run_id)
@@ -420,7 +430,7 @@ def test_live_rate_limit_and_seq_across_reconnects(tmp_path: Path) -> None:
     stop = threading.Event()
     loop = CaptureLoop(
         settings, CameraConfig(id="fake", fps=10.0), "rtsp://fake/cam", MemoryFrameStore(8),
-        lambda ref, run_id, prev: published.append((ref, run_id, prev)), lambda: 0, stop,
+        lambda refs, run_id, prev: published.extend((r, run_id, prev) for r in refs), lambda: 0, stop,
         max_frames=150, open_source=open_source, backoff_initial_s=0.001, backoff_max_s=0.002,
         clock=lambda: clock[0],
     )
@@ -501,8 +511,8 @@ def test_launcher_captures_configured_cameras(rds: redis.Redis, tmp_path: Path, 
     for cam, line in zip("ab", lines, strict=True):
         assert line.startswith(f"camera {cam}: published 6, dropped 0 (backpressure), read 6, run ")
     messages = queued(rds, "detect")
-    assert len(messages) == 12
-    assert {FrameRef.from_dict(m.args[0]).seq for m in messages} == {0, 5, 10, 15, 20, 25}
+    assert sum(len(m.args[0]) for m in messages) == 12
+    assert {r.seq for m in messages for r in refs_of(m)} == {0, 5, 10, 15, 20, 25}
     with Repository(f"sqlite:///{tmp_path / 'genesis.db'}") as repo:
         assert sorted(r.camera_id for r in repo.runs()) == ["a", "b"]
 
