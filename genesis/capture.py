@@ -62,6 +62,9 @@ BACKOFF_JITTER = 0.2
 """Each wait is the backoff delay shortened by up to this fraction, at random, so that many
 cameras that failed together do not all retry in the same instant."""
 
+PACED_READ_S = 0.02
+"""A source read that took this long blocked on the source: no batching then (no added delay)."""
+
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 
 
@@ -323,7 +326,13 @@ class CaptureLoop:
         last = seq_base - 1
         interval = 1.0 / self.camera.fps if self.live and self.camera.fps else 0.0
         next_due = 0.0
+        read_from = self.clock()
         for raw in source.frames(self.stride):
+            # A read that blocked (a live or paced source) means frames come no faster than the
+            # workers want them: send what is held now, and this frame alone.
+            paced = self.clock() - read_from >= PACED_READ_S
+            if paced:
+                self._flush()
             if self.stop.is_set():
                 break
             seq = seq_base + raw.seq if self.live else raw.seq
@@ -338,16 +347,17 @@ class CaptureLoop:
                     # Keep to the rate on average; after a long stall start afresh.
                     next_due = next_due + interval if now - next_due < interval else now + interval
             if due:
-                self._handle(seq, raw)
+                self._handle(seq, raw, paced)
             else:
                 with self._lock:
                     self._skipped += 1
             if self._reached_max():
                 break
+            read_from = self.clock()
         self._flush()
         return last
 
-    def _handle(self, seq: int, raw: RawFrame) -> None:
+    def _handle(self, seq: int, raw: RawFrame, paced: bool = False) -> None:
         d = self.settings.distributed
         if not self._pending:  # a new message: look at the queue once for all its frames
             waiting = self.backlog()
@@ -357,7 +367,7 @@ class CaptureLoop:
                 with _COUNTERS_LOCK:
                     _DROPPED[self.camera.id] += 1
                 return
-            self._batch = d.detect_batch_frames if waiting and not self.live else 1
+            self._batch = d.detect_batch_frames if waiting and not (self.live or paced) else 1
         image = raw.image
         key = frame_key(self.camera.id, self.run_id, seq)
         ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]))

@@ -153,6 +153,8 @@ def test_file_frames_stored_published_and_ended(
     app = celery_app(settings)
     cam = CameraConfig(id="door")
     loop = distributed_capture(settings, cam, str(video), app=app, stride=2, max_frames=20)
+    ticks = itertools.count()
+    loop.clock = lambda: next(ticks) * 0.001  # reads never look blocked, however busy the machine
     stats = loop.run()
 
     assert (stats.read, stats.published, stats.dropped, stats.reconnects) == (20, 20, 0, 0)
@@ -522,3 +524,23 @@ def test_launcher_captures_configured_cameras(rds: redis.Redis, tmp_path: Path, 
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == ["error: video file not found: /nope.mp4"]
+
+
+@pytest.mark.parametrize(("read_s", "expected"), [(0.001, [8, 8, 8, 6]), (0.03, [1] * 30)])
+def test_file_batches_only_when_reads_do_not_block(tmp_path: Path, read_s: float, expected: list[int]) -> None:
+    """With detect messages waiting, a file read faster than real time goes out in batches; a
+    source whose reads block (paced, like a camera) sends each frame at once: no added delay."""
+    settings = make_settings(tmp_path)
+    clock = [0.0]
+    messages: list[tuple[list[FrameRef], int]] = []
+    loop = CaptureLoop(
+        settings, CameraConfig(id="file"), str(tmp_path / "clip.mp4"), MemoryFrameStore(64),
+        lambda refs, run_id, prev: messages.append((refs, prev)), lambda: 3,  # messages are waiting
+        end=lambda run_id, summary: None, repository=Repository(f"sqlite:///{tmp_path / 'g.db'}"),
+        open_source=lambda source: _FakeLive(30, clock, read_s), clock=lambda: clock[0],
+    )
+    stats = loop.run()
+    assert (stats.read, stats.published, stats.last_seq) == (30, 30, 29)
+    assert [len(refs) for refs, _ in messages] == expected
+    assert [prev for _, prev in messages] == [-1, *[refs[-1].seq for refs, _ in messages[:-1]]]
+    assert [r.seq for refs, _ in messages for r in refs] == list(range(30))
