@@ -113,6 +113,8 @@ class Sequencer:
     emit_outcomes: Callable[[list[FrameOutcome], list[ZoneEvent]], None]
     finish: Callable[[SequencerState], None]
     clock: Callable[[], float] = time.time
+    prepare: Callable[[CameraState], None] | None = None
+    """Called once on a new camera state (the alert stage's stored baseline)."""
     busy: bool = False
     """Set by ``run`` when another holder had the lock."""
 

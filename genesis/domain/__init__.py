@@ -11,8 +11,9 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from genesis.domain.alerts import Alert, OccupancySample
+from genesis.domain.alerts import Alert as Alert
 from genesis.domain.alerts import AlertKind as AlertKind
+from genesis.domain.alerts import OccupancySample as OccupancySample
 
 BBox = tuple[float, float, float, float]
 """A box in pixels: x1, y1, x2, y2."""
