@@ -191,7 +191,7 @@ class AlertStage:
                 limit_s = self.config.loitering_threshold(zone)
                 if self._step(AlertKind.LOITERING, zone, tid, dwell >= limit_s, ts):
                     raise_(AlertKind.LOITERING, zone, tid, dwell, limit_s, zone, identity_of(tid),
-                           f"track {tid} has been in {zone} for {dwell:.0f} s (limit {limit_s:g} s)")
+                           f"track {tid} has been in {zone} for {dwell:.1f} s (limit {limit_s:g} s)")
             if "restricted" in self.rules and zone in self.restricted:
                 unknown = identity_of(tid) is None
                 grace = self.config.restricted_grace_s
