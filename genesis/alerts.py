@@ -221,11 +221,6 @@ class BackgroundDeliverer:
         self._thread = threading.Thread(target=self._loop, name="genesis-alerts", daemon=True)
         self._thread.start()
 
-    @property
-    def active(self) -> bool:
-        return bool(self.publisher is not None or self.settings.alerts.webhooks
-                    or any(c.alerts.webhooks for c in self.settings.cameras))
-
     def submit(self, alert_ids: Sequence[int]) -> None:
         with self._cond:
             for alert_id in alert_ids:

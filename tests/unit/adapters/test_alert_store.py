@@ -202,3 +202,32 @@ def test_an_unreachable_receiver_is_retried_then_given_up(tmp_path: Path) -> Non
         summary = deliverer.drain(timeout=20)
         assert (summary.failed, summary.pending) == (1, 0)
         assert store.deliveries(ids)[0].attempts == 3
+
+
+def test_the_stored_baseline_spans_runs_and_a_spike_in_a_later_run_alerts_once(repo: Repository) -> None:
+    from genesis.stages.alerts import AlertStage
+    from tests.unit.stages.test_alerts import _spike_run, camera
+
+    settings = load_settings(environ={})
+    cfg = {"sample_s": 10.0, "min_samples": 6, "camera_wide": False}
+    store = AlertStore(repo.engine)
+    since = datetime.fromtimestamp(ORIGIN - 56 * 86400, UTC)
+    # Run 1 builds the baseline: no alert, and its samples are stored.
+    repo.start_run("r1", "cam", "clip.mp4", {})
+    first = AlertStage(settings.alerts, camera(rules=["anomaly"], anomaly=cfg))
+    first.prime(store.baseline("cam", since), ORIGIN)
+    alerts1, samples1 = _spike_run(first, [1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0])
+    hall1 = [s for s in samples1 if s.zone == "hall"]
+    assert alerts1 == [] and [s.value for s in hall1] == [1.0, 2.0] * 4
+    store.save("r1", alerts1, samples1, ORIGIN)
+    # Run 2 starts from the stored baseline: normal windows raise nothing, a spike exactly one alert.
+    repo.start_run("r2", "cam", "clip.mp4", {})
+    second = AlertStage(settings.alerts, camera(rules=["anomaly"], anomaly=cfg))
+    second.prime(store.baseline("cam", since), ORIGIN)
+    assert second.baseline[("hall", hall1[0].hour_of_week)].n == 8
+    alerts2, samples2 = _spike_run(second, [2.0, 1.0, 12.0, 1.0])
+    assert [(a.kind, a.subject) for a in alerts2] == [(AlertKind.ANOMALY, "hall")]
+    store.save("r2", alerts2, samples2, ORIGIN)
+    assert [s.anomalous for s in store.samples("r2") if s.zone == "hall"] == [False, False, True, False]
+    base = store.baseline("cam", since)[("hall", hall1[0].hour_of_week)]
+    assert base.n == 11  # 8 + the 3 normal windows of run 2; the spike stays out
