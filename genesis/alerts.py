@@ -127,11 +127,20 @@ def backoff_s(attempt: int, config: DeliveryConfig, rng: random.Random | None = 
     return (rng or random).uniform(0.5 * cap, cap)
 
 
+def retry_after(result: AttemptResult, config: DeliveryConfig, rng: random.Random | None = None) -> float:
+    """When to look at an alert again: the backoff for a failed target; for a target claimed by
+    someone else, a while (if that worker died, its lease will have run out)."""
+    wait = backoff_s(max(1, result.attempt), config, rng)
+    return wait if result.pending else max(wait, LEASE_MARGIN_S / 3)
+
+
 @dataclass(frozen=True, slots=True)
 class AttemptResult:
     delivered: int = 0
     failed: int = 0
     pending: int = 0
+    busy: int = 0
+    """Targets being attempted by someone else (or by a worker that died: its lease runs out)."""
     attempt: int = 0
     """The highest attempt number made in this pass (drives the backoff)."""
 
@@ -165,7 +174,7 @@ def deliver_once(store: AlertStore, settings: Settings, alert_id: int, publisher
     status = [d.status for d in store.deliveries([alert_id])]
     return AttemptResult(
         delivered=status.count("delivered"), failed=status.count("failed"), pending=status.count("pending"),
-        attempt=highest,
+        busy=status.count("sending"), attempt=highest,
     )
 
 
@@ -246,8 +255,8 @@ class BackgroundDeliverer:
                 result = AttemptResult(pending=1, attempt=1)
             with self._cond:
                 self._busy -= 1
-                if result.pending:
-                    due = time.monotonic() + backoff_s(max(1, result.attempt), self.settings.alerts.delivery, self.rng)
+                if result.pending or result.busy:
+                    due = time.monotonic() + retry_after(result, self.settings.alerts.delivery, self.rng)
                     heapq.heappush(self._heap, (due, result.attempt, alert_id))
                 self._cond.notify_all()
 

@@ -10,7 +10,7 @@ from functools import cache
 from typing import Any
 
 from genesis.adapters.db.alerts import AlertStore
-from genesis.alerts import RedisPublisher, backoff_s, deliver_once
+from genesis.alerts import RedisPublisher, deliver_once, retry_after
 from genesis.celery import app
 from genesis.domain import Alert, FrameOutcome, OccupancySample
 from genesis.domain.codec import decode, encode
@@ -78,8 +78,10 @@ def deliver(self: Any, alert_id: int) -> dict[str, int]:
         _store().retry_failed(alert_id)  # a replayed dead letter tries the given-up targets again
     result = deliver_once(_store(), s, alert_id, _publisher())
     cfg = s.alerts.delivery
-    if result.pending:
-        raise self.retry(countdown=backoff_s(max(1, result.attempt), cfg), max_retries=cfg.max_attempts * 4)
+    if result.pending or result.busy:
+        # busy: another attempt holds a claim (a duplicate task, or a worker that died mid-POST
+        # whose lease will run out): look again later rather than leave it unfinished.
+        raise self.retry(countdown=retry_after(result, cfg), max_retries=cfg.max_attempts * 4)
     if result.failed:
         raise PermanentError(f"alert {alert_id}: {result.failed} target(s) gave up after {cfg.max_attempts} attempts")
     return {"delivered": result.delivered}

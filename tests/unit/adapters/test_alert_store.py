@@ -231,3 +231,20 @@ def test_the_stored_baseline_spans_runs_and_a_spike_in_a_later_run_alerts_once(r
     assert [s.anomalous for s in store.samples("r2") if s.zone == "hall"] == [False, False, True, False]
     base = store.baseline("cam", since)[("hall", hall1[0].hour_of_week)]
     assert base.n == 11  # 8 + the 3 normal windows of run 2; the spike stays out
+
+
+def test_a_claim_held_elsewhere_is_left_alone_until_its_lease_runs_out(tmp_path: Path) -> None:
+    with webhook_receiver(fail_first=False) as receiver, Repository(f"sqlite:///{tmp_path / 'g.db'}") as repo:
+        settings = load_settings(environ={"GENESIS_ALERTS__WEBHOOKS": json.dumps([{"url": receiver.url}])})
+        repo.start_run("r1", "cam", "clip.mp4", {})
+        store = AlertStore(repo.engine)
+        (alert_id,) = store.save("r1", alerts()[:1], [], ORIGIN)
+        target = f"webhook:{receiver.url}"
+        assert store.claim(alert_id, target, 60) == 1  # another worker is posting it
+        busy = deliver_once(store, settings, alert_id, None)
+        assert (busy.busy, busy.pending, busy.delivered) == (1, 0, 0) and receiver.requests == []
+        store.finish_attempt(alert_id, target, "worker died", give_up=False)
+        assert store.claim(alert_id, target, -1) == 2  # ... and this one died mid-POST: its lease ran out
+        done = deliver_once(store, settings, alert_id, None)
+        assert (done.busy, done.delivered, done.attempt) == (0, 1, 3)
+        assert sum(receiver.accepted().values()) == 1
