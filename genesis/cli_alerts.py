@@ -159,6 +159,8 @@ def print_alert_summary(console: Console, report: dict[str, Any]) -> None:
         who = a["identity"] or (f"track {a['track_id']}" if a["track_id"] is not None else "")
         t.add_row(f"{a['ts']:.1f}", a["kind"], a["zone"] or "", who, a["message"])
     console.print(t)
+    if res["count"] > 20:
+        console.print(f"... and {res['count'] - 20} more in report.json (or `genesis alerts`)")
     delivery = report.get("run", {}).get("alert_delivery")
     if delivery and delivery.get("alerts") and (delivery["failed"] or delivery["pending"]):
         console.print(f"[yellow]alert delivery:[/] {delivery['delivered']} delivered, {delivery['failed']} failed, "
