@@ -41,7 +41,7 @@ def configure(app: Celery, settings: Settings) -> None:
 
 
 app = Celery("genesis", include=["genesis.tasks.detect", "genesis.tasks.sequence", "genesis.tasks.store",
-                                       "genesis.tasks.alerts"])
+                                 "genesis.tasks.alerts"])
 configure(app, default_settings())
 
 __all__ = ["QUEUES", "app", "configure"]

@@ -124,6 +124,8 @@ class Sequencer:
         fps = float(meta.get("fps", 25.0))
         cam = CameraState(self.settings, self.camera, int(meta["width"]), int(meta["height"]), fps, self.faces,
                           stride)
+        if self.prepare is not None:
+            self.prepare(cam)
         return SequencerState(camera=cam, stride=stride, fps=fps)
 
     def _load_state(self) -> SequencerState:

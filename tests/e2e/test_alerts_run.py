@@ -13,7 +13,7 @@ from tests.e2e.conftest import CLI
 from tests.services import redis_url
 from tests.webhook_receiver import webhook_receiver
 
-PUBSUB = redis_url(12)
+PUBSUB = redis_url(7)  # pub/sub only: no keys
 CLIP = ["--camera", "entrance", "--stride", "3", "--max-frames", "40"]  # every 3rd of the first 120 frames
 
 

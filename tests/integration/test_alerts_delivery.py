@@ -22,8 +22,8 @@ from tests.integration.workers import fresh_postgres_database, workers
 from tests.services import redis_url
 from tests.webhook_receiver import webhook_receiver
 
-BROKER = redis_url(13)
-REDIS = redis_url(14)
+BROKER = redis_url(10)
+REDIS = redis_url(15)
 
 
 def test_each_alert_reaches_the_receiver_and_pubsub_exactly_once(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from tests.integration.workers import fresh_postgres_database
 from tests.services import redis_url
 from tests.webhook_receiver import webhook_receiver
 
-PUBSUB = redis_url(11)
+PUBSUB = redis_url(6)  # pub/sub only: no keys
 ORIGIN = 1_700_000_000.0
 
 
