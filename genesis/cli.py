@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from genesis.cli_alerts import alerts_app, print_alert_summary
 from genesis.cli_capture import capture_command
 from genesis.cli_dlq import dlq_app
 from genesis.config import CameraConfig, ConfigError, Settings, default_settings, load_settings
@@ -166,6 +167,7 @@ def print_summary(report: dict[str, Any]) -> None:
         for ln in res["lines"]:
             lt.add_row(ln["name"], f"{ln['in']} ({ln['in_name']})", f"{ln['out']} ({ln['out_name']})")
         console.print(lt)
+    print_alert_summary(console, report)
 
 
 @app.command()
@@ -373,6 +375,7 @@ def drain(
 
 app.command("capture")(capture_command)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(alerts_app, name="alerts")
 
 
 def main() -> None:

@@ -18,10 +18,21 @@ import numpy as np
 
 import genesis
 from genesis.adapters.db import Repository
+from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg, encode_jpeg, frame_key
 from genesis.adapters.video import VideoSource
+from genesis.alerts import EmbeddedAlerts, prime
 from genesis.config import CameraConfig, Settings
-from genesis.domain import FrameOutcome, FrameRef, LineCrossing, RecognitionAttempt, Sighting, ZoneEvent
+from genesis.domain import (
+    Alert,
+    FrameOutcome,
+    FrameRef,
+    LineCrossing,
+    OccupancySample,
+    RecognitionAttempt,
+    Sighting,
+    ZoneEvent,
+)
 from genesis.models import LoadedModels, load_gallery, load_models
 from genesis.report import build_results, write_json_atomic
 from genesis.stages.analytics import heatmap_grid, render_heatmap
@@ -54,17 +65,25 @@ class _Pending:
     attempts: list[RecognitionAttempt] = field(default_factory=list)
     zone_events: list[ZoneEvent] = field(default_factory=list)
     crossings: list[LineCrossing] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    samples: list[OccupancySample] = field(default_factory=list)
+    alert_sink: EmbeddedAlerts | None = None
 
     def add(self, o: FrameOutcome) -> None:
         self.sightings += o.sightings
         self.attempts += o.attempts
         self.zone_events += o.zone_events
         self.crossings += o.crossings
+        self.alerts += o.alerts
+        self.samples += o.samples
 
     def flush(self, repo: Repository, run_id: str) -> None:
         if self.sightings or self.attempts or self.zone_events or self.crossings:
             repo.save_outcome(run_id, self.sightings, self.attempts, self.zone_events, self.crossings)
+        if self.alert_sink is not None and (self.alerts or self.samples):
+            self.alert_sink.save(self.alerts, self.samples)  # stored, then delivered in the background
         self.sightings, self.attempts, self.zone_events, self.crossings = [], [], [], []
+        self.alerts, self.samples = [], []
 
 
 def versions() -> dict[str, str]:
@@ -174,13 +193,15 @@ def _run(
     run_id = uuid.uuid4().hex
     started = datetime.now(UTC)
     repo.start_run(run_id, camera.id, info.source, {"width": info.width, "height": info.height, "fps": info.fps})
+    alert_sink = EmbeddedAlerts(AlertStore(repo.engine), settings, run_id, started.timestamp())
+    prime(state, alert_sink.store, settings, started.timestamp())
     total = None
     if info.frame_count:
         total = -(-info.frame_count // stride)
         if max_frames is not None:
             total = min(total, max_frames)
     annotator: Annotator | None = None
-    pending = _Pending()
+    pending = _Pending(alert_sink=alert_sink)
     t0 = time.perf_counter()
     detect_ms = 0.0
     first_ts = last_ts = 0.0
@@ -229,7 +250,9 @@ def _run(
             "stride": stride,
         }
         repo.finish_run(run_id, "finished", state.frames, meta)
+        delivery = alert_sink.drain()
     except BaseException:
+        alert_sink.drain(0.0)
         repo.delete_run(run_id)
         if annotator is not None:
             annotator.close()
@@ -264,6 +287,8 @@ def _run(
                 "threshold": settings.recognition.embedder.cosine_threshold if faces else None,
             },
             "gallery_identities": gallery_size,
+            "alert_delivery": {"alerts": delivery.alerts, "delivered": delivery.delivered,
+                               "failed": delivery.failed, "pending": delivery.pending},
             "recognition": "on" if faces else ("no identities enrolled" if models.embedder else "disabled"),
             "database": _safe_url(settings.database_url),
             "versions": versions(),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from genesis.adapters.db import Repository, RunRecord, TrackRecord
+from genesis.adapters.db.alerts import AlertStore, alert_results
 from genesis.config import CameraConfig
 from genesis.domain import UNKNOWN, Direction, LineCrossing, ZoneEvent, ZoneEventKind
 
@@ -179,6 +180,7 @@ def build_results(repo: Repository, run: RunRecord, camera: CameraConfig) -> dic
         "tracks": _track_results(tracks),
         "zones": zones,
         "lines": lines,
+        "alerts": alert_results(AlertStore(repo.engine), run.run_id),
     }
 
 

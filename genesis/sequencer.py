@@ -126,6 +126,8 @@ class Sequencer:
     emit_outcomes: Callable[[list[FrameOutcome], list[ZoneEvent]], None]
     finish: Callable[[SequencerState], None]
     clock: Callable[[], float] = time.time
+    prepare: Callable[[CameraState], None] | None = None
+    """Called once on a new camera state (the alert stage's stored baseline)."""
     busy: bool = False
     """Set by ``run`` when another holder had the lock."""
 
@@ -135,6 +137,8 @@ class Sequencer:
         fps = float(meta.get("fps", 25.0))
         cam = CameraState(self.settings, self.camera, int(meta["width"]), int(meta["height"]), fps, self.faces,
                           stride)
+        if self.prepare is not None:
+            self.prepare(cam)
         return SequencerState(camera=cam, stride=stride, fps=fps)
 
     def _load_state(self) -> SequencerState:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from genesis.config._base import StrictModel
+from genesis.config.alerts import CameraAlertsConfig
 
 Point = tuple[float, float]
 Units = Literal["normalized", "pixels"]
@@ -65,6 +66,7 @@ class CameraConfig(StrictModel):
     fps: float | None = Field(default=None, gt=0.0, description="Processing rate for live sources.")
     zones: list[ZoneConfig] = Field(default_factory=list)
     lines: list[LineConfig] = Field(default_factory=list)
+    alerts: CameraAlertsConfig = Field(default_factory=CameraAlertsConfig, description="Alert rules (docs/alerts.md).")
 
     @field_validator("zones", "lines")
     @classmethod
@@ -74,3 +76,8 @@ class CameraConfig(StrictModel):
         if dupes:
             raise ValueError(f"duplicate names: {', '.join(dupes)}")
         return items
+
+    @model_validator(mode="after")
+    def _check_alerts(self) -> CameraConfig:
+        self.alerts.check_zones([z.name for z in self.zones])
+        return self

@@ -11,6 +11,10 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from genesis.domain.alerts import Alert as Alert
+from genesis.domain.alerts import AlertKind as AlertKind
+from genesis.domain.alerts import OccupancySample as OccupancySample
+
 BBox = tuple[float, float, float, float]
 """A box in pixels: x1, y1, x2, y2."""
 
@@ -164,3 +168,5 @@ class FrameOutcome:
     zone_events: list[ZoneEvent] = field(default_factory=list)
     crossings: list[LineCrossing] = field(default_factory=list)
     occupancy: dict[str, int] = field(default_factory=dict)
+    alerts: list[Alert] = field(default_factory=list)
+    samples: list[OccupancySample] = field(default_factory=list)

@@ -15,6 +15,7 @@ from genesis.adapters.db.repository import TrackRecord
 from genesis.backends.faces import Embedder, FaceDetector
 from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameDetections, FrameOutcome, Sighting, ZoneEvent
+from genesis.stages.alerts import AlertStage
 from genesis.stages.analytics import LineCounter, ZoneCounter
 from genesis.stages.recognize import Gallery, TrackRecognizer, recognize_persons
 from genesis.stages.track import CameraTracker
@@ -59,6 +60,7 @@ class CameraState:
         self.lines = [LineCounter(camera.id, ln, width, height, min_frames) for ln in camera.lines]
         self.spans: dict[int, TrackSpan] = {}
         self.frames = 0
+        self.alerts = AlertStage(settings.alerts, camera)
 
     def process(self, detections: FrameDetections, image: np.ndarray | Callable[[], np.ndarray]) -> FrameOutcome:
         """One frame, in ``seq`` order. ``image`` may be a loader: it is only called when a
@@ -87,6 +89,7 @@ class CameraState:
             outcome.occupancy[zone.name] = zone.occupancy
         for line in self.lines:
             outcome.crossings.extend(line.update(tracked))
+        outcome.alerts, outcome.samples = self.alerts.update(outcome, lambda t: self.recognizer.identity(t).identity)
         return outcome
 
     def track_records(self) -> list[TrackRecord]:

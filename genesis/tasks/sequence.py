@@ -6,7 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
+from genesis.alerts import prime
 from genesis.celery import app
 from genesis.domain import FrameOutcome, FrameRef, ZoneEvent
 from genesis.domain.codec import encode
@@ -19,7 +21,9 @@ from genesis.sequencer import (
     run_meta_for_report,
     wake_key,
 )
+from genesis.stages.camera import CameraState
 from genesis.tasks import routing, runtime
+from genesis.tasks.alerts import run_time_origin, send_alerts
 from genesis.tasks.base import PermanentError, PipelineTask
 
 
@@ -36,7 +40,13 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
             raise FrameDecodeError(f"frame {ref.key} expired before recognition")
         return decode_jpeg(data)
 
+    time_origin = run_time_origin(run_id)
+
+    def prepare(cam: CameraState) -> None:
+        prime(cam, AlertStore(runtime.repository().engine), s, time_origin)
+
     def emit(outcomes: list[FrameOutcome], closing: list[ZoneEvent]) -> None:
+        send_alerts(run_id, time_origin, outcomes)
         payload = {
             "sightings": [encode(x) for o in outcomes for x in o.sightings],
             "attempts": [encode(x) for o in outcomes for x in o.attempts],
@@ -68,6 +78,7 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
         load_image=load_image,
         emit_outcomes=emit,
         finish=finish,
+        prepare=prepare,
     )
     finished = seq.run()
     if finished:

@@ -25,7 +25,7 @@ CLIP_ARGS = ["--camera", "entrance", "--stride", "3", "--max-frames", "80"]
 @pytest.fixture(scope="module")
 def env(models_dir: Path, tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[dict[str, str]]:
     out = tmp_path_factory.mktemp("distributed")
-    with pipeline_env(out, models_dir, data_dir, BROKER, FRAMES, {"gap_timeout_s": 20}) as e:
+    with pipeline_env(out, models_dir, data_dir, BROKER, FRAMES, {"gap_timeout_s": 20}, alerts=True) as e:
         yield e
 
 
@@ -52,6 +52,7 @@ def embedded_results(env: dict[str, str], shared_dir: Path, data_dir: Path) -> d
     assert results["frames"] == 80 and results["people"]["tracks"] >= 10
     assert sum(t["attempts"] for t in results["tracks"]) > 0, "recognition must run in this comparison"
     assert results["zones"][0]["entries"] > 0 and results["lines"][0]["in"] + results["lines"][0]["out"] > 0
+    assert results["alerts"]["by_kind"]["crowding"] > 0 and results["alerts"]["by_kind"]["restricted"] > 0
     return results
 
 
@@ -80,12 +81,13 @@ def test_distributed_equals_embedded_with_detect_concurrency_1_and_4(
     enroll_people(env, shared_dir)
     logs = Path(env["TEST_OUT_DIR"])
     # Detect concurrency 1, with `celery -A genesis worker -Q ...` ...
-    specs = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
+    specs = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo"),
+             ("analytics", "analytics", 1, "prefork")]
     with workers(*specs, env=env, log_dir=logs):
         results = distributed_run(env, data_dir, "distributed-c1")
     assert results == embedded_results, "detect concurrency 1"
     # ... and 4, with the per-service launchers.
-    commands = [("detect", ["--workers", "4"]), ("recognize", []), ("store", [])]
+    commands = [("detect", ["--workers", "4"]), ("recognize", []), ("store", []), ("analytics", [])]
     with launchers(*commands, env=env, log_dir=logs):
         results = distributed_run(env, data_dir, "distributed-c4")
     assert results == embedded_results, "detect concurrency 4"

@@ -16,6 +16,7 @@ import redis
 from genesis.adapters.video import VideoSource
 from genesis.backends.detectors import build_detector
 from genesis.config import CameraConfig, LineConfig, Settings, ZoneConfig, load_settings
+from genesis.config.alerts import CameraAlertsConfig
 from genesis.domain import FrameDetections, FrameOutcome, FrameRef, ZoneEvent
 from genesis.sequencer import FrameResult, Sequencer, SequencerState, push_result, run_meta_for_report
 from genesis.stages.camera import CameraState
@@ -45,8 +46,9 @@ def settings(models_dir: Path) -> Settings:
 
 CAMERA = CameraConfig(
     id="cam",
-    zones=[ZoneConfig(name="left", points=[(0, 0), (0.5, 0), (0.5, 1), (0, 1)])],
+    zones=[ZoneConfig(name="left", points=[(0, 0), (0.5, 0), (0.5, 1), (0, 1)], max_occupancy=1, restricted=True)],
     lines=[LineConfig(name="mid", start=(0.5, 0), end=(0.5, 1))],
+    alerts=CameraAlertsConfig(loitering_s=2.0, clear_s=0.3, default_cooldown_s=1.0),
 )
 
 
@@ -82,7 +84,7 @@ class Collector:
 
     def emit(self, outcomes: list[FrameOutcome], closing: list[ZoneEvent]) -> None:
         for o in outcomes:
-            for row in [*o.sightings, *o.zone_events, *o.crossings, *o.attempts]:
+            for row in [*o.sightings, *o.zone_events, *o.crossings, *o.attempts, *o.alerts, *o.samples]:
                 self.rows.add(repr(row))
         for e in closing:
             self.rows.add(repr(e))
@@ -206,3 +208,25 @@ def test_a_holder_killed_before_saving_its_state_loses_no_frame(
     assert make(r, small, c).run()
     assert c.rows == want and len(c.finished) == 1
     assert run_meta_for_report(c.finished[0]) == meta
+
+
+def test_rows_include_alerts_and_a_new_state_is_prepared_once(
+    r: Any, settings: Settings, detections: list[FrameDetections]
+) -> None:
+    want, _ = expected_rows(settings, detections)
+    assert any("Alert(" in row for row in want), "the camera's rules must raise alerts in this clip"
+    c = Collector()
+    prepared: list[CameraState] = []
+
+    def prepare(cam: CameraState) -> None:
+        cam.alerts.prime({}, 1_700_000_000.0)
+        prepared.append(cam)
+
+    end(r, detections[-1].frame.seq)
+    for item in results(detections):
+        push_result(r, "run1", item)
+        seq = make(r, settings, c)
+        seq.prepare = prepare
+        seq.run()
+    assert c.rows == want and len(prepared) == 1  # later passes load the saved (pickled) state
+    assert c.finished[0].camera.alerts.time_origin == 1_700_000_000.0

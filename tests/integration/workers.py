@@ -186,21 +186,30 @@ class TcpProxy:
 
 @contextmanager
 def pipeline_env(
-    out_dir: Path, models_dir: Path, data_dir: Path, broker: str, frames: str, distributed: dict[str, object]
+    out_dir: Path, models_dir: Path, data_dir: Path, broker: str, frames: str, distributed: dict[str, object],
+    alerts: bool = False,
 ) -> Iterator[dict[str, str]]:
     """Environment of a distributed test: a config with the `entrance` camera (a zone and a line),
-    a fresh PostgreSQL database and two flushed Redis databases (broker, frames)."""
+    a fresh PostgreSQL database and two flushed Redis databases (broker, frames). With ``alerts``
+    the zone is restricted with a max occupancy and a short loitering threshold, so the run raises
+    alerts (whose delivery tasks need an analytics worker)."""
     import redis
     import yaml
 
+    walkway: dict[str, object] = {"name": "walkway", "points": [[0.25, 0.45], [0.75, 0.45], [0.75, 1.0], [0.25, 1.0]]}
+    camera: dict[str, object] = {}
+    if alerts:
+        walkway.update(max_occupancy=2, restricted=True)
+        camera["alerts"] = {"loitering_s": 3.0}
     config = out_dir / "settings.yaml"
     config.write_text(yaml.safe_dump({
         "distributed": distributed,
         "cameras": [{
             "id": "entrance",
             "source": str(data_dir / "video" / "opencv4nodejs_people.mp4"),
-            "zones": [{"name": "walkway", "points": [[0.25, 0.45], [0.75, 0.45], [0.75, 1.0], [0.25, 1.0]]}],
+            "zones": [walkway],
             "lines": [{"name": "middle", "start": [0.5, 0.0], "end": [0.5, 1.0]}],
+            **camera,
         }],
     }))
     for url in (broker, frames):

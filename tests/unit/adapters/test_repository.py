@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 
+import genesis.adapters.db.models_alerts  # noqa: F401  (the alert tables in Base.metadata)
 from genesis.adapters.db import (
     EmbeddingRecord,
     NotFoundError,
@@ -55,6 +56,9 @@ TABLES = {
     "recognition_attempts",
     "zone_events",
     "line_crossings",
+    "alerts",
+    "alert_deliveries",
+    "occupancy_samples",
 }
 RUN_TABLES = ("tracks", "sightings", "recognition_attempts", "zone_events", "line_crossings")
 
