@@ -11,6 +11,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from genesis.config._base import StrictModel
+from genesis.config.api import ApiConfig
 from genesis.config.cameras import CameraConfig
 from genesis.config.distributed import DistributedConfig
 from genesis.config.models import DetectorConfig, ModelsConfig, RecognitionConfig
@@ -44,6 +45,7 @@ class Settings(StrictModel):
     pipeline: PipelineConfig = PipelineConfig()
     retention: RetentionConfig = RetentionConfig()
     distributed: DistributedConfig = DistributedConfig()
+    api: ApiConfig = ApiConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
 
     @field_validator("cameras")

@@ -32,6 +32,7 @@ from genesis.adapters.db import (
     Repository,
     TrackRecord,
     alembic_config,
+    models_api,  # noqa: F401  (api_keys in Base.metadata)
 )
 from genesis.adapters.db.models import Base
 from genesis.domain import (
@@ -55,6 +56,7 @@ TABLES = {
     "recognition_attempts",
     "zone_events",
     "line_crossings",
+    "api_keys",
 }
 RUN_TABLES = ("tracks", "sightings", "recognition_attempts", "zone_events", "line_crossings")
 

@@ -13,6 +13,7 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.pool import NullPool
 
+from genesis.adapters.db import models_api  # noqa: F401  (api_keys in Base.metadata)
 from genesis.adapters.db.models import Base
 from genesis.adapters.db.repository import MIGRATION_LOCK, WRITE_TRANSACTION, make_engine
 
