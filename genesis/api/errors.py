@@ -10,6 +10,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("genesis.api")
@@ -82,6 +83,10 @@ def install_error_handlers(app: FastAPI) -> None:
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
         return error_response(422, f"invalid request: {summary}", details=details)
 
+    async def database_down(request: Request, exc: Exception) -> Response:
+        log.error("database error on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(503, "the database is unavailable (see the server log)")
+
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal error (see the server log)")
@@ -89,6 +94,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(OperationalError, database_down)
     app.add_exception_handler(Exception, unexpected)
 
 

@@ -445,6 +445,27 @@ def test_status_reports_an_unreachable_redis(api_settings: Settings, repo: Repos
         assert tile.status_code == 200 and tile.headers["x-genesis-frame-source"] == "placeholder"
 
 
+def test_database_down_is_a_503(api_settings: Settings) -> None:
+    import psycopg2
+
+    from tests.integration.workers import PG_ADMIN
+
+    with fresh_postgres_database() as url:
+        settings = api_settings.model_copy(update={"database_url": url})
+        app = create_app(settings)
+        key = ApiKeyStore(app.state.services.repo.engine).create("viewer")[0]
+        with TestClient(app, raise_server_exceptions=False) as c:
+            assert c.get("/api/identities", headers={"X-API-Key": key}).status_code == 200
+            conn = psycopg2.connect(PG_ADMIN)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+            conn.close()
+            r = c.get("/api/identities", headers={"X-API-Key": key})
+            assert r.status_code == 503 and error_of(r)["code"] == "unavailable"
+            assert c.get("/health").status_code == 200
+
+
 def test_openapi_documents_every_route(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     paths = set(spec["paths"])

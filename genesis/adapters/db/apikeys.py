@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from genesis.adapters.db.models import utcnow
 from genesis.adapters.db.models_api import API_ROLES, ApiKey
@@ -105,8 +106,11 @@ class ApiKeyStore:
             return None
         now = utcnow()
         if r.last_used_at is None or now - r.last_used_at > LAST_USED_RESOLUTION:
-            with self.engine.begin() as conn:
-                conn.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+            except OperationalError:
+                pass  # best effort: a busy database (SQLite writer) must not refuse a valid key
         return self._row(key_id)
 
     def revoke(self, key_id: str) -> bool:
