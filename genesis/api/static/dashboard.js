@@ -59,6 +59,22 @@ async function refreshHealth() {
   }
 }
 
+// The alerts feed: a list only when the app sets app.state.alerts_enabled (the alerts branch,
+// which serves GET /api/alerts); otherwise the page says "Alerts not configured".
+async function refreshAlerts() {
+  const feed = document.getElementById("alerts-feed");
+  if (!feed || feed.tagName !== "UL") return;
+  try {
+    const body = await api("/api/alerts?limit=20");
+    const items = Array.isArray(body) ? body : (body.items || []);
+    if (!items.length) { feed.replaceChildren(el("li", {class: "muted"}, "No alerts.")); return; }
+    feed.replaceChildren(...items.map(a => el("li", {}, [a.created_at || a.at || "", a.camera_id || "",
+      a.message || a.rule || JSON.stringify(a)].filter(Boolean).join(" · "))));
+  } catch (e) {
+    feed.replaceChildren(el("li", {class: "error"}, `alerts unavailable: ${e.message}`));
+  }
+}
+
 function identityRow(ident) {
   const tr = el("tr", {"data-name": ident.name});
   tr.append(el("td", {class: "name"}, ident.name), el("td", {}, String(ident.photos)),
@@ -164,6 +180,8 @@ document.addEventListener("DOMContentLoaded", () => {
   refreshIdentities().catch(() => {});
   refreshTiles();
   refreshHealth();
+  refreshAlerts();
   setInterval(refreshTiles, POLL_MS);
+  setInterval(refreshAlerts, POLL_MS * 2);
   setInterval(refreshHealth, POLL_MS * 2);
 });
