@@ -7,6 +7,7 @@ and its answers are compared with what the repository reads back from the same r
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from genesis.capture import detect_backlog, make_app
 from genesis.config import Settings
 from genesis.embedded import run_embedded
 from genesis.report import build_results, visits
-from tests.integration.workers import fresh_postgres_database
+from tests.integration.workers import fresh_postgres_database, workers
 from tests.services import redis_url
 
 REDIS_DB, BROKER_DB = 12, 13
@@ -53,7 +54,7 @@ def api_settings(pg_url: str, models_dir: Path) -> Settings:
         "redis_url": redis_url(REDIS_DB),
         "broker_url": redis_url(BROKER_DB),
         "models": {"dir": str(models_dir)},
-        "api": {"max_upload_bytes": MAX_UPLOAD, "max_photos": 3},
+        "api": {"max_upload_bytes": MAX_UPLOAD, "max_photos": 3, "inspect_timeout_s": 2.0},
         "cameras": [{
             "id": CAMERA,
             "zones": [{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}],
@@ -431,6 +432,17 @@ def test_pipeline_status_and_dlq_replay(client: TestClient, keys: dict[str, str]
     assert detect_backlog(make_app(api_settings), "store") == 1  # the task is on the broker again
     assert client.post("/api/dlq/api-test-letter/replay", headers=h(keys, "operator")).status_code == 404
     redis.Redis.from_url(api_settings.broker_url).flushdb()
+
+
+def test_status_lists_a_real_worker(client: TestClient, keys: dict[str, str], api_settings: Settings,
+                                    tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_")}
+    env.update(GENESIS_DATABASE_URL=api_settings.database_url, GENESIS_REDIS_URL=api_settings.redis_url,
+               GENESIS_BROKER_URL=api_settings.broker_url, GENESIS_MODELS_DIR=str(api_settings.models.dir))
+    with workers(("store", "store", 1, "solo"), env=env, log_dir=tmp_path) as (worker,):
+        body = client.get("/api/pipeline/status", headers=h(keys, "viewer")).json()
+        assert body["workers_error"] is None
+        assert {"name": worker.name, "queues": ["store"]} in body["workers"], body["workers"]
 
 
 def test_status_reports_an_unreachable_redis(api_settings: Settings, repo: Repository,

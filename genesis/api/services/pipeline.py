@@ -62,14 +62,13 @@ def queue_depths(settings: Settings, app: Celery) -> dict[str, int] | str:
 def workers(app: Celery, timeout: float) -> list[dict[str, Any]] | str:
     """Workers that answer a ping within ``timeout`` seconds, with the queues they consume."""
     try:
-        inspect = app.control.inspect(timeout=timeout)
-        pings = inspect.ping() or {}
-        queues = inspect.active_queues() or {} if pings else {}
+        # One broadcast: every live worker answers with the queues it consumes.
+        queues = app.control.inspect(timeout=timeout).active_queues() or {}
     except Exception as exc:  # kombu raises many kinds; the status reports them
         return f"cannot inspect workers: {exc}"
     return [
-        {"name": name, "queues": sorted(q.get("name", "") for q in queues.get(name, []) or [])}
-        for name in sorted(pings)
+        {"name": name, "queues": sorted(q.get("name", "") for q in queues[name] or [])}
+        for name in sorted(queues)
     ]
 
 
