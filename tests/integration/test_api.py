@@ -486,6 +486,30 @@ def test_openapi_documents_every_route(client: TestClient) -> None:
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
 
 
+def test_rename_carries_the_tracks(client: TestClient, keys: dict[str, str], repo: Repository,
+                                   data_dir: Path) -> None:
+    """Direct repository writes: a track decided as an enrolled identity follows its rename."""
+    from genesis.adapters.db import TrackRecord
+
+    op = h(keys, "operator")
+    assert client.post("/api/identities", headers=op, data={"name": "negan"},
+                       files=[photo(data_dir, "negan", 1)]).status_code == 201
+    repo.start_run("desk-run", "desk", "rtsp://desk", {"width": 640, "height": 480})
+    repo.save_tracks("desk-run", [TrackRecord("desk", 1, 0, 9, 0.0, 0.9, 10, "negan", 3, 3, 0.31)])
+    try:
+        found = client.get("/api/tracks?identity=negan", headers=op).json()
+        assert [(t["run_id"], t["track_id"]) for t in found["items"]] == [("desk-run", 1)]
+        assert client.patch("/api/identities/negan", headers=op, json={"name": "Negan"}).status_code == 200
+        assert client.get("/api/tracks?identity=negan", headers=op).json()["total"] == 0
+        renamed = client.get("/api/tracks?identity=Negan", headers=op).json()["items"]
+        assert [t["identity"] for t in renamed] == ["Negan"]
+        live = client.get("/api/cameras/desk/live", headers=op).json()
+        assert live["identities"] == ["Negan"] and live["in_view"] == 0
+    finally:
+        repo.delete_run("desk-run")
+        client.delete("/api/identities/Negan", headers=h(keys, "admin"))
+
+
 # -- schemathesis: generated requests against the OpenAPI spec never get a 5xx ----------------
 # (Driven with hypothesis directly: schemathesis' pytest loader does not run on pytest 9.)
 
