@@ -14,17 +14,17 @@ from genesis.api.errors import ApiError
 _BAD_TEXT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
-def _clean(value: str) -> str:
+def clean_text(value: str) -> str:
     if _BAD_TEXT.search(value):
         raise ValueError("must not contain control characters")
     return value
 
 
 def _clean_opt(value: str | None) -> str | None:
-    return None if value is None else _clean(value)
+    return None if value is None else clean_text(value)
 
 
-SafeText = Annotated[str, AfterValidator(_clean)]
+SafeText = Annotated[str, AfterValidator(clean_text)]
 """Text without NUL/control characters or lone surrogates (PostgreSQL refuses those)."""
 
 CameraQ = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Camera id.")]

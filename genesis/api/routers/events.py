@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter
 
 from genesis.api.deps import Services, Viewer
@@ -33,10 +35,10 @@ def runs(_key: Viewer, s: Services, camera: CameraQ = None, limit: LimitQ = 50, 
 
 
 def _filter(camera: str | None, run: str | None, identity: str | None, zone: str | None, track: int | None,
-            since: object, until: object, ts_from: float | None, ts_to: float | None) -> svc.EventFilter:
+            since: datetime | None, until: datetime | None, ts_from: float | None,
+            ts_to: float | None) -> svc.EventFilter:
     return svc.EventFilter(camera=camera, run=run, identity=identity, zone=zone, track=track,
-                           since=utc(since, "since"), until=utc(until, "until"),  # type: ignore[arg-type]
-                           ts_from=ts_from, ts_to=ts_to)
+                           since=utc(since, "since"), until=utc(until, "until"), ts_from=ts_from, ts_to=ts_to)
 
 
 @router.get("/tracks", response_model=TrackPage, summary="Tracks (people's passages) with filters")

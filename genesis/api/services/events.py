@@ -38,7 +38,7 @@ class Page:
     offset: int
 
 
-def _run_window(query: Any, f: EventFilter) -> Any:
+def run_window(query: Any, f: EventFilter) -> Any:
     if f.camera is not None:
         query = query.where(Run.camera_id == f.camera)
     if f.run is not None:
@@ -79,7 +79,7 @@ def tracks(repo: Repository, f: EventFilter, limit: int, offset: int) -> Page:
             Track.last_ts, Track.frames, Track.identity_name, Track.votes, Track.attempts, Track.best_distance,
             Run.started_at)
     base: Any = select(*cols).join(Run, Run.id == Track.run_id)
-    base = _run_window(base, f)
+    base = run_window(base, f)
     if f.identity is not None:
         base = base.where(Track.identity_name == f.identity)
     if f.track is not None:
@@ -112,7 +112,7 @@ def sightings(repo: Repository, f: EventFilter, limit: int, offset: int) -> Page
         .join(Run, Run.id == SightingRow.run_id)
         .outerjoin(Track, and_(Track.run_id == SightingRow.run_id, Track.track_id == SightingRow.track_id))
     )
-    base = _run_window(base, f)
+    base = run_window(base, f)
     if f.identity is not None:
         base = base.where(Track.identity_name == f.identity)
     if f.track is not None:

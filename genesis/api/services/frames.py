@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from genesis.adapters.db import Repository
 from genesis.adapters.db.models import Run, SightingRow, Track
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
-from genesis.api.services.events import EventFilter, _run_window, latest_run
+from genesis.api.services.events import EventFilter, latest_run, run_window
 from genesis.domain import Sighting
 from genesis.stages.analytics import heatmap_grid, render_heatmap
 
@@ -88,7 +88,7 @@ def _glob_escape(text: str) -> str:
 
 def heatmap_png(repo: Repository, client: redis.Redis, camera: str, f: EventFilter, cell: int) -> bytes:
     """The heatmap of the camera's stored sightings in the filter's runs and time range."""
-    runs_q = _run_window(select(Run.id, Run.meta, Run.started_at).where(Run.camera_id == camera), f)
+    runs_q = run_window(select(Run.id, Run.meta, Run.started_at).where(Run.camera_id == camera), f)
     with repo.engine.connect() as conn:
         runs = conn.execute(runs_q.order_by(Run.started_at.desc(), Run.id.desc())).all()
         if not runs:
