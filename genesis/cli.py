@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from genesis.cli_alerts import alerts_app, print_alert_summary
+from genesis.cli_api import apikey_app, serve_command
 from genesis.cli_capture import capture_command
 from genesis.cli_dlq import dlq_app
 from genesis.config import CameraConfig, ConfigError, Settings, default_settings, load_settings
@@ -376,6 +377,8 @@ def drain(
 app.command("capture")(capture_command)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(alerts_app, name="alerts")
+app.command("serve")(serve_command)
+app.add_typer(apikey_app, name="apikey")
 
 
 def main() -> None:

@@ -7,5 +7,15 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
 .venv/bin/ruff check genesis tests workers
 .venv/bin/mypy
+# The dashboard's browser test drives Debian's chromium (never a downloaded browser).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null \
+      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null; }
+  else
+    echo "test: /usr/bin/chromium missing and not installable here (the browser test will skip)" >&2
+  fi
+fi
 mkdir -p test-artifacts
+export GENESIS_TEST_ARTIFACTS="${GENESIS_TEST_ARTIFACTS:-$PWD/test-artifacts}"
 .venv/bin/python -m pytest "$@"

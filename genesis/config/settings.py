@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from genesis.config._base import StrictModel
 from genesis.config.alerts import AlertsConfig
+from genesis.config.api import ApiConfig
 from genesis.config.cameras import CameraConfig
 from genesis.config.distributed import DistributedConfig
 from genesis.config.models import DetectorConfig, ModelsConfig, RecognitionConfig
@@ -46,6 +47,7 @@ class Settings(StrictModel):
     retention: RetentionConfig = RetentionConfig()
     distributed: DistributedConfig = DistributedConfig()
     alerts: AlertsConfig = AlertsConfig()
+    api: ApiConfig = ApiConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
 
     @field_validator("cameras")

@@ -13,12 +13,11 @@ from alembic import context
 from sqlalchemy import Connection
 from sqlalchemy.pool import NullPool
 
-from genesis.adapters.db import models_alerts  # noqa: F401  (registers the alert tables in Base.metadata)
-from genesis.adapters.db.models import Base
 from genesis.adapters.db.repository import MIGRATION_LOCK, WRITE_TRANSACTION, make_engine
+from genesis.adapters.db.schema import metadata
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata
 
 
 def _url() -> str:

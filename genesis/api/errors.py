@@ -1,0 +1,105 @@
+"""One JSON error shape for every 4xx/5xx: ``{"error": {"status", "code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("genesis.api")
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An error answered with ``status`` and the common JSON shape."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or CODES.get(status, "error")
+        self.details = details
+
+
+class ErrorBody(BaseModel):
+    status: int
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def error_response(status: int, message: str, code: str | None = None, details: Any = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"status": status, "code": code or CODES.get(status, "error"), "message": message,
+                      "details": jsonable_encoder(details)}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for e in exc.errors():
+        loc = [str(p) for p in e.get("loc", ())]
+        out.append({"field": ".".join(loc), "message": str(e.get("msg", "invalid"))})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def api_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(exc.status, exc.message, exc.code, exc.details)
+
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        message = exc.detail if isinstance(exc.detail, str) else CODES.get(exc.status_code, "error")
+        return error_response(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    async def validation_error(_request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        details = _validation_details(exc)
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+        return error_response(422, f"invalid request: {summary}", details=details)
+
+    async def database_down(request: Request, exc: Exception) -> Response:
+        log.error("database error on %s %s: %s", request.method, request.url.path, exc)
+        return error_response(503, "the database is unavailable (see the server log)")
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal error (see the server log)")
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(OperationalError, database_down)
+    app.add_exception_handler(Exception, unexpected)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "No or bad API key."},
+    403: {"model": ErrorResponse, "description": "The key's role may not do this."},
+    422: {"model": ErrorResponse, "description": "Invalid parameters."},
+}

@@ -1,0 +1,1 @@
+"""One router per area; each is a thin HTTP layer over ``genesis.api.services``."""

@@ -1,0 +1,247 @@
+"""Response models of the API (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from genesis.api.params import SafeText
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class Me(BaseModel):
+    id: str
+    name: str
+    role: str
+
+
+class IdentityOut(BaseModel):
+    name: str
+    photos: int
+    models: list[str]
+    created_at: datetime
+
+
+class EnrollOut(BaseModel):
+    name: str
+    photos: int
+    added: int = Field(description="Embeddings newly stored (a photo already enrolled is skipped).")
+    several_faces: list[str] = Field(description="Photos with more than one face (the largest was used).")
+
+
+class RenameIn(BaseModel):
+    name: SafeText = Field(min_length=1, max_length=128, description="The new name.")
+
+
+class RunOut(BaseModel):
+    run_id: str
+    camera_id: str
+    source: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    frames: int
+
+
+class TrackOut(BaseModel):
+    run_id: str
+    track_id: int
+    camera_id: str
+    first_seq: int
+    last_seq: int
+    first_ts: float
+    last_ts: float
+    frames: int
+    identity: str | None
+    votes: int
+    attempts: int
+    best_distance: float | None
+
+
+class SightingOut(BaseModel):
+    run_id: str
+    camera_id: str
+    track_id: int
+    seq: int
+    ts: float
+    box: list[float]
+    score: float
+    identity: str | None
+
+
+class RunPage(BaseModel):
+    items: list[RunOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class TrackPage(BaseModel):
+    items: list[TrackOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class SightingPage(BaseModel):
+    items: list[SightingOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class OccupancyPoint(BaseModel):
+    ts: float
+    occupancy: int
+
+
+class ZoneSeries(BaseModel):
+    zone: str
+    peak: int
+    points: list[OccupancyPoint]
+
+
+class Occupancy(BaseModel):
+    run_id: str
+    bucket_s: float | None
+    zones: list[ZoneSeries]
+
+
+class LineCount(BaseModel):
+    line: str
+    in_: int = Field(alias="in")
+    out: int
+    in_name: str
+    out_name: str
+
+
+class Crossings(BaseModel):
+    run_id: str
+    lines: list[LineCount]
+
+
+class ZoneDwell(BaseModel):
+    zone: str
+    visits: int
+    mean_s: float
+    median_s: float
+    p95_s: float
+    max_s: float
+
+
+class Dwell(BaseModel):
+    run_id: str
+    zones: list[ZoneDwell]
+
+
+class LatestRun(BaseModel):
+    run_id: str
+    status: str
+    started_at: datetime
+    frames: int
+
+
+class CameraOut(BaseModel):
+    id: str
+    name: str
+    configured: bool
+    source: str | None
+    zones: list[str]
+    lines: list[str]
+    runs: int
+    latest_run: LatestRun | None
+
+
+class LiveCounts(BaseModel):
+    camera_id: str
+    run_id: str | None
+    status: str | None
+    frames: int
+    in_view: int = Field(description="People in the last stored frame of the newest run.")
+    tracks: int
+    identities: list[str]
+
+
+class WorkerOut(BaseModel):
+    name: str
+    queues: list[str]
+
+
+class DatabaseStatus(BaseModel):
+    ok: bool
+    dialect: str
+    running_runs: int
+
+
+class RedisStatus(BaseModel):
+    ok: bool
+    error: str | None
+
+
+class PipelineStatus(BaseModel):
+    database: DatabaseStatus
+    redis: RedisStatus
+    queues: dict[str, int] | None
+    queues_error: str | None
+    workers: list[WorkerOut] | None
+    workers_error: str | None
+    dlq_size: int | None
+    dlq_error: str | None
+
+
+class LetterOut(BaseModel):
+    id: str
+    task_name: str
+    queue: str | None
+    error: str
+    retries: int
+    failed_at: datetime
+    replayable: bool
+
+
+class LetterPage(BaseModel):
+    items: list[LetterOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class LetterDetail(LetterOut):
+    task_id: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    exc_type: str
+    exc_message: str
+    traceback: str
+    first_failed_at: datetime | None
+    hostname: str | None
+
+
+class ReplayOut(BaseModel):
+    letter_id: str
+    task_id: str
+    queue: str
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreateIn(BaseModel):
+    role: str = Field(pattern="^(viewer|operator|admin)$")
+    name: str = Field(default="", max_length=128)
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str = Field(description="The key itself: shown only in this answer.")

@@ -1,0 +1,183 @@
+"""Images: the heatmap PNG of a camera over a time range, and the camera tile (the latest frame
+in the Redis frame store with the stored sightings drawn on it, or a placeholder that says so)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import redis
+from sqlalchemy import func, select
+
+from genesis.adapters.db import Repository
+from genesis.adapters.db.models import Run, SightingRow, Track
+from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
+from genesis.api.services.events import EventFilter, latest_run, run_window
+from genesis.domain import Sighting
+from genesis.stages.analytics import heatmap_grid, render_heatmap
+
+PLACEHOLDER_SIZE = (640, 360)
+MAX_HEATMAP_SIDE = 4096
+"""Heatmaps of absurd stored frame sizes are refused rather than allocated."""
+
+
+class NoDataError(LookupError):
+    """Nothing stored for what was asked."""
+
+
+def _png(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError("cannot encode PNG")
+    return buf.tobytes()
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise RuntimeError("cannot encode JPEG")
+    return buf.tobytes()
+
+
+def _size(meta: dict[str, Any] | None) -> tuple[int, int] | None:
+    meta = meta or {}
+    w, h = meta.get("width"), meta.get("height")
+    if isinstance(w, int) and isinstance(h, int) and 0 < w <= MAX_HEATMAP_SIDE and 0 < h <= MAX_HEATMAP_SIDE:
+        return w, h
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class LatestFrame:
+    run_id: str
+    seq: int
+    image: np.ndarray
+
+
+def latest_frame(client: redis.Redis, camera: str, run_id: str) -> LatestFrame | None:
+    """The newest frame of the run still in the Redis frame store (None if none or Redis is down)."""
+    best: tuple[int, bytes] | None = None
+    try:
+        pattern = f"genesis:frame:{_glob_escape(camera)}:{_glob_escape(run_id)}:*"
+        seqs = []
+        for key in client.scan_iter(match=pattern, count=500):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            tail = name.rsplit(":", 1)[-1]
+            if tail.isdigit():
+                seqs.append((int(tail), name))
+        for seq, name in sorted(seqs, reverse=True)[:3]:
+            data = client.get(name)
+            if isinstance(data, bytes):
+                best = (seq, data)
+                break
+    except redis.RedisError:
+        return None
+    if best is None:
+        return None
+    try:
+        return LatestFrame(run_id, best[0], decode_jpeg(best[1]))
+    except FrameDecodeError:
+        return None
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def heatmap_png(repo: Repository, client: redis.Redis, camera: str, f: EventFilter, cell: int) -> bytes:
+    """The heatmap of the camera's stored sightings in the filter's runs and time range."""
+    runs_q = run_window(select(Run.id, Run.meta, Run.started_at).where(Run.camera_id == camera), f)
+    with repo.engine.connect() as conn:
+        runs = conn.execute(runs_q.order_by(Run.started_at.desc(), Run.id.desc())).all()
+        if not runs:
+            raise NoDataError(f"no runs of camera {camera!r} in that range")
+        q = select(SightingRow.x1, SightingRow.y1, SightingRow.x2, SightingRow.y2).where(
+            SightingRow.run_id.in_([r.id for r in runs])
+        )
+        if f.ts_from is not None:
+            q = q.where(SightingRow.ts >= f.ts_from)
+        if f.ts_to is not None:
+            q = q.where(SightingRow.ts <= f.ts_to)
+        boxes = conn.execute(q).all()
+    size = next((s for s in (_size(r.meta) for r in runs) if s is not None), None)
+    if size is None:
+        w = int(max((b.x2 for b in boxes), default=PLACEHOLDER_SIZE[0]))
+        h = int(max((b.y2 for b in boxes), default=PLACEHOLDER_SIZE[1]))
+        size = (min(max(w, 16), MAX_HEATMAP_SIDE), min(max(h, 16), MAX_HEATMAP_SIDE))
+    width, height = size
+    sightings = [Sighting(camera, 0, 0, 0.0, (b.x1, b.y1, b.x2, b.y2), 1.0) for b in boxes]
+    grid = heatmap_grid(sightings, width, height, cell)
+    frame = latest_frame(client, camera, runs[0].id)
+    return _png(render_heatmap(grid, frame.image if frame else None, width, height))
+
+
+def _draw(image: np.ndarray, rows: list[Any], scale: float) -> None:
+    for r in rows:
+        x1, y1, x2, y2 = (int(v * scale) for v in (r.x1, r.y1, r.x2, r.y2))
+        colour = (80, 200, 80) if r.identity_name else (0, 200, 255)
+        cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
+        label = f"#{r.track_id} {r.identity_name or 'unknown'}"
+        cv2.putText(image, label, (x1, max(12, y1 - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+
+
+def _sightings_at(conn: Any, run_id: str, seq: int) -> list[Any]:
+    return list(conn.execute(
+        select(SightingRow.track_id, SightingRow.x1, SightingRow.y1, SightingRow.x2, SightingRow.y2,
+               Track.identity_name)
+        .outerjoin(Track, (Track.run_id == SightingRow.run_id) & (Track.track_id == SightingRow.track_id))
+        .where(SightingRow.run_id == run_id, SightingRow.seq == seq)
+        .order_by(SightingRow.track_id)
+    ).all())
+
+
+def camera_tile(repo: Repository, client: redis.Redis, camera: str) -> tuple[bytes, str]:
+    """(JPEG, source) of the camera tile; source is ``frame-store`` or ``placeholder``."""
+    run_id = latest_run(repo, camera)
+    frame = latest_frame(client, camera, run_id) if run_id else None
+    with repo.engine.connect() as conn:
+        if frame is not None:
+            image = frame.image.copy()
+            _draw(image, _sightings_at(conn, frame.run_id, frame.seq), 1.0)
+            return _jpeg(image), "frame-store"
+        w, h = PLACEHOLDER_SIZE
+        image = np.full((h, w, 3), 60, dtype=np.uint8)
+        note = "no recent frame stored"
+        if run_id is not None:
+            meta = conn.execute(select(Run.meta).where(Run.id == run_id)).scalar_one_or_none()
+            last_seq = conn.execute(
+                select(func.max(SightingRow.seq)).where(SightingRow.run_id == run_id)
+            ).scalar_one_or_none()
+            size = _size(meta)
+            if last_seq is not None and size is not None:
+                _draw(image, _sightings_at(conn, run_id, int(last_seq)), min(w / size[0], h / size[1]))
+                note = f"no recent frame stored: last sightings (frame {last_seq})"
+        else:
+            note = "no runs of this camera yet"
+    cv2.putText(image, note, (10, h - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (230, 230, 230), 1, cv2.LINE_AA)
+    cv2.putText(image, camera, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (230, 230, 230), 2, cv2.LINE_AA)
+    return _jpeg(image), "placeholder"
+
+
+def live_counts(repo: Repository, camera: str) -> dict[str, Any]:
+    """Counts of the camera's newest run: people in the last stored frame, tracks, identities."""
+    run_id = latest_run(repo, camera)
+    if run_id is None:
+        return {"camera_id": camera, "run_id": None, "status": None, "frames": 0, "in_view": 0, "tracks": 0,
+                "identities": []}
+    with repo.engine.connect() as conn:
+        run = conn.execute(select(Run.status, Run.frames).where(Run.id == run_id)).one()
+        last_seq = conn.execute(select(func.max(SightingRow.seq)).where(SightingRow.run_id == run_id)).scalar()
+        in_view = 0
+        if last_seq is not None:
+            in_view = int(conn.execute(
+                select(func.count()).select_from(SightingRow)
+                .where(SightingRow.run_id == run_id, SightingRow.seq == last_seq)
+            ).scalar_one())
+        tracks = int(conn.execute(select(func.count()).select_from(Track).where(Track.run_id == run_id)).scalar_one())
+        names = conn.execute(
+            select(Track.identity_name).where(Track.run_id == run_id, Track.identity_name.is_not(None)).distinct()
+        ).scalars().all()
+    return {"camera_id": camera, "run_id": run_id, "status": run.status, "frames": run.frames,
+            "in_view": in_view, "tracks": tracks, "identities": sorted(str(n) for n in names)}

@@ -1,0 +1,113 @@
+"""Cameras (configuration + database), pipeline status (queues, workers, DLQ) and DLQ replay."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import redis
+from sqlalchemy import func, select
+
+from genesis.adapters.db import Repository
+from genesis.adapters.db.models import Camera, Run
+from genesis.adapters.dlq import DeadLetter, DeadLetters, replay
+from genesis.config import Settings
+from genesis.tasks.routing import QUEUES
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+
+def cameras(repo: Repository, settings: Settings) -> list[dict[str, Any]]:
+    """Every camera of the configuration or the database, with its runs."""
+    with repo.engine.connect() as conn:
+        stored = {r.id: r.name for r in conn.execute(select(Camera.id, Camera.name))}
+        counts = dict(conn.execute(select(Run.camera_id, func.count()).group_by(Run.camera_id)).all())
+        latest: dict[str, Any] = {}
+        for r in conn.execute(select(Run.id, Run.camera_id, Run.status, Run.started_at, Run.frames)):
+            cur = latest.get(r.camera_id)
+            if cur is None or (r.started_at, r.id) > (cur.started_at, cur.id):
+                latest[r.camera_id] = r
+    configured = {c.id: c for c in settings.cameras}
+    out = []
+    for cam_id in sorted(set(stored) | set(configured)):
+        cfg = configured.get(cam_id)
+        last = latest.get(cam_id)
+        out.append({
+            "id": cam_id,
+            "name": (cfg.name if cfg and cfg.name else None) or stored.get(cam_id) or cam_id,
+            "configured": cfg is not None,
+            "source": cfg.source if cfg else None,
+            "zones": [z.name for z in cfg.zones] if cfg else [],
+            "lines": [ln.name for ln in cfg.lines] if cfg else [],
+            "runs": int(counts.get(cam_id, 0)),
+            "latest_run": None if last is None else {
+                "run_id": last.id, "status": last.status, "started_at": last.started_at, "frames": last.frames,
+            },
+        })
+    return out
+
+
+def queue_depths(settings: Settings, app: Celery) -> dict[str, int] | str:
+    """Messages waiting per queue, or why they cannot be read."""
+    from genesis.capture import detect_backlog
+
+    try:
+        return {q: detect_backlog(app, q) for q in QUEUES}
+    except ValueError as exc:
+        return str(exc)
+    except redis.RedisError as exc:
+        return f"cannot reach the broker: {exc}"
+
+
+def workers(app: Celery, timeout: float) -> list[dict[str, Any]] | str:
+    """Workers that answer a ping within ``timeout`` seconds, with the queues they consume."""
+    try:
+        # One broadcast: every live worker answers with the queues it consumes.
+        queues = app.control.inspect(timeout=timeout).active_queues() or {}
+    except Exception as exc:  # kombu raises many kinds; the status reports them
+        return f"cannot inspect workers: {exc}"
+    return [
+        {"name": name, "queues": sorted(q.get("name", "") for q in queues[name] or [])}
+        for name in sorted(queues)
+    ]
+
+
+def status(settings: Settings, client: redis.Redis, letters: DeadLetters, app: Celery, timeout: float,
+           repo: Repository) -> dict[str, Any]:
+    try:
+        client.ping()
+        redis_ok: bool | str = True
+    except redis.RedisError as exc:
+        redis_ok = str(exc)
+    dlq: int | str
+    try:
+        dlq = letters.size()
+    except redis.RedisError as exc:
+        dlq = f"cannot reach Redis: {exc}"
+    depths = queue_depths(settings, app)
+    found = workers(app, timeout) if isinstance(depths, dict) else "broker unreachable"
+    with repo.engine.connect() as conn:
+        running = int(conn.execute(select(func.count()).select_from(Run).where(Run.status == "running")).scalar_one())
+    return {
+        "database": {"ok": True, "dialect": repo.dialect, "running_runs": running},
+        "redis": {"ok": redis_ok is True, "error": None if redis_ok is True else redis_ok},
+        "queues": depths if isinstance(depths, dict) else None,
+        "queues_error": None if isinstance(depths, dict) else depths,
+        "workers": found if isinstance(found, list) else None,
+        "workers_error": None if isinstance(found, list) else found,
+        "dlq_size": dlq if isinstance(dlq, int) else None,
+        "dlq_error": None if isinstance(dlq, int) else dlq,
+    }
+
+
+def letter_summary(letter: DeadLetter) -> dict[str, Any]:
+    return {"id": letter.id, "task_name": letter.task_name, "queue": letter.queue, "error": letter.error,
+            "retries": letter.retries, "failed_at": letter.failed_at, "replayable": letter.replayable}
+
+
+def dlq_list(store: DeadLetters, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+    return [letter_summary(x) for x in store.list(limit=limit, offset=offset, newest_first=True)], store.size()
+
+
+def dlq_replay(settings: Settings, app: Celery, store: DeadLetters, letter: DeadLetter) -> str:
+    return replay(app, settings, letter, store)

@@ -1,0 +1,187 @@
+// Genesis dashboard: polls the JSON API with the session cookie; no build step, no framework.
+"use strict";
+
+const HEADERS = {"X-Genesis-Dashboard": "1"};
+const POLL_MS = 3000;
+
+async function api(path, options = {}) {
+  const response = await fetch(path, {credentials: "same-origin", ...options,
+                                      headers: {...HEADERS, ...(options.headers || {})}});
+  if (response.status === 401) { window.location.href = "/"; throw new Error("session ended"); }
+  if (!response.ok) {
+    let message = response.statusText;
+    try { message = (await response.json()).error.message; } catch (e) { /* not JSON */ }
+    throw new Error(message);
+  }
+  return response.status === 204 ? null : response.json();
+}
+
+function el(tag, attrs = {}, text = "") {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text) node.textContent = text;
+  return node;
+}
+
+async function refreshTiles() {
+  for (const tile of document.querySelectorAll(".tile")) {
+    const cam = tile.dataset.camera;
+    try {
+      const live = await api(`/api/cameras/${encodeURIComponent(cam)}/live`);
+      for (const key of ["in_view", "tracks", "frames", "status"]) {
+        const node = tile.querySelector(`[data-count="${key}"]`);
+        if (node) node.textContent = live[key] ?? "–";
+      }
+      tile.querySelector('[data-count="identities"]').textContent =
+        live.identities.length ? "recognised: " + live.identities.join(", ") : "";
+      tile.querySelector("img.frame").src = `/api/cameras/${encodeURIComponent(cam)}/frame.jpg?t=${Date.now()}`;
+    } catch (e) { /* keep the last values */ }
+  }
+}
+
+async function refreshHealth() {
+  const box = document.getElementById("health");
+  try {
+    const s = await api("/api/pipeline/status");
+    const rows = [
+      ["database", `${s.database.dialect}, ${s.database.running_runs} run(s) running`],
+      ["redis", s.redis.ok ? "ok" : `down: ${s.redis.error}`],
+      ["queues", s.queues ? Object.entries(s.queues).map(([q, n]) => `${q} ${n}`).join(" · ") : s.queues_error],
+      ["workers", s.workers ? (s.workers.length ? s.workers.map(w => w.name).join(", ") : "none answering")
+                            : s.workers_error],
+      ["dead letters", s.dlq_size ?? s.dlq_error],
+    ];
+    box.replaceChildren(...rows.map(([k, v]) => {
+      const div = el("div"); div.append(el("dt", {}, k), el("dd", {}, String(v))); return div;
+    }));
+  } catch (e) {
+    box.replaceChildren(el("div", {}, `status unavailable: ${e.message}`));
+  }
+}
+
+// The alerts feed: a list only when the app sets app.state.alerts_enabled (the alerts branch,
+// which serves GET /api/alerts); otherwise the page says "Alerts not configured".
+async function refreshAlerts() {
+  const feed = document.getElementById("alerts-feed");
+  if (!feed || feed.tagName !== "UL") return;
+  try {
+    const body = await api("/api/alerts?limit=20");
+    const items = Array.isArray(body) ? body : (body.items || []);
+    if (!items.length) { feed.replaceChildren(el("li", {class: "muted"}, "No alerts.")); return; }
+    feed.replaceChildren(...items.map(a => el("li", {}, [a.created_at || a.at || "", a.camera_id || "",
+      a.message || a.rule || JSON.stringify(a)].filter(Boolean).join(" · "))));
+  } catch (e) {
+    feed.replaceChildren(el("li", {class: "error"}, `alerts unavailable: ${e.message}`));
+  }
+}
+
+function identityRow(ident) {
+  const tr = el("tr", {"data-name": ident.name});
+  tr.append(el("td", {class: "name"}, ident.name), el("td", {}, String(ident.photos)),
+            el("td", {}, ident.created_at.slice(0, 16).replace("T", " ")));
+  const actions = el("td");
+  if (window.GENESIS.canOperate) {
+    const rename = el("button", {type: "button", class: "link rename"}, "rename");
+    rename.addEventListener("click", async () => {
+      const name = window.prompt(`New name for ${ident.name}`, ident.name);
+      if (!name || name === ident.name) return;
+      try {
+        await api(`/api/identities/${encodeURIComponent(ident.name)}`, {
+          method: "PATCH", headers: {"Content-Type": "application/json"}, body: JSON.stringify({name})});
+        await refreshIdentities();
+      } catch (e) { window.alert(e.message); }
+    });
+    actions.append(rename);
+  }
+  if (window.GENESIS.canAdmin) {
+    const forget = el("button", {type: "button", class: "link danger forget"}, "forget");
+    forget.addEventListener("click", async () => {
+      if (!window.confirm(`Forget ${ident.name} and all their embeddings?`)) return;
+      try {
+        await api(`/api/identities/${encodeURIComponent(ident.name)}`, {method: "DELETE"});
+        await refreshIdentities();
+      } catch (e) { window.alert(e.message); }
+    });
+    actions.append(forget);
+  }
+  tr.append(actions);
+  return tr;
+}
+
+async function refreshIdentities() {
+  const body = document.getElementById("identity-rows");
+  const rows = await api("/api/identities");
+  if (!rows.length) {
+    const tr = el("tr", {class: "empty"}); tr.append(el("td", {colspan: "4", class: "muted"}, "No identities enrolled."));
+    body.replaceChildren(tr);
+    return;
+  }
+  body.replaceChildren(...rows.map(identityRow));
+}
+
+function setupEnroll() {
+  const form = document.getElementById("enroll-form");
+  if (!form) return;
+  const status = document.getElementById("enroll-status");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    status.textContent = "enrolling…";
+    status.className = "status";
+    try {
+      const r = await api("/api/identities", {method: "POST", body: new FormData(form)});
+      status.textContent = `enrolled ${r.name}: ${r.photos} photo(s), ${r.added} new embedding(s)`;
+      status.className = "status ok";
+      form.reset();
+      await refreshIdentities();
+    } catch (e) {
+      status.textContent = `enroll failed: ${e.message}`;
+      status.className = "status error";
+    }
+  });
+}
+
+function setupHeatmap() {
+  const panel = document.getElementById("heatmap-panel");
+  const form = document.getElementById("heatmap-form");
+  const img = document.getElementById("heatmap-img");
+  const error = document.getElementById("heatmap-error");
+  let camera = null;
+  async function show() {
+    const params = new URLSearchParams();
+    for (const name of ["since", "until"]) {
+      const v = form.elements[name].value;
+      if (v) params.set(name, new Date(v).toISOString());
+    }
+    const url = `/api/cameras/${encodeURIComponent(camera)}/heatmap.png?${params}`;
+    const response = await fetch(url, {credentials: "same-origin"});
+    if (!response.ok) {
+      let message = response.statusText;
+      try { message = (await response.json()).error.message; } catch (e) { /* not JSON */ }
+      error.textContent = message; error.hidden = false; img.hidden = true;
+      return;
+    }
+    error.hidden = true; img.hidden = false;
+    img.src = URL.createObjectURL(await response.blob());
+  }
+  for (const button of document.querySelectorAll(".show-heatmap")) {
+    button.addEventListener("click", () => {
+      camera = button.dataset.camera;
+      document.getElementById("heatmap-camera").textContent = camera;
+      panel.hidden = false;
+      show();
+    });
+  }
+  form.addEventListener("submit", (event) => { event.preventDefault(); if (camera) show(); });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setupEnroll();
+  setupHeatmap();
+  refreshIdentities().catch(() => {});
+  refreshTiles();
+  refreshHealth();
+  refreshAlerts();
+  setInterval(refreshTiles, POLL_MS);
+  setInterval(refreshAlerts, POLL_MS * 2);
+  setInterval(refreshHealth, POLL_MS * 2);
+});

@@ -1,0 +1,134 @@
+"""``genesis serve`` (the REST API and dashboard) and ``genesis apikey create|list|revoke``.
+
+Registered on the main CLI; the helpers of :mod:`genesis.cli` are imported when a command runs
+(as in :mod:`genesis.cli_dlq`), so the two modules can import each other in any order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from genesis.config import Settings
+
+apikey_app = typer.Typer(help="API keys of the REST API and dashboard: create, list, revoke.", no_args_is_help=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Settings YAML (default: $GENESIS_CONFIG, else configs/settings.yaml if present)."
+    ),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    from genesis.cli import settings_from
+
+    return settings_from(config)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    from genesis.cli import fail
+
+    fail(message, code)
+
+
+def _print(*objects: object, **kwargs: object) -> None:
+    from genesis.cli import console
+
+    console.print(*objects, **kwargs)  # type: ignore[arg-type]
+
+
+def serve_command(
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default: api.host).")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="Port (default: api.port, 8000).")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run the REST API (OpenAPI docs at /docs) and the web dashboard (at /)."""
+    import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from genesis.api import create_app
+
+    settings = _settings(config)
+    try:
+        app = create_app(settings)
+    except SQLAlchemyError as exc:
+        _fail(f"cannot open the database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+    bind_host = host or settings.api.host
+    bind_port = port or settings.api.port
+    _print(f"Genesis API on http://{bind_host}:{bind_port} (dashboard /, docs /docs)", highlight=False)
+    try:
+        uvicorn.run(app, host=bind_host, port=bind_port, log_level="info", proxy_headers=False)
+    except OSError as exc:
+        _fail(f"cannot listen on {bind_host}:{bind_port}: {exc}")
+
+
+
+
+@apikey_app.command("create")
+def create(
+    role: Annotated[str, typer.Option("--role", "-r", help="viewer, operator or admin.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="A label for the key (default: ROLE-ID).")] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Create a key and print it (only this once: it is stored hashed)."""
+    from genesis.adapters.db import Repository
+    from genesis.adapters.db.apikeys import ApiKeyStore
+    from genesis.adapters.db.models_api import API_ROLES
+
+    if role not in API_ROLES:
+        _fail(f"--role must be one of {', '.join(API_ROLES)}", 2)
+    settings = _settings(config)
+    with Repository(settings.database_url) as repo:
+        token, info = ApiKeyStore(repo.engine).create(role, name)
+    from genesis.cli import err_console
+
+    err_console.print(f"created key {info.id} ({info.name}, role {info.role}); it is shown only now:",
+                      highlight=False)
+    print(token)
+
+
+@apikey_app.command("list")
+def list_keys(config: ConfigOpt = None) -> None:
+    """List keys (ids, names, roles; never the keys themselves)."""
+    from genesis.adapters.db import Repository
+    from genesis.adapters.db.apikeys import ApiKeyStore
+
+    settings = _settings(config)
+    with Repository(settings.database_url) as repo:
+        keys = ApiKeyStore(repo.engine).list()
+    if not keys:
+        _print("no API keys: genesis apikey create --role ROLE")
+        return
+    t = Table(title="API keys")
+    for col in ("id", "name", "role", "created (UTC)", "last used (UTC)", "status"):
+        t.add_column(col)
+    for k in keys:
+        t.add_row(k.id, k.name, k.role, k.created_at.strftime("%Y-%m-%d %H:%M"),
+                  k.last_used_at.strftime("%Y-%m-%d %H:%M") if k.last_used_at else "-",
+                  "active" if k.active else f"revoked {k.revoked_at:%Y-%m-%d %H:%M}")
+    _print(t)
+
+
+@apikey_app.command("revoke")
+def revoke(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key id (see `genesis apikey list`).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a key: it stops working at once."""
+    from genesis.adapters.db import Repository
+    from genesis.adapters.db.apikeys import ApiKeyStore, parse_key
+
+    settings = _settings(config)
+    ident = parse_key(key_id) or key_id
+    with Repository(settings.database_url) as repo:
+        if not ApiKeyStore(repo.engine).revoke(ident):
+            _fail(f"no active key {key_id!r}: see `genesis apikey list`")
+    _print(f"revoked key {ident}")

@@ -1,0 +1,28 @@
+"""Settings of the REST API and dashboard (``genesis serve``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from genesis.config._base import StrictModel
+
+
+class ApiConfig(StrictModel):
+    host: str = Field(default="127.0.0.1", description="Address `genesis serve` listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `genesis serve` listens on.")
+    max_upload_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest accepted photo upload (bytes, per file)."
+    )
+    max_photos: int = Field(default=10, ge=1, le=100, description="Most photos in one enroll request.")
+    upload_types: list[str] = Field(
+        default_factory=lambda: ["image/jpeg", "image/png", "image/webp", "image/bmp"],
+        description="Content types accepted for photo uploads.",
+    )
+    max_page: int = Field(default=1000, ge=1, description="Largest `limit` of a paginated list.")
+    inspect_timeout_s: float = Field(
+        default=0.5, gt=0, le=10, description="How long the pipeline status waits for Celery workers to answer."
+    )
+    cookie_secure: bool = Field(
+        default=False, description="Mark the dashboard session cookie Secure (set it when served over HTTPS)."
+    )
+    session_max_age_s: int = Field(default=12 * 3600, ge=60, description="Dashboard session cookie lifetime.")

@@ -1,0 +1,167 @@
+"""The dashboard in a real headless Chromium (Debian ``chromium``, driven by Playwright with
+``executable_path``: no browser download), against a real ``genesis serve`` process over the
+SQLite database of a real ``genesis run``. Screenshots are saved as test artifacts
+(``$GENESIS_TEST_ARTIFACTS/dashboard`` when set, as scripts/test.sh does, else the test's tmp folder).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import CLI
+from tests.services import redis_url
+
+CHROMIUM = Path("/usr/bin/chromium")
+REDIS_DB = 15
+
+
+def chromium_or_skip() -> Path:
+    """The Debian chromium, installed with apt-get when missing and possible; else skip (with why)."""
+    if CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK):
+        return CHROMIUM
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip("chromium is not installed at /usr/bin/chromium and cannot be installed here "
+                    "(needs root and apt-get: apt-get install -y chromium)")
+    proc = subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, text=True, timeout=900,
+                          check=False, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if proc.returncode != 0 or not CHROMIUM.is_file():
+        pytest.skip(f"chromium could not be installed (apt-get install -y chromium exited {proc.returncode}): "
+                    f"{proc.stderr.strip()[-300:]}")
+    return CHROMIUM
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def artifacts(tmp_path: Path) -> Path:
+    base = os.environ.get("GENESIS_TEST_ARTIFACTS")
+    folder = (Path(base).resolve() if base else tmp_path / "artifacts") / "dashboard"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture()
+def served(cli: CLI, data_dir: Path, tmp_path: Path) -> Iterator[tuple[str, str, CLI]]:
+    """(base URL, admin key, cli) of a `genesis serve` process over a database with one real run."""
+    import redis
+
+    cli.env.update(GENESIS_REDIS_URL=redis_url(REDIS_DB), GENESIS_BROKER_URL=redis_url(REDIS_DB))
+    redis.Redis.from_url(redis_url(REDIS_DB)).flushdb()
+    cli("run", "--source", str(data_dir / "video" / "opencv4nodejs_people.mp4"), "--camera", "lobby",
+        "--stride", "3", "--max-frames", "20", "--zone", "left:0,0,0.5,0,0.5,1,0,1")
+    key = cli("apikey", "create", "--role", "admin", "--name", "browser").stdout.strip()
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "genesis.cli", "serve", "--port", str(port)], cwd=cli.cwd,
+                            env=cli.env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"genesis serve did not start: {(tmp_path / 'serve.log').read_text()}")
+            time.sleep(0.3)
+        yield base, key, cli
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_dashboard_login_enroll_heatmap(served: tuple[str, str, CLI], data_dir: Path, artifacts: Path) -> None:
+    chromium = chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    base, key, _ = served
+    daryl = data_dir / "faces" / "known" / "daryl"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
+                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(base + "/")
+            expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+            page.fill("#api_key", "gk_00000000_wrong")
+            page.click("button[type=submit]")
+            expect(page.locator("#login-error")).to_contain_text("invalid")
+            page.screenshot(path=str(artifacts / "01-login-refused.png"))
+
+            page.fill("#api_key", key)
+            page.click("button[type=submit]")
+            expect(page.get_by_role("heading", name="Cameras")).to_be_visible()
+            tile = page.locator('.tile[data-camera="lobby"]')
+            expect(tile).to_be_visible()
+            expect(tile.locator('[data-count="tracks"]')).not_to_have_text("–", timeout=10_000)
+            expect(page.locator("#alerts-feed")).to_contain_text("Alerts not configured")
+            expect(page.locator("#health")).to_contain_text("sqlite", timeout=10_000)
+            page.screenshot(path=str(artifacts / "02-dashboard.png"), full_page=True)
+
+            page.fill('#enroll-form input[name="name"]', "daryl")
+            page.set_input_files('#enroll-form input[name="photos"]', [str(daryl / "daryl1.jpg"),
+                                                                         str(daryl / "daryl3.jpg")])
+            page.click('#enroll-form button[type="submit"]')
+            expect(page.locator("#enroll-status")).to_contain_text("enrolled daryl: 2 photo(s)", timeout=60_000)
+            row = page.locator('#identity-rows tr[data-name="daryl"]')
+            expect(row).to_be_visible()
+            expect(row).to_contain_text("2")
+            page.screenshot(path=str(artifacts / "03-enrolled.png"), full_page=True)
+
+            # A file that is not a photo is refused with a clear message, nothing enrolled.
+            bad = artifacts / "notes.txt"
+            bad.write_text("not a photo")
+            page.fill('#enroll-form input[name="name"]', "nobody")
+            page.set_input_files('#enroll-form input[name="photos"]', str(bad))
+            page.click('#enroll-form button[type="submit"]')
+            expect(page.locator("#enroll-status")).to_contain_text("unsupported type", timeout=20_000)
+            expect(page.locator('#identity-rows tr[data-name="nobody"]')).to_have_count(0)
+
+            tile.get_by_role("button", name="Heatmap").click()
+            heat = page.locator("#heatmap-img")
+            expect(heat).to_be_visible()
+            page.wait_for_function("() => { const i = document.getElementById('heatmap-img');"
+                                   " return i && i.complete && i.naturalWidth === 800; }", timeout=20_000)
+            heat.scroll_into_view_if_needed()
+            page.screenshot(path=str(artifacts / "04-heatmap.png"), full_page=True)
+        finally:
+            browser.close()
+    for name in ("01-login-refused.png", "02-dashboard.png", "03-enrolled.png", "04-heatmap.png"):
+        assert (artifacts / name).stat().st_size > 10_000, name
+
+
+def test_apikey_cli(cli: CLI) -> None:
+    created = cli("apikey", "create", "--role", "viewer", "--name", "ci")
+    key = created.stdout.strip()
+    assert key.startswith("gk_") and "shown only now" in created.stderr
+    key_id = key.split("_")[1]
+    listed = cli("apikey", "list").stdout
+    assert key_id in listed and "viewer" in listed and "active" in listed and key not in listed
+    assert f"revoked key {key_id}" in cli("apikey", "revoke", key_id).stdout
+    assert "revoked" in cli("apikey", "list").stdout
+    again = cli("apikey", "revoke", key_id, check=False)
+    assert again.returncode == 1 and "no active key" in again.stderr and "Traceback" not in again.stderr
+    bad = cli("apikey", "create", "--role", "root", check=False)
+    assert bad.returncode == 2 and "viewer, operator, admin" in bad.stderr and "Traceback" not in bad.stderr
