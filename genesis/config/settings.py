@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, field_validator
 from genesis.config._base import StrictModel
 from genesis.config.cameras import CameraConfig
 from genesis.config.distributed import DistributedConfig
+from genesis.config.identities import IdentitiesConfig
 from genesis.config.models import DetectorConfig, ModelsConfig, RecognitionConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
 
@@ -44,6 +45,7 @@ class Settings(StrictModel):
     pipeline: PipelineConfig = PipelineConfig()
     retention: RetentionConfig = RetentionConfig()
     distributed: DistributedConfig = DistributedConfig()
+    identities: IdentitiesConfig = IdentitiesConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
 
     @field_validator("cameras")

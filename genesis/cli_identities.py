@@ -1,0 +1,232 @@
+"""`genesis enroll`, `genesis identities ...`, `genesis eval faces`: enrollment, the gallery's
+maintenance (rename, forget, re-embed, key rotation, audit log) and the identification evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from genesis.config import ConfigError, Settings, default_settings, load_settings
+
+identities_app = typer.Typer(help="Enrolled identities.", invoke_without_command=True)
+eval_app = typer.Typer(help="Quality evaluations on labelled data.", no_args_is_help=True)
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Settings YAML (default: $GENESIS_CONFIG, else configs/settings.yaml if present)."
+    ),
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def settings_from(config: Path | None) -> Settings:
+    try:
+        return load_settings(config) if config is not None else default_settings()
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+def _actor(settings: Settings) -> str:
+    from genesis.identities.store import default_actor
+
+    return settings.identities.actor or default_actor()
+
+
+def _store(settings: Settings) -> Any:
+    from genesis.adapters.db import Repository
+    from genesis.identities.crypto import BiometricCipher, BiometricKeyError
+    from genesis.identities.store import IdentityStore
+
+    try:
+        cipher = BiometricCipher.from_env()
+    except BiometricKeyError as exc:
+        fail(str(exc), 2)
+    return IdentityStore(Repository(settings.database_url), cipher)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err_console, transient=True)
+
+
+def enroll_command(
+    name: Annotated[str, typer.Argument(help="Identity name.")],
+    photos: Annotated[list[Path], typer.Argument(help="Photos of the person, one face each.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Enroll an identity from one or several photos (all photos or none)."""
+    from genesis.adapters.db import Repository
+    from genesis.enroll import EnrollError
+    from genesis.enroll import enroll as do_enroll
+    from genesis.identities.crypto import BiometricKeyError
+    from genesis.identities.store import IdentityError
+    from genesis.models import detector_label, load_face_models
+    from genesis.weights import WeightsError
+
+    settings = settings_from(config)
+    try:
+        face_detector, embedder = load_face_models(settings)
+        with Repository(settings.database_url) as repo:
+            res = do_enroll(repo, name, photos, face_detector, embedder, detector_label(settings),
+                            settings.identities.quality, keep_crops=settings.identities.keep_crops,
+                            actor=_actor(settings))
+    except (EnrollError, WeightsError, IdentityError, BiometricKeyError) as exc:
+        fail(str(exc))
+    for w in res.warnings:
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    console.print(f"enrolled [bold]{res.name}[/]: {res.photos} photo(s), {res.added} new embedding(s) "
+                  f"[{settings.recognition.embedder.model}]")
+
+
+@identities_app.callback()
+def identities(ctx: typer.Context, config: ConfigOpt = None) -> None:
+    """List enrolled identities (and manage them with the subcommands)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from genesis.adapters.db import Repository
+
+    settings = settings_from(config)
+    with Repository(settings.database_url) as repo:
+        rows = repo.identities()
+    if not rows:
+        console.print("no identities enrolled: genesis enroll NAME PHOTO...")
+        return
+    t = Table(title="Identities")
+    for col in ("name", "photos", "models", "enrolled"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r.name, str(r.photos), ", ".join(r.models), r.created_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(t)
+
+
+@identities_app.command("forget")
+def identities_forget(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Erase an identity everywhere: embeddings, kept faces, negatives, its name on tracks."""
+    from genesis.identities.store import IdentityError
+
+    settings = settings_from(config)
+    if not yes and not typer.confirm(f"Forget {name} and all their biometric data?"):
+        raise typer.Exit(1)
+    store = _store(settings)
+    try:
+        counts = store.forget(name, _actor(settings))
+    except IdentityError as exc:
+        fail(str(exc))
+    finally:
+        store.repo.close()
+    console.print(f"forgot {name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
+
+
+@identities_app.command("rename")
+def identities_rename(old: str, new: str, config: ConfigOpt = None) -> None:
+    """Rename an identity (its past tracks follow)."""
+    from genesis.identities.store import IdentityError
+
+    settings = settings_from(config)
+    store = _store(settings)
+    try:
+        store.rename(old, new, _actor(settings))
+    except IdentityError as exc:
+        fail(str(exc))
+    finally:
+        store.repo.close()
+    console.print(f"renamed {old} to {new}")
+
+
+@identities_app.command("re-embed")
+def identities_reembed(
+    model: Annotated[
+        str | None, typer.Option("--model", help="SFace, Dlib, ArcFace or Facenet512 (default: the configured one).")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Recompute every enrolled embedding with a model, from the kept face crops."""
+    from genesis.backends.faces import build_embedder
+    from genesis.config import EmbedderConfig
+    from genesis.enroll import EnrollError
+    from genesis.identities.crypto import BiometricKeyError
+    from genesis.identities.reembed import re_embed
+    from genesis.weights import WeightsError
+
+    settings = settings_from(config)
+    try:
+        cfg = settings.recognition.embedder if model is None or model == settings.recognition.embedder.model \
+            else EmbedderConfig(model=model)  # type: ignore[arg-type]
+    except ValueError:
+        fail(f"--model must be one of SFace, Dlib, ArcFace, Facenet512, got {model!r}", 2)
+    store = _store(settings)
+    try:
+        embedder = build_embedder(cfg, settings.models.path)
+        with _progress() as bar:
+            task = bar.add_task(f"re-embedding with {cfg.model}", total=None)
+            res = re_embed(store, embedder, _actor(settings), lambda i, n: bar.update(task, completed=i, total=n))
+    except (WeightsError, EnrollError, BiometricKeyError) as exc:
+        fail(str(exc))
+    finally:
+        store.repo.close()
+    console.print(f"re-embedded {res.embeddings} face(s) of {res.identities} identities with {res.model}")
+    for ident, photo in res.without_crop:
+        err_console.print(f"[yellow]warning:[/] {ident} ({photo}) has no kept face: enroll it again", highlight=False)
+
+
+@identities_app.command("new-key")
+def identities_new_key() -> None:
+    """Print a new key for GENESIS_EMBEDDING_KEY (keep it secret, keep it safe)."""
+    from genesis.identities.crypto import BiometricCipher
+
+    console.print(BiometricCipher.new_key(), highlight=False)
+
+
+@identities_app.command("rotate-key")
+def identities_rotate_key(config: ConfigOpt = None) -> None:
+    """Re-encrypt all biometric data with the first key of GENESIS_EMBEDDING_KEY (NEW,OLD...)."""
+    from genesis.identities.crypto import BiometricKeyError
+
+    settings = settings_from(config)
+    store = _store(settings)
+    try:
+        n = store.rotate_key(_actor(settings))
+    except BiometricKeyError as exc:
+        fail(str(exc))
+    finally:
+        store.repo.close()
+    console.print(f"re-encrypted {n} blob(s) with the first key; the other keys can now be removed")
+
+
+@identities_app.command("audit")
+def identities_audit(
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Newest N entries.")] = 50,
+    config: ConfigOpt = None,
+) -> None:
+    """Show the audit log of biometric operations (enroll, search, rename, reject, forget ...)."""
+    settings = settings_from(config)
+    store = _store(settings)
+    try:
+        rows = store.audit_log()[-limit:]
+    finally:
+        store.repo.close()
+    t = Table(title="Audit log")
+    for col in ("when (UTC)", "who", "action", "target", "detail"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r.at.strftime("%Y-%m-%d %H:%M:%S"), r.actor, r.action, r.target or "-",
+                  json.dumps(r.detail, sort_keys=True))
+    console.print(t)
