@@ -58,3 +58,22 @@ class GalleryCache:
     @property
     def version(self) -> int | None:
         return self._version
+
+
+class LiveFaces:
+    """The face models with the current gallery: ``get()`` is a ``FaceModels`` (the same object while
+    the gallery is unchanged) or None while nobody is enrolled."""
+
+    def __init__(self, detector: Any, embedder: Any, cache: GalleryCache) -> None:
+        self.detector, self.embedder, self.cache = detector, embedder, cache
+        self._faces: Any = None
+        self._gallery: Gallery | None = None
+
+    def get(self) -> Any:
+        from genesis.stages.camera import FaceModels
+
+        gallery = self.cache.get()
+        if gallery is not self._gallery:
+            self._gallery = gallery
+            self._faces = FaceModels(self.detector, self.embedder, gallery) if gallery.names else None
+        return self._faces
