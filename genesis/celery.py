@@ -40,7 +40,8 @@ def configure(app: Celery, settings: Settings) -> None:
     app.conf.genesis_settings = settings
 
 
-app = Celery("genesis", include=["genesis.tasks.detect", "genesis.tasks.sequence", "genesis.tasks.store"])
+app = Celery("genesis", include=["genesis.tasks.detect", "genesis.tasks.sequence", "genesis.tasks.store",
+                                   "genesis.tasks.identities"])
 configure(app, default_settings())
 
 __all__ = ["QUEUES", "app", "configure"]

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from genesis.cli_capture import capture_command
 from genesis.cli_dlq import dlq_app
-from genesis.cli_identities import enroll_command, eval_app, identities_app
+from genesis.cli_identities import enroll_command, eval_app, identities_app, search_command
 from genesis.config import CameraConfig, ConfigError, Settings, default_settings, load_settings
 
 app = typer.Typer(
@@ -308,6 +308,7 @@ def drain(
 
 app.command("capture")(capture_command)
 app.command("enroll")(enroll_command)
+app.command("search")(search_command)
 app.add_typer(eval_app, name="eval")
 app.add_typer(dlq_app, name="dlq")
 

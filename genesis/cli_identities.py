@@ -287,3 +287,140 @@ def eval_faces(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         console.print(f"wrote {json_out}")
+
+
+@identities_app.command("unknowns")
+def identities_unknowns(config: ConfigOpt = None) -> None:
+    """List the unknown faces (clusters of unrecognised tracks across cameras and time)."""
+    from genesis.identities.tracks import unknowns
+
+    settings = settings_from(config)
+    store = _store(settings)
+    try:
+        rows = unknowns(store)
+    finally:
+        store.repo.close()
+    if not rows:
+        console.print("no unknown faces")
+        return
+    t = Table(title="Unknown faces")
+    for col in ("id", "model", "tracks", "cameras", "first seen (UTC)", "last seen (UTC)"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r.label, r.model, str(r.tracks), ", ".join(r.cameras), r.first_seen.strftime("%Y-%m-%d %H:%M"),
+                  r.last_seen.strftime("%Y-%m-%d %H:%M"))
+    console.print(t)
+
+
+@identities_app.command("name")
+def identities_name(
+    unknown: Annotated[str, typer.Argument(help="An unknown face id, e.g. unknown-17.")],
+    name: Annotated[str, typer.Argument(help="The identity it becomes (new or existing).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Turn an unknown face into an identity: its faces become enrolled, its past tracks get the name."""
+    from genesis.identities.crypto import BiometricKeyError
+    from genesis.identities.store import IdentityError
+    from genesis.identities.tracks import name_unknown
+
+    settings = settings_from(config)
+    store = _store(settings)
+    try:
+        n = name_unknown(store, unknown, name, _actor(settings))
+    except (IdentityError, BiometricKeyError) as exc:
+        fail(str(exc))
+    finally:
+        store.repo.close()
+    console.print(f"{unknown} is now {name.strip()}: {n} track(s) relabelled")
+
+
+@identities_app.command("reject")
+def identities_reject(
+    track: Annotated[str, typer.Argument(help="RUN:TRACK (a run id or a unique prefix of it, and the track id).")],
+    identity: Annotated[str | None, typer.Option(
+        "--identity", help="The identity it is not (default: the one the track was given).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Not this person: the track loses its name and its face is never matched to that identity again."""
+    from genesis.identities.crypto import BiometricKeyError
+    from genesis.identities.store import IdentityError
+    from genesis.identities.tracks import reject, resolve_run
+
+    settings = settings_from(config)
+    run_prefix, sep, tid = track.rpartition(":")
+    if not sep or not run_prefix or not tid.isdigit():
+        fail(f"give the track as RUN:TRACK (e.g. 3f2a:7), got {track!r}", 2)
+    store = _store(settings)
+    try:
+        run_id = resolve_run(store, run_prefix)
+        name = reject(store, run_id, int(tid), _actor(settings), identity)
+    except (IdentityError, BiometricKeyError) as exc:
+        fail(str(exc))
+    finally:
+        store.repo.close()
+    console.print(f"track {tid} of run {run_id} is not {name}: unlinked, and that face will not match {name} again")
+
+
+@identities_app.command("purge")
+def identities_purge(
+    days: Annotated[int | None, typer.Option(
+        "--days", min=1, help="Keep this many days (default: retention.unknown_faces_days).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Retention: delete unknown faces (clusters, faces of unknown tracks) older than the retention."""
+    from genesis.identities.tracks import purge
+
+    settings = settings_from(config)
+    store = _store(settings)
+    try:
+        counts = purge(store, days or settings.retention.unknown_faces_days, _actor(settings))
+    finally:
+        store.repo.close()
+    console.print("purged " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
+
+
+def search_command(
+    photo: Annotated[Path, typer.Argument(help="A photo of the person (its largest face is searched).")],
+    top: Annotated[int, typer.Option("--top", min=1, help="At most N tracks.")] = 20,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", help="Cosine distance (default: the model's recognition threshold).")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Search by photo: the tracks of that face across cameras and time (nearest first)."""
+    import hashlib
+
+    from genesis.enroll import EnrollError, read_image
+    from genesis.identities.crypto import BiometricKeyError
+    from genesis.identities.tracks import search
+    from genesis.models import load_face_models
+    from genesis.weights import WeightsError
+
+    settings = settings_from(config)
+    try:
+        face_detector, embedder = load_face_models(settings)
+        image = read_image(photo)
+        faces = face_detector.detect(image)
+        if not faces:
+            fail(f"{photo}: no face found")
+        vector = embedder.embed(image, faces[:1])[0]
+    except (EnrollError, WeightsError) as exc:
+        fail(str(exc))
+    store = _store(settings)
+    try:
+        hits = search(store, vector, embedder.model_name, top,
+                      threshold if threshold is not None else settings.recognition.embedder.cosine_threshold,
+                      _actor(settings), hashlib.sha256(photo.read_bytes()).hexdigest())
+    except BiometricKeyError as exc:
+        fail(str(exc))
+    finally:
+        store.repo.close()
+    if not hits:
+        console.print("no track of that face")
+        return
+    t = Table(title=f"Tracks of the face in {photo.name}")
+    for col in ("run", "track", "camera", "time (s)", "distance", "identity"):
+        t.add_column(col)
+    for h in hits:
+        t.add_row(h.run_id, str(h.track_id), h.camera_id, f"{h.ts:.1f}", f"{h.distance:.3f}",
+                  h.identity or h.unknown or "unknown")
+    console.print(t)

@@ -23,6 +23,7 @@ from genesis.adapters.video import VideoSource
 from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameOutcome, FrameRef, LineCrossing, RecognitionAttempt, Sighting, ZoneEvent
 from genesis.identities.cache import GalleryCache, LiveFaces
+from genesis.identities.tracks import save_camera_track_faces
 from genesis.models import LoadedModels, load_models
 from genesis.report import build_results, write_json_atomic
 from genesis.stages.analytics import heatmap_grid, render_heatmap
@@ -223,6 +224,7 @@ def _run(
         pending.zone_events += state.close()
         pending.flush(repo, run_id)
         repo.save_tracks(run_id, state.track_records())
+        save_camera_track_faces(repo, settings, run_id, state)
         elapsed = time.perf_counter() - t0
         meta = {
             "frames": state.frames,

@@ -307,12 +307,21 @@ class IdentityStore:
             self._audit(conn, actor, "rename", f"identity #{ident}", {})
         self._publish()
 
-    def forget(self, name: str, actor: str) -> dict[str, int]:
-        """Erase an identity everywhere: embeddings, crops, negatives, its name on tracks and
-        recognition attempts (kept as anonymous rows), the track faces that were its sightings,
-        and its name in the audit log (entries name it ``identity #<id>`` from now on)."""
+    def forget(self, name: str, actor: str, thresholds: dict[str, float] | None = None) -> dict[str, int]:
+        """Erase an identity everywhere: embeddings, kept faces, negatives, its name on tracks and
+        recognition attempts (kept as anonymous rows), the stored faces of its tracks, and every
+        other stored face that matches it (unknown clusters and faces of unrecognised tracks within
+        the model's threshold of one of its embeddings: ``thresholds``, default deepface's); audit
+        entries name it ``identity #<id>`` from then on."""
+        from genesis.config.models import DEFAULT_COSINE_THRESHOLDS
+
+        thresholds = {**DEFAULT_COSINE_THRESHOLDS, **(thresholds or {})}
         with self._write() as conn:
             ident = self._identity_id(conn, name)
+            mine: dict[str, list[npt.NDArray[np.float32]]] = {}
+            for model, dim, blob in conn.execute(select(FaceEmbedding.model, FaceEmbedding.dim, FaceEmbedding.vector)
+                                                 .where(FaceEmbedding.identity_id == ident)):
+                mine.setdefault(model, []).append(self._vec(blob, dim))
             counts = {
                 "embeddings": conn.execute(delete(FaceEmbedding).where(FaceEmbedding.identity_id == ident)).rowcount,
                 "face_photos": conn.execute(delete(FacePhoto).where(FacePhoto.identity_id == ident)).rowcount,
@@ -321,8 +330,28 @@ class IdentityStore:
             }
             tracks = conn.execute(select(Track.run_id, Track.track_id).where(
                 (Track.identity_id == ident) | (Track.identity_name == name))).all()
+            faces = 0
             for run_id, track_id in tracks:
-                conn.execute(delete(TrackFace).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id))
+                faces += conn.execute(
+                    delete(TrackFace).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id)).rowcount
+            clusters = 0
+            for model, vectors in mine.items():
+                m = np.stack([v / max(float(np.linalg.norm(v)), 1e-12) for v in vectors])
+                limit = thresholds.get(model, 0.0)
+                for run_id, track_id, dim, blob in conn.execute(
+                        select(TrackFace.run_id, TrackFace.track_id, TrackFace.dim, TrackFace.vector)
+                        .where(TrackFace.model == model)).all():
+                    if self._near(m, self._vec(blob, dim), limit):
+                        faces += conn.execute(delete(TrackFace).where(
+                            TrackFace.run_id == run_id, TrackFace.track_id == track_id)).rowcount
+                for cid, dim, blob in conn.execute(
+                        select(UnknownCluster.id, UnknownCluster.dim, UnknownCluster.centroid)
+                        .where(UnknownCluster.model == model)).all():
+                    if self._near(m, self._vec(blob, dim), limit):
+                        faces += conn.execute(delete(TrackFace).where(TrackFace.cluster_id == cid)).rowcount
+                        clusters += conn.execute(delete(UnknownCluster).where(UnknownCluster.id == cid)).rowcount
+            counts["track_faces"] = faces
+            counts["unknown_clusters"] = clusters
             counts["tracks_unlinked"] = conn.execute(
                 update(Track).where((Track.identity_id == ident) | (Track.identity_name == name))
                 .values(identity_id=None, identity_name=None)).rowcount
@@ -334,6 +363,11 @@ class IdentityStore:
             self._audit(conn, actor, "forget", f"identity #{ident}", dict(counts))
         self._publish()
         return counts
+
+    @staticmethod
+    def _near(matrix: npt.NDArray[np.float32], vector: npt.NDArray[np.float32], limit: float) -> bool:
+        v = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        return bool(float(np.max(matrix @ v)) >= 1.0 - limit)
 
     # -- key rotation -------------------------------------------------------------------------
 

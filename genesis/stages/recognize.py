@@ -165,6 +165,17 @@ class TrackVotes:
     last_seq: int | None = None
     votes: Counter[str] = field(default_factory=Counter)
     best_distance: dict[str, float] = field(default_factory=dict)
+    best_face: BestFace | None = None
+    """The track's best face embedding (largest face seen): kept for search by photo, unknown-face
+    clustering and "not this person"."""
+
+
+@dataclass(frozen=True, slots=True)
+class BestFace:
+    seq: int
+    ts: float
+    area: float
+    vector: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +229,8 @@ class TrackRecognizer:
         return chosen
 
     def record(
-        self, tracked: TrackedFrame, person: TrackedPerson, face: Face | None, match: FaceMatch | None
+        self, tracked: TrackedFrame, person: TrackedPerson, face: Face | None, match: FaceMatch | None,
+        vector: np.ndarray | None = None,
     ) -> RecognitionAttempt | None:
         st = self._state(person.track_id)
         st.searches += 1
@@ -226,6 +238,9 @@ class TrackRecognizer:
         if face is None or match is None:
             return None
         st.attempts += 1
+        if vector is not None and (st.best_face is None or face.area > st.best_face.area):
+            st.best_face = BestFace(tracked.frame.seq, tracked.frame.ts, face.area,
+                                    np.asarray(vector, dtype=np.float32).copy())
         label = match.identity or UNKNOWN
         st.votes[label] += 1
         st.best_distance[label] = min(st.best_distance.get(label, 2.0), match.distance)
@@ -248,6 +263,10 @@ class TrackRecognizer:
 
     def track_ids(self) -> list[int]:
         return sorted(self._tracks)
+
+    def best_face(self, track_id: int) -> BestFace | None:
+        st = self._tracks.get(track_id)
+        return None if st is None else st.best_face
 
 
 def decide(st: TrackVotes, min_votes: int) -> TrackIdentity:
@@ -291,7 +310,7 @@ def recognize_persons(
     if found:
         vectors = embedder.embed(image, [f for _, f in found])
         for (person, face), vec in zip(found, vectors, strict=True):
-            attempt = recognizer.record(tracked, person, face, gallery.match(vec))
+            attempt = recognizer.record(tracked, person, face, gallery.match(vec), vec)
             if attempt is not None:
                 attempts.append(attempt)
     return attempts

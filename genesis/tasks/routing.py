@@ -11,6 +11,7 @@ SEQUENCE = "genesis.sequence"
 SAVE_OUTCOME = "genesis.store.save_outcome"
 SAVE_TRACKS = "genesis.store.save_tracks"
 FINISH_RUN = "genesis.store.finish_run"
+SAVE_TRACK_FACES = "genesis.identities.save_track_faces"
 
 
 def task_queues(settings: Settings) -> dict[str, str]:
@@ -22,6 +23,7 @@ def task_queues(settings: Settings) -> dict[str, str]:
         SAVE_OUTCOME: "store",
         SAVE_TRACKS: "store",
         FINISH_RUN: "store",
+        SAVE_TRACK_FACES: "store",
     }
 
 
