@@ -17,7 +17,7 @@ from genesis.identities.store import VERSION_KEY, EnrolledFace, IdentityStore
 from genesis.stages.recognize import Gallery
 from tests.services import redis_url
 
-REDIS_DB = 11
+REDIS_DB = 13
 
 
 def _reference(names: list[str], matrix: np.ndarray, v: np.ndarray, threshold: float, margin: float) -> tuple[
