@@ -100,8 +100,8 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]
     """(variable, field path, value) of each GENESIS_* variable."""
     out: list[tuple[str, tuple[str, ...], Any]] = []
     for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name in ENV_IGNORED:
-            continue
+        if not name.startswith(ENV_PREFIX) or name in ENV_IGNORED or name.startswith("GENESIS_TEST_"):
+            continue  # GENESIS_TEST_*: the test suite's own variables (tests/services.py)
         raw = environ[name]
         path = ENV_SHORTCUTS.get(name) or tuple(p.lower() for p in name[len(ENV_PREFIX):].split("__"))
         try:
