@@ -213,8 +213,8 @@ class IdentityStore:
                          "quality": f.quality, "created_at": now},
                     )
             self._bump(conn)
-            self._audit(conn, actor, "enroll", name, {"photos": [f.photo_name for f in faces],
-                                                      "models": sorted(models), "added": added})
+            # No file names in the audit log: they often name the person, and forget must not leave that behind.
+            self._audit(conn, actor, "enroll", name, {"photos": len(faces), "models": sorted(models), "added": added})
         self._publish()
         return added
 

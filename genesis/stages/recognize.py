@@ -110,6 +110,12 @@ class Gallery:
         return FaceMatch(identity=name, distance=distance, second_distance=second)
 
 
+def check_same_model(gallery: Gallery, embedder: Embedder) -> None:
+    """Embeddings of different models are never compared (even when their sizes agree, as SFace's and Dlib's)."""
+    if gallery.names and gallery.model != embedder.model_name:
+        raise ValueError(f"the gallery holds {gallery.model} embeddings, the embedder is {embedder.model_name}")
+
+
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     m = np.asarray(matrix, dtype=np.float32)
     if m.size:
@@ -299,6 +305,7 @@ def recognize_persons(
     ``selected`` is ``recognizer.select(tracked)`` when the caller has it already."""
     if selected is None:
         selected = recognizer.select(tracked)
+    check_same_model(gallery, embedder)
     found: list[tuple[TrackedPerson, Face]] = []
     for person in selected:
         face = find_face(image, person, face_detector, recognizer.config.upper_fraction)
@@ -320,6 +327,7 @@ def identify_faces(
     image: np.ndarray, face_detector: FaceDetector, embedder: Embedder, gallery: Gallery
 ) -> list[tuple[Face, FaceMatch]]:
     """Every face of a still image with its match (one result per face, largest first)."""
+    check_same_model(gallery, embedder)
     faces = face_detector.detect(image)
     if not faces:
         return []

@@ -142,3 +142,17 @@ def test_store_never_mixes_models(env: tuple[Settings, Repository]) -> None:
     assert not np.allclose(store.gallery("SFace")[1], store.gallery("Dlib")[1])
     assert store.models() == ["Dlib", "SFace"]
     assert store.db_version() == 2  # two bumps
+
+
+def test_a_gallery_is_never_compared_with_another_models_embeddings(models_dir: Path) -> None:
+    from genesis.backends.faces import build_embedder
+    from genesis.config import EmbedderConfig
+    from genesis.models import load_face_models
+    from genesis.stages.recognize import identify_faces
+
+    settings = load_settings(environ={"GENESIS_MODELS_DIR": str(models_dir)})
+    fd, _ = load_face_models(settings)
+    dlib = build_embedder(EmbedderConfig(model="Dlib"), models_dir)
+    sface_gallery = Gallery.build("SFace", ["ann"], np.ones((1, 128), dtype=np.float32), 0.5, 0.05)
+    with pytest.raises(ValueError, match="holds SFace embeddings, the embedder is Dlib"):
+        identify_faces(np.zeros((64, 64, 3), dtype=np.uint8), fd, dlib, sface_gallery)
