@@ -55,6 +55,11 @@ class IdentitiesConfig(StrictModel):
         description="Unknown faces join the nearest unknown cluster within this cosine distance of its "
         "centroid, else start a new one (default: the model's recognition threshold).",
     )
+    unknowns_without_gallery: bool = Field(
+        default=False,
+        description="Look for faces (and cluster the unknown ones) even while nobody is enrolled; off by default "
+        "because it costs face searches on every track.",
+    )
     actor: str | None = Field(
         default=None, description="Who the audit log names for CLI actions (default: $USER)."
     )

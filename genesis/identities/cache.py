@@ -62,7 +62,8 @@ class GalleryCache:
 
 class LiveFaces:
     """The face models with the current gallery: ``get()`` is a ``FaceModels`` (the same object while
-    the gallery is unchanged) or None while nobody is enrolled."""
+    the gallery is unchanged) or None while nobody is enrolled (unless
+    ``identities.unknowns_without_gallery``: then faces are still searched, all unknown, and clustered)."""
 
     def __init__(self, detector: Any, embedder: Any, cache: GalleryCache) -> None:
         self.detector, self.embedder, self.cache = detector, embedder, cache
@@ -75,5 +76,6 @@ class LiveFaces:
         gallery = self.cache.get()
         if gallery is not self._gallery:
             self._gallery = gallery
-            self._faces = FaceModels(self.detector, self.embedder, gallery) if gallery.names else None
+            wanted = bool(gallery.names) or self.cache.settings.identities.unknowns_without_gallery
+            self._faces = FaceModels(self.detector, self.embedder, gallery) if wanted else None
         return self._faces
