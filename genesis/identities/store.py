@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import redis.exceptions as redis_errors
 from sqlalchemy import Connection, delete, func, select, update
 
 from genesis.adapters.db import Repository
@@ -144,12 +145,15 @@ class IdentityStore:
     def version(self) -> int:
         """The gallery version: from Redis when a client is given (set from the database when missing)."""
         if self.redis is not None:
-            raw = self.redis.get(VERSION_KEY)
-            if raw is not None:
-                return int(raw)
-            v = self.db_version()
-            self.redis.set(VERSION_KEY, v, ex=VERSION_TTL_S, nx=True)
-            return v
+            try:
+                raw = self.redis.get(VERSION_KEY)
+                if raw is not None:
+                    return int(raw)
+                v = self.db_version()
+                self.redis.set(VERSION_KEY, v, ex=VERSION_TTL_S, nx=True)
+                return v
+            except redis_errors.RedisError:  # Redis away: the database has the truth
+                pass
         return self.db_version()
 
     @staticmethod

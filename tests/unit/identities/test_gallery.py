@@ -156,3 +156,10 @@ def test_a_gallery_is_never_compared_with_another_models_embeddings(models_dir: 
     sface_gallery = Gallery.build("SFace", ["ann"], np.ones((1, 128), dtype=np.float32), 0.5, 0.05)
     with pytest.raises(ValueError, match="holds SFace embeddings, the embedder is Dlib"):
         identify_faces(np.zeros((64, 64, 3), dtype=np.uint8), fd, dlib, sface_gallery)
+
+
+def test_cache_falls_back_to_the_database_when_redis_is_away(env: tuple[Settings, Repository]) -> None:
+    settings, repo = env
+    away = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing listens there
+    IdentityStore(repo, redis=away).enroll("dee", [_face(5)], "test")  # the write does not need Redis
+    assert GalleryCache(repo, settings, redis=away).get().names == ("dee",)
