@@ -40,8 +40,13 @@ def configure(app: Celery, settings: Settings) -> None:
     app.conf.genesis_settings = settings
 
 
-app = Celery("genesis", include=["genesis.tasks.detect", "genesis.tasks.sequence", "genesis.tasks.store",
-                                 "genesis.tasks.alerts"])
+app = Celery("genesis", include=[
+    "genesis.tasks.detect",
+    "genesis.tasks.sequence",
+    "genesis.tasks.store",
+    "genesis.tasks.alerts",
+    "genesis.tasks.identities",
+])
 configure(app, default_settings())
 
 __all__ = ["QUEUES", "app", "configure"]

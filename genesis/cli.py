@@ -16,6 +16,7 @@ from genesis.cli_alerts import alerts_app, print_alert_summary
 from genesis.cli_api import apikey_app, serve_command
 from genesis.cli_capture import capture_command
 from genesis.cli_dlq import dlq_app
+from genesis.cli_identities import enroll_command, eval_app, identities_app, search_command
 from genesis.config import CameraConfig, ConfigError, Settings, default_settings, load_settings
 
 app = typer.Typer(
@@ -25,7 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-identities_app = typer.Typer(help="Enrolled identities.", invoke_without_command=True)
 models_app = typer.Typer(help="Model weights: list, verify and provision them.", invoke_without_command=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(identities_app, name="identities")
@@ -171,71 +171,6 @@ def print_summary(report: dict[str, Any]) -> None:
     print_alert_summary(console, report)
 
 
-@app.command()
-def enroll(
-    name: Annotated[str, typer.Argument(help="Identity name.")],
-    photos: Annotated[list[Path], typer.Argument(help="Photos of the person (the largest face of each is used).")],
-    config: ConfigOpt = None,
-) -> None:
-    """Enroll an identity from photos (all photos or none)."""
-    from genesis.adapters.db import Repository
-    from genesis.enroll import EnrollError
-    from genesis.enroll import enroll as do_enroll
-    from genesis.models import detector_label, load_face_models
-    from genesis.weights import WeightsError
-
-    settings = settings_from(config)
-    try:
-        face_detector, embedder = load_face_models(settings)
-        with Repository(settings.database_url) as repo:
-            res = do_enroll(repo, name, photos, face_detector, embedder, detector_label(settings))
-    except (EnrollError, WeightsError) as exc:
-        fail(str(exc))
-    several = [p for p, n in res.faces_found.items() if n > 1]
-    note = f" ({len(several)} photo(s) had several faces: the largest was used)" if several else ""
-    console.print(f"enrolled [bold]{res.name}[/]: {res.photos} photo(s), {res.added} new embedding(s) "
-                  f"[{settings.recognition.embedder.model}]{note}")
-
-
-@identities_app.callback()
-def identities(ctx: typer.Context, config: ConfigOpt = None) -> None:
-    """List enrolled identities (and manage them with the subcommands)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from genesis.adapters.db import Repository
-
-    settings = settings_from(config)
-    with Repository(settings.database_url) as repo:
-        rows = repo.identities()
-    if not rows:
-        console.print("no identities enrolled: genesis enroll NAME PHOTO...")
-        return
-    t = Table(title="Identities")
-    for col in ("name", "photos", "models", "enrolled"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r.name, str(r.photos), ", ".join(r.models), r.created_at.strftime("%Y-%m-%d %H:%M"))
-    console.print(t)
-
-
-@identities_app.command("forget")
-def identities_forget(
-    name: str,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-    config: ConfigOpt = None,
-) -> None:
-    """Delete an identity and its embeddings."""
-    from genesis.adapters.db import Repository
-
-    settings = settings_from(config)
-    if not yes and not typer.confirm(f"Forget {name} and all their embeddings?"):
-        raise typer.Exit(1)
-    with Repository(settings.database_url) as repo:
-        if not repo.delete_identity(name):
-            fail(f"no identity named {name!r}")
-    console.print(f"forgot {name}")
-
-
 @models_app.callback()
 def models(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """List the weights the configured models need, where they are, and whether they load."""
@@ -375,6 +310,9 @@ def drain(
 
 
 app.command("capture")(capture_command)
+app.command("enroll")(enroll_command)
+app.command("search")(search_command)
+app.add_typer(eval_app, name="eval")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(alerts_app, name="alerts")
 app.command("serve")(serve_command)

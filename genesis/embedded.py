@@ -33,7 +33,9 @@ from genesis.domain import (
     Sighting,
     ZoneEvent,
 )
-from genesis.models import LoadedModels, load_gallery, load_models
+from genesis.identities.cache import GalleryCache, LiveFaces
+from genesis.identities.tracks import save_camera_track_faces
+from genesis.models import LoadedModels, load_models
 from genesis.report import build_results, write_json_atomic
 from genesis.stages.analytics import heatmap_grid, render_heatmap
 from genesis.stages.camera import CameraState, FaceModels
@@ -183,11 +185,11 @@ def _run(
     info = video.info
     faces: FaceModels | None = None
     gallery_size = 0
+    live: LiveFaces | None = None
     if models.face_detector is not None and models.embedder is not None:
-        gallery = load_gallery(repo, settings)
-        gallery_size = len(gallery.identities)
-        if gallery_size:
-            faces = FaceModels(models.face_detector, models.embedder, gallery)
+        live = LiveFaces(models.face_detector, models.embedder, GalleryCache(repo, settings))
+        faces = live.get()  # refreshed below when the gallery changes (enroll, forget ...)
+        gallery_size = len(faces.gallery.identities) if faces is not None else 0
     state = CameraState(settings, camera, info.width, info.height, info.fps, faces, stride)
     store = MemoryFrameStore(max_frames=4)
     run_id = uuid.uuid4().hex
@@ -220,6 +222,8 @@ def _run(
                 ref = FrameRef(camera.id, raw.seq, raw.ts, key, image.shape[1], image.shape[0])
                 detections = detect_frame(models.detector, ref, image)
                 detect_ms += detections.inference_ms
+                if live is not None:
+                    state.faces = live.get()
                 outcome = state.process(detections, image)
                 pending.add(outcome)
                 if state.frames == 1:
@@ -241,6 +245,7 @@ def _run(
         pending.zone_events += state.close()
         pending.flush(repo, run_id)
         repo.save_tracks(run_id, state.track_records())
+        save_camera_track_faces(repo, settings, run_id, state)
         elapsed = time.perf_counter() - t0
         meta = {
             "frames": state.frames,

@@ -42,12 +42,10 @@ def detector_label(settings: Settings) -> str:
 
 
 def load_gallery(repo: object, settings: Settings) -> Gallery:
-    from genesis.adapters.db import Repository
+    """The configured model's enrolled embeddings (decrypted) and "not this person" negatives."""
+    from genesis.identities.cache import load_gallery as load
 
-    assert isinstance(repo, Repository)
-    emb = settings.recognition.embedder
-    names, matrix = repo.gallery(emb.model)
-    return Gallery.build(emb.model, names, matrix, emb.cosine_threshold, settings.recognition.match_margin)
+    return load(repo, settings)
 
 
 @dataclass(frozen=True, slots=True)

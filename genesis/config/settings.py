@@ -15,6 +15,7 @@ from genesis.config.alerts import AlertsConfig
 from genesis.config.api import ApiConfig
 from genesis.config.cameras import CameraConfig
 from genesis.config.distributed import DistributedConfig
+from genesis.config.identities import IdentitiesConfig
 from genesis.config.models import DetectorConfig, ModelsConfig, RecognitionConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
 
@@ -48,6 +49,7 @@ class Settings(StrictModel):
     distributed: DistributedConfig = DistributedConfig()
     alerts: AlertsConfig = AlertsConfig()
     api: ApiConfig = ApiConfig()
+    identities: IdentitiesConfig = IdentitiesConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
 
     @field_validator("cameras")
@@ -103,7 +105,7 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]
     out: list[tuple[str, tuple[str, ...], Any]] = []
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name in ENV_IGNORED or name.startswith("GENESIS_TEST_"):
-            continue
+            continue  # GENESIS_TEST_*: the test suite's own variables (tests/services.py)
         raw = environ[name]
         path = ENV_SHORTCUTS.get(name) or tuple(p.lower() for p in name[len(ENV_PREFIX):].split("__"))
         try:

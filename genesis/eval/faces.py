@@ -6,6 +6,9 @@ Layout of the faces root (``../shared/data/faces``)::
     unknown/*.jpg          photos of people enrolled nowhere (every face in them must come back unknown)
     group/*.jpg            photos of several people (optional)
 
+or, without ``known/``, one folder per identity directly in the root (beside ``unknown/`` and
+``group/``): ``<root>/<name>/*.jpg``.
+
 How it is counted:
 
 - Split: the photos of ``known/<name>/`` (sorted by file name) alternate: the first, third, ...
@@ -20,6 +23,12 @@ How it is counted:
   a miss). ``top1_closed_set`` is the same with no threshold or margin: is the nearest identity the
   right one (the quality of the embedding itself).
 - ``unknown_rejection``: the share of the faces found in ``unknown/`` that come back unknown.
+- ``tar_at_far_1pct`` (verification, threshold-free): every (face, enrolled identity) pair is scored
+  by the distance to that identity's nearest enrollment; a probe with its own identity is a genuine
+  pair, a probe with any other identity and every stranger face with every identity are impostor
+  pairs. The acceptance threshold is set so that at most 1% of impostor pairs are accepted
+  (``far_1pct_threshold``: pairs strictly nearer are accepted); TAR is the share of genuine pairs
+  accepted at it.
 - Group photos: the names expected in a photo are the enrolled names in its label (``labels.csv``
   beside or above the faces root, column ``identity``) or in its file name. A name given to a face
   that is not expected there (or given to two faces) is a false name.
@@ -101,11 +110,16 @@ def load_dataset(
     extra = extra or {}
     extra_probes = extra_probes or {}
     known = root / "known"
-    if not known.is_dir() and not extra:
-        raise FileNotFoundError(f"{root} has no known/ folder and no extra enrollment photos were given")
+    flat: list[Path] = []
+    if not known.is_dir() and root.is_dir():
+        flat = sorted(p for p in root.iterdir() if p.is_dir() and p.name not in {"unknown", "group"} and list_photos(p))
+    if not known.is_dir() and not flat and not extra:
+        raise FileNotFoundError(
+            f"{root} has no known/ folder, no identity folders and no extra enrollment photos were given"
+        )
     enroll: dict[str, list[Path]] = {}
     probes: dict[str, list[Path]] = {}
-    folders = sorted(p for p in known.iterdir() if p.is_dir()) if known.is_dir() else []
+    folders = sorted(p for p in known.iterdir() if p.is_dir()) if known.is_dir() else flat
     for folder in folders:
         photos = list_photos(folder)
         if folder.name in extra:
@@ -206,6 +220,10 @@ class FaceEvalReport:
     unknown_faces: int
     unknown_rejected: int
     unknown_rejection: float
+    tar_at_far_1pct: float | None
+    far_1pct_threshold: float | None
+    genuine_pairs: int
+    impostor_pairs: int
     group_photos: int
     group_faces: int
     group_expected: int
@@ -226,7 +244,23 @@ class FaceEvalReport:
     faces: list[FaceOutcome]
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out["timings"] = {"ms_detect_per_image": self.ms_detect_per_image, "ms_embed_per_face": self.ms_embed_per_face,
+                          "ms_per_face": self.ms_per_face}
+        return out
+
+
+def tar_at_far(genuine: Sequence[float], impostor: Sequence[float], far: float = 0.01) -> tuple[
+        float | None, float | None]:
+    """(TAR, threshold): the threshold accepts (distance strictly below it) at most ``far`` of the
+    impostor pairs — the (k+1)-th smallest impostor distance with k = floor(far * impostors)."""
+    if not genuine or not impostor:
+        return None, None
+    imp = np.sort(np.asarray(impostor, dtype=np.float64))
+    k = int(np.floor(far * imp.size))
+    threshold = float(imp[k])
+    tar = float(np.mean(np.asarray(genuine, dtype=np.float64) < threshold))
+    return round(tar, 4), round(threshold, 4)
 
 
 def _per_identity_distance(gallery: Gallery, vector: np.ndarray) -> dict[str, float]:
@@ -239,9 +273,12 @@ def _per_identity_distance(gallery: Gallery, vector: np.ndarray) -> dict[str, fl
 
 def _outcome(
     photo: Path, role: str, expected: str | None, gallery: Gallery, vector: np.ndarray, identity: str | None,
-    distance: float, second: float | None,
+    distance: float, second: float | None, pairs: tuple[list[float], list[float]] | None = None,
 ) -> FaceOutcome:
     dists = _per_identity_distance(gallery, vector)
+    if pairs is not None:
+        for name, d in dists.items():
+            (pairs[0] if name == expected else pairs[1]).append(d)
     nearest = min(dists, key=lambda n: (dists[n], n)) if dists else None
     others = sorted((d, n) for n, d in dists.items() if n != expected)
     return FaceOutcome(
@@ -301,6 +338,7 @@ def evaluate_faces(
 
     outcomes: list[FaceOutcome] = []
     misses: list[str] = []
+    pairs: tuple[list[float], list[float]] = ([], [])
     probes = no_face = correct = closed = 0
     for name, paths in dataset.probes.items():
         for path in paths:
@@ -312,7 +350,7 @@ def evaluate_faces(
                 continue
             _, match = results[0]
             out = _outcome(path, "probe", name, gallery, emb.last[0], match.identity, match.distance,
-                           match.second_distance)
+                           match.second_distance, pairs)
             outcomes.append(out)
             correct += match.identity == name
             closed += out.nearest == name
@@ -329,7 +367,7 @@ def evaluate_faces(
         for i, (_, match) in enumerate(results):
             unknown_faces += 1
             out = _outcome(path, "unknown", None, gallery, emb.last[i], match.identity, match.distance,
-                           match.second_distance)
+                           match.second_distance, pairs)
             outcomes.append(out)
             if match.identity is None:
                 rejected += 1
@@ -362,6 +400,7 @@ def evaluate_faces(
     impostor = [o.other_distance for o in outcomes if o.role in {"probe", "unknown"} and o.other_distance is not None]
     stranger = [o.other_distance for o in outcomes if o.role == "unknown" and o.other_distance is not None]
     faces_embedded = max(emb.faces, 1)
+    tar, far_threshold = tar_at_far(pairs[0], pairs[1])
     return FaceEvalReport(
         model=embedder.model_name,
         detector=face_detector.name,
@@ -378,6 +417,10 @@ def evaluate_faces(
         unknown_faces=unknown_faces,
         unknown_rejected=rejected,
         unknown_rejection=round(rejected / unknown_faces, 4) if unknown_faces else 1.0,
+        tar_at_far_1pct=tar,
+        far_1pct_threshold=far_threshold,
+        genuine_pairs=len(pairs[0]),
+        impostor_pairs=len(pairs[1]),
         group_photos=len(dataset.group),
         group_faces=group_faces,
         group_expected=group_expected,
@@ -399,7 +442,8 @@ def evaluate_faces(
 
 
 _COLUMNS = (
-    "model", "threshold", "margin", "top-1", "top-1 closed set", "unknown rejected", "group names found",
+    "model", "threshold", "margin", "top-1", "top-1 closed set", "unknown rejected", "TAR @ FAR 1%",
+    "group names found",
     "group false names", "genuine p50", "genuine p95", "impostor p5", "impostor min", "stranger min", "ms/face",
 )
 
@@ -414,6 +458,7 @@ def table_row(r: FaceEvalReport) -> list[str]:
         f"{r.top1_accuracy:.3f} ({r.top1_correct}/{r.probes})",
         f"{r.top1_closed_set:.3f}",
         f"{r.unknown_rejection:.3f} ({r.unknown_rejected}/{r.unknown_faces})",
+        "-" if r.tar_at_far_1pct is None else f"{r.tar_at_far_1pct:.3f} (< {r.far_1pct_threshold:.3f})",
         f"{r.group_found}/{r.group_expected}", str(r.group_false_names),
         _fmt(r.genuine_p50), _fmt(r.genuine_p95), _fmt(r.impostor_p5), _fmt(r.impostor_min), _fmt(r.stranger_min),
         f"{r.ms_per_face:.1f}",

@@ -20,42 +20,107 @@ from genesis.domain import UNKNOWN, Face, FaceMatch, RecognitionAttempt, Tracked
 
 @dataclass(frozen=True, slots=True)
 class Gallery:
-    """Enrolled embeddings of one model: exact cosine search, open-set (unknown below threshold)."""
+    """Enrolled embeddings of one model: exact cosine search, open-set (unknown below threshold).
+
+    Rows are grouped by identity (sorted by name) and L2-normalised, so one matrix-vector product
+    gives every similarity and ``np.maximum.reduceat`` the best per identity. ``negatives`` are faces
+    an operator said are *not* a given identity: a face within ``negative_margin`` (cosine
+    distance) of one of them is never matched to that identity.
+    """
 
     model: str
     names: tuple[str, ...]
     matrix: np.ndarray
     threshold: float
     margin: float = 0.0
+    starts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    identity_names: tuple[str, ...] = ()
+    negatives: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    negative_owner: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    negative_margin: float = 0.0
 
     @classmethod
-    def build(cls, model: str, names: list[str], matrix: np.ndarray, threshold: float, margin: float) -> Gallery:
-        m = np.asarray(matrix, dtype=np.float32)
-        if m.size:
-            m = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
-        return cls(model=model, names=tuple(names), matrix=m, threshold=threshold, margin=margin)
+    def build(
+        cls, model: str, names: list[str], matrix: np.ndarray, threshold: float, margin: float,
+        negatives: tuple[list[str], np.ndarray] | None = None, negative_margin: float | None = None,
+    ) -> Gallery:
+        m = _unit_rows(matrix)
+        order = sorted(range(len(names)), key=lambda i: names[i])  # stable: enrollment order within a name
+        if order != list(range(len(names))):
+            m = m[order]
+            names = [names[i] for i in order]
+        starts_list = [i for i in range(len(names)) if i == 0 or names[i] != names[i - 1]]
+        ids = [names[i] for i in starts_list]
+        starts = np.asarray(starts_list, dtype=np.int64)
+        neg = np.zeros((0, m.shape[1] if m.ndim == 2 else 0), dtype=np.float32)
+        owner = np.zeros(0, dtype=np.int64)
+        if negatives is not None and negatives[0]:
+            index = {n: i for i, n in enumerate(ids)}
+            keep = [i for i, n in enumerate(negatives[0]) if n in index]
+            if keep:
+                neg = _unit_rows(np.asarray(negatives[1])[keep])
+                owner = np.asarray([index[negatives[0][i]] for i in keep], dtype=np.int64)
+        return cls(
+            model=model, names=tuple(names), matrix=m, threshold=threshold, margin=margin, starts=starts,
+            identity_names=tuple(ids), negatives=neg, negative_owner=owner,
+            negative_margin=negative_margin if negative_margin is not None else threshold / 2,
+        )
 
     @property
     def identities(self) -> list[str]:
-        return sorted(set(self.names))
+        return list(self.identity_names)
+
+    def identity_distances(self, vector: np.ndarray) -> np.ndarray:
+        """Cosine distance from ``vector`` to the nearest embedding of each identity (``identity_names``
+        order); an identity excluded by a negative gets distance 2 (never a match)."""
+        v = np.asarray(vector, dtype=np.float32)
+        sims = self.matrix @ v
+        best = np.maximum.reduceat(sims, self.starts) if sims.size else sims
+        if self.negative_owner.size:
+            neg_sims = self.negatives @ v
+            blocked = self.negative_owner[neg_sims >= 1.0 - self.negative_margin]
+            if blocked.size:
+                best = best.copy()
+                best[blocked] = -1.0
+        out: np.ndarray = 1.0 - best
+        return out
+
+    def top_k(self, vector: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
+        """The ``k`` nearest identities with their distances, nearest first (ties by name)."""
+        if not self.names:
+            return []
+        d = self.identity_distances(vector)
+        k = min(k, d.size)
+        part = np.argpartition(d, k - 1)[:k] if k < d.size else np.arange(d.size)
+        ranked = sorted(part.tolist(), key=lambda i: (round(float(d[i]), 6), i))
+        return [(self.identity_names[i], round(float(d[i]), 6)) for i in ranked]
 
     def match(self, vector: np.ndarray) -> FaceMatch:
         if not self.names:
             return FaceMatch(identity=None, distance=1.0)
-        sims = self.matrix @ np.asarray(vector, dtype=np.float32)
-        best: dict[str, float] = {}
-        for name, sim in zip(self.names, sims.tolist(), strict=True):
-            if sim > best.get(name, -2.0):
-                best[name] = sim
-        ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))
-        name, sim = ranked[0]
-        distance = round(1.0 - sim, 6)
-        second = round(1.0 - ranked[1][1], 6) if len(ranked) > 1 else None
+        ranked = self.top_k(vector, 2)
+        name, distance = ranked[0]
+        second = ranked[1][1] if len(ranked) > 1 else None
+        if distance >= 1.999999:  # every identity excluded by a negative
+            return FaceMatch(identity=None, distance=distance, second_distance=second)
         if distance > self.threshold:
             return FaceMatch(identity=None, distance=distance, second_distance=second)
         if second is not None and second - distance < self.margin:
             return FaceMatch(identity=None, distance=distance, second_distance=second)
         return FaceMatch(identity=name, distance=distance, second_distance=second)
+
+
+def check_same_model(gallery: Gallery, embedder: Embedder) -> None:
+    """Embeddings of different models are never compared (even when their sizes agree, as SFace's and Dlib's)."""
+    if gallery.names and gallery.model != embedder.model_name:
+        raise ValueError(f"the gallery holds {gallery.model} embeddings, the embedder is {embedder.model_name}")
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    m = np.asarray(matrix, dtype=np.float32)
+    if m.size:
+        m = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(m, dtype=np.float32)
 
 
 # A box less than this many times taller than wide is not a whole standing body (a close-up, a
@@ -106,6 +171,17 @@ class TrackVotes:
     last_seq: int | None = None
     votes: Counter[str] = field(default_factory=Counter)
     best_distance: dict[str, float] = field(default_factory=dict)
+    best_face: BestFace | None = None
+    """The track's best face embedding (largest face seen): kept for search by photo, unknown-face
+    clustering and "not this person"."""
+
+
+@dataclass(frozen=True, slots=True)
+class BestFace:
+    seq: int
+    ts: float
+    area: float
+    vector: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +235,8 @@ class TrackRecognizer:
         return chosen
 
     def record(
-        self, tracked: TrackedFrame, person: TrackedPerson, face: Face | None, match: FaceMatch | None
+        self, tracked: TrackedFrame, person: TrackedPerson, face: Face | None, match: FaceMatch | None,
+        vector: np.ndarray | None = None,
     ) -> RecognitionAttempt | None:
         st = self._state(person.track_id)
         st.searches += 1
@@ -167,6 +244,9 @@ class TrackRecognizer:
         if face is None or match is None:
             return None
         st.attempts += 1
+        if vector is not None and (st.best_face is None or face.area > st.best_face.area):
+            st.best_face = BestFace(tracked.frame.seq, tracked.frame.ts, face.area,
+                                    np.asarray(vector, dtype=np.float32).copy())
         label = match.identity or UNKNOWN
         st.votes[label] += 1
         st.best_distance[label] = min(st.best_distance.get(label, 2.0), match.distance)
@@ -189,6 +269,10 @@ class TrackRecognizer:
 
     def track_ids(self) -> list[int]:
         return sorted(self._tracks)
+
+    def best_face(self, track_id: int) -> BestFace | None:
+        st = self._tracks.get(track_id)
+        return None if st is None else st.best_face
 
 
 def decide(st: TrackVotes, min_votes: int) -> TrackIdentity:
@@ -221,6 +305,7 @@ def recognize_persons(
     ``selected`` is ``recognizer.select(tracked)`` when the caller has it already."""
     if selected is None:
         selected = recognizer.select(tracked)
+    check_same_model(gallery, embedder)
     found: list[tuple[TrackedPerson, Face]] = []
     for person in selected:
         face = find_face(image, person, face_detector, recognizer.config.upper_fraction)
@@ -232,7 +317,7 @@ def recognize_persons(
     if found:
         vectors = embedder.embed(image, [f for _, f in found])
         for (person, face), vec in zip(found, vectors, strict=True):
-            attempt = recognizer.record(tracked, person, face, gallery.match(vec))
+            attempt = recognizer.record(tracked, person, face, gallery.match(vec), vec)
             if attempt is not None:
                 attempts.append(attempt)
     return attempts
@@ -242,6 +327,7 @@ def identify_faces(
     image: np.ndarray, face_detector: FaceDetector, embedder: Embedder, gallery: Gallery
 ) -> list[tuple[Face, FaceMatch]]:
     """Every face of a still image with its match (one result per face, largest first)."""
+    check_same_model(gallery, embedder)
     faces = face_detector.detect(image)
     if not faces:
         return []

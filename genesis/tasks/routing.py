@@ -13,6 +13,7 @@ SAVE_TRACKS = "genesis.store.save_tracks"
 FINISH_RUN = "genesis.store.finish_run"
 SAVE_ALERTS = "genesis.store.save_alerts"
 DELIVER_ALERT = "genesis.alerts.deliver"
+SAVE_TRACK_FACES = "genesis.identities.save_track_faces"
 
 
 def task_queues(settings: Settings) -> dict[str, str]:
@@ -26,6 +27,7 @@ def task_queues(settings: Settings) -> dict[str, str]:
         FINISH_RUN: "store",
         SAVE_ALERTS: "store",
         DELIVER_ALERT: "analytics",
+        SAVE_TRACK_FACES: "store",
     }
 
 

@@ -11,11 +11,12 @@ from genesis.adapters.db import Repository
 from genesis.adapters.redis_frames import RedisFrameStore
 from genesis.backends.detectors import PersonDetector, build_detector
 from genesis.config import Settings
-from genesis.models import load_face_models, load_gallery
+from genesis.identities.cache import GalleryCache, LiveFaces
+from genesis.models import load_face_models
 from genesis.stages.camera import FaceModels
 
 _lock = threading.Lock()
-_faces: dict[str, FaceModels | None] = {}
+_faces: dict[str, LiveFaces] = {}
 
 
 def settings() -> Settings:
@@ -73,20 +74,16 @@ def run_meta(run_id: str) -> dict[str, Any] | None:
 
 
 def face_models(run_id: str) -> FaceModels | None:
-    """Face models plus the gallery as it was when this process first saw the run (so a run is
-    recognised against one gallery from start to end); None when recognition is off or nobody
-    is enrolled."""
+    """Face models plus the current gallery (cached per process; refreshed when its version in
+    Redis moves, looked at most once per ``identities.gallery_check_s``); None when recognition is
+    off or nobody is enrolled."""
     with _lock:
-        if run_id in _faces:
-            return _faces[run_id]
         s = settings()
-        result: FaceModels | None = None
-        if s.recognition.enabled:
-            gallery = load_gallery(repository(), s)
-            if gallery.names:
-                detector_, embedder = _face_backends()
-                result = FaceModels(detector_, embedder, gallery)
-        if len(_faces) > 64:
-            _faces.clear()
-        _faces[run_id] = result
+        if not s.recognition.enabled:
+            return None
+        live = _faces.get("live")
+        if live is None:
+            detector_, embedder = _face_backends()
+            live = _faces["live"] = LiveFaces(detector_, embedder, GalleryCache(repository(), s, redis_client()))
+        result: FaceModels | None = live.get()
         return result

@@ -25,6 +25,7 @@ from genesis.stages.camera import CameraState
 from genesis.tasks import routing, runtime
 from genesis.tasks.alerts import run_time_origin, send_alerts
 from genesis.tasks.base import PermanentError, PipelineTask
+from genesis.tasks.identities import send_track_faces
 
 
 @app.task(base=PipelineTask, name=routing.SEQUENCE, bind=True)
@@ -60,6 +61,7 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
     def finish(state: SequencerState) -> None:
         tracks = [encode(t) for t in state.camera.track_records()]
         app.send_task(routing.SAVE_TRACKS, args=[run_id, tracks], queue=routing.queue_of(s, routing.SAVE_TRACKS))
+        send_track_faces(app, s, run_id, state.camera)
         app.send_task(
             routing.FINISH_RUN, args=[run_id, state.frames, run_meta_for_report(state)],
             queue=routing.queue_of(s, routing.FINISH_RUN),

@@ -59,6 +59,13 @@ TABLES = {
     "alert_deliveries",
     "occupancy_samples",
     "api_keys",
+    # identities (migration 0004)
+    "face_photos",
+    "identity_negatives",
+    "unknown_clusters",
+    "track_faces",
+    "gallery_version",
+    "audit_log",
 }
 RUN_TABLES = ("tracks", "sightings", "recognition_attempts", "zone_events", "line_crossings")
 

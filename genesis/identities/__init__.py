@@ -1,0 +1,1 @@
+"""Identities: enrollment, the gallery cache, negatives, unknown-face clusters, privacy."""

@@ -1,0 +1,404 @@
+"""Storage of the identities area over the `Repository`'s engine: enrolled faces and embeddings
+(encrypted), negatives, the gallery version, the audit log, rename / forget / key rotation.
+
+Every change of what the gallery matches against (enroll, forget, rename, reject, re-embed) bumps
+the ``gallery_version`` row in the same transaction, then — when a Redis client is given — the
+Redis key :data:`VERSION_KEY`, which distributed workers read to know when to reload their cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import redis.exceptions as redis_errors
+from sqlalchemy import Connection, delete, func, select, update
+
+from genesis.adapters.db import Repository
+from genesis.adapters.db.models import FaceEmbedding, Identity, RecognitionAttemptRow, Track, utcnow
+from genesis.adapters.db.models_identities import (
+    AuditEntry,
+    FacePhoto,
+    GalleryVersion,
+    IdentityNegative,
+    TrackFace,
+    UnknownCluster,
+)
+from genesis.adapters.db.repository import WRITE_TRANSACTION, _insert
+from genesis.identities.crypto import BiometricCipher
+
+VERSION_KEY = "genesis:gallery:version"
+VERSION_TTL_S = 10
+"""The Redis copy of the version expires: a writer that could not reach Redis delays a refresh by
+at most this long (the workers then read the version from the database again)."""
+
+_F32 = np.dtype("<f4")
+
+
+class IdentityError(Exception):
+    """A user error about identities (unknown name, name taken ...): the message says what."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnrolledFace:
+    """One accepted enrollment photo: its embedding and (optionally) its face crop."""
+
+    photo_sha256: str
+    photo_name: str
+    detector: str
+    model: str
+    vector: npt.NDArray[np.float32]
+    crop_jpeg: bytes | None
+    face: dict[str, Any]
+    quality: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPhoto:
+    identity: str
+    photo_sha256: str
+    photo_name: str
+    detector: str
+    crop_jpeg: bytes
+    face: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    detail: dict[str, Any]
+
+
+def default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def vector_blob(vector: npt.NDArray[Any]) -> tuple[int, bytes]:
+    v = np.asarray(vector)
+    if v.ndim != 1 or v.shape[0] == 0 or not np.all(np.isfinite(v)):
+        raise ValueError(f"an embedding must be a finite, non-empty 1-D vector, got shape {v.shape}")
+    return int(v.shape[0]), v.astype(_F32).tobytes()
+
+
+class IdentityStore:
+    def __init__(self, repo: Repository, cipher: BiometricCipher | None = None, redis: Any = None) -> None:
+        self.repo = repo
+        self.cipher = cipher if cipher is not None else BiometricCipher.from_env()
+        self.redis = redis
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.repo.engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.repo.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def _vec(self, blob: bytes, dim: int) -> npt.NDArray[np.float32]:
+        raw = self.cipher.decrypt(blob)
+        out: npt.NDArray[np.float32] = np.frombuffer(raw, dtype=_F32).astype(np.float32)
+        if out.shape[0] != dim:
+            raise ValueError(f"stored embedding has {out.shape[0]} values, expected {dim}")
+        return out
+
+    def _enc_vec(self, vector: npt.NDArray[Any]) -> tuple[int, bytes]:
+        dim, raw = vector_blob(vector)
+        return dim, self.cipher.encrypt(raw)
+
+    @staticmethod
+    def _bump(conn: Connection) -> None:
+        done = conn.execute(update(GalleryVersion).where(GalleryVersion.id == 1).values(
+            version=GalleryVersion.version + 1)).rowcount
+        if not done:
+            conn.execute(_insert(conn, GalleryVersion).on_conflict_do_nothing(index_elements=[GalleryVersion.id]),
+                         {"id": 1, "version": 1})
+
+    def _publish(self) -> None:
+        if self.redis is None:
+            return
+        # Redis away: the workers' copy expires within VERSION_TTL_S anyway.
+        with contextlib.suppress(Exception):
+            self.redis.set(VERSION_KEY, self.db_version(), ex=VERSION_TTL_S)
+
+    def db_version(self) -> int:
+        with self._read() as conn:
+            v = conn.execute(select(GalleryVersion.version).where(GalleryVersion.id == 1)).scalar_one_or_none()
+        return int(v or 0)
+
+    def version(self) -> int:
+        """The gallery version: from Redis when a client is given (set from the database when missing)."""
+        if self.redis is not None:
+            try:
+                raw = self.redis.get(VERSION_KEY)
+                if raw is not None:
+                    return int(raw)
+                v = self.db_version()
+                self.redis.set(VERSION_KEY, v, ex=VERSION_TTL_S, nx=True)
+                return v
+            except redis_errors.RedisError:  # Redis away: the database has the truth
+                pass
+        return self.db_version()
+
+    @staticmethod
+    def _audit(conn: Connection, actor: str, action: str, target: str | None, detail: dict[str, Any]) -> None:
+        conn.execute(_insert(conn, AuditEntry), {"at": utcnow(), "actor": actor, "action": action,
+                                                 "target": target, "detail": detail})
+
+    def audit(self, actor: str, action: str, target: str | None, detail: dict[str, Any] | None = None) -> None:
+        with self._write() as conn:
+            self._audit(conn, actor, action, target, detail or {})
+
+    def audit_log(self) -> list[AuditRecord]:
+        with self._read() as conn:
+            rows = conn.execute(select(AuditEntry.at, AuditEntry.actor, AuditEntry.action, AuditEntry.target,
+                                       AuditEntry.detail).order_by(AuditEntry.id)).all()
+        return [AuditRecord(*r) for r in rows]
+
+    @staticmethod
+    def _identity_id(conn: Connection, name: str) -> int:
+        ident = conn.execute(select(Identity.id).where(Identity.name == name)).scalar_one_or_none()
+        if ident is None:
+            raise IdentityError(f"no identity named {name!r}")
+        return int(ident)
+
+    # -- enrollment ---------------------------------------------------------------------------
+
+    def enroll(self, name: str, faces: Sequence[EnrolledFace], actor: str) -> int:
+        """Store the faces of ``name`` (creating the identity) in one transaction; returns the
+        embeddings newly stored (a photo already enrolled for that identity and model is skipped)."""
+        if not faces:
+            return 0
+        models = {f.model for f in faces}
+        now = utcnow()
+        with self._write() as conn:
+            conn.execute(_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
+                         {"name": name, "created_at": now})
+            ident = self._identity_id(conn, name)
+            for model in models:
+                dims = {vector_blob(f.vector)[0] for f in faces if f.model == model}
+                stored = conn.execute(select(func.min(FaceEmbedding.dim), func.max(FaceEmbedding.dim))
+                                      .where(FaceEmbedding.model == model)).one()
+                if len(dims) != 1 or (stored[0] is not None and {stored[0], stored[1]} != dims):
+                    raise IdentityError(f"embeddings of model {model!r} differ in dimension")
+            added = 0
+            for f in faces:
+                dim, blob = self._enc_vec(f.vector)
+                res = conn.execute(
+                    _insert(conn, FaceEmbedding).on_conflict_do_nothing(
+                        index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]
+                    ).returning(FaceEmbedding.id),
+                    {"identity_id": ident, "model": f.model, "detector": f.detector, "dim": dim, "vector": blob,
+                     "photo_sha256": f.photo_sha256, "photo_name": f.photo_name, "created_at": now},
+                ).all()
+                added += len(res)
+                if f.crop_jpeg is not None:
+                    conn.execute(
+                        _insert(conn, FacePhoto).on_conflict_do_nothing(
+                            index_elements=[FacePhoto.identity_id, FacePhoto.photo_sha256]),
+                        {"identity_id": ident, "photo_sha256": f.photo_sha256, "photo_name": f.photo_name,
+                         "detector": f.detector, "crop": self.cipher.encrypt(f.crop_jpeg), "face": f.face,
+                         "quality": f.quality, "created_at": now},
+                    )
+            self._bump(conn)
+            # No file names in the audit log: they often name the person, and forget must not leave that behind.
+            self._audit(conn, actor, "enroll", name, {"photos": len(faces), "models": sorted(models), "added": added})
+        self._publish()
+        return added
+
+    def gallery(self, model: str) -> tuple[list[str], npt.NDArray[np.float32]]:
+        """Names per row and the (N, dim) matrix of the enrolled embeddings of ``model`` only
+        (embeddings of other models are never mixed in), sorted by name then enrollment order."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(Identity.name, FaceEmbedding.dim, FaceEmbedding.vector)
+                .join(Identity, Identity.id == FaceEmbedding.identity_id)
+                .where(FaceEmbedding.model == model).order_by(FaceEmbedding.id)
+            ).all()
+        return self._matrix(model, [(r[0], r[1], r[2]) for r in rows])
+
+    def negatives(self, model: str) -> tuple[list[str], npt.NDArray[np.float32]]:
+        """Faces rejected for an identity ("not this person"), of ``model`` only."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(Identity.name, IdentityNegative.dim, IdentityNegative.vector)
+                .join(Identity, Identity.id == IdentityNegative.identity_id)
+                .where(IdentityNegative.model == model).order_by(IdentityNegative.id)
+            ).all()
+        return self._matrix(model, [(r[0], r[1], r[2]) for r in rows])
+
+    def _matrix(self, model: str, rows: list[tuple[str, int, bytes]]) -> tuple[list[str], npt.NDArray[np.float32]]:
+        if not rows:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        rows.sort(key=lambda r: r[0])
+        dims = {r[1] for r in rows}
+        if len(dims) != 1:
+            raise ValueError(f"model {model!r} has embeddings of several dimensions: {sorted(dims)}")
+        dim = dims.pop()
+        return [r[0] for r in rows], np.stack([self._vec(r[2], dim) for r in rows])
+
+    def models(self) -> list[str]:
+        with self._read() as conn:
+            return sorted(conn.execute(select(FaceEmbedding.model).distinct()).scalars())
+
+    def photos(self) -> list[StoredPhoto]:
+        """Every kept enrollment face (decrypted), by identity then enrollment order."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(Identity.name, FacePhoto.photo_sha256, FacePhoto.photo_name, FacePhoto.detector,
+                       FacePhoto.crop, FacePhoto.face)
+                .join(Identity, Identity.id == FacePhoto.identity_id).order_by(Identity.name, FacePhoto.id)
+            ).all()
+        return [StoredPhoto(r[0], r[1], r[2], r[3], self.cipher.decrypt(r[4]), dict(r[5])) for r in rows]
+
+    def photoless(self) -> list[tuple[str, str]]:
+        """(identity, photo) of embeddings with no kept face (enrolled before crops were kept)."""
+        with self._read() as conn:
+            kept = select(FacePhoto.id).where(FacePhoto.identity_id == FaceEmbedding.identity_id,
+                                               FacePhoto.photo_sha256 == FaceEmbedding.photo_sha256).exists()
+            rows = conn.execute(select(Identity.name, FaceEmbedding.photo_name).join(
+                Identity, Identity.id == FaceEmbedding.identity_id).where(~kept).distinct()).all()
+        return sorted((r[0], r[1]) for r in rows)
+
+    def replace_model(self, model: str, faces: Sequence[tuple[str, EnrolledFace]], actor: str) -> int:
+        """Re-embed: the embeddings of ``model`` become exactly ``faces`` ((identity, face) pairs)."""
+        now = utcnow()
+        with self._write() as conn:
+            conn.execute(delete(FaceEmbedding).where(FaceEmbedding.model == model))
+            conn.execute(delete(IdentityNegative).where(IdentityNegative.model == model))
+            for name, f in faces:
+                ident = self._identity_id(conn, name)
+                dim, blob = self._enc_vec(f.vector)
+                conn.execute(_insert(conn, FaceEmbedding), {
+                    "identity_id": ident, "model": model, "detector": f.detector, "dim": dim, "vector": blob,
+                    "photo_sha256": f.photo_sha256, "photo_name": f.photo_name, "created_at": now})
+            self._bump(conn)
+            self._audit(conn, actor, "re-embed", None, {"model": model, "embeddings": len(faces)})
+        self._publish()
+        return len(faces)
+
+    # -- rename, forget -----------------------------------------------------------------------
+
+    def rename(self, old: str, new: str, actor: str) -> None:
+        new = new.strip()
+        check_name(new)
+        with self._write() as conn:
+            ident = self._identity_id(conn, old)
+            if conn.execute(select(Identity.id).where(Identity.name == new)).first() is not None:
+                raise IdentityError(f"an identity named {new!r} exists already")
+            conn.execute(update(Identity).where(Identity.id == ident).values(name=new))
+            conn.execute(update(Track).where(Track.identity_id == ident).values(identity_name=new))
+            conn.execute(update(RecognitionAttemptRow).where(RecognitionAttemptRow.identity_name == old)
+                         .values(identity_name=new))
+            self._bump(conn)
+            self._audit(conn, actor, "rename", f"identity #{ident}", {})
+        self._publish()
+
+    def forget(self, name: str, actor: str, thresholds: dict[str, float] | None = None) -> dict[str, int]:
+        """Erase an identity everywhere: embeddings, kept faces, negatives, its name on tracks and
+        recognition attempts (kept as anonymous rows), the stored faces of its tracks, and every
+        other stored face that matches it (unknown clusters and faces of unrecognised tracks within
+        the model's threshold of one of its embeddings: ``thresholds``, default deepface's); audit
+        entries name it ``identity #<id>`` from then on."""
+        from genesis.config.models import DEFAULT_COSINE_THRESHOLDS
+
+        thresholds = {**DEFAULT_COSINE_THRESHOLDS, **(thresholds or {})}
+        with self._write() as conn:
+            ident = self._identity_id(conn, name)
+            mine: dict[str, list[npt.NDArray[np.float32]]] = {}
+            for model, dim, blob in conn.execute(select(FaceEmbedding.model, FaceEmbedding.dim, FaceEmbedding.vector)
+                                                 .where(FaceEmbedding.identity_id == ident)):
+                mine.setdefault(model, []).append(self._vec(blob, dim))
+            counts = {
+                "embeddings": conn.execute(delete(FaceEmbedding).where(FaceEmbedding.identity_id == ident)).rowcount,
+                "face_photos": conn.execute(delete(FacePhoto).where(FacePhoto.identity_id == ident)).rowcount,
+                "negatives": conn.execute(
+                    delete(IdentityNegative).where(IdentityNegative.identity_id == ident)).rowcount,
+            }
+            tracks = conn.execute(select(Track.run_id, Track.track_id).where(
+                (Track.identity_id == ident) | (Track.identity_name == name))).all()
+            faces = 0
+            for run_id, track_id in tracks:
+                faces += conn.execute(
+                    delete(TrackFace).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id)).rowcount
+            clusters = 0
+            for model, vectors in mine.items():
+                m = np.stack([v / max(float(np.linalg.norm(v)), 1e-12) for v in vectors])
+                limit = thresholds.get(model, 0.0)
+                for run_id, track_id, dim, blob in conn.execute(
+                        select(TrackFace.run_id, TrackFace.track_id, TrackFace.dim, TrackFace.vector)
+                        .where(TrackFace.model == model)).all():
+                    if self._near(m, self._vec(blob, dim), limit):
+                        faces += conn.execute(delete(TrackFace).where(
+                            TrackFace.run_id == run_id, TrackFace.track_id == track_id)).rowcount
+                for cid, dim, blob in conn.execute(
+                        select(UnknownCluster.id, UnknownCluster.dim, UnknownCluster.centroid)
+                        .where(UnknownCluster.model == model)).all():
+                    if self._near(m, self._vec(blob, dim), limit):
+                        faces += conn.execute(delete(TrackFace).where(TrackFace.cluster_id == cid)).rowcount
+                        clusters += conn.execute(delete(UnknownCluster).where(UnknownCluster.id == cid)).rowcount
+            counts["track_faces"] = faces
+            counts["unknown_clusters"] = clusters
+            counts["tracks_unlinked"] = conn.execute(
+                update(Track).where((Track.identity_id == ident) | (Track.identity_name == name))
+                .values(identity_id=None, identity_name=None)).rowcount
+            conn.execute(update(RecognitionAttemptRow).where(RecognitionAttemptRow.identity_name == name)
+                         .values(identity_name=None))
+            conn.execute(update(AuditEntry).where(AuditEntry.target == name).values(target=f"identity #{ident}"))
+            conn.execute(delete(Identity).where(Identity.id == ident))
+            self._bump(conn)
+            self._audit(conn, actor, "forget", f"identity #{ident}", dict(counts))
+        self._publish()
+        return counts
+
+    @staticmethod
+    def _near(matrix: npt.NDArray[np.float32], vector: npt.NDArray[np.float32], limit: float) -> bool:
+        v = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        return bool(float(np.max(matrix @ v)) >= 1.0 - limit)
+
+    # -- key rotation -------------------------------------------------------------------------
+
+    def rotate_key(self, actor: str) -> int:
+        """Re-encrypt every stored biometric blob with the first key of the cipher."""
+        tables: list[tuple[Any, Any, list[Any]]] = [
+            (FaceEmbedding, FaceEmbedding.vector, [FaceEmbedding.id]),
+            (FacePhoto, FacePhoto.crop, [FacePhoto.id]),
+            (IdentityNegative, IdentityNegative.vector, [IdentityNegative.id]),
+            (UnknownCluster, UnknownCluster.centroid, [UnknownCluster.id]),
+            (TrackFace, TrackFace.vector, [TrackFace.run_id, TrackFace.track_id]),
+        ]
+        n = 0
+        with self._write() as conn:
+            for table, col, keys in tables:
+                for row in conn.execute(select(*keys, col)).all():
+                    cond = [k == v for k, v in zip(keys, row[:-1], strict=True)]
+                    conn.execute(update(table).where(*cond).values({col.key: self.cipher.rotate(row[-1])}))
+                    n += 1
+            self._audit(conn, actor, "rotate-key", None, {"blobs": n})
+        return n
+
+
+RESERVED = ("unknown",)
+
+
+def check_name(name: str) -> None:
+    if not name:
+        raise IdentityError("the identity name is empty")
+    if name.lower() == "unknown" or name.lower().startswith("unknown-"):
+        raise IdentityError(f"{name!r} is reserved for people who are not enrolled")

@@ -1,0 +1,332 @@
+"""Faces of tracks: the best embedding of every track that had a face (encrypted), unknown-face
+clusters with persistent pseudonymous ids (``unknown-17``), naming a cluster, "not this person",
+search by photo and the retention purge.
+
+Clustering is incremental and deterministic: the unknown tracks of a run are taken in (time,
+track id) order; each joins the unknown cluster of its model whose centroid is nearest, if within
+the threshold (default: the model's recognition threshold), else starts a new cluster; the centroid
+is the normalised mean of its members. Clusters span runs and cameras.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, delete, select, update
+
+from genesis.adapters.db.models import FaceEmbedding, Identity, Run, Track, utcnow
+from genesis.adapters.db.models_identities import IdentityNegative, TrackFace, UnknownCluster
+from genesis.adapters.db.repository import NotFoundError, _insert
+from genesis.identities.store import IdentityError, IdentityStore, check_name, vector_blob
+
+CLUSTER_LOCK = 0x67656E65_636C7573
+"""PostgreSQL advisory lock held while clustering (two store workers must not both create a cluster)."""
+
+UNKNOWN_PREFIX = "unknown-"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackFaceRecord:
+    """A track's best face: what the recognize stage hands to storage."""
+
+    camera_id: str
+    track_id: int
+    ts: float
+    model: str
+    vector: list[float]
+    identity: str | None
+    distance: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"camera_id": self.camera_id, "track_id": self.track_id, "ts": self.ts, "model": self.model,
+                "vector": self.vector, "identity": self.identity, "distance": self.distance}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TrackFaceRecord:
+        return cls(str(d["camera_id"]), int(d["track_id"]), float(d["ts"]), str(d["model"]),
+                   [float(x) for x in d["vector"]], d.get("identity"),
+                   None if d.get("distance") is None else float(d["distance"]))
+
+
+def track_faces(recognizer: Any, camera_id: str, model: str) -> list[TrackFaceRecord]:
+    """The best face of every track of a `TrackRecognizer` that had one, with the track's decision."""
+    out = []
+    for tid in recognizer.track_ids():
+        best = recognizer.best_face(tid)
+        if best is None:
+            continue
+        ident = recognizer.identity(tid)
+        out.append(TrackFaceRecord(camera_id, tid, float(best.ts), model, [float(x) for x in best.vector],
+                                   ident.identity, ident.best_distance))
+    return out
+
+
+def label(cluster_id: int) -> str:
+    return f"{UNKNOWN_PREFIX}{cluster_id}"
+
+
+def parse_label(text: str) -> int:
+    if not text.startswith(UNKNOWN_PREFIX) or not text[len(UNKNOWN_PREFIX):].isdigit():
+        raise IdentityError(f"{text!r} is not an unknown-face id (unknown-N)")
+    return int(text[len(UNKNOWN_PREFIX):])
+
+
+def _unit(v: Any) -> np.ndarray:
+    a = np.asarray(v, dtype=np.float32)
+    out: np.ndarray = a / max(float(np.linalg.norm(a)), 1e-12)
+    return out
+
+
+def _lock(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({CLUSTER_LOCK})")
+
+
+def save_track_faces(store: IdentityStore, run_id: str, records: Sequence[TrackFaceRecord],
+                     cluster_threshold: float) -> int:
+    """Store the faces of a run's tracks and cluster the unknown ones; idempotent (a track already
+    stored is skipped, so a redelivered task clusters nothing twice). Returns the faces added."""
+    if not records:
+        return 0
+    now = utcnow()
+    with store._write() as conn:
+        _lock(conn)
+        if conn.execute(select(Run.id).where(Run.id == run_id)).first() is None:
+            raise NotFoundError(f"unknown run {run_id}")
+        have = set(conn.execute(select(TrackFace.track_id).where(TrackFace.run_id == run_id)).scalars())
+        new = sorted((r for r in records if r.track_id not in have), key=lambda r: (r.ts, r.track_id))
+        for r in new:
+            dim, blob = store._enc_vec(np.asarray(r.vector, dtype=np.float32))
+            conn.execute(_insert(conn, TrackFace), {
+                "run_id": run_id, "track_id": r.track_id, "camera_id": r.camera_id, "ts": r.ts, "model": r.model,
+                "dim": dim, "vector": blob, "distance": r.distance, "cluster_id": None, "created_at": now})
+        for model in sorted({r.model for r in new if r.identity is None}):
+            _cluster(store, conn, run_id, [r for r in new if r.identity is None and r.model == model], model,
+                     cluster_threshold, now)
+    return len(new)
+
+
+def _cluster(store: IdentityStore, conn: Connection, run_id: str, records: list[TrackFaceRecord], model: str,
+             threshold: float, now: datetime) -> None:
+    rows = conn.execute(select(UnknownCluster.id, UnknownCluster.dim, UnknownCluster.centroid, UnknownCluster.size)
+                        .where(UnknownCluster.model == model).order_by(UnknownCluster.id)).all()
+    ids = [int(r[0]) for r in rows]
+    sums = [store._vec(r[2], r[1]) * int(r[3]) for r in rows]  # centroid x size = sum of the unit members
+    sizes = [int(r[3]) for r in rows]
+    touched: set[int] = set()
+    for r in records:
+        v = _unit(r.vector)
+        j = -1
+        if ids:
+            cents = np.stack([_unit(s) for s in sums])
+            d = 1.0 - cents @ v
+            j = int(np.argmin(d))  # ties: the oldest cluster
+            if float(d[j]) > threshold:
+                j = -1
+        if j < 0:
+            dim, blob = store._enc_vec(v)
+            new_id = conn.execute(_insert(conn, UnknownCluster).returning(UnknownCluster.id), {
+                "model": model, "dim": dim, "centroid": blob, "size": 1, "first_seen": now, "last_seen": now,
+            }).scalar_one()
+            ids.append(int(new_id))
+            sums.append(v.copy())
+            sizes.append(1)
+            j = len(ids) - 1
+        else:
+            sums[j] = sums[j] + v
+            sizes[j] += 1
+            touched.add(j)
+        conn.execute(update(TrackFace).where(TrackFace.run_id == run_id, TrackFace.track_id == r.track_id)
+                     .values(cluster_id=ids[j]))
+    for j in sorted(touched):
+        _, blob = store._enc_vec(_unit(sums[j]))
+        conn.execute(update(UnknownCluster).where(UnknownCluster.id == ids[j])
+                     .values(centroid=blob, size=sizes[j], last_seen=now))
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownSummary:
+    label: str
+    model: str
+    tracks: int
+    cameras: tuple[str, ...]
+    first_seen: datetime
+    last_seen: datetime
+
+
+def unknowns(store: IdentityStore) -> list[UnknownSummary]:
+    with store._read() as conn:
+        clusters = conn.execute(select(UnknownCluster.id, UnknownCluster.model, UnknownCluster.first_seen,
+                                       UnknownCluster.last_seen).order_by(UnknownCluster.id)).all()
+        members = conn.execute(select(TrackFace.cluster_id, TrackFace.camera_id)
+                               .where(TrackFace.cluster_id.is_not(None))).all()
+    tracks: dict[int, int] = {}
+    cams: dict[int, set[str]] = {}
+    for cid_, cam in members:
+        cid = int(cid_ or 0)
+        tracks[cid] = tracks.get(cid, 0) + 1
+        cams.setdefault(cid, set()).add(cam)
+    return [UnknownSummary(label(c[0]), c[1], tracks.get(c[0], 0), tuple(sorted(cams.get(c[0], set()))), c[2], c[3])
+            for c in clusters]
+
+
+def cluster_members(store: IdentityStore, unknown_label: str) -> list[tuple[str, int]]:
+    cid = parse_label(unknown_label)
+    with store._read() as conn:
+        rows = conn.execute(select(TrackFace.run_id, TrackFace.track_id).where(TrackFace.cluster_id == cid)
+                            .order_by(TrackFace.run_id, TrackFace.track_id)).all()
+    return [(r[0], int(r[1])) for r in rows]
+
+
+def name_unknown(store: IdentityStore, unknown_label: str, name: str, actor: str) -> int:
+    """Turn an unknown cluster into an identity (new, or an existing one): its track faces become
+    enrolled embeddings and its tracks get the name. Returns the tracks relabelled."""
+    cid = parse_label(unknown_label)
+    name = name.strip()
+    check_name(name)
+    now = utcnow()
+    with store._write() as conn:
+        _lock(conn)
+        if conn.execute(select(UnknownCluster.id).where(UnknownCluster.id == cid)).first() is None:
+            raise IdentityError(f"no unknown face {unknown_label}")
+        faces = conn.execute(select(TrackFace.run_id, TrackFace.track_id, TrackFace.model, TrackFace.dim,
+                                    TrackFace.vector).where(TrackFace.cluster_id == cid)).all()
+        conn.execute(_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
+                     {"name": name, "created_at": now})
+        ident = conn.execute(select(Identity.id).where(Identity.name == name)).scalar_one()
+        for run_id, track_id, model, dim, blob in faces:
+            vector = store._vec(blob, dim)
+            _, enc = store._enc_vec(vector)
+            conn.execute(_insert(conn, FaceEmbedding).on_conflict_do_nothing(
+                index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]), {
+                "identity_id": ident, "model": model, "detector": "track", "dim": dim, "vector": enc,
+                "photo_sha256": hashlib.sha256(f"track:{run_id}:{track_id}".encode()).hexdigest(),
+                "photo_name": f"track {run_id}/{track_id}", "created_at": now})
+            conn.execute(update(Track).where(Track.run_id == run_id, Track.track_id == track_id)
+                         .values(identity_id=ident, identity_name=name))
+        conn.execute(update(TrackFace).where(TrackFace.cluster_id == cid).values(cluster_id=None))
+        conn.execute(delete(UnknownCluster).where(UnknownCluster.id == cid))
+        store._bump(conn)
+        store._audit(conn, actor, "name", name, {"cluster": unknown_label, "tracks": len(faces)})
+    store._publish()
+    return len(faces)
+
+
+def resolve_run(store: IdentityStore, run_prefix: str) -> str:
+    with store._read() as conn:
+        found = sorted(conn.execute(select(Run.id).where(Run.id.startswith(run_prefix, autoescape=True))).scalars())
+    if len(found) != 1:
+        raise IdentityError(f"no run {run_prefix!r}" if not found else f"run prefix {run_prefix!r} is ambiguous")
+    return found[0]
+
+
+def reject(store: IdentityStore, run_id: str, track_id: int, actor: str, identity: str | None = None) -> str:
+    """"Not this person": the track's face becomes a negative of the identity it was given (or
+    ``identity``), the track loses the name, and that face is never matched to it again."""
+    with store._write() as conn:
+        row = conn.execute(select(Track.identity_name).where(Track.run_id == run_id, Track.track_id == track_id)
+                           ).one_or_none()
+        if row is None:
+            raise IdentityError(f"no track {track_id} in run {run_id}")
+        name = identity or row[0]
+        if name is None:
+            raise IdentityError(f"track {track_id} of run {run_id} has no identity: say which with --identity")
+        ident = store._identity_id(conn, name)
+        face = conn.execute(select(TrackFace.model, TrackFace.dim, TrackFace.vector).where(
+            TrackFace.run_id == run_id, TrackFace.track_id == track_id)).one_or_none()
+        if face is None:
+            raise IdentityError(f"track {track_id} of run {run_id} has no stored face to reject")
+        model, dim, blob = face
+        _, enc = store._enc_vec(store._vec(blob, dim))
+        conn.execute(_insert(conn, IdentityNegative), {"identity_id": ident, "model": model, "dim": dim,
+                                                       "vector": enc, "run_id": run_id, "track_id": track_id,
+                                                       "created_at": utcnow()})
+        conn.execute(update(Track)
+                     .where(Track.run_id == run_id, Track.track_id == track_id, Track.identity_name == name)
+                     .values(identity_id=None, identity_name=None))
+        store._bump(conn)
+        store._audit(conn, actor, "reject", name, {"run": run_id, "track": track_id})
+    store._publish()
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    run_id: str
+    track_id: int
+    camera_id: str
+    ts: float
+    distance: float
+    identity: str | None
+    unknown: str | None
+
+
+def search(store: IdentityStore, vector: np.ndarray, model: str, top: int, threshold: float, actor: str,
+           photo: str = "") -> list[SearchHit]:
+    """Tracks whose best face is within ``threshold`` of ``vector`` (same model only), nearest first."""
+    v = _unit(vector)
+    with store._read() as conn:
+        rows = conn.execute(
+            select(TrackFace.run_id, TrackFace.track_id, TrackFace.camera_id, TrackFace.ts, TrackFace.dim,
+                   TrackFace.vector, TrackFace.cluster_id, Track.identity_name)
+            .outerjoin(Track, (Track.run_id == TrackFace.run_id) & (Track.track_id == TrackFace.track_id))
+            .where(TrackFace.model == model)
+        ).all()
+    hits = []
+    if rows:
+        dim = rows[0][4]
+        m = np.stack([_unit(store._vec(r[5], dim)) for r in rows])
+        d = 1.0 - m @ v
+        for i in np.argsort(d, kind="stable")[:max(top, 0)]:
+            if float(d[i]) > threshold:
+                break
+            r = rows[int(i)]
+            hits.append(SearchHit(r[0], int(r[1]), r[2], float(r[3]), round(float(d[i]), 4), r[7],
+                                  label(r[6]) if r[6] is not None else None))
+    store.audit(actor, "search", None, {"photo_sha256": photo, "model": model, "hits": len(hits)})
+    return hits
+
+
+def purge(store: IdentityStore, days: int, actor: str, now: datetime | None = None) -> dict[str, int]:
+    """Retention: unknown clusters not seen for ``days`` and the faces of unknown tracks older than
+    that are deleted (the tracks themselves stay, anonymous)."""
+    cutoff = (now or utcnow()) - timedelta(days=days)
+    with store._write() as conn:
+        _lock(conn)
+        old = list(conn.execute(select(UnknownCluster.id).where(UnknownCluster.last_seen < cutoff)).scalars())
+        n_faces = 0
+        if old:
+            n_faces += conn.execute(delete(TrackFace).where(TrackFace.cluster_id.in_(old))).rowcount
+            conn.execute(delete(UnknownCluster).where(UnknownCluster.id.in_(old)))
+        named = select(Track.track_id).where(Track.run_id == TrackFace.run_id, Track.track_id == TrackFace.track_id,
+                                             Track.identity_name.is_not(None)).exists()
+        n_faces += conn.execute(delete(TrackFace).where(TrackFace.created_at < cutoff, ~named)).rowcount
+        counts = {"unknown_clusters": len(old), "track_faces": n_faces}
+        store._audit(conn, actor, "purge", None, {"days": days, **counts})
+    return counts
+
+
+def vector_of(store: IdentityStore, blob: bytes, dim: int) -> np.ndarray:
+    return store._vec(blob, dim)
+
+
+__all__ = ["TrackFaceRecord", "label", "name_unknown", "reject", "save_track_faces", "search", "track_faces",
+           "unknowns", "vector_blob"]
+
+
+def cluster_threshold(settings: Any) -> float:
+    t = settings.identities.cluster_threshold
+    return float(t) if t is not None else float(settings.recognition.embedder.cosine_threshold)
+
+
+def save_camera_track_faces(repo: Any, settings: Any, run_id: str, state: Any) -> int:
+    """The embedded runner's end of run: store the best face of each track of a `CameraState`."""
+    records = track_faces(state.recognizer, state.camera.id, settings.recognition.embedder.model)
+    if not records:
+        return 0
+    return save_track_faces(IdentityStore(repo), run_id, records, cluster_threshold(settings))
