@@ -639,6 +639,8 @@ def test_no_server_error_on_generated_requests(app: FastAPI, run_id: str, keys: 
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 15
+    labels = {f"{op.method.upper()} {op.path}" for op in operations}
+    assert {"GET /api/alerts", "GET /api/alerts/{alert_id}", "POST /api/alerts/{alert_id}/ack"} <= labels, labels
     checked = 0
     statuses: dict[int, int] = {}
     for operation in operations:
