@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from genesis.api.params import SafeText
+from genesis.config.alerts import AlertKindName
 
 
 class Health(BaseModel):
@@ -247,7 +248,7 @@ class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The key itself: shown only in this answer.")
 
 
-AlertKind = Literal["crowding", "loitering", "anomaly", "watchlist", "restricted"]
+AlertKind = AlertKindName
 
 
 class DeliveryOut(BaseModel):
