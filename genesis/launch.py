@@ -25,7 +25,7 @@ class Role:
 ROLES: dict[str, Role] = {
     "detect": Role("detect", "prefork", 2, "person detection (stateless, parallel)"),
     "recognize": Role("recognize", "solo", 1, "the ordered per-camera stage: tracking, recognition, zones, lines"),
-    "analytics": Role("analytics", "prefork", 1, "commutative aggregation"),
+    "analytics": Role("analytics", "prefork", 1, "commutative aggregation, alert delivery"),
     "store": Role("store", "solo", 1, "batched idempotent database writes"),
 }
 

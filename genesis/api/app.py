@@ -14,7 +14,7 @@ from genesis.adapters.db import Repository
 from genesis.adapters.db.apikeys import ApiKeyStore
 from genesis.api.deps import AppServices
 from genesis.api.errors import error_response, install_error_handlers
-from genesis.api.routers import analytics, cameras, dashboard, events, health, identities, keys, pipeline
+from genesis.api.routers import alerts, analytics, cameras, dashboard, events, health, identities, keys, pipeline
 from genesis.config import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -42,8 +42,8 @@ def create_app(settings: Settings, *, repo: Repository | None = None) -> FastAPI
 
     app = FastAPI(title="Genesis API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.services = services
-    app.state.alerts_enabled = False
-    """Set by the alerts branch once its router is included (the dashboard's alerts feed)."""
+    app.state.alerts_enabled = True
+    """The dashboard shows its alerts feed (the alerts router is always included)."""
     install_error_handlers(app)
 
     limit = settings.api.max_upload_bytes * settings.api.max_photos + 64 * 1024
@@ -59,7 +59,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None) -> FastAPI
                 return error_response(413, f"request body larger than {limit} bytes")
         return await call_next(request)
 
-    for module in (health, identities, events, analytics, cameras, pipeline, keys):
+    for module in (health, identities, events, analytics, alerts, cameras, pipeline, keys):
         app.include_router(module.router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from genesis.api.params import SafeText
+from genesis.config.alerts import AlertKindName
 
 
 class Health(BaseModel):
@@ -245,3 +246,43 @@ class ApiKeyCreateIn(BaseModel):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The key itself: shown only in this answer.")
+
+
+AlertKind = AlertKindName
+
+
+class DeliveryOut(BaseModel):
+    target: str = Field(description="`webhook:URL` or `pubsub:CHANNEL`.")
+    status: str = Field(description="pending, sending, delivered or failed (given up).")
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+class AlertOut(BaseModel):
+    id: int = Field(description="What `POST /api/alerts/{id}/ack` and `genesis alerts ack` take.")
+    key: str = Field(description="Idempotency key sent to receivers (the `id` of the webhook payload).")
+    run_id: str
+    camera_id: str
+    kind: AlertKind
+    subject: str
+    zone: str | None
+    identity: str | None
+    track_id: int | None
+    seq: int
+    ts: float = Field(description="Media time in the run (s).")
+    at: datetime = Field(description="When it was raised (UTC).")
+    value: float
+    threshold: float
+    message: str
+    created_at: datetime
+    acknowledged: bool
+    acknowledged_at: datetime | None
+    deliveries: list[DeliveryOut]
+
+
+class AlertPage(BaseModel):
+    items: list[AlertOut]
+    total: int
+    limit: int
+    offset: int

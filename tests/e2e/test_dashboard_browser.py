@@ -6,6 +6,7 @@ SQLite database of a real ``genesis run``. Screenshots are saved as test artifac
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -58,11 +59,21 @@ def artifacts(tmp_path: Path) -> Path:
 def served(cli: CLI, data_dir: Path, tmp_path: Path) -> Iterator[tuple[str, str, CLI]]:
     """(base URL, admin key, cli) of a `genesis serve` process over a database with one real run."""
     import redis
+    import yaml
 
-    cli.env.update(GENESIS_REDIS_URL=redis_url(REDIS_DB), GENESIS_BROKER_URL=redis_url(REDIS_DB))
+    # Alert rules the clip sets off: more than one person on the left (crowding), and anyone
+    # staying there a second (loitering).
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml.safe_dump({"cameras": [{
+        "id": "lobby",
+        "zones": [{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "max_occupancy": 1}],
+        "alerts": {"zone_loitering_s": {"left": 1.0}},
+    }]}))
+    cli.env.update(GENESIS_REDIS_URL=redis_url(REDIS_DB), GENESIS_BROKER_URL=redis_url(REDIS_DB),
+                   GENESIS_CONFIG=str(config))
     redis.Redis.from_url(redis_url(REDIS_DB)).flushdb()
     cli("run", "--source", str(data_dir / "video" / "opencv4nodejs_people.mp4"), "--camera", "lobby",
-        "--stride", "3", "--max-frames", "20", "--zone", "left:0,0,0.5,0,0.5,1,0,1")
+        "--stride", "3", "--max-frames", "20")
     key = cli("apikey", "create", "--role", "admin", "--name", "browser").stdout.strip()
     port = free_port()
     log = (tmp_path / "serve.log").open("w")
@@ -92,11 +103,15 @@ def served(cli: CLI, data_dir: Path, tmp_path: Path) -> Iterator[tuple[str, str,
         log.close()
 
 
-def test_dashboard_login_enroll_heatmap(served: tuple[str, str, CLI], data_dir: Path, artifacts: Path) -> None:
+def test_dashboard_login_enroll_heatmap_alerts(served: tuple[str, str, CLI], data_dir: Path,
+                                              artifacts: Path) -> None:
     chromium = chromium_or_skip()
     from playwright.sync_api import expect, sync_playwright
 
-    base, key, _ = served
+    base, key, cli = served
+    stored = [json.loads(line) for line in cli("alerts", "--camera", "lobby", "--json").stdout.splitlines()]
+    assert stored, "the run raised no alert"
+    newest = stored[0]
     daryl = data_dir / "faces" / "known" / "daryl"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), headless=True,
@@ -116,7 +131,17 @@ def test_dashboard_login_enroll_heatmap(served: tuple[str, str, CLI], data_dir: 
             tile = page.locator('.tile[data-camera="lobby"]')
             expect(tile).to_be_visible()
             expect(tile.locator('[data-count="tracks"]')).not_to_have_text("–", timeout=10_000)
-            expect(page.locator("#alerts-feed")).to_contain_text("Alerts not configured")
+            # The alerts feed lists the run's alerts, newest first; the tile counts the open ones.
+            feed = page.locator("#alerts-feed li.alert")
+            expect(feed).to_have_count(len(stored), timeout=10_000)
+            first = feed.first
+            expect(first).to_have_attribute("data-alert-id", str(newest["alert_id"]))
+            expect(first).to_contain_text(newest["message"])
+            expect(first).to_contain_text("lobby")
+            expect(first.locator(".kind")).to_have_text(newest["kind"])
+            expect(first.locator(".ack-state")).to_have_text("open")
+            expect(tile.locator(".alert-badge")).to_have_text(
+                f"{len(stored)} open alert" + ("s" if len(stored) > 1 else ""), timeout=10_000)
             expect(page.locator("#health")).to_contain_text("sqlite", timeout=10_000)
             page.screenshot(path=str(artifacts / "02-dashboard.png"), full_page=True)
 
@@ -146,10 +171,39 @@ def test_dashboard_login_enroll_heatmap(served: tuple[str, str, CLI], data_dir: 
                                    " return i && i.complete && i.naturalWidth === 800; }", timeout=20_000)
             heat.scroll_into_view_if_needed()
             page.screenshot(path=str(artifacts / "04-heatmap.png"), full_page=True)
+
+            # Acknowledge the newest alert: the feed marks it, the badge counts one fewer.
+            item = page.locator(f'#alerts-feed li[data-alert-id="{newest["alert_id"]}"]')
+            item.get_by_role("button", name="acknowledge").click()
+            expect(item.locator(".ack-state")).to_contain_text("acknowledged", timeout=10_000)
+            expect(item).to_have_class("alert acked")
+            expect(item.get_by_role("button", name="acknowledge")).to_have_count(0)
+            left = len(stored) - 1
+            badge = tile.locator(".alert-badge")
+            if left:
+                expect(badge).to_have_text(f"{left} open alert" + ("s" if left > 1 else ""), timeout=10_000)
+            else:
+                expect(badge).to_be_hidden(timeout=10_000)
+            page.screenshot(path=str(artifacts / "05-alert-acknowledged.png"), full_page=True)
+
+            # The whole page as a user finds it (docs/images/dashboard.png is this screenshot).
+            page.reload()
+            expect(page.locator("#alerts-feed li.alert.acked")).to_have_count(1, timeout=10_000)
+            expect(tile.locator('[data-count="tracks"]')).not_to_have_text("–", timeout=10_000)
+            expect(page.locator("#health")).to_contain_text("sqlite", timeout=10_000)
+            tile.get_by_role("button", name="Heatmap").click()
+            page.wait_for_function("() => { const i = document.getElementById('heatmap-img');"
+                                   " return i && i.complete && i.naturalWidth === 800; }", timeout=20_000)
+            page.screenshot(path=str(artifacts / "06-overview.png"), full_page=True)
         finally:
             browser.close()
-    for name in ("01-login-refused.png", "02-dashboard.png", "03-enrolled.png", "04-heatmap.png"):
+    for name in ("01-login-refused.png", "02-dashboard.png", "03-enrolled.png", "04-heatmap.png",
+                 "05-alert-acknowledged.png", "06-overview.png"):
         assert (artifacts / name).stat().st_size > 10_000, name
+    # The acknowledgement is in the database (read back by the CLI).
+    after = {a["alert_id"]: a for a in map(json.loads, cli("alerts", "--json").stdout.splitlines())}
+    assert after[newest["alert_id"]]["acknowledged_at"] is not None
+    assert sum(1 for a in after.values() if a["acknowledged_at"] is not None) == 1
 
 
 def test_apikey_cli(cli: CLI) -> None:

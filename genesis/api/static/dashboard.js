@@ -59,19 +59,64 @@ async function refreshHealth() {
   }
 }
 
-// The alerts feed: a list only when the app sets app.state.alerts_enabled (the alerts branch,
-// which serves GET /api/alerts); otherwise the page says "Alerts not configured".
+// The alerts feed: the newest alerts (time, camera, kind, message, acknowledged or not), with an
+// "acknowledge" button for operators and admins; tiles carry a badge of their open alerts.
+function alertTime(iso) {
+  const d = new Date(iso);
+  return isNaN(d) ? iso : d.toISOString().slice(0, 19).replace("T", " ");
+}
+
+function alertItem(a) {
+  const li = el("li", {class: a.acknowledged ? "alert acked" : "alert open", "data-alert-id": String(a.id),
+                       "data-kind": a.kind});
+  const head = el("div", {class: "alert-head"});
+  head.append(el("span", {class: `kind kind-${a.kind}`}, a.kind), el("span", {class: "camera"}, a.camera_id),
+              el("time", {datetime: a.at, class: "muted small"}, alertTime(a.at)));
+  li.append(head, el("div", {class: "message"}, a.message));
+  const state = el("div", {class: "alert-state small"});
+  if (a.acknowledged) {
+    state.append(el("span", {class: "ack-state muted"}, `acknowledged ${alertTime(a.acknowledged_at)}`));
+  } else {
+    state.append(el("span", {class: "ack-state"}, "open"));
+    if (window.GENESIS.canOperate) {
+      const ack = el("button", {type: "button", class: "link ack"}, "acknowledge");
+      ack.addEventListener("click", async () => {
+        ack.disabled = true;
+        try {
+          await api(`/api/alerts/${a.id}/ack`, {method: "POST"});
+          await refreshAlerts();
+        } catch (e) { ack.disabled = false; window.alert(e.message); }
+      });
+      state.append(ack);
+    }
+  }
+  li.append(state);
+  return li;
+}
+
 async function refreshAlerts() {
   const feed = document.getElementById("alerts-feed");
   if (!feed || feed.tagName !== "UL") return;
   try {
     const body = await api("/api/alerts?limit=20");
-    const items = Array.isArray(body) ? body : (body.items || []);
-    if (!items.length) { feed.replaceChildren(el("li", {class: "muted"}, "No alerts.")); return; }
-    feed.replaceChildren(...items.map(a => el("li", {}, [a.created_at || a.at || "", a.camera_id || "",
-      a.message || a.rule || JSON.stringify(a)].filter(Boolean).join(" · "))));
+    document.getElementById("alerts-total").textContent = body.total ? `${body.total} in all` : "";
+    if (!body.items.length) { feed.replaceChildren(el("li", {class: "muted"}, "No alerts.")); }
+    else { feed.replaceChildren(...body.items.map(alertItem)); }
   } catch (e) {
     feed.replaceChildren(el("li", {class: "error"}, `alerts unavailable: ${e.message}`));
+  }
+  refreshAlertBadges();
+}
+
+async function refreshAlertBadges() {
+  for (const tile of document.querySelectorAll(".tile")) {
+    const badge = tile.querySelector(".alert-badge");
+    if (!badge) continue;
+    try {
+      const open = await api(`/api/alerts?camera=${encodeURIComponent(tile.dataset.camera)}&acknowledged=false&limit=1`);
+      badge.textContent = open.total === 1 ? "1 open alert" : `${open.total} open alerts`;
+      badge.hidden = open.total === 0;
+    } catch (e) { /* keep the last value */ }
   }
 }
 
