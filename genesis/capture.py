@@ -339,6 +339,7 @@ class CaptureLoop:
         return last
 
     def _handle(self, seq: int, raw: RawFrame) -> None:
+        captured_at = time.time()
         if self.backlog() >= self.settings.distributed.max_backlog:
             with self._lock:
                 self._dropped += 1
@@ -348,7 +349,7 @@ class CaptureLoop:
         image = raw.image
         key = frame_key(self.camera.id, self.run_id, seq)
         self.store.put(key, encode_jpeg(image, self.settings.pipeline.jpeg_quality))
-        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]))
+        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]), captured_at)
         self.publish(ref, self.run_id, self._prev_seq)
         with self._lock:
             self._prev_seq = seq

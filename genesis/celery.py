@@ -43,4 +43,6 @@ def configure(app: Celery, settings: Settings) -> None:
 app = Celery("genesis", include=["genesis.tasks.detect", "genesis.tasks.sequence", "genesis.tasks.store"])
 configure(app, default_settings())
 
+from genesis.ops import celery_hooks  # noqa: E402,F401  (the ops endpoint and the task metrics)
+
 __all__ = ["QUEUES", "app", "configure"]

@@ -14,6 +14,7 @@ from genesis.config._base import StrictModel
 from genesis.config.cameras import CameraConfig
 from genesis.config.distributed import DistributedConfig
 from genesis.config.models import DetectorConfig, ModelsConfig, RecognitionConfig
+from genesis.config.ops import OpsConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
 
 ENV_PREFIX = "GENESIS_"
@@ -25,7 +26,8 @@ ENV_SHORTCUTS: dict[str, tuple[str, ...]] = {
     "GENESIS_MODELS_DIR": ("models", "dir"),
 }
 # GENESIS_* variables that are not settings fields.
-ENV_IGNORED = {"GENESIS_CONFIG", "GENESIS_SHARED_DIR", "GENESIS_EMBEDDING_KEY"}
+ENV_IGNORED = {"GENESIS_CONFIG", "GENESIS_SHARED_DIR", "GENESIS_EMBEDDING_KEY", "GENESIS_TEST_REDIS_PORT",
+               "GENESIS_TEST_REDIS_HOST"}
 
 
 class ConfigError(Exception):
@@ -44,6 +46,7 @@ class Settings(StrictModel):
     pipeline: PipelineConfig = PipelineConfig()
     retention: RetentionConfig = RetentionConfig()
     distributed: DistributedConfig = DistributedConfig()
+    ops: OpsConfig = OpsConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
 
     @field_validator("cameras")

@@ -8,6 +8,7 @@ from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.celery import app
 from genesis.domain import FrameRef
 from genesis.domain.codec import decode
+from genesis.ops.metrics import time_inference
 from genesis.sequencer import FrameResult, push_result
 from genesis.stages.detect import detect_frame
 from genesis.tasks import routing, runtime
@@ -31,7 +32,9 @@ def detect(self: Any, frame: dict[str, Any], run_id: str, prev_seq: int) -> None
         push_result(runtime.redis_client(), run_id, FrameResult(ref, prev, error=str(exc)))
         _wake(ref.camera_id, run_id)
         raise PermanentError(str(exc)) from exc
-    result = detect_frame(runtime.detector(), ref, image)
+    detector = runtime.detector()
+    with time_inference("detect"):
+        result = detect_frame(detector, ref, image)
     push_result(runtime.redis_client(), run_id, FrameResult(ref, prev, result.detections, result.inference_ms))
     _wake(ref.camera_id, run_id)
 

@@ -12,6 +12,7 @@ from genesis.adapters.redis_frames import RedisFrameStore
 from genesis.backends.detectors import PersonDetector, build_detector
 from genesis.config import Settings
 from genesis.models import load_face_models, load_gallery
+from genesis.ops.metrics import model_loaded
 from genesis.stages.camera import FaceModels
 
 _lock = threading.Lock()
@@ -45,12 +46,17 @@ def repository() -> Repository:
 @cache
 def detector() -> PersonDetector:
     s = settings()
-    return build_detector(s.detector, s.models.path)
+    built = build_detector(s.detector, s.models.path)
+    model_loaded("detector")
+    return built
 
 
 @cache
 def _face_backends() -> tuple[Any, Any]:
-    return load_face_models(settings())
+    loaded = load_face_models(settings())
+    model_loaded("face_detector")
+    model_loaded("face_embedder")
+    return loaded
 
 
 _run_meta: dict[str, dict[str, Any]] = {}
