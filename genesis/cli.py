@@ -14,6 +14,7 @@ from rich.table import Table
 
 from genesis.cli_capture import capture_command
 from genesis.cli_dlq import dlq_app
+from genesis.cli_ops import ops_app
 from genesis.config import CameraConfig, ConfigError, Settings, default_settings, load_settings
 
 app = typer.Typer(
@@ -373,6 +374,7 @@ def drain(
 
 app.command("capture")(capture_command)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(ops_app, name="ops")
 
 
 def main() -> None:

@@ -1,0 +1,102 @@
+"""`celery -A genesis flower` against a real worker: the worker and its tasks appear in Flower's
+HTTP API (Flower turns task events on in the workers with its default ``enable_events``)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+
+from genesis.adapters.db import Repository
+from genesis.tasks.routing import FINISH_RUN
+from tests.integration.workers import Worker
+from tests.services import redis_url
+
+URL = redis_url(10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+AUTH = "ops:secret"  # Flower's API needs authentication (or FLOWER_UNAUTHENTICATED_API=true)
+
+
+def api(port: int, path: str) -> Any:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    request.add_header("Authorization", "Basic " + base64.b64encode(AUTH.encode()).decode())
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return
+        except (OSError, ValueError):
+            pass
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_flower_shows_the_worker_and_its_tasks(tmp_path: Path) -> None:
+    pytest.importorskip("flower", reason="Flower is in the `ops` extra: pip install -e '.[ops]'")
+    rds = redis.Redis.from_url(URL)
+    rds.flushdb()
+    db = f"sqlite:///{tmp_path / 'genesis.db'}"
+    with Repository(db) as repo:
+        repo.start_run("flower-run", "entrance", "clip.mp4", {"mode": "distributed"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_")}
+    env.update(GENESIS_BROKER_URL=URL, GENESIS_REDIS_URL=URL, GENESIS_DATABASE_URL=db,
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    port = free_port()
+    worker = Worker("store", "store", env, tmp_path, pool="solo")
+    flower_log = (tmp_path / "flower.log").open("w")
+    flower = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "genesis", "flower", f"--port={port}", "--address=127.0.0.1",
+         f"--basic-auth={AUTH}"],
+        env=env, stdout=flower_log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
+    )
+    try:
+        worker.wait_ready()
+        wait_for(lambda: worker.name in api(port, "/api/workers?refresh=1"), 60, "the worker in Flower")
+        sender = Celery("sender", broker=URL, set_as_current=False)
+        result = sender.send_task(FINISH_RUN, args=["flower-run", 7, {}], queue="store")
+
+        def task_seen() -> bool:
+            task = api(port, f"/api/task/info/{result.id}")
+            return bool(task.get("state") == "SUCCESS" and task.get("worker") == worker.name)
+
+        wait_for(task_seen, 60, "the task in Flower")
+        tasks = api(port, "/api/tasks")
+        assert tasks[result.id]["name"] == FINISH_RUN
+    finally:
+        if flower.poll() is None:
+            os.killpg(flower.pid, signal.SIGTERM)
+            try:
+                flower.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(flower.pid, signal.SIGKILL)
+        flower_log.close()
+        worker.stop()
+        rds.flushdb()
+    with Repository(db) as repo:
+        run = repo.run("flower-run")
+    assert run is not None and run.status == "finished" and run.frames == 7
