@@ -13,6 +13,7 @@ from genesis.backends.detectors import PersonDetector, build_detector
 from genesis.config import Settings
 from genesis.models import load_face_models, load_gallery
 from genesis.ops.metrics import model_loaded
+from genesis.ops.timing import TimedEmbedder, TimedFaceDetector
 from genesis.stages.camera import FaceModels
 
 _lock = threading.Lock()
@@ -53,10 +54,10 @@ def detector() -> PersonDetector:
 
 @cache
 def _face_backends() -> tuple[Any, Any]:
-    loaded = load_face_models(settings())
+    detector_, embedder = load_face_models(settings())
     model_loaded("face_detector")
     model_loaded("face_embedder")
-    return loaded
+    return TimedFaceDetector(detector_), TimedEmbedder(embedder)
 
 
 _run_meta: dict[str, dict[str, Any]] = {}

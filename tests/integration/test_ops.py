@@ -213,6 +213,7 @@ def test_every_process_serves_health_metrics_status(env: dict[str, str], data_di
         # Recognize: the ordered stage ran; store: rows saved, recognitions counted by outcome.
         assert value(ports["recognize"], "genesis_tasks_total", task="genesis.sequence", state="SUCCESS") > 0
         assert value(ports["store"], "genesis_tasks_total", task="genesis.store.save_outcome", state="SUCCESS") > 0
+        assert value(ports["recognize"], "genesis_inference_duration_seconds_count", stage="face_detect") > 0
         r_status = get_json(ports["recognize"], "/status")
         assert r_status["queues"] == ["recognize"] and r_status["concurrency"] == 1
         assert set(r_status["models"]) == {"face_detector", "face_embedder"}
