@@ -66,8 +66,9 @@ def test_flower_shows_the_worker_and_its_tasks(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_")}
     env.update(GENESIS_BROKER_URL=URL, GENESIS_REDIS_URL=URL, GENESIS_DATABASE_URL=db,
                PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    port = free_port()
-    worker = Worker("store", "store", env, tmp_path, pool="solo")
+    port, ops_port = free_port(), free_port()
+    # A plain `celery -A genesis worker` serves the ops endpoint when given a port.
+    worker = Worker("store", "store", dict(env, GENESIS_OPS__PORT=str(ops_port)), tmp_path, pool="solo")
     flower_log = (tmp_path / "flower.log").open("w")
     flower = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "genesis", "flower", f"--port={port}", "--address=127.0.0.1",
@@ -87,6 +88,10 @@ def test_flower_shows_the_worker_and_its_tasks(tmp_path: Path) -> None:
         wait_for(task_seen, 60, "the task in Flower")
         tasks = api(port, "/api/tasks")
         assert tasks[result.id]["name"] == FINISH_RUN
+        with urllib.request.urlopen(f"http://127.0.0.1:{ops_port}/status", timeout=10) as resp:
+            status = json.loads(resp.read())
+        assert status["role"] == "worker" and status["queues"] == ["store"]
+        assert status["processed"] == {FINISH_RUN: {"SUCCESS": 1}}
     finally:
         if flower.poll() is None:
             os.killpg(flower.pid, signal.SIGTERM)
