@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -71,13 +72,18 @@ def test_flower_shows_the_worker_and_its_tasks(tmp_path: Path) -> None:
     worker = Worker("store", "store", dict(env, GENESIS_OPS__PORT=str(ops_port)), tmp_path, pool="solo")
     flower_log = (tmp_path / "flower.log").open("w")
     flower = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "genesis", "flower", f"--port={port}", "--address=127.0.0.1",
-         f"--basic-auth={AUTH}"],
-        env=env, stdout=flower_log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
+        [sys.executable, "-m", "celery", "-A", "genesis", "flower", f"--port={port}", "--address=127.0.0.1"],
+        env=dict(env, FLOWER_BASIC_AUTH=AUTH),  # as docker/docker-compose.yml sets it
+        stdout=flower_log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path,
     )
     try:
         worker.wait_ready()
         wait_for(lambda: worker.name in api(port, "/api/workers?refresh=1"), 60, "the worker in Flower")
+        # The compose healthcheck's URL answers without a login; the API does not.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=10) as resp:
+            assert resp.status == 200
+        with pytest.raises(urllib.error.HTTPError, match="401"):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/workers", timeout=10)
         sender = Celery("sender", broker=URL, set_as_current=False)
         result = sender.send_task(FINISH_RUN, args=["flower-run", 7, {}], queue="store")
 
