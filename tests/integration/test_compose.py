@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -58,17 +59,16 @@ def help_text(*command: str) -> str:
     return proc.stdout
 
 
-def check_command(command: list[str]) -> None:
-    """The program exists here and accepts each option the compose file gives it."""
+def split_command(command: list[str]) -> list[tuple[list[str], list[str]]]:
+    """(subcommand path, the remaining words) of each program a compose command runs.
+
+    The path is the words up to the first option (celery's ``-A APP SUBCOMMAND`` included);
+    ``sh -c "a && b"`` runs several; commands pending from other branches are left out."""
     if command[:2] == ["sh", "-c"]:
-        for part in command[2].split("&&"):
-            words = shlex.split(part)
-            if words[0] in ("python", "genesis", "celery"):
-                check_command(words)
-        return
+        parts = [shlex.split(p) for p in command[2].split("&&")]
+        return [x for words in parts if words[0] in ("python", "genesis", "celery") for x in split_command(words)]
     if tuple(command[:2]) in PENDING_FROM_OTHER_BRANCHES:
-        return
-    # The subcommand path: words up to the first option (celery's -A APP is part of it).
+        return []
     path: list[str] = []
     words = list(command)
     while words and not words[0].startswith("-"):
@@ -77,6 +77,11 @@ def check_command(command: list[str]) -> None:
         assert words[:2] == ["-A", "genesis"], command
         path += words[:3]
         words = words[3:]
+    return [(path, words)]
+
+
+def check_command(path: list[str], words: list[str]) -> None:
+    """The program exists here and accepts each option the compose file gives it."""
     if path[0] == "python":
         assert (ROOT / path[1]).is_file(), path[1]
     text = help_text(*path)
@@ -137,13 +142,20 @@ def test_services_and_dependencies(compose: dict[str, Any]) -> None:
 
 
 def test_every_command_exists(compose: dict[str, Any]) -> None:
+    commands: list[tuple[list[str], list[str]]] = []
     for name in sorted(GENESIS_SERVICES):
         svc = compose["services"][name]
-        check_command(svc["command"])
+        commands += split_command(svc["command"])
         test = svc.get("healthcheck", {}).get("test")
         if test:
             assert test[0] == "CMD"
-            check_command(test[1:])
+            commands += split_command(test[1:])
+    paths = {tuple(path) for path, _ in commands}
+    with ThreadPoolExecutor(4) as pool:  # the --help runs are independent: side by side
+        list(pool.map(lambda p: help_text(*p), paths))
+    for path, words in commands:
+        check_command(path, words)
+    assert ("python", "workers/detect.py") in paths and ("celery", "-A", "genesis", "beat") in paths
 
 
 def test_health_and_scrape_ports_match_the_processes(compose: dict[str, Any]) -> None:
