@@ -192,3 +192,19 @@ def test_grafana_dashboard_charts_exported_metrics() -> None:
         assert f'"{base}"' in source or f'"{base}_seconds"' in source, f"{metric} is not exported"
     datasource = yaml.safe_load((DOCKER / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text())
     assert datasource["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+def test_readme_production_commands_match_the_files(compose: dict[str, Any]) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Running in production"):]
+    assert "docker compose -f docker/docker-compose.yml build" in section
+    assert "docker compose -f docker/docker-compose.yml up -d --scale detect=3" in section
+    published = {str(p).split(":")[0]: name for name, svc in compose["services"].items() for p in svc.get("ports", [])}
+    urls = re.findall(r"localhost:(\d+)(/\w*)?", section)
+    assert urls
+    for port, path in urls:
+        assert port in published, f"README curls localhost:{port}, which compose does not publish"
+        if path in ("/health", "/status", "/metrics"):
+            assert published[port] in LONG_RUNNING, (port, published[port])
+    for name, port in re.findall(r"exec (\w+) genesis ops check http://127\.0\.0\.1:(\d+)/health", section):
+        assert ROLE_PORTS[name] == int(port), name
