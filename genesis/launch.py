@@ -48,6 +48,17 @@ def worker_argv(role: str, workers: int | None, gpu: int | None, loglevel: str, 
     ]
 
 
+def port_number(text: str) -> int:
+    """argparse type of ``--port``: 0-65535 (0 = no endpoint)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is not in 0-65535")
+    return value
+
+
 def ops_env(role: str, port: int | None, no_http: bool) -> None:
     """Tell the worker's ops hooks (genesis.ops.celery_hooks) its role and port, through the
     settings' environment overrides: read when genesis.celery is imported."""
@@ -67,7 +78,7 @@ def main(role: str, argv: list[str] | None = None) -> None:
     ap.add_argument("--loglevel", default="INFO")
     ap.add_argument("--name", default=None, help="Worker node name (default ROLE-PID@host).")
     http = ap.add_mutually_exclusive_group()
-    http.add_argument("--port", type=int, default=None,
+    http.add_argument("--port", type=port_number, default=None,
                       help=f"Port of the /health, /metrics, /status endpoint (default: ops.ports.{role}).")
     http.add_argument("--no-http", action="store_true", help="Serve no endpoint.")
     args = ap.parse_args(argv)

@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from genesis.cli_capture import capture_command
+from genesis.launch import port_number
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stride", type=int, default=None, help="Capture every Nth frame.")
     parser.add_argument("--max-frames", type=int, default=None, help="Stop after N frames read.")
     http = parser.add_mutually_exclusive_group()
-    http.add_argument("--port", type=int, default=None,
+    http.add_argument("--port", type=port_number, default=None,
                       help="Port of the /health, /metrics, /status endpoint (default: ops.ports.capture).")
     http.add_argument("--no-http", action="store_true", help="Serve no endpoint.")
     args = parser.parse_args(argv)

@@ -3,6 +3,7 @@ Redis / a closed port / SQLite, the HTTP endpoint and `genesis ops check`."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -16,7 +17,7 @@ from typer.testing import CliRunner
 
 from genesis.cli import app as cli_app
 from genesis.config import ConfigError, load_settings
-from genesis.launch import ops_env
+from genesis.launch import ops_env, port_number
 from genesis.ops import health as h
 from genesis.ops.capture import capture_port
 from genesis.ops.celery_hooks import endpoint_port
@@ -53,6 +54,10 @@ def test_launcher_flags_reach_the_settings(monkeypatch: pytest.MonkeyPatch) -> N
     assert endpoint_port(load_settings(environ=dict(os.environ)), "store") == 9200
     ops_env("store", None, True)
     assert endpoint_port(load_settings(environ=dict(os.environ)), "store") == 0
+    assert port_number("0") == 0 and port_number("8080") == 8080
+    for bad in ("70000", "-1", "http"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            port_number(bad)
 
 
 def test_health_levels() -> None:
