@@ -99,14 +99,15 @@ def test_flower_shows_the_worker_and_its_tasks(tmp_path: Path) -> None:
         assert status["role"] == "worker" and status["queues"] == ["store"]
         assert status["processed"] == {FINISH_RUN: {"SUCCESS": 1}}
     finally:
+        worker.stop()
         if flower.poll() is None:
             os.killpg(flower.pid, signal.SIGTERM)
             try:
                 flower.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(flower.pid, signal.SIGKILL)
+                flower.wait(10)
         flower_log.close()
-        worker.stop()
         rds.flushdb()
     with Repository(db) as repo:
         run = repo.run("flower-run")

@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -86,40 +86,60 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
         time.sleep(interval)
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+class MjpegCamera:
+    """An HTTP MJPEG camera (``multipart/x-mixed-replace``, 10 frames a second, looping over a clip)
+    that can be switched off: what the capture reads as a live URL source."""
 
-
-class ClipServer:
-    """An HTTP server for a clip: the capture reads it as a live source that loops."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, video: Path, frames: int = 30, size: tuple[int, int] = (640, 360)) -> None:
+        cap = cv2.VideoCapture(str(video))
+        self.jpegs: list[bytes] = []
+        for _ in range(frames):
+            ok, image = cap.read()
+            assert ok
+            self.jpegs.append(cv2.imencode(".jpg", cv2.resize(image, size))[1].tobytes())
+        cap.release()
         self.port = free_port()
         self.httpd: ThreadingHTTPServer | None = None
+        self.off = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream.mjpg"
 
     def start(self) -> None:
-        handler = lambda *a, **k: _QuietHandler(*a, directory=str(self.folder), **k)  # noqa: E731
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        camera = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                i = 0
+                try:
+                    while not camera.off.is_set():
+                        jpeg = camera.jpegs[i % len(camera.jpegs)]
+                        i += 1
+                        head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                        self.wfile.write(head + jpeg + b"\r\n")
+                        time.sleep(0.1)
+                except OSError:
+                    pass
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.off.clear()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.httpd.daemon_threads = True
         threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def stop(self) -> None:
+        """Off: the open stream ends and new connections are refused."""
+        self.off.set()
         if self.httpd is not None:
             self.httpd.shutdown()
             self.httpd.server_close()
             self.httpd = None
-
-
-def write_clip(video: Path, out: Path, frames: int = 40, size: tuple[int, int] = (640, 360)) -> None:
-    cap = cv2.VideoCapture(str(video))
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, size)
-    for _ in range(frames):
-        ok, image = cap.read()
-        assert ok
-        writer.write(cv2.resize(image, size))
-    writer.release()
-    cap.release()
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +169,6 @@ def env(models_dir: Path, shared_dir: Path, tmp_path_factory: pytest.TempPathFac
 
 def test_every_process_serves_health_metrics_status(env: dict[str, str], data_dir: Path) -> None:
     out = Path(env["TEST_OUT_DIR"])
-    write_clip(data_dir / "video" / "opencv4nodejs_people.mp4", out / "clip.avi")
     ports = {role: free_port() for role in ("detect", "recognize", "analytics", "store", "beat", "capture")}
     launchers = [
         Worker(role, "", env, out, command=[sys.executable, str(ROOT / "workers" / f"{role}.py"),
@@ -164,8 +183,8 @@ def test_every_process_serves_health_metrics_status(env: dict[str, str], data_di
         env=dict(env, GENESIS_OPS__PORT=str(ports["beat"])), stdout=beat_log, stderr=subprocess.STDOUT,
         start_new_session=True, cwd=out,
     )
-    clip = ClipServer(out)
-    clip.start()
+    camera = MjpegCamera(data_dir / "video" / "opencv4nodejs_people.mp4")
+    camera.start()
     capture: subprocess.Popen[str] | None = None
     try:
         for w in launchers:
@@ -184,7 +203,7 @@ def test_every_process_serves_health_metrics_status(env: dict[str, str], data_di
 
         capture = subprocess.Popen(
             [sys.executable, "-m", "genesis.cli", "capture", "--camera", "entrance",
-             "--source", f"http://127.0.0.1:{clip.port}/clip.avi", "--port", str(ports["capture"])],
+             "--source", camera.url, "--port", str(ports["capture"])],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
         # Frames go all the way through: rows stored, end-to-end latency observed.
@@ -231,7 +250,7 @@ def test_every_process_serves_health_metrics_status(env: dict[str, str], data_di
         assert get_json(ports["beat"], "/status")["role"] == "beat"
 
         # The camera goes away: the capture is degraded, with the reason.
-        clip.stop()
+        camera.stop()
 
         def degraded() -> bool:
             body = get_json(ports["capture"], "/health")
@@ -260,7 +279,7 @@ def test_every_process_serves_health_metrics_status(env: dict[str, str], data_di
 
         wait_for(finished, 60, "the run marked finished")
     finally:
-        clip.stop()
+        camera.stop()
         if capture is not None and capture.poll() is None:
             os.killpg(capture.pid, signal.SIGKILL)
             capture.wait(10)
