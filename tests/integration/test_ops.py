@@ -29,6 +29,7 @@ import cv2
 import pytest
 import redis
 import yaml
+from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
@@ -248,6 +249,16 @@ def test_every_process_serves_health_metrics_status(env: dict[str, str], data_di
             st = get_json(ports[role], "/status")
             assert {"role", "queues", "concurrency", "models", "uptime_s", "processed", "last_error"} <= set(st)
         assert get_json(ports["beat"], "/status")["role"] == "beat"
+
+        # A message that cannot be decoded: dead-lettered, counted, the worker's last error.
+        assert value(ports["detect"], "genesis_dlq_size") == 0
+        sender = Celery("sender", broker=BROKER, set_as_current=False)
+        sender.send_task("genesis.detect", args=[{"not": "a frame"}, "no-run", -1], queue="detect")
+        wait_for(lambda: value(ports["store"], "genesis_dlq_size") == 1, 30, "the dead letter")
+        wait_for(lambda: get_json(ports["detect"], "/status")["last_error"] is not None, 10, "the last error")
+        last = get_json(ports["detect"], "/status")["last_error"]
+        assert last["task"] == "genesis.detect" and "PermanentError: undecodable frame message" in last["error"]
+        assert value(ports["detect"], "genesis_tasks_total", task="genesis.detect", state="FAILURE") == 1
 
         # The camera goes away: the capture is degraded, with the reason.
         camera.stop()
