@@ -277,7 +277,8 @@ def test_every_process_serves_health_metrics_status(env: dict[str, str], data_di
         capture.send_signal(signal.SIGTERM)
         output, _ = capture.communicate(timeout=30)
         assert capture.returncode == 0, output
-        assert re.search(rf"camera entrance: published \d+, .*run {run_id}", output), output
+        match = re.search(rf"camera entrance: published (\d+), .*run {run_id}", output)
+        assert match, output
 
         def finished() -> bool:
             engine = create_engine(env["GENESIS_DATABASE_URL"])
@@ -289,6 +290,9 @@ def test_every_process_serves_health_metrics_status(env: dict[str, str], data_di
             return row is not None and row[0] == "finished"
 
         wait_for(finished, 60, "the run marked finished")
+        # Each published frame was detected once, by one of the two pool children: the endpoint adds
+        # up both children's files.
+        assert value(ports["detect"], "genesis_tasks_total", task="genesis.detect", state="SUCCESS") == int(match[1])
     finally:
         camera.stop()
         if capture is not None and capture.poll() is None:
