@@ -60,7 +60,13 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     port = endpoint_port(settings, role)
     _state.update(role=role, port=port, settings=settings)
     if port:
-        folder = m.setup_multiprocess(settings.ops.metrics_dir, f"{role}-{os.getpid()}")
+        try:
+            folder = m.setup_multiprocess(settings.ops.metrics_dir, f"{role}-{os.getpid()}")
+        except OSError as exc:  # an endpoint is never worth a worker that does not start
+            log.error("ops endpoint off: cannot prepare the metrics folder under %s: %s",
+                      settings.ops.metrics_dir or "the temporary folder", exc)
+            _state["port"] = 0
+            return
         _state["metrics_dir"] = folder
 
 
