@@ -358,6 +358,7 @@ class CaptureLoop:
         return last
 
     def _handle(self, seq: int, raw: RawFrame, paced: bool = False) -> None:
+        captured_at = time.time()
         d = self.settings.distributed
         if not self._pending:  # a new message: look at the queue once for all its frames
             waiting = self.backlog()
@@ -370,7 +371,7 @@ class CaptureLoop:
             self._batch = d.detect_batch_frames if waiting and not (self.live or paced) else 1
         image = raw.image
         key = frame_key(self.camera.id, self.run_id, seq)
-        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]))
+        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]), captured_at)
         self._pending.append((ref, encode_jpeg(image, self.settings.pipeline.jpeg_quality)))
         if len(self._pending) >= self._batch:
             self._flush()

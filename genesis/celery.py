@@ -49,4 +49,6 @@ app = Celery("genesis", include=[
 ])
 configure(app, default_settings())
 
+from genesis.ops import celery_hooks  # noqa: E402,F401  (the ops endpoint and the task metrics)
+
 __all__ = ["QUEUES", "app", "configure"]

@@ -17,6 +17,7 @@ from genesis.cli_api import apikey_app, serve_command
 from genesis.cli_capture import capture_command
 from genesis.cli_dlq import dlq_app
 from genesis.cli_identities import enroll_command, eval_app, identities_app, search_command
+from genesis.cli_ops import ops_app
 from genesis.config import CameraConfig, ConfigError, Settings, default_settings, load_settings
 
 app = typer.Typer(
@@ -317,6 +318,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(alerts_app, name="alerts")
 app.command("serve")(serve_command)
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(ops_app, name="ops")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from genesis.config import Settings
+    from genesis.ops.server import OpsServer
 
 apikey_app = typer.Typer(help="API keys of the REST API and dashboard: create, list, revoke.", no_args_is_help=True)
 
@@ -48,6 +49,12 @@ def serve_command(
     port: Annotated[
         int | None, typer.Option("--port", min=1, max=65535, help="Port (default: api.port, 8000).")
     ] = None,
+    ops_port: Annotated[
+        int | None,
+        typer.Option("--ops-port", min=0, max=65535,
+                     help="Port of /health, /metrics and /status for Prometheus (default: ops.port, else "
+                          "ops.ports.api, 8086; 0 = none)."),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run the REST API (OpenAPI docs at /docs) and the web dashboard (at /)."""
@@ -64,10 +71,29 @@ def serve_command(
     bind_host = host or settings.api.host
     bind_port = port or settings.api.port
     _print(f"Genesis API on http://{bind_host}:{bind_port} (dashboard /, docs /docs)", highlight=False)
+    ops = _ops_endpoint(settings, ops_port)
     try:
         uvicorn.run(app, host=bind_host, port=bind_port, log_level="info", proxy_headers=False)
     except OSError as exc:
         _fail(f"cannot listen on {bind_host}:{bind_port}: {exc}")
+    finally:
+        if ops is not None:
+            ops.stop()
+
+
+def _ops_endpoint(settings: Settings, port: int | None) -> OpsServer | None:
+    """The process's own /health, /metrics and /status (like every worker's), on its ops port:
+    Prometheus scrapes it without an API key, and the API's routes stay behind keys."""
+    from genesis.ops.server import OpsServer
+    from genesis.ops.status import ApiProbe
+
+    chosen = port if port is not None else settings.ops.port
+    if chosen is None:
+        chosen = settings.ops.ports.api
+    if not chosen:
+        return None
+    server = OpsServer(ApiProbe(settings), settings.ops.host, chosen)
+    return server if server.start() else None
 
 
 

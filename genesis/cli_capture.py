@@ -64,11 +64,13 @@ def run_captures(
     stride: int | None = None,
     max_frames: int | None = None,
     stop: threading.Event | None = None,
+    on_start: Callable[[list[CaptureLoop]], Callable[[], None]] | None = None,
 ) -> list[CaptureResult]:
     """Capture every target in its own thread until each ends (files) or ``stop`` is set.
 
     SIGINT and SIGTERM set ``stop`` (when called from the main thread), so live captures end
-    cleanly and publish their end marker; a second SIGINT interrupts at once.
+    cleanly and publish their end marker; a second SIGINT interrupts at once. ``on_start`` is
+    given the loops before they run (the ops endpoint) and returns what to call at the end.
     """
     from genesis.adapters.video import SourceError
 
@@ -96,6 +98,7 @@ def run_captures(
         for r, loop in zip(results, loops, strict=True)
     ]
     restore = _stop_on_signals(stop)
+    finish = on_start(loops) if on_start is not None else None
     try:
         for t in threads:
             t.start()
@@ -104,6 +107,8 @@ def run_captures(
                 t.join(timeout=0.2)
     finally:
         restore()
+        if finish is not None:
+            finish()
     return results
 
 
@@ -155,6 +160,13 @@ def capture_command(
     all_cameras: Annotated[
         bool, typer.Option("--all", help="Capture every camera of the config that has a source (one thread each).")
     ] = False,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", min=0, max=65535,
+                     help="Port of the /health, /metrics, /status endpoint (default: ops.port, else ops.ports.capture; "
+                     "0 = none)."),
+    ] = None,
+    no_http: Annotated[bool, typer.Option("--no-http", help="Serve no endpoint.")] = False,
 ) -> None:
     """Capture a source into the distributed pipeline: frames to Redis, references to the detect queue."""
     from genesis.cli import console, err_console, fail, settings_from
@@ -163,7 +175,11 @@ def capture_command(
     targets = capture_targets(settings, source, camera, all_cameras)
     if isinstance(targets, str):
         fail(targets, 2)
-    results = run_captures(settings, targets, stride=stride, max_frames=max_frames)
+    from genesis.ops.capture import endpoint_starter
+
+    http_port = 0 if no_http else port
+    results = run_captures(settings, targets, stride=stride, max_frames=max_frames,
+                           on_start=endpoint_starter(settings, http_port))
     failed = [r for r in results if r.error is not None]
     for r in results:
         if r.stats is not None and r.error is None:

@@ -48,6 +48,27 @@ def worker_argv(role: str, workers: int | None, gpu: int | None, loglevel: str, 
     ]
 
 
+def port_number(text: str) -> int:
+    """argparse type of ``--port``: 0-65535 (0 = no endpoint)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is not in 0-65535")
+    return value
+
+
+def ops_env(role: str, port: int | None, no_http: bool) -> None:
+    """Tell the worker's ops hooks (genesis.ops.celery_hooks) its role and port, through the
+    settings' environment overrides: read when genesis.celery is imported."""
+    os.environ["GENESIS_OPS__ROLE"] = role
+    if no_http:
+        os.environ["GENESIS_OPS__PORT"] = "0"
+    elif port is not None:
+        os.environ["GENESIS_OPS__PORT"] = str(port)
+
+
 def main(role: str, argv: list[str] | None = None) -> None:
     spec = ROLES[role]
     ap = argparse.ArgumentParser(prog=f"workers/{role}.py", description=f"Genesis {role} worker: {spec.help}.")
@@ -56,9 +77,14 @@ def main(role: str, argv: list[str] | None = None) -> None:
     ap.add_argument("--gpu", type=int, default=None, metavar="N", help="Run on CUDA device N (solo pool).")
     ap.add_argument("--loglevel", default="INFO")
     ap.add_argument("--name", default=None, help="Worker node name (default ROLE-PID@host).")
+    http = ap.add_mutually_exclusive_group()
+    http.add_argument("--port", type=port_number, default=None,
+                      help=f"Port of the /health, /metrics, /status endpoint (default: ops.ports.{role}).")
+    http.add_argument("--no-http", action="store_true", help="Serve no endpoint.")
     args = ap.parse_args(argv)
     if args.config:
         os.environ["GENESIS_CONFIG"] = args.config
+    ops_env(role, args.port, args.no_http)
     if args.gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(args.gpu)
         os.environ.setdefault("GENESIS_DETECTOR__DEVICE", "cuda:0")

@@ -17,6 +17,7 @@ from genesis.config.cameras import CameraConfig
 from genesis.config.distributed import DistributedConfig
 from genesis.config.identities import IdentitiesConfig
 from genesis.config.models import DetectorConfig, ModelsConfig, RecognitionConfig
+from genesis.config.ops import OpsConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
 
 ENV_PREFIX = "GENESIS_"
@@ -50,6 +51,7 @@ class Settings(StrictModel):
     alerts: AlertsConfig = AlertsConfig()
     api: ApiConfig = ApiConfig()
     identities: IdentitiesConfig = IdentitiesConfig()
+    ops: OpsConfig = OpsConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
 
     @field_validator("cameras")

@@ -31,6 +31,9 @@ class FrameRef:
     key: str
     width: int
     height: int
+    captured_at: float = 0.0
+    """Wall-clock time (epoch seconds) the capture process read the frame; 0 when unknown (the
+    embedded runner). Only for the end-to-end latency metric: no stage reads it."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,6 +14,7 @@ from genesis.alerts import RedisPublisher, deliver_once, retry_after
 from genesis.celery import app
 from genesis.domain import Alert, FrameOutcome, OccupancySample
 from genesis.domain.codec import decode, encode
+from genesis.ops.metrics import count_alert
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask, bad_input
 
@@ -62,6 +63,8 @@ def save_alerts(self: Any, run_id: str, time_origin: float, alerts: list[dict[st
         decoded_samples = [decode(OccupancySample, x) for x in samples]
         origin = float(time_origin)
     ids = _store().save(run_id, decoded, decoded_samples, origin)
+    for alert in decoded:  # genesis_alerts_total{kind} (a redelivered batch counts again)
+        count_alert(str(alert.kind))
     # Enqueued only once the rows are committed; a redelivered save enqueues again, and the
     # delivery bookkeeping makes the second task a no-op for what was delivered.
     s = runtime.settings()

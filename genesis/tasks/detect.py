@@ -12,6 +12,7 @@ from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.celery import app
 from genesis.domain import FrameRef
 from genesis.domain.codec import decode
+from genesis.ops.metrics import time_inference
 from genesis.sequencer import FrameResult, push_results, wake_key
 from genesis.stages.detect import detect_frame
 from genesis.tasks import routing, runtime
@@ -43,7 +44,8 @@ def detect(self: Any, frames: list[dict[str, Any]] | dict[str, Any], run_id: str
             results.append(FrameResult(ref, prev, error=str(exc)))
             errors.append(str(exc))
         else:
-            result = detect_frame(detector, ref, image)
+            with time_inference("detect"):
+                result = detect_frame(detector, ref, image)
             results.append(FrameResult(ref, prev, result.detections, result.inference_ms))
         prev = ref.seq
     redis = runtime.redis_client()

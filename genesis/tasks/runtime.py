@@ -13,6 +13,8 @@ from genesis.backends.detectors import PersonDetector, build_detector
 from genesis.config import Settings
 from genesis.identities.cache import GalleryCache, LiveFaces
 from genesis.models import load_face_models
+from genesis.ops.metrics import model_loaded
+from genesis.ops.timing import TimedEmbedder, TimedFaceDetector
 from genesis.stages.camera import FaceModels
 
 _lock = threading.Lock()
@@ -46,12 +48,17 @@ def repository() -> Repository:
 @cache
 def detector() -> PersonDetector:
     s = settings()
-    return build_detector(s.detector, s.models.path)
+    built = build_detector(s.detector, s.models.path)
+    model_loaded("detector")
+    return built
 
 
 @cache
 def _face_backends() -> tuple[Any, Any]:
-    return load_face_models(settings())
+    detector_, embedder = load_face_models(settings())
+    model_loaded("face_detector")
+    model_loaded("face_embedder")
+    return TimedFaceDetector(detector_), TimedEmbedder(embedder)
 
 
 _run_meta: dict[str, dict[str, Any]] = {}

@@ -56,6 +56,9 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
         }
         if not any(payload.values()):  # frames without people: nothing to store
             return
+        # For the end-to-end latency metric only (the store task does not write it).
+        payload["captured_at"] = [o.tracked.frame.captured_at for o in outcomes if o.sightings or o.attempts
+                                  or o.zone_events or o.crossings]
         app.send_task(routing.SAVE_OUTCOME, args=[run_id, payload], queue=routing.queue_of(s, routing.SAVE_OUTCOME))
 
     def finish(state: SequencerState) -> None:

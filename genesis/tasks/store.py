@@ -8,12 +8,13 @@ from genesis.adapters.db import TrackRecord
 from genesis.celery import app
 from genesis.domain import LineCrossing, RecognitionAttempt, Sighting, ZoneEvent
 from genesis.domain.codec import decode
+from genesis.ops import metrics as ops_metrics
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask
 
 
 @app.task(base=PipelineTask, name=routing.SAVE_OUTCOME, bind=True)
-def save_outcome(self: Any, run_id: str, payload: dict[str, list[dict[str, Any]]]) -> None:
+def save_outcome(self: Any, run_id: str, payload: dict[str, list[Any]]) -> None:
     try:
         sightings = [decode(Sighting, x) for x in payload.get("sightings", [])]
         attempts = [decode(RecognitionAttempt, x) for x in payload.get("attempts", [])]
@@ -22,6 +23,8 @@ def save_outcome(self: Any, run_id: str, payload: dict[str, list[dict[str, Any]]
     except (TypeError, ValueError, KeyError) as exc:
         raise PermanentError(f"undecodable rows: {exc}") from exc
     runtime.repository().save_outcome(run_id, sightings, attempts, zone_events, crossings)
+    ops_metrics.observe_end_to_end(payload.get("captured_at", []))
+    ops_metrics.count_recognitions(a.identity for a in attempts)
 
 
 @app.task(base=PipelineTask, name=routing.SAVE_TRACKS, bind=True)

@@ -75,10 +75,10 @@ def served(cli: CLI, data_dir: Path, tmp_path: Path) -> Iterator[tuple[str, str,
     cli("run", "--source", str(data_dir / "video" / "opencv4nodejs_people.mp4"), "--camera", "lobby",
         "--stride", "3", "--max-frames", "20")
     key = cli("apikey", "create", "--role", "admin", "--name", "browser").stdout.strip()
-    port = free_port()
+    port, ops_port = free_port(), free_port()
     log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "genesis.cli", "serve", "--port", str(port)], cwd=cli.cwd,
-                            env=cli.env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "genesis.cli", "serve", "--port", str(port), "--ops-port",
+                             str(ops_port)], cwd=cli.cwd, env=cli.env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -92,6 +92,7 @@ def served(cli: CLI, data_dir: Path, tmp_path: Path) -> Iterator[tuple[str, str,
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"genesis serve did not start: {(tmp_path / 'serve.log').read_text()}")
             time.sleep(0.3)
+        ops_endpoint_answers(f"http://127.0.0.1:{ops_port}")
         yield base, key, cli
     finally:
         proc.terminate()
@@ -101,6 +102,17 @@ def served(cli: CLI, data_dir: Path, tmp_path: Path) -> Iterator[tuple[str, str,
             proc.kill()
             proc.wait()
         log.close()
+
+
+def ops_endpoint_answers(ops: str) -> None:
+    """The serve process's own /health, /status and /metrics (for Prometheus; no API key)."""
+    with urllib.request.urlopen(f"{ops}/health", timeout=10) as r:
+        health = json.loads(r.read())
+    assert health["role"] == "api" and health["status"] == "ok", health
+    with urllib.request.urlopen(f"{ops}/status", timeout=10) as r:
+        assert json.loads(r.read())["role"] == "api"
+    with urllib.request.urlopen(f"{ops}/metrics", timeout=10) as r:
+        assert b"genesis_queue_depth" in r.read()
 
 
 def test_dashboard_login_enroll_heatmap_alerts(served: tuple[str, str, CLI], data_dir: Path,
