@@ -31,6 +31,7 @@ from genesis.api import create_app
 from genesis.capture import detect_backlog, make_app
 from genesis.config import Settings
 from genesis.embedded import run_embedded
+from genesis.identities.store import VERSION_KEY, IdentityStore
 from genesis.report import build_results, visits
 from tests.integration.workers import fresh_postgres_database, workers
 from tests.services import redis_url
@@ -466,7 +467,7 @@ def test_status_lists_a_real_worker(client: TestClient, keys: dict[str, str], ap
 
 
 def test_status_reports_an_unreachable_redis(api_settings: Settings, repo: Repository,
-                                             keys: dict[str, str]) -> None:
+                                             keys: dict[str, str], data_dir: Path) -> None:
     down = api_settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0", "broker_url": "redis://127.0.0.1:1/1"})
     with TestClient(create_app(down), raise_server_exceptions=False) as c:
         body = c.get("/api/pipeline/status", headers=h(keys, "viewer")).json()
@@ -475,6 +476,13 @@ def test_status_reports_an_unreachable_redis(api_settings: Settings, repo: Repos
         assert c.get("/api/dlq", headers=h(keys, "viewer")).status_code == 503
         tile = c.get(f"/api/cameras/{CAMERA}/frame.jpg", headers=h(keys, "viewer"))
         assert tile.status_code == 200 and tile.headers["x-genesis-frame-source"] == "placeholder"
+        # Identity changes still land in the database (the workers then see them within the version key's TTL).
+        r = c.post("/api/identities", headers=h(keys, "operator"), data={"name": "rick"},
+                   files=[photo(data_dir, "rick", 1)])
+        assert r.status_code == 201, r.text
+        assert [s.name for s in repo.identities()] == ["rick"]
+        assert c.delete("/api/identities/rick", headers=h(keys, "admin")).status_code == 204
+        assert repo.identities() == []
 
 
 def test_database_down_is_a_503(api_settings: Settings) -> None:
@@ -691,7 +699,7 @@ def _search(client: TestClient, keys: dict[str, str], data: bytes, **form: str) 
 
 
 def test_unknown_faces_name_search_reject_audit_forget(client: TestClient, keys: dict[str, str], repo: Repository,
-                                                       run_id: str, data_dir: Path) -> None:
+                                                       run_id: str, data_dir: Path, api_settings: Settings) -> None:
     """The run (nobody enrolled) stored and clustered faces: list them, name one cluster, find its tracks by
     a photo, reject one, read the audit log, forget the person: nothing of them is left."""
     from sqlalchemy import text
@@ -734,6 +742,9 @@ def test_unknown_faces_name_search_reject_audit_forget(client: TestClient, keys:
     r = client.post(f"/api/unknowns/{label}/name", headers=op, json={"name": PERSON})
     assert r.status_code == 200, r.text
     assert r.json() == {"cluster": label, "name": PERSON, "tracks": len(members)}
+    # The API's store holds the app's Redis client: the workers' gallery version key moved at once.
+    app_redis = redis.Redis.from_url(api_settings.redis_url)
+    assert int(app_redis.get(VERSION_KEY) or -1) == IdentityStore(repo).db_version()
     assert client.post(f"/api/unknowns/{label}/name", headers=op, json={"name": PERSON}).status_code == 404
     assert label not in {u["id"] for u in client.get("/api/unknowns", headers=v).json()["items"]}
     named = client.get(f"/api/tracks?identity={PERSON}&run={run_id}", headers=v).json()
@@ -781,6 +792,9 @@ def test_unknown_faces_name_search_reject_audit_forget(client: TestClient, keys:
     # Forget: nothing of the person stays (no row names them, no stored face near theirs).
     assert client.delete(f"/api/identities/{PERSON}", headers=adm).status_code == 204
     assert PERSON not in _everything(repo)
+    for k in app_redis.scan_iter("*"):
+        assert PERSON.encode() not in k and PERSON.encode() not in (app_redis.dump(k) or b"")
+    app_redis.close()
     assert client.get("/api/identities", headers=v).json() == []
     assert client.get(f"/api/tracks?identity={PERSON}", headers=v).json()["total"] == 0
     assert all(x["distance"] > 0.2 for x in _search(client, keys, frame)["hits"])
