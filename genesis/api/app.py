@@ -14,7 +14,18 @@ from genesis.adapters.db import Repository
 from genesis.adapters.db.apikeys import ApiKeyStore
 from genesis.api.deps import AppServices
 from genesis.api.errors import error_response, install_error_handlers
-from genesis.api.routers import alerts, analytics, cameras, dashboard, events, health, identities, keys, pipeline
+from genesis.api.routers import (
+    alerts,
+    analytics,
+    cameras,
+    dashboard,
+    events,
+    faces,
+    health,
+    identities,
+    keys,
+    pipeline,
+)
 from genesis.config import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -24,7 +35,8 @@ Genesis: face recognition and people analytics over camera streams.
 
 Every endpoint except `/health` needs an API key in the `X-API-Key` header
 (`genesis apikey create --role viewer|operator|admin`). Viewers read; operators also enroll,
-rename and replay dead letters; admins also forget identities and manage keys.
+rename, name unknown faces, reject a track's identity and replay dead letters; admins also forget
+identities, read the identities audit log and manage keys.
 Errors are JSON: `{"error": {"status", "code", "message", "details"}}`.
 """
 
@@ -59,7 +71,7 @@ def create_app(settings: Settings, *, repo: Repository | None = None) -> FastAPI
                 return error_response(413, f"request body larger than {limit} bytes")
         return await call_next(request)
 
-    for module in (health, identities, events, analytics, alerts, cameras, pipeline, keys):
+    for module in (health, identities, faces, events, analytics, alerts, cameras, pipeline, keys):
         app.include_router(module.router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

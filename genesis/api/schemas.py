@@ -34,6 +34,8 @@ class EnrollOut(BaseModel):
     photos: int
     added: int = Field(description="Embeddings newly stored (a photo already enrolled is skipped).")
     several_faces: list[str] = Field(description="Photos with more than one face (the largest was used).")
+    warnings: list[str] = Field(default_factory=list,
+                                description="Borderline photos that were enrolled (small or somewhat blurred face).")
 
 
 class RenameIn(BaseModel):
@@ -283,6 +285,84 @@ class AlertOut(BaseModel):
 
 class AlertPage(BaseModel):
     items: list[AlertOut]
+    total: int
+    limit: int
+    offset: int
+
+
+# -- identities: unknown faces, "not this person", search by photo, audit log ------------------
+
+
+class EnrollRejection(BaseModel):
+    photo: str = Field(description="The uploaded file name ('' when the request itself is refused).")
+    reason: str
+
+
+class UnknownOut(BaseModel):
+    id: str = Field(description="Pseudonymous id of the cluster: `unknown-N` (stable across runs).")
+    model: str
+    size: int = Field(description="Tracks whose face is in the cluster.")
+    cameras: list[str]
+    first_seen: datetime
+    last_seen: datetime
+
+
+class UnknownPage(BaseModel):
+    items: list[UnknownOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class NameClusterIn(BaseModel):
+    name: SafeText = Field(min_length=1, max_length=128, description="The identity to give the cluster.")
+    merge: bool = Field(default=False, description="Allow adding the faces to an identity that exists already.")
+
+
+class NamedOut(BaseModel):
+    cluster: str
+    name: str
+    tracks: int = Field(description="Tracks relabelled with the name.")
+
+
+class RejectIn(BaseModel):
+    identity: SafeText | None = Field(
+        default=None, min_length=1, max_length=128,
+        description="The identity the face is not (default: the one the track was given).")
+
+
+class RejectOut(BaseModel):
+    run_id: str
+    track_id: int
+    identity: str = Field(description="The identity the face became a negative of.")
+
+
+class SearchHitOut(BaseModel):
+    run_id: str
+    track_id: int
+    camera_id: str
+    ts: float = Field(description="Time of the track's best face in the run (s).")
+    distance: float = Field(description="Cosine distance to the photo's face.")
+    identity: str | None
+    unknown: str | None = Field(description="The track's unknown cluster (`unknown-N`), if any.")
+
+
+class SearchOut(BaseModel):
+    model: str
+    threshold: float
+    hits: list[SearchHitOut]
+
+
+class AuditOut(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    detail: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditOut]
     total: int
     limit: int
     offset: int

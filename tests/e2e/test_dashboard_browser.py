@@ -68,7 +68,7 @@ def served(cli: CLI, data_dir: Path, tmp_path: Path) -> Iterator[tuple[str, str,
         "id": "lobby",
         "zones": [{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "max_occupancy": 1}],
         "alerts": {"zone_loitering_s": {"left": 1.0}},
-    }]}))
+    }], "identities": {"unknowns_without_gallery": True}}))  # faces are clustered though nobody is enrolled
     cli.env.update(GENESIS_REDIS_URL=redis_url(REDIS_DB), GENESIS_BROKER_URL=redis_url(REDIS_DB),
                    GENESIS_CONFIG=str(config))
     redis.Redis.from_url(redis_url(REDIS_DB)).flushdb()
@@ -167,6 +167,16 @@ def test_dashboard_login_enroll_heatmap_alerts(served: tuple[str, str, CLI], dat
             expect(row).to_contain_text("2")
             page.screenshot(path=str(artifacts / "03-enrolled.png"), full_page=True)
 
+            # An unknown face of the run (nobody was enrolled then) named from the unknown-faces panel.
+            clusters = page.locator("#unknown-rows tr[data-cluster]")
+            expect(clusters.first).to_be_visible(timeout=10_000)
+            cluster = clusters.first.get_attribute("data-cluster")
+            assert cluster and cluster.startswith("unknown-")
+            page.once("dialog", lambda dialog: dialog.accept("Visitor One"))
+            clusters.first.get_by_role("button", name="name").click()
+            expect(page.locator(f'#unknown-rows tr[data-cluster="{cluster}"]')).to_have_count(0, timeout=10_000)
+            expect(page.locator('#identity-rows tr[data-name="Visitor One"]')).to_be_visible(timeout=10_000)
+
             # A file that is not a photo is refused with a clear message, nothing enrolled.
             bad = artifacts / "notes.txt"
             bad.write_text("not a photo")
@@ -216,6 +226,9 @@ def test_dashboard_login_enroll_heatmap_alerts(served: tuple[str, str, CLI], dat
     after = {a["alert_id"]: a for a in map(json.loads, cli("alerts", "--json").stdout.splitlines())}
     assert after[newest["alert_id"]]["acknowledged_at"] is not None
     assert sum(1 for a in after.values() if a["acknowledged_at"] is not None) == 1
+    # The cluster named in the browser is an identity now, and the audit log names the dashboard's key.
+    assert "Visitor One" in cli("identities").stdout
+    assert "api-key:browser#" in cli("identities", "audit").stdout
 
 
 def test_apikey_cli(cli: CLI) -> None:

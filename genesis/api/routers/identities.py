@@ -1,23 +1,56 @@
-"""Identities: list, enroll by photo upload, rename, forget."""
+"""Identities: list, enroll by photo upload (quality-gated), rename, forget (audited)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, UploadFile
 from fastapi.responses import Response
 
-from genesis.api.deps import Admin, Operator, Services, Viewer
+from genesis.api.deps import Admin, AppServices, Operator, Services, Viewer
 from genesis.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from genesis.api.params import SafeText
 from genesis.api.schemas import EnrollOut, IdentityOut, RenameIn
 from genesis.api.services import identities as svc
-from genesis.enroll import EnrollError
+from genesis.identities.crypto import BiometricKeyError
+from genesis.identities.store import IdentityError
 from genesis.weights import WeightsError
 
 router = APIRouter(prefix="/api/identities", tags=["identities"], responses=ERROR_RESPONSES)
 
 NamePath = Annotated[SafeText, Path(min_length=1, max_length=128, description="Identity name.")]
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
+
+
+def read_upload(s: AppServices, photo: UploadFile) -> svc.Upload:
+    """An uploaded photo within the configured type and size limits (415, 413, 422 otherwise)."""
+    cfg = s.settings.api
+    label = photo.filename or "photo"
+    ctype = (photo.content_type or "").split(";")[0].strip().lower()
+    if ctype not in cfg.upload_types:
+        raise ApiError(415, f"{label}: unsupported type {ctype or '(none)'}; accepted: {', '.join(cfg.upload_types)}")
+    data = photo.file.read(cfg.max_upload_bytes + 1)
+    if len(data) > cfg.max_upload_bytes:
+        raise ApiError(413, f"{label}: larger than {cfg.max_upload_bytes} bytes")
+    if not data:
+        raise ApiError(422, f"{label}: empty file")
+    return svc.Upload(label, data)
+
+
+def face_models(s: AppServices) -> tuple[Any, Any]:
+    try:
+        return s.face_models()
+    except WeightsError as exc:
+        raise ApiError(503, f"face models unavailable: {exc}") from None
+
+
+def store(s: AppServices) -> Any:
+    return svc.store_of(s.repo, s.redis)
+
+
+def key_error(exc: BiometricKeyError) -> ApiError:
+    return ApiError(503, f"stored biometric data cannot be read: {exc}", code="biometric_key")
 
 
 @router.get("", response_model=list[IdentityOut], summary="Enrolled identities")
@@ -29,67 +62,67 @@ def list_identities(_key: Viewer, s: Services) -> list[IdentityOut]:
     "",
     response_model=EnrollOut,
     status_code=201,
-    summary="Enroll an identity from one or several photos (multipart)",
-    responses={413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    summary="Enroll an identity from one or several photos (multipart; all or nothing)",
+    description="Each photo must show one clear face: a photo without a face, with several faces of similar "
+    "size, or with a face too small or too blurred is rejected (422, code `enroll_rejected`, `details` = "
+    "`[{photo, reason}]` for every rejected photo) and nothing is stored. Borderline photos are enrolled with "
+    "`warnings`. Audited with the API key as the actor.",
+    responses=UPLOAD_ERRORS,
 )
 def enroll(
-    _key: Operator,
+    key: Operator,
     s: Services,
     name: Annotated[SafeText, Form(min_length=1, max_length=128, description="Identity name.")],
-    photos: Annotated[list[UploadFile], File(description="Photos of the person (the largest face of each).")],
+    photos: Annotated[list[UploadFile], File(description="Photos of the person (one clear face each).")],
 ) -> EnrollOut:
     cfg = s.settings.api
     if not photos:
         raise ApiError(422, "give at least one photo")
     if len(photos) > cfg.max_photos:
         raise ApiError(413, f"too many photos: at most {cfg.max_photos} per request")
-    uploads = []
-    for photo in photos:
-        label = photo.filename or "photo"
-        ctype = (photo.content_type or "").split(";")[0].strip().lower()
-        if ctype not in cfg.upload_types:
-            raise ApiError(415, f"{label}: unsupported type {ctype or '(none)'}; accepted: "
-                           f"{', '.join(cfg.upload_types)}")
-        data = photo.file.read(cfg.max_upload_bytes + 1)
-        if len(data) > cfg.max_upload_bytes:
-            raise ApiError(413, f"{label}: larger than {cfg.max_upload_bytes} bytes")
-        if not data:
-            raise ApiError(422, f"{label}: empty file")
-        uploads.append(svc.Upload(label, data))
-    try:
-        face_detector, embedder = s.face_models()
-    except WeightsError as exc:
-        raise ApiError(503, f"face models unavailable: {exc}") from None
+    uploads = [read_upload(s, photo) for photo in photos]
+    face_detector, embedder = face_models(s)
     from genesis.models import detector_label
 
     try:
-        result = svc.enroll_uploads(s.repo, name, uploads, face_detector, embedder, detector_label(s.settings))
-    except EnrollError as exc:
-        raise ApiError(422, str(exc), code="enroll_failed") from None
-    except ValueError as exc:
-        raise ApiError(422, str(exc), code="enroll_failed") from None
-    return EnrollOut(name=result.name, photos=result.photos, added=result.added, several_faces=result.several_faces)
+        result = svc.enroll_uploads(store(s), s.settings, name, uploads, face_detector, embedder,
+                                    detector_label(s.settings), svc.actor_of(key))
+    except svc.EnrollRejectedError as exc:
+        raise ApiError(422, str(exc), code="enroll_rejected",
+                       details=[{"photo": r.photo, "reason": r.reason} for r in exc.rejections]) from None
+    except BiometricKeyError as exc:
+        raise key_error(exc) from None
+    return EnrollOut(name=result.name, photos=result.photos, added=result.added, several_faces=result.several_faces,
+                     warnings=result.warnings)
 
 
-@router.patch("/{name}", response_model=IdentityOut, summary="Rename an identity (its tracks follow)",
+@router.patch("/{name}", response_model=IdentityOut, summary="Rename an identity (its tracks follow; audited)",
               responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}})
-def rename(name: NamePath, body: RenameIn, _key: Operator, s: Services) -> IdentityOut:
-    new = body.name
+def rename(name: NamePath, body: RenameIn, key: Operator, s: Services) -> IdentityOut:
     try:
-        found = svc.rename(s.repo, name, new)
+        new = svc.rename(store(s), name, body.name, svc.actor_of(key))
+    except svc.NotFoundError as exc:
+        raise ApiError(404, str(exc)) from None
     except svc.IdentityConflictError as exc:
         raise ApiError(409, str(exc)) from None
-    except ValueError as exc:
+    except IdentityError as exc:
         raise ApiError(422, str(exc)) from None
-    if not found:
-        raise ApiError(404, f"no identity named {name!r}")
-    row = next(r for r in svc.list_identities(s.repo) if r["name"] == new.strip())
+    row = next((r for r in svc.list_identities(s.repo) if r["name"] == new), None)
+    if row is None:  # forgotten meanwhile
+        raise ApiError(404, f"no identity named {new!r}")
     return IdentityOut(**row)
 
 
-@router.delete("/{name}", status_code=204, summary="Forget an identity: delete it and its embeddings (admin)",
+@router.delete("/{name}", status_code=204,
+               summary="Forget an identity: erase it, its embeddings and every face of it (admin; audited)",
                responses={404: {"model": ErrorResponse}})
-def forget(name: NamePath, _key: Admin, s: Services) -> Response:
-    if not svc.forget(s.repo, name):
-        raise ApiError(404, f"no identity named {name!r}")
+def forget(name: NamePath, key: Admin, s: Services) -> Response:
+    try:
+        svc.forget(store(s), s.settings, name, svc.actor_of(key))
+    except svc.NotFoundError as exc:
+        raise ApiError(404, str(exc)) from None
+    except IdentityError as exc:  # forgotten meanwhile
+        raise ApiError(404, str(exc)) from None
+    except BiometricKeyError as exc:
+        raise key_error(exc) from None
     return Response(status_code=204)

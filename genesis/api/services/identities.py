@@ -1,31 +1,38 @@
-"""Identities: list, enroll from uploaded photos, rename, forget."""
+"""Identities through the library of the identities area (`genesis.enroll`, `genesis.identities`):
+quality-gated enrollment from uploads, audited rename / forget, unknown-face clusters, naming a
+cluster, "not this person", search by photo and the audit log.
+
+Every change is written to the audit log with the caller's API key as the actor
+(:func:`actor_of`), and goes through an `IdentityStore` holding the app's Redis client, so the
+gallery version reaches the distributed workers at once.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from genesis.adapters.db import Repository
+from genesis.adapters.db.apikeys import ApiKeyInfo
 from genesis.adapters.db.models import Identity, Track
-from genesis.enroll import EnrollError, enroll
+from genesis.config import Settings
+from genesis.enroll import EnrollError, decode_image, prepare_photo
+from genesis.identities.store import AuditRecord, IdentityError, IdentityStore, check_name
+from genesis.identities.tracks import SearchHit, UnknownSummary, name_unknown, parse_label, reject, search, unknowns
+
+__all__ = ["AuditRecord", "SearchHit", "UnknownSummary"]
 
 
 class IdentityConflictError(ValueError):
-    """The new name is taken."""
+    """The change clashes with what is stored (a name taken, a track without a face ...)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Enrolled:
-    name: str
-    photos: int
-    added: int
-    several_faces: list[str]
-    """Uploaded file names whose photo had several faces (the largest was used)."""
+class NotFoundError(LookupError):
+    """No such identity, unknown cluster or track."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +41,40 @@ class Upload:
     data: bytes
 
 
-def list_identities(repo: Repository) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    photo: str
+    reason: str
+
+
+class EnrollRejectedError(Exception):
+    """One or more photos failed the quality gate; nothing was stored."""
+
+    def __init__(self, rejections: list[Rejection]) -> None:
+        super().__init__("; ".join(r.reason for r in rejections))
+        self.rejections = rejections
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolled:
+    name: str
+    photos: int
+    added: int
+    several_faces: list[str]
+    """Uploaded file names whose photo had several faces (the clearly largest was used)."""
+    warnings: list[str] = field(default_factory=list)
+
+
+def actor_of(key: ApiKeyInfo) -> str:
+    """The audit log's actor for a request: the API key's name and id."""
+    return f"api-key:{key.name}#{key.id}"
+
+
+def store_of(repo: Any, redis: Any) -> IdentityStore:
+    return IdentityStore(repo, redis=redis)
+
+
+def list_identities(repo: Any) -> list[dict[str, Any]]:
     return [
         {"name": s.name, "photos": s.photos, "models": list(s.models), "created_at": s.created_at}
         for s in repo.identities()
@@ -44,49 +84,121 @@ def list_identities(repo: Repository) -> list[dict[str, Any]]:
 def _safe_name(filename: str, index: int) -> str:
     base = Path(filename or "").name
     base = re.sub(r"[^A-Za-z0-9._-]", "_", base)[:80].lstrip(".")
-    return f"{index:02d}_{base or 'photo'}"
+    return base or f"photo-{index + 1}"
 
 
-def enroll_uploads(
-    repo: Repository, name: str, uploads: list[Upload], face_detector: Any, embedder: Any, detector_label: str
-) -> Enrolled:
-    """Enroll from uploaded bytes (all photos or none); files live in a temporary folder meanwhile."""
-    with tempfile.TemporaryDirectory(prefix="genesis-enroll-") as tmp:
-        paths = []
-        for i, up in enumerate(uploads):
-            path = Path(tmp) / _safe_name(up.filename, i)
-            path.write_bytes(up.data)
-            paths.append(path)
+def enroll_uploads(store: IdentityStore, settings: Settings, name: str, uploads: list[Upload], face_detector: Any,
+                   embedder: Any, detector_label: str, actor: str) -> Enrolled:
+    """Check every photo (all are checked, each rejection with its reason), then store all or nothing."""
+    name = name.strip()
+    try:
+        check_name(name)
+    except IdentityError as exc:
+        raise EnrollRejectedError([Rejection("", str(exc))]) from None
+    cfg = settings.identities
+    faces, several, warnings, rejected = [], [], [], []
+    for i, up in enumerate(uploads):
+        label = up.filename or f"photo {i + 1}"
         try:
-            result = enroll(repo, name, paths, face_detector, embedder, detector_label)
+            face, found, warn = prepare_photo(up.data, _safe_name(up.filename, i), face_detector, embedder,
+                                              detector_label, cfg.quality, cfg.keep_crops, what=label)
         except EnrollError as exc:
-            # Name the photo as the caller sent it, not by its temporary path.
-            message = str(exc)
-            for up, path in zip(uploads, paths, strict=True):
-                message = message.replace(str(path), up.filename or path.name)
-            raise EnrollError(message) from None
-        several = [up.filename for up, path in zip(uploads, paths, strict=True)
-                   if result.faces_found.get(str(path), 0) > 1]
-    return Enrolled(result.name, result.photos, result.added, several)
+            rejected.append(Rejection(label, str(exc)))
+            continue
+        faces.append(face)
+        warnings += warn
+        if found > 1:
+            several.append(label)
+    if rejected:
+        raise EnrollRejectedError(rejected)
+    try:
+        added = store.enroll(name, faces, actor)
+    except IdentityError as exc:
+        raise EnrollRejectedError([Rejection("", str(exc))]) from None
+    return Enrolled(name, len(uploads), added, several, warnings)
 
 
-def rename(repo: Repository, old: str, new: str) -> bool:
-    """Rename an identity; its tracks follow. False when there is no such identity."""
+def _exists(store: IdentityStore, name: str) -> bool:
+    with store.repo.engine.connect() as conn:
+        return conn.execute(select(Identity.id).where(Identity.name == name)).first() is not None
+
+
+def rename(store: IdentityStore, old: str, new: str, actor: str) -> str:
+    """Rename (audited); its tracks and recognition attempts follow. Returns the new name."""
     new = new.strip()
-    if not new:
-        raise ValueError("the new name is empty")
-    if new.lower() == "unknown" or new.lower().startswith("unknown-"):
-        raise ValueError(f"{new!r} is reserved for people who are not enrolled")
-    with repo.engine.begin() as conn:
-        ident = conn.execute(select(Identity.id).where(Identity.name == old)).scalar_one_or_none()
-        if ident is None:
-            return False
-        if new != old and conn.execute(select(Identity.id).where(Identity.name == new)).first() is not None:
-            raise IdentityConflictError(f"an identity named {new!r} already exists")
-        conn.execute(update(Identity).where(Identity.id == ident).values(name=new))
-        conn.execute(update(Track).where(Track.identity_id == ident).values(identity_name=new))
-    return True
+    if not _exists(store, old):
+        raise NotFoundError(f"no identity named {old!r}")
+    if new == old:
+        return new
+    if _exists(store, new):
+        raise IdentityConflictError(f"an identity named {new!r} exists already")
+    store.rename(old, new, actor)  # IdentityError: a reserved or empty name (or a race)
+    return new
 
 
-def forget(repo: Repository, name: str) -> bool:
-    return repo.delete_identity(name)
+def forget(store: IdentityStore, settings: Settings, name: str, actor: str) -> dict[str, int]:
+    """Erase an identity everywhere (see `IdentityStore.forget`); the counts of what went."""
+    if not _exists(store, name):
+        raise NotFoundError(f"no identity named {name!r}")
+    emb = settings.recognition.embedder
+    return store.forget(name, actor, {emb.model: emb.cosine_threshold})
+
+
+def unknown_clusters(store: IdentityStore) -> list[UnknownSummary]:
+    return unknowns(store)
+
+
+def name_cluster(store: IdentityStore, cluster: str, name: str, merge: bool, actor: str) -> int:
+    """Name an unknown cluster; an existing identity's name only with ``merge``. Tracks relabelled."""
+    name = name.strip()
+    check_name(name)  # IdentityError: 422
+    cid = parse_label(cluster)
+    if cid not in {parse_label(u.label) for u in unknowns(store)}:
+        raise NotFoundError(f"no unknown face {cluster}")
+    if not merge and _exists(store, name):
+        raise IdentityConflictError(f"an identity named {name!r} exists already: send \"merge\": true to add "
+                                    f"the faces of {cluster} to it")
+    try:
+        return name_unknown(store, cluster, name, actor)
+    except IdentityError as exc:  # named or forgotten meanwhile
+        raise NotFoundError(str(exc)) from None
+
+
+def reject_track(store: IdentityStore, run_id: str, track_id: int, identity: str | None, actor: str) -> str:
+    """"Not this person" for a track; the identity whose negative it became."""
+    with store.repo.engine.connect() as conn:
+        row = conn.execute(select(Track.identity_name).where(Track.run_id == run_id, Track.track_id == track_id)
+                           ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no track {track_id} in run {run_id}")
+    if identity is not None and not _exists(store, identity):
+        raise NotFoundError(f"no identity named {identity!r}")
+    if identity is None and row[0] is None:
+        raise IdentityConflictError(f"track {track_id} of run {run_id} has no identity: say which in \"identity\"")
+    try:
+        return reject(store, run_id, track_id, actor, identity)
+    except IdentityError as exc:
+        message = str(exc)
+        if message.startswith("no identity named"):
+            raise NotFoundError(message) from None
+        raise IdentityConflictError(message) from None
+
+
+def search_photo(store: IdentityStore, settings: Settings, upload: Upload, face_detector: Any, embedder: Any,
+                 top: int, threshold: float | None, actor: str) -> list[SearchHit]:
+    """The tracks of the photo's largest face (EnrollError: not an image, no face)."""
+    label = upload.filename or "photo"
+    image = decode_image(upload.data, label)
+    faces = face_detector.detect(image)
+    if not faces:
+        raise EnrollError(f"{label}: no face found")
+    vector = embedder.embed(image, faces[:1])[0]
+    limit = threshold if threshold is not None else settings.recognition.embedder.cosine_threshold
+    return search(store, vector, embedder.model_name, top, limit, actor, hashlib.sha256(upload.data).hexdigest())
+
+
+def audit_page(store: IdentityStore, limit: int, offset: int) -> tuple[list[AuditRecord], int]:
+    """The audit log, newest first."""
+    records = store.audit_log()
+    records.reverse()
+    return records[offset: offset + limit], len(records)

@@ -9,9 +9,13 @@ async function api(path, options = {}) {
                                       headers: {...HEADERS, ...(options.headers || {})}});
   if (response.status === 401) { window.location.href = "/"; throw new Error("session ended"); }
   if (!response.ok) {
-    let message = response.statusText;
-    try { message = (await response.json()).error.message; } catch (e) { /* not JSON */ }
-    throw new Error(message);
+    let message = response.statusText, details = null;
+    try { const err = (await response.json()).error; message = err.message; details = err.details; }
+    catch (e) { /* not JSON */ }
+    const error = new Error(message);
+    error.status = response.status;
+    error.details = details;
+    throw error;
   }
   return response.status === 204 ? null : response.json();
 }
@@ -145,6 +149,7 @@ function identityRow(ident) {
       try {
         await api(`/api/identities/${encodeURIComponent(ident.name)}`, {method: "DELETE"});
         await refreshIdentities();
+        await refreshUnknowns();
       } catch (e) { window.alert(e.message); }
     });
     actions.append(forget);
@@ -164,25 +169,82 @@ async function refreshIdentities() {
   body.replaceChildren(...rows.map(identityRow));
 }
 
+// The identity library: enrollment shows every rejected photo with its reason, and the warnings
+// about borderline photos that were enrolled anyway.
 function setupEnroll() {
   const form = document.getElementById("enroll-form");
   if (!form) return;
   const status = document.getElementById("enroll-status");
+  const details = document.getElementById("enroll-details");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     status.textContent = "enrolling…";
     status.className = "status";
+    details.replaceChildren();
     try {
       const r = await api("/api/identities", {method: "POST", body: new FormData(form)});
       status.textContent = `enrolled ${r.name}: ${r.photos} photo(s), ${r.added} new embedding(s)`;
       status.className = "status ok";
+      details.replaceChildren(...r.warnings.map(w => el("li", {class: "warning"}, `warning: ${w}`)),
+                              ...r.several_faces.map(p => el("li", {class: "warning"},
+                                                             `${p}: several faces, the largest was used`)));
       form.reset();
       await refreshIdentities();
     } catch (e) {
-      status.textContent = `enroll failed: ${e.message}`;
+      const rejected = Array.isArray(e.details) ? e.details.filter(d => d && d.reason) : [];
+      status.textContent = rejected.length ? `enroll failed: nothing was stored (${rejected.length} photo(s) rejected)`
+                                           : `enroll failed: ${e.message}`;
       status.className = "status error";
+      details.replaceChildren(...rejected.map(d => el("li", {class: "rejected error"}, d.reason)));
     }
   });
+}
+
+// Unknown faces: clusters of people nobody enrolled, with a "name" action for operators.
+async function nameCluster(u) {
+  const name = window.prompt(`Who is ${u.id}? (${u.size} track(s))`, "");
+  if (!name || !name.trim()) return;
+  const url = `/api/unknowns/${encodeURIComponent(u.id)}/name`;
+  const post = (merge) => api(url, {method: "POST", headers: {"Content-Type": "application/json"},
+                                    body: JSON.stringify({name: name.trim(), merge})});
+  try {
+    try { await post(false); }
+    catch (e) {
+      if (e.status !== 409 || !window.confirm(`${e.message}\n\nAdd the faces of ${u.id} to ${name.trim()}?`)) throw e;
+      await post(true);
+    }
+    await Promise.all([refreshUnknowns(), refreshIdentities()]);
+  } catch (e) { if (e.status !== 409) window.alert(e.message); }
+}
+
+function unknownRow(u) {
+  const tr = el("tr", {"data-cluster": u.id});
+  tr.append(el("td", {class: "cluster"}, u.id), el("td", {}, String(u.size)), el("td", {}, u.cameras.join(", ")),
+            el("td", {}, alertTime(u.last_seen)));
+  const actions = el("td");
+  if (window.GENESIS.canOperate) {
+    const name = el("button", {type: "button", class: "link name-cluster"}, "name");
+    name.addEventListener("click", () => nameCluster(u));
+    actions.append(name);
+  }
+  tr.append(actions);
+  return tr;
+}
+
+async function refreshUnknowns() {
+  const body = document.getElementById("unknown-rows");
+  if (!body) return;
+  try {
+    const page = await api("/api/unknowns?limit=50");
+    document.getElementById("unknowns-total").textContent = page.total ? `${page.total} in all` : "";
+    if (!page.items.length) {
+      const tr = el("tr", {class: "empty"}); tr.append(el("td", {colspan: "5", class: "muted"}, "No unknown faces."));
+      body.replaceChildren(tr);
+    } else { body.replaceChildren(...page.items.map(unknownRow)); }
+  } catch (e) {
+    const tr = el("tr"); tr.append(el("td", {colspan: "5", class: "error"}, `unknown faces unavailable: ${e.message}`));
+    body.replaceChildren(tr);
+  }
 }
 
 function setupHeatmap() {
@@ -223,6 +285,7 @@ document.addEventListener("DOMContentLoaded", () => {
   setupEnroll();
   setupHeatmap();
   refreshIdentities().catch(() => {});
+  refreshUnknowns();
   refreshTiles();
   refreshHealth();
   refreshAlerts();

@@ -1,0 +1,116 @@
+"""Faces seen by the cameras: unknown-face clusters (list, name), "not this person" on a track,
+search by photo, and the identities audit log."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, File, Form, Path, UploadFile
+
+from genesis.api.deps import Admin, Operator, Services, Viewer
+from genesis.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
+from genesis.api.params import LimitQ, OffsetQ
+from genesis.api.routers.identities import UPLOAD_ERRORS, face_models, key_error, read_upload, store
+from genesis.api.schemas import (
+    AuditOut,
+    AuditPage,
+    NameClusterIn,
+    NamedOut,
+    RejectIn,
+    RejectOut,
+    SearchHitOut,
+    SearchOut,
+    UnknownOut,
+    UnknownPage,
+)
+from genesis.api.services import identities as svc
+from genesis.enroll import EnrollError
+from genesis.identities.crypto import BiometricKeyError
+from genesis.identities.store import IdentityError
+
+router = APIRouter(prefix="/api", tags=["faces"], responses=ERROR_RESPONSES)
+
+ClusterPath = Annotated[str, Path(pattern=r"^unknown-[0-9]{1,9}$", description="Unknown cluster id (`unknown-N`).")]
+RunPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Run id.")]
+TrackPath = Annotated[int, Path(ge=0, le=2**62, description="Track id (within the run).")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}}
+
+
+@router.get("/unknowns", response_model=UnknownPage, summary="Unknown-face clusters (people nobody enrolled)")
+def list_unknowns(_key: Viewer, s: Services, limit: LimitQ = 100, offset: OffsetQ = 0) -> UnknownPage:
+    try:
+        found = svc.unknown_clusters(store(s))
+    except BiometricKeyError as exc:
+        raise key_error(exc) from None
+    items = [UnknownOut(id=u.label, model=u.model, size=u.tracks, cameras=list(u.cameras), first_seen=u.first_seen,
+                        last_seen=u.last_seen) for u in found[offset: offset + limit]]
+    return UnknownPage(items=items, total=len(found), limit=limit, offset=offset)
+
+
+@router.post("/unknowns/{cluster}/name", response_model=NamedOut,
+             summary="Name an unknown cluster: its faces become the identity's, its tracks get the name (audited)",
+             description="An existing identity's name is refused (409) unless `merge` is true.",
+             responses=NOT_FOUND)
+def name_cluster(cluster: ClusterPath, body: NameClusterIn, key: Operator, s: Services) -> NamedOut:
+    try:
+        tracks = svc.name_cluster(store(s), cluster, body.name, body.merge, svc.actor_of(key))
+    except svc.NotFoundError as exc:
+        raise ApiError(404, str(exc)) from None
+    except svc.IdentityConflictError as exc:
+        raise ApiError(409, str(exc)) from None
+    except IdentityError as exc:
+        raise ApiError(422, str(exc)) from None
+    except BiometricKeyError as exc:
+        raise key_error(exc) from None
+    return NamedOut(cluster=cluster, name=body.name.strip(), tracks=tracks)
+
+
+@router.post("/tracks/{run}/{track}/reject", response_model=RejectOut,
+             summary="\"Not this person\": the track's face is never matched to the identity again (audited)",
+             responses=NOT_FOUND)
+def reject_track(run: RunPath, track: TrackPath, key: Operator, s: Services,
+                 body: Annotated[RejectIn | None, Body()] = None) -> RejectOut:
+    identity = body.identity if body is not None else None
+    try:
+        name = svc.reject_track(store(s), run, track, identity, svc.actor_of(key))
+    except svc.NotFoundError as exc:
+        raise ApiError(404, str(exc)) from None
+    except svc.IdentityConflictError as exc:
+        raise ApiError(409, str(exc)) from None
+    except BiometricKeyError as exc:
+        raise key_error(exc) from None
+    return RejectOut(run_id=run, track_id=track, identity=name)
+
+
+@router.post("/search", response_model=SearchOut,
+             summary="Search by photo: the tracks of its largest face across cameras and time, nearest first",
+             description="Upload limits as for enrollment. Only tracks within `threshold` (cosine distance; "
+             "default the model's recognition threshold) are returned. Audited (the photo's SHA-256 only).",
+             responses=UPLOAD_ERRORS)
+def search_photo(
+    key: Viewer,
+    s: Services,
+    photo: Annotated[UploadFile, File(description="A photo of the person.")],
+    top: Annotated[int, Form(ge=1, le=1000, description="At most this many tracks.")] = 20,
+    threshold: Annotated[float | None, Form(gt=0.0, lt=2.0, allow_inf_nan=False,
+                                            description="Cosine distance (default: the model's).")] = None,
+) -> SearchOut:
+    upload = read_upload(s, photo)
+    face_detector, embedder = face_models(s)
+    limit = threshold if threshold is not None else s.settings.recognition.embedder.cosine_threshold
+    try:
+        hits = svc.search_photo(store(s), s.settings, upload, face_detector, embedder, top, limit, svc.actor_of(key))
+    except EnrollError as exc:
+        raise ApiError(422, str(exc), code="no_face") from None
+    except BiometricKeyError as exc:
+        raise key_error(exc) from None
+    return SearchOut(model=embedder.model_name, threshold=limit, hits=[
+        SearchHitOut(run_id=h.run_id, track_id=h.track_id, camera_id=h.camera_id, ts=h.ts, distance=h.distance,
+                     identity=h.identity, unknown=h.unknown) for h in hits])
+
+
+@router.get("/audit", response_model=AuditPage, summary="The identities audit log, newest first (admin)")
+def audit(_key: Admin, s: Services, limit: LimitQ = 100, offset: OffsetQ = 0) -> AuditPage:
+    records, total = svc.audit_page(store(s), limit, offset)
+    return AuditPage(items=[AuditOut(at=r.at, actor=r.actor, action=r.action, target=r.target,
+                                     detail=dict(r.detail)) for r in records], total=total, limit=limit, offset=offset)
