@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from genesis.cli_analytics import heatmap_command, rollup_command
 from genesis.cli_capture import capture_command
 from genesis.cli_dlq import dlq_app
 from genesis.config import CameraConfig, ConfigError, Settings, default_settings, load_settings
@@ -373,6 +374,8 @@ def drain(
 
 app.command("capture")(capture_command)
 app.add_typer(dlq_app, name="dlq")
+app.command("heatmap")(heatmap_command)
+app.command("rollup")(rollup_command)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from genesis.config.cameras import CameraConfig
 from genesis.config.distributed import DistributedConfig
 from genesis.config.models import DetectorConfig, ModelsConfig, RecognitionConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
+from genesis.config.rollups import RollupsConfig
 
 ENV_PREFIX = "GENESIS_"
 # Shortcuts documented in the README; any other GENESIS_A__B=value sets the field a.b.
@@ -43,6 +44,7 @@ class Settings(StrictModel):
     analytics: AnalyticsConfig = AnalyticsConfig()
     pipeline: PipelineConfig = PipelineConfig()
     retention: RetentionConfig = RetentionConfig()
+    rollups: RollupsConfig = RollupsConfig()
     distributed: DistributedConfig = DistributedConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
 

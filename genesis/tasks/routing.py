@@ -11,6 +11,8 @@ SEQUENCE = "genesis.sequence"
 SAVE_OUTCOME = "genesis.store.save_outcome"
 SAVE_TRACKS = "genesis.store.save_tracks"
 FINISH_RUN = "genesis.store.finish_run"
+ROLLUP = "genesis.analytics.rollup"
+PURGE = "genesis.analytics.purge"
 
 
 def task_queues(settings: Settings) -> dict[str, str]:
@@ -22,6 +24,8 @@ def task_queues(settings: Settings) -> dict[str, str]:
         SAVE_OUTCOME: "store",
         SAVE_TRACKS: "store",
         FINISH_RUN: "store",
+        ROLLUP: "analytics",
+        PURGE: "analytics",
     }
 
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
+from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.celery import app
 from genesis.domain import FrameOutcome, FrameRef, ZoneEvent
 from genesis.domain.codec import encode
+from genesis.heatmap import keep_snapshot_distributed
 from genesis.sequencer import LOCK_TTL_MS, Sequencer, SequencerState, gap_check_key, kick_key, run_meta_for_report
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask
+
+log = logging.getLogger(__name__)
 
 
 @app.task(base=PipelineTask, name=routing.SEQUENCE, bind=True)
@@ -35,9 +40,19 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
             "zone_events": [encode(x) for o in outcomes for x in o.zone_events] + [encode(x) for x in closing],
             "crossings": [encode(x) for o in outcomes for x in o.crossings],
         }
+        if outcomes:
+            keep_snapshot(outcomes[-1].tracked.frame)
         if not any(payload.values()):  # frames without people: nothing to store
             return
         app.send_task(routing.SAVE_OUTCOME, args=[run_id, payload], queue=routing.queue_of(s, routing.SAVE_OUTCOME))
+
+    def keep_snapshot(ref: FrameRef) -> None:
+        """The camera's heatmap background, at most every analytics.snapshot_every_s."""
+        try:
+            keep_snapshot_distributed(runtime.redis_client(), AnalyticsStore(runtime.repository()),
+                                      runtime.frame_store(), ref, s.analytics.snapshot_every_s)
+        except Exception:  # a snapshot is best effort: never fail the ordered stage for it
+            log.warning("camera %s: snapshot not stored", ref.camera_id, exc_info=True)
 
     def finish(state: SequencerState) -> None:
         tracks = [encode(t) for t in state.camera.track_records()]

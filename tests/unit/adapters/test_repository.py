@@ -55,6 +55,12 @@ TABLES = {
     "recognition_attempts",
     "zone_events",
     "line_crossings",
+    # analytics (migration 0003)
+    "camera_snapshots",
+    "rollup_camera",
+    "rollup_zone",
+    "rollup_line",
+    "rollup_identity",
 }
 RUN_TABLES = ("tracks", "sightings", "recognition_attempts", "zone_events", "line_crossings")
 
