@@ -25,7 +25,7 @@ ENV_SHORTCUTS: dict[str, tuple[str, ...]] = {
     "GENESIS_REDIS_URL": ("redis_url",),
     "GENESIS_MODELS_DIR": ("models", "dir"),
 }
-# GENESIS_* variables that are not settings fields.
+# GENESIS_* variables that are not settings fields (and GENESIS_TEST_*, which the test suite reads).
 ENV_IGNORED = {"GENESIS_CONFIG", "GENESIS_SHARED_DIR", "GENESIS_EMBEDDING_KEY"}
 
 
@@ -100,7 +100,7 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]
     """(variable, field path, value) of each GENESIS_* variable."""
     out: list[tuple[str, tuple[str, ...], Any]] = []
     for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name in ENV_IGNORED:
+        if not name.startswith(ENV_PREFIX) or name in ENV_IGNORED or name.startswith("GENESIS_TEST_"):
             continue
         raw = environ[name]
         path = ENV_SHORTCUTS.get(name) or tuple(p.lower() for p in name[len(ENV_PREFIX):].split("__"))
