@@ -167,6 +167,16 @@ def print_summary(report: dict[str, Any]) -> None:
         for ln in res["lines"]:
             lt.add_row(ln["name"], f"{ln['in']} ({ln['in_name']})", f"{ln['out']} ({ln['out_name']})")
         console.print(lt)
+    print_identity_breakdown(res)
+
+
+def print_identity_breakdown(res: dict[str, Any]) -> None:
+    """Per recognised person: visits and dwell per zone, crossings per line (by direction name)."""
+    from genesis.cli_analytics import identity_breakdown_table
+
+    table = identity_breakdown_table(res)
+    if table is not None:
+        console.print(table)
 
 
 @app.command()

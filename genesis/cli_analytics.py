@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -45,6 +45,24 @@ def parse_time(value: str | None, option: str) -> float | None:
 
 def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def identity_breakdown_table(res: dict[str, Any]) -> Table | None:
+    """The summary's "Identity breakdown": one row per (person, zone) and (person, line)."""
+    if not any(i["zones"] or i["lines"] for i in res["identities"]):
+        return None
+    names = {ln["name"]: (ln["in_name"], ln["out_name"]) for ln in res["lines"]}
+    t = Table(title="Identity breakdown")
+    for col in ("name", "zone / line", "visits", "dwell total (s)", "mean dwell (s)", "max dwell (s)", "crossings"):
+        t.add_column(col)
+    for ident in res["identities"]:
+        for zone, z in ident["zones"].items():
+            t.add_row(ident["name"], zone, str(z["visits"]), f"{z['dwell_s']:.1f}", f"{z['mean_dwell_s']:.1f}",
+                      f"{z['max_dwell_s']:.1f}", "")
+        for line, c in ident["lines"].items():
+            in_name, out_name = names.get(line, ("in", "out"))
+            t.add_row(ident["name"], line, "", "", "", "", f"{c['in']} {in_name}, {c['out']} {out_name}")
+    return t
 
 
 def heatmap_command(
