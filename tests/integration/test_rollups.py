@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -138,3 +139,49 @@ def test_rollup_cli_on_postgres_matches_the_task(env: dict[str, str]) -> None:
         assert "hour" in out
         rows = AnalyticsStore(repo).rollups("zone", "hour")
         assert_matches(stored(rows, "zone"), expected(raw, "hour")["zone"])
+
+
+def test_celery_beat_runs_the_configured_schedule(env: dict[str, str], tmp_path: Path) -> None:
+    """`celery -A genesis beat` sends the rollups and the purge at the configured intervals;
+    the analytics worker (workers/analytics.py) runs them and recent rows show up rolled up."""
+    from genesis.domain import Sighting
+
+    now = time.time()
+    with Repository(env["GENESIS_DATABASE_URL"]) as repo:
+        repo.start_run("recent", "door", "rtsp://camera", {"width": 640, "height": 360, "fps": 2.0})
+        sightings = [Sighting("door", 1 + i % 3, i, now - 100 + i / 2.0, (10.0, 10.0, 50.0, 90.0), 0.9)
+                     for i in range(120)]  # live timestamps over the last 100 s
+        repo.save_outcome("recent", sightings, [], [], [])
+        e = dict(env, GENESIS_ROLLUPS__MINUTE_EVERY_S="1", GENESIS_ROLLUPS__HOUR_EVERY_S="1",
+                 GENESIS_ROLLUPS__GRANULARITIES="[minute, hour]", GENESIS_ROLLUPS__LAG_S="0",
+                 GENESIS_ROLLUPS__PURGE_EVERY_S="2")
+        beat = Worker("beat", "", e, tmp_path, command=[
+            sys.executable, "-m", "celery", "-A", "genesis", "beat", "-s", str(tmp_path / "beat-schedule"),
+            "--loglevel", "INFO"])
+        root = Path(__file__).resolve().parents[2]
+        analytics = Worker("analytics", "", e, tmp_path,
+                           command=[sys.executable, str(root / "workers" / "analytics.py"), "--workers", "1"])
+        try:
+            analytics.wait_ready()
+            store = AnalyticsStore(repo)
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                minutes = store.rollups("camera", "minute", "door")
+                hours = store.rollups("camera", "hour", "door")
+                log = analytics.log.read_text()
+                if (sum(r["sightings"] for r in minutes) == 120 and sum(r["sightings"] for r in hours) == 120
+                        and f"Task {routing.PURGE}" in log):
+                    break
+                time.sleep(0.5)
+            else:
+                raise AssertionError(f"beat did not get the rollups done:\n{beat.log.read_text()[-2000:]}\n"
+                                     f"{analytics.log.read_text()[-3000:]}")
+        finally:
+            beat.stop()
+            analytics.stop()
+        beat_log = beat.log.read_text()
+        for name in ("rollup-minute", "rollup-hour", "retention-purge"):
+            assert f"Sending due task {name}" in beat_log, beat_log[-2000:]
+        assert "rollup-day" not in beat_log  # not configured
+        assert store.rollups("camera", "day", "door") == []
+        assert {r["tracks"] for r in store.rollups("camera", "hour", "door")} <= {1, 2, 3}
