@@ -185,3 +185,19 @@ def test_celery_beat_runs_the_configured_schedule(env: dict[str, str], tmp_path:
         assert "rollup-day" not in beat_log  # not configured
         assert store.rollups("camera", "day", "door") == []
         assert {r["tracks"] for r in store.rollups("camera", "hour", "door")} <= {1, 2, 3}
+
+
+def test_concurrent_rollups_of_the_same_buckets_converge_on_postgres(env: dict[str, str]) -> None:
+    """Beat and `genesis rollup` (or two redelivered tasks) may rebuild the same buckets at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from genesis.rollups import rollup
+
+    t0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC).timestamp()
+    with Repository(env["GENESIS_DATABASE_URL"]) as repo:
+        raw = populate(repo, t0)
+        with ThreadPoolExecutor(4) as pool:
+            done = list(pool.map(lambda _: rollup(repo, "minute", t0, t0 + 4 * 3600), range(8)))
+        assert len({tuple(sorted(r.rows.items())) for r in done}) == 1
+        rows = AnalyticsStore(repo).rollups("zone", "minute")
+        assert_matches(stored(rows, "zone"), expected(raw, "minute")["zone"])

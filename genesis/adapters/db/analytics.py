@@ -220,7 +220,12 @@ class AnalyticsStore:
                     stmt = stmt.where(table.camera_id == camera_id)
                 conn.execute(stmt)
                 if rows.get(kind):
-                    conn.execute(_insert(conn, table), rows[kind])
+                    # An upsert, not a plain insert: two rollups of the same buckets running at
+                    # once (beat and `genesis rollup`) then converge instead of one failing.
+                    stmt = _insert(conn, table)
+                    keys = list(table.__table__.primary_key.columns)
+                    values = {c.name: stmt.excluded[c.name] for c in table.__table__.columns if not c.primary_key}
+                    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=values), rows[kind])
 
     def rollups(self, kind: str, granularity: str, camera_id: str | None = None) -> list[dict[str, Any]]:
         """Stored rollup rows of one kind, ordered by key (for reports and tests)."""
