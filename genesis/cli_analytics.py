@@ -170,10 +170,10 @@ def rollup_command(
                 bar.advance(task)
         purged = do_purge(repo, settings) if purge else None
     t = Table(title=f"Rollups {_iso(lo)} .. {_iso(hi)}" + (f", camera {camera}" if camera else ""))
-    for col in ("granularity", "camera rows", "zone rows", "line rows", "identity rows"):
+    for col in ("granularity", "camera rows", "zone rows", "line rows", "identity rows", "identity x zone rows"):
         t.add_column(col)
     for g in grans:
-        t.add_row(g, *(str(totals[g].get(k, 0)) for k in ("camera", "zone", "line", "identity")))
+        t.add_row(g, *(str(totals[g].get(k, 0)) for k in ("camera", "zone", "line", "identity", "identity_zone")))
     console.print(t)
     if purged is not None:
         console.print("purged: " + ", ".join(f"{k} {v}" for k, v in purged.items()))

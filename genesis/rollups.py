@@ -12,7 +12,8 @@ What a bucket holds (``t`` is an absolute time, see `genesis.adapters.db.analyti
 * zone: entries, exits, visits (closed visits whose exit falls in the bucket) and their dwell
   sum, peak occupancy and mean occupancy (occupied person-seconds / bucket length);
 * line: crossings in and out;
-* identity: sightings, tracks, visits and dwell (all zones), crossings in and out (all lines).
+* identity: sightings, tracks, visits and dwell (all zones), crossings in and out (all lines);
+* identity x zone: entries, visits and dwell of one person in one zone.
 
 Sums over buckets of the additive fields equal the totals of the raw rows; distinct counts
 and occupancy are computed per bucket from the raw rows, never from finer rollups.
@@ -113,6 +114,7 @@ def compute_rollups(
     zone: dict[tuple[float, str, str], dict[str, Any]] = {}
     line: dict[tuple[float, str, str], dict[str, Any]] = {}
     ident: dict[tuple[float, str, str], dict[str, Any]] = {}
+    ident_zone: dict[tuple[float, str, str, str], dict[str, Any]] = {}
     cam_tracks: dict[tuple[float, str], set[tuple[str, int]]] = defaultdict(set)
     ident_tracks: dict[tuple[float, str, str], set[tuple[str, int]]] = defaultdict(set)
 
@@ -146,13 +148,19 @@ def compute_rollups(
         return zone.setdefault((b, c, z), {"entries": 0, "exits": 0, "visits": 0, "dwell_s": 0.0,
                                            "peak_occupancy": 0, "mean_occupancy": 0.0})
 
-    for run, z, _tid, _seq, kind, t in rows.zone_events:
+    def ident_zone_row(b: float, c: str, name: str, z: str) -> dict[str, Any]:
+        return ident_zone.setdefault((b, c, name, z), {"entries": 0, "visits": 0, "dwell_s": 0.0})
+
+    for run, z, tid, _seq, kind, t in rows.zone_events:
         if not since <= t < until:
             continue
         c, b = camera_of[run], bucket_of(t)
         field = "entries" if kind == "enter" else "exits"
         cam_row(b, c)[field] += 1
         zone_row(b, c, z)[field] += 1
+        name = rows.identities.get((run, tid))
+        if name is not None and kind == "enter":
+            ident_zone_row(b, c, name, z)["entries"] += 1
 
     open_until = {r: min(until, now) for r, s in rows.runs.items() if s.end is None}
     intervals: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
@@ -166,6 +174,8 @@ def compute_rollups(
             if name is not None:
                 ident_row(b, c, name)["visits"] += 1
                 ident_row(b, c, name)["dwell_s"] += v.end - v.start
+                ident_zone_row(b, c, name, v.zone)["visits"] += 1
+                ident_zone_row(b, c, name, v.zone)["dwell_s"] += v.end - v.start
         if v.end >= since and v.start < until:
             intervals[(c, v.zone)].append((v.start, v.end))
     for (c, z), spans in intervals.items():
@@ -180,7 +190,7 @@ def compute_rollups(
                 row["mean_occupancy"] = seconds / size
             b += size
 
-    out: dict[str, list[dict[str, Any]]] = {"camera": [], "zone": [], "line": [], "identity": []}
+    out: dict[str, list[dict[str, Any]]] = {"camera": [], "zone": [], "line": [], "identity": [], "identity_zone": []}
     for (b, c), r in sorted(cam.items()):
         names = {nm for (bb, cc, nm) in ident_tracks if bb == b and cc == c}
         out["camera"].append({"granularity": granularity, "bucket": key(b), "camera_id": c, **r,
@@ -195,6 +205,9 @@ def compute_rollups(
     for (b, c, nm), r in sorted(ident.items()):
         out["identity"].append({"granularity": granularity, "bucket": key(b), "camera_id": c, "identity": nm, **r,
                                 "tracks": len(ident_tracks[(b, c, nm)]), "dwell_s": round(r["dwell_s"], 6)})
+    for (b, c, nm, z), r in sorted(ident_zone.items()):
+        out["identity_zone"].append({"granularity": granularity, "bucket": key(b), "camera_id": c, "identity": nm,
+                                     "zone": z, **r, "dwell_s": round(r["dwell_s"], 6)})
     return out
 
 

@@ -122,6 +122,7 @@ def expected(raw: Raw, granularity: str) -> dict[str, dict[tuple[Any, ...], dict
     zone: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
     line: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
     ident: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
+    ident_zone: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
     tracks: dict[tuple[Any, ...], set[tuple[str, int]]] = defaultdict(set)
     for run, tid, t in raw.sightings:
         cam[(b(t), CAMERA)]["sightings"] += 1
@@ -136,10 +137,13 @@ def expected(raw: Raw, granularity: str) -> dict[str, dict[tuple[Any, ...], dict
         names = {k[2] for k in tracks if len(k) == 3 and k[:2] == key}
         cam[key]["identities"] = len(names)
         cam[key]["recognised_tracks"] = sum(len(tracks[(*key, n)]) for n in names)
-    for _run, zname, _tid, kind, t in raw.events:
+    for run, zname, tid, kind, t in raw.events:
         field_ = "entries" if kind == "enter" else "exits"
         cam[(b(t), CAMERA)][field_] += 1
         zone[(b(t), CAMERA, zname)][field_] += 1
+        name = raw.identity.get((run, tid))
+        if name and kind == "enter":
+            ident_zone[(b(t), CAMERA, name, zname)]["entries"] += 1
     for run, ln, tid, d, t in raw.crossings:
         cam[(b(t), CAMERA)][f"crossings_{d}"] += 1
         line[(b(t), CAMERA, ln)][f"crossings_{d}"] += 1
@@ -153,6 +157,8 @@ def expected(raw: Raw, granularity: str) -> dict[str, dict[tuple[Any, ...], dict
         if name:
             ident[(b(e), CAMERA, name)]["visits"] += 1
             ident[(b(e), CAMERA, name)]["dwell_s"] += e - a
+            ident_zone[(b(e), CAMERA, name, "hall")]["visits"] += 1
+            ident_zone[(b(e), CAMERA, name, "hall")]["dwell_s"] += e - a
     # occupancy, by brute force: the count of visits covering each instant where one starts
     first = math.floor(min(a for _, _, a, _ in raw.visits) / size) * size
     last = max(e for _, _, _, e in raw.visits)
@@ -167,11 +173,12 @@ def expected(raw: Raw, granularity: str) -> dict[str, dict[tuple[Any, ...], dict
             )
             zone[(b(start), CAMERA, "hall")]["mean_occupancy"] = sum(e - a for a, e in inside) / size
         start = end
-    return {"camera": cam, "zone": zone, "line": line, "identity": ident}
+    return {"camera": cam, "zone": zone, "line": line, "identity": ident, "identity_zone": ident_zone}
 
 
 KEYS = {"camera": ("bucket", "camera_id"), "zone": ("bucket", "camera_id", "zone"),
-        "line": ("bucket", "camera_id", "line"), "identity": ("bucket", "camera_id", "identity")}
+        "line": ("bucket", "camera_id", "line"), "identity": ("bucket", "camera_id", "identity"),
+        "identity_zone": ("bucket", "camera_id", "identity", "zone")}
 
 
 def stored(rows: list[dict[str, Any]], kind: str) -> dict[tuple[Any, ...], dict[str, Any]]:

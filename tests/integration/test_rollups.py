@@ -31,7 +31,7 @@ from tests.services import redis_url
 
 BROKER = redis_url(6)
 RETENTION_DAYS = 8
-KINDS = ("camera", "zone", "line", "identity")
+KINDS = ("camera", "zone", "line", "identity", "identity_zone")
 
 
 @pytest.fixture()

@@ -38,7 +38,7 @@ def test_rollups_equal_the_raw_rows_and_rerun_gives_the_same_rows(repo: Reposito
     store = AnalyticsStore(repo)
     rollup(repo, granularity, T0, T0 + 4 * 3600, now=T0 + 5 * 3600)  # type: ignore[arg-type]
     want = expected(raw, granularity)
-    first = {kind: store.rollups(kind, granularity) for kind in ("camera", "zone", "line", "identity")}
+    first = {kind: store.rollups(kind, granularity) for kind in ("camera", "zone", "line", "identity", "identity_zone")}
     for kind, rows in first.items():
         assert rows, kind
         assert_matches(stored(rows, kind), want[kind])
@@ -47,6 +47,8 @@ def test_rollups_equal_the_raw_rows_and_rerun_gives_the_same_rows(repo: Reposito
     assert sum(r["visits"] for r in first["zone"]) == len(raw.visits)
     assert sum(r["crossings_in"] + r["crossings_out"] for r in first["line"]) == len(raw.crossings)
     assert {r["identity"] for r in first["identity"]} == {"alice", "bob", "carol"}
+    assert sum(r["visits"] for r in first["identity_zone"]) == sum(
+        1 for run, tid, _, _ in raw.visits if (run, tid) in raw.identity)
     # re-running (also over a wider window) gives exactly the same rows
     rollup(repo, granularity, T0 - 86400, T0 + 2 * 86400, now=T0 + 5 * 3600)  # type: ignore[arg-type]
     again = {kind: store.rollups(kind, granularity) for kind in first}
@@ -82,7 +84,7 @@ def test_compute_rollups_of_an_empty_window_is_empty(repo: Repository) -> None:
     populate(repo, T0)
     raw = AnalyticsStore(repo).window_rows(T0 - 7200, T0 - 3600, 60, None)
     assert compute_rollups(raw, "minute", T0 - 7200, T0 - 3600, T0) == {
-        "camera": [], "zone": [], "line": [], "identity": []}
+        "camera": [], "zone": [], "line": [], "identity": [], "identity_zone": []}
 
 
 def test_retention_purge_deletes_exactly_what_is_older_than_the_limit(repo: Repository) -> None:

@@ -22,6 +22,7 @@ from genesis.adapters.db.models_analytics import (
     CameraSnapshot,
     RollupCamera,
     RollupIdentity,
+    RollupIdentityZone,
     RollupLine,
     RollupZone,
 )
@@ -35,6 +36,7 @@ ROLLUP_TABLES: dict[str, Any] = {
     "zone": RollupZone,
     "line": RollupLine,
     "identity": RollupIdentity,
+    "identity_zone": RollupIdentityZone,
 }
 
 

@@ -91,3 +91,19 @@ class RollupIdentity(Base):
     dwell_s: Mapped[float] = mapped_column(Double)
     crossings_in: Mapped[int] = mapped_column(BigInteger)
     crossings_out: Mapped[int] = mapped_column(BigInteger)
+
+
+class RollupIdentityZone(Base):
+    """Per recognised identity, camera and zone: entries, visits and dwell."""
+
+    __tablename__ = "rollup_identity_zone"
+    __table_args__ = (CheckConstraint(_GRANULARITY_CHECK, name="granularity"), Index(None, "bucket"))
+
+    granularity: Mapped[str] = mapped_column(String(8), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String, primary_key=True)
+    identity: Mapped[str] = mapped_column(String, primary_key=True)
+    zone: Mapped[str] = mapped_column(String, primary_key=True)
+    entries: Mapped[int] = mapped_column(BigInteger)
+    visits: Mapped[int] = mapped_column(BigInteger)
+    dwell_s: Mapped[float] = mapped_column(Double)

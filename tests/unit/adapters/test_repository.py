@@ -61,6 +61,7 @@ TABLES = {
     "rollup_zone",
     "rollup_line",
     "rollup_identity",
+    "rollup_identity_zone",
 }
 RUN_TABLES = ("tracks", "sightings", "recognition_attempts", "zone_events", "line_crossings")
 

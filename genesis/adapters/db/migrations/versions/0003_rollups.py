@@ -1,4 +1,4 @@
-"""analytics: minute/hour/day rollups per camera, zone, line and identity; camera snapshots
+"""analytics: minute/hour/day rollups per camera, zone, line, identity and identity x zone; camera snapshots
 
 Revision ID: 0003
 Revises: 0001
@@ -77,10 +77,15 @@ def upgrade() -> None:
         sa.Column("dwell_s", sa.Double(), nullable=False),
         *_counts("crossings_in", "crossings_out"),
     )
+    _rollup_table(
+        "rollup_identity_zone", ("identity", "zone"),
+        *_counts("entries", "visits"),
+        sa.Column("dwell_s", sa.Double(), nullable=False),
+    )
 
 
 def downgrade() -> None:
-    for name in ("rollup_identity", "rollup_line", "rollup_zone", "rollup_camera"):
+    for name in ("rollup_identity_zone", "rollup_identity", "rollup_line", "rollup_zone", "rollup_camera"):
         op.drop_index(op.f(f"ix_{name}_bucket"), table_name=name)
         op.drop_table(name)
     op.drop_table("camera_snapshots")
