@@ -59,15 +59,16 @@ def client(env: dict[str, str]) -> Celery:
     return app
 
 
-def run_task(app: Celery, worker: Worker, name: str, *args: object, timeout: float = 120.0) -> str:
-    """Send a task by name (routed by genesis.tasks.routing) and wait until the worker logs its success."""
+def run_task(app: Celery, worker: Worker, name: str, *args: object, timeout: float = 120.0,
+             outcome: str = "succeeded") -> str:
+    """Send a task by name (routed by genesis.tasks.routing) and wait until the worker logs its outcome."""
     task_id = app.send_task(name, args=list(args)).id
     pattern = re.compile(rf"Task {re.escape(name)}\[{task_id}\] (succeeded|raised|retry)[^\n]*")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         m = pattern.search(worker.log.read_text())
         if m:
-            assert m.group(1) == "succeeded", m.group(0)
+            assert m.group(1) == outcome, m.group(0)
             return m.group(0)
         time.sleep(0.2)
     raise AssertionError(f"{name}[{task_id}] did not finish in {timeout} s:\n{worker.log.read_text()[-3000:]}")
@@ -100,6 +101,9 @@ def test_rollups_and_purge_by_a_celery_worker_on_postgres(env: dict[str, str], t
                 assert {kind: store.rollups(kind, granularity) for kind in KINDS} == rows
             # the scheduled form (no window: the last buckets and the current one) runs too
             run_task(app, worker, routing.ROLLUP, "minute")
+            # bad arguments fail at once, without retries (PermanentError: dead-lettered)
+            failed = run_task(app, worker, routing.ROLLUP, "week", outcome="raised")
+            assert "PermanentError" in failed and "week" in failed
 
             before = time.time()
             line = run_task(app, worker, routing.PURGE)
