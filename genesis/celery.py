@@ -10,6 +10,7 @@ from __future__ import annotations
 from celery import Celery
 
 from genesis.config import Settings, default_settings
+from genesis.schedule import beat_schedule
 from genesis.tasks.routing import QUEUES, celery_routes
 
 
@@ -36,6 +37,7 @@ def configure(app: Celery, settings: Settings) -> None:
         # Message bodies that are not even JSON go to the dead letters too.
         worker_consumer="genesis.tasks.base:DeadLetterConsumer",
         timezone="UTC",
+        beat_schedule=beat_schedule(settings),
     )
     app.conf.genesis_settings = settings
 
@@ -46,6 +48,7 @@ app = Celery("genesis", include=[
     "genesis.tasks.store",
     "genesis.tasks.alerts",
     "genesis.tasks.identities",
+    "genesis.tasks.analytics",
 ])
 configure(app, default_settings())
 

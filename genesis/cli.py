@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from genesis.cli_alerts import alerts_app, print_alert_summary
+from genesis.cli_analytics import heatmap_command, rollup_command
 from genesis.cli_api import apikey_app, serve_command
 from genesis.cli_capture import capture_command
 from genesis.cli_dlq import dlq_app
@@ -170,6 +171,17 @@ def print_summary(report: dict[str, Any]) -> None:
             lt.add_row(ln["name"], f"{ln['in']} ({ln['in_name']})", f"{ln['out']} ({ln['out_name']})")
         console.print(lt)
     print_alert_summary(console, report)
+    print_identity_breakdown(res)
+
+
+def print_identity_breakdown(res: dict[str, Any]) -> None:
+    """Per recognised person: visits and dwell per zone, crossings per line (by direction name)."""
+    from genesis.cli_analytics import identity_breakdown_table
+
+    table = identity_breakdown_table(res)
+    if table is not None:
+        console.print(table)
+
 
 
 @models_app.callback()
@@ -319,6 +331,8 @@ app.add_typer(alerts_app, name="alerts")
 app.command("serve")(serve_command)
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(ops_app, name="ops")
+app.command("heatmap")(heatmap_command)
+app.command("rollup")(rollup_command)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import genesis
 from genesis.adapters.db import Repository
 from genesis.adapters.db.alerts import AlertStore
+from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg, encode_jpeg, frame_key
 from genesis.adapters.video import VideoSource
 from genesis.alerts import EmbeddedAlerts, prime
@@ -33,11 +34,11 @@ from genesis.domain import (
     Sighting,
     ZoneEvent,
 )
+from genesis.heatmap import SnapshotKeeper, heatmap_image
 from genesis.identities.cache import GalleryCache, LiveFaces
 from genesis.identities.tracks import save_camera_track_faces
 from genesis.models import LoadedModels, load_models
 from genesis.report import build_results, write_json_atomic
-from genesis.stages.analytics import heatmap_grid, render_heatmap
 from genesis.stages.camera import CameraState, FaceModels
 from genesis.stages.detect import detect_frame
 
@@ -208,6 +209,8 @@ def _run(
     detect_ms = 0.0
     first_ts = last_ts = 0.0
     snapshot: np.ndarray | None = None
+    snapshots = SnapshotKeeper(AnalyticsStore(repo), camera.id, settings.analytics.snapshot_every_s)
+    snapshot_jpeg = b""
     try:
         if annotate and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -229,7 +232,8 @@ def _run(
                 if state.frames == 1:
                     first_ts = raw.ts
                 last_ts = raw.ts
-                snapshot = image
+                snapshot, snapshot_jpeg = image, data
+                snapshots.offer(data, image.shape[1], image.shape[0])
                 if annotator is not None:
                     annotator.write(image, outcome, state)
                 if state.frames % SAVE_EVERY == 0:
@@ -255,6 +259,8 @@ def _run(
             "stride": stride,
         }
         repo.finish_run(run_id, "finished", state.frames, meta)
+        if snapshot is not None:
+            snapshots.offer(snapshot_jpeg, snapshot.shape[1], snapshot.shape[0], force=True)
         delivery = alert_sink.drain()
     except BaseException:
         alert_sink.drain(0.0)
@@ -302,9 +308,10 @@ def _run(
     files: list[Path] = []
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        grid = heatmap_grid(repo.sightings(run_id), info.width, info.height, settings.analytics.heatmap_cell_px)
+        heat, _ = heatmap_image([s.box for s in repo.sightings(run_id)], snapshot, info.width, info.height,
+                                settings.analytics.heatmap_cell_px)
         heat_path = out_dir / f"heatmap_{camera.id}.png"
-        cv2.imwrite(str(heat_path), render_heatmap(grid, snapshot, info.width, info.height))
+        cv2.imwrite(str(heat_path), heat)
         files.append(heat_path)
         if annotator is not None:
             files.append(annotator.path)

@@ -56,14 +56,20 @@ def _zone_results(
             occupancy += 1 if e.kind == ZoneEventKind.ENTER else -1
             peak = max(peak, occupancy)
         dwell = [b - a for z, _, a, b in closed if z == zone.name]
-        by_identity: dict[str, dict[str, float]] = {}
+        per_identity: dict[str, list[float]] = defaultdict(list)
         for z, tid, a, b in closed:
             name = identity_of.get(tid)
-            if z != zone.name or name is None:
-                continue
-            entry = by_identity.setdefault(name, {"visits": 0, "dwell_s": 0.0})
-            entry["visits"] += 1
-            entry["dwell_s"] = _r(entry["dwell_s"] + (b - a))
+            if z == zone.name and name is not None:
+                per_identity[name].append(b - a)
+        by_identity = {
+            name: {
+                "visits": len(d),
+                "dwell_s": _r(sum(d)),
+                "mean_dwell_s": _r(sum(d) / len(d)),
+                "max_dwell_s": _r(max(d)),
+            }
+            for name, d in per_identity.items()
+        }
         zones.append(
             {
                 "name": zone.name,
@@ -126,9 +132,40 @@ def _track_results(tracks: list[TrackRecord]) -> list[dict[str, Any]]:
     ]
 
 
-def _identity_results(
-    tracks: list[TrackRecord], zones: list[dict[str, Any]], lines: list[dict[str, Any]]
+TIMELINE_MAX = 200
+"""Events kept in an identity's ``timeline`` (the first ones; ``timeline_truncated`` says so)."""
+
+
+def _timeline(
+    camera: CameraConfig, track_ids: set[int], events: list[ZoneEvent], crossings: list[LineCrossing]
 ) -> list[dict[str, Any]]:
+    """Where a person went, in time order: zone entries and exits, line crossings (by direction name)."""
+    names = {ln.name: (ln.in_name, ln.out_name) for ln in camera.lines}
+    items: list[tuple[float, int, int, dict[str, Any]]] = []
+    for e in events:
+        if e.track_id in track_ids:
+            items.append((e.ts, e.seq, e.track_id,
+                          {"t": _r(e.ts), "track": e.track_id, "zone": e.zone, "event": e.kind.value}))
+    for c in crossings:
+        if c.track_id in track_ids:
+            in_name, out_name = names.get(c.line, ("in", "out"))
+            items.append((c.ts, c.seq, c.track_id, {
+                "t": _r(c.ts), "track": c.track_id, "line": c.line, "event": "cross",
+                "direction": c.direction.value, "direction_name": in_name if c.direction == Direction.IN else out_name,
+            }))
+    items.sort(key=lambda x: (x[0], x[1], x[2]))
+    return [x[3] for x in items]
+
+
+def _identity_results(
+    camera: CameraConfig,
+    tracks: list[TrackRecord],
+    zones: list[dict[str, Any]],
+    lines: list[dict[str, Any]],
+    events: list[ZoneEvent],
+    crossings: list[LineCrossing],
+) -> list[dict[str, Any]]:
+    """Per recognised identity: presence, visits and dwell per zone, crossings per line, and a timeline."""
     per: dict[str, list[TrackRecord]] = defaultdict(list)
     for t in tracks:
         if t.identity:
@@ -136,15 +173,27 @@ def _identity_results(
     out = []
     for name in sorted(per):
         ts = per[name]
+        zone_stats = {z["name"]: z["by_identity"][name] for z in zones if name in z["by_identity"]}
+        line_stats = {ln["name"]: ln["by_identity"][name] for ln in lines if name in ln["by_identity"]}
+        timeline = _timeline(camera, {t.track_id for t in ts}, events, crossings)
         out.append(
             {
                 "name": name,
                 "tracks": [t.track_id for t in ts],
                 "first_seen": _r(min(t.first_ts for t in ts)),
                 "last_seen": _r(max(t.last_ts for t in ts)),
+                "seen_s": _r(sum(t.last_ts - t.first_ts for t in ts)),
                 "sightings": sum(t.frames for t in ts),
-                "zones": {z["name"]: z["by_identity"][name] for z in zones if name in z["by_identity"]},
-                "lines": {ln["name"]: ln["by_identity"][name] for ln in lines if name in ln["by_identity"]},
+                "visits": sum(int(z["visits"]) for z in zone_stats.values()),
+                "dwell_s": _r(sum(float(z["dwell_s"]) for z in zone_stats.values())),
+                "crossings": {
+                    "in": sum(int(c["in"]) for c in line_stats.values()),
+                    "out": sum(int(c["out"]) for c in line_stats.values()),
+                },
+                "zones": zone_stats,
+                "lines": line_stats,
+                "timeline": timeline[:TIMELINE_MAX],
+                "timeline_truncated": len(timeline) > TIMELINE_MAX,
             }
         )
     return out
@@ -165,7 +214,7 @@ def build_results(repo: Repository, run: RunRecord, camera: CameraConfig) -> dic
         per_frame[s.seq] += 1
     zones = _zone_results(camera, events, identity_of, duration)
     lines = _line_results(camera, crossings, identity_of)
-    identities = _identity_results(tracks, zones, lines)
+    identities = _identity_results(camera, tracks, zones, lines, events, crossings)
     return {
         "camera": run.camera_id,
         "frames": frames,

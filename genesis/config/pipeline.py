@@ -23,6 +23,10 @@ class AnalyticsConfig(StrictModel):
         default=2, ge=1,
         description="Frames a track must stay on the new side of a line before a crossing counts (anti-flicker).",
     )
+    snapshot_every_s: float = Field(
+        default=60.0, gt=0,
+        description="A camera's stored snapshot (the heatmap background) is refreshed at most this often.",
+    )
 
 
 class PipelineConfig(StrictModel):

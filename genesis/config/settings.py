@@ -19,6 +19,7 @@ from genesis.config.identities import IdentitiesConfig
 from genesis.config.models import DetectorConfig, ModelsConfig, RecognitionConfig
 from genesis.config.ops import OpsConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
+from genesis.config.rollups import RollupsConfig
 
 ENV_PREFIX = "GENESIS_"
 # Shortcuts documented in the README; any other GENESIS_A__B=value sets the field a.b.
@@ -47,6 +48,7 @@ class Settings(StrictModel):
     analytics: AnalyticsConfig = AnalyticsConfig()
     pipeline: PipelineConfig = PipelineConfig()
     retention: RetentionConfig = RetentionConfig()
+    rollups: RollupsConfig = RollupsConfig()
     distributed: DistributedConfig = DistributedConfig()
     alerts: AlertsConfig = AlertsConfig()
     api: ApiConfig = ApiConfig()

@@ -14,6 +14,8 @@ FINISH_RUN = "genesis.store.finish_run"
 SAVE_ALERTS = "genesis.store.save_alerts"
 DELIVER_ALERT = "genesis.alerts.deliver"
 SAVE_TRACK_FACES = "genesis.identities.save_track_faces"
+ROLLUP = "genesis.analytics.rollup"
+PURGE = "genesis.analytics.purge"
 
 
 def task_queues(settings: Settings) -> dict[str, str]:
@@ -28,6 +30,8 @@ def task_queues(settings: Settings) -> dict[str, str]:
         SAVE_ALERTS: "store",
         DELIVER_ALERT: "analytics",
         SAVE_TRACK_FACES: "store",
+        ROLLUP: "analytics",
+        PURGE: "analytics",
     }
 
 

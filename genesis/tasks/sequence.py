@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from genesis.adapters.db.alerts import AlertStore
+from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.alerts import prime
 from genesis.celery import app
 from genesis.domain import FrameOutcome, FrameRef, ZoneEvent
 from genesis.domain.codec import encode
+from genesis.heatmap import keep_snapshot_distributed
 from genesis.sequencer import (
     LOCK_TTL_MS,
     Sequencer,
@@ -26,6 +29,8 @@ from genesis.tasks import routing, runtime
 from genesis.tasks.alerts import run_time_origin, send_alerts
 from genesis.tasks.base import PermanentError, PipelineTask
 from genesis.tasks.identities import send_track_faces
+
+log = logging.getLogger(__name__)
 
 
 @app.task(base=PipelineTask, name=routing.SEQUENCE, bind=True)
@@ -54,12 +59,22 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
             "zone_events": [encode(x) for o in outcomes for x in o.zone_events] + [encode(x) for x in closing],
             "crossings": [encode(x) for o in outcomes for x in o.crossings],
         }
+        if outcomes:
+            keep_snapshot(outcomes[-1].tracked.frame)
         if not any(payload.values()):  # frames without people: nothing to store
             return
         # For the end-to-end latency metric only (the store task does not write it).
         payload["captured_at"] = [o.tracked.frame.captured_at for o in outcomes if o.sightings or o.attempts
                                   or o.zone_events or o.crossings]
         app.send_task(routing.SAVE_OUTCOME, args=[run_id, payload], queue=routing.queue_of(s, routing.SAVE_OUTCOME))
+
+    def keep_snapshot(ref: FrameRef) -> None:
+        """The camera's heatmap background, at most every analytics.snapshot_every_s."""
+        try:
+            keep_snapshot_distributed(runtime.redis_client(), AnalyticsStore(runtime.repository()),
+                                      runtime.frame_store(), ref, s.analytics.snapshot_every_s)
+        except Exception:  # a snapshot is best effort: never fail the ordered stage for it
+            log.warning("camera %s: snapshot not stored", ref.camera_id, exc_info=True)
 
     def finish(state: SequencerState) -> None:
         tracks = [encode(t) for t in state.camera.track_records()]

@@ -7,10 +7,10 @@ migrations with the models use ``metadata`` from here, so a new feature adds one
 
 from __future__ import annotations
 
-from genesis.adapters.db import models_alerts, models_api, models_identities
+from genesis.adapters.db import models_alerts, models_analytics, models_api, models_identities
 from genesis.adapters.db.models import Base
 
-FEATURE_MODELS = (models_alerts, models_api, models_identities)
+FEATURE_MODELS = (models_alerts, models_analytics, models_api, models_identities)
 metadata = Base.metadata
 
 __all__ = ["FEATURE_MODELS", "metadata"]

@@ -66,6 +66,13 @@ TABLES = {
     "track_faces",
     "gallery_version",
     "audit_log",
+    # analytics (migration 0003)
+    "camera_snapshots",
+    "rollup_camera",
+    "rollup_zone",
+    "rollup_line",
+    "rollup_identity",
+    "rollup_identity_zone",
 }
 RUN_TABLES = ("tracks", "sightings", "recognition_attempts", "zone_events", "line_crossings")
 

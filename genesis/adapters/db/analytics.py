@@ -1,0 +1,315 @@
+"""Queries of the analytics jobs: raw rows of a time window, rollup replacement, retention
+purges and camera snapshots (kept out of `Repository`, which serves the pipeline).
+
+Times. A row's ``ts`` is the position in the video for a file source and the epoch time for a
+live source (see `genesis.adapters.video`). Its absolute time is therefore ``ts`` itself when
+it is an epoch time (``ts >= EPOCH_MIN``) and ``run.started_at + ts`` otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, case, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from genesis.adapters.db.models import LineCrossingRow, RecognitionAttemptRow, Run, SightingRow, Track, ZoneEventRow
+from genesis.adapters.db.models_analytics import (
+    CameraSnapshot,
+    RollupCamera,
+    RollupIdentity,
+    RollupIdentityZone,
+    RollupLine,
+    RollupZone,
+)
+from genesis.adapters.db.repository import WRITE_TRANSACTION, Repository
+
+EPOCH_MIN = 1e9
+"""A ``ts`` at or above this (2001-09-09) is an epoch time; below, a position in a video."""
+
+ROLLUP_TABLES: dict[str, Any] = {
+    "camera": RollupCamera,
+    "zone": RollupZone,
+    "line": RollupLine,
+    "identity": RollupIdentity,
+    "identity_zone": RollupIdentityZone,
+}
+
+
+def epoch(dt: datetime) -> float:
+    return dt.timestamp()
+
+
+def from_epoch(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpan:
+    run_id: str
+    camera_id: str
+    start: float
+    """``started_at`` as epoch seconds (the origin of a file run's ``ts``)."""
+    end: float | None
+    """Latest absolute time the run can have rows at; None while it runs."""
+    status: str
+    width: int
+    height: int
+
+    def absolute(self, ts: float) -> float:
+        return ts if ts >= EPOCH_MIN else self.start + ts
+
+
+@dataclass(slots=True)
+class WindowRows:
+    """The raw rows a rollup of ``[since, until)`` needs (times absolute, epoch seconds)."""
+
+    runs: dict[str, RunSpan] = field(default_factory=dict)
+    sightings: list[tuple[str, int, float, int]] = field(default_factory=list)
+    """(run, track, bucket start, count) per bucket of the requested length."""
+    zone_events: list[tuple[str, str, int, int, str, float]] = field(default_factory=list)
+    """(run, zone, track, seq, kind, t) of every event before ``until`` (earlier ones open visits)."""
+    crossings: list[tuple[str, str, int, str, float]] = field(default_factory=list)
+    """(run, line, track, direction, t) in the window."""
+    identities: dict[tuple[str, int], str] = field(default_factory=dict)
+    """(run, track) -> identity name, for the recognised tracks."""
+
+
+def _abs_ts(column: Any, span: RunSpan) -> ColumnElement[float]:
+    expr: ColumnElement[float] = case((column >= EPOCH_MIN, column), else_=column + span.start)
+    return expr
+
+
+def time_now() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+def _insert(conn: Connection, table: Any) -> Any:
+    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+
+
+class AnalyticsStore:
+    """Analytics queries over a `Repository`'s engine (PostgreSQL or SQLite)."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.engine = repo.engine
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def run_spans(self, conn: Connection, until: float | None, camera_id: str | None = None,
+                  since: float | None = None) -> list[RunSpan]:
+        """Runs that may hold rows in ``[since, until)`` (started before ``until``, not over before ``since``)."""
+        query = select(Run.id, Run.camera_id, Run.started_at, Run.finished_at, Run.status, Run.meta)
+        if until is not None:
+            query = query.where(Run.started_at < from_epoch(until))
+        if camera_id is not None:
+            query = query.where(Run.camera_id == camera_id)
+        spans = []
+        for run_id, cam, started, finished, status, raw_meta in conn.execute(query.order_by(Run.started_at, Run.id)):
+            meta = raw_meta or {}
+            start = epoch(started)
+            end: float | None = None
+            if finished is not None:
+                last = float(meta.get("last_ts", 0.0) or 0.0)
+                end = max(epoch(finished), last if last >= EPOCH_MIN else start + last)
+            if since is not None and end is not None and end < since:
+                continue
+            spans.append(RunSpan(run_id, cam, start, end, status, int(meta.get("width", 0) or 0),
+                                 int(meta.get("height", 0) or 0)))
+        return spans
+
+    # -- rollup input -------------------------------------------------------------------------
+
+    def window_rows(self, since: float, until: float, bucket_s: float, camera_id: str | None = None) -> WindowRows:
+        out = WindowRows()
+        with self._read() as conn:
+            spans = self.run_spans(conn, until, camera_id, since)
+            out.runs = {s.run_id: s for s in spans}
+            for span in spans:
+                t = _abs_ts(SightingRow.ts, span)
+                bucket = func.floor(t / bucket_s)
+                rows = conn.execute(
+                    select(SightingRow.track_id, bucket, func.count())
+                    .where(SightingRow.run_id == span.run_id, t >= since, t < until)
+                    .group_by(SightingRow.track_id, bucket)
+                )
+                out.sightings += [(span.run_id, int(tid), float(b) * bucket_s, int(n)) for tid, b, n in rows]
+                t = _abs_ts(ZoneEventRow.ts, span)
+                rows = conn.execute(
+                    select(ZoneEventRow.zone, ZoneEventRow.track_id, ZoneEventRow.seq, ZoneEventRow.kind, t)
+                    .where(ZoneEventRow.run_id == span.run_id, t < until)
+                )
+                out.zone_events += [(span.run_id, z, int(tid), int(seq), k, float(ts)) for z, tid, seq, k, ts in rows]
+                t = _abs_ts(LineCrossingRow.ts, span)
+                rows = conn.execute(
+                    select(LineCrossingRow.line, LineCrossingRow.track_id, LineCrossingRow.direction, t)
+                    .where(LineCrossingRow.run_id == span.run_id, t >= since, t < until)
+                )
+                out.crossings += [(span.run_id, ln, int(tid), d, float(ts)) for ln, tid, d, ts in rows]
+                rows = conn.execute(
+                    select(Track.track_id, Track.identity_name)
+                    .where(Track.run_id == span.run_id, Track.identity_name.is_not(None))
+                )
+                out.identities.update({(span.run_id, int(tid)): name for tid, name in rows})
+        return out
+
+    def foot_points(
+        self, camera_id: str, since: float | None, until: float | None
+    ) -> list[tuple[float, float, float, float]]:
+        """The boxes (x1, y1, x2, y2) of the camera's sightings in ``[since, until)``."""
+        out: list[tuple[float, float, float, float]] = []
+        with self._read() as conn:
+            spans = self.run_spans(conn, until, camera_id, since)
+            for span in spans:
+                t = _abs_ts(SightingRow.ts, span)
+                query = select(SightingRow.x1, SightingRow.y1, SightingRow.x2, SightingRow.y2).where(
+                    SightingRow.run_id == span.run_id
+                )
+                if since is not None:
+                    query = query.where(t >= since)
+                if until is not None:
+                    query = query.where(t < until)
+                out += [(float(a), float(b), float(c), float(d)) for a, b, c, d in conn.execute(query)]
+        return out
+
+    def time_range(self, camera_id: str | None = None) -> tuple[float, float] | None:
+        """(earliest start, latest possible row time) of the stored runs; None without runs."""
+        with self._read() as conn:
+            spans = self.run_spans(conn, None, camera_id)
+        if not spans:
+            return None
+        ends = [s.end if s.end is not None else time_now() for s in spans]
+        return min(s.start for s in spans), max(ends)
+
+    def frame_size(self, camera_id: str) -> tuple[int, int] | None:
+        """(width, height) of the camera's latest run that recorded them."""
+        with self._read() as conn:
+            for span in reversed(self.run_spans(conn, None, camera_id)):
+                if span.width and span.height:
+                    return span.width, span.height
+        return None
+
+    # -- rollup output ------------------------------------------------------------------------
+
+    def replace_rollups(
+        self, granularity: str, since: float, until: float, rows: dict[str, list[dict[str, Any]]],
+        camera_id: str | None = None,
+    ) -> None:
+        """Replace every rollup row of ``granularity`` with a bucket in ``[since, until)`` (one transaction)."""
+        with self._write() as conn:
+            for kind, table in ROLLUP_TABLES.items():
+                stmt = delete(table).where(
+                    table.granularity == granularity,
+                    table.bucket >= from_epoch(since),
+                    table.bucket < from_epoch(until),
+                )
+                if camera_id is not None:
+                    stmt = stmt.where(table.camera_id == camera_id)
+                conn.execute(stmt)
+                if rows.get(kind):
+                    # An upsert, not a plain insert: two rollups of the same buckets running at
+                    # once (beat and `genesis rollup`) then converge instead of one failing.
+                    stmt = _insert(conn, table)
+                    keys = list(table.__table__.primary_key.columns)
+                    values = {c.name: stmt.excluded[c.name] for c in table.__table__.columns if not c.primary_key}
+                    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=values), rows[kind])
+
+    def rollups(self, kind: str, granularity: str, camera_id: str | None = None) -> list[dict[str, Any]]:
+        """Stored rollup rows of one kind, ordered by key (for reports and tests)."""
+        table = ROLLUP_TABLES[kind]
+        cols = list(table.__table__.columns)
+        query = select(*cols).where(table.granularity == granularity)
+        if camera_id is not None:
+            query = query.where(table.camera_id == camera_id)
+        keys = list(table.__table__.primary_key.columns)
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.order_by(*keys))]
+
+    # -- retention ----------------------------------------------------------------------------
+
+    def purge_before(self, cutoffs: dict[str, float], rollup_cutoffs: dict[str, float]) -> dict[str, int]:
+        """Delete rows whose absolute time is before their kind's cutoff; returns the counts.
+
+        Kinds: ``sightings`` (and recognition attempts that named someone), ``unknown_faces``
+        (recognition attempts that matched nobody), ``events`` (zone events, line crossings,
+        tracks by their last sighting); rollups by bucket start per granularity.
+        """
+        counts: dict[str, int] = {}
+        with self._write() as conn:
+            oldest = max(cutoffs.values(), default=0.0)
+            spans = self.run_spans(conn, oldest)
+            plan: list[tuple[str, Any, Any, Any]] = [
+                ("sightings", SightingRow, SightingRow.ts, None),
+                ("recognition_attempts", RecognitionAttemptRow, RecognitionAttemptRow.ts,
+                 RecognitionAttemptRow.identity_name.is_not(None)),
+                ("unknown_faces", RecognitionAttemptRow, RecognitionAttemptRow.ts,
+                 RecognitionAttemptRow.identity_name.is_(None)),
+                ("zone_events", ZoneEventRow, ZoneEventRow.ts, None),
+                ("line_crossings", LineCrossingRow, LineCrossingRow.ts, None),
+                ("tracks", Track, Track.last_ts, None),
+            ]
+            kind_of = {"sightings": "sightings", "recognition_attempts": "sightings", "unknown_faces": "unknown_faces",
+                       "zone_events": "events", "line_crossings": "events", "tracks": "events"}
+            for name, table, column, extra in plan:
+                cutoff = cutoffs[kind_of[name]]
+                n = 0
+                for span in spans:
+                    if span.start >= cutoff:
+                        continue
+                    stmt = delete(table).where(table.run_id == span.run_id, _abs_ts(column, span) < cutoff)
+                    if extra is not None:
+                        stmt = stmt.where(extra)
+                    n += conn.execute(stmt).rowcount or 0
+                counts[name] = n
+            for granularity, cutoff in rollup_cutoffs.items():
+                n = 0
+                for table in ROLLUP_TABLES.values():
+                    n += conn.execute(
+                        delete(table).where(table.granularity == granularity, table.bucket < from_epoch(cutoff))
+                    ).rowcount or 0
+                counts[f"rollups_{granularity}"] = n
+        return counts
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def save_snapshot(self, camera_id: str, jpeg: bytes, width: int, height: int, taken_at: datetime,
+                      min_interval_s: float = 0.0) -> bool:
+        """Keep this frame as the camera's snapshot unless the stored one is newer than
+        ``taken_at - min_interval_s``. Returns whether it was written (idempotent)."""
+        values = {"camera_id": camera_id, "taken_at": taken_at, "width": int(width), "height": int(height),
+                  "jpeg": jpeg}
+        with self._write() as conn:
+            stmt = _insert(conn, CameraSnapshot).values(values)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[CameraSnapshot.camera_id],
+                set_={k: stmt.excluded[k] for k in ("taken_at", "width", "height", "jpeg")},
+                where=CameraSnapshot.taken_at <= from_epoch(epoch(taken_at) - min_interval_s),
+            )
+            return bool(conn.execute(stmt).rowcount)
+
+    def snapshot(self, camera_id: str) -> tuple[bytes, int, int, datetime] | None:
+        with self._read() as conn:
+            row = conn.execute(
+                select(CameraSnapshot.jpeg, CameraSnapshot.width, CameraSnapshot.height, CameraSnapshot.taken_at)
+                .where(CameraSnapshot.camera_id == camera_id)
+            ).one_or_none()
+        return None if row is None else (bytes(row[0]), int(row[1]), int(row[2]), row[3])
+
+    def cameras(self) -> list[str]:
+        with self._read() as conn:
+            return sorted({str(c) for (c,) in conn.execute(select(Run.camera_id).distinct())})

@@ -1,0 +1,258 @@
+"""Minute, hour and day rollups of the raw rows, and the retention purge.
+
+A rollup of ``[since, until)`` at one granularity recomputes every bucket in that range from
+the raw rows (sightings, zone events, line crossings, tracks) and replaces the stored rows of
+those buckets in one transaction: running it again gives the same rows, and rows that arrived
+late are picked up by the next run over their bucket. Buckets are UTC-aligned.
+
+What a bucket holds (``t`` is an absolute time, see `genesis.adapters.db.analytics`):
+
+* camera: sightings, distinct tracks, recognised tracks, distinct identities seen, zone entries
+  and exits (all zones), line crossings in and out (all lines);
+* zone: entries, exits, visits (closed visits whose exit falls in the bucket) and their dwell
+  sum, peak occupancy and mean occupancy (occupied person-seconds / bucket length);
+* line: crossings in and out;
+* identity: sightings, tracks, visits and dwell (all zones), crossings in and out (all lines);
+* identity x zone: entries, visits and dwell of one person in one zone.
+
+Sums over buckets of the additive fields equal the totals of the raw rows; distinct counts
+and occupancy are computed per bucket from the raw rows, never from finer rollups.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from genesis.adapters.db.analytics import AnalyticsStore, WindowRows, from_epoch
+from genesis.adapters.db.repository import Repository
+from genesis.config import Settings
+from genesis.config.rollups import Granularity
+
+BUCKET_S: dict[str, float] = {"minute": 60.0, "hour": 3600.0, "day": 86400.0}
+DAY_S = 86400.0
+
+
+def align_down(t: float, granularity: str) -> float:
+    size = BUCKET_S[granularity]
+    return math.floor(t / size) * size
+
+
+def align_up(t: float, granularity: str) -> float:
+    size = BUCKET_S[granularity]
+    return math.ceil(t / size) * size
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    run_id: str
+    zone: str
+    track_id: int
+    start: float
+    end: float
+    closed: bool
+
+
+def zone_visits(events: Iterable[tuple[str, str, int, int, str, float]], open_until: dict[str, float]) -> list[Visit]:
+    """Pair the enter/exit events of each (run, zone, track) in ``seq`` order into visits.
+
+    A visit still open is kept up to ``open_until[run]`` (runs that are still going) with
+    ``closed=False``; an open visit of a run without an entry there is dropped.
+    """
+    ordered = sorted(events, key=lambda e: (e[0], e[1], e[2], e[3], e[4] == "exit"))
+    opened: dict[tuple[str, str, int], float] = {}
+    out: list[Visit] = []
+    for run, zone, tid, _seq, kind, t in ordered:
+        key = (run, zone, tid)
+        if kind == "enter":
+            opened[key] = t
+        elif key in opened:
+            out.append(Visit(run, zone, tid, opened.pop(key), t, True))
+    for (run, zone, tid), t in opened.items():
+        if run in open_until and open_until[run] > t:
+            out.append(Visit(run, zone, tid, t, open_until[run], False))
+    return out
+
+
+def occupancy_in(intervals: list[tuple[float, float]], lo: float, hi: float) -> tuple[int, float]:
+    """(peak, occupied seconds) of the intervals clipped to ``[lo, hi)``."""
+    edges: list[tuple[float, int]] = []
+    seconds = 0.0
+    for start, end in intervals:
+        a, b = max(start, lo), min(end, hi)
+        if b <= a:
+            continue
+        seconds += b - a
+        edges += [(a, 1), (b, -1)]
+    edges.sort()  # half-open intervals: at one instant a departure goes before an arrival
+    peak = cur = 0
+    for _, d in edges:
+        cur += d
+        peak = max(peak, cur)
+    return peak, seconds
+
+
+def compute_rollups(
+    rows: WindowRows, granularity: str, since: float, until: float, now: float
+) -> dict[str, list[dict[str, Any]]]:
+    """Rollup rows (per kind) of every bucket in ``[since, until)`` from the raw rows."""
+    size = BUCKET_S[granularity]
+
+    def bucket_of(t: float) -> float:
+        return math.floor(t / size) * size
+
+    def key(t: float) -> datetime:
+        return from_epoch(t)
+
+    camera_of = {r: s.camera_id for r, s in rows.runs.items()}
+    cam: dict[tuple[float, str], dict[str, Any]] = {}
+    zone: dict[tuple[float, str, str], dict[str, Any]] = {}
+    line: dict[tuple[float, str, str], dict[str, Any]] = {}
+    ident: dict[tuple[float, str, str], dict[str, Any]] = {}
+    ident_zone: dict[tuple[float, str, str, str], dict[str, Any]] = {}
+    cam_tracks: dict[tuple[float, str], set[tuple[str, int]]] = defaultdict(set)
+    ident_tracks: dict[tuple[float, str, str], set[tuple[str, int]]] = defaultdict(set)
+
+    def cam_row(b: float, c: str) -> dict[str, Any]:
+        return cam.setdefault((b, c), {"sightings": 0, "entries": 0, "exits": 0, "crossings_in": 0,
+                                       "crossings_out": 0})
+
+    def ident_row(b: float, c: str, name: str) -> dict[str, Any]:
+        return ident.setdefault((b, c, name), {"sightings": 0, "visits": 0, "dwell_s": 0.0, "crossings_in": 0,
+                                               "crossings_out": 0})
+
+    for run, tid, b, count in rows.sightings:
+        c = camera_of[run]
+        cam_row(b, c)["sightings"] += count
+        cam_tracks[(b, c)].add((run, tid))
+        name = rows.identities.get((run, tid))
+        if name is not None:
+            ident_row(b, c, name)["sightings"] += count
+            ident_tracks[(b, c, name)].add((run, tid))
+
+    for run, ln, tid, direction, t in rows.crossings:
+        c, b = camera_of[run], bucket_of(t)
+        field = f"crossings_{direction}"
+        cam_row(b, c)[field] += 1
+        line.setdefault((b, c, ln), {"crossings_in": 0, "crossings_out": 0})[field] += 1
+        name = rows.identities.get((run, tid))
+        if name is not None:
+            ident_row(b, c, name)[field] += 1
+
+    def zone_row(b: float, c: str, z: str) -> dict[str, Any]:
+        return zone.setdefault((b, c, z), {"entries": 0, "exits": 0, "visits": 0, "dwell_s": 0.0,
+                                           "peak_occupancy": 0, "mean_occupancy": 0.0})
+
+    def ident_zone_row(b: float, c: str, name: str, z: str) -> dict[str, Any]:
+        return ident_zone.setdefault((b, c, name, z), {"entries": 0, "visits": 0, "dwell_s": 0.0})
+
+    for run, z, tid, _seq, kind, t in rows.zone_events:
+        if not since <= t < until:
+            continue
+        c, b = camera_of[run], bucket_of(t)
+        field = "entries" if kind == "enter" else "exits"
+        cam_row(b, c)[field] += 1
+        zone_row(b, c, z)[field] += 1
+        name = rows.identities.get((run, tid))
+        if name is not None and kind == "enter":
+            ident_zone_row(b, c, name, z)["entries"] += 1
+
+    open_until = {r: min(until, now) for r, s in rows.runs.items() if s.end is None}
+    intervals: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for v in zone_visits(rows.zone_events, open_until):
+        c = camera_of[v.run_id]
+        if v.closed and since <= v.end < until:
+            b = bucket_of(v.end)
+            zone_row(b, c, v.zone)["visits"] += 1
+            zone_row(b, c, v.zone)["dwell_s"] += v.end - v.start
+            name = rows.identities.get((v.run_id, v.track_id))
+            if name is not None:
+                ident_row(b, c, name)["visits"] += 1
+                ident_row(b, c, name)["dwell_s"] += v.end - v.start
+                ident_zone_row(b, c, name, v.zone)["visits"] += 1
+                ident_zone_row(b, c, name, v.zone)["dwell_s"] += v.end - v.start
+        if v.end >= since and v.start < until:
+            intervals[(c, v.zone)].append((v.start, v.end))
+    for (c, z), spans in intervals.items():
+        lo = max(bucket_of(min(a for a, _ in spans)), since)
+        hi = min(max(b for _, b in spans), until - 1e-9)
+        b = lo
+        while b <= hi:
+            peak, seconds = occupancy_in(spans, b, b + size)
+            if peak or seconds:
+                row = zone_row(b, c, z)
+                row["peak_occupancy"] = peak
+                row["mean_occupancy"] = seconds / size
+            b += size
+
+    out: dict[str, list[dict[str, Any]]] = {"camera": [], "zone": [], "line": [], "identity": [], "identity_zone": []}
+    for (b, c), r in sorted(cam.items()):
+        names = {nm for (bb, cc, nm) in ident_tracks if bb == b and cc == c}
+        out["camera"].append({"granularity": granularity, "bucket": key(b), "camera_id": c, **r,
+                              "tracks": len(cam_tracks[(b, c)]),
+                              "recognised_tracks": sum(len(ident_tracks[(b, c, nm)]) for nm in names),
+                              "identities": len(names)})
+    for (b, c, z), r in sorted(zone.items()):
+        out["zone"].append({"granularity": granularity, "bucket": key(b), "camera_id": c, "zone": z, **r,
+                            "dwell_s": round(r["dwell_s"], 6), "mean_occupancy": round(r["mean_occupancy"], 6)})
+    for (b, c, ln), r in sorted(line.items()):
+        out["line"].append({"granularity": granularity, "bucket": key(b), "camera_id": c, "line": ln, **r})
+    for (b, c, nm), r in sorted(ident.items()):
+        out["identity"].append({"granularity": granularity, "bucket": key(b), "camera_id": c, "identity": nm, **r,
+                                "tracks": len(ident_tracks[(b, c, nm)]), "dwell_s": round(r["dwell_s"], 6)})
+    for (b, c, nm, z), r in sorted(ident_zone.items()):
+        out["identity_zone"].append({"granularity": granularity, "bucket": key(b), "camera_id": c, "identity": nm,
+                                     "zone": z, **r, "dwell_s": round(r["dwell_s"], 6)})
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RollupResult:
+    granularity: str
+    since: datetime
+    until: datetime
+    rows: dict[str, int]
+
+
+def rollup(
+    repo: Repository, granularity: Granularity, since: float, until: float, camera_id: str | None = None,
+    now: float | None = None,
+) -> RollupResult:
+    """(Re)build the rollups of every ``granularity`` bucket that starts in ``[since, until)``."""
+    if granularity not in BUCKET_S:
+        raise ValueError(f"unknown granularity {granularity!r}: use minute, hour or day")
+    lo, hi = align_down(since, granularity), align_up(until, granularity)
+    if hi <= lo:
+        hi = lo + BUCKET_S[granularity]
+    store = AnalyticsStore(repo)
+    raw = store.window_rows(lo, hi, BUCKET_S[granularity], camera_id)
+    rows = compute_rollups(raw, granularity, lo, hi, time.time() if now is None else now)
+    store.replace_rollups(granularity, lo, hi, rows, camera_id)
+    return RollupResult(granularity, from_epoch(lo), from_epoch(hi), {k: len(v) for k, v in rows.items()})
+
+
+def scheduled_window(settings: Settings, granularity: Granularity, now: float) -> tuple[float, float]:
+    """The buckets a scheduled rollup recomputes: the last ``recompute_buckets`` that ended
+    at least ``lag_s`` ago, plus the one in progress (so dashboards see the current one)."""
+    cfg = settings.rollups
+    size = BUCKET_S[granularity]
+    settled = align_down(now - cfg.lag_s, granularity)
+    return settled - cfg.recompute_buckets * size, align_up(now, granularity)
+
+
+def purge(repo: Repository, settings: Settings, now: float | None = None) -> dict[str, int]:
+    """Delete what is older than its retention (settings.retention and settings.rollups)."""
+    now = time.time() if now is None else now
+    r = settings.retention
+    cutoffs = {
+        "sightings": now - r.sightings_days * DAY_S,
+        "events": now - r.events_days * DAY_S,
+        "unknown_faces": now - r.unknown_faces_days * DAY_S,
+    }
+    rollup_cutoffs = {g: now - settings.rollups.keep_days(g) * DAY_S for g in ("minute", "hour", "day")}  # type: ignore[arg-type]
+    return AnalyticsStore(repo).purge_before(cutoffs, rollup_cutoffs)
