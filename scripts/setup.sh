@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install Genesis into it.
 #   scripts/setup.sh          runtime (embedded pipeline, CLI)
-#   scripts/setup.sh --dev    + test and lint tools, the dlib and ultralytics extras
+#   scripts/setup.sh --dev    + test and lint tools, the dlib, ultralytics and ops (Flower) extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV=0
@@ -22,7 +22,7 @@ if [ "$DEV" = 1 ]; then
   # The ultralytics extra brings torch: pin the builds that lie on this machine's disk (local index), in the same
   # resolve, so pip neither downloads another torch nor takes PyPI's torchvision (which fails beside another torch).
   # ultralytics also pulls opencv-python (5.x), which overwrites cv2: the clean-up below removes it.
-  $PIP install --quiet -e '.[dev,dlib,ultralytics]' 'torch==2.14.1' 'torchvision==0.29.1'
+  $PIP install --quiet -e '.[dev,dlib,ultralytics,ops]' 'torch==2.14.1' 'torchvision==0.29.1'
 else
   $PIP install --quiet -e .
 fi

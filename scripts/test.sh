@@ -16,6 +16,15 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "test: /usr/bin/chromium missing and not installable here (the browser test will skip)" >&2
   fi
 fi
+# The compose file is validated with Debian's docker-compose (`docker-compose config`; no engine needed).
+if ! command -v docker-compose >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose >/dev/null \
+      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose >/dev/null; }
+  else
+    echo "test: docker-compose missing and not installable here (the compose validation will skip)" >&2
+  fi
+fi
 mkdir -p test-artifacts
 export GENESIS_TEST_ARTIFACTS="${GENESIS_TEST_ARTIFACTS:-$PWD/test-artifacts}"
 .venv/bin/python -m pytest "$@"
