@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -16,10 +15,11 @@ from genesis.cli_alerts import alerts_app, print_alert_summary
 from genesis.cli_analytics import heatmap_command, rollup_command
 from genesis.cli_api import apikey_app, serve_command
 from genesis.cli_capture import capture_command
+from genesis.cli_common import ConfigOpt, console, err_console, fail, settings_from
 from genesis.cli_dlq import dlq_app
 from genesis.cli_identities import enroll_command, eval_app, identities_app, search_command
 from genesis.cli_ops import ops_app
-from genesis.config import CameraConfig, ConfigError, Settings, default_settings, load_settings
+from genesis.config import CameraConfig
 
 app = typer.Typer(
     name="genesis",
@@ -33,29 +33,6 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(identities_app, name="identities")
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
-
-console = Console()
-err_console = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Settings YAML (default: $GENESIS_CONFIG, else configs/settings.yaml if present)."
-    ),
-]
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def settings_from(config: Path | None) -> Settings:
-    try:
-        return load_settings(config) if config is not None else default_settings()
-    except ConfigError as exc:
-        fail(str(exc), 2)
-
 
 def _parse_points(spec: str, what: str, count: int | None) -> tuple[str, list[tuple[float, float]]]:
     name, sep, rest = spec.partition(":")

@@ -49,7 +49,7 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
 
 
 def _fail(message: str, code: int = 1) -> Any:
-    from genesis.cli import fail
+    from genesis.cli_common import fail
 
     fail(message, code)
 
@@ -57,7 +57,7 @@ def _fail(message: str, code: int = 1) -> Any:
 def _store(config: Path | None) -> Any:
     from genesis.adapters.db import Repository
     from genesis.adapters.db.alerts import AlertStore
-    from genesis.cli import settings_from
+    from genesis.cli_common import settings_from
 
     repo = Repository(settings_from(config).database_url)
     return repo, AlertStore(repo.engine)
@@ -92,7 +92,7 @@ def alerts(
             deliveries.setdefault(d.alert_id, []).append(d)
     finally:
         repo.close()
-    from genesis.cli import console
+    from genesis.cli_common import console
 
     if as_json:
         for r in rows:
@@ -133,7 +133,7 @@ def ack(
     config: ConfigOpt = None,
 ) -> None:
     """Acknowledge alerts."""
-    from genesis.cli import console
+    from genesis.cli_common import console
 
     repo, store = _store(config)
     try:

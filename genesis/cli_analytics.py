@@ -7,21 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from genesis.cli_common import ConfigOpt, console, err_console
 from genesis.config.rollups import Granularity
 
-console = Console()
-err_console = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Settings YAML (default: $GENESIS_CONFIG, else configs/settings.yaml if present)."
-    ),
-]
 SinceOpt = Annotated[
     str | None, typer.Option("--since", help="Start (ISO 8601, e.g. 2026-11-28T10:00; UTC when no zone is given).")
 ]
@@ -30,7 +21,7 @@ UntilOpt = Annotated[str | None, typer.Option("--until", help="End, exclusive (I
 
 def parse_time(value: str | None, option: str) -> float | None:
     """An ISO 8601 time as epoch seconds (naive times are UTC); a clear error otherwise."""
-    from genesis.cli import fail
+    from genesis.cli_common import fail
 
     if value is None:
         return None
@@ -79,7 +70,7 @@ def heatmap_command(
 
     from genesis.adapters.db import Repository
     from genesis.adapters.db.analytics import AnalyticsStore
-    from genesis.cli import fail, settings_from
+    from genesis.cli_common import fail, settings_from
     from genesis.heatmap import heatmap_image
 
     settings = settings_from(config)
@@ -131,7 +122,7 @@ def rollup_command(
     """(Re)build the rollups of a time window from the stored rows (default: all stored data)."""
     from genesis.adapters.db import Repository
     from genesis.adapters.db.analytics import AnalyticsStore
-    from genesis.cli import fail, settings_from
+    from genesis.cli_common import fail, settings_from
     from genesis.rollups import BUCKET_S, align_down, align_up, rollup
     from genesis.rollups import purge as do_purge
 

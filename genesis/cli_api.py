@@ -27,19 +27,19 @@ ConfigOpt = Annotated[
 
 
 def _settings(config: Path | None) -> Settings:
-    from genesis.cli import settings_from
+    from genesis.cli_common import settings_from
 
     return settings_from(config)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    from genesis.cli import fail
+    from genesis.cli_common import fail
 
     fail(message, code)
 
 
 def _print(*objects: object, **kwargs: object) -> None:
-    from genesis.cli import console
+    from genesis.cli_common import console
 
     console.print(*objects, **kwargs)  # type: ignore[arg-type]
 
@@ -114,7 +114,7 @@ def create(
     settings = _settings(config)
     with Repository(settings.database_url) as repo:
         token, info = ApiKeyStore(repo.engine).create(role, name)
-    from genesis.cli import err_console
+    from genesis.cli_common import err_console
 
     err_console.print(f"created key {info.id} ({info.name}, role {info.role}); it is shown only now:",
                       highlight=False)

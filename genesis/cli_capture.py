@@ -169,7 +169,7 @@ def capture_command(
     no_http: Annotated[bool, typer.Option("--no-http", help="Serve no endpoint.")] = False,
 ) -> None:
     """Capture a source into the distributed pipeline: frames to Redis, references to the detect queue."""
-    from genesis.cli import console, err_console, fail, settings_from
+    from genesis.cli_common import console, err_console, fail, settings_from
 
     settings = settings_from(config)
     targets = capture_targets(settings, source, camera, all_cameras)

@@ -39,25 +39,25 @@ ConfigOpt = Annotated[
 
 
 def _settings(config: Path | None) -> Settings:
-    from genesis.cli import settings_from
+    from genesis.cli_common import settings_from
 
     return settings_from(config)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    from genesis.cli import fail
+    from genesis.cli_common import fail
 
     fail(message, code)
 
 
 def _warn(message: str) -> None:
-    from genesis.cli import err_console
+    from genesis.cli_common import err_console
 
     err_console.print(f"[yellow]skipped[/] {message}", highlight=False, soft_wrap=True)
 
 
 def _print(*objects: object, **kwargs: Any) -> None:
-    from genesis.cli import console
+    from genesis.cli_common import console
 
     console.print(*objects, **kwargs)
 

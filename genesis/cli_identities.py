@@ -5,40 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genesis.config import ConfigError, Settings, default_settings, load_settings
+from genesis.cli_common import ConfigOpt, console, err_console, fail, settings_from
+from genesis.config import Settings
 
 identities_app = typer.Typer(help="Enrolled identities.", invoke_without_command=True)
 eval_app = typer.Typer(help="Quality evaluations on labelled data.", no_args_is_help=True)
-
-console = Console()
-err_console = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Settings YAML (default: $GENESIS_CONFIG, else configs/settings.yaml if present)."
-    ),
-]
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def settings_from(config: Path | None) -> Settings:
-    try:
-        return load_settings(config) if config is not None else default_settings()
-    except ConfigError as exc:
-        fail(str(exc), 2)
-
 
 def _actor(settings: Settings) -> str:
     from genesis.identities.store import default_actor
