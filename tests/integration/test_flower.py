@@ -58,7 +58,7 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None
 
 
 def test_flower_shows_the_worker_and_its_tasks(tmp_path: Path) -> None:
-    import flower  # noqa: F401  (the `ops` extra, which scripts/setup.sh --dev installs: never skipped)
+    import flower
     rds = redis.Redis.from_url(URL)
     rds.flushdb()
     db = f"sqlite:///{tmp_path / 'genesis.db'}"
