@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import Celery
 
 from genesis.config import Settings, default_settings
-from genesis.schedule import beat_schedule
+from genesis.services.schedule import beat_schedule
 from genesis.tasks.routing import QUEUES, celery_routes
 
 

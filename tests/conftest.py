@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from genesis.backends.weights import CATALOG, pull
 from genesis.config import Settings, load_settings
-from genesis.weights import CATALOG, pull
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GENESIS_SHARED_DIR", ROOT.parent / "shared")).resolve()

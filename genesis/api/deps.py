@@ -13,7 +13,7 @@ from fastapi.security import APIKeyCookie, APIKeyHeader
 
 from genesis.adapters.db import Repository
 from genesis.adapters.db.apikeys import ApiKeyInfo, ApiKeyStore
-from genesis.adapters.db.models_api import API_ROLES
+from genesis.adapters.db.tables_api import API_ROLES
 from genesis.adapters.dlq import DeadLetters
 from genesis.api.errors import ApiError
 from genesis.config import Settings
@@ -59,7 +59,7 @@ class AppServices:
     def celery(self) -> Celery:
         with self._lock:
             if self._celery is None:
-                from genesis.capture import make_app
+                from genesis.pipeline.capture import make_app
 
                 self._celery = make_app(self.settings)
             return self._celery
@@ -68,7 +68,7 @@ class AppServices:
         """The face detector and embedder, loaded once (raises WeightsError when missing)."""
         with self._lock:
             if self._faces is None:
-                from genesis.models import load_face_models
+                from genesis.pipeline.model_loader import load_face_models
 
                 self._faces = load_face_models(self.settings)
             return self._faces

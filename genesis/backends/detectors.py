@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 
 from genesis.backends.onnx import create_session
+from genesis.backends.weights import WeightsError, resolve
 from genesis.config import DetectorConfig
 from genesis.domain import Detection
-from genesis.weights import WeightsError, resolve
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genesis.weights import WeightsError
+from genesis.backends.weights import WeightsError
 
 
 def session_options(threads: int = 0) -> Any:

@@ -2,7 +2,7 @@
 
 from genesis.config.cameras import CameraConfig, LineConfig, ZoneConfig
 from genesis.config.distributed import DistributedConfig
-from genesis.config.models import DetectorConfig, EmbedderConfig, FaceDetectorConfig, ModelsConfig, RecognitionConfig
+from genesis.config.inference import DetectorConfig, EmbedderConfig, FaceDetectorConfig, ModelsConfig, RecognitionConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
 from genesis.config.settings import ConfigError, Settings, default_settings, load_settings
 

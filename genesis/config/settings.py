@@ -16,7 +16,7 @@ from genesis.config.api import ApiConfig
 from genesis.config.cameras import CameraConfig
 from genesis.config.distributed import DistributedConfig
 from genesis.config.identities import IdentitiesConfig
-from genesis.config.models import DetectorConfig, ModelsConfig, RecognitionConfig
+from genesis.config.inference import DetectorConfig, ModelsConfig, RecognitionConfig
 from genesis.config.ops import OpsConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
 from genesis.config.rollups import RollupsConfig

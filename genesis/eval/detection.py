@@ -449,8 +449,8 @@ def format_report(report: DetectionReport) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from genesis.backends.detectors import build_detector
+    from genesis.backends.weights import WeightsError
     from genesis.config import DetectorConfig, ModelsConfig
-    from genesis.weights import WeightsError
 
     defaults = DetectorConfig()
     parser = argparse.ArgumentParser(

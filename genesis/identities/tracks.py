@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, delete, select, update
 
-from genesis.adapters.db.models import FaceEmbedding, Identity, Run, Track, utcnow
-from genesis.adapters.db.models_identities import IdentityNegative, TrackFace, UnknownCluster
 from genesis.adapters.db.repository import NotFoundError, _insert
+from genesis.adapters.db.tables import FaceEmbedding, Identity, Run, Track, utcnow
+from genesis.adapters.db.tables_identities import IdentityNegative, TrackFace, UnknownCluster
 from genesis.identities.store import IdentityError, IdentityStore, check_name, vector_blob
 
 CLUSTER_LOCK = 0x67656E65_636C7573

@@ -1,7 +1,7 @@
 """Queue ``detect`` (or ``gpu``): person detection, stateless, any worker, any order.
 
 A message carries one frame, or several consecutive frames of one run when capture batches
-(see genesis.capture): their results go to the sequencer in one round trip and wake it once.
+(see genesis.pipeline.capture): their results go to the sequencer in one round trip and wake it once.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from genesis.celery import app
 from genesis.domain import FrameRef
 from genesis.domain.codec import decode
 from genesis.ops.metrics import time_inference
-from genesis.sequencer import FrameResult, push_results, wake_key
+from genesis.pipeline.sequencer import FrameResult, push_results, wake_key
 from genesis.stages.detect import detect_frame
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask

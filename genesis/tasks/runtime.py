@@ -12,9 +12,9 @@ from genesis.adapters.redis_frames import RedisFrameStore
 from genesis.backends.detectors import PersonDetector, build_detector
 from genesis.config import Settings
 from genesis.identities.cache import GalleryCache, LiveFaces
-from genesis.models import load_face_models
 from genesis.ops.metrics import model_loaded
 from genesis.ops.timing import TimedEmbedder, TimedFaceDetector
+from genesis.pipeline.model_loader import load_face_models
 from genesis.stages.camera import FaceModels
 
 _lock = threading.Lock()

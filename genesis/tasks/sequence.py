@@ -10,12 +10,10 @@ import numpy as np
 from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
-from genesis.alerts import prime
 from genesis.celery import app
 from genesis.domain import FrameOutcome, FrameRef, ZoneEvent
 from genesis.domain.codec import encode
-from genesis.heatmap import keep_snapshot_distributed
-from genesis.sequencer import (
+from genesis.pipeline.sequencer import (
     LOCK_TTL_MS,
     Sequencer,
     SequencerState,
@@ -24,6 +22,8 @@ from genesis.sequencer import (
     run_meta_for_report,
     wake_key,
 )
+from genesis.services.alerts import prime
+from genesis.services.heatmap import keep_snapshot_distributed
 from genesis.stages.camera import CameraState
 from genesis.tasks import routing, runtime
 from genesis.tasks.alerts import run_time_origin, send_alerts

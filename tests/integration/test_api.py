@@ -28,11 +28,11 @@ from genesis.adapters.db.apikeys import ApiKeyStore
 from genesis.adapters.dlq import DeadLetter, DeadLetters
 from genesis.adapters.frame_store import encode_jpeg, frame_key
 from genesis.api import create_app
-from genesis.capture import detect_backlog, make_app
 from genesis.config import Settings
-from genesis.embedded import run_embedded
 from genesis.identities.store import VERSION_KEY, IdentityStore
-from genesis.report import build_results, visits
+from genesis.pipeline.capture import detect_backlog, make_app
+from genesis.pipeline.embedded import run_embedded
+from genesis.pipeline.report import build_results, visits
 from tests.integration.workers import fresh_postgres_database, workers
 from tests.services import redis_url
 

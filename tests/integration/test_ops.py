@@ -203,7 +203,7 @@ def test_every_process_serves_health_metrics_status(env: dict[str, str], data_di
         assert status["uptime_s"] > 0 and status["processed"] == {}
 
         capture = subprocess.Popen(
-            [sys.executable, "-m", "genesis.cli", "capture", "--camera", "entrance",
+            [sys.executable, "-m", "genesis.cli.main", "capture", "--camera", "entrance",
              "--source", camera.url, "--port", str(ports["capture"])],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )

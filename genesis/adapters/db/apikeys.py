@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import OperationalError
 
-from genesis.adapters.db.models import utcnow
-from genesis.adapters.db.models_api import API_ROLES, ApiKey
+from genesis.adapters.db.tables import utcnow
+from genesis.adapters.db.tables_api import API_ROLES, ApiKey
 
 KEY_PREFIX = "gk_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)

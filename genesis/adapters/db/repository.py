@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from genesis.adapters.db.models import (
+from genesis.adapters.db.tables import (
     RUN_STATUSES,
     Camera,
     FaceEmbedding,

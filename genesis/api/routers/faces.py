@@ -24,9 +24,9 @@ from genesis.api.schemas import (
     UnknownPage,
 )
 from genesis.api.services import identities as svc
-from genesis.enroll import EnrollError
 from genesis.identities.crypto import BiometricKeyError
 from genesis.identities.store import IdentityError
+from genesis.services.enroll import EnrollError
 
 router = APIRouter(prefix="/api", tags=["faces"], responses=ERROR_RESPONSES)
 

@@ -12,9 +12,9 @@ from genesis.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from genesis.api.params import SafeText
 from genesis.api.schemas import EnrollOut, IdentityOut, RenameIn
 from genesis.api.services import identities as svc
+from genesis.backends.weights import WeightsError
 from genesis.identities.crypto import BiometricKeyError
 from genesis.identities.store import IdentityError
-from genesis.weights import WeightsError
 
 router = APIRouter(prefix="/api/identities", tags=["identities"], responses=ERROR_RESPONSES)
 
@@ -82,7 +82,7 @@ def enroll(
         raise ApiError(413, f"too many photos: at most {cfg.max_photos} per request")
     uploads = [read_upload(s, photo) for photo in photos]
     face_detector, embedder = face_models(s)
-    from genesis.models import detector_label
+    from genesis.pipeline.model_loader import detector_label
 
     try:
         result = svc.enroll_uploads(store(s), s.settings, name, uploads, face_detector, embedder,

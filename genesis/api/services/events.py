@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 
 from genesis.adapters.db import Repository
-from genesis.adapters.db.models import Run, SightingRow, Track, ZoneEventRow
+from genesis.adapters.db.tables import Run, SightingRow, Track, ZoneEventRow
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from genesis.adapters.db.models import Base, UTCDateTime
+from genesis.adapters.db.tables import Base, UTCDateTime
 
 ALERT_KINDS = ("crowding", "loitering", "anomaly", "watchlist", "restricted")
 DELIVERY_STATUSES = ("pending", "sending", "delivered", "failed")

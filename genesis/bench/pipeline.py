@@ -1,6 +1,6 @@
 """Benchmark: the embedded pipeline against a detector-only loop over the same frames.
 
-    python -m genesis.bench --source VIDEO [--frames 240] [--stride 1] [--enroll DIR]
+    python -m genesis.bench.pipeline --source VIDEO [--frames 240] [--stride 1] [--enroll DIR]
 
 Both loops read the same frames of the same video, in the same process, with the same
 detector; the pipeline adds JPEG round trip, tracking, recognition per track, analytics and
@@ -23,9 +23,9 @@ from genesis.adapters.db import Repository
 from genesis.adapters.video import VideoSource
 from genesis.backends.detectors import PersonDetector
 from genesis.config import load_settings
-from genesis.embedded import run_embedded
-from genesis.enroll import enroll
-from genesis.models import detector_label, load_models
+from genesis.pipeline.embedded import run_embedded
+from genesis.pipeline.model_loader import detector_label, load_models
+from genesis.services.enroll import enroll
 from genesis.stages.recognize import find_face
 
 

@@ -1,8 +1,8 @@
 """``genesis capture``: the capture process of the distributed mode, one camera or all of them.
 
-Kept apart from ``genesis.cli`` so that ``workers/capture.py`` can run the same code; the
+Kept apart from ``genesis.cli.main`` so that ``workers/capture.py`` can run the same code; the
 helpers of the CLI (``fail``, ``settings_from``, the consoles) are imported when the command
-runs, which keeps ``genesis.cli`` free to import this module at its top.
+runs, which keeps ``genesis.cli.main`` free to import this module at its top.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Annotated
 
 import typer
 
-from genesis.capture import CaptureLoop, CaptureStats, distributed_capture, make_app
 from genesis.config import CameraConfig, Settings
+from genesis.pipeline.capture import CaptureLoop, CaptureStats, distributed_capture, make_app
 
 ConfigOpt = Annotated[
     Path | None,
@@ -169,7 +169,7 @@ def capture_command(
     no_http: Annotated[bool, typer.Option("--no-http", help="Serve no endpoint.")] = False,
 ) -> None:
     """Capture a source into the distributed pipeline: frames to Redis, references to the detect queue."""
-    from genesis.cli_common import console, err_console, fail, settings_from
+    from genesis.cli.common import console, err_console, fail, settings_from
 
     settings = settings_from(config)
     targets = capture_targets(settings, source, camera, all_cameras)

@@ -1,9 +1,9 @@
 """``genesis dlq``: list, show, replay and purge dead letters (tasks that failed for good).
 
-Registered on the main CLI as ``genesis dlq``; also runnable alone as ``python -m genesis.cli_dlq``.
-The helpers of :mod:`genesis.cli` (``settings_from``, ``fail``, ``console``) are imported when a
+Registered on the main CLI as ``genesis dlq``; also runnable alone as ``python -m genesis.cli.dlq``.
+The helpers of :mod:`genesis.cli.main` (``settings_from``, ``fail``, ``console``) are imported when a
 command runs, not at import, so the two modules can import each other in any order (including
-``python -m genesis.cli``, which loads genesis/cli.py a second time under its real name).
+``python -m genesis.cli.main``, which loads genesis/cli/main.py a second time under its real name).
 """
 
 from __future__ import annotations
@@ -39,25 +39,25 @@ ConfigOpt = Annotated[
 
 
 def _settings(config: Path | None) -> Settings:
-    from genesis.cli_common import settings_from
+    from genesis.cli.common import settings_from
 
     return settings_from(config)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    from genesis.cli_common import fail
+    from genesis.cli.common import fail
 
     fail(message, code)
 
 
 def _warn(message: str) -> None:
-    from genesis.cli_common import err_console
+    from genesis.cli.common import err_console
 
     err_console.print(f"[yellow]skipped[/] {message}", highlight=False, soft_wrap=True)
 
 
 def _print(*objects: object, **kwargs: Any) -> None:
-    from genesis.cli_common import console
+    from genesis.cli.common import console
 
     console.print(*objects, **kwargs)
 

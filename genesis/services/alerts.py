@@ -2,7 +2,7 @@
 
 One code path for both modes: :func:`deliver_once` makes one attempt at every target of one
 stored alert that is not delivered yet, recording each attempt in ``alert_deliveries``; the
-Celery task ``genesis.alerts.deliver`` (queue ``analytics``) and the embedded run's
+Celery task ``genesis.services.alerts.deliver`` (queue ``analytics``) and the embedded run's
 :class:`BackgroundDeliverer` thread call it again with exponential backoff and full jitter
 until every target is delivered or has used ``alerts.delivery.max_attempts``.
 

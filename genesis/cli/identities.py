@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genesis.cli_common import ConfigOpt, console, err_console, fail, settings_from
+from genesis.cli.common import ConfigOpt, console, err_console, fail, settings_from
 from genesis.config import Settings
 
 identities_app = typer.Typer(help="Enrolled identities.", invoke_without_command=True)
@@ -47,12 +47,12 @@ def enroll_command(
 ) -> None:
     """Enroll an identity from one or several photos (all photos or none)."""
     from genesis.adapters.db import Repository
-    from genesis.enroll import EnrollError
-    from genesis.enroll import enroll as do_enroll
+    from genesis.backends.weights import WeightsError
     from genesis.identities.crypto import BiometricKeyError
     from genesis.identities.store import IdentityError
-    from genesis.models import detector_label, load_face_models
-    from genesis.weights import WeightsError
+    from genesis.pipeline.model_loader import detector_label, load_face_models
+    from genesis.services.enroll import EnrollError
+    from genesis.services.enroll import enroll as do_enroll
 
     settings = settings_from(config)
     try:
@@ -137,11 +137,11 @@ def identities_reembed(
 ) -> None:
     """Recompute every enrolled embedding with a model, from the kept face crops."""
     from genesis.backends.faces import build_embedder
+    from genesis.backends.weights import WeightsError
     from genesis.config import EmbedderConfig
-    from genesis.enroll import EnrollError
     from genesis.identities.crypto import BiometricKeyError
     from genesis.identities.reembed import re_embed
-    from genesis.weights import WeightsError
+    from genesis.services.enroll import EnrollError
 
     settings = settings_from(config)
     try:
@@ -228,11 +228,11 @@ def eval_faces(
     """Enroll part of each identity's photos, identify the rest and the unknowns: top-1 accuracy,
     TAR at FAR 1%, unknown rejection and timings."""
     from genesis.backends.faces import build_embedder, build_face_detector
+    from genesis.backends.weights import WeightsError
     from genesis.config import EmbedderConfig
-    from genesis.config.models import DEFAULT_COSINE_THRESHOLDS, DEFAULT_MARGINS
-    from genesis.enroll import EnrollError
+    from genesis.config.inference import DEFAULT_COSINE_THRESHOLDS, DEFAULT_MARGINS
     from genesis.eval.faces import _parse_named_paths, evaluate_faces, format_report, format_table, load_dataset
-    from genesis.weights import WeightsError
+    from genesis.services.enroll import EnrollError
 
     settings = settings_from(config)
     names = model or [settings.recognition.embedder.model]
@@ -366,11 +366,11 @@ def search_command(
     """Search by photo: the tracks of that face across cameras and time (nearest first)."""
     import hashlib
 
-    from genesis.enroll import EnrollError, read_image
+    from genesis.backends.weights import WeightsError
     from genesis.identities.crypto import BiometricKeyError
     from genesis.identities.tracks import search
-    from genesis.models import load_face_models
-    from genesis.weights import WeightsError
+    from genesis.pipeline.model_loader import load_face_models
+    from genesis.services.enroll import EnrollError, read_image
 
     settings = settings_from(config)
     try:

@@ -22,7 +22,6 @@ from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg, encode_jpeg, frame_key
 from genesis.adapters.video import VideoSource
-from genesis.alerts import EmbeddedAlerts, prime
 from genesis.config import CameraConfig, Settings
 from genesis.domain import (
     Alert,
@@ -34,11 +33,12 @@ from genesis.domain import (
     Sighting,
     ZoneEvent,
 )
-from genesis.heatmap import SnapshotKeeper, heatmap_image
 from genesis.identities.cache import GalleryCache, LiveFaces
 from genesis.identities.tracks import save_camera_track_faces
-from genesis.models import LoadedModels, load_models
-from genesis.report import build_results, write_json_atomic
+from genesis.pipeline.model_loader import LoadedModels, load_models
+from genesis.pipeline.report import build_results, write_json_atomic
+from genesis.services.alerts import EmbeddedAlerts, prime
+from genesis.services.heatmap import SnapshotKeeper, heatmap_image
 from genesis.stages.camera import CameraState, FaceModels
 from genesis.stages.detect import detect_frame
 

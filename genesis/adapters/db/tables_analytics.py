@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, Double, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from genesis.adapters.db.models import Base, UTCDateTime
+from genesis.adapters.db.tables import Base, UTCDateTime
 
 GRANULARITIES = ("minute", "hour", "day")
 _GRANULARITY_CHECK = "granularity IN ('minute', 'hour', 'day')"

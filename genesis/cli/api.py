@@ -1,7 +1,7 @@
 """``genesis serve`` (the REST API and dashboard) and ``genesis apikey create|list|revoke``.
 
-Registered on the main CLI; the helpers of :mod:`genesis.cli` are imported when a command runs
-(as in :mod:`genesis.cli_dlq`), so the two modules can import each other in any order.
+Registered on the main CLI; the helpers of :mod:`genesis.cli.main` are imported when a command runs
+(as in :mod:`genesis.cli.dlq`), so the two modules can import each other in any order.
 """
 
 from __future__ import annotations
@@ -27,19 +27,19 @@ ConfigOpt = Annotated[
 
 
 def _settings(config: Path | None) -> Settings:
-    from genesis.cli_common import settings_from
+    from genesis.cli.common import settings_from
 
     return settings_from(config)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    from genesis.cli_common import fail
+    from genesis.cli.common import fail
 
     fail(message, code)
 
 
 def _print(*objects: object, **kwargs: object) -> None:
-    from genesis.cli_common import console
+    from genesis.cli.common import console
 
     console.print(*objects, **kwargs)  # type: ignore[arg-type]
 
@@ -107,14 +107,14 @@ def create(
     """Create a key and print it (only this once: it is stored hashed)."""
     from genesis.adapters.db import Repository
     from genesis.adapters.db.apikeys import ApiKeyStore
-    from genesis.adapters.db.models_api import API_ROLES
+    from genesis.adapters.db.tables_api import API_ROLES
 
     if role not in API_ROLES:
         _fail(f"--role must be one of {', '.join(API_ROLES)}", 2)
     settings = _settings(config)
     with Repository(settings.database_url) as repo:
         token, info = ApiKeyStore(repo.engine).create(role, name)
-    from genesis.cli_common import err_console
+    from genesis.cli.common import err_console
 
     err_console.print(f"created key {info.id} ({info.name}, role {info.role}); it is shown only now:",
                       highlight=False)

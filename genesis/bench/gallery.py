@@ -1,6 +1,6 @@
 """Top-1 match time of the open-set gallery on synthetic embeddings (exact cosine search).
 
-``python -m genesis.bench_gallery [--sizes 1000 100000 1000000] [--dim 128] [--per-identity 4] [--queries 50]``
+``python -m genesis.bench.gallery [--sizes 1000 100000 1000000] [--dim 128] [--per-identity 4] [--queries 50]``
 
 Random unit vectors (fixed seed), ``per-identity`` embeddings per identity, a query = one
 :meth:`genesis.stages.recognize.Gallery.match` call (matrix-vector product, best per identity,
@@ -63,7 +63,7 @@ def bench(size: int, dim: int, per_identity: int, queries: int, seed: int = 0) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m genesis.bench_gallery", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m genesis.bench.gallery", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=128, help="embedding size (SFace, Dlib: 128; ArcFace: 512)")
     parser.add_argument("--per-identity", type=int, default=4)

@@ -9,7 +9,7 @@ from typing import Any
 
 from genesis.adapters.db import Repository
 from genesis.config import Settings
-from genesis.sequencer import done_key
+from genesis.pipeline.sequencer import done_key
 from genesis.tasks.dispatch import end_key
 from genesis.tasks.routing import QUEUES, SEQUENCE
 
@@ -46,7 +46,7 @@ def _idle_recheck(raw: bytes | str, redis_client: Any) -> bool:
 
 
 def backlog(settings: Settings, app: Any, redis_client: Any, repo: Repository) -> PipelineBacklog:
-    from genesis.capture import _broker_client, detect_backlog
+    from genesis.pipeline.capture import _broker_client, detect_backlog
 
     queued = {q: detect_backlog(app, q) for q in QUEUES}
     broker = _broker_client(str(app.conf.broker_url))

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from genesis.adapters.db.models import Base, UTCDateTime
+from genesis.adapters.db.tables import Base, UTCDateTime
 
 API_ROLES = ("viewer", "operator", "admin")
 

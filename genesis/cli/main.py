@@ -11,14 +11,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genesis.cli_alerts import alerts_app, print_alert_summary
-from genesis.cli_analytics import heatmap_command, rollup_command
-from genesis.cli_api import apikey_app, serve_command
-from genesis.cli_capture import capture_command
-from genesis.cli_common import ConfigOpt, console, err_console, fail, settings_from
-from genesis.cli_dlq import dlq_app
-from genesis.cli_identities import enroll_command, eval_app, identities_app, search_command
-from genesis.cli_ops import ops_app
+from genesis.cli.alerts import alerts_app, print_alert_summary
+from genesis.cli.analytics import heatmap_command, rollup_command
+from genesis.cli.api import apikey_app, serve_command
+from genesis.cli.capture import capture_command
+from genesis.cli.common import ConfigOpt, console, err_console, fail, settings_from
+from genesis.cli.dlq import dlq_app
+from genesis.cli.identities import enroll_command, eval_app, identities_app, search_command
+from genesis.cli.ops import ops_app
 from genesis.config import CameraConfig
 
 app = typer.Typer(
@@ -81,9 +81,9 @@ def run(
 ) -> None:
     """Run the embedded pipeline on a video or camera and show what it found."""
     from genesis.adapters.video import SourceError
-    from genesis.embedded import Progress as RunProgress
-    from genesis.embedded import run_embedded
-    from genesis.weights import WeightsError
+    from genesis.backends.weights import WeightsError
+    from genesis.pipeline.embedded import Progress as RunProgress
+    from genesis.pipeline.embedded import run_embedded
 
     settings = settings_from(config)
     cam = camera_with_overrides(settings.camera(camera, source), zone, line)
@@ -153,7 +153,7 @@ def print_summary(report: dict[str, Any]) -> None:
 
 def print_identity_breakdown(res: dict[str, Any]) -> None:
     """Per recognised person: visits and dwell per zone, crossings per line (by direction name)."""
-    from genesis.cli_analytics import identity_breakdown_table
+    from genesis.cli.analytics import identity_breakdown_table
 
     table = identity_breakdown_table(res)
     if table is not None:
@@ -166,7 +166,7 @@ def models(ctx: typer.Context, config: ConfigOpt = None) -> None:
     """List the weights the configured models need, where they are, and whether they load."""
     if ctx.invoked_subcommand is not None:
         return
-    from genesis.models import check_models
+    from genesis.pipeline.model_loader import check_models
 
     settings = settings_from(config)
     console.print(f"models folder: {settings.models.path}")
@@ -197,7 +197,7 @@ def models_pull(
     config: ConfigOpt = None,
 ) -> None:
     """Provision the configured weights into the models folder."""
-    from genesis.weights import CATALOG, pull, required_weights
+    from genesis.backends.weights import CATALOG, pull, required_weights
 
     settings = settings_from(config)
     sources = list(from_dir)
@@ -241,7 +241,7 @@ def report(
 ) -> None:
     """Write report.json of a stored run."""
     from genesis.adapters.db import Repository
-    from genesis.report import build_results, write_json_atomic
+    from genesis.pipeline.report import build_results, write_json_atomic
 
     settings = settings_from(config)
     with Repository(settings.database_url) as repo:
@@ -274,8 +274,8 @@ def drain(
     import redis
 
     from genesis.adapters.db import Repository
-    from genesis.capture import make_app
-    from genesis.drain import backlog
+    from genesis.pipeline.capture import make_app
+    from genesis.pipeline.drain import backlog
 
     settings = settings_from(config)
     celery_app = make_app(settings)

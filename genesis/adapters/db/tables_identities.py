@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Double, ForeignKey, Index, Integer, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from genesis.adapters.db.models import Base, JSONType, UTCDateTime
+from genesis.adapters.db.tables import Base, JSONType, UTCDateTime
 
 
 class FacePhoto(Base):

@@ -61,7 +61,7 @@ def check_models(settings: Settings) -> list[ModelCheck]:
     """Each configured weight file: present, sha256 against the catalogue, and a real load."""
     import numpy as np
 
-    from genesis.weights import WeightsError, required_weights, resolve, sha256_of
+    from genesis.backends.weights import WeightsError, required_weights, resolve, sha256_of
 
     models_dir = settings.models.path
     loaders: dict[str, Callable[[], object]] = {

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genesis.cli_common import ConfigOpt, console, err_console
+from genesis.cli.common import ConfigOpt, console, err_console
 from genesis.config.rollups import Granularity
 
 SinceOpt = Annotated[
@@ -21,7 +21,7 @@ UntilOpt = Annotated[str | None, typer.Option("--until", help="End, exclusive (I
 
 def parse_time(value: str | None, option: str) -> float | None:
     """An ISO 8601 time as epoch seconds (naive times are UTC); a clear error otherwise."""
-    from genesis.cli_common import fail
+    from genesis.cli.common import fail
 
     if value is None:
         return None
@@ -70,8 +70,8 @@ def heatmap_command(
 
     from genesis.adapters.db import Repository
     from genesis.adapters.db.analytics import AnalyticsStore
-    from genesis.cli_common import fail, settings_from
-    from genesis.heatmap import heatmap_image
+    from genesis.cli.common import fail, settings_from
+    from genesis.services.heatmap import heatmap_image
 
     settings = settings_from(config)
     lo, hi = parse_time(since, "--since"), parse_time(until, "--until")
@@ -122,9 +122,9 @@ def rollup_command(
     """(Re)build the rollups of a time window from the stored rows (default: all stored data)."""
     from genesis.adapters.db import Repository
     from genesis.adapters.db.analytics import AnalyticsStore
-    from genesis.cli_common import fail, settings_from
-    from genesis.rollups import BUCKET_S, align_down, align_up, rollup
-    from genesis.rollups import purge as do_purge
+    from genesis.cli.common import fail, settings_from
+    from genesis.services.rollups import BUCKET_S, align_down, align_up, rollup
+    from genesis.services.rollups import purge as do_purge
 
     settings = settings_from(config)
     grans = granularity or list(settings.rollups.granularities)

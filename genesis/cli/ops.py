@@ -38,7 +38,7 @@ def _get(url: str, timeout: float) -> tuple[int, bytes]:
 @ops_app.command("check")
 def check(url: UrlArg, timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 5.0) -> None:
     """Exit 0 if the endpoint is healthy (ok or degraded), 1 if not, 2 if it does not answer."""
-    from genesis.cli_common import console, fail
+    from genesis.cli.common import console, fail
 
     target = _url(url, "/health")
     try:
@@ -60,7 +60,7 @@ def check(url: UrlArg, timeout: Annotated[float, typer.Option(help="Seconds to w
 @ops_app.command("status")
 def status(url: UrlArg, timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 5.0) -> None:
     """Print the /status JSON of a process."""
-    from genesis.cli_common import console, fail
+    from genesis.cli.common import console, fail
 
     target = _url(url, "/status")
     try:

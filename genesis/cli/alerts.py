@@ -1,7 +1,7 @@
 """``genesis alerts``: list stored alerts (filters, table or JSON) and acknowledge them.
 
-Registered on the main CLI as ``genesis alerts``. Like genesis/cli_dlq.py, the helpers of
-:mod:`genesis.cli` are imported when a command runs, so the two modules import each other
+Registered on the main CLI as ``genesis alerts``. Like genesis/cli/dlq.py, the helpers of
+:mod:`genesis.cli.main` are imported when a command runs, so the two modules import each other
 in any order.
 """
 
@@ -49,7 +49,7 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
 
 
 def _fail(message: str, code: int = 1) -> Any:
-    from genesis.cli_common import fail
+    from genesis.cli.common import fail
 
     fail(message, code)
 
@@ -57,7 +57,7 @@ def _fail(message: str, code: int = 1) -> Any:
 def _store(config: Path | None) -> Any:
     from genesis.adapters.db import Repository
     from genesis.adapters.db.alerts import AlertStore
-    from genesis.cli_common import settings_from
+    from genesis.cli.common import settings_from
 
     repo = Repository(settings_from(config).database_url)
     return repo, AlertStore(repo.engine)
@@ -92,7 +92,7 @@ def alerts(
             deliveries.setdefault(d.alert_id, []).append(d)
     finally:
         repo.close()
-    from genesis.cli_common import console
+    from genesis.cli.common import console
 
     if as_json:
         for r in rows:
@@ -133,7 +133,7 @@ def ack(
     config: ConfigOpt = None,
 ) -> None:
     """Acknowledge alerts."""
-    from genesis.cli_common import console
+    from genesis.cli.common import console
 
     repo, store = _store(config)
     try:

@@ -1,14 +1,14 @@
 """Benchmark: the distributed pipeline (real Celery workers, Redis, PostgreSQL) on the frames
 of the embedded benchmark, side by side with the embedded run and the detector-only loop.
 
-    python -m genesis.bench_distributed --source VIDEO [--frames 120] [--stride 1] \\
+    python -m genesis.bench.distributed --source VIDEO [--frames 120] [--stride 1] \\
         [--detect-workers 2] [--rounds 2] [--detect-threads 0] [--enroll DIR] \\
         [--parts throughput,noop,latency] [--noop-task-events] [--noop-unbatched] [--markdown]
 
 Three parts, in one run:
 
 1. **Throughput.** The same frames through (a) the detector alone, in this process (as
-   ``genesis.bench`` does), (b) ``run_embedded`` in this process on SQLite, and (c) the
+   ``genesis.bench.pipeline`` does), (b) ``run_embedded`` in this process on SQLite, and (c) the
    distributed pipeline: this process captures (JPEG into Redis, a FrameRef per frame on the
    detect queue), ``celery -A genesis worker`` processes detect (prefork, N children),
    sequence (recognize queue, solo) and store (solo) into a fresh PostgreSQL database, and
@@ -184,7 +184,7 @@ def ratio_pct(a: float, b: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# benchmark-only workers: ``python -m genesis.bench_distributed --bench-worker [...] -- ARGS``
+# benchmark-only workers: ``python -m genesis.bench.distributed --bench-worker [...] -- ARGS``
 # ---------------------------------------------------------------------------------------------
 
 
@@ -219,7 +219,7 @@ def _install_stamps() -> None:
     import genesis.tasks.detect as detect_mod
     from genesis.celery import app
     from genesis.domain import Sighting
-    from genesis.sequencer import FrameResult
+    from genesis.pipeline.sequencer import FrameResult
     from genesis.tasks import routing, runtime
 
     push = cast(Any, detect_mod).push_results
@@ -289,7 +289,7 @@ def worker_entry(argv: list[str]) -> None:
     ``--profile=DIR`` (cProfile of every process).
     Arguments after ``--`` go to ``celery worker``."""
     if "--" not in argv:
-        raise SystemExit(f"usage: python -m genesis.bench_distributed --bench-worker [{'] ['.join(WORKER_FLAGS)}] "
+        raise SystemExit(f"usage: python -m genesis.bench.distributed --bench-worker [{'] ['.join(WORKER_FLAGS)}] "
                          "-- CELERY_WORKER_ARGS")
     split = argv.index("--")
     flags, celery_args = argv[:split], argv[split + 1:]
@@ -411,7 +411,7 @@ class WorkerProcess:
         if bench_flags is None:
             cmd = [sys.executable, "-m", "celery", "-A", "genesis", "worker", *args]
         else:
-            cmd = [sys.executable, "-m", "genesis.bench_distributed", "--bench-worker", *bench_flags, "--", *args]
+            cmd = [sys.executable, "-m", "genesis.bench.distributed", "--bench-worker", *bench_flags, "--", *args]
         self.cmd = cmd
         self._fh = self.log.open("w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
@@ -648,7 +648,7 @@ class Harness:
     def __post_init__(self) -> None:
         import redis
 
-        from genesis.capture import make_app
+        from genesis.pipeline.capture import make_app
 
         self.app = make_app(self.settings)
         self.client = redis.Redis.from_url(self.settings.redis_url)
@@ -657,7 +657,7 @@ class Harness:
     def idle_rechecks(self, run_id: str) -> tuple[int, int, int]:
         """(unacknowledged broker messages, of which delayed sequence re-checks of finished runs,
         of which of this run)."""
-        from genesis.sequencer import done_key
+        from genesis.pipeline.sequencer import done_key
 
         entries = self.broker.hvals("unacked")
         idle = mine = 0
@@ -673,7 +673,7 @@ class Harness:
         delayed sequence re-checks of runs already finished do not count: they will find the
         run done and do nothing. Returns the perf_counter time of the first of the two looks
         and how many such re-checks were waiting."""
-        from genesis.drain import backlog
+        from genesis.pipeline.drain import backlog
 
         deadline = time.monotonic() + self.drain_timeout_s
         first_empty: float | None = None
@@ -698,7 +698,7 @@ class Harness:
 
     def run(self, source: str, frames: int, stride: int,
             open_source: Callable[[str], Any] | None = None) -> DistRun:
-        from genesis.capture import distributed_capture
+        from genesis.pipeline.capture import distributed_capture
 
         loop = distributed_capture(self.settings, self.camera, source, app=self.app, stride=stride,
                                    max_frames=frames, repository=self.repo)
@@ -757,8 +757,8 @@ class Results:
 
 
 def _enroll(repo: Repository, folder: Path, settings: Settings, models: Any) -> int:
-    from genesis.enroll import enroll
-    from genesis.models import detector_label
+    from genesis.pipeline.model_loader import detector_label
+    from genesis.services.enroll import enroll
 
     n = 0
     for person in sorted(p for p in folder.iterdir() if p.is_dir()):
@@ -771,9 +771,9 @@ def _enroll(repo: Repository, folder: Path, settings: Settings, models: Any) -> 
 
 def part_throughput(args: argparse.Namespace, h: Harness, emb_settings: Settings, models: Any,
                     res: Results, console: Console) -> None:
-    from genesis.bench import detector_only
-    from genesis.embedded import run_embedded
-    from genesis.report import build_results
+    from genesis.bench.pipeline import detector_only
+    from genesis.pipeline.embedded import run_embedded
+    from genesis.pipeline.report import build_results
 
     n_det = args.detect_workers
     console.print(f"[bold]1. throughput[/]: warming up the workers ({2 * n_det + 2} frames)...")
@@ -934,7 +934,7 @@ def part_latency(args: argparse.Namespace, h: Harness, res: Results, console: Co
 
 def run_benchmark(args: argparse.Namespace, argv: list[str]) -> None:
     from genesis.adapters.db import Repository
-    from genesis.models import load_models
+    from genesis.pipeline.model_loader import load_models
 
     console = Console() if sys.stdout.isatty() else Console(width=220)
     parts = {p.strip() for p in args.parts.split(",")}
@@ -989,7 +989,7 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> None:
                  f"stride {args.stride}, {os.cpu_count()} CPUs, {enrolled} identities enrolled")
         console.print(summary_table(res.rows, title))
         console.print(f"load average before / after: {load_before} / {load_average()}")
-        console.print("command: " + shlex.join(["python", "-m", "genesis.bench_distributed", *argv]),
+        console.print("command: " + shlex.join(["python", "-m", "genesis.bench.distributed", *argv]),
                       highlight=False, soft_wrap=True)
         if args.markdown:
             console.print(markdown_table(res.rows), highlight=False, soft_wrap=True, markup=False)
@@ -1013,7 +1013,7 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "--bench-worker":
         worker_entry(argv[1:])
         return
-    ap = argparse.ArgumentParser(prog="python -m genesis.bench_distributed", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m genesis.bench.distributed", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--source", required=True, help="Video file (parts 1 and 3; part 2 uses a small copy).")
     ap.add_argument("--frames", type=int, default=120, help="Frames per throughput run.")

@@ -1,7 +1,7 @@
 """What every ``genesis`` sub-command shares: the consoles, ``--config`` and error exits.
 
 A module of its own so that the command modules can import it at the top without importing
-each other (``genesis.cli`` registers them all)."""
+each other (``genesis.cli.main`` registers them all)."""
 
 from __future__ import annotations
 
