@@ -17,17 +17,8 @@ from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameDetections, FrameOutcome, Sighting, ZoneEvent
 from genesis.stages.alerts import AlertStage
 from genesis.stages.analytics import LineCounter, ZoneCounter
-from genesis.stages.recognize import Gallery, TrackRecognizer, recognize_persons
+from genesis.stages.recognize import Gallery, TrackRecognizer, recognize_persons, segment_identity
 from genesis.stages.track import CameraTracker
-
-
-@dataclass(slots=True)
-class TrackSpan:
-    first_seq: int
-    last_seq: int
-    first_ts: float
-    last_ts: float
-    frames: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +42,14 @@ class CameraState:
         self.camera = camera
         self.width, self.height = width, height
         self.tracker = CameraTracker(settings.tracker, fps)
-        self.recognizer = TrackRecognizer(settings.recognition, frame_stride)
+        self.recognizer = TrackRecognizer(settings.recognition, frame_stride,
+                                          faces.gallery.threshold if faces is not None else None)
         self.faces = faces
         min_frames = settings.analytics.line_min_frames
         self.zones = [
             ZoneCounter(camera.id, z, width, height, min_frames, self.tracker.lost_after_s) for z in camera.zones
         ]
         self.lines = [LineCounter(camera.id, ln, width, height, min_frames) for ln in camera.lines]
-        self.spans: dict[int, TrackSpan] = {}
         self.frames = 0
         self.alerts = AlertStage(settings.alerts, camera)
 
@@ -71,12 +62,7 @@ class CameraState:
         outcome = FrameOutcome(tracked=tracked)
         for p in tracked.persons:
             outcome.sightings.append(Sighting(frame.camera_id, p.track_id, frame.seq, frame.ts, p.box, p.score))
-            span = self.spans.get(p.track_id)
-            if span is None:
-                self.spans[p.track_id] = TrackSpan(frame.seq, frame.seq, frame.ts, frame.ts, 1)
-            else:
-                span.last_seq, span.last_ts = frame.seq, frame.ts
-                span.frames += 1
+        self.recognizer.observe(tracked)  # identity segments: extended, or cut by a cheap cue
         selected = self.recognizer.select(tracked) if self.faces is not None else []
         if self.faces is not None and selected:
             pixels = image() if callable(image) else image  # loaded only when a face is searched
@@ -93,25 +79,29 @@ class CameraState:
         return outcome
 
     def track_records(self) -> list[TrackRecord]:
+        """One record per identity segment of every track, by (track, segment)."""
         out = []
-        for tid in sorted(self.spans):
-            span = self.spans[tid]
-            ident = self.recognizer.identity(tid)
-            out.append(
-                TrackRecord(
-                    camera_id=self.camera.id,
-                    track_id=tid,
-                    first_seq=span.first_seq,
-                    last_seq=span.last_seq,
-                    first_ts=span.first_ts,
-                    last_ts=span.last_ts,
-                    frames=span.frames,
-                    identity=ident.identity,
-                    votes=ident.votes,
-                    attempts=ident.attempts,
-                    best_distance=ident.best_distance,
+        for tid in self.recognizer.track_ids():
+            for seg in self.recognizer.segments(tid):
+                ident = segment_identity(seg)
+                out.append(
+                    TrackRecord(
+                        camera_id=self.camera.id,
+                        track_id=tid,
+                        first_seq=seg.first_seq,
+                        last_seq=seg.last_seq,
+                        first_ts=seg.first_ts,
+                        last_ts=seg.last_ts,
+                        frames=seg.frames,
+                        identity=ident.identity,
+                        votes=ident.votes,
+                        attempts=ident.attempts,
+                        best_distance=ident.best_distance,
+                        segment=seg.index,
+                        named_ts=seg.named_ts if ident.identity is not None else None,
+                        end_reason=seg.end_reason,
+                    )
                 )
-            )
         return out
 
     def __getstate__(self) -> dict[str, object]:

@@ -67,7 +67,7 @@ class UnknownCluster(Base):
 
 
 class TrackFace(Base):
-    """The best face embedding of a track (for search by photo, clustering and "not this person")."""
+    """The best face embedding of a track segment (for search by photo, clustering and "not this person")."""
 
     __tablename__ = "track_faces"
     __table_args__ = (Index(None, "model"), Index(None, "cluster_id"))
@@ -82,6 +82,7 @@ class TrackFace(Base):
     distance: Mapped[float | None] = mapped_column(Double)
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey("unknown_clusters.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    segment: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, default=0)
 
 
 class GalleryVersion(Base):
