@@ -139,9 +139,16 @@ class SegmentsConfig(StrictModel):
         "lost tracks for a while and gives them to whoever appears there; 0 = off).",
     )
     cut_size_ratio: float = Field(
-        default=1.5, ge=0.0,
+        default=0.0, ge=0.0,
         description="A box whose height changes by more than this factor from one sighting to the next starts "
-        "a new segment (0 = off).",
+        "a new segment (0 = off: on the shared crowd video partial occlusions trip it every few frames, and "
+        "`genesis eval video` shows no gain; see docs/recognition.md).",
+    )
+    cut_appearance: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="A track whose torso colours (hue-saturation histogram, Bhattacharyya distance to the "
+        "segment's running reference) change by more than this while it overlaps nobody starts a new segment "
+        "(0 = off; on, the ordered stage needs every frame's pixels).",
     )
     overlap_iou: float = Field(
         default=0.1, gt=0.0, le=1.0,

@@ -23,12 +23,13 @@ Scenarios (5 fps by default):
 Enrollment: the first two photos (sorted by name) of each enrolled identity; a person is shown with
 another photo of theirs when there is one (a held-out photo, as a camera would see them).
 
-Scoring is per sighting (a stored sighting matched to the ground truth person it overlaps most,
-IoU >= 0.3 with a person at least half visible); a sighting's name is the name of its track segment
-(what ``report.json``, rollups and alerts use):
+Scoring is per sighting (a stored sighting is matched, one to one, to the ground truth person whose
+box it fits best: IoU >= 0.3, or lying at least 70 % inside it for the box of a half-hidden person);
+a sighting's name is the name of its track segment (what ``report.json``, rollups and alerts use):
 
 - ``identity_precision``: named sightings whose name is right / named sightings.
-- ``identity_recall``: sightings of enrolled people that carry their name / sightings of enrolled people.
+- ``identity_recall``: sightings of enrolled people (at least half visible) that carry their name /
+  sightings of enrolled people (at least half visible).
 - ``wrong_name_sightings``: named sightings whose name is not the person's (a stranger named counts).
 - ``name_switches``: per person, changes of the name carried from one named sighting to the next.
 - ``time_to_name_s_p50``: per appearance of an enrolled person that got named, the time from their
@@ -308,6 +309,20 @@ def _iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _affinity(sighting: Sequence[float], person: Sequence[float], min_iou: float) -> float:
+    """How well a sighting box fits a person: its IoU when at least ``min_iou``; else, for the box of
+    the visible sliver of a half-hidden person (mostly inside the person's box), a smaller positive
+    value so that full matches go first; 0 when it does not fit."""
+    iou = _iou(sighting, person)
+    if iou >= min_iou:
+        return iou
+    x1, y1 = max(sighting[0], person[0]), max(sighting[1], person[1])
+    x2, y2 = min(sighting[2], person[2]), min(sighting[3], person[3])
+    area = (sighting[2] - sighting[0]) * (sighting[3] - sighting[1])
+    inside = max(0.0, x2 - x1) * max(0.0, y2 - y1) / area if area > 0 else 0.0
+    return 0.01 * inside if inside >= 0.7 else 0.0
+
+
 def score(truth: list[list[Truth]], sightings: list[NamedSighting], frame_ts: list[float],
           min_visible: float = 0.5, min_iou: float = 0.3) -> dict[str, Any]:
     """The metrics of one sequence (see the module docstring)."""
@@ -325,17 +340,20 @@ def score(truth: list[list[Truth]], sightings: list[NamedSighting], frame_ts: li
             if v.label not in last_frame or seq - last_frame[v.label] > gap_frames:
                 appearances.setdefault(v.label, []).append((frame_ts[seq], None))
             last_frame[v.label] = seq
-        pairs = sorted(((_iou(s.box, t.box), i, j) for i, s in enumerate(by_seq.get(seq, []))
-                        for j, t in enumerate(visible)), reverse=True)
+        # Sightings are matched to every person in the frame, hidden or not (a box on a half-hidden
+        # person is that person); only the persons at least ``min_visible`` visible count for recall.
+        shown = [t for t in gts if t.visible > 0]
+        pairs = sorted(((_affinity(s.box, t.box, min_iou), i, j) for i, s in enumerate(by_seq.get(seq, []))
+                        for j, t in enumerate(shown)), reverse=True)
         used_s: set[int] = set()
         used_t: set[int] = set()
         match: dict[int, Truth] = {}
-        for iou, i, j in pairs:
-            if iou < min_iou or i in used_s or j in used_t:
+        for aff, i, j in pairs:
+            if aff <= 0 or i in used_s or j in used_t:
                 continue
             used_s.add(i)
             used_t.add(j)
-            match[i] = visible[j]
+            match[i] = shown[j]
         for i, s in enumerate(by_seq.get(seq, [])):
             t: Truth | None = match.get(i)
             if s.name is not None:
@@ -346,7 +364,7 @@ def score(truth: list[list[Truth]], sightings: list[NamedSighting], frame_ts: li
                     wrong += 1
             if t is None:
                 continue
-            if t.enrolled:
+            if t.enrolled and t.visible >= min_visible:
                 enrolled_sightings += 1
                 if s.name == t.label:
                     enrolled_named_right += 1
@@ -451,7 +469,8 @@ class _SameFramesDetector:
         return list(hit)
 
 
-def evaluate_video(settings: Any, cfg: VideoEvalConfig, progress: ProgressFn | None = None) -> dict[str, Any]:
+def evaluate_video(settings: Any, cfg: VideoEvalConfig, progress: ProgressFn | None = None,
+                   done: ProgressFn | None = None) -> dict[str, Any]:
     """Build the scenarios, enroll, run the real embedded pipeline on each sequence under each policy,
     score. Returns ``{"policies": {policy: {metrics..., "scenarios": {name: metrics}}}, ...}``."""
     from genesis.adapters.db import Repository
@@ -545,6 +564,8 @@ def evaluate_video(settings: Any, cfg: VideoEvalConfig, progress: ProgressFn | N
             result["segments"] = len(tracks)
             result["tracks"] = len(index)
             per_policy[policy][scen_name] = result
+            if done is not None:
+                done(f"{scen_name} ({policy})")
     for policy in cfg.policies:
         overall = combine(list(per_policy[policy].values()), delays[policy])
         out["policies"][policy] = {**overall, "scenarios": per_policy[policy]}

@@ -62,7 +62,10 @@ class CameraState:
         outcome = FrameOutcome(tracked=tracked)
         for p in tracked.persons:
             outcome.sightings.append(Sighting(frame.camera_id, p.track_id, frame.seq, frame.ts, p.box, p.score))
-        self.recognizer.observe(tracked)  # identity segments: extended, or cut by a cheap cue
+        if self.recognizer.needs_pixels and callable(image) and tracked.persons:
+            loaded = image()  # the appearance cue reads every frame with people: load it once
+            image = loaded
+        self.recognizer.observe(tracked, image if tracked.persons else None)  # identity segments
         selected = self.recognizer.select(tracked) if self.faces is not None else []
         if self.faces is not None and selected:
             pixels = image() if callable(image) else image  # loaded only when a face is searched

@@ -8,6 +8,7 @@ track's identity is the one with enough votes. This is where a naive
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -17,6 +18,7 @@ from genesis.backends.faces import Embedder, FaceDetector
 from genesis.config import RecognitionConfig
 from genesis.domain import UNKNOWN, Face, FaceMatch, RecognitionAttempt, TrackedFrame, TrackedPerson
 from genesis.stages.segments import (
+    END_APPEARANCE,
     END_FACE,
     END_GAP,
     END_JUMP,
@@ -27,11 +29,13 @@ from genesis.stages.segments import (
     Segment,
     TrackState,
     TrackVotes,
+    appearance_distance,
     box_iou_matrix,
     close,
     larger,
     split,
     tally,
+    torso_histogram,
 )
 
 
@@ -207,6 +211,11 @@ def face_sharpness(image: np.ndarray, face: Face) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
+def _size_jump(a: tuple[float, float, float, float], b: tuple[float, float, float, float], ratio: float) -> bool:
+    h0, h1 = a[3] - a[1], b[3] - b[1]
+    return h0 > 0 and h1 > 0 and max(h0 / h1, h1 / h0) > ratio
+
+
 class TrackRecognizer:
     """Per-camera recognition policy: face votes per identity segment of each track.
 
@@ -232,9 +241,15 @@ class TrackRecognizer:
 
     # -- every frame: sightings, cuts, overlaps ---------------------------------------------------
 
-    def observe(self, tracked: TrackedFrame) -> None:
+    @property
+    def needs_pixels(self) -> bool:
+        """Whether ``observe`` wants the frame's pixels (the appearance cue)."""
+        return self.seg.enabled and self.seg.cut_appearance > 0
+
+    def observe(self, tracked: TrackedFrame, image: np.ndarray | Callable[[], np.ndarray] | None = None) -> None:
         """Extend each person's segment with this frame, or open a new one when a cheap cue says
-        the track changed hands; note overlaps with other persons."""
+        the track changed hands; note overlaps with other persons. ``image`` (or a loader of it) is
+        only read for the appearance cue, and only when someone in the frame overlaps nobody."""
         frame = tracked.frame
         seq, ts = frame.seq, frame.ts
         persons = tracked.persons
@@ -243,19 +258,26 @@ class TrackRecognizer:
             iou = box_iou_matrix(np.asarray([p.box for p in persons], dtype=np.float64))
             overlapping = [bool(v) for v in (iou.max(axis=1) >= self.seg.overlap_iou)]
         on = self.seg.enabled
+        pixels: np.ndarray | None = None
+        if image is not None and self.needs_pixels and not all(overlapping):
+            pixels = image() if callable(image) else image
         for p, over in zip(persons, overlapping, strict=True):
+            look = torso_histogram(pixels, p.box) if pixels is not None and not over else None
             st = self._tracks.get(p.track_id)
             if st is None:
-                self._tracks[p.track_id] = TrackState([Segment(0, seq, ts, seq, ts)], p.box, seq, ts, over)
+                self._tracks[p.track_id] = TrackState([Segment(0, seq, ts, seq, ts)], p.box, seq, ts, over, look)
                 continue
             cur = st.current
             reason = None
             if on and self.seg.cut_gap_s > 0 and ts - st.ts > self.seg.cut_gap_s + 1e-9:
                 reason = END_GAP
-            elif on and self.seg.cut_size_ratio > 0:
-                h0, h1 = st.box[3] - st.box[1], p.box[3] - p.box[1]
-                if h0 > 0 and h1 > 0 and max(h0 / h1, h1 / h0) > self.seg.cut_size_ratio:
-                    reason = END_JUMP
+            elif on and self.seg.cut_size_ratio > 0 and _size_jump(st.box, p.box, self.seg.cut_size_ratio):
+                reason = END_JUMP
+            elif (look is not None and st.look is not None and not st.overlapping
+                  and appearance_distance(st.look, look) > self.seg.cut_appearance):
+                reason = END_APPEARANCE
+            if look is not None:
+                st.look = look if reason is not None or st.look is None else 0.7 * st.look + 0.3 * look
             if reason is not None:
                 close(cur, reason)
                 st.segments.append(Segment(cur.index + 1, seq, ts, seq, ts))

@@ -27,6 +27,8 @@ END_JUMP = "jump"
 """The box height changed beyond ``cut_size_ratio`` from one sighting to the next."""
 END_FACE = "face"
 """Faces confidently disagreed with the segment's name (or a name followed faces of a stranger)."""
+END_APPEARANCE = "appearance"
+"""The torso's colours changed beyond ``cut_appearance`` while the track overlapped nobody."""
 END_OVERLAP = "overlap"
 """The frames where the track overlapped another person before a face said it changed hands."""
 
@@ -105,6 +107,8 @@ class TrackState:
     seq: int
     ts: float
     overlapping: bool = False
+    look: np.ndarray | None = None
+    """Running reference of the torso's hue-saturation histogram (the appearance cue)."""
 
     @property
     def current(self) -> Segment:
@@ -201,3 +205,35 @@ def box_iou_matrix(boxes: np.ndarray) -> np.ndarray:
     iou: np.ndarray = np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
     np.fill_diagonal(iou, 0.0)
     return iou
+
+
+TORSO = (0.25, 0.4, 0.75, 0.8)
+"""The part of a person box (x1, y1, x2, y2 as fractions) whose colours describe the person."""
+
+
+def torso_histogram(image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
+    """Normalised hue-saturation histogram (16 x 8) of the torso part of a person box; None when the
+    part is too small to say anything."""
+    import cv2
+
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    bw, bh = x2 - x1, y2 - y1
+    cx1, cy1 = int(max(0, x1 + TORSO[0] * bw)), int(max(0, y1 + TORSO[1] * bh))
+    cx2, cy2 = int(min(w, x1 + TORSO[2] * bw)), int(min(h, y1 + TORSO[3] * bh))
+    if cx2 - cx1 < 6 or cy2 - cy1 < 6:
+        return None
+    hsv = cv2.cvtColor(image[cy1:cy2, cx1:cx2], cv2.COLOR_BGR2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
+    total = float(hist.sum())
+    if total <= 0:
+        return None
+    out: np.ndarray = (hist / total).astype(np.float32)
+    return out
+
+
+def appearance_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Bhattacharyya distance of two normalised histograms (0 = same colours, 1 = nothing in common)."""
+    import cv2
+
+    return float(cv2.compareHist(a, b, cv2.HISTCMP_BHATTACHARYYA))
