@@ -135,8 +135,8 @@ class SegmentsConfig(StrictModel):
     )
     cut_gap_s: float = Field(
         default=0.5, ge=0.0,
-        description="A track re-attached after being unseen this long starts a new segment (the tracker keeps "
-        "lost tracks for a while and gives them to whoever appears there; 0 = off).",
+        description="A track re-attached after this long between two of its sightings starts a new segment (the "
+        "tracker keeps lost tracks for a while and gives them to whoever appears there; 0 = off).",
     )
     cut_size_ratio: float = Field(
         default=0.0, ge=0.0,
