@@ -31,11 +31,16 @@ fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | tee -a "$OUT/summary.txt"
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$OUT/summary.txt"
 
+WORK=$(mktemp -d)
+if [ -z "${SKIP_BENCH:-}" ]; then
 log "1. detector on cpu and $DEVICE"
 DEVICES=(--device cpu); [ "$DEVICE" = cpu ] || DEVICES+=(--device "$DEVICE")
-WORK=$(mktemp -d)
 $PY -m genesis.bench.gpu --source "$CLIP" --from-onnx "$ONNX" --frames 64 --batch 1 8 32 \
   "${DEVICES[@]}" --json "$OUT/detector.json" --work-dir "$WORK/bench" 2>&1 | grep -v Ultralytics | tee -a "$OUT/summary.txt"
+else
+$PY -c "import sys; from pathlib import Path; from genesis.bench.gpu import dequantized_torch_weights as d; \
+d(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))" "$ONNX" "$WORK/bench/yolov8n_dequantized.pt" "$WORK/bench/.ultralytics"
+fi
 WEIGHTS=$WORK/bench/yolov8n_dequantized.pt
 [ -f "$WEIGHTS" ] || { log "FAIL: no torch weights"; exit 1; }
 
@@ -60,6 +65,8 @@ detector:
   device: $DEVICE
 distributed:
   detect_queue: $QUEUE
+recognition:
+  enabled: ${RECOGNITION:-true}   # RECOGNITION=false where deepface's optional packages are missing
 cameras:
   - id: gpu
     source: $CLIP
