@@ -17,6 +17,17 @@ class SourceError(Exception):
 
 
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/?#@]*@", re.I)
+
+URL_OPEN_TIMEOUT_MS = 10_000
+URL_READ_TIMEOUT_MS = 5_000
+"""A network camera that does not answer (a server gone mid-stream) fails a read after this,
+instead of OpenCV's default of 30 s, so the capture reconnects sooner."""
+
+
+def redact_source(source: str) -> str:
+    """The source as it may be shown or logged: ``rtsp://user:pass@host/x`` -> ``rtsp://***@host/x``."""
+    return _USERINFO.sub(r"\1***@", source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +62,9 @@ class VideoSource:
             cap = cv2.VideoCapture(int(source))
         elif _URL.match(source):
             kind = "url"
-            cap = cv2.VideoCapture(source)
+            timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, URL_OPEN_TIMEOUT_MS,
+                        cv2.CAP_PROP_READ_TIMEOUT_MSEC, URL_READ_TIMEOUT_MS]
+            cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, timeouts)
         else:
             kind = "file"
             path = Path(source)
@@ -61,11 +74,11 @@ class VideoSource:
                 raise SourceError(f"not a file: {source}")
             cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
-            raise SourceError(f"cannot open {kind} source {source}: not a readable video")
+            raise SourceError(f"cannot open {kind} source {redact_source(source)}: not a readable video")
         ok, first = cap.read()
         if not ok or first is None:
             cap.release()
-            raise SourceError(f"cannot decode any frame from {source}: the video is empty or corrupt")
+            raise SourceError(f"cannot decode any frame from {redact_source(source)}: the video is empty or corrupt")
         self._cap = cap
         self._first: np.ndarray | None = first
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
