@@ -136,6 +136,8 @@ class CaptureStats:
     """Seq of the last published frame (-1: none)."""
     started: bool = True
     """False when a live source never connected before the stop: no run was recorded."""
+    outage_s: float = 0.0
+    """Seconds a live source was lost between connections (its gaps)."""
 
 
 def backoff_delays(initial_s: float = BACKOFF_INITIAL_S, max_s: float = BACKOFF_MAX_S) -> Iterator[float]:
@@ -201,6 +203,7 @@ class CaptureLoop:
         self._run_started = False
         self._pending: list[tuple[FrameRef, bytes]] = []
         self._outage = False
+        self._outage_s = 0.0
         self._batch = 1
 
     @property
@@ -223,6 +226,7 @@ class CaptureLoop:
                 "dropped": self._dropped,
                 "skipped": self._skipped,
                 "reconnects": self._reconnects,
+                "outage_s": round(self._outage_s, 3),
                 "connect_failures": self._connect_failures,
                 "last_seq": self._prev_seq,
                 "last_error": self._last_error,
@@ -236,6 +240,7 @@ class CaptureLoop:
                 published=self._published,
                 dropped=self._dropped,
                 reconnects=self._reconnects,
+                outage_s=round(self._outage_s, 3),
                 skipped=self._skipped,
                 last_seq=self._prev_seq,
                 started=self._run_started,
@@ -289,7 +294,10 @@ class CaptureLoop:
             seq_base = max(seq_base, last_read + 1)
             self._set_state("degraded", f"{self.kind} source {redact_source(self.source)} stopped delivering "
                             "frames")
+            lost = self.clock()
             reopened = self._open(first=False)
+            with self._lock:
+                self._outage_s += self.clock() - lost
             if reopened is None:
                 break
             source = reopened
@@ -339,10 +347,10 @@ class CaptureLoop:
             "mode": "distributed",
         }
         if self.repository is not None:
-            self.repository.start_run(self.run_id, self.camera.id, self.source, meta)
+            self.repository.start_run(self.run_id, self.camera.id, redact_source(self.source), meta)
         else:
             with Repository(self.settings.database_url) as repo:
-                repo.start_run(self.run_id, self.camera.id, self.source, meta)
+                repo.start_run(self.run_id, self.camera.id, redact_source(self.source), meta)
         with self._lock:
             self._run_started = True
 
@@ -475,6 +483,8 @@ class CaptureLoop:
                 "width": info.width,
                 "height": info.height,
                 "source": redact_source(self.source),
+                "reconnects": stats.reconnects,
+                "outage_s": stats.outage_s,
             }
         # The end marker must get through even if Redis is away right now (a stop request
         # still ends the run: one last try below).
