@@ -25,6 +25,19 @@ if ! command -v docker-compose >/dev/null; then
     echo "test: docker-compose missing and not installable here (the compose validation will skip)" >&2
   fi
 fi
+# The RTSP test serves a clip from GStreamer's RTSP server, driven by the system python3 (PyGObject).
+RTSP_PACKAGES="gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav python3-gi"
+if ! /usr/bin/python3 -c "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer" 2>/dev/null \
+   || ! command -v gst-inspect-1.0 >/dev/null || ! gst-inspect-1.0 x264enc >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $RTSP_PACKAGES gstreamer1.0-tools >/dev/null \
+      || { apt-get update >/dev/null \
+           && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $RTSP_PACKAGES gstreamer1.0-tools >/dev/null; }
+  else
+    echo "test: GStreamer's RTSP server missing and not installable here (the RTSP test will fail)" >&2
+  fi
+fi
 mkdir -p test-artifacts
 export GENESIS_TEST_ARTIFACTS="${GENESIS_TEST_ARTIFACTS:-$PWD/test-artifacts}"
 .venv/bin/python -m pytest "$@"

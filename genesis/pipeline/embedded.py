@@ -21,7 +21,7 @@ from genesis.adapters.db import Repository
 from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg, encode_jpeg, frame_key
-from genesis.adapters.video import VideoSource
+from genesis.adapters.video import ReconnectingSource, VideoSource, open_video, redact_source
 from genesis.config import CameraConfig, Settings
 from genesis.domain import (
     Alert,
@@ -159,7 +159,7 @@ def run_embedded(
     run removes the run's rows, so the database never holds half a run.
     """
     stride = stride or settings.pipeline.frame_stride
-    video = VideoSource(source)
+    video = open_video(source)  # a live source reconnects with backoff when it drops
     try:
         models = models or load_models(settings)
         repo = Repository(settings.database_url)
@@ -173,7 +173,7 @@ def run_embedded(
 
 def _run(
     settings: Settings,
-    video: VideoSource,
+    video: VideoSource | ReconnectingSource,
     camera: CameraConfig,
     repo: Repository,
     models: LoadedModels,
@@ -195,7 +195,8 @@ def _run(
     store = MemoryFrameStore(max_frames=4)
     run_id = uuid.uuid4().hex
     started = datetime.now(UTC)
-    repo.start_run(run_id, camera.id, info.source, {"width": info.width, "height": info.height, "fps": info.fps})
+    repo.start_run(run_id, camera.id, redact_source(info.source),
+                   {"width": info.width, "height": info.height, "fps": info.fps})
     alert_sink = EmbeddedAlerts(AlertStore(repo.engine), settings, run_id, started.timestamp())
     prime(state, alert_sink.store, settings, started.timestamp())
     total = None
@@ -258,6 +259,8 @@ def _run(
             "frame_interval_s": round(stride / info.fps, 6),
             "stride": stride,
         }
+        if isinstance(video, ReconnectingSource):  # the gaps of a live source, counted
+            meta.update(reconnects=video.reconnects, outage_s=round(video.outage_s, 3))
         repo.finish_run(run_id, "finished", state.frames, meta)
         if snapshot is not None:
             snapshots.offer(snapshot_jpeg, snapshot.shape[1], snapshot.shape[0], force=True)
@@ -279,7 +282,7 @@ def _run(
         "run": {
             "run_id": run_id,
             "mode": "embedded",
-            "source": info.source,
+            "source": redact_source(info.source),
             "source_kind": info.kind,
             "width": info.width,
             "height": info.height,

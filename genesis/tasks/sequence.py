@@ -13,6 +13,7 @@ from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.celery import app
 from genesis.domain import FrameOutcome, FrameRef, ZoneEvent
 from genesis.domain.codec import encode
+from genesis.pipeline.liveness import touch_progress
 from genesis.pipeline.sequencer import (
     LOCK_TTL_MS,
     Sequencer,
@@ -101,6 +102,7 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
         prepare=prepare,
     )
     finished = seq.run()
+    touch_progress(runtime.redis_client(), run_id, s.distributed.run_stale_after_s)  # the run is alive
     if finished:
         return
     redis = runtime.redis_client()
