@@ -25,6 +25,15 @@ if ! command -v docker-compose >/dev/null; then
     echo "test: docker-compose missing and not installable here (the compose validation will skip)" >&2
   fi
 fi
+# The MQTT tests start Debian's Mosquitto broker on a free port (never a shared one).
+if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto >/dev/null \
+      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto >/dev/null; }
+  else
+    echo "test: mosquitto missing and not installable here (the MQTT tests will fail)" >&2
+  fi
+fi
 mkdir -p test-artifacts
 export GENESIS_TEST_ARTIFACTS="${GENESIS_TEST_ARTIFACTS:-$PWD/test-artifacts}"
 .venv/bin/python -m pytest "$@"

@@ -39,6 +39,7 @@ from genesis.pipeline.model_loader import LoadedModels, load_models
 from genesis.pipeline.report import build_results, write_json_atomic
 from genesis.services.alerts import EmbeddedAlerts, prime
 from genesis.services.heatmap import SnapshotKeeper, heatmap_image
+from genesis.services.mqtt_events import MqttSink, open_sink
 from genesis.stages.camera import CameraState, FaceModels
 from genesis.stages.detect import detect_frame
 
@@ -204,6 +205,8 @@ def _run(
         if max_frames is not None:
             total = min(total, max_frames)
     annotator: Annotator | None = None
+    mqtt: MqttSink | None = open_sink(settings, camera, run_id, started.timestamp())
+    report_extra: dict[str, Any] = {}
     pending = _Pending(alert_sink=alert_sink)
     t0 = time.perf_counter()
     detect_ms = 0.0
@@ -229,6 +232,8 @@ def _run(
                     state.faces = live.get()
                 outcome = state.process(detections, image)
                 pending.add(outcome)
+                if mqtt is not None:
+                    mqtt.observe(outcome, state)
                 if state.frames == 1:
                     first_ts = raw.ts
                 last_ts = raw.ts
@@ -246,7 +251,10 @@ def _run(
             if video.info.kind == "file":
                 raise
             # A live source ends when the operator stops it: keep what was seen.
-        pending.zone_events += state.close()
+        closing = state.close()
+        pending.zone_events += closing
+        if mqtt is not None:
+            mqtt.end(closing, state)
         pending.flush(repo, run_id)
         repo.save_tracks(run_id, state.track_records())
         save_camera_track_faces(repo, settings, run_id, state)
@@ -262,7 +270,12 @@ def _run(
         if snapshot is not None:
             snapshots.offer(snapshot_jpeg, snapshot.shape[1], snapshot.shape[0], force=True)
         delivery = alert_sink.drain()
+        if mqtt is not None:
+            mqtt.publisher.close()  # waits flush_timeout_s at most, and only while connected
+            report_extra["mqtt"] = {"published": mqtt.publisher.published, "dropped": mqtt.publisher.dropped}
     except BaseException:
+        if mqtt is not None:
+            mqtt.publisher.close(0.0)
         alert_sink.drain(0.0)
         repo.delete_run(run_id)
         if annotator is not None:
@@ -303,6 +316,7 @@ def _run(
             "recognition": "on" if faces else ("no identities enrolled" if models.embedder else "disabled"),
             "database": _safe_url(settings.database_url),
             "versions": versions(),
+            **report_extra,
         },
     }
     files: list[Path] = []
