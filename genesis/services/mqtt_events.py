@@ -35,6 +35,15 @@ IsStranger = Callable[[int], bool]
 FORGET_AFTER_S = 600.0
 """A track unseen for this long (stream time) leaves the memory (tracker ids are not reused)."""
 
+MQTT_MEMORY_TTL_S = 7 * 86400
+"""The distributed mode's memory of a run lives in Redis this long after its last pass."""
+
+
+def mqtt_memory_key(run_id: str) -> str:
+    """Redis key of a run's ``EventMemory`` (distributed mode)."""
+    return f"genesis:run:{run_id}:mqtt"
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 

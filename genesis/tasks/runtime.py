@@ -15,6 +15,7 @@ from genesis.identities.cache import GalleryCache, LiveFaces
 from genesis.ops.metrics import model_loaded
 from genesis.ops.timing import TimedEmbedder, TimedFaceDetector
 from genesis.pipeline.model_loader import load_face_models
+from genesis.services.mqtt import MqttPublisher
 from genesis.stages.camera import FaceModels
 
 _lock = threading.Lock()
@@ -59,6 +60,12 @@ def _face_backends() -> tuple[Any, Any]:
     model_loaded("face_detector")
     model_loaded("face_embedder")
     return TimedFaceDetector(detector_), TimedEmbedder(embedder)
+
+
+@cache
+def mqtt_publisher() -> MqttPublisher:
+    """This process's broker connection (``mqtt.enabled``); created on first use, in the pool child."""
+    return MqttPublisher(settings().mqtt, name=f"genesis-{settings().ops.role or 'worker'}")
 
 
 _run_meta: dict[str, dict[str, Any]] = {}

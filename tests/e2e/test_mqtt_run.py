@@ -12,8 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pytest
 import yaml
 
@@ -24,33 +22,9 @@ from genesis.pipeline.embedded import run_embedded
 from genesis.pipeline.model_loader import detector_label, load_models
 from genesis.services.enroll import enroll
 from tests.mqtt_broker import Broker, Subscriber, free_port
+from tests.walking_clip import walking_clip
 
-FPS = 10
-W, H = 640, 480
-WALK_S = 3.0
 EVENT_KEYS = {"id", "type", "camera_id", "run_id", "track_id", "seq", "ts", "at", "identity"}
-
-
-def walking_clip(path: Path, photos: list[Path]) -> None:
-    """Each photo (scaled to 300 px high) walks from the left edge to the right edge, then a gap."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (W, H))
-    assert writer.isOpened()
-    steps = int(FPS * WALK_S)
-    for p in photos:
-        img = cv2.imread(str(p))
-        assert img is not None, p
-        h = 300
-        w = round(img.shape[1] * h / img.shape[0])
-        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-        for i in range(steps):
-            frame = np.full((H, W, 3), 40, dtype=np.uint8)
-            x = round(i * (W - w) / (steps - 1))
-            frame[H - h - 20 : H - 20, x : x + w] = img
-            writer.write(frame)
-        blank = np.full((H, W, 3), 40, dtype=np.uint8)
-        for _ in range(2 * FPS):  # longer than the tracker keeps a lost track
-            writer.write(blank)
-    writer.release()
 
 
 def make_settings(tmp_path: Path, models_dir: Path, port: int, db: str) -> Settings:
