@@ -22,11 +22,11 @@ class PrivacyConfig(StrictModel):
     method: Literal["pixelate", "fill"] = Field(
         default="pixelate", description="pixelate: a few coarse blocks, then blurred; fill: one flat colour.",
     )
-    blocks: int = Field(default=6, ge=2, le=16, description="Pixelate: blocks across a face (fewer = less left).")
+    blocks: int = Field(default=4, ge=2, le=16, description="Pixelate: blocks across a face (fewer = less left).")
     expand: float = Field(default=0.25, ge=0.0, le=1.0,
                           description="Grow each face box by this fraction of its size on every side.")
     score_threshold: float = Field(
         default=0.5, gt=0.0, lt=1.0,
         description="YuNet score a face needs to be blurred (lower than recognition's: missing a face is worse).",
     )
-    min_face_px: int = Field(default=6, ge=1, description="Smallest face side (pixels) that is blurred.")
+    min_face_px: int = Field(default=8, ge=8, description="Smallest face side (pixels) that is blurred.")
