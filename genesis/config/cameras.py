@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from genesis.config._base import StrictModel
 from genesis.config.alerts import CameraAlertsConfig
+from genesis.config.privacy import BlurMode
 
 Point = tuple[float, float]
 Units = Literal["normalized", "pixels"]
@@ -67,6 +68,10 @@ class CameraConfig(StrictModel):
     zones: list[ZoneConfig] = Field(default_factory=list)
     lines: list[LineConfig] = Field(default_factory=list)
     alerts: CameraAlertsConfig = Field(default_factory=CameraAlertsConfig, description="Alert rules (docs/alerts.md).")
+    blur_faces: BlurMode | None = Field(
+        default=None, description="Faces blurred in this camera's stored and shown images: unenrolled, everyone or "
+        "off (default: unenrolled when privacy.blur_unenrolled_faces is on, else off). docs/privacy.md",
+    )
 
     @field_validator("zones", "lines")
     @classmethod

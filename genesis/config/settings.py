@@ -17,8 +17,10 @@ from genesis.config.cameras import CameraConfig
 from genesis.config.distributed import DistributedConfig
 from genesis.config.identities import IdentitiesConfig
 from genesis.config.inference import DetectorConfig, ModelsConfig, RecognitionConfig
+from genesis.config.mqtt import MqttConfig
 from genesis.config.ops import OpsConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
+from genesis.config.privacy import PrivacyConfig
 from genesis.config.rollups import RollupsConfig
 
 ENV_PREFIX = "GENESIS_"
@@ -30,6 +32,8 @@ ENV_SHORTCUTS: dict[str, tuple[str, ...]] = {
     "GENESIS_MODELS_DIR": ("models", "dir"),
 }
 # GENESIS_* variables that are not settings fields (and GENESIS_TEST_*, the test suite's own).
+# Fields whose environment value is taken as it is written (secrets).
+TEXT_FIELDS = {"password", "secret"}
 ENV_IGNORED = {"GENESIS_CONFIG", "GENESIS_SHARED_DIR", "GENESIS_EMBEDDING_KEY"}
 
 
@@ -54,6 +58,8 @@ class Settings(StrictModel):
     api: ApiConfig = ApiConfig()
     identities: IdentitiesConfig = IdentitiesConfig()
     ops: OpsConfig = OpsConfig()
+    mqtt: MqttConfig = MqttConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
 
     @field_validator("cameras")
@@ -82,6 +88,12 @@ class Settings(StrictModel):
             if cam.id == camera_id:
                 return cam
         return CameraConfig(id=camera_id)
+
+    def blur_mode(self, camera: CameraConfig) -> str:
+        """Whose faces this camera's stored and shown images blur: unenrolled, everyone or off."""
+        if camera.blur_faces is not None:
+            return camera.blur_faces
+        return "unenrolled" if self.privacy.blur_unenrolled_faces else "off"
 
 
 def _same_source(a: str, b: str) -> bool:
@@ -116,6 +128,8 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
+        if path[-1] in TEXT_FIELDS:
+            value = raw  # a password such as "on" or "0123" is text, never YAML
         if isinstance(value, (int, float, bool)) is False and not isinstance(value, (list, dict)):
             value = raw
         out.append((name, path, value))
