@@ -8,20 +8,21 @@ scripts/setup.sh --dev
 .venv/bin/ruff check genesis tests workers
 .venv/bin/mypy
 
-# need WHAT CHECK PACKAGE...: install Debian packages when CHECK (a shell condition) fails.
+# need WHAT CHECK PACKAGE...: install Debian packages when CHECK (a shell condition) fails
+# (without their recommended packages unless APT_FLAGS says otherwise).
 need() {
-  local what=$1 check=$2
+  local what=$1 check=$2 flags=${APT_FLAGS---no-install-recommends}
   shift 2
   eval "$check" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null \
-      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y $flags "$@" >/dev/null \
+      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y $flags "$@" >/dev/null; }
   else
     echo "test: $what missing and not installable here (its tests will fail)" >&2
   fi
 }
 # The dashboard's browser tests drive Debian's chromium (never a downloaded browser).
-need chromium "[ -x /usr/bin/chromium ]" chromium
+APT_FLAGS="" need chromium "[ -x /usr/bin/chromium ]" chromium
 # The compose file is validated with Debian's docker-compose (`docker-compose config`; no engine needed).
 need docker-compose "command -v docker-compose" docker-compose
 # The RTSP test serves a clip from GStreamer's RTSP server, driven by the system python3 (PyGObject).
