@@ -41,6 +41,7 @@ from genesis.adapters.frame_store import FrameStore, encode_jpeg, frame_key
 from genesis.adapters.video import RawFrame, SourceError, SourceInfo, VideoSource
 from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameRef
+from genesis.stages.motion import motion_gate
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -182,6 +183,7 @@ class CaptureLoop:
         self._run_started = False
         self._pending: list[tuple[FrameRef, bytes]] = []
         self._batch = 1
+        self.gate = motion_gate(settings, camera)  # frames are seen in order here (genesis.stages.motion)
 
     @property
     def live(self) -> bool:
@@ -371,7 +373,9 @@ class CaptureLoop:
             self._batch = d.detect_batch_frames if waiting and not (self.live or paced) else 1
         image = raw.image
         key = frame_key(self.camera.id, self.run_id, seq)
-        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]), captured_at)
+        static = self.gate.check(image, raw.ts) if self.gate is not None else False
+        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]), captured_at,
+                       static)
         self._pending.append((ref, encode_jpeg(image, self.settings.pipeline.jpeg_quality)))
         if len(self._pending) >= self._batch:
             self._flush()
