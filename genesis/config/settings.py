@@ -16,7 +16,7 @@ from genesis.config.api import ApiConfig
 from genesis.config.cameras import CameraConfig
 from genesis.config.distributed import DistributedConfig
 from genesis.config.identities import IdentitiesConfig
-from genesis.config.inference import DetectorConfig, ModelsConfig, RecognitionConfig
+from genesis.config.inference import AnyDetectorConfig, ModelsConfig, RecognitionConfig, YoloDetectorConfig
 from genesis.config.mqtt import MqttConfig
 from genesis.config.ops import OpsConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
@@ -46,7 +46,9 @@ class Settings(StrictModel):
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker URL.")
     redis_url: str = Field(default="redis://127.0.0.1:6379/1", description="Frame store and sequencer.")
     models: ModelsConfig = ModelsConfig()
-    detector: DetectorConfig = DetectorConfig()
+    detector: AnyDetectorConfig = Field(
+        default_factory=YoloDetectorConfig, description="Person detector: a family (type), or a preset."
+    )
     tracker: TrackerConfig = TrackerConfig()
     recognition: RecognitionConfig = RecognitionConfig()
     analytics: AnalyticsConfig = AnalyticsConfig()

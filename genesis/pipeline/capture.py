@@ -49,6 +49,7 @@ from genesis.adapters.frame_store import FrameStore, encode_jpeg, frame_key
 from genesis.adapters.video import RawFrame, SourceError, SourceInfo, VideoSource, redact_source
 from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameRef
+from genesis.stages.motion import motion_gate
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -205,6 +206,7 @@ class CaptureLoop:
         self._outage = False
         self._outage_s = 0.0
         self._batch = 1
+        self.gate = motion_gate(settings, camera)  # frames are seen in order here (genesis.stages.motion)
 
     @property
     def live(self) -> bool:
@@ -421,7 +423,9 @@ class CaptureLoop:
             self._batch = d.detect_batch_frames if waiting and not (self.live or paced) else 1
         image = raw.image
         key = frame_key(self.camera.id, self.run_id, seq)
-        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]), captured_at)
+        static = self.gate.check(image, raw.ts) if self.gate is not None else False
+        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]), captured_at,
+                       static)
         self._pending.append((ref, encode_jpeg(image, self.settings.pipeline.jpeg_quality)))
         if len(self._pending) >= self._batch:
             self._flush()

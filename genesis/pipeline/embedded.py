@@ -42,7 +42,8 @@ from genesis.services.heatmap import SnapshotKeeper, heatmap_image
 from genesis.services.mqtt_events import MqttSink, open_sink
 from genesis.services.privacy import FrameView, Redactor, redactor_for, view_of
 from genesis.stages.camera import CameraState, FaceModels
-from genesis.stages.detect import detect_frame
+from genesis.stages.detect import camera_tiling, detect_frame
+from genesis.stages.motion import motion_gate
 
 ProgressFn = Callable[["Progress"], None]
 SAVE_EVERY = 25
@@ -221,6 +222,7 @@ def _run(
     snapshot: np.ndarray | None = None
     snapshots = SnapshotKeeper(AnalyticsStore(repo), camera.id, settings.analytics.snapshot_every_s)
     snapshot_jpeg = b""
+    gate, tiling = motion_gate(settings, camera), camera_tiling(settings, camera)  # see genesis.stages.motion
     try:
         if annotate and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -232,8 +234,9 @@ def _run(
                 data = store.get(key)
                 assert data is not None
                 image = decode_jpeg(data)
-                ref = FrameRef(camera.id, raw.seq, raw.ts, key, image.shape[1], image.shape[0])
-                detections = detect_frame(models.detector, ref, image)
+                static = gate.check(raw.image, raw.ts) if gate is not None else False
+                ref = FrameRef(camera.id, raw.seq, raw.ts, key, image.shape[1], image.shape[0], static=static)
+                detections = detect_frame(models.detector, ref, image, tiling, settings.detector.iou)
                 detect_ms += detections.inference_ms
                 if live is not None:
                     state.faces = live.get()
@@ -318,6 +321,7 @@ def _run(
             "elapsed_s": round(elapsed, 3),
             "fps": round(state.frames / elapsed, 2) if elapsed > 0 else 0.0,
             "detect_ms_mean": round(detect_ms / state.frames, 2) if state.frames else 0.0,
+            "static_frames": gate.static_frames if gate is not None else 0,
             "models": {
                 "detector": f"{settings.detector.backend}:{Path(settings.detector.weights).name}",
                 "face_detector": settings.recognition.face_detector.weights if faces else None,
