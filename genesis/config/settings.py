@@ -14,6 +14,7 @@ from genesis.config._base import StrictModel
 from genesis.config.alerts import AlertsConfig
 from genesis.config.api import ApiConfig
 from genesis.config.cameras import CameraConfig
+from genesis.config.console import ConsoleConfig
 from genesis.config.distributed import DistributedConfig
 from genesis.config.identities import IdentitiesConfig
 from genesis.config.inference import DetectorConfig, ModelsConfig, RecognitionConfig
@@ -54,6 +55,7 @@ class Settings(StrictModel):
     api: ApiConfig = ApiConfig()
     identities: IdentitiesConfig = IdentitiesConfig()
     ops: OpsConfig = OpsConfig()
+    console: ConsoleConfig = ConsoleConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
 
     @field_validator("cameras")

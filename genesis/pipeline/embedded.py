@@ -39,6 +39,7 @@ from genesis.pipeline.model_loader import LoadedModels, load_models
 from genesis.pipeline.report import build_results, write_json_atomic
 from genesis.services.alerts import EmbeddedAlerts, prime
 from genesis.services.heatmap import SnapshotKeeper, heatmap_image
+from genesis.services.live import LivePublisher, SqlLive
 from genesis.stages.camera import CameraState, FaceModels
 from genesis.stages.detect import detect_frame
 
@@ -211,6 +212,7 @@ def _run(
     snapshot: np.ndarray | None = None
     snapshots = SnapshotKeeper(AnalyticsStore(repo), camera.id, settings.analytics.snapshot_every_s)
     snapshot_jpeg = b""
+    live_view = LivePublisher.from_settings(settings, SqlLive(repo.engine))
     try:
         if annotate and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -229,6 +231,7 @@ def _run(
                     state.faces = live.get()
                 outcome = state.process(detections, image)
                 pending.add(outcome)
+                live_view.offer(run_id, outcome, state, image)
                 if state.frames == 1:
                     first_ts = raw.ts
                 last_ts = raw.ts

@@ -130,6 +130,8 @@ class Sequencer:
     """Called once on a new camera state (the alert stage's stored baseline)."""
     busy: bool = False
     """Set by ``run`` when another holder had the lock."""
+    live: Any = None
+    """A `genesis.services.live.LivePublisher` offered every processed frame (the live view)."""
 
     def _new_state(self) -> SequencerState:
         meta = self.run_meta
@@ -228,6 +230,8 @@ class Sequencer:
                 frame = result.frame
                 outcome = state.camera.process(detections, lambda f=frame: self.load_image(f))  # type: ignore[misc]
                 batch.append(outcome)
+                if self.live is not None:
+                    self.live.offer(self.run_id, outcome, state.camera, lambda f=frame: self.load_image(f))
                 if state.frames == 0:
                     state.first_ts = frame.ts
                 state.frames += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -24,6 +25,7 @@ from genesis.pipeline.sequencer import (
 )
 from genesis.services.alerts import prime
 from genesis.services.heatmap import keep_snapshot_distributed
+from genesis.services.live import LivePublisher, RedisLive
 from genesis.stages.camera import CameraState
 from genesis.tasks import routing, runtime
 from genesis.tasks.alerts import run_time_origin, send_alerts
@@ -31,6 +33,12 @@ from genesis.tasks.base import PermanentError, PipelineTask
 from genesis.tasks.identities import send_track_faces
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def live_publisher() -> LivePublisher:
+    """One per worker process: it caches the "someone is watching" flag for a second."""
+    return LivePublisher.from_settings(runtime.settings(), RedisLive(runtime.redis_client()))
 
 
 @app.task(base=PipelineTask, name=routing.SEQUENCE, bind=True)
@@ -99,6 +107,7 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
         emit_outcomes=emit,
         finish=finish,
         prepare=prepare,
+        live=live_publisher(),
     )
     finished = seq.run()
     if finished:
