@@ -58,11 +58,10 @@ def photo_ids(store: IdentityStore, name: str) -> list[tuple[int, str]]:
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
-def photo_crop(store: IdentityStore, name: str, photo_id: int) -> bytes | None:
-    """The JPEG of one enrolled face of ``name`` (decrypted), None when it is not one of theirs."""
+def photo_crop(store: IdentityStore, photo_id: int) -> bytes | None:
+    """The JPEG of one kept enrolled face (decrypted), None when there is no such photo."""
     with store._read() as conn:
-        blob = conn.execute(select(FacePhoto.crop).join(Identity, Identity.id == FacePhoto.identity_id)
-                            .where(Identity.name == name, FacePhoto.id == photo_id)).scalar_one_or_none()
+        blob = conn.execute(select(FacePhoto.crop).where(FacePhoto.id == photo_id)).scalar_one_or_none()
     return None if blob is None else store.cipher.decrypt(blob)
 
 
