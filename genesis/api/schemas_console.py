@@ -43,8 +43,8 @@ class ReviewPage(BaseModel):
 
 
 class PhotoOut(BaseModel):
-    id: int
-    photo: str = Field(description="The enrolled photo's file name.")
+    id: int | None = Field(description="The kept photo's id; null for a track's face enrolled from the console.")
+    photo: str = Field(description="The enrolled photo's file name (`track RUN/TRACK` for a track's face).")
     face: str = Field(description="URL of the kept face crop (JPEG).")
 
 

@@ -49,13 +49,36 @@ def track_crop(store: IdentityStore, run_id: str, track_id: int) -> bytes | None
     return None if blob is None else store.cipher.decrypt(blob)
 
 
-def photo_ids(store: IdentityStore, name: str) -> list[tuple[int, str]]:
-    """(id, photo name) of an identity's kept enrolled faces, oldest first (IdentityError: no such identity)."""
+@dataclass(frozen=True, slots=True)
+class EnrolledFaceRef:
+    """An enrolled face that can be shown: a kept photo crop (``photo_id``) or a track's face that
+    was enrolled by naming a cluster or assigning the face (``run_id``, ``track_id``)."""
+
+    photo: str
+    photo_id: int | None = None
+    run_id: str | None = None
+    track_id: int | None = None
+
+
+def enrolled_faces(store: IdentityStore, name: str) -> list[EnrolledFaceRef]:
+    """An identity's enrolled faces that have a crop, photos first (IdentityError: no such identity)."""
     with store._read() as conn:
         ident = store._identity_id(conn, name)
-        rows = conn.execute(select(FacePhoto.id, FacePhoto.photo_name).where(FacePhoto.identity_id == ident)
-                            .order_by(FacePhoto.id)).all()
-    return [(int(r[0]), str(r[1])) for r in rows]
+        photos = conn.execute(select(FacePhoto.id, FacePhoto.photo_name).where(FacePhoto.identity_id == ident)
+                              .order_by(FacePhoto.id)).all()
+        names = conn.execute(select(FaceEmbedding.photo_name).where(
+            FaceEmbedding.identity_id == ident, FaceEmbedding.detector == "track").order_by(FaceEmbedding.id)
+        ).scalars().all()
+        out = [EnrolledFaceRef(str(r[1]), photo_id=int(r[0])) for r in photos]
+        for text in dict.fromkeys(names):
+            run_id, _, track = str(text).removeprefix("track ").partition("/")
+            if not track.isdigit():
+                continue
+            has = conn.execute(select(TrackFace.track_id).where(
+                TrackFace.run_id == run_id, TrackFace.track_id == int(track), TrackFace.crop.is_not(None))).first()
+            if has is not None:
+                out.append(EnrolledFaceRef(str(text), run_id=run_id, track_id=int(track)))
+    return out
 
 
 def photo_crop(store: IdentityStore, photo_id: int) -> bytes | None:
@@ -115,7 +138,8 @@ def review_queue(store: IdentityStore, model: str, threshold: float, margin: flo
                  offset: int = 0) -> tuple[list[FaceRef], int]:
     """Recent faces worth a look, newest first: faces of tracks that got no name, and faces given a
     name with little to spare (distance above ``threshold - margin``). Returns (page, total)."""
-    weak = (Track.identity_name.is_not(None)) & (TrackFace.distance > threshold - margin)
+    # Named by recognition (votes) with little to spare; a name an operator gave has no votes.
+    weak = Track.identity_name.is_not(None) & (Track.votes > 0) & (TrackFace.distance > threshold - margin)
     unnamed = Track.identity_name.is_(None)
     cond = (TrackFace.model == model) & (unnamed | weak)
     with store._read() as conn:
@@ -212,5 +236,14 @@ def merge_clusters(store: IdentityStore, source: str, target: str, actor: str) -
     return size
 
 
-__all__ = ["FaceRef", "assign_face", "cluster_faces", "merge_clusters", "photo_crop", "photo_ids",
-           "review_queue", "track_crop", "track_faces_of"]
+__all__ = [
+    "FaceRef",
+    "assign_face",
+    "cluster_faces",
+    "enrolled_faces",
+    "merge_clusters",
+    "photo_crop",
+    "review_queue",
+    "track_crop",
+    "track_faces_of",
+]

@@ -67,11 +67,14 @@ def review_page(store: IdentityStore, settings: Settings, limit: int, offset: in
 
 
 def photos(store: IdentityStore, name: str) -> list[dict[str, Any]]:
+    """The identity's enrolled faces: kept photo crops, and track faces enrolled from the console."""
     try:
-        found = review.photo_ids(store, name)
+        found = review.enrolled_faces(store, name)
     except IdentityError as exc:
         raise NotFoundError(str(exc)) from None
-    return [{"id": pid, "photo": photo, "face": f"/api/photos/{pid}/face.jpg"} for pid, photo in found]
+    return [{"id": f.photo_id, "photo": f.photo,
+             "face": f"/api/photos/{f.photo_id}/face.jpg" if f.photo_id is not None
+             else face_url(str(f.run_id), int(f.track_id or 0))} for f in found]
 
 
 def _merge_zone(into: dict[str, Any], entry: dict[str, Any]) -> None:
