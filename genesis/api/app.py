@@ -18,6 +18,8 @@ from genesis.api.routers import (
     alerts,
     analytics,
     cameras,
+    console,
+    console_pages,
     dashboard,
     events,
     faces,
@@ -71,8 +73,9 @@ def create_app(settings: Settings, *, repo: Repository | None = None) -> FastAPI
                 return error_response(413, f"request body larger than {limit} bytes")
         return await call_next(request)
 
-    for module in (health, identities, faces, events, analytics, alerts, cameras, pipeline, keys):
+    for module in (health, identities, faces, events, analytics, alerts, cameras, pipeline, keys, console):
         app.include_router(module.router)
     app.include_router(dashboard.router)
+    app.include_router(console_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -14,6 +14,7 @@ from genesis.config._base import StrictModel
 from genesis.config.alerts import AlertsConfig
 from genesis.config.api import ApiConfig
 from genesis.config.cameras import CameraConfig
+from genesis.config.console import ConsoleConfig
 from genesis.config.distributed import DistributedConfig
 from genesis.config.identities import IdentitiesConfig
 from genesis.config.inference import AnyDetectorConfig, ModelsConfig, RecognitionConfig, YoloDetectorConfig
@@ -62,6 +63,7 @@ class Settings(StrictModel):
     ops: OpsConfig = OpsConfig()
     mqtt: MqttConfig = MqttConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    console: ConsoleConfig = ConsoleConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
 
     @field_validator("cameras")

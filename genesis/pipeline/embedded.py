@@ -39,6 +39,7 @@ from genesis.pipeline.model_loader import LoadedModels, load_models
 from genesis.pipeline.report import build_results, write_json_atomic
 from genesis.services.alerts import EmbeddedAlerts, prime
 from genesis.services.heatmap import SnapshotKeeper, heatmap_image
+from genesis.services.live import LivePublisher, SqlLive
 from genesis.services.mqtt_events import MqttSink, open_sink
 from genesis.services.privacy import FrameView, Redactor, redactor_for, view_of
 from genesis.stages.camera import CameraState, FaceModels
@@ -223,6 +224,7 @@ def _run(
     snapshots = SnapshotKeeper(AnalyticsStore(repo), camera.id, settings.analytics.snapshot_every_s)
     snapshot_jpeg = b""
     gate, tiling = motion_gate(settings, camera), camera_tiling(settings, camera)  # see genesis.stages.motion
+    live_view = LivePublisher.from_settings(settings, SqlLive(repo.engine))
     try:
         if annotate and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -244,6 +246,7 @@ def _run(
                 pending.add(outcome)
                 if mqtt is not None:
                     mqtt.observe(outcome, state)
+                live_view.offer(run_id, outcome, state, image)
                 if state.frames == 1:
                     first_ts = raw.ts
                 last_ts = raw.ts
