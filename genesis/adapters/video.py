@@ -11,6 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from genesis.domain.redact import redact
+
 
 class SourceError(Exception):
     """A source that cannot be opened or read."""
@@ -61,11 +63,11 @@ class VideoSource:
                 raise SourceError(f"not a file: {source}")
             cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
-            raise SourceError(f"cannot open {kind} source {source}: not a readable video")
+            raise SourceError(f"cannot open {kind} source {redact(source)}: not a readable video")
         ok, first = cap.read()
         if not ok or first is None:
             cap.release()
-            raise SourceError(f"cannot decode any frame from {source}: the video is empty or corrupt")
+            raise SourceError(f"cannot decode any frame from {redact(source)}: the video is empty or corrupt")
         self._cap = cap
         self._first: np.ndarray | None = first
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)

@@ -41,6 +41,7 @@ from genesis.adapters.frame_store import FrameStore, encode_jpeg, frame_key
 from genesis.adapters.video import RawFrame, SourceError, SourceInfo, VideoSource
 from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameRef
+from genesis.domain.redact import redact
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -194,7 +195,7 @@ class CaptureLoop:
         with self._lock:
             return {
                 "camera": self.camera.id,
-                "source": self.source,
+                "source": redact(self.source),
                 "kind": self.kind,
                 "run_id": self.run_id,
                 "state": self._state,
@@ -225,7 +226,7 @@ class CaptureLoop:
         with self._lock:
             self._state = state
             if error is not None:
-                self._last_error = error
+                self._last_error = redact(error)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -255,7 +256,7 @@ class CaptureLoop:
                 # A live source stopped delivering frames: the next connection goes on
                 # numbering after the last frame read, so seqs grow for the whole run.
                 seq_base = max(seq_base, last_read + 1)
-                self._set_state("degraded", f"{self.kind} source {self.source} stopped delivering frames")
+                self._set_state("degraded", f"{self.kind} source {redact(self.source)} stopped delivering frames")
                 reopened = self._open(first=False)
                 if reopened is None:
                     break
@@ -405,7 +406,7 @@ class CaptureLoop:
                 "fps": self._fps(info),
                 "width": info.width,
                 "height": info.height,
-                "source": self.source,
+                "source": redact(self.source),
             },
         )
 

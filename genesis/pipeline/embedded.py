@@ -33,6 +33,7 @@ from genesis.domain import (
     Sighting,
     ZoneEvent,
 )
+from genesis.domain.redact import redact
 from genesis.identities.cache import GalleryCache, LiveFaces
 from genesis.identities.tracks import save_camera_track_faces
 from genesis.pipeline.model_loader import LoadedModels, load_models
@@ -279,7 +280,7 @@ def _run(
         "run": {
             "run_id": run_id,
             "mode": "embedded",
-            "source": info.source,
+            "source": redact(info.source),
             "source_kind": info.kind,
             "width": info.width,
             "height": info.height,
