@@ -24,7 +24,7 @@ backoff until it is back (``degraded`` meanwhile; a live source's frames read du
 dropped and counted), so a Redis restart neither kills the capture nor loses the end of the run.
 While it runs, the capture refreshes its run's heartbeat (``keep_alive``), which tells a stopped
 capture from a slow one (see genesis.pipeline.liveness). Sources are shown with their
-credentials masked (``redact_source``).
+credentials masked (``redact``).
 """
 
 from __future__ import annotations
@@ -46,9 +46,10 @@ from kombu.transport.redis import PRIORITY_STEPS, Channel
 
 from genesis.adapters.db.repository import Repository
 from genesis.adapters.frame_store import FrameStore, encode_jpeg, frame_key
-from genesis.adapters.video import RawFrame, SourceError, SourceInfo, VideoSource, redact_source
+from genesis.adapters.video import RawFrame, SourceError, SourceInfo, VideoSource
 from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameRef
+from genesis.domain.redact import redact
 from genesis.stages.motion import motion_gate
 
 if TYPE_CHECKING:
@@ -219,7 +220,7 @@ class CaptureLoop:
         with self._lock:
             return {
                 "camera": self.camera.id,
-                "source": redact_source(self.source),
+                "source": redact(self.source),
                 "kind": self.kind,
                 "run_id": self.run_id,
                 "state": self._state,
@@ -252,7 +253,7 @@ class CaptureLoop:
         with self._lock:
             self._state = state
             if error is not None:
-                self._last_error = error
+                self._last_error = redact(error)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -294,7 +295,7 @@ class CaptureLoop:
             # A live source stopped delivering frames: the next connection goes on
             # numbering after the last frame read, so seqs grow for the whole run.
             seq_base = max(seq_base, last_read + 1)
-            self._set_state("degraded", f"{self.kind} source {redact_source(self.source)} stopped delivering "
+            self._set_state("degraded", f"{self.kind} source {redact(self.source)} stopped delivering "
                             "frames")
             lost = self.clock()
             reopened = self._open(first=False)
@@ -349,10 +350,10 @@ class CaptureLoop:
             "mode": "distributed",
         }
         if self.repository is not None:
-            self.repository.start_run(self.run_id, self.camera.id, redact_source(self.source), meta)
+            self.repository.start_run(self.run_id, self.camera.id, redact(self.source), meta)
         else:
             with Repository(self.settings.database_url) as repo:
-                repo.start_run(self.run_id, self.camera.id, redact_source(self.source), meta)
+                repo.start_run(self.run_id, self.camera.id, redact(self.source), meta)
         with self._lock:
             self._run_started = True
 
@@ -486,7 +487,7 @@ class CaptureLoop:
                 "fps": self._fps(info),
                 "width": info.width,
                 "height": info.height,
-                "source": redact_source(self.source),
+                "source": redact(self.source),
                 "reconnects": stats.reconnects,
                 "outage_s": stats.outage_s,
             }

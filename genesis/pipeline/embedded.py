@@ -21,7 +21,7 @@ from genesis.adapters.db import Repository
 from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg, encode_jpeg, frame_key
-from genesis.adapters.video import ReconnectingSource, VideoSource, open_video, redact_source
+from genesis.adapters.video import ReconnectingSource, VideoSource, open_video
 from genesis.config import CameraConfig, Settings
 from genesis.domain import (
     Alert,
@@ -33,6 +33,7 @@ from genesis.domain import (
     Sighting,
     ZoneEvent,
 )
+from genesis.domain.redact import redact
 from genesis.identities.cache import GalleryCache, LiveFaces
 from genesis.identities.tracks import save_camera_track_faces
 from genesis.pipeline.model_loader import LoadedModels, load_models
@@ -201,7 +202,7 @@ def _run(
     store = MemoryFrameStore(max_frames=4)
     run_id = uuid.uuid4().hex
     started = datetime.now(UTC)
-    repo.start_run(run_id, camera.id, redact_source(info.source),
+    repo.start_run(run_id, camera.id, redact(info.source),
                    {"width": info.width, "height": info.height, "fps": info.fps})
     alert_sink = EmbeddedAlerts(AlertStore(repo.engine), settings, run_id, started.timestamp())
     prime(state, alert_sink.store, settings, started.timestamp())
@@ -312,7 +313,7 @@ def _run(
         "run": {
             "run_id": run_id,
             "mode": "embedded",
-            "source": redact_source(info.source),
+            "source": redact(info.source),
             "source_kind": info.kind,
             "width": info.width,
             "height": info.height,
