@@ -17,7 +17,13 @@ from genesis.config.cameras import CameraConfig
 from genesis.config.console import ConsoleConfig
 from genesis.config.distributed import DistributedConfig
 from genesis.config.identities import IdentitiesConfig
-from genesis.config.inference import AnyDetectorConfig, ModelsConfig, RecognitionConfig, YoloDetectorConfig
+from genesis.config.inference import (
+    DETECTOR_TYPES,
+    AnyDetectorConfig,
+    ModelsConfig,
+    RecognitionConfig,
+    YoloDetectorConfig,
+)
 from genesis.config.mqtt import MqttConfig
 from genesis.config.ops import OpsConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
@@ -140,10 +146,17 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]
     return out
 
 
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """``detector.yolo.confidence`` -> ``detector.confidence``: the family tag pydantic puts in the location of a
+    discriminated union is not a key the user wrote."""
+    parts = [str(p) for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] == "detector" and p in DETECTOR_TYPES)]
+    return ".".join(parts)
+
+
 def format_validation_error(err: ValidationError, origin: str) -> str:
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        loc = _field_path(tuple(e["loc"])) or "(root)"
         msg = e["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}")
     return f"invalid configuration in {origin}: " + "; ".join(parts)
