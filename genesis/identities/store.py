@@ -331,22 +331,23 @@ class IdentityStore:
                 "negatives": conn.execute(
                     delete(IdentityNegative).where(IdentityNegative.identity_id == ident)).rowcount,
             }
-            tracks = conn.execute(select(Track.run_id, Track.track_id).where(
+            tracks = conn.execute(select(Track.run_id, Track.track_id, Track.segment).where(
                 (Track.identity_id == ident) | (Track.identity_name == name))).all()
             faces = 0
-            for run_id, track_id in tracks:
-                faces += conn.execute(
-                    delete(TrackFace).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id)).rowcount
+            for run_id, track_id, segment in tracks:  # the faces of the segments that carried the name
+                faces += conn.execute(delete(TrackFace).where(
+                    TrackFace.run_id == run_id, TrackFace.track_id == track_id, TrackFace.segment == segment)).rowcount
             clusters = 0
             for model, vectors in mine.items():
                 m = np.stack([v / max(float(np.linalg.norm(v)), 1e-12) for v in vectors])
                 limit = thresholds.get(model, 0.0)
-                for run_id, track_id, dim, blob in conn.execute(
-                        select(TrackFace.run_id, TrackFace.track_id, TrackFace.dim, TrackFace.vector)
+                for run_id, track_id, segment, dim, blob in conn.execute(
+                        select(TrackFace.run_id, TrackFace.track_id, TrackFace.segment, TrackFace.dim, TrackFace.vector)
                         .where(TrackFace.model == model)).all():
                     if self._near(m, self._vec(blob, dim), limit):
                         faces += conn.execute(delete(TrackFace).where(
-                            TrackFace.run_id == run_id, TrackFace.track_id == track_id)).rowcount
+                            TrackFace.run_id == run_id, TrackFace.track_id == track_id,
+                            TrackFace.segment == segment)).rowcount
                 for cid, dim, blob in conn.execute(
                         select(UnknownCluster.id, UnknownCluster.dim, UnknownCluster.centroid)
                         .where(UnknownCluster.model == model)).all():
@@ -382,11 +383,12 @@ class IdentityStore:
             (IdentityNegative, IdentityNegative.vector, [IdentityNegative.id]),
             (UnknownCluster, UnknownCluster.centroid, [UnknownCluster.id]),
             (TrackFace, TrackFace.vector, [TrackFace.run_id, TrackFace.track_id]),
+            (TrackFace, TrackFace.crop, [TrackFace.run_id, TrackFace.track_id]),
         ]
         n = 0
         with self._write() as conn:
             for table, col, keys in tables:
-                for row in conn.execute(select(*keys, col)).all():
+                for row in conn.execute(select(*keys, col).where(col.is_not(None))).all():
                     cond = [k == v for k, v in zip(keys, row[:-1], strict=True)]
                     conn.execute(update(table).where(*cond).values({col.key: self.cipher.rotate(row[-1])}))
                     n += 1

@@ -185,6 +185,28 @@ def find_face(image: np.ndarray, person: TrackedPerson, face_detector: FaceDetec
     )
 
 
+FACE_CROP_PX = 160
+"""Longest side of a kept face crop (the dashboard shows faces at about 80-120 px)."""
+
+
+def face_crop_jpeg(image: np.ndarray, box: tuple[float, float, float, float], size: int = FACE_CROP_PX) -> bytes:
+    """A loose crop of a face (the box grown by a quarter each way), at most ``size`` px, as JPEG."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    gx, gy = 0.25 * (x2 - x1), 0.25 * (y2 - y1)
+    cx1, cy1 = max(0, int(x1 - gx)), max(0, int(y1 - gy))
+    cx2, cy2 = min(w, int(np.ceil(x2 + gx))), min(h, int(np.ceil(y2 + gy)))
+    if cx2 - cx1 < 2 or cy2 - cy1 < 2:
+        return b""
+    crop = image[cy1:cy2, cx1:cx2]
+    scale = size / max(crop.shape[:2])
+    if scale < 1.0:
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+                          interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return buf.tobytes() if ok else b""
+
+
 @dataclass(frozen=True, slots=True)
 class TrackIdentity:
     identity: str | None
@@ -358,8 +380,9 @@ class TrackRecognizer:
 
     def record(
         self, tracked: TrackedFrame, person: TrackedPerson, face: Face | None, match: FaceMatch | None,
-        vector: np.ndarray | None = None, sharpness: float | None = None,
+        vector: np.ndarray | None = None, sharpness: float | None = None, image: np.ndarray | None = None,
     ) -> RecognitionAttempt | None:
+        """A face search's result. ``image`` (the frame) only serves the crop of a new best face."""
         st = self._tracks.get(person.track_id)
         if st is None:
             self.observe(TrackedFrame(tracked.frame, (person,)))
@@ -379,13 +402,17 @@ class TrackRecognizer:
                  and (sharpness is None or sharpness >= self.seg.clear_sharpness))
         seg.marks.append(FaceMark(Boundary(seq, ts, seg.frames), label, float(match.distance), clear))
         if vector is not None:
-            face_rec = BestFace(seq, ts, face.area, np.asarray(vector, dtype=np.float32).copy())
-            if seg.identity is not None and label != seg.identity:
-                seg.pending = larger(seg.pending, face_rec)
-            else:
-                if seg.identity is not None:
-                    seg.best, seg.pending = larger(seg.best, seg.pending), None
-                seg.best = larger(seg.best, face_rec)
+            disagrees = seg.identity is not None and label != seg.identity
+            if not disagrees and seg.identity is not None:
+                seg.best, seg.pending = larger(seg.best, seg.pending), None
+            slot = seg.pending if disagrees else seg.best
+            if slot is None or face.area > slot.area:  # a new best face: only then is a crop made
+                crop = face_crop_jpeg(image, face.box) if image is not None else b""
+                face_rec = BestFace(seq, ts, face.area, np.asarray(vector, dtype=np.float32).copy(), crop)
+                if disagrees:
+                    seg.pending = face_rec
+                else:
+                    seg.best = face_rec
         self._update(st, seq, ts)
         return RecognitionAttempt(
             camera_id=tracked.frame.camera_id,
@@ -543,7 +570,7 @@ def recognize_persons(
         vectors = embedder.embed(image, [f for _, f in found])
         for (person, face), vec in zip(found, vectors, strict=True):
             sharp = face_sharpness(image, face) if recognizer.seg.enabled else None
-            attempt = recognizer.record(tracked, person, face, gallery.match(vec), vec, sharp)
+            attempt = recognizer.record(tracked, person, face, gallery.match(vec), vec, sharp, image)
             if attempt is not None:
                 attempts.append(attempt)
     return attempts

@@ -39,6 +39,8 @@ class BestFace:
     ts: float
     area: float
     vector: np.ndarray
+    crop: bytes = b""
+    """A small JPEG of the face (``face_crop_jpeg``) for the dashboard; empty when none was made."""
 
 
 @dataclass(slots=True)

@@ -1,7 +1,7 @@
 """identity segments: a track's rows become one per segment (tracks, track_faces keyed by segment)
 
-Revision ID: 0006
-Revises: 0003
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-11-30
 
 Hand-written (see 0001). Existing tracks become segment 0 of themselves (one segment each), with
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0003"
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
