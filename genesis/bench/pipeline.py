@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     console.print(t)
     console.print(f"detector-only runs: {', '.join(f'{v:.2f}' for v in det_runs)} frames/s; "
                   f"pipeline runs: {', '.join(f'{v:.2f}' for v in pipe_runs)} frames/s; "
-                  f"pipeline: {res['people']['tracks']} tracks, {attempts} face embeddings in all "
+                  f"pipeline: {res['people']['tracks']} tracks ({res['people'].get('segments', 0)} identity segments), "
+                  f"{attempts} face embeddings in all "
                   f"(naive loop: {faces} in {n} frames)")
     det_c, pipe_c = statistics.median(det_cpu), statistics.median(pipe_cpu)
     console.print(f"CPU time per frame (median; immune to a busy neighbour): detector only {det_c:.1f} ms, "
