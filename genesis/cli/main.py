@@ -124,6 +124,8 @@ def print_summary(report: dict[str, Any]) -> None:
               else meta["recognition"])
     t.add_row("identities recognised", str(res["people"]["identities"]))
     console.print(t)
+    if meta.get("warning"):
+        console.print(f"warning: {meta['warning']}", style="bold yellow", markup=False, highlight=False)
     if res["identities"]:
         it = Table(title="Identities")
         for col in ("name", "first seen (s)", "last seen (s)", "sightings", "tracks"):
@@ -241,6 +243,7 @@ def report(
 ) -> None:
     """Write report.json of a stored run."""
     from genesis.adapters.db import Repository
+    from genesis.pipeline.loop import truncated
     from genesis.pipeline.report import build_results, write_json_atomic
 
     settings = settings_from(config)
@@ -259,6 +262,9 @@ def report(
                 "started_at": run_rec.started_at.isoformat(),
                 "finished_at": run_rec.finished_at.isoformat() if run_rec.finished_at else None, **run_rec.meta},
     }
+    if (warning := truncated(run_rec.meta)) is not None:
+        data["run"]["warning"] = warning
+        console.print(f"warning: {warning}", style="bold yellow", markup=False, highlight=False)
     write_json_atomic(out / "report.json", data)
     console.print(f"wrote {out / 'report.json'}")
 
@@ -274,8 +280,8 @@ def drain(
     import redis
 
     from genesis.adapters.db import Repository
-    from genesis.pipeline.capture import make_app
     from genesis.pipeline.drain import backlog
+    from genesis.tasks.celery_config import make_app
 
     settings = settings_from(config)
     celery_app = make_app(settings)

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from genesis.adapters.db import Repository
+from genesis.adapters.redis_keys import RESULTS_PATTERN, done_key, end_key
 from genesis.config import Settings
-from genesis.pipeline.sequencer import done_key
-from genesis.tasks.dispatch import end_key
 from genesis.tasks.routing import QUEUES, SEQUENCE
 
 
@@ -46,13 +45,13 @@ def _idle_recheck(raw: bytes | str, redis_client: Any) -> bool:
 
 
 def backlog(settings: Settings, app: Any, redis_client: Any, repo: Repository) -> PipelineBacklog:
-    from genesis.pipeline.capture import _broker_client, detect_backlog
+    from genesis.adapters.broker import broker_client, detect_backlog
 
     queued = {q: detect_backlog(app, q) for q in QUEUES}
-    broker = _broker_client(str(app.conf.broker_url))
+    broker = broker_client(str(app.conf.broker_url))
     unacked = sum(1 for raw in broker.hvals("unacked") if not _idle_recheck(raw, redis_client))
     pending = 0
-    for key in redis_client.scan_iter(match="genesis:run:*:results", count=500):
+    for key in redis_client.scan_iter(match=RESULTS_PATTERN, count=500):
         pending += int(redis_client.zcard(key))
     unfinished = [
         r.run_id for r in repo.runs()
