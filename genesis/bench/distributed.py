@@ -469,11 +469,12 @@ class Pool:
 
 
 @contextlib.contextmanager
-def fresh_postgres_database(admin_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database; dropped afterwards (connections forced out)."""
+def fresh_postgres_database(admin_url: str, prefix: str = "genesis_bench") -> Iterator[str]:
+    """A new, empty PostgreSQL database; dropped afterwards (connections forced out). The
+    integration tests use it too."""
     import psycopg2  # type: ignore[import-untyped]
 
-    name = f"genesis_bench_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     conn = psycopg2.connect(admin_url)
     conn.autocommit = True
     try:

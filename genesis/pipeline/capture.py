@@ -405,8 +405,19 @@ class CaptureLoop:
                 "width": info.width,
                 "height": info.height,
                 "source": self.source,
+                **self._declared(info, stats.published + stats.dropped),
             },
         )
+
+    def _declared(self, info: SourceInfo, read: int) -> dict[str, int]:
+        """A file's declared length (after stride and ``max_frames``) and the frames read from it,
+        for the truncated-file warning of the run's meta (nothing for a live source)."""
+        if info.frame_count is None:
+            return {}
+        declared = -(-info.frame_count // self.stride)
+        if self.max_frames is not None:
+            declared = min(declared, self.max_frames)
+        return {"frames_declared": declared, "frames_read": read}
 
 
 # -- the distributed wiring ---------------------------------------------------------------

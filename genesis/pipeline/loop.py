@@ -67,6 +67,9 @@ class RunProgress:
     declared_frames: int | None = None
     """How many frames the source said it would give (a file's frame count, after stride and
     ``--max-frames``); None for a live source."""
+    source_frames_read: int | None = None
+    """Frames read from the source when the capture says so (distributed: published + dropped by
+    backpressure); None: the frames this loop saw."""
 
     def run_meta(self) -> dict[str, Any]:
         """The run's meta (stored with the run; ``build_results`` reads it)."""
@@ -81,7 +84,8 @@ class RunProgress:
         }
         if self.declared_frames is not None:
             meta["frames_declared"] = self.declared_frames
-            meta["frames_read"] = self.frames + self.skipped + self.missing
+            seen = self.frames + self.skipped + self.missing
+            meta["frames_read"] = seen if self.source_frames_read is None else self.source_frames_read
         return meta
 
 

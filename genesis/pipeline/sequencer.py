@@ -250,9 +250,13 @@ class Sequencer:
                 self.redis.pexpire(lock, LOCK_TTL_MS)
                 refreshed = time.monotonic()
         end_raw = self.redis.get(end_key(self.run_id))
-        if end_raw is None or p.last_seq < int(json.loads(end_raw)["last_seq"]):
+        end = json.loads(end_raw) if end_raw is not None else None
+        if end is None or p.last_seq < int(end["last_seq"]):
             loop.flush()
             return False, progressed
+        if end.get("frames_declared") is not None:  # a file: its declared length, for the truncation warning
+            p.declared_frames = int(end["frames_declared"])
+            p.source_frames_read = int(end.get("frames_read", p.frames + p.skipped + p.missing))
         loop.close()
         self.redis.set(done_key(self.run_id), "1", ex=self.settings.distributed.frame_ttl_s * 12)
         self.redis.delete(state_key(self.run_id), results_key(self.run_id))

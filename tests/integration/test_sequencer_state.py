@@ -31,7 +31,7 @@ from genesis.config import CameraConfig, LineConfig, Settings, ZoneConfig, load_
 from genesis.config.alerts import CameraAlertsConfig
 from genesis.domain import FrameDetections, FrameOutcome, FrameRef
 from genesis.domain.codec import CodecError
-from genesis.pipeline.loop import BaseSink, RunProgress, RunState
+from genesis.pipeline.loop import BaseSink, RunProgress, RunState, truncated
 from genesis.pipeline.model_loader import load_face_models
 from genesis.pipeline.sequencer import (
     FrameResult,
@@ -220,4 +220,27 @@ def test_every_key_of_a_run_has_a_ttl(settings: Settings) -> None:
     assert {state_key("run3"), results_key("run3"), end_key("run3")} <= set(keys)
     for key in keys:
         assert 0 < r.ttl(key) <= RUN_TTL_S, key
+    r.flushdb()
+
+
+def test_a_file_cut_short_is_in_the_distributed_run_meta(settings: Settings) -> None:
+    """The capture's end summary says how long the file claimed to be; the run's meta keeps it."""
+    r = redis.Redis.from_url(FRAMES)
+    r.flushdb()
+    finished: list[dict[str, Any]] = []
+
+    class Meta(BaseSink):
+        def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
+            finished.append(progress.run_meta())
+
+    for seq in range(3):
+        push_result(r, "run4", FrameResult(FrameRef("cam", seq, seq * 0.04, f"k{seq}", 800, 450), seq - 1))
+    r.set(end_key("run4"), json.dumps({"last_seq": 2, "frames_declared": 50, "frames_read": 3}))
+    seq = Sequencer(redis=r, settings=settings, camera=CAMERA, run_id="run4",
+                    run_meta={"width": 800, "height": 450, "fps": 25.0, "stride": 1}, faces=None,
+                    load_image=lambda ref: np.zeros((450, 800, 3), np.uint8), sink=Meta())
+    assert seq.run()
+    (meta,) = finished
+    assert (meta["frames"], meta["frames_declared"], meta["frames_read"]) == (3, 50, 3)
+    assert "3 of the 50 frames" in (truncated(meta) or "")
     r.flushdb()
