@@ -3,7 +3,7 @@ Redis. Nothing read back is ever unpickled or evaluated: a value is rebuilt from
 type (a dataclass's fields, a class's annotations), and what does not fit that type is refused
 with :class:`CodecError`.
 
-What it handles: ``None``, ``bool``, ``int``, ``float``, ``str``; ``list``, ``tuple`` (fixed and
+What it handles: ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes`` (base64); ``list``, ``tuple`` (fixed and
 ``tuple[X, ...]``), ``dict`` (any key type this codec handles: a key that is not a ``str``
 travels as the JSON text of its encoding), ``set``/``frozenset``, ``collections.Counter``,
 ``collections.deque``; enums (by value); dataclasses (by field, nested); ``numpy.ndarray``
@@ -85,6 +85,8 @@ def encode(obj: Any) -> Any:
         return {f.name: encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Enum):
         return obj.value
+    if isinstance(obj, (bytes, bytearray)):
+        return base64.b64encode(bytes(obj)).decode("ascii")
     if isinstance(obj, np.ndarray):
         return _encode_array(obj)
     if isinstance(obj, np.generic):
@@ -177,6 +179,12 @@ def decode_value(tp: Any, value: Any) -> Any:
         if tp in (bool, int, float, str):
             _expect(_fits(tp, value), tp, value)
             return float(value) if tp is float else value
+        if tp is bytes:
+            _expect(isinstance(value, str), tp, value)
+            try:
+                return base64.b64decode(value.encode("ascii"), validate=True)
+            except (binascii.Error, UnicodeEncodeError) as exc:
+                raise CodecError(f"bytes are not base64: {exc}") from None
     raise CodecError(f"values of type {tp} are not decoded")
 
 

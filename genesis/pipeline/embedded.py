@@ -22,21 +22,26 @@ from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg, encode_jpeg
 from genesis.adapters.redis_keys import frame_key
-from genesis.adapters.video import VideoSource
+from genesis.adapters.video import ReconnectingSource, VideoSource, open_video
 from genesis.config import CameraConfig, Settings
 from genesis.domain import (
     FrameOutcome,
     FrameRef,
 )
+from genesis.domain.redact import redact
 from genesis.identities.cache import GalleryCache, LiveFaces
 from genesis.pipeline.loop import BaseSink, CompositeSink, Image, RunLoop, RunProgress, RunState, truncated
 from genesis.pipeline.model_loader import LoadedModels, load_models
 from genesis.pipeline.report import build_results, write_json_atomic
-from genesis.pipeline.sinks import LocalSink
+from genesis.pipeline.sinks import LiveSink, LocalSink, MqttEventsSink
 from genesis.services.alerts import EmbeddedAlerts, prime
 from genesis.services.heatmap import SnapshotKeeper, heatmap_image
+from genesis.services.live import LivePublisher, SqlLive
+from genesis.services.mqtt_events import MqttSink, open_sink
+from genesis.services.privacy import Redactor, redactor_for, view_of
 from genesis.stages.camera import CameraState, FaceModels
-from genesis.stages.detect import detect_frame
+from genesis.stages.detect import camera_tiling, detect_frame
+from genesis.stages.motion import motion_gate
 
 ProgressFn = Callable[["Progress"], None]
 SAVE_EVERY = 25
@@ -80,21 +85,21 @@ def versions() -> dict[str, str]:
 
 
 class Annotator(BaseSink):
-    """Writes an annotated copy of the processed frames (boxes, ids, names, zones, lines): an
-    observer of the run loop."""
+    """Writes an annotated copy of the processed frames (boxes, ids, names, zones, lines), with the
+    camera's privacy blur (``redactor``) applied first: an observer of the run loop."""
 
-    def __init__(self, path: Path, fps: float, width: int, height: int, state: CameraState) -> None:
+    def __init__(self, path: Path, fps: float, width: int, height: int, redactor: Redactor | None = None) -> None:
         self.path = path
-        self.state = state
+        self.redactor = redactor
         self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
         if not self._writer.isOpened():
             raise OSError(f"cannot write {path}")
 
-    def on_frame(self, outcome: FrameOutcome, image: Image) -> None:
-        self.write(image() if callable(image) else image, outcome, self.state)
+    def on_frame(self, outcome: FrameOutcome, image: Image, camera: CameraState) -> None:
+        self.write(image() if callable(image) else image, outcome, camera)
 
     def write(self, image: np.ndarray, outcome: FrameOutcome, state: CameraState) -> None:
-        img = image.copy()
+        img = self.redactor.image(image, view_of(outcome, state)) if self.redactor else image.copy()
         for zone in state.zones:
             cv2.polylines(img, [zone.polygon.reshape(-1, 1, 2).astype(np.int32)], True, (255, 200, 0), 2)
             x, y = zone.polygon[0]
@@ -133,7 +138,7 @@ def run_embedded(
     run removes the run's rows, so the database never holds half a run.
     """
     stride = stride or settings.pipeline.frame_stride
-    video = VideoSource(source)
+    video = open_video(source)  # a live source reconnects with backoff when it drops
     try:
         models = models or load_models(settings)
         repo = Repository(settings.database_url)
@@ -147,7 +152,7 @@ def run_embedded(
 
 def _run(
     settings: Settings,
-    video: VideoSource,
+    video: VideoSource | ReconnectingSource,
     camera: CameraConfig,
     repo: Repository,
     models: LoadedModels,
@@ -169,7 +174,8 @@ def _run(
     store = MemoryFrameStore(max_frames=4)
     run_id = uuid.uuid4().hex
     started = datetime.now(UTC)
-    repo.start_run(run_id, camera.id, info.source, {"width": info.width, "height": info.height, "fps": info.fps})
+    repo.start_run(run_id, camera.id, redact(info.source),
+                   {"width": info.width, "height": info.height, "fps": info.fps})
     alert_sink = EmbeddedAlerts(AlertStore(repo.engine), settings, run_id, started.timestamp())
     prime(state, alert_sink.store, settings, started.timestamp())
     total = None
@@ -179,16 +185,26 @@ def _run(
             total = min(total, max_frames)
     progress_state = RunProgress(stride=stride, fps=info.fps, declared_frames=total)
     snapshots = SnapshotKeeper(AnalyticsStore(repo), camera.id, settings.analytics.snapshot_every_s)
-    sinks = CompositeSink([LocalSink(repo, settings, run_id, alert_sink, snapshots, store)])
+    # The privacy blur of what this run stores (snapshots, annotated.mp4, the heatmap background).
+    redactor = redactor_for(settings, camera)
+    local = LocalSink(repo, settings, run_id, alert_sink, snapshots, store, redactor)
+    mqtt: MqttSink | None = open_sink(settings, camera, run_id, started.timestamp())
+    live_view = LivePublisher.from_settings(settings, SqlLive(repo.engine))
+    # The run's consumers: the store first, then the observers of each frame.
+    sinks = CompositeSink([local, LiveSink(live_view, run_id)])
+    if mqtt is not None:
+        sinks.sinks.append(MqttEventsSink(mqtt))
     loop = RunLoop(RunState(state, progress_state), sinks, SAVE_EVERY)
+    report_extra: dict[str, Any] = {}
     annotator: Annotator | None = None
     t0 = time.perf_counter()
     detect_ms = 0.0
     snapshot: np.ndarray | None = None
+    gate, tiling = motion_gate(settings, camera), camera_tiling(settings, camera)  # see genesis.stages.motion
     try:
         if annotate and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-            annotator = Annotator(out_dir / "annotated.mp4", info.fps / stride, info.width, info.height, state)
+            annotator = Annotator(out_dir / "annotated.mp4", info.fps / stride, info.width, info.height, redactor)
             sinks.sinks.append(annotator)
         try:
             for raw in video.frames(stride=stride, max_frames=max_frames):
@@ -197,8 +213,9 @@ def _run(
                 data = store.get(key)
                 assert data is not None
                 image = decode_jpeg(data)
-                ref = FrameRef(camera.id, raw.seq, raw.ts, key, image.shape[1], image.shape[0])
-                detections = detect_frame(models.detector, ref, image)
+                static = gate.check(raw.image, raw.ts) if gate is not None else False
+                ref = FrameRef(camera.id, raw.seq, raw.ts, key, image.shape[1], image.shape[0], static=static)
+                detections = detect_frame(models.detector, ref, image, tiling, settings.detector.iou)
                 detect_ms += detections.inference_ms
                 if live is not None:
                     state.faces = live.get()
@@ -213,10 +230,19 @@ def _run(
                 raise
             # A live source ends when the operator stops it: keep what was seen.
             progress_state.declared_frames = None
+        if isinstance(video, ReconnectingSource):  # the gaps of a live source, counted
+            local.extra_meta.update(reconnects=video.reconnects, outage_s=round(video.outage_s, 3))
         meta = loop.close()
         elapsed = time.perf_counter() - t0
+        if snapshot is not None and redactor is not None:  # the heatmap background below
+            snapshot = redactor.image(snapshot, local.view)
         delivery = alert_sink.drain()
+        if mqtt is not None:
+            mqtt.publisher.close()  # waits flush_timeout_s at most, and only while connected
+            report_extra["mqtt"] = {"published": mqtt.publisher.published, "dropped": mqtt.publisher.dropped}
     except BaseException:
+        if mqtt is not None:
+            mqtt.publisher.close(0.0)
         alert_sink.drain(0.0)
         repo.delete_run(run_id)
         if annotator is not None:
@@ -233,7 +259,7 @@ def _run(
         "run": {
             "run_id": run_id,
             "mode": "embedded",
-            "source": info.source,
+            "source": redact(info.source),
             "source_kind": info.kind,
             "width": info.width,
             "height": info.height,
@@ -247,6 +273,7 @@ def _run(
             "elapsed_s": round(elapsed, 3),
             "fps": round(state.frames / elapsed, 2) if elapsed > 0 else 0.0,
             "detect_ms_mean": round(detect_ms / state.frames, 2) if state.frames else 0.0,
+            "static_frames": gate.static_frames if gate is not None else 0,
             "models": {
                 "detector": f"{settings.detector.backend}:{Path(settings.detector.weights).name}",
                 "face_detector": settings.recognition.face_detector.weights if faces else None,
@@ -260,6 +287,7 @@ def _run(
             "recognition": "on" if faces else ("no identities enrolled" if models.embedder else "disabled"),
             "database": _safe_url(settings.database_url),
             "versions": versions(),
+            **report_extra,
         },
     }
     files: list[Path] = []

@@ -134,8 +134,9 @@ class BatchRows:
 class Sink(Protocol):
     """Where a run's results go, and anything else that wants each frame or batch."""
 
-    def on_frame(self, outcome: FrameOutcome, image: Image) -> None:
-        """Every processed frame, in order (``image``: its pixels or their loader)."""
+    def on_frame(self, outcome: FrameOutcome, image: Image, camera: CameraState) -> None:
+        """Every processed frame, in order (``image``: its pixels or their loader; ``camera``: the
+        camera's state as of this frame, e.g. the names decided for its tracks)."""
 
     def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
         """The rows of a batch of frames (``closing``: the visits closed at the end of the run)."""
@@ -147,7 +148,7 @@ class Sink(Protocol):
 class BaseSink:
     """A sink that ignores everything: subclass it and override what you need."""
 
-    def on_frame(self, outcome: FrameOutcome, image: Image) -> None:
+    def on_frame(self, outcome: FrameOutcome, image: Image, camera: CameraState) -> None:
         return None
 
     def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
@@ -163,9 +164,9 @@ class CompositeSink:
 
     sinks: list[Sink] = field(default_factory=list)
 
-    def on_frame(self, outcome: FrameOutcome, image: Image) -> None:
+    def on_frame(self, outcome: FrameOutcome, image: Image, camera: CameraState) -> None:
         for s in self.sinks:
-            s.on_frame(outcome, image)
+            s.on_frame(outcome, image, camera)
 
     def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
         for s in self.sinks:
@@ -228,7 +229,7 @@ class RunLoop:
         p.frames += 1
         p.last_ts = ts
         p.last_seq = detections.frame.seq
-        self.sink.on_frame(outcome, image)
+        self.sink.on_frame(outcome, image, self.camera)
         self._batch.append(outcome)
         if len(self._batch) >= self.batch_frames:
             self.flush()

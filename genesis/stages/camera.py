@@ -18,6 +18,7 @@ from genesis.domain import FrameDetections, FrameOutcome, Sighting, TrackRecord,
 from genesis.domain.codec import SavedState
 from genesis.stages.alerts import AlertStage
 from genesis.stages.analytics import LineCounter, ZoneCounter, to_sv
+from genesis.stages.motion import HeldDetections
 from genesis.stages.recognize import Gallery, TrackRecognizer, recognize_persons
 from genesis.stages.track import CameraTracker
 
@@ -51,6 +52,7 @@ class CameraState(SavedState):
     spans: dict[int, TrackSpan]
     frames: int
     alerts: AlertStage
+    held: HeldDetections
 
     def __init__(
         self,
@@ -75,11 +77,12 @@ class CameraState(SavedState):
         self.spans: dict[int, TrackSpan] = {}
         self.frames = 0
         self.alerts = AlertStage(settings.alerts, camera)
+        self.held = HeldDetections()  # static frames (motion gating) reuse the last detections
 
     def process(self, detections: FrameDetections, image: np.ndarray | Callable[[], np.ndarray]) -> FrameOutcome:
         """One frame, in ``seq`` order. ``image`` may be a loader: it is only called when a
         face search needs the pixels (the distributed sequencer fetches them from Redis)."""
-        tracked = self.tracker.update(detections)
+        tracked = self.tracker.update(self.held.apply(detections))
         frame = tracked.frame
         self.frames += 1
         outcome = FrameOutcome(tracked=tracked)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -16,10 +17,15 @@ from genesis.celery import app
 from genesis.config import Settings
 from genesis.domain import FrameOutcome, FrameRef, ZoneEvent
 from genesis.domain.codec import encode
-from genesis.pipeline.loop import BaseSink, BatchRows, CompositeSink, RunProgress
+from genesis.pipeline.liveness import touch_progress
+from genesis.pipeline.loop import BaseSink, BatchRows, CompositeSink, Image, RunProgress, Sink
 from genesis.pipeline.sequencer import LOCK_TTL_MS, Sequencer, StateError
+from genesis.pipeline.sinks import LiveSink, MqttEventsSink
 from genesis.services.alerts import prime
 from genesis.services.heatmap import keep_snapshot_distributed
+from genesis.services.live import LivePublisher, RedisLive
+from genesis.services.mqtt_events import MQTT_MEMORY_TTL_S, EventMemory, MqttSink, mqtt_memory_key, open_sink
+from genesis.services.privacy import FrameView, view_of
 from genesis.stages.camera import CameraState
 from genesis.tasks import routing, runtime
 from genesis.tasks.alerts import run_time_origin, send_alerts
@@ -29,13 +35,26 @@ from genesis.tasks.identities import send_track_faces
 log = logging.getLogger(__name__)
 
 
+@functools.cache
+def live_publisher() -> LivePublisher:
+    """One per worker process: it caches the "someone is watching" flag for a second."""
+    return LivePublisher.from_settings(runtime.settings(), RedisLive(runtime.redis_client()))
+
+
 class CelerySink(BaseSink):
     """The run loop's sink in distributed mode: each batch's rows to the store queue, its alerts
-    to the alert tasks, the heatmap background now and then; at the end the tracks, the track
-    faces and the run's meta (the twin of :class:`~genesis.pipeline.sinks.LocalSink`)."""
+    to the alert tasks, the heatmap background now and then (with the privacy blur); at the end
+    the tracks, the track faces and the run's meta (the twin of
+    :class:`~genesis.pipeline.sinks.LocalSink`)."""
 
-    def __init__(self, settings: Settings, run_id: str, time_origin: float) -> None:
-        self.settings, self.run_id, self.time_origin = settings, run_id, time_origin
+    def __init__(self, settings: Settings, run_id: str, time_origin: float, blur: bool = False) -> None:
+        self.settings, self.run_id, self.time_origin, self.blur = settings, run_id, time_origin, blur
+        self.view = FrameView()
+        """The privacy blur's view of the last frame (the one a snapshot may store)."""
+
+    def on_frame(self, outcome: FrameOutcome, image: Image, camera: CameraState) -> None:
+        if self.blur:
+            self.view = view_of(outcome, camera)
 
     def _send(self, name: str, args: list[Any]) -> None:
         app.send_task(name, args=args, queue=routing.queue_of(self.settings, name))
@@ -61,8 +80,16 @@ class CelerySink(BaseSink):
     def _keep_snapshot(self, ref: FrameRef) -> None:
         """The camera's heatmap background, at most every analytics.snapshot_every_s."""
         try:
+            redactor = runtime.redactor(ref.camera_id)
+            view, quality = self.view, self.settings.pipeline.jpeg_quality
+
+            def redact(jpeg: bytes) -> bytes:
+                assert redactor is not None
+                return redactor.jpeg(jpeg, view, quality)
+
             keep_snapshot_distributed(runtime.redis_client(), AnalyticsStore(runtime.repository()),
-                                      runtime.frame_store(), ref, self.settings.analytics.snapshot_every_s)
+                                      runtime.frame_store(), ref, self.settings.analytics.snapshot_every_s,
+                                      redact if redactor is not None else None)
         except Exception:  # a snapshot is best effort: never fail the ordered stage for it
             log.warning("camera %s: snapshot not stored", ref.camera_id, exc_info=True)
 
@@ -70,6 +97,23 @@ class CelerySink(BaseSink):
         self._send(routing.SAVE_TRACKS, [self.run_id, [encode(t) for t in camera.track_records()]])
         send_track_faces(app, self.settings, self.run_id, camera)
         self._send(routing.FINISH_RUN, [self.run_id, progress.frames, progress.run_meta()])
+
+
+class RedisMqttSink(MqttEventsSink):
+    """MQTT events from the ordered stage (frame order; the retained state is the camera's latest),
+    with what was announced kept in Redis for the next pass, maybe on another worker."""
+
+    def __init__(self, mqtt: MqttSink, redis: Any, run_id: str) -> None:
+        super().__init__(mqtt)
+        self.redis, self.run_id = redis, run_id
+
+    def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
+        super().on_batch(outcomes, closing)
+        self.redis.set(mqtt_memory_key(self.run_id), self.mqtt.events.memory.to_json(), ex=MQTT_MEMORY_TTL_S)
+
+    def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
+        super().on_finish(camera, progress)
+        self.redis.delete(mqtt_memory_key(self.run_id))
 
 
 @app.task(base=PipelineTask, name=routing.SEQUENCE, bind=True)
@@ -90,6 +134,16 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
     def prepare(cam: CameraState) -> None:
         prime(cam, AlertStore(runtime.repository().engine), s, time_origin)
 
+    redis = runtime.redis_client()
+    camera = s.camera(camera_id)
+    sinks: list[Sink] = [CelerySink(s, run_id, time_origin, blur=s.blur_mode(camera) != "off"),
+                         LiveSink(live_publisher(), run_id)]
+    if s.mqtt.enabled:
+        mqtt = open_sink(s, camera, run_id, time_origin, runtime.mqtt_publisher(),
+                         EventMemory.from_json(redis.get(mqtt_memory_key(run_id))))
+        if mqtt is not None:
+            sinks.append(RedisMqttSink(mqtt, redis, run_id))
+
     # Clear the wake flag before reading any result: a detect task that pushes a result after
     # our reads will find it clear and send the next wake.
     runtime.redis_client().delete(wake_key(run_id))
@@ -101,16 +155,16 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
         run_meta=meta,
         faces=runtime.face_models(run_id),
         load_image=load_image,
-        sink=CompositeSink([CelerySink(s, run_id, time_origin)]),  # more consumers: add them here
+        sink=CompositeSink(sinks),  # more consumers of frames or batches: add them to ``sinks``
         prepare=prepare,
     )
     try:
         finished = seq.run()
     except StateError as exc:  # tampered with, or written by another version: never executed
         raise PermanentError(f"run {run_id}: {exc}") from None
+    touch_progress(redis, run_id, s.distributed.run_stale_after_s)  # the run is alive
     if finished:
         return
-    redis = runtime.redis_client()
     if seq.busy:
         # Another worker holds the lock. If it died, nothing may come to wake the run once its
         # lock expires: one delayed look per lock lifetime (not one per detect task).

@@ -181,6 +181,7 @@ def test_file_frames_stored_published_and_ended(
     assert summary == {
         "last_seq": 38, "frames": 20, "dropped": 0, "stride": 2, "fps": pytest.approx(fps),
         "width": 800, "height": 450, "source": str(video), "frames_declared": 20, "frames_read": 20,
+        "reconnects": 0, "outage_s": 0.0,
     }
     assert queued(rds, "recognize") == [Message("genesis.sequence", ["door", stats.run_id])]
 
