@@ -42,7 +42,7 @@ def r() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def settings(models_dir: Path) -> Settings:
-    return load_settings(environ={"GENESIS_MODELS_DIR": str(models_dir), "GENESIS_DISTRIBUTED__GAP_TIMEOUT_S": "5"})
+    return load_settings(environ={"GENESIS_MODELS_DIR": str(models_dir), "GENESIS_DISTRIBUTED__GAP_TIMEOUT_S": "20"})
 
 
 CAMERA = CameraConfig(
