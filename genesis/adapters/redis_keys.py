@@ -16,7 +16,12 @@ Everything lives under ``genesis:``:
 
   Every one of them carries a TTL (:data:`RUN_TTL_S` unless said otherwise), refreshed while the
   run makes progress, so the keys of a run nobody finishes expire by themselves.
+  ``capture`` and ``progress`` (heartbeats of a live run) and ``mqtt`` (what its MQTT events
+  announced) belong to the run too.
 - ``genesis:camera:<camera>:snapshot``: when the camera's heatmap background was last stored.
+- ``genesis:live:<camera>:frame|watch|gate``: the live view.
+- ``genesis:worker:<host>:alive``, ``genesis:held:<tag>``, ``genesis:reaper:runs``: worker
+  heartbeats, who holds which broker message, the abandoned-run reaper's turn.
 - ``genesis:gallery:version``: the version of the enrolled gallery (workers reload on change).
 - ``genesis:dlq:*``: the dead letters (see :mod:`genesis.adapters.dlq`).
 - ``genesis:bench:*``: latency stamps of the distributed benchmark (never seen by ``drain``).
@@ -88,6 +93,26 @@ def wake_key(run_id: str) -> str:
     return run_key(run_id, "wake")
 
 
+def run_pattern(run_id: str) -> str:
+    """SCAN pattern of every key of one run."""
+    return f"{PREFIX}run:{glob_escape(run_id)}:*"
+
+
+def capture_key(run_id: str) -> str:
+    """Refreshed by a running capture (TTL ``run_stale_after_s``)."""
+    return run_key(run_id, "capture")
+
+
+def progress_key(run_id: str) -> str:
+    """Refreshed by the detect and sequence tasks of the run (TTL ``run_stale_after_s``)."""
+    return run_key(run_id, "progress")
+
+
+def mqtt_memory_key(run_id: str) -> str:
+    """What a run's MQTT events announced so far (``EventMemory``, distributed mode)."""
+    return run_key(run_id, "mqtt")
+
+
 RESULTS_PATTERN = f"{PREFIX}run:*:results"
 """SCAN pattern of every run's results set."""
 
@@ -106,6 +131,38 @@ def snapshot_key(camera_id: str) -> str:
 
 
 GALLERY_VERSION_KEY = f"{PREFIX}gallery:version"
+
+
+def live_frame_key(camera_id: str) -> str:
+    """The camera's latest annotated frame for the live view (short TTL)."""
+    return f"{PREFIX}live:{camera_id}:frame"
+
+
+def live_watch_key(camera_id: str) -> str:
+    """Set while someone watches the camera's live view."""
+    return f"{PREFIX}live:{camera_id}:watch"
+
+
+def live_gate_key(camera_id: str) -> str:
+    """At most one live frame per interval, whichever worker offers it."""
+    return f"{PREFIX}live:{camera_id}:gate"
+
+
+# -- workers -----------------------------------------------------------------------------------
+
+
+def worker_key(hostname: str) -> str:
+    """A worker's heartbeat (TTL: a few heartbeats)."""
+    return f"{PREFIX}worker:{hostname}:alive"
+
+
+def holder_key(tag: str) -> str:
+    """Which worker holds the broker message with this delivery tag."""
+    return f"{PREFIX}held:{tag}"
+
+
+REAPER_RUNS_KEY = f"{PREFIX}reaper:runs"
+"""Set while one worker's heartbeat looks for abandoned runs (one look per period for all)."""
 
 # -- dead letters ------------------------------------------------------------------------------
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genesis.adapters.db import Repository
-from genesis.adapters.redis_keys import RESULTS_PATTERN, done_key, end_key, run_id_of
+from genesis.adapters.redis_keys import RESULTS_PATTERN, done_key, end_key, run_id_of, worker_key
 from genesis.config import Settings
-from genesis.pipeline.liveness import Abandoned, HeldMessage, held_messages, reap_stale_runs, worker_key
+from genesis.pipeline.liveness import Abandoned, HeldMessage, held_messages, reap_stale_runs
 from genesis.tasks.routing import QUEUES, SEQUENCE
 
 SHOWN = 3

@@ -12,7 +12,7 @@ import numpy as np
 from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
-from genesis.adapters.redis_keys import gap_check_key, kick_key, wake_key
+from genesis.adapters.redis_keys import gap_check_key, kick_key, mqtt_memory_key, wake_key
 from genesis.celery import app
 from genesis.config import Settings
 from genesis.domain import FrameOutcome, FrameRef, ZoneEvent
@@ -24,7 +24,7 @@ from genesis.pipeline.sinks import LiveSink, MqttEventsSink
 from genesis.services.alerts import prime
 from genesis.services.heatmap import keep_snapshot_distributed
 from genesis.services.live import LivePublisher, RedisLive
-from genesis.services.mqtt_events import MQTT_MEMORY_TTL_S, EventMemory, MqttSink, mqtt_memory_key, open_sink
+from genesis.services.mqtt_events import MQTT_MEMORY_TTL_S, EventMemory, MqttSink, open_sink
 from genesis.services.privacy import FrameView, view_of
 from genesis.stages.camera import CameraState
 from genesis.tasks import routing, runtime
