@@ -27,8 +27,7 @@ from genesis.adapters.dlq import DeadLetters
 from genesis.adapters.redis_keys import RUN_TTL_S, end_key, results_key, state_key
 from genesis.adapters.video import VideoSource
 from genesis.backends.detectors import build_detector
-from genesis.config import CameraConfig, LineConfig, Settings, ZoneConfig, load_settings
-from genesis.config.alerts import CameraAlertsConfig
+from genesis.config import Settings, load_settings
 from genesis.domain import FrameDetections, FrameOutcome, FrameRef
 from genesis.domain.codec import CodecError
 from genesis.pipeline.loop import BaseSink, RunProgress, RunState, truncated
@@ -45,18 +44,14 @@ from genesis.stages.camera import CameraState, FaceModels
 from genesis.stages.recognize import Gallery
 from genesis.tasks import routing
 from genesis.tasks.celery_config import make_app
+from tests.integration.test_sequencer import CAMERA  # the same camera: a zone, a line, alert rules
 from tests.integration.workers import pipeline_env, workers
 from tests.services import redis_url
 
 BROKER = redis_url(12)
 FRAMES = redis_url(13)
 STRIDE = 2
-CAMERA = CameraConfig(
-    id="cam",
-    zones=[ZoneConfig(name="left", points=[(0, 0), (0.5, 0), (0.5, 1), (0, 1)], max_occupancy=1, restricted=True)],
-    lines=[LineConfig(name="mid", start=(0.5, 0), end=(0.5, 1))],
-    alerts=CameraAlertsConfig(loitering_s=2.0, clear_s=0.3, default_cooldown_s=1.0),
-)
+
 
 
 @pytest.fixture(scope="module")
