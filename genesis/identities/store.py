@@ -333,22 +333,23 @@ class IdentityStore:
                 "negatives": conn.execute(
                     delete(IdentityNegative).where(IdentityNegative.identity_id == ident)).rowcount,
             }
-            tracks = conn.execute(select(Track.run_id, Track.track_id).where(
+            tracks = conn.execute(select(Track.run_id, Track.track_id, Track.segment).where(
                 (Track.identity_id == ident) | (Track.identity_name == name))).all()
             faces = 0
-            for run_id, track_id in tracks:
-                faces += conn.execute(
-                    delete(TrackFace).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id)).rowcount
+            for run_id, track_id, segment in tracks:  # the faces of the segments that carried the name
+                faces += conn.execute(delete(TrackFace).where(
+                    TrackFace.run_id == run_id, TrackFace.track_id == track_id, TrackFace.segment == segment)).rowcount
             clusters = 0
             for model, vectors in mine.items():
                 m = np.stack([v / max(float(np.linalg.norm(v)), 1e-12) for v in vectors])
                 limit = thresholds.get(model, 0.0)
-                for run_id, track_id, dim, blob in conn.execute(
-                        select(TrackFace.run_id, TrackFace.track_id, TrackFace.dim, TrackFace.vector)
+                for run_id, track_id, segment, dim, blob in conn.execute(
+                        select(TrackFace.run_id, TrackFace.track_id, TrackFace.segment, TrackFace.dim, TrackFace.vector)
                         .where(TrackFace.model == model)).all():
                     if self._near(m, self._vec(blob, dim), limit):
                         faces += conn.execute(delete(TrackFace).where(
-                            TrackFace.run_id == run_id, TrackFace.track_id == track_id)).rowcount
+                            TrackFace.run_id == run_id, TrackFace.track_id == track_id,
+                            TrackFace.segment == segment)).rowcount
                 for cid, dim, blob in conn.execute(
                         select(UnknownCluster.id, UnknownCluster.dim, UnknownCluster.centroid)
                         .where(UnknownCluster.model == model)).all():
