@@ -184,7 +184,7 @@ def test_file_frames_stored_published_and_ended(
     summary = json.loads(rds.get(end_key(stats.run_id)) or b"null")
     assert summary == {
         "last_seq": 38, "frames": 20, "dropped": 0, "stride": 2, "fps": pytest.approx(fps),
-        "width": 800, "height": 450, "source": str(video),
+        "width": 800, "height": 450, "source": str(video), "reconnects": 0, "outage_s": 0.0,
     }
     assert queued(rds, "recognize") == [Message("genesis.sequence", ["door", stats.run_id])]
 

@@ -299,3 +299,42 @@ def test_capture_and_workers_killed_run_is_abandoned(env: dict[str, str], server
     forever = [k for k in frames.scan_iter(match=f"*{abandoned}*") if frames.ttl(k) < 0]
     assert not forever, forever
     assert genesis_cli(env, "drain", "--timeout", "30")  # nothing left to wait for
+
+
+def test_capture_waits_out_a_redis_restart(server: RedisServer, data_dir: Path, tmp_path: Path) -> None:
+    """A live capture while its Redis is stopped for 5 s and started again: degraded meanwhile (the
+    frames read then dropped and counted), then publishing again; the end of the run gets through. ~30 s."""
+    import threading
+
+    from genesis.config import CameraConfig, load_settings
+    from genesis.pipeline.capture import distributed_capture
+    from genesis.tasks.dispatch import end_key
+
+    settings = load_settings(environ={"GENESIS_BROKER_URL": server.url(0), "GENESIS_REDIS_URL": server.url(1),
+                                      "GENESIS_DATABASE_URL": f"sqlite:///{tmp_path / 'genesis.db'}"})
+    camera = MjpegCamera(Path(clip(data_dir)))
+    camera.start()
+    stop = threading.Event()
+    loop = distributed_capture(settings, CameraConfig(id="gate"), camera.url, stop=stop)
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(stats=loop.run()), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: loop.status()["published"] >= 5, 30, "frames published")
+        server.stop()
+        wait_for(lambda: loop.status()["state"] == "degraded", 15, "capture degraded")
+        assert "unreachable" in (loop.status()["last_error"] or "")
+        time.sleep(5)
+        before = loop.status()["published"]
+        server.start()
+        wait_for(lambda: loop.status()["published"] > before + 5 and loop.status()["state"] == "connected", 60,
+                 "publishing again")
+    finally:
+        stop.set()
+        thread.join(30)
+        camera.stop()
+    assert not thread.is_alive()
+    stats = result["stats"]
+    assert stats.dropped > 0  # the frames read while Redis was away, counted
+    summary = json.loads(redis.Redis.from_url(server.url(1)).get(end_key(stats.run_id)) or b"null")
+    assert summary["last_seq"] == stats.last_seq and summary["frames"] == stats.published
