@@ -13,23 +13,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from genesis.domain.redact import redact
+
 
 class SourceError(Exception):
     """A source that cannot be opened or read."""
 
 
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
-_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/?#@]*@", re.I)
 
 URL_OPEN_TIMEOUT_MS = 10_000
 URL_READ_TIMEOUT_MS = 5_000
 """A network camera that does not answer (a server gone mid-stream) fails a read after this,
 instead of OpenCV's default of 30 s, so the capture reconnects sooner."""
 
-
-def redact_source(source: str) -> str:
-    """The source as it may be shown or logged: ``rtsp://user:pass@host/x`` -> ``rtsp://***@host/x``."""
-    return _USERINFO.sub(r"\1***@", source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +73,11 @@ class VideoSource:
                 raise SourceError(f"not a file: {source}")
             cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
-            raise SourceError(f"cannot open {kind} source {redact_source(source)}: not a readable video")
+            raise SourceError(f"cannot open {kind} source {redact(source)}: not a readable video")
         ok, first = cap.read()
         if not ok or first is None:
             cap.release()
-            raise SourceError(f"cannot decode any frame from {redact_source(source)}: the video is empty or corrupt")
+            raise SourceError(f"cannot decode any frame from {redact(source)}: the video is empty or corrupt")
         self._cap = cap
         self._first: np.ndarray | None = first
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)

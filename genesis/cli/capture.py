@@ -17,8 +17,8 @@ from typing import Annotated
 
 import typer
 
-from genesis.adapters.video import redact_source
 from genesis.config import CameraConfig, Settings
+from genesis.domain.redact import redact
 from genesis.pipeline.capture import CaptureLoop, CaptureStats, distributed_capture, make_app
 
 ConfigOpt = Annotated[
@@ -138,7 +138,7 @@ def summary_line(result: CaptureResult) -> str:
     s = result.stats
     assert s is not None
     if not s.started:
-        return (f"camera {result.camera.id}: stopped before the source connected ({redact_source(result.source)}); "
+        return (f"camera {result.camera.id}: stopped before the source connected ({redact(result.source)}); "
                 "no run recorded")
     extra = f", reconnects {s.reconnects} (lost {s.outage_s:.1f} s)" if s.reconnects else ""
     extra += f", skipped {s.skipped} (fps limit)" if s.skipped else ""

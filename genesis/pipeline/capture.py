@@ -25,7 +25,7 @@ does not wait); ``degraded`` meanwhile. So a Redis restart neither kills the cap
 end of the run.
 While it runs, the capture refreshes its run's heartbeat (``keep_alive``), which tells a stopped
 capture from a slow one (see genesis.pipeline.liveness). Sources are shown with their
-credentials masked (``redact_source``).
+credentials masked (``redact``).
 """
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ from kombu.transport.redis import PRIORITY_STEPS, Channel
 
 from genesis.adapters.db.repository import Repository
 from genesis.adapters.frame_store import FrameStore, encode_jpeg, frame_key
-from genesis.adapters.video import RawFrame, SourceError, SourceInfo, VideoSource, redact_source
+from genesis.adapters.video import RawFrame, SourceError, SourceInfo, VideoSource
 from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameRef
+from genesis.domain.redact import redact
+from genesis.stages.motion import motion_gate
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -206,6 +208,7 @@ class CaptureLoop:
         self._outage = False
         self._outage_s = 0.0
         self._batch = 1
+        self.gate = motion_gate(settings, camera)  # frames are seen in order here (genesis.stages.motion)
 
     @property
     def live(self) -> bool:
@@ -218,7 +221,7 @@ class CaptureLoop:
         with self._lock:
             return {
                 "camera": self.camera.id,
-                "source": redact_source(self.source),
+                "source": redact(self.source),
                 "kind": self.kind,
                 "run_id": self.run_id,
                 "state": self._state,
@@ -251,7 +254,7 @@ class CaptureLoop:
         with self._lock:
             self._state = state
             if error is not None:
-                self._last_error = error
+                self._last_error = redact(error)
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -293,7 +296,7 @@ class CaptureLoop:
             # A live source stopped delivering frames: the next connection goes on
             # numbering after the last frame read, so seqs grow for the whole run.
             seq_base = max(seq_base, last_read + 1)
-            self._set_state("degraded", f"{self.kind} source {redact_source(self.source)} stopped delivering "
+            self._set_state("degraded", f"{self.kind} source {redact(self.source)} stopped delivering "
                             "frames")
             lost = self.clock()
             reopened = self._open(first=False)
@@ -348,10 +351,10 @@ class CaptureLoop:
             "mode": "distributed",
         }
         if self.repository is not None:
-            self.repository.start_run(self.run_id, self.camera.id, redact_source(self.source), meta)
+            self.repository.start_run(self.run_id, self.camera.id, redact(self.source), meta)
         else:
             with Repository(self.settings.database_url) as repo:
-                repo.start_run(self.run_id, self.camera.id, redact_source(self.source), meta)
+                repo.start_run(self.run_id, self.camera.id, redact(self.source), meta)
         with self._lock:
             self._run_started = True
 
@@ -424,7 +427,9 @@ class CaptureLoop:
             self._batch = d.detect_batch_frames if waiting and not (self.live or paced) else 1
         image = raw.image
         key = frame_key(self.camera.id, self.run_id, seq)
-        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]), captured_at)
+        static = self.gate.check(image, raw.ts) if self.gate is not None else False
+        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]), captured_at,
+                       static)
         self._pending.append((ref, encode_jpeg(image, self.settings.pipeline.jpeg_quality)))
         if len(self._pending) >= self._batch:
             self._flush()
@@ -499,7 +504,7 @@ class CaptureLoop:
                 "fps": self._fps(info),
                 "width": info.width,
                 "height": info.height,
-                "source": redact_source(self.source),
+                "source": redact(self.source),
                 "reconnects": stats.reconnects,
                 "outage_s": stats.outage_s,
             }

@@ -47,6 +47,7 @@ from genesis.domain import (
     ZoneEvent,
     ZoneEventKind,
 )
+from genesis.domain.redact import redact
 
 _DB_DIR = Path(__file__).resolve().parent
 ALEMBIC_INI = _DB_DIR / "alembic.ini"
@@ -432,7 +433,7 @@ class Repository:
                 {
                     "id": run_id,
                     "camera_id": camera_id,
-                    "source": source,
+                    "source": redact(source),  # stored for display: never a camera's credentials
                     "status": "running",
                     "started_at": now,
                     "finished_at": None,

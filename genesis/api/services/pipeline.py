@@ -12,6 +12,7 @@ from genesis.adapters.db import Repository
 from genesis.adapters.db.tables import Camera, Run
 from genesis.adapters.dlq import DeadLetter, DeadLetters, replay
 from genesis.config import Settings
+from genesis.domain.redact import redact_opt
 from genesis.tasks.routing import QUEUES
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def cameras(repo: Repository, settings: Settings) -> list[dict[str, Any]]:
             "id": cam_id,
             "name": (cfg.name if cfg and cfg.name else None) or stored.get(cam_id) or cam_id,
             "configured": cfg is not None,
-            "source": cfg.source if cfg else None,
+            "source": redact_opt(cfg.source) if cfg else None,
             "zones": [z.name for z in cfg.zones] if cfg else [],
             "lines": [ln.name for ln in cfg.lines] if cfg else [],
             "runs": int(counts.get(cam_id, 0)),
