@@ -300,7 +300,8 @@ def drain(
     """Wait until every queue is empty and every finished stream is fully processed and stored.
 
     Runs nothing works on any more are marked abandoned on the way (and named); messages held
-    by dead workers are named apart from those in flight.
+    by dead workers are named apart from those in flight; with work left and no live worker for
+    3 x distributed.worker_dead_after_s, it stops and says so instead of waiting for --timeout.
     """
     import time
 
@@ -314,6 +315,8 @@ def drain(
     celery_app = make_app(settings)
     client = redis.Redis.from_url(settings.redis_url)
     deadline = time.monotonic() + timeout
+    no_worker_s = 3 * settings.distributed.worker_dead_after_s
+    alone_since: float | None = None
     quiet = 0
     with Repository(settings.database_url) as repo, console.status("draining...") as status:
         while True:
@@ -330,6 +333,11 @@ def drain(
                 break
             if time.monotonic() > deadline:
                 fail(f"not drained after {timeout:g} s: {escape(state.describe())}")
+            # Work left and no worker alive for a while: nothing can move, say so now.
+            alone_since = None if state.empty or state.live_workers else (alone_since or time.monotonic())
+            if alone_since is not None and time.monotonic() - alone_since > no_worker_s:
+                fail(f"no live Genesis worker for {no_worker_s:g} s (no heartbeat): start the workers; "
+                     f"{escape(state.describe())}")
             status.update(f"draining... {escape(state.describe())}")
             time.sleep(0.5)
     console.print("drained: every queue is empty and every finished stream is stored")
