@@ -317,6 +317,7 @@ def drain(
     deadline = time.monotonic() + timeout
     no_worker_s = 3 * settings.distributed.worker_dead_after_s
     alone_since: float | None = None
+    abandoned: list[Any] = []
     quiet = 0
     with Repository(settings.database_url) as repo, console.status("draining...") as status:
         while True:
@@ -324,6 +325,7 @@ def drain(
                 state = backlog(settings, celery_app, client, repo)
             except redis.ConnectionError as exc:
                 fail(f"cannot reach Redis: {exc}")
+            abandoned += state.abandoned
             for gone in state.abandoned:
                 err_console.print(f"run {gone.run_id} (camera {escape(gone.camera_id)}) abandoned: "
                                   f"{escape(gone.reason)}", highlight=False, soft_wrap=True)
@@ -340,7 +342,11 @@ def drain(
                      f"{escape(state.describe())}")
             status.update(f"draining... {escape(state.describe())}")
             time.sleep(0.5)
-    console.print("drained: every queue is empty and every finished stream is stored")
+    if abandoned:
+        console.print(f"drained: every queue is empty; {len(abandoned)} run(s) abandoned on the way (named above), "
+                      "every other finished stream is stored")
+    else:
+        console.print("drained: every queue is empty and every finished stream is stored")
 
 
 app.command("capture")(capture_command)
