@@ -51,6 +51,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import redis
 
+from genesis.adapters.redis_keys import (
+    REAPER_RUNS_KEY,
+    capture_key,
+    done_key,
+    holder_key,
+    progress_key,
+    restoring_key,
+    run_pattern,
+    worker_key,
+)
 from genesis.tasks import routing
 
 if TYPE_CHECKING:
@@ -81,26 +91,7 @@ _RUN_ARG = {
 }
 
 
-def worker_key(hostname: str) -> str:
-    return f"genesis:worker:{hostname}:alive"
-
-
-def holder_key(tag: str) -> str:
-    return f"genesis:held:{tag}"
-
-
-def capture_key(run_id: str) -> str:
-    """Refreshed by a running capture (TTL ``run_stale_after_s``)."""
-    return f"genesis:run:{run_id}:capture"
-
-
-def progress_key(run_id: str) -> str:
-    """Refreshed by the detect and sequence tasks of the run (TTL ``run_stale_after_s``)."""
-    return f"genesis:run:{run_id}:progress"
-
-
-RUN_REAP_KEY = "genesis:reaper:runs"
-"""Set while one worker's heartbeat looks for abandoned runs (one look per period for all)."""
+RUN_REAP_KEY = REAPER_RUNS_KEY
 
 
 def _text(value: Any) -> str:
@@ -207,7 +198,7 @@ def restore_dead(app: Celery, broker: redis.Redis, dead_after_s: float) -> list[
             # One reaper per message (several living workers see the same death), and only the
             # delivery that was judged: once restored and taken again, the message is back in
             # ``unacked`` under the same tag, with a new time and a new holder.
-            if not broker.set(f"genesis:restoring:{m.tag}", "1", nx=True, ex=max(1, math.ceil(2 * dead_after_s))):
+            if not broker.set(restoring_key(m.tag), "1", nx=True, ex=max(1, math.ceil(2 * dead_after_s))):
                 continue
             holder = broker.get(holder_key(m.tag))
             if broker.zscore(UNACKED_INDEX, m.tag) != m.taken_at or (None if holder is None else _text(holder)) \
@@ -223,7 +214,7 @@ def restore_dead(app: Celery, broker: redis.Redis, dead_after_s: float) -> list[
 
 def waiting_runs(app: Celery, broker: redis.Redis, queues: Iterable[str]) -> set[str]:
     """Runs with a message waiting on one of the queues, or taken and not acknowledged."""
-    from genesis.pipeline.capture import broker_queue_keys
+    from genesis.adapters.broker import broker_queue_keys
 
     runs: set[str] = set()
     for queue in queues:
@@ -345,7 +336,7 @@ def _age_s(started_at: datetime) -> float:
 
 def stale_reason(settings: Settings, client: Any, run_id: str) -> str:
     """Why a run with no heartbeat and no message is stale (in words, for its meta)."""
-    from genesis.tasks.dispatch import end_key
+    from genesis.adapters.redis_keys import end_key
 
     after = f"{settings.distributed.run_stale_after_s:g} s"
     end = client.get(end_key(run_id))
@@ -364,7 +355,6 @@ def reap_stale_runs(settings: Settings, client: Any, app: Celery, repo: Reposito
     from sqlalchemy import select
 
     from genesis.adapters.db.tables import Run
-    from genesis.pipeline.sequencer import done_key
 
     stale_s = settings.distributed.run_stale_after_s
     with repo.engine.connect() as conn:  # only the running ones: the reaper runs every few seconds
@@ -382,9 +372,9 @@ def reap_stale_runs(settings: Settings, client: Any, app: Celery, repo: Reposito
     ]
     if not candidates:
         return []
-    from genesis.pipeline.capture import _broker_client
+    from genesis.adapters.broker import broker_client
 
-    busy = waiting_runs(app, _broker_client(str(app.conf.broker_url)), routing.QUEUES)
+    busy = waiting_runs(app, broker_client(str(app.conf.broker_url)), routing.QUEUES)
     out = []
     for r in candidates:
         if r.run_id in busy:
@@ -400,10 +390,8 @@ def reap_stale_runs(settings: Settings, client: Any, app: Celery, repo: Reposito
 def expire_run_keys(settings: Settings, client: Any, run_id: str) -> None:
     """Give every Redis key of the run an expiry (frame_ttl_s) and set its done flag, so a late
     message for it does nothing and nothing of it lives forever."""
-    from genesis.pipeline.sequencer import done_key
-
     ttl = settings.distributed.frame_ttl_s
-    for key in client.scan_iter(match=f"genesis:run:{run_id}:*", count=500):
+    for key in client.scan_iter(match=run_pattern(run_id), count=500):
         current = client.ttl(key)
         if current is None or current < 0 or current > ttl:
             client.expire(key, ttl)
