@@ -161,6 +161,11 @@ def holder_key(tag: str) -> str:
     return f"{PREFIX}held:{tag}"
 
 
+def restoring_key(tag: str) -> str:
+    """Claimed (briefly) by the one living worker that puts a dead worker's message back."""
+    return f"{PREFIX}restoring:{tag}"
+
+
 REAPER_RUNS_KEY = f"{PREFIX}reaper:runs"
 """Set while one worker's heartbeat looks for abandoned runs (one look per period for all)."""
 

@@ -306,7 +306,8 @@ def drain(
     """Wait until every queue is empty and every finished stream is fully processed and stored.
 
     Runs nothing works on any more are marked abandoned on the way (and named); messages held
-    by dead workers are named apart from those in flight.
+    by dead workers are named apart from those in flight; with work left and no live worker for
+    3 x distributed.worker_dead_after_s, it stops and says so instead of waiting for --timeout.
     """
     import time
 
@@ -320,6 +321,9 @@ def drain(
     celery_app = make_app(settings)
     client = redis.Redis.from_url(settings.redis_url)
     deadline = time.monotonic() + timeout
+    no_worker_s = 3 * settings.distributed.worker_dead_after_s
+    alone_since: float | None = None
+    abandoned: list[Any] = []
     quiet = 0
     with Repository(settings.database_url) as repo, console.status("draining...") as status:
         while True:
@@ -327,6 +331,7 @@ def drain(
                 state = backlog(settings, celery_app, client, repo)
             except redis.ConnectionError as exc:
                 fail(f"cannot reach Redis: {exc}")
+            abandoned += state.abandoned
             for gone in state.abandoned:
                 err_console.print(f"run {gone.run_id} (camera {escape(gone.camera_id)}) abandoned: "
                                   f"{escape(gone.reason)}", highlight=False, soft_wrap=True)
@@ -336,9 +341,18 @@ def drain(
                 break
             if time.monotonic() > deadline:
                 fail(f"not drained after {timeout:g} s: {escape(state.describe())}")
+            # Work left and no worker alive for a while: nothing can move, say so now.
+            alone_since = None if state.empty or state.live_workers else (alone_since or time.monotonic())
+            if alone_since is not None and time.monotonic() - alone_since > no_worker_s:
+                fail(f"no live Genesis worker for {no_worker_s:g} s (no heartbeat): start the workers; "
+                     f"{escape(state.describe())}")
             status.update(f"draining... {escape(state.describe())}")
             time.sleep(0.5)
-    console.print("drained: every queue is empty and every finished stream is stored")
+    if abandoned:
+        console.print(f"drained: every queue is empty; {len(abandoned)} run(s) abandoned on the way (named above), "
+                      "every other finished stream is stored")
+    else:
+        console.print("drained: every queue is empty and every finished stream is stored")
 
 
 app.command("capture")(capture_command)
