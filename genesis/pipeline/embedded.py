@@ -249,6 +249,7 @@ def _run(
             if video.info.kind == "file":
                 raise
             # A live source ends when the operator stops it: keep what was seen.
+        live_view.close(camera.id)
         pending.zone_events += state.close()
         pending.flush(repo, run_id)
         repo.save_tracks(run_id, state.track_records())

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from genesis.adapters.db.tables_identities import LiveFrame, LiveWatch
@@ -87,6 +87,10 @@ class LiveBackend(Protocol):
 
     def write(self, camera_id: str, meta: dict[str, Any], jpeg: bytes) -> None: ...
 
+    def clear(self, camera_id: str) -> None:
+        """Drop the camera's image (its time stays: "no frame since ...")."""
+        ...
+
 
 class SqlLive:
     """The embedded mode's backend: the run's database (one row per camera, overwritten)."""
@@ -114,6 +118,10 @@ class SqlLive:
         with self.engine.begin() as conn:
             _upsert(conn, LiveFrame, values, ["at", "meta", "jpeg"])
 
+    def clear(self, camera_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(LiveFrame).where(LiveFrame.camera_id == camera_id).values(jpeg=b""))
+
 
 class RedisLive:
     """The distributed mode's backend: Redis keys with a TTL; the gate is shared by every worker."""
@@ -133,6 +141,9 @@ class RedisLive:
         pipe.hset(key, mapping={"meta": json.dumps(meta), "jpeg": jpeg})
         pipe.expire(key, REDIS_FRAME_TTL_S)
         pipe.execute()
+
+    def clear(self, camera_id: str) -> None:
+        self.client.hset(frame_key(camera_id), "jpeg", b"")
 
 
 def _upsert(conn: Any, table: Any, values: dict[str, Any], update: list[str]) -> None:
@@ -198,6 +209,12 @@ class LivePublisher:
             return False
         self.published += 1
         return True
+
+    def close(self, camera_id: str) -> None:
+        """The run ended: no image of it is kept (the time of its last frame is). Best effort."""
+        with contextlib.suppress(Exception):
+            if self.published:
+                self.backend.clear(camera_id)
 
 
 # -- the server's side ---------------------------------------------------------------------

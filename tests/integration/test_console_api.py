@@ -154,6 +154,10 @@ def test_live_view_while_an_embedded_run_is_watched(watched_run: dict[str, Any],
             assert np.allclose(person["box"], stored[(meta["seq"], person["track_id"])], atol=0.06), person
             boxes += 1
     assert boxes > 0
+    # The run has ended: its last live image is not kept (only when it was published).
+    with repo.engine.connect() as conn:
+        jpeg, meta = conn.execute(text("SELECT jpeg, meta FROM live_frames WHERE camera_id = :c"), {"c": CAMERA}).one()
+    assert bytes(jpeg) == b"" and meta["run_id"] == run_id and meta["seq"] >= max(seqs)
 
 
 def test_distributed_backend_publishes_to_redis_only_while_watched(console_settings: Settings, data_dir: Path,

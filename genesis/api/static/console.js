@@ -329,8 +329,9 @@ const GC = (() => {
         status.textContent = `${r.hits.length} track(s) within ${r.threshold} (${r.model})`;
         status.className = "status ok";
         results.replaceChildren(...r.hits.map(h => {
-          const card = faceCard({...h, seen_at: null, reason: null}, submit);
-          card.querySelector(".info").append(el("div", {class: "small distance"}, `match distance ${h.distance}`));
+          const card = faceCard({...h, distance: null, reason: null}, submit);
+          card.querySelector(".info").append(el("div", {class: "small distance"},
+                                                `distance to the photo ${Number(h.distance).toFixed(3)}`));
           return card;
         }));
       } catch (e) {
