@@ -88,7 +88,7 @@ class LiveBackend(Protocol):
     def write(self, camera_id: str, meta: dict[str, Any], jpeg: bytes) -> None: ...
 
     def clear(self, camera_id: str) -> None:
-        """Drop the camera's image (its time stays: "no frame since ...")."""
+        """Drop the camera's image and who was in it (its time stays: "no frame since ...")."""
         ...
 
 
@@ -119,8 +119,13 @@ class SqlLive:
             _upsert(conn, LiveFrame, values, ["at", "meta", "jpeg"])
 
     def clear(self, camera_id: str) -> None:
+        with self.engine.connect() as conn:
+            meta = conn.execute(select(LiveFrame.meta).where(LiveFrame.camera_id == camera_id)).scalar_one_or_none()
+        if meta is None:
+            return
         with self.engine.begin() as conn:
-            conn.execute(update(LiveFrame).where(LiveFrame.camera_id == camera_id).values(jpeg=b""))
+            conn.execute(update(LiveFrame).where(LiveFrame.camera_id == camera_id)
+                         .values(jpeg=b"", meta={**meta, "persons": []}))
 
 
 class RedisLive:
@@ -143,7 +148,7 @@ class RedisLive:
         pipe.execute()
 
     def clear(self, camera_id: str) -> None:
-        self.client.hset(frame_key(camera_id), "jpeg", b"")
+        self.client.delete(frame_key(camera_id))
 
 
 def _upsert(conn: Any, table: Any, values: dict[str, Any], update: list[str]) -> None:

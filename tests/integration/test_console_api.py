@@ -131,7 +131,8 @@ def watched_run(console_settings: Settings, client: TestClient, keys: dict[str, 
     return out
 
 
-def test_live_view_while_an_embedded_run_is_watched(watched_run: dict[str, Any], repo: Repository) -> None:
+def test_live_view_while_an_embedded_run_is_watched(watched_run: dict[str, Any], repo: Repository,
+                                                    client: TestClient, keys: dict[str, str]) -> None:
     run_id = watched_run["run"].run_id
     run = repo.run(run_id)
     assert run is not None
@@ -154,10 +155,13 @@ def test_live_view_while_an_embedded_run_is_watched(watched_run: dict[str, Any],
             assert np.allclose(person["box"], stored[(meta["seq"], person["track_id"])], atol=0.06), person
             boxes += 1
     assert boxes > 0
-    # The run has ended: its last live image is not kept (only when it was published).
+    # The run has ended: its last live image (and who was in it) is not kept; the camera says since when.
     with repo.engine.connect() as conn:
         jpeg, meta = conn.execute(text("SELECT jpeg, meta FROM live_frames WHERE camera_id = :c"), {"c": CAMERA}).one()
-    assert bytes(jpeg) == b"" and meta["run_id"] == run_id and meta["seq"] >= max(seqs)
+    assert bytes(jpeg) == b"" and meta["persons"] == [] and meta["run_id"] == run_id and meta["seq"] >= max(seqs)
+    r = client.get(f"/api/cameras/{CAMERA}/live/frame", headers=h(keys, "viewer")).json()
+    assert r["available"] is True and r["stale"] is True and r["image"] is None and r["at"] == meta["at"].replace(
+        "+00:00", "Z")
 
 
 def test_distributed_backend_publishes_to_redis_only_while_watched(console_settings: Settings, data_dir: Path,
@@ -332,22 +336,24 @@ def test_review_assign_merge_identity_page_reject_forget(watched_run: dict[str, 
         assert conn.execute(text("SELECT count(*) FROM track_faces WHERE run_id = :r AND track_id = :t"),
                             {"r": run_id, "t": first["track_id"]}).scalar_one() == 0
     assert len(_faces(repo, run_id)) < len(faces)
+    with repo.engine.connect() as conn:  # the live view's last frame may have shown them: gone too
+        assert conn.execute(text("SELECT count(*) FROM live_frames")).scalar_one() == 0
 
 
 def test_nothing_is_published_when_nobody_watches(watched_run: dict[str, Any], console_settings: Settings,
                                                   client: TestClient, keys: dict[str, str], data_dir: Path,
                                                   repo: Repository) -> None:
     time.sleep(console_settings.console.live_watch_s + 0.5)  # the watch flag of the polls above ran out
+    query = text("SELECT at, meta FROM live_frames WHERE camera_id = :c")
     with repo.engine.connect() as conn:
-        before = conn.execute(text("SELECT at, meta FROM live_frames WHERE camera_id = :c"), {"c": CAMERA}).one()
+        before = conn.execute(query, {"c": CAMERA}).all()
     video = str(data_dir / "video" / "opencv4nodejs_people.mp4")
     quiet = run_embedded(console_settings, video, console_settings.camera(CAMERA), stride=3, max_frames=6)
     with repo.engine.connect() as conn:
-        after = conn.execute(text("SELECT at, meta FROM live_frames WHERE camera_id = :c"), {"c": CAMERA}).one()
-    assert after == before and after[1]["run_id"] != quiet.run_id
-    # The camera says since when it has had no frame, and shows no old image.
+        after = conn.execute(query, {"c": CAMERA}).all()
+    assert after == before and all(row[1]["run_id"] != quiet.run_id for row in after)
     r = client.get(f"/api/cameras/{CAMERA}/live/frame", headers=h(keys, "viewer")).json()
-    assert r["available"] is True and r["stale"] is True and r["image"] is None and r["age_s"] > 5
+    assert r["image"] is None and r["stale"] is True
     assert client.get("/api/cameras/nowhere/live/frame", headers=h(keys, "viewer")).status_code == 404
     assert client.get(f"/api/cameras/{CAMERA}/live/frame").status_code == 401
 
