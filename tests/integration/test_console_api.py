@@ -358,19 +358,35 @@ def test_nothing_is_published_when_nobody_watches(watched_run: dict[str, Any], c
     assert client.get(f"/api/cameras/{CAMERA}/live/frame").status_code == 401
 
 
-def test_dashboard_pages_need_a_session(client: TestClient, keys: dict[str, str]) -> None:
+def test_dashboard_pages_need_a_session(client: TestClient, keys: dict[str, str], watched_run: dict[str, Any],
+                                        repo: Repository) -> None:
+    from tests.integration.test_api import dashboard_login
+
     for path in ("/review", "/search", "/identities/somebody"):
         r = client.get(path, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/", path
-    client.cookies.set("genesis_session", keys["viewer"])
-    try:
-        for path in ("/review", "/search", "/identities/%3Cimg%20src%3Dx%20onerror%3D%22alert(1)%22%3E"):
-            r = client.get(path)
-            assert r.status_code == 200 and r.headers["cache-control"] == "no-store", path
-            assert "<img src=x" not in r.text
-        assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in r.text
-    finally:
-        client.cookies.clear()
+    c = TestClient(client.app, raise_server_exceptions=False)
+    assert c.get("/review", headers={"Cookie": f"genesis_session={keys['viewer']}"},
+                 follow_redirects=False).status_code == 303  # a raw key is no session
+    assert dashboard_login(c, keys["operator"]).status_code == 303
+    for path in ("/review", "/search", "/identities/%3Cimg%20src%3Dx%20onerror%3D%22alert(1)%22%3E"):
+        r = c.get(path)
+        assert r.status_code == 200 and r.headers["cache-control"] == "no-store", path
+        assert "<img src=x" not in r.text
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in r.text
+    # Crops load with the session (as <img> does); a change needs the page's CSRF token.
+    import re
+
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', c.get("/review").text)
+    assert token and token.group(1)
+    with repo.engine.connect() as conn:
+        track = conn.execute(text("SELECT track_id FROM track_faces WHERE run_id = :r AND crop IS NOT NULL"),
+                             {"r": watched_run["run"].run_id}).scalars().first()
+    assert c.get(f"/api/tracks/{watched_run['run'].run_id}/{track}/face.jpg").headers["content-type"] == "image/jpeg"
+    url = f"/api/tracks/{watched_run['run'].run_id}/{track}/assign"
+    assert c.post(url, json={"name": "Nobody Yet"}).status_code == 403
+    r = c.post(url, json={"name": "Nobody Yet"}, headers={"X-CSRF-Token": token.group(1)})
+    assert r.status_code == 404 and "no identity" in r.json()["error"]["message"]
 
 
 # -- schemathesis over the console's operations -----------------------------------------------

@@ -4,7 +4,9 @@
 "use strict";
 
 const GC = (() => {
-  const HEADERS = {"X-Genesis-Dashboard": "1"};
+  // Every change carries the session's CSRF token (base.html puts it in <meta name="csrf-token">).
+  const CSRF_TOKEN = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  const HEADERS = {"X-CSRF-Token": CSRF_TOKEN};
   const LIVE_MS = 500;
 
   async function api(path, options = {}) {

@@ -1,7 +1,9 @@
 // Genesis dashboard: polls the JSON API with the session cookie; no build step, no framework.
 "use strict";
 
-const HEADERS = {"X-Genesis-Dashboard": "1"};
+// Every change carries the session's CSRF token (the page has it in <meta name="csrf-token">).
+const CSRF_TOKEN = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+const HEADERS = {"X-CSRF-Token": CSRF_TOKEN};
 const POLL_MS = 3000;
 
 async function api(path, options = {}) {

@@ -59,6 +59,7 @@ TABLES = {
     "alert_deliveries",
     "occupancy_samples",
     "api_keys",
+    "dashboard_sessions",
     # identities (migration 0004)
     "face_photos",
     "identity_negatives",
