@@ -214,8 +214,10 @@ def test_face_crops_are_encrypted_and_never_served_without_a_key(watched_run: di
         raw = bytes(crop)
         assert is_encrypted(raw) and b"\xff\xd8\xff" not in raw  # ciphertext at rest, no JPEG marker
         url = f"/api/tracks/{run_id}/{track_id}/face.jpg"
+        # From a client address of its own: the failed-authentication allowance is per client.
+        stranger = TestClient(client.app, raise_server_exceptions=False, client=(f"10.9.0.{track_id % 250 + 1}", 1))
         for headers in ({}, {"X-API-Key": "gk_00000000_nope"}, {"X-API-Key": "not-a-key"}):
-            r = client.get(url, headers=headers)
+            r = stranger.get(url, headers=headers)
             assert r.status_code == 401 and r.headers["content-type"].startswith("application/json"), r.text
         r = client.get(url, headers=h(keys, "viewer"))
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
@@ -225,7 +227,7 @@ def test_face_crops_are_encrypted_and_never_served_without_a_key(watched_run: di
         assert image is not None and max(image.shape[:2]) <= 160
     assert client.get(f"/api/tracks/{run_id}/999999/face.jpg", headers=h(keys, "viewer")).status_code == 404
     assert client.get("/api/photos/999999/face.jpg", headers=h(keys, "viewer")).status_code == 404
-    assert client.get("/api/photos/1/face.jpg").status_code == 401
+    assert TestClient(client.app, client=("10.9.1.1", 1)).get("/api/photos/1/face.jpg").status_code == 401
 
 
 def test_review_assign_merge_identity_page_reject_forget(watched_run: dict[str, Any], repo: Repository,
