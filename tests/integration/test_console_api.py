@@ -391,6 +391,27 @@ def test_dashboard_pages_need_a_session(client: TestClient, keys: dict[str, str]
     assert r.status_code == 404 and "no identity" in r.json()["error"]["message"]
 
 
+def test_retention_purge_removes_the_crops(watched_run: dict[str, Any], repo: Repository, client: TestClient,
+                                          keys: dict[str, str]) -> None:
+    """`genesis identities purge`: the faces of unrecognised tracks past the retention go, crops with them."""
+    from datetime import timedelta
+
+    from genesis.adapters.db.tables import utcnow
+    from genesis.identities.store import IdentityStore
+    from genesis.identities.tracks import purge
+
+    with repo.engine.connect() as conn:
+        kept = conn.execute(text("SELECT run_id, track_id FROM track_faces WHERE crop IS NOT NULL")).all()
+    assert kept
+    urls = [f"/api/tracks/{r}/{t}/face.jpg" for r, t in kept]
+    assert all(client.get(u, headers=h(keys, "viewer")).status_code == 200 for u in urls)
+    counts = purge(IdentityStore(repo), 1, "test", now=utcnow() + timedelta(days=2))
+    assert counts["track_faces"] == len(kept)  # nobody is named any more: every face is an unknown's
+    assert all(client.get(u, headers=h(keys, "viewer")).status_code == 404 for u in urls)
+    with repo.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM track_faces")).scalar_one() == 0
+
+
 # -- schemathesis over the console's operations -----------------------------------------------
 
 SCHEMA_EXAMPLES = 12
