@@ -50,6 +50,14 @@ def gate_key(camera_id: str) -> str:
     return f"genesis:live:{camera_id}:gate"
 
 
+def last_key(camera_id: str) -> str:
+    """When the camera's last live frame was published (outlives the frame: "no frame since ...")."""
+    return f"genesis:live:{camera_id}:last"
+
+
+LAST_TTL_S = 7 * 24 * 3600
+
+
 def encode_live_frame(image: np.ndarray, meta: dict[str, Any], max_side: int = 960, quality: int = 70) -> bytes:
     """The JPEG of a live frame, scaled down to ``max_side``. ``meta`` is the frame's JSON (its
     persons' boxes in source pixels), for a wrapper that needs it (privacy blur)."""
@@ -145,6 +153,7 @@ class RedisLive:
         pipe = self.client.pipeline()
         pipe.hset(key, mapping={"meta": json.dumps(meta), "jpeg": jpeg})
         pipe.expire(key, REDIS_FRAME_TTL_S)
+        pipe.set(last_key(camera_id), meta["at"], ex=LAST_TTL_S)
         pipe.execute()
 
     def clear(self, camera_id: str) -> None:
@@ -256,6 +265,14 @@ def read_latest(camera_id: str, engine: Engine | None, client: Any | None) -> Li
                 meta = json.loads(raw[b"meta"])
                 found.append(LiveImage(meta, bytes(raw[b"jpeg"]), datetime.fromisoformat(meta["at"])))
             except (KeyError, ValueError, TypeError):
+                pass
+        else:  # the frame expired: only when it was published is left
+            try:
+                last = client.get(last_key(camera_id))
+                if last:
+                    at = datetime.fromisoformat(last.decode() if isinstance(last, bytes) else str(last))
+                    found.append(LiveImage({"camera_id": camera_id, "at": at.isoformat(), "persons": []}, b"", at))
+            except Exception:
                 pass
     if engine is not None:
         with engine.connect() as conn:

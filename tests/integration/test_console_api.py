@@ -195,6 +195,10 @@ def test_distributed_backend_publishes_to_redis_only_while_watched(console_setti
     assert 0 < r.ttl(live.frame_key(cam)) <= live.REDIS_FRAME_TTL_S
     got = live.read_latest(cam, None, r)
     assert got is not None and got.meta["run_id"] == "run-x" and got.meta["camera_id"] == cam
+    # Once the frame has expired, the time of the last one is still known ("no frame since ...").
+    r.delete(live.frame_key(cam))
+    gone = live.read_latest(cam, None, r)
+    assert gone is not None and gone.jpeg == b"" and gone.at == got.at and gone.meta["persons"] == []
     assert decode_jpeg(got.jpeg).shape[2] == 3
 
 
