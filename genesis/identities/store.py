@@ -22,7 +22,7 @@ import redis.exceptions as redis_errors
 from sqlalchemy import Connection, delete, func, select, update
 
 from genesis.adapters.db import Repository
-from genesis.adapters.db.repository import WRITE_TRANSACTION, _insert
+from genesis.adapters.db.repository import WRITE_TRANSACTION, dialect_insert
 from genesis.adapters.db.tables import FaceEmbedding, Identity, RecognitionAttemptRow, Track, utcnow
 from genesis.adapters.db.tables_identities import (
     AuditEntry,
@@ -33,9 +33,10 @@ from genesis.adapters.db.tables_identities import (
     TrackFace,
     UnknownCluster,
 )
+from genesis.adapters.redis_keys import GALLERY_VERSION_KEY, LIVE_FRAME_PATTERN
 from genesis.identities.crypto import BiometricCipher
 
-VERSION_KEY = "genesis:gallery:version"
+VERSION_KEY = GALLERY_VERSION_KEY
 VERSION_TTL_S = 10
 """The Redis copy of the version expires: a writer that could not reach Redis delays a refresh by
 at most this long (the workers then read the version from the database again)."""
@@ -128,8 +129,9 @@ class IdentityStore:
         done = conn.execute(update(GalleryVersion).where(GalleryVersion.id == 1).values(
             version=GalleryVersion.version + 1)).rowcount
         if not done:
-            conn.execute(_insert(conn, GalleryVersion).on_conflict_do_nothing(index_elements=[GalleryVersion.id]),
-                         {"id": 1, "version": 1})
+            conn.execute(
+                dialect_insert(conn, GalleryVersion).on_conflict_do_nothing(index_elements=[GalleryVersion.id]),
+                {"id": 1, "version": 1})
 
     def _publish(self) -> None:
         if self.redis is None:
@@ -159,7 +161,7 @@ class IdentityStore:
 
     @staticmethod
     def _audit(conn: Connection, actor: str, action: str, target: str | None, detail: dict[str, Any]) -> None:
-        conn.execute(_insert(conn, AuditEntry), {"at": utcnow(), "actor": actor, "action": action,
+        conn.execute(dialect_insert(conn, AuditEntry), {"at": utcnow(), "actor": actor, "action": action,
                                                  "target": target, "detail": detail})
 
     def audit(self, actor: str, action: str, target: str | None, detail: dict[str, Any] | None = None) -> None:
@@ -189,7 +191,7 @@ class IdentityStore:
         models = {f.model for f in faces}
         now = utcnow()
         with self._write() as conn:
-            conn.execute(_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
+            conn.execute(dialect_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
                          {"name": name, "created_at": now})
             ident = self._identity_id(conn, name)
             for model in models:
@@ -202,7 +204,7 @@ class IdentityStore:
             for f in faces:
                 dim, blob = self._enc_vec(f.vector)
                 res = conn.execute(
-                    _insert(conn, FaceEmbedding).on_conflict_do_nothing(
+                    dialect_insert(conn, FaceEmbedding).on_conflict_do_nothing(
                         index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]
                     ).returning(FaceEmbedding.id),
                     {"identity_id": ident, "model": f.model, "detector": f.detector, "dim": dim, "vector": blob,
@@ -211,7 +213,7 @@ class IdentityStore:
                 added += len(res)
                 if f.crop_jpeg is not None:
                     conn.execute(
-                        _insert(conn, FacePhoto).on_conflict_do_nothing(
+                        dialect_insert(conn, FacePhoto).on_conflict_do_nothing(
                             index_elements=[FacePhoto.identity_id, FacePhoto.photo_sha256]),
                         {"identity_id": ident, "photo_sha256": f.photo_sha256, "photo_name": f.photo_name,
                          "detector": f.detector, "crop": self.cipher.encrypt(f.crop_jpeg), "face": f.face,
@@ -286,7 +288,7 @@ class IdentityStore:
             for name, f in faces:
                 ident = self._identity_id(conn, name)
                 dim, blob = self._enc_vec(f.vector)
-                conn.execute(_insert(conn, FaceEmbedding), {
+                conn.execute(dialect_insert(conn, FaceEmbedding), {
                     "identity_id": ident, "model": model, "detector": f.detector, "dim": dim, "vector": blob,
                     "photo_sha256": f.photo_sha256, "photo_name": f.photo_name, "created_at": now})
             self._bump(conn)
@@ -377,7 +379,7 @@ class IdentityStore:
         if self.redis is None:
             return
         with contextlib.suppress(Exception):
-            for key in self.redis.scan_iter(match="genesis:live:*:frame", count=500):
+            for key in self.redis.scan_iter(match=LIVE_FRAME_PATTERN, count=500):
                 self.redis.delete(key)
 
     @staticmethod
