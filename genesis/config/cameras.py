@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from genesis.config._base import StrictModel
 from genesis.config.alerts import CameraAlertsConfig
+from genesis.config.inference import MotionConfig, TilingConfig
 from genesis.config.privacy import BlurMode
 
 Point = tuple[float, float]
@@ -72,6 +73,8 @@ class CameraConfig(StrictModel):
         default=None, description="Faces blurred in this camera's stored and shown images: unenrolled, everyone or "
         "off (default: unenrolled when privacy.blur_unenrolled_faces is on, else off). docs/privacy.md",
     )
+    tiling: TilingConfig | None = Field(default=None, description="Sliced detection here (None: detector.tiling).")
+    motion: MotionConfig | None = Field(default=None, description="Motion gating here (None: detector.motion).")
 
     @field_validator("zones", "lines")
     @classmethod

@@ -14,9 +14,16 @@ from genesis.config._base import StrictModel
 from genesis.config.alerts import AlertsConfig
 from genesis.config.api import ApiConfig
 from genesis.config.cameras import CameraConfig
+from genesis.config.console import ConsoleConfig
 from genesis.config.distributed import DistributedConfig
 from genesis.config.identities import IdentitiesConfig
-from genesis.config.inference import DetectorConfig, ModelsConfig, RecognitionConfig
+from genesis.config.inference import (
+    DETECTOR_TYPES,
+    AnyDetectorConfig,
+    ModelsConfig,
+    RecognitionConfig,
+    YoloDetectorConfig,
+)
 from genesis.config.mqtt import MqttConfig
 from genesis.config.ops import OpsConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
@@ -46,7 +53,9 @@ class Settings(StrictModel):
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker URL.")
     redis_url: str = Field(default="redis://127.0.0.1:6379/1", description="Frame store and sequencer.")
     models: ModelsConfig = ModelsConfig()
-    detector: DetectorConfig = DetectorConfig()
+    detector: AnyDetectorConfig = Field(
+        default_factory=YoloDetectorConfig, description="Person detector: a family (type), or a preset."
+    )
     tracker: TrackerConfig = TrackerConfig()
     recognition: RecognitionConfig = RecognitionConfig()
     analytics: AnalyticsConfig = AnalyticsConfig()
@@ -60,6 +69,7 @@ class Settings(StrictModel):
     ops: OpsConfig = OpsConfig()
     mqtt: MqttConfig = MqttConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    console: ConsoleConfig = ConsoleConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
 
     @field_validator("cameras")
@@ -136,10 +146,17 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]
     return out
 
 
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """``detector.yolo.confidence`` -> ``detector.confidence``: the family tag pydantic puts in the location of a
+    discriminated union is not a key the user wrote."""
+    parts = [str(p) for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] == "detector" and p in DETECTOR_TYPES)]
+    return ".".join(parts)
+
+
 def format_validation_error(err: ValidationError, origin: str) -> str:
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        loc = _field_path(tuple(e["loc"])) or "(root)"
         msg = e["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}")
     return f"invalid configuration in {origin}: " + "; ".join(parts)

@@ -21,7 +21,7 @@ from genesis.adapters.db import Repository
 from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg, encode_jpeg, frame_key
-from genesis.adapters.video import VideoSource
+from genesis.adapters.video import ReconnectingSource, VideoSource, open_video
 from genesis.config import CameraConfig, Settings
 from genesis.domain import (
     Alert,
@@ -33,16 +33,19 @@ from genesis.domain import (
     Sighting,
     ZoneEvent,
 )
+from genesis.domain.redact import redact
 from genesis.identities.cache import GalleryCache, LiveFaces
 from genesis.identities.tracks import save_camera_track_faces
 from genesis.pipeline.model_loader import LoadedModels, load_models
 from genesis.pipeline.report import build_results, write_json_atomic
 from genesis.services.alerts import EmbeddedAlerts, prime
 from genesis.services.heatmap import SnapshotKeeper, heatmap_image
+from genesis.services.live import LivePublisher, SqlLive
 from genesis.services.mqtt_events import MqttSink, open_sink
 from genesis.services.privacy import FrameView, Redactor, redactor_for, view_of
 from genesis.stages.camera import CameraState, FaceModels
-from genesis.stages.detect import detect_frame
+from genesis.stages.detect import camera_tiling, detect_frame
+from genesis.stages.motion import motion_gate
 
 ProgressFn = Callable[["Progress"], None]
 SAVE_EVERY = 25
@@ -163,7 +166,7 @@ def run_embedded(
     run removes the run's rows, so the database never holds half a run.
     """
     stride = stride or settings.pipeline.frame_stride
-    video = VideoSource(source)
+    video = open_video(source)  # a live source reconnects with backoff when it drops
     try:
         models = models or load_models(settings)
         repo = Repository(settings.database_url)
@@ -177,7 +180,7 @@ def run_embedded(
 
 def _run(
     settings: Settings,
-    video: VideoSource,
+    video: VideoSource | ReconnectingSource,
     camera: CameraConfig,
     repo: Repository,
     models: LoadedModels,
@@ -199,7 +202,8 @@ def _run(
     store = MemoryFrameStore(max_frames=4)
     run_id = uuid.uuid4().hex
     started = datetime.now(UTC)
-    repo.start_run(run_id, camera.id, info.source, {"width": info.width, "height": info.height, "fps": info.fps})
+    repo.start_run(run_id, camera.id, redact(info.source),
+                   {"width": info.width, "height": info.height, "fps": info.fps})
     alert_sink = EmbeddedAlerts(AlertStore(repo.engine), settings, run_id, started.timestamp())
     prime(state, alert_sink.store, settings, started.timestamp())
     total = None
@@ -220,6 +224,8 @@ def _run(
     snapshot: np.ndarray | None = None
     snapshots = SnapshotKeeper(AnalyticsStore(repo), camera.id, settings.analytics.snapshot_every_s)
     snapshot_jpeg = b""
+    gate, tiling = motion_gate(settings, camera), camera_tiling(settings, camera)  # see genesis.stages.motion
+    live_view = LivePublisher.from_settings(settings, SqlLive(repo.engine))
     try:
         if annotate and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -231,8 +237,9 @@ def _run(
                 data = store.get(key)
                 assert data is not None
                 image = decode_jpeg(data)
-                ref = FrameRef(camera.id, raw.seq, raw.ts, key, image.shape[1], image.shape[0])
-                detections = detect_frame(models.detector, ref, image)
+                static = gate.check(raw.image, raw.ts) if gate is not None else False
+                ref = FrameRef(camera.id, raw.seq, raw.ts, key, image.shape[1], image.shape[0], static=static)
+                detections = detect_frame(models.detector, ref, image, tiling, settings.detector.iou)
                 detect_ms += detections.inference_ms
                 if live is not None:
                     state.faces = live.get()
@@ -240,6 +247,7 @@ def _run(
                 pending.add(outcome)
                 if mqtt is not None:
                     mqtt.observe(outcome, state)
+                live_view.offer(run_id, outcome, state, image)
                 if state.frames == 1:
                     first_ts = raw.ts
                 last_ts = raw.ts
@@ -274,6 +282,8 @@ def _run(
             "frame_interval_s": round(stride / info.fps, 6),
             "stride": stride,
         }
+        if isinstance(video, ReconnectingSource):  # the gaps of a live source, counted
+            meta.update(reconnects=video.reconnects, outage_s=round(video.outage_s, 3))
         repo.finish_run(run_id, "finished", state.frames, meta)
         if snapshot is not None:
             snapshots.offer(snapshot_jpeg, snapshot.shape[1], snapshot.shape[0], force=True,
@@ -303,7 +313,7 @@ def _run(
         "run": {
             "run_id": run_id,
             "mode": "embedded",
-            "source": info.source,
+            "source": redact(info.source),
             "source_kind": info.kind,
             "width": info.width,
             "height": info.height,
@@ -315,6 +325,7 @@ def _run(
             "elapsed_s": round(elapsed, 3),
             "fps": round(state.frames / elapsed, 2) if elapsed > 0 else 0.0,
             "detect_ms_mean": round(detect_ms / state.frames, 2) if state.frames else 0.0,
+            "static_frames": gate.static_frames if gate is not None else 0,
             "models": {
                 "detector": f"{settings.detector.backend}:{Path(settings.detector.weights).name}",
                 "face_detector": settings.recognition.face_detector.weights if faces else None,

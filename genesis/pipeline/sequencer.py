@@ -133,6 +133,8 @@ class Sequencer:
     (MQTT events, the privacy blur's view of who is enrolled)."""
     busy: bool = False
     """Set by ``run`` when another holder had the lock."""
+    live: Any = None
+    """A `genesis.services.live.LivePublisher` offered every processed frame (the live view)."""
 
     def _new_state(self) -> SequencerState:
         meta = self.run_meta
@@ -233,6 +235,8 @@ class Sequencer:
                 batch.append(outcome)
                 if self.observe is not None:
                     self.observe(outcome, state.camera)
+                if self.live is not None:
+                    self.live.offer(self.run_id, outcome, state.camera, lambda f=frame: self.load_image(f))
                 if state.frames == 0:
                     state.first_ts = frame.ts
                 state.frames += 1

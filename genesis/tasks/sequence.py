@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -13,6 +14,7 @@ from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.celery import app
 from genesis.domain import FrameOutcome, FrameRef, ZoneEvent
 from genesis.domain.codec import encode
+from genesis.pipeline.liveness import touch_progress
 from genesis.pipeline.sequencer import (
     LOCK_TTL_MS,
     Sequencer,
@@ -24,6 +26,7 @@ from genesis.pipeline.sequencer import (
 )
 from genesis.services.alerts import prime
 from genesis.services.heatmap import keep_snapshot_distributed
+from genesis.services.live import LivePublisher, RedisLive
 from genesis.services.mqtt_events import MQTT_MEMORY_TTL_S, EventMemory, mqtt_memory_key, open_sink
 from genesis.services.privacy import FrameView, view_of
 from genesis.stages.camera import CameraState
@@ -33,6 +36,12 @@ from genesis.tasks.base import PermanentError, PipelineTask
 from genesis.tasks.identities import send_track_faces
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def live_publisher() -> LivePublisher:
+    """One per worker process: it caches the "someone is watching" flag for a second."""
+    return LivePublisher.from_settings(runtime.settings(), RedisLive(runtime.redis_client()))
 
 
 @app.task(base=PipelineTask, name=routing.SEQUENCE, bind=True)
@@ -132,8 +141,10 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
         finish=finish,
         prepare=prepare,
         observe=observe,
+        live=live_publisher(),
     )
     finished = seq.run()
+    touch_progress(runtime.redis_client(), run_id, s.distributed.run_stale_after_s)  # the run is alive
     if finished:
         return
     redis = runtime.redis_client()
