@@ -42,7 +42,7 @@ from genesis.services.alerts import EmbeddedAlerts, prime
 from genesis.services.heatmap import SnapshotKeeper, heatmap_image
 from genesis.services.live import LivePublisher, SqlLive
 from genesis.services.mqtt_events import MqttSink, open_sink
-from genesis.services.privacy import FrameView, Redactor, redactor_for, view_of
+from genesis.services.privacy import FrameView, Redactor, live_encoder, redactor_for, view_of
 from genesis.stages.camera import CameraState, FaceModels
 from genesis.stages.detect import camera_tiling, detect_frame
 from genesis.stages.motion import motion_gate
@@ -226,6 +226,8 @@ def _run(
     snapshot_jpeg = b""
     gate, tiling = motion_gate(settings, camera), camera_tiling(settings, camera)  # see genesis.stages.motion
     live_view = LivePublisher.from_settings(settings, SqlLive(repo.engine))
+    if redactor is not None:  # the live view shows what is stored: blurred
+        live_view.encode = live_encoder(lambda _camera_id: redactor)
     try:
         if annotate and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,8 @@
 every image Genesis stores or shows — camera snapshots (heatmap backgrounds), ``annotated.mp4``,
 the heatmap PNG of a run, live-view frames. Recognition itself always sees the real frame.
 
-One function for every writer: :meth:`Redactor.image` (and :meth:`Redactor.jpeg`). YuNet looks for
+One function for every writer: :meth:`Redactor.image` (and :meth:`Redactor.jpeg`; the live view's
+:func:`live_encoder`). YuNet looks for
 faces in the whole image (in overlapping tiles when it is large, since YuNet works on at most 640
 pixels a side) and in the upper part of every person box (small faces of far people). A face is
 kept only when the camera's mode is ``unenrolled``, its centre lies in the box of a track whose
@@ -16,8 +17,9 @@ finding nothing).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
@@ -26,6 +28,7 @@ from genesis.backends.faces import FaceDetector, build_face_detector
 from genesis.config import CameraConfig, Settings
 from genesis.config.privacy import PrivacyConfig
 from genesis.domain import BBox, Face, FrameOutcome, TrackedPerson
+from genesis.services.live import Encoder, encode_live_frame
 from genesis.stages.camera import CameraState
 from genesis.stages.recognize import upper_crop_box
 
@@ -176,3 +179,23 @@ def redactor_for(settings: Settings, camera: CameraConfig, detector: FaceDetecto
         return None
     return Redactor(detector or privacy_detector(settings), settings.privacy, mode,
                     settings.recognition.upper_fraction)
+
+
+def view_from_meta(meta: Mapping[str, Any]) -> FrameView:
+    """The view of a live frame, from its JSON (``genesis.services.live.frame_meta``)."""
+    persons = tuple(TrackedPerson(int(p["track_id"]), tuple(float(v) for v in p["box"]), 1.0)  # type: ignore[arg-type]
+                    for p in meta.get("persons", []))
+    return FrameView(persons, {int(p["track_id"]): p.get("identity") for p in meta.get("persons", [])})
+
+
+def live_encoder(redactor_of: Callable[[str], Redactor | None], encode: Encoder = encode_live_frame) -> Encoder:
+    """The live view's frame encoder with the camera's privacy blur in front (``LivePublisher.encode``).
+    A blur that fails raises: the live publisher then skips the frame rather than show it."""
+
+    def blurred(image: np.ndarray, meta: dict[str, Any], max_side: int, quality: int) -> bytes:
+        redactor = redactor_of(str(meta["camera_id"]))
+        if redactor is not None:
+            image = redactor.image(image, view_from_meta(meta))
+        return encode(image, meta, max_side, quality)
+
+    return blurred

@@ -28,7 +28,7 @@ from genesis.services.alerts import prime
 from genesis.services.heatmap import keep_snapshot_distributed
 from genesis.services.live import LivePublisher, RedisLive
 from genesis.services.mqtt_events import MQTT_MEMORY_TTL_S, EventMemory, mqtt_memory_key, open_sink
-from genesis.services.privacy import FrameView, view_of
+from genesis.services.privacy import FrameView, live_encoder, view_of
 from genesis.stages.camera import CameraState
 from genesis.tasks import routing, runtime
 from genesis.tasks.alerts import run_time_origin, send_alerts
@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 @functools.cache
 def live_publisher() -> LivePublisher:
     """One per worker process: it caches the "someone is watching" flag for a second."""
-    return LivePublisher.from_settings(runtime.settings(), RedisLive(runtime.redis_client()))
+    publisher = LivePublisher.from_settings(runtime.settings(), RedisLive(runtime.redis_client()))
+    publisher.encode = live_encoder(runtime.redactor)  # each camera's privacy blur, if any
+    return publisher
 
 
 @app.task(base=PipelineTask, name=routing.SEQUENCE, bind=True)

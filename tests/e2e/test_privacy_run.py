@@ -1,6 +1,6 @@
-"""The privacy blur on a real embedded run: the stored camera snapshot (the heatmap background) and
-``annotated.mp4`` keep the enrolled person's face and nothing YuNet can find of the stranger's; with
-``blur_faces: everyone`` no face is left at all."""
+"""The privacy blur on a real embedded run: the stored camera snapshot (the heatmap background),
+``annotated.mp4`` and the live view keep the enrolled person's face and nothing YuNet can find of
+the stranger's; with ``blur_faces: everyone`` no face is left at all."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from genesis.config import FaceDetectorConfig, Settings, load_settings
 from genesis.pipeline.embedded import run_embedded
 from genesis.pipeline.model_loader import detector_label, load_models
 from genesis.services.enroll import enroll
+from genesis.services.live import mark_watched, read_latest
 from tests.walking_clip import side_by_side_clip
 
 Box = tuple[int, int, int, int]
@@ -70,8 +71,13 @@ def test_stored_and_annotated_images_blur_unenrolled_faces(tmp_path: Path, model
         known = data_dir / "faces" / "known" / "daryl"
         enroll(repo, "daryl", [known / "daryl1.jpg", known / "daryl3.jpg"], models.face_detector, models.embedder,
                detector_label(settings))
+        mark_watched("hall", 600, repo.engine, None)  # a browser watches: the run publishes live frames
         out = run_embedded(settings, str(clip), settings.camera("hall"), out_dir=tmp_path / blur, annotate=True,
                            models=models)
+        live = read_latest("hall", repo.engine, None)
+        assert live is not None
+        live_image = cv2.imdecode(np.frombuffer(live.jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+        live_names = {p["identity"] for p in live.meta["persons"]}
         names = {i["name"] for i in out.report["results"]["identities"]}
         assert names == {"daryl"}
         snap = AnalyticsStore(repo).snapshot("hall")
@@ -86,3 +92,10 @@ def test_stored_and_annotated_images_blur_unenrolled_faces(tmp_path: Path, model
                     assert faces_in(det, image, daryl) == 0
                 else:
                     assert faces_in(det, image, daryl) >= 1
+        # The live view: the stranger's face never; daryl's only once he is named in that frame.
+        for det in checks:
+            assert faces_in(det, live_image, carell) == 0, blur
+            if blur == "everyone" or "daryl" not in live_names:
+                assert faces_in(det, live_image, daryl) == 0
+            else:
+                assert faces_in(det, live_image, daryl) >= 1
