@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import numpy as np
+from celery import signals
 
 from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
@@ -36,6 +37,11 @@ from genesis.tasks.base import PermanentError, PipelineTask
 from genesis.tasks.identities import send_track_faces
 
 log = logging.getLogger(__name__)
+
+
+# A pool child (prefork) or the worker itself (solo/threads) that stops flushes its MQTT buffer.
+signals.worker_process_shutdown.connect(runtime.close_mqtt, weak=False, dispatch_uid="genesis-mqtt-close-child")
+signals.worker_shutdown.connect(runtime.close_mqtt, weak=False, dispatch_uid="genesis-mqtt-close")
 
 
 @functools.cache
