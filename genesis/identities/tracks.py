@@ -63,16 +63,23 @@ class TrackFaceRecord:
                    base64.b64decode(crop, validate=True))
 
 
-def track_faces(recognizer: Any, camera_id: str, model: str) -> list[TrackFaceRecord]:
-    """The best face of every track of a `TrackRecognizer` that had one, with the track's decision."""
+def track_faces(recognizer: Any, camera_id: str, model: str, blur: str = "off") -> list[TrackFaceRecord]:
+    """The best face of every track of a `TrackRecognizer` that had one, with the track's decision.
+
+    ``blur`` is the camera's privacy mode (docs/privacy.md): with ``unenrolled`` the face crop of
+    a track without a name is not kept (its embedding is, for clustering and search), with
+    ``everyone`` no crop is kept."""
     out = []
     for tid in recognizer.track_ids():
         best = recognizer.best_face(tid)
         if best is None:
             continue
         ident = recognizer.identity(tid)
+        crop = getattr(best, "crop", b"") or b""
+        if blur == "everyone" or (blur == "unenrolled" and ident.identity is None):
+            crop = b""
         out.append(TrackFaceRecord(camera_id, tid, float(best.ts), model, [float(x) for x in best.vector],
-                                   ident.identity, ident.best_distance, getattr(best, "crop", b"") or b""))
+                                   ident.identity, ident.best_distance, crop))
     return out
 
 
@@ -337,7 +344,8 @@ def cluster_threshold(settings: Any) -> float:
 
 def save_camera_track_faces(repo: Any, settings: Any, run_id: str, state: Any) -> int:
     """The embedded runner's end of run: store the best face of each track of a `CameraState`."""
-    records = track_faces(state.recognizer, state.camera.id, settings.recognition.embedder.model)
+    records = track_faces(state.recognizer, state.camera.id, settings.recognition.embedder.model,
+                          settings.blur_mode(state.camera))
     if not records:
         return 0
     return save_track_faces(IdentityStore(repo), run_id, records, cluster_threshold(settings))

@@ -10,9 +10,11 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from sqlalchemy import select
 
 from genesis.adapters.db import Repository
 from genesis.adapters.db.analytics import AnalyticsStore
+from genesis.adapters.db.tables_identities import TrackFace
 from genesis.backends.faces import FaceDetector, build_face_detector
 from genesis.config import FaceDetectorConfig, Settings, load_settings
 from genesis.pipeline.embedded import run_embedded
@@ -78,6 +80,10 @@ def test_stored_and_annotated_images_blur_unenrolled_faces(tmp_path: Path, model
         assert live is not None
         live_image = cv2.imdecode(np.frombuffer(live.jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
         live_names = {p["identity"] for p in live.meta["persons"]}
+        with repo.engine.connect() as conn:  # the tracks' face crops kept for the review page
+            crops = {tid: crop for tid, crop in conn.execute(select(TrackFace.track_id, TrackFace.crop))}
+        named = {t["track_id"] for t in out.report["results"]["tracks"] if t["identity"] != "unknown"}
+        assert len(crops) > len(named) >= 1  # the stranger's track has a face too
         names = {i["name"] for i in out.report["results"]["identities"]}
         assert names == {"daryl"}
         snap = AnalyticsStore(repo).snapshot("hall")
@@ -92,6 +98,8 @@ def test_stored_and_annotated_images_blur_unenrolled_faces(tmp_path: Path, model
                     assert faces_in(det, image, daryl) == 0
                 else:
                     assert faces_in(det, image, daryl) >= 1
+        # Face crops: only of enrolled people (unenrolled), none at all (everyone).
+        assert {tid for tid, crop in crops.items() if crop} == (set() if blur == "everyone" else named)
         # The live view: the stranger's face never; daryl's only once he is named in that frame.
         for det in checks:
             assert faces_in(det, live_image, carell) == 0, blur
