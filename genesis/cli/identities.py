@@ -140,8 +140,8 @@ def identities_reembed(
     from genesis.backends.weights import WeightsError
     from genesis.config import EmbedderConfig
     from genesis.identities.crypto import BiometricKeyError
-    from genesis.identities.reembed import re_embed
     from genesis.services.enroll import EnrollError
+    from genesis.services.reembed import re_embed
 
     settings = settings_from(config)
     try:

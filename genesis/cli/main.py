@@ -127,6 +127,8 @@ def print_summary(report: dict[str, Any]) -> None:
     if "mqtt" in meta:  # docs/mqtt.md: a broker that is away costs nothing but the messages
         t.add_row("mqtt", f"{meta['mqtt']['published']} published, {meta['mqtt']['dropped']} dropped")
     console.print(t)
+    if meta.get("warning"):
+        console.print(f"warning: {meta['warning']}", style="bold yellow", markup=False, highlight=False)
     if res["identities"]:
         it = Table(title="Identities")
         for col in ("name", "first seen (s)", "last seen (s)", "sightings", "tracks"):
@@ -244,6 +246,7 @@ def report(
 ) -> None:
     """Write report.json of a stored run."""
     from genesis.adapters.db import Repository
+    from genesis.pipeline.loop import truncated
     from genesis.pipeline.report import build_results, write_json_atomic
 
     settings = settings_from(config)
@@ -271,6 +274,9 @@ def report(
                 "started_at": run_rec.started_at.isoformat(),
                 "finished_at": run_rec.finished_at.isoformat() if run_rec.finished_at else None, **run_rec.meta},
     }
+    if (warning := truncated(run_rec.meta)) is not None:
+        data["run"]["warning"] = warning
+        console.print(f"warning: {warning}", style="bold yellow", markup=False, highlight=False)
     write_json_atomic(out / "report.json", data)
     console.print(f"wrote {out / 'report.json'}")
 
@@ -282,8 +288,8 @@ def _reap_for_report(settings: Any, repo: Any) -> None:
         return
     import redis
 
-    from genesis.pipeline.capture import make_app
     from genesis.pipeline.liveness import reap_stale_runs
+    from genesis.tasks.celery_config import make_app
 
     try:
         client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
@@ -309,8 +315,8 @@ def drain(
     import redis
 
     from genesis.adapters.db import Repository
-    from genesis.pipeline.capture import make_app
     from genesis.pipeline.drain import backlog
+    from genesis.tasks.celery_config import make_app
 
     settings = settings_from(config)
     celery_app = make_app(settings)

@@ -176,3 +176,21 @@ class FrameOutcome:
     occupancy: dict[str, int] = field(default_factory=dict)
     alerts: list[Alert] = field(default_factory=list)
     samples: list[OccupancySample] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackRecord:
+    """A person's passage through one camera in one run, as the ordered stage closes it."""
+
+    camera_id: str
+    track_id: int
+    first_seq: int
+    last_seq: int
+    first_ts: float
+    last_ts: float
+    frames: int
+    identity: str | None
+    """The identity name decided for the track; kept even if the identity is deleted later."""
+    votes: int
+    attempts: int
+    best_distance: float | None

@@ -22,7 +22,7 @@ import redis.exceptions as redis_errors
 from sqlalchemy import Connection, delete, func, select, update
 
 from genesis.adapters.db import Repository
-from genesis.adapters.db.repository import WRITE_TRANSACTION, _insert
+from genesis.adapters.db.repository import WRITE_TRANSACTION, dialect_insert
 from genesis.adapters.db.tables import FaceEmbedding, Identity, RecognitionAttemptRow, Track, utcnow
 from genesis.adapters.db.tables_identities import (
     AuditEntry,
@@ -32,9 +32,10 @@ from genesis.adapters.db.tables_identities import (
     TrackFace,
     UnknownCluster,
 )
+from genesis.adapters.redis_keys import GALLERY_VERSION_KEY
 from genesis.identities.crypto import BiometricCipher
 
-VERSION_KEY = "genesis:gallery:version"
+VERSION_KEY = GALLERY_VERSION_KEY
 VERSION_TTL_S = 10
 """The Redis copy of the version expires: a writer that could not reach Redis delays a refresh by
 at most this long (the workers then read the version from the database again)."""
@@ -127,8 +128,9 @@ class IdentityStore:
         done = conn.execute(update(GalleryVersion).where(GalleryVersion.id == 1).values(
             version=GalleryVersion.version + 1)).rowcount
         if not done:
-            conn.execute(_insert(conn, GalleryVersion).on_conflict_do_nothing(index_elements=[GalleryVersion.id]),
-                         {"id": 1, "version": 1})
+            conn.execute(
+                dialect_insert(conn, GalleryVersion).on_conflict_do_nothing(index_elements=[GalleryVersion.id]),
+                {"id": 1, "version": 1})
 
     def _publish(self) -> None:
         if self.redis is None:
@@ -158,7 +160,7 @@ class IdentityStore:
 
     @staticmethod
     def _audit(conn: Connection, actor: str, action: str, target: str | None, detail: dict[str, Any]) -> None:
-        conn.execute(_insert(conn, AuditEntry), {"at": utcnow(), "actor": actor, "action": action,
+        conn.execute(dialect_insert(conn, AuditEntry), {"at": utcnow(), "actor": actor, "action": action,
                                                  "target": target, "detail": detail})
 
     def audit(self, actor: str, action: str, target: str | None, detail: dict[str, Any] | None = None) -> None:
@@ -188,7 +190,7 @@ class IdentityStore:
         models = {f.model for f in faces}
         now = utcnow()
         with self._write() as conn:
-            conn.execute(_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
+            conn.execute(dialect_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
                          {"name": name, "created_at": now})
             ident = self._identity_id(conn, name)
             for model in models:
@@ -201,7 +203,7 @@ class IdentityStore:
             for f in faces:
                 dim, blob = self._enc_vec(f.vector)
                 res = conn.execute(
-                    _insert(conn, FaceEmbedding).on_conflict_do_nothing(
+                    dialect_insert(conn, FaceEmbedding).on_conflict_do_nothing(
                         index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]
                     ).returning(FaceEmbedding.id),
                     {"identity_id": ident, "model": f.model, "detector": f.detector, "dim": dim, "vector": blob,
@@ -210,7 +212,7 @@ class IdentityStore:
                 added += len(res)
                 if f.crop_jpeg is not None:
                     conn.execute(
-                        _insert(conn, FacePhoto).on_conflict_do_nothing(
+                        dialect_insert(conn, FacePhoto).on_conflict_do_nothing(
                             index_elements=[FacePhoto.identity_id, FacePhoto.photo_sha256]),
                         {"identity_id": ident, "photo_sha256": f.photo_sha256, "photo_name": f.photo_name,
                          "detector": f.detector, "crop": self.cipher.encrypt(f.crop_jpeg), "face": f.face,
@@ -285,7 +287,7 @@ class IdentityStore:
             for name, f in faces:
                 ident = self._identity_id(conn, name)
                 dim, blob = self._enc_vec(f.vector)
-                conn.execute(_insert(conn, FaceEmbedding), {
+                conn.execute(dialect_insert(conn, FaceEmbedding), {
                     "identity_id": ident, "model": model, "detector": f.detector, "dim": dim, "vector": blob,
                     "photo_sha256": f.photo_sha256, "photo_name": f.photo_name, "created_at": now})
             self._bump(conn)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, delete, select, update
 
-from genesis.adapters.db.repository import NotFoundError, _insert
+from genesis.adapters.db.repository import NotFoundError, dialect_insert
 from genesis.adapters.db.tables import FaceEmbedding, Identity, Run, Track, utcnow
 from genesis.adapters.db.tables_identities import IdentityNegative, TrackFace, UnknownCluster
 from genesis.identities.store import IdentityError, IdentityStore, check_name, vector_blob
@@ -119,7 +119,7 @@ def save_track_faces(store: IdentityStore, run_id: str, records: Sequence[TrackF
         new = sorted((r for r in records if r.track_id not in have), key=lambda r: (r.ts, r.track_id))
         for r in new:
             dim, blob = store._enc_vec(np.asarray(r.vector, dtype=np.float32))
-            conn.execute(_insert(conn, TrackFace), {
+            conn.execute(dialect_insert(conn, TrackFace), {
                 "run_id": run_id, "track_id": r.track_id, "camera_id": r.camera_id, "ts": r.ts, "model": r.model,
                 "dim": dim, "vector": blob, "distance": r.distance, "cluster_id": None, "created_at": now,
                 "crop": store.cipher.encrypt(r.crop) if r.crop else None})
@@ -148,7 +148,7 @@ def _cluster(store: IdentityStore, conn: Connection, run_id: str, records: list[
                 j = -1
         if j < 0:
             dim, blob = store._enc_vec(v)
-            new_id = conn.execute(_insert(conn, UnknownCluster).returning(UnknownCluster.id), {
+            new_id = conn.execute(dialect_insert(conn, UnknownCluster).returning(UnknownCluster.id), {
                 "model": model, "dim": dim, "centroid": blob, "size": 1, "first_seen": now, "last_seen": now,
             }).scalar_one()
             ids.append(int(new_id))
@@ -214,13 +214,13 @@ def name_unknown(store: IdentityStore, unknown_label: str, name: str, actor: str
             raise IdentityError(f"no unknown face {unknown_label}")
         faces = conn.execute(select(TrackFace.run_id, TrackFace.track_id, TrackFace.model, TrackFace.dim,
                                     TrackFace.vector).where(TrackFace.cluster_id == cid)).all()
-        conn.execute(_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
+        conn.execute(dialect_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
                      {"name": name, "created_at": now})
         ident = conn.execute(select(Identity.id).where(Identity.name == name)).scalar_one()
         for run_id, track_id, model, dim, blob in faces:
             vector = store._vec(blob, dim)
             _, enc = store._enc_vec(vector)
-            conn.execute(_insert(conn, FaceEmbedding).on_conflict_do_nothing(
+            conn.execute(dialect_insert(conn, FaceEmbedding).on_conflict_do_nothing(
                 index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]), {
                 "identity_id": ident, "model": model, "detector": "track", "dim": dim, "vector": enc,
                 "photo_sha256": hashlib.sha256(f"track:{run_id}:{track_id}".encode()).hexdigest(),
@@ -261,7 +261,7 @@ def reject(store: IdentityStore, run_id: str, track_id: int, actor: str, identit
             raise IdentityError(f"track {track_id} of run {run_id} has no stored face to reject")
         model, dim, blob = face
         _, enc = store._enc_vec(store._vec(blob, dim))
-        conn.execute(_insert(conn, IdentityNegative), {"identity_id": ident, "model": model, "dim": dim,
+        conn.execute(dialect_insert(conn, IdentityNegative), {"identity_id": ident, "model": model, "dim": dim,
                                                        "vector": enc, "run_id": run_id, "track_id": track_id,
                                                        "created_at": utcnow()})
         conn.execute(update(Track)

@@ -37,20 +37,21 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import kombu.exceptions
 import redis
-from kombu.transport.redis import PRIORITY_STEPS, Channel
 
+from genesis.adapters.broker import detect_backlog
 from genesis.adapters.db.repository import Repository
-from genesis.adapters.frame_store import FrameStore, encode_jpeg, frame_key
+from genesis.adapters.frame_store import FrameStore, encode_jpeg
+from genesis.adapters.redis_keys import frame_key
 from genesis.adapters.video import RawFrame, SourceError, SourceInfo, VideoSource
 from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameRef
 from genesis.domain.redact import redact
 from genesis.stages.motion import motion_gate
+from genesis.tasks.celery_config import make_app
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -490,66 +491,25 @@ class CaptureLoop:
                 "source": redact(self.source),
                 "reconnects": stats.reconnects,
                 "outage_s": stats.outage_s,
+                **self._declared(info, stats.published + stats.dropped),
             }
         # The end marker must get through even if Redis is away right now (a stop request
         # still ends the run: one last try below).
         if not self._until_sent("end of the run", lambda: end(self.run_id, summary)):
             end(self.run_id, summary)
 
+    def _declared(self, info: SourceInfo, read: int) -> dict[str, int]:
+        """A file's declared length (after stride and ``max_frames``) and the frames read from it,
+        for the truncated-file warning of the run's meta (nothing for a live source)."""
+        if info.frame_count is None:
+            return {}
+        declared = -(-info.frame_count // self.stride)
+        if self.max_frames is not None:
+            declared = min(declared, self.max_frames)
+        return {"frames_declared": declared, "frames_read": read}
+
 
 # -- the distributed wiring ---------------------------------------------------------------
-
-
-@lru_cache(maxsize=16)
-def _broker_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
-
-
-def broker_queue_keys(app: Celery, queue_name: str) -> list[str]:
-    """The Redis lists that hold a queue's messages on kombu's Redis transport.
-
-    kombu keeps one list per priority step: the queue's own name for priority 0 and
-    ``<queue><sep><step>`` for the others (steps 0, 3, 6, 9 and sep ``\\x06\\x16`` by
-    default; both can be changed in ``broker_transport_options``), all behind the optional
-    ``global_keyprefix``.
-    """
-    options: dict[str, Any] = dict(app.conf.broker_transport_options or {})
-    sep = str(options.get("sep", Channel.sep))
-    steps = list(options.get("priority_steps", PRIORITY_STEPS))
-    prefix = str(options.get("global_keyprefix", ""))
-    keys = []
-    for step in steps:
-        name = f"{queue_name}{sep}{step}" if step else queue_name
-        keys.append(prefix + name)
-    return list(dict.fromkeys(keys))
-
-
-def detect_backlog(app: Celery, queue_name: str) -> int:
-    """Messages waiting on a queue of the app's Redis broker (all priorities together).
-
-    Messages a worker has taken but not yet acknowledged are no longer in the list and do not
-    count: they are bounded by the workers' concurrency and prefetch.
-    """
-    url = str(app.conf.broker_url or "")
-    if not url.startswith(("redis://", "rediss://")):
-        scheme = url.partition("://")[0] or "none"
-        raise ValueError(f"the capture backlog needs a Redis broker, not {scheme}")
-    client = _broker_client(url)
-    with client.pipeline(transaction=False) as pipe:
-        for key in broker_queue_keys(app, queue_name):
-            pipe.llen(key)
-        return sum(int(n) for n in pipe.execute())
-
-
-def make_app(settings: Settings) -> Celery:
-    """A Celery app configured from these settings (only to send messages: no tasks needed)."""
-    from celery import Celery
-
-    from genesis.celery import configure
-
-    app = Celery("genesis", set_as_current=False)
-    configure(app, settings)
-    return app
 
 
 def distributed_capture(

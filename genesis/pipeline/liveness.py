@@ -51,6 +51,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import redis
 
+from genesis.adapters.redis_keys import (
+    REAPER_RUNS_KEY,
+    capture_key,
+    done_key,
+    holder_key,
+    progress_key,
+    run_pattern,
+    worker_key,
+)
 from genesis.tasks import routing
 
 if TYPE_CHECKING:
@@ -81,26 +90,7 @@ _RUN_ARG = {
 }
 
 
-def worker_key(hostname: str) -> str:
-    return f"genesis:worker:{hostname}:alive"
-
-
-def holder_key(tag: str) -> str:
-    return f"genesis:held:{tag}"
-
-
-def capture_key(run_id: str) -> str:
-    """Refreshed by a running capture (TTL ``run_stale_after_s``)."""
-    return f"genesis:run:{run_id}:capture"
-
-
-def progress_key(run_id: str) -> str:
-    """Refreshed by the detect and sequence tasks of the run (TTL ``run_stale_after_s``)."""
-    return f"genesis:run:{run_id}:progress"
-
-
-RUN_REAP_KEY = "genesis:reaper:runs"
-"""Set while one worker's heartbeat looks for abandoned runs (one look per period for all)."""
+RUN_REAP_KEY = REAPER_RUNS_KEY
 
 
 def _text(value: Any) -> str:
@@ -210,7 +200,7 @@ def restore_dead(app: Celery, broker: redis.Redis, dead_after_s: float) -> list[
 
 def waiting_runs(app: Celery, broker: redis.Redis, queues: Iterable[str]) -> set[str]:
     """Runs with a message waiting on one of the queues, or taken and not acknowledged."""
-    from genesis.pipeline.capture import broker_queue_keys
+    from genesis.adapters.broker import broker_queue_keys
 
     runs: set[str] = set()
     for queue in queues:
@@ -326,7 +316,7 @@ def _age_s(started_at: datetime) -> float:
 
 def stale_reason(settings: Settings, client: Any, run_id: str) -> str:
     """Why a run with no heartbeat and no message is stale (in words, for its meta)."""
-    from genesis.tasks.dispatch import end_key
+    from genesis.adapters.redis_keys import end_key
 
     after = f"{settings.distributed.run_stale_after_s:g} s"
     end = client.get(end_key(run_id))
@@ -342,7 +332,6 @@ def stale_reason(settings: Settings, client: Any, run_id: str) -> str:
 
 def reap_stale_runs(settings: Settings, client: Any, app: Celery, repo: Repository) -> list[Abandoned]:
     """Mark the distributed runs nothing works on any more as failed (abandoned); see the module doc."""
-    from genesis.pipeline.sequencer import done_key
 
     stale_s = settings.distributed.run_stale_after_s
     candidates = [
@@ -357,9 +346,9 @@ def reap_stale_runs(settings: Settings, client: Any, app: Celery, repo: Reposito
     ]
     if not candidates:
         return []
-    from genesis.pipeline.capture import _broker_client
+    from genesis.adapters.broker import broker_client
 
-    busy = waiting_runs(app, _broker_client(str(app.conf.broker_url)), routing.QUEUES)
+    busy = waiting_runs(app, broker_client(str(app.conf.broker_url)), routing.QUEUES)
     out = []
     for r in candidates:
         if r.run_id in busy:
@@ -375,10 +364,8 @@ def reap_stale_runs(settings: Settings, client: Any, app: Celery, repo: Reposito
 def expire_run_keys(settings: Settings, client: Any, run_id: str) -> None:
     """Give every Redis key of the run an expiry (frame_ttl_s) and set its done flag, so a late
     message for it does nothing and nothing of it lives forever."""
-    from genesis.pipeline.sequencer import done_key
-
     ttl = settings.distributed.frame_ttl_s
-    for key in client.scan_iter(match=f"genesis:run:{run_id}:*", count=500):
+    for key in client.scan_iter(match=run_pattern(run_id), count=500):
         current = client.ttl(key)
         if current is None or current < 0 or current > ttl:
             client.expire(key, ttl)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from genesis.backends.faces import Embedder, FaceDetector
 from genesis.config import RecognitionConfig
 from genesis.domain import UNKNOWN, Face, FaceMatch, RecognitionAttempt, TrackedFrame, TrackedPerson
+from genesis.domain.codec import SavedState
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,8 +219,13 @@ class TrackIdentity:
     best_distance: float | None
 
 
-class TrackRecognizer:
-    """Per-camera recognition policy and per-track votes (the state of this stage)."""
+class TrackRecognizer(SavedState):
+    """Per-camera recognition policy and per-track votes (the state of this stage).
+
+    Its state is saved by the annotations below (``SavedState``): annotate every new attribute."""
+
+    STATE_REBUILT: ClassVar[frozenset[str]] = frozenset({"config", "_min_gap", "_max_searches"})
+    _tracks: dict[int, TrackVotes]
 
     def __init__(self, config: RecognitionConfig, frame_stride: int = 1) -> None:
         self.config = config

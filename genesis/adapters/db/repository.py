@@ -44,6 +44,7 @@ from genesis.domain import (
     LineCrossing,
     RecognitionAttempt,
     Sighting,
+    TrackRecord,
     ZoneEvent,
     ZoneEventKind,
 )
@@ -90,22 +91,6 @@ class IdentitySummary:
     """Distinct photos (by sha256) over all models."""
     models: tuple[str, ...]
     created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class TrackRecord:
-    camera_id: str
-    track_id: int
-    first_seq: int
-    last_seq: int
-    first_ts: float
-    last_ts: float
-    frames: int
-    identity: str | None
-    """The identity name decided for the track; kept even if the identity is deleted later."""
-    votes: int
-    attempts: int
-    best_distance: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +166,7 @@ def alembic_config(url: str | None = None, *, connection: Connection | None = No
 # helpers
 
 
-def _insert(conn: Connection, table: Any) -> Any:
+def dialect_insert(conn: Connection, table: Any) -> Any:
     """The dialect's INSERT, which has ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
     name = conn.dialect.name
     if name == "postgresql":
@@ -195,7 +180,7 @@ def _insert_ignore(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> 
     """executemany INSERT ... ON CONFLICT (primary key, the row's natural key) DO NOTHING."""
     if rows:
         keys = list(table.__table__.primary_key.columns)
-        conn.execute(_insert(conn, table).on_conflict_do_nothing(index_elements=keys), rows)
+        conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(index_elements=keys), rows)
 
 
 def _vector_bytes(record: EmbeddingRecord) -> tuple[int, bytes]:
@@ -337,12 +322,12 @@ class Repository:
                         f"model {model!r} has embeddings of dimension {lo} stored, got dimension {dims[model]}"
                     )
             conn.execute(
-                _insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
+                dialect_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
                 [{"name": n, "created_at": now} for n in names],
             )
             ids = dict(conn.execute(select(Identity.name, Identity.id).where(Identity.name.in_(names))).all())
             stmt = (
-                _insert(conn, FaceEmbedding)
+                dialect_insert(conn, FaceEmbedding)
                 .on_conflict_do_nothing(
                     index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]
                 )
@@ -425,11 +410,11 @@ class Repository:
         now = utcnow()
         with self._write() as conn:
             conn.execute(
-                _insert(conn, Camera).on_conflict_do_nothing(index_elements=[Camera.id]),
+                dialect_insert(conn, Camera).on_conflict_do_nothing(index_elements=[Camera.id]),
                 {"id": camera_id, "name": camera_id, "created_at": now},
             )
             conn.execute(
-                _insert(conn, Run).on_conflict_do_nothing(index_elements=[Run.id]),
+                dialect_insert(conn, Run).on_conflict_do_nothing(index_elements=[Run.id]),
                 {
                     "id": run_id,
                     "camera_id": camera_id,
@@ -598,7 +583,7 @@ class Repository:
             ids: dict[str, int] = {}
             if names:
                 ids = dict(conn.execute(select(Identity.name, Identity.id).where(Identity.name.in_(names))).all())
-            stmt = _insert(conn, Track)
+            stmt = dialect_insert(conn, Track)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[Track.run_id, Track.track_id],
                 set_={
