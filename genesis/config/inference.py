@@ -165,6 +165,12 @@ def expand_detector(value: Any) -> Any:
     if preset is not None:
         if preset not in DETECTOR_PRESETS:
             raise ValueError(f"unknown detector preset {preset!r}: one of {', '.join(DETECTOR_PRESETS)}")
+        family = DETECTOR_PRESETS[preset]["type"]
+        if data.get("type", family) != family:
+            raise ValueError(
+                f"preset {preset} is a {family} detector but type says {data['type']}: remove type, backend, "
+                "weights and input_size from the detector settings (or the preset)"
+            )
         merged = dict(DETECTOR_PRESETS[preset])
         for key, given in data.items():  # sections (motion, tiling) merge field by field
             base = merged.get(key)

@@ -196,6 +196,8 @@ def test_preset_fields_can_be_overridden_and_bad_ones_fail() -> None:
         Settings.model_validate({"detector": {"preset": "stadium"}})
     with pytest.raises(ValidationError, match="backend"):
         Settings.model_validate({"detector": {"preset": "crowd", "backend": "ultralytics"}})
+    with pytest.raises(ValidationError, match="preset crowd is a yolox detector but type says yolo"):
+        Settings.model_validate({"detector": {"preset": "crowd", "type": "yolo", "weights": "yolov8n_int8.onnx"}})
     with pytest.raises(ValidationError, match="strides"):
         Settings.model_validate({"detector": {"type": "yolox", "strides": []}})
     with pytest.raises(ValidationError, match="multiple of the largest stride"):
