@@ -55,6 +55,11 @@ def serve_command(
                      help="Port of /health, /metrics and /status for Prometheus (default: ops.port, else "
                           "ops.ports.api, 8086; 0 = none)."),
     ] = None,
+    ops_host: Annotated[
+        str | None,
+        typer.Option("--ops-host", help="Address of that endpoint (default: ops.host when it is set, else the "
+                                        "API's own address)."),
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Run the REST API (OpenAPI docs at /docs) and the web dashboard (at /)."""
@@ -71,7 +76,7 @@ def serve_command(
     bind_host = host or settings.api.host
     bind_port = port or settings.api.port
     _print(f"Genesis API on http://{bind_host}:{bind_port} (dashboard /, docs /docs)", highlight=False)
-    ops = _ops_endpoint(settings, ops_port)
+    ops = _ops_endpoint(settings, ops_port, _ops_host(settings, ops_host, bind_host), f"{bind_host}:{bind_port}")
     try:
         uvicorn.run(app, host=bind_host, port=bind_port, log_level="info", proxy_headers=False)
     except OSError as exc:
@@ -81,9 +86,19 @@ def serve_command(
             ops.stop()
 
 
-def _ops_endpoint(settings: Settings, port: int | None) -> OpsServer | None:
+def _ops_host(settings: Settings, option: str | None, api_host: str) -> str:
+    """Where the ops endpoint of ``genesis serve`` listens: ``--ops-host``, else an ``ops.host`` that
+    was set (file or GENESIS_OPS__HOST), else where the API listens — an API kept on 127.0.0.1 does
+    not get its status published on every interface by the workers' default (0.0.0.0)."""
+    if option:
+        return option
+    return settings.ops.host if "host" in settings.ops.model_fields_set else api_host
+
+
+def _ops_endpoint(settings: Settings, port: int | None, host: str, listen: str) -> OpsServer | None:
     """The process's own /health, /metrics and /status (like every worker's), on its ops port:
-    Prometheus scrapes it without an API key, and the API's routes stay behind keys."""
+    Prometheus scrapes it without an API key, and the API's routes stay behind keys; ``listen`` is
+    the API's address as /status reports it."""
     from genesis.ops.server import OpsServer
     from genesis.ops.status import ApiProbe
 
@@ -92,7 +107,7 @@ def _ops_endpoint(settings: Settings, port: int | None) -> OpsServer | None:
         chosen = settings.ops.ports.api
     if not chosen:
         return None
-    server = OpsServer(ApiProbe(settings), settings.ops.host, chosen)
+    server = OpsServer(ApiProbe(settings, listen), host, chosen)
     return server if server.start() else None
 
 

@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from genesis.config import CameraConfig, Settings
+from genesis.domain.redact import redact
 from genesis.pipeline.capture import CaptureLoop, CaptureStats, distributed_capture, make_app
 
 ConfigOpt = Annotated[
@@ -137,8 +138,9 @@ def summary_line(result: CaptureResult) -> str:
     s = result.stats
     assert s is not None
     if not s.started:
-        return f"camera {result.camera.id}: stopped before the source connected ({result.source}); no run recorded"
-    extra = f", reconnects {s.reconnects}" if s.reconnects else ""
+        return (f"camera {result.camera.id}: stopped before the source connected ({redact(result.source)}); "
+                "no run recorded")
+    extra = f", reconnects {s.reconnects} (lost {s.outage_s:.1f} s)" if s.reconnects else ""
     extra += f", skipped {s.skipped} (fps limit)" if s.skipped else ""
     return (
         f"camera {result.camera.id}: published {s.published}, dropped {s.dropped} (backpressure), "

@@ -180,6 +180,9 @@ def expand_detector(value: Any) -> Any:
     return data
 
 
+DETECTOR_TYPES = frozenset({"yolo", "yolox"})
+"""The ``type`` tags of the detector families (pydantic names them in validation error locations)."""
+
 AnyDetectorConfig = Annotated[
     YoloDetectorConfig | YoloxDetectorConfig,
     Field(discriminator="type"),

@@ -22,8 +22,10 @@ from genesis.adapters.db import Repository
 from genesis.backends.faces import Embedder, FaceDetector
 from genesis.config.identities import EnrollQualityConfig
 from genesis.domain import Face
+from genesis.services.image_limits import DECODE_SLOTS, MAX_PIXELS, ImageRefusedError, check_image
 
-MAX_PIXELS = 40_000_000
+__all__ = ["MAX_PIXELS", "EnrollError", "decode_image", "enroll", "prepare_photo", "read_image"]
+
 MAX_SIDE = 2048
 CROP_MAX_SIDE = 320
 """A kept face crop is at most this many pixels on its longest side (JPEG)."""
@@ -59,20 +61,22 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def decode_image(data: bytes, what: str = "image") -> np.ndarray:
+    """Decode a photo whose header says it is a supported format within ``MAX_PIXELS`` (checked
+    before decoding: see :mod:`genesis.services.image_limits`), at most ``DECODE_SLOTS`` at once."""
+    try:
+        check_image(data, what)
+    except ImageRefusedError as exc:
+        raise EnrollError(str(exc)) from None
     arr = np.frombuffer(data, dtype=np.uint8)
-    header = cv2.imdecode(arr, cv2.IMREAD_REDUCED_GRAYSCALE_8) if arr.size else None
-    if header is None:
-        raise EnrollError(f"{what}: not an image (cannot decode it)")
-    if header.shape[0] * header.shape[1] * 64 > MAX_PIXELS:
-        raise EnrollError(f"{what}: image too large (more than {MAX_PIXELS // 1_000_000} megapixels)")
-    image = cv2.imdecode(arr, cv2.IMREAD_COLOR)
-    if image is None:
-        raise EnrollError(f"{what}: not an image (cannot decode it)")
-    side = max(image.shape[:2])
-    if side > MAX_SIDE:
-        scale = MAX_SIDE / side
-        image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
-                           interpolation=cv2.INTER_AREA)
+    with DECODE_SLOTS:
+        image = cv2.imdecode(arr, cv2.IMREAD_COLOR)
+        if image is None:
+            raise EnrollError(f"{what}: not an image (cannot decode it)")
+        side = max(image.shape[:2])
+        if side > MAX_SIDE:
+            scale = MAX_SIDE / side
+            image = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)),
+                               interpolation=cv2.INTER_AREA)
     return image
 
 

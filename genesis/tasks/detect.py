@@ -13,6 +13,7 @@ from genesis.celery import app
 from genesis.domain import FrameRef
 from genesis.domain.codec import decode
 from genesis.ops.metrics import time_inference
+from genesis.pipeline.liveness import touch_progress
 from genesis.pipeline.sequencer import FrameResult, push_results, wake_key
 from genesis.stages.detect import camera_tiling, detect_frame
 from genesis.tasks import routing, runtime
@@ -59,6 +60,7 @@ def detect(self: Any, frames: list[dict[str, Any]] | dict[str, Any], run_id: str
         prev = ref.seq
     redis = runtime.redis_client()
     push_results(redis, run_id, results)
+    touch_progress(redis, run_id, runtime.settings().distributed.run_stale_after_s)
     # One wake per burst: only when none is pending. The sequence task clears the flag before it
     # reads the results, so a result pushed after that read always finds the flag clear.
     if redis.set(wake_key(run_id), "1", nx=True, ex=WAKE_TTL_S):

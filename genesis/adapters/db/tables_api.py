@@ -1,10 +1,10 @@
-"""ORM model of the REST API's keys (created by migration 0005)."""
+"""ORM models of the REST API: keys (migration 0005) and dashboard sessions (0007)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, String
+from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from genesis.adapters.db.tables import Base, UTCDateTime
@@ -25,3 +25,18 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DashboardSession(Base):
+    """A dashboard login (migration 0007): the cookie holds a random token, only its sha256 is stored.
+
+    A session ends at ``expires_at``, on logout (the row is deleted) and when its key is revoked
+    (the rows of the key are deleted, and a revoked key never verifies anyway).
+    """
+
+    __tablename__ = "dashboard_sessions"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16), ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

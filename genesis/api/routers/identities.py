@@ -15,6 +15,7 @@ from genesis.api.services import identities as svc
 from genesis.backends.weights import WeightsError
 from genesis.identities.crypto import BiometricKeyError
 from genesis.identities.store import IdentityError
+from genesis.services.image_limits import MAX_PIXELS, ImageRefusedError, read_header
 
 router = APIRouter(prefix="/api/identities", tags=["identities"], responses=ERROR_RESPONSES)
 
@@ -35,6 +36,13 @@ def read_upload(s: AppServices, photo: UploadFile) -> svc.Upload:
         raise ApiError(413, f"{label}: larger than {cfg.max_upload_bytes} bytes")
     if not data:
         raise ApiError(422, f"{label}: empty file")
+    try:  # the header only: an image bomb is refused before anything decodes it
+        header = read_header(data)
+    except ImageRefusedError:
+        header = None  # not an image: the enrollment's rejection (422) says so with the others
+    if header is not None and header.pixels > MAX_PIXELS:
+        raise ApiError(413, f"{label}: image too large ({header.width}x{header.height} {header.format}, more than "
+                       f"{MAX_PIXELS // 1_000_000} megapixels)", code="image_too_large")
     return svc.Upload(label, data)
 
 
