@@ -103,8 +103,8 @@ SAME_BOX_IOU = 0.5
 class HeldDetections:
     """The ordered stage's side of gating: what a static frame gives the tracker.
 
-    The boxes of the tracks confirmed on the last detected frame, and the detections of that frame that the
-    detected frame before it had too. Not simply the last raw detections: a one-frame false detection (noise)
+    The detections of the last detected frame that belong to a confirmed track (overlap one of its boxes)
+    or that the detected frame before it had too. Not simply all of them: a one-frame false detection (noise)
     would be fed to the tracker on every static frame until the next detection and become a confirmed track,
     which it never does without gating (a track needs two consecutive detections).
     """
@@ -118,10 +118,9 @@ class HeldDetections:
         if detections.frame.static:
             return update(FrameDetections(detections.frame, self.last, 0.0))
         tracked = update(detections)
-        held = [Detection(p.box, p.score) for p in tracked.persons]
-        for d in detections.detections:
-            seen_before = any(_iou(d.box, q.box) >= SAME_BOX_IOU for q in self.previous)
-            if seen_before and not any(_iou(d.box, h.box) >= SAME_BOX_IOU for h in held):
-                held.append(d)
+        confirmed = [p.box for p in tracked.persons]
+        held = [d for d in detections.detections
+                if any(_iou(d.box, box) >= SAME_BOX_IOU for box in confirmed)
+                or any(_iou(d.box, q.box) >= SAME_BOX_IOU for q in self.previous)]
         self.previous, self.last = detections.detections, tuple(held)
         return tracked

@@ -55,7 +55,7 @@ def test_sensitivity_counts_the_changed_area() -> None:
     assert results[0] is True and False in results  # the first small step is static, the sum is not
 
 
-def test_static_frames_get_the_tracked_boxes_of_the_last_detected_frame() -> None:
+def test_static_frames_get_the_confirmed_detections_of_the_last_detected_frame() -> None:
     from genesis.config import TrackerConfig
     from genesis.stages.track import CameraTracker
 
