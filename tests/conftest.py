@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GENESIS_SHARED_DIR", ROOT.parent / "shared")).resolve()
 DEFAULT_WEIGHTS = (
     "yolov8n_int8.onnx",
+    "bytetrack_nano.onnx",
     "face_detection_yunet_2023mar_int8bq.onnx",
     "face_recognition_sface_2021dec_int8bq_ort.onnx",
     "dlib_face_recognition_resnet_model_v1.dat",

@@ -22,6 +22,8 @@ from genesis.api.routers import (
     alerts,
     analytics,
     cameras,
+    console,
+    console_pages,
     dashboard,
     events,
     faces,
@@ -68,9 +70,10 @@ def create_app(settings: Settings, *, repo: Repository | None = None) -> FastAPI
     # Before any route: body limits whatever the framing, the key checked before the body is read, CSRF.
     app.add_middleware(Guard, services=services, throttle=app.state.auth_throttle)
 
-    for module in (health, identities, faces, events, analytics, alerts, cameras, pipeline, keys):
+    for module in (health, identities, faces, events, analytics, alerts, cameras, pipeline, keys, console):
         app.include_router(module.router)
     app.include_router(dashboard.router)
+    app.include_router(console_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if settings.api.docs:
         _local_docs(app)

@@ -71,6 +71,17 @@ CATALOG: dict[str, WeightSpec] = {
             license="AGPL-3.0 (Ultralytics weights)",
         ),
         WeightSpec(
+            name="bytetrack_nano.onnx",
+            role="person detector (pedestrians, YOLOX layout)",
+            sha256="c16d43c3e067703d9327aee1f14305107c3d6bdc54a65789bdf0b7a0aca10ebf",
+            license="MIT (ifzhang/ByteTrack weights; YOLOX architecture Apache-2.0); trained on MOT17 "
+            "(CC BY-NC-SA 3.0) and CrowdHuman (non-commercial research): check before commercial use",
+            urls=(
+                "https://github.com/nguyentrongvan/OpenVINOTrackFace/raw/a372522c4fd6287b4d3733ea47810d8cba9d36c4/"
+                "modelzoo/bytetrack/bytetrack_nano.onnx",
+            ),
+        ),
+        WeightSpec(
             name="yolo11n.pt",
             role="person detector",
             sha256=None,

@@ -140,7 +140,7 @@ def summary_line(result: CaptureResult) -> str:
     if not s.started:
         return (f"camera {result.camera.id}: stopped before the source connected ({redact(result.source)}); "
                 "no run recorded")
-    extra = f", reconnects {s.reconnects}" if s.reconnects else ""
+    extra = f", reconnects {s.reconnects} (lost {s.outage_s:.1f} s)" if s.reconnects else ""
     extra += f", skipped {s.skipped} (fps limit)" if s.skipped else ""
     return (
         f"camera {result.camera.id}: published {s.published}, dropped {s.dropped} (backpressure), "

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -246,11 +247,20 @@ def report(
 
     settings = settings_from(config)
     with Repository(settings.database_url) as repo:
+        _reap_for_report(settings, repo)
         if run_id:
             run_rec = repo.run(run_id)
         else:
             found = repo.runs(camera)
             run_rec = next((r for r in found if r.status == "finished"), None)
+            for newer in found:
+                if newer is run_rec:
+                    break
+                # Never silently: the newest run of the camera is not the one written.
+                why = newer.meta.get("abandoned") or ("still running" if newer.status == "running" else newer.status)
+                err_console.print(f"warning: skipped newer run {newer.run_id} ({newer.status}: {escape(str(why))}, "
+                                  f"started {newer.started_at:%Y-%m-%d %H:%M:%S}); pass --run ID to report it",
+                                  highlight=False, soft_wrap=True)
         if run_rec is None:
             fail("no such run" if run_id else f"no finished run for camera {camera or '(any)'}")
         results = build_results(repo, run_rec, settings.camera(run_rec.camera_id))
@@ -264,12 +274,35 @@ def report(
     console.print(f"wrote {out / 'report.json'}")
 
 
+def _reap_for_report(settings: Any, repo: Any) -> None:
+    """Mark abandoned distributed runs first (so a dead run is reported as such), when Redis is
+    configured and reachable; a report never fails for it."""
+    if not settings.broker_url.startswith(("redis://", "rediss://")):
+        return
+    import redis
+
+    from genesis.pipeline.capture import make_app
+    from genesis.pipeline.liveness import reap_stale_runs
+
+    try:
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
+        for gone in reap_stale_runs(settings, client, make_app(settings), repo):
+            err_console.print(f"run {gone.run_id} (camera {escape(gone.camera_id)}) abandoned: {escape(gone.reason)}",
+                              highlight=False, soft_wrap=True)
+    except redis.RedisError as exc:
+        err_console.print(f"warning: cannot look for abandoned runs (Redis: {exc})", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def drain(
     timeout: Annotated[float, typer.Option("--timeout", min=0.0, help="Give up after this many seconds.")] = 600.0,
     config: ConfigOpt = None,
 ) -> None:
-    """Wait until every queue is empty and every finished stream is fully processed and stored."""
+    """Wait until every queue is empty and every finished stream is fully processed and stored.
+
+    Runs nothing works on any more are marked abandoned on the way (and named); messages held
+    by dead workers are named apart from those in flight.
+    """
     import time
 
     import redis
@@ -289,13 +322,16 @@ def drain(
                 state = backlog(settings, celery_app, client, repo)
             except redis.ConnectionError as exc:
                 fail(f"cannot reach Redis: {exc}")
+            for gone in state.abandoned:
+                err_console.print(f"run {gone.run_id} (camera {escape(gone.camera_id)}) abandoned: "
+                                  f"{escape(gone.reason)}", highlight=False, soft_wrap=True)
             # Two empty looks in a row: a task may be between taking a message and sending the next.
             quiet = quiet + 1 if state.empty else 0
             if quiet >= 2:
                 break
             if time.monotonic() > deadline:
-                fail(f"not drained after {timeout:g} s: {state.describe()}")
-            status.update(f"draining... {state.describe()}")
+                fail(f"not drained after {timeout:g} s: {escape(state.describe())}")
+            status.update(f"draining... {escape(state.describe())}")
             time.sleep(0.5)
     console.print("drained: every queue is empty and every finished stream is stored")
 

@@ -502,11 +502,12 @@ class IdentityStore:
             (IdentityNegative, IdentityNegative.vector, [IdentityNegative.id]),
             (UnknownCluster, UnknownCluster.centroid, [UnknownCluster.id]),
             (TrackFace, TrackFace.vector, [TrackFace.run_id, TrackFace.track_id]),
+            (TrackFace, TrackFace.crop, [TrackFace.run_id, TrackFace.track_id]),
         ]
         n = 0
         with self._write() as conn:
             for table, col, keys in tables:
-                for row in conn.execute(select(*keys, col)).all():
+                for row in conn.execute(select(*keys, col).where(col.is_not(None))).all():
                     cond = [k == v for k, v in zip(keys, row[:-1], strict=True)]
                     conn.execute(update(table).where(*cond).values({col.key: self.cipher.rotate(row[-1])}))
                     n += 1

@@ -18,6 +18,13 @@ stored frames expire, so memory stays bounded under any overload.
 Live sources (URLs, webcams) reconnect with exponential backoff and jitter when they cannot be
 opened or stop delivering frames, and report ``degraded`` meanwhile; a file that is missing or
 corrupt is a ``SourceError`` before anything is written.
+
+Redis (frame store or broker) away: the frames held are stored and published again with the same
+backoff until it is back (``degraded`` meanwhile; a live source's frames read during the wait are
+dropped and counted), so a Redis restart neither kills the capture nor loses the end of the run.
+While it runs, the capture refreshes its run's heartbeat (``keep_alive``), which tells a stopped
+capture from a slow one (see genesis.pipeline.liveness). Sources are shown with their
+credentials masked (``redact``).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import kombu.exceptions
 import redis
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 
@@ -42,6 +50,7 @@ from genesis.adapters.video import RawFrame, SourceError, SourceInfo, VideoSourc
 from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameRef
 from genesis.domain.redact import redact
+from genesis.stages.motion import motion_gate
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -53,6 +62,15 @@ BacklogFn = Callable[[], int]
 """How many messages wait on the detect queue now."""
 EndFn = Callable[[str, dict[str, Any]], None]
 """The end of a run: ``(run_id, summary)``."""
+
+KeepAlive = Callable[[str], Callable[[], None]]
+"""Start the heartbeat of a run (given its id); returns what stops it."""
+
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError,
+    kombu.exceptions.OperationalError, ConnectionError, TimeoutError,
+)
+"""Errors of a frame store or broker that is away for a while: wait for it."""
 
 State = Literal["connected", "degraded", "stopped"]
 SourceKind = Literal["file", "url", "webcam"]
@@ -120,6 +138,8 @@ class CaptureStats:
     """Seq of the last published frame (-1: none)."""
     started: bool = True
     """False when a live source never connected before the stop: no run was recorded."""
+    outage_s: float = 0.0
+    """Seconds a live source was lost between connections (its gaps)."""
 
 
 def backoff_delays(initial_s: float = BACKOFF_INITIAL_S, max_s: float = BACKOFF_MAX_S) -> Iterator[float]:
@@ -156,6 +176,7 @@ class CaptureLoop:
         backoff_initial_s: float = BACKOFF_INITIAL_S,
         backoff_max_s: float = BACKOFF_MAX_S,
         clock: Callable[[], float] = time.monotonic,
+        keep_alive: KeepAlive | None = None,
     ) -> None:
         self.settings = settings
         self.camera = camera
@@ -174,6 +195,7 @@ class CaptureLoop:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.clock = clock
+        self.keep_alive = keep_alive
         self._lock = threading.Lock()
         self._state: State = "stopped"
         self._last_error: str | None = None
@@ -182,7 +204,10 @@ class CaptureLoop:
         self._prev_seq = -1
         self._run_started = False
         self._pending: list[tuple[FrameRef, bytes]] = []
+        self._outage = False
+        self._outage_s = 0.0
         self._batch = 1
+        self.gate = motion_gate(settings, camera)  # frames are seen in order here (genesis.stages.motion)
 
     @property
     def live(self) -> bool:
@@ -204,6 +229,7 @@ class CaptureLoop:
                 "dropped": self._dropped,
                 "skipped": self._skipped,
                 "reconnects": self._reconnects,
+                "outage_s": round(self._outage_s, 3),
                 "connect_failures": self._connect_failures,
                 "last_seq": self._prev_seq,
                 "last_error": self._last_error,
@@ -217,6 +243,7 @@ class CaptureLoop:
                 published=self._published,
                 dropped=self._dropped,
                 reconnects=self._reconnects,
+                outage_s=round(self._outage_s, 3),
                 skipped=self._skipped,
                 last_seq=self._prev_seq,
                 started=self._run_started,
@@ -245,26 +272,39 @@ class CaptureLoop:
             except BaseException:
                 source.close()
                 raise
-            seq_base = 0
-            while True:
-                try:
-                    last_read = self._consume(source, seq_base)
-                finally:
-                    source.close()
-                if not self.live or self.stop.is_set() or self._reached_max():
-                    break
-                # A live source stopped delivering frames: the next connection goes on
-                # numbering after the last frame read, so seqs grow for the whole run.
-                seq_base = max(seq_base, last_read + 1)
-                self._set_state("degraded", f"{self.kind} source {redact(self.source)} stopped delivering frames")
-                reopened = self._open(first=False)
-                if reopened is None:
-                    break
-                source = reopened
-            self._finish(info)
+            stop_beat = self.keep_alive(self.run_id) if self.keep_alive is not None else None
+            try:
+                self._stream(source, info)
+            finally:
+                if stop_beat is not None:
+                    stop_beat()
             return self.stats()
         finally:
             self._set_state("stopped")
+
+    def _stream(self, source: FrameSource, info: SourceInfo) -> None:
+        """Consume connection after connection until the end, then tell the sequencer."""
+        seq_base = 0
+        while True:
+            try:
+                last_read = self._consume(source, seq_base)
+            finally:
+                source.close()
+            if not self.live or self.stop.is_set() or self._reached_max():
+                break
+            # A live source stopped delivering frames: the next connection goes on
+            # numbering after the last frame read, so seqs grow for the whole run.
+            seq_base = max(seq_base, last_read + 1)
+            self._set_state("degraded", f"{self.kind} source {redact(self.source)} stopped delivering "
+                            "frames")
+            lost = self.clock()
+            reopened = self._open(first=False)
+            with self._lock:
+                self._outage_s += self.clock() - lost
+            if reopened is None:
+                break
+            source = reopened
+        self._finish(info)
 
     def _reached_max(self) -> bool:
         return self.max_frames is not None and self._read >= self.max_frames
@@ -310,10 +350,10 @@ class CaptureLoop:
             "mode": "distributed",
         }
         if self.repository is not None:
-            self.repository.start_run(self.run_id, self.camera.id, self.source, meta)
+            self.repository.start_run(self.run_id, self.camera.id, redact(self.source), meta)
         else:
             with Repository(self.settings.database_url) as repo:
-                repo.start_run(self.run_id, self.camera.id, self.source, meta)
+                repo.start_run(self.run_id, self.camera.id, redact(self.source), meta)
         with self._lock:
             self._run_started = True
 
@@ -362,7 +402,19 @@ class CaptureLoop:
         captured_at = time.time()
         d = self.settings.distributed
         if not self._pending:  # a new message: look at the queue once for all its frames
-            waiting = self.backlog()
+            try:
+                waiting = self.backlog()
+                self._outage_over()
+            except OUTAGE_ERRORS as exc:
+                # Redis away: a live frame is dropped (counted); a file waits until it is back.
+                self._outage = True
+                self._set_state("degraded", f"frame store or broker unreachable: {type(exc).__name__}: {exc}")
+                if self.live:
+                    with self._lock:
+                        self._dropped += 1
+                    return
+                waiting = 0
+                self._until_sent("the queue length", self.backlog)
             if waiting >= d.max_backlog:
                 with self._lock:
                     self._dropped += 1
@@ -372,7 +424,9 @@ class CaptureLoop:
             self._batch = d.detect_batch_frames if waiting and not (self.live or paced) else 1
         image = raw.image
         key = frame_key(self.camera.id, self.run_id, seq)
-        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]), captured_at)
+        static = self.gate.check(image, raw.ts) if self.gate is not None else False
+        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]), captured_at,
+                       static)
         self._pending.append((ref, encode_jpeg(image, self.settings.pipeline.jpeg_quality)))
         if len(self._pending) >= self._batch:
             self._flush()
@@ -382,23 +436,50 @@ class CaptureLoop:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        self.store.put_many([(ref.key, data) for ref, data in pending])
         refs = [ref for ref, _ in pending]
-        self.publish(refs, self.run_id, self._prev_seq)
+        prev = self._prev_seq
+
+        def send() -> None:
+            self.store.put_many([(ref.key, data) for ref, data in pending])
+            self.publish(refs, self.run_id, prev)
+
+        if not self._until_sent(f"frames {refs[0].seq}-{refs[-1].seq}", send):
+            return
         with self._lock:
             self._prev_seq = refs[-1].seq
             self._published += len(refs)
         with _COUNTERS_LOCK:
             _PUBLISHED[self.camera.id] += len(refs)
 
+    def _until_sent(self, what: str, send: Callable[[], object]) -> bool:
+        """Call ``send`` until Redis takes it, waiting with backoff while it is away; False when
+        ``stop`` was set first (what was to be sent is then lost, and the run ends without it)."""
+        delays = backoff_delays(self.backoff_initial_s, self.backoff_max_s)
+        while True:
+            try:
+                send()
+            except OUTAGE_ERRORS as exc:
+                self._outage = True
+                self._set_state("degraded", f"frame store or broker unreachable ({what} wait): "
+                                f"{type(exc).__name__}: {exc}")
+                if self.stop.wait(self._jittered(next(delays))):
+                    return False
+                continue
+            self._outage_over()
+            return True
+
+    def _outage_over(self) -> None:
+        if self._outage:
+            self._outage = False
+            self._set_state("connected")
+
     def _finish(self, info: SourceInfo) -> None:
         """Tell the sequencer where the run ends (a file's end, or a live source stopped)."""
         if self.end is None:
             return
+        end = self.end
         stats = self.stats()
-        self.end(
-            self.run_id,
-            {
+        summary = {
                 "last_seq": stats.last_seq,
                 "frames": stats.published,
                 "dropped": stats.dropped,
@@ -407,8 +488,13 @@ class CaptureLoop:
                 "width": info.width,
                 "height": info.height,
                 "source": redact(self.source),
-            },
-        )
+                "reconnects": stats.reconnects,
+                "outage_s": stats.outage_s,
+            }
+        # The end marker must get through even if Redis is away right now (a stop request
+        # still ends the run: one last try below).
+        if not self._until_sent("end of the run", lambda: end(self.run_id, summary)):
+            end(self.run_id, summary)
 
 
 # -- the distributed wiring ---------------------------------------------------------------
@@ -479,6 +565,7 @@ def distributed_capture(
     repository: Repository | None = None,
     backoff_initial_s: float = BACKOFF_INITIAL_S,
     backoff_max_s: float = BACKOFF_MAX_S,
+    open_source: SourceOpener = VideoSource,
 ) -> CaptureLoop:
     """A capture loop wired to Redis and the broker: the frame store, ``publish_frames``,
     ``publish_end`` and the detect queue's backlog."""
@@ -499,8 +586,16 @@ def distributed_capture(
     def end(run: str, summary: dict[str, Any]) -> None:
         publish_end(celery_app, settings, store.client, camera.id, run, summary)
 
+    def keep_alive(run: str) -> Callable[[], None]:
+        from genesis.pipeline.liveness import RunHeartbeat
+
+        beat = RunHeartbeat(store.client, run, settings.distributed.run_stale_after_s)
+        beat.start()
+        return beat.stop
+
     return CaptureLoop(
         settings, camera, source, store, publish, backlog, stop,
         end=end, repository=repository, run_id=run_id, stride=stride, max_frames=max_frames,
-        backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
+        backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s, keep_alive=keep_alive,
+        open_source=open_source,
     )

@@ -21,7 +21,7 @@ from genesis.adapters.db import Repository
 from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg, encode_jpeg, frame_key
-from genesis.adapters.video import VideoSource
+from genesis.adapters.video import ReconnectingSource, VideoSource, open_video
 from genesis.config import CameraConfig, Settings
 from genesis.domain import (
     Alert,
@@ -40,8 +40,12 @@ from genesis.pipeline.model_loader import LoadedModels, load_models
 from genesis.pipeline.report import build_results, write_json_atomic
 from genesis.services.alerts import EmbeddedAlerts, prime
 from genesis.services.heatmap import SnapshotKeeper, heatmap_image
+from genesis.services.live import LivePublisher, SqlLive
+from genesis.services.mqtt_events import MqttSink, open_sink
+from genesis.services.privacy import FrameView, Redactor, redactor_for, view_of
 from genesis.stages.camera import CameraState, FaceModels
-from genesis.stages.detect import detect_frame
+from genesis.stages.detect import camera_tiling, detect_frame
+from genesis.stages.motion import motion_gate
 
 ProgressFn = Callable[["Progress"], None]
 SAVE_EVERY = 25
@@ -112,16 +116,18 @@ def versions() -> dict[str, str]:
 
 
 class Annotator:
-    """Writes an annotated copy of the processed frames (boxes, ids, names, zones, lines)."""
+    """Writes an annotated copy of the processed frames (boxes, ids, names, zones, lines), with the
+    camera's privacy blur (``redactor``) applied first."""
 
-    def __init__(self, path: Path, fps: float, width: int, height: int) -> None:
+    def __init__(self, path: Path, fps: float, width: int, height: int, redactor: Redactor | None = None) -> None:
         self.path = path
+        self.redactor = redactor
         self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
         if not self._writer.isOpened():
             raise OSError(f"cannot write {path}")
 
     def write(self, image: np.ndarray, outcome: FrameOutcome, state: CameraState) -> None:
-        img = image.copy()
+        img = self.redactor.image(image, view_of(outcome, state)) if self.redactor else image.copy()
         for zone in state.zones:
             cv2.polylines(img, [zone.polygon.reshape(-1, 1, 2).astype(np.int32)], True, (255, 200, 0), 2)
             x, y = zone.polygon[0]
@@ -160,7 +166,7 @@ def run_embedded(
     run removes the run's rows, so the database never holds half a run.
     """
     stride = stride or settings.pipeline.frame_stride
-    video = VideoSource(source)
+    video = open_video(source)  # a live source reconnects with backoff when it drops
     try:
         models = models or load_models(settings)
         repo = Repository(settings.database_url)
@@ -174,7 +180,7 @@ def run_embedded(
 
 def _run(
     settings: Settings,
-    video: VideoSource,
+    video: VideoSource | ReconnectingSource,
     camera: CameraConfig,
     repo: Repository,
     models: LoadedModels,
@@ -196,7 +202,8 @@ def _run(
     store = MemoryFrameStore(max_frames=4)
     run_id = uuid.uuid4().hex
     started = datetime.now(UTC)
-    repo.start_run(run_id, camera.id, info.source, {"width": info.width, "height": info.height, "fps": info.fps})
+    repo.start_run(run_id, camera.id, redact(info.source),
+                   {"width": info.width, "height": info.height, "fps": info.fps})
     alert_sink = EmbeddedAlerts(AlertStore(repo.engine), settings, run_id, started.timestamp())
     prime(state, alert_sink.store, settings, started.timestamp())
     total = None
@@ -205,6 +212,11 @@ def _run(
         if max_frames is not None:
             total = min(total, max_frames)
     annotator: Annotator | None = None
+    # The privacy blur of what this run stores (snapshots, annotated.mp4, the heatmap background).
+    redactor = redactor_for(settings, camera)
+    view = FrameView()
+    mqtt: MqttSink | None = open_sink(settings, camera, run_id, started.timestamp())
+    report_extra: dict[str, Any] = {}
     pending = _Pending(alert_sink=alert_sink)
     t0 = time.perf_counter()
     detect_ms = 0.0
@@ -212,10 +224,12 @@ def _run(
     snapshot: np.ndarray | None = None
     snapshots = SnapshotKeeper(AnalyticsStore(repo), camera.id, settings.analytics.snapshot_every_s)
     snapshot_jpeg = b""
+    gate, tiling = motion_gate(settings, camera), camera_tiling(settings, camera)  # see genesis.stages.motion
+    live_view = LivePublisher.from_settings(settings, SqlLive(repo.engine))
     try:
         if annotate and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-            annotator = Annotator(out_dir / "annotated.mp4", info.fps / stride, info.width, info.height)
+            annotator = Annotator(out_dir / "annotated.mp4", info.fps / stride, info.width, info.height, redactor)
         try:
             for raw in video.frames(stride=stride, max_frames=max_frames):
                 key = frame_key(camera.id, run_id, raw.seq)
@@ -223,18 +237,24 @@ def _run(
                 data = store.get(key)
                 assert data is not None
                 image = decode_jpeg(data)
-                ref = FrameRef(camera.id, raw.seq, raw.ts, key, image.shape[1], image.shape[0])
-                detections = detect_frame(models.detector, ref, image)
+                static = gate.check(raw.image, raw.ts) if gate is not None else False
+                ref = FrameRef(camera.id, raw.seq, raw.ts, key, image.shape[1], image.shape[0], static=static)
+                detections = detect_frame(models.detector, ref, image, tiling, settings.detector.iou)
                 detect_ms += detections.inference_ms
                 if live is not None:
                     state.faces = live.get()
                 outcome = state.process(detections, image)
                 pending.add(outcome)
+                if mqtt is not None:
+                    mqtt.observe(outcome, state)
+                live_view.offer(run_id, outcome, state, image)
                 if state.frames == 1:
                     first_ts = raw.ts
                 last_ts = raw.ts
                 snapshot, snapshot_jpeg = image, data
-                snapshots.offer(data, image.shape[1], image.shape[0])
+                if redactor is not None:
+                    view = view_of(outcome, state)
+                snapshots.offer(data, image.shape[1], image.shape[0], redact=_redact(redactor, view, settings))
                 if annotator is not None:
                     annotator.write(image, outcome, state)
                 if state.frames % SAVE_EVERY == 0:
@@ -247,7 +267,10 @@ def _run(
             if video.info.kind == "file":
                 raise
             # A live source ends when the operator stops it: keep what was seen.
-        pending.zone_events += state.close()
+        closing = state.close()
+        pending.zone_events += closing
+        if mqtt is not None:
+            mqtt.end(closing, state)
         pending.flush(repo, run_id)
         repo.save_tracks(run_id, state.track_records())
         save_camera_track_faces(repo, settings, run_id, state)
@@ -259,11 +282,21 @@ def _run(
             "frame_interval_s": round(stride / info.fps, 6),
             "stride": stride,
         }
+        if isinstance(video, ReconnectingSource):  # the gaps of a live source, counted
+            meta.update(reconnects=video.reconnects, outage_s=round(video.outage_s, 3))
         repo.finish_run(run_id, "finished", state.frames, meta)
         if snapshot is not None:
-            snapshots.offer(snapshot_jpeg, snapshot.shape[1], snapshot.shape[0], force=True)
+            snapshots.offer(snapshot_jpeg, snapshot.shape[1], snapshot.shape[0], force=True,
+                            redact=_redact(redactor, view, settings))
+            if redactor is not None:  # the heatmap background below
+                snapshot = redactor.image(snapshot, view)
         delivery = alert_sink.drain()
+        if mqtt is not None:
+            mqtt.publisher.close()  # waits flush_timeout_s at most, and only while connected
+            report_extra["mqtt"] = {"published": mqtt.publisher.published, "dropped": mqtt.publisher.dropped}
     except BaseException:
+        if mqtt is not None:
+            mqtt.publisher.close(0.0)
         alert_sink.drain(0.0)
         repo.delete_run(run_id)
         if annotator is not None:
@@ -292,6 +325,7 @@ def _run(
             "elapsed_s": round(elapsed, 3),
             "fps": round(state.frames / elapsed, 2) if elapsed > 0 else 0.0,
             "detect_ms_mean": round(detect_ms / state.frames, 2) if state.frames else 0.0,
+            "static_frames": gate.static_frames if gate is not None else 0,
             "models": {
                 "detector": f"{settings.detector.backend}:{Path(settings.detector.weights).name}",
                 "face_detector": settings.recognition.face_detector.weights if faces else None,
@@ -304,6 +338,7 @@ def _run(
             "recognition": "on" if faces else ("no identities enrolled" if models.embedder else "disabled"),
             "database": _safe_url(settings.database_url),
             "versions": versions(),
+            **report_extra,
         },
     }
     files: list[Path] = []
@@ -321,6 +356,12 @@ def _run(
         write_json_atomic(report_path, report)
         files.append(report_path)
     return RunOutput(run_id=run_id, report=report, out_dir=out_dir, files=files)
+
+
+def _redact(redactor: Redactor | None, view: FrameView, settings: Settings) -> Callable[[bytes], bytes] | None:
+    if redactor is None:
+        return None
+    return lambda jpeg: redactor.jpeg(jpeg, view, settings.pipeline.jpeg_quality)
 
 
 def _safe_url(url: str) -> str:

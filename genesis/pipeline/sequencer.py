@@ -128,8 +128,13 @@ class Sequencer:
     clock: Callable[[], float] = time.time
     prepare: Callable[[CameraState], None] | None = None
     """Called once on a new camera state (the alert stage's stored baseline)."""
+    observe: Callable[[FrameOutcome, CameraState], None] | None = None
+    """Called after each processed frame, in order, with the camera state as of that frame
+    (MQTT events, the privacy blur's view of who is enrolled)."""
     busy: bool = False
     """Set by ``run`` when another holder had the lock."""
+    live: Any = None
+    """A `genesis.services.live.LivePublisher` offered every processed frame (the live view)."""
 
     def _new_state(self) -> SequencerState:
         meta = self.run_meta
@@ -228,6 +233,10 @@ class Sequencer:
                 frame = result.frame
                 outcome = state.camera.process(detections, lambda f=frame: self.load_image(f))  # type: ignore[misc]
                 batch.append(outcome)
+                if self.observe is not None:
+                    self.observe(outcome, state.camera)
+                if self.live is not None:
+                    self.live.offer(self.run_id, outcome, state.camera, lambda f=frame: self.load_image(f))
                 if state.frames == 0:
                     state.first_ts = frame.ts
                 state.frames += 1

@@ -19,6 +19,8 @@ from genesis.domain import FrameRef, Sighting
 from genesis.stages.analytics import heatmap_grid, render_heatmap
 
 Box = tuple[float, float, float, float]
+Redact = Callable[[bytes], bytes]
+"""JPEG in, JPEG out: the privacy blur of a frame about to be stored (genesis/services/privacy.py)."""
 
 
 def heatmap_image(
@@ -41,12 +43,16 @@ class SnapshotKeeper:
         self.clock = clock
         self._last: float | None = None
 
-    def offer(self, jpeg: bytes, width: int, height: int, force: bool = False) -> bool:
-        """Store this frame if the last one stored is old enough (or ``force``); True if written."""
+    def offer(self, jpeg: bytes, width: int, height: int, force: bool = False,
+              redact: Redact | None = None) -> bool:
+        """Store this frame if the last one stored is old enough (or ``force``); True if written.
+        ``redact`` (the privacy blur) runs only on a frame that is written."""
         now = self.clock()
         if not force and self._last is not None and now - self._last < self.every_s:
             return False
         self._last = now
+        if redact is not None:
+            jpeg = redact(jpeg)
         return self.store.save_snapshot(self.camera_id, jpeg, width, height, datetime.now(UTC),
                                         0.0 if force else self.every_s)
 
@@ -56,12 +62,15 @@ def snapshot_key(camera_id: str) -> str:
 
 
 def keep_snapshot_distributed(redis: Any, store: AnalyticsStore, frames: FrameStore, ref: FrameRef,
-                              every_s: float) -> bool:
+                              every_s: float, redact: Redact | None = None) -> bool:
     """The distributed path: whichever sequencer pass first finds the camera's Redis marker
-    expired stores this frame (so at most one write per camera every ``every_s`` seconds)."""
+    expired stores this frame (so at most one write per camera every ``every_s`` seconds).
+    ``redact`` (the privacy blur) runs only on a frame that is written."""
     if not redis.set(snapshot_key(ref.camera_id), "1", nx=True, ex=max(1, round(every_s))):
         return False
     data = frames.get(ref.key)
     if data is None:
         return False
+    if redact is not None:
+        data = redact(data)
     return store.save_snapshot(ref.camera_id, data, ref.width, ref.height, datetime.now(UTC), every_s)

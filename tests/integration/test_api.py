@@ -137,7 +137,7 @@ def test_every_api_route_needs_a_key(client: TestClient) -> None:
         c = TestClient(client.app, raise_server_exceptions=False, client=(f"10.1.{i // 200}.{i % 200 + 1}", 1000))
         url = path.replace("{name}", "x").replace("{camera}", CAMERA).replace("{letter_id}", "x") \
             .replace("{key_id}", "0123abcd").replace("{alert_id}", "1").replace("{cluster}", "unknown-1") \
-            .replace("{run}", "x").replace("{track}", "1")
+            .replace("{run}", "x").replace("{track}", "1").replace("{photo}", "1")
         for headers in ({}, {"X-API-Key": "gk_00000000_nope"}, {"X-API-Key": "not-a-key"}):
             r = c.request(method, url, headers=headers)
             assert r.status_code == 401, (method, url, headers, r.text)

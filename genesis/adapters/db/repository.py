@@ -471,6 +471,23 @@ class Repository:
                 )
             )
 
+    def abandon_run(self, run_id: str, reason: str) -> bool:
+        """Mark a run that is still ``running`` as failed, with ``meta.abandoned = reason``.
+
+        Conditional: a run that finished (or was marked) meanwhile is left as it is. True when
+        this call marked it.
+        """
+        with self._write() as conn:
+            old = conn.execute(select(Run.meta).where(Run.id == run_id, Run.status == "running")).one_or_none()
+            if old is None:
+                return False
+            meta = {**(old[0] or {}), "abandoned": reason, "abandoned_at": utcnow().isoformat()}
+            done = conn.execute(
+                update(Run).where(Run.id == run_id, Run.status == "running")
+                .values(status="failed", finished_at=utcnow(), meta=meta)
+            )
+            return bool(done.rowcount)
+
     def delete_run(self, run_id: str) -> None:
         """Remove a run and everything recorded in it (the foreign keys cascade)."""
         with self._write() as conn:

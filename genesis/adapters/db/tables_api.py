@@ -1,4 +1,4 @@
-"""ORM models of the REST API: keys (migration 0005) and dashboard sessions (0006)."""
+"""ORM models of the REST API: keys (migration 0005) and dashboard sessions (0007)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class ApiKey(Base):
 
 
 class DashboardSession(Base):
-    """A dashboard login (migration 0006): the cookie holds a random token, only its sha256 is stored.
+    """A dashboard login (migration 0007): the cookie holds a random token, only its sha256 is stored.
 
     A session ends at ``expires_at``, on logout (the row is deleted) and when its key is revoked
     (the rows of the key are deleted, and a revoked key never verifies anyway).

@@ -82,6 +82,31 @@ class TrackFace(Base):
     distance: Mapped[float | None] = mapped_column(Double)
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey("unknown_clusters.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    crop: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    """The face as a small JPEG (at most 160 px), encrypted like ``vector``; None for faces stored
+    before crops were kept (migration 0006)."""
+
+
+class LiveFrame(Base):
+    """The latest frame of each camera for the live view (embedded mode: `genesis run` writes it,
+    `genesis serve` reads it); overwritten at most twice a second, and only while someone watches."""
+
+    __tablename__ = "live_frames"
+
+    camera_id: Mapped[str] = mapped_column(String, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    """The frame's JSON: run, seq, ts, size, persons (track id, box, name)."""
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LiveWatch(Base):
+    """"Someone is watching this camera until ``until``": set by the server while a browser polls."""
+
+    __tablename__ = "live_watch"
+
+    camera_id: Mapped[str] = mapped_column(String, primary_key=True)
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class GalleryVersion(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -87,6 +88,11 @@ def status(settings: Settings, client: redis.Redis, letters: DeadLetters, app: C
         dlq = redact(f"cannot reach Redis: {exc}")
     depths = queue_depths(settings, app)
     found = workers(app, timeout) if isinstance(depths, dict) else "broker unreachable"
+    if redis_ok is True and isinstance(depths, dict):
+        from genesis.pipeline.liveness import reap_stale_runs
+
+        with suppress(redis.RedisError):  # a run nothing works on any more is abandoned, not running
+            reap_stale_runs(settings, client, app, repo)
     with repo.engine.connect() as conn:
         running = int(conn.execute(select(func.count()).select_from(Run).where(Run.status == "running")).scalar_one())
     return {
