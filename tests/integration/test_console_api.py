@@ -9,6 +9,7 @@ answers are compared with the stored rows and with `report.json`'s own function.
 from __future__ import annotations
 
 import base64
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -206,8 +207,10 @@ def test_face_crops_are_encrypted_and_never_served_without_a_key(watched_run: di
         raw = bytes(crop)
         assert is_encrypted(raw) and b"\xff\xd8\xff" not in raw  # ciphertext at rest, no JPEG marker
         url = f"/api/tracks/{run_id}/{track_id}/face.jpg"
+        # Each track from its own client address: wrong keys stay within one client's allowance (then 429).
+        stranger = TestClient(client.app, client=(f"10.2.0.{track_id % 250 + 1}", 1000))
         for headers in ({}, {"X-API-Key": "gk_00000000_nope"}, {"X-API-Key": "not-a-key"}):
-            r = client.get(url, headers=headers)
+            r = stranger.get(url, headers=headers)
             assert r.status_code == 401 and r.headers["content-type"].startswith("application/json"), r.text
         r = client.get(url, headers=h(keys, "viewer"))
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
@@ -352,7 +355,16 @@ def test_dashboard_pages_need_a_session(client: TestClient, keys: dict[str, str]
     for path in ("/review", "/search", "/identities/somebody"):
         r = client.get(path, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/", path
-    client.cookies.set("genesis_session", keys["viewer"])
+    client.cookies.set("genesis_session", keys["viewer"])  # a key is not a session
+    assert client.get("/review", follow_redirects=False).status_code == 303
+    client.cookies.clear()
+
+
+    form = client.get("/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+    assert token
+    assert client.post("/login", data={"api_key": keys["viewer"], "csrf_token": token.group(1)},
+                       follow_redirects=False).status_code == 303
     try:
         for path in ("/review", "/search", "/identities/%3Cimg%20src%3Dx%20onerror%3D%22alert(1)%22%3E"):
             r = client.get(path)

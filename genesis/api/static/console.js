@@ -4,7 +4,8 @@
 "use strict";
 
 const GC = (() => {
-  const HEADERS = {"X-Genesis-Dashboard": "1"};
+  // Every change carries the session's CSRF token (the page has it in <meta name="csrf-token">).
+  const HEADERS = {"X-CSRF-Token": (document.querySelector('meta[name="csrf-token"]') || {}).content || ""};
   const LIVE_MS = 500;
 
   async function api(path, options = {}) {
