@@ -16,7 +16,7 @@ from genesis.cli.alerts import alerts_app, print_alert_summary
 from genesis.cli.analytics import heatmap_command, rollup_command
 from genesis.cli.api import apikey_app, serve_command
 from genesis.cli.capture import capture_command
-from genesis.cli.common import ConfigOpt, console, err_console, fail, settings_from
+from genesis.cli.common import ConfigOpt, cells, console, err_console, fail, safe, settings_from
 from genesis.cli.dlq import dlq_app
 from genesis.cli.identities import enroll_command, eval_app, identities_app, search_command
 from genesis.cli.ops import ops_app
@@ -83,6 +83,7 @@ def run(
     """Run the embedded pipeline on a video or camera and show what it found."""
     from genesis.adapters.video import SourceError
     from genesis.backends.weights import WeightsError
+    from genesis.identities.crypto import BiometricKeyError
     from genesis.pipeline.embedded import Progress as RunProgress
     from genesis.pipeline.embedded import run_embedded
 
@@ -106,7 +107,7 @@ def run(
                 bar.update(task, completed=p.frames, total=p.total, fps=p.fps, people=p.people)
 
             result = run_embedded(settings, source, cam, out, annotate, stride, max_frames, on_progress)
-    except (SourceError, WeightsError) as exc:
+    except (SourceError, WeightsError, BiometricKeyError) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc}")
@@ -134,15 +135,15 @@ def print_summary(report: dict[str, Any]) -> None:
         for col in ("name", "first seen (s)", "last seen (s)", "sightings", "tracks"):
             it.add_column(col)
         for i in res["identities"]:
-            it.add_row(i["name"], f"{i['first_seen']:.1f}", f"{i['last_seen']:.1f}", str(i["sightings"]),
-                       ", ".join(str(x) for x in i["tracks"]))
+            it.add_row(*cells(i["name"], f"{i['first_seen']:.1f}", f"{i['last_seen']:.1f}", i["sightings"],
+                              ", ".join(str(x) for x in i["tracks"])))
         console.print(it)
     if res["zones"]:
         zt = Table(title="Zones")
         for col in ("zone", "entries", "exits", "peak", "mean occupancy", "mean dwell (s)", "p95 dwell (s)"):
             zt.add_column(col)
         for z in res["zones"]:
-            zt.add_row(z["name"], str(z["entries"]), str(z["exits"]), str(z["peak_occupancy"]),
+            zt.add_row(safe(z["name"]), str(z["entries"]), str(z["exits"]), str(z["peak_occupancy"]),
                        f"{z['mean_occupancy']:.2f}", f"{z['dwell_s']['mean']:.1f}", f"{z['dwell_s']['p95']:.1f}")
         console.print(zt)
     if res["lines"]:
@@ -150,7 +151,7 @@ def print_summary(report: dict[str, Any]) -> None:
         for col in ("line", "in", "out"):
             lt.add_column(col)
         for ln in res["lines"]:
-            lt.add_row(ln["name"], f"{ln['in']} ({ln['in_name']})", f"{ln['out']} ({ln['out_name']})")
+            lt.add_row(*cells(ln["name"], f"{ln['in']} ({ln['in_name']})", f"{ln['out']} ({ln['out_name']})"))
         console.print(lt)
     print_alert_summary(console, report)
     print_identity_breakdown(res)

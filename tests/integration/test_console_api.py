@@ -9,6 +9,7 @@ answers are compared with the stored rows and with `report.json`'s own function.
 from __future__ import annotations
 
 import base64
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -381,7 +382,6 @@ def test_dashboard_pages_need_a_session(client: TestClient, keys: dict[str, str]
         assert "<img src=x" not in r.text
     assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in r.text
     # Crops load with the session (as <img> does); a change needs the page's CSRF token.
-    import re
 
     token = re.search(r'<meta name="csrf-token" content="([^"]+)"', c.get("/review").text)
     assert token and token.group(1)

@@ -91,6 +91,8 @@ class IdentitySummary:
     """Distinct photos (by sha256) over all models."""
     models: tuple[str, ...]
     created_at: datetime
+    id: int = 0
+    """The identity's stable id (rows keep it through renames)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,9 @@ def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> Engine
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+            # Erasure (forget, purge) must not leave deleted biometric rows in free pages of the file:
+            # set here, whatever the SQLite build's default.
+            cursor.execute("PRAGMA secure_delete=ON")
         finally:
             cursor.close()
 
@@ -353,7 +358,8 @@ class Repository:
         """Every identity with its photo count and models, sorted by name."""
         with self._read() as conn:
             heads = conn.execute(
-                select(Identity.name, Identity.created_at, func.count(FaceEmbedding.photo_sha256.distinct()))
+                select(Identity.name, Identity.created_at, func.count(FaceEmbedding.photo_sha256.distinct()),
+                       Identity.id)
                 .outerjoin(FaceEmbedding, FaceEmbedding.identity_id == Identity.id)
                 .group_by(Identity.id, Identity.name, Identity.created_at)
             ).all()
@@ -364,8 +370,9 @@ class Repository:
         # Sorted in Python: PostgreSQL orders text by the database collation, SQLite by bytes.
         return sorted(
             (
-                IdentitySummary(name=n, photos=int(photos), models=tuple(sorted(models.get(n, []))), created_at=at)
-                for n, at, photos in heads
+                IdentitySummary(name=n, photos=int(photos), models=tuple(sorted(models.get(n, []))), created_at=at,
+                                id=int(ident))
+                for n, at, photos, ident in heads
             ),
             key=lambda s: s.name,
         )
