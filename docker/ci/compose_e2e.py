@@ -65,13 +65,13 @@ def log(msg: str) -> None:
     print(f"[compose-e2e {time.monotonic() - T0:6.0f} s] {msg}", flush=True)
 
 
-class Failed(Exception):
+class E2EError(Exception):
     """A check of the e2e failed."""
 
 
 def check(cond: object, msg: str) -> None:
     if not cond:
-        raise Failed(msg)
+        raise E2EError(msg)
 
 
 def sh(*args: str, timeout: float = 600, env: dict[str, str] | None = None, check_rc: bool = True,
@@ -79,7 +79,7 @@ def sh(*args: str, timeout: float = 600, env: dict[str, str] | None = None, chec
     proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, env=env, input=stdin,
                           check=False)
     if check_rc and proc.returncode != 0:
-        raise Failed(f"{' '.join(args)}: exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise E2EError(f"{' '.join(args)}: exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     if not quiet and proc.returncode != 0:
         log(f"{' '.join(args[:4])}...: exit {proc.returncode}: {proc.stderr.strip()[-300:]}")
     return proc
@@ -95,7 +95,7 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: 
         if predicate():
             return
         time.sleep(every)
-    raise Failed(f"timed out after {timeout:g} s waiting for {what}")
+    raise E2EError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 # --- images ---------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ class Stack:
         `start_period` itself."""
         due: dict[str, float] = {}
         running: dict[str, subprocess.Popen[bytes]] = {}
-        while not self.stop_health.wait(1.0):
+        while not self.stop_health.wait(2.0):
             for name, p in list(running.items()):
                 if p.poll() is not None:
                     del running[name]
@@ -212,17 +212,17 @@ class Stack:
                         self.ever_healthy.add(name)
             try:
                 current = self.containers()
-            except Exception:  # noqa: BLE001 - the runner outlives a podman hiccup
+            except Exception:  # the runner outlives a podman hiccup
                 continue
             now = time.monotonic()
             for c in current:
                 name = str(c["Names"][0])
-                if name in running or now < due.get(name, 0.0):
+                if name in running or now < due.get(name, 0.0) or len(running) >= 3:
                     continue
                 if name not in self.intervals:
                     try:
                         hc = self.inspect(name)["Config"].get("Healthcheck") or {}
-                    except Failed:
+                    except E2EError:
                         continue
                     self.intervals[name] = float(hc.get("Interval") or 0) / 1e9 if hc.get("Test") else 0.0
                 interval = self.intervals[name]
@@ -261,9 +261,9 @@ class Stack:
             try:
                 state = self.inspect(name)["State"]
                 checks = (state.get("Health") or state.get("Healthcheck") or {}).get("Log") or []
-                health = "".join(f"health check {h.get('Start')}: exit {h.get('ExitCode')}: {h.get('Output')}\n"
-                                 for h in checks)
-            except Failed:
+                health = "".join(f"health check {h.get('Start')} .. {h.get('End')}: exit {h.get('ExitCode')}: "
+                                 f"{h.get('Output')}\n" for h in checks)
+            except E2EError:
                 pass
             (ARTIFACTS / f"{name}.log").write_text(proc.stdout + proc.stderr + health)
         shutil.copy(self.compose_file, ARTIFACTS / self.compose_file.name)
@@ -305,7 +305,7 @@ def stack() -> Iterator[Stack]:
     except BaseException:
         try:
             s.dump_logs()
-        except Exception as exc:  # noqa: BLE001 - the original failure matters more
+        except Exception as exc:  # the original failure matters more
             log(f"could not save the logs: {exc}")
         raise
     finally:
@@ -360,7 +360,7 @@ def same_results(report: dict[str, Any], want: dict[str, Any], s: Stack, what: s
     got = report["results"]
     if got != want:
         diff = {k: (got.get(k), want.get(k)) for k in want if got.get(k) != want.get(k)}
-        raise Failed(f"{what}: results differ from the embedded run (got, want): "
+        raise E2EError(f"{what}: results differ from the embedded run (got, want): "
                      f"{json.dumps(diff, default=str)[:3000]}; run meta: {report['run']}")
     rows = int(s.sql(f"SELECT count(*) FROM sightings WHERE run_id = '{run_id}'"))
     frames = sum(int(t["frames"]) for t in want["tracks"])
@@ -482,7 +482,8 @@ def run(skip_faults: bool) -> None:
         log("up: models pulled, migrations applied, workers healthy, capture started")
         for job in ("models", "migrate"):
             state = s.inspect(s.one(job))["State"]
-            check(state["Status"] == "exited" and state["ExitCode"] == 0, f"{job}: {state['Status']} {state['ExitCode']}")
+            check(state["Status"] == "exited" and state["ExitCode"] == 0,
+                  f"{job}: {state['Status']}, exit {state['ExitCode']}")
         check_health(s)
         want = embedded_results(s)
         log(f"embedded run: {want['people']['tracks']} tracks, {want['frames']} frames")
@@ -512,7 +513,7 @@ def main() -> int:
             build_images()
         else:
             run(args.no_faults)
-    except Failed as exc:
+    except E2EError as exc:
         log(f"FAILED: {exc}")
         return 1
     log(f"done in {time.monotonic() - T0:.0f} s")
