@@ -32,6 +32,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -163,7 +164,7 @@ class Stack:
         self.service: subprocess.Popen[bytes] | None = None
         self.stop_health = threading.Event()
         self.ever_healthy: set[str] = set()
-        self.intervals: dict[str, float] = {}
+        self.checks: dict[str, dict[str, Any]] = {}
         self.health_thread: threading.Thread | None = None
 
     # plumbing
@@ -198,10 +199,13 @@ class Stack:
         return data[0]
 
     def run_health_checks(self) -> None:
-        """What systemd's timers do for podman elsewhere: these machines run no systemd, so nothing
-        would ever run the containers' health checks (their state would stay `starting`). Each
-        container's check runs at its own `interval`; podman applies `timeout`, `retries` and
-        `start_period` itself."""
+        """What Docker's engine (or systemd's timers, for podman elsewhere) does: these machines run
+        no systemd, so nothing would run the containers' health checks (their state would stay
+        `starting`). Each container's check runs at its `interval`; podman applies `timeout` and
+        `retries`. The start period as Docker defines it: a failure in it does not count, the first
+        success makes the container healthy (podman 4.3 counts a check that exceeds its timeout even
+        in the start period, so there the check runs as a plain `podman exec` first and is recorded
+        only once it passes); in the start period it runs every 5 s (Docker's start interval)."""
         due: dict[str, float] = {}
         running: dict[str, subprocess.Popen[bytes]] = {}
         while not self.stop_health.wait(2.0):
@@ -215,23 +219,28 @@ class Stack:
             except Exception:  # the runner outlives a podman hiccup
                 continue
             now = time.monotonic()
-            for c in current:
+            # The longest overdue first; at most 4 at a time (each is a process in the container).
+            for c in sorted(current, key=lambda c: due.get(str(c["Names"][0]), 0.0)):
                 name = str(c["Names"][0])
-                if name in running or now < due.get(name, 0.0) or len(running) >= 3:
+                if name in running or now < due.get(name, 0.0) or len(running) >= 4:
                     continue
-                if name not in self.intervals:
+                if name not in self.checks:
                     try:
-                        hc = self.inspect(name)["Config"].get("Healthcheck") or {}
+                        self.checks[name] = self.inspect(name)["Config"].get("Healthcheck") or {}
                     except E2EError:
                         continue
-                    self.intervals[name] = float(hc.get("Interval") or 0) / 1e9 if hc.get("Test") else 0.0
-                interval = self.intervals[name]
-                if not interval:
+                hc = self.checks[name]
+                test = list(hc.get("Test") or [])
+                if not test or test[0] == "NONE":
                     continue
-                # The first check at once (a short-lived capture gets checked too), then every interval.
-                due[name] = now + interval
-                running[name] = subprocess.Popen(["podman", "healthcheck", "run", name], stdout=subprocess.DEVNULL,
-                                                 stderr=subprocess.DEVNULL)
+                command = ["podman", "healthcheck", "run", name]
+                in_start = time.time() - float(c.get("StartedAt") or 0) < float(hc.get("StartPeriod") or 0) / 1e9
+                if in_start:
+                    probe = test[1:] if test[0] == "CMD" else ["/bin/sh", "-c", " ".join(test[1:])]
+                    script = f"podman exec {shlex.join([name, *probe])} >/dev/null 2>&1 && {shlex.join(command)}"
+                    command = ["sh", "-c", script]
+                due[name] = now + (5.0 if in_start else float(hc.get("Interval") or 30e9) / 1e9)
+                running[name] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for p in running.values():
             p.wait()
 
