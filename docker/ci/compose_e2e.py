@@ -143,7 +143,6 @@ def build_images() -> None:
     podman("build", "--pull=never", "--network", "host", *[a for m in mounts for a in ("-v", m)],
            "--label", "genesis.ci=genesis", "-f", str(DOCKER / "Dockerfile"), "-t", f"localhost/{GENESIS_IMAGE}",
            str(ROOT), timeout=1500)
-    podman("image", "prune", "-f", "--filter", "label=genesis.ci=genesis", check_rc=False, quiet=True)
 
 
 # --- the stack ------------------------------------------------------------------------------
@@ -516,6 +515,11 @@ def main() -> int:
     parser.add_argument("--images-only", action="store_true", help="Build (or reuse) the images and stop.")
     args = parser.parse_args()
     os.environ.setdefault("CONTAINERS_CONF", str(CI / "containers.conf"))
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")  # unwinds through the clean-up
+
+    signal.signal(signal.SIGTERM, interrupted)
     check(SHARED.is_dir(), f"shared folder {SHARED} missing (GENESIS_SHARED_DIR)")
     try:
         if args.images_only:
