@@ -340,10 +340,11 @@ def embedded_results(s: Stack) -> dict[str, Any]:
 
 def capture_run_id(s: Stack, after: int) -> str:
     """The run id the capture container printed in its latest run (its `after`-th and later)."""
-    out = podman("logs", s.one("capture")).stdout + podman("logs", s.one("capture")).stderr
+    proc = podman("logs", s.one("capture"))
+    out = proc.stdout + proc.stderr
     runs = re.findall(r"run ([0-9a-f]{32})", out)
     check(len(runs) > after, f"capture printed {len(runs)} runs, expected more than {after}:\n{out[-2000:]}")
-    return runs[-1]
+    return str(runs[-1])
 
 
 def start_capture(s: Stack, runs_before: int) -> str:
