@@ -10,7 +10,7 @@ from __future__ import annotations
 from celery import Celery
 
 from genesis.config import Settings, default_settings
-from genesis.schedule import beat_schedule
+from genesis.services.schedule import beat_schedule
 from genesis.tasks.routing import QUEUES, celery_routes
 
 
@@ -53,5 +53,6 @@ app = Celery("genesis", include=[
 configure(app, default_settings())
 
 from genesis.ops import celery_hooks  # noqa: E402,F401  (the ops endpoint and the task metrics)
+from genesis.tasks import heartbeat  # noqa: E402,F401  (worker heartbeats: dead workers' messages come back)
 
 __all__ = ["QUEUES", "app", "configure"]

@@ -7,24 +7,32 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
 .venv/bin/ruff check genesis tests workers
 .venv/bin/mypy
-# The dashboard's browser test drives Debian's chromium (never a downloaded browser).
-if [ ! -x /usr/bin/chromium ]; then
+
+# need WHAT CHECK PACKAGE...: install Debian packages when CHECK (a shell condition) fails
+# (without their recommended packages unless APT_FLAGS says otherwise).
+need() {
+  local what=$1 check=$2 flags=${APT_FLAGS---no-install-recommends}
+  shift 2
+  eval "$check" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null \
-      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y $flags "$@" >/dev/null \
+      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y $flags "$@" >/dev/null; }
   else
-    echo "test: /usr/bin/chromium missing and not installable here (the browser test will skip)" >&2
+    echo "test: $what missing and not installable here (its tests will fail)" >&2
   fi
-fi
+}
+# The dashboard's browser tests drive Debian's chromium (never a downloaded browser).
+APT_FLAGS="" need chromium "[ -x /usr/bin/chromium ]" chromium
 # The compose file is validated with Debian's docker-compose (`docker-compose config`; no engine needed).
-if ! command -v docker-compose >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose >/dev/null \
-      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y docker-compose >/dev/null; }
-  else
-    echo "test: docker-compose missing and not installable here (the compose validation will skip)" >&2
-  fi
-fi
+need docker-compose "command -v docker-compose" docker-compose
+# The RTSP test serves a clip from GStreamer's RTSP server, driven by the system python3 (PyGObject).
+need "GStreamer's RTSP server" \
+  "/usr/bin/python3 -c \"import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer\" && gst-inspect-1.0 x264enc" \
+  gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools python3-gi
+# The MQTT tests start Debian's Mosquitto broker on a free port (never a shared one).
+need mosquitto "command -v mosquitto || [ -x /usr/sbin/mosquitto ]" mosquitto
+
 mkdir -p test-artifacts
 export GENESIS_TEST_ARTIFACTS="${GENESIS_TEST_ARTIFACTS:-$PWD/test-artifacts}"
 .venv/bin/python -m pytest "$@"

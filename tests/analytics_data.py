@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import update
 
 from genesis.adapters.db import Repository, TrackRecord
-from genesis.adapters.db.models import Run
+from genesis.adapters.db.tables import Run
 from genesis.domain import Direction, LineCrossing, RecognitionAttempt, Sighting, ZoneEvent, ZoneEventKind
 
 CAMERA = "gate"

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from genesis.backends.weights import CATALOG, pull
 from genesis.config import Settings, load_settings
-from genesis.weights import CATALOG, pull
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GENESIS_SHARED_DIR", ROOT.parent / "shared")).resolve()
 DEFAULT_WEIGHTS = (
     "yolov8n_int8.onnx",
+    "bytetrack_nano.onnx",
     "face_detection_yunet_2023mar_int8bq.onnx",
     "face_recognition_sface_2021dec_int8bq_ort.onnx",
     "dlib_face_recognition_resnet_model_v1.dat",

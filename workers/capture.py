@@ -12,8 +12,8 @@ from pathlib import Path
 
 import typer
 
-from genesis.cli_capture import capture_command
-from genesis.launch import port_number
+from genesis.cli.capture import capture_command
+from genesis.ops.launch import port_number
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
-"""`python workers/detect.py`: the Genesis detect worker (see genesis/launch.py)."""
+"""`python workers/detect.py`: the Genesis detect worker (see genesis/ops/launch.py)."""
 
-from genesis.launch import main
+from genesis.ops.launch import main
 
 if __name__ == "__main__":
     main("detect")

@@ -1,6 +1,6 @@
-"""`python workers/recognize.py`: the Genesis recognize worker (see genesis/launch.py)."""
+"""`python workers/recognize.py`: the Genesis recognize worker (see genesis/ops/launch.py)."""
 
-from genesis.launch import main
+from genesis.ops.launch import main
 
 if __name__ == "__main__":
     main("recognize")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import re
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,12 +13,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from genesis.domain.redact import redact
+
 
 class SourceError(Exception):
     """A source that cannot be opened or read."""
 
 
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+
+URL_OPEN_TIMEOUT_MS = 10_000
+URL_READ_TIMEOUT_MS = 5_000
+"""A network camera that does not answer (a server gone mid-stream) fails a read after this,
+instead of OpenCV's default of 30 s, so the capture reconnects sooner."""
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +61,9 @@ class VideoSource:
             cap = cv2.VideoCapture(int(source))
         elif _URL.match(source):
             kind = "url"
-            cap = cv2.VideoCapture(source)
+            timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, URL_OPEN_TIMEOUT_MS,
+                        cv2.CAP_PROP_READ_TIMEOUT_MSEC, URL_READ_TIMEOUT_MS]
+            cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG, timeouts)
         else:
             kind = "file"
             path = Path(source)
@@ -61,11 +73,11 @@ class VideoSource:
                 raise SourceError(f"not a file: {source}")
             cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
-            raise SourceError(f"cannot open {kind} source {source}: not a readable video")
+            raise SourceError(f"cannot open {kind} source {redact(source)}: not a readable video")
         ok, first = cap.read()
         if not ok or first is None:
             cap.release()
-            raise SourceError(f"cannot decode any frame from {source}: the video is empty or corrupt")
+            raise SourceError(f"cannot decode any frame from {redact(source)}: the video is empty or corrupt")
         self._cap = cap
         self._first: np.ndarray | None = first
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -112,3 +124,64 @@ class VideoSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ReconnectingSource:
+    """A live source (URL, webcam) that reopens itself with exponential backoff when it stops
+    delivering frames, for the embedded runner (the distributed capture has its own loop).
+
+    Seqs go on growing across connections; ``reconnects`` and ``outage_s`` (seconds without a
+    connection) count the gaps. The first open is not retried: a camera that cannot be reached at
+    the start is a ``SourceError``, as before. ``stop`` ends a wait for the source.
+    """
+
+    def __init__(self, source: str, *, backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
+                 stop: threading.Event | None = None) -> None:
+        self.source = source
+        self._video = VideoSource(source)
+        self.info = self._video.info
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.stop = stop or threading.Event()
+        self.reconnects = 0
+        self.outage_s = 0.0
+
+    def frames(self, stride: int = 1, max_frames: int | None = None) -> Iterator[RawFrame]:
+        base = 0
+        emitted = 0
+        while True:
+            last = -1
+            for raw in self._video.frames(stride):
+                last = raw.seq
+                yield RawFrame(seq=base + raw.seq, ts=raw.ts, image=raw.image)
+                emitted += 1
+                if max_frames is not None and emitted >= max_frames:
+                    return
+            self._video.close()
+            base += last + 1
+            if not self._reopen():
+                return
+
+    def _reopen(self) -> bool:
+        lost = time.monotonic()
+        delay = self.backoff_initial_s
+        try:
+            while not self.stop.wait(delay * (1.0 - 0.2 * random.random())):
+                try:
+                    self._video = VideoSource(self.source)
+                except SourceError:
+                    delay = min(delay * 2.0, self.backoff_max_s)
+                    continue
+                self.reconnects += 1
+                return True
+            return False
+        finally:
+            self.outage_s += time.monotonic() - lost
+
+    def close(self) -> None:
+        self._video.close()
+
+
+def open_video(source: str) -> VideoSource | ReconnectingSource:
+    """A file as it is; a live source that reconnects when it drops."""
+    return VideoSource(source) if not (source.isdigit() or _URL.match(source)) else ReconnectingSource(source)

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from genesis import __version__
 from genesis.adapters.db import Repository
-from genesis.adapters.db.apikeys import ApiKeyStore
+from genesis.adapters.db.apikeys import ApiKeyStore, SessionStore
 from genesis.api.deps import AppServices
-from genesis.api.errors import error_response, install_error_handlers
+from genesis.api.errors import install_error_handlers
+from genesis.api.guard import AuthThrottle, Guard
 from genesis.api.routers import (
     alerts,
     analytics,
     cameras,
+    console,
+    console_pages,
     dashboard,
     events,
     faces,
@@ -29,6 +35,7 @@ from genesis.api.routers import (
 from genesis.config import Settings
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+log = logging.getLogger("genesis.api")
 
 DESCRIPTION = """\
 Genesis: face recognition and people analytics over camera streams.
@@ -44,7 +51,8 @@ Errors are JSON: `{"error": {"status", "code", "message", "details"}}`.
 def create_app(settings: Settings, *, repo: Repository | None = None) -> FastAPI:
     """The API and dashboard over ``settings`` (the database is migrated to the latest schema)."""
     repository = repo if repo is not None else Repository(settings.database_url)
-    services = AppServices(settings=settings, repo=repository, keys=ApiKeyStore(repository.engine))
+    services = AppServices(settings=settings, repo=repository, keys=ApiKeyStore(repository.engine),
+                           sessions=SessionStore(repository.engine))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -52,27 +60,39 @@ def create_app(settings: Settings, *, repo: Repository | None = None) -> FastAPI
         if repo is None:
             services.close()
 
-    app = FastAPI(title="Genesis API", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="Genesis API", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.state.services = services
     app.state.alerts_enabled = True
     """The dashboard shows its alerts feed (the alerts router is always included)."""
+    app.state.auth_throttle = AuthThrottle(settings.api.auth_failures_burst, settings.api.auth_failures_per_minute)
     install_error_handlers(app)
+    # Before any route: body limits whatever the framing, the key checked before the body is read, CSRF.
+    app.add_middleware(Guard, services=services, throttle=app.state.auth_throttle)
 
-    limit = settings.api.max_upload_bytes * settings.api.max_photos + 64 * 1024
-
-    @app.middleware("http")
-    async def body_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        # Refuse oversized bodies before they are read (uploads are also checked per file).
-        length = request.headers.get("content-length")
-        if length is not None:
-            if not length.isdigit():
-                return error_response(400, "invalid Content-Length header")
-            if int(length) > limit:
-                return error_response(413, f"request body larger than {limit} bytes")
-        return await call_next(request)
-
-    for module in (health, identities, faces, events, analytics, alerts, cameras, pipeline, keys):
+    for module in (health, identities, faces, events, analytics, alerts, cameras, pipeline, keys, console):
         app.include_router(module.router)
     app.include_router(dashboard.router)
+    app.include_router(console_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if settings.api.docs:
+        _local_docs(app)
     return app
+
+
+def _local_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the installed ``swagger-ui-bundle`` package (no CDN, pinned by the
+    package's version); without the package, no /docs (the OpenAPI document stays)."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+    except ImportError:
+        log.warning("swagger-ui-bundle is not installed: no /docs (the OpenAPI document is at /openapi.json)")
+        return
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Genesis API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")

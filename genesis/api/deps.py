@@ -12,10 +12,11 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader
 
 from genesis.adapters.db import Repository
-from genesis.adapters.db.apikeys import ApiKeyInfo, ApiKeyStore
-from genesis.adapters.db.models_api import API_ROLES
+from genesis.adapters.db.apikeys import ApiKeyInfo, ApiKeyStore, SessionStore
+from genesis.adapters.db.tables_api import API_ROLES
 from genesis.adapters.dlq import DeadLetters
 from genesis.api.errors import ApiError
+from genesis.api.guard import CSRF_HEADER, SAFE_METHODS, SCOPE_KEY, SESSION_COOKIE, authenticate
 from genesis.config import Settings
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
     from genesis.backends.faces import Embedder, FaceDetector
 
-SESSION_COOKIE = "genesis_session"
+__all__ = ["CSRF_HEADER", "SAFE_METHODS", "SESSION_COOKIE", "Admin", "AppServices", "Operator", "Services", "Viewer"]
 
 
 @dataclass
@@ -33,6 +34,7 @@ class AppServices:
     settings: Settings
     repo: Repository
     keys: ApiKeyStore
+    sessions: SessionStore
     _redis: redis.Redis | None = None
     _letters: DeadLetters | None = None
     _celery: Celery | None = None
@@ -59,7 +61,7 @@ class AppServices:
     def celery(self) -> Celery:
         with self._lock:
             if self._celery is None:
-                from genesis.capture import make_app
+                from genesis.pipeline.capture import make_app
 
                 self._celery = make_app(self.settings)
             return self._celery
@@ -68,7 +70,7 @@ class AppServices:
         """The face detector and embedder, loaded once (raises WeightsError when missing)."""
         with self._lock:
             if self._faces is None:
-                from genesis.models import load_face_models
+                from genesis.pipeline.model_loader import load_face_models
 
                 self._faces = load_face_models(self.settings)
             return self._faces
@@ -92,10 +94,6 @@ _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API k
 _cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="Dashboard session (set by /login).")
 
 
-CSRF_HEADER = "X-Genesis-Dashboard"
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
 def current_key(
     request: Request,
     svc: Services,
@@ -104,17 +102,15 @@ def current_key(
 ) -> ApiKeyInfo:
     """The caller's key: ``X-API-Key``, else the dashboard's session cookie.
 
-    A change made with the cookie must also carry the ``X-Genesis-Dashboard`` header, which the
-    dashboard's script sends and a cross-site form cannot (with SameSite=Strict, a second guard).
+    :class:`genesis.api.guard.Guard` verified it before the route ran (and before the body was
+    read), including the CSRF token of a change made with the cookie; this dependency hands it
+    to the route (the two parameters document the schemes in the OpenAPI document).
     """
-    token = header or cookie
-    if not token:
-        raise ApiError(401, "missing API key: send it in the X-API-Key header")
-    if not header and request.method not in SAFE_METHODS and not request.headers.get(CSRF_HEADER):
-        raise ApiError(403, f"a change made with the dashboard session needs the {CSRF_HEADER} header")
-    info = svc.keys.verify(token)
-    if info is None:
-        raise ApiError(401, "invalid or revoked API key")
+    info: ApiKeyInfo | None = request.scope.get(SCOPE_KEY)
+    if info is None:  # a route outside /api: the guard did not look
+        info = authenticate(svc, header, cookie)
+        if info is None:
+            raise ApiError(401, "missing, invalid or revoked API key: send it in the X-API-Key header")
     return info
 
 

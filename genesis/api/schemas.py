@@ -345,6 +345,7 @@ class SearchHitOut(BaseModel):
     distance: float = Field(description="Cosine distance to the photo's face.")
     identity: str | None
     unknown: str | None = Field(description="The track's unknown cluster (`unknown-N`), if any.")
+    face: str | None = Field(default=None, description="URL of the track's face crop (JPEG), null when none was kept.")
 
 
 class SearchOut(BaseModel):

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 
 from genesis.backends.onnx import create_session
+from genesis.backends.weights import WeightsError, deepface_home, resolve
 from genesis.config import EmbedderConfig, FaceDetectorConfig
 from genesis.domain import Face
-from genesis.weights import WeightsError, deepface_home, resolve
 
 # The five-point template (112 x 112) SFace and ArcFace were trained on: eyes, nose, mouth corners.
 ARCFACE_TEMPLATE = np.array(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from genesis.weights import WeightsError
+from genesis.backends.weights import WeightsError
 
 
 def session_options(threads: int = 0) -> Any:
@@ -30,8 +30,16 @@ def create_session(path: Path, threads: int = 0, device: str = "cpu") -> Any:
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
-    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
+    if device.startswith("cuda"):
+        # Never run on the CPU when the configuration asks for a GPU: say so instead.
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise WeightsError(
+                f"device {device} asked for {path.name}, but this onnxruntime has no CUDA provider "
+                f"({', '.join(ort.get_available_providers())}): install onnxruntime-gpu, use the ultralytics "
+                "backend, or set the device to cpu"
+            )
+        index = device.partition(":")[2] or "0"
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))  # type: ignore[arg-type]
     try:
         return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
     except Exception as exc:

@@ -23,6 +23,20 @@ class ApiConfig(StrictModel):
         default=0.5, gt=0, le=10, description="How long the pipeline status waits for Celery workers to answer."
     )
     cookie_secure: bool = Field(
-        default=False, description="Mark the dashboard session cookie Secure (set it when served over HTTPS)."
+        default=False,
+        description="Always mark the dashboard cookies Secure (they are anyway when the request came over HTTPS; "
+        "set this behind a TLS-terminating proxy).",
     )
-    session_max_age_s: int = Field(default=12 * 3600, ge=60, description="Dashboard session cookie lifetime.")
+    session_max_age_s: int = Field(
+        default=12 * 3600, ge=60, description="Dashboard session lifetime (the server forgets it after this)."
+    )
+    auth_failures_burst: int = Field(
+        default=10, ge=1, description="Failed authentications (wrong key, failed login) a client may make at once."
+    )
+    auth_failures_per_minute: float = Field(
+        default=10.0, gt=0, description="How fast that allowance refills; past it the client gets 429."
+    )
+    docs: bool = Field(
+        default=True, description="Serve the interactive API docs at /docs (Swagger UI from the installed "
+        "swagger-ui-bundle package, never from a CDN); false: no /docs (the OpenAPI document stays)."
+    )

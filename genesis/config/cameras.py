@@ -8,6 +8,8 @@ from pydantic import Field, field_validator, model_validator
 
 from genesis.config._base import StrictModel
 from genesis.config.alerts import CameraAlertsConfig
+from genesis.config.inference import MotionConfig, TilingConfig
+from genesis.config.privacy import BlurMode
 
 Point = tuple[float, float]
 Units = Literal["normalized", "pixels"]
@@ -67,6 +69,12 @@ class CameraConfig(StrictModel):
     zones: list[ZoneConfig] = Field(default_factory=list)
     lines: list[LineConfig] = Field(default_factory=list)
     alerts: CameraAlertsConfig = Field(default_factory=CameraAlertsConfig, description="Alert rules (docs/alerts.md).")
+    blur_faces: BlurMode | None = Field(
+        default=None, description="Faces blurred in this camera's stored and shown images: unenrolled, everyone or "
+        "off (default: unenrolled when privacy.blur_unenrolled_faces is on, else off). docs/privacy.md",
+    )
+    tiling: TilingConfig | None = Field(default=None, description="Sliced detection here (None: detector.tiling).")
+    motion: MotionConfig | None = Field(default=None, description="Motion gating here (None: detector.motion).")
 
     @field_validator("zones", "lines")
     @classmethod

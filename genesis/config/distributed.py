@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from genesis.config._base import StrictModel
 
@@ -33,11 +33,31 @@ class DistributedConfig(StrictModel):
     gap_timeout_s: float = Field(
         default=30.0, gt=0.0,
         description="A missing frame is skipped (and counted) after the next ones waited this long. The message "
-        "of a detect worker that died comes back after visibility_timeout_s: to lose no frame then, make this "
-        "longer than that; shorter keeps latency low and skips the frames of a dead worker.",
+        "of a worker that died is put back on its queue by the live workers worker_dead_after_s after its last "
+        "heartbeat, so this must be at least twice worker_dead_after_s (checked at start).",
     )
     visibility_timeout_s: int = Field(
-        default=3600, ge=10, description="Redis broker: an unacknowledged task is redelivered after this."
+        default=3600, ge=10,
+        description="Redis broker: an unacknowledged task is redelivered after this, whatever its holder. Only a "
+        "backstop (a hung but living worker, a worker without the Genesis hooks): dead workers' messages come back "
+        "after worker_dead_after_s. Must exceed the longest task and countdown.",
+    )
+    worker_heartbeat_s: float = Field(
+        default=2.0, gt=0.0, le=30.0,
+        description="Every worker process writes a heartbeat to the broker's Redis this often (a thread: a long "
+        "task does not stop it).",
+    )
+    worker_dead_after_s: float = Field(
+        default=10.0, ge=3.0,
+        description="A worker whose heartbeat is older than this is dead: the messages it held (taken, not "
+        "acknowledged) go back to their queue, put there by any live worker. A slow but living worker keeps "
+        "beating and keeps its messages.",
+    )
+    run_stale_after_s: float = Field(
+        default=60.0, ge=10.0,
+        description="A distributed run still `running` with no capture heartbeat, no task working on it and no "
+        "message waiting for it for this long is abandoned: marked failed (why in its meta) and its Redis keys "
+        "expire.",
     )
     max_retries: int = Field(default=5, ge=0, description="Retries of a task on a transient error.")
     retry_backoff_max_s: int = Field(default=60, ge=1, description="Upper bound of the exponential backoff.")
@@ -47,3 +67,18 @@ class DistributedConfig(StrictModel):
         description="Workers send Celery task events from the start. Off: they cost a round trip to the broker "
         "per task; Flower (and `celery control enable_events`) switches them on in running workers when needed.",
     )
+
+    @model_validator(mode="after")
+    def _gap_waits_for_dead_workers(self) -> DistributedConfig:
+        if self.gap_timeout_s < 2 * self.worker_dead_after_s:
+            raise ValueError(
+                f"distributed.gap_timeout_s ({self.gap_timeout_s:g}) must be at least twice "
+                f"distributed.worker_dead_after_s ({self.worker_dead_after_s:g}), or the frames of a dead "
+                "worker are skipped before they come back"
+            )
+        if self.worker_heartbeat_s * 2 > self.worker_dead_after_s:
+            raise ValueError(
+                f"distributed.worker_heartbeat_s ({self.worker_heartbeat_s:g}) must be at most half of "
+                f"distributed.worker_dead_after_s ({self.worker_dead_after_s:g})"
+            )
+        return self

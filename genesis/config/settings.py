@@ -14,11 +14,20 @@ from genesis.config._base import StrictModel
 from genesis.config.alerts import AlertsConfig
 from genesis.config.api import ApiConfig
 from genesis.config.cameras import CameraConfig
+from genesis.config.console import ConsoleConfig
 from genesis.config.distributed import DistributedConfig
 from genesis.config.identities import IdentitiesConfig
-from genesis.config.models import DetectorConfig, ModelsConfig, RecognitionConfig
+from genesis.config.inference import (
+    DETECTOR_TYPES,
+    AnyDetectorConfig,
+    ModelsConfig,
+    RecognitionConfig,
+    YoloDetectorConfig,
+)
+from genesis.config.mqtt import MqttConfig
 from genesis.config.ops import OpsConfig
 from genesis.config.pipeline import AnalyticsConfig, PipelineConfig, RetentionConfig, TrackerConfig
+from genesis.config.privacy import PrivacyConfig
 from genesis.config.rollups import RollupsConfig
 
 ENV_PREFIX = "GENESIS_"
@@ -30,6 +39,8 @@ ENV_SHORTCUTS: dict[str, tuple[str, ...]] = {
     "GENESIS_MODELS_DIR": ("models", "dir"),
 }
 # GENESIS_* variables that are not settings fields (and GENESIS_TEST_*, the test suite's own).
+# Fields whose environment value is taken as it is written (secrets).
+TEXT_FIELDS = {"password", "secret"}
 ENV_IGNORED = {"GENESIS_CONFIG", "GENESIS_SHARED_DIR", "GENESIS_EMBEDDING_KEY"}
 
 
@@ -42,7 +53,9 @@ class Settings(StrictModel):
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker URL.")
     redis_url: str = Field(default="redis://127.0.0.1:6379/1", description="Frame store and sequencer.")
     models: ModelsConfig = ModelsConfig()
-    detector: DetectorConfig = DetectorConfig()
+    detector: AnyDetectorConfig = Field(
+        default_factory=YoloDetectorConfig, description="Person detector: a family (type), or a preset."
+    )
     tracker: TrackerConfig = TrackerConfig()
     recognition: RecognitionConfig = RecognitionConfig()
     analytics: AnalyticsConfig = AnalyticsConfig()
@@ -54,6 +67,9 @@ class Settings(StrictModel):
     api: ApiConfig = ApiConfig()
     identities: IdentitiesConfig = IdentitiesConfig()
     ops: OpsConfig = OpsConfig()
+    mqtt: MqttConfig = MqttConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    console: ConsoleConfig = ConsoleConfig()
     cameras: list[CameraConfig] = Field(default_factory=list)
 
     @field_validator("cameras")
@@ -82,6 +98,12 @@ class Settings(StrictModel):
             if cam.id == camera_id:
                 return cam
         return CameraConfig(id=camera_id)
+
+    def blur_mode(self, camera: CameraConfig) -> str:
+        """Whose faces this camera's stored and shown images blur: unenrolled, everyone or off."""
+        if camera.blur_faces is not None:
+            return camera.blur_faces
+        return "unenrolled" if self.privacy.blur_unenrolled_faces else "off"
 
 
 def _same_source(a: str, b: str) -> bool:
@@ -116,16 +138,25 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
+        if path[-1] in TEXT_FIELDS:
+            value = raw  # a password such as "on" or "0123" is text, never YAML
         if isinstance(value, (int, float, bool)) is False and not isinstance(value, (list, dict)):
             value = raw
         out.append((name, path, value))
     return out
 
 
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    """``detector.yolo.confidence`` -> ``detector.confidence``: the family tag pydantic puts in the location of a
+    discriminated union is not a key the user wrote."""
+    parts = [str(p) for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] == "detector" and p in DETECTOR_TYPES)]
+    return ".".join(parts)
+
+
 def format_validation_error(err: ValidationError, origin: str) -> str:
     parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        loc = _field_path(tuple(e["loc"])) or "(root)"
         msg = e["msg"].removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}")
     return f"invalid configuration in {origin}: " + "; ".join(parts)

@@ -34,6 +34,9 @@ class FrameRef:
     captured_at: float = 0.0
     """Wall-clock time (epoch seconds) the capture process read the frame; 0 when unknown (the
     embedded runner). Only for the end-to-end latency metric: no stage reads it."""
+    static: bool = False
+    """Nothing moved since the last detected frame (motion gating, genesis.stages.motion): the detect stage
+    skips it and the ordered stage reuses the last detections."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,7 +16,7 @@ How it is counted:
   (``--extra name=a.jpg,b.jpg``) enrolls those instead and probes all of its folder (that is how
   ``known/obama/`` is meant: it holds only probe photos). ``--extra-probe`` adds probe photos of an
   identity (for people whose photos live elsewhere).
-- Enrollment goes through :func:`genesis.enroll.embed_photo` (the largest face of each photo),
+- Enrollment goes through :func:`genesis.services.enroll.embed_photo` (the largest face of each photo),
   into an in-memory :class:`~genesis.stages.recognize.Gallery` with the given threshold and margin.
 - Identification goes through :func:`~genesis.stages.recognize.identify_faces`. A probe counts for
   ``top1_accuracy`` when its largest face gets its name (unknown, another name or no face at all is
@@ -59,8 +59,8 @@ import numpy as np
 
 from genesis.backends.faces import Embedder, FaceDetector
 from genesis.domain import Face
-from genesis.enroll import EnrollError, embed_photo, read_image
 from genesis.eval.table import markdown_table
+from genesis.services.enroll import EnrollError, embed_photo, read_image
 from genesis.stages.recognize import Gallery, identify_faces
 
 IMAGE_EXT = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -499,9 +499,9 @@ def _parse_named_paths(items: Sequence[str] | None) -> dict[str, list[Path]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from genesis.backends.faces import build_embedder, build_face_detector
+    from genesis.backends.weights import WeightsError
     from genesis.config import EmbedderConfig, FaceDetectorConfig, ModelsConfig
-    from genesis.config.models import DEFAULT_COSINE_THRESHOLDS, DEFAULT_MARGINS
-    from genesis.weights import WeightsError
+    from genesis.config.inference import DEFAULT_COSINE_THRESHOLDS, DEFAULT_MARGINS
 
     parser = argparse.ArgumentParser(
         prog="python -m genesis.eval.faces",

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from genesis.backends.faces import Embedder
-from genesis.enroll import decode_image, face_from_json
 from genesis.identities.store import EnrolledFace, IdentityStore
+from genesis.services.enroll import decode_image, face_from_json
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,9 @@ import redis.exceptions as redis_errors
 from sqlalchemy import Connection, delete, func, select, update
 
 from genesis.adapters.db import Repository
-from genesis.adapters.db.models import FaceEmbedding, Identity, RecognitionAttemptRow, Track, utcnow
-from genesis.adapters.db.models_identities import (
+from genesis.adapters.db.repository import WRITE_TRANSACTION, _insert
+from genesis.adapters.db.tables import FaceEmbedding, Identity, RecognitionAttemptRow, Track, utcnow
+from genesis.adapters.db.tables_identities import (
     AuditEntry,
     FacePhoto,
     GalleryVersion,
@@ -31,7 +32,6 @@ from genesis.adapters.db.models_identities import (
     TrackFace,
     UnknownCluster,
 )
-from genesis.adapters.db.repository import WRITE_TRANSACTION, _insert
 from genesis.identities.crypto import BiometricCipher
 
 VERSION_KEY = "genesis:gallery:version"
@@ -316,7 +316,7 @@ class IdentityStore:
         other stored face that matches it (unknown clusters and faces of unrecognised tracks within
         the model's threshold of one of its embeddings: ``thresholds``, default deepface's); audit
         entries name it ``identity #<id>`` from then on."""
-        from genesis.config.models import DEFAULT_COSINE_THRESHOLDS
+        from genesis.config.inference import DEFAULT_COSINE_THRESHOLDS
 
         thresholds = {**DEFAULT_COSINE_THRESHOLDS, **(thresholds or {})}
         with self._write() as conn:
@@ -382,11 +382,12 @@ class IdentityStore:
             (IdentityNegative, IdentityNegative.vector, [IdentityNegative.id]),
             (UnknownCluster, UnknownCluster.centroid, [UnknownCluster.id]),
             (TrackFace, TrackFace.vector, [TrackFace.run_id, TrackFace.track_id]),
+            (TrackFace, TrackFace.crop, [TrackFace.run_id, TrackFace.track_id]),
         ]
         n = 0
         with self._write() as conn:
             for table, col, keys in tables:
-                for row in conn.execute(select(*keys, col)).all():
+                for row in conn.execute(select(*keys, col).where(col.is_not(None))).all():
                     cond = [k == v for k, v in zip(keys, row[:-1], strict=True)]
                     conn.execute(update(table).where(*cond).values({col.key: self.cipher.rotate(row[-1])}))
                     n += 1

@@ -10,6 +10,7 @@ is the normalised mean of its members. Clusters span runs and cameras.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,15 +20,17 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, delete, select, update
 
-from genesis.adapters.db.models import FaceEmbedding, Identity, Run, Track, utcnow
-from genesis.adapters.db.models_identities import IdentityNegative, TrackFace, UnknownCluster
 from genesis.adapters.db.repository import NotFoundError, _insert
+from genesis.adapters.db.tables import FaceEmbedding, Identity, Run, Track, utcnow
+from genesis.adapters.db.tables_identities import IdentityNegative, TrackFace, UnknownCluster
 from genesis.identities.store import IdentityError, IdentityStore, check_name, vector_blob
 
 CLUSTER_LOCK = 0x67656E65_636C7573
 """PostgreSQL advisory lock held while clustering (two store workers must not both create a cluster)."""
 
 UNKNOWN_PREFIX = "unknown-"
+MAX_CROP_B64 = 256 * 1024
+"""A track face crop is a JPEG of at most 160 px (a few kB); anything far larger is bad input."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +44,23 @@ class TrackFaceRecord:
     vector: list[float]
     identity: str | None
     distance: float | None
+    crop: bytes = b""
+    """A small JPEG of the face (shown by the dashboard; stored encrypted like the vector)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"camera_id": self.camera_id, "track_id": self.track_id, "ts": self.ts, "model": self.model,
-                "vector": self.vector, "identity": self.identity, "distance": self.distance}
+                "vector": self.vector, "identity": self.identity, "distance": self.distance,
+                "crop": base64.b64encode(self.crop).decode("ascii")}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TrackFaceRecord:
+        crop = d.get("crop") or ""
+        if not isinstance(crop, str) or len(crop) > MAX_CROP_B64:
+            raise ValueError("track face crop: not a base64 string of a small JPEG")
         return cls(str(d["camera_id"]), int(d["track_id"]), float(d["ts"]), str(d["model"]),
                    [float(x) for x in d["vector"]], d.get("identity"),
-                   None if d.get("distance") is None else float(d["distance"]))
+                   None if d.get("distance") is None else float(d["distance"]),
+                   base64.b64decode(crop, validate=True))
 
 
 def track_faces(recognizer: Any, camera_id: str, model: str) -> list[TrackFaceRecord]:
@@ -62,7 +72,7 @@ def track_faces(recognizer: Any, camera_id: str, model: str) -> list[TrackFaceRe
             continue
         ident = recognizer.identity(tid)
         out.append(TrackFaceRecord(camera_id, tid, float(best.ts), model, [float(x) for x in best.vector],
-                                   ident.identity, ident.best_distance))
+                                   ident.identity, ident.best_distance, getattr(best, "crop", b"") or b""))
     return out
 
 
@@ -104,7 +114,8 @@ def save_track_faces(store: IdentityStore, run_id: str, records: Sequence[TrackF
             dim, blob = store._enc_vec(np.asarray(r.vector, dtype=np.float32))
             conn.execute(_insert(conn, TrackFace), {
                 "run_id": run_id, "track_id": r.track_id, "camera_id": r.camera_id, "ts": r.ts, "model": r.model,
-                "dim": dim, "vector": blob, "distance": r.distance, "cluster_id": None, "created_at": now})
+                "dim": dim, "vector": blob, "distance": r.distance, "cluster_id": None, "created_at": now,
+                "crop": store.cipher.encrypt(r.crop) if r.crop else None})
         for model in sorted({r.model for r in new if r.identity is None}):
             _cluster(store, conn, run_id, [r for r in new if r.identity is None and r.model == model], model,
                      cluster_threshold, now)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from genesis.config import Settings
 
 if TYPE_CHECKING:
-    from genesis.capture import CaptureLoop
+    from genesis.pipeline.capture import CaptureLoop
 
 
 def capture_port(settings: Settings, port: int | None) -> int:

@@ -114,7 +114,7 @@ def check_database(url: str, timeout_s: float, severity: Level) -> Check:
 def model_files(settings: Settings, stages: Iterable[str]) -> dict[str, str]:
     """The weight files the stages need (``detect``: person detector, ``recognize``: face models when
     recognition is on), as name -> the file, or the error saying why it is not there."""
-    from genesis.weights import WeightsError, resolve
+    from genesis.backends.weights import WeightsError, resolve
 
     wanted: dict[str, str] = {}
     stages = set(stages)

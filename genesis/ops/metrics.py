@@ -16,6 +16,8 @@ Recorded where things happen (thin hooks; no stage changes its results):
 - ``genesis_recognitions_total{outcome}``: stored recognition attempts, ``known`` or ``unknown``.
 - ``genesis_alerts_total{kind}``: :func:`count_alert`.
 - ``genesis_model_loaded{model}``: 1 once a worker process loaded the model.
+- ``genesis_mqtt_published_total``, ``genesis_mqtt_dropped_total{reason}``, ``genesis_mqtt_connected``:
+  the MQTT publisher (:mod:`genesis.services.mqtt`).
 
 Collected when scraped (:mod:`genesis.ops.collectors`): queue depths, DLQ size, and the capture's
 frames captured / published / dropped and camera connected.
@@ -54,6 +56,9 @@ class _Metrics:
     recognitions: Any
     alerts: Any
     model_loaded: Any
+    mqtt_published: Any
+    mqtt_dropped: Any
+    mqtt_connected: Any
 
 
 _lock = threading.Lock()
@@ -121,6 +126,18 @@ def metrics() -> _Metrics:
                     "genesis_model_loaded", "1 when a process of this worker has loaded the model.", ["model"],
                     multiprocess_mode="max",
                 ),
+                mqtt_published=Counter(
+                    "genesis_mqtt_published", "MQTT messages the broker took (QoS 0: sent; QoS 1/2: acknowledged).",
+                ),
+                mqtt_dropped=Counter(
+                    "genesis_mqtt_dropped",
+                    "MQTT messages dropped, by reason: buffer_full (broker slow or away), shutdown (left when the "
+                    "publisher closed), error.", ["reason"],
+                ),
+                mqtt_connected=Gauge(
+                    "genesis_mqtt_connected", "1 while a process of this worker is connected to the MQTT broker.",
+                    multiprocess_mode="livemax",
+                ),
             ))
     return _created[0]
 
@@ -167,6 +184,18 @@ def count_recognitions(identities: Iterable[str | None]) -> None:
 def count_alert(kind: str, n: int = 1) -> None:
     """``genesis_alerts_total{kind}``: call once per alert raised (the alerting code wires it)."""
     metrics().alerts.labels(kind=kind).inc(n)
+
+
+def mqtt_published(n: int = 1) -> None:
+    metrics().mqtt_published.inc(n)
+
+
+def mqtt_dropped(reason: str, n: int = 1) -> None:
+    metrics().mqtt_dropped.labels(reason=reason).inc(n)
+
+
+def mqtt_connected(connected: bool) -> None:
+    metrics().mqtt_connected.set(1 if connected else 0)
 
 
 def model_loaded(model: str) -> None:

@@ -68,7 +68,7 @@ class BaseProbe:
         self._mono = time.monotonic()
         self.timeout = settings.ops.check_timeout_s
         if app is None:
-            from genesis.capture import make_app
+            from genesis.pipeline.capture import make_app
 
             app = make_app(settings)
         self.app = app
@@ -202,14 +202,16 @@ class CaptureProbe(BaseProbe):
 class ApiProbe(BaseProbe):
     """``genesis serve``: the REST API and dashboard (which read the database and the broker)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, listen: str | None = None) -> None:
         super().__init__(settings, "api")
+        self.listen = listen or f"{settings.api.host}:{settings.api.port}"
+        """Where the API really listens (``genesis serve``'s --host/--port override the settings)."""
 
     def checks(self) -> list[h.Check]:
         return [*super().checks(), h.check_database(self.settings.database_url, self.timeout, "failing")]
 
     def status(self) -> dict[str, Any]:
-        return {**super().status(), "listen": f"{self.settings.api.host}:{self.settings.api.port}"}
+        return {**super().status(), "listen": self.listen}
 
 
 class BeatProbe(BaseProbe):

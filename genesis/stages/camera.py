@@ -17,6 +17,7 @@ from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameDetections, FrameOutcome, Sighting, ZoneEvent
 from genesis.stages.alerts import AlertStage
 from genesis.stages.analytics import LineCounter, ZoneCounter
+from genesis.stages.motion import HeldDetections
 from genesis.stages.recognize import Gallery, TrackRecognizer, recognize_persons
 from genesis.stages.track import CameraTracker
 
@@ -61,11 +62,12 @@ class CameraState:
         self.spans: dict[int, TrackSpan] = {}
         self.frames = 0
         self.alerts = AlertStage(settings.alerts, camera)
+        self.held = HeldDetections()  # static frames (motion gating) reuse the last detections
 
     def process(self, detections: FrameDetections, image: np.ndarray | Callable[[], np.ndarray]) -> FrameOutcome:
         """One frame, in ``seq`` order. ``image`` may be a loader: it is only called when a
         face search needs the pixels (the distributed sequencer fetches them from Redis)."""
-        tracked = self.tracker.update(detections)
+        tracked = self.tracker.update(self.held.apply(detections))
         frame = tracked.frame
         self.frames += 1
         outcome = FrameOutcome(tracked=tracked)

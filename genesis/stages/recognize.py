@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from genesis.backends.faces import Embedder, FaceDetector
@@ -164,6 +165,28 @@ def find_face(image: np.ndarray, person: TrackedPerson, face_detector: FaceDetec
     )
 
 
+FACE_CROP_PX = 160
+"""Longest side of a kept face crop (the dashboard shows faces at about 80-120 px)."""
+
+
+def face_crop_jpeg(image: np.ndarray, box: tuple[float, float, float, float], size: int = FACE_CROP_PX) -> bytes:
+    """A loose crop of a face (the box grown by a quarter each way), at most ``size`` px, as JPEG."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    gx, gy = 0.25 * (x2 - x1), 0.25 * (y2 - y1)
+    cx1, cy1 = max(0, int(x1 - gx)), max(0, int(y1 - gy))
+    cx2, cy2 = min(w, int(np.ceil(x2 + gx))), min(h, int(np.ceil(y2 + gy)))
+    if cx2 - cx1 < 2 or cy2 - cy1 < 2:
+        return b""
+    crop = image[cy1:cy2, cx1:cx2]
+    scale = size / max(crop.shape[:2])
+    if scale < 1.0:
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+                          interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return buf.tobytes() if ok else b""
+
+
 @dataclass(slots=True)
 class TrackVotes:
     searches: int = 0
@@ -182,6 +205,8 @@ class BestFace:
     ts: float
     area: float
     vector: np.ndarray
+    crop: bytes = b""
+    """A small JPEG of the face (`face_crop_jpeg`) for the dashboard; empty when none was made."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +261,7 @@ class TrackRecognizer:
 
     def record(
         self, tracked: TrackedFrame, person: TrackedPerson, face: Face | None, match: FaceMatch | None,
-        vector: np.ndarray | None = None,
+        vector: np.ndarray | None = None, image: np.ndarray | None = None,
     ) -> RecognitionAttempt | None:
         st = self._state(person.track_id)
         st.searches += 1
@@ -245,8 +270,9 @@ class TrackRecognizer:
             return None
         st.attempts += 1
         if vector is not None and (st.best_face is None or face.area > st.best_face.area):
+            crop = face_crop_jpeg(image, face.box) if image is not None else b""
             st.best_face = BestFace(tracked.frame.seq, tracked.frame.ts, face.area,
-                                    np.asarray(vector, dtype=np.float32).copy())
+                                    np.asarray(vector, dtype=np.float32).copy(), crop)
         label = match.identity or UNKNOWN
         st.votes[label] += 1
         st.best_distance[label] = min(st.best_distance.get(label, 2.0), match.distance)
@@ -317,7 +343,7 @@ def recognize_persons(
     if found:
         vectors = embedder.embed(image, [f for _, f in found])
         for (person, face), vec in zip(found, vectors, strict=True):
-            attempt = recognizer.record(tracked, person, face, gallery.match(vec), vec)
+            attempt = recognizer.record(tracked, person, face, gallery.match(vec), vec, image)
             if attempt is not None:
                 attempts.append(attempt)
     return attempts

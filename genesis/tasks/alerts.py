@@ -1,6 +1,6 @@
 """Alert tasks: ``save_alerts`` (queue ``store``) stores a batch of alerts and baseline samples and
 then enqueues ``deliver`` (queue ``analytics``) for each of them; ``deliver`` makes one attempt
-at every target not yet delivered and retries itself with backoff and jitter (see genesis/alerts.py).
+at every target not yet delivered and retries itself with backoff and jitter (see genesis/services/alerts.py).
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from functools import cache
 from typing import Any
 
 from genesis.adapters.db.alerts import AlertStore
-from genesis.alerts import RedisPublisher, deliver_once, retry_after
 from genesis.celery import app
 from genesis.domain import Alert, FrameOutcome, OccupancySample
 from genesis.domain.codec import decode, encode
 from genesis.ops.metrics import count_alert
+from genesis.services.alerts import RedisPublisher, deliver_once, retry_after
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask, bad_input
 

@@ -1,6 +1,6 @@
 """Queue ``analytics``: rollups and retention purges, started by ``celery -A genesis beat``
-(schedule: `genesis.schedule.beat_schedule`) or sent by hand. Thin: the work is in
-`genesis.rollups`; both tasks are idempotent, so a retry or a redelivery is harmless."""
+(schedule: `genesis.services.schedule.beat_schedule`) or sent by hand. Thin: the work is in
+`genesis.services.rollups`; both tasks are idempotent, so a retry or a redelivery is harmless."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from genesis.celery import app
 from genesis.config.rollups import Granularity
-from genesis.rollups import BUCKET_S, purge, rollup, scheduled_window
+from genesis.services.rollups import BUCKET_S, purge, rollup, scheduled_window
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask, bad_input
 

@@ -16,6 +16,11 @@ Declare tasks as ``@app.task(base=PipelineTask, name=routing.DETECT, bind=True)`
   settings of the app the task is registered on (``app.conf.genesis_settings``, set by
   :func:`genesis.celery.configure`) when the task is bound, i.e. when it is declared; a value
   passed to the decorator (``@app.task(..., max_retries=2)``) wins.
+- **A retry survives the broker being away.** A retry is a new message; when the broker is
+  the Redis that just failed, sending it fails too, and Celery would then drop the message
+  (``Reject(requeue=False)``). Here the send is tried again with backoff for up to
+  :data:`RETRY_SEND_WAIT_S` (a Redis restart), then the task fails for good and is
+  dead-lettered (its letter written once Redis is back, or logged) instead of vanishing.
 - **Everything else fails fast**: :class:`PermanentError` (bad input that retrying cannot fix) and
   any other exception (a bug) are not retried.
 - **Nothing that fails for good is lost**: it is recorded in the dead-letter store
@@ -51,6 +56,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import lru_cache
@@ -60,7 +66,7 @@ import kombu.exceptions
 import redis.exceptions
 import sqlalchemy.exc
 from celery import Celery, Task, signals
-from celery.exceptions import NotRegistered
+from celery.exceptions import NotRegistered, Reject
 from celery.utils.serialization import UnpickleableExceptionWrapper
 from celery.worker.consumer import Consumer
 
@@ -121,6 +127,10 @@ def _distributed(app: Celery | None) -> DistributedConfig:
     return DistributedConfig()
 
 
+RETRY_SEND_WAIT_S = 120.0
+"""How long a task waits for the broker to take its retry before it fails for good."""
+
+
 class PipelineTask(Task):  # type: ignore[misc]
     """Base class of the pipeline tasks (see the module docstring for what it guarantees)."""
 
@@ -168,6 +178,28 @@ class PipelineTask(Task):  # type: ignore[misc]
             if attr in klass.__dict__ and attr not in klass.__dict__.get("_settings_applied", ()):
                 return True
         return False
+
+    def retry(self, args: Any = None, kwargs: Any = None, exc: BaseException | None = None, throw: bool = True,
+              eta: Any = None, countdown: float | None = None, max_retries: int | None = None,
+              **options: Any) -> Any:
+        """Celery's retry, except that a retry the broker cannot take yet is sent again (see above)."""
+        deadline = time.monotonic() + RETRY_SEND_WAIT_S
+        delay = 0.5
+        while True:
+            try:
+                return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+            except Reject as rejected:
+                cause = rejected.reason
+                if not isinstance(cause, TRANSIENT_ERRORS):
+                    raise
+                if time.monotonic() + delay > deadline:
+                    log.error("%s[%s]: the broker did not take the retry for %g s: %s", self.name,
+                              self.request.id, RETRY_SEND_WAIT_S, cause)
+                    raise (exc if exc is not None else cause) from cause
+                log.warning("%s[%s]: retry not sent (%s: %s); again in %.1f s", self.name, self.request.id,
+                            type(cause).__name__, cause, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
 
     def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         if self.request.retries == 0:

@@ -1,7 +1,7 @@
 """Queue ``detect`` (or ``gpu``): person detection, stateless, any worker, any order.
 
 A message carries one frame, or several consecutive frames of one run when capture batches
-(see genesis.capture): their results go to the sequencer in one round trip and wake it once.
+(see genesis.pipeline.capture): their results go to the sequencer in one round trip and wake it once.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from genesis.celery import app
 from genesis.domain import FrameRef
 from genesis.domain.codec import decode
 from genesis.ops.metrics import time_inference
-from genesis.sequencer import FrameResult, push_results, wake_key
-from genesis.stages.detect import detect_frame
+from genesis.pipeline.liveness import touch_progress
+from genesis.pipeline.sequencer import FrameResult, push_results, wake_key
+from genesis.stages.detect import camera_tiling, detect_frame
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask
 
@@ -32,9 +33,18 @@ def detect(self: Any, frames: list[dict[str, Any]] | dict[str, Any], run_id: str
     if not refs:
         raise PermanentError("a detect message without frames")
     detector = runtime.detector()
+    s = runtime.settings()
+    tiling = camera_tiling(s, s.camera(refs[0].camera_id))
     results: list[FrameResult] = []
     errors: list[str] = []
-    for ref, data in zip(refs, runtime.frame_store().get_many([r.key for r in refs]), strict=True):
+    moving = [r.key for r in refs if not r.static]  # static frames (motion gating) need no pixels here
+    stored = dict(zip(moving, runtime.frame_store().get_many(moving), strict=True)) if moving else {}
+    for ref in refs:
+        if ref.static:
+            results.append(FrameResult(ref, prev))  # the sequencer's CameraState reuses the last detections
+            prev = ref.seq
+            continue
+        data = stored[ref.key]
         try:
             if data is None:
                 raise FrameDecodeError(f"frame {ref.key} is gone from the frame store (expired)")
@@ -45,15 +55,15 @@ def detect(self: Any, frames: list[dict[str, Any]] | dict[str, Any], run_id: str
             errors.append(str(exc))
         else:
             with time_inference("detect"):
-                result = detect_frame(detector, ref, image)
+                result = detect_frame(detector, ref, image, tiling, s.detector.iou)
             results.append(FrameResult(ref, prev, result.detections, result.inference_ms))
         prev = ref.seq
     redis = runtime.redis_client()
     push_results(redis, run_id, results)
+    touch_progress(redis, run_id, runtime.settings().distributed.run_stale_after_s)
     # One wake per burst: only when none is pending. The sequence task clears the flag before it
     # reads the results, so a result pushed after that read always finds the flag clear.
     if redis.set(wake_key(run_id), "1", nx=True, ex=WAKE_TTL_S):
-        s = runtime.settings()
         app.send_task(routing.SEQUENCE, args=[refs[0].camera_id, run_id], queue=routing.queue_of(s, routing.SEQUENCE))
     if errors:
         raise PermanentError("; ".join(errors))

@@ -10,11 +10,14 @@ from typing import Any
 from genesis.adapters.db import Repository
 from genesis.adapters.redis_frames import RedisFrameStore
 from genesis.backends.detectors import PersonDetector, build_detector
+from genesis.backends.faces import FaceDetector
 from genesis.config import Settings
 from genesis.identities.cache import GalleryCache, LiveFaces
-from genesis.models import load_face_models
 from genesis.ops.metrics import model_loaded
 from genesis.ops.timing import TimedEmbedder, TimedFaceDetector
+from genesis.pipeline.model_loader import load_face_models
+from genesis.services.mqtt import MqttPublisher
+from genesis.services.privacy import Redactor, privacy_detector, redactor_for
 from genesis.stages.camera import FaceModels
 
 _lock = threading.Lock()
@@ -59,6 +62,26 @@ def _face_backends() -> tuple[Any, Any]:
     model_loaded("face_detector")
     model_loaded("face_embedder")
     return TimedFaceDetector(detector_), TimedEmbedder(embedder)
+
+
+@cache
+def mqtt_publisher() -> MqttPublisher:
+    """This process's broker connection (``mqtt.enabled``); created on first use, in the pool child."""
+    return MqttPublisher(settings().mqtt, name=f"genesis-{settings().ops.role or 'worker'}")
+
+
+@cache
+def _privacy_detector() -> FaceDetector:
+    return privacy_detector(settings())
+
+
+def redactor(camera_id: str) -> Redactor | None:
+    """The privacy blur of a camera's stored images (None when its faces are not blurred)."""
+    s = settings()
+    camera = s.camera(camera_id)
+    if s.blur_mode(camera) == "off":
+        return None
+    return redactor_for(s, camera, _privacy_detector())
 
 
 _run_meta: dict[str, dict[str, Any]] = {}

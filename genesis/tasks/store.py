@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from genesis.adapters.db import TrackRecord
@@ -11,6 +12,7 @@ from genesis.domain.codec import decode
 from genesis.ops import metrics as ops_metrics
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask
+from genesis.tasks.dispatch import end_key
 
 
 @app.task(base=PipelineTask, name=routing.SAVE_OUTCOME, bind=True)
@@ -38,4 +40,10 @@ def save_tracks(self: Any, run_id: str, tracks: list[dict[str, Any]]) -> None:
 
 @app.task(base=PipelineTask, name=routing.FINISH_RUN, bind=True)
 def finish_run(self: Any, run_id: str, frames: int, meta: dict[str, Any]) -> None:
-    runtime.repository().finish_run(run_id, "finished", int(frames), meta)
+    end = runtime.redis_client().get(end_key(run_id))
+    try:  # a live source's gaps, counted by the capture (see genesis.pipeline.capture)
+        summary = json.loads(end) if end is not None else {}
+        gaps = {k: summary[k] for k in ("reconnects", "outage_s") if k in summary}
+    except (ValueError, TypeError):
+        gaps = {}
+    runtime.repository().finish_run(run_id, "finished", int(frames), {**meta, **gaps})

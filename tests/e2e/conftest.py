@@ -16,7 +16,7 @@ class CLI:
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [sys.executable, "-m", "genesis.cli", *args],
+            [sys.executable, "-m", "genesis.cli.main", *args],
             cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=timeout, check=False,
         )
         if check and proc.returncode != 0:

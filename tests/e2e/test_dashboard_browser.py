@@ -77,7 +77,7 @@ def served(cli: CLI, data_dir: Path, tmp_path: Path) -> Iterator[tuple[str, str,
     key = cli("apikey", "create", "--role", "admin", "--name", "browser").stdout.strip()
     port, ops_port = free_port(), free_port()
     log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "genesis.cli", "serve", "--port", str(port), "--ops-port",
+    proc = subprocess.Popen([sys.executable, "-m", "genesis.cli.main", "serve", "--port", str(port), "--ops-port",
                              str(ops_port)], cwd=cli.cwd, env=cli.env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -28,11 +28,11 @@ from genesis.adapters.db.apikeys import ApiKeyStore
 from genesis.adapters.dlq import DeadLetter, DeadLetters
 from genesis.adapters.frame_store import encode_jpeg, frame_key
 from genesis.api import create_app
-from genesis.capture import detect_backlog, make_app
 from genesis.config import Settings
-from genesis.embedded import run_embedded
 from genesis.identities.store import VERSION_KEY, IdentityStore
-from genesis.report import build_results, visits
+from genesis.pipeline.capture import detect_backlog, make_app
+from genesis.pipeline.embedded import run_embedded
+from genesis.pipeline.report import build_results, visits
 from tests.integration.workers import fresh_postgres_database, workers
 from tests.services import redis_url
 
@@ -127,16 +127,19 @@ def test_health_needs_no_key(client: TestClient) -> None:
 
 
 def test_every_api_route_needs_a_key(client: TestClient) -> None:
+    """Each route from its own client address: two wrong keys each stay within the failed-authentication
+    allowance of one client (test_api_security tests the throttle)."""
     spec = client.get("/openapi.json").json()
     routes = [(m.upper(), path) for path, ops in spec["paths"].items() for m in ops]
     assert len(routes) >= 15 and all(p.startswith("/api") for _, p in routes if p != "/health")
     routes = [(m, p) for m, p in routes if p != "/health"]
-    for method, path in routes:
+    for i, (method, path) in enumerate(routes):
+        c = TestClient(client.app, raise_server_exceptions=False, client=(f"10.1.{i // 200}.{i % 200 + 1}", 1000))
         url = path.replace("{name}", "x").replace("{camera}", CAMERA).replace("{letter_id}", "x") \
             .replace("{key_id}", "0123abcd").replace("{alert_id}", "1").replace("{cluster}", "unknown-1") \
-            .replace("{run}", "x").replace("{track}", "1")
+            .replace("{run}", "x").replace("{track}", "1").replace("{photo}", "1")
         for headers in ({}, {"X-API-Key": "gk_00000000_nope"}, {"X-API-Key": "not-a-key"}):
-            r = client.request(method, url, headers=headers)
+            r = c.request(method, url, headers=headers)
             assert r.status_code == 401, (method, url, headers, r.text)
             assert error_of(r)["code"] == "unauthorized"
 
@@ -206,17 +209,34 @@ def test_keys_are_stored_hashed(repo: Repository, keys: dict[str, str]) -> None:
         assert len(digest) == 64 and digest not in secrets and all(s not in digest for s in secrets)
 
 
-def test_dashboard_session_changes_need_the_dashboard_header(client: TestClient, keys: dict[str, str]) -> None:
+def dashboard_login(c: TestClient, key: str) -> Any:
+    """Log in as the dashboard's form does (with its CSRF token); the answer."""
+    import re
+
+    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").text)
+    assert token
+    return c.post("/login", data={"api_key": key, "csrf_token": token.group(1)}, follow_redirects=False)
+
+
+def page_csrf(c: TestClient) -> str:
+    import re
+
+    m = re.search(r'<meta name="csrf-token" content="([^"]+)"', c.get("/").text)
+    assert m and m.group(1)
+    return m.group(1)
+
+
+def test_dashboard_session_changes_need_the_csrf_token(client: TestClient, keys: dict[str, str]) -> None:
     c = TestClient(client.app, raise_server_exceptions=False)
-    r = c.post("/login", data={"api_key": keys["admin"]}, follow_redirects=False)
+    r = dashboard_login(c, keys["admin"])
     assert r.status_code == 303 and "httponly" in r.headers["set-cookie"].lower()
     assert "samesite=strict" in r.headers["set-cookie"].lower()
     assert c.get("/api/me").json()["role"] == "admin"  # reads work with the cookie
     r = c.delete("/api/identities/nobody")
-    assert r.status_code == 403 and "X-Genesis-Dashboard" in error_of(r)["message"]
-    assert c.delete("/api/identities/nobody", headers={"X-Genesis-Dashboard": "1"}).status_code == 404
+    assert r.status_code == 403 and "X-CSRF-Token" in error_of(r)["message"]
+    assert c.delete("/api/identities/nobody", headers={"X-CSRF-Token": page_csrf(c)}).status_code == 404
     assert "Cameras" in c.get("/").text
-    assert c.post("/login", data={"api_key": "gk_00000000_bad"}).status_code == 401
+    assert dashboard_login(c, "gk_00000000_bad").status_code == 401
 
 
 # -- identities -----------------------------------------------------------------------------
@@ -639,10 +659,10 @@ def test_acknowledge_an_alert(client: TestClient, keys: dict[str, str], repo: Re
     assert client.get("/api/alerts/987654", headers=v).status_code == 404
     # The dashboard acknowledges with its session cookie and header.
     c = TestClient(client.app, raise_server_exceptions=False)
-    c.post("/login", data={"api_key": keys["operator"]}, follow_redirects=False)
+    dashboard_login(c, keys["operator"])
     other = store.of_run(run_id)[-1]
     assert c.post(f"/api/alerts/{other.id}/ack").status_code == 403
-    assert c.post(f"/api/alerts/{other.id}/ack", headers={"X-Genesis-Dashboard": "1"}).json()["acknowledged"]
+    assert c.post(f"/api/alerts/{other.id}/ack", headers={"X-CSRF-Token": page_csrf(c)}).json()["acknowledged"]
     assert 'id="alerts-feed" class="alerts"' in c.get("/").text
 
 

@@ -1,5 +1,5 @@
 """Smoke test of the distributed benchmark's pure helpers (the benchmark itself takes minutes:
-``python -m genesis.bench_distributed --source VIDEO``, see docs/benchmarks.md)."""
+``python -m genesis.bench.distributed --source VIDEO``, see docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from genesis.bench_distributed import (
+from genesis.bench.distributed import (
     DistRun,
     NoopDetector,
     Row,

@@ -33,17 +33,17 @@ from genesis.adapters.db import Repository
 from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg, frame_key
 from genesis.adapters.redis_frames import RedisFrameStore
 from genesis.adapters.video import RawFrame, SourceError, SourceInfo
-from genesis.capture import (
+from genesis.celery import configure
+from genesis.cli.capture import capture_command
+from genesis.config import CameraConfig, Settings, load_settings
+from genesis.domain import FrameRef
+from genesis.pipeline.capture import (
     CaptureLoop,
     broker_queue_keys,
     capture_counters,
     detect_backlog,
     distributed_capture,
 )
-from genesis.celery import configure
-from genesis.cli_capture import capture_command
-from genesis.config import CameraConfig, Settings, load_settings
-from genesis.domain import FrameRef
 from genesis.tasks.dispatch import end_key, publish_frames
 from tests.services import REDIS_ADDRESS, redis_url
 

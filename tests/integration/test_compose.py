@@ -49,7 +49,7 @@ def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 @cache
 def help_text(*command: str) -> str:
     """``--help`` of a command as the image would run it (python, genesis, celery from this venv)."""
-    head = {"python": [sys.executable], "genesis": [sys.executable, "-m", "genesis.cli"],
+    head = {"python": [sys.executable], "genesis": [sys.executable, "-m", "genesis.cli.main"],
             "celery": [sys.executable, "-m", "celery"]}[command[0]]
     proc = run(*head, *command[1:], "--help")
     assert proc.returncode == 0, f"{' '.join(command)} --help: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"

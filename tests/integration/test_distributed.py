@@ -30,7 +30,7 @@ def env(models_dir: Path, tmp_path_factory: pytest.TempPathFactory, data_dir: Pa
 
 
 def genesis(env: dict[str, str], *args: str, timeout: float = 600) -> str:
-    proc = subprocess.run([sys.executable, "-m", "genesis.cli", *args], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "genesis.cli.main", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
     assert proc.returncode == 0, f"genesis {' '.join(args)}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout

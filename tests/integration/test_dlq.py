@@ -173,11 +173,11 @@ class CLI:
     cwd: Path
 
     def __call__(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        from genesis.cli import app as main_app
+        from genesis.cli.main import app as main_app
 
-        # `genesis dlq` once genesis/cli.py registers it; the module alone until then.
+        # `genesis dlq` once genesis/cli/main.py registers it; the module alone until then.
         wired = any(g.name == "dlq" for g in main_app.registered_groups)
-        cmd = ["-m", "genesis.cli", "dlq"] if wired else ["-m", "genesis.cli_dlq"]
+        cmd = ["-m", "genesis.cli.main", "dlq"] if wired else ["-m", "genesis.cli.dlq"]
         proc = subprocess.run([sys.executable, *cmd, *args], cwd=self.cwd, env=self.env, input=input,
                               capture_output=True, text=True, timeout=60, check=False)
         if check and proc.returncode != 0:

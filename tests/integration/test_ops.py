@@ -148,7 +148,7 @@ def env(models_dir: Path, shared_dir: Path, tmp_path_factory: pytest.TempPathFac
     out = tmp_path_factory.mktemp("ops")
     config = out / "settings.yaml"
     config.write_text(yaml.safe_dump({
-        "distributed": {"gap_timeout_s": 5},
+        "distributed": {"gap_timeout_s": 6, "worker_dead_after_s": 3, "worker_heartbeat_s": 1},
         "cameras": [{"id": "entrance", "fps": 6}],
     }))
     for url in (BROKER, FRAMES):
@@ -203,7 +203,7 @@ def test_every_process_serves_health_metrics_status(env: dict[str, str], data_di
         assert status["uptime_s"] > 0 and status["processed"] == {}
 
         capture = subprocess.Popen(
-            [sys.executable, "-m", "genesis.cli", "capture", "--camera", "entrance",
+            [sys.executable, "-m", "genesis.cli.main", "capture", "--camera", "entrance",
              "--source", camera.url, "--port", str(ports["capture"])],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )

@@ -195,7 +195,7 @@ def test_concurrent_rollups_of_the_same_buckets_converge_on_postgres(env: dict[s
     """Beat and `genesis rollup` (or two redelivered tasks) may rebuild the same buckets at once."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from genesis.rollups import rollup
+    from genesis.services.rollups import rollup
 
     t0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC).timestamp()
     with Repository(env["GENESIS_DATABASE_URL"]) as repo:

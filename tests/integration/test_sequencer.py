@@ -18,7 +18,7 @@ from genesis.backends.detectors import build_detector
 from genesis.config import CameraConfig, LineConfig, Settings, ZoneConfig, load_settings
 from genesis.config.alerts import CameraAlertsConfig
 from genesis.domain import FrameDetections, FrameOutcome, FrameRef, ZoneEvent
-from genesis.sequencer import FrameResult, Sequencer, SequencerState, push_result, run_meta_for_report
+from genesis.pipeline.sequencer import FrameResult, Sequencer, SequencerState, push_result, run_meta_for_report
 from genesis.stages.camera import CameraState
 from genesis.tasks.dispatch import end_key
 from tests.services import REDIS_ADDRESS, redis_url

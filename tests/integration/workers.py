@@ -110,7 +110,7 @@ def _run(started: list[Worker]) -> Iterator[list[Worker]]:
 
 def genesis_cli(env: dict[str, str], *args: str, timeout: float = 600, check: bool = True) -> str:
     """Run the real `genesis` command; returns stdout (fails the test on a non-zero exit)."""
-    proc = subprocess.run([sys.executable, "-m", "genesis.cli", *args], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "genesis.cli.main", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
     if check:
         assert proc.returncode == 0, f"genesis {' '.join(args)}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from genesis.cli_alerts import parse_time
+from genesis.cli.alerts import parse_time
 from genesis.config import Settings
 from genesis.tasks import routing
 

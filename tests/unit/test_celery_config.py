@@ -6,7 +6,7 @@ from celery import Celery
 
 from genesis.celery import configure
 from genesis.config import load_settings
-from genesis.launch import worker_argv
+from genesis.ops.launch import worker_argv
 from genesis.tasks import routing
 
 

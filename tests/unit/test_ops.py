@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from genesis.cli import app as cli_app
+from genesis.cli.main import app as cli_app
 from genesis.config import ConfigError, load_settings
-from genesis.launch import ops_env, port_number
 from genesis.ops import health as h
 from genesis.ops.capture import capture_port
 from genesis.ops.celery_hooks import endpoint_port
+from genesis.ops.launch import ops_env, port_number
 from genesis.ops.server import OpsServer
 from tests.services import redis_url
 

@@ -12,8 +12,8 @@ import pytest
 
 from genesis.adapters.db import Repository
 from genesis.config import Settings
-from genesis.enroll import enroll, read_image
-from genesis.models import detector_label, load_face_models, load_gallery
+from genesis.pipeline.model_loader import detector_label, load_face_models, load_gallery
+from genesis.services.enroll import enroll, read_image
 from genesis.stages.recognize import Gallery, identify_faces
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png"}

@@ -16,9 +16,9 @@ from genesis.adapters.db import Repository
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.celery import configure
 from genesis.config import load_settings
-from genesis.heatmap import SnapshotKeeper
-from genesis.rollups import compute_rollups, occupancy_in, rollup, scheduled_window, zone_visits
-from genesis.schedule import beat_schedule
+from genesis.services.heatmap import SnapshotKeeper
+from genesis.services.rollups import compute_rollups, occupancy_in, rollup, scheduled_window, zone_visits
+from genesis.services.schedule import beat_schedule
 from genesis.tasks import routing
 from tests.analytics_data import CAMERA, assert_matches, expected, populate, stored
 
@@ -88,7 +88,7 @@ def test_compute_rollups_of_an_empty_window_is_empty(repo: Repository) -> None:
 
 
 def test_retention_purge_deletes_exactly_what_is_older_than_the_limit(repo: Repository) -> None:
-    from genesis.rollups import purge
+    from genesis.services.rollups import purge
 
     now = time.time()
     t0 = (now - 30 * 86400 - 5400) // 60 * 60  # the rows (3 h from t0) straddle the 30-day limit

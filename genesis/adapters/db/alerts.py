@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 
-from genesis.adapters.db.models import Run, utcnow
-from genesis.adapters.db.models_alerts import AlertDeliveryRow, AlertRow, OccupancySampleRow
 from genesis.adapters.db.repository import WRITE_TRANSACTION, NotFoundError, _insert
+from genesis.adapters.db.tables import Run, utcnow
+from genesis.adapters.db.tables_alerts import AlertDeliveryRow, AlertRow, OccupancySampleRow
 from genesis.domain.alerts import Alert, OccupancySample, alert_key
 from genesis.stages.alerts import Welford
 

@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, case, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from genesis.adapters.db.models import LineCrossingRow, RecognitionAttemptRow, Run, SightingRow, Track, ZoneEventRow
-from genesis.adapters.db.models_analytics import (
+from genesis.adapters.db.repository import WRITE_TRANSACTION, Repository
+from genesis.adapters.db.tables import LineCrossingRow, RecognitionAttemptRow, Run, SightingRow, Track, ZoneEventRow
+from genesis.adapters.db.tables_analytics import (
     CameraSnapshot,
     RollupCamera,
     RollupIdentity,
@@ -26,7 +27,6 @@ from genesis.adapters.db.models_analytics import (
     RollupLine,
     RollupZone,
 )
-from genesis.adapters.db.repository import WRITE_TRANSACTION, Repository
 
 EPOCH_MIN = 1e9
 """A ``ts`` at or above this (2001-09-09) is an epoch time; below, a position in a video."""

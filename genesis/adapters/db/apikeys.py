@@ -13,11 +13,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import OperationalError
 
-from genesis.adapters.db.models import utcnow
-from genesis.adapters.db.models_api import API_ROLES, ApiKey
+from genesis.adapters.db.tables import utcnow
+from genesis.adapters.db.tables_api import API_ROLES, ApiKey, DashboardSession
 
 KEY_PREFIX = "gk_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -119,4 +119,49 @@ class ApiKeyStore:
             result = conn.execute(
                 update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
             )
+            conn.execute(delete(DashboardSession).where(DashboardSession.key_id == key_id))
             return bool(result.rowcount)
+
+
+SESSION_PREFIX = "gs_"
+
+
+def csrf_token(session: str) -> str:
+    """The CSRF token of a dashboard session: derived from the session's secret, which the page's
+    script never sees (HttpOnly cookie), so another site can neither read nor compute it."""
+    return hmac.new(session.encode("utf-8"), b"genesis-csrf", hashlib.sha256).hexdigest()[:43]
+
+
+class SessionStore:
+    """Server-side dashboard sessions (``dashboard_sessions``): the cookie holds a random token,
+    the table its sha256, the key it logs in as and its expiry."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create(self, key_id: str, max_age_s: int) -> str:
+        token = SESSION_PREFIX + secrets.token_urlsafe(32)
+        now = utcnow()
+        with self.engine.begin() as conn:
+            conn.execute(delete(DashboardSession).where(DashboardSession.expires_at < now))
+            conn.execute(insert(DashboardSession).values(id_sha256=_digest(token), key_id=key_id, created_at=now,
+                                                         expires_at=now + timedelta(seconds=max_age_s)))
+        return token
+
+    def verify(self, token: str) -> ApiKeyInfo | None:
+        """The active key of a live session, else None (unknown, expired, logged out, key revoked)."""
+        if not token.startswith(SESSION_PREFIX) or len(token) > 100:
+            return None
+        with self.engine.connect() as conn:
+            r = conn.execute(
+                select(ApiKey.__table__).join(DashboardSession, DashboardSession.key_id == ApiKey.id)
+                .where(DashboardSession.id_sha256 == _digest(token), DashboardSession.expires_at > utcnow(),
+                       ApiKey.revoked_at.is_(None))
+            ).one_or_none()
+        return None if r is None else ApiKeyInfo(r.id, r.name, r.role, r.created_at, r.last_used_at, r.revoked_at)
+
+    def end(self, token: str) -> bool:
+        """Log out: the session's row is deleted (the cookie no longer works anywhere)."""
+        with self.engine.begin() as conn:
+            return bool(conn.execute(delete(DashboardSession).where(
+                DashboardSession.id_sha256 == _digest(token))).rowcount)

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from genesis.adapters.db.models import (
+from genesis.adapters.db.tables import (
     RUN_STATUSES,
     Camera,
     FaceEmbedding,
@@ -47,6 +47,7 @@ from genesis.domain import (
     ZoneEvent,
     ZoneEventKind,
 )
+from genesis.domain.redact import redact
 
 _DB_DIR = Path(__file__).resolve().parent
 ALEMBIC_INI = _DB_DIR / "alembic.ini"
@@ -432,7 +433,7 @@ class Repository:
                 {
                     "id": run_id,
                     "camera_id": camera_id,
-                    "source": source,
+                    "source": redact(source),  # stored for display: never a camera's credentials
                     "status": "running",
                     "started_at": now,
                     "finished_at": None,
@@ -462,6 +463,23 @@ class Repository:
                     meta={**(old[0] or {}), **meta},
                 )
             )
+
+    def abandon_run(self, run_id: str, reason: str) -> bool:
+        """Mark a run that is still ``running`` as failed, with ``meta.abandoned = reason``.
+
+        Conditional: a run that finished (or was marked) meanwhile is left as it is. True when
+        this call marked it.
+        """
+        with self._write() as conn:
+            old = conn.execute(select(Run.meta).where(Run.id == run_id, Run.status == "running")).one_or_none()
+            if old is None:
+                return False
+            meta = {**(old[0] or {}), "abandoned": reason, "abandoned_at": utcnow().isoformat()}
+            done = conn.execute(
+                update(Run).where(Run.id == run_id, Run.status == "running")
+                .values(status="failed", finished_at=utcnow(), meta=meta)
+            )
+            return bool(done.rowcount)
 
     def delete_run(self, run_id: str) -> None:
         """Remove a run and everything recorded in it (the foreign keys cascade)."""

@@ -24,9 +24,11 @@ from genesis.api.schemas import (
     UnknownPage,
 )
 from genesis.api.services import identities as svc
-from genesis.enroll import EnrollError
+from genesis.api.services.console import face_url
 from genesis.identities.crypto import BiometricKeyError
+from genesis.identities.review import track_faces_of
 from genesis.identities.store import IdentityError
+from genesis.services.enroll import EnrollError
 
 router = APIRouter(prefix="/api", tags=["faces"], responses=ERROR_RESPONSES)
 
@@ -104,9 +106,12 @@ def search_photo(
         raise ApiError(422, str(exc), code="no_face") from None
     except BiometricKeyError as exc:
         raise key_error(exc) from None
+    crops = track_faces_of(store(s), sorted({h.run_id for h in hits}))
     return SearchOut(model=embedder.model_name, threshold=limit, hits=[
         SearchHitOut(run_id=h.run_id, track_id=h.track_id, camera_id=h.camera_id, ts=h.ts, distance=h.distance,
-                     identity=h.identity, unknown=h.unknown) for h in hits])
+                     identity=h.identity, unknown=h.unknown,
+                     face=face_url(h.run_id, h.track_id) if (c := crops.get((h.run_id, h.track_id))) and c.has_crop
+                     else None) for h in hits])
 
 
 @router.get("/audit", response_model=AuditPage, summary="The identities audit log, newest first (admin)")

@@ -12,9 +12,10 @@ from genesis.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from genesis.api.params import SafeText
 from genesis.api.schemas import EnrollOut, IdentityOut, RenameIn
 from genesis.api.services import identities as svc
+from genesis.backends.weights import WeightsError
 from genesis.identities.crypto import BiometricKeyError
 from genesis.identities.store import IdentityError
-from genesis.weights import WeightsError
+from genesis.services.image_limits import MAX_PIXELS, ImageRefusedError, read_header
 
 router = APIRouter(prefix="/api/identities", tags=["identities"], responses=ERROR_RESPONSES)
 
@@ -35,6 +36,13 @@ def read_upload(s: AppServices, photo: UploadFile) -> svc.Upload:
         raise ApiError(413, f"{label}: larger than {cfg.max_upload_bytes} bytes")
     if not data:
         raise ApiError(422, f"{label}: empty file")
+    try:  # the header only: an image bomb is refused before anything decodes it
+        header = read_header(data)
+    except ImageRefusedError:
+        header = None  # not an image: the enrollment's rejection (422) says so with the others
+    if header is not None and header.pixels > MAX_PIXELS:
+        raise ApiError(413, f"{label}: image too large ({header.width}x{header.height} {header.format}, more than "
+                       f"{MAX_PIXELS // 1_000_000} megapixels)", code="image_too_large")
     return svc.Upload(label, data)
 
 
@@ -82,7 +90,7 @@ def enroll(
         raise ApiError(413, f"too many photos: at most {cfg.max_photos} per request")
     uploads = [read_upload(s, photo) for photo in photos]
     face_detector, embedder = face_models(s)
-    from genesis.models import detector_label
+    from genesis.pipeline.model_loader import detector_label
 
     try:
         result = svc.enroll_uploads(store(s), s.settings, name, uploads, face_detector, embedder,

@@ -1,6 +1,6 @@
 """Alerts with filters and offset pagination, one alert with its deliveries, acknowledge.
 
-The queries read the tables of ``genesis/adapters/db/models_alerts.py`` directly (as the events
+The queries read the tables of ``genesis/adapters/db/tables_alerts.py`` directly (as the events
 service does) for the ``acknowledged`` filter and the ``total`` of a page; acknowledging goes
 through `AlertStore.acknowledge` (first time only, so repeating it changes nothing).
 """
@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from genesis.adapters.db.alerts import AlertRecord, AlertStore, DeliveryRecord
-from genesis.adapters.db.models_alerts import AlertRow
+from genesis.adapters.db.tables_alerts import AlertRow
 from genesis.api.services.events import Page
 
 _COLUMNS = (

@@ -8,7 +8,7 @@ from typing import Any
 from genesis.adapters.db import Repository
 from genesis.config import Settings
 from genesis.domain import Direction, ZoneEventKind
-from genesis.report import visits
+from genesis.pipeline.report import visits
 
 
 def occupancy(repo: Repository, run_id: str, zone: str | None, bucket_s: float | None) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 
 from genesis.adapters.db import Repository
-from genesis.adapters.db.models import Run, SightingRow, Track, ZoneEventRow
+from genesis.adapters.db.tables import Run, SightingRow, Track, ZoneEventRow
+from genesis.domain.redact import redact
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ def runs(repo: Repository, camera: str | None, limit: int, offset: int) -> Page:
         total = int(conn.execute(count).scalar_one())
         rows = conn.execute(query).all()
     items = [
-        {"run_id": r.id, "camera_id": r.camera_id, "source": r.source, "status": r.status,
+        {"run_id": r.id, "camera_id": r.camera_id, "source": redact(r.source), "status": r.status,
          "started_at": r.started_at, "finished_at": r.finished_at, "frames": r.frames}
         for r in rows
     ]

@@ -12,7 +12,7 @@ import redis
 from sqlalchemy import func, select
 
 from genesis.adapters.db import Repository
-from genesis.adapters.db.models import Run, SightingRow, Track
+from genesis.adapters.db.tables import Run, SightingRow, Track
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.api.services.events import EventFilter, latest_run, run_window
 from genesis.domain import Sighting

@@ -1,4 +1,4 @@
-"""Identities through the library of the identities area (`genesis.enroll`, `genesis.identities`):
+"""Identities through the library of the identities area (`genesis.services.enroll`, `genesis.identities`):
 quality-gated enrollment from uploads, audited rename / forget, unknown-face clusters, naming a
 cluster, "not this person", search by photo and the audit log.
 
@@ -18,11 +18,11 @@ from typing import Any
 from sqlalchemy import select
 
 from genesis.adapters.db.apikeys import ApiKeyInfo
-from genesis.adapters.db.models import Identity, Track
+from genesis.adapters.db.tables import Identity, Track
 from genesis.config import Settings
-from genesis.enroll import EnrollError, decode_image, prepare_photo
 from genesis.identities.store import AuditRecord, IdentityError, IdentityStore, check_name
 from genesis.identities.tracks import SearchHit, UnknownSummary, name_unknown, parse_label, reject, search, unknowns
+from genesis.services.enroll import EnrollError, decode_image, prepare_photo
 
 __all__ = ["AuditRecord", "SearchHit", "UnknownSummary"]
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import redis
 from sqlalchemy import func, select
 
 from genesis.adapters.db import Repository
-from genesis.adapters.db.models import Camera, Run
+from genesis.adapters.db.tables import Camera, Run
 from genesis.adapters.dlq import DeadLetter, DeadLetters, replay
 from genesis.config import Settings
+from genesis.domain.redact import redact_opt
 from genesis.tasks.routing import QUEUES
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ def cameras(repo: Repository, settings: Settings) -> list[dict[str, Any]]:
             "id": cam_id,
             "name": (cfg.name if cfg and cfg.name else None) or stored.get(cam_id) or cam_id,
             "configured": cfg is not None,
-            "source": cfg.source if cfg else None,
+            "source": redact_opt(cfg.source) if cfg else None,
             "zones": [z.name for z in cfg.zones] if cfg else [],
             "lines": [ln.name for ln in cfg.lines] if cfg else [],
             "runs": int(counts.get(cam_id, 0)),
@@ -49,7 +51,7 @@ def cameras(repo: Repository, settings: Settings) -> list[dict[str, Any]]:
 
 def queue_depths(settings: Settings, app: Celery) -> dict[str, int] | str:
     """Messages waiting per queue, or why they cannot be read."""
-    from genesis.capture import detect_backlog
+    from genesis.pipeline.capture import detect_backlog
 
     try:
         return {q: detect_backlog(app, q) for q in QUEUES}
@@ -86,6 +88,11 @@ def status(settings: Settings, client: redis.Redis, letters: DeadLetters, app: C
         dlq = f"cannot reach Redis: {exc}"
     depths = queue_depths(settings, app)
     found = workers(app, timeout) if isinstance(depths, dict) else "broker unreachable"
+    if redis_ok is True and isinstance(depths, dict):
+        from genesis.pipeline.liveness import reap_stale_runs
+
+        with suppress(redis.RedisError):  # a run nothing works on any more is abandoned, not running
+            reap_stale_runs(settings, client, app, repo)
     with repo.engine.connect() as conn:
         running = int(conn.execute(select(func.count()).select_from(Run).where(Run.status == "running")).scalar_one())
     return {

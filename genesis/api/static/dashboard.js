@@ -1,7 +1,9 @@
 // Genesis dashboard: polls the JSON API with the session cookie; no build step, no framework.
 "use strict";
 
-const HEADERS = {"X-Genesis-Dashboard": "1"};
+// Every change carries the session's CSRF token (the page has it in <meta name="csrf-token">).
+const CSRF_TOKEN = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+const HEADERS = {"X-CSRF-Token": CSRF_TOKEN};
 const POLL_MS = 3000;
 
 async function api(path, options = {}) {
@@ -38,7 +40,9 @@ async function refreshTiles() {
       }
       tile.querySelector('[data-count="identities"]').textContent =
         live.identities.length ? "recognised: " + live.identities.join(", ") : "";
-      tile.querySelector("img.frame").src = `/api/cameras/${encodeURIComponent(cam)}/frame.jpg?t=${Date.now()}`;
+      if (tile.dataset.live !== "on") {
+        tile.querySelector("img.frame").src = `/api/cameras/${encodeURIComponent(cam)}/frame.jpg?t=${Date.now()}`;
+      }
     } catch (e) { /* keep the last values */ }
   }
 }
@@ -126,7 +130,11 @@ async function refreshAlertBadges() {
 
 function identityRow(ident) {
   const tr = el("tr", {"data-name": ident.name});
-  tr.append(el("td", {class: "name"}, ident.name), el("td", {}, String(ident.photos)),
+  const faces = el("td", {class: "faces"});
+  window.GC.identityFaces(faces, ident.name);
+  const name = el("td", {class: "name"});
+  name.append(window.GC.identityLink(ident.name));
+  tr.append(faces, name, el("td", {}, String(ident.photos)),
             el("td", {}, ident.created_at.slice(0, 16).replace("T", " ")));
   const actions = el("td");
   if (window.GENESIS.canOperate) {
@@ -162,7 +170,7 @@ async function refreshIdentities() {
   const body = document.getElementById("identity-rows");
   const rows = await api("/api/identities");
   if (!rows.length) {
-    const tr = el("tr", {class: "empty"}); tr.append(el("td", {colspan: "4", class: "muted"}, "No identities enrolled."));
+    const tr = el("tr", {class: "empty"}); tr.append(el("td", {colspan: "5", class: "muted"}, "No identities enrolled."));
     body.replaceChildren(tr);
     return;
   }
@@ -219,7 +227,9 @@ async function nameCluster(u) {
 
 function unknownRow(u) {
   const tr = el("tr", {"data-cluster": u.id});
-  tr.append(el("td", {class: "cluster"}, u.id), el("td", {}, String(u.size)), el("td", {}, u.cameras.join(", ")),
+  const faces = el("td", {class: "faces"});
+  window.GC.clusterStrip(faces, u.id);
+  tr.append(faces, el("td", {class: "cluster"}, u.id), el("td", {}, String(u.size)), el("td", {}, u.cameras.join(", ")),
             el("td", {}, alertTime(u.last_seen)));
   const actions = el("td");
   if (window.GENESIS.canOperate) {
@@ -238,11 +248,11 @@ async function refreshUnknowns() {
     const page = await api("/api/unknowns?limit=50");
     document.getElementById("unknowns-total").textContent = page.total ? `${page.total} in all` : "";
     if (!page.items.length) {
-      const tr = el("tr", {class: "empty"}); tr.append(el("td", {colspan: "5", class: "muted"}, "No unknown faces."));
+      const tr = el("tr", {class: "empty"}); tr.append(el("td", {colspan: "6", class: "muted"}, "No unknown faces."));
       body.replaceChildren(tr);
     } else { body.replaceChildren(...page.items.map(unknownRow)); }
   } catch (e) {
-    const tr = el("tr"); tr.append(el("td", {colspan: "5", class: "error"}, `unknown faces unavailable: ${e.message}`));
+    const tr = el("tr"); tr.append(el("td", {colspan: "6", class: "error"}, `unknown faces unavailable: ${e.message}`));
     body.replaceChildren(tr);
   }
 }

@@ -15,7 +15,9 @@ import redis
 
 from genesis.adapters.db import NotFoundError, Repository
 from genesis.adapters.db.alerts import AlertStore, alert_results
-from genesis.alerts import (
+from genesis.config import load_settings
+from genesis.domain.alerts import CAMERA_WIDE, NO_TRACK, Alert, AlertKind, OccupancySample, alert_key
+from genesis.services.alerts import (
     ALERT_ID_HEADER,
     SIGNATURE_HEADER,
     BackgroundDeliverer,
@@ -23,8 +25,6 @@ from genesis.alerts import (
     deliver_once,
     signature,
 )
-from genesis.config import load_settings
-from genesis.domain.alerts import CAMERA_WIDE, NO_TRACK, Alert, AlertKind, OccupancySample, alert_key
 from tests.integration.workers import fresh_postgres_database
 from tests.services import redis_url
 from tests.webhook_receiver import webhook_receiver

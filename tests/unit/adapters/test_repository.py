@@ -59,6 +59,7 @@ TABLES = {
     "alert_deliveries",
     "occupancy_samples",
     "api_keys",
+    "dashboard_sessions",
     # identities (migration 0004)
     "face_photos",
     "identity_negatives",
@@ -73,6 +74,9 @@ TABLES = {
     "rollup_line",
     "rollup_identity",
     "rollup_identity_zone",
+    # console (migration 0006)
+    "live_frames",
+    "live_watch",
 }
 RUN_TABLES = ("tracks", "sightings", "recognition_attempts", "zone_events", "line_crossings")
 

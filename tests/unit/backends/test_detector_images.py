@@ -15,6 +15,7 @@ import pytest
 from skimage import data
 
 from genesis.backends.detectors import PersonDetector, build_detector, decode_yolo, letterbox, nms
+from genesis.backends.weights import WeightsError
 from genesis.config import DetectorConfig
 from genesis.domain import BBox, Detection
 from genesis.eval.detection import iou_matrix
@@ -205,3 +206,13 @@ def test_nms() -> None:
     # degenerate (zero-area) boxes never suppress anything
     flat = np.array([[0, 0, 0, 100], [0, 0, 0, 100]], dtype=np.float64)
     assert nms(flat, np.array([0.9, 0.8]), 0.45) == [0, 1]
+
+
+def test_onnx_on_cuda_without_a_cuda_provider_is_an_error(models_dir: Path) -> None:
+    """A configuration that asks for a GPU never runs on the CPU in silence (onnxruntime here has no CUDA)."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has a CUDA provider")
+    with pytest.raises(WeightsError, match="no CUDA provider"):
+        build_detector(DetectorConfig(device="cuda:0"), models_dir)

@@ -30,9 +30,9 @@ from genesis.backends.faces import (
     build_embedder,
     build_face_detector,
 )
+from genesis.backends.weights import WeightsError, deepface_home
 from genesis.config import EmbedderConfig, FaceDetectorConfig
 from genesis.domain import Face
-from genesis.weights import WeightsError, deepface_home
 
 SFACE_INT8 = "face_recognition_sface_2021dec_int8bq_ort.onnx"
 SFACE_FP32 = "face_recognition_sface_2021dec.onnx"  # also the name deepface looks for

@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 
 from genesis.backends.detectors import PersonDetector, UltralyticsDetector, build_detector
+from genesis.backends.weights import WeightsError
 from genesis.config import DetectorConfig
 from genesis.domain import Detection
-from genesis.weights import WeightsError
 
 pytestmark = pytest.mark.ultralytics
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from genesis.cli import app
+from genesis.cli.main import app
 from genesis.identities.crypto import KEY_ENV
 
 

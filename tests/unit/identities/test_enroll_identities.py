@@ -15,11 +15,11 @@ from genesis.adapters.db import Repository
 from genesis.backends.faces import build_embedder
 from genesis.config import EmbedderConfig, Settings, load_settings
 from genesis.config.identities import EnrollQualityConfig
-from genesis.enroll import EnrollError, enroll, read_image
 from genesis.identities.crypto import KEY_ENV, BiometricCipher, BiometricKeyError
 from genesis.identities.reembed import re_embed
 from genesis.identities.store import IdentityStore
-from genesis.models import detector_label, load_face_models, load_gallery
+from genesis.pipeline.model_loader import detector_label, load_face_models, load_gallery
+from genesis.services.enroll import EnrollError, enroll, read_image
 from genesis.stages.recognize import identify_faces
 
 

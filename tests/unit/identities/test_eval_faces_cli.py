@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from genesis.cli import app
+from genesis.cli.main import app
 from genesis.eval.faces import load_dataset, tar_at_far
 
 

@@ -147,7 +147,7 @@ def test_store_never_mixes_models(env: tuple[Settings, Repository]) -> None:
 def test_a_gallery_is_never_compared_with_another_models_embeddings(models_dir: Path) -> None:
     from genesis.backends.faces import build_embedder
     from genesis.config import EmbedderConfig
-    from genesis.models import load_face_models
+    from genesis.pipeline.model_loader import load_face_models
     from genesis.stages.recognize import identify_faces
 
     settings = load_settings(environ={"GENESIS_MODELS_DIR": str(models_dir)})

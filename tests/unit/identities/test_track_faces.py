@@ -14,7 +14,6 @@ from sqlalchemy import inspect, text
 
 from genesis.adapters.db import Repository, TrackRecord
 from genesis.config import Settings
-from genesis.enroll import enroll, read_image
 from genesis.identities.crypto import KEY_ENV, BiometricCipher
 from genesis.identities.store import IdentityStore
 from genesis.identities.tracks import (
@@ -26,7 +25,8 @@ from genesis.identities.tracks import (
     search,
     unknowns,
 )
-from genesis.models import detector_label, load_face_models, load_gallery
+from genesis.pipeline.model_loader import detector_label, load_face_models, load_gallery
+from genesis.services.enroll import enroll, read_image
 from tests.services import redis_url
 
 REDIS_DB = 12

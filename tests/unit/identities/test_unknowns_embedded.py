@@ -14,7 +14,7 @@ from genesis.identities.crypto import BiometricCipher
 
 
 def _genesis(env: dict[str, str], *args: str) -> str:
-    proc = subprocess.run([sys.executable, "-m", "genesis.cli", *args], env=env, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "genesis.cli.main", *args], env=env, capture_output=True, text=True,
                           timeout=600, check=False)
     assert proc.returncode == 0, f"{args}: {proc.stdout}\n{proc.stderr}"
     return proc.stdout

@@ -12,7 +12,7 @@ import pytest
 from genesis.adapters.db import Repository, TrackRecord
 from genesis.config import CameraConfig
 from genesis.domain import FrameRef, Sighting, TrackedFrame, TrackedPerson
-from genesis.report import build_results
+from genesis.pipeline.report import build_results
 from genesis.stages.analytics import LineCounter, ZoneCounter
 
 W = H = 100

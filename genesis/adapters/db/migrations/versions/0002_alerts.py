@@ -5,7 +5,7 @@ Revises: 0001
 Create Date: 2026-11-28
 
 Hand-written; new tables only (no batch operation needed on SQLite). A unit test checks it
-against the models (genesis/adapters/db/models_alerts.py) with autogenerate.
+against the models (genesis/adapters/db/tables_alerts.py) with autogenerate.
 """
 
 from __future__ import annotations

@@ -1,0 +1,184 @@
+"""The operator's console: faces (crops) of tracks, clusters and identities, the review queue and
+its actions, the per-identity summary (from `report.json`'s own function) and the live view.
+
+Nothing here recomputes what another service computes: an identity's numbers are the entries of
+`genesis.pipeline.report.build_results` for the runs where `events.tracks` finds them, summed.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from genesis.adapters.db import Repository
+from genesis.api.services.events import EventFilter, tracks
+from genesis.config import Settings
+from genesis.identities import review
+from genesis.identities.store import IdentityError, IdentityStore
+from genesis.pipeline.report import build_results
+from genesis.services.live import LiveImage, mark_watched, read_latest
+
+MAX_RUNS = 50
+"""An identity's page sums the newest runs it was seen in, at most this many (``runs_total`` says how many)."""
+MAX_TRACKS = 5000
+
+
+class NotFoundError(LookupError):
+    pass
+
+
+def face_url(run_id: str, track_id: int) -> str:
+    return f"/api/tracks/{run_id}/{track_id}/face.jpg"
+
+
+def wall_time(started_at: datetime | None, ts: float) -> datetime | None:
+    """A media time of a run as a wall-clock time: live sources stamp epoch seconds, files count from 0."""
+    if ts > 1e9:
+        return datetime.fromtimestamp(ts, UTC)
+    if started_at is None:
+        return None
+    start = started_at if started_at.tzinfo else started_at.replace(tzinfo=UTC)
+    return start + timedelta(seconds=ts)
+
+
+def face_out(ref: review.FaceRef) -> dict[str, Any]:
+    return {"run_id": ref.run_id, "track_id": ref.track_id, "camera_id": ref.camera_id, "ts": ref.ts,
+            "seen_at": wall_time(ref.started_at, ref.ts), "identity": ref.identity, "distance": ref.distance,
+            "unknown": ref.unknown, "face": face_url(ref.run_id, ref.track_id) if ref.has_crop else None,
+            "centroid_distance": ref.centroid_distance}
+
+
+def cluster_faces(store: IdentityStore, cluster: str, limit: int) -> dict[str, Any]:
+    try:
+        faces = review.cluster_faces(store, cluster)
+    except IdentityError as exc:
+        raise NotFoundError(str(exc)) from None
+    return {"cluster": cluster, "total": len(faces), "items": [face_out(f) for f in faces[:limit]]}
+
+
+def review_page(store: IdentityStore, settings: Settings, limit: int, offset: int) -> dict[str, Any]:
+    emb = settings.recognition.embedder
+    refs, total = review.review_queue(store, emb.model, emb.cosine_threshold, settings.console.review_margin,
+                                      limit, offset)
+    return {"items": [face_out(r) | {"reason": "low margin" if r.identity else "unrecognised"} for r in refs],
+            "total": total, "limit": limit, "offset": offset, "threshold": emb.cosine_threshold,
+            "margin": settings.console.review_margin}
+
+
+def photos(store: IdentityStore, name: str) -> list[dict[str, Any]]:
+    """The identity's enrolled faces: kept photo crops, and track faces enrolled from the console."""
+    try:
+        found = review.enrolled_faces(store, name)
+    except IdentityError as exc:
+        raise NotFoundError(str(exc)) from None
+    return [{"id": f.photo_id, "photo": f.photo,
+             "face": f"/api/photos/{f.photo_id}/face.jpg" if f.photo_id is not None
+             else face_url(str(f.run_id), int(f.track_id or 0))} for f in found]
+
+
+def _merge_zone(into: dict[str, Any], entry: dict[str, Any]) -> None:
+    into["visits"] = into.get("visits", 0) + int(entry["visits"])
+    into["dwell_s"] = round(into.get("dwell_s", 0.0) + float(entry["dwell_s"]), 3)
+    into["max_dwell_s"] = max(into.get("max_dwell_s", 0.0), float(entry["max_dwell_s"]))
+    into["mean_dwell_s"] = round(into["dwell_s"] / into["visits"], 3) if into["visits"] else 0.0
+
+
+def identity_summary(repo: Repository, store: IdentityStore, settings: Settings, name: str) -> dict[str, Any]:
+    """Visits, dwell per zone, crossings, cameras, first/last seen and a timeline with faces: each
+    run's entry of ``report.json`` (``results.identities[name]``) and their sums."""
+    known = {i.name: i for i in repo.identities()}
+    if name not in known:
+        raise NotFoundError(f"no identity named {name!r}")
+    page = tracks(repo, EventFilter(identity=name), MAX_TRACKS, 0)
+    order: list[str] = []
+    for t in page.items:
+        if t["run_id"] not in order:
+            order.append(t["run_id"])
+    faces = review.track_faces_of(store, order[:MAX_RUNS])
+    runs_out: list[dict[str, Any]] = []
+    zones: dict[str, dict[str, Any]] = {}
+    lines: dict[str, dict[str, int]] = {}
+    totals: dict[str, Any] = {"visits": 0, "dwell_s": 0.0, "crossings": {"in": 0, "out": 0}, "sightings": 0,
+                              "seen_s": 0.0, "tracks": 0}
+    first: datetime | None = None
+    last: datetime | None = None
+    cameras: set[str] = set()
+    for run_id in order[:MAX_RUNS]:
+        run = repo.run(run_id)
+        if run is None:
+            continue
+        results = build_results(repo, run, settings.camera(run.camera_id))
+        entry = next((i for i in results["identities"] if i["name"] == name), None)
+        if entry is None:
+            continue
+        cameras.add(run.camera_id)
+        totals["visits"] += int(entry["visits"])
+        totals["dwell_s"] = round(float(totals["dwell_s"]) + float(entry["dwell_s"]), 3)
+        totals["crossings"]["in"] += int(entry["crossings"]["in"])
+        totals["crossings"]["out"] += int(entry["crossings"]["out"])
+        totals["sightings"] += int(entry["sightings"])
+        totals["seen_s"] = round(float(totals["seen_s"]) + float(entry["seen_s"]), 3)
+        totals["tracks"] += len(entry["tracks"])
+        for zone, z in entry["zones"].items():
+            _merge_zone(zones.setdefault(zone, {}), z)
+        for line, c in entry["lines"].items():
+            acc = lines.setdefault(line, {"in": 0, "out": 0})
+            acc["in"] += int(c["in"])
+            acc["out"] += int(c["out"])
+        f_at, l_at = wall_time(run.started_at, entry["first_seen"]), wall_time(run.started_at, entry["last_seen"])
+        first = f_at if first is None or (f_at is not None and f_at < first) else first
+        last = l_at if last is None or (l_at is not None and l_at > last) else last
+        track_faces = {tid: faces.get((run_id, tid)) for tid in entry["tracks"]}
+        runs_out.append({
+            "run_id": run_id, "camera_id": run.camera_id, "started_at": run.started_at, "report": entry,
+            "tracks": [{"track_id": tid, "face": face_url(run_id, tid) if ref is not None and ref.has_crop else None}
+                       for tid, ref in track_faces.items()],
+            "timeline": [ev | {"at": wall_time(run.started_at, float(ev["t"])),
+                               "face": face_url(run_id, ev["track"]) if (ref := track_faces.get(ev["track"]))
+                               is not None and ref.has_crop else None} for ev in entry["timeline"]],
+        })
+    ident = known[name]
+    return {"name": name, "photos": ident.photos, "enrolled_at": ident.created_at, "cameras": sorted(cameras),
+            "first_seen": first, "last_seen": last, **totals, "zones": dict(sorted(zones.items())),
+            "lines": dict(sorted(lines.items())), "runs": runs_out, "runs_total": len(order)}
+
+
+# -- live view ------------------------------------------------------------------------------------
+
+
+_marked: dict[str, float] = {}
+_redis_down_until = [0.0]
+REDIS_RETRY_S = 10.0
+"""After Redis failed to answer, the live view reads only the database for this long."""
+
+
+def live_frame(repo: Repository, redis_client: Any, settings: Settings, camera: str) -> dict[str, Any]:
+    """The camera's newest live frame (JSON + the JPEG as a data URL) and "someone is watching" set.
+
+    The flag is written at most every third of ``live_watch_s`` per camera (the browser polls twice a
+    second, the database should not be written that often)."""
+    import time
+
+    watch_s = settings.console.live_watch_s
+    now = time.monotonic()
+    if now < _redis_down_until[0]:
+        redis_client = None
+    elif redis_client is not None:
+        try:
+            redis_client.ping()
+        except Exception:
+            _redis_down_until[0] = now + REDIS_RETRY_S
+            redis_client = None
+    if now - _marked.get(camera, -1e9) >= watch_s / 3:
+        _marked[camera] = now
+        mark_watched(camera, watch_s, repo.engine, redis_client)
+    latest: LiveImage | None = read_latest(camera, repo.engine, redis_client)
+    if latest is None:
+        return {"camera_id": camera, "available": False, "stale": True, "at": None, "age_s": None, "frame": None,
+                "image": None}
+    age = (datetime.now(UTC) - latest.at).total_seconds()
+    stale = age > settings.console.live_stale_s
+    image = None if stale else "data:image/jpeg;base64," + base64.b64encode(latest.jpeg).decode("ascii")
+    return {"camera_id": camera, "available": True, "stale": stale, "at": latest.at, "age_s": round(age, 3),
+            "frame": latest.meta, "image": image}

@@ -1,0 +1,117 @@
+"""The YOLOX family (``type: yolox``): ByteTrack's pedestrian detectors and other YOLOX exports on onnxruntime.
+
+Output rows are raw, one per anchor point of every level (stride 8, 16, 32 ...; each level row-major, y then
+x): dx, dy, log w, log h, objectness, class scores (the last two already through a sigmoid). Decoded here:
+cx = (dx + gx)·s, cy = (dy + gy)·s, w = exp(log w)·s, h = exp(log h)·s, score = objectness × class score,
+then per-class NMS. Input: the frame resized keeping its aspect, at the TOP-LEFT of a 114-grey canvas of the
+network size; ``bytetrack`` preprocessing then turns it RGB, /255 and ImageNet mean/std; ``yolox`` (YOLOX
+>= 0.2 exports) feeds BGR 0..255 as is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from genesis.backends.detectors.common import clip_boxes, nms_detections, sort_detections
+from genesis.backends.onnx import create_session
+from genesis.config import YoloxDetectorConfig
+from genesis.domain import Detection
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def pad_top_left(image: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """Resize keeping the aspect ratio into ``size_hw`` and put it at the top-left of a 114-grey canvas."""
+    h, w = image.shape[:2]
+    th, tw = size_hw
+    r = min(th / h, tw / w)
+    nh, nw = int(h * r), int(w * r)
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else image
+    out = np.full((th, tw, 3), 114, dtype=np.uint8)
+    out[:nh, :nw] = resized
+    return out, r
+
+
+def yolox_grid(size_hw: tuple[int, int], strides: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Anchor points (gx, gy) and the stride of each output row, in the model's row order."""
+    grids, steps = [], []
+    for s in strides:
+        gh, gw = size_hw[0] // s, size_hw[1] // s
+        ys, xs = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+        grids.append(np.stack([xs.ravel(), ys.ravel()], axis=1))
+        steps.append(np.full(gh * gw, s))
+    return np.concatenate(grids).astype(np.float32), np.concatenate(steps).astype(np.float32)[:, None]
+
+
+def decode_yolox(
+    output: np.ndarray,
+    grid: np.ndarray,
+    steps: np.ndarray,
+    ratio: float,
+    image_shape: tuple[int, int],
+    classes: list[int],
+    conf: float,
+    iou: float,
+) -> list[Detection]:
+    """Raw YOLOX rows (1 x N x (5 + C)) to detections in image pixels (NMS per class)."""
+    pred = output.reshape(-1, output.shape[-1])
+    if pred.shape[0] != grid.shape[0]:
+        raise ValueError(f"the model gives {pred.shape[0]} rows, the strides and input size {grid.shape[0]}")
+    n_classes = pred.shape[1] - 5
+    dets: list[Detection] = []
+    for cls in classes:
+        if not 0 <= cls < n_classes:
+            raise ValueError(f"class {cls} is not in the model's {n_classes} classes")
+        scores = pred[:, 4] * pred[:, 5 + cls]
+        mask = scores >= conf
+        if not np.any(mask):
+            continue
+        p, g, s = pred[mask], grid[mask], steps[mask]
+        cxcy = (p[:, :2] + g) * s
+        wh = np.exp(np.minimum(p[:, 2:4], 20.0)) * s  # exp of a wild value must not overflow
+        xyxy = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=1).astype(np.float64) / ratio
+        dets.extend(nms_detections(clip_boxes(xyxy, image_shape), scores[mask].astype(np.float64), cls, iou))
+    return sort_detections(dets)
+
+
+class YoloxDetector:
+    """A YOLOX-layout ONNX export (``bytetrack_nano.onnx``: 1 class, input 608 x 1088) on onnxruntime."""
+
+    def __init__(self, weights: Path, config: YoloxDetectorConfig) -> None:
+        self.config = config
+        self.name = f"yolox:{weights.name}"
+        self.session = create_session(weights, config.threads, config.device)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        fixed = [d for d in inp.shape[2:4] if isinstance(d, int)]
+        if len(fixed) == 2:
+            self.size_hw = (int(fixed[0]), int(fixed[1]))
+            if config.input_size is not None and tuple(config.input_size) != self.size_hw:
+                raise ValueError(f"{weights.name} takes a fixed {self.size_hw[0]}x{self.size_hw[1]} input, "
+                                 f"not input_size {config.input_size[0]}x{config.input_size[1]}")
+        elif config.input_size is not None:
+            self.size_hw = (int(config.input_size[0]), int(config.input_size[1]))
+        else:
+            raise ValueError(f"{weights.name} has no fixed input size: set detector.input_size: [height, width]")
+        self.input_dtype = np.float16 if "float16" in inp.type else np.float32
+        self.grid, self.steps = yolox_grid(self.size_hw, config.strides)
+
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        padded, ratio = pad_top_left(image, self.size_hw)
+        if self.config.preprocess == "bytetrack":
+            x = (padded[:, :, ::-1].astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        else:
+            x = padded.astype(np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1)[None]).astype(self.input_dtype), ratio
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        blob, ratio = self.preprocess(image)
+        out = self.session.run(None, {self.input_name: blob})[0]
+        return decode_yolox(
+            np.asarray(out, dtype=np.float32), self.grid, self.steps, ratio, (image.shape[0], image.shape[1]),
+            self.config.classes, self.config.confidence, self.config.iou,
+        )

@@ -1,0 +1,5 @@
+"""``python -m genesis.bench``: the pipeline benchmark (see ``genesis.bench.pipeline``)."""
+
+from genesis.bench.pipeline import main
+
+main()

@@ -1,0 +1,175 @@
+"""``genesis serve`` (the REST API and dashboard) and ``genesis apikey create|list|revoke``.
+
+Registered on the main CLI; the helpers of :mod:`genesis.cli.main` are imported when a command runs
+(as in :mod:`genesis.cli.dlq`), so the two modules can import each other in any order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from genesis.config import Settings
+    from genesis.ops.server import OpsServer
+
+apikey_app = typer.Typer(help="API keys of the REST API and dashboard: create, list, revoke.", no_args_is_help=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Settings YAML (default: $GENESIS_CONFIG, else configs/settings.yaml if present)."
+    ),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    from genesis.cli.common import settings_from
+
+    return settings_from(config)
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    from genesis.cli.common import fail
+
+    fail(message, code)
+
+
+def _print(*objects: object, **kwargs: object) -> None:
+    from genesis.cli.common import console
+
+    console.print(*objects, **kwargs)  # type: ignore[arg-type]
+
+
+def serve_command(
+    host: Annotated[str | None, typer.Option("--host", help="Address to listen on (default: api.host).")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="Port (default: api.port, 8000).")
+    ] = None,
+    ops_port: Annotated[
+        int | None,
+        typer.Option("--ops-port", min=0, max=65535,
+                     help="Port of /health, /metrics and /status for Prometheus (default: ops.port, else "
+                          "ops.ports.api, 8086; 0 = none)."),
+    ] = None,
+    ops_host: Annotated[
+        str | None,
+        typer.Option("--ops-host", help="Address of that endpoint (default: ops.host when it is set, else the "
+                                        "API's own address)."),
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run the REST API (OpenAPI docs at /docs) and the web dashboard (at /)."""
+    import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from genesis.api import create_app
+
+    settings = _settings(config)
+    try:
+        app = create_app(settings)
+    except SQLAlchemyError as exc:
+        _fail(f"cannot open the database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+    bind_host = host or settings.api.host
+    bind_port = port or settings.api.port
+    _print(f"Genesis API on http://{bind_host}:{bind_port} (dashboard /, docs /docs)", highlight=False)
+    ops = _ops_endpoint(settings, ops_port, _ops_host(settings, ops_host, bind_host), f"{bind_host}:{bind_port}")
+    try:
+        uvicorn.run(app, host=bind_host, port=bind_port, log_level="info", proxy_headers=False)
+    except OSError as exc:
+        _fail(f"cannot listen on {bind_host}:{bind_port}: {exc}")
+    finally:
+        if ops is not None:
+            ops.stop()
+
+
+def _ops_host(settings: Settings, option: str | None, api_host: str) -> str:
+    """Where the ops endpoint of ``genesis serve`` listens: ``--ops-host``, else an ``ops.host`` that
+    was set (file or GENESIS_OPS__HOST), else where the API listens — an API kept on 127.0.0.1 does
+    not get its status published on every interface by the workers' default (0.0.0.0)."""
+    if option:
+        return option
+    return settings.ops.host if "host" in settings.ops.model_fields_set else api_host
+
+
+def _ops_endpoint(settings: Settings, port: int | None, host: str, listen: str) -> OpsServer | None:
+    """The process's own /health, /metrics and /status (like every worker's), on its ops port:
+    Prometheus scrapes it without an API key, and the API's routes stay behind keys; ``listen`` is
+    the API's address as /status reports it."""
+    from genesis.ops.server import OpsServer
+    from genesis.ops.status import ApiProbe
+
+    chosen = port if port is not None else settings.ops.port
+    if chosen is None:
+        chosen = settings.ops.ports.api
+    if not chosen:
+        return None
+    server = OpsServer(ApiProbe(settings, listen), host, chosen)
+    return server if server.start() else None
+
+
+
+
+@apikey_app.command("create")
+def create(
+    role: Annotated[str, typer.Option("--role", "-r", help="viewer, operator or admin.")],
+    name: Annotated[str, typer.Option("--name", "-n", help="A label for the key (default: ROLE-ID).")] = "",
+    config: ConfigOpt = None,
+) -> None:
+    """Create a key and print it (only this once: it is stored hashed)."""
+    from genesis.adapters.db import Repository
+    from genesis.adapters.db.apikeys import ApiKeyStore
+    from genesis.adapters.db.tables_api import API_ROLES
+
+    if role not in API_ROLES:
+        _fail(f"--role must be one of {', '.join(API_ROLES)}", 2)
+    settings = _settings(config)
+    with Repository(settings.database_url) as repo:
+        token, info = ApiKeyStore(repo.engine).create(role, name)
+    from genesis.cli.common import err_console
+
+    err_console.print(f"created key {info.id} ({info.name}, role {info.role}); it is shown only now:",
+                      highlight=False)
+    print(token)
+
+
+@apikey_app.command("list")
+def list_keys(config: ConfigOpt = None) -> None:
+    """List keys (ids, names, roles; never the keys themselves)."""
+    from genesis.adapters.db import Repository
+    from genesis.adapters.db.apikeys import ApiKeyStore
+
+    settings = _settings(config)
+    with Repository(settings.database_url) as repo:
+        keys = ApiKeyStore(repo.engine).list()
+    if not keys:
+        _print("no API keys: genesis apikey create --role ROLE")
+        return
+    t = Table(title="API keys")
+    for col in ("id", "name", "role", "created (UTC)", "last used (UTC)", "status"):
+        t.add_column(col)
+    for k in keys:
+        t.add_row(k.id, k.name, k.role, k.created_at.strftime("%Y-%m-%d %H:%M"),
+                  k.last_used_at.strftime("%Y-%m-%d %H:%M") if k.last_used_at else "-",
+                  "active" if k.active else f"revoked {k.revoked_at:%Y-%m-%d %H:%M}")
+    _print(t)
+
+
+@apikey_app.command("revoke")
+def revoke(
+    key_id: Annotated[str, typer.Argument(metavar="ID", help="The key id (see `genesis apikey list`).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke a key: it stops working at once."""
+    from genesis.adapters.db import Repository
+    from genesis.adapters.db.apikeys import ApiKeyStore, parse_key
+
+    settings = _settings(config)
+    ident = parse_key(key_id) or key_id
+    with Repository(settings.database_url) as repo:
+        if not ApiKeyStore(repo.engine).revoke(ident):
+            _fail(f"no active key {key_id!r}: see `genesis apikey list`")
+    _print(f"revoked key {ident}")

@@ -1,0 +1,1 @@
+"""Running the stages: the run loop, the embedded runner, capture, the distributed sequencer, reports."""

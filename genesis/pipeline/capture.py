@@ -1,0 +1,601 @@
+"""The capture process of the distributed mode: read a source, store frames, publish references.
+
+For every frame of the source: encode it to JPEG once, put it in the frame store under
+``frame_key(camera, run, seq)`` (Redis, with a TTL) and publish its ``FrameRef`` to the detect
+queue with the seq of the previously *published* frame, so the per-camera sequencer follows
+the chain and never waits for a frame that was dropped or skipped.
+
+Batching: a file is read faster than the workers detect, so while detect messages are already
+waiting, the frames of a file go out up to ``distributed.detect_batch_frames`` per message (one
+message, one task, one Redis round trip for many frames; they would have waited in the queue
+anyway). With an idle queue, and always for live sources, each frame is sent at once.
+
+Backpressure: before each message the capture asks how many messages wait on the detect
+queue; at ``distributed.max_backlog`` or more it drops the frame (neither stored nor
+published) and counts the drop. At most one message's frames are held in this process and
+stored frames expire, so memory stays bounded under any overload.
+
+Live sources (URLs, webcams) reconnect with exponential backoff and jitter when they cannot be
+opened or stop delivering frames, and report ``degraded`` meanwhile; a file that is missing or
+corrupt is a ``SourceError`` before anything is written.
+
+Redis (frame store or broker) away: the frames held are stored and published again with the same
+backoff until it is back (``degraded`` meanwhile; a live source's frames read during the wait are
+dropped and counted), so a Redis restart neither kills the capture nor loses the end of the run.
+While it runs, the capture refreshes its run's heartbeat (``keep_alive``), which tells a stopped
+capture from a slow one (see genesis.pipeline.liveness). Sources are shown with their
+credentials masked (``redact``).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import kombu.exceptions
+import redis
+from kombu.transport.redis import PRIORITY_STEPS, Channel
+
+from genesis.adapters.db.repository import Repository
+from genesis.adapters.frame_store import FrameStore, encode_jpeg, frame_key
+from genesis.adapters.video import RawFrame, SourceError, SourceInfo, VideoSource
+from genesis.config import CameraConfig, Settings
+from genesis.domain import FrameRef
+from genesis.domain.redact import redact
+from genesis.stages.motion import motion_gate
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+PublishFn = Callable[[list[FrameRef], str, int], None]
+"""Send stored frames on, in seq order: ``(refs, run_id, prev_seq)`` where ``prev_seq`` is the
+seq of the frame published before ``refs[0]`` (-1 for none)."""
+BacklogFn = Callable[[], int]
+"""How many messages wait on the detect queue now."""
+EndFn = Callable[[str, dict[str, Any]], None]
+"""The end of a run: ``(run_id, summary)``."""
+
+KeepAlive = Callable[[str], Callable[[], None]]
+"""Start the heartbeat of a run (given its id); returns what stops it."""
+
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError,
+    kombu.exceptions.OperationalError, ConnectionError, TimeoutError,
+)
+"""Errors of a frame store or broker that is away for a while: wait for it."""
+
+State = Literal["connected", "degraded", "stopped"]
+SourceKind = Literal["file", "url", "webcam"]
+
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_MAX_S = 30.0
+BACKOFF_JITTER = 0.2
+"""Each wait is the backoff delay shortened by up to this fraction, at random, so that many
+cameras that failed together do not all retry in the same instant."""
+
+PACED_READ_S = 0.02
+"""A source read that took this long blocked on the source: no batching then (no added delay)."""
+
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+
+
+def source_kind(source: str) -> SourceKind:
+    """The kind ``VideoSource`` will see in this source string."""
+    if source.isdigit():
+        return "webcam"
+    if _URL.match(source):
+        return "url"
+    return "file"
+
+
+class FrameSource(Protocol):
+    """What the capture loop needs of a source (``VideoSource``, or a fake in tests)."""
+
+    @property
+    def info(self) -> SourceInfo: ...
+
+    def frames(self, stride: int = 1, max_frames: int | None = None) -> Iterator[RawFrame]: ...
+
+    def close(self) -> None: ...
+
+
+SourceOpener = Callable[[str], FrameSource]
+
+
+# Per-camera counters of this process (for /metrics and /status).
+_COUNTERS_LOCK = threading.Lock()
+_PUBLISHED: Counter[str] = Counter()
+_DROPPED: Counter[str] = Counter()
+
+
+def capture_counters() -> dict[str, dict[str, int]]:
+    """Frames published and dropped (backpressure) per camera since this process started."""
+    with _COUNTERS_LOCK:
+        cameras = sorted(set(_PUBLISHED) | set(_DROPPED))
+        return {c: {"published": _PUBLISHED[c], "dropped": _DROPPED[c]} for c in cameras}
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureStats:
+    run_id: str
+    read: int
+    """Frames taken from the source (after the stride)."""
+    published: int
+    dropped: int
+    """Frames dropped by backpressure."""
+    reconnects: int
+    skipped: int = 0
+    """Frames of a live source skipped to keep to ``camera.fps``."""
+    last_seq: int = -1
+    """Seq of the last published frame (-1: none)."""
+    started: bool = True
+    """False when a live source never connected before the stop: no run was recorded."""
+    outage_s: float = 0.0
+    """Seconds a live source was lost between connections (its gaps)."""
+
+
+def backoff_delays(initial_s: float = BACKOFF_INITIAL_S, max_s: float = BACKOFF_MAX_S) -> Iterator[float]:
+    """0.5, 1, 2, 4 ... seconds, capped at ``max_s`` (before jitter)."""
+    delay = initial_s
+    while True:
+        yield min(delay, max_s)
+        delay = min(delay * 2.0, max_s)
+
+
+class CaptureLoop:
+    """One camera's capture: source → JPEG in the frame store → FrameRef published.
+
+    ``run()`` blocks until a file ends (or ``max_frames`` were read) or ``stop`` is set, and
+    returns the counts; ``status()`` may be called from any thread meanwhile.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        camera: CameraConfig,
+        source: str,
+        frame_store: FrameStore,
+        publish: PublishFn,
+        backlog: BacklogFn,
+        stop: threading.Event | None = None,
+        *,
+        end: EndFn | None = None,
+        repository: Repository | None = None,
+        run_id: str | None = None,
+        stride: int | None = None,
+        max_frames: int | None = None,
+        open_source: SourceOpener = VideoSource,
+        backoff_initial_s: float = BACKOFF_INITIAL_S,
+        backoff_max_s: float = BACKOFF_MAX_S,
+        clock: Callable[[], float] = time.monotonic,
+        keep_alive: KeepAlive | None = None,
+    ) -> None:
+        self.settings = settings
+        self.camera = camera
+        self.source = source
+        self.kind: SourceKind = source_kind(source)
+        self.store = frame_store
+        self.publish = publish
+        self.backlog = backlog
+        self.stop = stop or threading.Event()
+        self.end = end
+        self.repository = repository
+        self.run_id = run_id or uuid.uuid4().hex
+        self.stride = stride or settings.pipeline.frame_stride
+        self.max_frames = max_frames
+        self.open_source = open_source
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.clock = clock
+        self.keep_alive = keep_alive
+        self._lock = threading.Lock()
+        self._state: State = "stopped"
+        self._last_error: str | None = None
+        self._read = self._published = self._dropped = self._skipped = self._reconnects = 0
+        self._connect_failures = 0
+        self._prev_seq = -1
+        self._run_started = False
+        self._pending: list[tuple[FrameRef, bytes]] = []
+        self._outage = False
+        self._outage_s = 0.0
+        self._batch = 1
+        self.gate = motion_gate(settings, camera)  # frames are seen in order here (genesis.stages.motion)
+
+    @property
+    def live(self) -> bool:
+        return self.kind != "file"
+
+    # -- status -------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """State (connected, degraded, stopped) and counters; safe from any thread."""
+        with self._lock:
+            return {
+                "camera": self.camera.id,
+                "source": redact(self.source),
+                "kind": self.kind,
+                "run_id": self.run_id,
+                "state": self._state,
+                "read": self._read,
+                "published": self._published,
+                "dropped": self._dropped,
+                "skipped": self._skipped,
+                "reconnects": self._reconnects,
+                "outage_s": round(self._outage_s, 3),
+                "connect_failures": self._connect_failures,
+                "last_seq": self._prev_seq,
+                "last_error": self._last_error,
+            }
+
+    def stats(self) -> CaptureStats:
+        with self._lock:
+            return CaptureStats(
+                run_id=self.run_id,
+                read=self._read,
+                published=self._published,
+                dropped=self._dropped,
+                reconnects=self._reconnects,
+                outage_s=round(self._outage_s, 3),
+                skipped=self._skipped,
+                last_seq=self._prev_seq,
+                started=self._run_started,
+            )
+
+    def _set_state(self, state: State, error: str | None = None) -> None:
+        with self._lock:
+            self._state = state
+            if error is not None:
+                self._last_error = redact(error)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self) -> CaptureStats:
+        """Capture until the file ends, ``max_frames`` frames were read, or ``stop`` is set.
+
+        Raises ``SourceError`` for a file that cannot be read (nothing recorded then).
+        """
+        try:
+            source = self._open(first=True)
+            if source is None:  # a live source, stopped before it ever connected
+                return self.stats()
+            info = source.info
+            try:
+                self._start_run(info)
+            except BaseException:
+                source.close()
+                raise
+            stop_beat = self.keep_alive(self.run_id) if self.keep_alive is not None else None
+            try:
+                self._stream(source, info)
+            finally:
+                if stop_beat is not None:
+                    stop_beat()
+            return self.stats()
+        finally:
+            self._set_state("stopped")
+
+    def _stream(self, source: FrameSource, info: SourceInfo) -> None:
+        """Consume connection after connection until the end, then tell the sequencer."""
+        seq_base = 0
+        while True:
+            try:
+                last_read = self._consume(source, seq_base)
+            finally:
+                source.close()
+            if not self.live or self.stop.is_set() or self._reached_max():
+                break
+            # A live source stopped delivering frames: the next connection goes on
+            # numbering after the last frame read, so seqs grow for the whole run.
+            seq_base = max(seq_base, last_read + 1)
+            self._set_state("degraded", f"{self.kind} source {redact(self.source)} stopped delivering "
+                            "frames")
+            lost = self.clock()
+            reopened = self._open(first=False)
+            with self._lock:
+                self._outage_s += self.clock() - lost
+            if reopened is None:
+                break
+            source = reopened
+        self._finish(info)
+
+    def _reached_max(self) -> bool:
+        return self.max_frames is not None and self._read >= self.max_frames
+
+    def _open(self, first: bool) -> FrameSource | None:
+        """Open the source; live sources retry with backoff until they open or ``stop`` is set."""
+        if not self.live:
+            source = self.open_source(self.source)  # SourceError goes to the caller
+            self._set_state("connected")
+            return source
+        delays = backoff_delays(self.backoff_initial_s, self.backoff_max_s)
+        # After a drop, wait before the first retry too: a source is rarely back at once.
+        if not first and self.stop.wait(self._jittered(next(delays))):
+            return None
+        while not self.stop.is_set():
+            try:
+                source = self.open_source(self.source)
+            except SourceError as exc:
+                with self._lock:
+                    self._connect_failures += 1
+                self._set_state("degraded", str(exc))
+                if self.stop.wait(self._jittered(next(delays))):
+                    return None
+                first = False
+                continue
+            with self._lock:
+                if not first:
+                    self._reconnects += 1
+                self._state = "connected"
+            return source
+        return None
+
+    @staticmethod
+    def _jittered(delay: float) -> float:
+        return delay * (1.0 - BACKOFF_JITTER * random.random())
+
+    def _start_run(self, info: SourceInfo) -> None:
+        meta = {
+            "width": info.width,
+            "height": info.height,
+            "fps": self._fps(info),
+            "stride": self.stride,
+            "mode": "distributed",
+        }
+        if self.repository is not None:
+            self.repository.start_run(self.run_id, self.camera.id, redact(self.source), meta)
+        else:
+            with Repository(self.settings.database_url) as repo:
+                repo.start_run(self.run_id, self.camera.id, redact(self.source), meta)
+        with self._lock:
+            self._run_started = True
+
+    def _fps(self, info: SourceInfo) -> float:
+        if self.live and self.camera.fps is not None:
+            return min(info.fps, self.camera.fps)
+        return info.fps
+
+    def _consume(self, source: FrameSource, seq_base: int) -> int:
+        """Handle the frames of one connection; returns the last seq read (seq_base - 1 if none)."""
+        last = seq_base - 1
+        interval = 1.0 / self.camera.fps if self.live and self.camera.fps else 0.0
+        next_due = 0.0
+        read_from = self.clock()
+        for raw in source.frames(self.stride):
+            # A read that blocked (a live or paced source) means frames come no faster than the
+            # workers want them: send what is held now, and this frame alone.
+            paced = self.clock() - read_from >= PACED_READ_S
+            if paced:
+                self._flush()
+            if self.stop.is_set():
+                break
+            seq = seq_base + raw.seq if self.live else raw.seq
+            last = seq
+            with self._lock:
+                self._read += 1
+            due = True
+            if interval:
+                now = self.clock()
+                due = now >= next_due
+                if due:
+                    # Keep to the rate on average; after a long stall start afresh.
+                    next_due = next_due + interval if now - next_due < interval else now + interval
+            if due:
+                self._handle(seq, raw, paced)
+            else:
+                with self._lock:
+                    self._skipped += 1
+            if self._reached_max():
+                break
+            read_from = self.clock()
+        self._flush()
+        return last
+
+    def _handle(self, seq: int, raw: RawFrame, paced: bool = False) -> None:
+        captured_at = time.time()
+        d = self.settings.distributed
+        if not self._pending:  # a new message: look at the queue once for all its frames
+            try:
+                waiting = self.backlog()
+                self._outage_over()
+            except OUTAGE_ERRORS as exc:
+                # Redis away: a live frame is dropped (counted); a file waits until it is back.
+                self._outage = True
+                self._set_state("degraded", f"frame store or broker unreachable: {type(exc).__name__}: {exc}")
+                if self.live:
+                    with self._lock:
+                        self._dropped += 1
+                    return
+                waiting = 0
+                self._until_sent("the queue length", self.backlog)
+            if waiting >= d.max_backlog:
+                with self._lock:
+                    self._dropped += 1
+                with _COUNTERS_LOCK:
+                    _DROPPED[self.camera.id] += 1
+                return
+            self._batch = d.detect_batch_frames if waiting and not (self.live or paced) else 1
+        image = raw.image
+        key = frame_key(self.camera.id, self.run_id, seq)
+        static = self.gate.check(image, raw.ts) if self.gate is not None else False
+        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]), captured_at,
+                       static)
+        self._pending.append((ref, encode_jpeg(image, self.settings.pipeline.jpeg_quality)))
+        if len(self._pending) >= self._batch:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Store the held frames and publish them as one message."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        refs = [ref for ref, _ in pending]
+        prev = self._prev_seq
+
+        def send() -> None:
+            self.store.put_many([(ref.key, data) for ref, data in pending])
+            self.publish(refs, self.run_id, prev)
+
+        if not self._until_sent(f"frames {refs[0].seq}-{refs[-1].seq}", send):
+            return
+        with self._lock:
+            self._prev_seq = refs[-1].seq
+            self._published += len(refs)
+        with _COUNTERS_LOCK:
+            _PUBLISHED[self.camera.id] += len(refs)
+
+    def _until_sent(self, what: str, send: Callable[[], object]) -> bool:
+        """Call ``send`` until Redis takes it, waiting with backoff while it is away; False when
+        ``stop`` was set first (what was to be sent is then lost, and the run ends without it)."""
+        delays = backoff_delays(self.backoff_initial_s, self.backoff_max_s)
+        while True:
+            try:
+                send()
+            except OUTAGE_ERRORS as exc:
+                self._outage = True
+                self._set_state("degraded", f"frame store or broker unreachable ({what} wait): "
+                                f"{type(exc).__name__}: {exc}")
+                if self.stop.wait(self._jittered(next(delays))):
+                    return False
+                continue
+            self._outage_over()
+            return True
+
+    def _outage_over(self) -> None:
+        if self._outage:
+            self._outage = False
+            self._set_state("connected")
+
+    def _finish(self, info: SourceInfo) -> None:
+        """Tell the sequencer where the run ends (a file's end, or a live source stopped)."""
+        if self.end is None:
+            return
+        end = self.end
+        stats = self.stats()
+        summary = {
+                "last_seq": stats.last_seq,
+                "frames": stats.published,
+                "dropped": stats.dropped,
+                "stride": self.stride,
+                "fps": self._fps(info),
+                "width": info.width,
+                "height": info.height,
+                "source": redact(self.source),
+                "reconnects": stats.reconnects,
+                "outage_s": stats.outage_s,
+            }
+        # The end marker must get through even if Redis is away right now (a stop request
+        # still ends the run: one last try below).
+        if not self._until_sent("end of the run", lambda: end(self.run_id, summary)):
+            end(self.run_id, summary)
+
+
+# -- the distributed wiring ---------------------------------------------------------------
+
+
+@lru_cache(maxsize=16)
+def _broker_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
+
+
+def broker_queue_keys(app: Celery, queue_name: str) -> list[str]:
+    """The Redis lists that hold a queue's messages on kombu's Redis transport.
+
+    kombu keeps one list per priority step: the queue's own name for priority 0 and
+    ``<queue><sep><step>`` for the others (steps 0, 3, 6, 9 and sep ``\\x06\\x16`` by
+    default; both can be changed in ``broker_transport_options``), all behind the optional
+    ``global_keyprefix``.
+    """
+    options: dict[str, Any] = dict(app.conf.broker_transport_options or {})
+    sep = str(options.get("sep", Channel.sep))
+    steps = list(options.get("priority_steps", PRIORITY_STEPS))
+    prefix = str(options.get("global_keyprefix", ""))
+    keys = []
+    for step in steps:
+        name = f"{queue_name}{sep}{step}" if step else queue_name
+        keys.append(prefix + name)
+    return list(dict.fromkeys(keys))
+
+
+def detect_backlog(app: Celery, queue_name: str) -> int:
+    """Messages waiting on a queue of the app's Redis broker (all priorities together).
+
+    Messages a worker has taken but not yet acknowledged are no longer in the list and do not
+    count: they are bounded by the workers' concurrency and prefetch.
+    """
+    url = str(app.conf.broker_url or "")
+    if not url.startswith(("redis://", "rediss://")):
+        scheme = url.partition("://")[0] or "none"
+        raise ValueError(f"the capture backlog needs a Redis broker, not {scheme}")
+    client = _broker_client(url)
+    with client.pipeline(transaction=False) as pipe:
+        for key in broker_queue_keys(app, queue_name):
+            pipe.llen(key)
+        return sum(int(n) for n in pipe.execute())
+
+
+def make_app(settings: Settings) -> Celery:
+    """A Celery app configured from these settings (only to send messages: no tasks needed)."""
+    from celery import Celery
+
+    from genesis.celery import configure
+
+    app = Celery("genesis", set_as_current=False)
+    configure(app, settings)
+    return app
+
+
+def distributed_capture(
+    settings: Settings,
+    camera: CameraConfig,
+    source: str,
+    *,
+    app: Celery | None = None,
+    stop: threading.Event | None = None,
+    run_id: str | None = None,
+    stride: int | None = None,
+    max_frames: int | None = None,
+    repository: Repository | None = None,
+    backoff_initial_s: float = BACKOFF_INITIAL_S,
+    backoff_max_s: float = BACKOFF_MAX_S,
+    open_source: SourceOpener = VideoSource,
+) -> CaptureLoop:
+    """A capture loop wired to Redis and the broker: the frame store, ``publish_frames``,
+    ``publish_end`` and the detect queue's backlog."""
+    from genesis.adapters.redis_frames import RedisFrameStore
+    from genesis.tasks.dispatch import publish_end, publish_frames
+    from genesis.tasks.routing import DETECT, queue_of
+
+    celery_app = app if app is not None else make_app(settings)
+    store = RedisFrameStore.from_settings(settings)
+    detect_queue = queue_of(settings, DETECT)
+
+    def publish(refs: list[FrameRef], run: str, prev_seq: int) -> None:
+        publish_frames(celery_app, settings, refs, run, prev_seq)
+
+    def backlog() -> int:
+        return detect_backlog(celery_app, detect_queue)
+
+    def end(run: str, summary: dict[str, Any]) -> None:
+        publish_end(celery_app, settings, store.client, camera.id, run, summary)
+
+    def keep_alive(run: str) -> Callable[[], None]:
+        from genesis.pipeline.liveness import RunHeartbeat
+
+        beat = RunHeartbeat(store.client, run, settings.distributed.run_stale_after_s)
+        beat.start()
+        return beat.stop
+
+    return CaptureLoop(
+        settings, camera, source, store, publish, backlog, stop,
+        end=end, repository=repository, run_id=run_id, stride=stride, max_frames=max_frames,
+        backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s, keep_alive=keep_alive,
+        open_source=open_source,
+    )

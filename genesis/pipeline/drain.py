@@ -1,0 +1,100 @@
+"""``genesis drain``: wait until the distributed pipeline has nothing left to do, and say what it waits for.
+
+Each look first marks abandoned runs (genesis.pipeline.liveness: no capture, no task and no
+message for ``run_stale_after_s``), so drain never waits on a dead run. Messages taken by a
+worker and not acknowledged are told apart: *in flight* on a living worker, or *held by a
+dead worker* (they go back to their queue as soon as a living worker's heartbeat sees it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from genesis.adapters.db import Repository
+from genesis.config import Settings
+from genesis.pipeline.liveness import Abandoned, HeldMessage, held_messages, reap_stale_runs, worker_key
+from genesis.pipeline.sequencer import done_key
+from genesis.tasks.dispatch import end_key
+from genesis.tasks.routing import QUEUES, SEQUENCE
+
+SHOWN = 3
+"""Items named per kind in the one-line description (the rest are counted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineBacklog:
+    queued: dict[str, int]
+    unacked: int
+    pending_results: int
+    unfinished_runs: list[str]
+    held: list[HeldMessage] = field(default_factory=list)
+    """Unacknowledged messages that count (the idle delayed looks at finished runs left out)."""
+    abandoned: list[Abandoned] = field(default_factory=list)
+    """Runs this look marked as abandoned."""
+    live_workers: int = 0
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.queued.values()) and not self.unacked and not self.pending_results \
+            and not self.unfinished_runs
+
+    @property
+    def dead_held(self) -> list[HeldMessage]:
+        return [m for m in self.held if m.state != "in flight"]
+
+    def describe(self) -> str:
+        queued = ", ".join(f"{q} {n}" for q, n in self.queued.items() if n) or "none"
+        flying = [m for m in self.held if m.state == "in flight"]
+        parts = [f"queued: {queued}", f"in flight: {len(flying)}"]
+        dead = self.dead_held
+        if dead:
+            names = "; ".join(m.describe() for m in dead[:SHOWN]) + (f"; +{len(dead) - SHOWN}" if len(dead) > SHOWN
+                                                                       else "")
+            back = ("they go back to their queue at a live worker's next heartbeat" if self.live_workers
+                    else "no live worker to put them back: start one")
+            parts.append(f"held by a dead worker: {len(dead)} ({names}; {back})")
+        parts.append(f"frames awaiting the sequencer: {self.pending_results}")
+        runs = ", ".join(self.unfinished_runs[:SHOWN]) + (f" +{len(self.unfinished_runs) - SHOWN}"
+                                                          if len(self.unfinished_runs) > SHOWN else "")
+        parts.append(f"runs not finished: {len(self.unfinished_runs)}" + (f" ({runs})" if runs else ""))
+        return "; ".join(parts)
+
+
+def _idle_recheck(raw: bytes | str, redis_client: Any) -> bool:
+    """A delayed sequencer look (a countdown task a worker holds) at a run that is already done:
+    nothing is left for it to do, so it does not keep the pipeline from being drained."""
+    try:
+        message = json.loads(raw)[0]
+        if message.get("headers", {}).get("task") != SEQUENCE:
+            return False
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        return bool(redis_client.exists(done_key(str(args[1]))))
+    except (ValueError, KeyError, IndexError, TypeError):
+        return False
+
+
+def backlog(settings: Settings, app: Any, redis_client: Any, repo: Repository) -> PipelineBacklog:
+    from genesis.pipeline.capture import _broker_client, detect_backlog
+
+    abandoned = reap_stale_runs(settings, redis_client, app, repo)
+    queued = {q: detect_backlog(app, q) for q in QUEUES}
+    broker = _broker_client(str(app.conf.broker_url))
+    dead_after = settings.distributed.worker_dead_after_s
+    idle = {str(tag.decode() if isinstance(tag, bytes) else tag)
+            for tag, raw in broker.hgetall("unacked").items() if _idle_recheck(raw, redis_client)}
+    held = [m for m in held_messages(broker, dead_after) if m.tag not in idle]
+    pending = 0
+    for key in redis_client.scan_iter(match="genesis:run:*:results", count=500):
+        run_id = key.decode().split(":")[2] if isinstance(key, bytes) else str(key).split(":")[2]
+        if redis_client.exists(done_key(run_id)):  # finished or abandoned: nothing will read them
+            continue
+        pending += int(redis_client.zcard(key))
+    unfinished = [
+        r.run_id for r in repo.runs()
+        if r.status == "running" and redis_client.exists(end_key(r.run_id))
+    ]
+    live = sum(1 for _ in broker.scan_iter(match=worker_key("*"), count=500))
+    return PipelineBacklog(queued, len(held), pending, unfinished, held, abandoned, live)

@@ -1,0 +1,374 @@
+"""The embedded pipeline: every stage in one process, an in-memory frame store, SQLite (or any
+SQLAlchemy URL). It only wires the stages together; the stages are the ones the workers run.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+import genesis
+from genesis.adapters.db import Repository
+from genesis.adapters.db.alerts import AlertStore
+from genesis.adapters.db.analytics import AnalyticsStore
+from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg, encode_jpeg, frame_key
+from genesis.adapters.video import ReconnectingSource, VideoSource, open_video
+from genesis.config import CameraConfig, Settings
+from genesis.domain import (
+    Alert,
+    FrameOutcome,
+    FrameRef,
+    LineCrossing,
+    OccupancySample,
+    RecognitionAttempt,
+    Sighting,
+    ZoneEvent,
+)
+from genesis.domain.redact import redact
+from genesis.identities.cache import GalleryCache, LiveFaces
+from genesis.identities.tracks import save_camera_track_faces
+from genesis.pipeline.model_loader import LoadedModels, load_models
+from genesis.pipeline.report import build_results, write_json_atomic
+from genesis.services.alerts import EmbeddedAlerts, prime
+from genesis.services.heatmap import SnapshotKeeper, heatmap_image
+from genesis.services.live import LivePublisher, SqlLive
+from genesis.services.mqtt_events import MqttSink, open_sink
+from genesis.services.privacy import FrameView, Redactor, redactor_for, view_of
+from genesis.stages.camera import CameraState, FaceModels
+from genesis.stages.detect import camera_tiling, detect_frame
+from genesis.stages.motion import motion_gate
+
+ProgressFn = Callable[["Progress"], None]
+SAVE_EVERY = 25
+
+
+@dataclass(slots=True)
+class Progress:
+    frames: int
+    total: int | None
+    people: int
+    fps: float
+
+
+@dataclass(slots=True)
+class RunOutput:
+    run_id: str
+    report: dict[str, Any]
+    out_dir: Path | None
+    files: list[Path] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Pending:
+    sightings: list[Sighting] = field(default_factory=list)
+    attempts: list[RecognitionAttempt] = field(default_factory=list)
+    zone_events: list[ZoneEvent] = field(default_factory=list)
+    crossings: list[LineCrossing] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    samples: list[OccupancySample] = field(default_factory=list)
+    alert_sink: EmbeddedAlerts | None = None
+
+    def add(self, o: FrameOutcome) -> None:
+        self.sightings += o.sightings
+        self.attempts += o.attempts
+        self.zone_events += o.zone_events
+        self.crossings += o.crossings
+        self.alerts += o.alerts
+        self.samples += o.samples
+
+    def flush(self, repo: Repository, run_id: str) -> None:
+        if self.sightings or self.attempts or self.zone_events or self.crossings:
+            repo.save_outcome(run_id, self.sightings, self.attempts, self.zone_events, self.crossings)
+        if self.alert_sink is not None and (self.alerts or self.samples):
+            self.alert_sink.save(self.alerts, self.samples)  # stored, then delivered in the background
+        self.sightings, self.attempts, self.zone_events, self.crossings = [], [], [], []
+        self.alerts, self.samples = [], []
+
+
+def versions() -> dict[str, str]:
+    import onnxruntime
+    import supervision
+
+    out = {
+        "genesis": genesis.__version__,
+        "python": platform.python_version(),
+        "opencv": cv2.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "supervision": supervision.__version__,
+    }
+    try:
+        from importlib.metadata import version
+
+        out["deepface"] = version("deepface")
+        out["trackers"] = version("trackers")
+    except Exception:
+        pass
+    return out
+
+
+class Annotator:
+    """Writes an annotated copy of the processed frames (boxes, ids, names, zones, lines), with the
+    camera's privacy blur (``redactor``) applied first."""
+
+    def __init__(self, path: Path, fps: float, width: int, height: int, redactor: Redactor | None = None) -> None:
+        self.path = path
+        self.redactor = redactor
+        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
+        if not self._writer.isOpened():
+            raise OSError(f"cannot write {path}")
+
+    def write(self, image: np.ndarray, outcome: FrameOutcome, state: CameraState) -> None:
+        img = self.redactor.image(image, view_of(outcome, state)) if self.redactor else image.copy()
+        for zone in state.zones:
+            cv2.polylines(img, [zone.polygon.reshape(-1, 1, 2).astype(np.int32)], True, (255, 200, 0), 2)
+            x, y = zone.polygon[0]
+            cv2.putText(img, f"{zone.name}: {zone.occupancy}", (int(x) + 4, int(y) + 18),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 200, 0), 2)
+        for line in state.lines:
+            (sx, sy), (ex, ey) = line.points
+            cv2.line(img, (int(sx), int(sy)), (int(ex), int(ey)), (0, 200, 255), 2)
+        for p in outcome.tracked.persons:
+            name = state.recognizer.identity(p.track_id).identity
+            colour = (0, 200, 0) if name else (200, 200, 200)
+            x1, y1, x2, y2 = (int(v) for v in p.box)
+            cv2.rectangle(img, (x1, y1), (x2, y2), colour, 2)
+            cv2.putText(img, f"#{p.track_id} {name or ''}".strip(), (x1, max(12, y1 - 5)),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 2)
+        self._writer.write(img)
+
+    def close(self) -> None:
+        self._writer.release()
+
+
+def run_embedded(
+    settings: Settings,
+    source: str,
+    camera: CameraConfig,
+    out_dir: Path | None = None,
+    annotate: bool = False,
+    stride: int | None = None,
+    max_frames: int | None = None,
+    progress: ProgressFn | None = None,
+    models: LoadedModels | None = None,
+) -> RunOutput:
+    """Run one source through every stage and store what it saw; returns the report.
+
+    The source and the models are checked before anything is written; a failure during the
+    run removes the run's rows, so the database never holds half a run.
+    """
+    stride = stride or settings.pipeline.frame_stride
+    video = open_video(source)  # a live source reconnects with backoff when it drops
+    try:
+        models = models or load_models(settings)
+        repo = Repository(settings.database_url)
+        try:
+            return _run(settings, video, camera, repo, models, out_dir, annotate, stride, max_frames, progress)
+        finally:
+            repo.close()
+    finally:
+        video.close()
+
+
+def _run(
+    settings: Settings,
+    video: VideoSource | ReconnectingSource,
+    camera: CameraConfig,
+    repo: Repository,
+    models: LoadedModels,
+    out_dir: Path | None,
+    annotate: bool,
+    stride: int,
+    max_frames: int | None,
+    progress: ProgressFn | None,
+) -> RunOutput:
+    info = video.info
+    faces: FaceModels | None = None
+    gallery_size = 0
+    live: LiveFaces | None = None
+    if models.face_detector is not None and models.embedder is not None:
+        live = LiveFaces(models.face_detector, models.embedder, GalleryCache(repo, settings))
+        faces = live.get()  # refreshed below when the gallery changes (enroll, forget ...)
+        gallery_size = len(faces.gallery.identities) if faces is not None else 0
+    state = CameraState(settings, camera, info.width, info.height, info.fps, faces, stride)
+    store = MemoryFrameStore(max_frames=4)
+    run_id = uuid.uuid4().hex
+    started = datetime.now(UTC)
+    repo.start_run(run_id, camera.id, redact(info.source),
+                   {"width": info.width, "height": info.height, "fps": info.fps})
+    alert_sink = EmbeddedAlerts(AlertStore(repo.engine), settings, run_id, started.timestamp())
+    prime(state, alert_sink.store, settings, started.timestamp())
+    total = None
+    if info.frame_count:
+        total = -(-info.frame_count // stride)
+        if max_frames is not None:
+            total = min(total, max_frames)
+    annotator: Annotator | None = None
+    # The privacy blur of what this run stores (snapshots, annotated.mp4, the heatmap background).
+    redactor = redactor_for(settings, camera)
+    view = FrameView()
+    mqtt: MqttSink | None = open_sink(settings, camera, run_id, started.timestamp())
+    report_extra: dict[str, Any] = {}
+    pending = _Pending(alert_sink=alert_sink)
+    t0 = time.perf_counter()
+    detect_ms = 0.0
+    first_ts = last_ts = 0.0
+    snapshot: np.ndarray | None = None
+    snapshots = SnapshotKeeper(AnalyticsStore(repo), camera.id, settings.analytics.snapshot_every_s)
+    snapshot_jpeg = b""
+    gate, tiling = motion_gate(settings, camera), camera_tiling(settings, camera)  # see genesis.stages.motion
+    live_view = LivePublisher.from_settings(settings, SqlLive(repo.engine))
+    try:
+        if annotate and out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            annotator = Annotator(out_dir / "annotated.mp4", info.fps / stride, info.width, info.height, redactor)
+        try:
+            for raw in video.frames(stride=stride, max_frames=max_frames):
+                key = frame_key(camera.id, run_id, raw.seq)
+                store.put(key, encode_jpeg(raw.image, settings.pipeline.jpeg_quality))
+                data = store.get(key)
+                assert data is not None
+                image = decode_jpeg(data)
+                static = gate.check(raw.image, raw.ts) if gate is not None else False
+                ref = FrameRef(camera.id, raw.seq, raw.ts, key, image.shape[1], image.shape[0], static=static)
+                detections = detect_frame(models.detector, ref, image, tiling, settings.detector.iou)
+                detect_ms += detections.inference_ms
+                if live is not None:
+                    state.faces = live.get()
+                outcome = state.process(detections, image)
+                pending.add(outcome)
+                if mqtt is not None:
+                    mqtt.observe(outcome, state)
+                live_view.offer(run_id, outcome, state, image)
+                if state.frames == 1:
+                    first_ts = raw.ts
+                last_ts = raw.ts
+                snapshot, snapshot_jpeg = image, data
+                if redactor is not None:
+                    view = view_of(outcome, state)
+                snapshots.offer(data, image.shape[1], image.shape[0], redact=_redact(redactor, view, settings))
+                if annotator is not None:
+                    annotator.write(image, outcome, state)
+                if state.frames % SAVE_EVERY == 0:
+                    pending.flush(repo, run_id)
+                if progress is not None:
+                    elapsed = time.perf_counter() - t0
+                    progress(Progress(state.frames, total, len(outcome.tracked.persons),
+                                      state.frames / elapsed if elapsed > 0 else 0.0))
+        except KeyboardInterrupt:
+            if video.info.kind == "file":
+                raise
+            # A live source ends when the operator stops it: keep what was seen.
+        closing = state.close()
+        pending.zone_events += closing
+        if mqtt is not None:
+            mqtt.end(closing, state)
+        pending.flush(repo, run_id)
+        repo.save_tracks(run_id, state.track_records())
+        save_camera_track_faces(repo, settings, run_id, state)
+        elapsed = time.perf_counter() - t0
+        meta = {
+            "frames": state.frames,
+            "first_ts": first_ts,
+            "last_ts": last_ts,
+            "frame_interval_s": round(stride / info.fps, 6),
+            "stride": stride,
+        }
+        if isinstance(video, ReconnectingSource):  # the gaps of a live source, counted
+            meta.update(reconnects=video.reconnects, outage_s=round(video.outage_s, 3))
+        repo.finish_run(run_id, "finished", state.frames, meta)
+        if snapshot is not None:
+            snapshots.offer(snapshot_jpeg, snapshot.shape[1], snapshot.shape[0], force=True,
+                            redact=_redact(redactor, view, settings))
+            if redactor is not None:  # the heatmap background below
+                snapshot = redactor.image(snapshot, view)
+        delivery = alert_sink.drain()
+        if mqtt is not None:
+            mqtt.publisher.close()  # waits flush_timeout_s at most, and only while connected
+            report_extra["mqtt"] = {"published": mqtt.publisher.published, "dropped": mqtt.publisher.dropped}
+    except BaseException:
+        if mqtt is not None:
+            mqtt.publisher.close(0.0)
+        alert_sink.drain(0.0)
+        repo.delete_run(run_id)
+        if annotator is not None:
+            annotator.close()
+            annotator.path.unlink(missing_ok=True)
+        raise
+    if annotator is not None:
+        annotator.close()
+    run = repo.run(run_id)
+    assert run is not None
+    results = build_results(repo, run, camera)
+    report: dict[str, Any] = {
+        "results": results,
+        "run": {
+            "run_id": run_id,
+            "mode": "embedded",
+            "source": redact(info.source),
+            "source_kind": info.kind,
+            "width": info.width,
+            "height": info.height,
+            "source_fps": round(info.fps, 3),
+            "stride": stride,
+            "frames_processed": state.frames,
+            "started_at": started.isoformat(),
+            "finished_at": datetime.now(UTC).isoformat(),
+            "elapsed_s": round(elapsed, 3),
+            "fps": round(state.frames / elapsed, 2) if elapsed > 0 else 0.0,
+            "detect_ms_mean": round(detect_ms / state.frames, 2) if state.frames else 0.0,
+            "static_frames": gate.static_frames if gate is not None else 0,
+            "models": {
+                "detector": f"{settings.detector.backend}:{Path(settings.detector.weights).name}",
+                "face_detector": settings.recognition.face_detector.weights if faces else None,
+                "embedder": settings.recognition.embedder.model if faces else None,
+                "threshold": settings.recognition.embedder.cosine_threshold if faces else None,
+            },
+            "gallery_identities": gallery_size,
+            "alert_delivery": {"alerts": delivery.alerts, "delivered": delivery.delivered,
+                               "failed": delivery.failed, "pending": delivery.pending},
+            "recognition": "on" if faces else ("no identities enrolled" if models.embedder else "disabled"),
+            "database": _safe_url(settings.database_url),
+            "versions": versions(),
+            **report_extra,
+        },
+    }
+    files: list[Path] = []
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        heat, _ = heatmap_image([s.box for s in repo.sightings(run_id)], snapshot, info.width, info.height,
+                                settings.analytics.heatmap_cell_px)
+        heat_path = out_dir / f"heatmap_{camera.id}.png"
+        cv2.imwrite(str(heat_path), heat)
+        files.append(heat_path)
+        if annotator is not None:
+            files.append(annotator.path)
+        report_path = out_dir / "report.json"
+        report["run"]["files"] = [p.name for p in [*files, report_path]]
+        write_json_atomic(report_path, report)
+        files.append(report_path)
+    return RunOutput(run_id=run_id, report=report, out_dir=out_dir, files=files)
+
+
+def _redact(redactor: Redactor | None, view: FrameView, settings: Settings) -> Callable[[bytes], bytes] | None:
+    if redactor is None:
+        return None
+    return lambda jpeg: redactor.jpeg(jpeg, view, settings.pipeline.jpeg_quality)
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without a password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}@{host}"
+    return url

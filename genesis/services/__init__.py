@@ -1,0 +1,1 @@
+"""Application services over the stages and adapters: alert delivery, rollups, heatmaps, enrollment."""

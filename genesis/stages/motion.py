@@ -1,0 +1,95 @@
+"""Motion gating: detect only when the picture changed since the last detection.
+
+As the mature NVRs do, a frame is shrunk to a small grey image (``motion.width`` px wide, light blur) and
+compared with the small image of the last *detected* frame: when fewer than ``motion.min_changed`` of its
+pixels changed by ``motion.pixel_threshold`` grey levels or more, nothing moved and the frame is *static*.
+Comparing with the last detected frame (not the previous frame) means slow movement adds up until it counts.
+A full detection still runs at least every ``motion.force_every_s`` seconds of video, so a person who
+stands still is re-detected.
+
+A static frame is marked on its ``FrameRef`` (``static=True``). The detect stage then skips inference, and
+the ordered per-camera stage (``HeldDetections``, called by ``CameraState.process``) gives the tracker the
+last detections again, so tracks, zones and lines live on through still stretches. The gate must see the
+frames in order: in the embedded runner it runs in the frame loop, in the distributed mode in the capture
+process (detect tasks are stateless). It uses the source's own pixels and timestamps only, so both modes
+take the same decisions on the same video.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from genesis.config import CameraConfig, MotionConfig, Settings
+from genesis.domain import Detection, FrameDetections
+
+
+def small_grey(image: np.ndarray, width: int) -> np.ndarray:
+    """The frame as a small blurred grey image (int16, so differences do not wrap)."""
+    h, w = image.shape[:2]
+    height = max(1, round(h * width / w))
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    small = cv2.resize(grey, (width, height), interpolation=cv2.INTER_AREA)
+    return cv2.GaussianBlur(small, (3, 3), 0).astype(np.int16)
+
+
+def changed_share(a: np.ndarray, b: np.ndarray, pixel_threshold: int) -> float:
+    """Share of the pixels whose grey level differs by ``pixel_threshold`` or more."""
+    return float(np.count_nonzero(np.abs(a - b) >= pixel_threshold)) / a.size
+
+
+@dataclass(slots=True)
+class MotionGate:
+    """One camera's gate; ``check`` must see the frames in order. State is the reference image and time."""
+
+    config: MotionConfig
+    reference: np.ndarray | None = None
+    """Small grey image of the last detected frame."""
+    detected_ts: float | None = None
+    """Video time of the last detected frame."""
+    frames: int = 0
+    static_frames: int = 0
+    last_share: float = field(default=0.0)
+
+    def check(self, image: np.ndarray, ts: float) -> bool:
+        """True when ``image`` is static (no detection needed), False when it must be detected."""
+        c = self.config
+        small = small_grey(image, c.width)
+        self.frames += 1
+        forced = self.detected_ts is None or ts - self.detected_ts >= c.force_every_s or ts < self.detected_ts
+        if self.reference is None or self.reference.shape != small.shape:
+            forced = True
+            self.last_share = 1.0
+        else:
+            self.last_share = changed_share(small, self.reference, c.pixel_threshold)
+        if not forced and self.last_share < c.min_changed:
+            self.static_frames += 1
+            return True
+        self.reference, self.detected_ts = small, ts
+        return False
+
+
+def camera_motion(settings: Settings, camera: CameraConfig) -> MotionConfig:
+    """The camera's own motion settings, else the detector's default."""
+    return camera.motion if camera.motion is not None else settings.detector.motion
+
+
+def motion_gate(settings: Settings, camera: CameraConfig) -> MotionGate | None:
+    """A gate for the camera, or None when gating is off for it."""
+    config = camera_motion(settings, camera)
+    return MotionGate(config) if config.enabled else None
+
+
+@dataclass(slots=True)
+class HeldDetections:
+    """The ordered stage's side of gating: a static frame gets the last detections again."""
+
+    last: tuple[Detection, ...] = ()
+
+    def apply(self, detections: FrameDetections) -> FrameDetections:
+        if detections.frame.static:
+            return FrameDetections(detections.frame, self.last, 0.0)
+        self.last = detections.detections
+        return detections

@@ -1,0 +1,216 @@
+"""The operator's console in a real headless Chromium (Debian ``chromium`` through Playwright),
+against a real ``genesis serve`` process beside real ``genesis run`` processes on one SQLite file:
+see an unknown person's face, name them, open their page and timeline, watch the live view of a
+running embedded pipeline (its boxes move: two screenshots differ), search by photo and reject a
+match. Screenshots go to ``$GENESIS_TEST_ARTIFACTS/console`` (and, with ``GENESIS_UPDATE_DOCS_IMAGES=1``,
+to docs/images/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+
+from tests.e2e.conftest import CLI
+from tests.e2e.test_dashboard_browser import chromium_or_skip, free_port
+from tests.services import redis_url
+
+REDIS_DB = 14
+NAME = "Visitor One"
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+@pytest.fixture()
+def shots(tmp_path: Path) -> Path:
+    base = os.environ.get("GENESIS_TEST_ARTIFACTS")
+    folder = (Path(base).resolve() if base else tmp_path / "artifacts") / "console"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture()
+def console(cli: CLI, data_dir: Path, tmp_path: Path) -> Iterator[tuple[str, str, CLI]]:
+    """(base URL, admin key, cli) of `genesis serve` over the SQLite database of one finished run."""
+    import redis
+    import yaml
+
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml.safe_dump({"cameras": [{
+        "id": "lobby",
+        "zones": [{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}],
+        "lines": [{"name": "mid", "start": [0.5, 0], "end": [0.5, 1], "in_name": "east", "out_name": "west"}],
+    }], "identities": {"unknowns_without_gallery": True}}))
+    cli.env.update(GENESIS_REDIS_URL=redis_url(REDIS_DB), GENESIS_BROKER_URL=redis_url(REDIS_DB),
+                   GENESIS_CONFIG=str(config))
+    redis.Redis.from_url(redis_url(REDIS_DB)).flushdb()
+    cli("run", "--source", str(data_dir / "video" / "opencv4nodejs_people.mp4"), "--camera", "lobby",
+        "--stride", "3", "--max-frames", "24")
+    key = cli("apikey", "create", "--role", "admin", "--name", "console").stdout.strip()
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "genesis.cli.main", "serve", "--port", str(port), "--ops-port",
+                             str(free_port())], cwd=cli.cwd, env=cli.env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"genesis serve did not start: {(tmp_path / 'serve.log').read_text()}")
+            time.sleep(0.3)
+        yield base, key, cli
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def get(base: str, key: str, path: str) -> Any:
+    req = urllib.request.Request(base + path, headers={"X-API-Key": key})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def frame_at(data_dir: Path, ts: float, out: Path) -> Path:
+    cap = cv2.VideoCapture(str(data_dir / "video" / "opencv4nodejs_people.mp4"))
+    cap.set(cv2.CAP_PROP_POS_MSEC, ts * 1000.0)
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    cv2.imwrite(str(out), frame)
+    return out
+
+
+def test_console_faces_name_identity_live_search_reject(console: tuple[str, str, CLI], data_dir: Path,
+                                                        shots: Path, tmp_path: Path) -> None:
+    chromium = chromium_or_skip()
+    from playwright.sync_api import expect, sync_playwright
+
+    base, key, cli = console
+    clusters = get(base, key, "/api/unknowns?limit=100")["items"]
+    assert clusters, "the run clustered no face"
+    target = max(clusters, key=lambda u: u["size"])
+    best = get(base, key, f"/api/unknowns/{target['id']}/faces")["items"][0]
+    photo = frame_at(data_dir, best["ts"], tmp_path / "frame.jpg")
+    runner: subprocess.Popen[bytes] | None = None
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
+                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(base + "/")
+            page.fill("#api_key", key)
+            page.click("button[type=submit]")
+            expect(page.get_by_role("heading", name="Cameras")).to_be_visible()
+
+            # The unknown-faces panel shows each cluster's best face (a real image) and a strip of the others.
+            row = page.locator(f'#unknown-rows tr[data-cluster="{target["id"]}"]')
+            expect(row.locator("img.face.best")).to_be_visible(timeout=10_000)
+            page.wait_for_function(
+                "id => { const i = document.querySelector(`#unknown-rows tr[data-cluster='${id}'] img.face.best`);"
+                " return i && i.complete && i.naturalWidth > 0; }", arg=target["id"], timeout=10_000)
+            expect(row.locator(".strip img.face")).to_have_count(min(target["size"], 7) - 1)
+            row.scroll_into_view_if_needed()
+            page.screenshot(path=str(shots / "01-unknown-faces.png"), full_page=True)
+
+            # Review: name the cluster from its card.
+            page.get_by_role("link", name="Review").click()
+            card = page.locator(f'.cluster-card[data-cluster="{target["id"]}"]')
+            expect(card.locator("img.face.best")).to_be_visible(timeout=10_000)
+            expect(page.locator("#review-faces .face-card").first).to_be_visible(timeout=10_000)
+            page.screenshot(path=str(shots / "02-review.png"), full_page=True)
+            card.locator("input.cluster-name").fill(NAME)
+            card.get_by_role("button", name="name").click()
+            expect(card).to_have_count(0, timeout=10_000)
+
+            # The identity's page: the same numbers as the API's summary (report.json's entries), and a
+            # timeline with faces.
+            page.goto(base + "/identities/" + urllib.request.quote(NAME))
+            expect(page.locator("body[data-loaded='1']")).to_have_count(1, timeout=20_000)
+            summary = get(base, key, "/api/identities/" + urllib.request.quote(NAME) + "/summary")
+            stats = page.locator("#identity-stats")
+            expect(stats).to_contain_text(f"visits{summary['visits']}")
+            expect(stats).to_contain_text(f"in {summary['crossings']['in']} · out {summary['crossings']['out']}")
+            expect(stats).to_contain_text("lobby")
+            expect(page.locator("#identity-photos img.face")).to_have_count(target["size"])
+            assert summary["tracks"] == target["size"]
+            expect(page.locator("#identity-timeline li.run-head img.face")).to_have_count(target["size"])
+            events = sum(len(r["timeline"]) for r in summary["runs"])
+            expect(page.locator("#identity-timeline li.event")).to_have_count(events)
+            page.screenshot(path=str(shots / "03-identity.png"), full_page=True)
+
+            # Live view: a second embedded run of the camera while the dashboard is open.
+            runner = subprocess.Popen(
+                [sys.executable, "-m", "genesis.cli.main", "run", "--source",
+                 str(data_dir / "video" / "opencv4nodejs_people.mp4"), "--camera", "lobby", "--stride", "2"],
+                cwd=cli.cwd, env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            page.goto(base + "/")
+            tile = page.locator('.tile[data-camera="lobby"]')
+            canvas = tile.locator("canvas.live")
+            expect(tile).to_have_attribute("data-live", "on", timeout=90_000)
+            page.wait_for_function("() => Number(document.querySelector('canvas.live').dataset.persons) > 0",
+                                   timeout=60_000)
+            seq1 = canvas.get_attribute("data-seq")
+            first = canvas.screenshot()
+            page.wait_for_function(
+                "s => { const c = document.querySelector('canvas.live');"
+                " return c.dataset.seq !== s && Number(c.dataset.persons) > 0; }", arg=seq1, timeout=30_000)
+            second = canvas.screenshot()
+            assert first != second, "the live view did not change"
+            (shots / "04-live-1.png").write_bytes(first)
+            (shots / "05-live-2.png").write_bytes(second)
+            expect(tile.locator(".live-status")).to_contain_text("live · frame")
+            page.screenshot(path=str(shots / "06-dashboard-live.png"), full_page=True)
+
+            # Search by photo (a frame of the clip with the person's face), then reject the match.
+            page.get_by_role("link", name="Search by photo").click()
+            page.set_input_files('#search-form input[name="photo"]', str(photo))
+            page.click('#search-form button[type="submit"]')
+            hit = page.locator(f'#search-results .face-card[data-run="{best["run_id"]}"]'
+                               f'[data-track="{best["track_id"]}"]')
+            expect(hit).to_be_visible(timeout=60_000)
+            expect(hit.locator("img.face")).to_be_visible()
+            expect(hit.locator(".who")).to_contain_text(NAME)
+            expect(hit).to_contain_text("lobby")
+            page.screenshot(path=str(shots / "07-search.png"), full_page=True)
+            hit.get_by_role("button", name="not this person").click()
+            expect(hit.locator(".who")).not_to_contain_text(NAME, timeout=60_000)
+            expect(page.locator(f'#search-results .face-card[data-track="{best["track_id"]}"] .who')
+                   ).to_contain_text("unrecognised", timeout=60_000)
+            page.screenshot(path=str(shots / "08-search-rejected.png"), full_page=True)
+        finally:
+            browser.close()
+            if runner is not None:
+                runner.terminate()
+                runner.wait(timeout=60)
+    for name in ("01-unknown-faces.png", "02-review.png", "03-identity.png", "06-dashboard-live.png",
+                 "07-search.png", "08-search-rejected.png"):
+        assert (shots / name).stat().st_size > 10_000, name
+    # Every change is in the audit log with the dashboard's key.
+    audit = cli("identities", "audit").stdout
+    assert "name" in audit and "reject" in audit and "api-key:console#" in audit
+    if os.environ.get("GENESIS_UPDATE_DOCS_IMAGES") == "1":
+        for src, dst in (("01-unknown-faces.png", "console-unknowns.png"), ("02-review.png", "console-review.png"),
+                         ("03-identity.png", "console-identity.png"), ("06-dashboard-live.png", "console-live.png"),
+                         ("07-search.png", "console-search.png")):
+            shutil.copy(shots / src, DOCS_IMAGES / dst)

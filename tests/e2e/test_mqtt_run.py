@@ -1,0 +1,156 @@
+"""MQTT from a real embedded run (YOLO, ByteTrack, YuNet, SFace) to a real Mosquitto subscriber.
+
+The clip: an enrolled person (daryl, a photo not used to enroll him) and a stranger walk, one after
+the other, from the left to the right of the frame, across a vertical line, inside a zone that
+covers the frame; daryl is on the watch list. A subscriber must see every event kind with the
+documented payload (docs/mqtt.md), and the retained per-camera state. With the broker down the
+run gives the same results and counts the messages it could not send.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from genesis.adapters.db import Repository
+from genesis.config import Settings, load_settings
+from genesis.ops.metrics import sample_values
+from genesis.pipeline.embedded import run_embedded
+from genesis.pipeline.model_loader import detector_label, load_models
+from genesis.services.enroll import enroll
+from tests.mqtt_broker import Broker, Subscriber, free_port
+from tests.walking_clip import walking_clip
+
+EVENT_KEYS = {"id", "type", "camera_id", "run_id", "track_id", "seq", "ts", "at", "identity"}
+
+
+def make_settings(tmp_path: Path, models_dir: Path, port: int, db: str) -> Settings:
+    config = {
+        "mqtt": {"enabled": True, "port": port, "topic_prefix": "home/genesis", "discovery": True},
+        "cameras": [{
+            "id": "door",
+            "zones": [{"name": "front yard", "points": [[0, 0], [1, 0], [1, 1], [0, 1]]}],
+            "lines": [{"name": "gate", "start": [0.5, 1.0], "end": [0.5, 0.0], "in_name": "arriving",
+                       "out_name": "leaving"}],
+            "alerts": {"watchlist": ["daryl"], "rules": ["watchlist"]},
+        }],
+    }
+    path = tmp_path / "settings.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return load_settings(path, environ={"GENESIS_MODELS_DIR": str(models_dir),
+                                        "GENESIS_DATABASE_URL": f"sqlite:///{tmp_path / db}"})
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    path = tmp_path_factory.mktemp("mqtt") / "walk.mp4"
+    walking_clip(path, [data_dir / "faces" / "known" / "daryl" / "daryl2.jpg",
+                        data_dir / "faces" / "unknown" / "carell.jpg"])
+    return path
+
+
+def enrolled(settings: Settings, data_dir: Path) -> Any:
+    models = load_models(settings)
+    assert models.face_detector is not None and models.embedder is not None
+    repo = Repository(settings.database_url)
+    known = data_dir / "faces" / "known" / "daryl"
+    enroll(repo, "daryl", [known / "daryl1.jpg", known / "daryl3.jpg"], models.face_detector, models.embedder,
+           detector_label(settings))
+    repo.close()
+    return models
+
+
+def dropped_total() -> float:
+    return sum(sample_values("genesis_mqtt_dropped_total").values())
+
+
+@pytest.mark.slow
+def test_a_subscriber_sees_every_event_kind_and_a_down_broker_changes_nothing(
+        tmp_path: Path, models_dir: Path, data_dir: Path, clip: Path) -> None:
+    broker = Broker(tmp_path).start()
+    settings = make_settings(tmp_path, models_dir, broker.port, "up.db")
+    models = enrolled(settings, data_dir)
+    sub = Subscriber(broker.port, ["home/genesis/#", "homeassistant/#"])
+    try:
+        out = run_embedded(settings, str(clip), settings.camera("door"), models=models)
+        report = out.report
+        assert report["run"]["mqtt"]["dropped"] == 0
+        sub.wait_for(1, "/state", timeout=5)
+        msgs = list(sub.messages)
+    finally:
+        sub.close()
+        broker.stop()
+    results = report["results"]
+    run_id = out.run_id
+
+    def events(kind: str) -> list[dict[str, Any]]:
+        docs = [m.json() for m in msgs if m.topic == f"home/genesis/door/event/{kind}"]
+        for d in docs:
+            assert set(d) >= EVENT_KEYS, d
+            assert d["type"] == kind and d["camera_id"] == "door" and d["run_id"] == run_id
+            assert d["at"].endswith("+00:00")
+        return docs
+
+    (recognised,) = events("recognised")
+    assert recognised["identity"] == "daryl" and recognised["votes"] >= settings.recognition.min_votes
+    assert recognised["previous_identity"] is None and 0 <= recognised["distance"] < 0.593
+    daryl_track = recognised["track_id"]
+    (unknown,) = events("unknown_face")
+    assert unknown["identity"] is None and unknown["track_id"] != daryl_track
+    assert unknown["attempts"] >= settings.recognition.unknown_votes_to_stop and len(unknown["face_box"]) == 4
+
+    enters, exits = events("zone_enter"), events("zone_exit")
+    (zone,) = results["zones"]
+    assert len(enters) == zone["entries"] == 2 and len(exits) == zone["exits"] == 2
+    assert {e["zone"] for e in enters + exits} == {"front yard"} and all(e["occupancy"] is not None for e in enters)
+    assert {e["track_id"] for e in enters} == {daryl_track, unknown["track_id"]}
+    daryl_exit = next(e for e in exits if e["track_id"] == daryl_track)
+    assert daryl_exit["identity"] == "daryl"
+
+    crossings = events("line_cross")
+    (line,) = results["lines"]
+    assert len(crossings) == line["in"] + line["out"] >= 2
+    assert {(c["line"], c["direction"], c["direction_name"]) for c in crossings} <= {
+        ("gate", "in", "arriving"), ("gate", "out", "leaving")}
+    assert [c["identity"] for c in crossings if c["track_id"] == daryl_track] == ["daryl"]
+
+    (alert,) = events("alert")
+    stored = results["alerts"]["items"]
+    assert [(a["kind"], a["identity"]) for a in stored] == [("watchlist", "daryl")]
+    assert alert["kind"] == "watchlist" and alert["identity"] == "daryl" and alert["track_id"] == daryl_track
+    assert alert["seq"] == stored[0]["seq"] and alert["message"] == stored[0]["message"]
+
+    # every event id is unique; the ids are stable (a reprocessed frame publishes the same id)
+    ids = [m.json()["id"] for m in msgs if "/event/" in m.topic]
+    assert len(ids) == len(set(ids))
+
+    # retained state: people in view and zone occupancy, ending empty
+    states = [m.json() for m in msgs if m.topic == "home/genesis/door/state"]
+    assert max(s["people"] for s in states) == 1
+    assert any(s["identities"] == ["daryl"] for s in states)
+    assert any(s["unknown"] == 1 and s["identities"] == [] for s in states)
+    assert states[-1]["people"] == 0 and states[-1]["active"] is False and states[-1]["zones"] == {"front yard": 0}
+    people = [m.payload for m in msgs if m.topic == "home/genesis/door/people"]
+    assert b"1" in people and people[-1] == b"0"
+    occupancy = [m.payload for m in msgs if m.topic == "home/genesis/door/zone/front_yard/occupancy"]
+    assert b"1" in occupancy and occupancy[-1] == b"0"
+    # Home Assistant discovery of both sensors
+    configs = {m.topic: m.json() for m in msgs if m.topic.startswith("homeassistant/")}
+    assert set(configs) == {"homeassistant/sensor/genesis_door_people/config",
+                            "homeassistant/sensor/genesis_door_zone_front_yard/config"}
+    assert configs["homeassistant/sensor/genesis_door_people/config"]["state_topic"] == "home/genesis/door/people"
+
+    # The same run with nobody listening on the broker's port: same results, drops counted.
+    down = make_settings(tmp_path, models_dir, free_port(), "down.db")
+    enrolled(down, data_dir)
+    before = dropped_total()
+    out_down = run_embedded(down, str(clip), down.camera("door"), models=models)
+    assert out_down.report["results"] == results
+    assert out_down.report["run"]["mqtt"]["published"] == 0
+    lost = out_down.report["run"]["mqtt"]["dropped"]
+    sent_events = [m for m in msgs if "/event/" in m.topic]
+    assert lost >= len(sent_events) > 0  # every event, and the retained state left in the buffer
+    assert dropped_total() - before == lost

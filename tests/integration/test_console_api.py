@@ -1,0 +1,397 @@
+"""The operator's console API on a real PostgreSQL database and real Redis, over real embedded runs.
+
+A real embedded run (real detector, tracker, face models on a real video; nobody enrolled, so every
+face is clustered as unknown) is watched through the live-view endpoint while it runs; then the
+faces, the review actions, the identity summary and forget are exercised through HTTP, and the
+answers are compared with the stored rows and with `report.json`'s own function.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import redis
+import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from sqlalchemy import text
+
+from genesis.adapters.db import Repository
+from genesis.adapters.db.apikeys import ApiKeyStore
+from genesis.adapters.frame_store import decode_jpeg
+from genesis.adapters.video import VideoSource
+from genesis.api import create_app
+from genesis.config import Settings
+from genesis.domain import FrameRef
+from genesis.identities.crypto import KEY_ENV, BiometricCipher, is_encrypted
+from genesis.pipeline.embedded import run_embedded
+from genesis.pipeline.model_loader import load_models
+from genesis.pipeline.report import build_results
+from genesis.services import live
+from genesis.stages.camera import CameraState
+from genesis.stages.detect import detect_frame
+from tests.integration.workers import fresh_postgres_database
+from tests.services import redis_url
+
+REDIS_DB = 10
+CAMERA = "hall"
+
+
+@pytest.fixture(scope="module")
+def key_env() -> Iterator[str]:
+    """Biometric data encrypted at rest for the whole module (the API and the runs share the key)."""
+    import os
+
+    old = os.environ.get(KEY_ENV)
+    os.environ[KEY_ENV] = BiometricCipher.new_key()
+    yield os.environ[KEY_ENV]
+    if old is None:
+        os.environ.pop(KEY_ENV, None)
+    else:
+        os.environ[KEY_ENV] = old
+
+
+@pytest.fixture(scope="module")
+def console_settings(key_env: str, models_dir: Path) -> Iterator[Settings]:
+    redis.Redis.from_url(redis_url(REDIS_DB)).flushdb()
+    with fresh_postgres_database() as url:
+        yield Settings.model_validate({
+            "database_url": url, "redis_url": redis_url(REDIS_DB), "broker_url": redis_url(REDIS_DB),
+            "models": {"dir": str(models_dir)},
+            "identities": {"unknowns_without_gallery": True},
+            "cameras": [{"id": CAMERA,
+                         "zones": [{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}],
+                         "lines": [{"name": "mid", "start": [0.5, 0], "end": [0.5, 1], "in_name": "east",
+                                    "out_name": "west"}]}],
+        })
+
+
+@pytest.fixture(scope="module")
+def repo(console_settings: Settings) -> Iterator[Repository]:
+    with Repository(console_settings.database_url) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def keys(repo: Repository) -> dict[str, str]:
+    store = ApiKeyStore(repo.engine)
+    return {role: store.create(role, f"console-{role}")[0] for role in ("viewer", "operator", "admin")}
+
+
+@pytest.fixture(scope="module")
+def app(console_settings: Settings, repo: Repository) -> FastAPI:
+    return create_app(console_settings)
+
+
+@pytest.fixture(scope="module")
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def h(keys: dict[str, str], role: str) -> dict[str, str]:
+    return {"X-API-Key": keys[role]}
+
+
+@pytest.fixture(scope="module")
+def watched_run(console_settings: Settings, client: TestClient, keys: dict[str, str],
+                data_dir: Path) -> dict[str, Any]:
+    """A real embedded run while a client polls the camera's live frame (as the dashboard does)."""
+    v = h(keys, "viewer")
+    first = client.get(f"/api/cameras/{CAMERA}/live/frame", headers=v)
+    assert first.status_code == 200 and first.json()["available"] is False, first.text
+    video = str(data_dir / "video" / "opencv4nodejs_people.mp4")
+    out: dict[str, Any] = {}
+
+    def work() -> None:
+        out["run"] = run_embedded(console_settings, video, console_settings.camera(CAMERA), stride=3, max_frames=40)
+
+    thread = threading.Thread(target=work)
+    t0 = time.monotonic()
+    thread.start()
+    polls: list[dict[str, Any]] = []
+    while thread.is_alive():
+        r = client.get(f"/api/cameras/{CAMERA}/live/frame", headers=v)
+        assert r.status_code == 200, r.text
+        assert r.headers["cache-control"] == "no-store"
+        polls.append(r.json())
+        time.sleep(0.25)
+    thread.join()
+    out["elapsed"] = time.monotonic() - t0
+    out["polls"] = polls
+    return out
+
+
+def test_live_view_while_an_embedded_run_is_watched(watched_run: dict[str, Any], repo: Repository) -> None:
+    run_id = watched_run["run"].run_id
+    run = repo.run(run_id)
+    assert run is not None
+    frames = [p for p in watched_run["polls"] if p["image"]]
+    seqs = sorted({p["frame"]["seq"] for p in frames})
+    assert len(seqs) >= 3, [p.get("frame") for p in watched_run["polls"]]
+    # At most two a second (console.live_interval_s = 0.5), and the run's own frames.
+    assert len(seqs) <= 2 * watched_run["elapsed"] + 2
+    stored = {(s.seq, s.track_id): s.box for s in repo.sightings(run_id)}
+    boxes = 0
+    for p in frames:
+        meta = p["frame"]
+        assert meta["run_id"] == run_id and meta["camera_id"] == CAMERA
+        assert (meta["width"], meta["height"]) == (run.meta["width"], run.meta["height"])
+        assert p["image"].startswith("data:image/jpeg;base64,")
+        image = decode_jpeg(base64.b64decode(p["image"].split(",", 1)[1]))
+        assert image.shape[1] <= 960 and image.shape[0] > 0
+        for person in meta["persons"]:
+            # The boxes are the stored sightings of that frame (drawn by the browser, not on the image).
+            assert np.allclose(person["box"], stored[(meta["seq"], person["track_id"])], atol=0.06), person
+            boxes += 1
+    assert boxes > 0
+
+
+def test_distributed_backend_publishes_to_redis_only_while_watched(console_settings: Settings, data_dir: Path,
+                                                                  client: TestClient, keys: dict[str, str]) -> None:
+    """The sequencer's backend: real frames through the real stages, published to Redis with a TTL."""
+    r = redis.Redis.from_url(console_settings.redis_url)
+    models = load_models(console_settings)
+    cam = "dist-cam"
+    camera = console_settings.camera(cam)
+    publisher = live.LivePublisher.from_settings(console_settings, live.RedisLive(r))
+    video = VideoSource(str(data_dir / "video" / "opencv4nodejs_people.mp4"))
+    published: list[bool] = []
+    watched_at = 0.0
+    try:
+        state = None
+        for i, raw in enumerate(video.frames(stride=3, max_frames=14)):
+            if state is None:
+                state = CameraState(console_settings, camera, raw.image.shape[1], raw.image.shape[0], 25.0, None, 3)
+            ref = FrameRef(cam, raw.seq, raw.ts, f"k{raw.seq}", raw.image.shape[1], raw.image.shape[0])
+            outcome = state.process(detect_frame(models.detector, ref, raw.image), raw.image)
+            if i == 4:  # somebody opens the camera from here on
+                live.mark_watched(cam, 5.0, None, r)
+                watched_at = time.monotonic()
+            published.append(publisher.offer("run-x", outcome, state, raw.image))
+            time.sleep(0.1)
+    finally:
+        video.close()
+    watching = time.monotonic() - watched_at
+    assert published[:4] == [False] * 4 and any(published[4:])
+    assert sum(published) <= 2 * watching + 1  # the gate shared by the workers: at most one per 0.5 s
+    assert 0 < r.ttl(live.frame_key(cam)) <= live.REDIS_FRAME_TTL_S
+    got = live.read_latest(cam, None, r)
+    assert got is not None and got.meta["run_id"] == "run-x" and got.meta["camera_id"] == cam
+    assert decode_jpeg(got.jpeg).shape[2] == 3
+
+
+def _faces(repo: Repository, run_id: str) -> list[Any]:
+    with repo.engine.connect() as conn:
+        return list(conn.execute(text("SELECT track_id, cluster_id, crop FROM track_faces WHERE run_id = :r "
+                                      "ORDER BY track_id"), {"r": run_id}).all())
+
+
+def test_face_crops_are_encrypted_and_never_served_without_a_key(watched_run: dict[str, Any], repo: Repository,
+                                                                 client: TestClient, keys: dict[str, str]) -> None:
+    run_id = watched_run["run"].run_id
+    faces = _faces(repo, run_id)
+    assert len(faces) >= 2 and all(crop is not None for _, _, crop in faces)
+    cipher = BiometricCipher.from_env()
+    for track_id, _, crop in faces:
+        raw = bytes(crop)
+        assert is_encrypted(raw) and b"\xff\xd8\xff" not in raw  # ciphertext at rest, no JPEG marker
+        url = f"/api/tracks/{run_id}/{track_id}/face.jpg"
+        for headers in ({}, {"X-API-Key": "gk_00000000_nope"}, {"X-API-Key": "not-a-key"}):
+            r = client.get(url, headers=headers)
+            assert r.status_code == 401 and r.headers["content-type"].startswith("application/json"), r.text
+        r = client.get(url, headers=h(keys, "viewer"))
+        assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+        assert r.headers["cache-control"] == "no-store"
+        assert r.content == cipher.decrypt(raw)
+        image = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and max(image.shape[:2]) <= 160
+    assert client.get(f"/api/tracks/{run_id}/999999/face.jpg", headers=h(keys, "viewer")).status_code == 404
+    assert client.get("/api/photos/999999/face.jpg", headers=h(keys, "viewer")).status_code == 404
+    assert client.get("/api/photos/1/face.jpg").status_code == 401
+
+
+def test_review_assign_merge_identity_page_reject_forget(watched_run: dict[str, Any], repo: Repository,
+                                                         client: TestClient, keys: dict[str, str],
+                                                         console_settings: Settings, data_dir: Path) -> None:
+    run_id = watched_run["run"].run_id
+    v, op, adm = h(keys, "viewer"), h(keys, "operator"), h(keys, "admin")
+    faces = _faces(repo, run_id)
+    clusters = client.get("/api/unknowns?limit=1000", headers=v).json()["items"]
+    assert len(clusters) >= 2
+    # Each cluster's faces, the most typical first; the face URLs are the stored crops.
+    for u in clusters:
+        page = client.get(f"/api/unknowns/{u['id']}/faces", headers=v).json()
+        assert page["total"] == u["size"] == len(page["items"])
+        dists = [f["centroid_distance"] for f in page["items"]]
+        assert dists == sorted(dists) and all(f["face"] and f["unknown"] == u["id"] for f in page["items"])
+    assert client.get("/api/unknowns/unknown-999999/faces", headers=v).status_code == 404
+
+    # The review queue: with nobody enrolled, every stored face of the runs is unrecognised.
+    with repo.engine.connect() as conn:
+        stored = int(conn.execute(text("SELECT count(*) FROM track_faces")).scalar_one())
+    queue = client.get("/api/review?limit=1000", headers=v).json()
+    assert queue["total"] == len(queue["items"]) == stored
+    assert {i["reason"] for i in queue["items"]} == {"unrecognised"}
+
+    # Merge two clusters.
+    a, b = clusters[0], clusters[1]
+    url = f"/api/unknowns/{a['id']}/merge"
+    assert client.post(url, headers=v, json={"into": b["id"]}).status_code == 403
+    for body, status in (({"into": a["id"]}, 409), ({"into": "unknown-999999"}, 404), ({"into": "x"}, 422)):
+        assert client.post(url, headers=op, json=body).status_code == status, body
+    r = client.post(url, headers=op, json={"into": b["id"]})
+    assert r.status_code == 200 and r.json() == {"cluster": b["id"], "merged": a["id"], "size": a["size"] + b["size"]}
+    assert client.get(f"/api/unknowns/{a['id']}/faces", headers=v).status_code == 404
+    merged = client.get(f"/api/unknowns/{b['id']}/faces", headers=v).json()
+    assert merged["total"] == a["size"] + b["size"]
+
+    # Assign one face of the merged cluster to a new identity, then another to it.
+    first, second = merged["items"][0], merged["items"][1]
+    assert first["run_id"] == second["run_id"] == run_id  # one run so far
+    assign = f"/api/tracks/{run_id}/{first['track_id']}/assign"
+    assert client.post(assign, headers=v, json={"name": "Visitor", "create": True}).status_code == 403
+    for body, status in (({"name": "Visitor", "create": False}, 404), ({"name": "unknown-4", "create": True}, 422),
+                         ({"name": "", "create": True}, 422), ({"name": "a\x00b", "create": True}, 422)):
+        assert client.post(assign, headers=op, json=body).status_code == status, body
+    assert client.post(f"/api/tracks/{run_id}/999999/assign", headers=op,
+                       json={"name": "Visitor", "create": True}).status_code == 404
+    r = client.post(assign, headers=op, json={"name": "Visitor", "create": True})
+    assert r.status_code == 200 and r.json() == {"run_id": run_id, "track_id": first["track_id"], "identity": "Visitor"}
+    second_url = f"/api/tracks/{run_id}/{second['track_id']}/assign"
+    assert client.post(second_url, headers=op, json={"name": "Visitor", "create": True}).status_code == 409
+    assert client.post(second_url, headers=op, json={"name": "Visitor"}).status_code == 200
+    left = client.get(f"/api/unknowns/{b['id']}/faces", headers=v)
+    if merged["total"] == 2:
+        assert left.status_code == 404, left.text
+    else:
+        assert left.json()["total"] == merged["total"] - 2, (left.text, merged)
+    photos = client.get("/api/identities/Visitor/photos", headers=v).json()
+    assert sorted(p["face"] for p in photos) == sorted(
+        f"/api/tracks/{run_id}/{t}/face.jpg" for t in (first["track_id"], second["track_id"]))
+    # Named by the operator, not by recognition: not a low-margin face to review.
+    queue = client.get("/api/review?limit=1000", headers=v).json()
+    assert queue["total"] == stored - 2
+
+    # The identity page's numbers are the run's report.json entry for the identity.
+    summary = client.get("/api/identities/Visitor/summary", headers=v).json()
+    run = repo.run(run_id)
+    assert run is not None
+    entry = next(i for i in build_results(repo, run, console_settings.camera(CAMERA))["identities"]
+                 if i["name"] == "Visitor")
+    assert summary["runs"][0]["report"] == entry
+    assert (summary["visits"], summary["dwell_s"], summary["crossings"], summary["sightings"]) == \
+        (entry["visits"], entry["dwell_s"], entry["crossings"], entry["sightings"])
+    assert summary["cameras"] == [CAMERA] and summary["tracks"] == 2 and summary["runs_total"] == 1
+    assert summary["first_seen"] <= summary["last_seen"]
+    tracks = client.get(f"/api/tracks?identity=Visitor&run={run_id}", headers=v).json()
+    assert sorted(t["track_id"] for t in tracks["items"]) == sorted(entry["tracks"])
+    assert all(ev["face"] for ev in summary["runs"][0]["timeline"])
+    assert client.get("/api/identities/nobody/summary", headers=v).status_code == 404
+
+    # "Not this person" on one of them.
+    r = client.post(f"/api/tracks/{run_id}/{second['track_id']}/reject", headers=op)
+    assert r.status_code == 200 and r.json()["identity"] == "Visitor"
+
+    # Enroll a photo too: its kept crop is listed and served.
+    daryl = data_dir / "faces" / "known" / "daryl" / "daryl1.jpg"
+    r = client.post("/api/identities", headers=op, data={"name": "daryl"},
+                    files=[("photos", (daryl.name, daryl.read_bytes(), "image/jpeg"))])
+    assert r.status_code == 201, r.text
+    kept = client.get("/api/identities/daryl/photos", headers=v).json()
+    assert len(kept) == 1 and kept[0]["id"] and kept[0]["photo"]
+    assert client.get(kept[0]["face"], headers=v).headers["content-type"] == "image/jpeg"
+
+    # The audit log has every console action with the operator's key.
+    audit = client.get("/api/audit?limit=1000", headers=adm).json()["items"]
+    acts = {(x["action"], x["target"]): x["actor"] for x in audit}
+    assert acts[("merge", b["id"])].startswith("api-key:console-operator#")
+    assert acts[("assign", "Visitor")].startswith("api-key:console-operator#")
+    assert acts[("reject", "Visitor")].startswith("api-key:console-operator#")
+
+    # Forget: the crops go with the faces.
+    for name in ("Visitor", "daryl"):
+        assert client.delete(f"/api/identities/{name}", headers=adm).status_code == 204
+    assert client.get(f"/api/tracks/{run_id}/{first['track_id']}/face.jpg", headers=v).status_code == 404
+    assert client.get(kept[0]["face"], headers=v).status_code == 404
+    with repo.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM face_photos")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM track_faces WHERE run_id = :r AND track_id = :t"),
+                            {"r": run_id, "t": first["track_id"]}).scalar_one() == 0
+    assert len(_faces(repo, run_id)) < len(faces)
+
+
+def test_nothing_is_published_when_nobody_watches(watched_run: dict[str, Any], console_settings: Settings,
+                                                  client: TestClient, keys: dict[str, str], data_dir: Path,
+                                                  repo: Repository) -> None:
+    time.sleep(console_settings.console.live_watch_s + 0.5)  # the watch flag of the polls above ran out
+    with repo.engine.connect() as conn:
+        before = conn.execute(text("SELECT at, meta FROM live_frames WHERE camera_id = :c"), {"c": CAMERA}).one()
+    video = str(data_dir / "video" / "opencv4nodejs_people.mp4")
+    quiet = run_embedded(console_settings, video, console_settings.camera(CAMERA), stride=3, max_frames=6)
+    with repo.engine.connect() as conn:
+        after = conn.execute(text("SELECT at, meta FROM live_frames WHERE camera_id = :c"), {"c": CAMERA}).one()
+    assert after == before and after[1]["run_id"] != quiet.run_id
+    # The camera says since when it has had no frame, and shows no old image.
+    r = client.get(f"/api/cameras/{CAMERA}/live/frame", headers=h(keys, "viewer")).json()
+    assert r["available"] is True and r["stale"] is True and r["image"] is None and r["age_s"] > 5
+    assert client.get("/api/cameras/nowhere/live/frame", headers=h(keys, "viewer")).status_code == 404
+    assert client.get(f"/api/cameras/{CAMERA}/live/frame").status_code == 401
+
+
+def test_dashboard_pages_need_a_session(client: TestClient, keys: dict[str, str]) -> None:
+    for path in ("/review", "/search", "/identities/somebody"):
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/", path
+    client.cookies.set("genesis_session", keys["viewer"])
+    try:
+        for path in ("/review", "/search", "/identities/%3Cimg%20src%3Dx%20onerror%3D%22alert(1)%22%3E"):
+            r = client.get(path)
+            assert r.status_code == 200 and r.headers["cache-control"] == "no-store", path
+            assert "<img src=x" not in r.text
+        assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in r.text
+    finally:
+        client.cookies.clear()
+
+
+# -- schemathesis over the console's operations -----------------------------------------------
+
+SCHEMA_EXAMPLES = 12
+
+
+def test_no_server_error_on_generated_console_requests(app: FastAPI, watched_run: dict[str, Any],
+                                                       keys: dict[str, str]) -> None:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    console = [op for op in operations if "console" in (op.definition.raw.get("tags") or [])]
+    labels = {f"{op.method.upper()} {op.path}" for op in console}
+    assert labels == {
+        "GET /api/tracks/{run}/{track}/face.jpg", "GET /api/photos/{photo}/face.jpg",
+        "GET /api/identities/{name}/photos", "GET /api/identities/{name}/summary", "GET /api/unknowns/{cluster}/faces",
+        "POST /api/unknowns/{cluster}/merge", "GET /api/review", "POST /api/tracks/{run}/{track}/assign",
+        "GET /api/cameras/{camera}/live/frame"}, labels
+    statuses: dict[int, int] = {}
+    for operation in console:
+        @given(case=operation.as_strategy())
+        @settings(max_examples=SCHEMA_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
+                  derandomize=True, database=None)
+        def check(case: Any) -> None:
+            response = case.call(headers={"X-API-Key": keys["admin"]})
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            where = (case.method, case.formatted_path, case.query, response.text[:300])
+            assert response.status_code < 500, where
+            if response.status_code >= 400:
+                assert set(response.json()) == {"error"}, where
+
+        check()
+    print("schemathesis statuses", sorted(statuses.items()))
+    assert any(200 <= code < 300 for code in statuses) and any(400 <= code < 500 for code in statuses)

@@ -1,0 +1,290 @@
+"""Faults with the SHIPPED DEFAULTS (no shortened timeout anywhere): a detect worker killed with
+SIGKILL mid-run, Redis really stopped and restarted mid-run, a capture and its workers killed
+mid-stream. Each test starts its own redis-server (append-only file, as docker compose runs it)
+on a free port, real Celery worker processes and a fresh PostgreSQL database.
+
+Times on the 2-core CI machine: about 1-2 minutes each (the abandoned-run test waits for the
+default ``run_stale_after_s``, 60 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from genesis.adapters.dlq import DeadLetters
+from genesis.config import DistributedConfig
+from tests.integration.test_ops import MjpegCamera
+from tests.integration.workers import genesis_cli, pipeline_env, workers
+
+SPECS = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
+CLIP = ["--camera", "entrance", "--stride", "3", "--max-frames", "40"]
+DEFAULTS = DistributedConfig()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server of the test's own, with an append-only file (as in docker compose), that can
+    be stopped and started again on the same port with the same data."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+             "--appendfsync", "everysec", "--dir", str(self.folder)],
+            stdout=(self.folder / "redis.log").open("a"), stderr=subprocess.STDOUT)
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if client.ping():
+                    return
+            except redis.exceptions.BusyLoadingError:
+                pass
+            except redis.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """A clean stop (SIGTERM, as `docker restart` does): the append-only file is flushed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(20)
+        self.proc = None
+
+
+@pytest.fixture()
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    srv = RedisServer(folder)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture()
+def env(server: RedisServer, models_dir: Path, tmp_path: Path, data_dir: Path) -> Iterator[dict[str, str]]:
+    with pipeline_env(tmp_path, models_dir, data_dir, server.url(0), server.url(1), {}) as e:
+        yield e
+
+
+def clip(data_dir: Path) -> str:
+    return str(data_dir / "video" / "opencv4nodejs_people.mp4")
+
+
+def embedded(env: dict[str, str], data_dir: Path) -> dict[str, Any]:
+    out = Path(env["TEST_OUT_DIR"]) / "embedded"
+    e = dict(env, GENESIS_DATABASE_URL=f"sqlite:///{env['TEST_OUT_DIR']}/embedded.db")
+    genesis_cli(e, "run", "--source", clip(data_dir), *CLIP, "--out", str(out))
+    results: dict[str, Any] = json.loads((out / "report.json").read_text())["results"]
+    return results
+
+
+def capture(env: dict[str, str], data_dir: Path) -> str:
+    out = genesis_cli(env, "capture", "--source", clip(data_dir), *CLIP)
+    match = re.search(r"run ([0-9a-f]{32})", out)
+    assert match, out
+    return match[1]
+
+
+def report(env: dict[str, str], *args: str) -> tuple[dict[str, Any], str]:
+    out = Path(env["TEST_OUT_DIR"]) / f"report-{time.monotonic_ns()}"
+    proc = subprocess.run([os.sys.executable, "-m", "genesis.cli.main", "report", *args, "--out", str(out)],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads((out / "report.json").read_text()), proc.stderr
+
+
+def held(broker: redis.Redis, task: str) -> list[str]:
+    """Delivery tags of unacknowledged messages of ``task``."""
+    tags = []
+    for tag, raw in broker.hgetall("unacked").items():
+        if json.loads(raw)[0]["headers"]["task"] == task:
+            tags.append(tag.decode())
+    return tags
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def rows(env: dict[str, str], table: str) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(env["GENESIS_DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def run_status(env: dict[str, str], run_id: str, other: bool = False) -> str | None:
+    """The status of a run (with ``other``: of the one run that is not ``run_id``)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(env["GENESIS_DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(text("SELECT id, status FROM runs")).all()
+    finally:
+        engine.dispose()
+    for rid, status in found:
+        if (rid != run_id) if other else (rid == run_id):
+            return str(status)
+    return None
+
+
+def test_defaults_wait_for_a_dead_workers_message() -> None:
+    """The shipped defaults themselves: a dead worker's message comes back well before its gap is skipped."""
+    assert DEFAULTS.gap_timeout_s >= 2 * DEFAULTS.worker_dead_after_s
+    assert DEFAULTS.visibility_timeout_s > DEFAULTS.gap_timeout_s  # only a backstop
+
+
+def test_detect_worker_killed_mid_batch_loses_nothing(env: dict[str, str], server: RedisServer,
+                                                      data_dir: Path) -> None:
+    """kill -9 of the detect worker holding a batch, another detect worker going on with the next
+    ones: the dead worker's batch is back on the queue within the gap timeout, so no frame is
+    skipped and the stored results equal the embedded run's. ~70 s."""
+    want = embedded(env, data_dir)
+    logs = Path(env["TEST_OUT_DIR"])
+    broker = redis.Redis.from_url(server.url(0))
+    run_id = capture(env, data_dir)
+    with workers(*SPECS, env=env, log_dir=logs) as started:
+        detect = started[0]
+        wait_for(lambda: held(broker, "genesis.detect"), 120, "a detect batch in a worker's hands", interval=0.02)
+        detect.kill()
+        victims = held(broker, "genesis.detect")
+        assert victims, "the killed worker held no detect message"
+        killed_at = time.monotonic()
+        with workers(("detect2", "detect", 1, "prefork"), env=env, log_dir=logs):
+
+            def back() -> bool:  # out of the dead worker's hands: queued again, or taken by the new worker
+                taken = set(held(broker, "genesis.detect"))
+                return all(t not in taken or broker.get(f"genesis:held:{t}") not in (None, detect.name.encode())
+                           for t in victims)
+
+            wait_for(back, 60, "the dead worker's batch back in the queue")
+            back_after = time.monotonic() - killed_at
+            assert back_after < DEFAULTS.gap_timeout_s, back_after
+            genesis_cli(env, "drain", "--timeout", "300")
+    got, _ = report(env, "--run", run_id)
+    assert got["run"]["status"] == "finished"
+    assert got["run"]["missing_frames"] == 0
+    assert got["results"] == want
+    assert rows(env, "sightings") == sum(t["frames"] for t in want["tracks"])
+
+
+def test_redis_restarted_mid_run_completes(env: dict[str, str], server: RedisServer, data_dir: Path) -> None:
+    """Redis stopped for 9 s while tasks are in flight, then started again (same data): tasks retry
+    instead of being dead-lettered, the run finishes with everything, drain tells the truth. ~80 s."""
+    want = embedded(env, data_dir)
+    logs = Path(env["TEST_OUT_DIR"])
+    run_id = capture(env, data_dir)
+    with workers(*SPECS, env=env, log_dir=logs):
+        wait_for(lambda: rows(env, "sightings") > 0 or held(redis.Redis.from_url(server.url(0)), "genesis.detect"),
+                 120, "work in flight")
+        server.stop()
+        time.sleep(9)
+        server.start()
+        out = genesis_cli(env, "drain", "--timeout", "300")
+        assert "drained" in out
+    got, _ = report(env, "--run", run_id)
+    letters = DeadLetters(redis.Redis.from_url(server.url(1), decode_responses=True)).list(limit=100)
+    assert not letters, [f"{x.task_name} ({x.retries} retries): {x.error}" for x in letters]
+    assert got["run"]["status"] == "finished"
+    assert got["results"]["frames"] + got["run"]["missing_frames"] + got["run"]["skipped_frames"] == 40
+    assert got["run"]["missing_frames"] == 0
+    assert got["results"] == want
+
+
+def test_capture_and_workers_killed_run_is_abandoned(env: dict[str, str], server: RedisServer,
+                                                     data_dir: Path, tmp_path: Path) -> None:
+    """A live capture and every worker killed with SIGKILL mid-stream: drain names the messages
+    held by dead workers; once workers are back the run is marked failed (abandoned, with why) after
+    run_stale_after_s, its keys expire, drain returns, and report --camera says it skipped it. ~150 s."""
+    logs = Path(env["TEST_OUT_DIR"])
+    finished = capture(env, data_dir)  # an earlier, complete run of the same camera
+    camera = MjpegCamera(Path(clip(data_dir)))
+    camera.start()
+    frames = redis.Redis.from_url(server.url(1))
+    broker = redis.Redis.from_url(server.url(0))
+    cap_log = (tmp_path / "capture.log").open("w")
+    cap = subprocess.Popen([os.sys.executable, "-m", "genesis.cli.main", "capture", "--camera", "entrance",
+                            "--source", camera.url], env=env, stdout=cap_log, stderr=subprocess.STDOUT,
+                           start_new_session=True)
+    try:
+        with workers(*SPECS, env=env, log_dir=logs) as started:
+            genesis_cli(env, "drain", "--timeout", "300")  # the earlier run, fully stored
+            wait_for(lambda: held(broker, "genesis.detect") and rows(env, "sightings") > 0, 120,
+                     "the live run in the workers' hands")
+            os.killpg(cap.pid, signal.SIGKILL)
+            for w in started:
+                w.kill()
+        cap.wait(10)
+        time.sleep(DEFAULTS.worker_dead_after_s + 1)
+        stuck = subprocess.run([os.sys.executable, "-m", "genesis.cli.main", "drain", "--timeout", "3"], env=env,
+                               capture_output=True, text=True, timeout=60, check=False)
+        assert stuck.returncode == 1
+        assert "held by a dead worker" in stuck.stderr and "no live worker" in stuck.stderr, stuck.stderr
+        with workers(*SPECS, env=env, log_dir=logs):
+            # The dead workers' messages come back, everything published is stored: drained.
+            genesis_cli(env, "drain", "--timeout", "300")
+            # The run never ends (its capture is dead): the workers' heartbeat marks it abandoned.
+            wait_for(lambda: run_status(env, finished, other=True) == "failed",
+                     DEFAULTS.run_stale_after_s + 60, "the run marked abandoned", interval=2)
+    finally:
+        if cap.poll() is None:
+            os.killpg(cap.pid, signal.SIGKILL)
+        cap_log.close()
+        camera.stop()
+    got, warned = report(env, "--camera", "entrance")
+    assert got["run"]["run_id"] == finished
+    assert "skipped newer run" in warned and "capture stopped without ending the stream" in warned, warned
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(env["GENESIS_DATABASE_URL"])
+    with engine.connect() as conn:
+        runs = conn.execute(text("SELECT id, status, meta FROM runs")).all()
+    engine.dispose()
+    statuses = {r.id: (r.status, r.meta if isinstance(r.meta, dict) else json.loads(r.meta)) for r in runs}
+    abandoned = [rid for rid, (status, _) in statuses.items() if rid != finished]
+    assert len(abandoned) == 1
+    status, meta = statuses[abandoned[0]]
+    assert status == "failed"
+    assert "capture stopped without ending the stream" in meta["abandoned"]
+    # No key of the run lives forever (frames, results, sequencer state, heartbeats).
+    forever = [k for k in frames.scan_iter(match=f"*{abandoned[0]}*") if frames.ttl(k) < 0]
+    assert not forever, forever

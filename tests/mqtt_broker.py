@@ -1,0 +1,130 @@
+"""A real Mosquitto broker (Debian package ``mosquitto``, installed by scripts/test.sh) on a free
+127.0.0.1 port, and a paho subscriber that records what it receives."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Broker:
+    """``mosquitto -c FILE`` listening on 127.0.0.1:port; ``stop`` and ``start`` again on the same port."""
+
+    def __init__(self, folder: Path, port: int | None = None, password_file: Path | None = None) -> None:
+        if not Path(MOSQUITTO).is_file():
+            pytest.fail("mosquitto is not installed (scripts/test.sh installs the Debian package)")
+        self.folder = folder
+        self.port = port or free_port()
+        self.conf = folder / "mosquitto.conf"
+        # `user`: started as root, mosquitto would switch to the `mosquitto` user, who cannot read
+        # the test's private temporary folder.
+        lines = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}", "persistence false", "log_dest stderr",
+                 "log_type error", "log_type warning"]
+        if password_file is None:
+            lines.append("allow_anonymous true")
+        else:
+            lines += ["allow_anonymous false", f"password_file {password_file}"]
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Broker:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise RuntimeError(f"mosquitto exited {self.proc.returncode}: {err}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start listening")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+@dataclass
+class Subscriber:
+    """A paho client subscribed to ``topics`` that keeps every message it gets."""
+
+    port: int
+    topics: list[str]
+    messages: list[Received] = field(default_factory=list)
+    username: str | None = None
+    password: str | None = None
+
+    def __post_init__(self) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{id(self)}")
+        if self.username:
+            self.client.username_pw_set(self.username, self.password)
+        self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in self.topics])
+        self.client.on_subscribe = lambda *_: self._subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        assert self._subscribed.wait(10), "the subscriber could not subscribe"
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self._lock:
+            self.messages.append(Received(msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def on(self, suffix: str) -> list[Received]:
+        with self._lock:
+            return [m for m in self.messages if m.topic.endswith(suffix)]
+
+    def wait_for(self, count: int, suffix: str = "", timeout: float = 15.0) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.on(suffix)
+            if len(got) >= count:
+                return got
+            time.sleep(0.05)
+        return self.on(suffix)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

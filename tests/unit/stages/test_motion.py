@@ -1,0 +1,134 @@
+"""Motion gating: static frames skip detection, tracks live on through them, a forced detection comes
+at least every ``force_every_s``, and moving scenes are detected as before."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from genesis.adapters.video import VideoSource
+from genesis.backends.detectors import PersonDetector, build_detector
+from genesis.config import CameraConfig, DetectorConfig, MotionConfig, Settings
+from genesis.domain import Detection, FrameDetections, FrameRef
+from genesis.stages.camera import CameraState
+from genesis.stages.detect import detect_frame
+from genesis.stages.motion import HeldDetections, MotionGate, motion_gate
+
+FPS = 5.0
+
+
+def _noisy(image: np.ndarray, rng: np.random.Generator, sigma: float = 2.0) -> np.ndarray:
+    return np.clip(image.astype(np.float32) + rng.normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
+
+
+def test_still_noisy_frames_are_static_and_a_full_detection_is_forced() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 255, (450, 800, 3), dtype=np.uint8)
+    base = cv2.GaussianBlur(base, (9, 9), 0)
+    gate = MotionGate(MotionConfig(enabled=True, force_every_s=2.0))
+    decisions = [gate.check(_noisy(base, rng), i / FPS) for i in range(30)]  # 6 s of a still scene at 5 fps
+    detected = [i for i, static in enumerate(decisions) if not static]
+    assert detected == [0, 10, 20], detected  # the first frame, then every 2 s exactly
+    assert gate.static_frames == 27
+
+
+def test_sensitivity_counts_the_changed_area() -> None:
+    frame = np.full((450, 800, 3), 90, dtype=np.uint8)
+    for min_changed, expect_static in ((0.0005, False), (0.01, True)):
+        gate = MotionGate(MotionConfig(enabled=True, min_changed=min_changed, force_every_s=60))
+        assert gate.check(frame, 0.0) is False
+        moved = frame.copy()
+        cv2.rectangle(moved, (400, 200), (440, 260), (250, 250, 250), -1)  # 40x60 px: about 0.3 % of the image
+        assert gate.check(moved, 0.2) is expect_static
+    # slow movement adds up: compared with the last detected frame, not the previous one
+    gate = MotionGate(MotionConfig(enabled=True, min_changed=0.005, force_every_s=60))
+    assert gate.check(frame, 0.0) is False
+    results = []
+    for step in range(1, 8):
+        moved = frame.copy()
+        cv2.rectangle(moved, (100, 100), (100 + 6 * step, 180), (250, 250, 250), -1)
+        results.append(gate.check(moved, step / FPS))
+    assert results[0] is True and False in results  # the first small step is static, the sum is not
+
+
+def test_held_detections_are_reused_only_on_static_frames() -> None:
+    held = HeldDetections()
+    d = (Detection((1.0, 2.0, 30.0, 80.0), 0.9),)
+    moving = FrameDetections(FrameRef("c", 0, 0.0, "k0", 100, 100), d, 5.0)
+    assert held.apply(moving) is moving
+    static = held.apply(FrameDetections(FrameRef("c", 1, 0.2, "k1", 100, 100, static=True), ()))
+    assert static.detections == d and static.frame.seq == 1
+    empty = FrameDetections(FrameRef("c", 2, 0.4, "k2", 100, 100), ())
+    assert held.apply(empty).detections == ()
+    assert held.apply(FrameDetections(FrameRef("c", 3, 0.6, "k3", 100, 100, static=True), ())).detections == ()
+
+
+def test_off_by_default_and_per_camera() -> None:
+    s = Settings()
+    assert motion_gate(s, CameraConfig(id="a")) is None
+    s = Settings.model_validate({"detector": {"motion": {"enabled": True}}})
+    assert motion_gate(s, CameraConfig(id="a")) is not None
+    assert motion_gate(s, CameraConfig(id="b", motion=MotionConfig(enabled=False))) is None
+
+
+@pytest.fixture(scope="module")
+def detector(models_dir: Path) -> PersonDetector:
+    return build_detector(DetectorConfig(), models_dir)
+
+
+class CountingDetector:
+    def __init__(self, inner: PersonDetector) -> None:
+        self.inner, self.name, self.calls = inner, inner.name, 0
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        self.calls += 1
+        return self.inner.detect(image)
+
+
+def _run(frames: list[tuple[np.ndarray, float]], detector: PersonDetector, gated: bool, force_s: float = 2.0,
+         ) -> tuple[list[tuple[int, ...]], int]:
+    settings = Settings.model_validate({"detector": {"motion": {"enabled": gated, "force_every_s": force_s}}})
+    camera = CameraConfig(id="cam")
+    h, w = frames[0][0].shape[:2]
+    state = CameraState(settings, camera, w, h, FPS, None)
+    gate = motion_gate(settings, camera)
+    counting = CountingDetector(detector)
+    ids = []
+    for seq, (image, ts) in enumerate(frames):
+        static = gate.check(image, ts) if gate is not None else False
+        ref = FrameRef("cam", seq, ts, str(seq), w, h, static=static)
+        outcome = state.process(detect_frame(counting, ref, image), image)
+        ids.append(tuple(p.track_id for p in outcome.tracked.persons))
+    return ids, counting.calls
+
+
+def test_standing_people_keep_their_tracks_through_a_still_stretch(detector: PersonDetector,
+                                                                   data_dir: Path) -> None:
+    """20 s of a frozen crowd frame (with sensor noise) at 5 fps: about 10 detections instead of 100, and
+    every person tracked after the first frames is still tracked, with the same id, at the end."""
+    with VideoSource(str(data_dir / "video" / "opencv4nodejs_people.mp4")) as video:
+        still = next(iter(video.frames())).image
+    rng = np.random.default_rng(3)
+    frames = [(_noisy(still, rng), i / FPS) for i in range(100)]
+    ids, calls = _run(frames, detector, gated=True)
+    assert calls <= 1 + math.ceil(20 / 2.0), calls
+    assert len(ids[2]) >= 5
+    for tids in ids[2:]:
+        assert set(ids[2]) <= set(tids), (ids[2], tids)  # nobody standing is lost, beyond any interval
+    # a longer forced interval than the tracker's memory (lost_track_buffer 30 frames at 30 fps = 1 s) is fine:
+    ids_long, calls_long = _run(frames[:40], detector, gated=True, force_s=60.0)
+    assert calls_long == 1 and all(set(ids_long[2]) <= set(t) for t in ids_long[2:])
+
+
+def test_moving_crowd_is_detected_on_every_frame(detector: PersonDetector, data_dir: Path) -> None:
+    """The crowd video at 5 fps (stride 5): every frame moves, so gating changes nothing at all."""
+    with VideoSource(str(data_dir / "video" / "opencv4nodejs_people.mp4")) as video:
+        frames = [(f.image, f.ts) for f in video.frames(stride=5, max_frames=30)]
+    ids_on, calls_on = _run(frames, detector, gated=True)
+    ids_off, calls_off = _run(frames, detector, gated=False)
+    assert calls_on == calls_off == 30
+    assert ids_on == ids_off

@@ -1,0 +1,117 @@
+"""Dead workers' messages on a real Redis broker (kombu's own unacked bookkeeping), and the checks
+of the liveness settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from celery import Celery
+
+from genesis.config import DistributedConfig, Settings
+from genesis.pipeline.drain import PipelineBacklog
+from genesis.pipeline.liveness import held_messages, holder_key, note_holder, restore_dead, worker_key
+from tests.services import redis_url
+
+BROKER = redis_url(12)
+
+
+@pytest.fixture()
+def broker() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(BROKER)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture()
+def app() -> Celery:
+    from genesis.celery import configure
+
+    app = Celery("liveness-test", set_as_current=False)
+    configure(app, Settings(broker_url=BROKER, redis_url=BROKER))
+    return app
+
+
+class Taker:
+    """Takes messages the way a worker does (unacknowledged), and then dies: its connection is
+    dropped without kombu giving the messages back (as a SIGKILL would)."""
+
+    def __init__(self, app: Celery) -> None:
+        self.conn = app.connection_for_read()
+        self.channel = self.conn.default_channel
+
+    def take(self, queue: str = "detect") -> str:
+        message = self.channel.basic_get(queue=queue, no_ack=False)
+        assert message is not None
+        return str(message.delivery_tag)
+
+    def die(self) -> None:
+        self.channel.qos._delivered.clear()  # nothing for kombu to restore on close
+        self.conn.release()
+
+
+@pytest.fixture()
+def taker(app: Celery) -> Iterator[Taker]:
+    t = Taker(app)
+    yield t
+    t.die()
+
+
+def test_gap_timeout_must_wait_for_dead_workers() -> None:
+    with pytest.raises(ValueError, match=r"gap_timeout_s \(15\) must be at least twice .*worker_dead_after_s \(10\)"):
+        DistributedConfig(gap_timeout_s=15)
+    with pytest.raises(ValueError, match="worker_heartbeat_s"):
+        DistributedConfig(worker_heartbeat_s=6)
+    d = DistributedConfig()
+    assert d.gap_timeout_s >= 2 * d.worker_dead_after_s and d.visibility_timeout_s > d.gap_timeout_s
+
+
+def test_message_of_a_dead_holder_goes_back_to_the_head_of_its_queue(app: Celery, broker: redis.Redis,
+                                                                     taker: Taker) -> None:
+    app.send_task("genesis.detect", args=[[{"seq": 0}], "run-a", -1], queue="detect")
+    tag = taker.take()
+    app.send_task("genesis.detect", args=[[{"seq": 1}], "run-a", 0], queue="detect")  # waits behind
+    note_holder(broker, tag, "detect-1@host", 3600)
+    broker.set(worker_key("detect-1@host"), "1", ex=10)
+
+    [msg] = held_messages(broker, dead_after_s=10)
+    assert (msg.state, msg.holder, msg.message.task, msg.message.run_id) == (
+        "in flight", "detect-1@host", "genesis.detect", "run-a")
+    assert restore_dead(app, broker, 10) == []  # a living holder keeps its message
+
+    broker.delete(worker_key("detect-1@host"))  # its heartbeat expired: dead
+    [msg] = held_messages(broker, dead_after_s=10)
+    assert msg.state == "held by a dead worker"
+    assert "held by a dead worker (detect-1@host)" in msg.describe() and "run-a" in msg.describe()
+    assert [m.tag for m in restore_dead(app, broker, 10)] == [tag]
+    assert broker.hlen("unacked") == 0 and not broker.exists(holder_key(tag))
+    # Back at the head: the next message taken is the restored one, marked redelivered.
+    with app.connection_for_read() as conn:
+        again = conn.default_channel.basic_get(queue="detect", no_ack=True)
+        assert again is not None and str(again.delivery_tag) == tag
+        assert again.delivery_info.get("redelivered") or again.headers.get("redelivered")
+    assert restore_dead(app, broker, 10) == []  # restored once
+
+
+def test_unclaimed_message_goes_back_only_when_old(app: Celery, broker: redis.Redis, taker: Taker) -> None:
+    app.send_task("genesis.sequence", args=["entrance", "run-b"], queue="recognize")
+    tag = taker.take("recognize")
+    assert [m.state for m in held_messages(broker, dead_after_s=10)] == ["in flight"]  # just taken
+    broker.zadd("unacked_index", {tag: 1.0})  # taken long ago, holder never recorded
+    assert [m.state for m in held_messages(broker, dead_after_s=10)] == ["unclaimed"]
+    assert len(restore_dead(app, broker, 10)) == 1 and broker.llen("recognize") == 1
+
+
+def test_drain_description_names_what_it_waits_for(app: Celery, broker: redis.Redis, taker: Taker) -> None:
+    app.send_task("genesis.detect", args=[[{"seq": 0}], "run-c", -1], queue="detect")
+    tag = taker.take()
+    note_holder(broker, tag, "detect-9@host", 3600)
+    held = held_messages(broker, 10)
+    state = PipelineBacklog({"detect": 2}, len(held), 5, ["run-c"], held, [], live_workers=0)
+    text = state.describe()
+    assert "queued: detect 2" in text and "in flight: 0" in text
+    assert "held by a dead worker: 1 (genesis.detect (run run-c) held by a dead worker (detect-9@host)" in text
+    assert "no live worker to put them back" in text
+    assert "frames awaiting the sequencer: 5" in text and "runs not finished: 1 (run-c)" in text
