@@ -18,7 +18,7 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import Connection, delete, func, select, update
 
-from genesis.adapters.db.repository import _insert
+from genesis.adapters.db.repository import dialect_insert
 from genesis.adapters.db.tables import FaceEmbedding, Identity, Run, Track, utcnow
 from genesis.adapters.db.tables_identities import FacePhoto, TrackFace, UnknownCluster
 from genesis.identities.store import IdentityError, IdentityStore, check_name
@@ -44,8 +44,10 @@ class FaceRef:
 def track_crop(store: IdentityStore, run_id: str, track_id: int) -> bytes | None:
     """The JPEG of a track's stored face (decrypted), None when there is none."""
     with store._read() as conn:
-        blob = conn.execute(select(TrackFace.crop).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id)
-                            .order_by(TrackFace.segment.desc()).limit(1)).scalar_one_or_none()
+        # The first stored face of the track (a track cut into identity segments may have several).
+        blob = conn.execute(select(TrackFace.crop).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id,
+                                                         TrackFace.crop.is_not(None)).order_by(TrackFace.ts).limit(1)
+                            ).scalars().first()
     return None if blob is None else store.cipher.decrypt(blob)
 
 
@@ -193,11 +195,11 @@ def assign_face(store: IdentityStore, run_id: str, track_id: int, name: str, act
         if not create and exists is None:
             raise IdentityError(f"no identity named {name!r}")
         if exists is None:
-            conn.execute(_insert(conn, Identity), {"name": name, "created_at": now})
+            conn.execute(dialect_insert(conn, Identity), {"name": name, "created_at": now})
         ident = int(conn.execute(select(Identity.id).where(Identity.name == name)).scalar_one())
         model, dim, blob, cid, segment = face
         _, enc = store._enc_vec(store._vec(blob, dim))
-        conn.execute(_insert(conn, FaceEmbedding).on_conflict_do_nothing(
+        conn.execute(dialect_insert(conn, FaceEmbedding).on_conflict_do_nothing(
             index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]), {
             "identity_id": ident, "model": model, "detector": "track", "dim": dim, "vector": enc,
             "photo_sha256": hashlib.sha256(f"track:{run_id}:{track_id}".encode()).hexdigest(),

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, delete, select, update
 
-from genesis.adapters.db.repository import NotFoundError, _insert
+from genesis.adapters.db.repository import NotFoundError, dialect_insert
 from genesis.adapters.db.tables import FaceEmbedding, Identity, Run, Track, utcnow
 from genesis.adapters.db.tables_identities import IdentityNegative, TrackFace, UnknownCluster
 from genesis.identities.store import IdentityError, IdentityStore, check_name, vector_blob
@@ -64,9 +64,13 @@ class TrackFaceRecord:
                    base64.b64decode(crop, validate=True), int(d.get("segment", 0)))
 
 
-def track_faces(recognizer: Any, camera_id: str, model: str) -> list[TrackFaceRecord]:
+def track_faces(recognizer: Any, camera_id: str, model: str, blur: str = "off") -> list[TrackFaceRecord]:
     """The best face of every identity segment of a `TrackRecognizer` that had one, with the segment's
-    decision (a stranger's segment is clustered as an unknown even when the track was named before)."""
+    decision (a stranger's segment is clustered as an unknown even when the track was named before).
+
+    ``blur`` is the camera's privacy mode (docs/privacy.md): with ``unenrolled`` the face crop of
+    a segment without a name is not kept (its embedding is, for clustering and search), with
+    ``everyone`` no crop is kept."""
     out = []
     for tid in recognizer.track_ids():
         for seg in recognizer.segments(tid):
@@ -74,8 +78,11 @@ def track_faces(recognizer: Any, camera_id: str, model: str) -> list[TrackFaceRe
             if best is None:
                 continue
             ident = recognizer.segment_identity(seg)
+            crop = best.crop or b""
+            if blur == "everyone" or (blur == "unenrolled" and ident.identity is None):
+                crop = b""
             out.append(TrackFaceRecord(camera_id, tid, float(best.ts), model, [float(x) for x in best.vector],
-                                       ident.identity, ident.best_distance, best.crop or b"", seg.index))
+                                       ident.identity, ident.best_distance, crop, seg.index))
     return out
 
 
@@ -117,7 +124,7 @@ def save_track_faces(store: IdentityStore, run_id: str, records: Sequence[TrackF
                      key=lambda r: (r.ts, r.track_id, r.segment))
         for r in new:
             dim, blob = store._enc_vec(np.asarray(r.vector, dtype=np.float32))
-            conn.execute(_insert(conn, TrackFace), {
+            conn.execute(dialect_insert(conn, TrackFace), {
                 "run_id": run_id, "track_id": r.track_id, "segment": r.segment, "camera_id": r.camera_id,
                 "ts": r.ts, "model": r.model,
                 "dim": dim, "vector": blob, "distance": r.distance, "cluster_id": None, "created_at": now,
@@ -147,7 +154,7 @@ def _cluster(store: IdentityStore, conn: Connection, run_id: str, records: list[
                 j = -1
         if j < 0:
             dim, blob = store._enc_vec(v)
-            new_id = conn.execute(_insert(conn, UnknownCluster).returning(UnknownCluster.id), {
+            new_id = conn.execute(dialect_insert(conn, UnknownCluster).returning(UnknownCluster.id), {
                 "model": model, "dim": dim, "centroid": blob, "size": 1, "first_seen": now, "last_seen": now,
             }).scalar_one()
             ids.append(int(new_id))
@@ -214,13 +221,13 @@ def name_unknown(store: IdentityStore, unknown_label: str, name: str, actor: str
             raise IdentityError(f"no unknown face {unknown_label}")
         faces = conn.execute(select(TrackFace.run_id, TrackFace.track_id, TrackFace.model, TrackFace.dim,
                                     TrackFace.vector, TrackFace.segment).where(TrackFace.cluster_id == cid)).all()
-        conn.execute(_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
+        conn.execute(dialect_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
                      {"name": name, "created_at": now})
         ident = conn.execute(select(Identity.id).where(Identity.name == name)).scalar_one()
         for run_id, track_id, model, dim, blob, segment in faces:
             vector = store._vec(blob, dim)
             _, enc = store._enc_vec(vector)
-            conn.execute(_insert(conn, FaceEmbedding).on_conflict_do_nothing(
+            conn.execute(dialect_insert(conn, FaceEmbedding).on_conflict_do_nothing(
                 index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]), {
                 "identity_id": ident, "model": model, "detector": "track", "dim": dim, "vector": enc,
                 "photo_sha256": hashlib.sha256(
@@ -266,7 +273,7 @@ def reject(store: IdentityStore, run_id: str, track_id: int, actor: str, identit
             raise IdentityError(f"track {track_id} of run {run_id} has no stored face to reject")
         for model, dim, blob in faces:
             _, enc = store._enc_vec(store._vec(blob, dim))
-            conn.execute(_insert(conn, IdentityNegative), {"identity_id": ident, "model": model, "dim": dim,
+            conn.execute(dialect_insert(conn, IdentityNegative), {"identity_id": ident, "model": model, "dim": dim,
                                                            "vector": enc, "run_id": run_id, "track_id": track_id,
                                                            "created_at": utcnow()})
         conn.execute(update(Track)
@@ -352,7 +359,8 @@ def cluster_threshold(settings: Any) -> float:
 
 def save_camera_track_faces(repo: Any, settings: Any, run_id: str, state: Any) -> int:
     """The embedded runner's end of run: store the best face of each track of a `CameraState`."""
-    records = track_faces(state.recognizer, state.camera.id, settings.recognition.embedder.model)
+    records = track_faces(state.recognizer, state.camera.id, settings.recognition.embedder.model,
+                          settings.blur_mode(state.camera))
     if not records:
         return 0
     return save_track_faces(IdentityStore(repo), run_id, records, cluster_threshold(settings))

@@ -7,7 +7,6 @@ distributed pipeline and ``genesis report`` all give the same dictionary for the
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -18,31 +17,17 @@ from genesis.adapters.db.alerts import AlertStore, alert_results
 from genesis.adapters.db.repository import segment_at, segment_index
 from genesis.config import CameraConfig
 from genesis.domain import UNKNOWN, Direction, LineCrossing, ZoneEvent, ZoneEventKind
+from genesis.domain.stats import nearest_rank, pair_visits
 
 
 def _r(x: float, nd: int = 3) -> float:
     return round(float(x), nd)
 
 
-def _p95(values: list[float]) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    k = max(0, math.ceil(0.95 * len(ordered)) - 1)
-    return ordered[k]
-
-
 def visits(events: list[ZoneEvent]) -> list[tuple[str, int, float, float]]:
     """(zone, track, enter_ts, exit_ts) for each closed visit, in event order."""
-    open_: dict[tuple[str, int], float] = {}
-    out: list[tuple[str, int, float, float]] = []
-    for e in events:
-        key = (e.zone, e.track_id)
-        if e.kind == ZoneEventKind.ENTER:
-            open_[key] = e.ts
-        elif key in open_:
-            out.append((e.zone, e.track_id, open_.pop(key), e.ts))
-    return out
+    closed, _ = pair_visits(((e.zone, e.track_id), e.kind == ZoneEventKind.ENTER, e.ts) for e in events)
+    return [(zone, tid, a, b) for (zone, tid), a, b in closed]
 
 
 SegmentIndex = dict[int, list[TrackRecord]]
@@ -104,7 +89,7 @@ def _zone_results(
                 "dwell_s": {
                     "visits": len(dwell),
                     "mean": _r(sum(dwell) / len(dwell)) if dwell else 0.0,
-                    "p95": _r(_p95(dwell)),
+                    "p95": _r(nearest_rank(dwell, 95)),
                     "max": _r(max(dwell)) if dwell else 0.0,
                 },
                 "by_identity": dict(sorted(by_identity.items())),

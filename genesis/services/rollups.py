@@ -33,6 +33,7 @@ from genesis.adapters.db.analytics import AnalyticsStore, WindowRows, from_epoch
 from genesis.adapters.db.repository import Repository
 from genesis.config import Settings
 from genesis.config.rollups import Granularity
+from genesis.domain.stats import pair_visits
 
 BUCKET_S: dict[str, float] = {"minute": 60.0, "hour": 3600.0, "day": 86400.0}
 DAY_S = 86400.0
@@ -65,14 +66,8 @@ def zone_visits(events: Iterable[tuple[str, str, int, int, str, float]], open_un
     ``closed=False``; an open visit of a run without an entry there is dropped.
     """
     ordered = sorted(events, key=lambda e: (e[0], e[1], e[2], e[3], e[4] == "exit"))
-    opened: dict[tuple[str, str, int], float] = {}
-    out: list[Visit] = []
-    for run, zone, tid, _seq, kind, t in ordered:
-        key = (run, zone, tid)
-        if kind == "enter":
-            opened[key] = t
-        elif key in opened:
-            out.append(Visit(run, zone, tid, opened.pop(key), t, True))
+    closed, opened = pair_visits(((run, zone, tid), kind == "enter", t) for run, zone, tid, _seq, kind, t in ordered)
+    out = [Visit(run, zone, tid, a, b, True) for (run, zone, tid), a, b in closed]
     for (run, zone, tid), t in opened.items():
         if run in open_until and open_until[run] > t:
             out.append(Visit(run, zone, tid, t, open_until[run], False))

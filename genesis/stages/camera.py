@@ -8,15 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from genesis.adapters.db.repository import TrackRecord
 from genesis.backends.faces import Embedder, FaceDetector
 from genesis.config import CameraConfig, Settings
-from genesis.domain import FrameDetections, FrameOutcome, Sighting, ZoneEvent
+from genesis.domain import FrameDetections, FrameOutcome, Sighting, TrackRecord, ZoneEvent
+from genesis.domain.codec import SavedState
 from genesis.stages.alerts import AlertStage
-from genesis.stages.analytics import LineCounter, ZoneCounter
+from genesis.stages.analytics import LineCounter, ZoneCounter, to_sv
 from genesis.stages.motion import HeldDetections
 from genesis.stages.recognize import Gallery, TrackRecognizer, recognize_persons, segment_identity
 from genesis.stages.track import CameraTracker
@@ -29,7 +30,20 @@ class FaceModels:
     gallery: Gallery
 
 
-class CameraState:
+class CameraState(SavedState):
+    """The ordered state of one camera in one run. The distributed sequencer keeps it in Redis
+    between passes with ``export_state`` / ``import_state`` (our JSON codec: every attribute below
+    by its annotation, each stage by its own state; the models and the settings are not saved)."""
+
+    STATE_REBUILT: ClassVar[frozenset[str]] = frozenset({"camera", "width", "height", "faces"})
+    tracker: CameraTracker
+    recognizer: TrackRecognizer
+    zones: list[ZoneCounter]
+    lines: list[LineCounter]
+    frames: int
+    alerts: AlertStage
+    held: HeldDetections
+
     def __init__(
         self,
         settings: Settings,
@@ -53,12 +67,12 @@ class CameraState:
         self.lines = [LineCounter(camera.id, ln, width, height, min_frames) for ln in camera.lines]
         self.frames = 0
         self.alerts = AlertStage(settings.alerts, camera)
-        self.held = HeldDetections()  # static frames (motion gating) reuse the last detections
+        self.held = HeldDetections()  # static frames (motion gating) reuse the last tracked boxes
 
     def process(self, detections: FrameDetections, image: np.ndarray | Callable[[], np.ndarray]) -> FrameOutcome:
         """One frame, in ``seq`` order. ``image`` may be a loader: it is only called when a
         face search needs the pixels (the distributed sequencer fetches them from Redis)."""
-        tracked = self.tracker.update(self.held.apply(detections))
+        tracked = self.held.track(detections, self.tracker.update)  # static frames: genesis.stages.motion
         frame = tracked.frame
         self.frames += 1
         outcome = FrameOutcome(tracked=tracked)
@@ -75,11 +89,12 @@ class CameraState:
                 pixels, tracked, self.recognizer, self.faces.detector, self.faces.embedder, self.faces.gallery,
                 selected,
             )
+        dets = to_sv(tracked.persons) if self.zones or self.lines else None  # once per frame, for all of them
         for zone in self.zones:
-            outcome.zone_events.extend(zone.update(tracked))
+            outcome.zone_events.extend(zone.update(tracked, dets))
             outcome.occupancy[zone.name] = zone.occupancy
         for line in self.lines:
-            outcome.crossings.extend(line.update(tracked))
+            outcome.crossings.extend(line.update(tracked, dets))
         outcome.alerts, outcome.samples = self.alerts.update(outcome, lambda t: self.recognizer.identity(t).identity)
         return outcome
 
@@ -108,15 +123,6 @@ class CameraState:
                     )
                 )
         return out
-
-    def __getstate__(self) -> dict[str, object]:
-        """Picklable without the models (the distributed sequencer keeps this state in Redis)."""
-        state = {slot: getattr(self, slot) for slot in self.__dict__}
-        state["faces"] = None
-        return state
-
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
 
     def close(self) -> list[ZoneEvent]:
         """End of stream: close the visits still open."""

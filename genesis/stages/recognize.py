@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from genesis.backends.faces import Embedder, FaceDetector
 from genesis.config import RecognitionConfig
 from genesis.domain import UNKNOWN, Face, FaceMatch, RecognitionAttempt, TrackedFrame, TrackedPerson
+from genesis.domain.codec import SavedState
 from genesis.stages.segments import (
     END_APPEARANCE,
     END_FACE,
@@ -238,7 +240,7 @@ def _size_jump(a: tuple[float, float, float, float], b: tuple[float, float, floa
     return h0 > 0 and h1 > 0 and max(h0 / h1, h1 / h0) > ratio
 
 
-class TrackRecognizer:
+class TrackRecognizer(SavedState):
     """Per-camera recognition policy: face votes per identity segment of each track.
 
     An unsettled segment (no name, not a confident stranger, attempts left) gets a face search at
@@ -246,7 +248,12 @@ class TrackRecognizer:
     name it. A settled segment is checked again at ``segments.verify_every_s`` of track time (at most
     ``segments.verify_max`` times), at once after it overlapped another person, and at the normal
     rate while faces disagree. With ``segments.enabled`` false this is the old per-track policy.
+
+    Its state is saved by the annotations below (``SavedState``): annotate every new attribute.
     """
+
+    STATE_REBUILT: ClassVar[frozenset[str]] = frozenset({"config", "seg", "_min_gap", "_max_searches", "_far"})
+    state: RecognizerState
 
     def __init__(self, config: RecognitionConfig, frame_stride: int = 1, threshold: float | None = None) -> None:
         self.config = config

@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, case, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from genesis.adapters.db.repository import WRITE_TRANSACTION, Repository
+from genesis.adapters.db.repository import WRITE_TRANSACTION, Repository, dialect_insert
 from genesis.adapters.db.tables import LineCrossingRow, RecognitionAttemptRow, Run, SightingRow, Track, ZoneEventRow
 from genesis.adapters.db.tables_analytics import (
     CameraSnapshot,
@@ -107,10 +106,6 @@ def _abs_ts(column: Any, span: RunSpan) -> ColumnElement[float]:
 
 def time_now() -> float:
     return datetime.now(UTC).timestamp()
-
-
-def _insert(conn: Connection, table: Any) -> Any:
-    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
 
 
 class AnalyticsStore:
@@ -253,7 +248,7 @@ class AnalyticsStore:
                 if rows.get(kind):
                     # An upsert, not a plain insert: two rollups of the same buckets running at
                     # once (beat and `genesis rollup`) then converge instead of one failing.
-                    stmt = _insert(conn, table)
+                    stmt = dialect_insert(conn, table)
                     keys = list(table.__table__.primary_key.columns)
                     values = {c.name: stmt.excluded[c.name] for c in table.__table__.columns if not c.primary_key}
                     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=values), rows[kind])
@@ -323,7 +318,7 @@ class AnalyticsStore:
         values = {"camera_id": camera_id, "taken_at": taken_at, "width": int(width), "height": int(height),
                   "jpeg": jpeg}
         with self._write() as conn:
-            stmt = _insert(conn, CameraSnapshot).values(values)
+            stmt = dialect_insert(conn, CameraSnapshot).values(values)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[CameraSnapshot.camera_id],
                 set_={k: stmt.excluded[k] for k in ("taken_at", "width", "height", "jpeg")},

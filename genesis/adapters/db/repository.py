@@ -44,6 +44,7 @@ from genesis.domain import (
     LineCrossing,
     RecognitionAttempt,
     Sighting,
+    TrackRecord,
     ZoneEvent,
     ZoneEventKind,
 )
@@ -90,31 +91,8 @@ class IdentitySummary:
     """Distinct photos (by sha256) over all models."""
     models: tuple[str, ...]
     created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class TrackRecord:
-    """One identity segment of a track (a track that was never cut has one, ``segment`` 0).
-
-    A sighting of the track belongs to the segment whose ``first_seq``..``last_seq`` holds its seq."""
-
-    camera_id: str
-    track_id: int
-    first_seq: int
-    last_seq: int
-    first_ts: float
-    last_ts: float
-    frames: int
-    identity: str | None
-    """The identity name decided for the segment; kept even if the identity is deleted later."""
-    votes: int
-    attempts: int
-    best_distance: float | None
-    segment: int = 0
-    named_ts: float | None = None
-    """The frame time the name was decided (live), or None."""
-    end_reason: str | None = None
-    """Why the segment ended (gap, jump, face, overlap), None for the track's last one."""
+    id: int = 0
+    """The identity's stable id (rows keep it through renames)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +138,9 @@ def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> Engine
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+            # Erasure (forget, purge) must not leave deleted biometric rows in free pages of the file:
+            # set here, whatever the SQLite build's default.
+            cursor.execute("PRAGMA secure_delete=ON")
         finally:
             cursor.close()
 
@@ -190,7 +171,7 @@ def alembic_config(url: str | None = None, *, connection: Connection | None = No
 # helpers
 
 
-def _insert(conn: Connection, table: Any) -> Any:
+def dialect_insert(conn: Connection, table: Any) -> Any:
     """The dialect's INSERT, which has ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
     name = conn.dialect.name
     if name == "postgresql":
@@ -204,7 +185,7 @@ def _insert_ignore(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> 
     """executemany INSERT ... ON CONFLICT (primary key, the row's natural key) DO NOTHING."""
     if rows:
         keys = list(table.__table__.primary_key.columns)
-        conn.execute(_insert(conn, table).on_conflict_do_nothing(index_elements=keys), rows)
+        conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(index_elements=keys), rows)
 
 
 def _vector_bytes(record: EmbeddingRecord) -> tuple[int, bytes]:
@@ -346,12 +327,12 @@ class Repository:
                         f"model {model!r} has embeddings of dimension {lo} stored, got dimension {dims[model]}"
                     )
             conn.execute(
-                _insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
+                dialect_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
                 [{"name": n, "created_at": now} for n in names],
             )
             ids = dict(conn.execute(select(Identity.name, Identity.id).where(Identity.name.in_(names))).all())
             stmt = (
-                _insert(conn, FaceEmbedding)
+                dialect_insert(conn, FaceEmbedding)
                 .on_conflict_do_nothing(
                     index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]
                 )
@@ -377,7 +358,8 @@ class Repository:
         """Every identity with its photo count and models, sorted by name."""
         with self._read() as conn:
             heads = conn.execute(
-                select(Identity.name, Identity.created_at, func.count(FaceEmbedding.photo_sha256.distinct()))
+                select(Identity.name, Identity.created_at, func.count(FaceEmbedding.photo_sha256.distinct()),
+                       Identity.id)
                 .outerjoin(FaceEmbedding, FaceEmbedding.identity_id == Identity.id)
                 .group_by(Identity.id, Identity.name, Identity.created_at)
             ).all()
@@ -388,8 +370,9 @@ class Repository:
         # Sorted in Python: PostgreSQL orders text by the database collation, SQLite by bytes.
         return sorted(
             (
-                IdentitySummary(name=n, photos=int(photos), models=tuple(sorted(models.get(n, []))), created_at=at)
-                for n, at, photos in heads
+                IdentitySummary(name=n, photos=int(photos), models=tuple(sorted(models.get(n, []))), created_at=at,
+                                id=int(ident))
+                for n, at, photos, ident in heads
             ),
             key=lambda s: s.name,
         )
@@ -434,11 +417,11 @@ class Repository:
         now = utcnow()
         with self._write() as conn:
             conn.execute(
-                _insert(conn, Camera).on_conflict_do_nothing(index_elements=[Camera.id]),
+                dialect_insert(conn, Camera).on_conflict_do_nothing(index_elements=[Camera.id]),
                 {"id": camera_id, "name": camera_id, "created_at": now},
             )
             conn.execute(
-                _insert(conn, Run).on_conflict_do_nothing(index_elements=[Run.id]),
+                dialect_insert(conn, Run).on_conflict_do_nothing(index_elements=[Run.id]),
                 {
                     "id": run_id,
                     "camera_id": camera_id,
@@ -610,7 +593,7 @@ class Repository:
             ids: dict[str, int] = {}
             if names:
                 ids = dict(conn.execute(select(Identity.name, Identity.id).where(Identity.name.in_(names))).all())
-            stmt = _insert(conn, Track)
+            stmt = dialect_insert(conn, Track)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[Track.run_id, Track.track_id, Track.segment],
                 set_={
