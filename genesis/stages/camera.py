@@ -30,6 +30,18 @@ class FaceModels:
     gallery: Gallery
 
 
+def _once(load: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+    """``load``, called at most once."""
+    got: list[np.ndarray] = []
+
+    def get() -> np.ndarray:
+        if not got:
+            got.append(load())
+        return got[0]
+
+    return get
+
+
 class CameraState(SavedState):
     """The ordered state of one camera in one run. The distributed sequencer keeps it in Redis
     between passes with ``export_state`` / ``import_state`` (our JSON codec: every attribute below
@@ -70,17 +82,17 @@ class CameraState(SavedState):
         self.held = HeldDetections()  # static frames (motion gating) reuse the last tracked boxes
 
     def process(self, detections: FrameDetections, image: np.ndarray | Callable[[], np.ndarray]) -> FrameOutcome:
-        """One frame, in ``seq`` order. ``image`` may be a loader: it is only called when a
-        face search needs the pixels (the distributed sequencer fetches them from Redis)."""
+        """One frame, in ``seq`` order. ``image`` may be a loader: it is only called when a face search
+        or the appearance cue of the identity segments needs the pixels (the distributed sequencer
+        fetches them from Redis), and at most once."""
         tracked = self.held.track(detections, self.tracker.update)  # static frames: genesis.stages.motion
         frame = tracked.frame
         self.frames += 1
         outcome = FrameOutcome(tracked=tracked)
         for p in tracked.persons:
             outcome.sightings.append(Sighting(frame.camera_id, p.track_id, frame.seq, frame.ts, p.box, p.score))
-        if self.recognizer.needs_pixels and callable(image) and tracked.persons:
-            loaded = image()  # the appearance cue reads every frame with people: load it once
-            image = loaded
+        if callable(image):
+            image = _once(image)  # the appearance cue and the face search share one load of the pixels
         self.recognizer.observe(tracked, image if tracked.persons else None)  # identity segments
         selected = self.recognizer.select(tracked) if self.faces is not None else []
         if self.faces is not None and selected:
