@@ -17,18 +17,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from genesis.cli.common import cells
+from genesis.cli.common import ConfigOpt, cells
 from genesis.config.alerts import ALERT_KINDS
 
 alerts_app = typer.Typer(help="Alerts raised by the rules: list them (filters, --json) and acknowledge them.",
                          invoke_without_command=True)
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Settings YAML (default: $GENESIS_CONFIG, else configs/settings.yaml if present)."
-    ),
-]
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -143,8 +143,8 @@ def identities_reembed(
     from genesis.backends.weights import WeightsError
     from genesis.config import EmbedderConfig
     from genesis.identities.crypto import BiometricKeyError
-    from genesis.identities.reembed import re_embed
     from genesis.services.enroll import EnrollError
+    from genesis.services.reembed import re_embed
 
     settings = settings_from(config)
     try:
@@ -267,6 +267,67 @@ def eval_faces(
         data: Any = reports[0].to_json() if len(reports) == 1 else {"models": {r.model: r.to_json() for r in reports}}
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        console.print(f"wrote {json_out}")
+
+
+@eval_app.command("video")
+def eval_video(
+    root: Annotated[Path, typer.Argument(help="One folder per identity (or known/<name>/) plus unknown/.")],
+    background: Annotated[Path, typer.Option(
+        "--background", help="The scene: an image, or a video (the median of frames spread over it).")],
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Write the figures (top level and per scenario, every policy under 'policies') here.")] = None,
+    scenario: Annotated[list[str], typer.Option(
+        "--scenario", help="doorway, crossing, occlusion, reentry, stranger, crowd; repeatable (default: all).")] = [],  # noqa: B006
+    policy: Annotated[list[str], typer.Option(
+        "--policy", help="segment (identity segments) or track (the old per-track policy); repeatable "
+        "(default: both, side by side).")] = [],  # noqa: B006
+    fps: Annotated[float, typer.Option("--fps", min=1.0, max=30.0, help="Frames per second of the sequences.")] = 5.0,
+    size: Annotated[str, typer.Option("--size", help="WIDTHxHEIGHT of the sequences.")] = "640x360",
+    keep_videos: Annotated[Path | None, typer.Option(
+        "--keep-videos", help="Keep the generated sequences (mp4) in this folder.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Identity-labelled sequences built from photos, run through the real pipeline: are the names on
+    the tracks right? identity precision and recall, wrong-name sightings, name switches, time to name."""
+    from genesis.backends.weights import WeightsError
+    from genesis.eval.video import (
+        POLICIES,
+        SCENARIOS,
+        EvalVideoError,
+        VideoEvalConfig,
+        evaluate_video,
+        format_table,
+        json_report,
+        write_json,
+    )
+
+    settings = settings_from(config)
+    try:
+        width, height = (int(v) for v in size.lower().split("x", 1))
+    except ValueError:
+        fail(f"--size must look like 640x360, got {size!r}", 2)
+    if not (64 <= width <= 3840 and 64 <= height <= 2160):
+        fail(f"--size must be between 64x64 and 3840x2160, got {size}", 2)
+    scenarios = tuple(scenario) or SCENARIOS
+    policies = tuple(policy) or POLICIES
+    cfg = VideoEvalConfig(root, background, scenarios, policies, width, height, fps, keep_videos=keep_videos)
+    try:
+        with _progress() as bar:
+            task = bar.add_task("eval video", total=len(scenarios) * len(policies))
+
+            def step(what: str) -> None:
+                bar.update(task, description=what)
+
+            def done(_: str) -> None:
+                bar.advance(task)
+
+            result = evaluate_video(settings, cfg, progress=step, done=done)
+    except (EvalVideoError, WeightsError) as exc:
+        fail(str(exc))
+    console.print(format_table(result), highlight=False, soft_wrap=True)
+    if json_out is not None:
+        write_json(json_out, json_report(result))
         console.print(f"wrote {json_out}")
 
 

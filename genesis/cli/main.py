@@ -126,6 +126,8 @@ def print_summary(report: dict[str, Any]) -> None:
               else meta["recognition"])
     t.add_row("identities recognised", str(res["people"]["identities"]))
     console.print(t)
+    if meta.get("warning"):
+        console.print(f"warning: {meta['warning']}", style="bold yellow", markup=False, highlight=False)
     if res["identities"]:
         it = Table(title="Identities")
         for col in ("name", "first seen (s)", "last seen (s)", "sightings", "tracks"):
@@ -243,6 +245,7 @@ def report(
 ) -> None:
     """Write report.json of a stored run."""
     from genesis.adapters.db import Repository
+    from genesis.pipeline.loop import truncated
     from genesis.pipeline.report import build_results, write_json_atomic
 
     settings = settings_from(config)
@@ -270,6 +273,9 @@ def report(
                 "started_at": run_rec.started_at.isoformat(),
                 "finished_at": run_rec.finished_at.isoformat() if run_rec.finished_at else None, **run_rec.meta},
     }
+    if (warning := truncated(run_rec.meta)) is not None:
+        data["run"]["warning"] = warning
+        console.print(f"warning: {warning}", style="bold yellow", markup=False, highlight=False)
     write_json_atomic(out / "report.json", data)
     console.print(f"wrote {out / 'report.json'}")
 
@@ -281,8 +287,8 @@ def _reap_for_report(settings: Any, repo: Any) -> None:
         return
     import redis
 
-    from genesis.pipeline.capture import make_app
     from genesis.pipeline.liveness import reap_stale_runs
+    from genesis.tasks.celery_config import make_app
 
     try:
         client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
@@ -301,20 +307,24 @@ def drain(
     """Wait until every queue is empty and every finished stream is fully processed and stored.
 
     Runs nothing works on any more are marked abandoned on the way (and named); messages held
-    by dead workers are named apart from those in flight.
+    by dead workers are named apart from those in flight; with work left and no live worker for
+    3 x distributed.worker_dead_after_s, it stops and says so instead of waiting for --timeout.
     """
     import time
 
     import redis
 
     from genesis.adapters.db import Repository
-    from genesis.pipeline.capture import make_app
     from genesis.pipeline.drain import backlog
+    from genesis.tasks.celery_config import make_app
 
     settings = settings_from(config)
     celery_app = make_app(settings)
     client = redis.Redis.from_url(settings.redis_url)
     deadline = time.monotonic() + timeout
+    no_worker_s = 3 * settings.distributed.worker_dead_after_s
+    alone_since: float | None = None
+    abandoned: list[Any] = []
     quiet = 0
     with Repository(settings.database_url) as repo, console.status("draining...") as status:
         while True:
@@ -322,6 +332,7 @@ def drain(
                 state = backlog(settings, celery_app, client, repo)
             except redis.ConnectionError as exc:
                 fail(f"cannot reach Redis: {exc}")
+            abandoned += state.abandoned
             for gone in state.abandoned:
                 err_console.print(f"run {gone.run_id} (camera {escape(gone.camera_id)}) abandoned: "
                                   f"{escape(gone.reason)}", highlight=False, soft_wrap=True)
@@ -331,9 +342,18 @@ def drain(
                 break
             if time.monotonic() > deadline:
                 fail(f"not drained after {timeout:g} s: {escape(state.describe())}")
+            # Work left and no worker alive for a while: nothing can move, say so now.
+            alone_since = None if state.empty or state.live_workers else (alone_since or time.monotonic())
+            if alone_since is not None and time.monotonic() - alone_since > no_worker_s:
+                fail(f"no live Genesis worker for {no_worker_s:g} s (no heartbeat): start the workers; "
+                     f"{escape(state.describe())}")
             status.update(f"draining... {escape(state.describe())}")
             time.sleep(0.5)
-    console.print("drained: every queue is empty and every finished stream is stored")
+    if abandoned:
+        console.print(f"drained: every queue is empty; {len(abandoned)} run(s) abandoned on the way (named above), "
+                      "every other finished stream is stored")
+    else:
+        console.print("drained: every queue is empty and every finished stream is stored")
 
 
 app.command("capture")(capture_command)

@@ -23,7 +23,7 @@ import redis.exceptions as redis_errors
 from sqlalchemy import Connection, delete, exists, func, select, update
 
 from genesis.adapters.db import Repository
-from genesis.adapters.db.repository import WRITE_TRANSACTION, _insert
+from genesis.adapters.db.repository import WRITE_TRANSACTION, dialect_insert
 from genesis.adapters.db.tables import FaceEmbedding, Identity, RecognitionAttemptRow, Track, utcnow
 from genesis.adapters.db.tables_identities import (
     AuditEntry,
@@ -33,12 +33,13 @@ from genesis.adapters.db.tables_identities import (
     TrackFace,
     UnknownCluster,
 )
+from genesis.adapters.redis_keys import GALLERY_VERSION_KEY
 from genesis.domain.names import InvalidNameError, check_identity_name
 from genesis.identities.crypto import KEY_ENV, MAGIC, BiometricCipher, BiometricKeyError
 
 log = logging.getLogger("genesis.identities")
 
-VERSION_KEY = "genesis:gallery:version"
+VERSION_KEY = GALLERY_VERSION_KEY
 VERSION_TTL_S = 10
 """The Redis copy of the version expires: a writer that could not reach Redis delays a refresh by
 at most this long (the workers then read the version from the database again)."""
@@ -207,8 +208,9 @@ class IdentityStore:
         done = conn.execute(update(GalleryVersion).where(GalleryVersion.id == 1).values(
             version=GalleryVersion.version + 1)).rowcount
         if not done:
-            conn.execute(_insert(conn, GalleryVersion).on_conflict_do_nothing(index_elements=[GalleryVersion.id]),
-                         {"id": 1, "version": 1})
+            conn.execute(
+                dialect_insert(conn, GalleryVersion).on_conflict_do_nothing(index_elements=[GalleryVersion.id]),
+                {"id": 1, "version": 1})
 
     def _publish(self) -> None:
         if self.redis is None:
@@ -238,7 +240,7 @@ class IdentityStore:
 
     @staticmethod
     def _audit(conn: Connection, actor: str, action: str, target: str | None, detail: dict[str, Any]) -> None:
-        conn.execute(_insert(conn, AuditEntry), {"at": utcnow(), "actor": actor, "action": action,
+        conn.execute(dialect_insert(conn, AuditEntry), {"at": utcnow(), "actor": actor, "action": action,
                                                  "target": target, "detail": detail})
 
     def audit(self, actor: str, action: str, target: str | None, detail: dict[str, Any] | None = None) -> None:
@@ -281,7 +283,7 @@ class IdentityStore:
             near = self._near_others(conn, name, faces, limits)
             if near and not force:
                 raise NearIdentityError(near)
-            conn.execute(_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
+            conn.execute(dialect_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
                          {"name": name, "created_at": now})
             ident = self._identity_id(conn, name)
             for model in models:
@@ -294,7 +296,7 @@ class IdentityStore:
             for f in faces:
                 dim, blob = self._enc_vec(f.vector)
                 res = conn.execute(
-                    _insert(conn, FaceEmbedding).on_conflict_do_nothing(
+                    dialect_insert(conn, FaceEmbedding).on_conflict_do_nothing(
                         index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]
                     ).returning(FaceEmbedding.id),
                     {"identity_id": ident, "model": f.model, "detector": f.detector, "dim": dim, "vector": blob,
@@ -303,7 +305,7 @@ class IdentityStore:
                 added += len(res)
                 if f.crop_jpeg is not None:
                     conn.execute(
-                        _insert(conn, FacePhoto).on_conflict_do_nothing(
+                        dialect_insert(conn, FacePhoto).on_conflict_do_nothing(
                             index_elements=[FacePhoto.identity_id, FacePhoto.photo_sha256]),
                         {"identity_id": ident, "photo_sha256": f.photo_sha256, "photo_name": f.photo_name,
                          "detector": f.detector, "crop": self._encrypt(f.crop_jpeg), "face": f.face,
@@ -406,7 +408,7 @@ class IdentityStore:
             for name, f in faces:
                 ident = self._identity_id(conn, name)
                 dim, blob = self._enc_vec(f.vector)
-                conn.execute(_insert(conn, FaceEmbedding), {
+                conn.execute(dialect_insert(conn, FaceEmbedding), {
                     "identity_id": ident, "model": model, "detector": f.detector, "dim": dim, "vector": blob,
                     "photo_sha256": f.photo_sha256, "photo_name": f.photo_name, "created_at": now})
             self._bump(conn)
@@ -451,22 +453,23 @@ class IdentityStore:
                 "negatives": conn.execute(
                     delete(IdentityNegative).where(IdentityNegative.identity_id == ident)).rowcount,
             }
-            tracks = conn.execute(select(Track.run_id, Track.track_id).where(
+            tracks = conn.execute(select(Track.run_id, Track.track_id, Track.segment).where(
                 (Track.identity_id == ident) | (Track.identity_name == name))).all()
             faces = 0
-            for run_id, track_id in tracks:
-                faces += conn.execute(
-                    delete(TrackFace).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id)).rowcount
+            for run_id, track_id, segment in tracks:  # the faces of the segments that carried the name
+                faces += conn.execute(delete(TrackFace).where(
+                    TrackFace.run_id == run_id, TrackFace.track_id == track_id, TrackFace.segment == segment)).rowcount
             clusters = 0
             for model, vectors in mine.items():
                 m = np.stack([v / max(float(np.linalg.norm(v)), 1e-12) for v in vectors])
                 limit = thresholds.get(model, 0.0)
-                for run_id, track_id, dim, blob in conn.execute(
-                        select(TrackFace.run_id, TrackFace.track_id, TrackFace.dim, TrackFace.vector)
+                for run_id, track_id, segment, dim, blob in conn.execute(
+                        select(TrackFace.run_id, TrackFace.track_id, TrackFace.segment, TrackFace.dim, TrackFace.vector)
                         .where(TrackFace.model == model)).all():
                     if self._near(m, self._vec(blob, dim), limit):
                         faces += conn.execute(delete(TrackFace).where(
-                            TrackFace.run_id == run_id, TrackFace.track_id == track_id)).rowcount
+                            TrackFace.run_id == run_id, TrackFace.track_id == track_id,
+                            TrackFace.segment == segment)).rowcount
                 for cid, dim, blob in conn.execute(
                         select(UnknownCluster.id, UnknownCluster.dim, UnknownCluster.centroid)
                         .where(UnknownCluster.model == model)).all():

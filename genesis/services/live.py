@@ -29,6 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from genesis.adapters.db.tables_identities import LiveFrame, LiveWatch
+from genesis.adapters.redis_keys import live_frame_key, live_gate_key, live_watch_key
 from genesis.config import Settings
 from genesis.domain import FrameOutcome
 
@@ -38,16 +39,8 @@ REDIS_FRAME_TTL_S = 60
 """A live frame in Redis expires this long after it was written (a stopped pipeline leaves nothing)."""
 
 
-def frame_key(camera_id: str) -> str:
-    return f"genesis:live:{camera_id}:frame"
-
-
-def watch_key(camera_id: str) -> str:
-    return f"genesis:live:{camera_id}:watch"
-
-
-def gate_key(camera_id: str) -> str:
-    return f"genesis:live:{camera_id}:gate"
+frame_key, watch_key, gate_key = live_frame_key, live_watch_key, live_gate_key
+"""The live view's keys (the scheme is :mod:`genesis.adapters.redis_keys`'s)."""
 
 
 def encode_live_frame(image: np.ndarray, meta: dict[str, Any], max_side: int = 960, quality: int = 70) -> bytes:
@@ -136,9 +129,9 @@ class RedisLive:
 
 
 def _upsert(conn: Any, table: Any, values: dict[str, Any], update: list[str]) -> None:
-    from genesis.adapters.db.repository import _insert
+    from genesis.adapters.db.repository import dialect_insert
 
-    stmt = _insert(conn, table).values(values)
+    stmt = dialect_insert(conn, table).values(values)
     conn.execute(stmt.on_conflict_do_update(index_elements=[table.camera_id],
                                             set_={k: stmt.excluded[k] for k in update}))
 

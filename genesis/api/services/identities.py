@@ -177,13 +177,13 @@ def name_cluster(store: IdentityStore, cluster: str, name: str, merge: bool, act
 def reject_track(store: IdentityStore, run_id: str, track_id: int, identity: str | None, actor: str) -> str:
     """"Not this person" for a track; the identity whose negative it became."""
     with store.repo.engine.connect() as conn:
-        row = conn.execute(select(Track.identity_name).where(Track.run_id == run_id, Track.track_id == track_id)
-                           ).one_or_none()
-    if row is None:
+        rows = conn.execute(select(Track.identity_name).where(Track.run_id == run_id, Track.track_id == track_id)
+                            .order_by(Track.segment)).all()
+    if not rows:
         raise NotFoundError(f"no track {track_id} in run {run_id}")
     if identity is not None and not _exists(store, identity):
         raise NotFoundError(f"no identity named {identity!r}")
-    if identity is None and row[0] is None:
+    if identity is None and all(r[0] is None for r in rows):
         raise IdentityConflictError(f"track {track_id} of run {run_id} has no identity: say which in \"identity\"")
     try:
         return reject(store, run_id, track_id, actor, identity)

@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 
 from genesis.adapters.db import Repository
 from genesis.adapters.db.tables import Camera, Run
-from genesis.adapters.dlq import DeadLetter, DeadLetters, replay
+from genesis.adapters.dlq import DeadLetter, DeadLetters
 from genesis.config import Settings
 from genesis.domain.redact import redact, redact_opt
+from genesis.tasks.dispatch import replay
 from genesis.tasks.routing import QUEUES
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def cameras(repo: Repository, settings: Settings) -> list[dict[str, Any]]:
 
 def queue_depths(settings: Settings, app: Celery) -> dict[str, int] | str:
     """Messages waiting per queue, or why they cannot be read."""
-    from genesis.pipeline.capture import detect_backlog
+    from genesis.adapters.broker import detect_backlog
 
     try:
         return {q: detect_backlog(app, q) for q in QUEUES}
