@@ -348,6 +348,7 @@ class SearchHitOut(BaseModel):
     identity: str | None
     unknown: str | None = Field(description="The track's unknown cluster (`unknown-N`), if any.")
     face: str | None = Field(default=None, description="URL of the track's face crop (JPEG), null when none was kept.")
+    seen_at: datetime | None = Field(default=None, description="When the best face was seen (UTC wall clock).")
 
 
 class SearchOut(BaseModel):

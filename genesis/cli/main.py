@@ -125,6 +125,8 @@ def print_summary(report: dict[str, Any]) -> None:
     t.add_row("recognition", f"on, {meta['gallery_identities']} identities enrolled" if meta["recognition"] == "on"
               else meta["recognition"])
     t.add_row("identities recognised", str(res["people"]["identities"]))
+    if "mqtt" in meta:  # docs/mqtt.md: a broker that is away costs nothing but the messages
+        t.add_row("mqtt", f"{meta['mqtt']['published']} published, {meta['mqtt']['dropped']} dropped")
     console.print(t)
     if meta.get("warning"):
         console.print(f"warning: {meta['warning']}", style="bold yellow", markup=False, highlight=False)

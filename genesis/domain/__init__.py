@@ -36,7 +36,7 @@ class FrameRef:
     embedded runner). Only for the end-to-end latency metric: no stage reads it."""
     static: bool = False
     """Nothing moved since the last detected frame (motion gating, genesis.stages.motion): the detect stage
-    skips it and the ordered stage reuses the last detections."""
+    skips it and the ordered stage reuses the last tracked boxes."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -44,8 +44,10 @@ class FaceRef:
 def track_crop(store: IdentityStore, run_id: str, track_id: int) -> bytes | None:
     """The JPEG of a track's stored face (decrypted), None when there is none."""
     with store._read() as conn:
-        blob = conn.execute(select(TrackFace.crop).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id)
-                            .order_by(TrackFace.segment.desc()).limit(1)).scalar_one_or_none()
+        # The first stored face of the track (a track cut into identity segments may have several).
+        blob = conn.execute(select(TrackFace.crop).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id,
+                                                         TrackFace.crop.is_not(None)).order_by(TrackFace.ts).limit(1)
+                            ).scalars().first()
     return None if blob is None else store.cipher.decrypt(blob)
 
 

@@ -30,10 +30,11 @@ from genesis.adapters.db.tables_identities import (
     FacePhoto,
     GalleryVersion,
     IdentityNegative,
+    LiveFrame,
     TrackFace,
     UnknownCluster,
 )
-from genesis.adapters.redis_keys import GALLERY_VERSION_KEY
+from genesis.adapters.redis_keys import GALLERY_VERSION_KEY, LIVE_FRAME_PATTERN
 from genesis.domain.names import InvalidNameError, check_identity_name
 from genesis.identities.crypto import KEY_ENV, MAGIC, BiometricCipher, BiometricKeyError
 
@@ -485,10 +486,22 @@ class IdentityStore:
                          .values(identity_name=None))
             conn.execute(update(AuditEntry).where(AuditEntry.target == name).values(target=f"identity #{ident}"))
             conn.execute(delete(Identity).where(Identity.id == ident))
+            # The live view's latest frames may show the person with their name: gone too (the next
+            # published frame replaces them).
+            conn.execute(delete(LiveFrame))
             self._bump(conn)
             self._audit(conn, actor, "forget", f"identity #{ident}", dict(counts))
         self._publish()
+        self._forget_live()
         return counts
+
+    def _forget_live(self) -> None:
+        """Delete the live view's frames in Redis (distributed mode; they expire within a minute anyway)."""
+        if self.redis is None:
+            return
+        with contextlib.suppress(Exception):
+            for key in self.redis.scan_iter(match=LIVE_FRAME_PATTERN, count=500):
+                self.redis.delete(key)
 
     @staticmethod
     def _near(matrix: npt.NDArray[np.float32], vector: npt.NDArray[np.float32], limit: float) -> bool:

@@ -64,9 +64,13 @@ class TrackFaceRecord:
                    base64.b64decode(crop, validate=True), int(d.get("segment", 0)))
 
 
-def track_faces(recognizer: Any, camera_id: str, model: str) -> list[TrackFaceRecord]:
+def track_faces(recognizer: Any, camera_id: str, model: str, blur: str = "off") -> list[TrackFaceRecord]:
     """The best face of every identity segment of a `TrackRecognizer` that had one, with the segment's
-    decision (a stranger's segment is clustered as an unknown even when the track was named before)."""
+    decision (a stranger's segment is clustered as an unknown even when the track was named before).
+
+    ``blur`` is the camera's privacy mode (docs/privacy.md): with ``unenrolled`` the face crop of
+    a segment without a name is not kept (its embedding is, for clustering and search), with
+    ``everyone`` no crop is kept."""
     out = []
     for tid in recognizer.track_ids():
         for seg in recognizer.segments(tid):
@@ -74,8 +78,11 @@ def track_faces(recognizer: Any, camera_id: str, model: str) -> list[TrackFaceRe
             if best is None:
                 continue
             ident = recognizer.segment_identity(seg)
+            crop = best.crop or b""
+            if blur == "everyone" or (blur == "unenrolled" and ident.identity is None):
+                crop = b""
             out.append(TrackFaceRecord(camera_id, tid, float(best.ts), model, [float(x) for x in best.vector],
-                                       ident.identity, ident.best_distance, best.crop or b"", seg.index))
+                                       ident.identity, ident.best_distance, crop, seg.index))
     return out
 
 
@@ -352,7 +359,8 @@ def cluster_threshold(settings: Any) -> float:
 
 def save_camera_track_faces(repo: Any, settings: Any, run_id: str, state: Any) -> int:
     """The embedded runner's end of run: store the best face of each track of a `CameraState`."""
-    records = track_faces(state.recognizer, state.camera.id, settings.recognition.embedder.model)
+    records = track_faces(state.recognizer, state.camera.id, settings.recognition.embedder.model,
+                          settings.blur_mode(state.camera))
     if not records:
         return 0
     return save_track_faces(IdentityStore(repo), run_id, records, cluster_threshold(settings))

@@ -38,7 +38,7 @@ from genesis.services.alerts import EmbeddedAlerts, prime
 from genesis.services.heatmap import SnapshotKeeper, heatmap_image
 from genesis.services.live import LivePublisher, SqlLive
 from genesis.services.mqtt_events import MqttSink, open_sink
-from genesis.services.privacy import Redactor, redactor_for, view_of
+from genesis.services.privacy import Redactor, live_encoder, redactor_for, view_of
 from genesis.stages.camera import CameraState, FaceModels
 from genesis.stages.detect import camera_tiling, detect_frame
 from genesis.stages.motion import motion_gate
@@ -190,6 +190,8 @@ def _run(
     local = LocalSink(repo, settings, run_id, alert_sink, snapshots, store, redactor)
     mqtt: MqttSink | None = open_sink(settings, camera, run_id, started.timestamp())
     live_view = LivePublisher.from_settings(settings, SqlLive(repo.engine))
+    if redactor is not None:  # the live view shows what is stored: blurred
+        live_view.encode = live_encoder(lambda _camera_id: redactor)
     # The run's consumers: the store first, then the observers of each frame.
     sinks = CompositeSink([local, LiveSink(live_view, run_id)])
     if mqtt is not None:

@@ -67,12 +67,12 @@ class CameraState(SavedState):
         self.lines = [LineCounter(camera.id, ln, width, height, min_frames) for ln in camera.lines]
         self.frames = 0
         self.alerts = AlertStage(settings.alerts, camera)
-        self.held = HeldDetections()  # static frames (motion gating) reuse the last detections
+        self.held = HeldDetections()  # static frames (motion gating) reuse the last tracked boxes
 
     def process(self, detections: FrameDetections, image: np.ndarray | Callable[[], np.ndarray]) -> FrameOutcome:
         """One frame, in ``seq`` order. ``image`` may be a loader: it is only called when a
         face search needs the pixels (the distributed sequencer fetches them from Redis)."""
-        tracked = self.tracker.update(self.held.apply(detections))
+        tracked = self.held.track(detections, self.tracker.update)  # static frames: genesis.stages.motion
         frame = tracked.frame
         self.frames += 1
         outcome = FrameOutcome(tracked=tracked)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from celery import signals
 
 from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
@@ -25,7 +26,7 @@ from genesis.services.alerts import prime
 from genesis.services.heatmap import keep_snapshot_distributed
 from genesis.services.live import LivePublisher, RedisLive
 from genesis.services.mqtt_events import MQTT_MEMORY_TTL_S, EventMemory, MqttSink, open_sink
-from genesis.services.privacy import FrameView, view_of
+from genesis.services.privacy import FrameView, live_encoder, view_of
 from genesis.stages.camera import CameraState
 from genesis.tasks import routing, runtime
 from genesis.tasks.alerts import run_time_origin, send_alerts
@@ -35,10 +36,17 @@ from genesis.tasks.identities import send_track_faces
 log = logging.getLogger(__name__)
 
 
+# A pool child (prefork) or the worker itself (solo/threads) that stops flushes its MQTT buffer.
+signals.worker_process_shutdown.connect(runtime.close_mqtt, weak=False, dispatch_uid="genesis-mqtt-close-child")
+signals.worker_shutdown.connect(runtime.close_mqtt, weak=False, dispatch_uid="genesis-mqtt-close")
+
+
 @functools.cache
 def live_publisher() -> LivePublisher:
     """One per worker process: it caches the "someone is watching" flag for a second."""
-    return LivePublisher.from_settings(runtime.settings(), RedisLive(runtime.redis_client()))
+    publisher = LivePublisher.from_settings(runtime.settings(), RedisLive(runtime.redis_client()))
+    publisher.encode = live_encoder(runtime.redactor)  # each camera's privacy blur, if any
+    return publisher
 
 
 class CelerySink(BaseSink):
