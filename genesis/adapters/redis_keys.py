@@ -19,7 +19,7 @@ Everything lives under ``genesis:``:
   ``capture`` and ``progress`` (heartbeats of a live run) and ``mqtt`` (what its MQTT events
   announced) belong to the run too.
 - ``genesis:camera:<camera>:snapshot``: when the camera's heatmap background was last stored.
-- ``genesis:live:<camera>:frame|watch|gate``: the live view.
+- ``genesis:live:<camera>:frame|watch|gate|last``: the live view.
 - ``genesis:worker:<host>:alive``, ``genesis:held:<tag>``, ``genesis:reaper:runs``: worker
   heartbeats, who holds which broker message, the abandoned-run reaper's turn.
 - ``genesis:gallery:version``: the version of the enrolled gallery (workers reload on change).
@@ -148,6 +148,15 @@ def live_gate_key(camera_id: str) -> str:
     return f"{PREFIX}live:{camera_id}:gate"
 
 
+LIVE_FRAME_PATTERN = f"{PREFIX}live:*:frame"
+"""SCAN pattern of every camera's live frame (``forget`` deletes them)."""
+
+
+def live_last_key(camera_id: str) -> str:
+    """When the camera's last live frame was published (outlives the frame: "no frame since ...")."""
+    return f"{PREFIX}live:{camera_id}:last"
+
+
 # -- workers -----------------------------------------------------------------------------------
 
 
@@ -159,6 +168,11 @@ def worker_key(hostname: str) -> str:
 def holder_key(tag: str) -> str:
     """Which worker holds the broker message with this delivery tag."""
     return f"{PREFIX}held:{tag}"
+
+
+def restoring_key(tag: str) -> str:
+    """Claimed (briefly) by the one living worker that puts a dead worker's message back."""
+    return f"{PREFIX}restoring:{tag}"
 
 
 REAPER_RUNS_KEY = f"{PREFIX}reaper:runs"

@@ -58,6 +58,7 @@ def serve_command(
         app = create_app(settings)
     except SQLAlchemyError as exc:
         fail(f"cannot open the database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+    _warn_plaintext()
     bind_host = host or settings.api.host
     bind_port = port or settings.api.port
     _print(f"Genesis API on http://{bind_host}:{bind_port} (dashboard /, docs /docs)", highlight=False)
@@ -69,6 +70,20 @@ def serve_command(
     finally:
         if ops is not None:
             ops.stop()
+
+
+def _warn_plaintext() -> None:
+    """One line at start when biometric data would be stored in the clear (docs/security.md)."""
+    from genesis.cli.common import err_console
+    from genesis.identities.crypto import KEY_ENV, BiometricCipher, BiometricKeyError
+
+    try:
+        enabled = BiometricCipher.from_env().enabled
+    except BiometricKeyError as exc:
+        fail(str(exc), 2)
+    if not enabled:
+        err_console.print(f"[yellow]warning:[/] {KEY_ENV} is not set: enrolled embeddings and face crops are stored "
+                          "in the clear (genesis identities new-key; docs/security.md)", highlight=False)
 
 
 def _ops_host(settings: Settings, option: str | None, api_host: str) -> str:
@@ -113,10 +128,13 @@ def create(
         fail(f"--role must be one of {', '.join(API_ROLES)}", 2)
     settings = settings_from(config)
     with Repository(settings.database_url) as repo:
-        token, info = ApiKeyStore(repo.engine).create(role, name)
-    from genesis.cli.common import err_console
+        try:
+            token, info = ApiKeyStore(repo.engine).create(role, name)
+        except ValueError as exc:
+            fail(str(exc), 2)
+    from genesis.cli.common import err_console, safe
 
-    err_console.print(f"created key {info.id} ({info.name}, role {info.role}); it is shown only now:",
+    err_console.print(f"created key {info.id} ({safe(info.name)}, role {info.role}); it is shown only now:",
                       highlight=False)
     print(token)
 
@@ -136,8 +154,10 @@ def list_keys(config: ConfigOpt = None) -> None:
     t = Table(title="API keys")
     for col in ("id", "name", "role", "created (UTC)", "last used (UTC)", "status"):
         t.add_column(col)
+    from genesis.cli.common import safe
+
     for k in keys:
-        t.add_row(k.id, k.name, k.role, k.created_at.strftime("%Y-%m-%d %H:%M"),
+        t.add_row(k.id, safe(k.name), k.role, k.created_at.strftime("%Y-%m-%d %H:%M"),
                   k.last_used_at.strftime("%Y-%m-%d %H:%M") if k.last_used_at else "-",
                   "active" if k.active else f"revoked {k.revoked_at:%Y-%m-%d %H:%M}")
     _print(t)

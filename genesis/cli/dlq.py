@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from genesis.cli.common import ConfigOpt, fail, settings_from
+from genesis.cli.common import ConfigOpt, cells, fail, settings_from
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -111,7 +111,7 @@ def list_letters(
     t.add_column("failed at (UTC)", min_width=10)
     for letter in letters:
         shown_id = letter.id if full_ids else letter.id[:SHORT_ID]
-        t.add_row(shown_id, letter.task_name or "?", _short(letter.error, 80), str(letter.retries), _when(letter))
+        t.add_row(*cells(shown_id, letter.task_name or "?", _short(letter.error, 80), letter.retries, _when(letter)))
     _print(t)
 
 
@@ -147,7 +147,7 @@ def show(
         ("replayable", "yes" if letter.replayable else "no (the message could not be decoded)"),
     ]
     for name, value in rows:
-        t.add_row(name, value)
+        t.add_row(*cells(name, value))
     _print(t, highlight=False)
     if letter.body is not None:
         _print("[bold]raw message body[/]")

@@ -19,9 +19,10 @@ Live sources (URLs, webcams) reconnect with exponential backoff and jitter when 
 opened or stop delivering frames, and report ``degraded`` meanwhile; a file that is missing or
 corrupt is a ``SourceError`` before anything is written.
 
-Redis (frame store or broker) away: the frames held are stored and published again with the same
-backoff until it is back (``degraded`` meanwhile; a live source's frames read during the wait are
-dropped and counted), so a Redis restart neither kills the capture nor loses the end of the run.
+Redis (frame store or broker) away: a file's frames are stored and published again with the same
+backoff until it is back; a live source's frames read meanwhile are dropped and counted (a camera
+does not wait); ``degraded`` meanwhile. So a Redis restart neither kills the capture nor loses the
+end of the run.
 While it runs, the capture refreshes its run's heartbeat (``keep_alive``), which tells a stopped
 capture from a slow one (see genesis.pipeline.liveness). Sources are shown with their
 credentials masked (``redact``).
@@ -413,6 +414,8 @@ class CaptureLoop:
                 if self.live:
                     with self._lock:
                         self._dropped += 1
+                    with _COUNTERS_LOCK:
+                        _DROPPED[self.camera.id] += 1
                     return
                 waiting = 0
                 self._until_sent("the queue length", self.backlog)
@@ -444,7 +447,21 @@ class CaptureLoop:
             self.store.put_many([(ref.key, data) for ref, data in pending])
             self.publish(refs, self.run_id, prev)
 
-        if not self._until_sent(f"frames {refs[0].seq}-{refs[-1].seq}", send):
+        if self.live:
+            # A camera does not wait: what cannot be sent now is dropped (and counted), and the
+            # next frame tries again. The chain goes on from the last frame published.
+            try:
+                send()
+            except OUTAGE_ERRORS as exc:
+                self._outage = True
+                self._set_state("degraded", f"frame store or broker unreachable: {type(exc).__name__}: {exc}")
+                with self._lock:
+                    self._dropped += len(refs)
+                with _COUNTERS_LOCK:
+                    _DROPPED[self.camera.id] += len(refs)
+                return
+            self._outage_over()
+        elif not self._until_sent(f"frames {refs[0].seq}-{refs[-1].seq}", send):
             return
         with self._lock:
             self._prev_seq = refs[-1].seq

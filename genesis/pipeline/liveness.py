@@ -57,6 +57,7 @@ from genesis.adapters.redis_keys import (
     done_key,
     holder_key,
     progress_key,
+    restoring_key,
     run_pattern,
     worker_key,
 )
@@ -138,6 +139,8 @@ class HeldMessage:
     holder: str | None
     state: HeldState
     age_s: float
+    taken_at: float | None = None
+    """kombu's time of this delivery (``unacked_index``): tells one delivery from the next."""
 
     def describe(self) -> str:
         what = self.message.task or "a message"
@@ -163,7 +166,7 @@ def held_messages(broker: redis.Redis, dead_after_s: float, now: float | None = 
             pipe.zscore(UNACKED_INDEX, tag)
         looked = pipe.execute()
     holders = [None if h is None else _text(h) for h in looked[0::2]]
-    taken = [float(t) if t is not None else now for t in looked[1::2]]
+    taken = [float(t) if t is not None else None for t in looked[1::2]]
     alive = set()
     named = sorted({h for h in holders if h})
     if named:
@@ -173,13 +176,13 @@ def held_messages(broker: redis.Redis, dead_after_s: float, now: float | None = 
             alive = {h for h, ok in zip(named, pipe.execute(), strict=True) if ok}
     out = []
     for tag, raw, holder, at in zip(tags, entries.values(), holders, taken, strict=True):
-        age = max(0.0, now - at)
+        age = max(0.0, now - at) if at is not None else 0.0
         state: HeldState
         if holder is None:
             state = "unclaimed" if age >= 2 * dead_after_s else "in flight"
         else:
             state = "in flight" if holder in alive else "held by a dead worker"
-        out.append(HeldMessage(tag, describe_message(raw), holder, state, age))
+        out.append(HeldMessage(tag, describe_message(raw), holder, state, age, at))
     return out
 
 
@@ -188,14 +191,25 @@ def restore_dead(app: Celery, broker: redis.Redis, dead_after_s: float) -> list[
     dead = [m for m in held_messages(broker, dead_after_s) if m.state != "in flight"]
     if not dead:
         return []
+    restored = []
     with app.connection_for_write() as conn:
         qos = conn.default_channel.qos
         for m in dead:
-            # kombu's restore: one WATCH/MULTI transaction, so two reapers restore it once.
+            # One reaper per message (several living workers see the same death), and only the
+            # delivery that was judged: once restored and taken again, the message is back in
+            # ``unacked`` under the same tag, with a new time and a new holder.
+            if not broker.set(restoring_key(m.tag), "1", nx=True, ex=max(1, math.ceil(2 * dead_after_s))):
+                continue
+            holder = broker.get(holder_key(m.tag))
+            if broker.zscore(UNACKED_INDEX, m.tag) != m.taken_at or (None if holder is None else _text(holder)) \
+                    != m.holder:
+                continue
+            # kombu's own restore: one WATCH/MULTI transaction, at the head of the queue.
             qos.restore_by_tag(m.tag, leftmost=False)
             broker.delete(holder_key(m.tag))
             log.warning("restored %s", m.describe())
-    return dead
+            restored.append(m)
+    return restored
 
 
 def waiting_runs(app: Celery, broker: redis.Redis, queues: Iterable[str]) -> set[str]:
@@ -303,6 +317,12 @@ def touch_progress(client: Any, run_id: str, ttl_s: float) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class _Running:
+    run_id: str
+    camera_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Abandoned:
     run_id: str
     camera_id: str
@@ -332,11 +352,17 @@ def stale_reason(settings: Settings, client: Any, run_id: str) -> str:
 
 def reap_stale_runs(settings: Settings, client: Any, app: Celery, repo: Repository) -> list[Abandoned]:
     """Mark the distributed runs nothing works on any more as failed (abandoned); see the module doc."""
+    from sqlalchemy import select
+
+    from genesis.adapters.db.tables import Run
 
     stale_s = settings.distributed.run_stale_after_s
+    with repo.engine.connect() as conn:  # only the running ones: the reaper runs every few seconds
+        running = conn.execute(select(Run.id, Run.camera_id, Run.started_at, Run.meta)
+                               .where(Run.status == "running")).all()
     candidates = [
-        r for r in repo.runs()
-        if r.status == "running" and r.meta.get("mode") == "distributed" and _age_s(r.started_at) >= stale_s
+        _Running(r.id, r.camera_id) for r in running
+        if (r.meta or {}).get("mode") == "distributed" and _age_s(r.started_at) >= stale_s
     ]
     if not candidates:
         return []

@@ -81,6 +81,9 @@ class LiveSink(BaseSink):
     def on_frame(self, outcome: FrameOutcome, image: Image, camera: CameraState) -> None:
         self.publisher.offer(self.run_id, outcome, camera, image)
 
+    def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
+        self.publisher.close(camera.camera.id)  # no image of an ended run is kept
+
 
 class MqttEventsSink(BaseSink):
     """MQTT events in frame order: each frame observed, and the end of the run with the visits it

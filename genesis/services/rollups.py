@@ -121,21 +121,20 @@ def compute_rollups(
         return ident.setdefault((b, c, name), {"sightings": 0, "visits": 0, "dwell_s": 0.0, "crossings_in": 0,
                                                "crossings_out": 0})
 
-    for run, tid, b, count in rows.sightings:
+    for run, tid, b, count, name in rows.sightings:
         c = camera_of[run]
         cam_row(b, c)["sightings"] += count
         cam_tracks[(b, c)].add((run, tid))
-        name = rows.identities.get((run, tid))
         if name is not None:
             ident_row(b, c, name)["sightings"] += count
             ident_tracks[(b, c, name)].add((run, tid))
 
-    for run, ln, tid, direction, t in rows.crossings:
+    for run, ln, tid, direction, t, seq in rows.crossings:
         c, b = camera_of[run], bucket_of(t)
         field = f"crossings_{direction}"
         cam_row(b, c)[field] += 1
         line.setdefault((b, c, ln), {"crossings_in": 0, "crossings_out": 0})[field] += 1
-        name = rows.identities.get((run, tid))
+        name = rows.identity_at(run, tid, seq)
         if name is not None:
             ident_row(b, c, name)[field] += 1
 
@@ -146,14 +145,14 @@ def compute_rollups(
     def ident_zone_row(b: float, c: str, name: str, z: str) -> dict[str, Any]:
         return ident_zone.setdefault((b, c, name, z), {"entries": 0, "visits": 0, "dwell_s": 0.0})
 
-    for run, z, tid, _seq, kind, t in rows.zone_events:
+    for run, z, tid, seq, kind, t in rows.zone_events:
         if not since <= t < until:
             continue
         c, b = camera_of[run], bucket_of(t)
         field = "entries" if kind == "enter" else "exits"
         cam_row(b, c)[field] += 1
         zone_row(b, c, z)[field] += 1
-        name = rows.identities.get((run, tid))
+        name = rows.identity_at(run, tid, seq)
         if name is not None and kind == "enter":
             ident_zone_row(b, c, name, z)["entries"] += 1
 
@@ -165,12 +164,12 @@ def compute_rollups(
             b = bucket_of(v.end)
             zone_row(b, c, v.zone)["visits"] += 1
             zone_row(b, c, v.zone)["dwell_s"] += v.end - v.start
-            name = rows.identities.get((v.run_id, v.track_id))
-            if name is not None:
+            # A visit whose track changed hands counts, per identity, for the part that identity had.
+            for name, a, e in rows.identity_pieces(v.run_id, v.track_id, v.start, v.end):
                 ident_row(b, c, name)["visits"] += 1
-                ident_row(b, c, name)["dwell_s"] += v.end - v.start
+                ident_row(b, c, name)["dwell_s"] += e - a
                 ident_zone_row(b, c, name, v.zone)["visits"] += 1
-                ident_zone_row(b, c, name, v.zone)["dwell_s"] += v.end - v.start
+                ident_zone_row(b, c, name, v.zone)["dwell_s"] += e - a
         if v.end >= since and v.start < until:
             intervals[(c, v.zone)].append((v.start, v.end))
     for (c, z), spans in intervals.items():

@@ -19,17 +19,8 @@ from genesis.domain.codec import SavedState
 from genesis.stages.alerts import AlertStage
 from genesis.stages.analytics import LineCounter, ZoneCounter, to_sv
 from genesis.stages.motion import HeldDetections
-from genesis.stages.recognize import Gallery, TrackRecognizer, recognize_persons
+from genesis.stages.recognize import Gallery, TrackRecognizer, recognize_persons, segment_identity
 from genesis.stages.track import CameraTracker
-
-
-@dataclass(slots=True)
-class TrackSpan:
-    first_seq: int
-    last_seq: int
-    first_ts: float
-    last_ts: float
-    frames: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +40,6 @@ class CameraState(SavedState):
     recognizer: TrackRecognizer
     zones: list[ZoneCounter]
     lines: list[LineCounter]
-    spans: dict[int, TrackSpan]
     frames: int
     alerts: AlertStage
     held: HeldDetections
@@ -67,33 +57,31 @@ class CameraState(SavedState):
         self.camera = camera
         self.width, self.height = width, height
         self.tracker = CameraTracker(settings.tracker, fps)
-        self.recognizer = TrackRecognizer(settings.recognition, frame_stride)
+        self.recognizer = TrackRecognizer(settings.recognition, frame_stride,
+                                          faces.gallery.threshold if faces is not None else None)
         self.faces = faces
         min_frames = settings.analytics.line_min_frames
         self.zones = [
             ZoneCounter(camera.id, z, width, height, min_frames, self.tracker.lost_after_s) for z in camera.zones
         ]
         self.lines = [LineCounter(camera.id, ln, width, height, min_frames) for ln in camera.lines]
-        self.spans: dict[int, TrackSpan] = {}
         self.frames = 0
         self.alerts = AlertStage(settings.alerts, camera)
-        self.held = HeldDetections()  # static frames (motion gating) reuse the last detections
+        self.held = HeldDetections()  # static frames (motion gating) reuse the last tracked boxes
 
     def process(self, detections: FrameDetections, image: np.ndarray | Callable[[], np.ndarray]) -> FrameOutcome:
         """One frame, in ``seq`` order. ``image`` may be a loader: it is only called when a
         face search needs the pixels (the distributed sequencer fetches them from Redis)."""
-        tracked = self.tracker.update(self.held.apply(detections))
+        tracked = self.held.track(detections, self.tracker.update)  # static frames: genesis.stages.motion
         frame = tracked.frame
         self.frames += 1
         outcome = FrameOutcome(tracked=tracked)
         for p in tracked.persons:
             outcome.sightings.append(Sighting(frame.camera_id, p.track_id, frame.seq, frame.ts, p.box, p.score))
-            span = self.spans.get(p.track_id)
-            if span is None:
-                self.spans[p.track_id] = TrackSpan(frame.seq, frame.seq, frame.ts, frame.ts, 1)
-            else:
-                span.last_seq, span.last_ts = frame.seq, frame.ts
-                span.frames += 1
+        if self.recognizer.needs_pixels and callable(image) and tracked.persons:
+            loaded = image()  # the appearance cue reads every frame with people: load it once
+            image = loaded
+        self.recognizer.observe(tracked, image if tracked.persons else None)  # identity segments
         selected = self.recognizer.select(tracked) if self.faces is not None else []
         if self.faces is not None and selected:
             pixels = image() if callable(image) else image  # loaded only when a face is searched
@@ -111,25 +99,29 @@ class CameraState(SavedState):
         return outcome
 
     def track_records(self) -> list[TrackRecord]:
+        """One record per identity segment of every track, by (track, segment)."""
         out = []
-        for tid in sorted(self.spans):
-            span = self.spans[tid]
-            ident = self.recognizer.identity(tid)
-            out.append(
-                TrackRecord(
-                    camera_id=self.camera.id,
-                    track_id=tid,
-                    first_seq=span.first_seq,
-                    last_seq=span.last_seq,
-                    first_ts=span.first_ts,
-                    last_ts=span.last_ts,
-                    frames=span.frames,
-                    identity=ident.identity,
-                    votes=ident.votes,
-                    attempts=ident.attempts,
-                    best_distance=ident.best_distance,
+        for tid in self.recognizer.track_ids():
+            for seg in self.recognizer.segments(tid):
+                ident = segment_identity(seg)
+                out.append(
+                    TrackRecord(
+                        camera_id=self.camera.id,
+                        track_id=tid,
+                        first_seq=seg.first_seq,
+                        last_seq=seg.last_seq,
+                        first_ts=seg.first_ts,
+                        last_ts=seg.last_ts,
+                        frames=seg.frames,
+                        identity=ident.identity,
+                        votes=ident.votes,
+                        attempts=ident.attempts,
+                        best_distance=ident.best_distance,
+                        segment=seg.index,
+                        named_ts=seg.named_ts if ident.identity is not None else None,
+                        end_reason=seg.end_reason,
+                    )
                 )
-            )
         return out
 
     def close(self) -> list[ZoneEvent]:

@@ -42,7 +42,7 @@ def detect(self: Any, frames: list[dict[str, Any]] | dict[str, Any], run_id: str
     stored = dict(zip(moving, runtime.frame_store().get_many(moving), strict=True)) if moving else {}
     for ref in refs:
         if ref.static:
-            results.append(FrameResult(ref, prev))  # the sequencer's CameraState reuses the last detections
+            results.append(FrameResult(ref, prev))  # CameraState reuses the last tracked boxes
             prev = ref.seq
             continue
         data = stored[ref.key]

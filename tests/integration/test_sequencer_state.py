@@ -110,7 +110,7 @@ def test_state_saved_and_restored_midway_gives_the_outcomes_of_an_uninterrupted_
     first = _state(settings, faces, fps)
     got = [_rows(first.camera.process(d, img)) for d, img in zip(dets[:half], images[:half], strict=True)]
     assert first.camera.tracker._tracker.tracks, "the cut must fall while tracks are alive"
-    assert any(v.best_face is not None for v in first.camera.recognizer._tracks.values())
+    assert any(first.camera.recognizer.best_face(t) is not None for t in first.camera.recognizer.track_ids())
     saved = dumps_state(first)
     json.loads(saved)  # plain JSON text
     second = _state(settings, faces, fps)

@@ -38,8 +38,10 @@ LAYERS: list[dict[str, tuple[str, ...]]] = [
     {"identities": ("genesis.identities",)},
     # alert delivery, rollups, heatmaps, enrollment
     {"services": ("genesis.services",)},
-    # the run loop and its runners (embedded, capture, sequencer), the report; the evaluation harness
-    {"pipeline": ("genesis.pipeline",), "eval": ("genesis.eval",)},
+    # the run loop and its runners (embedded, capture, sequencer), the report
+    {"pipeline": ("genesis.pipeline",)},
+    # the evaluation harness (it runs the real pipeline on labelled data)
+    {"eval": ("genesis.eval",)},
     # the worker runtime: base task class and dead letters, the ops endpoint, the Celery app
     {"worker runtime": ("genesis.tasks.base", "genesis.tasks.heartbeat", "genesis.ops", "genesis.celery")},
     # the Celery tasks (thin: they drive the pipeline)

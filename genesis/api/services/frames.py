@@ -123,7 +123,8 @@ def _sightings_at(conn: Any, run_id: str, seq: int) -> list[Any]:
     return list(conn.execute(
         select(SightingRow.track_id, SightingRow.x1, SightingRow.y1, SightingRow.x2, SightingRow.y2,
                Track.identity_name)
-        .outerjoin(Track, (Track.run_id == SightingRow.run_id) & (Track.track_id == SightingRow.track_id))
+        .outerjoin(Track, (Track.run_id == SightingRow.run_id) & (Track.track_id == SightingRow.track_id)
+                   & (Track.first_seq <= SightingRow.seq) & (Track.last_seq >= SightingRow.seq))
         .where(SightingRow.run_id == run_id, SightingRow.seq == seq)
         .order_by(SightingRow.track_id)
     ).all())
