@@ -5,6 +5,7 @@ the stranger's; with ``blur_faces: everyone`` no face is left at all."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -20,7 +21,7 @@ from genesis.config import FaceDetectorConfig, Settings, load_settings
 from genesis.pipeline.embedded import run_embedded
 from genesis.pipeline.model_loader import detector_label, load_models
 from genesis.services.enroll import enroll
-from genesis.services.live import mark_watched, read_latest
+from genesis.services.live import LiveImage, mark_watched, read_latest
 from tests.walking_clip import side_by_side_clip
 
 Box = tuple[int, int, int, int]
@@ -74,10 +75,17 @@ def test_stored_and_annotated_images_blur_unenrolled_faces(tmp_path: Path, model
         enroll(repo, "daryl", [known / "daryl1.jpg", known / "daryl3.jpg"], models.face_detector, models.embedder,
                detector_label(settings))
         mark_watched("hall", 600, repo.engine, None)  # a browser watches: the run publishes live frames
+        seen: list[LiveImage] = []
+
+        def watch(_: Any, engine: Any = repo.engine, seen: list[LiveImage] = seen) -> None:  # a browser's view
+            latest = read_latest("hall", engine, None)
+            if latest is not None and latest.jpeg and (not seen or latest.at != seen[-1].at):
+                seen.append(latest)
+
         out = run_embedded(settings, str(clip), settings.camera("hall"), out_dir=tmp_path / blur, annotate=True,
-                           models=models)
-        live = read_latest("hall", repo.engine, None)
-        assert live is not None
+                           models=models, progress=watch)
+        assert seen, "no live frame was published while the run was watched"
+        live = seen[-1]
         live_image = cv2.imdecode(np.frombuffer(live.jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
         live_names = {p["identity"] for p in live.meta["persons"]}
         with repo.engine.connect() as conn:  # the tracks' face crops kept for the review page
