@@ -55,8 +55,11 @@ class RunOut(BaseModel):
 
 
 class TrackOut(BaseModel):
+    """One identity segment of a track (a track the recognizer never cut has one, segment 0)."""
+
     run_id: str
     track_id: int
+    segment: int = 0
     camera_id: str
     first_seq: int
     last_seq: int
