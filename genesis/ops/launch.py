@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import socket
 from dataclasses import dataclass
 
@@ -41,7 +42,10 @@ def worker_argv(role: str, workers: int | None, gpu: int | None, loglevel: str, 
         concurrency = 1
     if pool == "solo":
         concurrency = 1
-    hostname = name or f"{role}-{os.getpid()}@{socket.gethostname()}"
+    # A suffix new at every start: in a container the launcher is PID 1 after each restart, on the
+    # same host name, so the pid alone would give a restarted replica its dead predecessor's name,
+    # and its heartbeat would keep the dead one's messages "held" (genesis.pipeline.liveness).
+    hostname = name or f"{role}-{os.getpid()}-{secrets.token_hex(3)}@{socket.gethostname()}"
     return [
         "worker", "-Q", ",".join(queues), "-P", pool, "-c", str(concurrency), "-n", hostname,
         "--loglevel", loglevel, "-E",

@@ -66,6 +66,8 @@ def split_command(command: list[str]) -> list[tuple[list[str], list[str]]]:
         return [x for words in parts if words[0] in ("python", "genesis", "celery") for x in split_command(words)]
     path: list[str] = []
     words = list(command)
+    if words[:2] == ["python", "-m"]:  # python -m MODULE SUBCOMMAND ...
+        path, words = words[:3], words[3:]
     while words and not words[0].startswith("-"):
         path.append(words.pop(0))
     if path[0] == "celery":
@@ -77,7 +79,9 @@ def split_command(command: list[str]) -> list[tuple[list[str], list[str]]]:
 
 def check_command(path: list[str], words: list[str]) -> None:
     """The program exists here and accepts each option the compose file gives it."""
-    if path[0] == "python":
+    if path[:2] == ["python", "-m"]:
+        assert (ROOT / (path[2].replace(".", "/") + ".py")).is_file(), path[2]
+    elif path[0] == "python":
         assert (ROOT / path[1]).is_file(), path[1]
     text = help_text(*path)
     if path == ["celery", "-A", "genesis", "flower"]:
