@@ -26,10 +26,30 @@ def free_port() -> int:
         return port
 
 
+def make_tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1 / localhost (openssl)."""
+    ca_key, ca, key, csr, cert = (folder / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    ext = folder / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run = [
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca),
+         "-days", "2", "-subj", "/CN=genesis-test-ca"],
+        ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+         "-subj", "/CN=127.0.0.1"],
+        ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+         "-out", str(cert), "-days", "2", "-extfile", str(ext)],
+    ]
+    for cmd in run:
+        subprocess.run(cmd, check=True, capture_output=True)
+    return ca, cert, key
+
+
 class Broker:
     """``mosquitto -c FILE`` listening on 127.0.0.1:port; ``stop`` and ``start`` again on the same port."""
 
-    def __init__(self, folder: Path, port: int | None = None, password_file: Path | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, password_file: Path | None = None,
+                 tls: tuple[Path, Path, Path] | None = None) -> None:
+        """``tls``: (CA, server certificate, server key) for a TLS listener."""
         if not Path(MOSQUITTO).is_file():
             pytest.fail("mosquitto is not installed (scripts/test.sh installs the Debian package)")
         self.folder = folder
@@ -39,6 +59,9 @@ class Broker:
         # the test's private temporary folder.
         lines = [f"listener {self.port} 127.0.0.1", f"user {getpass.getuser()}", "persistence false", "log_dest stderr",
                  "log_type error", "log_type warning"]
+        if tls is not None:
+            ca, cert, key = tls
+            lines += [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"]
         if password_file is None:
             lines.append("allow_anonymous true")
         else:
@@ -91,6 +114,7 @@ class Subscriber:
     messages: list[Received] = field(default_factory=list)
     username: str | None = None
     password: str | None = None
+    ca_file: Path | None = None
 
     def __post_init__(self) -> None:
         import paho.mqtt.client as mqtt
@@ -101,6 +125,8 @@ class Subscriber:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-sub-{id(self)}")
         if self.username:
             self.client.username_pw_set(self.username, self.password)
+        if self.ca_file is not None:
+            self.client.tls_set(ca_certs=str(self.ca_file))
         self.client.on_connect = lambda c, *_: c.subscribe([(t, 1) for t in self.topics])
         self.client.on_subscribe = lambda *_: self._subscribed.set()
         self.client.on_message = self._on_message

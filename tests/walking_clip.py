@@ -12,8 +12,9 @@ W, H = 640, 480
 WALK_S = 3.0
 
 
-def walking_clip(path: Path, photos: list[Path]) -> None:
-    """Each photo (scaled to 300 px high) walks from the left edge to the right edge, then a gap."""
+def walking_clip(path: Path, photos: list[Path], last_gap: bool = True) -> None:
+    """Each photo (scaled to 300 px high) walks from the left edge to the right edge, then a gap
+    (after the last one only with ``last_gap``)."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (W, H))
     assert writer.isOpened()
     steps = int(FPS * WALK_S)
@@ -28,6 +29,8 @@ def walking_clip(path: Path, photos: list[Path]) -> None:
             x = round(i * (W - w) / (steps - 1))
             frame[H - h - 20 : H - 20, x : x + w] = img
             writer.write(frame)
+        if p == photos[-1] and not last_gap:
+            break
         blank = np.full((H, W, 3), 40, dtype=np.uint8)
         for _ in range(2 * FPS):  # longer than the tracker keeps a lost track
             writer.write(blank)

@@ -36,16 +36,24 @@ from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
+from genesis.adapters.redis_keys import (
+    DLQ_FIRST_FAILURE_PREFIX,
+    DLQ_INDEX_KEY,
+    DLQ_LETTER_PREFIX,
+    DLQ_PREFIX,
+    DLQ_REPLAY_LOCK_PREFIX,
+    glob_escape,
+)
+
 if TYPE_CHECKING:
-    from celery import Celery
 
     from genesis.config import Settings
 
-PREFIX = "genesis:dlq:"
-INDEX_KEY = PREFIX + "index"
-LETTER_PREFIX = PREFIX + "letter:"
-FIRST_FAILURE_PREFIX = PREFIX + "first:"
-REPLAY_LOCK_PREFIX = PREFIX + "replaying:"
+PREFIX = DLQ_PREFIX
+INDEX_KEY = DLQ_INDEX_KEY
+LETTER_PREFIX = DLQ_LETTER_PREFIX
+FIRST_FAILURE_PREFIX = DLQ_FIRST_FAILURE_PREFIX
+REPLAY_LOCK_PREFIX = DLQ_REPLAY_LOCK_PREFIX
 
 #: Tracebacks longer than this are cut (the end is kept: it names the line that raised).
 MAX_TRACEBACK_CHARS = 20_000
@@ -224,7 +232,7 @@ class DeadLetters:
         if self.redis.zscore(INDEX_KEY, prefix) is not None:
             return [prefix]
         found: builtins.list[str] = []
-        for member, _ in self.redis.zscan_iter(INDEX_KEY, match=_glob_escape(prefix) + "*", count=500):
+        for member, _ in self.redis.zscan_iter(INDEX_KEY, match=glob_escape(prefix) + "*", count=500):
             found.append(str(member))
             if len(found) >= limit:
                 break
@@ -266,12 +274,13 @@ class DeadLetters:
 
     # One replayer at a time per letter.
 
-    def _lock(self, letter_id: str) -> str | None:
+    def lock(self, letter_id: str) -> str | None:
+        """Take the short replay lock of one letter: its token, or None when another replayer holds it."""
         token = uuid.uuid4().hex
         ok = self.redis.set(REPLAY_LOCK_PREFIX + letter_id, token, nx=True, ex=REPLAY_LOCK_TTL_S)
         return token if ok else None
 
-    def _unlock(self, letter_id: str, token: str) -> None:
+    def unlock(self, letter_id: str, token: str) -> None:
         # Delete the lock only if it is still ours (it may have expired and been taken since).
         self.redis.eval(_UNLOCK_SCRIPT, 1, REPLAY_LOCK_PREFIX + letter_id, token)
 
@@ -282,42 +291,3 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-def replay_queue(settings: Settings, letter: DeadLetter, default: str = "detect") -> str:
-    """The queue a replayed letter goes to: the routing table's for its task name, else the
-    queue it was recorded on, else ``default``."""
-    from genesis.tasks.routing import task_queues
-
-    return task_queues(settings).get(letter.task_name) or letter.queue or default
-
-
-def replay(app: Celery, settings: Settings, letter: DeadLetter, letters: DeadLetters | None = None) -> str:
-    """Send the letter's task again (same name, args and kwargs, a new task id) and remove the letter.
-
-    Returns the new task id. Replaying never duplicates by itself: the letter is locked while it
-    is sent and re-read under the lock, so two operators replaying the same letter send it once
-    (the second gets :class:`ReplayError`). If sending fails the letter stays. Only a crash
-    between sending and removing could leave it behind to be replayed again; the pipeline
-    tasks are idempotent, so even that duplicates no rows.
-    """
-    store = letters if letters is not None else DeadLetters.from_settings(settings)
-    token = store._lock(letter.id)
-    if token is None:
-        raise ReplayError(f"dead letter {letter.id} is being replayed by another process")
-    try:
-        current = store.get(letter.id)
-        if current is None:
-            raise ReplayError(f"dead letter {letter.id} is no longer in the DLQ (replayed or removed)")
-        if not current.replayable:
-            raise ReplayError(f"dead letter {letter.id} cannot be replayed: its message could not be decoded")
-        result = app.send_task(current.task_name, args=list(current.args), kwargs=dict(current.kwargs),
-                               queue=replay_queue(settings, current, app.conf.task_default_queue or "detect"))
-        store.remove(current.id)
-    finally:
-        store._unlock(letter.id, token)
-    return str(result.id)

@@ -64,8 +64,6 @@ class MemoryFrameStore:
         return len(self._data)
 
 
-def frame_key(camera_id: str, run_id: str, seq: int) -> str:
-    return f"genesis:frame:{camera_id}:{run_id}:{seq}"
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:

@@ -61,7 +61,7 @@ class AppServices:
     def celery(self) -> Celery:
         with self._lock:
             if self._celery is None:
-                from genesis.pipeline.capture import make_app
+                from genesis.tasks.celery_config import make_app
 
                 self._celery = make_app(self.settings)
             return self._celery

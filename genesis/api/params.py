@@ -10,6 +10,7 @@ from fastapi import Query
 from pydantic import AfterValidator
 
 from genesis.api.errors import ApiError
+from genesis.domain.names import check_identity_name, check_label
 
 _BAD_TEXT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
@@ -26,6 +27,11 @@ def _clean_opt(value: str | None) -> str | None:
 
 SafeText = Annotated[str, AfterValidator(clean_text)]
 """Text without NUL/control characters or lone surrogates (PostgreSQL refuses those)."""
+
+IdentityName = Annotated[str, AfterValidator(check_identity_name)]
+"""A new identity name: the one name rule of :mod:`genesis.domain.names` (422 with the reason)."""
+KeyName = Annotated[str, AfterValidator(lambda v: check_label(v, "key name") if v.strip() else "")]
+"""An API key's name: the same rule (empty: a default name)."""
 
 CameraQ = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Camera id.")]
 RunQ = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Run id.")]

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from genesis.api.params import SafeText
+from genesis.api.params import IdentityName, KeyName, SafeText
 from genesis.config.alerts import AlertKindName
 
 
@@ -23,6 +23,7 @@ class Me(BaseModel):
 
 
 class IdentityOut(BaseModel):
+    id: int = Field(description="Stable id: `/api/identities/by-id/{id}` addresses the identity whatever its name.")
     name: str
     photos: int
     models: list[str]
@@ -39,7 +40,8 @@ class EnrollOut(BaseModel):
 
 
 class RenameIn(BaseModel):
-    name: SafeText = Field(min_length=1, max_length=128, description="The new name.")
+    name: IdentityName = Field(min_length=1, max_length=128, description="The new name (the name rule of "
+                               "docs/api.md: no control characters, no '/', not unknown-N).")
 
 
 class RunOut(BaseModel):
@@ -243,7 +245,7 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreateIn(BaseModel):
     role: str = Field(pattern="^(viewer|operator|admin)$")
-    name: str = Field(default="", max_length=128)
+    name: KeyName = Field(default="", max_length=128, description="A label (the name rule; default ROLE-ID).")
 
 
 class ApiKeyCreated(ApiKeyOut):
@@ -315,7 +317,7 @@ class UnknownPage(BaseModel):
 
 
 class NameClusterIn(BaseModel):
-    name: SafeText = Field(min_length=1, max_length=128, description="The identity to give the cluster.")
+    name: IdentityName = Field(min_length=1, max_length=128, description="The identity to give the cluster.")
     merge: bool = Field(default=False, description="Allow adding the faces to an identity that exists already.")
 
 
@@ -346,6 +348,7 @@ class SearchHitOut(BaseModel):
     identity: str | None
     unknown: str | None = Field(description="The track's unknown cluster (`unknown-N`), if any.")
     face: str | None = Field(default=None, description="URL of the track's face crop (JPEG), null when none was kept.")
+    seen_at: datetime | None = Field(default=None, description="When the best face was seen (UTC wall clock).")
 
 
 class SearchOut(BaseModel):

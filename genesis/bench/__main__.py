@@ -1,5 +1,13 @@
-"""``python -m genesis.bench``: the pipeline benchmark (see ``genesis.bench.pipeline``)."""
+"""``python -m genesis.bench``: the pipeline benchmark (see ``genesis.bench.pipeline``);
+``python -m genesis.bench cameras``: cameras per machine (see ``genesis.bench.cameras``)."""
 
-from genesis.bench.pipeline import main
+import sys
 
-main()
+if len(sys.argv) > 1 and sys.argv[1] == "cameras":
+    from genesis.bench.cameras import main as cameras_main
+
+    cameras_main(sys.argv[2:])
+else:
+    from genesis.bench.pipeline import main
+
+    main()

@@ -44,7 +44,6 @@ import base64
 import binascii
 import contextlib
 import json
-import math
 import os
 import shlex
 import shutil
@@ -68,33 +67,21 @@ from rich.console import Console
 from rich.table import Table
 
 from genesis.adapters.db import Repository
+from genesis.adapters.redis_keys import BENCH_PREFIX
 from genesis.adapters.video import RawFrame, SourceInfo, VideoSource
 from genesis.config import CameraConfig, Settings, load_settings
+from genesis.domain.stats import percentile
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 BROKER = "redis://127.0.0.1:6379/6"
 FRAMES = "redis://127.0.0.1:6379/7"
-STAMP_PREFIX = "genesis:bench:"
+STAMP_PREFIX = BENCH_PREFIX
 """Redis keys of the latency stamps (outside ``genesis:run:*`` so ``drain`` never sees them)."""
 DRAIN_POLL_S = 0.1
 
 # ---------------------------------------------------------------------------------------------
 # pure helpers (tested in tests/integration/test_bench_distributed.py)
 # ---------------------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100), interpolated linearly between the closest ranks
-    (numpy's default ``linear`` method)."""
-    if not values:
-        raise ValueError("percentile of no values")
-    if not 0.0 <= q <= 100.0:
-        raise ValueError(f"percentile must be within 0..100, got {q}")
-    s = sorted(values)
-    pos = (len(s) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -482,11 +469,12 @@ class Pool:
 
 
 @contextlib.contextmanager
-def fresh_postgres_database(admin_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database; dropped afterwards (connections forced out)."""
+def fresh_postgres_database(admin_url: str, prefix: str = "genesis_bench") -> Iterator[str]:
+    """A new, empty PostgreSQL database; dropped afterwards (connections forced out). The
+    integration tests use it too."""
     import psycopg2  # type: ignore[import-untyped]
 
-    name = f"genesis_bench_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     conn = psycopg2.connect(admin_url)
     conn.autocommit = True
     try:
@@ -648,7 +636,7 @@ class Harness:
     def __post_init__(self) -> None:
         import redis
 
-        from genesis.pipeline.capture import make_app
+        from genesis.tasks.celery_config import make_app
 
         self.app = make_app(self.settings)
         self.client = redis.Redis.from_url(self.settings.redis_url)
@@ -657,7 +645,7 @@ class Harness:
     def idle_rechecks(self, run_id: str) -> tuple[int, int, int]:
         """(unacknowledged broker messages, of which delayed sequence re-checks of finished runs,
         of which of this run)."""
-        from genesis.pipeline.sequencer import done_key
+        from genesis.adapters.redis_keys import done_key
 
         entries = self.broker.hvals("unacked")
         idle = mine = 0

@@ -17,17 +17,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from genesis.cli.common import ConfigOpt, cells
 from genesis.config.alerts import ALERT_KINDS
 
 alerts_app = typer.Typer(help="Alerts raised by the rules: list them (filters, --json) and acknowledge them.",
                          invoke_without_command=True)
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Settings YAML (default: $GENESIS_CONFIG, else configs/settings.yaml if present)."
-    ),
-]
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -121,9 +116,9 @@ def alerts_table(rows: list[Any], deliveries: dict[int, list[Any]]) -> Table:
         t.add_column(col, overflow="fold")
     for r in rows:
         who = r.identity or (f"track {r.track_id}" if r.track_id >= 0 else "")
-        t.add_row(str(r.id), r.at.strftime("%Y-%m-%d %H:%M:%S"), r.camera_id, r.kind, r.zone or "", who,
-                  f"{r.value:g} / {r.threshold:g}", r.message, _delivery_cell(deliveries.get(r.id, [])),
-                  "yes" if r.acknowledged_at else "")
+        t.add_row(*cells(r.id, r.at.strftime("%Y-%m-%d %H:%M:%S"), r.camera_id, r.kind, r.zone or "", who,
+                         f"{r.value:g} / {r.threshold:g}", r.message, _delivery_cell(deliveries.get(r.id, [])),
+                         "yes" if r.acknowledged_at else ""))
     return t
 
 
@@ -157,7 +152,7 @@ def print_alert_summary(console: Console, report: dict[str, Any]) -> None:
         t.add_column(col)
     for a in res["items"][:20]:
         who = a["identity"] or (f"track {a['track_id']}" if a["track_id"] is not None else "")
-        t.add_row(f"{a['ts']:.1f}", a["kind"], a["zone"] or "", who, a["message"])
+        t.add_row(*cells(f"{a['ts']:.1f}", a["kind"], a["zone"] or "", who, a["message"]))
     console.print(t)
     if res["count"] > 20:
         console.print(f"... and {res['count'] - 20} more in report.json (or `genesis alerts`)")

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genesis.cli.common import ConfigOpt, console, err_console
+from genesis.cli.common import ConfigOpt, cells, console, err_console
 from genesis.config.rollups import Granularity
 
 SinceOpt = Annotated[
@@ -48,11 +48,11 @@ def identity_breakdown_table(res: dict[str, Any]) -> Table | None:
         t.add_column(col)
     for ident in res["identities"]:
         for zone, z in ident["zones"].items():
-            t.add_row(ident["name"], zone, str(z["visits"]), f"{z['dwell_s']:.1f}", f"{z['mean_dwell_s']:.1f}",
-                      f"{z['max_dwell_s']:.1f}", "")
+            t.add_row(*cells(ident["name"], zone, z["visits"], f"{z['dwell_s']:.1f}", f"{z['mean_dwell_s']:.1f}",
+                             f"{z['max_dwell_s']:.1f}", ""))
         for line, c in ident["lines"].items():
             in_name, out_name = names.get(line, ("in", "out"))
-            t.add_row(ident["name"], line, "", "", "", "", f"{c['in']} {in_name}, {c['out']} {out_name}")
+            t.add_row(*cells(ident["name"], line, "", "", "", "", f"{c['in']} {in_name}, {c['out']} {out_name}"))
     return t
 
 

@@ -6,11 +6,12 @@ Registered on the main CLI; the helpers of :mod:`genesis.cli.main` are imported 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
+
+from genesis.cli.common import ConfigOpt, fail, settings_from
 
 if TYPE_CHECKING:
     from genesis.config import Settings
@@ -18,24 +19,8 @@ if TYPE_CHECKING:
 
 apikey_app = typer.Typer(help="API keys of the REST API and dashboard: create, list, revoke.", no_args_is_help=True)
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Settings YAML (default: $GENESIS_CONFIG, else configs/settings.yaml if present)."
-    ),
-]
 
 
-def _settings(config: Path | None) -> Settings:
-    from genesis.cli.common import settings_from
-
-    return settings_from(config)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    from genesis.cli.common import fail
-
-    fail(message, code)
 
 
 def _print(*objects: object, **kwargs: object) -> None:
@@ -68,11 +53,12 @@ def serve_command(
 
     from genesis.api import create_app
 
-    settings = _settings(config)
+    settings = settings_from(config)
     try:
         app = create_app(settings)
     except SQLAlchemyError as exc:
-        _fail(f"cannot open the database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+        fail(f"cannot open the database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+    _warn_plaintext()
     bind_host = host or settings.api.host
     bind_port = port or settings.api.port
     _print(f"Genesis API on http://{bind_host}:{bind_port} (dashboard /, docs /docs)", highlight=False)
@@ -80,10 +66,24 @@ def serve_command(
     try:
         uvicorn.run(app, host=bind_host, port=bind_port, log_level="info", proxy_headers=False)
     except OSError as exc:
-        _fail(f"cannot listen on {bind_host}:{bind_port}: {exc}")
+        fail(f"cannot listen on {bind_host}:{bind_port}: {exc}")
     finally:
         if ops is not None:
             ops.stop()
+
+
+def _warn_plaintext() -> None:
+    """One line at start when biometric data would be stored in the clear (docs/security.md)."""
+    from genesis.cli.common import err_console
+    from genesis.identities.crypto import KEY_ENV, BiometricCipher, BiometricKeyError
+
+    try:
+        enabled = BiometricCipher.from_env().enabled
+    except BiometricKeyError as exc:
+        fail(str(exc), 2)
+    if not enabled:
+        err_console.print(f"[yellow]warning:[/] {KEY_ENV} is not set: enrolled embeddings and face crops are stored "
+                          "in the clear (genesis identities new-key; docs/security.md)", highlight=False)
 
 
 def _ops_host(settings: Settings, option: str | None, api_host: str) -> str:
@@ -125,13 +125,16 @@ def create(
     from genesis.adapters.db.tables_api import API_ROLES
 
     if role not in API_ROLES:
-        _fail(f"--role must be one of {', '.join(API_ROLES)}", 2)
-    settings = _settings(config)
+        fail(f"--role must be one of {', '.join(API_ROLES)}", 2)
+    settings = settings_from(config)
     with Repository(settings.database_url) as repo:
-        token, info = ApiKeyStore(repo.engine).create(role, name)
-    from genesis.cli.common import err_console
+        try:
+            token, info = ApiKeyStore(repo.engine).create(role, name)
+        except ValueError as exc:
+            fail(str(exc), 2)
+    from genesis.cli.common import err_console, safe
 
-    err_console.print(f"created key {info.id} ({info.name}, role {info.role}); it is shown only now:",
+    err_console.print(f"created key {info.id} ({safe(info.name)}, role {info.role}); it is shown only now:",
                       highlight=False)
     print(token)
 
@@ -142,7 +145,7 @@ def list_keys(config: ConfigOpt = None) -> None:
     from genesis.adapters.db import Repository
     from genesis.adapters.db.apikeys import ApiKeyStore
 
-    settings = _settings(config)
+    settings = settings_from(config)
     with Repository(settings.database_url) as repo:
         keys = ApiKeyStore(repo.engine).list()
     if not keys:
@@ -151,8 +154,10 @@ def list_keys(config: ConfigOpt = None) -> None:
     t = Table(title="API keys")
     for col in ("id", "name", "role", "created (UTC)", "last used (UTC)", "status"):
         t.add_column(col)
+    from genesis.cli.common import safe
+
     for k in keys:
-        t.add_row(k.id, k.name, k.role, k.created_at.strftime("%Y-%m-%d %H:%M"),
+        t.add_row(k.id, safe(k.name), k.role, k.created_at.strftime("%Y-%m-%d %H:%M"),
                   k.last_used_at.strftime("%Y-%m-%d %H:%M") if k.last_used_at else "-",
                   "active" if k.active else f"revoked {k.revoked_at:%Y-%m-%d %H:%M}")
     _print(t)
@@ -167,9 +172,9 @@ def revoke(
     from genesis.adapters.db import Repository
     from genesis.adapters.db.apikeys import ApiKeyStore, parse_key
 
-    settings = _settings(config)
+    settings = settings_from(config)
     ident = parse_key(key_id) or key_id
     with Repository(settings.database_url) as repo:
         if not ApiKeyStore(repo.engine).revoke(ident):
-            _fail(f"no active key {key_id!r}: see `genesis apikey list`")
+            fail(f"no active key {key_id!r}: see `genesis apikey list`")
     _print(f"revoked key {ident}")

@@ -11,22 +11,16 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
 import typer
 
+from genesis.cli.common import ConfigOpt
 from genesis.config import CameraConfig, Settings
 from genesis.domain.redact import redact
-from genesis.pipeline.capture import CaptureLoop, CaptureStats, distributed_capture, make_app
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Settings YAML (default: $GENESIS_CONFIG, else configs/settings.yaml if present)."
-    ),
-]
+from genesis.pipeline.capture import CaptureLoop, CaptureStats, distributed_capture
+from genesis.tasks.celery_config import make_app
 
 
 @dataclass(slots=True)

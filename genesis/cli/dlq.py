@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+
+from genesis.cli.common import ConfigOpt, cells, fail, settings_from
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -30,24 +31,8 @@ dlq_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="Settings YAML (default: $GENESIS_CONFIG, else configs/settings.yaml if present)."
-    ),
-]
 
 
-def _settings(config: Path | None) -> Settings:
-    from genesis.cli.common import settings_from
-
-    return settings_from(config)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    from genesis.cli.common import fail
-
-    fail(message, code)
 
 
 def _warn(message: str) -> None:
@@ -73,9 +58,9 @@ def _store(settings: Settings) -> Iterator[DeadLetters]:
     try:
         yield store
     except redis.exceptions.ConnectionError as exc:
-        _fail(f"cannot reach Redis at {settings.redis_url}: {exc}")
+        fail(f"cannot reach Redis at {settings.redis_url}: {exc}")
     except redis.exceptions.RedisError as exc:
-        _fail(f"Redis error at {settings.redis_url}: {exc}")
+        fail(f"Redis error at {settings.redis_url}: {exc}")
     finally:
         store.redis.close()
 
@@ -84,12 +69,12 @@ def _resolve(store: DeadLetters, letter_id: str) -> DeadLetter:
     """The letter with this id, or the only one whose id starts with it."""
     ids = store.find(letter_id)
     if not ids:
-        _fail(f"no dead letter {letter_id!r}: see `genesis dlq list`")
+        fail(f"no dead letter {letter_id!r}: see `genesis dlq list`")
     if len(ids) > 1:
-        _fail(f"{letter_id!r} matches several dead letters: give more of the id")
+        fail(f"{letter_id!r} matches several dead letters: give more of the id")
     letter = store.get(ids[0])
     if letter is None:
-        _fail(f"dead letter {ids[0]} was just removed")
+        fail(f"dead letter {ids[0]} was just removed")
     return letter
 
 
@@ -111,7 +96,7 @@ def list_letters(
     config: ConfigOpt = None,
 ) -> None:
     """List dead letters, oldest first."""
-    settings = _settings(config)
+    settings = settings_from(config)
     with _store(settings) as store:
         total = store.size()
         letters = store.list(limit=limit, newest_first=newest)
@@ -126,7 +111,7 @@ def list_letters(
     t.add_column("failed at (UTC)", min_width=10)
     for letter in letters:
         shown_id = letter.id if full_ids else letter.id[:SHORT_ID]
-        t.add_row(shown_id, letter.task_name or "?", _short(letter.error, 80), str(letter.retries), _when(letter))
+        t.add_row(*cells(shown_id, letter.task_name or "?", _short(letter.error, 80), letter.retries, _when(letter)))
     _print(t)
 
 
@@ -137,7 +122,7 @@ def show(
     config: ConfigOpt = None,
 ) -> None:
     """Everything about one dead letter: task, arguments, error and traceback."""
-    settings = _settings(config)
+    settings = settings_from(config)
     with _store(settings) as store:
         letter = _resolve(store, letter_id)
     if as_json:
@@ -162,7 +147,7 @@ def show(
         ("replayable", "yes" if letter.replayable else "no (the message could not be decoded)"),
     ]
     for name, value in rows:
-        t.add_row(name, value)
+        t.add_row(*cells(name, value))
     _print(t, highlight=False)
     if letter.body is not None:
         _print("[bold]raw message body[/]")
@@ -173,13 +158,9 @@ def show(
 
 
 def _celery(settings: Settings) -> Celery:
-    from celery import Celery
+    from genesis.tasks.celery_config import make_app
 
-    from genesis.celery import configure
-
-    app = Celery("genesis")
-    configure(app, settings)
-    return app
+    return make_app(settings)
 
 
 @dlq_app.command("replay")
@@ -193,11 +174,12 @@ def replay_cmd(
     """Send dead letters' tasks again (same arguments, queue from the routing table) and remove them."""
     import kombu.exceptions
 
-    from genesis.adapters.dlq import ReplayError, replay, replay_queue
+    from genesis.adapters.dlq import ReplayError
+    from genesis.tasks.dispatch import replay, replay_queue
 
     if (letter_id is None) == (not all_letters):
-        _fail("give a letter ID or --all (not both)", 2)
-    settings = _settings(config)
+        fail("give a letter ID or --all (not both)", 2)
+    settings = settings_from(config)
     app = _celery(settings)
     default_queue = str(app.conf.task_default_queue or "detect")
     replayed, skipped = 0, 0
@@ -215,12 +197,12 @@ def replay_cmd(
                 new_id = replay(app, settings, letter, store)
             except ReplayError as exc:
                 if letter_id is not None:
-                    _fail(str(exc))
+                    fail(str(exc))
                 skipped += 1
                 _warn(str(exc))
                 continue
             except kombu.exceptions.OperationalError as exc:
-                _fail(f"cannot send to the broker at {settings.broker_url}: {exc} "
+                fail(f"cannot send to the broker at {settings.broker_url}: {exc} "
                       f"({replayed} replayed before the error)")
             replayed += 1
             _print(f"replayed {letter.id}: {letter.task_name} -> task {new_id} on queue "
@@ -235,7 +217,7 @@ def purge(
     config: ConfigOpt = None,
 ) -> None:
     """Delete every dead letter."""
-    settings = _settings(config)
+    settings = settings_from(config)
     with _store(settings) as store:
         n = store.size()
         if n == 0:

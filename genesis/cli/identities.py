@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genesis.cli.common import ConfigOpt, console, err_console, fail, settings_from
+from genesis.cli.common import ConfigOpt, cells, console, err_console, fail, safe, settings_from
 from genesis.config import Settings
 
 identities_app = typer.Typer(help="Enrolled identities.", invoke_without_command=True)
@@ -43,6 +43,8 @@ def _progress() -> Progress:
 def enroll_command(
     name: Annotated[str, typer.Argument(help="Identity name.")],
     photos: Annotated[list[Path], typer.Argument(help="Photos of the person, one face each.")],
+    force: Annotated[bool, typer.Option(
+        "--force", help="Enroll even a face that matches another identity (audited).")] = False,
     config: ConfigOpt = None,
 ) -> None:
     """Enroll an identity from one or several photos (all photos or none)."""
@@ -60,13 +62,14 @@ def enroll_command(
         with Repository(settings.database_url) as repo:
             res = do_enroll(repo, name, photos, face_detector, embedder, detector_label(settings),
                             settings.identities.quality, keep_crops=settings.identities.keep_crops,
-                            actor=_actor(settings))
+                            actor=_actor(settings), threshold=settings.recognition.embedder.cosine_threshold,
+                            force=force)
     except (EnrollError, WeightsError, IdentityError, BiometricKeyError) as exc:
         fail(str(exc))
     for w in res.warnings:
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
-    console.print(f"enrolled [bold]{res.name}[/]: {res.photos} photo(s), {res.added} new embedding(s) "
-                  f"[{settings.recognition.embedder.model}]")
+        err_console.print(f"[yellow]warning:[/] {safe(w)}", highlight=False, soft_wrap=True)
+    console.print(f"enrolled [bold]{safe(res.name)}[/]: {res.photos} photo(s), {res.added} new embedding(s) "
+                  f"\\[{settings.recognition.embedder.model}]", highlight=False)
 
 
 @identities_app.callback()
@@ -83,10 +86,10 @@ def identities(ctx: typer.Context, config: ConfigOpt = None) -> None:
         console.print("no identities enrolled: genesis enroll NAME PHOTO...")
         return
     t = Table(title="Identities")
-    for col in ("name", "photos", "models", "enrolled"):
+    for col in ("id", "name", "photos", "models", "enrolled"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r.name, str(r.photos), ", ".join(r.models), r.created_at.strftime("%Y-%m-%d %H:%M"))
+        t.add_row(*cells(r.id, r.name, r.photos, ", ".join(r.models), r.created_at.strftime("%Y-%m-%d %H:%M")))
     console.print(t)
 
 
@@ -100,7 +103,7 @@ def identities_forget(
     from genesis.identities.store import IdentityError
 
     settings = settings_from(config)
-    if not yes and not typer.confirm(f"Forget {name} and all their biometric data?"):
+    if not yes and not typer.confirm(f"Forget {safe(name)} and all their biometric data?"):
         raise typer.Exit(1)
     store = _store(settings)
     try:
@@ -109,7 +112,7 @@ def identities_forget(
         fail(str(exc))
     finally:
         store.repo.close()
-    console.print(f"forgot {name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
+    console.print(f"forgot {safe(name)}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
 
 
 @identities_app.command("rename")
@@ -125,7 +128,7 @@ def identities_rename(old: str, new: str, config: ConfigOpt = None) -> None:
         fail(str(exc))
     finally:
         store.repo.close()
-    console.print(f"renamed {old} to {new}")
+    console.print(f"renamed {safe(old)} to {safe(new.strip())}", highlight=False)
 
 
 @identities_app.command("re-embed")
@@ -140,8 +143,8 @@ def identities_reembed(
     from genesis.backends.weights import WeightsError
     from genesis.config import EmbedderConfig
     from genesis.identities.crypto import BiometricKeyError
-    from genesis.identities.reembed import re_embed
     from genesis.services.enroll import EnrollError
+    from genesis.services.reembed import re_embed
 
     settings = settings_from(config)
     try:
@@ -161,7 +164,8 @@ def identities_reembed(
         store.repo.close()
     console.print(f"re-embedded {res.embeddings} face(s) of {res.identities} identities with {res.model}")
     for ident, photo in res.without_crop:
-        err_console.print(f"[yellow]warning:[/] {ident} ({photo}) has no kept face: enroll it again", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {safe(ident)} ({safe(photo)}) has no kept face: enroll it again",
+                          highlight=False)
 
 
 @identities_app.command("new-key")
@@ -204,8 +208,8 @@ def identities_audit(
     for col in ("when (UTC)", "who", "action", "target", "detail"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r.at.strftime("%Y-%m-%d %H:%M:%S"), r.actor, r.action, r.target or "-",
-                  json.dumps(r.detail, sort_keys=True))
+        t.add_row(*cells(r.at.strftime("%Y-%m-%d %H:%M:%S"), r.actor, r.action, r.target or "-",
+                         json.dumps(r.detail, sort_keys=True)))
     console.print(t)
 
 
@@ -266,15 +270,79 @@ def eval_faces(
         console.print(f"wrote {json_out}")
 
 
+@eval_app.command("video")
+def eval_video(
+    root: Annotated[Path, typer.Argument(help="One folder per identity (or known/<name>/) plus unknown/.")],
+    background: Annotated[Path, typer.Option(
+        "--background", help="The scene: an image, or a video (the median of frames spread over it).")],
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Write the figures (top level and per scenario, every policy under 'policies') here.")] = None,
+    scenario: Annotated[list[str], typer.Option(
+        "--scenario", help="doorway, crossing, occlusion, reentry, stranger, crowd; repeatable (default: all).")] = [],  # noqa: B006
+    policy: Annotated[list[str], typer.Option(
+        "--policy", help="segment (identity segments) or track (the old per-track policy); repeatable "
+        "(default: both, side by side).")] = [],  # noqa: B006
+    fps: Annotated[float, typer.Option("--fps", min=1.0, max=30.0, help="Frames per second of the sequences.")] = 5.0,
+    size: Annotated[str, typer.Option("--size", help="WIDTHxHEIGHT of the sequences.")] = "640x360",
+    keep_videos: Annotated[Path | None, typer.Option(
+        "--keep-videos", help="Keep the generated sequences (mp4) in this folder.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Identity-labelled sequences built from photos, run through the real pipeline: are the names on
+    the tracks right? identity precision and recall, wrong-name sightings, name switches, time to name."""
+    from genesis.backends.weights import WeightsError
+    from genesis.eval.video import (
+        POLICIES,
+        SCENARIOS,
+        EvalVideoError,
+        VideoEvalConfig,
+        evaluate_video,
+        format_table,
+        json_report,
+        write_json,
+    )
+
+    settings = settings_from(config)
+    try:
+        width, height = (int(v) for v in size.lower().split("x", 1))
+    except ValueError:
+        fail(f"--size must look like 640x360, got {size!r}", 2)
+    if not (64 <= width <= 3840 and 64 <= height <= 2160):
+        fail(f"--size must be between 64x64 and 3840x2160, got {size}", 2)
+    scenarios = tuple(scenario) or SCENARIOS
+    policies = tuple(policy) or POLICIES
+    cfg = VideoEvalConfig(root, background, scenarios, policies, width, height, fps, keep_videos=keep_videos)
+    try:
+        with _progress() as bar:
+            task = bar.add_task("eval video", total=len(scenarios) * len(policies))
+
+            def step(what: str) -> None:
+                bar.update(task, description=what)
+
+            def done(_: str) -> None:
+                bar.advance(task)
+
+            result = evaluate_video(settings, cfg, progress=step, done=done)
+    except (EvalVideoError, WeightsError) as exc:
+        fail(str(exc))
+    console.print(format_table(result), highlight=False, soft_wrap=True)
+    if json_out is not None:
+        write_json(json_out, json_report(result))
+        console.print(f"wrote {json_out}")
+
+
 @identities_app.command("unknowns")
 def identities_unknowns(config: ConfigOpt = None) -> None:
     """List the unknown faces (clusters of unrecognised tracks across cameras and time)."""
+    from genesis.identities.crypto import BiometricKeyError
     from genesis.identities.tracks import unknowns
 
     settings = settings_from(config)
     store = _store(settings)
     try:
         rows = unknowns(store)
+    except BiometricKeyError as exc:
+        fail(str(exc))
     finally:
         store.repo.close()
     if not rows:
@@ -284,8 +352,8 @@ def identities_unknowns(config: ConfigOpt = None) -> None:
     for col in ("id", "model", "tracks", "cameras", "first seen (UTC)", "last seen (UTC)"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r.label, r.model, str(r.tracks), ", ".join(r.cameras), r.first_seen.strftime("%Y-%m-%d %H:%M"),
-                  r.last_seen.strftime("%Y-%m-%d %H:%M"))
+        t.add_row(*cells(r.label, r.model, r.tracks, ", ".join(r.cameras), r.first_seen.strftime("%Y-%m-%d %H:%M"),
+                         r.last_seen.strftime("%Y-%m-%d %H:%M")))
     console.print(t)
 
 
@@ -308,7 +376,7 @@ def identities_name(
         fail(str(exc))
     finally:
         store.repo.close()
-    console.print(f"{unknown} is now {name.strip()}: {n} track(s) relabelled")
+    console.print(f"{safe(unknown)} is now {safe(name.strip())}: {n} track(s) relabelled", highlight=False)
 
 
 @identities_app.command("reject")
@@ -335,7 +403,8 @@ def identities_reject(
         fail(str(exc))
     finally:
         store.repo.close()
-    console.print(f"track {tid} of run {run_id} is not {name}: unlinked, and that face will not match {name} again")
+    console.print(f"track {tid} of run {safe(run_id)} is not {safe(name)}: unlinked, and that face will not match "
+                  f"{safe(name)} again", highlight=False)
 
 
 @identities_app.command("purge")
@@ -345,12 +414,15 @@ def identities_purge(
     config: ConfigOpt = None,
 ) -> None:
     """Retention: delete unknown faces (clusters, faces of unknown tracks) older than the retention."""
+    from genesis.identities.crypto import BiometricKeyError
     from genesis.identities.tracks import purge
 
     settings = settings_from(config)
     store = _store(settings)
     try:
         counts = purge(store, days or settings.retention.unknown_faces_days, _actor(settings))
+    except BiometricKeyError as exc:
+        fail(str(exc))
     finally:
         store.repo.close()
     console.print("purged " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()))
@@ -394,10 +466,10 @@ def search_command(
     if not hits:
         console.print("no track of that face")
         return
-    t = Table(title=f"Tracks of the face in {photo.name}")
+    t = Table(title=f"Tracks of the face in {safe(photo.name)}")
     for col in ("run", "track", "camera", "time (s)", "distance", "identity"):
         t.add_column(col)
     for h in hits:
-        t.add_row(h.run_id, str(h.track_id), h.camera_id, f"{h.ts:.1f}", f"{h.distance:.3f}",
-                  h.identity or h.unknown or "unknown")
+        t.add_row(*cells(h.run_id, h.track_id, h.camera_id, f"{h.ts:.1f}", f"{h.distance:.3f}",
+                         h.identity or h.unknown or "unknown"))
     console.print(t)

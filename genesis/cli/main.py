@@ -16,7 +16,7 @@ from genesis.cli.alerts import alerts_app, print_alert_summary
 from genesis.cli.analytics import heatmap_command, rollup_command
 from genesis.cli.api import apikey_app, serve_command
 from genesis.cli.capture import capture_command
-from genesis.cli.common import ConfigOpt, console, err_console, fail, settings_from
+from genesis.cli.common import ConfigOpt, cells, console, err_console, fail, safe, settings_from
 from genesis.cli.dlq import dlq_app
 from genesis.cli.identities import enroll_command, eval_app, identities_app, search_command
 from genesis.cli.ops import ops_app
@@ -83,6 +83,7 @@ def run(
     """Run the embedded pipeline on a video or camera and show what it found."""
     from genesis.adapters.video import SourceError
     from genesis.backends.weights import WeightsError
+    from genesis.identities.crypto import BiometricKeyError
     from genesis.pipeline.embedded import Progress as RunProgress
     from genesis.pipeline.embedded import run_embedded
 
@@ -106,7 +107,7 @@ def run(
                 bar.update(task, completed=p.frames, total=p.total, fps=p.fps, people=p.people)
 
             result = run_embedded(settings, source, cam, out, annotate, stride, max_frames, on_progress)
-    except (SourceError, WeightsError) as exc:
+    except (SourceError, WeightsError, BiometricKeyError) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc}")
@@ -124,21 +125,25 @@ def print_summary(report: dict[str, Any]) -> None:
     t.add_row("recognition", f"on, {meta['gallery_identities']} identities enrolled" if meta["recognition"] == "on"
               else meta["recognition"])
     t.add_row("identities recognised", str(res["people"]["identities"]))
+    if "mqtt" in meta:  # docs/mqtt.md: a broker that is away costs nothing but the messages
+        t.add_row("mqtt", f"{meta['mqtt']['published']} published, {meta['mqtt']['dropped']} dropped")
     console.print(t)
+    if meta.get("warning"):
+        console.print(f"warning: {meta['warning']}", style="bold yellow", markup=False, highlight=False)
     if res["identities"]:
         it = Table(title="Identities")
         for col in ("name", "first seen (s)", "last seen (s)", "sightings", "tracks"):
             it.add_column(col)
         for i in res["identities"]:
-            it.add_row(i["name"], f"{i['first_seen']:.1f}", f"{i['last_seen']:.1f}", str(i["sightings"]),
-                       ", ".join(str(x) for x in i["tracks"]))
+            it.add_row(*cells(i["name"], f"{i['first_seen']:.1f}", f"{i['last_seen']:.1f}", i["sightings"],
+                              ", ".join(str(x) for x in i["tracks"])))
         console.print(it)
     if res["zones"]:
         zt = Table(title="Zones")
         for col in ("zone", "entries", "exits", "peak", "mean occupancy", "mean dwell (s)", "p95 dwell (s)"):
             zt.add_column(col)
         for z in res["zones"]:
-            zt.add_row(z["name"], str(z["entries"]), str(z["exits"]), str(z["peak_occupancy"]),
+            zt.add_row(safe(z["name"]), str(z["entries"]), str(z["exits"]), str(z["peak_occupancy"]),
                        f"{z['mean_occupancy']:.2f}", f"{z['dwell_s']['mean']:.1f}", f"{z['dwell_s']['p95']:.1f}")
         console.print(zt)
     if res["lines"]:
@@ -146,7 +151,7 @@ def print_summary(report: dict[str, Any]) -> None:
         for col in ("line", "in", "out"):
             lt.add_column(col)
         for ln in res["lines"]:
-            lt.add_row(ln["name"], f"{ln['in']} ({ln['in_name']})", f"{ln['out']} ({ln['out_name']})")
+            lt.add_row(*cells(ln["name"], f"{ln['in']} ({ln['in_name']})", f"{ln['out']} ({ln['out_name']})"))
         console.print(lt)
     print_alert_summary(console, report)
     print_identity_breakdown(res)
@@ -242,6 +247,7 @@ def report(
 ) -> None:
     """Write report.json of a stored run."""
     from genesis.adapters.db import Repository
+    from genesis.pipeline.loop import truncated
     from genesis.pipeline.report import build_results, write_json_atomic
 
     settings = settings_from(config)
@@ -269,6 +275,9 @@ def report(
                 "started_at": run_rec.started_at.isoformat(),
                 "finished_at": run_rec.finished_at.isoformat() if run_rec.finished_at else None, **run_rec.meta},
     }
+    if (warning := truncated(run_rec.meta)) is not None:
+        data["run"]["warning"] = warning
+        console.print(f"warning: {warning}", style="bold yellow", markup=False, highlight=False)
     write_json_atomic(out / "report.json", data)
     console.print(f"wrote {out / 'report.json'}")
 
@@ -280,8 +289,8 @@ def _reap_for_report(settings: Any, repo: Any) -> None:
         return
     import redis
 
-    from genesis.pipeline.capture import make_app
     from genesis.pipeline.liveness import reap_stale_runs
+    from genesis.tasks.celery_config import make_app
 
     try:
         client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=5)
@@ -300,20 +309,24 @@ def drain(
     """Wait until every queue is empty and every finished stream is fully processed and stored.
 
     Runs nothing works on any more are marked abandoned on the way (and named); messages held
-    by dead workers are named apart from those in flight.
+    by dead workers are named apart from those in flight; with work left and no live worker for
+    3 x distributed.worker_dead_after_s, it stops and says so instead of waiting for --timeout.
     """
     import time
 
     import redis
 
     from genesis.adapters.db import Repository
-    from genesis.pipeline.capture import make_app
     from genesis.pipeline.drain import backlog
+    from genesis.tasks.celery_config import make_app
 
     settings = settings_from(config)
     celery_app = make_app(settings)
     client = redis.Redis.from_url(settings.redis_url)
     deadline = time.monotonic() + timeout
+    no_worker_s = 3 * settings.distributed.worker_dead_after_s
+    alone_since: float | None = None
+    abandoned: list[Any] = []
     quiet = 0
     with Repository(settings.database_url) as repo, console.status("draining...") as status:
         while True:
@@ -321,6 +334,7 @@ def drain(
                 state = backlog(settings, celery_app, client, repo)
             except redis.ConnectionError as exc:
                 fail(f"cannot reach Redis: {exc}")
+            abandoned += state.abandoned
             for gone in state.abandoned:
                 err_console.print(f"run {gone.run_id} (camera {escape(gone.camera_id)}) abandoned: "
                                   f"{escape(gone.reason)}", highlight=False, soft_wrap=True)
@@ -330,9 +344,18 @@ def drain(
                 break
             if time.monotonic() > deadline:
                 fail(f"not drained after {timeout:g} s: {escape(state.describe())}")
+            # Work left and no worker alive for a while: nothing can move, say so now.
+            alone_since = None if state.empty or state.live_workers else (alone_since or time.monotonic())
+            if alone_since is not None and time.monotonic() - alone_since > no_worker_s:
+                fail(f"no live Genesis worker for {no_worker_s:g} s (no heartbeat): start the workers; "
+                     f"{escape(state.describe())}")
             status.update(f"draining... {escape(state.describe())}")
             time.sleep(0.5)
-    console.print("drained: every queue is empty and every finished stream is stored")
+    if abandoned:
+        console.print(f"drained: every queue is empty; {len(abandoned)} run(s) abandoned on the way (named above), "
+                      "every other finished stream is stored")
+    else:
+        console.print("drained: every queue is empty and every finished stream is stored")
 
 
 app.command("capture")(capture_command)

@@ -142,13 +142,16 @@ DetectorConfig = YoloDetectorConfig
 
 # What each preset fills in (fields given next to ``preset`` win). Measured in docs/detection.md.
 DETECTOR_PRESETS: dict[str, dict[str, Any]] = {
-    # Pedestrians in a crowd, street or square view: ByteTrack's YOLOX-Nano (MOT17 + CrowdHuman).
-    "crowd": {"type": "yolox", "weights": "bytetrack_nano.onnx", "confidence": 0.3, "iou": 0.45},
-    # A camera looking down on people: the pedestrian model finds far more of them than COCO YOLOv8n.
-    "overhead": {"type": "yolox", "weights": "bytetrack_nano.onnx", "confidence": 0.25, "iou": 0.45},
-    # Close-up doorway/counter: large, truncated people and faces fill the frame; COCO YOLOv8n does better.
+    # Pedestrians in a crowd, street or square view: ByteTrack's YOLOX-Nano (MOT17 + CrowdHuman). 0.35: the
+    # lowest threshold with precision >= 0.90 on the MOT17 excerpts.
+    "crowd": {"type": "yolox", "weights": "bytetrack_nano.onnx", "confidence": 0.35, "iou": 0.45},
+    # A camera looking down on people: small, foreshortened bodies, which the pedestrian model finds far more of
+    # than COCO YOLOv8n; a lower threshold for their lower scores.
+    "overhead": {"type": "yolox", "weights": "bytetrack_nano.onnx", "confidence": 0.3, "iou": 0.45},
+    # Close-up doorway or counter: large, truncated people (COCO YOLOv8n boxes them better), a scene that is
+    # empty most of the time (motion gating on).
     "doorway": {"type": "yolo", "backend": "onnx", "weights": "yolov8n_int8.onnx", "input_size": 640,
-                "confidence": 0.35, "iou": 0.45, "classes": [0]},
+                "confidence": 0.25, "iou": 0.45, "classes": [0], "motion": {"enabled": True}},
 }
 
 
@@ -162,7 +165,17 @@ def expand_detector(value: Any) -> Any:
     if preset is not None:
         if preset not in DETECTOR_PRESETS:
             raise ValueError(f"unknown detector preset {preset!r}: one of {', '.join(DETECTOR_PRESETS)}")
-        data = {**DETECTOR_PRESETS[preset], **data}
+        family = DETECTOR_PRESETS[preset]["type"]
+        if data.get("type", family) != family:
+            raise ValueError(
+                f"preset {preset} is a {family} detector but type says {data['type']}: remove type, backend, "
+                "weights and input_size from the detector settings (or the preset)"
+            )
+        merged = dict(DETECTOR_PRESETS[preset])
+        for key, given in data.items():  # sections (motion, tiling) merge field by field
+            base = merged.get(key)
+            merged[key] = {**base, **given} if isinstance(base, dict) and isinstance(given, dict) else given
+        data = merged
     data.setdefault("type", "yolo")
     return data
 
@@ -212,6 +225,70 @@ class EmbedderConfig(StrictModel):
         return self.threshold if self.threshold is not None else DEFAULT_COSINE_THRESHOLDS[self.model]
 
 
+class SegmentsConfig(StrictModel):
+    """Identity segments: a name belongs to a stretch of a track, re-verified, cut when the track
+    stops being the same person (docs/recognition.md)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="false = the old per-track policy: a named track keeps its name for good, whoever the "
+        "tracker attaches to it (kept for comparison in `genesis eval video`).",
+    )
+    verify_every_s: float = Field(
+        default=2.0, gt=0.0,
+        description="A named (or confidently unknown) segment gets one face check per this many seconds of "
+        "track time while it shows a face.",
+    )
+    verify_max: int = Field(
+        default=8, ge=0, description="At most this many re-verification face searches per segment (0 = never)."
+    )
+    other_identity_faces: int = Field(
+        default=1, ge=1,
+        description="Clear faces in a row matching another identity that end a named segment.",
+    )
+    far_faces: int = Field(
+        default=2, ge=1,
+        description="Clear faces in a row far from the segment's name (matching nobody) that end it.",
+    )
+    far_factor: float = Field(
+        default=1.15, ge=1.0,
+        description="'Far from the name' = a cosine distance above the model's threshold times this factor.",
+    )
+    clear_face_px: int = Field(
+        default=40, ge=8,
+        description="A face smaller than this (box side, px) cannot disagree with a name (too small to trust).",
+    )
+    clear_face_score: float = Field(
+        default=0.85, gt=0.0, le=1.0, description="A face detected with a lower YuNet score cannot disagree."
+    )
+    clear_sharpness: float = Field(
+        default=30.0, ge=0.0,
+        description="A face less sharp than this (variance of the Laplacian, grey, 112 x 112) cannot disagree.",
+    )
+    cut_gap_s: float = Field(
+        default=0.5, ge=0.0,
+        description="A track re-attached after this long between two of its sightings starts a new segment (the "
+        "tracker keeps lost tracks for a while and gives them to whoever appears there; 0 = off).",
+    )
+    cut_size_ratio: float = Field(
+        default=0.0, ge=0.0,
+        description="A box whose height changes by more than this factor from one sighting to the next starts "
+        "a new segment (0 = off: on the shared crowd video partial occlusions trip it every few frames, and "
+        "`genesis eval video` shows no gain; see docs/recognition.md).",
+    )
+    cut_appearance: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="A track whose torso colours (hue-saturation histogram, Bhattacharyya distance to the "
+        "segment's running reference) change by more than this while it overlaps nobody starts a new segment "
+        "(0 = off; on, the ordered stage needs every frame's pixels).",
+    )
+    overlap_iou: float = Field(
+        default=0.1, gt=0.0, le=1.0,
+        description="A box overlapping another person's this much may swap identity with it: the frames of "
+        "the overlap are re-checked by face once it ends.",
+    )
+
+
 class RecognitionConfig(StrictModel):
     enabled: bool = True
     face_detector: FaceDetectorConfig = FaceDetectorConfig()
@@ -235,6 +312,7 @@ class RecognitionConfig(StrictModel):
     min_person_height_px: int = Field(
         default=48, ge=0, description="Person boxes shorter than this are too small for a face and are skipped."
     )
+    segments: SegmentsConfig = SegmentsConfig()
 
     @property
     def match_margin(self) -> float:

@@ -36,7 +36,7 @@ class FrameRef:
     embedded runner). Only for the end-to-end latency metric: no stage reads it."""
     static: bool = False
     """Nothing moved since the last detected frame (motion gating, genesis.stages.motion): the detect stage
-    skips it and the ordered stage reuses the last detections."""
+    skips it and the ordered stage reuses the last tracked boxes."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -176,3 +176,27 @@ class FrameOutcome:
     occupancy: dict[str, int] = field(default_factory=dict)
     alerts: list[Alert] = field(default_factory=list)
     samples: list[OccupancySample] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackRecord:
+    """One identity segment of a person's passage through one camera in one run (a track that was never cut
+    has one, ``segment`` 0); a sighting belongs to the segment whose ``first_seq``..``last_seq`` holds its seq."""
+
+    camera_id: str
+    track_id: int
+    first_seq: int
+    last_seq: int
+    first_ts: float
+    last_ts: float
+    frames: int
+    identity: str | None
+    """The identity name decided for the segment; kept even if the identity is deleted later."""
+    votes: int
+    attempts: int
+    best_distance: float | None
+    segment: int = 0
+    named_ts: float | None = None
+    """The frame time the name was decided (live), or None."""
+    end_reason: str | None = None
+    """Why the segment ended (gap, jump, face, overlap, appearance), None for the track's last one."""

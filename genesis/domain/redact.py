@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 MASK = "***"
-_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<userinfo>[^\s/@?#]*(?::[^\s/?#]*)?)@", re.I)
+_USERINFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?P<userinfo>[^\s/@?#:]*(?::[^\s/?#]*)?)@", re.I)
 _SECRET_QUERY = re.compile(
     r"(?P<key>[?&;](?:user(?:name)?|login|pass(?:word)?|passwd|pwd|token|access_token|api_?key|key|secret|auth"
     r"|authorization|signature|sig|credentials?)=)(?P<value>[^&#\s]*)", re.I)

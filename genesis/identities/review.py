@@ -18,7 +18,7 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import Connection, delete, func, select, update
 
-from genesis.adapters.db.repository import _insert
+from genesis.adapters.db.repository import dialect_insert
 from genesis.adapters.db.tables import FaceEmbedding, Identity, Run, Track, utcnow
 from genesis.adapters.db.tables_identities import FacePhoto, TrackFace, UnknownCluster
 from genesis.identities.store import IdentityError, IdentityStore, check_name
@@ -44,8 +44,10 @@ class FaceRef:
 def track_crop(store: IdentityStore, run_id: str, track_id: int) -> bytes | None:
     """The JPEG of a track's stored face (decrypted), None when there is none."""
     with store._read() as conn:
-        blob = conn.execute(select(TrackFace.crop).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id)
-                            ).scalar_one_or_none()
+        # The first stored face of the track (a track cut into identity segments may have several).
+        blob = conn.execute(select(TrackFace.crop).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id,
+                                                         TrackFace.crop.is_not(None)).order_by(TrackFace.ts).limit(1)
+                            ).scalars().first()
     return None if blob is None else store.cipher.decrypt(blob)
 
 
@@ -99,7 +101,8 @@ def _face_query() -> object:
     return (select(TrackFace.run_id, TrackFace.track_id, TrackFace.camera_id, TrackFace.ts, TrackFace.distance,
                    TrackFace.cluster_id, (TrackFace.crop.is_not(None)).label("has_crop"), Track.identity_name,
                    Run.started_at)
-            .outerjoin(Track, (Track.run_id == TrackFace.run_id) & (Track.track_id == TrackFace.track_id))
+            .outerjoin(Track, (Track.run_id == TrackFace.run_id) & (Track.track_id == TrackFace.track_id)
+                       & (Track.segment == TrackFace.segment))
             .outerjoin(Run, Run.id == TrackFace.run_id))
 
 
@@ -126,11 +129,13 @@ def cluster_faces(store: IdentityStore, unknown_label: str) -> list[FaceRef]:
 
 
 def track_faces_of(store: IdentityStore, run_ids: list[str]) -> dict[tuple[str, int], FaceRef]:
-    """The stored faces of these runs' tracks, by (run, track)."""
+    """The stored faces of these runs' tracks, by (run, track) (a track cut into identity segments: the
+    face of its last segment that has one)."""
     if not run_ids:
         return {}
     with store._read() as conn:
-        refs = _refs(conn, _face_query().where(TrackFace.run_id.in_(run_ids)))  # type: ignore[attr-defined]
+        refs = _refs(conn, _face_query().where(TrackFace.run_id.in_(run_ids))  # type: ignore[attr-defined]
+                     .order_by(TrackFace.run_id, TrackFace.track_id, TrackFace.segment))
     return {(r.run_id, r.track_id): r for r in refs}
 
 
@@ -145,7 +150,8 @@ def review_queue(store: IdentityStore, model: str, threshold: float, margin: flo
     with store._read() as conn:
         total = int(conn.execute(
             select(func.count()).select_from(TrackFace)
-            .outerjoin(Track, (Track.run_id == TrackFace.run_id) & (Track.track_id == TrackFace.track_id))
+            .outerjoin(Track, (Track.run_id == TrackFace.run_id) & (Track.track_id == TrackFace.track_id)
+                       & (Track.segment == TrackFace.segment))
             .where(cond)).scalar_one())
         query = (_face_query().where(cond)  # type: ignore[attr-defined]
                  .order_by(Run.started_at.desc(), TrackFace.ts.desc(), TrackFace.track_id.desc())
@@ -170,14 +176,17 @@ def assign_face(store: IdentityStore, run_id: str, track_id: int, name: str, act
                 create: bool = False) -> str:
     """One track's face becomes an enrolled embedding of ``name`` (a new identity only with
     ``create``), the track gets the name, and the face leaves its unknown cluster. Audited
-    (``assign``). IdentityError: no such track face, no such identity (or it exists with ``create``)."""
+    (``assign``). IdentityError: no such track face, no such identity (or it exists with ``create``).
+    A track cut into identity segments: the face (and the name) of its last segment that has a face."""
     name = name.strip()
     check_name(name)
     now = utcnow()
     with store._write() as conn:
         _lock(conn)
-        face = conn.execute(select(TrackFace.model, TrackFace.dim, TrackFace.vector, TrackFace.cluster_id).where(
-            TrackFace.run_id == run_id, TrackFace.track_id == track_id)).one_or_none()
+        face = conn.execute(select(TrackFace.model, TrackFace.dim, TrackFace.vector, TrackFace.cluster_id,
+                                   TrackFace.segment).where(
+            TrackFace.run_id == run_id, TrackFace.track_id == track_id).order_by(TrackFace.segment.desc()).limit(1)
+        ).one_or_none()
         if face is None:
             raise IdentityError(f"track {track_id} of run {run_id} has no stored face")
         exists = conn.execute(select(Identity.id).where(Identity.name == name)).scalar_one_or_none()
@@ -186,20 +195,22 @@ def assign_face(store: IdentityStore, run_id: str, track_id: int, name: str, act
         if not create and exists is None:
             raise IdentityError(f"no identity named {name!r}")
         if exists is None:
-            conn.execute(_insert(conn, Identity), {"name": name, "created_at": now})
+            conn.execute(dialect_insert(conn, Identity), {"name": name, "created_at": now})
         ident = int(conn.execute(select(Identity.id).where(Identity.name == name)).scalar_one())
-        model, dim, blob, cid = face
+        model, dim, blob, cid, segment = face
         _, enc = store._enc_vec(store._vec(blob, dim))
-        conn.execute(_insert(conn, FaceEmbedding).on_conflict_do_nothing(
+        conn.execute(dialect_insert(conn, FaceEmbedding).on_conflict_do_nothing(
             index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]), {
             "identity_id": ident, "model": model, "detector": "track", "dim": dim, "vector": enc,
             "photo_sha256": hashlib.sha256(f"track:{run_id}:{track_id}".encode()).hexdigest(),
             "photo_name": f"track {run_id}/{track_id}", "created_at": now})
-        conn.execute(update(Track).where(Track.run_id == run_id, Track.track_id == track_id)
+        conn.execute(update(Track).where(Track.run_id == run_id, Track.track_id == track_id,
+                                         Track.segment == segment)
                      .values(identity_id=ident, identity_name=name))
         detail: dict[str, object] = {"run": run_id, "track": track_id, "new": exists is None}
         if cid is not None:
-            conn.execute(update(TrackFace).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id)
+            conn.execute(update(TrackFace).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id,
+                                                 TrackFace.segment == segment)
                          .values(cluster_id=None))
             _recompute(store, conn, int(cid), now)
             detail["cluster"] = label(int(cid))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,22 +20,27 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import redis.exceptions as redis_errors
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, delete, exists, func, select, update
 
 from genesis.adapters.db import Repository
-from genesis.adapters.db.repository import WRITE_TRANSACTION, _insert
+from genesis.adapters.db.repository import WRITE_TRANSACTION, dialect_insert
 from genesis.adapters.db.tables import FaceEmbedding, Identity, RecognitionAttemptRow, Track, utcnow
 from genesis.adapters.db.tables_identities import (
     AuditEntry,
     FacePhoto,
     GalleryVersion,
     IdentityNegative,
+    LiveFrame,
     TrackFace,
     UnknownCluster,
 )
-from genesis.identities.crypto import BiometricCipher
+from genesis.adapters.redis_keys import GALLERY_VERSION_KEY, LIVE_FRAME_PATTERN
+from genesis.domain.names import InvalidNameError, check_identity_name
+from genesis.identities.crypto import KEY_ENV, MAGIC, BiometricCipher, BiometricKeyError
 
-VERSION_KEY = "genesis:gallery:version"
+log = logging.getLogger("genesis.identities")
+
+VERSION_KEY = GALLERY_VERSION_KEY
 VERSION_TTL_S = 10
 """The Redis copy of the version expires: a writer that could not reach Redis delays a refresh by
 at most this long (the workers then read the version from the database again)."""
@@ -44,6 +50,32 @@ _F32 = np.dtype("<f4")
 
 class IdentityError(Exception):
     """A user error about identities (unknown name, name taken ...): the message says what."""
+
+
+@dataclass(frozen=True, slots=True)
+class NearFace:
+    """An enrollment face within the match threshold of another identity's embedding."""
+
+    photo: str
+    identity_id: int
+    identity: str
+    distance: float
+    threshold: float
+
+
+class NearIdentityError(IdentityError):
+    """Enrollment faces that look like another identity (refused unless forced)."""
+
+    def __init__(self, near: list[NearFace]) -> None:
+        first = near[0]
+        others = sorted({n.identity for n in near})
+        super().__init__(
+            f"{first.photo} looks like {first.identity!r}, already enrolled (distance {first.distance:.3f}, within "
+            f"the match threshold {first.threshold:.3f})"
+            + (f"; also near {', '.join(repr(o) for o in others if o != first.identity)}" if len(others) > 1 else "")
+            + ": the same person under two names stops matching either; rename or add to that identity, or "
+            "force it (genesis enroll --force, force=true in the API; audited)")
+        self.near = near
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +125,61 @@ def vector_blob(vector: npt.NDArray[Any]) -> tuple[int, bytes]:
     return int(v.shape[0]), v.astype(_F32).tobytes()
 
 
+BIOMETRIC_COLUMNS: tuple[Any, ...] = (FaceEmbedding.vector, FacePhoto.crop, IdentityNegative.vector,
+                                      UnknownCluster.centroid, TrackFace.vector)
+"""Every column that holds biometric data (an embedding or a face)."""
+_ENCRYPTED_PREFIX = MAGIC + b"gA"
+_WARNED: set[str] = set()
+"""Warnings given once per process."""
+
+
+def biometric_mode(conn: Connection) -> tuple[bool, bool]:
+    """(the database holds encrypted biometric rows, it holds clear ones)."""
+    encrypted = clear = False
+    for col in BIOMETRIC_COLUMNS:
+        head = func.substr(col, 1, len(_ENCRYPTED_PREFIX))
+        encrypted = encrypted or bool(conn.execute(select(exists().where(head == _ENCRYPTED_PREFIX))).scalar())
+        clear = clear or bool(conn.execute(select(exists().where(head != _ENCRYPTED_PREFIX))).scalar())
+    return encrypted, clear
+
+
 class IdentityStore:
+    """Biometric data policy (docs/security.md): a database holds either encrypted or clear biometric
+    rows, never both. Writing clear rows where encrypted ones are (no ``GENESIS_EMBEDDING_KEY``) or
+    encrypted rows where clear ones are (a key set on a database started without one: run
+    ``genesis identities rotate-key`` first) raises BiometricKeyError with one line that says so.
+    Clear writes are allowed (a first try, a laptop) with one warning per process."""
+
     def __init__(self, repo: Repository, cipher: BiometricCipher | None = None, redis: Any = None) -> None:
         self.repo = repo
         self.cipher = cipher if cipher is not None else BiometricCipher.from_env()
         self.redis = redis
+        self._policy_ok = False
+
+    def _encrypt(self, data: bytes) -> bytes:
+        """``data`` as stored (encrypted with a key), after the mixing check of the class docstring."""
+        if not self._policy_ok:
+            self.check_policy()
+        return self.cipher.encrypt(data)
+
+    def check_policy(self) -> None:
+        """Refuse to mix clear and encrypted biometric rows (BiometricKeyError); warn once about clear ones."""
+        with self.repo.engine.connect() as conn:
+            encrypted, clear = biometric_mode(conn)
+        if self.cipher.enabled and clear:
+            raise BiometricKeyError(
+                f"this database holds biometric data in the clear and {KEY_ENV} is set: encrypt it first with "
+                "`genesis identities rotate-key` (Genesis never mixes clear and encrypted rows)")
+        if not self.cipher.enabled:
+            if encrypted:
+                raise BiometricKeyError(
+                    f"this database holds encrypted biometric data: set {KEY_ENV} to its key (Genesis never "
+                    "writes clear rows beside encrypted ones)")
+            if "plaintext" not in _WARNED:
+                _WARNED.add("plaintext")
+                log.warning("%s is not set: embeddings and face crops are stored in the clear "
+                            "(make a key with `genesis identities new-key`; see docs/security.md)", KEY_ENV)
+        self._policy_ok = True
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -120,15 +202,16 @@ class IdentityStore:
 
     def _enc_vec(self, vector: npt.NDArray[Any]) -> tuple[int, bytes]:
         dim, raw = vector_blob(vector)
-        return dim, self.cipher.encrypt(raw)
+        return dim, self._encrypt(raw)
 
     @staticmethod
     def _bump(conn: Connection) -> None:
         done = conn.execute(update(GalleryVersion).where(GalleryVersion.id == 1).values(
             version=GalleryVersion.version + 1)).rowcount
         if not done:
-            conn.execute(_insert(conn, GalleryVersion).on_conflict_do_nothing(index_elements=[GalleryVersion.id]),
-                         {"id": 1, "version": 1})
+            conn.execute(
+                dialect_insert(conn, GalleryVersion).on_conflict_do_nothing(index_elements=[GalleryVersion.id]),
+                {"id": 1, "version": 1})
 
     def _publish(self) -> None:
         if self.redis is None:
@@ -158,7 +241,7 @@ class IdentityStore:
 
     @staticmethod
     def _audit(conn: Connection, actor: str, action: str, target: str | None, detail: dict[str, Any]) -> None:
-        conn.execute(_insert(conn, AuditEntry), {"at": utcnow(), "actor": actor, "action": action,
+        conn.execute(dialect_insert(conn, AuditEntry), {"at": utcnow(), "actor": actor, "action": action,
                                                  "target": target, "detail": detail})
 
     def audit(self, actor: str, action: str, target: str | None, detail: dict[str, Any] | None = None) -> None:
@@ -180,15 +263,28 @@ class IdentityStore:
 
     # -- enrollment ---------------------------------------------------------------------------
 
-    def enroll(self, name: str, faces: Sequence[EnrolledFace], actor: str) -> int:
+    def enroll(self, name: str, faces: Sequence[EnrolledFace], actor: str, *,
+               thresholds: dict[str, float] | None = None, force: bool = False) -> int:
         """Store the faces of ``name`` (creating the identity) in one transaction; returns the
-        embeddings newly stored (a photo already enrolled for that identity and model is skipped)."""
+        embeddings newly stored (a photo already enrolled for that identity and model is skipped).
+
+        A face within the match threshold of *another* identity (``thresholds`` per model, default
+        deepface's) is refused with NearIdentityError naming it: the same person under two names
+        would make both stop matching (the margin rule). ``force`` enrolls it anyway, and the audit
+        entry records the ids of the identities it is near."""
+        from genesis.config.inference import DEFAULT_COSINE_THRESHOLDS
+
+        name = check_name(name)  # every way a name enters goes through here (CLI, API, naming a cluster)
         if not faces:
             return 0
+        limits = {**DEFAULT_COSINE_THRESHOLDS, **(thresholds or {})}
         models = {f.model for f in faces}
         now = utcnow()
         with self._write() as conn:
-            conn.execute(_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
+            near = self._near_others(conn, name, faces, limits)
+            if near and not force:
+                raise NearIdentityError(near)
+            conn.execute(dialect_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
                          {"name": name, "created_at": now})
             ident = self._identity_id(conn, name)
             for model in models:
@@ -201,7 +297,7 @@ class IdentityStore:
             for f in faces:
                 dim, blob = self._enc_vec(f.vector)
                 res = conn.execute(
-                    _insert(conn, FaceEmbedding).on_conflict_do_nothing(
+                    dialect_insert(conn, FaceEmbedding).on_conflict_do_nothing(
                         index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]
                     ).returning(FaceEmbedding.id),
                     {"identity_id": ident, "model": f.model, "detector": f.detector, "dim": dim, "vector": blob,
@@ -210,17 +306,45 @@ class IdentityStore:
                 added += len(res)
                 if f.crop_jpeg is not None:
                     conn.execute(
-                        _insert(conn, FacePhoto).on_conflict_do_nothing(
+                        dialect_insert(conn, FacePhoto).on_conflict_do_nothing(
                             index_elements=[FacePhoto.identity_id, FacePhoto.photo_sha256]),
                         {"identity_id": ident, "photo_sha256": f.photo_sha256, "photo_name": f.photo_name,
-                         "detector": f.detector, "crop": self.cipher.encrypt(f.crop_jpeg), "face": f.face,
+                         "detector": f.detector, "crop": self._encrypt(f.crop_jpeg), "face": f.face,
                          "quality": f.quality, "created_at": now},
                     )
             self._bump(conn)
             # No file names in the audit log: they often name the person, and forget must not leave that behind.
-            self._audit(conn, actor, "enroll", name, {"photos": len(faces), "models": sorted(models), "added": added})
+            detail: dict[str, Any] = {"photos": len(faces), "models": sorted(models), "added": added}
+            if near:  # ids, not names: forget scrubs names from the log, and ids stay meaningful
+                detail["forced_near_identity_ids"] = sorted({n.identity_id for n in near})
+            self._audit(conn, actor, "enroll", name, detail)
         self._publish()
         return added
+
+    def _near_others(self, conn: Connection, name: str, faces: Sequence[EnrolledFace],
+                     limits: dict[str, float]) -> list[NearFace]:
+        """The faces within their model's threshold of an embedding of another identity (nearest first)."""
+        out: list[NearFace] = []
+        for model in sorted({f.model for f in faces}):
+            rows = conn.execute(
+                select(Identity.id, Identity.name, FaceEmbedding.dim, FaceEmbedding.vector)
+                .join(Identity, Identity.id == FaceEmbedding.identity_id)
+                .where(FaceEmbedding.model == model, Identity.name != name)
+            ).all()
+            if not rows or model not in limits:
+                continue
+            matrix = np.stack([self._vec(r[3], r[2]) for r in rows])
+            matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+            for f in faces:
+                if f.model != model or f.vector.shape[0] != matrix.shape[1]:
+                    continue
+                v = f.vector / max(float(np.linalg.norm(f.vector)), 1e-12)
+                dist = 1.0 - matrix @ v
+                best = int(np.argmin(dist))
+                if float(dist[best]) <= limits[model]:
+                    out.append(NearFace(f.photo_name, int(rows[best][0]), str(rows[best][1]), float(dist[best]),
+                                        limits[model]))
+        return sorted(out, key=lambda n: n.distance)
 
     def gallery(self, model: str) -> tuple[list[str], npt.NDArray[np.float32]]:
         """Names per row and the (N, dim) matrix of the enrolled embeddings of ``model`` only
@@ -285,7 +409,7 @@ class IdentityStore:
             for name, f in faces:
                 ident = self._identity_id(conn, name)
                 dim, blob = self._enc_vec(f.vector)
-                conn.execute(_insert(conn, FaceEmbedding), {
+                conn.execute(dialect_insert(conn, FaceEmbedding), {
                     "identity_id": ident, "model": model, "detector": f.detector, "dim": dim, "vector": blob,
                     "photo_sha256": f.photo_sha256, "photo_name": f.photo_name, "created_at": now})
             self._bump(conn)
@@ -296,8 +420,7 @@ class IdentityStore:
     # -- rename, forget -----------------------------------------------------------------------
 
     def rename(self, old: str, new: str, actor: str) -> None:
-        new = new.strip()
-        check_name(new)
+        new = check_name(new)
         with self._write() as conn:
             ident = self._identity_id(conn, old)
             if conn.execute(select(Identity.id).where(Identity.name == new)).first() is not None:
@@ -331,22 +454,23 @@ class IdentityStore:
                 "negatives": conn.execute(
                     delete(IdentityNegative).where(IdentityNegative.identity_id == ident)).rowcount,
             }
-            tracks = conn.execute(select(Track.run_id, Track.track_id).where(
+            tracks = conn.execute(select(Track.run_id, Track.track_id, Track.segment).where(
                 (Track.identity_id == ident) | (Track.identity_name == name))).all()
             faces = 0
-            for run_id, track_id in tracks:
-                faces += conn.execute(
-                    delete(TrackFace).where(TrackFace.run_id == run_id, TrackFace.track_id == track_id)).rowcount
+            for run_id, track_id, segment in tracks:  # the faces of the segments that carried the name
+                faces += conn.execute(delete(TrackFace).where(
+                    TrackFace.run_id == run_id, TrackFace.track_id == track_id, TrackFace.segment == segment)).rowcount
             clusters = 0
             for model, vectors in mine.items():
                 m = np.stack([v / max(float(np.linalg.norm(v)), 1e-12) for v in vectors])
                 limit = thresholds.get(model, 0.0)
-                for run_id, track_id, dim, blob in conn.execute(
-                        select(TrackFace.run_id, TrackFace.track_id, TrackFace.dim, TrackFace.vector)
+                for run_id, track_id, segment, dim, blob in conn.execute(
+                        select(TrackFace.run_id, TrackFace.track_id, TrackFace.segment, TrackFace.dim, TrackFace.vector)
                         .where(TrackFace.model == model)).all():
                     if self._near(m, self._vec(blob, dim), limit):
                         faces += conn.execute(delete(TrackFace).where(
-                            TrackFace.run_id == run_id, TrackFace.track_id == track_id)).rowcount
+                            TrackFace.run_id == run_id, TrackFace.track_id == track_id,
+                            TrackFace.segment == segment)).rowcount
                 for cid, dim, blob in conn.execute(
                         select(UnknownCluster.id, UnknownCluster.dim, UnknownCluster.centroid)
                         .where(UnknownCluster.model == model)).all():
@@ -362,10 +486,22 @@ class IdentityStore:
                          .values(identity_name=None))
             conn.execute(update(AuditEntry).where(AuditEntry.target == name).values(target=f"identity #{ident}"))
             conn.execute(delete(Identity).where(Identity.id == ident))
+            # The live view's latest frames may show the person with their name: gone too (the next
+            # published frame replaces them).
+            conn.execute(delete(LiveFrame))
             self._bump(conn)
             self._audit(conn, actor, "forget", f"identity #{ident}", dict(counts))
         self._publish()
+        self._forget_live()
         return counts
+
+    def _forget_live(self) -> None:
+        """Delete the live view's frames in Redis (distributed mode; they expire within a minute anyway)."""
+        if self.redis is None:
+            return
+        with contextlib.suppress(Exception):
+            for key in self.redis.scan_iter(match=LIVE_FRAME_PATTERN, count=500):
+                self.redis.delete(key)
 
     @staticmethod
     def _near(matrix: npt.NDArray[np.float32], vector: npt.NDArray[np.float32], limit: float) -> bool:
@@ -398,8 +534,10 @@ class IdentityStore:
 RESERVED = ("unknown",)
 
 
-def check_name(name: str) -> None:
-    if not name:
-        raise IdentityError("the identity name is empty")
-    if name.lower() == "unknown" or name.lower().startswith("unknown-"):
-        raise IdentityError(f"{name!r} is reserved for people who are not enrolled")
+def check_name(name: str) -> str:
+    """The identity name (stripped) if it follows the one name rule (:mod:`genesis.domain.names`);
+    IdentityError with the reason if not."""
+    try:
+        return check_identity_name(name)
+    except InvalidNameError as exc:
+        raise IdentityError(str(exc)) from None

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, delete, select, update
 
-from genesis.adapters.db.repository import NotFoundError, _insert
+from genesis.adapters.db.repository import NotFoundError, dialect_insert
 from genesis.adapters.db.tables import FaceEmbedding, Identity, Run, Track, utcnow
 from genesis.adapters.db.tables_identities import IdentityNegative, TrackFace, UnknownCluster
 from genesis.identities.store import IdentityError, IdentityStore, check_name, vector_blob
@@ -46,11 +46,12 @@ class TrackFaceRecord:
     distance: float | None
     crop: bytes = b""
     """A small JPEG of the face (shown by the dashboard; stored encrypted like the vector)."""
+    segment: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"camera_id": self.camera_id, "track_id": self.track_id, "ts": self.ts, "model": self.model,
                 "vector": self.vector, "identity": self.identity, "distance": self.distance,
-                "crop": base64.b64encode(self.crop).decode("ascii")}
+                "crop": base64.b64encode(self.crop).decode("ascii"), "segment": self.segment}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TrackFaceRecord:
@@ -60,19 +61,28 @@ class TrackFaceRecord:
         return cls(str(d["camera_id"]), int(d["track_id"]), float(d["ts"]), str(d["model"]),
                    [float(x) for x in d["vector"]], d.get("identity"),
                    None if d.get("distance") is None else float(d["distance"]),
-                   base64.b64decode(crop, validate=True))
+                   base64.b64decode(crop, validate=True), int(d.get("segment", 0)))
 
 
-def track_faces(recognizer: Any, camera_id: str, model: str) -> list[TrackFaceRecord]:
-    """The best face of every track of a `TrackRecognizer` that had one, with the track's decision."""
+def track_faces(recognizer: Any, camera_id: str, model: str, blur: str = "off") -> list[TrackFaceRecord]:
+    """The best face of every identity segment of a `TrackRecognizer` that had one, with the segment's
+    decision (a stranger's segment is clustered as an unknown even when the track was named before).
+
+    ``blur`` is the camera's privacy mode (docs/privacy.md): with ``unenrolled`` the face crop of
+    a segment without a name is not kept (its embedding is, for clustering and search), with
+    ``everyone`` no crop is kept."""
     out = []
     for tid in recognizer.track_ids():
-        best = recognizer.best_face(tid)
-        if best is None:
-            continue
-        ident = recognizer.identity(tid)
-        out.append(TrackFaceRecord(camera_id, tid, float(best.ts), model, [float(x) for x in best.vector],
-                                   ident.identity, ident.best_distance, getattr(best, "crop", b"") or b""))
+        for seg in recognizer.segments(tid):
+            best = recognizer.best_face(tid, seg.index)
+            if best is None:
+                continue
+            ident = recognizer.segment_identity(seg)
+            crop = best.crop or b""
+            if blur == "everyone" or (blur == "unenrolled" and ident.identity is None):
+                crop = b""
+            out.append(TrackFaceRecord(camera_id, tid, float(best.ts), model, [float(x) for x in best.vector],
+                                       ident.identity, ident.best_distance, crop, seg.index))
     return out
 
 
@@ -108,12 +118,15 @@ def save_track_faces(store: IdentityStore, run_id: str, records: Sequence[TrackF
         _lock(conn)
         if conn.execute(select(Run.id).where(Run.id == run_id)).first() is None:
             raise NotFoundError(f"unknown run {run_id}")
-        have = set(conn.execute(select(TrackFace.track_id).where(TrackFace.run_id == run_id)).scalars())
-        new = sorted((r for r in records if r.track_id not in have), key=lambda r: (r.ts, r.track_id))
+        have = {(int(t), int(g)) for t, g in conn.execute(
+            select(TrackFace.track_id, TrackFace.segment).where(TrackFace.run_id == run_id))}
+        new = sorted((r for r in records if (r.track_id, r.segment) not in have),
+                     key=lambda r: (r.ts, r.track_id, r.segment))
         for r in new:
             dim, blob = store._enc_vec(np.asarray(r.vector, dtype=np.float32))
-            conn.execute(_insert(conn, TrackFace), {
-                "run_id": run_id, "track_id": r.track_id, "camera_id": r.camera_id, "ts": r.ts, "model": r.model,
+            conn.execute(dialect_insert(conn, TrackFace), {
+                "run_id": run_id, "track_id": r.track_id, "segment": r.segment, "camera_id": r.camera_id,
+                "ts": r.ts, "model": r.model,
                 "dim": dim, "vector": blob, "distance": r.distance, "cluster_id": None, "created_at": now,
                 "crop": store.cipher.encrypt(r.crop) if r.crop else None})
         for model in sorted({r.model for r in new if r.identity is None}):
@@ -141,7 +154,7 @@ def _cluster(store: IdentityStore, conn: Connection, run_id: str, records: list[
                 j = -1
         if j < 0:
             dim, blob = store._enc_vec(v)
-            new_id = conn.execute(_insert(conn, UnknownCluster).returning(UnknownCluster.id), {
+            new_id = conn.execute(dialect_insert(conn, UnknownCluster).returning(UnknownCluster.id), {
                 "model": model, "dim": dim, "centroid": blob, "size": 1, "first_seen": now, "last_seen": now,
             }).scalar_one()
             ids.append(int(new_id))
@@ -152,7 +165,8 @@ def _cluster(store: IdentityStore, conn: Connection, run_id: str, records: list[
             sums[j] = sums[j] + v
             sizes[j] += 1
             touched.add(j)
-        conn.execute(update(TrackFace).where(TrackFace.run_id == run_id, TrackFace.track_id == r.track_id)
+        conn.execute(update(TrackFace).where(TrackFace.run_id == run_id, TrackFace.track_id == r.track_id,
+                                             TrackFace.segment == r.segment)
                      .values(cluster_id=ids[j]))
     for j in sorted(touched):
         _, blob = store._enc_vec(_unit(sums[j]))
@@ -206,19 +220,21 @@ def name_unknown(store: IdentityStore, unknown_label: str, name: str, actor: str
         if conn.execute(select(UnknownCluster.id).where(UnknownCluster.id == cid)).first() is None:
             raise IdentityError(f"no unknown face {unknown_label}")
         faces = conn.execute(select(TrackFace.run_id, TrackFace.track_id, TrackFace.model, TrackFace.dim,
-                                    TrackFace.vector).where(TrackFace.cluster_id == cid)).all()
-        conn.execute(_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
+                                    TrackFace.vector, TrackFace.segment).where(TrackFace.cluster_id == cid)).all()
+        conn.execute(dialect_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
                      {"name": name, "created_at": now})
         ident = conn.execute(select(Identity.id).where(Identity.name == name)).scalar_one()
-        for run_id, track_id, model, dim, blob in faces:
+        for run_id, track_id, model, dim, blob, segment in faces:
             vector = store._vec(blob, dim)
             _, enc = store._enc_vec(vector)
-            conn.execute(_insert(conn, FaceEmbedding).on_conflict_do_nothing(
+            conn.execute(dialect_insert(conn, FaceEmbedding).on_conflict_do_nothing(
                 index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]), {
                 "identity_id": ident, "model": model, "detector": "track", "dim": dim, "vector": enc,
-                "photo_sha256": hashlib.sha256(f"track:{run_id}:{track_id}".encode()).hexdigest(),
-                "photo_name": f"track {run_id}/{track_id}", "created_at": now})
-            conn.execute(update(Track).where(Track.run_id == run_id, Track.track_id == track_id)
+                "photo_sha256": hashlib.sha256(
+                    (f"track:{run_id}:{track_id}" + (f":{segment}" if segment else "")).encode()).hexdigest(),
+                "photo_name": f"track {run_id}/{track_id}" + (f"/{segment}" if segment else ""), "created_at": now})
+            conn.execute(update(Track).where(Track.run_id == run_id, Track.track_id == track_id,
+                                             Track.segment == segment)
                          .values(identity_id=ident, identity_name=name))
         conn.execute(update(TrackFace).where(TrackFace.cluster_id == cid).values(cluster_id=None))
         conn.execute(delete(UnknownCluster).where(UnknownCluster.id == cid))
@@ -237,26 +253,29 @@ def resolve_run(store: IdentityStore, run_prefix: str) -> str:
 
 
 def reject(store: IdentityStore, run_id: str, track_id: int, actor: str, identity: str | None = None) -> str:
-    """"Not this person": the track's face becomes a negative of the identity it was given (or
-    ``identity``), the track loses the name, and that face is never matched to it again."""
+    """"Not this person": the faces of the track's segments that carry the identity (or ``identity``)
+    become negatives of it, those segments lose the name, and those faces are never matched to it again."""
     with store._write() as conn:
-        row = conn.execute(select(Track.identity_name).where(Track.run_id == run_id, Track.track_id == track_id)
-                           ).one_or_none()
-        if row is None:
+        rows = conn.execute(select(Track.segment, Track.identity_name).where(
+            Track.run_id == run_id, Track.track_id == track_id).order_by(Track.segment)).all()
+        if not rows:
             raise IdentityError(f"no track {track_id} in run {run_id}")
-        name = identity or row[0]
+        named = [r[1] for r in rows if r[1] is not None]
+        name = identity or (named[0] if named else None)
         if name is None:
             raise IdentityError(f"track {track_id} of run {run_id} has no identity: say which with --identity")
         ident = store._identity_id(conn, name)
-        face = conn.execute(select(TrackFace.model, TrackFace.dim, TrackFace.vector).where(
-            TrackFace.run_id == run_id, TrackFace.track_id == track_id)).one_or_none()
-        if face is None:
+        segments = [int(r[0]) for r in rows if r[1] == name] or [int(r[0]) for r in rows]
+        faces = conn.execute(select(TrackFace.model, TrackFace.dim, TrackFace.vector).where(
+            TrackFace.run_id == run_id, TrackFace.track_id == track_id, TrackFace.segment.in_(segments))
+            .order_by(TrackFace.segment)).all()
+        if not faces:
             raise IdentityError(f"track {track_id} of run {run_id} has no stored face to reject")
-        model, dim, blob = face
-        _, enc = store._enc_vec(store._vec(blob, dim))
-        conn.execute(_insert(conn, IdentityNegative), {"identity_id": ident, "model": model, "dim": dim,
-                                                       "vector": enc, "run_id": run_id, "track_id": track_id,
-                                                       "created_at": utcnow()})
+        for model, dim, blob in faces:
+            _, enc = store._enc_vec(store._vec(blob, dim))
+            conn.execute(dialect_insert(conn, IdentityNegative), {"identity_id": ident, "model": model, "dim": dim,
+                                                           "vector": enc, "run_id": run_id, "track_id": track_id,
+                                                           "created_at": utcnow()})
         conn.execute(update(Track)
                      .where(Track.run_id == run_id, Track.track_id == track_id, Track.identity_name == name)
                      .values(identity_id=None, identity_name=None))
@@ -275,6 +294,7 @@ class SearchHit:
     distance: float
     identity: str | None
     unknown: str | None
+    segment: int = 0
 
 
 def search(store: IdentityStore, vector: np.ndarray, model: str, top: int, threshold: float, actor: str,
@@ -284,8 +304,9 @@ def search(store: IdentityStore, vector: np.ndarray, model: str, top: int, thres
     with store._read() as conn:
         rows = conn.execute(
             select(TrackFace.run_id, TrackFace.track_id, TrackFace.camera_id, TrackFace.ts, TrackFace.dim,
-                   TrackFace.vector, TrackFace.cluster_id, Track.identity_name)
-            .outerjoin(Track, (Track.run_id == TrackFace.run_id) & (Track.track_id == TrackFace.track_id))
+                   TrackFace.vector, TrackFace.cluster_id, Track.identity_name, TrackFace.segment)
+            .outerjoin(Track, (Track.run_id == TrackFace.run_id) & (Track.track_id == TrackFace.track_id)
+                       & (Track.segment == TrackFace.segment))
             .where(TrackFace.model == model)
         ).all()
     hits = []
@@ -298,7 +319,7 @@ def search(store: IdentityStore, vector: np.ndarray, model: str, top: int, thres
                 break
             r = rows[int(i)]
             hits.append(SearchHit(r[0], int(r[1]), r[2], float(r[3]), round(float(d[i]), 4), r[7],
-                                  label(r[6]) if r[6] is not None else None))
+                                  label(r[6]) if r[6] is not None else None, int(r[8])))
     store.audit(actor, "search", None, {"photo_sha256": photo, "model": model, "hits": len(hits)})
     return hits
 
@@ -315,6 +336,7 @@ def purge(store: IdentityStore, days: int, actor: str, now: datetime | None = No
             n_faces += conn.execute(delete(TrackFace).where(TrackFace.cluster_id.in_(old))).rowcount
             conn.execute(delete(UnknownCluster).where(UnknownCluster.id.in_(old)))
         named = select(Track.track_id).where(Track.run_id == TrackFace.run_id, Track.track_id == TrackFace.track_id,
+                                             Track.segment == TrackFace.segment,
                                              Track.identity_name.is_not(None)).exists()
         n_faces += conn.execute(delete(TrackFace).where(TrackFace.created_at < cutoff, ~named)).rowcount
         counts = {"unknown_clusters": len(old), "track_faces": n_faces}
@@ -337,7 +359,8 @@ def cluster_threshold(settings: Any) -> float:
 
 def save_camera_track_faces(repo: Any, settings: Any, run_id: str, state: Any) -> int:
     """The embedded runner's end of run: store the best face of each track of a `CameraState`."""
-    records = track_faces(state.recognizer, state.camera.id, settings.recognition.embedder.model)
+    records = track_faces(state.recognizer, state.camera.id, settings.recognition.embedder.model,
+                          settings.blur_mode(state.camera))
     if not records:
         return 0
     return save_track_faces(IdentityStore(repo), run_id, records, cluster_threshold(settings))

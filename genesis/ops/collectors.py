@@ -35,7 +35,7 @@ class QueueCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        from genesis.pipeline.capture import detect_backlog
+        from genesis.adapters.broker import detect_backlog
 
         family = GaugeMetricFamily("genesis_queue_depth", "Messages waiting on a pipeline queue.", labels=["queue"])
         try:

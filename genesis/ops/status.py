@@ -68,7 +68,7 @@ class BaseProbe:
         self._mono = time.monotonic()
         self.timeout = settings.ops.check_timeout_s
         if app is None:
-            from genesis.pipeline.capture import make_app
+            from genesis.tasks.celery_config import make_app
 
             app = make_app(settings)
         self.app = app

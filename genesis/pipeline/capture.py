@@ -19,9 +19,10 @@ Live sources (URLs, webcams) reconnect with exponential backoff and jitter when 
 opened or stop delivering frames, and report ``degraded`` meanwhile; a file that is missing or
 corrupt is a ``SourceError`` before anything is written.
 
-Redis (frame store or broker) away: the frames held are stored and published again with the same
-backoff until it is back (``degraded`` meanwhile; a live source's frames read during the wait are
-dropped and counted), so a Redis restart neither kills the capture nor loses the end of the run.
+Redis (frame store or broker) away: a file's frames are stored and published again with the same
+backoff until it is back; a live source's frames read meanwhile are dropped and counted (a camera
+does not wait); ``degraded`` meanwhile. So a Redis restart neither kills the capture nor loses the
+end of the run.
 While it runs, the capture refreshes its run's heartbeat (``keep_alive``), which tells a stopped
 capture from a slow one (see genesis.pipeline.liveness). Sources are shown with their
 credentials masked (``redact``).
@@ -37,20 +38,21 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import kombu.exceptions
 import redis
-from kombu.transport.redis import PRIORITY_STEPS, Channel
 
+from genesis.adapters.broker import detect_backlog
 from genesis.adapters.db.repository import Repository
-from genesis.adapters.frame_store import FrameStore, encode_jpeg, frame_key
+from genesis.adapters.frame_store import FrameStore, encode_jpeg
+from genesis.adapters.redis_keys import frame_key
 from genesis.adapters.video import RawFrame, SourceError, SourceInfo, VideoSource
 from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameRef
 from genesis.domain.redact import redact
 from genesis.stages.motion import motion_gate
+from genesis.tasks.celery_config import make_app
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -412,6 +414,8 @@ class CaptureLoop:
                 if self.live:
                     with self._lock:
                         self._dropped += 1
+                    with _COUNTERS_LOCK:
+                        _DROPPED[self.camera.id] += 1
                     return
                 waiting = 0
                 self._until_sent("the queue length", self.backlog)
@@ -443,7 +447,21 @@ class CaptureLoop:
             self.store.put_many([(ref.key, data) for ref, data in pending])
             self.publish(refs, self.run_id, prev)
 
-        if not self._until_sent(f"frames {refs[0].seq}-{refs[-1].seq}", send):
+        if self.live:
+            # A camera does not wait: what cannot be sent now is dropped (and counted), and the
+            # next frame tries again. The chain goes on from the last frame published.
+            try:
+                send()
+            except OUTAGE_ERRORS as exc:
+                self._outage = True
+                self._set_state("degraded", f"frame store or broker unreachable: {type(exc).__name__}: {exc}")
+                with self._lock:
+                    self._dropped += len(refs)
+                with _COUNTERS_LOCK:
+                    _DROPPED[self.camera.id] += len(refs)
+                return
+            self._outage_over()
+        elif not self._until_sent(f"frames {refs[0].seq}-{refs[-1].seq}", send):
             return
         with self._lock:
             self._prev_seq = refs[-1].seq
@@ -490,66 +508,25 @@ class CaptureLoop:
                 "source": redact(self.source),
                 "reconnects": stats.reconnects,
                 "outage_s": stats.outage_s,
+                **self._declared(info, stats.published + stats.dropped),
             }
         # The end marker must get through even if Redis is away right now (a stop request
         # still ends the run: one last try below).
         if not self._until_sent("end of the run", lambda: end(self.run_id, summary)):
             end(self.run_id, summary)
 
+    def _declared(self, info: SourceInfo, read: int) -> dict[str, int]:
+        """A file's declared length (after stride and ``max_frames``) and the frames read from it,
+        for the truncated-file warning of the run's meta (nothing for a live source)."""
+        if info.frame_count is None:
+            return {}
+        declared = -(-info.frame_count // self.stride)
+        if self.max_frames is not None:
+            declared = min(declared, self.max_frames)
+        return {"frames_declared": declared, "frames_read": read}
+
 
 # -- the distributed wiring ---------------------------------------------------------------
-
-
-@lru_cache(maxsize=16)
-def _broker_client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
-
-
-def broker_queue_keys(app: Celery, queue_name: str) -> list[str]:
-    """The Redis lists that hold a queue's messages on kombu's Redis transport.
-
-    kombu keeps one list per priority step: the queue's own name for priority 0 and
-    ``<queue><sep><step>`` for the others (steps 0, 3, 6, 9 and sep ``\\x06\\x16`` by
-    default; both can be changed in ``broker_transport_options``), all behind the optional
-    ``global_keyprefix``.
-    """
-    options: dict[str, Any] = dict(app.conf.broker_transport_options or {})
-    sep = str(options.get("sep", Channel.sep))
-    steps = list(options.get("priority_steps", PRIORITY_STEPS))
-    prefix = str(options.get("global_keyprefix", ""))
-    keys = []
-    for step in steps:
-        name = f"{queue_name}{sep}{step}" if step else queue_name
-        keys.append(prefix + name)
-    return list(dict.fromkeys(keys))
-
-
-def detect_backlog(app: Celery, queue_name: str) -> int:
-    """Messages waiting on a queue of the app's Redis broker (all priorities together).
-
-    Messages a worker has taken but not yet acknowledged are no longer in the list and do not
-    count: they are bounded by the workers' concurrency and prefetch.
-    """
-    url = str(app.conf.broker_url or "")
-    if not url.startswith(("redis://", "rediss://")):
-        scheme = url.partition("://")[0] or "none"
-        raise ValueError(f"the capture backlog needs a Redis broker, not {scheme}")
-    client = _broker_client(url)
-    with client.pipeline(transaction=False) as pipe:
-        for key in broker_queue_keys(app, queue_name):
-            pipe.llen(key)
-        return sum(int(n) for n in pipe.execute())
-
-
-def make_app(settings: Settings) -> Celery:
-    """A Celery app configured from these settings (only to send messages: no tasks needed)."""
-    from celery import Celery
-
-    from genesis.celery import configure
-
-    app = Celery("genesis", set_as_current=False)
-    configure(app, settings)
-    return app
 
 
 def distributed_capture(

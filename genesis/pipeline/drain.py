@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genesis.adapters.db import Repository
+from genesis.adapters.redis_keys import RESULTS_PATTERN, done_key, end_key, run_id_of, worker_key
 from genesis.config import Settings
-from genesis.pipeline.liveness import Abandoned, HeldMessage, held_messages, reap_stale_runs, worker_key
-from genesis.pipeline.sequencer import done_key
-from genesis.tasks.dispatch import end_key
+from genesis.pipeline.liveness import Abandoned, HeldMessage, held_messages, reap_stale_runs
 from genesis.tasks.routing import QUEUES, SEQUENCE
 
 SHOWN = 3
@@ -77,18 +76,18 @@ def _idle_recheck(raw: bytes | str, redis_client: Any) -> bool:
 
 
 def backlog(settings: Settings, app: Any, redis_client: Any, repo: Repository) -> PipelineBacklog:
-    from genesis.pipeline.capture import _broker_client, detect_backlog
+    from genesis.adapters.broker import broker_client, detect_backlog
 
     abandoned = reap_stale_runs(settings, redis_client, app, repo)
     queued = {q: detect_backlog(app, q) for q in QUEUES}
-    broker = _broker_client(str(app.conf.broker_url))
+    broker = broker_client(str(app.conf.broker_url))
     dead_after = settings.distributed.worker_dead_after_s
     idle = {str(tag.decode() if isinstance(tag, bytes) else tag)
             for tag, raw in broker.hgetall("unacked").items() if _idle_recheck(raw, redis_client)}
     held = [m for m in held_messages(broker, dead_after) if m.tag not in idle]
     pending = 0
-    for key in redis_client.scan_iter(match="genesis:run:*:results", count=500):
-        run_id = key.decode().split(":")[2] if isinstance(key, bytes) else str(key).split(":")[2]
+    for key in redis_client.scan_iter(match=RESULTS_PATTERN, count=500):
+        run_id = run_id_of(key)
         if redis_client.exists(done_key(run_id)):  # finished or abandoned: nothing will read them
             continue
         pending += int(redis_client.zcard(key))

@@ -20,29 +20,25 @@ import genesis
 from genesis.adapters.db import Repository
 from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
-from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg, encode_jpeg, frame_key
+from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg, encode_jpeg
+from genesis.adapters.redis_keys import frame_key
 from genesis.adapters.video import ReconnectingSource, VideoSource, open_video
 from genesis.config import CameraConfig, Settings
 from genesis.domain import (
-    Alert,
     FrameOutcome,
     FrameRef,
-    LineCrossing,
-    OccupancySample,
-    RecognitionAttempt,
-    Sighting,
-    ZoneEvent,
 )
 from genesis.domain.redact import redact
 from genesis.identities.cache import GalleryCache, LiveFaces
-from genesis.identities.tracks import save_camera_track_faces
+from genesis.pipeline.loop import BaseSink, CompositeSink, Image, RunLoop, RunProgress, RunState, truncated
 from genesis.pipeline.model_loader import LoadedModels, load_models
 from genesis.pipeline.report import build_results, write_json_atomic
+from genesis.pipeline.sinks import LiveSink, LocalSink, MqttEventsSink
 from genesis.services.alerts import EmbeddedAlerts, prime
 from genesis.services.heatmap import SnapshotKeeper, heatmap_image
 from genesis.services.live import LivePublisher, SqlLive
 from genesis.services.mqtt_events import MqttSink, open_sink
-from genesis.services.privacy import FrameView, Redactor, redactor_for, view_of
+from genesis.services.privacy import Redactor, live_encoder, redactor_for, view_of
 from genesis.stages.camera import CameraState, FaceModels
 from genesis.stages.detect import camera_tiling, detect_frame
 from genesis.stages.motion import motion_gate
@@ -67,33 +63,6 @@ class RunOutput:
     files: list[Path] = field(default_factory=list)
 
 
-@dataclass(slots=True)
-class _Pending:
-    sightings: list[Sighting] = field(default_factory=list)
-    attempts: list[RecognitionAttempt] = field(default_factory=list)
-    zone_events: list[ZoneEvent] = field(default_factory=list)
-    crossings: list[LineCrossing] = field(default_factory=list)
-    alerts: list[Alert] = field(default_factory=list)
-    samples: list[OccupancySample] = field(default_factory=list)
-    alert_sink: EmbeddedAlerts | None = None
-
-    def add(self, o: FrameOutcome) -> None:
-        self.sightings += o.sightings
-        self.attempts += o.attempts
-        self.zone_events += o.zone_events
-        self.crossings += o.crossings
-        self.alerts += o.alerts
-        self.samples += o.samples
-
-    def flush(self, repo: Repository, run_id: str) -> None:
-        if self.sightings or self.attempts or self.zone_events or self.crossings:
-            repo.save_outcome(run_id, self.sightings, self.attempts, self.zone_events, self.crossings)
-        if self.alert_sink is not None and (self.alerts or self.samples):
-            self.alert_sink.save(self.alerts, self.samples)  # stored, then delivered in the background
-        self.sightings, self.attempts, self.zone_events, self.crossings = [], [], [], []
-        self.alerts, self.samples = [], []
-
-
 def versions() -> dict[str, str]:
     import onnxruntime
     import supervision
@@ -115,9 +84,9 @@ def versions() -> dict[str, str]:
     return out
 
 
-class Annotator:
+class Annotator(BaseSink):
     """Writes an annotated copy of the processed frames (boxes, ids, names, zones, lines), with the
-    camera's privacy blur (``redactor``) applied first."""
+    camera's privacy blur (``redactor``) applied first: an observer of the run loop."""
 
     def __init__(self, path: Path, fps: float, width: int, height: int, redactor: Redactor | None = None) -> None:
         self.path = path
@@ -125,6 +94,9 @@ class Annotator:
         self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
         if not self._writer.isOpened():
             raise OSError(f"cannot write {path}")
+
+    def on_frame(self, outcome: FrameOutcome, image: Image, camera: CameraState) -> None:
+        self.write(image() if callable(image) else image, outcome, camera)
 
     def write(self, image: np.ndarray, outcome: FrameOutcome, state: CameraState) -> None:
         img = self.redactor.image(image, view_of(outcome, state)) if self.redactor else image.copy()
@@ -211,25 +183,31 @@ def _run(
         total = -(-info.frame_count // stride)
         if max_frames is not None:
             total = min(total, max_frames)
-    annotator: Annotator | None = None
+    progress_state = RunProgress(stride=stride, fps=info.fps, declared_frames=total)
+    snapshots = SnapshotKeeper(AnalyticsStore(repo), camera.id, settings.analytics.snapshot_every_s)
     # The privacy blur of what this run stores (snapshots, annotated.mp4, the heatmap background).
     redactor = redactor_for(settings, camera)
-    view = FrameView()
+    local = LocalSink(repo, settings, run_id, alert_sink, snapshots, store, redactor)
     mqtt: MqttSink | None = open_sink(settings, camera, run_id, started.timestamp())
+    live_view = LivePublisher.from_settings(settings, SqlLive(repo.engine))
+    if redactor is not None:  # the live view shows what is stored: blurred
+        live_view.encode = live_encoder(lambda _camera_id: redactor)
+    # The run's consumers: the store first, then the observers of each frame.
+    sinks = CompositeSink([local, LiveSink(live_view, run_id)])
+    if mqtt is not None:
+        sinks.sinks.append(MqttEventsSink(mqtt))
+    loop = RunLoop(RunState(state, progress_state), sinks, SAVE_EVERY)
     report_extra: dict[str, Any] = {}
-    pending = _Pending(alert_sink=alert_sink)
+    annotator: Annotator | None = None
     t0 = time.perf_counter()
     detect_ms = 0.0
-    first_ts = last_ts = 0.0
     snapshot: np.ndarray | None = None
-    snapshots = SnapshotKeeper(AnalyticsStore(repo), camera.id, settings.analytics.snapshot_every_s)
-    snapshot_jpeg = b""
     gate, tiling = motion_gate(settings, camera), camera_tiling(settings, camera)  # see genesis.stages.motion
-    live_view = LivePublisher.from_settings(settings, SqlLive(repo.engine))
     try:
         if annotate and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             annotator = Annotator(out_dir / "annotated.mp4", info.fps / stride, info.width, info.height, redactor)
+            sinks.sinks.append(annotator)
         try:
             for raw in video.frames(stride=stride, max_frames=max_frames):
                 key = frame_key(camera.id, run_id, raw.seq)
@@ -243,22 +221,8 @@ def _run(
                 detect_ms += detections.inference_ms
                 if live is not None:
                     state.faces = live.get()
-                outcome = state.process(detections, image)
-                pending.add(outcome)
-                if mqtt is not None:
-                    mqtt.observe(outcome, state)
-                live_view.offer(run_id, outcome, state, image)
-                if state.frames == 1:
-                    first_ts = raw.ts
-                last_ts = raw.ts
-                snapshot, snapshot_jpeg = image, data
-                if redactor is not None:
-                    view = view_of(outcome, state)
-                snapshots.offer(data, image.shape[1], image.shape[0], redact=_redact(redactor, view, settings))
-                if annotator is not None:
-                    annotator.write(image, outcome, state)
-                if state.frames % SAVE_EVERY == 0:
-                    pending.flush(repo, run_id)
+                outcome = loop.feed(detections, image)
+                snapshot = image
                 if progress is not None:
                     elapsed = time.perf_counter() - t0
                     progress(Progress(state.frames, total, len(outcome.tracked.persons),
@@ -267,29 +231,13 @@ def _run(
             if video.info.kind == "file":
                 raise
             # A live source ends when the operator stops it: keep what was seen.
-        closing = state.close()
-        pending.zone_events += closing
-        if mqtt is not None:
-            mqtt.end(closing, state)
-        pending.flush(repo, run_id)
-        repo.save_tracks(run_id, state.track_records())
-        save_camera_track_faces(repo, settings, run_id, state)
-        elapsed = time.perf_counter() - t0
-        meta = {
-            "frames": state.frames,
-            "first_ts": first_ts,
-            "last_ts": last_ts,
-            "frame_interval_s": round(stride / info.fps, 6),
-            "stride": stride,
-        }
+            progress_state.declared_frames = None
         if isinstance(video, ReconnectingSource):  # the gaps of a live source, counted
-            meta.update(reconnects=video.reconnects, outage_s=round(video.outage_s, 3))
-        repo.finish_run(run_id, "finished", state.frames, meta)
-        if snapshot is not None:
-            snapshots.offer(snapshot_jpeg, snapshot.shape[1], snapshot.shape[0], force=True,
-                            redact=_redact(redactor, view, settings))
-            if redactor is not None:  # the heatmap background below
-                snapshot = redactor.image(snapshot, view)
+            local.extra_meta.update(reconnects=video.reconnects, outage_s=round(video.outage_s, 3))
+        meta = loop.close()
+        elapsed = time.perf_counter() - t0
+        if snapshot is not None and redactor is not None:  # the heatmap background below
+            snapshot = redactor.image(snapshot, local.view)
         delivery = alert_sink.drain()
         if mqtt is not None:
             mqtt.publisher.close()  # waits flush_timeout_s at most, and only while connected
@@ -320,6 +268,8 @@ def _run(
             "source_fps": round(info.fps, 3),
             "stride": stride,
             "frames_processed": state.frames,
+            **({"frames_declared": meta["frames_declared"], "frames_read": meta["frames_read"]}
+               if "frames_declared" in meta else {}),
             "started_at": started.isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),
             "elapsed_s": round(elapsed, 3),
@@ -335,6 +285,7 @@ def _run(
             "gallery_identities": gallery_size,
             "alert_delivery": {"alerts": delivery.alerts, "delivered": delivery.delivered,
                                "failed": delivery.failed, "pending": delivery.pending},
+            **({"warning": warning} if (warning := truncated(meta)) else {}),
             "recognition": "on" if faces else ("no identities enrolled" if models.embedder else "disabled"),
             "database": _safe_url(settings.database_url),
             "versions": versions(),
@@ -356,12 +307,6 @@ def _run(
         write_json_atomic(report_path, report)
         files.append(report_path)
     return RunOutput(run_id=run_id, report=report, out_dir=out_dir, files=files)
-
-
-def _redact(redactor: Redactor | None, view: FrameView, settings: Settings) -> Callable[[bytes], bytes] | None:
-    if redactor is None:
-        return None
-    return lambda jpeg: redactor.jpeg(jpeg, view, settings.pipeline.jpeg_quality)
 
 
 def _safe_url(url: str) -> str:

@@ -51,6 +51,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import redis
 
+from genesis.adapters.redis_keys import (
+    REAPER_RUNS_KEY,
+    capture_key,
+    done_key,
+    holder_key,
+    progress_key,
+    restoring_key,
+    run_pattern,
+    worker_key,
+)
 from genesis.tasks import routing
 
 if TYPE_CHECKING:
@@ -81,26 +91,7 @@ _RUN_ARG = {
 }
 
 
-def worker_key(hostname: str) -> str:
-    return f"genesis:worker:{hostname}:alive"
-
-
-def holder_key(tag: str) -> str:
-    return f"genesis:held:{tag}"
-
-
-def capture_key(run_id: str) -> str:
-    """Refreshed by a running capture (TTL ``run_stale_after_s``)."""
-    return f"genesis:run:{run_id}:capture"
-
-
-def progress_key(run_id: str) -> str:
-    """Refreshed by the detect and sequence tasks of the run (TTL ``run_stale_after_s``)."""
-    return f"genesis:run:{run_id}:progress"
-
-
-RUN_REAP_KEY = "genesis:reaper:runs"
-"""Set while one worker's heartbeat looks for abandoned runs (one look per period for all)."""
+RUN_REAP_KEY = REAPER_RUNS_KEY
 
 
 def _text(value: Any) -> str:
@@ -148,6 +139,8 @@ class HeldMessage:
     holder: str | None
     state: HeldState
     age_s: float
+    taken_at: float | None = None
+    """kombu's time of this delivery (``unacked_index``): tells one delivery from the next."""
 
     def describe(self) -> str:
         what = self.message.task or "a message"
@@ -173,7 +166,7 @@ def held_messages(broker: redis.Redis, dead_after_s: float, now: float | None = 
             pipe.zscore(UNACKED_INDEX, tag)
         looked = pipe.execute()
     holders = [None if h is None else _text(h) for h in looked[0::2]]
-    taken = [float(t) if t is not None else now for t in looked[1::2]]
+    taken = [float(t) if t is not None else None for t in looked[1::2]]
     alive = set()
     named = sorted({h for h in holders if h})
     if named:
@@ -183,13 +176,13 @@ def held_messages(broker: redis.Redis, dead_after_s: float, now: float | None = 
             alive = {h for h, ok in zip(named, pipe.execute(), strict=True) if ok}
     out = []
     for tag, raw, holder, at in zip(tags, entries.values(), holders, taken, strict=True):
-        age = max(0.0, now - at)
+        age = max(0.0, now - at) if at is not None else 0.0
         state: HeldState
         if holder is None:
             state = "unclaimed" if age >= 2 * dead_after_s else "in flight"
         else:
             state = "in flight" if holder in alive else "held by a dead worker"
-        out.append(HeldMessage(tag, describe_message(raw), holder, state, age))
+        out.append(HeldMessage(tag, describe_message(raw), holder, state, age, at))
     return out
 
 
@@ -198,19 +191,30 @@ def restore_dead(app: Celery, broker: redis.Redis, dead_after_s: float) -> list[
     dead = [m for m in held_messages(broker, dead_after_s) if m.state != "in flight"]
     if not dead:
         return []
+    restored = []
     with app.connection_for_write() as conn:
         qos = conn.default_channel.qos
         for m in dead:
-            # kombu's restore: one WATCH/MULTI transaction, so two reapers restore it once.
+            # One reaper per message (several living workers see the same death), and only the
+            # delivery that was judged: once restored and taken again, the message is back in
+            # ``unacked`` under the same tag, with a new time and a new holder.
+            if not broker.set(restoring_key(m.tag), "1", nx=True, ex=max(1, math.ceil(2 * dead_after_s))):
+                continue
+            holder = broker.get(holder_key(m.tag))
+            if broker.zscore(UNACKED_INDEX, m.tag) != m.taken_at or (None if holder is None else _text(holder)) \
+                    != m.holder:
+                continue
+            # kombu's own restore: one WATCH/MULTI transaction, at the head of the queue.
             qos.restore_by_tag(m.tag, leftmost=False)
             broker.delete(holder_key(m.tag))
             log.warning("restored %s", m.describe())
-    return dead
+            restored.append(m)
+    return restored
 
 
 def waiting_runs(app: Celery, broker: redis.Redis, queues: Iterable[str]) -> set[str]:
     """Runs with a message waiting on one of the queues, or taken and not acknowledged."""
-    from genesis.pipeline.capture import broker_queue_keys
+    from genesis.adapters.broker import broker_queue_keys
 
     runs: set[str] = set()
     for queue in queues:
@@ -313,6 +317,12 @@ def touch_progress(client: Any, run_id: str, ttl_s: float) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class _Running:
+    run_id: str
+    camera_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Abandoned:
     run_id: str
     camera_id: str
@@ -326,7 +336,7 @@ def _age_s(started_at: datetime) -> float:
 
 def stale_reason(settings: Settings, client: Any, run_id: str) -> str:
     """Why a run with no heartbeat and no message is stale (in words, for its meta)."""
-    from genesis.tasks.dispatch import end_key
+    from genesis.adapters.redis_keys import end_key
 
     after = f"{settings.distributed.run_stale_after_s:g} s"
     end = client.get(end_key(run_id))
@@ -342,12 +352,17 @@ def stale_reason(settings: Settings, client: Any, run_id: str) -> str:
 
 def reap_stale_runs(settings: Settings, client: Any, app: Celery, repo: Repository) -> list[Abandoned]:
     """Mark the distributed runs nothing works on any more as failed (abandoned); see the module doc."""
-    from genesis.pipeline.sequencer import done_key
+    from sqlalchemy import select
+
+    from genesis.adapters.db.tables import Run
 
     stale_s = settings.distributed.run_stale_after_s
+    with repo.engine.connect() as conn:  # only the running ones: the reaper runs every few seconds
+        running = conn.execute(select(Run.id, Run.camera_id, Run.started_at, Run.meta)
+                               .where(Run.status == "running")).all()
     candidates = [
-        r for r in repo.runs()
-        if r.status == "running" and r.meta.get("mode") == "distributed" and _age_s(r.started_at) >= stale_s
+        _Running(r.id, r.camera_id) for r in running
+        if (r.meta or {}).get("mode") == "distributed" and _age_s(r.started_at) >= stale_s
     ]
     if not candidates:
         return []
@@ -357,9 +372,9 @@ def reap_stale_runs(settings: Settings, client: Any, app: Celery, repo: Reposito
     ]
     if not candidates:
         return []
-    from genesis.pipeline.capture import _broker_client
+    from genesis.adapters.broker import broker_client
 
-    busy = waiting_runs(app, _broker_client(str(app.conf.broker_url)), routing.QUEUES)
+    busy = waiting_runs(app, broker_client(str(app.conf.broker_url)), routing.QUEUES)
     out = []
     for r in candidates:
         if r.run_id in busy:
@@ -375,10 +390,8 @@ def reap_stale_runs(settings: Settings, client: Any, app: Celery, repo: Reposito
 def expire_run_keys(settings: Settings, client: Any, run_id: str) -> None:
     """Give every Redis key of the run an expiry (frame_ttl_s) and set its done flag, so a late
     message for it does nothing and nothing of it lives forever."""
-    from genesis.pipeline.sequencer import done_key
-
     ttl = settings.distributed.frame_ttl_s
-    for key in client.scan_iter(match=f"genesis:run:{run_id}:*", count=500):
+    for key in client.scan_iter(match=run_pattern(run_id), count=500):
         current = client.ttl(key)
         if current is None or current < 0 or current > ttl:
             client.expire(key, ttl)

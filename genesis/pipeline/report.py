@@ -7,7 +7,6 @@ distributed pipeline and ``genesis report`` all give the same dictionary for the
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -15,37 +14,45 @@ from typing import Any
 
 from genesis.adapters.db import Repository, RunRecord, TrackRecord
 from genesis.adapters.db.alerts import AlertStore, alert_results
+from genesis.adapters.db.repository import segment_at, segment_index
 from genesis.config import CameraConfig
 from genesis.domain import UNKNOWN, Direction, LineCrossing, ZoneEvent, ZoneEventKind
+from genesis.domain.stats import nearest_rank, pair_visits
 
 
 def _r(x: float, nd: int = 3) -> float:
     return round(float(x), nd)
 
 
-def _p95(values: list[float]) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    k = max(0, math.ceil(0.95 * len(ordered)) - 1)
-    return ordered[k]
-
-
 def visits(events: list[ZoneEvent]) -> list[tuple[str, int, float, float]]:
     """(zone, track, enter_ts, exit_ts) for each closed visit, in event order."""
-    open_: dict[tuple[str, int], float] = {}
-    out: list[tuple[str, int, float, float]] = []
-    for e in events:
-        key = (e.zone, e.track_id)
-        if e.kind == ZoneEventKind.ENTER:
-            open_[key] = e.ts
-        elif key in open_:
-            out.append((e.zone, e.track_id, open_.pop(key), e.ts))
+    closed, _ = pair_visits(((e.zone, e.track_id), e.kind == ZoneEventKind.ENTER, e.ts) for e in events)
+    return [(zone, tid, a, b) for (zone, tid), a, b in closed]
+
+
+SegmentIndex = dict[int, list[TrackRecord]]
+
+
+def identity_pieces(index: SegmentIndex, track_id: int, a: float, b: float) -> list[tuple[str, float]]:
+    """The named parts of ``track_id``'s stay from ``a`` to ``b``: (identity, seconds) per segment it
+    overlaps (a segment holds the time from its first sighting to the next segment's first)."""
+    segments = index.get(int(track_id), [])
+    out = []
+    for i, t in enumerate(segments):
+        start = t.first_ts if i > 0 else float("-inf")
+        end = segments[i + 1].first_ts if i + 1 < len(segments) else float("inf")
+        if t.identity is None:
+            continue
+        if a == b:
+            if start <= a < end:
+                out.append((t.identity, 0.0))
+        elif min(b, end) > max(a, start):
+            out.append((t.identity, min(b, end) - max(a, start)))
     return out
 
 
 def _zone_results(
-    camera: CameraConfig, events: list[ZoneEvent], identity_of: dict[int, str | None], duration: float
+    camera: CameraConfig, events: list[ZoneEvent], index: SegmentIndex, duration: float
 ) -> list[dict[str, Any]]:
     closed = visits(events)
     zones: list[dict[str, Any]] = []
@@ -58,9 +65,9 @@ def _zone_results(
         dwell = [b - a for z, _, a, b in closed if z == zone.name]
         per_identity: dict[str, list[float]] = defaultdict(list)
         for z, tid, a, b in closed:
-            name = identity_of.get(tid)
-            if z == zone.name and name is not None:
-                per_identity[name].append(b - a)
+            if z == zone.name:
+                for name, seconds in identity_pieces(index, tid, a, b):
+                    per_identity[name].append(seconds)
         by_identity = {
             name: {
                 "visits": len(d),
@@ -82,7 +89,7 @@ def _zone_results(
                 "dwell_s": {
                     "visits": len(dwell),
                     "mean": _r(sum(dwell) / len(dwell)) if dwell else 0.0,
-                    "p95": _r(_p95(dwell)),
+                    "p95": _r(nearest_rank(dwell, 95)),
                     "max": _r(max(dwell)) if dwell else 0.0,
                 },
                 "by_identity": dict(sorted(by_identity.items())),
@@ -91,15 +98,14 @@ def _zone_results(
     return zones
 
 
-def _line_results(
-    camera: CameraConfig, crossings: list[LineCrossing], identity_of: dict[int, str | None]
-) -> list[dict[str, Any]]:
+def _line_results(camera: CameraConfig, crossings: list[LineCrossing], index: SegmentIndex) -> list[dict[str, Any]]:
     lines: list[dict[str, Any]] = []
     for line in camera.lines:
         lc = [c for c in crossings if c.line == line.name]
         by_identity: dict[str, dict[str, int]] = {}
         for c in lc:
-            name = identity_of.get(c.track_id)
+            seg = segment_at(index, c.track_id, c.seq)
+            name = seg.identity if seg is not None else None
             if name is not None:
                 entry = by_identity.setdefault(name, {"in": 0, "out": 0})
                 entry[c.direction.value] += 1
@@ -117,9 +123,11 @@ def _line_results(
 
 
 def _track_results(tracks: list[TrackRecord]) -> list[dict[str, Any]]:
+    """One entry per identity segment (``segment`` 0, 1, ... of a track; ``end``: why it ended)."""
     return [
         {
             "track_id": t.track_id,
+            "segment": t.segment,
             "first_seen": _r(t.first_ts),
             "last_seen": _r(t.last_ts),
             "frames": t.frames,
@@ -127,6 +135,8 @@ def _track_results(tracks: list[TrackRecord]) -> list[dict[str, Any]]:
             "votes": t.votes,
             "attempts": t.attempts,
             "distance": None if t.best_distance is None else _r(t.best_distance, 4),
+            "named_at": None if t.named_ts is None else _r(t.named_ts),
+            "end": t.end_reason,
         }
         for t in tracks
     ]
@@ -137,17 +147,23 @@ TIMELINE_MAX = 200
 
 
 def _timeline(
-    camera: CameraConfig, track_ids: set[int], events: list[ZoneEvent], crossings: list[LineCrossing]
+    camera: CameraConfig, name: str, index: SegmentIndex, events: list[ZoneEvent], crossings: list[LineCrossing]
 ) -> list[dict[str, Any]]:
-    """Where a person went, in time order: zone entries and exits, line crossings (by direction name)."""
+    """Where a person went, in time order: zone entries and exits, line crossings (by direction name),
+    of the track segments that carry the name."""
+
+    def mine(track_id: int, seq: int) -> bool:
+        seg = segment_at(index, track_id, seq)
+        return seg is not None and seg.identity == name
+
     names = {ln.name: (ln.in_name, ln.out_name) for ln in camera.lines}
     items: list[tuple[float, int, int, dict[str, Any]]] = []
     for e in events:
-        if e.track_id in track_ids:
+        if mine(e.track_id, e.seq):
             items.append((e.ts, e.seq, e.track_id,
                           {"t": _r(e.ts), "track": e.track_id, "zone": e.zone, "event": e.kind.value}))
     for c in crossings:
-        if c.track_id in track_ids:
+        if mine(c.track_id, c.seq):
             in_name, out_name = names.get(c.line, ("in", "out"))
             items.append((c.ts, c.seq, c.track_id, {
                 "t": _r(c.ts), "track": c.track_id, "line": c.line, "event": "cross",
@@ -164,8 +180,10 @@ def _identity_results(
     lines: list[dict[str, Any]],
     events: list[ZoneEvent],
     crossings: list[LineCrossing],
+    index: SegmentIndex,
 ) -> list[dict[str, Any]]:
-    """Per recognised identity: presence, visits and dwell per zone, crossings per line, and a timeline."""
+    """Per recognised identity (over the track segments that carry its name): presence, visits and
+    dwell per zone, crossings per line, and a timeline."""
     per: dict[str, list[TrackRecord]] = defaultdict(list)
     for t in tracks:
         if t.identity:
@@ -175,11 +193,12 @@ def _identity_results(
         ts = per[name]
         zone_stats = {z["name"]: z["by_identity"][name] for z in zones if name in z["by_identity"]}
         line_stats = {ln["name"]: ln["by_identity"][name] for ln in lines if name in ln["by_identity"]}
-        timeline = _timeline(camera, {t.track_id for t in ts}, events, crossings)
+        timeline = _timeline(camera, name, index, events, crossings)
         out.append(
             {
                 "name": name,
-                "tracks": [t.track_id for t in ts],
+                "tracks": sorted({t.track_id for t in ts}),
+                "segments": [[t.track_id, t.segment] for t in ts],
                 "first_seen": _r(min(t.first_ts for t in ts)),
                 "last_seen": _r(max(t.last_ts for t in ts)),
                 "seen_s": _r(sum(t.last_ts - t.first_ts for t in ts)),
@@ -208,21 +227,23 @@ def build_results(repo: Repository, run: RunRecord, camera: CameraConfig) -> dic
     frames = int(meta.get("frames", run.frames))
     interval = float(meta.get("frame_interval_s", 0.0))
     duration = float(meta.get("last_ts", 0.0)) - float(meta.get("first_ts", 0.0)) + interval if frames else 0.0
-    identity_of = {t.track_id: t.identity for t in tracks}
+    index = segment_index(tracks)
     per_frame: dict[int, int] = defaultdict(int)
     for s in sightings:
         per_frame[s.seq] += 1
-    zones = _zone_results(camera, events, identity_of, duration)
-    lines = _line_results(camera, crossings, identity_of)
-    identities = _identity_results(camera, tracks, zones, lines, events, crossings)
+    zones = _zone_results(camera, events, index, duration)
+    lines = _line_results(camera, crossings, index)
+    identities = _identity_results(camera, tracks, zones, lines, events, crossings, index)
     return {
         "camera": run.camera_id,
         "frames": frames,
         "duration_s": _r(duration),
         "people": {
-            "tracks": len(tracks),
+            "tracks": len(index),
+            "segments": len(tracks),
             "peak_in_frame": max(per_frame.values(), default=0),
-            "recognised_tracks": sum(1 for t in tracks if t.identity),
+            "recognised_tracks": len({t.track_id for t in tracks if t.identity}),
+            "recognised_segments": sum(1 for t in tracks if t.identity),
             "identities": len(identities),
         },
         "identities": identities,

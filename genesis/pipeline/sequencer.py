@@ -3,34 +3,50 @@
 Detect tasks finish in any order on any worker. Each pushes its result into a Redis sorted
 set of the run (score = seq); whoever takes the run's lock consumes the contiguous chain from
 the last processed frame (every published frame names the one published before it), feeds
-``CameraState`` (tracking, recognition per track, zones, lines) exactly as the embedded runner
-does, hands the rows to the store queue, and saves the state back to Redis. So results do not
+the run loop (:mod:`genesis.pipeline.loop`, the one the embedded runner drives too), whose sink
+hands the rows to the store queue, and saves the state back to Redis. So results do not
 depend on how many workers there are or in which order detection finishes, and a sequencer
 killed midway is resumed by the next one from the last saved state (the rows it had already
 sent are written again, idempotently).
 
 A frame that never arrives is skipped once later frames have waited ``gap_timeout_s``; a frame
 that could not be decoded arrives as a skip marker. Both are counted in the run's meta.
+
+The state kept in Redis (``genesis:run:<id>:state``) is JSON of our own types (the codec of
+:mod:`genesis.domain.codec`), never pickle: Redis is reachable by more than the workers, and a
+value that does not decode is refused (:class:`StateError`), never executed. Every key of the run
+gets a TTL (:data:`~genesis.adapters.redis_keys.RUN_TTL_S`), refreshed at each save, so the keys of
+an abandoned run expire.
 """
 
 from __future__ import annotations
 
 import json
-import pickle
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from genesis.adapters.redis_keys import (
+    RUN_TTL_S,
+    done_key,
+    end_key,
+    gap_check_key,
+    kick_key,
+    lock_key,
+    results_key,
+    state_key,
+    wake_key,
+)
 from genesis.config import CameraConfig, Settings
-from genesis.domain import Detection, FrameDetections, FrameOutcome, FrameRef, ZoneEvent
-from genesis.domain.codec import decode, encode
+from genesis.domain import Detection, FrameDetections, FrameRef
+from genesis.domain.codec import CodecError, decode, encode
+from genesis.pipeline.loop import RunLoop, RunProgress, RunState, Sink
 from genesis.stages.camera import CameraState, FaceModels
-from genesis.tasks.dispatch import end_key
 
 LOCK_TTL_MS = 10_000
 """A dead holder's lock frees itself after this; a live one refreshes it every LOCK_REFRESH_S."""
@@ -38,38 +54,15 @@ LOCK_REFRESH_S = 1.0
 READ_AHEAD = 64
 """Results read from Redis per round trip."""
 
+__all__ = [
+    "FrameResult", "Sequencer", "SequencerState", "StateError", "done_key", "end_key", "gap_check_key", "kick_key",
+    "lock_key", "push_result", "push_results", "results_key", "run_meta_for_report", "state_key", "wake_key",
+]
+"""The keys are the scheme's (:mod:`genesis.adapters.redis_keys`), named here too for the tasks."""
+
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end
 """
-
-
-def results_key(run_id: str) -> str:
-    return f"genesis:run:{run_id}:results"
-
-
-def state_key(run_id: str) -> str:
-    return f"genesis:run:{run_id}:state"
-
-
-def lock_key(run_id: str) -> str:
-    return f"genesis:run:{run_id}:lock"
-
-
-def gap_check_key(run_id: str) -> str:
-    return f"genesis:run:{run_id}:gapcheck"
-
-
-def kick_key(run_id: str) -> str:
-    return f"genesis:run:{run_id}:kick"
-
-
-def done_key(run_id: str) -> str:
-    return f"genesis:run:{run_id}:done"
-
-
-def wake_key(run_id: str) -> str:
-    """Set while a sequence task is on its way for the run (detect tasks send one only if unset)."""
-    return f"genesis:run:{run_id}:wake"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,26 +88,40 @@ def push_result(redis: Any, run_id: str, result: FrameResult) -> None:
 
 
 def push_results(redis: Any, run_id: str, results: list[FrameResult]) -> None:
-    redis.zadd(results_key(run_id), {r.to_json(): r.frame.seq for r in results})
+    """Add detect results to the run's sorted set (and give the set the run's TTL)."""
+    key = results_key(run_id)
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.zadd(key, {r.to_json(): r.frame.seq for r in results})
+        pipe.expire(key, RUN_TTL_S)
+        pipe.execute()
 
 
-@dataclass(slots=True)
-class SequencerState:
-    camera: CameraState
-    last_seq: int = -1
-    frames: int = 0
-    first_ts: float = 0.0
-    last_ts: float = 0.0
-    skipped: int = 0
-    missing: int = 0
-    gap_since: float | None = None
-    stride: int = 1
-    fps: float = 25.0
+SequencerState = RunState
+"""The state a sequencer keeps between passes: the camera's and the run loop's counters."""
+
+
+class StateError(ValueError):
+    """The run's saved state in Redis is not a state this version wrote: refused, never executed."""
+
+
+def dumps_state(state: RunState) -> str:
+    return json.dumps(state.export_state(), separators=(",", ":"), allow_nan=False)
+
+
+def restore_state(state: RunState, raw: str | bytes) -> None:
+    """Load ``raw`` (what :func:`dumps_state` wrote) into ``state``, whose camera state was built
+    from the same settings; :class:`StateError` for anything else."""
+    try:
+        state.import_state(json.loads(raw))
+    except (CodecError, ValueError, TypeError, KeyError) as exc:
+        raise StateError(f"the saved sequencer state does not decode ({exc}); it was not written by this "
+                         "version of Genesis (or was tampered with)") from None
 
 
 @dataclass(slots=True)
 class Sequencer:
-    """One pass over a run's results. ``emit`` sends rows to storage before state is saved."""
+    """One pass over a run's results. The sink gets each batch's rows before the state that covers
+    them is saved."""
 
     redis: Any
     settings: Settings
@@ -123,39 +130,39 @@ class Sequencer:
     run_meta: dict[str, Any]
     faces: FaceModels | None
     load_image: Callable[[FrameRef], np.ndarray]
-    emit_outcomes: Callable[[list[FrameOutcome], list[ZoneEvent]], None]
-    finish: Callable[[SequencerState], None]
+    sink: Sink
     clock: Callable[[], float] = time.time
     prepare: Callable[[CameraState], None] | None = None
     """Called once on a new camera state (the alert stage's stored baseline)."""
-    observe: Callable[[FrameOutcome, CameraState], None] | None = None
-    """Called after each processed frame, in order, with the camera state as of that frame
-    (MQTT events, the privacy blur's view of who is enrolled)."""
     busy: bool = False
     """Set by ``run`` when another holder had the lock."""
-    live: Any = None
-    """A `genesis.services.live.LivePublisher` offered every processed frame (the live view)."""
+    _state: RunState | None = field(default=None, repr=False)
 
-    def _new_state(self) -> SequencerState:
+    def _new_state(self) -> RunState:
         meta = self.run_meta
         stride = int(meta.get("stride", 1))
         fps = float(meta.get("fps", 25.0))
         cam = CameraState(self.settings, self.camera, int(meta["width"]), int(meta["height"]), fps, self.faces,
                           stride)
-        if self.prepare is not None:
-            self.prepare(cam)
-        return SequencerState(camera=cam, stride=stride, fps=fps)
+        return RunState(cam, RunProgress(stride=stride, fps=fps))
 
-    def _load_state(self) -> SequencerState:
+    def _load_state(self) -> RunState:
+        state = self._new_state()
         raw = self.redis.get(state_key(self.run_id))
         if raw is None:
-            return self._new_state()
-        state: SequencerState = pickle.loads(raw)
-        state.camera.faces = self.faces
+            if self.prepare is not None:
+                self.prepare(state.camera)
+        else:
+            restore_state(state, raw)
         return state
 
-    def _save_state(self, state: SequencerState) -> None:
-        self.redis.set(state_key(self.run_id), pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    def _save_state(self, state: RunState) -> None:
+        """The state, and a fresh TTL on every key of the run (an abandoned run's keys expire)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(state_key(self.run_id), dumps_state(state), ex=RUN_TTL_S)
+            pipe.expire(results_key(self.run_id), RUN_TTL_S)
+            pipe.expire(end_key(self.run_id), RUN_TTL_S)
+            pipe.execute()
 
     def run(self, max_frames: int = 10_000) -> bool:
         """Take the lock and advance as far as the chain allows; True once the run is finished.
@@ -173,8 +180,8 @@ class Sequencer:
                 self.busy = True
                 return False
             try:
-                state = self._load_state()
-                finished, progressed = self._advance(state, max_frames, lock, token)
+                state = self._state = self._load_state()
+                finished, progressed = self._advance(state, max_frames, lock)
             finally:
                 self.redis.eval(_RELEASE, 1, lock, token)
             if finished:
@@ -184,29 +191,33 @@ class Sequencer:
             if not progressed or not self._next_ready(state):
                 return False
 
-    def _next_ready(self, state: SequencerState) -> bool:
+    def _next_ready(self, state: RunState) -> bool:
         head = self._head(state)
-        return bool(head) and FrameResult.from_json(head[0]).prev_seq <= state.last_seq
+        return bool(head) and FrameResult.from_json(head[0]).prev_seq <= state.progress.last_seq
 
-    def _head(self, state: SequencerState) -> list[Any]:
+    def _head(self, state: RunState) -> list[Any]:
         """The first result after the last processed frame (processed ones stay until saved)."""
-        return list(self.redis.zrangebyscore(results_key(self.run_id), f"({state.last_seq}", "+inf", start=0, num=1))
+        return list(self.redis.zrangebyscore(results_key(self.run_id), f"({state.progress.last_seq}", "+inf",
+                                             start=0, num=1))
 
-    def _read_ahead(self, state: SequencerState) -> list[FrameResult]:
+    def _read_ahead(self, state: RunState) -> list[FrameResult]:
         """The next results after the last processed frame, in seq order, in one round trip."""
-        raw = self.redis.zrangebyscore(results_key(self.run_id), f"({state.last_seq}", "+inf", start=0,
+        raw = self.redis.zrangebyscore(results_key(self.run_id), f"({state.progress.last_seq}", "+inf", start=0,
                                        num=READ_AHEAD)
         return [FrameResult.from_json(r) for r in raw]
 
-    def _forget_processed(self, state: SequencerState) -> None:
+    def _forget_processed(self, state: RunState) -> None:
         """Drop results up to the saved state: only after the state that covers them is saved, so
         a holder killed before saving leaves them for the next one to process again."""
-        self.redis.zremrangebyscore(results_key(self.run_id), "-inf", state.last_seq)
+        self.redis.zremrangebyscore(results_key(self.run_id), "-inf", state.progress.last_seq)
 
-    def _advance(self, state: SequencerState, max_frames: int, lock: str, token: str) -> tuple[bool, bool]:
-        key = results_key(self.run_id)
-        batch: list[FrameOutcome] = []
-        batch_size = self.settings.distributed.store_batch_frames
+    def _advance(self, state: RunState, max_frames: int, lock: str) -> tuple[bool, bool]:
+        def checkpoint() -> None:
+            self._save_state(state)
+            self._forget_processed(state)
+
+        loop = RunLoop(state, self.sink, self.settings.distributed.store_batch_frames, checkpoint)
+        p = state.progress
         progressed = False
         ahead: deque[FrameResult] = deque()
         refreshed = time.monotonic()
@@ -216,75 +227,46 @@ class Sequencer:
                 if not ahead:
                     break
             result = ahead[0]
-            if result.frame.seq <= state.last_seq:  # a second result for a frame (a redelivery)
+            if result.frame.seq <= p.last_seq:  # a second result for a frame (a redelivery)
                 ahead.popleft()
                 continue
-            if result.prev_seq > state.last_seq:  # a frame in between has not arrived (yet)
+            if result.prev_seq > p.last_seq:  # a frame in between has not arrived (yet)
                 now = self.clock()
-                if state.gap_since is None:
-                    state.gap_since = now
-                if now - state.gap_since < self.settings.distributed.gap_timeout_s:
+                if p.gap_since is None:
+                    p.gap_since = now
+                if now - p.gap_since < self.settings.distributed.gap_timeout_s:
                     break
-                state.missing += 1
+                loop.give_up()
             ahead.popleft()
-            state.gap_since = None
+            p.gap_since = None
             if result.error is None:
-                detections = FrameDetections(result.frame, result.detections, result.inference_ms)
                 frame = result.frame
-                outcome = state.camera.process(detections, lambda f=frame: self.load_image(f))  # type: ignore[misc]
-                batch.append(outcome)
-                if self.observe is not None:
-                    self.observe(outcome, state.camera)
-                if self.live is not None:
-                    self.live.offer(self.run_id, outcome, state.camera, lambda f=frame: self.load_image(f))
-                if state.frames == 0:
-                    state.first_ts = frame.ts
-                state.frames += 1
-                state.last_ts = frame.ts
+                loop.feed(FrameDetections(frame, result.detections, result.inference_ms),
+                          lambda f=frame: self.load_image(f))  # type: ignore[misc]
             else:
-                state.skipped += 1
-            state.last_seq = result.frame.seq
+                loop.skip(result.frame.seq)
             progressed = True
             if time.monotonic() - refreshed >= LOCK_REFRESH_S:
                 self.redis.pexpire(lock, LOCK_TTL_MS)
                 refreshed = time.monotonic()
-            if len(batch) >= batch_size:
-                self.emit_outcomes(batch, [])
-                self._save_state(state)
-                self._forget_processed(state)
-                batch = []
         end_raw = self.redis.get(end_key(self.run_id))
-        finished = False
-        closing: list[ZoneEvent] = []
-        if end_raw is not None and state.last_seq >= int(json.loads(end_raw)["last_seq"]):
-            closing = state.camera.close()
-            finished = True
-        if batch or closing:
-            self.emit_outcomes(batch, closing)
-        self._save_state(state)
-        self._forget_processed(state)
-        if finished:
-            self.finish(state)
-            self.redis.set(done_key(self.run_id), "1", ex=self.settings.distributed.frame_ttl_s * 12)
-            self.redis.delete(state_key(self.run_id), key)
-        return finished, progressed
+        end = json.loads(end_raw) if end_raw is not None else None
+        if end is None or p.last_seq < int(end["last_seq"]):
+            loop.flush()
+            return False, progressed
+        if end.get("frames_declared") is not None:  # a file: its declared length, for the truncation warning
+            p.declared_frames = int(end["frames_declared"])
+            p.source_frames_read = int(end.get("frames_read", p.frames + p.skipped + p.missing))
+        loop.close()
+        self.redis.set(done_key(self.run_id), "1", ex=self.settings.distributed.frame_ttl_s * 12)
+        self.redis.delete(state_key(self.run_id), results_key(self.run_id))
+        return True, progressed
 
     def waiting_on_gap(self) -> bool:
-        raw = self.redis.get(state_key(self.run_id))
-        if raw is None:
-            return False
-        state: SequencerState = pickle.loads(raw)
-        return state.gap_since is not None
+        """Whether the last pass stopped to wait for a frame that has not arrived."""
+        return self._state is not None and self._state.progress.gap_since is not None
 
 
-def run_meta_for_report(state: SequencerState) -> dict[str, Any]:
-    """The run meta ``build_results`` reads, computed as the embedded runner computes it."""
-    return {
-        "frames": state.frames,
-        "first_ts": state.first_ts,
-        "last_ts": state.last_ts,
-        "frame_interval_s": round(state.stride / state.fps, 6),
-        "stride": state.stride,
-        "skipped_frames": state.skipped,
-        "missing_frames": state.missing,
-    }
+def run_meta_for_report(state: RunState) -> dict[str, Any]:
+    """The run meta ``build_results`` reads (the run loop's, as in the embedded runner)."""
+    return state.progress.run_meta()

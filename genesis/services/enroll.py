@@ -196,12 +196,16 @@ def enroll(
     keep_crops: bool = True,
     actor: str | None = None,
     redis: Any = None,
+    threshold: float | None = None,
+    force: bool = False,
 ) -> EnrollResult:
     """Enroll ``name`` from ``photos`` (library API; `genesis enroll` calls it).
 
     Every photo is checked first; if any is rejected nothing is stored (EnrollError says which
     and why). Embeddings are encrypted when ``GENESIS_EMBEDDING_KEY`` is set; the enrollment is
     written to the audit log and bumps the gallery version (``redis``: also its Redis copy).
+    A face within ``threshold`` (default the model's) of another identity is refused unless ``force``
+    (NearIdentityError, see `IdentityStore.enroll`).
     """
     from genesis.identities.store import IdentityError, IdentityStore, check_name, default_actor
 
@@ -225,5 +229,6 @@ def enroll(
         warnings += warn
         faces.append(enrolled)
     store = IdentityStore(repo, redis=redis)
-    added = store.enroll(name, faces, actor or default_actor())
+    thresholds = {embedder.model_name: threshold} if threshold is not None else None
+    added = store.enroll(name, faces, actor or default_actor(), thresholds=thresholds, force=force)
     return EnrollResult(name=name, photos=len(photos), added=added, faces_found=found, warnings=warnings)

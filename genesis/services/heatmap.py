@@ -15,6 +15,7 @@ import numpy as np
 
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.frame_store import FrameStore
+from genesis.adapters.redis_keys import snapshot_key
 from genesis.domain import FrameRef, Sighting
 from genesis.stages.analytics import heatmap_grid, render_heatmap
 
@@ -55,10 +56,6 @@ class SnapshotKeeper:
             jpeg = redact(jpeg)
         return self.store.save_snapshot(self.camera_id, jpeg, width, height, datetime.now(UTC),
                                         0.0 if force else self.every_s)
-
-
-def snapshot_key(camera_id: str) -> str:
-    return f"genesis:camera:{camera_id}:snapshot"
 
 
 def keep_snapshot_distributed(redis: Any, store: AnalyticsStore, frames: FrameStore, ref: FrameRef,

@@ -25,10 +25,11 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
 from genesis.adapters.db.tables_identities import LiveFrame, LiveWatch
+from genesis.adapters.redis_keys import live_frame_key, live_gate_key, live_last_key, live_watch_key
 from genesis.config import Settings
 from genesis.domain import FrameOutcome
 
@@ -38,16 +39,9 @@ REDIS_FRAME_TTL_S = 60
 """A live frame in Redis expires this long after it was written (a stopped pipeline leaves nothing)."""
 
 
-def frame_key(camera_id: str) -> str:
-    return f"genesis:live:{camera_id}:frame"
-
-
-def watch_key(camera_id: str) -> str:
-    return f"genesis:live:{camera_id}:watch"
-
-
-def gate_key(camera_id: str) -> str:
-    return f"genesis:live:{camera_id}:gate"
+frame_key, watch_key, gate_key, last_key = live_frame_key, live_watch_key, live_gate_key, live_last_key
+"""The live view's keys (the scheme is :mod:`genesis.adapters.redis_keys`'s)."""
+LAST_TTL_S = 7 * 24 * 3600
 
 
 def encode_live_frame(image: np.ndarray, meta: dict[str, Any], max_side: int = 960, quality: int = 70) -> bytes:
@@ -87,6 +81,10 @@ class LiveBackend(Protocol):
 
     def write(self, camera_id: str, meta: dict[str, Any], jpeg: bytes) -> None: ...
 
+    def clear(self, camera_id: str) -> None:
+        """Drop the camera's image and who was in it (its time stays: "no frame since ...")."""
+        ...
+
 
 class SqlLive:
     """The embedded mode's backend: the run's database (one row per camera, overwritten)."""
@@ -114,6 +112,15 @@ class SqlLive:
         with self.engine.begin() as conn:
             _upsert(conn, LiveFrame, values, ["at", "meta", "jpeg"])
 
+    def clear(self, camera_id: str) -> None:
+        with self.engine.connect() as conn:
+            meta = conn.execute(select(LiveFrame.meta).where(LiveFrame.camera_id == camera_id)).scalar_one_or_none()
+        if meta is None:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(update(LiveFrame).where(LiveFrame.camera_id == camera_id)
+                         .values(jpeg=b"", meta={**meta, "persons": []}))
+
 
 class RedisLive:
     """The distributed mode's backend: Redis keys with a TTL; the gate is shared by every worker."""
@@ -132,13 +139,18 @@ class RedisLive:
         pipe = self.client.pipeline()
         pipe.hset(key, mapping={"meta": json.dumps(meta), "jpeg": jpeg})
         pipe.expire(key, REDIS_FRAME_TTL_S)
+        pipe.set(last_key(camera_id), meta["at"], ex=LAST_TTL_S)
         pipe.execute()
+
+    def clear(self, camera_id: str) -> None:
+        """Nothing: the frame expires on its own within ``REDIS_FRAME_TTL_S`` (and a worker that ends a run
+        may not be the last to publish for the camera)."""
 
 
 def _upsert(conn: Any, table: Any, values: dict[str, Any], update: list[str]) -> None:
-    from genesis.adapters.db.repository import _insert
+    from genesis.adapters.db.repository import dialect_insert
 
-    stmt = _insert(conn, table).values(values)
+    stmt = dialect_insert(conn, table).values(values)
     conn.execute(stmt.on_conflict_do_update(index_elements=[table.camera_id],
                                             set_={k: stmt.excluded[k] for k in update}))
 
@@ -199,6 +211,12 @@ class LivePublisher:
         self.published += 1
         return True
 
+    def close(self, camera_id: str) -> None:
+        """The run ended: no image of it is kept (the time of its last frame is). Best effort."""
+        with contextlib.suppress(Exception):
+            if self.published:
+                self.backend.clear(camera_id)
+
 
 # -- the server's side ---------------------------------------------------------------------
 
@@ -234,6 +252,14 @@ def read_latest(camera_id: str, engine: Engine | None, client: Any | None) -> Li
                 meta = json.loads(raw[b"meta"])
                 found.append(LiveImage(meta, bytes(raw[b"jpeg"]), datetime.fromisoformat(meta["at"])))
             except (KeyError, ValueError, TypeError):
+                pass
+        else:  # the frame expired: only when it was published is left
+            try:
+                last = client.get(last_key(camera_id))
+                if last:
+                    at = datetime.fromisoformat(last.decode() if isinstance(last, bytes) else str(last))
+                    found.append(LiveImage({"camera_id": camera_id, "at": at.isoformat(), "persons": []}, b"", at))
+            except Exception:
                 pass
     if engine is not None:
         with engine.connect() as conn:

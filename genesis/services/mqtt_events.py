@@ -39,9 +39,6 @@ MQTT_MEMORY_TTL_S = 7 * 86400
 """The distributed mode's memory of a run lives in Redis this long after its last pass."""
 
 
-def mqtt_memory_key(run_id: str) -> str:
-    """Redis key of a run's ``EventMemory`` (distributed mode)."""
-    return f"genesis:run:{run_id}:mqtt"
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")

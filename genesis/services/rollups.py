@@ -33,6 +33,7 @@ from genesis.adapters.db.analytics import AnalyticsStore, WindowRows, from_epoch
 from genesis.adapters.db.repository import Repository
 from genesis.config import Settings
 from genesis.config.rollups import Granularity
+from genesis.domain.stats import pair_visits
 
 BUCKET_S: dict[str, float] = {"minute": 60.0, "hour": 3600.0, "day": 86400.0}
 DAY_S = 86400.0
@@ -65,14 +66,8 @@ def zone_visits(events: Iterable[tuple[str, str, int, int, str, float]], open_un
     ``closed=False``; an open visit of a run without an entry there is dropped.
     """
     ordered = sorted(events, key=lambda e: (e[0], e[1], e[2], e[3], e[4] == "exit"))
-    opened: dict[tuple[str, str, int], float] = {}
-    out: list[Visit] = []
-    for run, zone, tid, _seq, kind, t in ordered:
-        key = (run, zone, tid)
-        if kind == "enter":
-            opened[key] = t
-        elif key in opened:
-            out.append(Visit(run, zone, tid, opened.pop(key), t, True))
+    closed, opened = pair_visits(((run, zone, tid), kind == "enter", t) for run, zone, tid, _seq, kind, t in ordered)
+    out = [Visit(run, zone, tid, a, b, True) for (run, zone, tid), a, b in closed]
     for (run, zone, tid), t in opened.items():
         if run in open_until and open_until[run] > t:
             out.append(Visit(run, zone, tid, t, open_until[run], False))
@@ -126,21 +121,20 @@ def compute_rollups(
         return ident.setdefault((b, c, name), {"sightings": 0, "visits": 0, "dwell_s": 0.0, "crossings_in": 0,
                                                "crossings_out": 0})
 
-    for run, tid, b, count in rows.sightings:
+    for run, tid, b, count, name in rows.sightings:
         c = camera_of[run]
         cam_row(b, c)["sightings"] += count
         cam_tracks[(b, c)].add((run, tid))
-        name = rows.identities.get((run, tid))
         if name is not None:
             ident_row(b, c, name)["sightings"] += count
             ident_tracks[(b, c, name)].add((run, tid))
 
-    for run, ln, tid, direction, t in rows.crossings:
+    for run, ln, tid, direction, t, seq in rows.crossings:
         c, b = camera_of[run], bucket_of(t)
         field = f"crossings_{direction}"
         cam_row(b, c)[field] += 1
         line.setdefault((b, c, ln), {"crossings_in": 0, "crossings_out": 0})[field] += 1
-        name = rows.identities.get((run, tid))
+        name = rows.identity_at(run, tid, seq)
         if name is not None:
             ident_row(b, c, name)[field] += 1
 
@@ -151,14 +145,14 @@ def compute_rollups(
     def ident_zone_row(b: float, c: str, name: str, z: str) -> dict[str, Any]:
         return ident_zone.setdefault((b, c, name, z), {"entries": 0, "visits": 0, "dwell_s": 0.0})
 
-    for run, z, tid, _seq, kind, t in rows.zone_events:
+    for run, z, tid, seq, kind, t in rows.zone_events:
         if not since <= t < until:
             continue
         c, b = camera_of[run], bucket_of(t)
         field = "entries" if kind == "enter" else "exits"
         cam_row(b, c)[field] += 1
         zone_row(b, c, z)[field] += 1
-        name = rows.identities.get((run, tid))
+        name = rows.identity_at(run, tid, seq)
         if name is not None and kind == "enter":
             ident_zone_row(b, c, name, z)["entries"] += 1
 
@@ -170,12 +164,12 @@ def compute_rollups(
             b = bucket_of(v.end)
             zone_row(b, c, v.zone)["visits"] += 1
             zone_row(b, c, v.zone)["dwell_s"] += v.end - v.start
-            name = rows.identities.get((v.run_id, v.track_id))
-            if name is not None:
+            # A visit whose track changed hands counts, per identity, for the part that identity had.
+            for name, a, e in rows.identity_pieces(v.run_id, v.track_id, v.start, v.end):
                 ident_row(b, c, name)["visits"] += 1
-                ident_row(b, c, name)["dwell_s"] += v.end - v.start
+                ident_row(b, c, name)["dwell_s"] += e - a
                 ident_zone_row(b, c, name, v.zone)["visits"] += 1
-                ident_zone_row(b, c, name, v.zone)["dwell_s"] += v.end - v.start
+                ident_zone_row(b, c, name, v.zone)["dwell_s"] += e - a
         if v.end >= since and v.start < until:
             intervals[(c, v.zone)].append((v.start, v.end))
     for (c, z), spans in intervals.items():

@@ -4,7 +4,7 @@ watch-list identity, unknown person in a restricted zone.
 A pure stage: it sees each frame's ``FrameOutcome`` (tracks, zone events, occupancy) in
 ``seq`` order, with the identities the recognition policy has decided so far, and returns
 the alerts and baseline samples of that frame. Everything it keeps is plain data (it is
-pickled with ``CameraState`` by the distributed sequencer), and everything it decides
+kept with ``CameraState`` by the distributed sequencer), and everything it decides
 depends only on the frames, their ``ts`` and the baseline it was primed with, so the
 embedded run and the distributed pipeline raise the same alerts.
 
@@ -21,12 +21,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import ClassVar
 from zoneinfo import ZoneInfo
 
 from genesis.config import CameraConfig
 from genesis.config.alerts import AlertsConfig
 from genesis.domain import FrameOutcome, ZoneEventKind
 from genesis.domain.alerts import CAMERA_WIDE, NO_TRACK, Alert, AlertKind, OccupancySample
+from genesis.domain.codec import SavedState
+from genesis.domain.stats import Welford
 
 EPOCH_TS = 1e9
 """Frame times at or above this are absolute (live sources: capture time); below, positions in a
@@ -47,33 +50,6 @@ def hour_of_week(epoch_s: float, timezone: str = "UTC") -> int:
 
 
 @dataclass(slots=True)
-class Welford:
-    """Running mean and variance (Welford's algorithm)."""
-
-    n: int = 0
-    mean: float = 0.0
-    m2: float = 0.0
-
-    def add(self, x: float) -> None:
-        self.n += 1
-        d = x - self.mean
-        self.mean += d / self.n
-        self.m2 += d * (x - self.mean)
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
-
-    @classmethod
-    def from_sums(cls, n: int, total: float, total_sq: float) -> Welford:
-        """From a count, a sum and a sum of squares (what the database aggregates)."""
-        if n <= 0:
-            return cls()
-        mean = total / n
-        return cls(n=n, mean=mean, m2=max(0.0, total_sq - total * mean))
-
-
-@dataclass(slots=True)
 class _Episode:
     active: bool = False
     false_since: float | None = None
@@ -89,8 +65,18 @@ class _Window:
     sums: dict[str, float] = field(default_factory=dict)
 
 
-class AlertStage:
+class AlertStage(SavedState):
     """The alert rules of one camera (see the module docstring)."""
+
+    STATE_REBUILT: ClassVar[frozenset[str]] = frozenset({
+        "camera_id", "config", "timezone", "rules", "max_occupancy", "restricted", "watchlist", "anomaly_on",
+        "anomaly_subjects"})
+    time_origin: float
+    baseline: dict[tuple[str, int], Welford]
+    _episodes: dict[tuple[str, str, int], _Episode]
+    _visits: dict[tuple[str, int], float]
+    _window: _Window | None
+    _frames: int
 
     def __init__(self, alerts: AlertsConfig, camera: CameraConfig) -> None:
         self.camera_id = camera.id

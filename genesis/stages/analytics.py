@@ -8,8 +8,9 @@ state: hysteresis against boxes flickering across a boundary (a change counts on
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
-from dataclasses import dataclass
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
@@ -25,6 +26,7 @@ from genesis.domain import (
     ZoneEvent,
     ZoneEventKind,
 )
+from genesis.domain.codec import SavedState, decode, encode
 
 _ANCHOR = (sv.Position.BOTTOM_CENTER,)
 
@@ -50,8 +52,12 @@ class _ZoneTrack:
     last_ts: float = 0.0
 
 
-class ZoneCounter:
+class ZoneCounter(SavedState):
     """Entries and exits of one polygon zone, per track, with hysteresis."""
+
+    STATE_REBUILT: ClassVar[frozenset[str]] = frozenset(
+        {"camera_id", "name", "config", "_zone", "polygon", "min_frames", "lost_after_s"})
+    _tracks: dict[int, _ZoneTrack]
 
     def __init__(
         self, camera_id: str, zone: ZoneConfig, width: int, height: int, min_frames: int, lost_after_s: float
@@ -70,11 +76,13 @@ class ZoneCounter:
     def occupancy(self) -> int:
         return sum(1 for t in self._tracks.values() if t.inside)
 
-    def update(self, tracked: TrackedFrame) -> list[ZoneEvent]:
+    def update(self, tracked: TrackedFrame, dets: sv.Detections | None = None) -> list[ZoneEvent]:
+        """One frame; ``dets`` is ``to_sv(tracked.persons)`` when the caller has it already (it is
+        made once per frame for every zone and line)."""
         seq, ts = tracked.frame.seq, tracked.frame.ts
         events: list[ZoneEvent] = []
         if tracked.persons:
-            mask = self._zone.trigger(to_sv(tracked.persons))
+            mask = self._zone.trigger(to_sv(tracked.persons) if dets is None else dets)
             for person, inside in zip(tracked.persons, mask.tolist(), strict=True):
                 st = self._tracks.setdefault(person.track_id, _ZoneTrack())
                 st.last_seq, st.last_ts = seq, ts
@@ -103,7 +111,19 @@ class ZoneCounter:
         return events
 
 
-class LineCounter:
+@dataclass(slots=True)
+class LineZoneState:
+    """What a supervision ``LineZone`` carries from one frame to the next (its geometry aside)."""
+
+    history: dict[int, list[bool]] = field(default_factory=dict)
+    confirmed_side: dict[int, bool] = field(default_factory=dict)
+    frames_absent: dict[int, int] = field(default_factory=dict)
+    in_per_class: dict[int | None, int] = field(default_factory=dict)
+    out_per_class: dict[int | None, int] = field(default_factory=dict)
+    class_names: dict[int, str] = field(default_factory=dict)
+
+
+class LineCounter(SavedState):
     """Crossings of one line segment by direction (supervision LineZone on foot points).
 
     Direction (supervision's convention): looking from ``start`` towards ``end``, a track that
@@ -122,29 +142,34 @@ class LineCounter:
             minimum_crossing_threshold=min_frames,
         )
 
-    def __getstate__(self) -> dict[str, object]:
-        """Picklable, crossing history included: LineZone keeps it in a defaultdict built on a
-        lambda, which pickle refuses; it travels as a plain dict and is rebuilt on load."""
-        state = dict(self.__dict__)
-        zone = dict(self._line.__dict__)
-        zone["crossing_state_history"] = dict(zone["crossing_state_history"])
-        state["_line"] = zone
-        return state
+    def export_state(self) -> dict[str, Any]:
+        """The line's crossing state (read from the supervision ``LineZone``; its geometry is
+        rebuilt from the settings)."""
+        z = self._line
+        state = LineZoneState(
+            history={int(k): list(v) for k, v in z.crossing_state_history.items()},
+            confirmed_side=dict(z._confirmed_crossing_side), frames_absent=dict(z._tracker_frames_absent),
+            in_per_class=dict(z._in_count_per_class), out_per_class=dict(z._out_count_per_class),
+            class_names=dict(z.class_id_to_name),
+        )
+        out: dict[str, Any] = encode(state)
+        return out
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        zone_state = state.pop("_line")
-        assert isinstance(zone_state, dict)
-        line = sv.LineZone.__new__(sv.LineZone)
-        history = zone_state.pop("crossing_state_history")
-        line.__dict__.update(zone_state)
-        maxlen = line.crossing_history_length
-        line.crossing_state_history = defaultdict(lambda: deque(maxlen=maxlen), history)
-        self.__dict__.update(state)
-        self._line = line
+    def import_state(self, data: Any) -> None:
+        state = decode(LineZoneState, data)
+        z = self._line
+        maxlen = z.crossing_history_length
+        z.crossing_state_history = defaultdict(
+            lambda: deque(maxlen=maxlen), {k: deque(v, maxlen=maxlen) for k, v in state.history.items()})
+        z._confirmed_crossing_side = dict(state.confirmed_side)
+        z._tracker_frames_absent = dict(state.frames_absent)
+        z._in_count_per_class = Counter(state.in_per_class)
+        z._out_count_per_class = Counter(state.out_per_class)
+        z.class_id_to_name = dict(state.class_names)
 
-    def update(self, tracked: TrackedFrame) -> list[LineCrossing]:
-        dets = to_sv(tracked.persons)
-        crossed_in, crossed_out = self._line.trigger(dets)
+    def update(self, tracked: TrackedFrame, dets: sv.Detections | None = None) -> list[LineCrossing]:
+        """One frame; ``dets`` as for :meth:`ZoneCounter.update`."""
+        crossed_in, crossed_out = self._line.trigger(to_sv(tracked.persons) if dets is None else dets)
         out: list[LineCrossing] = []
         for person, cin, cout in zip(tracked.persons, crossed_in.tolist(), crossed_out.tolist(), strict=True):
             if cin:

@@ -9,21 +9,23 @@ stands still is re-detected.
 
 A static frame is marked on its ``FrameRef`` (``static=True``). The detect stage then skips inference, and
 the ordered per-camera stage (``HeldDetections``, called by ``CameraState.process``) gives the tracker the
-last detections again, so tracks, zones and lines live on through still stretches. The gate must see the
-frames in order: in the embedded runner it runs in the frame loop, in the distributed mode in the capture
-process (detect tasks are stateless). It uses the source's own pixels and timestamps only, so both modes
+boxes of the tracks confirmed on the last detected frame, so tracks, zones and lines live on through still
+stretches. The first two frames are always detected. The gate must see the frames in order: in the
+embedded runner it runs in the frame loop, in the distributed mode in the capture process (detect tasks
+are stateless). It uses the source's own pixels and timestamps only, so both modes
 take the same decisions on the same video.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from genesis.config import CameraConfig, MotionConfig, Settings
-from genesis.domain import Detection, FrameDetections
+from genesis.domain import Detection, FrameDetections, TrackedFrame
 
 
 def small_grey(image: np.ndarray, width: int) -> np.ndarray:
@@ -58,7 +60,10 @@ class MotionGate:
         c = self.config
         small = small_grey(image, c.width)
         self.frames += 1
-        forced = self.detected_ts is None or ts - self.detected_ts >= c.force_every_s or ts < self.detected_ts
+        # The first two frames are detected, so people standing still from the start are confirmed tracks
+        # (a track needs two consecutive detections) before the first static frame.
+        forced = self.frames <= 2 or self.detected_ts is None or ts - self.detected_ts >= c.force_every_s \
+            or ts < self.detected_ts
         if self.reference is None or self.reference.shape != small.shape:
             forced = True
             self.last_share = 1.0
@@ -82,14 +87,40 @@ def motion_gate(settings: Settings, camera: CameraConfig) -> MotionGate | None:
     return MotionGate(config) if config.enabled else None
 
 
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+SAME_BOX_IOU = 0.5
+
+
 @dataclass(slots=True)
 class HeldDetections:
-    """The ordered stage's side of gating: a static frame gets the last detections again."""
+    """The ordered stage's side of gating: what a static frame gives the tracker.
+
+    The detections of the last detected frame that belong to a confirmed track (overlap one of its boxes)
+    or that the detected frame before it had too. Not simply all of them: a one-frame false detection (noise)
+    would be fed to the tracker on every static frame until the next detection and become a confirmed track,
+    which it never does without gating (a track needs two consecutive detections).
+    """
 
     last: tuple[Detection, ...] = ()
+    previous: tuple[Detection, ...] = ()
+    """Raw detections of the last detected frame."""
 
-    def apply(self, detections: FrameDetections) -> FrameDetections:
+    def track(self, detections: FrameDetections, update: Callable[[FrameDetections], TrackedFrame]) -> TrackedFrame:
+        """``update`` (the tracker) on this frame's detections, or on the held ones for a static frame."""
         if detections.frame.static:
-            return FrameDetections(detections.frame, self.last, 0.0)
-        self.last = detections.detections
-        return detections
+            return update(FrameDetections(detections.frame, self.last, 0.0))
+        tracked = update(detections)
+        confirmed = [p.box for p in tracked.persons]
+        held = [d for d in detections.detections
+                if any(_iou(d.box, box) >= SAME_BOX_IOU for box in confirmed)
+                or any(_iou(d.box, q.box) >= SAME_BOX_IOU for q in self.previous)]
+        self.previous, self.last = detections.detections, tuple(held)
+        return tracked

@@ -8,8 +8,9 @@ track's identity is the one with enough votes. This is where a naive
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -17,6 +18,27 @@ import numpy as np
 from genesis.backends.faces import Embedder, FaceDetector
 from genesis.config import RecognitionConfig
 from genesis.domain import UNKNOWN, Face, FaceMatch, RecognitionAttempt, TrackedFrame, TrackedPerson
+from genesis.domain.codec import SavedState
+from genesis.stages.segments import (
+    END_APPEARANCE,
+    END_FACE,
+    END_GAP,
+    END_JUMP,
+    END_OVERLAP,
+    BestFace,
+    Boundary,
+    FaceMark,
+    Segment,
+    TrackState,
+    TrackVotes,
+    appearance_distance,
+    box_iou_matrix,
+    close,
+    larger,
+    split,
+    tally,
+    torso_histogram,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,28 +209,6 @@ def face_crop_jpeg(image: np.ndarray, box: tuple[float, float, float, float], si
     return buf.tobytes() if ok else b""
 
 
-@dataclass(slots=True)
-class TrackVotes:
-    searches: int = 0
-    attempts: int = 0
-    last_seq: int | None = None
-    votes: Counter[str] = field(default_factory=Counter)
-    best_distance: dict[str, float] = field(default_factory=dict)
-    best_face: BestFace | None = None
-    """The track's best face embedding (largest face seen): kept for search by photo, unknown-face
-    clustering and "not this person"."""
-
-
-@dataclass(frozen=True, slots=True)
-class BestFace:
-    seq: int
-    ts: float
-    area: float
-    vector: np.ndarray
-    crop: bytes = b""
-    """A small JPEG of the face (`face_crop_jpeg`) for the dashboard; empty when none was made."""
-
-
 @dataclass(frozen=True, slots=True)
 class TrackIdentity:
     identity: str | None
@@ -217,88 +217,320 @@ class TrackIdentity:
     best_distance: float | None
 
 
-class TrackRecognizer:
-    """Per-camera recognition policy and per-track votes (the state of this stage)."""
+@dataclass(slots=True)
+class RecognizerState:
+    """Everything the recognition policy remembers about one camera's tracks (plain data)."""
 
-    def __init__(self, config: RecognitionConfig, frame_stride: int = 1) -> None:
+    tracks: dict[int, TrackState] = field(default_factory=dict)
+
+
+def face_sharpness(image: np.ndarray, face: Face) -> float:
+    """Variance of the Laplacian of the face, grey, resized to 112 x 112 (as the enrollment gate)."""
+    x1, y1, x2, y2 = (round(v) for v in face.box)
+    crop = image[max(0, y1): max(y1 + 1, y2), max(0, x1): max(x1 + 1, x2)]
+    if crop.size == 0:
+        return 0.0
+    grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY) if crop.ndim == 3 else crop
+    grey = cv2.resize(grey, (112, 112), interpolation=cv2.INTER_AREA)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def _size_jump(a: tuple[float, float, float, float], b: tuple[float, float, float, float], ratio: float) -> bool:
+    h0, h1 = a[3] - a[1], b[3] - b[1]
+    return h0 > 0 and h1 > 0 and max(h0 / h1, h1 / h0) > ratio
+
+
+class TrackRecognizer(SavedState):
+    """Per-camera recognition policy: face votes per identity segment of each track.
+
+    An unsettled segment (no name, not a confident stranger, attempts left) gets a face search at
+    most every ``every_n_frames`` frames, up to ``max_attempts`` faces; ``min_votes`` agreeing faces
+    name it. A settled segment is checked again at ``segments.verify_every_s`` of track time (at most
+    ``segments.verify_max`` times), at once after it overlapped another person, and at the normal
+    rate while faces disagree. With ``segments.enabled`` false this is the old per-track policy.
+
+    Its state is saved by the annotations below (``SavedState``): annotate every new attribute.
+    """
+
+    STATE_REBUILT: ClassVar[frozenset[str]] = frozenset({"config", "seg", "_min_gap", "_max_searches", "_far"})
+    state: RecognizerState
+
+    def __init__(self, config: RecognitionConfig, frame_stride: int = 1, threshold: float | None = None) -> None:
         self.config = config
+        self.seg = config.segments
         self._min_gap = config.every_n_frames * frame_stride
         self._max_searches = config.max_attempts * 4
-        self._tracks: dict[int, TrackVotes] = {}
+        thr = threshold if threshold is not None else config.embedder.cosine_threshold
+        self._far = thr * self.seg.far_factor
+        self.state = RecognizerState()
 
-    def _state(self, track_id: int) -> TrackVotes:
-        st = self._tracks.get(track_id)
-        if st is None:
-            st = self._tracks[track_id] = TrackVotes()
-        return st
+    @property
+    def _tracks(self) -> dict[int, TrackState]:
+        return self.state.tracks
+
+    # -- every frame: sightings, cuts, overlaps ---------------------------------------------------
+
+    @property
+    def needs_pixels(self) -> bool:
+        """Whether ``observe`` wants the frame's pixels (the appearance cue)."""
+        return self.seg.enabled and self.seg.cut_appearance > 0
+
+    def observe(self, tracked: TrackedFrame, image: np.ndarray | Callable[[], np.ndarray] | None = None) -> None:
+        """Extend each person's segment with this frame, or open a new one when a cheap cue says
+        the track changed hands; note overlaps with other persons. ``image`` (or a loader of it) is
+        only read for the appearance cue, and only when someone in the frame overlaps nobody."""
+        frame = tracked.frame
+        seq, ts = frame.seq, frame.ts
+        persons = tracked.persons
+        overlapping = [False] * len(persons)
+        if len(persons) > 1:
+            iou = box_iou_matrix(np.asarray([p.box for p in persons], dtype=np.float64))
+            overlapping = [bool(v) for v in (iou.max(axis=1) >= self.seg.overlap_iou)]
+        on = self.seg.enabled
+        pixels: np.ndarray | None = None
+        if image is not None and self.needs_pixels and not all(overlapping):
+            pixels = image() if callable(image) else image
+        for p, over in zip(persons, overlapping, strict=True):
+            look = torso_histogram(pixels, p.box) if pixels is not None and not over else None
+            st = self._tracks.get(p.track_id)
+            if st is None:
+                self._tracks[p.track_id] = TrackState([Segment(0, seq, ts, seq, ts)], p.box, seq, ts, over, look)
+                continue
+            cur = st.current
+            reason = None
+            if on and self.seg.cut_gap_s > 0 and ts - st.ts > self.seg.cut_gap_s + 1e-9:
+                reason = END_GAP
+            elif on and self.seg.cut_size_ratio > 0 and _size_jump(st.box, p.box, self.seg.cut_size_ratio):
+                reason = END_JUMP
+            elif (look is not None and st.look is not None and not st.overlapping
+                  and appearance_distance(st.look, look) > self.seg.cut_appearance):
+                reason = END_APPEARANCE
+            if look is not None:
+                st.look = look if reason is not None or st.look is None else 0.7 * st.look + 0.3 * look
+            if reason is not None:
+                close(cur, reason)
+                st.segments.append(Segment(cur.index + 1, seq, ts, seq, ts))
+                st.overlapping = over
+            else:
+                if cur.marks and cur.marks[-1].at.next_seq is None:
+                    cur.marks[-1].at.next_seq, cur.marks[-1].at.next_ts = seq, ts
+                if on and over and not st.overlapping:
+                    cur.overlap_start = Boundary(cur.last_seq, cur.last_ts, cur.frames, seq, ts)
+                    cur.overlap_end = None
+                elif on and st.overlapping and not over and cur.overlap_start is not None:
+                    cur.overlap_end = Boundary(cur.last_seq, cur.last_ts, cur.frames, seq, ts)
+                cur.last_seq, cur.last_ts = seq, ts
+                cur.frames += 1
+                st.overlapping = over
+            st.box, st.seq, st.ts = p.box, seq, ts
+
+    # -- which persons get a face search ----------------------------------------------------------
+
+    def _exhausted(self, seg: Segment) -> bool:
+        return len(seg.marks) >= self.config.max_attempts or seg.searches >= self._max_searches
 
     def decided(self, track_id: int) -> bool:
-        """A name is given, or the track is a confident stranger: no more attempts either way."""
-        if self.identity(track_id).identity is not None:
-            return True
+        """The current segment has a name, or is a confident stranger."""
         st = self._tracks.get(track_id)
-        stop = self.config.unknown_votes_to_stop
-        return (
-            st is not None and stop > 0 and st.votes[UNKNOWN] >= stop and sum(st.votes.values()) == st.votes[UNKNOWN]
-        )
+        return st is not None and (st.current.identity is not None or st.current.stranger)
+
+    def _streak(self, seg: Segment) -> int:
+        """Clear faces at the end of the segment that disagree with its name (or its strangeness)."""
+        n = 0
+        for m in reversed(seg.marks):
+            if seg.identity is not None:
+                if m.label == seg.identity:
+                    break
+                if m.clear and (m.label != UNKNOWN or m.distance > self._far):
+                    n += 1
+            elif seg.stranger:
+                if m.label == UNKNOWN:
+                    break
+                if m.clear:
+                    n += 1
+        return n
+
+    def _due(self, st: TrackState, seq: int, ts: float) -> bool:
+        seg = st.current
+        if seg.last_search_seq is not None and seq - seg.last_search_seq < self._min_gap:
+            return False
+        decided = seg.identity is not None or seg.stranger
+        if not decided:
+            return not self._exhausted(seg)  # an undecided segment out of attempts stays unknown
+        if not self.seg.enabled:
+            return False
+        if seg.checks >= self.seg.verify_max or st.overlapping:
+            return False
+        if self._streak(seg) > 0:
+            return True
+        if seg.overlap_end is not None and (not seg.marks or seg.marks[-1].at.seq < seg.overlap_end.seq):
+            return True  # it overlapped someone since its last face: a swap may have happened
+        last = seg.last_search_ts if seg.last_search_ts is not None else seg.first_ts
+        return ts - last >= self.seg.verify_every_s - 1e-9
 
     def select(self, tracked: TrackedFrame) -> list[TrackedPerson]:
-        """The persons of this frame that get a face search now."""
+        """The persons of this frame that get a face search now (``observe`` first)."""
         chosen: list[TrackedPerson] = []
-        seq = tracked.frame.seq
+        seq, ts = tracked.frame.seq, tracked.frame.ts
         for p in tracked.persons:
-            st = self._state(p.track_id)
-            if st.attempts >= self.config.max_attempts or st.searches >= self._max_searches:
-                continue
-            if st.last_seq is not None and seq - st.last_seq < self._min_gap:
-                continue
             if p.box[3] - p.box[1] < self.config.min_person_height_px:
                 continue
-            if self.decided(p.track_id):
-                continue
-            chosen.append(p)
+            st = self._tracks.get(p.track_id)
+            if st is None:
+                self.observe(TrackedFrame(tracked.frame, (p,)))
+                st = self._tracks[p.track_id]
+            if self._due(st, seq, ts):
+                chosen.append(p)
         return chosen
+
+    # -- a face search's result ------------------------------------------------------------------
 
     def record(
         self, tracked: TrackedFrame, person: TrackedPerson, face: Face | None, match: FaceMatch | None,
-        vector: np.ndarray | None = None, image: np.ndarray | None = None,
+        vector: np.ndarray | None = None, sharpness: float | None = None, image: np.ndarray | None = None,
     ) -> RecognitionAttempt | None:
-        st = self._state(person.track_id)
-        st.searches += 1
-        st.last_seq = tracked.frame.seq
+        """A face search's result. ``image`` (the frame) only serves the crop of a new best face."""
+        st = self._tracks.get(person.track_id)
+        if st is None:
+            self.observe(TrackedFrame(tracked.frame, (person,)))
+            st = self._tracks[person.track_id]
+        seg = st.current
+        seq, ts = tracked.frame.seq, tracked.frame.ts
+        if seg.identity is not None or seg.stranger:
+            seg.checks += 1
+        seg.searches += 1
+        seg.last_search_seq, seg.last_search_ts = seq, ts
         if face is None or match is None:
             return None
-        st.attempts += 1
-        if vector is not None and (st.best_face is None or face.area > st.best_face.area):
-            crop = face_crop_jpeg(image, face.box) if image is not None else b""
-            st.best_face = BestFace(tracked.frame.seq, tracked.frame.ts, face.area,
-                                    np.asarray(vector, dtype=np.float32).copy(), crop)
         label = match.identity or UNKNOWN
-        st.votes[label] += 1
-        st.best_distance[label] = min(st.best_distance.get(label, 2.0), match.distance)
+        side = min(face.box[2] - face.box[0], face.box[3] - face.box[1])
+        clear = (side >= self.seg.clear_face_px and face.score >= self.seg.clear_face_score
+                 and not st.overlapping
+                 and (sharpness is None or sharpness >= self.seg.clear_sharpness))
+        seg.marks.append(FaceMark(Boundary(seq, ts, seg.frames), label, float(match.distance), clear))
+        if vector is not None:
+            disagrees = seg.identity is not None and label != seg.identity
+            if not disagrees and seg.identity is not None:
+                seg.best, seg.pending = larger(seg.best, seg.pending), None
+            slot = seg.pending if disagrees else seg.best
+            if slot is None or face.area > slot.area:  # a new best face: only then is a crop made
+                crop = face_crop_jpeg(image, face.box) if image is not None else b""
+                face_rec = BestFace(seq, ts, face.area, np.asarray(vector, dtype=np.float32).copy(), crop)
+                if disagrees:
+                    seg.pending = face_rec
+                else:
+                    seg.best = face_rec
+        self._update(st, seq, ts)
         return RecognitionAttempt(
             camera_id=tracked.frame.camera_id,
             track_id=person.track_id,
-            seq=tracked.frame.seq,
-            ts=tracked.frame.ts,
+            seq=seq,
+            ts=ts,
             face_box=tuple(round(v, 2) for v in face.box),  # type: ignore[arg-type]
             face_score=round(face.score, 4),
             identity=match.identity,
             distance=match.distance,
         )
 
+    def _update(self, st: TrackState, seq: int, ts: float) -> None:
+        """Decide, verify or cut the current segment after a new face."""
+        seg = st.current
+        if not self.seg.enabled:
+            if seg.identity is None and not seg.stranger:
+                self._decide(seg, seq, ts)
+            return
+        if seg.identity is not None:
+            streak = self._streak(seg)
+            others = sum(1 for m in seg.marks[len(seg.marks) - streak:] if m.label != UNKNOWN) if streak else 0
+            if streak and (others >= self.seg.other_identity_faces or streak >= self.seg.far_faces):
+                agree = [m for m in seg.marks if m.label == seg.identity]
+                if self._cut(st, agree[-1] if agree else None):
+                    self._decide(st.current, seq, ts)
+            return
+        if seg.stranger:
+            if self._streak(seg) >= max(self.config.min_votes, self.seg.other_identity_faces):
+                agree = [m for m in seg.marks if m.label == UNKNOWN]
+                if self._cut(st, agree[-1] if agree else None):
+                    self._decide(st.current, seq, ts)
+            return
+        name = self._decide(seg, seq, ts)
+        if name is not None:
+            # Faces of someone else before the first face of the name: the name starts after them.
+            first = next(i for i, m in enumerate(seg.marks) if m.label == name)
+            before = [m for m in seg.marks[:first] if m.clear and (
+                m.label not in (UNKNOWN, name) or m.distance > self._far)]
+            if before:
+                seg.identity, seg.named_seq, seg.named_ts = None, None, None
+                if self._cut(st, before[-1]):
+                    self._decide(st.current, seq, ts)
+                else:
+                    self._decide(seg, seq, ts)
+
+    def _decide(self, seg: Segment, seq: int, ts: float) -> str | None:
+        ident = decide(tally(seg.marks), self.config.min_votes)
+        if ident.identity is not None:
+            seg.identity, seg.named_seq, seg.named_ts = ident.identity, seq, ts
+            return ident.identity
+        stop = self.config.unknown_votes_to_stop
+        unknown = sum(1 for m in seg.marks if m.label == UNKNOWN)
+        if stop > 0 and unknown >= stop and unknown == len(seg.marks):
+            seg.stranger = True
+        return None
+
+    def _cut(self, st: TrackState, last_good: FaceMark | None) -> bool:
+        """End the current segment after ``last_good`` (the last face that agreed with it), or at the
+        overlap with another person that came after it; the frames of the overlap itself become a
+        segment of their own (nobody can say whose they are)."""
+        seg = st.current
+        after = last_good.at.seq if last_good is not None else seg.first_seq - 1
+        o_start, o_end = seg.overlap_start, seg.overlap_end
+        if o_start is not None and o_start.seq >= after and o_start.frames > 0:
+            right = split(seg, o_start, END_FACE)
+            st.segments.append(right)
+            if o_end is not None and o_end.frames > 0 and o_end.seq < right.last_seq:
+                tail = split(right, o_end, END_OVERLAP)
+                st.segments.append(tail)
+            return True
+        if last_good is None or last_good.at.next_seq is None:
+            return False  # nothing to keep, or nothing after it yet
+        st.segments.append(split(seg, last_good.at, END_FACE))
+        return True
+
+    # -- reading the decisions ---------------------------------------------------------------------
+
     def identity(self, track_id: int) -> TrackIdentity:
+        """The current segment's identity (what a sighting of this track carries now)."""
         st = self._tracks.get(track_id)
         if st is None:
             return TrackIdentity(None, 0, 0, None)
-        return decide(st, self.config.min_votes)
+        return segment_identity(st.current)
+
+    def segments(self, track_id: int) -> list[Segment]:
+        st = self._tracks.get(track_id)
+        return [] if st is None else list(st.segments)
 
     def track_ids(self) -> list[int]:
         return sorted(self._tracks)
 
-    def best_face(self, track_id: int) -> BestFace | None:
+    @staticmethod
+    def segment_identity(seg: Segment) -> TrackIdentity:
+        return segment_identity(seg)
+
+    def best_face(self, track_id: int, segment: int | None = None) -> BestFace | None:
         st = self._tracks.get(track_id)
-        return None if st is None else st.best_face
+        if st is None:
+            return None
+        seg = st.current if segment is None else st.segments[segment]
+        return larger(seg.best, seg.pending)
+
+
+def segment_identity(seg: Segment) -> TrackIdentity:
+    if seg.end_reason is not None:  # closed: its marks are summarised
+        return TrackIdentity(seg.identity, seg.votes, seg.attempts, seg.best_distance)
+    st = tally(seg.marks)
+    if seg.identity is not None:
+        return TrackIdentity(seg.identity, st.votes[seg.identity], st.attempts, st.best_distance.get(seg.identity))
+    return TrackIdentity(None, 0, st.attempts, st.best_distance.get(UNKNOWN))
 
 
 def decide(st: TrackVotes, min_votes: int) -> TrackIdentity:
@@ -326,7 +558,8 @@ def recognize_persons(
     gallery: Gallery,
     selected: list[TrackedPerson] | None = None,
 ) -> list[RecognitionAttempt]:
-    """Run the policy on one frame: search faces for the selected tracks, embed, match, vote.
+    """Run the policy on one frame (after ``recognizer.observe``): search faces for the selected
+    tracks, embed, match, vote.
 
     ``selected`` is ``recognizer.select(tracked)`` when the caller has it already."""
     if selected is None:
@@ -343,7 +576,8 @@ def recognize_persons(
     if found:
         vectors = embedder.embed(image, [f for _, f in found])
         for (person, face), vec in zip(found, vectors, strict=True):
-            attempt = recognizer.record(tracked, person, face, gallery.match(vec), vec, image)
+            sharp = face_sharpness(image, face) if recognizer.seg.enabled else None
+            attempt = recognizer.record(tracked, person, face, gallery.match(vec), vec, sharp, image)
             if attempt is not None:
                 attempts.append(attempt)
     return attempts

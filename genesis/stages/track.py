@@ -10,15 +10,51 @@ tracks by real time, not by call count.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import supervision as sv
 
 from genesis.config import TrackerConfig
 from genesis.domain import FrameDetections, TrackedFrame, TrackedPerson
+from genesis.domain.codec import CodecError, SavedState, decode, encode
 
 
-class CameraTracker:
+@dataclass(slots=True)
+class KalmanState:
+    """One tracklet's Kalman filter (``trackers.utils.kalman_filter.KalmanFilter.get_state``)."""
+
+    state: np.ndarray
+    state_covariance: np.ndarray
+    transition_mtx: np.ndarray
+    observation_mtx: np.ndarray
+    process_noise: np.ndarray
+    measurement_noise: np.ndarray
+
+
+@dataclass(slots=True)
+class TrackletState:
+    """One ByteTrack tracklet: its counters and its filter."""
+
+    tracker_id: int
+    age: int
+    time_since_update: int
+    time_since_update_seconds: float
+    consecutive_updates: int
+    kalman: KalmanState
+
+
+@dataclass(slots=True)
+class TrackerState:
+    """Everything a ByteTrack tracker carries from one frame to the next (its settings aside)."""
+
+    next_track_id: int
+    last_timestamp: float | None
+    tracks: list[TrackletState] = field(default_factory=list)
+
+
+class CameraTracker(SavedState):
     def __init__(self, config: TrackerConfig, frame_rate: float) -> None:
         from trackers import ByteTrackTracker
 
@@ -31,6 +67,51 @@ class CameraTracker:
             high_conf_det_threshold=config.high_conf_det_threshold,
         )
         self.lost_after_s = config.lost_track_buffer / 30.0
+
+    def export_state(self) -> dict[str, Any]:
+        """The tracker's state as our own dataclasses (JSON through the codec, never pickle).
+
+        Read from the ``trackers`` ByteTrack internals: the id counter, the last timestamp and,
+        per tracklet, its id, counters and Kalman filter (``get_state``); the filter's motion
+        model is derived from the settings and rebuilt on load."""
+        t = self._tracker
+        tracks = []
+        for tr in t.tracks:
+            kf = tr.state_estimator.kf.get_state()
+            tracks.append(TrackletState(
+                tracker_id=int(tr.tracker_id), age=int(tr.age), time_since_update=int(tr.time_since_update),
+                time_since_update_seconds=float(tr.time_since_update_seconds),
+                consecutive_updates=int(tr.number_of_successful_consecutive_updates),
+                kalman=KalmanState(**kf),
+            ))
+        last = t._last_timestamp
+        state = TrackerState(int(t._next_track_id), None if last is None else float(last), tracks)
+        out: dict[str, Any] = encode(state)
+        return out
+
+    def import_state(self, data: Any) -> None:
+        """Rebuild the tracker from ``export_state``: a fresh tracklet per saved one (so the noise
+        configuration and motion model are the library's own), then its filter and counters."""
+        from trackers.core.bytetrack.tracklet import ByteTrackTracklet
+
+        state = decode(TrackerState, data)
+        t = self._tracker
+        tracks = []
+        for saved in state.tracks:
+            k = saved.kalman
+            if k.state.shape != (8, 1) or k.state_covariance.shape != (8, 8):
+                raise CodecError(f"tracklet filter of shape {k.state.shape} is not an XYXY filter")
+            tr = ByteTrackTracklet(initial_bbox=k.state[:4, 0].copy(), state_estimator_class=t.state_estimator_class)
+            tr.state_estimator.set_state({name: getattr(k, name) for name in KalmanState.__dataclass_fields__})
+            tr.tracker_id = saved.tracker_id
+            tr.age = saved.age
+            tr.time_since_update = saved.time_since_update
+            tr.time_since_update_seconds = saved.time_since_update_seconds
+            tr.number_of_successful_consecutive_updates = saved.consecutive_updates
+            tracks.append(tr)
+        t.tracks = tracks
+        t._next_track_id = state.next_track_id
+        t._last_timestamp = state.last_timestamp
 
     def update(self, detections: FrameDetections) -> TrackedFrame:
         dets = detections.detections

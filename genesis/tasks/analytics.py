@@ -1,5 +1,5 @@
 """Queue ``analytics``: rollups and retention purges, started by ``celery -A genesis beat``
-(schedule: `genesis.services.schedule.beat_schedule`) or sent by hand. Thin: the work is in
+(schedule: `genesis.tasks.schedule.beat_schedule`) or sent by hand. Thin: the work is in
 `genesis.services.rollups`; both tasks are idempotent, so a retry or a redelivery is harmless."""
 
 from __future__ import annotations

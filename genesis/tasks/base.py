@@ -48,7 +48,8 @@ Bad *arguments* (a message that decodes but whose values are wrong) are the task
 wrap the parsing in :func:`bad_input` so it raises :class:`PermanentError` and the message is
 dead-lettered at once. Not covered: a message whose broker envelope itself is not JSON (kombu
 drops it before Celery sees it), a solo/threads worker process that dies (nobody is left to
-record it: Redis redelivers after the visibility timeout) and a task revoked by an operator.
+record it: the living workers' heartbeats put its message back on the queue within
+``worker_dead_after_s``, see genesis.pipeline.liveness) and a task revoked by an operator.
 If Redis itself is down when a letter is written, the letter is logged (as JSON) instead.
 """
 

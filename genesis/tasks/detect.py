@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
+from genesis.adapters.redis_keys import wake_key
 from genesis.celery import app
 from genesis.domain import FrameRef
 from genesis.domain.codec import decode
 from genesis.ops.metrics import time_inference
 from genesis.pipeline.liveness import touch_progress
-from genesis.pipeline.sequencer import FrameResult, push_results, wake_key
+from genesis.pipeline.sequencer import FrameResult, push_results
 from genesis.stages.detect import camera_tiling, detect_frame
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask
@@ -41,7 +42,7 @@ def detect(self: Any, frames: list[dict[str, Any]] | dict[str, Any], run_id: str
     stored = dict(zip(moving, runtime.frame_store().get_many(moving), strict=True)) if moving else {}
     for ref in refs:
         if ref.static:
-            results.append(FrameResult(ref, prev))  # the sequencer's CameraState reuses the last detections
+            results.append(FrameResult(ref, prev))  # CameraState reuses the last tracked boxes
             prev = ref.seq
             continue
         data = stored[ref.key]

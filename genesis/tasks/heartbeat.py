@@ -17,6 +17,7 @@ from typing import Any
 import redis
 from celery import signals
 
+from genesis.adapters.db import Repository
 from genesis.config import Settings
 from genesis.pipeline.liveness import WorkerHeartbeat, note_holder
 
@@ -35,11 +36,16 @@ def _broker(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
+@lru_cache(maxsize=4)
+def _repository(url: str) -> Repository:
+    return Repository(url)
+
+
 def _reap_runs(app: Any, settings: Settings) -> None:
     from genesis.pipeline.liveness import reap_stale_runs
-    from genesis.tasks import runtime
 
-    reap_stale_runs(settings, runtime.redis_client(), app, runtime.repository())
+    # Its own clients (those of genesis.tasks.runtime are the tasks'; this runs in the main process).
+    reap_stale_runs(settings, _broker(settings.redis_url), app, _repository(settings.database_url))
 
 
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:

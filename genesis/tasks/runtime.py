@@ -70,6 +70,13 @@ def mqtt_publisher() -> MqttPublisher:
     return MqttPublisher(settings().mqtt, name=f"genesis-{settings().ops.role or 'worker'}")
 
 
+def close_mqtt(**_: Any) -> None:
+    """Flush (at most ``mqtt.flush_timeout_s``, only while connected) and close this process's
+    broker connection, if it has one (a worker process that shuts down)."""
+    if mqtt_publisher.cache_info().currsize:
+        mqtt_publisher().close()
+
+
 @cache
 def _privacy_detector() -> FaceDetector:
     return privacy_detector(settings())

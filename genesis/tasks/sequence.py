@@ -4,31 +4,29 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from celery import signals
 
 from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
+from genesis.adapters.redis_keys import gap_check_key, kick_key, mqtt_memory_key, wake_key
 from genesis.celery import app
+from genesis.config import Settings
 from genesis.domain import FrameOutcome, FrameRef, ZoneEvent
 from genesis.domain.codec import encode
 from genesis.pipeline.liveness import touch_progress
-from genesis.pipeline.sequencer import (
-    LOCK_TTL_MS,
-    Sequencer,
-    SequencerState,
-    gap_check_key,
-    kick_key,
-    run_meta_for_report,
-    wake_key,
-)
+from genesis.pipeline.loop import BaseSink, BatchRows, CompositeSink, Image, RunProgress, Sink
+from genesis.pipeline.sequencer import LOCK_TTL_MS, Sequencer, StateError
+from genesis.pipeline.sinks import LiveSink, MqttEventsSink
 from genesis.services.alerts import prime
 from genesis.services.heatmap import keep_snapshot_distributed
 from genesis.services.live import LivePublisher, RedisLive
-from genesis.services.mqtt_events import MQTT_MEMORY_TTL_S, EventMemory, mqtt_memory_key, open_sink
-from genesis.services.privacy import FrameView, view_of
+from genesis.services.mqtt_events import MQTT_MEMORY_TTL_S, EventMemory, MqttSink, open_sink
+from genesis.services.privacy import FrameView, live_encoder, view_of
 from genesis.stages.camera import CameraState
 from genesis.tasks import routing, runtime
 from genesis.tasks.alerts import run_time_origin, send_alerts
@@ -38,10 +36,92 @@ from genesis.tasks.identities import send_track_faces
 log = logging.getLogger(__name__)
 
 
+# A pool child (prefork) or the worker itself (solo/threads) that stops flushes its MQTT buffer.
+signals.worker_process_shutdown.connect(runtime.close_mqtt, weak=False, dispatch_uid="genesis-mqtt-close-child")
+signals.worker_shutdown.connect(runtime.close_mqtt, weak=False, dispatch_uid="genesis-mqtt-close")
+
+
 @functools.cache
 def live_publisher() -> LivePublisher:
     """One per worker process: it caches the "someone is watching" flag for a second."""
-    return LivePublisher.from_settings(runtime.settings(), RedisLive(runtime.redis_client()))
+    publisher = LivePublisher.from_settings(runtime.settings(), RedisLive(runtime.redis_client()))
+    publisher.encode = live_encoder(runtime.redactor)  # each camera's privacy blur, if any
+    return publisher
+
+
+class CelerySink(BaseSink):
+    """The run loop's sink in distributed mode: each batch's rows to the store queue, its alerts
+    to the alert tasks, the heatmap background now and then (with the privacy blur); at the end
+    the tracks, the track faces and the run's meta (the twin of
+    :class:`~genesis.pipeline.sinks.LocalSink`)."""
+
+    def __init__(self, settings: Settings, run_id: str, time_origin: float, blur: bool = False) -> None:
+        self.settings, self.run_id, self.time_origin, self.blur = settings, run_id, time_origin, blur
+        self.view = FrameView()
+        """The privacy blur's view of the last frame (the one a snapshot may store)."""
+
+    def on_frame(self, outcome: FrameOutcome, image: Image, camera: CameraState) -> None:
+        if self.blur:
+            self.view = view_of(outcome, camera)
+
+    def _send(self, name: str, args: list[Any]) -> None:
+        app.send_task(name, args=args, queue=routing.queue_of(self.settings, name))
+
+    def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
+        send_alerts(self.run_id, self.time_origin, list(outcomes))
+        if outcomes:
+            self._keep_snapshot(outcomes[-1].tracked.frame)
+        rows = BatchRows.of(outcomes, closing)
+        if not rows.analytics:  # frames without people: nothing to store
+            return
+        payload: dict[str, Any] = {
+            "sightings": [encode(x) for x in rows.sightings],
+            "attempts": [encode(x) for x in rows.attempts],
+            "zone_events": [encode(x) for x in rows.zone_events],
+            "crossings": [encode(x) for x in rows.crossings],
+            # For the end-to-end latency metric only (the store task does not write it).
+            "captured_at": [o.tracked.frame.captured_at for o in outcomes if o.sightings or o.attempts
+                            or o.zone_events or o.crossings],
+        }
+        self._send(routing.SAVE_OUTCOME, [self.run_id, payload])
+
+    def _keep_snapshot(self, ref: FrameRef) -> None:
+        """The camera's heatmap background, at most every analytics.snapshot_every_s."""
+        try:
+            redactor = runtime.redactor(ref.camera_id)
+            view, quality = self.view, self.settings.pipeline.jpeg_quality
+
+            def redact(jpeg: bytes) -> bytes:
+                assert redactor is not None
+                return redactor.jpeg(jpeg, view, quality)
+
+            keep_snapshot_distributed(runtime.redis_client(), AnalyticsStore(runtime.repository()),
+                                      runtime.frame_store(), ref, self.settings.analytics.snapshot_every_s,
+                                      redact if redactor is not None else None)
+        except Exception:  # a snapshot is best effort: never fail the ordered stage for it
+            log.warning("camera %s: snapshot not stored", ref.camera_id, exc_info=True)
+
+    def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
+        self._send(routing.SAVE_TRACKS, [self.run_id, [encode(t) for t in camera.track_records()]])
+        send_track_faces(app, self.settings, self.run_id, camera)
+        self._send(routing.FINISH_RUN, [self.run_id, progress.frames, progress.run_meta()])
+
+
+class RedisMqttSink(MqttEventsSink):
+    """MQTT events from the ordered stage (frame order; the retained state is the camera's latest),
+    with what was announced kept in Redis for the next pass, maybe on another worker."""
+
+    def __init__(self, mqtt: MqttSink, redis: Any, run_id: str) -> None:
+        super().__init__(mqtt)
+        self.redis, self.run_id = redis, run_id
+
+    def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
+        super().on_batch(outcomes, closing)
+        self.redis.set(mqtt_memory_key(self.run_id), self.mqtt.events.memory.to_json(), ex=MQTT_MEMORY_TTL_S)
+
+    def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
+        super().on_finish(camera, progress)
+        self.redis.delete(mqtt_memory_key(self.run_id))
 
 
 @app.task(base=PipelineTask, name=routing.SEQUENCE, bind=True)
@@ -62,69 +142,15 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
     def prepare(cam: CameraState) -> None:
         prime(cam, AlertStore(runtime.repository().engine), s, time_origin)
 
-    # MQTT is published from this ordered stage: events come out in frame order, and the retained
-    # state (people in view, zone occupancy) is the camera's latest; the analytics queue has no order.
     redis = runtime.redis_client()
-    mqtt = open_sink(s, s.camera(camera_id), run_id, time_origin, runtime.mqtt_publisher(),
-                     EventMemory.from_json(redis.get(mqtt_memory_key(run_id)))) if s.mqtt.enabled else None
-    closed: list[ZoneEvent] = []
-    blur = s.blur_mode(s.camera(camera_id)) != "off"
-    views: dict[int, FrameView] = {}  # the privacy blur's view of the frame a snapshot may store
-
-    def observe(outcome: FrameOutcome, cam: CameraState) -> None:
+    camera = s.camera(camera_id)
+    sinks: list[Sink] = [CelerySink(s, run_id, time_origin, blur=s.blur_mode(camera) != "off"),
+                         LiveSink(live_publisher(), run_id)]
+    if s.mqtt.enabled:
+        mqtt = open_sink(s, camera, run_id, time_origin, runtime.mqtt_publisher(),
+                         EventMemory.from_json(redis.get(mqtt_memory_key(run_id))))
         if mqtt is not None:
-            mqtt.observe(outcome, cam)
-        if blur:
-            views.clear()
-            views[outcome.tracked.frame.seq] = view_of(outcome, cam)
-
-    def emit(outcomes: list[FrameOutcome], closing: list[ZoneEvent]) -> None:
-        closed.extend(closing)
-        if mqtt is not None:  # what was announced, for the next pass (maybe on another worker)
-            redis.set(mqtt_memory_key(run_id), mqtt.events.memory.to_json(), ex=MQTT_MEMORY_TTL_S)
-        send_alerts(run_id, time_origin, outcomes)
-        payload = {
-            "sightings": [encode(x) for o in outcomes for x in o.sightings],
-            "attempts": [encode(x) for o in outcomes for x in o.attempts],
-            "zone_events": [encode(x) for o in outcomes for x in o.zone_events] + [encode(x) for x in closing],
-            "crossings": [encode(x) for o in outcomes for x in o.crossings],
-        }
-        if outcomes:
-            keep_snapshot(outcomes[-1].tracked.frame)
-        if not any(payload.values()):  # frames without people: nothing to store
-            return
-        # For the end-to-end latency metric only (the store task does not write it).
-        payload["captured_at"] = [o.tracked.frame.captured_at for o in outcomes if o.sightings or o.attempts
-                                  or o.zone_events or o.crossings]
-        app.send_task(routing.SAVE_OUTCOME, args=[run_id, payload], queue=routing.queue_of(s, routing.SAVE_OUTCOME))
-
-    def keep_snapshot(ref: FrameRef) -> None:
-        """The camera's heatmap background, at most every analytics.snapshot_every_s."""
-        try:
-            redactor = runtime.redactor(ref.camera_id)
-            view = views.get(ref.seq, FrameView())
-
-            def redact(jpeg: bytes) -> bytes:
-                assert redactor is not None
-                return redactor.jpeg(jpeg, view, s.pipeline.jpeg_quality)
-
-            keep_snapshot_distributed(runtime.redis_client(), AnalyticsStore(runtime.repository()),
-                                      runtime.frame_store(), ref, s.analytics.snapshot_every_s,
-                                      redact if redactor is not None else None)
-        except Exception:  # a snapshot is best effort: never fail the ordered stage for it
-            log.warning("camera %s: snapshot not stored", ref.camera_id, exc_info=True)
-
-    def finish(state: SequencerState) -> None:
-        if mqtt is not None:
-            mqtt.end(closed, state.camera)
-            redis.delete(mqtt_memory_key(run_id))
-        tracks = [encode(t) for t in state.camera.track_records()]
-        app.send_task(routing.SAVE_TRACKS, args=[run_id, tracks], queue=routing.queue_of(s, routing.SAVE_TRACKS))
-        send_track_faces(app, s, run_id, state.camera)
-        app.send_task(
-            routing.FINISH_RUN, args=[run_id, state.frames, run_meta_for_report(state)],
-            queue=routing.queue_of(s, routing.FINISH_RUN),
-        )
+            sinks.append(RedisMqttSink(mqtt, redis, run_id))
 
     # Clear the wake flag before reading any result: a detect task that pushes a result after
     # our reads will find it clear and send the next wake.
@@ -137,17 +163,16 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
         run_meta=meta,
         faces=runtime.face_models(run_id),
         load_image=load_image,
-        emit_outcomes=emit,
-        finish=finish,
+        sink=CompositeSink(sinks),  # more consumers of frames or batches: add them to ``sinks``
         prepare=prepare,
-        observe=observe,
-        live=live_publisher(),
     )
-    finished = seq.run()
-    touch_progress(runtime.redis_client(), run_id, s.distributed.run_stale_after_s)  # the run is alive
+    try:
+        finished = seq.run()
+    except StateError as exc:  # tampered with, or written by another version: never executed
+        raise PermanentError(f"run {run_id}: {exc}") from None
+    touch_progress(redis, run_id, s.distributed.run_stale_after_s)  # the run is alive
     if finished:
         return
-    redis = runtime.redis_client()
     if seq.busy:
         # Another worker holds the lock. If it died, nothing may come to wake the run once its
         # lock expires: one delayed look per lock lifetime (not one per detect task).

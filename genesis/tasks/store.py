@@ -6,13 +6,13 @@ import json
 from typing import Any
 
 from genesis.adapters.db import TrackRecord
+from genesis.adapters.redis_keys import end_key
 from genesis.celery import app
 from genesis.domain import LineCrossing, RecognitionAttempt, Sighting, ZoneEvent
 from genesis.domain.codec import decode
 from genesis.ops import metrics as ops_metrics
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask
-from genesis.tasks.dispatch import end_key
 
 
 @app.task(base=PipelineTask, name=routing.SAVE_OUTCOME, bind=True)

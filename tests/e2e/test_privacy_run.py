@@ -1,6 +1,6 @@
-"""The privacy blur on a real embedded run: the stored camera snapshot (the heatmap background) and
-``annotated.mp4`` keep the enrolled person's face and nothing YuNet can find of the stranger's; with
-``blur_faces: everyone`` no face is left at all."""
+"""The privacy blur on a real embedded run: the stored camera snapshot (the heatmap background),
+``annotated.mp4`` and the live view keep the enrolled person's face and nothing YuNet can find of
+the stranger's; with ``blur_faces: everyone`` no face is left at all."""
 
 from __future__ import annotations
 
@@ -10,14 +10,17 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from sqlalchemy import select
 
 from genesis.adapters.db import Repository
 from genesis.adapters.db.analytics import AnalyticsStore
+from genesis.adapters.db.tables_identities import TrackFace
 from genesis.backends.faces import FaceDetector, build_face_detector
 from genesis.config import FaceDetectorConfig, Settings, load_settings
 from genesis.pipeline.embedded import run_embedded
 from genesis.pipeline.model_loader import detector_label, load_models
 from genesis.services.enroll import enroll
+from genesis.services.live import mark_watched, read_latest
 from tests.walking_clip import side_by_side_clip
 
 Box = tuple[int, int, int, int]
@@ -70,8 +73,17 @@ def test_stored_and_annotated_images_blur_unenrolled_faces(tmp_path: Path, model
         known = data_dir / "faces" / "known" / "daryl"
         enroll(repo, "daryl", [known / "daryl1.jpg", known / "daryl3.jpg"], models.face_detector, models.embedder,
                detector_label(settings))
+        mark_watched("hall", 600, repo.engine, None)  # a browser watches: the run publishes live frames
         out = run_embedded(settings, str(clip), settings.camera("hall"), out_dir=tmp_path / blur, annotate=True,
                            models=models)
+        live = read_latest("hall", repo.engine, None)
+        assert live is not None
+        live_image = cv2.imdecode(np.frombuffer(live.jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+        live_names = {p["identity"] for p in live.meta["persons"]}
+        with repo.engine.connect() as conn:  # the tracks' face crops kept for the review page
+            crops = {tid: crop for tid, crop in conn.execute(select(TrackFace.track_id, TrackFace.crop))}
+        named = {t["track_id"] for t in out.report["results"]["tracks"] if t["identity"] != "unknown"}
+        assert len(crops) > len(named) >= 1  # the stranger's track has a face too
         names = {i["name"] for i in out.report["results"]["identities"]}
         assert names == {"daryl"}
         snap = AnalyticsStore(repo).snapshot("hall")
@@ -86,3 +98,12 @@ def test_stored_and_annotated_images_blur_unenrolled_faces(tmp_path: Path, model
                     assert faces_in(det, image, daryl) == 0
                 else:
                     assert faces_in(det, image, daryl) >= 1
+        # Face crops: only of enrolled people (unenrolled), none at all (everyone).
+        assert {tid for tid, crop in crops.items() if crop} == (set() if blur == "everyone" else named)
+        # The live view: the stranger's face never; daryl's only once he is named in that frame.
+        for det in checks:
+            assert faces_in(det, live_image, carell) == 0, blur
+            if blur == "everyone" or "daryl" not in live_names:
+                assert faces_in(det, live_image, daryl) == 0
+            else:
+                assert faces_in(det, live_image, daryl) >= 1

@@ -22,17 +22,19 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 
+from genesis.adapters.broker import detect_backlog
 from genesis.adapters.db import Repository
 from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.db.apikeys import ApiKeyStore
 from genesis.adapters.dlq import DeadLetter, DeadLetters
-from genesis.adapters.frame_store import encode_jpeg, frame_key
+from genesis.adapters.frame_store import encode_jpeg
+from genesis.adapters.redis_keys import frame_key
 from genesis.api import create_app
 from genesis.config import Settings
 from genesis.identities.store import VERSION_KEY, IdentityStore
-from genesis.pipeline.capture import detect_backlog, make_app
 from genesis.pipeline.embedded import run_embedded
 from genesis.pipeline.report import build_results, visits
+from genesis.tasks.celery_config import make_app
 from tests.integration.workers import fresh_postgres_database, workers
 from tests.services import redis_url
 

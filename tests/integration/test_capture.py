@@ -29,22 +29,18 @@ import typer
 from celery import Celery
 from typer.testing import CliRunner
 
+from genesis.adapters.broker import broker_queue_keys, detect_backlog
 from genesis.adapters.db import Repository
-from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg, frame_key
+from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg
 from genesis.adapters.redis_frames import RedisFrameStore
+from genesis.adapters.redis_keys import end_key, frame_key
 from genesis.adapters.video import RawFrame, SourceError, SourceInfo
 from genesis.celery import configure
 from genesis.cli.capture import capture_command
 from genesis.config import CameraConfig, Settings, load_settings
 from genesis.domain import FrameRef
-from genesis.pipeline.capture import (
-    CaptureLoop,
-    broker_queue_keys,
-    capture_counters,
-    detect_backlog,
-    distributed_capture,
-)
-from genesis.tasks.dispatch import end_key, publish_frames
+from genesis.pipeline.capture import CaptureLoop, capture_counters, distributed_capture
+from genesis.tasks.dispatch import publish_frames
 from tests.services import REDIS_ADDRESS, redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,7 +180,8 @@ def test_file_frames_stored_published_and_ended(
     summary = json.loads(rds.get(end_key(stats.run_id)) or b"null")
     assert summary == {
         "last_seq": 38, "frames": 20, "dropped": 0, "stride": 2, "fps": pytest.approx(fps),
-        "width": 800, "height": 450, "source": str(video),
+        "width": 800, "height": 450, "source": str(video), "frames_declared": 20, "frames_read": 20,
+        "reconnects": 0, "outage_s": 0.0,
     }
     assert queued(rds, "recognize") == [Message("genesis.sequence", ["door", stats.run_id])]
 

@@ -9,6 +9,7 @@ answers are compared with the stored rows and with `report.json`'s own function.
 from __future__ import annotations
 
 import base64
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -131,7 +132,8 @@ def watched_run(console_settings: Settings, client: TestClient, keys: dict[str, 
     return out
 
 
-def test_live_view_while_an_embedded_run_is_watched(watched_run: dict[str, Any], repo: Repository) -> None:
+def test_live_view_while_an_embedded_run_is_watched(watched_run: dict[str, Any], repo: Repository,
+                                                    client: TestClient, keys: dict[str, str]) -> None:
     run_id = watched_run["run"].run_id
     run = repo.run(run_id)
     assert run is not None
@@ -154,6 +156,13 @@ def test_live_view_while_an_embedded_run_is_watched(watched_run: dict[str, Any],
             assert np.allclose(person["box"], stored[(meta["seq"], person["track_id"])], atol=0.06), person
             boxes += 1
     assert boxes > 0
+    # The run has ended: its last live image (and who was in it) is not kept; the camera says since when.
+    with repo.engine.connect() as conn:
+        jpeg, meta = conn.execute(text("SELECT jpeg, meta FROM live_frames WHERE camera_id = :c"), {"c": CAMERA}).one()
+    assert bytes(jpeg) == b"" and meta["persons"] == [] and meta["run_id"] == run_id and meta["seq"] >= max(seqs)
+    r = client.get(f"/api/cameras/{CAMERA}/live/frame", headers=h(keys, "viewer")).json()
+    assert r["available"] is True and r["stale"] is True and r["image"] is None and r["at"] == meta["at"].replace(
+        "+00:00", "Z")
 
 
 def test_distributed_backend_publishes_to_redis_only_while_watched(console_settings: Settings, data_dir: Path,
@@ -187,6 +196,10 @@ def test_distributed_backend_publishes_to_redis_only_while_watched(console_setti
     assert 0 < r.ttl(live.frame_key(cam)) <= live.REDIS_FRAME_TTL_S
     got = live.read_latest(cam, None, r)
     assert got is not None and got.meta["run_id"] == "run-x" and got.meta["camera_id"] == cam
+    # Once the frame has expired, the time of the last one is still known ("no frame since ...").
+    r.delete(live.frame_key(cam))
+    gone = live.read_latest(cam, None, r)
+    assert gone is not None and gone.jpeg == b"" and gone.at == got.at and gone.meta["persons"] == []
     assert decode_jpeg(got.jpeg).shape[2] == 3
 
 
@@ -206,8 +219,10 @@ def test_face_crops_are_encrypted_and_never_served_without_a_key(watched_run: di
         raw = bytes(crop)
         assert is_encrypted(raw) and b"\xff\xd8\xff" not in raw  # ciphertext at rest, no JPEG marker
         url = f"/api/tracks/{run_id}/{track_id}/face.jpg"
+        # From a client address of its own: the failed-authentication allowance is per client.
+        stranger = TestClient(client.app, raise_server_exceptions=False, client=(f"10.9.0.{track_id % 250 + 1}", 1))
         for headers in ({}, {"X-API-Key": "gk_00000000_nope"}, {"X-API-Key": "not-a-key"}):
-            r = client.get(url, headers=headers)
+            r = stranger.get(url, headers=headers)
             assert r.status_code == 401 and r.headers["content-type"].startswith("application/json"), r.text
         r = client.get(url, headers=h(keys, "viewer"))
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
@@ -217,7 +232,7 @@ def test_face_crops_are_encrypted_and_never_served_without_a_key(watched_run: di
         assert image is not None and max(image.shape[:2]) <= 160
     assert client.get(f"/api/tracks/{run_id}/999999/face.jpg", headers=h(keys, "viewer")).status_code == 404
     assert client.get("/api/photos/999999/face.jpg", headers=h(keys, "viewer")).status_code == 404
-    assert client.get("/api/photos/1/face.jpg").status_code == 401
+    assert TestClient(client.app, client=("10.9.1.1", 1)).get("/api/photos/1/face.jpg").status_code == 401
 
 
 def test_review_assign_merge_identity_page_reject_forget(watched_run: dict[str, Any], repo: Repository,
@@ -328,39 +343,77 @@ def test_review_assign_merge_identity_page_reject_forget(watched_run: dict[str, 
         assert conn.execute(text("SELECT count(*) FROM track_faces WHERE run_id = :r AND track_id = :t"),
                             {"r": run_id, "t": first["track_id"]}).scalar_one() == 0
     assert len(_faces(repo, run_id)) < len(faces)
+    with repo.engine.connect() as conn:  # the live view's last frame may have shown them: gone too
+        assert conn.execute(text("SELECT count(*) FROM live_frames")).scalar_one() == 0
 
 
 def test_nothing_is_published_when_nobody_watches(watched_run: dict[str, Any], console_settings: Settings,
                                                   client: TestClient, keys: dict[str, str], data_dir: Path,
                                                   repo: Repository) -> None:
     time.sleep(console_settings.console.live_watch_s + 0.5)  # the watch flag of the polls above ran out
+    query = text("SELECT at, meta FROM live_frames WHERE camera_id = :c")
     with repo.engine.connect() as conn:
-        before = conn.execute(text("SELECT at, meta FROM live_frames WHERE camera_id = :c"), {"c": CAMERA}).one()
+        before = conn.execute(query, {"c": CAMERA}).all()
     video = str(data_dir / "video" / "opencv4nodejs_people.mp4")
     quiet = run_embedded(console_settings, video, console_settings.camera(CAMERA), stride=3, max_frames=6)
     with repo.engine.connect() as conn:
-        after = conn.execute(text("SELECT at, meta FROM live_frames WHERE camera_id = :c"), {"c": CAMERA}).one()
-    assert after == before and after[1]["run_id"] != quiet.run_id
-    # The camera says since when it has had no frame, and shows no old image.
+        after = conn.execute(query, {"c": CAMERA}).all()
+    assert after == before and all(row[1]["run_id"] != quiet.run_id for row in after)
     r = client.get(f"/api/cameras/{CAMERA}/live/frame", headers=h(keys, "viewer")).json()
-    assert r["available"] is True and r["stale"] is True and r["image"] is None and r["age_s"] > 5
+    assert r["image"] is None and r["stale"] is True
     assert client.get("/api/cameras/nowhere/live/frame", headers=h(keys, "viewer")).status_code == 404
     assert client.get(f"/api/cameras/{CAMERA}/live/frame").status_code == 401
 
 
-def test_dashboard_pages_need_a_session(client: TestClient, keys: dict[str, str]) -> None:
+def test_dashboard_pages_need_a_session(client: TestClient, keys: dict[str, str], watched_run: dict[str, Any],
+                                        repo: Repository) -> None:
+    from tests.integration.test_api import dashboard_login
+
     for path in ("/review", "/search", "/identities/somebody"):
         r = client.get(path, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/", path
-    client.cookies.set("genesis_session", keys["viewer"])
-    try:
-        for path in ("/review", "/search", "/identities/%3Cimg%20src%3Dx%20onerror%3D%22alert(1)%22%3E"):
-            r = client.get(path)
-            assert r.status_code == 200 and r.headers["cache-control"] == "no-store", path
-            assert "<img src=x" not in r.text
-        assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in r.text
-    finally:
-        client.cookies.clear()
+    c = TestClient(client.app, raise_server_exceptions=False)
+    assert c.get("/review", headers={"Cookie": f"genesis_session={keys['viewer']}"},
+                 follow_redirects=False).status_code == 303  # a raw key is no session
+    assert dashboard_login(c, keys["operator"]).status_code == 303
+    for path in ("/review", "/search", "/identities/%3Cimg%20src%3Dx%20onerror%3D%22alert(1)%22%3E"):
+        r = c.get(path)
+        assert r.status_code == 200 and r.headers["cache-control"] == "no-store", path
+        assert "<img src=x" not in r.text
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in r.text
+    # Crops load with the session (as <img> does); a change needs the page's CSRF token.
+
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', c.get("/review").text)
+    assert token and token.group(1)
+    with repo.engine.connect() as conn:
+        track = conn.execute(text("SELECT track_id FROM track_faces WHERE run_id = :r AND crop IS NOT NULL"),
+                             {"r": watched_run["run"].run_id}).scalars().first()
+    assert c.get(f"/api/tracks/{watched_run['run'].run_id}/{track}/face.jpg").headers["content-type"] == "image/jpeg"
+    url = f"/api/tracks/{watched_run['run'].run_id}/{track}/assign"
+    assert c.post(url, json={"name": "Nobody Yet"}).status_code == 403
+    r = c.post(url, json={"name": "Nobody Yet"}, headers={"X-CSRF-Token": token.group(1)})
+    assert r.status_code == 404 and "no identity" in r.json()["error"]["message"]
+
+
+def test_retention_purge_removes_the_crops(watched_run: dict[str, Any], repo: Repository, client: TestClient,
+                                          keys: dict[str, str]) -> None:
+    """`genesis identities purge`: the faces of unrecognised tracks past the retention go, crops with them."""
+    from datetime import timedelta
+
+    from genesis.adapters.db.tables import utcnow
+    from genesis.identities.store import IdentityStore
+    from genesis.identities.tracks import purge
+
+    with repo.engine.connect() as conn:
+        kept = conn.execute(text("SELECT run_id, track_id FROM track_faces WHERE crop IS NOT NULL")).all()
+    assert kept
+    urls = [f"/api/tracks/{r}/{t}/face.jpg" for r, t in kept]
+    assert all(client.get(u, headers=h(keys, "viewer")).status_code == 200 for u in urls)
+    counts = purge(IdentityStore(repo), 1, "test", now=utcnow() + timedelta(days=2))
+    assert counts["track_faces"] == len(kept)  # nobody is named any more: every face is an unknown's
+    assert all(client.get(u, headers=h(keys, "viewer")).status_code == 404 for u in urls)
+    with repo.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM track_faces")).scalar_one() == 0
 
 
 # -- schemathesis over the console's operations -----------------------------------------------

@@ -29,11 +29,12 @@ from celery import Celery
 from celery.exceptions import Retry
 from kombu import Connection, Exchange, Producer, Queue
 
-from genesis.adapters.dlq import DeadLetter, DeadLetters, ReplayError, replay
+from genesis.adapters.dlq import DeadLetter, DeadLetters, ReplayError
 from genesis.celery import configure
 from genesis.config import Settings, load_settings
 from genesis.tasks import routing
 from genesis.tasks.base import TRANSIENT_ERRORS, PermanentError, PipelineTask
+from genesis.tasks.dispatch import replay
 from tests.integration.dlq_tasks import CORRUPT, CRASH, CRASH_RETRIES, DOWN, FLAKY, PREFORK_QUEUE, QUEUE
 from tests.services import redis_url
 

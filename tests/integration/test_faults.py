@@ -27,10 +27,10 @@ SPECS = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo
 
 @pytest.fixture()
 def env(models_dir: Path, tmp_path: Path, data_dir: Path) -> Iterator[dict[str, str]]:
-    # A redelivered message comes back before its frame is given up (Redis restores the unacked
-    # messages of a dead worker after the visibility timeout, on kombu's restore cycle: about
-    # 90 s here); retries are quick.
-    distributed = {"gap_timeout_s": 200, "visibility_timeout_s": 10, "max_retries": 3, "retry_backoff_max_s": 1}
+    # The default gap and visibility timeouts: a dead worker's messages come back through the
+    # living workers' heartbeats (genesis.pipeline.liveness). Only the retries are quick, for the
+    # database outage test.
+    distributed = {"max_retries": 3, "retry_backoff_max_s": 1}
     with pipeline_env(tmp_path, models_dir, data_dir, BROKER, FRAMES, distributed) as e:
         yield e
 
@@ -88,8 +88,8 @@ def test_workers_killed_mid_run_lose_and_duplicate_nothing(env: dict[str, str], 
         for w in started[:2]:  # detect and the sequencer, mid-run, without warning
             w.kill()
         assert count_rows(env["GENESIS_DATABASE_URL"], "sightings") < sum(t["frames"] for t in want["tracks"])
-    # Restarted: unacknowledged messages come back after the visibility timeout, the sequencer
-    # resumes from its last saved state once the dead holder's lock has expired.
+    # Restarted: the dead workers' unacknowledged messages are put back by the new workers'
+    # heartbeats, the sequencer resumes from its last saved state once the dead holder's lock expired.
     with workers(*SPECS, env=env, log_dir=logs):
         genesis_cli(env, "drain", "--timeout", "300")
     got = report(env, run_id)

@@ -131,6 +131,14 @@ def held(broker: redis.Redis, task: str) -> list[str]:
     return tags
 
 
+def held_for_other_run(broker: redis.Redis, run_id: str) -> bool:
+    """Whether a detect message of another run than ``run_id`` is taken and not acknowledged."""
+    from genesis.pipeline.liveness import describe_message
+
+    return any(describe_message(raw).run_id not in (None, run_id) and describe_message(raw).task == "genesis.detect"
+               for raw in broker.hvals("unacked"))
+
+
 def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -234,39 +242,46 @@ def test_capture_and_workers_killed_run_is_abandoned(env: dict[str, str], server
                                                      data_dir: Path, tmp_path: Path) -> None:
     """A live capture and every worker killed with SIGKILL mid-stream: drain names the messages
     held by dead workers; once workers are back the run is marked failed (abandoned, with why) after
-    run_stale_after_s, its keys expire, drain returns, and report --camera says it skipped it. ~150 s."""
+    run_stale_after_s, its keys expire, drain returns, and report --camera says it skipped it. ~3 min
+    (the default run_stale_after_s, 60 s, and two starts of four workers)."""
     logs = Path(env["TEST_OUT_DIR"])
+    everyone = [*SPECS, ("analytics", "analytics", 1, "solo")]
     finished = capture(env, data_dir)  # an earlier, complete run of the same camera
     camera = MjpegCamera(Path(clip(data_dir)))
     camera.start()
     frames = redis.Redis.from_url(server.url(1))
     broker = redis.Redis.from_url(server.url(0))
     cap_log = (tmp_path / "capture.log").open("w")
-    cap = subprocess.Popen([os.sys.executable, "-m", "genesis.cli.main", "capture", "--camera", "entrance",
-                            "--source", camera.url], env=env, stdout=cap_log, stderr=subprocess.STDOUT,
-                           start_new_session=True)
+    cap: subprocess.Popen[bytes] | None = None
     try:
-        with workers(*SPECS, env=env, log_dir=logs) as started:
-            genesis_cli(env, "drain", "--timeout", "300")  # the earlier run, fully stored
-            wait_for(lambda: held(broker, "genesis.detect") and rows(env, "sightings") > 0, 120,
-                     "the live run in the workers' hands")
+        with workers(*everyone, env=env, log_dir=logs) as started:
+            wait_for(lambda: run_status(env, finished) == "finished", 120, "the earlier run stored", interval=0.5)
+            # Started now (not before): few of its frames wait when everything is killed.
+            cap = subprocess.Popen([os.sys.executable, "-m", "genesis.cli.main", "capture", "--camera", "entrance",
+                                    "--source", camera.url, "--stride", "2"], env=env, stdout=cap_log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+            wait_for(lambda: held_for_other_run(broker, finished), 60, "the live run in the workers' hands",
+                     interval=0.05)
             os.killpg(cap.pid, signal.SIGKILL)
             for w in started:
                 w.kill()
         cap.wait(10)
-        time.sleep(DEFAULTS.worker_dead_after_s + 1)
-        stuck = subprocess.run([os.sys.executable, "-m", "genesis.cli.main", "drain", "--timeout", "3"], env=env,
-                               capture_output=True, text=True, timeout=60, check=False)
-        assert stuck.returncode == 1
-        assert "held by a dead worker" in stuck.stderr and "no live worker" in stuck.stderr, stuck.stderr
-        with workers(*SPECS, env=env, log_dir=logs):
+        # No worker alive: drain names the dead worker's messages and stops on its own, well
+        # before its --timeout (3 x worker_dead_after_s without any heartbeat).
+        began = time.monotonic()
+        stuck = subprocess.run([os.sys.executable, "-m", "genesis.cli.main", "drain", "--timeout", "300"], env=env,
+                               capture_output=True, text=True, timeout=400, check=False)
+        assert stuck.returncode == 1 and time.monotonic() - began < 120, stuck.stderr
+        assert "no live Genesis worker" in stuck.stderr, stuck.stderr
+        assert "held by a dead worker" in stuck.stderr and "no live worker to put them back" in stuck.stderr
+        with workers(*everyone, env=env, log_dir=logs):
             # The dead workers' messages come back, everything published is stored: drained.
             genesis_cli(env, "drain", "--timeout", "300")
             # The run never ends (its capture is dead): the workers' heartbeat marks it abandoned.
             wait_for(lambda: run_status(env, finished, other=True) == "failed",
                      DEFAULTS.run_stale_after_s + 60, "the run marked abandoned", interval=2)
     finally:
-        if cap.poll() is None:
+        if cap is not None and cap.poll() is None:
             os.killpg(cap.pid, signal.SIGKILL)
         cap_log.close()
         camera.stop()
@@ -277,14 +292,52 @@ def test_capture_and_workers_killed_run_is_abandoned(env: dict[str, str], server
 
     engine = create_engine(env["GENESIS_DATABASE_URL"])
     with engine.connect() as conn:
-        runs = conn.execute(text("SELECT id, status, meta FROM runs")).all()
+        found = conn.execute(text("SELECT id, status, meta FROM runs WHERE id != :f"), {"f": finished}).all()
     engine.dispose()
-    statuses = {r.id: (r.status, r.meta if isinstance(r.meta, dict) else json.loads(r.meta)) for r in runs}
-    abandoned = [rid for rid, (status, _) in statuses.items() if rid != finished]
-    assert len(abandoned) == 1
-    status, meta = statuses[abandoned[0]]
+    [(abandoned, status, meta)] = found
+    meta = meta if isinstance(meta, dict) else json.loads(meta)
     assert status == "failed"
     assert "capture stopped without ending the stream" in meta["abandoned"]
     # No key of the run lives forever (frames, results, sequencer state, heartbeats).
-    forever = [k for k in frames.scan_iter(match=f"*{abandoned[0]}*") if frames.ttl(k) < 0]
+    forever = [k for k in frames.scan_iter(match=f"*{abandoned}*") if frames.ttl(k) < 0]
     assert not forever, forever
+    assert genesis_cli(env, "drain", "--timeout", "30")  # nothing left to wait for
+
+
+def test_capture_waits_out_a_redis_restart(server: RedisServer, data_dir: Path, tmp_path: Path) -> None:
+    """A live capture while its Redis is stopped for 5 s and started again: degraded meanwhile (the
+    frames read then dropped and counted), then publishing again; the end of the run gets through. ~30 s."""
+    import threading
+
+    from genesis.config import CameraConfig, load_settings
+    from genesis.pipeline.capture import distributed_capture
+    from genesis.tasks.dispatch import end_key
+
+    settings = load_settings(environ={"GENESIS_BROKER_URL": server.url(0), "GENESIS_REDIS_URL": server.url(1),
+                                      "GENESIS_DATABASE_URL": f"sqlite:///{tmp_path / 'genesis.db'}"})
+    camera = MjpegCamera(Path(clip(data_dir)))
+    camera.start()
+    stop = threading.Event()
+    loop = distributed_capture(settings, CameraConfig(id="gate"), camera.url, stop=stop)
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(stats=loop.run()), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: loop.status()["published"] >= 5, 30, "frames published")
+        server.stop()
+        wait_for(lambda: loop.status()["state"] == "degraded", 15, "capture degraded")
+        assert "unreachable" in (loop.status()["last_error"] or "")
+        time.sleep(5)
+        before = loop.status()["published"]
+        server.start()
+        wait_for(lambda: loop.status()["published"] > before + 5 and loop.status()["state"] == "connected", 60,
+                 "publishing again")
+    finally:
+        stop.set()
+        thread.join(30)
+        camera.stop()
+    assert not thread.is_alive()
+    stats = result["stats"]
+    assert stats.dropped > 0  # the frames read while Redis was away, counted
+    summary = json.loads(redis.Redis.from_url(server.url(1)).get(end_key(stats.run_id)) or b"null")
+    assert summary["last_seq"] == stats.last_seq and summary["frames"] == stats.published

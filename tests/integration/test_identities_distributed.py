@@ -15,6 +15,7 @@ import redis
 from sqlalchemy import create_engine, inspect, text
 
 from genesis.identities.crypto import BiometricCipher
+from genesis.services import live
 from tests.integration.workers import genesis_cli, pipeline_env, workers
 from tests.services import redis_url
 
@@ -73,12 +74,27 @@ def test_track_faces_clusters_search_and_forget(env: dict[str, str], shared_dir:
     pg = env["GENESIS_DATABASE_URL"]
     genesis_cli(env, "enroll", "obama", str(faces / "obama.jpg"), str(faces / "obama2.jpg"))
     specs = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
+    frames_redis = redis.Redis.from_url(FRAMES)
+    live.mark_watched("entrance", 600, None, frames_redis)  # somebody watches the camera's live view
     with workers(*specs, env=env, log_dir=out):
         printed = genesis_cli(env, "capture", "--source", video, *CLIP)
         run_id = re.search(r"run ([0-9a-f]{32})", printed)[1]  # type: ignore[index]
         genesis_cli(env, "drain", "--timeout", "300")
     distributed = _faces(pg)
     assert distributed == embedded  # same tracks with a face, same unknown clusters
+    # The sequencer published the live view to Redis (boxes = the stored sightings of that frame).
+    shown = live.read_latest("entrance", None, frames_redis)
+    assert shown is not None and shown.meta["run_id"] == run_id and shown.jpeg[:2] == b"\xff\xd8"
+    assert 0 < frames_redis.ttl(live.frame_key("entrance")) <= live.REDIS_FRAME_TTL_S
+    engine = create_engine(pg)
+    with engine.connect() as conn:
+        stored = {int(r[0]): (r[1], r[2], r[3], r[4]) for r in conn.execute(text(
+            "SELECT track_id, x1, y1, x2, y2 FROM sightings WHERE run_id = :r AND seq = :s"),
+            {"r": run_id, "s": shown.meta["seq"]})}
+        crops = [r[0] for r in conn.execute(text("SELECT crop FROM track_faces"))]
+    engine.dispose()
+    assert {p["track_id"] for p in shown.meta["persons"]} == set(stored)
+    assert crops and all(c is not None and bytes(c)[:3] == b"GF1" for c in crops)  # face crops, encrypted
 
     engine = create_engine(pg)
     with engine.connect() as conn:

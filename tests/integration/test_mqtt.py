@@ -15,7 +15,7 @@ from genesis.config import load_settings
 from genesis.config.mqtt import MqttConfig
 from genesis.ops.metrics import sample_values
 from genesis.services.mqtt import Message, MqttPublisher
-from tests.mqtt_broker import Broker, Subscriber, free_port
+from tests.mqtt_broker import Broker, Subscriber, free_port, make_tls_files
 
 
 def dropped(reason: str) -> float:
@@ -146,3 +146,26 @@ def test_credentials_work_and_the_password_is_never_logged(tmp_path: Path, caplo
     finally:
         broker.stop()
     assert secret not in caplog.text
+
+
+def test_tls_with_the_brokers_ca_and_a_refused_untrusted_broker(tmp_path: Path) -> None:
+    ca, cert, key = make_tls_files(tmp_path)
+    broker = Broker(tmp_path, tls=(ca, cert, key)).start()
+    try:
+        sub = Subscriber(broker.port, ["g/#"], ca_file=ca)
+        trusted = MqttPublisher(MqttConfig(enabled=True, port=broker.port, tls={"enabled": True, "ca_file": ca}))
+        # the system trust store does not know the test CA: no connection, nothing sent in clear
+        untrusted = MqttPublisher(MqttConfig(enabled=True, port=broker.port, tls={"enabled": True}))
+        try:
+            trusted.publish(Message("g/cam/event/alert", b"over tls"))
+            untrusted.publish(Message("g/cam/event/alert", b"must not arrive"))
+            assert [m.payload for m in sub.wait_for(1)] == [b"over tls"]
+            time.sleep(1.0)
+            assert [m.payload for m in sub.messages] == [b"over tls"] and not untrusted.connected
+        finally:
+            trusted.close()
+            untrusted.close()
+            sub.close()
+        assert trusted.published == 1 and untrusted.dropped == 1
+    finally:
+        broker.stop()

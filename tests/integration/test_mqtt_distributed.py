@@ -1,6 +1,7 @@
 """MQTT in the distributed mode: the ordered per-camera stage (the sequencer, on the recognize
 queue) publishes, and a subscriber sees the same events and final state as from the embedded run of
-the same clip (ids and run ids aside: they name the run)."""
+the same clip (ids and run ids aside: they name the run). The camera blurs every face: the snapshot
+the sequencer stores and the live frame it publishes keep none."""
 
 from __future__ import annotations
 
@@ -12,10 +13,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 import redis
 import yaml
 
+from genesis.adapters.db import Repository
+from genesis.adapters.db.analytics import AnalyticsStore
+from genesis.backends.faces import build_face_detector
+from genesis.config import FaceDetectorConfig
+from genesis.services.live import mark_watched, read_latest
 from tests.integration.workers import fresh_postgres_database, workers
 from tests.mqtt_broker import Broker, Subscriber
 from tests.services import redis_url
@@ -50,14 +58,16 @@ def test_distributed_publishes_what_the_embedded_run_publishes(
         tmp_path: Path, models_dir: Path, data_dir: Path) -> None:
     clip = tmp_path / "walk.mp4"
     walking_clip(clip, [data_dir / "faces" / "known" / "daryl" / "daryl2.jpg",
-                        data_dir / "faces" / "unknown" / "carell.jpg"])
+                        data_dir / "faces" / "unknown" / "carell.jpg"], last_gap=False)
     broker = Broker(tmp_path).start()
     config = tmp_path / "settings.yaml"
     config.write_text(yaml.safe_dump({
         "distributed": {"gap_timeout_s": 20},
         "mqtt": {"enabled": True, "port": broker.port},
+        "privacy": {"blur_unenrolled_faces": True},
         "cameras": [{
             "id": "door",
+            "blur_faces": "everyone",
             "zones": [{"name": "yard", "points": [[0, 0], [1, 0], [1, 1], [0, 1]]}],
             "lines": [{"name": "gate", "start": [0.5, 1.0], "end": [0.5, 0.0]}],
             "alerts": {"watchlist": ["daryl"], "rules": ["watchlist"]},
@@ -86,6 +96,8 @@ def test_distributed_publishes_what_the_embedded_run_publishes(
             sub = Subscriber(broker.port, ["genesis/#"])
             specs = [("detect", "detect", 2, "prefork"), ("recognize", "recognize", 1, "prefork"),
                      ("store", "store", 1, "solo"), ("analytics", "analytics", 1, "solo")]
+            frames_redis = redis.Redis.from_url(FRAMES)
+            mark_watched("door", 600, None, frames_redis)  # a browser watches: the sequencer publishes live frames
             with workers(*specs, env=distributed, log_dir=tmp_path):
                 out = genesis(distributed, "capture", "--source", str(clip), "--camera", "door")
                 assert re.search(r"published (\d+), dropped 0", out), out
@@ -99,6 +111,17 @@ def test_distributed_publishes_what_the_embedded_run_publishes(
             # retained messages that the subscriber got on subscribing are the embedded run's: skip them
             from_distributed = comparable([m for m in sub.messages if not m.retain])
             sub.close()
+            # Privacy (blur_faces: everyone): the stored snapshot and the live frame keep no face.
+            repo = Repository(pg)
+            snap = AnalyticsStore(repo).snapshot("door")
+            repo.close()
+            live = read_latest("door", None, frames_redis)
+            assert snap is not None and live is not None
+            assert live.meta["persons"], "the clip ends with the stranger in view: his face was in the live frame"
+            check = build_face_detector(FaceDetectorConfig(score_threshold=0.5, min_face_px=8), models_dir)
+            for jpeg in (snap[0], live.jpeg):
+                image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+                assert check.detect(image) == []
     finally:
         broker.stop()
         for url in (BROKER, FRAMES):

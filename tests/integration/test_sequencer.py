@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 import redis
 
+from genesis.adapters.redis_keys import end_key
 from genesis.adapters.video import VideoSource
 from genesis.backends.detectors import build_detector
 from genesis.config import CameraConfig, LineConfig, Settings, ZoneConfig, load_settings
 from genesis.config.alerts import CameraAlertsConfig
 from genesis.domain import FrameDetections, FrameOutcome, FrameRef, ZoneEvent
+from genesis.pipeline.loop import BaseSink, RunLoop, RunProgress, RunState
 from genesis.pipeline.sequencer import FrameResult, Sequencer, SequencerState, push_result, run_meta_for_report
 from genesis.stages.camera import CameraState
-from genesis.tasks.dispatch import end_key
 from tests.services import REDIS_ADDRESS, redis_url
 
 REDIS_URL = redis_url(11)
@@ -41,7 +42,7 @@ def r() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def settings(models_dir: Path) -> Settings:
-    return load_settings(environ={"GENESIS_MODELS_DIR": str(models_dir), "GENESIS_DISTRIBUTED__GAP_TIMEOUT_S": "5"})
+    return load_settings(environ={"GENESIS_MODELS_DIR": str(models_dir), "GENESIS_DISTRIBUTED__GAP_TIMEOUT_S": "20"})
 
 
 CAMERA = CameraConfig(
@@ -66,46 +67,48 @@ def detections(settings: Settings, data_dir: Path) -> list[FrameDetections]:
 def reference(
     settings: Settings, dets: list[FrameDetections]
 ) -> tuple[list[FrameOutcome], list[ZoneEvent], dict[str, Any]]:
-    state = SequencerState(CameraState(settings, CAMERA, W, H, FPS, None, STRIDE), stride=STRIDE, fps=FPS)
-    outs = []
-    for fd in dets:
-        outs.append(state.camera.process(fd, np.zeros((1, 1, 3), np.uint8)))
-        if state.frames == 0:
-            state.first_ts = fd.frame.ts
-        state.frames += 1
-        state.last_ts = fd.frame.ts
-    return outs, state.camera.close(), run_meta_for_report(state)
+    """The in-order run: the run loop fed every frame in one process (as the embedded runner does)."""
+    state = SequencerState(CameraState(settings, CAMERA, W, H, FPS, None, STRIDE), RunProgress(STRIDE, FPS))
+    c = Collector()
+    loop = RunLoop(state, c, batch_frames=10**6)
+    outs = [loop.feed(fd, np.zeros((1, 1, 3), np.uint8)) for fd in dets]
+    loop.close()
+    return outs, c.closing, run_meta_for_report(state)
 
 
-class Collector:
+class Collector(BaseSink):
+    """A sink that keeps the rows it is handed."""
+
     def __init__(self) -> None:
         self.rows: set[str] = set()
+        self.closing: list[ZoneEvent] = []
         self.finished: list[SequencerState] = []
 
-    def emit(self, outcomes: list[FrameOutcome], closing: list[ZoneEvent]) -> None:
+    def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
         for o in outcomes:
             for row in [*o.sightings, *o.zone_events, *o.crossings, *o.attempts, *o.alerts, *o.samples]:
                 self.rows.add(repr(row))
         for e in closing:
             self.rows.add(repr(e))
+        self.closing += closing
 
-    def finish(self, state: SequencerState) -> None:
-        self.finished.append(state)
+    def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
+        self.finished.append(RunState(camera, progress))
 
 
-def make(r: Any, settings: Settings, c: Collector, clock: Any = None) -> Sequencer:
+def make(r: Any, settings: Settings, c: BaseSink, clock: Any = None) -> Sequencer:
     return Sequencer(
         redis=r, settings=settings, camera=CAMERA, run_id="run1",
         run_meta={"width": W, "height": H, "fps": FPS, "stride": STRIDE},
         faces=None, load_image=lambda ref: np.zeros((H, W, 3), np.uint8),
-        emit_outcomes=c.emit, finish=c.finish, **({"clock": clock} if clock else {}),
+        sink=c, **({"clock": clock} if clock else {}),
     )
 
 
 def expected_rows(settings: Settings, dets: list[FrameDetections]) -> tuple[set[str], dict[str, Any]]:
     outs, closing, meta = reference(settings, dets)
     c = Collector()
-    c.emit(outs, closing)
+    c.on_batch(outs, closing)
     return c.rows, meta
 
 
@@ -176,7 +179,7 @@ def test_a_missing_frame_is_skipped_after_the_gap_timeout(r: Any, settings: Sett
     assert not seq.run() and seq.waiting_on_gap()  # waits for the lost frame
     now[0] += settings.distributed.gap_timeout_s + 1
     assert make(r, settings, c, clock=lambda: now[0]).run()
-    state = c.finished[0]
+    state = c.finished[0].progress
     assert state.missing == 1 and state.frames == 9
     assert lost.frame.seq not in {int(x.split("seq=")[1].split(",")[0]) for x in c.rows if "seq=" in x}
 
@@ -193,16 +196,17 @@ def test_a_holder_killed_before_saving_its_state_loses_no_frame(
     for item in results(detections):
         push_result(r, "run1", item)
     end(r, detections[-1].frame.seq)
-    calls = [0]
 
-    def dying_emit(outcomes: list[FrameOutcome], closing: list[ZoneEvent]) -> None:
-        calls[0] += 1
-        if calls[0] == 3:
-            raise SystemExit("killed")  # dies between sending rows and saving its state
-        c.emit(outcomes, closing)
+    class Dying(BaseSink):
+        calls = 0
 
-    seq = make(r, small, c)
-    seq.emit_outcomes = dying_emit
+        def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
+            self.calls += 1
+            if self.calls == 3:
+                raise SystemExit("killed")  # dies between sending rows and saving its state
+            c.on_batch(outcomes, closing)
+
+    seq = make(r, small, Dying())
     with pytest.raises(SystemExit):
         seq.run()
     assert make(r, small, c).run()
@@ -228,5 +232,5 @@ def test_rows_include_alerts_and_a_new_state_is_prepared_once(
         seq = make(r, settings, c)
         seq.prepare = prepare
         seq.run()
-    assert c.rows == want and len(prepared) == 1  # later passes load the saved (pickled) state
+    assert c.rows == want and len(prepared) == 1  # later passes load the saved state
     assert c.finished[0].camera.alerts.time_origin == 1_700_000_000.0

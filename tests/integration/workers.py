@@ -23,21 +23,15 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 @contextmanager
 def fresh_postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database; dropped afterwards."""
-    name = f"genesis_it_{uuid.uuid4().hex[:10]}"
+    """A new, empty PostgreSQL database; dropped afterwards (the benchmark's helper, shared)."""
+    from genesis.bench.distributed import fresh_postgres_database as scratch
+
     try:
-        conn = psycopg2.connect(PG_ADMIN)
+        psycopg2.connect(PG_ADMIN).close()
     except psycopg2.OperationalError as exc:
         pytest.fail(f"PostgreSQL is not running on 127.0.0.1:5432: {exc}")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
+    with scratch(PG_ADMIN, "genesis_it") as url:
+        yield url
 
 
 class Worker:

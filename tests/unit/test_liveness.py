@@ -3,11 +3,15 @@ of the liveness settings."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import redis
 from celery import Celery
+from sqlalchemy import update
 
 from genesis.config import DistributedConfig, Settings
 from genesis.pipeline.drain import PipelineBacklog
@@ -115,3 +119,42 @@ def test_drain_description_names_what_it_waits_for(app: Celery, broker: redis.Re
     assert "held by a dead worker: 1 (genesis.detect (run run-c) held by a dead worker (detect-9@host)" in text
     assert "no live worker to put them back" in text
     assert "frames awaiting the sequencer: 5" in text and "runs not finished: 1 (run-c)" in text
+
+
+def test_stale_run_is_abandoned_by_the_status_and_its_keys_expire(app: Celery, broker: redis.Redis,
+                                                                  tmp_path: Path) -> None:
+    """The reaper behind drain, report, /api/pipeline/status and the workers' heartbeat: a distributed
+    run older than run_stale_after_s with no heartbeat, no task and no message is marked failed (why
+    in its meta) and its keys get an expiry; one with a message waiting, or a live capture, is not."""
+    from genesis.adapters.db import Repository
+    from genesis.adapters.db.tables import Run
+    from genesis.adapters.dlq import DeadLetters
+    from genesis.api.services.pipeline import status
+    from genesis.pipeline.liveness import capture_key
+    from genesis.pipeline.sequencer import done_key, state_key
+    from genesis.tasks.dispatch import end_key
+
+    settings = Settings(broker_url=BROKER, redis_url=BROKER, database_url=f"sqlite:///{tmp_path / 'g.db'}")
+    repo = Repository(settings.database_url)
+    old = datetime.now(UTC) - timedelta(seconds=settings.distributed.run_stale_after_s + 5)
+    for run_id in ("dead", "ended", "queued", "capturing", "young"):
+        repo.start_run(run_id, "entrance", "rtsp://***@cam/x", {"mode": "distributed", "width": 8, "height": 8})
+        if run_id != "young":
+            with repo.engine.begin() as conn:
+                conn.execute(update(Run).where(Run.id == run_id).values(started_at=old))
+    broker.set(state_key("dead"), b"x")  # a sequencer state without expiry
+    app.send_task("genesis.detect", args=[[{"seq": 0}], "queued", -1], queue="detect")
+    broker.set(capture_key("capturing"), "1", ex=60)
+    broker.set(end_key("ended"), json.dumps({"last_seq": 7, "frames": 8}))  # ended, never finished
+
+    body = status(settings, broker, DeadLetters(broker), app, 0.2, repo)
+    assert body["database"]["running_runs"] == 3
+    runs = {r.run_id: r for r in repo.runs()}
+    assert runs["dead"].status == "failed"
+    assert "capture stopped without ending the stream" in runs["dead"].meta["abandoned"]
+    assert runs["ended"].status == "failed"
+    assert "the stream ended (last frame 7) but nothing worked on it for 60 s" in runs["ended"].meta["abandoned"]
+    assert {runs[r].status for r in ("queued", "capturing", "young")} == {"running"}
+    assert 0 < broker.ttl(state_key("dead")) <= settings.distributed.frame_ttl_s
+    assert broker.get(done_key("dead"))  # a late message for it does nothing
+    repo.close()

@@ -18,8 +18,8 @@ from genesis.celery import configure
 from genesis.config import load_settings
 from genesis.services.heatmap import SnapshotKeeper
 from genesis.services.rollups import compute_rollups, occupancy_in, rollup, scheduled_window, zone_visits
-from genesis.services.schedule import beat_schedule
 from genesis.tasks import routing
+from genesis.tasks.schedule import beat_schedule
 from tests.analytics_data import CAMERA, assert_matches, expected, populate, stored
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC).timestamp()

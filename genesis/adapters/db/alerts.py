@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 
-from genesis.adapters.db.repository import WRITE_TRANSACTION, NotFoundError, _insert
+from genesis.adapters.db.repository import WRITE_TRANSACTION, NotFoundError, dialect_insert
 from genesis.adapters.db.tables import Run, utcnow
 from genesis.adapters.db.tables_alerts import AlertDeliveryRow, AlertRow, OccupancySampleRow
 from genesis.domain.alerts import Alert, OccupancySample, alert_key
-from genesis.stages.alerts import Welford
+from genesis.domain.stats import Welford
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +130,12 @@ class AlertStore:
                         "threshold": float(a.threshold), "message": a.message, "created_at": now,
                         "acknowledged_at": None,
                     })
-                conn.execute(_insert(conn, AlertRow).on_conflict_do_nothing(
+                conn.execute(dialect_insert(conn, AlertRow).on_conflict_do_nothing(
                     index_elements=[AlertRow.run_id, AlertRow.kind, AlertRow.subject, AlertRow.track_id,
                                     AlertRow.seq]), rows)
             if samples:
                 conn.execute(
-                    _insert(conn, OccupancySampleRow).on_conflict_do_nothing(
+                    dialect_insert(conn, OccupancySampleRow).on_conflict_do_nothing(
                         index_elements=[OccupancySampleRow.run_id, OccupancySampleRow.zone,
                                         OccupancySampleRow.window_index]),
                     [{"run_id": run_id, "zone": s.zone, "window_index": int(s.window), "camera_id": s.camera_id,
@@ -224,7 +224,7 @@ class AlertStore:
         now = utcnow()
         with self._write() as conn, conn.begin():
             conn.execute(
-                _insert(conn, AlertDeliveryRow).on_conflict_do_nothing(
+                dialect_insert(conn, AlertDeliveryRow).on_conflict_do_nothing(
                     index_elements=[AlertDeliveryRow.alert_id, AlertDeliveryRow.target]),
                 {"alert_id": alert_id, "target": target, "status": "pending", "attempts": 0, "lease_until": None,
                  "last_error": None, "updated_at": now, "delivered_at": None},

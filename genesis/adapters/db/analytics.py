@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, case, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from genesis.adapters.db.repository import WRITE_TRANSACTION, Repository
+from genesis.adapters.db.repository import WRITE_TRANSACTION, Repository, dialect_insert
 from genesis.adapters.db.tables import LineCrossingRow, RecognitionAttemptRow, Run, SightingRow, Track, ZoneEventRow
 from genesis.adapters.db.tables_analytics import (
     CameraSnapshot,
@@ -69,14 +68,35 @@ class WindowRows:
     """The raw rows a rollup of ``[since, until)`` needs (times absolute, epoch seconds)."""
 
     runs: dict[str, RunSpan] = field(default_factory=dict)
-    sightings: list[tuple[str, int, float, int]] = field(default_factory=list)
-    """(run, track, bucket start, count) per bucket of the requested length."""
+    sightings: list[tuple[str, int, float, int, str | None]] = field(default_factory=list)
+    """(run, track, bucket start, count, identity) per bucket of the requested length and track segment."""
     zone_events: list[tuple[str, str, int, int, str, float]] = field(default_factory=list)
     """(run, zone, track, seq, kind, t) of every event before ``until`` (earlier ones open visits)."""
-    crossings: list[tuple[str, str, int, str, float]] = field(default_factory=list)
-    """(run, line, track, direction, t) in the window."""
-    identities: dict[tuple[str, int], str] = field(default_factory=dict)
-    """(run, track) -> identity name, for the recognised tracks."""
+    crossings: list[tuple[str, str, int, str, float, int]] = field(default_factory=list)
+    """(run, line, track, direction, t, seq) in the window."""
+    segments: dict[tuple[str, int], list[tuple[int, float, str | None]]] = field(default_factory=dict)
+    """(run, track) -> its identity segments in order: (first seq, first time, identity or None)."""
+
+    def identity_at(self, run_id: str, track_id: int, seq: int) -> str | None:
+        """The identity of the track segment that holds ``seq`` (None: unknown or no such track)."""
+        name = None
+        for first_seq, _, ident in self.segments.get((run_id, track_id), []):
+            if first_seq > seq:
+                break
+            name = ident
+        return name
+
+    def identity_pieces(self, run_id: str, track_id: int, a: float, b: float) -> list[tuple[str, float, float]]:
+        """The named parts (identity, start, end) of the track's stay from ``a`` to ``b``."""
+        segs = self.segments.get((run_id, track_id), [])
+        out = []
+        for i, (_, first, ident) in enumerate(segs):
+            start = first if i > 0 else float("-inf")
+            end = segs[i + 1][1] if i + 1 < len(segs) else float("inf")
+            lo, hi = max(a, start), min(b, end)
+            if ident is not None and (hi > lo or (a == b and start <= a < end)):
+                out.append((ident, lo, max(lo, hi)))
+        return out
 
 
 def _abs_ts(column: Any, span: RunSpan) -> ColumnElement[float]:
@@ -86,10 +106,6 @@ def _abs_ts(column: Any, span: RunSpan) -> ColumnElement[float]:
 
 def time_now() -> float:
     return datetime.now(UTC).timestamp()
-
-
-def _insert(conn: Connection, table: Any) -> Any:
-    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
 
 
 class AnalyticsStore:
@@ -144,11 +160,14 @@ class AnalyticsStore:
                 t = _abs_ts(SightingRow.ts, span)
                 bucket = func.floor(t / bucket_s)
                 rows = conn.execute(
-                    select(SightingRow.track_id, bucket, func.count())
+                    select(SightingRow.track_id, Track.identity_name, bucket, func.count())
+                    .outerjoin(Track, (Track.run_id == SightingRow.run_id) & (Track.track_id == SightingRow.track_id)
+                               & (Track.first_seq <= SightingRow.seq) & (Track.last_seq >= SightingRow.seq))
                     .where(SightingRow.run_id == span.run_id, t >= since, t < until)
-                    .group_by(SightingRow.track_id, bucket)
+                    .group_by(SightingRow.track_id, Track.segment, Track.identity_name, bucket)
                 )
-                out.sightings += [(span.run_id, int(tid), float(b) * bucket_s, int(n)) for tid, b, n in rows]
+                out.sightings += [(span.run_id, int(tid), float(b) * bucket_s, int(n), name)
+                                  for tid, name, b, n in rows]
                 t = _abs_ts(ZoneEventRow.ts, span)
                 rows = conn.execute(
                     select(ZoneEventRow.zone, ZoneEventRow.track_id, ZoneEventRow.seq, ZoneEventRow.kind, t)
@@ -157,15 +176,20 @@ class AnalyticsStore:
                 out.zone_events += [(span.run_id, z, int(tid), int(seq), k, float(ts)) for z, tid, seq, k, ts in rows]
                 t = _abs_ts(LineCrossingRow.ts, span)
                 rows = conn.execute(
-                    select(LineCrossingRow.line, LineCrossingRow.track_id, LineCrossingRow.direction, t)
+                    select(LineCrossingRow.line, LineCrossingRow.track_id, LineCrossingRow.direction, t,
+                           LineCrossingRow.seq)
                     .where(LineCrossingRow.run_id == span.run_id, t >= since, t < until)
                 )
-                out.crossings += [(span.run_id, ln, int(tid), d, float(ts)) for ln, tid, d, ts in rows]
+                out.crossings += [(span.run_id, ln, int(tid), d, float(ts), int(seq)) for ln, tid, d, ts, seq in rows]
+                t = _abs_ts(Track.first_ts, span)
                 rows = conn.execute(
-                    select(Track.track_id, Track.identity_name)
-                    .where(Track.run_id == span.run_id, Track.identity_name.is_not(None))
+                    select(Track.track_id, Track.first_seq, t, Track.identity_name)
+                    .where(Track.run_id == span.run_id)
+                    .order_by(Track.track_id, Track.segment)
                 )
-                out.identities.update({(span.run_id, int(tid)): name for tid, name in rows})
+                for tid, first_seq, first_t, name in rows:
+                    out.segments.setdefault((span.run_id, int(tid)), []).append(
+                        (int(first_seq), float(first_t), name))
         return out
 
     def foot_points(
@@ -224,7 +248,7 @@ class AnalyticsStore:
                 if rows.get(kind):
                     # An upsert, not a plain insert: two rollups of the same buckets running at
                     # once (beat and `genesis rollup`) then converge instead of one failing.
-                    stmt = _insert(conn, table)
+                    stmt = dialect_insert(conn, table)
                     keys = list(table.__table__.primary_key.columns)
                     values = {c.name: stmt.excluded[c.name] for c in table.__table__.columns if not c.primary_key}
                     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=values), rows[kind])
@@ -294,7 +318,7 @@ class AnalyticsStore:
         values = {"camera_id": camera_id, "taken_at": taken_at, "width": int(width), "height": int(height),
                   "jpeg": jpeg}
         with self._write() as conn:
-            stmt = _insert(conn, CameraSnapshot).values(values)
+            stmt = dialect_insert(conn, CameraSnapshot).values(values)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[CameraSnapshot.camera_id],
                 set_={k: stmt.excluded[k] for k in ("taken_at", "width", "height", "jpeg")},

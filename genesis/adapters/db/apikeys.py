@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from genesis.adapters.db.tables import utcnow
 from genesis.adapters.db.tables_api import API_ROLES, ApiKey, DashboardSession
+from genesis.domain.names import check_label
 
 KEY_PREFIX = "gk_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -66,6 +67,7 @@ class ApiKeyStore:
         """A new key: (the key itself, shown once; its stored description)."""
         if role not in API_ROLES:
             raise ValueError(f"role must be one of {', '.join(API_ROLES)}, got {role!r}")
+        name = check_label(name, "key name") if name.strip() else ""  # the one name rule (ValueError)
         key_id = secrets.token_hex(4)
         token = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
         row = ApiKey(id=key_id, name=name or f"{role}-{key_id}", role=role, secret_sha256=_digest(token),

@@ -44,6 +44,7 @@ from genesis.domain import (
     LineCrossing,
     RecognitionAttempt,
     Sighting,
+    TrackRecord,
     ZoneEvent,
     ZoneEventKind,
 )
@@ -90,22 +91,8 @@ class IdentitySummary:
     """Distinct photos (by sha256) over all models."""
     models: tuple[str, ...]
     created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class TrackRecord:
-    camera_id: str
-    track_id: int
-    first_seq: int
-    last_seq: int
-    first_ts: float
-    last_ts: float
-    frames: int
-    identity: str | None
-    """The identity name decided for the track; kept even if the identity is deleted later."""
-    votes: int
-    attempts: int
-    best_distance: float | None
+    id: int = 0
+    """The identity's stable id (rows keep it through renames)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +138,9 @@ def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> Engine
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+            # Erasure (forget, purge) must not leave deleted biometric rows in free pages of the file:
+            # set here, whatever the SQLite build's default.
+            cursor.execute("PRAGMA secure_delete=ON")
         finally:
             cursor.close()
 
@@ -181,7 +171,7 @@ def alembic_config(url: str | None = None, *, connection: Connection | None = No
 # helpers
 
 
-def _insert(conn: Connection, table: Any) -> Any:
+def dialect_insert(conn: Connection, table: Any) -> Any:
     """The dialect's INSERT, which has ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
     name = conn.dialect.name
     if name == "postgresql":
@@ -195,7 +185,7 @@ def _insert_ignore(conn: Connection, table: Any, rows: list[dict[str, Any]]) -> 
     """executemany INSERT ... ON CONFLICT (primary key, the row's natural key) DO NOTHING."""
     if rows:
         keys = list(table.__table__.primary_key.columns)
-        conn.execute(_insert(conn, table).on_conflict_do_nothing(index_elements=keys), rows)
+        conn.execute(dialect_insert(conn, table).on_conflict_do_nothing(index_elements=keys), rows)
 
 
 def _vector_bytes(record: EmbeddingRecord) -> tuple[int, bytes]:
@@ -337,12 +327,12 @@ class Repository:
                         f"model {model!r} has embeddings of dimension {lo} stored, got dimension {dims[model]}"
                     )
             conn.execute(
-                _insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
+                dialect_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
                 [{"name": n, "created_at": now} for n in names],
             )
             ids = dict(conn.execute(select(Identity.name, Identity.id).where(Identity.name.in_(names))).all())
             stmt = (
-                _insert(conn, FaceEmbedding)
+                dialect_insert(conn, FaceEmbedding)
                 .on_conflict_do_nothing(
                     index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]
                 )
@@ -368,7 +358,8 @@ class Repository:
         """Every identity with its photo count and models, sorted by name."""
         with self._read() as conn:
             heads = conn.execute(
-                select(Identity.name, Identity.created_at, func.count(FaceEmbedding.photo_sha256.distinct()))
+                select(Identity.name, Identity.created_at, func.count(FaceEmbedding.photo_sha256.distinct()),
+                       Identity.id)
                 .outerjoin(FaceEmbedding, FaceEmbedding.identity_id == Identity.id)
                 .group_by(Identity.id, Identity.name, Identity.created_at)
             ).all()
@@ -379,8 +370,9 @@ class Repository:
         # Sorted in Python: PostgreSQL orders text by the database collation, SQLite by bytes.
         return sorted(
             (
-                IdentitySummary(name=n, photos=int(photos), models=tuple(sorted(models.get(n, []))), created_at=at)
-                for n, at, photos in heads
+                IdentitySummary(name=n, photos=int(photos), models=tuple(sorted(models.get(n, []))), created_at=at,
+                                id=int(ident))
+                for n, at, photos, ident in heads
             ),
             key=lambda s: s.name,
         )
@@ -425,11 +417,11 @@ class Repository:
         now = utcnow()
         with self._write() as conn:
             conn.execute(
-                _insert(conn, Camera).on_conflict_do_nothing(index_elements=[Camera.id]),
+                dialect_insert(conn, Camera).on_conflict_do_nothing(index_elements=[Camera.id]),
                 {"id": camera_id, "name": camera_id, "created_at": now},
             )
             conn.execute(
-                _insert(conn, Run).on_conflict_do_nothing(index_elements=[Run.id]),
+                dialect_insert(conn, Run).on_conflict_do_nothing(index_elements=[Run.id]),
                 {
                     "id": run_id,
                     "camera_id": camera_id,
@@ -581,14 +573,17 @@ class Repository:
             )
 
     def save_tracks(self, run_id: str, tracks: Sequence[TrackRecord]) -> None:
-        """Insert or update the tracks of a run (upsert on (run_id, track_id)); one transaction.
+        """Insert or update the track segments of a run (upsert on (run_id, track_id, segment)); one
+        transaction.
 
         ``identity`` is linked to the enrolled identity of that name when there is one; the
-        name itself is always kept. When a track id appears twice, the last record wins.
+        name itself is always kept. When a segment appears twice, the last record wins. The
+        segments of a track after its last one given here are removed (a track re-saved with fewer
+        segments: nothing stale stays behind).
         """
         if not tracks:
             return
-        latest = {int(t.track_id): t for t in tracks}
+        latest = {(int(t.track_id), int(t.segment)): t for t in tracks}
         with self._write() as conn:
             camera = self._run_camera(conn, run_id)
             if camera is None:
@@ -598,9 +593,9 @@ class Repository:
             ids: dict[str, int] = {}
             if names:
                 ids = dict(conn.execute(select(Identity.name, Identity.id).where(Identity.name.in_(names))).all())
-            stmt = _insert(conn, Track)
+            stmt = dialect_insert(conn, Track)
             stmt = stmt.on_conflict_do_update(
-                index_elements=[Track.run_id, Track.track_id],
+                index_elements=[Track.run_id, Track.track_id, Track.segment],
                 set_={
                     col: getattr(stmt.excluded, col)
                     for col in (
@@ -615,6 +610,8 @@ class Repository:
                         "votes",
                         "attempts",
                         "best_distance",
+                        "named_ts",
+                        "end_reason",
                     )
                 },
             )
@@ -624,6 +621,7 @@ class Repository:
                     {
                         "run_id": run_id,
                         "track_id": tid,
+                        "segment": seg,
                         "camera_id": t.camera_id,
                         "first_seq": int(t.first_seq),
                         "last_seq": int(t.last_seq),
@@ -635,10 +633,17 @@ class Repository:
                         "votes": int(t.votes),
                         "attempts": int(t.attempts),
                         "best_distance": None if t.best_distance is None else float(t.best_distance),
+                        "named_ts": None if t.named_ts is None else float(t.named_ts),
+                        "end_reason": t.end_reason,
                     }
-                    for tid, t in sorted(latest.items())
+                    for (tid, seg), t in sorted(latest.items())
                 ],
             )
+            last: dict[int, int] = {}
+            for tid, seg in latest:
+                last[tid] = max(last.get(tid, 0), seg)
+            for tid, seg in sorted(last.items()):
+                conn.execute(delete(Track).where(Track.run_id == run_id, Track.track_id == tid, Track.segment > seg))
 
     @staticmethod
     def _run_camera(conn: Connection, run_id: str) -> str | None:
@@ -661,7 +666,7 @@ class Repository:
         return sorted(rows, key=lambda r: (r.started_at, r.run_id), reverse=True)
 
     def tracks(self, run_id: str) -> list[TrackRecord]:
-        """The tracks of a run by track id."""
+        """The track segments of a run by (track id, segment)."""
         query = (
             select(
                 Track.camera_id,
@@ -675,9 +680,12 @@ class Repository:
                 Track.votes,
                 Track.attempts,
                 Track.best_distance,
+                Track.segment,
+                Track.named_ts,
+                Track.end_reason,
             )
             .where(Track.run_id == run_id)
-            .order_by(Track.track_id)
+            .order_by(Track.track_id, Track.segment)
         )
         with self._read() as conn:
             return [TrackRecord(*row) for row in conn.execute(query)]
@@ -792,4 +800,29 @@ __all__ = [
     "TrackRecord",
     "alembic_config",
     "make_engine",
+    "segment_at",
+    "segment_index",
 ]
+
+
+def segment_index(tracks: Iterable[TrackRecord]) -> dict[int, list[TrackRecord]]:
+    """Track id -> its segments in order (for :func:`segment_at`)."""
+    out: dict[int, list[TrackRecord]] = {}
+    for t in sorted(tracks, key=lambda r: (r.track_id, r.segment)):
+        out.setdefault(int(t.track_id), []).append(t)
+    return out
+
+
+def segment_at(index: dict[int, list[TrackRecord]], track_id: int, seq: int) -> TrackRecord | None:
+    """The segment of ``track_id`` that holds ``seq``: the last one starting at or before it (events
+    between two segments' sightings belong to the earlier one); None for an unknown track."""
+    segments = index.get(int(track_id))
+    if not segments:
+        return None
+    found = segments[0]
+    for t in segments:
+        if t.first_seq <= seq:
+            found = t
+        else:
+            break
+    return found

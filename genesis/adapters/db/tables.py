@@ -141,7 +141,10 @@ class Run(Base):
 
 
 class Track(Base):
-    """A person's passage in a run. ``identity_name`` keeps the decision even if the identity goes."""
+    """One identity segment of a person's passage in a run (a track never cut has one, ``segment`` 0).
+
+    ``identity_name`` keeps the decision even if the identity goes. A sighting belongs to the segment
+    of its track whose ``first_seq``..``last_seq`` holds its ``seq``."""
 
     __tablename__ = "tracks"
     __table_args__ = (Index(None, "identity_id"),)
@@ -159,6 +162,9 @@ class Track(Base):
     votes: Mapped[int] = mapped_column(Integer)
     attempts: Mapped[int] = mapped_column(Integer)
     best_distance: Mapped[float | None] = mapped_column(Double)
+    segment: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, default=0)
+    named_ts: Mapped[float | None] = mapped_column(Double)
+    end_reason: Mapped[str | None] = mapped_column(String(16))
 
 
 class SightingRow(Base):

@@ -67,7 +67,7 @@ class UnknownCluster(Base):
 
 
 class TrackFace(Base):
-    """The best face embedding of a track (for search by photo, clustering and "not this person")."""
+    """The best face embedding of a track segment (for search by photo, clustering and "not this person")."""
 
     __tablename__ = "track_faces"
     __table_args__ = (Index(None, "model"), Index(None, "cluster_id"))
@@ -85,6 +85,7 @@ class TrackFace(Base):
     crop: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     """The face as a small JPEG (at most 160 px), encrypted like ``vector``; None for faces stored
     before crops were kept (migration 0006)."""
+    segment: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, default=0)
 
 
 class LiveFrame(Base):

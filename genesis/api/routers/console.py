@@ -33,7 +33,7 @@ from genesis.api.services import console as svc
 from genesis.api.services import identities as identities_svc
 from genesis.identities import review
 from genesis.identities.crypto import BiometricKeyError
-from genesis.identities.store import IdentityError
+from genesis.identities.store import IdentityError, check_name
 
 router = APIRouter(prefix="/api", tags=["console"], responses=ERROR_RESPONSES)
 
@@ -123,11 +123,13 @@ def review_queue(_key: Viewer, s: Services, limit: LimitQ = 50, offset: OffsetQ 
              "the track gets the name (audited)", responses=CONFLICT)
 def assign(run: RunPath, track: TrackPath, body: AssignIn, key: Operator, s: Services) -> AssignOut:
     try:
+        check_name(body.name.strip())
+    except IdentityError as exc:  # the name rule: 422 whatever it says
+        raise ApiError(422, str(exc)) from None
+    try:
         name = review.assign_face(store(s), run, track, body.name, identities_svc.actor_of(key), create=body.create)
     except IdentityError as exc:
         message = str(exc)
-        if "reserved" in message or "empty" in message:
-            raise ApiError(422, message) from None
         raise ApiError(409 if "exists already" in message else 404, message) from None
     except BiometricKeyError as exc:
         raise key_error(exc) from None

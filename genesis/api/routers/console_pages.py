@@ -9,20 +9,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from genesis import __version__
-from genesis.adapters.db.apikeys import ApiKeyInfo
-from genesis.api.deps import SESSION_COOKIE, Services
-from genesis.api.routers.dashboard import TEMPLATES
+from genesis.api.deps import Services
+from genesis.api.routers.dashboard import TEMPLATES, session_key
 
 router = APIRouter(include_in_schema=False)
 
 
-def _session(request: Request, s: Services) -> ApiKeyInfo | None:
-    token = request.cookies.get(SESSION_COOKIE)
-    return s.keys.verify(token) if token else None
-
-
 def _page(request: Request, s: Services, template: str, **extra: Any) -> Response:
-    key = _session(request, s)
+    key = session_key(request, s)
     if key is None:
         return RedirectResponse("/", status_code=303)
     context = {"key": key, "version": __version__, "can_operate": key.role in ("operator", "admin"),

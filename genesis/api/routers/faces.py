@@ -24,7 +24,7 @@ from genesis.api.schemas import (
     UnknownPage,
 )
 from genesis.api.services import identities as svc
-from genesis.api.services.console import face_url
+from genesis.api.services.console import face_url, wall_time
 from genesis.identities.crypto import BiometricKeyError
 from genesis.identities.review import track_faces_of
 from genesis.identities.store import IdentityError
@@ -111,7 +111,7 @@ def search_photo(
         SearchHitOut(run_id=h.run_id, track_id=h.track_id, camera_id=h.camera_id, ts=h.ts, distance=h.distance,
                      identity=h.identity, unknown=h.unknown,
                      face=face_url(h.run_id, h.track_id) if (c := crops.get((h.run_id, h.track_id))) and c.has_crop
-                     else None) for h in hits])
+                     else None, seen_at=wall_time(c.started_at, h.ts) if c else None) for h in hits])
 
 
 @router.get("/audit", response_model=AuditPage, summary="The identities audit log, newest first (admin)")

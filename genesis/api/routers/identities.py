@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Path, UploadFile
 from fastapi.responses import Response
 
+from genesis.adapters.db.apikeys import ApiKeyInfo
 from genesis.api.deps import Admin, AppServices, Operator, Services, Viewer
 from genesis.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from genesis.api.params import SafeText
@@ -14,12 +15,13 @@ from genesis.api.schemas import EnrollOut, IdentityOut, RenameIn
 from genesis.api.services import identities as svc
 from genesis.backends.weights import WeightsError
 from genesis.identities.crypto import BiometricKeyError
-from genesis.identities.store import IdentityError
+from genesis.identities.store import IdentityError, NearIdentityError
 from genesis.services.image_limits import MAX_PIXELS, ImageRefusedError, read_header
 
 router = APIRouter(prefix="/api/identities", tags=["identities"], responses=ERROR_RESPONSES)
 
 NamePath = Annotated[SafeText, Path(min_length=1, max_length=128, description="Identity name.")]
+IdPath = Annotated[int, Path(ge=1, le=2**62, description="The identity's stable id (`id` in the listing).")]
 UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorResponse}, 415: {"model": ErrorResponse}, 503: {"model": ErrorResponse}}
 
@@ -82,6 +84,8 @@ def enroll(
     s: Services,
     name: Annotated[SafeText, Form(min_length=1, max_length=128, description="Identity name.")],
     photos: Annotated[list[UploadFile], File(description="Photos of the person (one clear face each).")],
+    force: Annotated[bool, Form(description="Enroll even a face within the match threshold of another identity "
+                                            "(audited); without it such a face is refused with 409.")] = False,
 ) -> EnrollOut:
     cfg = s.settings.api
     if not photos:
@@ -94,7 +98,11 @@ def enroll(
 
     try:
         result = svc.enroll_uploads(store(s), s.settings, name, uploads, face_detector, embedder,
-                                    detector_label(s.settings), svc.actor_of(key))
+                                    detector_label(s.settings), svc.actor_of(key), force)
+    except NearIdentityError as exc:
+        raise ApiError(409, str(exc), code="near_identity", details=[
+            {"photo": n.photo, "identity": n.identity, "identity_id": n.identity_id, "distance": round(n.distance, 4)}
+            for n in exc.near]) from None
     except svc.EnrollRejectedError as exc:
         raise ApiError(422, str(exc), code="enroll_rejected",
                        details=[{"photo": r.photo, "reason": r.reason} for r in exc.rejections]) from None
@@ -104,9 +112,44 @@ def enroll(
                      warnings=result.warnings)
 
 
+def _by_id(s: AppServices, identity_id: int) -> str:
+    try:
+        return svc.name_of(store(s), identity_id)
+    except svc.NotFoundError as exc:
+        raise ApiError(404, str(exc)) from None
+
+
+@router.get("/by-id/{identity_id}", response_model=IdentityOut, summary="One identity, by its stable id",
+            responses={404: {"model": ErrorResponse}})
+def get_by_id(identity_id: IdPath, _key: Viewer, s: Services) -> IdentityOut:
+    row = next((r for r in svc.list_identities(s.repo) if r["id"] == identity_id), None)
+    if row is None:
+        raise ApiError(404, f"no identity with id {identity_id}")
+    return IdentityOut(**row)
+
+
+@router.patch("/by-id/{identity_id}", response_model=IdentityOut,
+              summary="Rename an identity addressed by its stable id (any stored name; audited)",
+              responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}})
+def rename_by_id(identity_id: IdPath, body: RenameIn, key: Operator, s: Services) -> IdentityOut:
+    return _rename(s, _by_id(s, identity_id), body, key)
+
+
+@router.delete("/by-id/{identity_id}", status_code=204,
+               summary="Forget an identity addressed by its stable id: the erasure works whatever its name "
+                       "(admin; audited)",
+               responses={404: {"model": ErrorResponse}})
+def forget_by_id(identity_id: IdPath, key: Admin, s: Services) -> Response:
+    return _forget(s, _by_id(s, identity_id), key)
+
+
 @router.patch("/{name}", response_model=IdentityOut, summary="Rename an identity (its tracks follow; audited)",
               responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}})
 def rename(name: NamePath, body: RenameIn, key: Operator, s: Services) -> IdentityOut:
+    return _rename(s, name, body, key)
+
+
+def _rename(s: AppServices, name: str, body: RenameIn, key: ApiKeyInfo) -> IdentityOut:
     try:
         new = svc.rename(store(s), name, body.name, svc.actor_of(key))
     except svc.NotFoundError as exc:
@@ -125,6 +168,10 @@ def rename(name: NamePath, body: RenameIn, key: Operator, s: Services) -> Identi
                summary="Forget an identity: erase it, its embeddings and every face of it (admin; audited)",
                responses={404: {"model": ErrorResponse}})
 def forget(name: NamePath, key: Admin, s: Services) -> Response:
+    return _forget(s, name, key)
+
+
+def _forget(s: AppServices, name: str, key: ApiKeyInfo) -> Response:
     try:
         svc.forget(store(s), s.settings, name, svc.actor_of(key))
     except svc.NotFoundError as exc:

@@ -9,7 +9,6 @@ from fastapi.responses import Response
 
 from genesis.api.deps import Admin, Services
 from genesis.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
-from genesis.api.params import clean_text
 from genesis.api.schemas import ApiKeyCreated, ApiKeyCreateIn, ApiKeyOut
 
 router = APIRouter(prefix="/api/keys", tags=["keys"], responses=ERROR_RESPONSES)
@@ -23,10 +22,9 @@ def list_keys(_key: Admin, s: Services) -> list[ApiKeyOut]:
 @router.post("", response_model=ApiKeyCreated, status_code=201, summary="Create a key (shown once)")
 def create_key(body: ApiKeyCreateIn, _key: Admin, s: Services) -> ApiKeyCreated:
     try:
-        clean_text(body.name)
+        token, info = s.keys.create(body.role, body.name)
     except ValueError as exc:
         raise ApiError(422, f"name: {exc}") from None
-    token, info = s.keys.create(body.role, body.name)
     return ApiKeyCreated.model_validate({**ApiKeyOut.model_validate(info, from_attributes=True).model_dump(),
                                          "key": token})
 

@@ -8,12 +8,13 @@ import kombu.exceptions
 import redis
 from fastapi import APIRouter, Path
 
-from genesis.adapters.dlq import ReplayError, replay_queue
+from genesis.adapters.dlq import ReplayError
 from genesis.api.deps import Operator, Services, Viewer
 from genesis.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from genesis.api.params import LimitQ, OffsetQ
 from genesis.api.schemas import LetterDetail, LetterOut, LetterPage, PipelineStatus, ReplayOut
 from genesis.api.services import pipeline as svc
+from genesis.tasks.dispatch import replay_queue
 
 router = APIRouter(prefix="/api", tags=["pipeline"], responses=ERROR_RESPONSES)
 

@@ -8,6 +8,7 @@ from typing import Any
 from genesis.adapters.db import Repository
 from genesis.config import Settings
 from genesis.domain import Direction, ZoneEventKind
+from genesis.domain.stats import nearest_rank
 from genesis.pipeline.report import visits
 
 
@@ -60,8 +61,7 @@ def dwell(repo: Repository, run_id: str, zone: str | None) -> dict[str, Any]:
     zones = []
     for name in sorted(per):
         d = sorted(per[name])
-        k = max(0, -(-95 * len(d) // 100) - 1)
         zones.append({"zone": name, "visits": len(d), "mean_s": round(statistics.fmean(d), 3),
-                      "median_s": round(statistics.median(d), 3), "p95_s": round(d[k], 3),
+                      "median_s": round(statistics.median(d), 3), "p95_s": round(nearest_rank(d, 95), 3),
                       "max_s": round(d[-1], 3)})
     return {"run_id": run_id, "zones": zones}

@@ -178,7 +178,7 @@ def live_frame(repo: Repository, redis_client: Any, settings: Settings, camera: 
         return {"camera_id": camera, "available": False, "stale": True, "at": None, "age_s": None, "frame": None,
                 "image": None}
     age = (datetime.now(UTC) - latest.at).total_seconds()
-    stale = age > settings.console.live_stale_s
+    stale = age > settings.console.live_stale_s or not latest.jpeg
     image = None if stale else "data:image/jpeg;base64," + base64.b64encode(latest.jpeg).decode("ascii")
     return {"camera_id": camera, "available": True, "stale": stale, "at": latest.at, "age_s": round(age, 3),
             "frame": latest.meta, "image": image}

@@ -78,7 +78,7 @@ def runs(repo: Repository, camera: str | None, limit: int, offset: int) -> Page:
 def tracks(repo: Repository, f: EventFilter, limit: int, offset: int) -> Page:
     cols = (Track.run_id, Track.track_id, Track.camera_id, Track.first_seq, Track.last_seq, Track.first_ts,
             Track.last_ts, Track.frames, Track.identity_name, Track.votes, Track.attempts, Track.best_distance,
-            Run.started_at)
+            Track.segment, Run.started_at)
     base: Any = select(*cols).join(Run, Run.id == Track.run_id)
     base = run_window(base, f)
     if f.identity is not None:
@@ -92,12 +92,14 @@ def tracks(repo: Repository, f: EventFilter, limit: int, offset: int) -> Page:
     if f.ts_to is not None:
         base = base.where(Track.first_ts <= f.ts_to)
     count = select(func.count()).select_from(base.subquery())
-    query = base.order_by(Run.started_at.desc(), Track.run_id, Track.track_id).limit(limit).offset(offset)
+    query = base.order_by(Run.started_at.desc(), Track.run_id, Track.track_id, Track.segment).limit(limit).offset(
+        offset)
     with repo.engine.connect() as conn:
         total = int(conn.execute(count).scalar_one())
         rows = conn.execute(query).all()
     items = [
-        {"run_id": r.run_id, "track_id": r.track_id, "camera_id": r.camera_id, "first_seq": r.first_seq,
+        {"run_id": r.run_id, "track_id": r.track_id, "segment": r.segment, "camera_id": r.camera_id,
+         "first_seq": r.first_seq,
          "last_seq": r.last_seq, "first_ts": r.first_ts, "last_ts": r.last_ts, "frames": r.frames,
          "identity": r.identity_name, "votes": r.votes, "attempts": r.attempts, "best_distance": r.best_distance}
         for r in rows
@@ -111,7 +113,8 @@ def sightings(repo: Repository, f: EventFilter, limit: int, offset: int) -> Page
     base: Any = (
         select(*cols)
         .join(Run, Run.id == SightingRow.run_id)
-        .outerjoin(Track, and_(Track.run_id == SightingRow.run_id, Track.track_id == SightingRow.track_id))
+        .outerjoin(Track, and_(Track.run_id == SightingRow.run_id, Track.track_id == SightingRow.track_id,
+                               Track.first_seq <= SightingRow.seq, Track.last_seq >= SightingRow.seq))
     )
     base = run_window(base, f)
     if f.identity is not None:

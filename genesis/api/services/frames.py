@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from genesis.adapters.db import Repository
 from genesis.adapters.db.tables import Run, SightingRow, Track
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
+from genesis.adapters.redis_keys import frame_pattern
 from genesis.api.services.events import EventFilter, latest_run, run_window
 from genesis.domain import Sighting
 from genesis.stages.analytics import heatmap_grid, render_heatmap
@@ -60,7 +61,7 @@ def latest_frame(client: redis.Redis, camera: str, run_id: str) -> LatestFrame |
     """The newest frame of the run still in the Redis frame store (None if none or Redis is down)."""
     best: tuple[int, bytes] | None = None
     try:
-        pattern = f"genesis:frame:{_glob_escape(camera)}:{_glob_escape(run_id)}:*"
+        pattern = frame_pattern(camera, run_id)
         seqs = []
         for key in client.scan_iter(match=pattern, count=500):
             name = key.decode() if isinstance(key, bytes) else str(key)
@@ -80,10 +81,6 @@ def latest_frame(client: redis.Redis, camera: str, run_id: str) -> LatestFrame |
         return LatestFrame(run_id, best[0], decode_jpeg(best[1]))
     except FrameDecodeError:
         return None
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def heatmap_png(repo: Repository, client: redis.Redis, camera: str, f: EventFilter, cell: int) -> bytes:
@@ -126,7 +123,8 @@ def _sightings_at(conn: Any, run_id: str, seq: int) -> list[Any]:
     return list(conn.execute(
         select(SightingRow.track_id, SightingRow.x1, SightingRow.y1, SightingRow.x2, SightingRow.y2,
                Track.identity_name)
-        .outerjoin(Track, (Track.run_id == SightingRow.run_id) & (Track.track_id == SightingRow.track_id))
+        .outerjoin(Track, (Track.run_id == SightingRow.run_id) & (Track.track_id == SightingRow.track_id)
+                   & (Track.first_seq <= SightingRow.seq) & (Track.last_seq >= SightingRow.seq))
         .where(SightingRow.run_id == run_id, SightingRow.seq == seq)
         .order_by(SightingRow.track_id)
     ).all())

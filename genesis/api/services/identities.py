@@ -20,7 +20,7 @@ from sqlalchemy import select
 from genesis.adapters.db.apikeys import ApiKeyInfo
 from genesis.adapters.db.tables import Identity, Track
 from genesis.config import Settings
-from genesis.identities.store import AuditRecord, IdentityError, IdentityStore, check_name
+from genesis.identities.store import AuditRecord, IdentityError, IdentityStore, NearIdentityError, check_name
 from genesis.identities.tracks import SearchHit, UnknownSummary, name_unknown, parse_label, reject, search, unknowns
 from genesis.services.enroll import EnrollError, decode_image, prepare_photo
 
@@ -76,7 +76,7 @@ def store_of(repo: Any, redis: Any) -> IdentityStore:
 
 def list_identities(repo: Any) -> list[dict[str, Any]]:
     return [
-        {"name": s.name, "photos": s.photos, "models": list(s.models), "created_at": s.created_at}
+        {"id": s.id, "name": s.name, "photos": s.photos, "models": list(s.models), "created_at": s.created_at}
         for s in repo.identities()
     ]
 
@@ -88,11 +88,10 @@ def _safe_name(filename: str, index: int) -> str:
 
 
 def enroll_uploads(store: IdentityStore, settings: Settings, name: str, uploads: list[Upload], face_detector: Any,
-                   embedder: Any, detector_label: str, actor: str) -> Enrolled:
+                   embedder: Any, detector_label: str, actor: str, force: bool = False) -> Enrolled:
     """Check every photo (all are checked, each rejection with its reason), then store all or nothing."""
-    name = name.strip()
     try:
-        check_name(name)
+        name = check_name(name)
     except IdentityError as exc:
         raise EnrollRejectedError([Rejection("", str(exc))]) from None
     cfg = settings.identities
@@ -112,10 +111,22 @@ def enroll_uploads(store: IdentityStore, settings: Settings, name: str, uploads:
     if rejected:
         raise EnrollRejectedError(rejected)
     try:
-        added = store.enroll(name, faces, actor)
+        added = store.enroll(name, faces, actor, force=force,
+                             thresholds={embedder.model_name: settings.recognition.embedder.cosine_threshold})
+    except NearIdentityError:
+        raise
     except IdentityError as exc:
         raise EnrollRejectedError([Rejection("", str(exc))]) from None
     return Enrolled(name, len(uploads), added, several, warnings)
+
+
+def name_of(store: IdentityStore, identity_id: int) -> str:
+    """The current name of the identity with this stable id (NotFoundError when there is none)."""
+    with store.repo.engine.connect() as conn:
+        name = conn.execute(select(Identity.name).where(Identity.id == identity_id)).scalar_one_or_none()
+    if name is None:
+        raise NotFoundError(f"no identity with id {identity_id}")
+    return str(name)
 
 
 def _exists(store: IdentityStore, name: str) -> bool:
@@ -125,7 +136,7 @@ def _exists(store: IdentityStore, name: str) -> bool:
 
 def rename(store: IdentityStore, old: str, new: str, actor: str) -> str:
     """Rename (audited); its tracks and recognition attempts follow. Returns the new name."""
-    new = new.strip()
+    new = check_name(new)  # IdentityError: 422
     if not _exists(store, old):
         raise NotFoundError(f"no identity named {old!r}")
     if new == old:
@@ -150,8 +161,7 @@ def unknown_clusters(store: IdentityStore) -> list[UnknownSummary]:
 
 def name_cluster(store: IdentityStore, cluster: str, name: str, merge: bool, actor: str) -> int:
     """Name an unknown cluster; an existing identity's name only with ``merge``. Tracks relabelled."""
-    name = name.strip()
-    check_name(name)  # IdentityError: 422
+    name = check_name(name)  # IdentityError: 422
     cid = parse_label(cluster)
     if cid not in {parse_label(u.label) for u in unknowns(store)}:
         raise NotFoundError(f"no unknown face {cluster}")
@@ -167,13 +177,13 @@ def name_cluster(store: IdentityStore, cluster: str, name: str, merge: bool, act
 def reject_track(store: IdentityStore, run_id: str, track_id: int, identity: str | None, actor: str) -> str:
     """"Not this person" for a track; the identity whose negative it became."""
     with store.repo.engine.connect() as conn:
-        row = conn.execute(select(Track.identity_name).where(Track.run_id == run_id, Track.track_id == track_id)
-                           ).one_or_none()
-    if row is None:
+        rows = conn.execute(select(Track.identity_name).where(Track.run_id == run_id, Track.track_id == track_id)
+                            .order_by(Track.segment)).all()
+    if not rows:
         raise NotFoundError(f"no track {track_id} in run {run_id}")
     if identity is not None and not _exists(store, identity):
         raise NotFoundError(f"no identity named {identity!r}")
-    if identity is None and row[0] is None:
+    if identity is None and all(r[0] is None for r in rows):
         raise IdentityConflictError(f"track {track_id} of run {run_id} has no identity: say which in \"identity\"")
     try:
         return reject(store, run_id, track_id, actor, identity)

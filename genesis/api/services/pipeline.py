@@ -10,9 +10,10 @@ from sqlalchemy import func, select
 
 from genesis.adapters.db import Repository
 from genesis.adapters.db.tables import Camera, Run
-from genesis.adapters.dlq import DeadLetter, DeadLetters, replay
+from genesis.adapters.dlq import DeadLetter, DeadLetters
 from genesis.config import Settings
-from genesis.domain.redact import redact_opt
+from genesis.domain.redact import redact, redact_opt
+from genesis.tasks.dispatch import replay
 from genesis.tasks.routing import QUEUES
 
 if TYPE_CHECKING:
@@ -51,14 +52,14 @@ def cameras(repo: Repository, settings: Settings) -> list[dict[str, Any]]:
 
 def queue_depths(settings: Settings, app: Celery) -> dict[str, int] | str:
     """Messages waiting per queue, or why they cannot be read."""
-    from genesis.pipeline.capture import detect_backlog
+    from genesis.adapters.broker import detect_backlog
 
     try:
         return {q: detect_backlog(app, q) for q in QUEUES}
     except ValueError as exc:
-        return str(exc)
+        return redact(str(exc))
     except redis.RedisError as exc:
-        return f"cannot reach the broker: {exc}"
+        return redact(f"cannot reach the broker: {exc}")
 
 
 def workers(app: Celery, timeout: float) -> list[dict[str, Any]] | str:
@@ -67,7 +68,7 @@ def workers(app: Celery, timeout: float) -> list[dict[str, Any]] | str:
         # One broadcast: every live worker answers with the queues it consumes.
         queues = app.control.inspect(timeout=timeout).active_queues() or {}
     except Exception as exc:  # kombu raises many kinds; the status reports them
-        return f"cannot inspect workers: {exc}"
+        return redact(f"cannot inspect workers: {exc}")
     return [
         {"name": name, "queues": sorted(q.get("name", "") for q in queues[name] or [])}
         for name in sorted(queues)
@@ -80,12 +81,12 @@ def status(settings: Settings, client: redis.Redis, letters: DeadLetters, app: C
         client.ping()
         redis_ok: bool | str = True
     except redis.RedisError as exc:
-        redis_ok = str(exc)
+        redis_ok = redact(str(exc))
     dlq: int | str
     try:
         dlq = letters.size()
     except redis.RedisError as exc:
-        dlq = f"cannot reach Redis: {exc}"
+        dlq = redact(f"cannot reach Redis: {exc}")
     depths = queue_depths(settings, app)
     found = workers(app, timeout) if isinstance(depths, dict) else "broker unreachable"
     if redis_ok is True and isinstance(depths, dict):

@@ -4,7 +4,9 @@
 "use strict";
 
 const GC = (() => {
-  const HEADERS = {"X-Genesis-Dashboard": "1"};
+  // Every change carries the session's CSRF token (base.html puts it in <meta name="csrf-token">).
+  const CSRF_TOKEN = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+  const HEADERS = {"X-CSRF-Token": CSRF_TOKEN};
   const LIVE_MS = 500;
 
   async function api(path, options = {}) {
@@ -329,8 +331,9 @@ const GC = (() => {
         status.textContent = `${r.hits.length} track(s) within ${r.threshold} (${r.model})`;
         status.className = "status ok";
         results.replaceChildren(...r.hits.map(h => {
-          const card = faceCard({...h, seen_at: null, reason: null}, submit);
-          card.querySelector(".info").append(el("div", {class: "small distance"}, `match distance ${h.distance}`));
+          const card = faceCard({...h, distance: null, reason: null}, submit);
+          card.querySelector(".info").append(el("div", {class: "small distance"},
+                                                `distance to the photo ${Number(h.distance).toFixed(3)}`));
           return card;
         }));
       } catch (e) {

@@ -1,33 +1,9 @@
 // Genesis dashboard: polls the JSON API with the session cookie; no build step, no framework.
 "use strict";
 
-// Every change carries the session's CSRF token (the page has it in <meta name="csrf-token">).
-const CSRF_TOKEN = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
-const HEADERS = {"X-CSRF-Token": CSRF_TOKEN};
+// The API helpers (session cookie, CSRF token, error shape) and el() come from console.js, loaded first.
+const {api, el} = window.GC;
 const POLL_MS = 3000;
-
-async function api(path, options = {}) {
-  const response = await fetch(path, {credentials: "same-origin", ...options,
-                                      headers: {...HEADERS, ...(options.headers || {})}});
-  if (response.status === 401) { window.location.href = "/"; throw new Error("session ended"); }
-  if (!response.ok) {
-    let message = response.statusText, details = null;
-    try { const err = (await response.json()).error; message = err.message; details = err.details; }
-    catch (e) { /* not JSON */ }
-    const error = new Error(message);
-    error.status = response.status;
-    error.details = details;
-    throw error;
-  }
-  return response.status === 204 ? null : response.json();
-}
-
-function el(tag, attrs = {}, text = "") {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  if (text) node.textContent = text;
-  return node;
-}
 
 async function refreshTiles() {
   for (const tile of document.querySelectorAll(".tile")) {

@@ -178,7 +178,11 @@ def test_presets_validate_and_build(preset: str, models_dir: Path) -> None:
     s = Settings.model_validate({"detector": {"preset": preset}})
     assert s.detector.preset == preset
     for key, value in DETECTOR_PRESETS[preset].items():
-        assert getattr(s.detector, key) == value
+        got = getattr(s.detector, key)
+        if isinstance(value, dict):
+            assert got.model_dump() | value == got.model_dump(), key
+        else:
+            assert got == value, key
     det = build_detector(s.detector, models_dir)
     assert det.detect(np.zeros((90, 160, 3), dtype=np.uint8)) == []
 
@@ -186,10 +190,14 @@ def test_presets_validate_and_build(preset: str, models_dir: Path) -> None:
 def test_preset_fields_can_be_overridden_and_bad_ones_fail() -> None:
     s = Settings.model_validate({"detector": {"preset": "crowd", "confidence": 0.5}})
     assert isinstance(s.detector, YoloxDetectorConfig) and s.detector.confidence == 0.5
+    s = Settings.model_validate({"detector": {"preset": "doorway", "motion": {"force_every_s": 5}}})
+    assert s.detector.motion.enabled and s.detector.motion.force_every_s == 5  # merged, not replaced
     with pytest.raises(ValidationError, match="unknown detector preset"):
         Settings.model_validate({"detector": {"preset": "stadium"}})
     with pytest.raises(ValidationError, match="backend"):
         Settings.model_validate({"detector": {"preset": "crowd", "backend": "ultralytics"}})
+    with pytest.raises(ValidationError, match="preset crowd is a yolox detector but type says yolo"):
+        Settings.model_validate({"detector": {"preset": "crowd", "type": "yolo", "weights": "yolov8n_int8.onnx"}})
     with pytest.raises(ValidationError, match="strides"):
         Settings.model_validate({"detector": {"type": "yolox", "strides": []}})
     with pytest.raises(ValidationError, match="multiple of the largest stride"):

@@ -16,10 +16,10 @@ from genesis.backends.faces import build_embedder
 from genesis.config import EmbedderConfig, Settings, load_settings
 from genesis.config.identities import EnrollQualityConfig
 from genesis.identities.crypto import KEY_ENV, BiometricCipher, BiometricKeyError
-from genesis.identities.reembed import re_embed
 from genesis.identities.store import IdentityStore
 from genesis.pipeline.model_loader import detector_label, load_face_models, load_gallery
 from genesis.services.enroll import EnrollError, enroll, read_image
+from genesis.services.reembed import re_embed
 from genesis.stages.recognize import identify_faces
 
 

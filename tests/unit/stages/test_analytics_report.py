@@ -102,4 +102,5 @@ def test_identity_breakdown(results: dict[str, object]) -> None:
     ]
     assert bob["zones"] == {"floor": {"visits": 1, "dwell_s": 6.3, "mean_dwell_s": 6.3, "max_dwell_s": 6.3}}
     assert bob["lines"] == {} and bob["crossings"] == {"in": 0, "out": 0}
-    assert results["people"] == {"tracks": 3, "peak_in_frame": 3, "recognised_tracks": 2, "identities": 2}  # type: ignore[comparison-overlap]
+    assert results["people"] == {"tracks": 3, "segments": 3, "peak_in_frame": 3, "recognised_tracks": 2,  # type: ignore[comparison-overlap]
+                                 "recognised_segments": 2, "identities": 2}

@@ -1,0 +1,258 @@
+"""``python -m genesis.bench cameras``: how many cameras at 5 fps this machine carries in the distributed mode.
+
+    python -m genesis.bench cameras [--source VIDEO] [--static-source VIDEO] [--fps 5] [--frames 30]
+        [--presets default,crowd,overhead,doorway] [--detect-workers 2] [--detect-threads 1] [--markdown]
+
+For each detector preset, with real Celery workers (detect prefork, recognize solo, store solo), Redis and a fresh
+PostgreSQL database (all started here and removed afterwards, as ``genesis.bench.distributed`` does):
+
+- a **moving-crowd clip** (``--source``, taken at ``--fps``: stride = source fps / fps) and a **mostly-static
+  clip** made from ``--static-source`` (``genesis.bench.clips.make_static_clip``: still stretches of ``--still-s``
+  seconds with sensor noise, then ``--walk-s`` seconds of walking, ``--cycles`` times) each go through the
+  distributed pipeline with motion gating off, then on (one run each, side by side);
+- the CPU of every process (capture, workers with their pool children, Redis, PostgreSQL) per frame gives the
+  cameras the machine carries: ``cores x 1000 / (CPU ms per frame x fps)``; the drained frame rate ÷ fps is
+  the same figure by wall time (lower when other jobs share the machine: their CPU is reported as foreign);
+- detector calls are the frames the gate did not mark static (the capture's own gate, replayed on the frames);
+- the zone and line counts of each run show what gating changed;
+- in-process, the detector-only loop and ``run_embedded`` on the moving clip give the pipeline / detector ratio
+  per preset (goal >= 0.80).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from genesis.adapters.video import VideoSource
+from genesis.bench.clips import make_static_clip
+from genesis.bench.distributed import (
+    BROKER,
+    FRAMES,
+    PG_ADMIN,
+    Harness,
+    Pool,
+    _sigterm,
+    bench_config,
+    flushed_redis,
+    fresh_postgres_database,
+    load_average,
+)
+from genesis.config import MotionConfig, Settings, load_settings
+from genesis.eval.table import markdown_table
+from genesis.stages.motion import MotionGate
+
+PRESETS = ("default", "crowd", "overhead", "doorway")
+DEFAULT_SOURCE = "../shared/data/video/opencv4nodejs_people.mp4"
+
+
+@dataclass(slots=True)
+class CameraRow:
+    preset: str
+    clip: str
+    gating: bool
+    frames: int
+    detector_calls: int
+    fps: float
+    cpu_ms: float
+    foreign: float
+    counts: str
+    camera_fps: float
+
+    @property
+    def cameras_cpu(self) -> float:
+        """Cameras at ``camera_fps`` that all cores carry at this CPU cost per frame."""
+        return (os.cpu_count() or 1) * 1000.0 / (self.cpu_ms * self.camera_fps) if self.cpu_ms > 0 else 0.0
+
+    @property
+    def cameras_wall(self) -> float:
+        return self.fps / self.camera_fps
+
+
+def static_frames(source: str, stride: int, frames: int, motion: MotionConfig) -> int:
+    """How many frames the capture's gate marks static (the same decisions: same pixels, same times)."""
+    gate = MotionGate(MotionConfig(**{**motion.model_dump(), "enabled": True}))
+    with VideoSource(source) as video:
+        for raw in video.frames(stride=stride, max_frames=frames):
+            gate.check(raw.image, raw.ts)
+    return gate.static_frames
+
+
+def counts_of(results: dict[str, Any]) -> str:
+    zones = " ".join(f"{z['name']} {z['entries']}/{z['exits']}" for z in results["zones"])
+    lines = " ".join(f"{ln['name']} {ln['in']}/{ln['out']}" for ln in results["lines"])
+    return f"tracks {results['people']['tracks']}; zone in/out {zones}; line in/out {lines}"
+
+
+def preset_env(preset: str, threads: int) -> dict[str, str]:
+    env = {"GENESIS_DETECTOR__THREADS": str(threads)} if threads else {}
+    if preset != "default":
+        env["GENESIS_DETECTOR__PRESET"] = preset
+    return env
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> None:
+    from genesis.adapters.db import Repository
+    from genesis.bench.pipeline import detector_only
+    from genesis.pipeline.embedded import run_embedded
+    from genesis.pipeline.model_loader import load_models
+    from genesis.pipeline.report import build_results
+
+    console = Console() if sys.stdout.isatty() else Console(width=220)
+    tmp = Path(tempfile.mkdtemp(prefix="genesis-bench-cameras-"))
+    failed = True
+    rows: list[CameraRow] = []
+    ratios: list[list[str]] = []
+    try:
+        source = str(Path(args.source).resolve())
+        static_clip = tmp / "static.avi"
+        console.print(f"making the mostly-static clip from {args.static_source or source} ...")
+        layout = make_static_clip(str(Path(args.static_source or source).resolve()), static_clip, width=args.width,
+                                  still_s=args.still_s, walk_s=args.walk_s, cycles=args.cycles)
+        with VideoSource(source) as v:
+            src_fps = v.info.fps
+        stride = max(1, round(src_fps / args.fps))
+        static_stride = max(1, round(layout["fps"] / args.fps))
+        static_n = -(-int(layout["frames"]) // static_stride)
+        clips = [("moving crowd", source, stride, args.frames), ("mostly static", str(static_clip), static_stride,
+                                                                    static_n)]
+        config = tmp / "settings.yaml"
+        config.write_text(yaml.safe_dump(bench_config(source)))
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_DETECTOR__")
+                    and k not in {"GENESIS_CONFIG", "GENESIS_DATABASE_URL", "GENESIS_BROKER_URL", "GENESIS_REDIS_URL"}}
+        with flushed_redis(args.broker, args.frames_redis), fresh_postgres_database(args.pg_admin) as pg:
+            env = {**base_env, "GENESIS_CONFIG": str(config), "GENESIS_DATABASE_URL": pg,
+                   "GENESIS_BROKER_URL": args.broker, "GENESIS_REDIS_URL": args.frames_redis}
+            base = load_settings(config, env)
+            env.setdefault("GENESIS_MODELS_DIR", str(base.models.path))
+            repo = Repository(base.database_url)
+            pool = Pool(env, tmp)
+            try:
+                pool.start([("recognize", "recognize", "solo", 1, {}, None), ("store", "store", "solo", 1, {}, None)])
+                for preset in args.presets:
+                    penv = preset_env(preset, args.detect_threads)
+                    console.print(f"[bold]{preset}[/]: detect prefork x{args.detect_workers} ({penv or 'defaults'})")
+                    pool.start([("detect", "detect", "prefork", args.detect_workers, penv, None)])
+                    settings: dict[bool, Settings] = {
+                        on: load_settings(config, {**env, **penv, "GENESIS_DETECTOR__MOTION__ENABLED": str(on).lower()})
+                        for on in (False, True)
+                    }
+                    camera = settings[False].camera("bench")
+                    harness = {on: Harness(s, camera, repo, pool) for on, s in settings.items()}
+                    harness[False].run(source, 2 * args.detect_workers + 2, stride)  # warm-up
+                    for label, clip, clip_stride, n in clips:
+                        calls_on = n - static_frames(clip, clip_stride, n, settings[True].detector.motion)
+                        for on in (False, True):
+                            d = harness[on].run(clip, n, clip_stride)
+                            run_row = repo.run(d.run_id)
+                            assert run_row is not None
+                            results = build_results(repo, run_row, camera)
+                            row = CameraRow(preset, label, on, d.frames, calls_on if on else d.frames, d.fps,
+                                            d.cpu_ms_per_frame, d.other_share, counts_of(results), args.fps)
+                            rows.append(row)
+                            console.print(f"  {label}, gating {'on' if on else 'off'}: {d.frames} frames, "
+                                          f"{row.detector_calls} detector calls, {d.fps:.2f} f/s drained, CPU "
+                                          f"{d.cpu_ms_per_frame:.0f} ms/frame -> {row.cameras_cpu:.1f} cameras "
+                                          f"(foreign CPU {100 * d.other_share:.0f} %); {row.counts}")
+                    # Pipeline / detector-only, in this process, on the moving clip.
+                    emb = load_settings(config, {**env, **penv, "GENESIS_DATABASE_URL": f"sqlite:///{tmp / 'e.db'}"})
+                    models = load_models(emb)
+                    detector_only(source, 3, stride, models.detector)
+                    det_fps, det_cpu = detector_only(source, args.frames, stride, models.detector)
+                    c0 = time.process_time()
+                    out = run_embedded(emb, source, emb.camera("bench"), None, False, stride, args.frames, None,
+                                       models)
+                    n_emb = out.report["run"]["frames_processed"]
+                    emb_cpu = 1000.0 * (time.process_time() - c0) / n_emb
+                    emb_fps = float(out.report["run"]["fps"])
+                    ratios.append([preset, models.detector.name, f"{det_fps:.2f}", f"{det_cpu:.0f}", f"{emb_fps:.2f}",
+                                   f"{emb_cpu:.0f}", f"{emb_fps / det_fps:.2f}", f"{det_cpu / emb_cpu:.2f}"])
+                    console.print(f"  detector only {det_fps:.2f} f/s ({det_cpu:.0f} ms CPU), embedded pipeline "
+                                  f"{emb_fps:.2f} f/s ({emb_cpu:.0f} ms CPU): ratio {emb_fps / det_fps:.2f} by rate, "
+                                  f"{det_cpu / emb_cpu:.2f} by CPU")
+            finally:
+                pool.stop_all()
+                repo.close()
+        print_tables(console, rows, ratios, args, argv, layout)
+        failed = False
+    except (KeyboardInterrupt, SystemExit):
+        failed = False
+        raise
+    finally:
+        if failed or args.keep_logs:
+            console.print(f"worker logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_tables(console: Console, rows: list[CameraRow], ratios: list[list[str]], args: argparse.Namespace,
+                 argv: list[str], layout: dict[str, Any]) -> None:
+    cols = ("preset", "clip", "motion gating", "frames", "detector calls", "drained f/s", "CPU ms/frame",
+            f"cameras @{args.fps:g} fps (CPU)", f"cameras @{args.fps:g} fps (wall)", "foreign CPU", "counts")
+    body = [[r.preset, r.clip, "on" if r.gating else "off", str(r.frames), str(r.detector_calls), f"{r.fps:.2f}",
+             f"{r.cpu_ms:.0f}", f"{r.cameras_cpu:.1f}", f"{r.cameras_wall:.1f}", f"{100 * r.foreign:.0f} %",
+             r.counts] for r in rows]
+    gains = []
+    for preset in dict.fromkeys(r.preset for r in rows):
+        for clip in dict.fromkeys(r.clip for r in rows):
+            pair = {r.gating: r for r in rows if r.preset == preset and r.clip == clip}
+            if len(pair) == 2 and pair[True].detector_calls:
+                fewer = pair[False].detector_calls / pair[True].detector_calls
+                more = pair[True].cameras_cpu / pair[False].cameras_cpu
+                gains.append(f"{preset}, {clip}: {fewer:.1f}x fewer detector calls, {more:.2f}x the cameras (CPU)")
+    md = markdown_table(cols, body)
+    md2 = markdown_table(("preset", "detector", "detector only f/s", "CPU ms", "embedded pipeline f/s", "CPU ms",
+                          "ratio by rate", "ratio by CPU"), ratios)
+    console.print(md, highlight=False, soft_wrap=True, markup=False)
+    console.print("\n".join(gains), highlight=False, soft_wrap=True, markup=False)
+    console.print(md2, highlight=False, soft_wrap=True, markup=False)
+    console.print(f"static clip: {layout['frames']} frames at {layout['fps']:.2f} fps, walks at frames "
+                  f"{layout['walks']}; {os.cpu_count()} CPUs; load average {load_average()}")
+    console.print("command: " + shlex.join(["python", "-m", "genesis.bench", "cameras", *argv]), highlight=False,
+                  soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[2:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python -m genesis.bench cameras", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", default=DEFAULT_SOURCE, help="Moving-crowd video (default: %(default)s).")
+    ap.add_argument("--static-source", help="Video the mostly-static clip is made from (default: --source).")
+    ap.add_argument("--fps", type=float, default=5.0, help="Camera rate (default: %(default)s).")
+    ap.add_argument("--frames", type=int, default=30, help="Frames of the moving clip per run.")
+    ap.add_argument("--still-s", type=float, default=6.0, help="Still stretch of the static clip (s).")
+    ap.add_argument("--walk-s", type=float, default=2.0, help="Walk between still stretches (s).")
+    ap.add_argument("--cycles", type=int, default=2, help="Still + walk cycles of the static clip.")
+    ap.add_argument("--width", type=int, default=800, help="Width of the static clip (px).")
+    ap.add_argument("--presets", default="default,crowd,doorway",
+                    help=f"Comma-separated, of {','.join(PRESETS)} (default: %(default)s).")
+    ap.add_argument("--detect-workers", type=int, default=2, help="Prefork children of the detect worker.")
+    ap.add_argument("--detect-threads", type=int, default=1, help="onnxruntime threads per detect child.")
+    ap.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL URL allowed to CREATE DATABASE.")
+    ap.add_argument("--broker", default=BROKER, help="Redis DB of the broker (flushed before and after).")
+    ap.add_argument("--frames-redis", default=FRAMES, help="Redis DB of the frames (flushed before and after).")
+    ap.add_argument("--keep-logs", action="store_true")
+    args = ap.parse_args(argv)
+    args.presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    bad = [p for p in args.presets if p not in PRESETS]
+    if bad or not args.presets:
+        ap.error(f"unknown preset {', '.join(bad) or '(none)'}: one of {', '.join(PRESETS)}")
+    if not Path(args.source).is_file():
+        ap.error(f"no such video: {args.source}")
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        run(args, argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,32 @@
+"""``python -m genesis.bench cameras`` on a short clip: real workers, both clips, gating off and on."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.services import redis_url
+
+
+def test_bench_cameras_short_run(models_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_") or k.startswith("GENESIS_TEST_")}
+    env["GENESIS_MODELS_DIR"] = str(models_dir)
+    cmd = [sys.executable, "-m", "genesis.bench", "cameras", "--source",
+           str(data_dir / "video" / "opencv4nodejs_people.mp4"), "--frames", "8", "--still-s", "3", "--walk-s", "1",
+           "--cycles", "1", "--presets", "default", "--detect-workers", "1", "--broker", redis_url(12),
+           "--frames-redis", redis_url(13)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    rows = [ln for ln in out.splitlines() if ln.startswith("| default") and ("moving" in ln or "static" in ln)]
+    assert len(rows) == 4, out  # 2 clips x gating off/on
+    cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+    calls = {c[2]: int(c[4]) for c in cells if c[1] == "mostly static"}  # gating -> detector calls
+    calls_on, calls_off = calls["on"], calls["off"]
+    # 4 s at 5 fps, 3 s of it still: the first frame, a forced detection every 2 s and the walk are detected
+    assert calls_off == 20 and calls_on * 2 <= calls_off, (calls_on, calls_off)
+    assert re.search(r"default, mostly static: [\d.]+x fewer detector calls", out), out
+    assert re.search(r"\| default \| +onnx:yolov8n_int8.onnx \| +[\d.]+ \|", out), out

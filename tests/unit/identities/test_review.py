@@ -1,0 +1,136 @@
+"""The console's identities library (`genesis.identities.review`) on SQLite (the embedded mode's
+database), real photos and the real face models: track face crops kept encrypted, a cluster's faces
+best first, merging clusters, assigning a face to a new and an existing identity (the gallery then
+knows it), the review queue (unrecognised and low-margin faces), and the audit log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from genesis.adapters.db import Repository, TrackRecord
+from genesis.config import Settings
+from genesis.identities import review
+from genesis.identities.crypto import KEY_ENV, BiometricCipher, is_encrypted
+from genesis.identities.store import IdentityError, IdentityStore
+from genesis.identities.tracks import TrackFaceRecord, save_track_faces, unknowns
+from genesis.pipeline.model_loader import load_face_models
+from genesis.services.enroll import read_image
+from genesis.stages.recognize import face_crop_jpeg
+
+STEMS = ("clapton-1", "clapton-2", "lennon-1", "lennon-2", "adams", "carell")
+
+
+@pytest.fixture(scope="module")
+def faces(data_dir: Path, models_dir: Path) -> dict[str, tuple[np.ndarray, bytes]]:
+    """stem -> (SFace embedding, face crop JPEG) of single-face photos of people nobody enrolled."""
+    from genesis.config import load_settings
+
+    fd, emb = load_face_models(load_settings(environ={"GENESIS_MODELS_DIR": str(models_dir)}))
+    out = {}
+    for stem in STEMS:
+        image = read_image(data_dir / "faces" / "unknown" / f"{stem}.jpg")
+        found = fd.detect(image)
+        out[stem] = (emb.embed(image, found[:1])[0], face_crop_jpeg(image, found[0].box))
+    return out
+
+
+def _store(settings: Settings, repo: Repository, faces: dict[str, tuple[np.ndarray, bytes]],
+           named: dict[str, tuple[str, float]] | None = None) -> IdentityStore:
+    """One run of camera "door": a track per photo (track i + 1), ``named`` ones decided by recognition."""
+    named = named or {}
+    repo.start_run("run-a", "door", "test", {})
+    repo.save_tracks("run-a", [TrackRecord("door", i + 1, 0, 10, float(i), float(i) + 1, 10,
+                                           named.get(s, (None, 0.0))[0], 2 if s in named else 0, 3,
+                                           named.get(s, (None, 0.7))[1]) for i, s in enumerate(STEMS)])
+    store = IdentityStore(repo)
+    records = [TrackFaceRecord("door", i + 1, float(i), "SFace", [float(x) for x in faces[s][0]],
+                               named.get(s, (None, 0.0))[0], named.get(s, (None, 0.7))[1], faces[s][1])
+               for i, s in enumerate(STEMS)]
+    save_track_faces(store, "run-a", records, settings.recognition.embedder.cosine_threshold)
+    return store
+
+
+def _cluster_of(repo: Repository, track: int) -> str:
+    with repo.engine.connect() as conn:
+        cid = conn.execute(text("SELECT cluster_id FROM track_faces WHERE track_id = :t"), {"t": track}).scalar_one()
+    return f"unknown-{cid}"
+
+
+def test_crops_encrypted_clusters_merge_and_assign(settings: Settings, faces: dict[str, tuple[np.ndarray, bytes]],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, BiometricCipher.new_key())
+    with Repository(settings.database_url) as repo:
+        store = _store(settings, repo, faces)
+        # Crops: ciphertext at rest, the JPEG back for the console.
+        with repo.engine.connect() as conn:
+            blobs = [bytes(b) for b in conn.execute(text("SELECT crop FROM track_faces")).scalars()]
+        assert len(blobs) == len(STEMS) and all(is_encrypted(b) for b in blobs)
+        for i, s in enumerate(STEMS):
+            assert review.track_crop(store, "run-a", i + 1) == faces[s][1]
+        assert review.track_crop(store, "run-a", 99) is None
+
+        clapton, lennon = _cluster_of(repo, 1), _cluster_of(repo, 3)
+        assert clapton == _cluster_of(repo, 2) and lennon == _cluster_of(repo, 4) and clapton != lennon
+        members = review.cluster_faces(store, clapton)
+        assert [f.track_id for f in members] == sorted([1, 2], key=lambda t: next(
+            f.centroid_distance for f in members if f.track_id == t))
+        assert all(f.has_crop and f.unknown == clapton and f.camera_id == "door" for f in members)
+        with pytest.raises(IdentityError):
+            review.cluster_faces(store, "unknown-999")
+
+        # Merge lennon into clapton: one cluster of four, centroid = normalised mean of the four.
+        with pytest.raises(IdentityError, match="itself"):
+            review.merge_clusters(store, clapton, clapton, "test")
+        with pytest.raises(IdentityError, match="no unknown face"):
+            review.merge_clusters(store, lennon, "unknown-999", "test")
+        before = len(unknowns(store))
+        assert review.merge_clusters(store, lennon, clapton, "test") == 4
+        assert len(unknowns(store)) == before - 1 and lennon not in {u.label for u in unknowns(store)}
+        vectors = [faces[s][0] / np.linalg.norm(faces[s][0]) for s in STEMS[:4]]
+        mean = np.sum(vectors, axis=0)
+        with repo.engine.connect() as conn:
+            dim, blob, size = conn.execute(text("SELECT dim, centroid, size FROM unknown_clusters WHERE id = :c"),
+                                           {"c": int(clapton.split("-")[1])}).one()
+        assert size == 4 and np.allclose(store._vec(blob, dim), mean / np.linalg.norm(mean), atol=1e-5)
+
+        # Assign lennon-1 to a new identity, lennon-2 to the same one: they leave the cluster.
+        with pytest.raises(IdentityError, match="no identity"):
+            review.assign_face(store, "run-a", 3, "John", "test")
+        with pytest.raises(IdentityError, match="reserved"):
+            review.assign_face(store, "run-a", 3, "unknown-5", "test", create=True)
+        version = store.db_version()
+        assert review.assign_face(store, "run-a", 3, "John", "test", create=True) == "John"
+        with pytest.raises(IdentityError, match="exists already"):
+            review.assign_face(store, "run-a", 4, "John", "test", create=True)
+        review.assign_face(store, "run-a", 4, "John", "test")
+        assert store.db_version() > version  # the workers reload their gallery
+        names, matrix = store.gallery("SFace")
+        assert names == ["John", "John"] and matrix.shape == (2, len(faces["lennon-1"][0]))
+        assert {t.track_id: t.identity for t in repo.tracks("run-a")}[3] == "John"
+        assert review.merge_clusters(store, clapton, _cluster_of(repo, 5), "test") == 3  # the two left + adams
+        assert [f.photo for f in review.enrolled_faces(store, "John")] == ["track run-a/3", "track run-a/4"]
+        actions = [(a.action, a.target) for a in store.audit_log()]
+        assert ("merge", clapton) in actions and ("assign", "John") in actions
+
+
+def test_review_queue_unrecognised_and_low_margin(settings: Settings,
+                                                  faces: dict[str, tuple[np.ndarray, bytes]]) -> None:
+    thr = settings.recognition.embedder.cosine_threshold
+    margin = settings.console.review_margin
+    # adams named by recognition with little to spare, carell with a comfortable margin.
+    named = {"adams": ("Amy", thr - margin / 2), "carell": ("Steve", thr - 3 * margin)}
+    with Repository(settings.database_url) as repo:
+        store = _store(settings, repo, faces, named)
+        page, total = review.review_queue(store, "SFace", thr, margin, 100)
+        by_track = {f.track_id: f for f in page}
+        assert total == len(page) == 5 and 6 not in by_track  # carell: confident
+        assert by_track[5].identity == "Amy" and all(by_track[t].identity is None for t in (1, 2, 3, 4))
+        assert [f.track_id for f in page] == sorted(by_track, key=lambda t: -by_track[t].ts)  # newest first
+        assert review.review_queue(store, "SFace", thr, margin, 2, offset=1)[0] == page[1:3]
+        # A face the operator named (no votes) is not a low-margin face.
+        review.assign_face(store, "run-a", 1, "Eric", "test", create=True)
+        assert 1 not in {f.track_id for f in review.review_queue(store, "SFace", thr, margin, 100)[0]}
