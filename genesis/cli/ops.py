@@ -74,6 +74,6 @@ def status(url: UrlArg, timeout: Annotated[float, typer.Option(help="Seconds to 
 
 if __name__ == "__main__":
     # `python -m genesis.cli.ops check URL`: the containers' health checks. The same command as
-    # `genesis ops check`, without importing the whole CLI (a quarter of the CPU time: it matters
+    # `genesis ops check`, without importing the whole CLI (a tenth of the CPU time: it matters
     # on a host whose cores the workers keep busy, where every service checks every 15 s).
     ops_app()
