@@ -537,8 +537,8 @@ def run(skip_faults: bool) -> None:
         check_metrics_and_network(s)
         if not skip_faults:
             fault_kill_detect(s, want, 1)
-            fault_restart_redis(s, want, 2)
-            fault_stop_postgres(s, want, 3)
+            fault_stop_postgres(s, want, 2)
+            fault_restart_redis(s, want, 3)
             seen = s.capture_health.get(capture, "")
             check(capture in s.ever_healthy or seen.startswith("200 "),
                   f"capture's health never seen ok while it ran (polled: {seen!r})")
