@@ -57,6 +57,8 @@ STANDINS = {"python": "python:3.11-slim", "redis": "redis:7.4-alpine", "postgres
 GENESIS_IMAGE = "genesis:cpu"
 # Every long-running Genesis service and the port of its /metrics (docs/operations.md).
 METRICS = {"detect": 8080, "recognize": 8081, "analytics": 8082, "store": 8083, "beat": 8085, "api": 8086}
+FAULTS = ("kill-detect", "stop-postgres", "restart-redis")
+"""The faults ``--faults`` can inject (docs/operations.md says which the CI run injects, and why)."""
 HEALTHY = ("redis", "postgres", "detect", "recognize", "analytics", "store", "beat", "api", "flower")
 
 T0 = time.monotonic()
@@ -512,7 +514,7 @@ def fault_stop_postgres(s: Stack, want: dict[str, Any], runs: int) -> None:
     check("genesis." not in s.exec("api", "genesis", "dlq", "list").stdout, "dead letters left after the replay")
 
 
-def run(skip_faults: bool) -> None:
+def run(skip_faults: bool, faults: list[str]) -> None:
     build_images()
     log(f"images ready ({', '.join(STANDINS.values())} stand-ins, {GENESIS_IMAGE})")
     with stack() as s:
@@ -536,9 +538,10 @@ def run(skip_faults: bool) -> None:
         same_results(drain_and_report(s, run_id), want, s, "compose run")
         check_metrics_and_network(s)
         if not skip_faults:
-            fault_kill_detect(s, want, 1)
-            fault_stop_postgres(s, want, 2)
-            fault_restart_redis(s, want, 3)
+            steps = {"kill-detect": fault_kill_detect, "stop-postgres": fault_stop_postgres,
+                     "restart-redis": fault_restart_redis}
+            for n, name in enumerate(faults, start=1):
+                steps[name](s, want, n)
             seen = s.capture_health.get(capture, "")
             check(capture in s.ever_healthy or seen.startswith("200 "),
                   f"capture's health never seen ok while it ran (polled: {seen!r})")
@@ -550,6 +553,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-faults", action="store_true", help="Stop after the plain run (a quicker look).")
     parser.add_argument("--images-only", action="store_true", help="Build (or reuse) the images and stop.")
+    parser.add_argument("--faults", default=",".join(FAULTS),
+                        help=f"The faults to inject, in order (comma-separated; default: {','.join(FAULTS)}).")
     args = parser.parse_args()
     os.environ.setdefault("CONTAINERS_CONF", str(CI / "containers.conf"))
 
@@ -562,7 +567,10 @@ def main() -> int:
         if args.images_only:
             build_images()
         else:
-            run(args.no_faults)
+            faults = [f for f in args.faults.split(",") if f]
+            unknown = [f for f in faults if f not in FAULTS]
+            check(not unknown, f"unknown fault(s) {unknown}: choose from {', '.join(FAULTS)}")
+            run(args.no_faults, faults)
     except E2EError as exc:
         log(f"FAILED: {exc}")
         return 1

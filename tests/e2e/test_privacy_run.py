@@ -85,9 +85,7 @@ def test_stored_and_annotated_images_blur_unenrolled_faces(tmp_path: Path, model
         out = run_embedded(settings, str(clip), settings.camera("hall"), out_dir=tmp_path / blur, annotate=True,
                            models=models, progress=watch)
         assert seen, "no live frame was published while the run was watched"
-        live = seen[-1]
-        live_image = cv2.imdecode(np.frombuffer(live.jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
-        live_names = {p["identity"] for p in live.meta["persons"]}
+        live_names = {p["identity"] for frame in seen for p in frame.meta["persons"]}
         with repo.engine.connect() as conn:  # the tracks' face crops kept for the review page
             crops = {tid: crop for tid, crop in conn.execute(select(TrackFace.track_id, TrackFace.crop))}
         named = {t["track_id"] for t in out.report["results"]["tracks"] if t["identity"] != "unknown"}
@@ -108,10 +106,16 @@ def test_stored_and_annotated_images_blur_unenrolled_faces(tmp_path: Path, model
                     assert faces_in(det, image, daryl) >= 1
         # Face crops: only of enrolled people (unenrolled), none at all (everyone).
         assert {tid for tid, crop in crops.items() if crop} == (set() if blur == "everyone" else named)
-        # The live view: the stranger's face never; daryl's only once he is named in that frame.
-        for det in checks:
-            assert faces_in(det, live_image, carell) == 0, blur
-            if blur == "everyone" or "daryl" not in live_names:
-                assert faces_in(det, live_image, daryl) == 0
-            else:
-                assert faces_in(det, live_image, daryl) >= 1
+        # The live view, every frame published (which ones depends on the 0.5 s rate, so on the machine's speed):
+        # the stranger's face never; daryl's only in frames where he is named, and in at least one of them.
+        shown_named = 0
+        for frame in seen:
+            image = cv2.imdecode(np.frombuffer(frame.jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+            named_here = blur != "everyone" and "daryl" in {p["identity"] for p in frame.meta["persons"]}
+            for det in checks:
+                assert faces_in(det, image, carell) == 0, blur
+                if not named_here:
+                    assert faces_in(det, image, daryl) == 0, blur
+            shown_named += named_here and all(faces_in(det, image, daryl) >= 1 for det in checks)
+        if blur != "everyone":
+            assert shown_named >= 1 or "daryl" not in live_names
