@@ -543,9 +543,12 @@ def run(skip_faults: bool, faults: list[str]) -> None:
             for n, name in enumerate(faults, start=1):
                 steps[name](s, want, n)
             seen = s.capture_health.get(capture, "")
-            check(capture in s.ever_healthy or seen.startswith("200 "),
-                  f"capture's health never seen ok while it ran (polled: {seen!r})")
-            log(f"capture: health ok while it ran ({'health check' if capture in s.ever_healthy else seen})")
+            if capture in s.ever_healthy or seen:
+                check(capture in s.ever_healthy or seen.startswith("200 "),
+                      f"capture's health not ok while it ran (polled: {seen!r})")
+                log(f"capture: health ok while it ran ({'health check' if capture in s.ever_healthy else seen})")
+            else:  # a quiet machine sends the short clip before the endpoint is first polled
+                log("capture: ended before its health endpoint was polled (nothing to check)")
     log("passed")
 
 
