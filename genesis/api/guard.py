@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 from sqlalchemy.exc import OperationalError
@@ -37,10 +37,8 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 
 from genesis.adapters.db.apikeys import ApiKeyInfo, csrf_token
+from genesis.api.context import AppServices
 from genesis.api.errors import error_response
-
-if TYPE_CHECKING:
-    from genesis.api.deps import AppServices
 
 log = logging.getLogger("genesis.api.auth")
 
