@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +22,8 @@ import cv2
 import pytest
 
 from tests.e2e.conftest import CLI
-from tests.e2e.test_dashboard_browser import chromium_or_skip, free_port
-from tests.services import redis_url
+from tests.e2e.serving import artifact_folder, served_run
+from tests.e2e.test_dashboard_browser import chromium_or_skip
 
 REDIS_DB = 14
 NAME = "Visitor One"
@@ -33,56 +32,19 @@ DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 @pytest.fixture()
 def shots(tmp_path: Path) -> Path:
-    base = os.environ.get("GENESIS_TEST_ARTIFACTS")
-    folder = (Path(base).resolve() if base else tmp_path / "artifacts") / "console"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return artifact_folder(tmp_path, "console")
 
 
 @pytest.fixture()
 def console(cli: CLI, data_dir: Path, tmp_path: Path) -> Iterator[tuple[str, str, CLI]]:
     """(base URL, admin key, cli) of `genesis serve` over the SQLite database of one finished run."""
-    import redis
-    import yaml
-
-    config = tmp_path / "settings.yaml"
-    config.write_text(yaml.safe_dump({"cameras": [{
+    config = {"cameras": [{
         "id": "lobby",
         "zones": [{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]]}],
         "lines": [{"name": "mid", "start": [0.5, 0], "end": [0.5, 1], "in_name": "east", "out_name": "west"}],
-    }], "identities": {"unknowns_without_gallery": True}}))
-    cli.env.update(GENESIS_REDIS_URL=redis_url(REDIS_DB), GENESIS_BROKER_URL=redis_url(REDIS_DB),
-                   GENESIS_CONFIG=str(config))
-    redis.Redis.from_url(redis_url(REDIS_DB)).flushdb()
-    cli("run", "--source", str(data_dir / "video" / "opencv4nodejs_people.mp4"), "--camera", "lobby",
-        "--stride", "3", "--max-frames", "24")
-    key = cli("apikey", "create", "--role", "admin", "--name", "console").stdout.strip()
-    port = free_port()
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "genesis.cli.main", "serve", "--port", str(port), "--ops-port",
-                             str(free_port())], cwd=cli.cwd, env=cli.env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"genesis serve did not start: {(tmp_path / 'serve.log').read_text()}")
-            time.sleep(0.3)
+    }], "identities": {"unknowns_without_gallery": True}}
+    with served_run(cli, data_dir, tmp_path, config, REDIS_DB, 24, "console") as (base, key, _ops_port):
         yield base, key, cli
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def get(base: str, key: str, path: str) -> Any:

@@ -9,10 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import CLI
-from tests.services import redis_url
+from tests.e2e.serving import artifact_folder, served_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 REDIS_DB = 15
@@ -41,67 +38,24 @@ def chromium_or_skip() -> Path:
     return CHROMIUM
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture()
 def artifacts(tmp_path: Path) -> Path:
-    base = os.environ.get("GENESIS_TEST_ARTIFACTS")
-    folder = (Path(base).resolve() if base else tmp_path / "artifacts") / "dashboard"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return artifact_folder(tmp_path, "dashboard")
 
 
 @pytest.fixture()
 def served(cli: CLI, data_dir: Path, tmp_path: Path) -> Iterator[tuple[str, str, CLI]]:
     """(base URL, admin key, cli) of a `genesis serve` process over a database with one real run."""
-    import redis
-    import yaml
-
     # Alert rules the clip sets off: more than one person on the left (crowding), and anyone
     # staying there a second (loitering).
-    config = tmp_path / "settings.yaml"
-    config.write_text(yaml.safe_dump({"cameras": [{
+    config = {"cameras": [{
         "id": "lobby",
         "zones": [{"name": "left", "points": [[0, 0], [0.5, 0], [0.5, 1], [0, 1]], "max_occupancy": 1}],
         "alerts": {"zone_loitering_s": {"left": 1.0}},
-    }], "identities": {"unknowns_without_gallery": True}}))  # faces are clustered though nobody is enrolled
-    cli.env.update(GENESIS_REDIS_URL=redis_url(REDIS_DB), GENESIS_BROKER_URL=redis_url(REDIS_DB),
-                   GENESIS_CONFIG=str(config))
-    redis.Redis.from_url(redis_url(REDIS_DB)).flushdb()
-    cli("run", "--source", str(data_dir / "video" / "opencv4nodejs_people.mp4"), "--camera", "lobby",
-        "--stride", "3", "--max-frames", "20")
-    key = cli("apikey", "create", "--role", "admin", "--name", "browser").stdout.strip()
-    port, ops_port = free_port(), free_port()
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "genesis.cli.main", "serve", "--port", str(port), "--ops-port",
-                             str(ops_port)], cwd=cli.cwd, env=cli.env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"genesis serve did not start: {(tmp_path / 'serve.log').read_text()}")
-            time.sleep(0.3)
+    }], "identities": {"unknowns_without_gallery": True}}  # faces are clustered though nobody is enrolled
+    with served_run(cli, data_dir, tmp_path, config, REDIS_DB, 20, "browser") as (base, key, ops_port):
         ops_endpoint_answers(f"http://127.0.0.1:{ops_port}")
         yield base, key, cli
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def ops_endpoint_answers(ops: str) -> None:
