@@ -254,6 +254,10 @@ class Sequencer:
         if end is None or p.last_seq < int(end["last_seq"]):
             loop.flush()
             return False, progressed
+        if end.get("frames") is not None:
+            # A gap given up is counted once, whatever its length: the capture's count of the
+            # frames it published says how many never came.
+            p.missing = max(p.missing, int(end["frames"]) - p.frames - p.skipped)
         if end.get("frames_declared") is not None:  # a file: its declared length, for the truncation warning
             p.declared_frames = int(end["frames_declared"])
             p.source_frames_read = int(end.get("frames_read", p.frames + p.skipped + p.missing))

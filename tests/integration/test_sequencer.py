@@ -121,8 +121,12 @@ def results(dets: list[FrameDetections]) -> list[FrameResult]:
     return out
 
 
-def end(r: Any, last_seq: int) -> None:
-    r.set(end_key("run1"), json.dumps({"last_seq": last_seq}))
+def end(r: Any, last_seq: int, published: int | None = None) -> None:
+    """The capture's end marker (``published``: the frames it says it published)."""
+    summary: dict[str, Any] = {"last_seq": last_seq}
+    if published is not None:
+        summary["frames"] = published
+    r.set(end_key("run1"), json.dumps(summary))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -182,6 +186,24 @@ def test_a_missing_frame_is_skipped_after_the_gap_timeout(r: Any, settings: Sett
     state = c.finished[0].progress
     assert state.missing == 1 and state.frames == 9
     assert lost.frame.seq not in {int(x.split("seq=")[1].split(",")[0]) for x in c.rows if "seq=" in x}
+
+
+def test_a_gap_of_several_frames_counts_each_missing_frame(r: Any, settings: Settings,
+                                                           detections: list[FrameDetections]) -> None:
+    """Three frames in a row never come: the chain only shows one gap, the capture's count of the
+    frames it published says three are missing."""
+    now = [1000.0]
+    c = Collector()
+    items = results(detections[:10])
+    del items[3:6]
+    end(r, detections[9].frame.seq, published=10)
+    for item in items:
+        push_result(r, "run1", item)
+    assert not make(r, settings, c, clock=lambda: now[0]).run()
+    now[0] += settings.distributed.gap_timeout_s + 1
+    assert make(r, settings, c, clock=lambda: now[0]).run()
+    state = c.finished[0].progress
+    assert (state.frames, state.missing, state.skipped) == (7, 3, 0)
 
 
 def test_a_holder_killed_before_saving_its_state_loses_no_frame(
