@@ -310,7 +310,8 @@ def drain(
 
     Runs nothing works on any more are marked abandoned on the way (and named); messages held
     by dead workers are named apart from those in flight; with work left and no live worker for
-    3 x distributed.worker_dead_after_s, it stops and says so instead of waiting for --timeout.
+    3 x distributed.worker_dead_after_s, or with runs that wait on messages in the dead letters,
+    it stops and says so instead of waiting for --timeout.
     """
     import time
 
@@ -327,7 +328,7 @@ def drain(
     no_worker_s = 3 * settings.distributed.worker_dead_after_s
     alone_since: float | None = None
     abandoned: list[Any] = []
-    quiet = 0
+    quiet = blocked = 0
     with Repository(settings.database_url) as repo, console.status("draining...") as status:
         while True:
             try:
@@ -342,6 +343,11 @@ def drain(
             quiet = quiet + 1 if state.empty else 0
             if quiet >= 2:
                 break
+            blocked = blocked + 1 if state.blocked else 0
+            if blocked >= 2:
+                runs = ", ".join(f"{run} ({n} message(s))" for run, n in state.dead_lettered.items())
+                fail(f"cannot drain: run(s) {runs} wait on messages in the dead letters. See `genesis dlq list`, "
+                     "fix what made them fail, then `genesis dlq replay --all`")
             if time.monotonic() > deadline:
                 fail(f"not drained after {timeout:g} s: {escape(state.describe())}")
             # Work left and no worker alive for a while: nothing can move, say so now.

@@ -59,7 +59,12 @@ class DistributedConfig(StrictModel):
         "message waiting for it for this long is abandoned: marked failed (why in its meta) and its Redis keys "
         "expire.",
     )
-    max_retries: int = Field(default=5, ge=0, description="Retries of a task on a transient error.")
+    max_retries: int = Field(
+        default=8, ge=0,
+        description="Retries of a task on a transient error (the database or Redis away). The waits double from "
+        "1 s up to retry_backoff_max_s, each a random time between half and all of that: with the defaults a "
+        "task outlasts an outage of 91 s at least (a database restart or failover) before its dead letter.",
+    )
     retry_backoff_max_s: int = Field(default=60, ge=1, description="Upper bound of the exponential backoff.")
     store_batch_frames: int = Field(default=25, ge=1, description="Frames per batched database write.")
     task_events: bool = Field(
@@ -82,3 +87,10 @@ class DistributedConfig(StrictModel):
                 f"distributed.worker_dead_after_s ({self.worker_dead_after_s:g})"
             )
         return self
+
+    def retry_window_s(self) -> tuple[float, float]:
+        """The shortest and the longest time a task keeps retrying a transient error: the outage it
+        outlasts for sure, and the longest before its dead letter (the waits of
+        :class:`genesis.tasks.base.PipelineTask`: half to all of ``min(cap, 2**n)`` s)."""
+        waits = [float(min(self.retry_backoff_max_s, 2**n)) for n in range(self.max_retries)]
+        return sum(waits) / 2, sum(waits)

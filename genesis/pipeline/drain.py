@@ -4,19 +4,24 @@ Each look first marks abandoned runs (genesis.pipeline.liveness: no capture, no 
 message for ``run_stale_after_s``), so drain never waits on a dead run. Messages taken by a
 worker and not acknowledged are told apart: *in flight* on a living worker, or *held by a
 dead worker* (they go back to their queue as soon as a living worker's heartbeat sees it).
+A run that cannot finish because messages of its are in the dead letters (a database away for
+longer than the retries last) is named, and drain stops instead of waiting for ``--timeout``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from genesis.adapters.db import Repository
+from genesis.adapters.dlq import DeadLetter, DeadLetters
 from genesis.adapters.redis_keys import RESULTS_PATTERN, done_key, end_key, run_id_of, worker_key
 from genesis.config import Settings
-from genesis.pipeline.liveness import Abandoned, HeldMessage, held_messages, reap_stale_runs
+from genesis.pipeline.liveness import Abandoned, HeldMessage, held_messages, reap_stale_runs, run_of_task
 from genesis.tasks.routing import QUEUES, SEQUENCE
 
 SHOWN = 3
@@ -34,11 +39,23 @@ class PipelineBacklog:
     abandoned: list[Abandoned] = field(default_factory=list)
     """Runs this look marked as abandoned."""
     live_workers: int = 0
+    dead_lettered: dict[str, int] = field(default_factory=dict)
+    """Unfinished runs with messages in the dead letters, and how many (read only when nothing
+    else is left)."""
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, taken or awaiting the sequencer."""
+        return not any(self.queued.values()) and not self.unacked and not self.pending_results
 
     @property
     def empty(self) -> bool:
-        return not any(self.queued.values()) and not self.unacked and not self.pending_results \
-            and not self.unfinished_runs
+        return self.idle and not self.unfinished_runs
+
+    @property
+    def blocked(self) -> bool:
+        """Nothing left to move, and every unfinished run waits on messages in the dead letters."""
+        return self.idle and bool(self.unfinished_runs) and all(r in self.dead_lettered for r in self.unfinished_runs)
 
     @property
     def dead_held(self) -> list[HeldMessage]:
@@ -59,7 +76,20 @@ class PipelineBacklog:
         runs = ", ".join(self.unfinished_runs[:SHOWN]) + (f" +{len(self.unfinished_runs) - SHOWN}"
                                                           if len(self.unfinished_runs) > SHOWN else "")
         parts.append(f"runs not finished: {len(self.unfinished_runs)}" + (f" ({runs})" if runs else ""))
+        if self.dead_lettered:
+            parts.append("their messages in the dead letters: " + ", ".join(
+                f"{run} {n}" for run, n in list(self.dead_lettered.items())[:SHOWN]))
         return "; ".join(parts)
+
+
+def dead_lettered_runs(letters: Iterable[DeadLetter], runs: Collection[str]) -> dict[str, int]:
+    """How many dead letters each of ``runs`` has."""
+    counts: Counter[str] = Counter()
+    for letter in letters:
+        run = run_of_task(letter.task_name, letter.args)
+        if run is not None and run in runs:
+            counts[run] += 1
+    return dict(counts)
 
 
 def _idle_recheck(raw: bytes | str, redis_client: Any) -> bool:
@@ -96,4 +126,7 @@ def backlog(settings: Settings, app: Any, redis_client: Any, repo: Repository) -
         if r.status == "running" and redis_client.exists(end_key(r.run_id))
     ]
     live = sum(1 for _ in broker.scan_iter(match=worker_key("*"), count=500))
-    return PipelineBacklog(queued, len(held), pending, unfinished, held, abandoned, live)
+    lettered: dict[str, int] = {}
+    if unfinished and not any(queued.values()) and not held and not pending:  # nothing else left
+        lettered = dead_lettered_runs(DeadLetters.from_settings(settings), unfinished)
+    return PipelineBacklog(queued, len(held), pending, unfinished, held, abandoned, live, lettered)

@@ -120,14 +120,18 @@ def describe_message(raw: bytes | str) -> Message:
         body = envelope.get("body", "")
         if envelope.get("properties", {}).get("body_encoding") == "base64":
             body = base64.b64decode(body)
-        args = json.loads(body)[0]
-        index = _RUN_ARG.get(task)
-        run_id = str(args[index]) if index is not None and len(args) > index else None
+        run_id = run_of_task(task, json.loads(body)[0])
         if queue is None:
             queue = envelope.get("properties", {}).get("delivery_info", {}).get("routing_key")
         return Message(task, run_id, queue)
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return Message("", None, None)
+
+
+def run_of_task(task: str, args: Any) -> str | None:
+    """The run a pipeline task's positional arguments are about (None for other tasks)."""
+    index = _RUN_ARG.get(task)
+    return str(args[index]) if index is not None and isinstance(args, list) and len(args) > index else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,12 +193,28 @@ def held_messages(broker: redis.Redis, dead_after_s: float, now: float | None = 
 def restore_dead(app: Celery, broker: redis.Redis, dead_after_s: float) -> list[HeldMessage]:
     """Put the messages of dead holders back on their queues (at the head); returns them."""
     dead = [m for m in held_messages(broker, dead_after_s) if m.state != "in flight"]
-    if not dead:
+    return _restore(app, broker, dead, dead_after_s)
+
+
+def lost_messages(broker: redis.Redis, hostname: str, in_hand: set[str], dead_after_s: float) -> list[HeldMessage]:
+    """Messages recorded as held by ``hostname`` (alive) that it no longer has in hand.
+
+    Celery drops the messages a worker has prefetched or scheduled (a retry's countdown) when
+    its broker connection breaks, "as a delivery tag is specific to the current channel"; kombu
+    gives them back when the channel closes, but only if Redis answers at that moment, which it
+    does not when Redis itself went away. They would then stay in ``unacked``, held by a living
+    worker, until the visibility timeout. An acknowledgement that could not be written leaves
+    the same trace."""
+    return [m for m in held_messages(broker, dead_after_s) if m.holder == hostname and m.tag not in in_hand]
+
+
+def _restore(app: Celery, broker: redis.Redis, messages: list[HeldMessage], dead_after_s: float) -> list[HeldMessage]:
+    if not messages:
         return []
     restored = []
     with app.connection_for_write() as conn:
         qos = conn.default_channel.qos
-        for m in dead:
+        for m in messages:
             # One reaper per message (several living workers see the same death), and only the
             # delivery that was judged: once restored and taken again, the message is back in
             # ``unacked`` under the same tag, with a new time and a new holder.
@@ -237,11 +257,15 @@ class WorkerHeartbeat(threading.Thread):
     """The heartbeat of one worker process, and the reaper of dead workers' messages (see above).
 
     ``reap_runs`` (optional) is called about every ``run_stale_after_s / 4`` by one worker at a
-    time, to mark abandoned runs.
+    time, to mark abandoned runs. ``in_hand`` (optional) gives the delivery tags of the messages
+    the worker has in memory (running, prefetched, waiting for a countdown): a message recorded
+    as held by this worker that it no longer has (:func:`lost_messages`) at two beats in a row is
+    put back on its queue.
     """
 
     def __init__(self, app: Celery, broker: redis.Redis, hostname: str, beat_s: float, dead_after_s: float,
-                 reap_runs: Callable[[], object] | None = None, runs_every_s: float = 30.0) -> None:
+                 reap_runs: Callable[[], object] | None = None, runs_every_s: float = 30.0,
+                 in_hand: Callable[[], set[str] | None] | None = None) -> None:
         super().__init__(name="genesis-heartbeat", daemon=True)
         self.app = app
         self.broker = broker
@@ -250,16 +274,34 @@ class WorkerHeartbeat(threading.Thread):
         self.dead_after_s = dead_after_s
         self.reap_runs = reap_runs
         self.runs_every_s = runs_every_s
+        self.in_hand = in_hand
         self.stopped = threading.Event()
+        self._suspects: dict[str, float | None] = {}
 
     def beat(self) -> None:
         self.broker.set(worker_key(self.hostname), f"{time.time():.3f}", ex=math.ceil(self.dead_after_s))
+
+    def audit(self) -> list[HeldMessage]:
+        """Put back the messages this worker is recorded to hold but has lost (see the class).
+
+        Two beats in a row, with the same delivery time: a message is recorded as held a moment
+        before the worker has it in hand, and is acknowledged a moment after it leaves its hands."""
+        if self.in_hand is None:
+            return []
+        in_hand = self.in_hand()
+        if in_hand is None:  # the worker's state could not be read this time
+            return []
+        lost = lost_messages(self.broker, self.hostname, in_hand, self.dead_after_s)
+        confirmed = [m for m in lost if m.tag in self._suspects and self._suspects[m.tag] == m.taken_at]
+        self._suspects = {m.tag: m.taken_at for m in lost}
+        return _restore(self.app, self.broker, confirmed, self.dead_after_s)
 
     def run(self) -> None:
         healthy_since: float | None = None
         while True:
             try:
                 self.beat()
+                self.audit()
                 if healthy_since is None:
                     healthy_since = time.monotonic()
                 if time.monotonic() - healthy_since >= self.dead_after_s:

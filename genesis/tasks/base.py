@@ -10,9 +10,10 @@ Declare tasks as ``@app.task(base=PipelineTask, name=routing.DETECT, bind=True)`
   counts against ``max_retries``, so a message that kills its worker every time (a poison
   message) ends in the dead-letter store instead of looping forever.
 - **Transient errors are retried** (:data:`TRANSIENT_ERRORS`: Redis, database and broker
-  connection errors and timeouts) with exponential backoff and full jitter, at most
-  ``settings.distributed.max_retries`` times, each wait at most
-  ``settings.distributed.retry_backoff_max_s`` seconds. These values are read from the
+  connection errors and timeouts) with exponential backoff, each wait a random time between half
+  and all of it (:func:`half_jitter`), at most ``settings.distributed.max_retries`` times, each
+  wait at most ``settings.distributed.retry_backoff_max_s`` seconds: with the defaults a task
+  outlasts an outage of 91 s at least (:meth:`DistributedConfig.retry_window_s`). These values are read from the
   settings of the app the task is registered on (``app.conf.genesis_settings``, set by
   :func:`genesis.celery.configure`) when the task is bound, i.e. when it is declared; a value
   passed to the decorator (``@app.task(..., max_retries=2)``) wins.
@@ -56,6 +57,7 @@ If Redis itself is down when a letter is written, the letter is logged (as JSON)
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -132,6 +134,12 @@ RETRY_SEND_WAIT_S = 120.0
 """How long a task waits for the broker to take its retry before it fails for good."""
 
 
+def half_jitter(backoff_s: float) -> float:
+    """A random wait between half of ``backoff_s`` and all of it ("equal jitter"): retries of many
+    tasks spread out, and a task's retries still add up to at least half their backoff."""
+    return backoff_s / 2 + random.uniform(0, backoff_s / 2)
+
+
 class PipelineTask(Task):  # type: ignore[misc]
     """Base class of the pipeline tasks (see the module docstring for what it guarantees)."""
 
@@ -141,7 +149,10 @@ class PipelineTask(Task):  # type: ignore[misc]
     autoretry_for = TRANSIENT_ERRORS
     dont_autoretry_for = (PermanentError,)
     retry_backoff = True  # 1 s, 2 s, 4 s ... (factor 1), capped at retry_backoff_max
-    retry_jitter = True  # full jitter: a random wait in [0, backoff]
+    # Not Celery's full jitter (a wait anywhere in [0, backoff]: five retries could all come within
+    # a few seconds and a 20 s database restart would dead-letter them): retry() applies
+    # half_jitter, so the retries of a task outlast an outage of half their total backoff at least.
+    retry_jitter = False
     # Replaced from the app's settings in on_bound; these are the settings' defaults.
     max_retries: int | None = DistributedConfig().max_retries
     retry_backoff_max: int = DistributedConfig().retry_backoff_max_s
@@ -183,7 +194,10 @@ class PipelineTask(Task):  # type: ignore[misc]
     def retry(self, args: Any = None, kwargs: Any = None, exc: BaseException | None = None, throw: bool = True,
               eta: Any = None, countdown: float | None = None, max_retries: int | None = None,
               **options: Any) -> Any:
-        """Celery's retry, except that a retry the broker cannot take yet is sent again (see above)."""
+        """Celery's retry, except that a retry the broker cannot take yet is sent again (see above),
+        and the countdown of a transient error's retry (the backoff) is jittered by :func:`half_jitter`."""
+        if countdown is not None and isinstance(exc, TRANSIENT_ERRORS):
+            countdown = half_jitter(countdown)
         deadline = time.monotonic() + RETRY_SEND_WAIT_S
         delay = 0.5
         while True:

@@ -41,6 +41,26 @@ def _repository(url: str) -> Repository:
     return Repository(url)
 
 
+def in_hand() -> set[str] | None:
+    """Delivery tags of the messages this worker process has in memory: running, prefetched, or
+    waiting for their countdown (Celery's worker state, read from the heartbeat thread: None
+    when it changed while being read)."""
+    from celery.worker import state
+
+    for _ in range(3):
+        try:
+            requests = [*state.requests.values(), *getattr(state, "scheduled_requests", ())]
+        except RuntimeError:  # changed size during iteration
+            continue
+        tags = set()
+        for request in requests:
+            tag = getattr(getattr(request, "message", None), "delivery_tag", None)
+            if tag:
+                tags.add(str(tag))
+        return tags
+    return None
+
+
 def _reap_runs(app: Any, settings: Settings) -> None:
     from genesis.pipeline.liveness import reap_stale_runs
 
@@ -57,7 +77,8 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
         return
     d = settings.distributed
     beat = WorkerHeartbeat(app, _broker(url), hostname, d.worker_heartbeat_s, d.worker_dead_after_s,
-                           reap_runs=lambda: _reap_runs(app, settings), runs_every_s=d.run_stale_after_s / 4)
+                           reap_runs=lambda: _reap_runs(app, settings), runs_every_s=d.run_stale_after_s / 4,
+                           in_hand=in_hand)
     _state["heartbeat"] = beat
     beat.start()
 

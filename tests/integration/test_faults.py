@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +121,12 @@ def test_database_outage_retries_then_dead_letters_then_replay(env: dict[str, st
         assert all(x.retries == 3 for x in letters), [x.retries for x in letters]
         assert "OperationalError" in letters[0].exc_type, letters[0].exc_type
         assert count_rows(direct, "sightings") == 0
+        # drain does not wait for --timeout on a run whose messages are dead letters: it names them.
+        stuck = subprocess.run([sys.executable, "-m", "genesis.cli.main", "drain", "--timeout", "600"], env=env,
+                               capture_output=True, text=True, timeout=120, check=False)
+        assert stuck.returncode != 0, stuck.stdout
+        said = " ".join((stuck.stdout + stuck.stderr).split())
+        assert run_id in said and "dead letters" in said and "genesis dlq replay --all" in said, said
         proxy.up()
         out = genesis_cli(env, "dlq", "replay", "--all")
         assert str(len(letters)) in out

@@ -26,7 +26,7 @@ import redis
 from genesis.adapters.dlq import DeadLetters
 from genesis.config import DistributedConfig
 from tests.integration.test_ops import MjpegCamera
-from tests.integration.workers import genesis_cli, pipeline_env, workers
+from tests.integration.workers import genesis_cli, launchers, pipeline_env, workers
 
 SPECS = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
 CLIP = ["--camera", "entrance", "--stride", "3", "--max-frames", "40"]
@@ -341,3 +341,27 @@ def test_capture_waits_out_a_redis_restart(server: RedisServer, data_dir: Path, 
     assert stats.dropped > 0  # the frames read while Redis was away, counted
     summary = json.loads(redis.Redis.from_url(server.url(1)).get(end_key(stats.run_id)) or b"null")
     assert summary["last_seq"] == stats.last_seq and summary["frames"] == stats.published
+
+
+def test_redis_restarted_like_docker_restart_with_the_compose_layout(env: dict[str, str], server: RedisServer,
+                                                                      data_dir: Path) -> None:
+    """The compose layout (the per-service launchers, detect with two processes, the analytics
+    worker sequencing) and Redis restarted as ``docker restart`` does (SIGTERM, started again at
+    once) while detect messages are taken, prefetched and retried: every frame is processed once,
+    none is skipped or given up, and the results equal the embedded run's. ~90 s."""
+    want = embedded(env, data_dir)
+    logs = Path(env["TEST_OUT_DIR"])
+    broker = redis.Redis.from_url(server.url(0))
+    commands = [("detect", ["--workers", "2"]), ("recognize", []), ("analytics", []), ("store", [])]
+    with launchers(*commands, env=env, log_dir=logs):
+        run_id = capture(env, data_dir)
+        wait_for(lambda: rows(env, "sightings") > 0 and held(broker, "genesis.detect"), 120,
+                 "rows stored and detect messages taken", interval=0.05)
+        server.stop()
+        server.start()
+        genesis_cli(env, "drain", "--timeout", "300")
+    got, _ = report(env, "--run", run_id)
+    assert got["run"]["status"] == "finished"
+    assert (got["run"]["missing_frames"], got["run"]["skipped_frames"]) == (0, 0), got["run"]
+    assert got["results"] == want
+    assert rows(env, "sightings") == sum(t["frames"] for t in want["tracks"])

@@ -99,6 +99,32 @@ def test_message_of_a_dead_holder_goes_back_to_the_head_of_its_queue(app: Celery
     assert restore_dead(app, broker, 10) == []  # restored once
 
 
+def test_message_a_living_worker_lost_goes_back_after_two_beats(app: Celery, broker: redis.Redis,
+                                                               taker: Taker) -> None:
+    """Celery drops prefetched and countdown messages when its broker connection breaks: they stay
+    in ``unacked`` held by a worker that is alive. Its heartbeat's audit puts back what it holds
+    and no longer has in hand, at the second beat that sees it so, and never what it has."""
+    from genesis.pipeline.liveness import WorkerHeartbeat
+
+    app.send_task("genesis.detect", args=[[{"seq": 0}], "run-l", -1], queue="detect")
+    kept = taker.take()
+    app.send_task("genesis.detect", args=[[{"seq": 1}], "run-l", 0], queue="detect")
+    lost = taker.take()
+    for tag in (kept, lost):
+        note_holder(broker, tag, "detect-2@host", 3600)
+    hand = {kept, lost}
+    beat = WorkerHeartbeat(app, broker, "detect-2@host", 2, 10, in_hand=lambda: set(hand))
+    beat.beat()
+    assert beat.audit() == []  # everything in hand
+    hand.discard(lost)  # the connection broke: the prefetched message is gone from memory
+    assert beat.audit() == []  # first sight: it may be a message acknowledged a moment ago
+    assert [m.tag for m in beat.audit()] == [lost]
+    assert broker.hkeys("unacked") == [kept.encode()] and broker.llen("detect") == 1
+    assert beat.audit() == [] and restore_dead(app, broker, 10) == []  # the kept one stays, once
+    other = WorkerHeartbeat(app, broker, "detect-3@host", 2, 10, in_hand=set)
+    assert other.audit() == [] and other.audit() == []  # another worker's messages are not its own
+
+
 def test_unclaimed_message_goes_back_only_when_old(app: Celery, broker: redis.Redis, taker: Taker) -> None:
     app.send_task("genesis.sequence", args=["entrance", "run-b"], queue="recognize")
     tag = taker.take("recognize")
