@@ -474,28 +474,23 @@ def fault_kill_detect(s: Stack, want: dict[str, Any], runs: int) -> None:
 
 
 def fault_restart_redis(s: Stack, want: dict[str, Any], runs: int) -> None:
-    """The run completes with the embedded results, or ends with its gap counted (frames the
-    sequencer skipped): never a hang, and what was stored is stored once."""
+    """``podman restart`` of Redis (SIGTERM, AOF flushed, started again) while detect messages are
+    queued, taken and retried: the run completes with the embedded results, every frame once.
+    (A frame could only be given up as missing after ``gap_timeout_s``, and counted: the check
+    shows the counts when the results differ.)"""
     redis = s.one("redis")
     run_id = start_capture(s, runs)
     wait_progress(s, run_id)
     log(f"fault: podman restart {redis} mid-run (AOF on)")
     podman("restart", "-t", "10", redis)
     wait_for(lambda: s.health(redis) == "healthy", 120, "redis to be healthy again")
-    report = drain_and_report(s, run_id)
-    skipped = int(report["run"].get("skipped_frames", 0) or 0)
-    if report["results"] == want or not skipped:
-        same_results(report, want, s, "redis restarted")
-        return
-    check(report["run"]["status"] == "finished", f"redis restarted: run {run_id} is {report['run']['status']}")
-    rows = int(s.sql(f"SELECT count(*) FROM sightings WHERE run_id = '{run_id}'"))
-    frames = sum(int(t["frames"]) for t in report["results"]["tracks"])
-    check(rows == frames, f"redis restarted: {rows} sightings stored, the reported tracks have {frames} frames")
-    log(f"redis restarted: the run finished with its gap counted ({skipped} frames skipped), {rows} sightings, "
-        "none duplicated")
+    same_results(drain_and_report(s, run_id), want, s, "redis restarted")
 
 
 def fault_stop_postgres(s: Stack, want: dict[str, Any], runs: int) -> None:
+    """PostgreSQL stopped for 20 s mid-run: the store tasks retry (the default retries outlast a
+    91 s outage), the run completes with the embedded results and nothing is left in the dead
+    letters; were anything there, drain names it and it is replayed."""
     pg = s.one("postgres")
     run_id = start_capture(s, runs)
     wait_progress(s, run_id)
@@ -504,14 +499,17 @@ def fault_stop_postgres(s: Stack, want: dict[str, Any], runs: int) -> None:
     time.sleep(20)
     podman("start", pg)
     wait_for(lambda: s.health(pg) == "healthy", 120, "postgres to be healthy again")
-    s.exec("api", "genesis", "drain", "--timeout", "600", timeout=660)
+    drained = s.exec("api", "genesis", "drain", "--timeout", "600", timeout=660, check_rc=False)
     letters = s.exec("api", "genesis", "dlq", "list").stdout
-    log(f"dead letters after the outage:\n{letters.strip()}")
-    if "genesis." in letters:
+    if drained.returncode != 0 or "genesis." in letters:
+        log(f"drain: exit {drained.returncode}: {(drained.stdout + drained.stderr).strip()[-600:]}")
+        log(f"dead letters after the outage:\n{letters.strip()}")
         log(s.exec("api", "genesis", "dlq", "replay", "--all").stdout.strip())
+        raise E2EError("postgres stopped for 20 s: store tasks were dead-lettered (replayed above); the default "
+                       "retries should outlast it")
     report = drain_and_report(s, run_id)
     same_results(report, want, s, "postgres stopped for 20 s")
-    check("genesis." not in s.exec("api", "genesis", "dlq", "list").stdout, "dead letters left after the replay")
+    log("postgres stopped for 20 s: no dead letter")
 
 
 def run(skip_faults: bool, faults: list[str]) -> None:
