@@ -193,7 +193,7 @@ def held_messages(broker: redis.Redis, dead_after_s: float, now: float | None = 
 def restore_dead(app: Celery, broker: redis.Redis, dead_after_s: float) -> list[HeldMessage]:
     """Put the messages of dead holders back on their queues (at the head); returns them."""
     dead = [m for m in held_messages(broker, dead_after_s) if m.state != "in flight"]
-    return _restore(app, broker, dead, dead_after_s)
+    return _restore(app, broker, dead, dead_after_s, "")
 
 
 def lost_messages(broker: redis.Redis, hostname: str, in_hand: set[str], dead_after_s: float) -> list[HeldMessage]:
@@ -208,7 +208,8 @@ def lost_messages(broker: redis.Redis, hostname: str, in_hand: set[str], dead_af
     return [m for m in held_messages(broker, dead_after_s) if m.holder == hostname and m.tag not in in_hand]
 
 
-def _restore(app: Celery, broker: redis.Redis, messages: list[HeldMessage], dead_after_s: float) -> list[HeldMessage]:
+def _restore(app: Celery, broker: redis.Redis, messages: list[HeldMessage], dead_after_s: float,
+             why: str) -> list[HeldMessage]:
     if not messages:
         return []
     restored = []
@@ -227,7 +228,7 @@ def _restore(app: Celery, broker: redis.Redis, messages: list[HeldMessage], dead
             # kombu's own restore: one WATCH/MULTI transaction, at the head of the queue.
             qos.restore_by_tag(m.tag, leftmost=False)
             broker.delete(holder_key(m.tag))
-            log.warning("restored %s", m.describe())
+            log.warning("restored %s%s", m.describe(), why)
             restored.append(m)
     return restored
 
@@ -294,7 +295,8 @@ class WorkerHeartbeat(threading.Thread):
         lost = lost_messages(self.broker, self.hostname, in_hand, self.dead_after_s)
         confirmed = [m for m in lost if m.tag in self._suspects and self._suspects[m.tag] == m.taken_at]
         self._suspects = {m.tag: m.taken_at for m in lost}
-        return _restore(self.app, self.broker, confirmed, self.dead_after_s)
+        return _restore(self.app, self.broker, confirmed, self.dead_after_s,
+                        ": the worker no longer had it (dropped with its broken broker connection)")
 
     def run(self) -> None:
         healthy_since: float | None = None

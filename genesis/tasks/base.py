@@ -372,11 +372,24 @@ def dead_letter_message(app: Celery | None, message: Any, exc: BaseException | N
 
 
 class DeadLetterConsumer(Consumer):  # type: ignore[misc]
-    """Worker consumer that also dead-letters message bodies it cannot decode.
+    """Worker consumer that also dead-letters message bodies it cannot decode, and survives the
+    loss of its broker connection while it holds messages.
 
-    Celery logs and acknowledges such a message and sends no signal; set
+    Celery logs and acknowledges an undecodable message and sends no signal; set
     ``app.conf.worker_consumer = "genesis.tasks.base:DeadLetterConsumer"`` to keep it.
     """
+
+    def on_connection_error_after_connected(self, exc: BaseException) -> None:
+        """The broker connection broke (Redis restarted). Celery closes it, and kombu's Redis
+        channel then tries to give back every message it delivered and that is not acknowledged
+        yet, through the connection just closed: an AttributeError that ends the worker
+        ("Unrecoverable error"), and, when Redis answers, it would give back the running tasks'
+        messages too. So the channels give back nothing here: the worker's heartbeat puts back
+        exactly the messages it no longer has in hand (:func:`genesis.pipeline.liveness.lost_messages`)."""
+        transport = getattr(self.connection, "transport", None)
+        for channel in list(getattr(transport, "channels", None) or ()):
+            channel.do_restore = False
+        super().on_connection_error_after_connected(exc)
 
     def on_decode_error(self, message: Any, exc: BaseException) -> None:
         dead_letter_message(self.app, message, PermanentError(f"message body cannot be decoded: {exc}"),

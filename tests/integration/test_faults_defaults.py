@@ -365,3 +365,42 @@ def test_redis_restarted_like_docker_restart_with_the_compose_layout(env: dict[s
     assert (got["run"]["missing_frames"], got["run"]["skipped_frames"]) == (0, 0), got["run"]
     assert got["results"] == want
     assert rows(env, "sightings") == sum(t["frames"] for t in want["tracks"])
+
+
+def test_a_countdown_held_across_a_redis_restart_still_runs(env: dict[str, str], server: RedisServer,
+                                                            tmp_path: Path) -> None:
+    """A retry waiting for its countdown sits in the worker's memory and in Redis' ``unacked``.
+    Redis restarted: Celery drops it from memory with the broken connection, and kombu cannot give
+    it back while Redis is away, so it would wait the visibility timeout (an hour) held by a
+    living worker. The worker's heartbeat puts it back: it runs at its time. ~40 s."""
+    from tests.integration import dlq_tasks
+
+    broker = redis.Redis.from_url(server.url(0))
+    frames = redis.Redis.from_url(server.url(1))
+    name = f"countdown-{os.getpid()}@localhost"
+    with (tmp_path / "worker.log").open("wb") as out:
+        worker = subprocess.Popen(
+            [os.sys.executable, "-m", "celery", "-A", "tests.integration.dlq_tasks", "worker", "-Q", dlq_tasks.QUEUE,
+             "--pool", "solo", "-c", "1", "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: broker.exists(f"genesis:worker:{name}:alive"), 60, "the worker's heartbeat")
+        sender = dlq_tasks.app
+        sender.conf.broker_url = server.url(0)
+        sender.send_task(dlq_tasks.FLAKY, args=["later", 0], queue=dlq_tasks.QUEUE, countdown=15)
+        wait_for(lambda: any(broker.get(f"genesis:held:{t.decode()}") for t in broker.hkeys("unacked")), 30,
+                 "the countdown message held by the worker")
+        server.stop()
+        time.sleep(3)  # long enough for the worker to notice and to fail its restore
+        server.start()
+        wait_for(lambda: frames.get("later:done") is not None, 90, "the task to run at its countdown")
+        assert int(frames.get("later:attempts") or 0) == 1
+        wait_for(lambda: not broker.hlen("unacked"), 10, "the message acknowledged")
+        assert worker.poll() is None, "the worker died with its broker connection"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+        print((tmp_path / "worker.log").read_text()[-3000:])
