@@ -19,7 +19,8 @@ Declare tasks as ``@app.task(base=PipelineTask, name=routing.DETECT, bind=True)`
   passed to the decorator (``@app.task(..., max_retries=2)``) wins.
 - **A retry survives the broker being away.** A retry is a new message; when the broker is
   the Redis that just failed, sending it fails too, and Celery would then drop the message
-  (``Reject(requeue=False)``). Here the send is tried again with backoff for up to
+  (``Reject(requeue=False)``). Here the send is tried again, on a new connection (after a
+  Redis restart the pooled one can stay broken), with backoff for up to
   :data:`RETRY_SEND_WAIT_S` (a Redis restart), then the task fails for good and is
   dead-lettered (its letter written once Redis is back, or logged) instead of vanishing.
 - **Everything else fails fast**: :class:`PermanentError` (bad input that retrying cannot fix) and
@@ -200,19 +201,27 @@ class PipelineTask(Task):  # type: ignore[misc]
             countdown = half_jitter(countdown)
         deadline = time.monotonic() + RETRY_SEND_WAIT_S
         delay = 0.5
+        fresh = False
         while True:
             try:
-                return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+                if not fresh:
+                    return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+                # After a failed send, on a new connection: the pooled one may be broken for good
+                # (after a Redis restart kombu's channel can be closed under it: AttributeError).
+                with self.app.connection_for_write() as conn:
+                    return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, connection=conn,
+                                         **options)
             except Reject as rejected:
                 cause = rejected.reason
-                if not isinstance(cause, TRANSIENT_ERRORS):
+                if not isinstance(cause, TRANSIENT_ERRORS) and fresh:
                     raise
                 if time.monotonic() + delay > deadline:
                     log.error("%s[%s]: the broker did not take the retry for %g s: %s", self.name,
                               self.request.id, RETRY_SEND_WAIT_S, cause)
                     raise (exc if exc is not None else cause) from cause
-                log.warning("%s[%s]: retry not sent (%s: %s); again in %.1f s", self.name, self.request.id,
-                            type(cause).__name__, cause, delay)
+                log.warning("%s[%s]: retry not sent (%s: %s); again in %.1f s on a new connection", self.name,
+                            self.request.id, type(cause).__name__, cause, delay)
+                fresh = True
                 time.sleep(delay)
                 delay = min(delay * 2, 8.0)
 

@@ -49,3 +49,43 @@ def test_a_transient_errors_retry_waits_half_to_all_of_its_backoff(monkeypatch: 
     with pytest.raises(Retry):
         task.retry(exc=KeyError("a bug is not backed off"), countdown=16)
     assert sent == [16]
+
+
+def test_a_retry_the_pooled_connection_cannot_send_goes_on_a_new_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a Redis restart kombu's pooled producer can hold a closed channel (AttributeError on
+    send, which Celery turns into a Reject that would drop the message): the retry is sent again
+    on a new connection; a second failure that is not the broker's is raised."""
+    from celery.exceptions import Reject
+
+    from genesis.tasks import base
+
+    app = Celery("retry-fresh", set_as_current=False, broker="memory://")
+
+    @app.task(base=PipelineTask, name="test.retry.fresh", bind=True)
+    def flaky(self: PipelineTask) -> None: ...
+
+    calls: list[dict[str, Any]] = []
+
+    def celery_retry(self: Task, *args: Any, **kw: Any) -> Retry:
+        calls.append(kw)
+        if len(calls) == 1:
+            raise Reject(AttributeError("'NoneType' object has no attribute 'client'"), False)
+        raise Retry("sent")
+
+    monkeypatch.setattr(Task, "retry", celery_retry)
+    monkeypatch.setattr(base.time, "sleep", lambda s: None)
+    task = app.tasks["test.retry.fresh"]
+    with pytest.raises(Retry):
+        task.retry(exc=redis.ConnectionError("down"), countdown=2)
+    assert "connection" not in calls[0] and calls[1]["connection"] is not None
+
+    calls.clear()
+
+    def always_broken(self: Task, *args: Any, **kw: Any) -> Retry:
+        calls.append(kw)
+        raise Reject(TypeError("not serializable"), False)
+
+    monkeypatch.setattr(Task, "retry", always_broken)
+    with pytest.raises(Reject):
+        task.retry(exc=redis.ConnectionError("down"), countdown=2)
+    assert len(calls) == 2  # once pooled, once on a new connection, then raised
