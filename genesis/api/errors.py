@@ -10,8 +10,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from genesis.adapters.db import DatabaseUnavailableError
 
 log = logging.getLogger("genesis.api")
 
@@ -95,7 +96,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(OperationalError, database_down)
+    app.add_exception_handler(DatabaseUnavailableError, database_down)
     app.add_exception_handler(Exception, unexpected)
 
 

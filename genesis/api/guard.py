@@ -31,11 +31,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 
+from genesis.adapters.db import DatabaseUnavailableError
 from genesis.adapters.db.apikeys import ApiKeyInfo, csrf_token
 from genesis.api.context import AppServices
 from genesis.api.errors import error_response
@@ -160,7 +160,7 @@ class Guard:
                     return
             try:
                 info = await run_in_threadpool(authenticate, self.services, key, session)
-            except OperationalError as exc:
+            except DatabaseUnavailableError as exc:
                 log.error("database error on %s %s: %s", method, path, exc)
                 await refuse(503, "the database is unavailable (see the server log)")
                 return

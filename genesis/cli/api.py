@@ -49,14 +49,14 @@ def serve_command(
 ) -> None:
     """Run the REST API (OpenAPI docs at /docs) and the web dashboard (at /)."""
     import uvicorn
-    from sqlalchemy.exc import SQLAlchemyError
 
+    from genesis.adapters.db import DatabaseError
     from genesis.api import create_app
 
     settings = settings_from(config)
     try:
         app = create_app(settings)
-    except SQLAlchemyError as exc:
+    except DatabaseError as exc:
         fail(f"cannot open the database: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
     _warn_plaintext()
     bind_host = host or settings.api.host

@@ -35,16 +35,25 @@ def _get(url: str, timeout: float) -> tuple[int, bytes]:
         return int(exc.code), bytes(exc.read())
 
 
+def _ask(url: str, path: str, timeout: float) -> tuple[str, int, bytes]:
+    """(the endpoint's URL, HTTP status, body) of ``path`` on the process at ``url``; exit 2 when it does
+    not answer."""
+    from genesis.cli.common import fail
+
+    target = _url(url, path)
+    try:
+        code, body = _get(target, timeout)
+    except (urllib.error.URLError, OSError) as exc:
+        fail(f"{target}: no answer ({getattr(exc, 'reason', exc)})", 2)
+    return target, code, body
+
+
 @ops_app.command("check")
 def check(url: UrlArg, timeout: Annotated[float, typer.Option(help="Seconds to wait.")] = 5.0) -> None:
     """Exit 0 if the endpoint is healthy (ok or degraded), 1 if not, 2 if it does not answer."""
     from genesis.cli.common import console, fail
 
-    target = _url(url, "/health")
-    try:
-        code, body = _get(target, timeout)
-    except (urllib.error.URLError, OSError) as exc:
-        fail(f"{target}: no answer ({getattr(exc, 'reason', exc)})", 2)
+    target, code, body = _ask(url, "/health", timeout)
     try:
         data = json.loads(body)
         status = str(data.get("status", code))
@@ -62,11 +71,7 @@ def status(url: UrlArg, timeout: Annotated[float, typer.Option(help="Seconds to 
     """Print the /status JSON of a process."""
     from genesis.cli.common import console, fail
 
-    target = _url(url, "/status")
-    try:
-        code, body = _get(target, timeout)
-    except (urllib.error.URLError, OSError) as exc:
-        fail(f"{target}: no answer ({getattr(exc, 'reason', exc)})", 2)
+    target, code, body = _ask(url, "/status", timeout)
     if code != 200:
         fail(f"{target}: HTTP {code}", 1)
     console.print_json(body.decode("utf-8", "replace"))

@@ -20,20 +20,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import redis.exceptions as redis_errors
-from sqlalchemy import Connection, delete, exists, func, select, update
 
 from genesis.adapters.db import Repository
-from genesis.adapters.db.repository import WRITE_TRANSACTION, dialect_insert
-from genesis.adapters.db.tables import FaceEmbedding, Identity, RecognitionAttemptRow, Track, utcnow
-from genesis.adapters.db.tables_identities import (
-    AuditEntry,
-    FacePhoto,
-    GalleryVersion,
-    IdentityNegative,
-    LiveFrame,
-    TrackFace,
-    UnknownCluster,
-)
+from genesis.adapters.db.identities import IdentityRows, NewEmbedding, read_transaction, write_transaction
+from genesis.adapters.db.tables import utcnow
 from genesis.adapters.redis_keys import GALLERY_VERSION_KEY, LIVE_FRAME_PATTERN
 from genesis.domain.names import InvalidNameError, check_identity_name
 from genesis.identities.crypto import KEY_ENV, MAGIC, BiometricCipher, BiometricKeyError
@@ -125,22 +115,14 @@ def vector_blob(vector: npt.NDArray[Any]) -> tuple[int, bytes]:
     return int(v.shape[0]), v.astype(_F32).tobytes()
 
 
-BIOMETRIC_COLUMNS: tuple[Any, ...] = (FaceEmbedding.vector, FacePhoto.crop, IdentityNegative.vector,
-                                      UnknownCluster.centroid, TrackFace.vector)
-"""Every column that holds biometric data (an embedding or a face)."""
 _ENCRYPTED_PREFIX = MAGIC + b"gA"
 _WARNED: set[str] = set()
 """Warnings given once per process."""
 
 
-def biometric_mode(conn: Connection) -> tuple[bool, bool]:
+def biometric_mode(rows: IdentityRows) -> tuple[bool, bool]:
     """(the database holds encrypted biometric rows, it holds clear ones)."""
-    encrypted = clear = False
-    for col in BIOMETRIC_COLUMNS:
-        head = func.substr(col, 1, len(_ENCRYPTED_PREFIX))
-        encrypted = encrypted or bool(conn.execute(select(exists().where(head == _ENCRYPTED_PREFIX))).scalar())
-        clear = clear or bool(conn.execute(select(exists().where(head != _ENCRYPTED_PREFIX))).scalar())
-    return encrypted, clear
+    return rows.biometric_mode(_ENCRYPTED_PREFIX)
 
 
 class IdentityStore:
@@ -164,8 +146,8 @@ class IdentityStore:
 
     def check_policy(self) -> None:
         """Refuse to mix clear and encrypted biometric rows (BiometricKeyError); warn once about clear ones."""
-        with self.repo.engine.connect() as conn:
-            encrypted, clear = biometric_mode(conn)
+        with read_transaction(self.repo.engine) as rows:
+            encrypted, clear = biometric_mode(rows)
         if self.cipher.enabled and clear:
             raise BiometricKeyError(
                 f"this database holds biometric data in the clear and {KEY_ENV} is set: encrypt it first with "
@@ -184,14 +166,14 @@ class IdentityStore:
     # -- plumbing -----------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self.repo.engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as conn, conn.begin():
-            yield conn
+    def _write(self) -> Iterator[IdentityRows]:
+        with write_transaction(self.repo.engine) as rows:
+            yield rows
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.repo.engine.connect() as conn, conn.begin():
-            yield conn
+    def _read(self) -> Iterator[IdentityRows]:
+        with read_transaction(self.repo.engine) as rows:
+            yield rows
 
     def _vec(self, blob: bytes, dim: int) -> npt.NDArray[np.float32]:
         raw = self.cipher.decrypt(blob)
@@ -205,13 +187,8 @@ class IdentityStore:
         return dim, self._encrypt(raw)
 
     @staticmethod
-    def _bump(conn: Connection) -> None:
-        done = conn.execute(update(GalleryVersion).where(GalleryVersion.id == 1).values(
-            version=GalleryVersion.version + 1)).rowcount
-        if not done:
-            conn.execute(
-                dialect_insert(conn, GalleryVersion).on_conflict_do_nothing(index_elements=[GalleryVersion.id]),
-                {"id": 1, "version": 1})
+    def _bump(rows: IdentityRows) -> None:
+        rows.bump_gallery_version()
 
     def _publish(self) -> None:
         if self.redis is None:
@@ -221,8 +198,8 @@ class IdentityStore:
             self.redis.set(VERSION_KEY, self.db_version(), ex=VERSION_TTL_S)
 
     def db_version(self) -> int:
-        with self._read() as conn:
-            v = conn.execute(select(GalleryVersion.version).where(GalleryVersion.id == 1)).scalar_one_or_none()
+        with self._read() as rows:
+            v = rows.gallery_version()
         return int(v or 0)
 
     def version(self) -> int:
@@ -240,26 +217,38 @@ class IdentityStore:
         return self.db_version()
 
     @staticmethod
-    def _audit(conn: Connection, actor: str, action: str, target: str | None, detail: dict[str, Any]) -> None:
-        conn.execute(dialect_insert(conn, AuditEntry), {"at": utcnow(), "actor": actor, "action": action,
-                                                 "target": target, "detail": detail})
+    def _audit(rows: IdentityRows, actor: str, action: str, target: str | None, detail: dict[str, Any]) -> None:
+        rows.audit(actor, action, target, detail)
 
     def audit(self, actor: str, action: str, target: str | None, detail: dict[str, Any] | None = None) -> None:
-        with self._write() as conn:
-            self._audit(conn, actor, action, target, detail or {})
+        with self._write() as rows:
+            self._audit(rows, actor, action, target, detail or {})
 
     def audit_log(self) -> list[AuditRecord]:
-        with self._read() as conn:
-            rows = conn.execute(select(AuditEntry.at, AuditEntry.actor, AuditEntry.action, AuditEntry.target,
-                                       AuditEntry.detail).order_by(AuditEntry.id)).all()
-        return [AuditRecord(*r) for r in rows]
+        with self._read() as rows:
+            entries = rows.audit_entries()
+        return [AuditRecord(*r) for r in entries]
 
     @staticmethod
-    def _identity_id(conn: Connection, name: str) -> int:
-        ident = conn.execute(select(Identity.id).where(Identity.name == name)).scalar_one_or_none()
+    def _identity_id(rows: IdentityRows, name: str) -> int:
+        ident = rows.identity_id(name)
         if ident is None:
             raise IdentityError(f"no identity named {name!r}")
-        return int(ident)
+        return ident
+
+    def identity_name(self, identity_id: int) -> str | None:
+        """The current name of the identity with this stable id."""
+        with self._read() as rows:
+            return rows.identity_name(identity_id)
+
+    def exists(self, name: str) -> bool:
+        with self._read() as rows:
+            return rows.identity_id(name) is not None
+
+    def track_identities(self, run_id: str, track_id: int) -> list[str | None]:
+        """The identity of each segment of a track, in order (empty: no such track)."""
+        with self._read() as rows:
+            return [name for _, name in rows.track_segments(run_id, track_id)]
 
     # -- enrollment ---------------------------------------------------------------------------
 
@@ -280,57 +269,40 @@ class IdentityStore:
         limits = {**DEFAULT_COSINE_THRESHOLDS, **(thresholds or {})}
         models = {f.model for f in faces}
         now = utcnow()
-        with self._write() as conn:
-            near = self._near_others(conn, name, faces, limits)
+        with self._write() as rows:
+            near = self._near_others(rows, name, faces, limits)
             if near and not force:
                 raise NearIdentityError(near)
-            conn.execute(dialect_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
-                         {"name": name, "created_at": now})
-            ident = self._identity_id(conn, name)
+            rows.add_identity(name, now)
+            ident = self._identity_id(rows, name)
             for model in models:
                 dims = {vector_blob(f.vector)[0] for f in faces if f.model == model}
-                stored = conn.execute(select(func.min(FaceEmbedding.dim), func.max(FaceEmbedding.dim))
-                                      .where(FaceEmbedding.model == model)).one()
+                stored = rows.embedding_dims(model)
                 if len(dims) != 1 or (stored[0] is not None and {stored[0], stored[1]} != dims):
                     raise IdentityError(f"embeddings of model {model!r} differ in dimension")
             added = 0
             for f in faces:
                 dim, blob = self._enc_vec(f.vector)
-                res = conn.execute(
-                    dialect_insert(conn, FaceEmbedding).on_conflict_do_nothing(
-                        index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]
-                    ).returning(FaceEmbedding.id),
-                    {"identity_id": ident, "model": f.model, "detector": f.detector, "dim": dim, "vector": blob,
-                     "photo_sha256": f.photo_sha256, "photo_name": f.photo_name, "created_at": now},
-                ).all()
-                added += len(res)
+                added += rows.add_embedding(NewEmbedding(ident, f.model, f.detector, dim, blob, f.photo_sha256,
+                                                         f.photo_name, now))
                 if f.crop_jpeg is not None:
-                    conn.execute(
-                        dialect_insert(conn, FacePhoto).on_conflict_do_nothing(
-                            index_elements=[FacePhoto.identity_id, FacePhoto.photo_sha256]),
-                        {"identity_id": ident, "photo_sha256": f.photo_sha256, "photo_name": f.photo_name,
-                         "detector": f.detector, "crop": self._encrypt(f.crop_jpeg), "face": f.face,
-                         "quality": f.quality, "created_at": now},
-                    )
-            self._bump(conn)
+                    rows.add_face_photo(ident, f.photo_sha256, f.photo_name, f.detector, self._encrypt(f.crop_jpeg),
+                                        f.face, f.quality, now)
+            self._bump(rows)
             # No file names in the audit log: they often name the person, and forget must not leave that behind.
             detail: dict[str, Any] = {"photos": len(faces), "models": sorted(models), "added": added}
             if near:  # ids, not names: forget scrubs names from the log, and ids stay meaningful
                 detail["forced_near_identity_ids"] = sorted({n.identity_id for n in near})
-            self._audit(conn, actor, "enroll", name, detail)
+            self._audit(rows, actor, "enroll", name, detail)
         self._publish()
         return added
 
-    def _near_others(self, conn: Connection, name: str, faces: Sequence[EnrolledFace],
+    def _near_others(self, db: IdentityRows, name: str, faces: Sequence[EnrolledFace],
                      limits: dict[str, float]) -> list[NearFace]:
         """The faces within their model's threshold of an embedding of another identity (nearest first)."""
         out: list[NearFace] = []
         for model in sorted({f.model for f in faces}):
-            rows = conn.execute(
-                select(Identity.id, Identity.name, FaceEmbedding.dim, FaceEmbedding.vector)
-                .join(Identity, Identity.id == FaceEmbedding.identity_id)
-                .where(FaceEmbedding.model == model, Identity.name != name)
-            ).all()
+            rows = db.embeddings_of_others(model, name)
             if not rows or model not in limits:
                 continue
             matrix = np.stack([self._vec(r[3], r[2]) for r in rows])
@@ -349,23 +321,15 @@ class IdentityStore:
     def gallery(self, model: str) -> tuple[list[str], npt.NDArray[np.float32]]:
         """Names per row and the (N, dim) matrix of the enrolled embeddings of ``model`` only
         (embeddings of other models are never mixed in), sorted by name then enrollment order."""
-        with self._read() as conn:
-            rows = conn.execute(
-                select(Identity.name, FaceEmbedding.dim, FaceEmbedding.vector)
-                .join(Identity, Identity.id == FaceEmbedding.identity_id)
-                .where(FaceEmbedding.model == model).order_by(FaceEmbedding.id)
-            ).all()
-        return self._matrix(model, [(r[0], r[1], r[2]) for r in rows])
+        with self._read() as db:
+            rows = db.gallery_rows(model)
+        return self._matrix(model, rows)
 
     def negatives(self, model: str) -> tuple[list[str], npt.NDArray[np.float32]]:
         """Faces rejected for an identity ("not this person"), of ``model`` only."""
-        with self._read() as conn:
-            rows = conn.execute(
-                select(Identity.name, IdentityNegative.dim, IdentityNegative.vector)
-                .join(Identity, Identity.id == IdentityNegative.identity_id)
-                .where(IdentityNegative.model == model).order_by(IdentityNegative.id)
-            ).all()
-        return self._matrix(model, [(r[0], r[1], r[2]) for r in rows])
+        with self._read() as db:
+            rows = db.negative_rows(model)
+        return self._matrix(model, rows)
 
     def _matrix(self, model: str, rows: list[tuple[str, int, bytes]]) -> tuple[list[str], npt.NDArray[np.float32]]:
         if not rows:
@@ -378,42 +342,33 @@ class IdentityStore:
         return [r[0] for r in rows], np.stack([self._vec(r[2], dim) for r in rows])
 
     def models(self) -> list[str]:
-        with self._read() as conn:
-            return sorted(conn.execute(select(FaceEmbedding.model).distinct()).scalars())
+        with self._read() as rows:
+            return rows.embedding_models()
 
     def photos(self) -> list[StoredPhoto]:
         """Every kept enrollment face (decrypted), by identity then enrollment order."""
-        with self._read() as conn:
-            rows = conn.execute(
-                select(Identity.name, FacePhoto.photo_sha256, FacePhoto.photo_name, FacePhoto.detector,
-                       FacePhoto.crop, FacePhoto.face)
-                .join(Identity, Identity.id == FacePhoto.identity_id).order_by(Identity.name, FacePhoto.id)
-            ).all()
+        with self._read() as db:
+            rows = db.photo_rows()
         return [StoredPhoto(r[0], r[1], r[2], r[3], self.cipher.decrypt(r[4]), dict(r[5])) for r in rows]
 
     def photoless(self) -> list[tuple[str, str]]:
         """(identity, photo) of embeddings with no kept face (enrolled before crops were kept)."""
-        with self._read() as conn:
-            kept = select(FacePhoto.id).where(FacePhoto.identity_id == FaceEmbedding.identity_id,
-                                               FacePhoto.photo_sha256 == FaceEmbedding.photo_sha256).exists()
-            rows = conn.execute(select(Identity.name, FaceEmbedding.photo_name).join(
-                Identity, Identity.id == FaceEmbedding.identity_id).where(~kept).distinct()).all()
-        return sorted((r[0], r[1]) for r in rows)
+        with self._read() as db:
+            rows = db.photoless()
+        return sorted(rows)
 
     def replace_model(self, model: str, faces: Sequence[tuple[str, EnrolledFace]], actor: str) -> int:
         """Re-embed: the embeddings of ``model`` become exactly ``faces`` ((identity, face) pairs)."""
         now = utcnow()
-        with self._write() as conn:
-            conn.execute(delete(FaceEmbedding).where(FaceEmbedding.model == model))
-            conn.execute(delete(IdentityNegative).where(IdentityNegative.model == model))
+        with self._write() as rows:
+            rows.delete_model(model)
             for name, f in faces:
-                ident = self._identity_id(conn, name)
+                ident = self._identity_id(rows, name)
                 dim, blob = self._enc_vec(f.vector)
-                conn.execute(dialect_insert(conn, FaceEmbedding), {
-                    "identity_id": ident, "model": model, "detector": f.detector, "dim": dim, "vector": blob,
-                    "photo_sha256": f.photo_sha256, "photo_name": f.photo_name, "created_at": now})
-            self._bump(conn)
-            self._audit(conn, actor, "re-embed", None, {"model": model, "embeddings": len(faces)})
+                rows.insert_embedding(NewEmbedding(ident, model, f.detector, dim, blob, f.photo_sha256,
+                                                   f.photo_name, now))
+            self._bump(rows)
+            self._audit(rows, actor, "re-embed", None, {"model": model, "embeddings": len(faces)})
         self._publish()
         return len(faces)
 
@@ -421,16 +376,13 @@ class IdentityStore:
 
     def rename(self, old: str, new: str, actor: str) -> None:
         new = check_name(new)
-        with self._write() as conn:
-            ident = self._identity_id(conn, old)
-            if conn.execute(select(Identity.id).where(Identity.name == new)).first() is not None:
+        with self._write() as rows:
+            ident = self._identity_id(rows, old)
+            if rows.identity_id(new) is not None:
                 raise IdentityError(f"an identity named {new!r} exists already")
-            conn.execute(update(Identity).where(Identity.id == ident).values(name=new))
-            conn.execute(update(Track).where(Track.identity_id == ident).values(identity_name=new))
-            conn.execute(update(RecognitionAttemptRow).where(RecognitionAttemptRow.identity_name == old)
-                         .values(identity_name=new))
-            self._bump(conn)
-            self._audit(conn, actor, "rename", f"identity #{ident}", {})
+            rows.rename_identity(ident, old, new)
+            self._bump(rows)
+            self._audit(rows, actor, "rename", f"identity #{ident}", {})
         self._publish()
 
     def forget(self, name: str, actor: str, thresholds: dict[str, float] | None = None) -> dict[str, int]:
@@ -442,55 +394,34 @@ class IdentityStore:
         from genesis.config.inference import DEFAULT_COSINE_THRESHOLDS
 
         thresholds = {**DEFAULT_COSINE_THRESHOLDS, **(thresholds or {})}
-        with self._write() as conn:
-            ident = self._identity_id(conn, name)
+        with self._write() as rows:
+            ident = self._identity_id(rows, name)
             mine: dict[str, list[npt.NDArray[np.float32]]] = {}
-            for model, dim, blob in conn.execute(select(FaceEmbedding.model, FaceEmbedding.dim, FaceEmbedding.vector)
-                                                 .where(FaceEmbedding.identity_id == ident)):
+            for model, dim, blob in rows.embeddings_of(ident):
                 mine.setdefault(model, []).append(self._vec(blob, dim))
-            counts = {
-                "embeddings": conn.execute(delete(FaceEmbedding).where(FaceEmbedding.identity_id == ident)).rowcount,
-                "face_photos": conn.execute(delete(FacePhoto).where(FacePhoto.identity_id == ident)).rowcount,
-                "negatives": conn.execute(
-                    delete(IdentityNegative).where(IdentityNegative.identity_id == ident)).rowcount,
-            }
-            tracks = conn.execute(select(Track.run_id, Track.track_id, Track.segment).where(
-                (Track.identity_id == ident) | (Track.identity_name == name))).all()
+            counts = rows.delete_enrollment(ident)
             faces = 0
-            for run_id, track_id, segment in tracks:  # the faces of the segments that carried the name
-                faces += conn.execute(delete(TrackFace).where(
-                    TrackFace.run_id == run_id, TrackFace.track_id == track_id, TrackFace.segment == segment)).rowcount
+            for run_id, track_id, segment in rows.named_segments(ident, name):  # the segments that carried the name
+                faces += rows.delete_track_face(run_id, track_id, segment)
             clusters = 0
             for model, vectors in mine.items():
                 m = np.stack([v / max(float(np.linalg.norm(v)), 1e-12) for v in vectors])
                 limit = thresholds.get(model, 0.0)
-                for run_id, track_id, segment, dim, blob in conn.execute(
-                        select(TrackFace.run_id, TrackFace.track_id, TrackFace.segment, TrackFace.dim, TrackFace.vector)
-                        .where(TrackFace.model == model)).all():
+                for run_id, track_id, segment, dim, blob in rows.track_face_vectors(model):
                     if self._near(m, self._vec(blob, dim), limit):
-                        faces += conn.execute(delete(TrackFace).where(
-                            TrackFace.run_id == run_id, TrackFace.track_id == track_id,
-                            TrackFace.segment == segment)).rowcount
-                for cid, dim, blob in conn.execute(
-                        select(UnknownCluster.id, UnknownCluster.dim, UnknownCluster.centroid)
-                        .where(UnknownCluster.model == model)).all():
+                        faces += rows.delete_track_face(run_id, track_id, segment)
+                for cid, dim, blob in rows.cluster_centroids(model):
                     if self._near(m, self._vec(blob, dim), limit):
-                        faces += conn.execute(delete(TrackFace).where(TrackFace.cluster_id == cid)).rowcount
-                        clusters += conn.execute(delete(UnknownCluster).where(UnknownCluster.id == cid)).rowcount
+                        gone_faces, gone_clusters = rows.delete_cluster_with_faces(cid)
+                        faces += gone_faces
+                        clusters += gone_clusters
             counts["track_faces"] = faces
             counts["unknown_clusters"] = clusters
-            counts["tracks_unlinked"] = conn.execute(
-                update(Track).where((Track.identity_id == ident) | (Track.identity_name == name))
-                .values(identity_id=None, identity_name=None)).rowcount
-            conn.execute(update(RecognitionAttemptRow).where(RecognitionAttemptRow.identity_name == name)
-                         .values(identity_name=None))
-            conn.execute(update(AuditEntry).where(AuditEntry.target == name).values(target=f"identity #{ident}"))
-            conn.execute(delete(Identity).where(Identity.id == ident))
             # The live view's latest frames may show the person with their name: gone too (the next
             # published frame replaces them).
-            conn.execute(delete(LiveFrame))
-            self._bump(conn)
-            self._audit(conn, actor, "forget", f"identity #{ident}", dict(counts))
+            counts["tracks_unlinked"] = rows.erase_identity(ident, name)
+            self._bump(rows)
+            self._audit(rows, actor, "forget", f"identity #{ident}", dict(counts))
         self._publish()
         self._forget_live()
         return counts
@@ -512,22 +443,9 @@ class IdentityStore:
 
     def rotate_key(self, actor: str) -> int:
         """Re-encrypt every stored biometric blob with the first key of the cipher."""
-        tables: list[tuple[Any, Any, list[Any]]] = [
-            (FaceEmbedding, FaceEmbedding.vector, [FaceEmbedding.id]),
-            (FacePhoto, FacePhoto.crop, [FacePhoto.id]),
-            (IdentityNegative, IdentityNegative.vector, [IdentityNegative.id]),
-            (UnknownCluster, UnknownCluster.centroid, [UnknownCluster.id]),
-            (TrackFace, TrackFace.vector, [TrackFace.run_id, TrackFace.track_id]),
-            (TrackFace, TrackFace.crop, [TrackFace.run_id, TrackFace.track_id]),
-        ]
-        n = 0
-        with self._write() as conn:
-            for table, col, keys in tables:
-                for row in conn.execute(select(*keys, col).where(col.is_not(None))).all():
-                    cond = [k == v for k, v in zip(keys, row[:-1], strict=True)]
-                    conn.execute(update(table).where(*cond).values({col.key: self.cipher.rotate(row[-1])}))
-                    n += 1
-            self._audit(conn, actor, "rotate-key", None, {"blobs": n})
+        with self._write() as rows:
+            n = rows.rotate_blobs(self.cipher.rotate)
+            self._audit(rows, actor, "rotate-key", None, {"blobs": n})
         return n
 
 

@@ -18,15 +18,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, delete, select, update
 
-from genesis.adapters.db.repository import NotFoundError, dialect_insert
-from genesis.adapters.db.tables import FaceEmbedding, Identity, Run, Track, utcnow
-from genesis.adapters.db.tables_identities import IdentityNegative, TrackFace, UnknownCluster
+from genesis.adapters.db.identities import IdentityRows, NewEmbedding
+from genesis.adapters.db.repository import NotFoundError
+from genesis.adapters.db.tables import utcnow
 from genesis.identities.store import IdentityError, IdentityStore, check_name, vector_blob
-
-CLUSTER_LOCK = 0x67656E65_636C7573
-"""PostgreSQL advisory lock held while clustering (two store workers must not both create a cluster)."""
 
 UNKNOWN_PREFIX = "unknown-"
 MAX_CROP_B64 = 256 * 1024
@@ -102,9 +98,20 @@ def _unit(v: Any) -> np.ndarray:
     return out
 
 
-def _lock(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({CLUSTER_LOCK})")
+def _lock(rows: IdentityRows) -> None:
+    """PostgreSQL: wait for the clustering lock (two store workers must not both create a cluster)."""
+    rows.lock_clusters()
+
+
+def track_embedding(rows: IdentityRows, run_id: str, track_id: int, segment: int, identity_id: int, model: str,
+                    dim: int, vector: bytes, now: datetime, *, segment_in_name: bool = True) -> None:
+    """A track segment's face becomes an enrolled embedding of ``identity_id`` (``vector`` as stored),
+    named after the track (``track <run>/<track>``, then ``/<segment>`` for a later segment when
+    ``segment_in_name``), unless that photo is enrolled already."""
+    tail = segment if segment and segment_in_name else None
+    sha = hashlib.sha256(f"track:{run_id}:{track_id}{'' if tail is None else f':{tail}'}".encode()).hexdigest()
+    rows.add_embedding(NewEmbedding(identity_id, model, "track", dim, vector, sha,
+                                    f"track {run_id}/{track_id}" + ("" if tail is None else f"/{tail}"), now))
 
 
 def save_track_faces(store: IdentityStore, run_id: str, records: Sequence[TrackFaceRecord],
@@ -114,31 +121,26 @@ def save_track_faces(store: IdentityStore, run_id: str, records: Sequence[TrackF
     if not records:
         return 0
     now = utcnow()
-    with store._write() as conn:
-        _lock(conn)
-        if conn.execute(select(Run.id).where(Run.id == run_id)).first() is None:
+    with store._write() as rows:
+        _lock(rows)
+        if not rows.run_exists(run_id):
             raise NotFoundError(f"unknown run {run_id}")
-        have = {(int(t), int(g)) for t, g in conn.execute(
-            select(TrackFace.track_id, TrackFace.segment).where(TrackFace.run_id == run_id))}
+        have = rows.track_face_keys(run_id)
         new = sorted((r for r in records if (r.track_id, r.segment) not in have),
                      key=lambda r: (r.ts, r.track_id, r.segment))
         for r in new:
             dim, blob = store._enc_vec(np.asarray(r.vector, dtype=np.float32))
-            conn.execute(dialect_insert(conn, TrackFace), {
-                "run_id": run_id, "track_id": r.track_id, "segment": r.segment, "camera_id": r.camera_id,
-                "ts": r.ts, "model": r.model,
-                "dim": dim, "vector": blob, "distance": r.distance, "cluster_id": None, "created_at": now,
-                "crop": store.cipher.encrypt(r.crop) if r.crop else None})
+            rows.add_track_face(run_id, r.track_id, r.segment, r.camera_id, r.ts, r.model, dim, blob, r.distance,
+                                store.cipher.encrypt(r.crop) if r.crop else None, now)
         for model in sorted({r.model for r in new if r.identity is None}):
-            _cluster(store, conn, run_id, [r for r in new if r.identity is None and r.model == model], model,
+            _cluster(store, rows, run_id, [r for r in new if r.identity is None and r.model == model], model,
                      cluster_threshold, now)
     return len(new)
 
 
-def _cluster(store: IdentityStore, conn: Connection, run_id: str, records: list[TrackFaceRecord], model: str,
+def _cluster(store: IdentityStore, db: IdentityRows, run_id: str, records: list[TrackFaceRecord], model: str,
              threshold: float, now: datetime) -> None:
-    rows = conn.execute(select(UnknownCluster.id, UnknownCluster.dim, UnknownCluster.centroid, UnknownCluster.size)
-                        .where(UnknownCluster.model == model).order_by(UnknownCluster.id)).all()
+    rows = db.clusters_of(model)
     ids = [int(r[0]) for r in rows]
     sums = [store._vec(r[2], r[1]) * int(r[3]) for r in rows]  # centroid x size = sum of the unit members
     sizes = [int(r[3]) for r in rows]
@@ -154,10 +156,7 @@ def _cluster(store: IdentityStore, conn: Connection, run_id: str, records: list[
                 j = -1
         if j < 0:
             dim, blob = store._enc_vec(v)
-            new_id = conn.execute(dialect_insert(conn, UnknownCluster).returning(UnknownCluster.id), {
-                "model": model, "dim": dim, "centroid": blob, "size": 1, "first_seen": now, "last_seen": now,
-            }).scalar_one()
-            ids.append(int(new_id))
+            ids.append(db.new_cluster(model, dim, blob, now))
             sums.append(v.copy())
             sizes.append(1)
             j = len(ids) - 1
@@ -165,13 +164,10 @@ def _cluster(store: IdentityStore, conn: Connection, run_id: str, records: list[
             sums[j] = sums[j] + v
             sizes[j] += 1
             touched.add(j)
-        conn.execute(update(TrackFace).where(TrackFace.run_id == run_id, TrackFace.track_id == r.track_id,
-                                             TrackFace.segment == r.segment)
-                     .values(cluster_id=ids[j]))
+        db.set_face_cluster(run_id, r.track_id, r.segment, ids[j])
     for j in sorted(touched):
         _, blob = store._enc_vec(_unit(sums[j]))
-        conn.execute(update(UnknownCluster).where(UnknownCluster.id == ids[j])
-                     .values(centroid=blob, size=sizes[j], last_seen=now))
+        db.update_cluster(ids[j], blob, sizes[j], now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,15 +181,12 @@ class UnknownSummary:
 
 
 def unknowns(store: IdentityStore) -> list[UnknownSummary]:
-    with store._read() as conn:
-        clusters = conn.execute(select(UnknownCluster.id, UnknownCluster.model, UnknownCluster.first_seen,
-                                       UnknownCluster.last_seen).order_by(UnknownCluster.id)).all()
-        members = conn.execute(select(TrackFace.cluster_id, TrackFace.camera_id)
-                               .where(TrackFace.cluster_id.is_not(None))).all()
+    with store._read() as rows:
+        clusters = rows.cluster_summaries()
+        members = rows.clustered_cameras()
     tracks: dict[int, int] = {}
     cams: dict[int, set[str]] = {}
-    for cid_, cam in members:
-        cid = int(cid_ or 0)
+    for cid, cam in members:
         tracks[cid] = tracks.get(cid, 0) + 1
         cams.setdefault(cid, set()).add(cam)
     return [UnknownSummary(label(c[0]), c[1], tracks.get(c[0], 0), tuple(sorted(cams.get(c[0], set()))), c[2], c[3])
@@ -202,10 +195,8 @@ def unknowns(store: IdentityStore) -> list[UnknownSummary]:
 
 def cluster_members(store: IdentityStore, unknown_label: str) -> list[tuple[str, int]]:
     cid = parse_label(unknown_label)
-    with store._read() as conn:
-        rows = conn.execute(select(TrackFace.run_id, TrackFace.track_id).where(TrackFace.cluster_id == cid)
-                            .order_by(TrackFace.run_id, TrackFace.track_id)).all()
-    return [(r[0], int(r[1])) for r in rows]
+    with store._read() as rows:
+        return rows.cluster_tracks(cid)
 
 
 def name_unknown(store: IdentityStore, unknown_label: str, name: str, actor: str) -> int:
@@ -215,38 +206,28 @@ def name_unknown(store: IdentityStore, unknown_label: str, name: str, actor: str
     name = name.strip()
     check_name(name)
     now = utcnow()
-    with store._write() as conn:
-        _lock(conn)
-        if conn.execute(select(UnknownCluster.id).where(UnknownCluster.id == cid)).first() is None:
+    with store._write() as rows:
+        _lock(rows)
+        if not rows.cluster_exists(cid):
             raise IdentityError(f"no unknown face {unknown_label}")
-        faces = conn.execute(select(TrackFace.run_id, TrackFace.track_id, TrackFace.model, TrackFace.dim,
-                                    TrackFace.vector, TrackFace.segment).where(TrackFace.cluster_id == cid)).all()
-        conn.execute(dialect_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
-                     {"name": name, "created_at": now})
-        ident = conn.execute(select(Identity.id).where(Identity.name == name)).scalar_one()
+        faces = rows.cluster_face_rows(cid)
+        rows.add_identity(name, now)
+        ident = store._identity_id(rows, name)
         for run_id, track_id, model, dim, blob, segment in faces:
             vector = store._vec(blob, dim)
             _, enc = store._enc_vec(vector)
-            conn.execute(dialect_insert(conn, FaceEmbedding).on_conflict_do_nothing(
-                index_elements=[FaceEmbedding.identity_id, FaceEmbedding.model, FaceEmbedding.photo_sha256]), {
-                "identity_id": ident, "model": model, "detector": "track", "dim": dim, "vector": enc,
-                "photo_sha256": hashlib.sha256(
-                    (f"track:{run_id}:{track_id}" + (f":{segment}" if segment else "")).encode()).hexdigest(),
-                "photo_name": f"track {run_id}/{track_id}" + (f"/{segment}" if segment else ""), "created_at": now})
-            conn.execute(update(Track).where(Track.run_id == run_id, Track.track_id == track_id,
-                                             Track.segment == segment)
-                         .values(identity_id=ident, identity_name=name))
-        conn.execute(update(TrackFace).where(TrackFace.cluster_id == cid).values(cluster_id=None))
-        conn.execute(delete(UnknownCluster).where(UnknownCluster.id == cid))
-        store._bump(conn)
-        store._audit(conn, actor, "name", name, {"cluster": unknown_label, "tracks": len(faces)})
+            track_embedding(rows, run_id, track_id, segment, ident, model, dim, enc, now)
+            rows.name_segment(run_id, track_id, segment, ident, name)
+        rows.dissolve_cluster(cid)
+        store._bump(rows)
+        store._audit(rows, actor, "name", name, {"cluster": unknown_label, "tracks": len(faces)})
     store._publish()
     return len(faces)
 
 
 def resolve_run(store: IdentityStore, run_prefix: str) -> str:
-    with store._read() as conn:
-        found = sorted(conn.execute(select(Run.id).where(Run.id.startswith(run_prefix, autoescape=True))).scalars())
+    with store._read() as rows:
+        found = rows.runs_with_prefix(run_prefix)
     if len(found) != 1:
         raise IdentityError(f"no run {run_prefix!r}" if not found else f"run prefix {run_prefix!r} is ambiguous")
     return found[0]
@@ -255,32 +236,25 @@ def resolve_run(store: IdentityStore, run_prefix: str) -> str:
 def reject(store: IdentityStore, run_id: str, track_id: int, actor: str, identity: str | None = None) -> str:
     """"Not this person": the faces of the track's segments that carry the identity (or ``identity``)
     become negatives of it, those segments lose the name, and those faces are never matched to it again."""
-    with store._write() as conn:
-        rows = conn.execute(select(Track.segment, Track.identity_name).where(
-            Track.run_id == run_id, Track.track_id == track_id).order_by(Track.segment)).all()
+    with store._write() as db:
+        rows = db.track_segments(run_id, track_id)
         if not rows:
             raise IdentityError(f"no track {track_id} in run {run_id}")
         named = [r[1] for r in rows if r[1] is not None]
         name = identity or (named[0] if named else None)
         if name is None:
             raise IdentityError(f"track {track_id} of run {run_id} has no identity: say which with --identity")
-        ident = store._identity_id(conn, name)
+        ident = store._identity_id(db, name)
         segments = [int(r[0]) for r in rows if r[1] == name] or [int(r[0]) for r in rows]
-        faces = conn.execute(select(TrackFace.model, TrackFace.dim, TrackFace.vector).where(
-            TrackFace.run_id == run_id, TrackFace.track_id == track_id, TrackFace.segment.in_(segments))
-            .order_by(TrackFace.segment)).all()
+        faces = db.segment_faces(run_id, track_id, segments)
         if not faces:
             raise IdentityError(f"track {track_id} of run {run_id} has no stored face to reject")
         for model, dim, blob in faces:
             _, enc = store._enc_vec(store._vec(blob, dim))
-            conn.execute(dialect_insert(conn, IdentityNegative), {"identity_id": ident, "model": model, "dim": dim,
-                                                           "vector": enc, "run_id": run_id, "track_id": track_id,
-                                                           "created_at": utcnow()})
-        conn.execute(update(Track)
-                     .where(Track.run_id == run_id, Track.track_id == track_id, Track.identity_name == name)
-                     .values(identity_id=None, identity_name=None))
-        store._bump(conn)
-        store._audit(conn, actor, "reject", name, {"run": run_id, "track": track_id})
+            db.add_negative(ident, model, dim, enc, run_id, track_id)
+        db.unname_track(run_id, track_id, name)
+        store._bump(db)
+        store._audit(db, actor, "reject", name, {"run": run_id, "track": track_id})
     store._publish()
     return name
 
@@ -301,14 +275,8 @@ def search(store: IdentityStore, vector: np.ndarray, model: str, top: int, thres
            photo: str = "") -> list[SearchHit]:
     """Tracks whose best face is within ``threshold`` of ``vector`` (same model only), nearest first."""
     v = _unit(vector)
-    with store._read() as conn:
-        rows = conn.execute(
-            select(TrackFace.run_id, TrackFace.track_id, TrackFace.camera_id, TrackFace.ts, TrackFace.dim,
-                   TrackFace.vector, TrackFace.cluster_id, Track.identity_name, TrackFace.segment)
-            .outerjoin(Track, (Track.run_id == TrackFace.run_id) & (Track.track_id == TrackFace.track_id)
-                       & (Track.segment == TrackFace.segment))
-            .where(TrackFace.model == model)
-        ).all()
+    with store._read() as db:
+        rows = db.search_rows(model)
     hits = []
     if rows:
         dim = rows[0][4]
@@ -328,19 +296,10 @@ def purge(store: IdentityStore, days: int, actor: str, now: datetime | None = No
     """Retention: unknown clusters not seen for ``days`` and the faces of unknown tracks older than
     that are deleted (the tracks themselves stay, anonymous)."""
     cutoff = (now or utcnow()) - timedelta(days=days)
-    with store._write() as conn:
-        _lock(conn)
-        old = list(conn.execute(select(UnknownCluster.id).where(UnknownCluster.last_seen < cutoff)).scalars())
-        n_faces = 0
-        if old:
-            n_faces += conn.execute(delete(TrackFace).where(TrackFace.cluster_id.in_(old))).rowcount
-            conn.execute(delete(UnknownCluster).where(UnknownCluster.id.in_(old)))
-        named = select(Track.track_id).where(Track.run_id == TrackFace.run_id, Track.track_id == TrackFace.track_id,
-                                             Track.segment == TrackFace.segment,
-                                             Track.identity_name.is_not(None)).exists()
-        n_faces += conn.execute(delete(TrackFace).where(TrackFace.created_at < cutoff, ~named)).rowcount
-        counts = {"unknown_clusters": len(old), "track_faces": n_faces}
-        store._audit(conn, actor, "purge", None, {"days": days, **counts})
+    with store._write() as rows:
+        _lock(rows)
+        counts = rows.purge_unknowns(cutoff)
+        store._audit(rows, actor, "purge", None, {"days": days, **counts})
     return counts
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -85,27 +84,14 @@ def check_broker(url: str, timeout_s: float) -> Check:
     return Check("broker", True, f"{_redacted(url)} reachable")
 
 
-@lru_cache(maxsize=4)
-def _engine(url: str, timeout_s: float) -> Any:
-    from sqlalchemy import create_engine
-
-    args: dict[str, Any] = {}
-    if url.startswith("postgresql"):
-        args["connect_timeout"] = max(1, round(timeout_s))
-    return create_engine(url, connect_args=args, pool_pre_ping=True, pool_size=1, max_overflow=1) \
-        if not url.startswith("sqlite") else create_engine(url, connect_args=args)
-
-
 def check_database(url: str, timeout_s: float, severity: Level) -> Check:
     """The database accepts a connection and answers ``SELECT 1``."""
-    from sqlalchemy import text
-    from sqlalchemy.exc import SQLAlchemyError
+    from genesis.adapters.db.probe import DatabaseError, ping
 
     where = _redacted(url)
     try:
-        with _engine(url, timeout_s).connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except (SQLAlchemyError, OSError) as exc:
+        ping(url, timeout_s)
+    except (DatabaseError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return Check("database", False, f"{where} unreachable: {first}", severity)
     return Check("database", True, f"{where} reachable", severity)

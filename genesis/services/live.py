@@ -25,10 +25,9 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
-from sqlalchemy import select, update
-from sqlalchemy.engine import Engine
 
-from genesis.adapters.db.tables_identities import LiveFrame, LiveWatch
+from genesis.adapters.db import Engine
+from genesis.adapters.db import live as live_rows
 from genesis.adapters.redis_keys import live_frame_key, live_gate_key, live_last_key, live_watch_key
 from genesis.config import Settings
 from genesis.domain import FrameOutcome
@@ -95,8 +94,7 @@ class SqlLive:
         self._last: dict[str, float] = {}
 
     def watched(self, camera_id: str) -> bool:
-        with self.engine.connect() as conn:
-            until = conn.execute(select(LiveWatch.until).where(LiveWatch.camera_id == camera_id)).scalar_one_or_none()
+        until = live_rows.watched_until(self.engine, camera_id)
         return until is not None and until > datetime.now(UTC)
 
     def claim(self, camera_id: str, interval_s: float) -> bool:
@@ -108,18 +106,10 @@ class SqlLive:
         return True
 
     def write(self, camera_id: str, meta: dict[str, Any], jpeg: bytes) -> None:
-        values = {"camera_id": camera_id, "at": datetime.fromisoformat(meta["at"]), "meta": meta, "jpeg": jpeg}
-        with self.engine.begin() as conn:
-            _upsert(conn, LiveFrame, values, ["at", "meta", "jpeg"])
+        live_rows.write_frame(self.engine, camera_id, datetime.fromisoformat(meta["at"]), meta, jpeg)
 
     def clear(self, camera_id: str) -> None:
-        with self.engine.connect() as conn:
-            meta = conn.execute(select(LiveFrame.meta).where(LiveFrame.camera_id == camera_id)).scalar_one_or_none()
-        if meta is None:
-            return
-        with self.engine.begin() as conn:
-            conn.execute(update(LiveFrame).where(LiveFrame.camera_id == camera_id)
-                         .values(jpeg=b"", meta={**meta, "persons": []}))
+        live_rows.clear_frame(self.engine, camera_id)
 
 
 class RedisLive:
@@ -145,14 +135,6 @@ class RedisLive:
     def clear(self, camera_id: str) -> None:
         """Nothing: the frame expires on its own within ``REDIS_FRAME_TTL_S`` (and a worker that ends a run
         may not be the last to publish for the camera)."""
-
-
-def _upsert(conn: Any, table: Any, values: dict[str, Any], update: list[str]) -> None:
-    from genesis.adapters.db.repository import dialect_insert
-
-    stmt = dialect_insert(conn, table).values(values)
-    conn.execute(stmt.on_conflict_do_update(index_elements=[table.camera_id],
-                                            set_={k: stmt.excluded[k] for k in update}))
 
 
 @dataclass
@@ -234,9 +216,7 @@ def mark_watched(camera_id: str, watch_s: float, engine: Engine | None, client: 
         with contextlib.suppress(Exception):  # Redis down: the embedded flag below still works
             client.set(watch_key(camera_id), "1", px=int(watch_s * 1000))
     if engine is not None:
-        with engine.begin() as conn:
-            _upsert(conn, LiveWatch, {"camera_id": camera_id, "until": datetime.now(UTC) + timedelta(seconds=watch_s)},
-                    ["until"])
+        live_rows.watch(engine, camera_id, datetime.now(UTC) + timedelta(seconds=watch_s))
 
 
 def read_latest(camera_id: str, engine: Engine | None, client: Any | None) -> LiveImage | None:
@@ -262,10 +242,8 @@ def read_latest(camera_id: str, engine: Engine | None, client: Any | None) -> Li
             except Exception:
                 pass
     if engine is not None:
-        with engine.connect() as conn:
-            row = conn.execute(select(LiveFrame.meta, LiveFrame.jpeg, LiveFrame.at)
-                               .where(LiveFrame.camera_id == camera_id)).one_or_none()
+        row = live_rows.latest_frame(engine, camera_id)
         if row is not None:
             at = row[2] if row[2].tzinfo else row[2].replace(tzinfo=UTC)
-            found.append(LiveImage(dict(row[0]), bytes(row[1]), at))
+            found.append(LiveImage(row[0], row[1], at))
     return max(found, key=lambda x: x.at, default=None)

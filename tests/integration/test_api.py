@@ -81,26 +81,14 @@ def run_id(api_settings: Settings, data_dir: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def repo(api_settings: Settings, run_id: str) -> Iterator[Repository]:
-    with Repository(api_settings.database_url) as r:
-        yield r
+def served_settings(api_settings: Settings, run_id: str) -> Settings:
+    """What the API of this module serves (tests/integration/conftest.py: repo, keys, app, client)."""
+    return api_settings
 
 
 @pytest.fixture(scope="module")
-def keys(repo: Repository) -> dict[str, str]:
-    store = ApiKeyStore(repo.engine)
-    return {role: store.create(role, f"test-{role}")[0] for role in ("viewer", "operator", "admin")}
-
-
-@pytest.fixture(scope="module")
-def app(api_settings: Settings, repo: Repository) -> FastAPI:
-    return create_app(api_settings)
-
-
-@pytest.fixture(scope="module")
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
+def key_prefix() -> str:
+    return "test"
 
 
 def h(keys: dict[str, str], role: str) -> dict[str, str]:

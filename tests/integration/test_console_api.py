@@ -27,10 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from sqlalchemy import text
 
 from genesis.adapters.db import Repository
-from genesis.adapters.db.apikeys import ApiKeyStore
 from genesis.adapters.frame_store import decode_jpeg
 from genesis.adapters.video import VideoSource
-from genesis.api import create_app
 from genesis.config import Settings
 from genesis.domain import FrameRef
 from genesis.identities.crypto import KEY_ENV, BiometricCipher, is_encrypted
@@ -77,26 +75,14 @@ def console_settings(key_env: str, models_dir: Path) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="module")
-def repo(console_settings: Settings) -> Iterator[Repository]:
-    with Repository(console_settings.database_url) as r:
-        yield r
+def served_settings(console_settings: Settings) -> Settings:
+    """What the API of this module serves (tests/integration/conftest.py: repo, keys, app, client)."""
+    return console_settings
 
 
 @pytest.fixture(scope="module")
-def keys(repo: Repository) -> dict[str, str]:
-    store = ApiKeyStore(repo.engine)
-    return {role: store.create(role, f"console-{role}")[0] for role in ("viewer", "operator", "admin")}
-
-
-@pytest.fixture(scope="module")
-def app(console_settings: Settings, repo: Repository) -> FastAPI:
-    return create_app(console_settings)
-
-
-@pytest.fixture(scope="module")
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
+def key_prefix() -> str:
+    return "console"
 
 
 def h(keys: dict[str, str], role: str) -> dict[str, str]:

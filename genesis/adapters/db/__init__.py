@@ -1,5 +1,9 @@
-"""The database adapter: SQLAlchemy models, Alembic migrations and the `Repository`."""
+"""The database adapter: SQLAlchemy models, Alembic migrations, the `Repository` and the queries
+of every area (no module outside ``genesis.adapters`` imports SQLAlchemy: tests/unit/test_layers.py)."""
 
+from sqlalchemy import Engine
+
+from genesis.adapters.db.probe import DatabaseError, DatabaseUnavailableError
 from genesis.adapters.db.repository import (
     ALEMBIC_INI,
     MIGRATIONS_DIR,
@@ -16,7 +20,10 @@ from genesis.adapters.db.repository import (
 __all__ = [
     "ALEMBIC_INI",
     "MIGRATIONS_DIR",
+    "DatabaseError",
+    "DatabaseUnavailableError",
     "EmbeddingRecord",
+    "Engine",
     "IdentitySummary",
     "NotFoundError",
     "Repository",

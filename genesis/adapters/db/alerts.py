@@ -84,6 +84,41 @@ def _record(row: Any) -> AlertRecord:
     return AlertRecord(*row)
 
 
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """What the caller asks for; every field is optional."""
+
+    camera: str | None = None
+    run: str | None = None
+    kind: str | None = None
+    zone: str | None = None
+    since: datetime | None = None
+    """Alerts raised at or after this time (the alert's ``at``, UTC)."""
+    until: datetime | None = None
+    """Alerts raised before this time."""
+    acknowledged: bool | None = None
+
+
+def _where(query: Any, f: AlertFilter) -> Any:
+    if f.camera is not None:
+        query = query.where(AlertRow.camera_id == f.camera)
+    if f.run is not None:
+        query = query.where(AlertRow.run_id == f.run)
+    if f.kind is not None:
+        query = query.where(AlertRow.kind == f.kind)
+    if f.zone is not None:
+        query = query.where(AlertRow.zone == f.zone)
+    if f.since is not None:
+        query = query.where(AlertRow.at >= f.since)
+    if f.until is not None:
+        query = query.where(AlertRow.at < f.until)
+    if f.acknowledged is True:
+        query = query.where(AlertRow.acknowledged_at.is_not(None))
+    elif f.acknowledged is False:
+        query = query.where(AlertRow.acknowledged_at.is_(None))
+    return query
+
+
 def _epoch(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
@@ -201,20 +236,22 @@ class AlertStore:
     def query(self, camera_id: str | None = None, kind: str | None = None, since: datetime | None = None,
               until: datetime | None = None, limit: int | None = 100) -> list[AlertRecord]:
         """Alerts, newest first (by absolute time, then id)."""
-        q = select(*_ALERT_COLUMNS)
-        if camera_id is not None:
-            q = q.where(AlertRow.camera_id == camera_id)
-        if kind is not None:
-            q = q.where(AlertRow.kind == kind)
-        if since is not None:
-            q = q.where(AlertRow.at >= since)
-        if until is not None:
-            q = q.where(AlertRow.at < until)
+        q = _where(select(*_ALERT_COLUMNS), AlertFilter(camera=camera_id, kind=kind, since=since, until=until))
         q = q.order_by(AlertRow.at.desc(), AlertRow.id.desc())
         if limit is not None:
             q = q.limit(limit)
         with self.engine.connect() as conn:
             return [_record(r) for r in conn.execute(q)]
+
+    def page(self, f: AlertFilter, limit: int, offset: int) -> tuple[list[AlertRecord], int]:
+        """One page of the alerts that match, newest first (by the time they were raised, then id),
+        and how many match in all."""
+        count = _where(select(func.count()).select_from(AlertRow), f)
+        query = _where(select(*_ALERT_COLUMNS), f).order_by(AlertRow.at.desc(), AlertRow.id.desc())
+        with self.engine.connect() as conn:
+            total = int(conn.execute(count).scalar_one())
+            rows = [_record(r) for r in conn.execute(query.limit(limit).offset(offset))]
+        return rows, total
 
     # -- delivery -------------------------------------------------------------------------------
 

@@ -51,16 +51,17 @@ def alerts(
 @router.get("/alerts/{alert_id}", response_model=AlertOut, summary="One alert with its delivery status",
             responses=NOT_FOUND)
 def alert(alert_id: AlertPath, _key: Viewer, s: Services) -> AlertOut:
-    found = svc.alert(_store(s), alert_id)
-    if found is None:
-        raise ApiError(404, f"no alert with id {alert_id}")
-    return AlertOut.model_validate(found)
+    return _found(svc.alert(_store(s), alert_id), alert_id)
 
 
 @router.post("/alerts/{alert_id}/ack", response_model=AlertOut, summary="Acknowledge an alert (idempotent)",
              responses=NOT_FOUND)
 def acknowledge(alert_id: AlertPath, _key: Operator, s: Services) -> AlertOut:
-    found = svc.acknowledge(_store(s), alert_id)
+    return _found(svc.acknowledge(_store(s), alert_id), alert_id)
+
+
+def _found(found: dict[str, Any] | None, alert_id: int) -> AlertOut:
+    """The alert's document, or 404 when there is no such alert."""
     if found is None:
         raise ApiError(404, f"no alert with id {alert_id}")
     return AlertOut.model_validate(found)

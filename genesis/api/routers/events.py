@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from genesis.api.deps import Services, Viewer
 from genesis.api.errors import ERROR_RESPONSES
@@ -34,17 +35,7 @@ def runs(_key: Viewer, s: Services, camera: CameraQ = None, limit: LimitQ = 50, 
     return RunPage.model_validate(page, from_attributes=True)
 
 
-def _filter(camera: str | None, run: str | None, identity: str | None, zone: str | None, track: int | None,
-            since: datetime | None, until: datetime | None, ts_from: float | None,
-            ts_to: float | None) -> svc.EventFilter:
-    return svc.EventFilter(camera=camera, run=run, identity=identity, zone=zone, track=track,
-                           since=utc(since, "since"), until=utc(until, "until"), ts_from=ts_from, ts_to=ts_to)
-
-
-@router.get("/tracks", response_model=TrackPage, summary="Tracks (people's passages) with filters")
-def tracks(
-    _key: Viewer,
-    s: Services,
+def _filter(
     camera: CameraQ = None,
     run: RunQ = None,
     identity: NameQ = None,
@@ -54,30 +45,34 @@ def tracks(
     until: UntilQ = None,
     ts_from: TsFromQ = None,
     ts_to: TsToQ = None,
-    limit: LimitQ = 50,
-    offset: OffsetQ = 0,
-) -> TrackPage:
-    f = _filter(camera, run, identity, zone, track, since, until, ts_from, ts_to)
+) -> svc.EventFilter:
+    """The filter query parameters of tracks and sightings (one dependency, the same parameters)."""
+    return svc.EventFilter(camera=camera, run=run, identity=identity, zone=zone, track=track,
+                           since=utc(since, "since"), until=utc(until, "until"), ts_from=ts_from, ts_to=ts_to)
+
+
+Filter = Annotated[svc.EventFilter, Depends(_filter)]
+
+
+def _paging(default_limit: int) -> Callable[..., tuple[int, int]]:
+    """``limit`` (default ``default_limit``) and ``offset`` as a dependency: declared after the filter,
+    they stay last in the OpenAPI parameters, as they were."""
+    def paging(limit: LimitQ = default_limit, offset: OffsetQ = 0) -> tuple[int, int]:
+        return limit, offset
+    return paging
+
+
+@router.get("/tracks", response_model=TrackPage, summary="Tracks (people's passages) with filters")
+def tracks(_key: Viewer, s: Services, f: Filter, paging: Annotated[tuple[int, int], Depends(_paging(50))]
+           ) -> TrackPage:
+    limit, offset = paging
     page = svc.tracks(s.repo, f, min(limit, s.settings.api.max_page), offset)
     return TrackPage.model_validate(page, from_attributes=True)
 
 
 @router.get("/sightings", response_model=SightingPage, summary="Sightings (a track in a frame) with filters")
-def sightings(
-    _key: Viewer,
-    s: Services,
-    camera: CameraQ = None,
-    run: RunQ = None,
-    identity: NameQ = None,
-    zone: ZoneQ = None,
-    track: TrackQ = None,
-    since: SinceQ = None,
-    until: UntilQ = None,
-    ts_from: TsFromQ = None,
-    ts_to: TsToQ = None,
-    limit: LimitQ = 100,
-    offset: OffsetQ = 0,
-) -> SightingPage:
-    f = _filter(camera, run, identity, zone, track, since, until, ts_from, ts_to)
+def sightings(_key: Viewer, s: Services, f: Filter, paging: Annotated[tuple[int, int], Depends(_paging(100))]
+              ) -> SightingPage:
+    limit, offset = paging
     page = svc.sightings(s.repo, f, min(limit, s.settings.api.max_page), offset)
     return SightingPage.model_validate(page, from_attributes=True)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, File, Form, Path, UploadFile
 from genesis.api.deps import Admin, Operator, Services, Viewer
 from genesis.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from genesis.api.params import LimitQ, OffsetQ
-from genesis.api.routers.identities import UPLOAD_ERRORS, face_models, key_error, read_upload, store
+from genesis.api.routers.identities import UPLOAD_ERRORS, change_errors, face_models, key_error, read_upload, store
 from genesis.api.schemas import (
     AuditOut,
     AuditPage,
@@ -27,7 +27,6 @@ from genesis.api.services import identities as svc
 from genesis.api.services.console import face_url, wall_time
 from genesis.identities.crypto import BiometricKeyError
 from genesis.identities.review import track_faces_of
-from genesis.identities.store import IdentityError
 from genesis.services.enroll import EnrollError
 
 router = APIRouter(prefix="/api", tags=["faces"], responses=ERROR_RESPONSES)
@@ -54,16 +53,8 @@ def list_unknowns(_key: Viewer, s: Services, limit: LimitQ = 100, offset: Offset
              description="An existing identity's name is refused (409) unless `merge` is true.",
              responses=NOT_FOUND)
 def name_cluster(cluster: ClusterPath, body: NameClusterIn, key: Operator, s: Services) -> NamedOut:
-    try:
+    with change_errors():
         tracks = svc.name_cluster(store(s), cluster, body.name, body.merge, svc.actor_of(key))
-    except svc.NotFoundError as exc:
-        raise ApiError(404, str(exc)) from None
-    except svc.IdentityConflictError as exc:
-        raise ApiError(409, str(exc)) from None
-    except IdentityError as exc:
-        raise ApiError(422, str(exc)) from None
-    except BiometricKeyError as exc:
-        raise key_error(exc) from None
     return NamedOut(cluster=cluster, name=body.name.strip(), tracks=tracks)
 
 
@@ -73,14 +64,8 @@ def name_cluster(cluster: ClusterPath, body: NameClusterIn, key: Operator, s: Se
 def reject_track(run: RunPath, track: TrackPath, key: Operator, s: Services,
                  body: Annotated[RejectIn | None, Body()] = None) -> RejectOut:
     identity = body.identity if body is not None else None
-    try:
+    with change_errors(invalid=False):
         name = svc.reject_track(store(s), run, track, identity, svc.actor_of(key))
-    except svc.NotFoundError as exc:
-        raise ApiError(404, str(exc)) from None
-    except svc.IdentityConflictError as exc:
-        raise ApiError(409, str(exc)) from None
-    except BiometricKeyError as exc:
-        raise key_error(exc) from None
     return RejectOut(run_id=run, track_id=track, identity=name)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Path, UploadFile
@@ -61,6 +63,27 @@ def store(s: AppServices) -> Any:
 
 def key_error(exc: BiometricKeyError) -> ApiError:
     return ApiError(503, f"stored biometric data cannot be read: {exc}", code="biometric_key")
+
+
+@contextmanager
+def change_errors(*, invalid: bool = True, key: bool = True) -> Iterator[None]:
+    """The errors of a change through the identities service as HTTP errors: no such thing 404, a
+    clash with what is stored 409; with ``invalid`` a refused value (IdentityError) 422, with ``key``
+    unreadable biometric data 503 (where not asked for, they are left to the caller)."""
+    try:
+        yield
+    except svc.NotFoundError as exc:
+        raise ApiError(404, str(exc)) from None
+    except svc.IdentityConflictError as exc:
+        raise ApiError(409, str(exc)) from None
+    except IdentityError as exc:
+        if not invalid:
+            raise
+        raise ApiError(422, str(exc)) from None
+    except BiometricKeyError as exc:
+        if not key:
+            raise
+        raise key_error(exc) from None
 
 
 @router.get("", response_model=list[IdentityOut], summary="Enrolled identities")
@@ -150,14 +173,8 @@ def rename(name: NamePath, body: RenameIn, key: Operator, s: Services) -> Identi
 
 
 def _rename(s: AppServices, name: str, body: RenameIn, key: ApiKeyInfo) -> IdentityOut:
-    try:
+    with change_errors(key=False):
         new = svc.rename(store(s), name, body.name, svc.actor_of(key))
-    except svc.NotFoundError as exc:
-        raise ApiError(404, str(exc)) from None
-    except svc.IdentityConflictError as exc:
-        raise ApiError(409, str(exc)) from None
-    except IdentityError as exc:
-        raise ApiError(422, str(exc)) from None
     row = next((r for r in svc.list_identities(s.repo) if r["name"] == new), None)
     if row is None:  # forgotten meanwhile
         raise ApiError(404, f"no identity named {new!r}")

@@ -9,13 +9,12 @@ from typing import Any
 import cv2
 import numpy as np
 import redis
-from sqlalchemy import func, select
 
 from genesis.adapters.db import Repository
-from genesis.adapters.db.tables import Run, SightingRow, Track
+from genesis.adapters.db.events import LabelledBox, read_events
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.adapters.redis_keys import frame_pattern
-from genesis.api.services.events import EventFilter, latest_run, run_window
+from genesis.api.services.events import EventFilter, latest_run
 from genesis.domain import Sighting
 from genesis.stages.analytics import heatmap_grid, render_heatmap
 
@@ -85,19 +84,11 @@ def latest_frame(client: redis.Redis, camera: str, run_id: str) -> LatestFrame |
 
 def heatmap_png(repo: Repository, client: redis.Redis, camera: str, f: EventFilter, cell: int) -> bytes:
     """The heatmap of the camera's stored sightings in the filter's runs and time range."""
-    runs_q = run_window(select(Run.id, Run.meta, Run.started_at).where(Run.camera_id == camera), f)
-    with repo.engine.connect() as conn:
-        runs = conn.execute(runs_q.order_by(Run.started_at.desc(), Run.id.desc())).all()
+    with read_events(repo.engine) as db:
+        runs = db.camera_runs(camera, f)
         if not runs:
             raise NoDataError(f"no runs of camera {camera!r} in that range")
-        q = select(SightingRow.x1, SightingRow.y1, SightingRow.x2, SightingRow.y2).where(
-            SightingRow.run_id.in_([r.id for r in runs])
-        )
-        if f.ts_from is not None:
-            q = q.where(SightingRow.ts >= f.ts_from)
-        if f.ts_to is not None:
-            q = q.where(SightingRow.ts <= f.ts_to)
-        boxes = conn.execute(q).all()
+        boxes = db.boxes([r.id for r in runs], f.ts_from, f.ts_to)
     size = next((s for s in (_size(r.meta) for r in runs) if s is not None), None)
     if size is None:
         w = int(max((b.x2 for b in boxes), default=PLACEHOLDER_SIZE[0]))
@@ -110,7 +101,7 @@ def heatmap_png(repo: Repository, client: redis.Redis, camera: str, f: EventFilt
     return _png(render_heatmap(grid, frame.image if frame else None, width, height))
 
 
-def _draw(image: np.ndarray, rows: list[Any], scale: float) -> None:
+def _draw(image: np.ndarray, rows: list[LabelledBox], scale: float) -> None:
     for r in rows:
         x1, y1, x2, y2 = (int(v * scale) for v in (r.x1, r.y1, r.x2, r.y2))
         colour = (80, 200, 80) if r.identity_name else (0, 200, 255)
@@ -119,37 +110,24 @@ def _draw(image: np.ndarray, rows: list[Any], scale: float) -> None:
         cv2.putText(image, label, (x1, max(12, y1 - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
 
 
-def _sightings_at(conn: Any, run_id: str, seq: int) -> list[Any]:
-    return list(conn.execute(
-        select(SightingRow.track_id, SightingRow.x1, SightingRow.y1, SightingRow.x2, SightingRow.y2,
-               Track.identity_name)
-        .outerjoin(Track, (Track.run_id == SightingRow.run_id) & (Track.track_id == SightingRow.track_id)
-                   & (Track.first_seq <= SightingRow.seq) & (Track.last_seq >= SightingRow.seq))
-        .where(SightingRow.run_id == run_id, SightingRow.seq == seq)
-        .order_by(SightingRow.track_id)
-    ).all())
-
-
 def camera_tile(repo: Repository, client: redis.Redis, camera: str) -> tuple[bytes, str]:
     """(JPEG, source) of the camera tile; source is ``frame-store`` or ``placeholder``."""
     run_id = latest_run(repo, camera)
     frame = latest_frame(client, camera, run_id) if run_id else None
-    with repo.engine.connect() as conn:
+    with read_events(repo.engine) as db:
         if frame is not None:
             image = frame.image.copy()
-            _draw(image, _sightings_at(conn, frame.run_id, frame.seq), 1.0)
+            _draw(image, db.sightings_at(frame.run_id, frame.seq), 1.0)
             return _jpeg(image), "frame-store"
         w, h = PLACEHOLDER_SIZE
         image = np.full((h, w, 3), 60, dtype=np.uint8)
         note = "no recent frame stored"
         if run_id is not None:
-            meta = conn.execute(select(Run.meta).where(Run.id == run_id)).scalar_one_or_none()
-            last_seq = conn.execute(
-                select(func.max(SightingRow.seq)).where(SightingRow.run_id == run_id)
-            ).scalar_one_or_none()
+            meta = db.run_meta(run_id)
+            last_seq = db.last_seq(run_id)
             size = _size(meta)
             if last_seq is not None and size is not None:
-                _draw(image, _sightings_at(conn, run_id, int(last_seq)), min(w / size[0], h / size[1]))
+                _draw(image, db.sightings_at(run_id, last_seq), min(w / size[0], h / size[1]))
                 note = f"no recent frame stored: last sightings (frame {last_seq})"
         else:
             note = "no runs of this camera yet"
@@ -164,18 +142,13 @@ def live_counts(repo: Repository, camera: str) -> dict[str, Any]:
     if run_id is None:
         return {"camera_id": camera, "run_id": None, "status": None, "frames": 0, "in_view": 0, "tracks": 0,
                 "identities": []}
-    with repo.engine.connect() as conn:
-        run = conn.execute(select(Run.status, Run.frames).where(Run.id == run_id)).one()
-        last_seq = conn.execute(select(func.max(SightingRow.seq)).where(SightingRow.run_id == run_id)).scalar()
+    with read_events(repo.engine) as db:
+        status, frames = db.run_status(run_id)
+        last_seq = db.last_seq(run_id)
         in_view = 0
         if last_seq is not None:
-            in_view = int(conn.execute(
-                select(func.count()).select_from(SightingRow)
-                .where(SightingRow.run_id == run_id, SightingRow.seq == last_seq)
-            ).scalar_one())
-        tracks = int(conn.execute(select(func.count()).select_from(Track).where(Track.run_id == run_id)).scalar_one())
-        names = conn.execute(
-            select(Track.identity_name).where(Track.run_id == run_id, Track.identity_name.is_not(None)).distinct()
-        ).scalars().all()
-    return {"camera_id": camera, "run_id": run_id, "status": run.status, "frames": run.frames,
+            in_view = db.in_frame(run_id, last_seq)
+        tracks = db.track_count(run_id)
+        names = db.identities_seen(run_id)
+    return {"camera_id": camera, "run_id": run_id, "status": status, "frames": frames,
             "in_view": in_view, "tracks": tracks, "identities": sorted(str(n) for n in names)}

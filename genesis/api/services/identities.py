@@ -15,10 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from genesis.adapters.db.apikeys import ApiKeyInfo
-from genesis.adapters.db.tables import Identity, Track
 from genesis.config import Settings
 from genesis.identities.store import AuditRecord, IdentityError, IdentityStore, NearIdentityError, check_name
 from genesis.identities.tracks import SearchHit, UnknownSummary, name_unknown, parse_label, reject, search, unknowns
@@ -122,16 +119,14 @@ def enroll_uploads(store: IdentityStore, settings: Settings, name: str, uploads:
 
 def name_of(store: IdentityStore, identity_id: int) -> str:
     """The current name of the identity with this stable id (NotFoundError when there is none)."""
-    with store.repo.engine.connect() as conn:
-        name = conn.execute(select(Identity.name).where(Identity.id == identity_id)).scalar_one_or_none()
+    name = store.identity_name(identity_id)
     if name is None:
         raise NotFoundError(f"no identity with id {identity_id}")
-    return str(name)
+    return name
 
 
 def _exists(store: IdentityStore, name: str) -> bool:
-    with store.repo.engine.connect() as conn:
-        return conn.execute(select(Identity.id).where(Identity.name == name)).first() is not None
+    return store.exists(name)
 
 
 def rename(store: IdentityStore, old: str, new: str, actor: str) -> str:
@@ -176,14 +171,12 @@ def name_cluster(store: IdentityStore, cluster: str, name: str, merge: bool, act
 
 def reject_track(store: IdentityStore, run_id: str, track_id: int, identity: str | None, actor: str) -> str:
     """"Not this person" for a track; the identity whose negative it became."""
-    with store.repo.engine.connect() as conn:
-        rows = conn.execute(select(Track.identity_name).where(Track.run_id == run_id, Track.track_id == track_id)
-                            .order_by(Track.segment)).all()
-    if not rows:
+    names = store.track_identities(run_id, track_id)
+    if not names:
         raise NotFoundError(f"no track {track_id} in run {run_id}")
     if identity is not None and not _exists(store, identity):
         raise NotFoundError(f"no identity named {identity!r}")
-    if identity is None and all(r[0] is None for r in rows):
+    if identity is None and all(n is None for n in names):
         raise IdentityConflictError(f"track {track_id} of run {run_id} has no identity: say which in \"identity\"")
     try:
         return reject(store, run_id, track_id, actor, identity)

@@ -6,10 +6,9 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import redis
-from sqlalchemy import func, select
 
 from genesis.adapters.db import Repository
-from genesis.adapters.db.tables import Camera, Run
+from genesis.adapters.db.events import read_events
 from genesis.adapters.dlq import DeadLetter, DeadLetters
 from genesis.config import Settings
 from genesis.domain.redact import redact, redact_opt
@@ -22,14 +21,9 @@ if TYPE_CHECKING:
 
 def cameras(repo: Repository, settings: Settings) -> list[dict[str, Any]]:
     """Every camera of the configuration or the database, with its runs."""
-    with repo.engine.connect() as conn:
-        stored = {r.id: r.name for r in conn.execute(select(Camera.id, Camera.name))}
-        counts = dict(conn.execute(select(Run.camera_id, func.count()).group_by(Run.camera_id)).all())
-        latest: dict[str, Any] = {}
-        for r in conn.execute(select(Run.id, Run.camera_id, Run.status, Run.started_at, Run.frames)):
-            cur = latest.get(r.camera_id)
-            if cur is None or (r.started_at, r.id) > (cur.started_at, cur.id):
-                latest[r.camera_id] = r
+    with read_events(repo.engine) as db:
+        known = db.camera_runs_overview()
+    stored, counts, latest = known.names, known.runs, known.latest
     configured = {c.id: c for c in settings.cameras}
     out = []
     for cam_id in sorted(set(stored) | set(configured)):
@@ -94,8 +88,8 @@ def status(settings: Settings, client: redis.Redis, letters: DeadLetters, app: C
 
         with suppress(redis.RedisError):  # a run nothing works on any more is abandoned, not running
             reap_stale_runs(settings, client, app, repo)
-    with repo.engine.connect() as conn:
-        running = int(conn.execute(select(func.count()).select_from(Run).where(Run.status == "running")).scalar_one())
+    with read_events(repo.engine) as db:
+        running = db.running_runs()
     return {
         "database": {"ok": True, "dialect": repo.dialect, "running_runs": running},
         "redis": {"ok": redis_ok is True, "error": None if redis_ok is True else redis_ok},

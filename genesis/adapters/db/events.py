@@ -1,0 +1,305 @@
+"""The queries behind the API's browsing of stored results: runs, tracks and sightings with filters
+and offset pagination, the camera overview, heatmap boxes, the camera tile's boxes and live counts.
+
+Portable SQL (both backends). `EventRows` holds one connection (:func:`read_events`); each method is
+one question of the API's services (`genesis.api.services.events`, `frames`, `pipeline`), answered
+with plain dataclasses in a deterministic order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, exists, func, or_, select
+
+from genesis.adapters.db.tables import Camera, Run, SightingRow, Track, ZoneEventRow
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """What the caller asks for; every field is optional."""
+
+    camera: str | None = None
+    run: str | None = None
+    identity: str | None = None
+    zone: str | None = None
+    track: int | None = None
+    since: datetime | None = None
+    """Runs that were still going at or after this time (wall clock, UTC)."""
+    until: datetime | None = None
+    """Runs that started at or before this time."""
+    ts_from: float | None = None
+    """Media time within a run, seconds (the ``ts`` of sightings)."""
+    ts_to: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunListing:
+    id: str
+    camera_id: str
+    source: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrackListing:
+    run_id: str
+    track_id: int
+    camera_id: str
+    first_seq: int
+    last_seq: int
+    first_ts: float
+    last_ts: float
+    frames: int
+    identity_name: str | None
+    votes: int
+    attempts: int
+    best_distance: float | None
+    segment: int
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SightingListing:
+    run_id: str
+    track_id: int
+    seq: int
+    ts: float
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+    camera_id: str
+    identity_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFrame:
+    """A run of a camera: its id and meta (frame size ...)."""
+
+    id: str
+    meta: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledBox:
+    """A stored sighting of one frame with the name of its track segment."""
+
+    track_id: int
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    identity_name: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CameraRuns:
+    """What the database knows of the cameras: stored names, runs per camera, newest run per camera."""
+
+    names: dict[str, str]
+    runs: dict[str, int]
+    latest: dict[str, RunListing]
+
+
+def _run_window(query: Any, f: EventFilter) -> Any:
+    if f.camera is not None:
+        query = query.where(Run.camera_id == f.camera)
+    if f.run is not None:
+        query = query.where(Run.id == f.run)
+    if f.until is not None:
+        query = query.where(Run.started_at <= f.until)
+    if f.since is not None:
+        query = query.where(or_(Run.finished_at.is_(None), Run.finished_at >= f.since))
+    return query
+
+
+def _in_zone(run_col: Any, track_col: Any, zone: str) -> Any:
+    return exists().where(
+        and_(ZoneEventRow.run_id == run_col, ZoneEventRow.track_id == track_col, ZoneEventRow.zone == zone)
+    )
+
+
+def _filtered(base: Any, f: EventFilter, run_col: Any, track_col: Any, ts_from_col: Any, ts_to_col: Any) -> Any:
+    """``base`` within the filter: the run window, identity, track, zone and media time (``ts_from``
+    against ``ts_from_col``, ``ts_to`` against ``ts_to_col``)."""
+    base = _run_window(base, f)
+    if f.identity is not None:
+        base = base.where(Track.identity_name == f.identity)
+    if f.track is not None:
+        base = base.where(track_col == f.track)
+    if f.zone is not None:
+        base = base.where(_in_zone(run_col, track_col, f.zone))
+    if f.ts_from is not None:
+        base = base.where(ts_from_col >= f.ts_from)
+    if f.ts_to is not None:
+        base = base.where(ts_to_col <= f.ts_to)
+    return base
+
+
+_SIGHTING_TRACK = and_(Track.run_id == SightingRow.run_id, Track.track_id == SightingRow.track_id,
+                       Track.first_seq <= SightingRow.seq, Track.last_seq >= SightingRow.seq)
+"""Join condition: the track segment a sighting belongs to."""
+
+
+@contextmanager
+def read_events(engine: Engine) -> Iterator[EventRows]:
+    with engine.connect() as conn:
+        yield EventRows(conn)
+
+
+class EventRows:
+    """The API's reads of stored results on one connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def _page(self, base: Any, order: tuple[Any, ...], limit: int, offset: int) -> tuple[list[Any], int]:
+        """(the rows of one page of ``base`` in ``order``, how many rows match in all)."""
+        total = int(self.conn.execute(select(func.count()).select_from(base.subquery())).scalar_one())
+        return list(self.conn.execute(base.order_by(*order).limit(limit).offset(offset)).all()), total
+
+    def runs(self, camera: str | None, limit: int, offset: int) -> tuple[list[RunListing], int]:
+        """Runs newest first (ties: run id, descending), with the total that match."""
+        query = select(Run.id, Run.camera_id, Run.source, Run.status, Run.started_at, Run.finished_at, Run.frames)
+        count = select(func.count()).select_from(Run)
+        if camera is not None:
+            query = query.where(Run.camera_id == camera)
+            count = count.where(Run.camera_id == camera)
+        query = query.order_by(Run.started_at.desc(), Run.id.desc()).limit(limit).offset(offset)
+        total = int(self.conn.execute(count).scalar_one())
+        return [RunListing(*r) for r in self.conn.execute(query).all()], total
+
+    def tracks(self, f: EventFilter, limit: int, offset: int) -> tuple[list[TrackListing], int]:
+        """Track segments newest run first (then run, track, segment), with the total that match."""
+        base = _filtered(
+            select(Track.run_id, Track.track_id, Track.camera_id, Track.first_seq, Track.last_seq, Track.first_ts,
+                   Track.last_ts, Track.frames, Track.identity_name, Track.votes, Track.attempts,
+                   Track.best_distance, Track.segment, Run.started_at).join(Run, Run.id == Track.run_id),
+            f, Track.run_id, Track.track_id, Track.last_ts, Track.first_ts)
+        rows, total = self._page(base, (Run.started_at.desc(), Track.run_id, Track.track_id, Track.segment),
+                                 limit, offset)
+        return [TrackListing(*r) for r in rows], total
+
+    def sightings(self, f: EventFilter, limit: int, offset: int) -> tuple[list[SightingListing], int]:
+        """Sightings by run, seq and track, with the total that match."""
+        base = _filtered(
+            select(SightingRow.run_id, SightingRow.track_id, SightingRow.seq, SightingRow.ts, SightingRow.x1,
+                   SightingRow.y1, SightingRow.x2, SightingRow.y2, SightingRow.score, Run.camera_id,
+                   Track.identity_name)
+            .join(Run, Run.id == SightingRow.run_id).outerjoin(Track, _SIGHTING_TRACK),
+            f, SightingRow.run_id, SightingRow.track_id, SightingRow.ts, SightingRow.ts)
+        rows, total = self._page(base, (SightingRow.run_id, SightingRow.seq, SightingRow.track_id), limit, offset)
+        return [SightingListing(*r) for r in rows], total
+
+    def latest_run(self, camera: str) -> str | None:
+        """The newest run of a camera."""
+        run_id: str | None = self.conn.execute(
+            select(Run.id).where(Run.camera_id == camera).order_by(Run.started_at.desc(), Run.id.desc()).limit(1)
+        ).scalar_one_or_none()
+        return run_id
+
+    def camera_runs(self, camera: str, f: EventFilter) -> list[RunFrame]:
+        """The camera's runs in the filter's window, newest first."""
+        query = _run_window(select(Run.id, Run.meta, Run.started_at).where(Run.camera_id == camera), f)
+        return [RunFrame(r.id, r.meta) for r in self.conn.execute(
+            query.order_by(Run.started_at.desc(), Run.id.desc())).all()]
+
+    def boxes(self, run_ids: list[str], ts_from: float | None, ts_to: float | None) -> list[Box]:
+        """The boxes of these runs' sightings within the media time range."""
+        q = select(SightingRow.x1, SightingRow.y1, SightingRow.x2, SightingRow.y2).where(
+            SightingRow.run_id.in_(run_ids)
+        )
+        if ts_from is not None:
+            q = q.where(SightingRow.ts >= ts_from)
+        if ts_to is not None:
+            q = q.where(SightingRow.ts <= ts_to)
+        return [Box(*r) for r in self.conn.execute(q).all()]
+
+    def sightings_at(self, run_id: str, seq: int) -> list[LabelledBox]:
+        """The sightings of one frame with their segment's name, by track."""
+        return [LabelledBox(*r) for r in self.conn.execute(
+            select(SightingRow.track_id, SightingRow.x1, SightingRow.y1, SightingRow.x2, SightingRow.y2,
+                   Track.identity_name)
+            .outerjoin(Track, _SIGHTING_TRACK)
+            .where(SightingRow.run_id == run_id, SightingRow.seq == seq)
+            .order_by(SightingRow.track_id)
+        ).all()]
+
+    def run_meta(self, run_id: str) -> dict[str, Any] | None:
+        meta: dict[str, Any] | None = self.conn.execute(
+            select(Run.meta).where(Run.id == run_id)).scalar_one_or_none()
+        return meta
+
+    def last_seq(self, run_id: str) -> int | None:
+        """The newest frame of the run that has a stored sighting."""
+        seq = self.conn.execute(select(func.max(SightingRow.seq)).where(SightingRow.run_id == run_id)).scalar()
+        return None if seq is None else int(seq)
+
+    def run_status(self, run_id: str) -> tuple[str, int]:
+        """(status, frames) of a run that exists."""
+        row = self.conn.execute(select(Run.status, Run.frames).where(Run.id == run_id)).one()
+        return row.status, row.frames
+
+    def in_frame(self, run_id: str, seq: int) -> int:
+        """How many sightings one frame has."""
+        return int(self.conn.execute(
+            select(func.count()).select_from(SightingRow)
+            .where(SightingRow.run_id == run_id, SightingRow.seq == seq)
+        ).scalar_one())
+
+    def track_count(self, run_id: str) -> int:
+        return int(self.conn.execute(
+            select(func.count()).select_from(Track).where(Track.run_id == run_id)).scalar_one())
+
+    def identities_seen(self, run_id: str) -> list[str]:
+        """The names given to the run's tracks (distinct, unordered)."""
+        return [str(n) for n in self.conn.execute(
+            select(Track.identity_name).where(Track.run_id == run_id, Track.identity_name.is_not(None)).distinct()
+        ).scalars().all()]
+
+    def camera_runs_overview(self) -> CameraRuns:
+        stored = {r.id: r.name for r in self.conn.execute(select(Camera.id, Camera.name))}
+        counts = {cam: int(n) for cam, n in self.conn.execute(
+            select(Run.camera_id, func.count()).group_by(Run.camera_id)).all()}
+        latest: dict[str, RunListing] = {}
+        for r in self.conn.execute(select(Run.id, Run.camera_id, Run.source, Run.status, Run.started_at,
+                                          Run.finished_at, Run.frames)):
+            cur = latest.get(r.camera_id)
+            if cur is None or (r.started_at, r.id) > (cur.started_at, cur.id):
+                latest[r.camera_id] = RunListing(*r)
+        return CameraRuns(stored, counts, latest)
+
+    def running_runs(self) -> int:
+        return int(self.conn.execute(
+            select(func.count()).select_from(Run).where(Run.status == "running")).scalar_one())
+
+
+__all__ = [
+    "Box",
+    "CameraRuns",
+    "EventFilter",
+    "EventRows",
+    "LabelledBox",
+    "RunFrame",
+    "RunListing",
+    "SightingListing",
+    "TrackListing",
+    "read_events",
+]

@@ -1,0 +1,35 @@
+"""Is the database there: the health probe, and the errors that say it is not (the database
+library's own classes under names of ours, so that no module outside the adapter imports it)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+DatabaseError = SQLAlchemyError
+"""Any error of the database library (a bad URL, a missing driver, a failed statement ...)."""
+DatabaseUnavailableError = OperationalError
+"""The database cannot be reached or refused the connection (a `DatabaseError`)."""
+
+
+@lru_cache(maxsize=4)
+def _engine(url: str, timeout_s: float) -> Any:
+    args: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        args["connect_timeout"] = max(1, round(timeout_s))
+    return create_engine(url, connect_args=args, pool_pre_ping=True, pool_size=1, max_overflow=1) \
+        if not url.startswith("sqlite") else create_engine(url, connect_args=args)
+
+
+def ping(url: str, timeout_s: float) -> None:
+    """Connect to ``url`` and run ``SELECT 1``; `DatabaseError` or OSError when that fails. The
+    engine is kept (a few URLs), so a probe every few seconds reuses its connection."""
+    engine: Engine = _engine(url, timeout_s)
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+__all__ = ["DatabaseError", "DatabaseUnavailableError", "ping"]
