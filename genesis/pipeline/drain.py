@@ -122,8 +122,7 @@ def backlog(settings: Settings, app: Any, redis_client: Any, repo: Repository) -
             continue
         pending += int(redis_client.zcard(key))
     unfinished = [
-        r.run_id for r in repo.runs()
-        if r.status == "running" and redis_client.exists(end_key(r.run_id))
+        r.run_id for r in repo.runs(status="running") if redis_client.exists(end_key(r.run_id))
     ]
     live = sum(1 for _ in broker.scan_iter(match=worker_key("*"), count=500))
     lettered: dict[str, int] = {}

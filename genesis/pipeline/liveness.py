@@ -396,16 +396,10 @@ def stale_reason(settings: Settings, client: Any, run_id: str) -> str:
 
 def reap_stale_runs(settings: Settings, client: Any, app: Celery, repo: Repository) -> list[Abandoned]:
     """Mark the distributed runs nothing works on any more as failed (abandoned); see the module doc."""
-    from sqlalchemy import select
-
-    from genesis.adapters.db.tables import Run
-
     stale_s = settings.distributed.run_stale_after_s
-    with repo.engine.connect() as conn:  # only the running ones: the reaper runs every few seconds
-        running = conn.execute(select(Run.id, Run.camera_id, Run.started_at, Run.meta)
-                               .where(Run.status == "running")).all()
+    running = repo.runs(status="running")  # only those: the reaper runs every few seconds
     candidates = [
-        _Running(r.id, r.camera_id) for r in running
+        _Running(r.run_id, r.camera_id) for r in running
         if (r.meta or {}).get("mode") == "distributed" and _age_s(r.started_at) >= stale_s
     ]
     if not candidates:

@@ -68,12 +68,12 @@ from typing import Any
 
 import kombu.exceptions
 import redis.exceptions
-import sqlalchemy.exc
 from celery import Celery, Task, signals
 from celery.exceptions import NotRegistered, Reject
 from celery.utils.serialization import UnpickleableExceptionWrapper
 from celery.worker.consumer import Consumer
 
+from genesis.adapters.db.probe import DATABASE_AWAY_ERRORS
 from genesis.adapters.dlq import DeadLetter, DeadLetters, utcnow
 from genesis.config import DistributedConfig, Settings
 
@@ -92,12 +92,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,  # Redis restarting, loading its AOF/RDB
     redis.exceptions.ReadOnlyError,  # writing to a replica during a failover
-    # Connection lost, server restarting, deadlock/serialization failure (psycopg2 raises all of
-    # them as OperationalError); a schema error is an OperationalError too on SQLite and is
-    # retried in vain, which costs max_retries attempts before the letter is written.
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.DisconnectionError,
+    # The database away; a schema error is an OperationalError too on SQLite and is retried in
+    # vain, which costs max_retries attempts before the letter is written.
+    *DATABASE_AWAY_ERRORS,
     kombu.exceptions.OperationalError,  # publishing the next stage while the broker is away
     ConnectionError,
     TimeoutError,  # socket.timeout too

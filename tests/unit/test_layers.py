@@ -212,12 +212,7 @@ def test_the_layer_rule(importer: str, imported: str, allowed: bool) -> None:
     assert (_violations({importer: {imported}}) == []) is allowed
 
 
-SQL_OUTSIDE_ADAPTERS = {
-    # Both are being changed by the hardening work at the time of writing; their queries and the
-    # database errors they retry on move to genesis.adapters.db with it (then drop them from here).
-    "genesis.pipeline.liveness": "the stale-run reaper's SELECT of running runs",
-    "genesis.tasks.base": "the transient database errors the base task retries (sqlalchemy.exc)",
-}
+SQL_OUTSIDE_ADAPTERS: dict[str, str] = {}
 """Modules outside ``genesis.adapters`` that still import SQLAlchemy, with why. Keep it short."""
 
 

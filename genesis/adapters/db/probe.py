@@ -7,12 +7,15 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 
 DatabaseError = SQLAlchemyError
 """Any error of the database library (a bad URL, a missing driver, a failed statement ...)."""
 DatabaseUnavailableError = OperationalError
 """The database cannot be reached or refused the connection (a `DatabaseError`)."""
+DATABASE_AWAY_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, DisconnectionError)
+"""The errors that say the database is away for now (worth a retry): connection lost, server
+restarting, deadlock or serialization failure (psycopg2 raises all of them as OperationalError)."""
 
 
 @lru_cache(maxsize=4)
@@ -32,4 +35,4 @@ def ping(url: str, timeout_s: float) -> None:
         conn.execute(text("SELECT 1"))
 
 
-__all__ = ["DatabaseError", "DatabaseUnavailableError", "ping"]
+__all__ = ["DATABASE_AWAY_ERRORS", "DatabaseError", "DatabaseUnavailableError", "ping"]

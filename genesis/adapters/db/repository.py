@@ -658,9 +658,11 @@ class Repository:
             row = conn.execute(_RUN_COLUMNS.where(Run.id == run_id)).one_or_none()
         return None if row is None else _run_record(row)
 
-    def runs(self, camera_id: str | None = None) -> list[RunRecord]:
-        """Runs, newest first (ties broken by run id, descending)."""
+    def runs(self, camera_id: str | None = None, status: str | None = None) -> list[RunRecord]:
+        """Runs (of a camera, in a status), newest first (ties broken by run id, descending)."""
         query = _RUN_COLUMNS if camera_id is None else _RUN_COLUMNS.where(Run.camera_id == camera_id)
+        if status is not None:
+            query = query.where(Run.status == status)
         with self._read() as conn:
             rows = [_run_record(row) for row in conn.execute(query)]
         return sorted(rows, key=lambda r: (r.started_at, r.run_id), reverse=True)
