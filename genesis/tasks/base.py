@@ -393,14 +393,41 @@ class DeadLetterConsumer(Consumer):  # type: ignore[misc]
         messages too. So the channels give back nothing here: the worker's heartbeat puts back
         exactly the messages it no longer has in hand (:func:`genesis.pipeline.liveness.lost_messages`)."""
         transport = getattr(self.connection, "transport", None)
+        url = str(self.app.conf.broker_url or "")
         for channel in list(getattr(transport, "channels", None) or ()):
             channel.do_restore = False
+            if url.startswith(("redis://", "rediss://")) and hasattr(channel, "unacked_key"):
+                _settle_elsewhere(channel, _broker_client(url))
         super().on_connection_error_after_connected(exc)
 
     def on_decode_error(self, message: Any, exc: BaseException) -> None:
         dead_letter_message(self.app, message, PermanentError(f"message body cannot be decoded: {exc}"),
                             self.hostname, decodable=False)
         super().on_decode_error(message, exc)
+
+
+@lru_cache(maxsize=4)
+def _broker_client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def _settle_elsewhere(channel: Any, client: redis.Redis) -> None:
+    """Acknowledgements and rejections of the messages a broken channel delivered (the tasks still
+    running when the connection broke) go through ``client``: on kombu's Redis transport they
+    are a few commands on the ``unacked`` keys, and through the closed channel they raise an
+    AttributeError that ends the worker. Should Redis still be away, the error is a connection
+    error (logged by Celery), and the heartbeat puts the message back once it leaves the worker."""
+    qos = channel.qos
+
+    @contextmanager
+    def pipe_or_acquire(pipe: Any = None, client_: Any = None) -> Iterator[Any]:
+        yield pipe if pipe is not None else client.pipeline()
+
+    def restore_by_tag(tag: Any, client_: Any = None, leftmost: bool = False) -> None:
+        type(qos).restore_by_tag(qos, tag, client=client, leftmost=leftmost)
+
+    qos.pipe_or_acquire = pipe_or_acquire
+    qos.restore_by_tag = restore_by_tag
 
 
 # -- signal hooks (connected on import: every task module imports this one) -------------------

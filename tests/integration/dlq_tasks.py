@@ -27,6 +27,7 @@ FLAKY = "test.dlq.flaky"
 DOWN = "test.dlq.down"
 CORRUPT = "test.dlq.corrupt"
 CRASH = "test.dlq.crash"
+SLOW = "test.dlq.slow"
 CRASH_RETRIES = 1
 
 settings = default_settings()
@@ -78,3 +79,11 @@ def crash(self: PipelineTask, key: str) -> None:
     seconds to notice a dead child, and the decorator's max_retries must win over the settings.)"""
     _attempt(key)
     os._exit(3)
+
+
+@app.task(base=PipelineTask, name=SLOW, bind=True)
+def slow(self: PipelineTask, key: str, seconds: float) -> None:
+    """A task that works for ``seconds`` (long enough for its broker to restart meanwhile)."""
+    _attempt(key)
+    time.sleep(seconds)
+    _redis.set(f"{key}:done", self.request.retries)

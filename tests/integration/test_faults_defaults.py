@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -367,40 +368,80 @@ def test_redis_restarted_like_docker_restart_with_the_compose_layout(env: dict[s
     assert rows(env, "sightings") == sum(t["frames"] for t in want["tracks"])
 
 
-def test_a_countdown_held_across_a_redis_restart_still_runs(env: dict[str, str], server: RedisServer,
-                                                            tmp_path: Path) -> None:
-    """A retry waiting for its countdown sits in the worker's memory and in Redis' ``unacked``.
-    Redis restarted: Celery drops it from memory with the broken connection, and kombu cannot give
-    it back while Redis is away, so it would wait the visibility timeout (an hour) held by a
-    living worker. The worker's heartbeat puts it back: it runs at its time. ~40 s."""
+@contextmanager
+def dlq_worker(env: dict[str, str], tmp_path: Path, pool: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A worker of the test tasks (tests/integration/dlq_tasks.py) on the test's Redis, with
+    Genesis' consumer and heartbeat; its log is printed at the end."""
     from tests.integration import dlq_tasks
 
-    broker = redis.Redis.from_url(server.url(0))
-    frames = redis.Redis.from_url(server.url(1))
-    name = f"countdown-{os.getpid()}@localhost"
-    with (tmp_path / "worker.log").open("wb") as out:
+    name = f"restart-{os.getpid()}-{pool}@localhost"
+    log = tmp_path / f"worker-{pool}.log"
+    with log.open("wb") as out:
         worker = subprocess.Popen(
             [os.sys.executable, "-m", "celery", "-A", "tests.integration.dlq_tasks", "worker", "-Q", dlq_tasks.QUEUE,
-             "--pool", "solo", "-c", "1", "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+             "--pool", pool, "-c", "1", "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for(lambda: broker.exists(f"genesis:worker:{name}:alive"), 60, "the worker's heartbeat")
-        sender = dlq_tasks.app
-        sender.conf.broker_url = server.url(0)
-        sender.send_task(dlq_tasks.FLAKY, args=["later", 0], queue=dlq_tasks.QUEUE, countdown=15)
-        wait_for(lambda: any(broker.get(f"genesis:held:{t.decode()}") for t in broker.hkeys("unacked")), 30,
-                 "the countdown message held by the worker")
-        server.stop()
-        time.sleep(3)  # long enough for the worker to notice and to fail its restore
-        server.start()
-        wait_for(lambda: frames.get("later:done") is not None, 90, "the task to run at its countdown")
-        assert int(frames.get("later:attempts") or 0) == 1
-        wait_for(lambda: not broker.hlen("unacked"), 10, "the message acknowledged")
-        assert worker.poll() is None, "the worker died with its broker connection"
+        yield worker, name
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(15)
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, signal.SIGKILL)
-        print((tmp_path / "worker.log").read_text()[-3000:])
+        print(log.read_text()[-3000:])
+
+
+def restart_redis_while_held(server: RedisServer, broker: redis.Redis, name: str, task: str, args: list[Any],
+                             countdown: float | None = None) -> None:
+    """Send a test task, wait until the worker ``name`` holds it, then restart Redis (down 3 s:
+    long enough for the worker to notice, and for anything sent through the old connection to fail)."""
+    from tests.integration import dlq_tasks
+
+    wait_for(lambda: broker.exists(f"genesis:worker:{name}:alive"), 60, "the worker's heartbeat")
+    sender = dlq_tasks.app
+    sender.conf.broker_url = server.url(0)
+    sender.send_task(task, args=args, queue=dlq_tasks.QUEUE, countdown=countdown)
+    wait_for(lambda: any(broker.get(f"genesis:held:{t.decode()}") for t in broker.hkeys("unacked")), 30,
+             "the message held by the worker")
+    server.stop()
+    time.sleep(3)
+    server.start()
+
+
+def test_a_countdown_held_across_a_redis_restart_still_runs(env: dict[str, str], server: RedisServer,
+                                                            tmp_path: Path) -> None:
+    """A retry waiting for its countdown sits in the worker's memory and in Redis' ``unacked``.
+    Redis restarted: Celery drops it from memory with the broken connection, and kombu cannot give
+    it back while Redis is away (it used to end the worker trying), so it would wait the
+    visibility timeout (an hour) held by a living worker. The worker survives, and its heartbeat
+    puts the message back: it runs at its time, once. ~40 s."""
+    from tests.integration import dlq_tasks
+
+    broker = redis.Redis.from_url(server.url(0))
+    frames = redis.Redis.from_url(server.url(1))
+    with dlq_worker(env, tmp_path, "solo") as (worker, name):
+        restart_redis_while_held(server, broker, name, dlq_tasks.FLAKY, ["later", 0], countdown=15)
+        wait_for(lambda: frames.get("later:done") is not None, 90, "the task to run at its countdown")
+        assert int(frames.get("later:attempts") or 0) == 1
+        wait_for(lambda: not broker.hlen("unacked"), 10, "the message acknowledged")
+        assert worker.poll() is None, "the worker died with its broker connection"
+
+
+def test_a_task_running_across_a_redis_restart_is_acknowledged_once(env: dict[str, str], server: RedisServer,
+                                                                    tmp_path: Path) -> None:
+    """A task still running when Redis restarts finishes after it is back: its acknowledgement
+    goes through (not through the closed channel, which used to end the worker), so it runs
+    once and nothing is left in ``unacked``. Prefork, as the detect workers run. ~40 s."""
+    from tests.integration import dlq_tasks
+
+    broker = redis.Redis.from_url(server.url(0))
+    frames = redis.Redis.from_url(server.url(1))
+    with dlq_worker(env, tmp_path, "prefork") as (worker, name):
+        restart_redis_while_held(server, broker, name, dlq_tasks.SLOW, ["busy", 8.0])
+        wait_for(lambda: frames.get("busy:done") is not None, 60, "the task to finish")
+        wait_for(lambda: not broker.hlen("unacked"), 30, "the message acknowledged")
+        time.sleep(6)  # two heartbeats: nothing is put back to run again
+        assert int(frames.get("busy:attempts") or 0) == 1
+        assert not broker.llen(dlq_tasks.QUEUE)
+        assert worker.poll() is None, "the worker died with its broker connection"
