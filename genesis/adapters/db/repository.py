@@ -211,6 +211,20 @@ def _vector_bytes(record: EmbeddingRecord) -> tuple[int, bytes]:
     return int(vector.shape[0]), vector.astype(_VECTOR_DTYPE).tobytes()
 
 
+def _boxed_row(run_id: str, item: Sighting | RecognitionAttempt, box: Sequence[float]) -> dict[str, Any]:
+    """The columns a sighting and a recognition attempt share: the run, track, frame and box."""
+    return {
+        "run_id": run_id,
+        "track_id": int(item.track_id),
+        "seq": int(item.seq),
+        "ts": float(item.ts),
+        "x1": float(box[0]),
+        "y1": float(box[1]),
+        "x2": float(box[2]),
+        "y2": float(box[3]),
+    }
+
+
 def _check_camera(run_id: str, run_camera: str, items: Iterable[Any]) -> None:
     for item in items:
         if item.camera_id != run_camera:
@@ -514,34 +528,14 @@ class Repository:
             _insert_ignore(
                 conn,
                 SightingRow,
-                [
-                    {
-                        "run_id": run_id,
-                        "track_id": int(s.track_id),
-                        "seq": int(s.seq),
-                        "ts": float(s.ts),
-                        "x1": float(s.box[0]),
-                        "y1": float(s.box[1]),
-                        "x2": float(s.box[2]),
-                        "y2": float(s.box[3]),
-                        "score": float(s.score),
-                    }
-                    for s in sightings
-                ],
+                [{**_boxed_row(run_id, s, s.box), "score": float(s.score)} for s in sightings],
             )
             _insert_ignore(
                 conn,
                 RecognitionAttemptRow,
                 [
                     {
-                        "run_id": run_id,
-                        "track_id": int(a.track_id),
-                        "seq": int(a.seq),
-                        "ts": float(a.ts),
-                        "x1": float(a.face_box[0]),
-                        "y1": float(a.face_box[1]),
-                        "x2": float(a.face_box[2]),
-                        "y2": float(a.face_box[3]),
+                        **_boxed_row(run_id, a, a.face_box),
                         "face_score": float(a.face_score),
                         "identity_name": a.identity,
                         "distance": float(a.distance),
@@ -742,22 +736,18 @@ class Repository:
         """The zone events of a run by (seq, zone, track_id, kind)."""
         t = ZoneEventRow
         _, rows = self._run_rows(run_id, (t.camera_id, t.zone, t.track_id, t.kind, t.seq, t.ts))
-        events = [
-            ZoneEvent(camera_id=cam, zone=zone, track_id=tid, kind=ZoneEventKind(kind), seq=seq, ts=ts)
-            for cam, zone, tid, kind, seq, ts in rows
-        ]
         # Sorted in Python so that text compares by code point on both backends.
-        return sorted(events, key=lambda e: (e.seq, e.zone, e.track_id, e.kind.value))
+        return sorted((ZoneEvent(camera_id=cam, zone=zone, track_id=tid, kind=ZoneEventKind(kind), seq=seq, ts=ts)
+                       for cam, zone, tid, kind, seq, ts in rows),
+                      key=lambda e: (e.seq, e.zone, e.track_id, e.kind.value))
 
     def line_crossings(self, run_id: str) -> list[LineCrossing]:
         """The line crossings of a run by (seq, line, track_id)."""
         t = LineCrossingRow
         _, rows = self._run_rows(run_id, (t.camera_id, t.line, t.track_id, t.direction, t.seq, t.ts))
-        crossings = [
-            LineCrossing(camera_id=cam, line=line, track_id=tid, direction=Direction(d), seq=seq, ts=ts)
-            for cam, line, tid, d, seq, ts in rows
-        ]
-        return sorted(crossings, key=lambda c: (c.seq, c.line, c.track_id))
+        return sorted((LineCrossing(camera_id=cam, line=line, track_id=tid, direction=Direction(d), seq=seq, ts=ts)
+                       for cam, line, tid, d, seq, ts in rows), key=lambda c: (c.seq, c.line, c.track_id))
+
 
 __all__ = [
     "ALEMBIC_INI",
