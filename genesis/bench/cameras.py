@@ -24,10 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import shutil
-import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,16 +36,14 @@ from rich.console import Console
 from genesis.adapters.video import VideoSource
 from genesis.bench.clips import make_static_clip
 from genesis.bench.distributed import (
-    BROKER,
-    FRAMES,
-    PG_ADMIN,
     Harness,
     Pool,
-    _sigterm,
+    add_database_arguments,
     bench_config,
-    flushed_redis,
-    fresh_postgres_database,
+    bench_environment,
+    bench_workdir,
     load_average,
+    run_until_sigterm,
 )
 from genesis.config import MotionConfig, Settings, load_settings
 from genesis.eval.table import markdown_table
@@ -111,11 +106,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
     from genesis.pipeline.report import build_results
 
     console = Console() if sys.stdout.isatty() else Console(width=220)
-    tmp = Path(tempfile.mkdtemp(prefix="genesis-bench-cameras-"))
-    failed = True
     rows: list[CameraRow] = []
     ratios: list[list[str]] = []
-    try:
+    with bench_workdir("genesis-bench-cameras-", console, args.keep_logs) as tmp:
         source = str(Path(args.source).resolve())
         static_clip = tmp / "static.avi"
         console.print(f"making the mostly-static clip from {args.static_source or source} ...")
@@ -130,13 +123,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
                                                                     static_n)]
         config = tmp / "settings.yaml"
         config.write_text(yaml.safe_dump(bench_config(source)))
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_DETECTOR__")
-                    and k not in {"GENESIS_CONFIG", "GENESIS_DATABASE_URL", "GENESIS_BROKER_URL", "GENESIS_REDIS_URL"}}
-        with flushed_redis(args.broker, args.frames_redis), fresh_postgres_database(args.pg_admin) as pg:
-            env = {**base_env, "GENESIS_CONFIG": str(config), "GENESIS_DATABASE_URL": pg,
-                   "GENESIS_BROKER_URL": args.broker, "GENESIS_REDIS_URL": args.frames_redis}
-            base = load_settings(config, env)
-            env.setdefault("GENESIS_MODELS_DIR", str(base.models.path))
+        with bench_environment(args, config, drop_prefix="GENESIS_DETECTOR__") as (env, base):
             repo = Repository(base.database_url)
             pool = Pool(env, tmp)
             try:
@@ -186,15 +173,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
                 pool.stop_all()
                 repo.close()
         print_tables(console, rows, ratios, args, argv, layout)
-        failed = False
-    except (KeyboardInterrupt, SystemExit):
-        failed = False
-        raise
-    finally:
-        if failed or args.keep_logs:
-            console.print(f"worker logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def print_tables(console: Console, rows: list[CameraRow], ratios: list[list[str]], args: argparse.Namespace,
@@ -240,9 +218,7 @@ def main(argv: list[str] | None = None) -> None:
                     help=f"Comma-separated, of {','.join(PRESETS)} (default: %(default)s).")
     ap.add_argument("--detect-workers", type=int, default=2, help="Prefork children of the detect worker.")
     ap.add_argument("--detect-threads", type=int, default=1, help="onnxruntime threads per detect child.")
-    ap.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL URL allowed to CREATE DATABASE.")
-    ap.add_argument("--broker", default=BROKER, help="Redis DB of the broker (flushed before and after).")
-    ap.add_argument("--frames-redis", default=FRAMES, help="Redis DB of the frames (flushed before and after).")
+    add_database_arguments(ap)
     ap.add_argument("--keep-logs", action="store_true")
     args = ap.parse_args(argv)
     args.presets = [p.strip() for p in args.presets.split(",") if p.strip()]
@@ -251,8 +227,4 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"unknown preset {', '.join(bad) or '(none)'}: one of {', '.join(PRESETS)}")
     if not Path(args.source).is_file():
         ap.error(f"no such video: {args.source}")
-    previous = signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        run(args, argv)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    run_until_sigterm(run, args, argv)

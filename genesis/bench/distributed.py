@@ -507,6 +507,48 @@ def flushed_redis(*urls: str) -> Iterator[None]:
                 c.close()
 
 
+@contextlib.contextmanager
+def bench_workdir(prefix: str, console: Console, keep: bool) -> Iterator[Path]:
+    """A scratch folder for a benchmark (configuration, worker logs): removed afterwards, kept and named
+    when the benchmark failed or ``keep``. Stopped on purpose (Ctrl-C, SIGTERM) is not failed."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    failed = True
+    try:
+        yield tmp
+        failed = False
+    except (KeyboardInterrupt, SystemExit):
+        failed = False  # stopped on purpose: nothing to look into
+        raise
+    finally:
+        if failed or keep:
+            console.print(f"worker logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+_BENCH_URL_VARS = frozenset({"GENESIS_CONFIG", "GENESIS_DATABASE_URL", "GENESIS_BROKER_URL", "GENESIS_REDIS_URL"})
+
+
+@contextlib.contextmanager
+def bench_environment(
+    args: argparse.Namespace, config: Path, *, drop_prefix: str | None = None
+) -> Iterator[tuple[dict[str, str], Settings]]:
+    """Flushed Redis databases (``args.broker``, ``args.frames_redis``) and a fresh PostgreSQL database
+    (``args.pg_admin``) for a benchmark; yields the workers' environment and the settings it loads.
+
+    The environment is this process's, without its configuration and URLs (and without the variables
+    starting with ``drop_prefix``), pointed at ``config`` and those databases; ``GENESIS_MODELS_DIR`` is set
+    to the settings' models folder unless it was set already."""
+    base_env = {k: v for k, v in os.environ.items()
+                if not (drop_prefix and k.startswith(drop_prefix)) and k not in _BENCH_URL_VARS}
+    with flushed_redis(args.broker, args.frames_redis), fresh_postgres_database(args.pg_admin) as pg:
+        env = {**base_env, "GENESIS_CONFIG": str(config), "GENESIS_DATABASE_URL": pg,
+               "GENESIS_BROKER_URL": args.broker, "GENESIS_REDIS_URL": args.frames_redis}
+        settings = load_settings(config, env)
+        env.setdefault("GENESIS_MODELS_DIR", str(settings.models.path))
+        yield env, settings
+
+
 # ---------------------------------------------------------------------------------------------
 # sources
 # ---------------------------------------------------------------------------------------------
@@ -926,20 +968,12 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> None:
 
     console = Console() if sys.stdout.isatty() else Console(width=220)
     parts = {p.strip() for p in args.parts.split(",")}
-    tmp = Path(tempfile.mkdtemp(prefix="genesis-bench-dist-"))
-    failed = True
-    try:
+    with bench_workdir("genesis-bench-dist-", console, args.keep_logs) as tmp:
         source = str(Path(args.source).resolve())
         args.source = source
         config = tmp / "settings.yaml"
         config.write_text(yaml.safe_dump(bench_config(source)))
-        base_env = {k: v for k, v in os.environ.items()
-                    if k not in {"GENESIS_CONFIG", "GENESIS_DATABASE_URL", "GENESIS_BROKER_URL", "GENESIS_REDIS_URL"}}
-        with flushed_redis(args.broker, args.frames_redis), fresh_postgres_database(args.pg_admin) as pg:
-            env = {**base_env, "GENESIS_CONFIG": str(config), "GENESIS_DATABASE_URL": pg,
-                   "GENESIS_BROKER_URL": args.broker, "GENESIS_REDIS_URL": args.frames_redis}
-            settings = load_settings(config, env)
-            env.setdefault("GENESIS_MODELS_DIR", str(settings.models.path))
+        with bench_environment(args, config) as (env, settings):
             emb_settings = load_settings(config, {**env, "GENESIS_DATABASE_URL": f"sqlite:///{tmp / 'embedded.db'}"})
             detect_env = {"GENESIS_DETECTOR__THREADS": str(args.detect_threads)} if args.detect_threads else {}
             camera = settings.camera("bench")
@@ -981,19 +1015,27 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> None:
                       highlight=False, soft_wrap=True)
         if args.markdown:
             console.print(markdown_table(res.rows), highlight=False, soft_wrap=True, markup=False)
-        failed = False
-    except (KeyboardInterrupt, SystemExit):
-        failed = False  # stopped on purpose: nothing to look into
-        raise
-    finally:
-        if failed or args.keep_logs:
-            console.print(f"worker logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _sigterm(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through every finally: workers, databases, Redis
+
+
+def add_database_arguments(ap: argparse.ArgumentParser) -> None:
+    """``--pg-admin``, ``--broker`` and ``--frames-redis``: the databases a benchmark creates or flushes."""
+    ap.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL URL allowed to CREATE DATABASE.")
+    ap.add_argument("--broker", default=BROKER, help="Redis DB of the broker (flushed before and after).")
+    ap.add_argument("--frames-redis", default=FRAMES, help="Redis DB of the frames (flushed before and after).")
+
+
+def run_until_sigterm(run: Callable[[argparse.Namespace, list[str]], None], args: argparse.Namespace,
+                      argv: list[str]) -> None:
+    """``run(args, argv)`` with SIGTERM turned into SystemExit (see `_sigterm`), restored afterwards."""
+    previous = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        run(args, argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1022,20 +1064,14 @@ def main(argv: list[str] | None = None) -> None:
                     help="Part 2: cProfile every worker process of the no-op chain into this folder (.pstats).")
     ap.add_argument("--latency-frames", type=int, default=90)
     ap.add_argument("--latency-fps", type=float, default=5.0)
-    ap.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL URL allowed to CREATE DATABASE.")
-    ap.add_argument("--broker", default=BROKER, help="Redis DB of the broker (flushed before and after).")
-    ap.add_argument("--frames-redis", default=FRAMES, help="Redis DB of the frames (flushed before and after).")
+    add_database_arguments(ap)
     ap.add_argument("--markdown", action="store_true", help="Print the table as Markdown too.")
     ap.add_argument("--keep-logs", action="store_true")
     args = ap.parse_args(argv)
     unknown = {p.strip() for p in args.parts.split(",")} - {"throughput", "noop", "latency"}
     if unknown:
         ap.error(f"unknown parts: {', '.join(sorted(unknown))}")
-    previous = signal.signal(signal.SIGTERM, _sigterm)
-    try:
-        run_benchmark(args, argv)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    run_until_sigterm(run_benchmark, args, argv)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,6 +13,9 @@ from rich.table import Table
 
 from genesis.cli.common import ConfigOpt, cells, console, err_console, fail, safe, settings_from
 from genesis.config import Settings
+
+if TYPE_CHECKING:
+    from genesis.backends.faces import Embedder, FaceDetector
 
 identities_app = typer.Typer(help="Enrolled identities.", invoke_without_command=True)
 eval_app = typer.Typer(help="Quality evaluations on labelled data.", no_args_is_help=True)
@@ -35,6 +38,17 @@ def _store(settings: Settings) -> Any:
     return IdentityStore(Repository(settings.database_url), cipher)
 
 
+def _face_models(settings: Settings) -> tuple[FaceDetector, Embedder]:
+    """The face detector and embedder of ``settings``; missing or bad weights end the command."""
+    from genesis.backends.weights import WeightsError
+    from genesis.pipeline.model_loader import load_face_models
+
+    try:
+        return load_face_models(settings)
+    except WeightsError as exc:
+        fail(str(exc))
+
+
 def _progress() -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=err_console, transient=True)
@@ -52,13 +66,13 @@ def enroll_command(
     from genesis.backends.weights import WeightsError
     from genesis.identities.crypto import BiometricKeyError
     from genesis.identities.store import IdentityError
-    from genesis.pipeline.model_loader import detector_label, load_face_models
+    from genesis.pipeline.model_loader import detector_label
     from genesis.services.enroll import EnrollError
     from genesis.services.enroll import enroll as do_enroll
 
     settings = settings_from(config)
+    face_detector, embedder = _face_models(settings)
     try:
-        face_detector, embedder = load_face_models(settings)
         with Repository(settings.database_url) as repo:
             res = do_enroll(repo, name, photos, face_detector, embedder, detector_label(settings),
                             settings.identities.quality, keep_crops=settings.identities.keep_crops,
@@ -441,12 +455,11 @@ def search_command(
     from genesis.backends.weights import WeightsError
     from genesis.identities.crypto import BiometricKeyError
     from genesis.identities.tracks import search
-    from genesis.pipeline.model_loader import load_face_models
     from genesis.services.enroll import EnrollError, read_image
 
     settings = settings_from(config)
+    face_detector, embedder = _face_models(settings)
     try:
-        face_detector, embedder = load_face_models(settings)
         image = read_image(photo)
         faces = face_detector.detect(image)
         if not faces:

@@ -19,7 +19,7 @@ import numpy as np
 from genesis.adapters.db.identities import FaceRow, IdentityRows
 from genesis.adapters.db.tables import utcnow
 from genesis.identities.store import IdentityError, IdentityStore, check_name
-from genesis.identities.tracks import _lock, _unit, label, parse_label, track_embedding
+from genesis.identities.tracks import _clustering, _unit, label, parse_label, track_embedding
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +144,7 @@ def assign_face(store: IdentityStore, run_id: str, track_id: int, name: str, act
     name = name.strip()
     check_name(name)
     now = utcnow()
-    with store._write() as rows:
-        _lock(rows)
+    with _clustering(store) as rows:
         face = rows.last_track_face(run_id, track_id)
         if face is None:
             raise IdentityError(f"track {track_id} of run {run_id} has no stored face")
@@ -181,8 +180,7 @@ def merge_clusters(store: IdentityStore, source: str, target: str, actor: str) -
     if src == dst:
         raise IdentityError(f"{source} cannot be merged into itself")
     now = utcnow()
-    with store._write() as rows:
-        _lock(rows)
+    with _clustering(store) as rows:
         models = rows.cluster_models([src, dst])
         for cid, text in ((src, source), (dst, target)):
             if cid not in models:

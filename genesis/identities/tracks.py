@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -98,9 +99,13 @@ def _unit(v: Any) -> np.ndarray:
     return out
 
 
-def _lock(rows: IdentityRows) -> None:
-    """PostgreSQL: wait for the clustering lock (two store workers must not both create a cluster)."""
-    rows.lock_clusters()
+@contextmanager
+def _clustering(store: IdentityStore) -> Iterator[IdentityRows]:
+    """A write transaction of the store that first waits for the clustering lock (PostgreSQL: two store
+    workers must not both create a cluster)."""
+    with store._write() as rows:
+        rows.lock_clusters()
+        yield rows
 
 
 def track_embedding(rows: IdentityRows, run_id: str, track_id: int, segment: int, identity_id: int, model: str,
@@ -121,8 +126,7 @@ def save_track_faces(store: IdentityStore, run_id: str, records: Sequence[TrackF
     if not records:
         return 0
     now = utcnow()
-    with store._write() as rows:
-        _lock(rows)
+    with _clustering(store) as rows:
         if not rows.run_exists(run_id):
             raise NotFoundError(f"unknown run {run_id}")
         have = rows.track_face_keys(run_id)
@@ -206,8 +210,7 @@ def name_unknown(store: IdentityStore, unknown_label: str, name: str, actor: str
     name = name.strip()
     check_name(name)
     now = utcnow()
-    with store._write() as rows:
-        _lock(rows)
+    with _clustering(store) as rows:
         if not rows.cluster_exists(cid):
             raise IdentityError(f"no unknown face {unknown_label}")
         faces = rows.cluster_face_rows(cid)
@@ -296,8 +299,7 @@ def purge(store: IdentityStore, days: int, actor: str, now: datetime | None = No
     """Retention: unknown clusters not seen for ``days`` and the faces of unknown tracks older than
     that are deleted (the tracks themselves stay, anonymous)."""
     cutoff = (now or utcnow()) - timedelta(days=days)
-    with store._write() as rows:
-        _lock(rows)
+    with _clustering(store) as rows:
         counts = rows.purge_unknowns(cutoff)
         store._audit(rows, actor, "purge", None, {"days": days, **counts})
     return counts

@@ -6,8 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import Any
 
 from tests.e2e.conftest import CLI
 from tests.services import redis_url
+from tests.waiting import stop_process, wait_served
 
 
 def free_port() -> int:
@@ -52,23 +51,8 @@ def served_run(cli: CLI, data_dir: Path, tmp_path: Path, config: dict[str, Any],
                              str(ops_port)], cwd=cli.cwd, env=cli.env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"genesis serve did not start: {(tmp_path / 'serve.log').read_text()}")
-            time.sleep(0.3)
+        wait_served(base, proc, tmp_path / "serve.log")
         yield base, key, ops_port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()

@@ -34,6 +34,7 @@ from genesis.api import create_app
 from genesis.config import Settings
 from tests.bombs import png_bomb, rle_bmp_bomb
 from tests.services import redis_url
+from tests.waiting import stop_process, wait_served
 
 REDIS_DB = 1
 MiB = 1024 * 1024
@@ -94,25 +95,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                                 stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"genesis serve did not start: {log.read_text()}")
-            time.sleep(0.3)
+        wait_served(base, proc, log)
         yield Served(base, port, ops_port, proc, tmpdir, log, keys)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _status_of(head: bytes) -> int | None:

@@ -13,7 +13,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from genesis.adapters.db import Repository
 from genesis.tasks.routing import FINISH_RUN
 from tests.integration.workers import Worker
 from tests.services import redis_url
+from tests.waiting import wait_for
 
 URL = redis_url(10)
 
@@ -43,18 +43,6 @@ def api(port: int, path: str) -> Any:
     request.add_header("Authorization", "Basic " + base64.b64encode(AUTH.encode()).decode())
     with urllib.request.urlopen(request, timeout=10) as resp:
         return json.loads(resp.read())
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if predicate():
-                return
-        except (OSError, ValueError):
-            pass
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def test_flower_shows_the_worker_and_its_tasks(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from sqlalchemy import create_engine, text
 
 from tests.integration.workers import Worker, fresh_postgres_database, genesis_cli
 from tests.services import redis_url
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = redis_url(6)
@@ -72,19 +73,6 @@ def samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def value(port: int, name: str, **labels: str) -> float:
     """Sum of the samples called ``name`` whose labels include ``labels``."""
     return sum(v for (n, lab), v in samples(port).items() if n == name and set(labels.items()) <= set(lab))
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.3) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if predicate():
-                return
-        except (OSError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 class MjpegCamera:

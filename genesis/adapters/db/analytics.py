@@ -8,15 +8,14 @@ it is an epoch time (``ts >= EPOCH_MIN``) and ``run.started_at + ts`` otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, case, delete, func, select
 
-from genesis.adapters.db.repository import WRITE_TRANSACTION, Repository, dialect_insert
+from genesis.adapters.db.repository import Repository, dialect_insert, read_connection, write_connection
 from genesis.adapters.db.tables import LineCrossingRow, RecognitionAttemptRow, Run, SightingRow, Track, ZoneEventRow
 from genesis.adapters.db.tables_analytics import (
     CameraSnapshot,
@@ -115,15 +114,11 @@ class AnalyticsStore:
         self.repo = repo
         self.engine = repo.engine
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as conn, conn.begin():
-            yield conn
+    def _write(self) -> AbstractContextManager[Connection]:
+        return write_connection(self.engine)
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+    def _read(self) -> AbstractContextManager[Connection]:
+        return read_connection(self.engine)
 
     # -- runs -------------------------------------------------------------------------------
 

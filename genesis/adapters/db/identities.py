@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, exists, func, select, update
 
-from genesis.adapters.db.repository import WRITE_TRANSACTION, dialect_insert
+from genesis.adapters.db.repository import dialect_insert, read_connection, write_connection
 from genesis.adapters.db.tables import FaceEmbedding, Identity, RecognitionAttemptRow, Run, Track, utcnow
 from genesis.adapters.db.tables_identities import (
     AuditEntry,
@@ -98,13 +98,13 @@ def _face_query() -> Any:
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[IdentityRows]:
     """One write transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
-    with engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as conn, conn.begin():
+    with write_connection(engine) as conn:
         yield IdentityRows(conn)
 
 
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[IdentityRows]:
-    with engine.connect() as conn, conn.begin():
+    with read_connection(engine) as conn:
         yield IdentityRows(conn)
 
 
@@ -210,23 +210,23 @@ class IdentityRows:
         ).all()
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
-    def gallery_rows(self, model: str) -> list[tuple[str, int, bytes]]:
-        """(identity, dim, blob) of the enrolled embeddings of ``model``, in enrollment order."""
+    def _vector_rows(self, table: Any, model: str) -> list[tuple[str, int, bytes]]:
+        """(identity, dim, blob) of the vectors of ``model`` in ``table`` (an identity's embeddings or
+        negatives), in the order they were stored."""
         rows = self.conn.execute(
-            select(Identity.name, FaceEmbedding.dim, FaceEmbedding.vector)
-            .join(Identity, Identity.id == FaceEmbedding.identity_id)
-            .where(FaceEmbedding.model == model).order_by(FaceEmbedding.id)
+            select(Identity.name, table.dim, table.vector)
+            .join(Identity, Identity.id == table.identity_id)
+            .where(table.model == model).order_by(table.id)
         ).all()
         return [(r[0], r[1], r[2]) for r in rows]
 
+    def gallery_rows(self, model: str) -> list[tuple[str, int, bytes]]:
+        """(identity, dim, blob) of the enrolled embeddings of ``model``, in enrollment order."""
+        return self._vector_rows(FaceEmbedding, model)
+
     def negative_rows(self, model: str) -> list[tuple[str, int, bytes]]:
         """(identity, dim, blob) of the negatives of ``model``, in the order they were given."""
-        rows = self.conn.execute(
-            select(Identity.name, IdentityNegative.dim, IdentityNegative.vector)
-            .join(Identity, Identity.id == IdentityNegative.identity_id)
-            .where(IdentityNegative.model == model).order_by(IdentityNegative.id)
-        ).all()
-        return [(r[0], r[1], r[2]) for r in rows]
+        return self._vector_rows(IdentityNegative, model)
 
     def embedding_models(self) -> list[str]:
         return sorted(self.conn.execute(select(FaceEmbedding.model).distinct()).scalars())

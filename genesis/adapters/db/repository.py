@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -171,6 +171,20 @@ def alembic_config(url: str | None = None, *, connection: Connection | None = No
 # helpers
 
 
+@contextmanager
+def write_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in one write transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
+    with engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as conn, conn.begin():
+        yield conn
+
+
+@contextmanager
+def read_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection in one read transaction (a consistent view of several statements)."""
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
 def dialect_insert(conn: Connection, table: Any) -> Any:
     """The dialect's INSERT, which has ``on_conflict_do_nothing`` / ``on_conflict_do_update``."""
     name = conn.dialect.name
@@ -195,6 +209,20 @@ def _vector_bytes(record: EmbeddingRecord) -> tuple[int, bytes]:
     if not np.issubdtype(vector.dtype, np.number) or not np.all(np.isfinite(vector)):
         raise ValueError(f"embedding of {record.identity!r} ({record.photo_name}) has non-finite values")
     return int(vector.shape[0]), vector.astype(_VECTOR_DTYPE).tobytes()
+
+
+def _boxed_row(run_id: str, item: Sighting | RecognitionAttempt, box: Sequence[float]) -> dict[str, Any]:
+    """The columns a sighting and a recognition attempt share: the run, track, frame and box."""
+    return {
+        "run_id": run_id,
+        "track_id": int(item.track_id),
+        "seq": int(item.seq),
+        "ts": float(item.ts),
+        "x1": float(box[0]),
+        "y1": float(box[1]),
+        "x2": float(box[2]),
+        "y2": float(box[3]),
+    }
 
 
 def _check_camera(run_id: str, run_camera: str, items: Iterable[Any]) -> None:
@@ -281,15 +309,11 @@ class Repository:
                         conn.rollback()
                     raw.execute("PRAGMA foreign_keys=ON")
 
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self._engine.connect().execution_options(**{WRITE_TRANSACTION: True}) as conn, conn.begin():
-            yield conn
+    def _write(self) -> AbstractContextManager[Connection]:
+        return write_connection(self._engine)
 
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn, conn.begin():
-            yield conn
+    def _read(self) -> AbstractContextManager[Connection]:
+        return read_connection(self._engine)
 
     # -- identities -------------------------------------------------------------------------
 
@@ -504,34 +528,14 @@ class Repository:
             _insert_ignore(
                 conn,
                 SightingRow,
-                [
-                    {
-                        "run_id": run_id,
-                        "track_id": int(s.track_id),
-                        "seq": int(s.seq),
-                        "ts": float(s.ts),
-                        "x1": float(s.box[0]),
-                        "y1": float(s.box[1]),
-                        "x2": float(s.box[2]),
-                        "y2": float(s.box[3]),
-                        "score": float(s.score),
-                    }
-                    for s in sightings
-                ],
+                [{**_boxed_row(run_id, s, s.box), "score": float(s.score)} for s in sightings],
             )
             _insert_ignore(
                 conn,
                 RecognitionAttemptRow,
                 [
                     {
-                        "run_id": run_id,
-                        "track_id": int(a.track_id),
-                        "seq": int(a.seq),
-                        "ts": float(a.ts),
-                        "x1": float(a.face_box[0]),
-                        "y1": float(a.face_box[1]),
-                        "x2": float(a.face_box[2]),
-                        "y2": float(a.face_box[3]),
+                        **_boxed_row(run_id, a, a.face_box),
                         "face_score": float(a.face_score),
                         "identity_name": a.identity,
                         "distance": float(a.distance),
@@ -692,101 +696,59 @@ class Repository:
         with self._read() as conn:
             return [TrackRecord(*row) for row in conn.execute(query)]
 
-    def sightings(self, run_id: str) -> list[Sighting]:
-        """The sightings of a run by (seq, track_id); the camera is the run's."""
-        query = (
-            select(
-                SightingRow.track_id,
-                SightingRow.seq,
-                SightingRow.ts,
-                SightingRow.x1,
-                SightingRow.y1,
-                SightingRow.x2,
-                SightingRow.y2,
-                SightingRow.score,
-            )
-            .where(SightingRow.run_id == run_id)
-            .order_by(SightingRow.seq, SightingRow.track_id)
-        )
+    def _run_rows(
+        self, run_id: str, columns: Sequence[Any], order_by: Sequence[Any] = ()
+    ) -> tuple[str, list[Any]]:
+        """The run's camera and the ``columns`` of the run's rows of their table, in ``order_by`` order
+        (one read transaction); an unknown run has camera "" and no rows."""
+        table = columns[0].class_
+        query = select(*columns).where(table.run_id == run_id).order_by(*order_by)
         with self._read() as conn:
             camera = self._run_camera(conn, run_id)
             if camera is None:
-                return []
-            return [
-                Sighting(camera_id=camera, track_id=tid, seq=seq, ts=ts, box=(x1, y1, x2, y2), score=score)
-                for tid, seq, ts, x1, y1, x2, y2, score in conn.execute(query)
-            ]
+                return "", []
+            return camera, list(conn.execute(query))
+
+    def sightings(self, run_id: str) -> list[Sighting]:
+        """The sightings of a run by (seq, track_id); the camera is the run's."""
+        t = SightingRow
+        camera, rows = self._run_rows(
+            run_id, (t.track_id, t.seq, t.ts, t.x1, t.y1, t.x2, t.y2, t.score), order_by=(t.seq, t.track_id)
+        )
+        return [
+            Sighting(camera_id=camera, track_id=tid, seq=seq, ts=ts, box=(x1, y1, x2, y2), score=score)
+            for tid, seq, ts, x1, y1, x2, y2, score in rows
+        ]
 
     def attempts(self, run_id: str) -> list[RecognitionAttempt]:
         """The recognition attempts of a run by (seq, track_id); the camera is the run's."""
-        query = (
-            select(
-                RecognitionAttemptRow.track_id,
-                RecognitionAttemptRow.seq,
-                RecognitionAttemptRow.ts,
-                RecognitionAttemptRow.x1,
-                RecognitionAttemptRow.y1,
-                RecognitionAttemptRow.x2,
-                RecognitionAttemptRow.y2,
-                RecognitionAttemptRow.face_score,
-                RecognitionAttemptRow.identity_name,
-                RecognitionAttemptRow.distance,
-            )
-            .where(RecognitionAttemptRow.run_id == run_id)
-            .order_by(RecognitionAttemptRow.seq, RecognitionAttemptRow.track_id)
+        t = RecognitionAttemptRow
+        camera, rows = self._run_rows(
+            run_id,
+            (t.track_id, t.seq, t.ts, t.x1, t.y1, t.x2, t.y2, t.face_score, t.identity_name, t.distance),
+            order_by=(t.seq, t.track_id),
         )
-        with self._read() as conn:
-            camera = self._run_camera(conn, run_id)
-            if camera is None:
-                return []
-            return [
-                RecognitionAttempt(
-                    camera_id=camera,
-                    track_id=tid,
-                    seq=seq,
-                    ts=ts,
-                    face_box=(x1, y1, x2, y2),
-                    face_score=face_score,
-                    identity=identity,
-                    distance=distance,
-                )
-                for tid, seq, ts, x1, y1, x2, y2, face_score, identity, distance in conn.execute(query)
-            ]
+        return [
+            RecognitionAttempt(camera_id=camera, track_id=tid, seq=seq, ts=ts, face_box=(x1, y1, x2, y2),
+                               face_score=face_score, identity=identity, distance=distance)
+            for tid, seq, ts, x1, y1, x2, y2, face_score, identity, distance in rows
+        ]
 
     def zone_events(self, run_id: str) -> list[ZoneEvent]:
         """The zone events of a run by (seq, zone, track_id, kind)."""
-        query = select(
-            ZoneEventRow.camera_id,
-            ZoneEventRow.zone,
-            ZoneEventRow.track_id,
-            ZoneEventRow.kind,
-            ZoneEventRow.seq,
-            ZoneEventRow.ts,
-        ).where(ZoneEventRow.run_id == run_id)
-        with self._read() as conn:
-            events = [
-                ZoneEvent(camera_id=cam, zone=zone, track_id=tid, kind=ZoneEventKind(kind), seq=seq, ts=ts)
-                for cam, zone, tid, kind, seq, ts in conn.execute(query)
-            ]
+        t = ZoneEventRow
+        _, rows = self._run_rows(run_id, (t.camera_id, t.zone, t.track_id, t.kind, t.seq, t.ts))
         # Sorted in Python so that text compares by code point on both backends.
-        return sorted(events, key=lambda e: (e.seq, e.zone, e.track_id, e.kind.value))
+        return sorted((ZoneEvent(camera_id=cam, zone=zone, track_id=tid, kind=ZoneEventKind(kind), seq=seq, ts=ts)
+                       for cam, zone, tid, kind, seq, ts in rows),
+                      key=lambda e: (e.seq, e.zone, e.track_id, e.kind.value))
 
     def line_crossings(self, run_id: str) -> list[LineCrossing]:
         """The line crossings of a run by (seq, line, track_id)."""
-        query = select(
-            LineCrossingRow.camera_id,
-            LineCrossingRow.line,
-            LineCrossingRow.track_id,
-            LineCrossingRow.direction,
-            LineCrossingRow.seq,
-            LineCrossingRow.ts,
-        ).where(LineCrossingRow.run_id == run_id)
-        with self._read() as conn:
-            crossings = [
-                LineCrossing(camera_id=cam, line=line, track_id=tid, direction=Direction(d), seq=seq, ts=ts)
-                for cam, line, tid, d, seq, ts in conn.execute(query)
-            ]
-        return sorted(crossings, key=lambda c: (c.seq, c.line, c.track_id))
+        t = LineCrossingRow
+        _, rows = self._run_rows(run_id, (t.camera_id, t.line, t.track_id, t.direction, t.seq, t.ts))
+        return sorted((LineCrossing(camera_id=cam, line=line, track_id=tid, direction=Direction(d), seq=seq, ts=ts)
+                       for cam, line, tid, d, seq, ts in rows), key=lambda c: (c.seq, c.line, c.track_id))
 
 
 __all__ = [
@@ -802,8 +764,10 @@ __all__ = [
     "TrackRecord",
     "alembic_config",
     "make_engine",
+    "read_connection",
     "segment_at",
     "segment_index",
+    "write_connection",
 ]
 
 

@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from genesis.api.deps import Services, Viewer
+from genesis.adapters.db import Repository
+from genesis.api.deps import AppServices, Services, Viewer
 from genesis.api.errors import ERROR_RESPONSES
 from genesis.api.params import (
     CameraQ,
@@ -62,17 +63,22 @@ def _paging(default_limit: int) -> Callable[..., tuple[int, int]]:
     return paging
 
 
+def _filtered_page(
+    read: Callable[[Repository, svc.EventFilter, int, int], svc.Page], s: AppServices, f: svc.EventFilter,
+    paging: tuple[int, int],
+) -> svc.Page:
+    """The page ``read`` gives for the filter, with ``limit`` capped at ``api.max_page``."""
+    limit, offset = paging
+    return read(s.repo, f, min(limit, s.settings.api.max_page), offset)
+
+
 @router.get("/tracks", response_model=TrackPage, summary="Tracks (people's passages) with filters")
 def tracks(_key: Viewer, s: Services, f: Filter, paging: Annotated[tuple[int, int], Depends(_paging(50))]
            ) -> TrackPage:
-    limit, offset = paging
-    page = svc.tracks(s.repo, f, min(limit, s.settings.api.max_page), offset)
-    return TrackPage.model_validate(page, from_attributes=True)
+    return TrackPage.model_validate(_filtered_page(svc.tracks, s, f, paging), from_attributes=True)
 
 
 @router.get("/sightings", response_model=SightingPage, summary="Sightings (a track in a frame) with filters")
 def sightings(_key: Viewer, s: Services, f: Filter, paging: Annotated[tuple[int, int], Depends(_paging(100))]
               ) -> SightingPage:
-    limit, offset = paging
-    page = svc.sightings(s.repo, f, min(limit, s.settings.api.max_page), offset)
-    return SightingPage.model_validate(page, from_attributes=True)
+    return SightingPage.model_validate(_filtered_page(svc.sightings, s, f, paging), from_attributes=True)
