@@ -20,6 +20,7 @@ from sqlalchemy import create_engine, text
 from genesis.adapters.dlq import DeadLetters
 from tests.integration.workers import TcpProxy, genesis_cli, pipeline_env, workers
 from tests.services import redis_url
+from tests.waiting import wait_for
 
 BROKER = redis_url(4)
 FRAMES = redis_url(5)
@@ -70,15 +71,6 @@ def count_rows(url: str, table: str) -> int:
             return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
     finally:
         engine.dispose()
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_workers_killed_mid_run_lose_and_duplicate_nothing(env: dict[str, str], data_dir: Path) -> None:

@@ -28,6 +28,7 @@ from genesis.adapters.dlq import DeadLetters
 from genesis.config import DistributedConfig
 from tests.integration.test_ops import MjpegCamera
 from tests.integration.workers import genesis_cli, launchers, pipeline_env, workers
+from tests.waiting import wait_for
 
 SPECS = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
 CLIP = ["--camera", "entrance", "--stride", "3", "--max-frames", "40"]
@@ -138,15 +139,6 @@ def held_for_other_run(broker: redis.Redis, run_id: str) -> bool:
 
     return any(describe_message(raw).run_id not in (None, run_id) and describe_message(raw).task == "genesis.detect"
                for raw in broker.hvals("unacked"))
-
-
-def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def rows(env: dict[str, str], table: str) -> int:
