@@ -5,7 +5,6 @@ results equal the embedded run's, and what failed for good is in the dead-letter
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
@@ -18,13 +17,12 @@ import redis
 from sqlalchemy import create_engine, text
 
 from genesis.adapters.dlq import DeadLetters
-from tests.integration.workers import TcpProxy, genesis_cli, pipeline_env, workers
+from tests.integration.workers import TcpProxy, capture, embedded, genesis_cli, pipeline_env, workers
 from tests.services import redis_url
 from tests.waiting import wait_for
 
 BROKER = redis_url(4)
 FRAMES = redis_url(5)
-CLIP = ["--camera", "entrance", "--stride", "3", "--max-frames", "40"]
 SPECS = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
 
 
@@ -38,23 +36,7 @@ def env(models_dir: Path, tmp_path: Path, data_dir: Path) -> Iterator[dict[str, 
         yield e
 
 
-def clip(data_dir: Path) -> str:
-    return str(data_dir / "video" / "opencv4nodejs_people.mp4")
 
-
-def embedded(env: dict[str, str], data_dir: Path, *extra: str) -> dict[str, Any]:
-    out = Path(env["TEST_OUT_DIR"]) / "embedded"
-    e = dict(env, GENESIS_DATABASE_URL=f"sqlite:///{env['TEST_OUT_DIR']}/embedded.db")
-    genesis_cli(e, "run", "--source", clip(data_dir), *CLIP, *extra, "--out", str(out))
-    results: dict[str, Any] = json.loads((out / "report.json").read_text())["results"]
-    return results
-
-
-def capture(env: dict[str, str], data_dir: Path) -> str:
-    out = genesis_cli(env, "capture", "--source", clip(data_dir), *CLIP)
-    match = re.search(r"run ([0-9a-f]{32})", out)
-    assert match, out
-    return match[1]
 
 
 def report(env: dict[str, str], run_id: str) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -27,11 +26,10 @@ import redis
 from genesis.adapters.dlq import DeadLetters
 from genesis.config import DistributedConfig
 from tests.integration.test_ops import MjpegCamera
-from tests.integration.workers import genesis_cli, launchers, pipeline_env, workers
+from tests.integration.workers import capture, clip, embedded, genesis_cli, launchers, pipeline_env, workers
 from tests.waiting import wait_for
 
 SPECS = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
-CLIP = ["--camera", "entrance", "--stride", "3", "--max-frames", "40"]
 DEFAULTS = DistributedConfig()
 
 
@@ -97,23 +95,7 @@ def env(server: RedisServer, models_dir: Path, tmp_path: Path, data_dir: Path) -
         yield e
 
 
-def clip(data_dir: Path) -> str:
-    return str(data_dir / "video" / "opencv4nodejs_people.mp4")
 
-
-def embedded(env: dict[str, str], data_dir: Path) -> dict[str, Any]:
-    out = Path(env["TEST_OUT_DIR"]) / "embedded"
-    e = dict(env, GENESIS_DATABASE_URL=f"sqlite:///{env['TEST_OUT_DIR']}/embedded.db")
-    genesis_cli(e, "run", "--source", clip(data_dir), *CLIP, "--out", str(out))
-    results: dict[str, Any] = json.loads((out / "report.json").read_text())["results"]
-    return results
-
-
-def capture(env: dict[str, str], data_dir: Path) -> str:
-    out = genesis_cli(env, "capture", "--source", clip(data_dir), *CLIP)
-    match = re.search(r"run ([0-9a-f]{32})", out)
-    assert match, out
-    return match[1]
 
 
 def report(env: dict[str, str], *args: str) -> tuple[dict[str, Any], str]:

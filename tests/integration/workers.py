@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -100,6 +103,31 @@ def _run(started: list[Worker]) -> Iterator[list[Worker]]:
     finally:
         for w in started:
             w.stop()
+
+
+CLIP = ["--camera", "entrance", "--stride", "3", "--max-frames", "40"]
+"""The short clip of the fault tests: 40 frames of the shared people clip, every third frame."""
+
+
+def clip(data_dir: Path) -> str:
+    return str(data_dir / "video" / "opencv4nodejs_people.mp4")
+
+
+def embedded(env: dict[str, str], data_dir: Path, *extra: str) -> dict[str, Any]:
+    """The ``results`` of an embedded ``genesis run`` of :data:`CLIP` (its own SQLite database)."""
+    out = Path(env["TEST_OUT_DIR"]) / "embedded"
+    e = dict(env, GENESIS_DATABASE_URL=f"sqlite:///{env['TEST_OUT_DIR']}/embedded.db")
+    genesis_cli(e, "run", "--source", clip(data_dir), *CLIP, *extra, "--out", str(out))
+    results: dict[str, Any] = json.loads((out / "report.json").read_text())["results"]
+    return results
+
+
+def capture(env: dict[str, str], data_dir: Path) -> str:
+    """``genesis capture`` of :data:`CLIP`; its run id."""
+    out = genesis_cli(env, "capture", "--source", clip(data_dir), *CLIP)
+    match = re.search(r"run ([0-9a-f]{32})", out)
+    assert match, out
+    return match[1]
 
 
 def genesis_cli(env: dict[str, str], *args: str, timeout: float = 600, check: bool = True) -> str:
