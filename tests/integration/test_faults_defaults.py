@@ -373,9 +373,13 @@ def restart_redis_while_held(server: RedisServer, broker: redis.Redis, name: str
     from tests.integration import dlq_tasks
 
     wait_for(lambda: broker.exists(f"genesis:worker:{name}:alive"), 60, "the worker's heartbeat")
-    sender = dlq_tasks.app
-    sender.conf.broker_url = server.url(0)
-    sender.send_task(task, args=args, queue=dlq_tasks.QUEUE, countdown=countdown)
+    from celery import Celery
+
+    sender = Celery("sender", broker=server.url(0), set_as_current=False)  # this test's Redis, a new pool
+    try:
+        sender.send_task(task, args=args, queue=dlq_tasks.QUEUE, countdown=countdown)
+    finally:
+        sender.close()
     wait_for(lambda: any(broker.get(f"genesis:held:{t.decode()}") for t in broker.hkeys("unacked")), 30,
              "the message held by the worker")
     server.stop()
