@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, exists, func, or_, select
 
+from genesis.adapters.db.repository import _RUN_COLUMNS, RunRecord, _run_record
 from genesis.adapters.db.tables import Camera, Run, SightingRow, Track, ZoneEventRow
 
 
@@ -35,17 +36,6 @@ class EventFilter:
     ts_from: float | None = None
     """Media time within a run, seconds (the ``ts`` of sightings)."""
     ts_to: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RunListing:
-    id: str
-    camera_id: str
-    source: str
-    status: str
-    started_at: datetime
-    finished_at: datetime | None
-    frames: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +105,7 @@ class CameraRuns:
 
     names: dict[str, str]
     runs: dict[str, int]
-    latest: dict[str, RunListing]
+    latest: dict[str, RunRecord]
 
 
 def _run_window(query: Any, f: EventFilter) -> Any:
@@ -175,16 +165,16 @@ class EventRows:
         total = int(self.conn.execute(select(func.count()).select_from(base.subquery())).scalar_one())
         return list(self.conn.execute(base.order_by(*order).limit(limit).offset(offset)).all()), total
 
-    def runs(self, camera: str | None, limit: int, offset: int) -> tuple[list[RunListing], int]:
+    def runs(self, camera: str | None, limit: int, offset: int) -> tuple[list[RunRecord], int]:
         """Runs newest first (ties: run id, descending), with the total that match."""
-        query = select(Run.id, Run.camera_id, Run.source, Run.status, Run.started_at, Run.finished_at, Run.frames)
+        query = _RUN_COLUMNS
         count = select(func.count()).select_from(Run)
         if camera is not None:
             query = query.where(Run.camera_id == camera)
             count = count.where(Run.camera_id == camera)
         query = query.order_by(Run.started_at.desc(), Run.id.desc()).limit(limit).offset(offset)
         total = int(self.conn.execute(count).scalar_one())
-        return [RunListing(*r) for r in self.conn.execute(query).all()], total
+        return [_run_record(r) for r in self.conn.execute(query).all()], total
 
     def tracks(self, f: EventFilter, limit: int, offset: int) -> tuple[list[TrackListing], int]:
         """Track segments newest run first (then run, track, segment), with the total that match."""
@@ -278,12 +268,11 @@ class EventRows:
         stored = {r.id: r.name for r in self.conn.execute(select(Camera.id, Camera.name))}
         counts = {cam: int(n) for cam, n in self.conn.execute(
             select(Run.camera_id, func.count()).group_by(Run.camera_id)).all()}
-        latest: dict[str, RunListing] = {}
-        for r in self.conn.execute(select(Run.id, Run.camera_id, Run.source, Run.status, Run.started_at,
-                                          Run.finished_at, Run.frames)):
+        latest: dict[str, RunRecord] = {}
+        for r in map(_run_record, self.conn.execute(_RUN_COLUMNS)):
             cur = latest.get(r.camera_id)
-            if cur is None or (r.started_at, r.id) > (cur.started_at, cur.id):
-                latest[r.camera_id] = RunListing(*r)
+            if cur is None or (r.started_at, r.run_id) > (cur.started_at, cur.run_id):
+                latest[r.camera_id] = r
         return CameraRuns(stored, counts, latest)
 
     def running_runs(self) -> int:
@@ -298,7 +287,6 @@ __all__ = [
     "EventRows",
     "LabelledBox",
     "RunFrame",
-    "RunListing",
     "SightingListing",
     "TrackListing",
     "read_events",

@@ -7,11 +7,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from genesis.adapters.db import Repository
+from genesis.adapters.db import Repository, RunRecord
 from genesis.adapters.db.events import (
     EventFilter,
     EventRows,
-    RunListing,
     SightingListing,
     TrackListing,
     read_events,
@@ -42,8 +41,8 @@ def _page(
 
 
 def runs(repo: Repository, camera: str | None, limit: int, offset: int) -> Page:
-    def item(r: RunListing) -> dict[str, Any]:
-        return {"run_id": r.id, "camera_id": r.camera_id, "source": redact(r.source), "status": r.status,
+    def item(r: RunRecord) -> dict[str, Any]:
+        return {"run_id": r.run_id, "camera_id": r.camera_id, "source": redact(r.source), "status": r.status,
                 "started_at": r.started_at, "finished_at": r.finished_at, "frames": r.frames}
 
     return _page(repo, lambda db: db.runs(camera, limit, offset), item, limit, offset)

@@ -38,7 +38,7 @@ def cameras(repo: Repository, settings: Settings) -> list[dict[str, Any]]:
             "lines": [ln.name for ln in cfg.lines] if cfg else [],
             "runs": int(counts.get(cam_id, 0)),
             "latest_run": None if last is None else {
-                "run_id": last.id, "status": last.status, "started_at": last.started_at, "frames": last.frames,
+                "run_id": last.run_id, "status": last.status, "started_at": last.started_at, "frames": last.frames,
             },
         })
     return out
