@@ -115,11 +115,12 @@ def enroll(
         raise ApiError(422, "give at least one photo")
     if len(photos) > cfg.max_photos:
         raise ApiError(413, f"too many photos: at most {cfg.max_photos} per request")
-    uploads = [read_upload(s, photo) for photo in photos]
-    face_detector, embedder = face_models(s)
     from genesis.pipeline.model_loader import detector_label
 
     try:
+        name = svc.enroll_name(name)  # the name rule first: a refused name is a 422 whatever the face models' state
+        uploads = [read_upload(s, photo) for photo in photos]
+        face_detector, embedder = face_models(s)
         result = svc.enroll_uploads(store(s), s.settings, name, uploads, face_detector, embedder,
                                     detector_label(s.settings), svc.actor_of(key), force)
     except NearIdentityError as exc:

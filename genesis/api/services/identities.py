@@ -84,13 +84,18 @@ def _safe_name(filename: str, index: int) -> str:
     return base or f"photo-{index + 1}"
 
 
+def enroll_name(name: str) -> str:
+    """The name to enroll under (stripped), or EnrollRejectedError naming the broken rule."""
+    try:
+        return check_name(name)
+    except IdentityError as exc:
+        raise EnrollRejectedError([Rejection("", str(exc))]) from None
+
+
 def enroll_uploads(store: IdentityStore, settings: Settings, name: str, uploads: list[Upload], face_detector: Any,
                    embedder: Any, detector_label: str, actor: str, force: bool = False) -> Enrolled:
     """Check every photo (all are checked, each rejection with its reason), then store all or nothing."""
-    try:
-        name = check_name(name)
-    except IdentityError as exc:
-        raise EnrollRejectedError([Rejection("", str(exc))]) from None
+    name = enroll_name(name)
     cfg = settings.identities
     faces, several, warnings, rejected = [], [], [], []
     for i, up in enumerate(uploads):
