@@ -65,12 +65,16 @@ def enroll_command(
     from genesis.adapters.db import Repository
     from genesis.backends.weights import WeightsError
     from genesis.identities.crypto import BiometricKeyError
-    from genesis.identities.store import IdentityError
+    from genesis.identities.store import IdentityError, check_name
     from genesis.pipeline.model_loader import detector_label
     from genesis.services.enroll import EnrollError
     from genesis.services.enroll import enroll as do_enroll
 
     settings = settings_from(config)
+    try:  # the name rule first: a refused name is refused for its name, before any model loads
+        check_name(name)
+    except IdentityError as exc:
+        fail(str(exc))
     face_detector, embedder = _face_models(settings)
     try:
         with Repository(settings.database_url) as repo:

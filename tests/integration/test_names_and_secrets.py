@@ -181,7 +181,11 @@ def test_names_are_printed_as_typed(cli: CliRunner, data_dir: Path, tmp_path: Pa
     ("x" * 129, "longer than 128"), ("  ", "empty"), ("unknown-4", "reserved"), ("..", "'.' or '..'"),
     ("rtl\u202eevil", "control characters"),
 ])
-def test_one_name_rule_everywhere(cli: CliRunner, data_dir: Path, tmp_path: Path, name: str, why: str) -> None:
+def test_one_name_rule_everywhere(cli: CliRunner, data_dir: Path, tmp_path: Path, name: str, why: str,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # No weights anywhere: a refused name is refused for its name, before any model is loaded.
+    models = os.environ.get("GENESIS_MODELS_DIR")
+    monkeypatch.setenv("GENESIS_MODELS_DIR", str(tmp_path / "no-models"))
     photo = data_dir / "faces" / "known" / "negan" / "negan1.jpg"
     r = cli.invoke(cli_app, ["enroll", name, str(photo)])
     assert r.exit_code == 1 and why in r.output and "\x1b" not in r.output, r.output
@@ -190,7 +194,8 @@ def test_one_name_rule_everywhere(cli: CliRunner, data_dir: Path, tmp_path: Path
     if why != "empty":  # a key without a name gets ROLE-ID
         r = cli.invoke(cli_app, ["apikey", "create", "--role", "viewer", "--name", name])
         assert r.exit_code == 2 and why in r.output and "\x1b" not in r.output, r.output
-    settings = Settings.model_validate({"database_url": f"sqlite:///{tmp_path / 'g.db'}"})
+    settings = Settings.model_validate({"database_url": f"sqlite:///{tmp_path / 'g.db'}",
+                                        "models": {"dir": str(tmp_path / "no-models")}})
     with Repository(settings.database_url) as repo:
         admin, _ = ApiKeyStore(repo.engine).create("admin")
     with TestClient(create_app(settings)) as c:
@@ -200,6 +205,10 @@ def test_one_name_rule_everywhere(cli: CliRunner, data_dir: Path, tmp_path: Path
         r = c.post("/api/identities", headers=h, data={"name": name},
                    files=[("photos", (photo.name, photo.read_bytes(), "image/jpeg"))])
         assert r.status_code == 422 and (why in r.text or "at most 128" in r.text), r.text
+        if models is None:
+            monkeypatch.delenv("GENESIS_MODELS_DIR")
+        else:
+            monkeypatch.setenv("GENESIS_MODELS_DIR", models)
         assert cli.invoke(cli_app, ["enroll", "Negan", str(photo)]).exit_code == 0
         assert c.patch("/api/identities/Negan", headers=h, json={"name": name}).status_code == 422
         assert c.get("/api/identities", headers=h).json()[0]["name"] == "Negan"
