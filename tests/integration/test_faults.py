@@ -36,9 +36,6 @@ def env(models_dir: Path, tmp_path: Path, data_dir: Path) -> Iterator[dict[str, 
         yield e
 
 
-
-
-
 def report(env: dict[str, str], run_id: str) -> dict[str, Any]:
     out = Path(env["TEST_OUT_DIR"]) / f"report-{run_id}"
     genesis_cli(env, "report", "--run", run_id, "--out", str(out))

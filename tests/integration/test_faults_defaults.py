@@ -95,9 +95,6 @@ def env(server: RedisServer, models_dir: Path, tmp_path: Path, data_dir: Path) -
         yield e
 
 
-
-
-
 def report(env: dict[str, str], *args: str) -> tuple[dict[str, Any], str]:
     out = Path(env["TEST_OUT_DIR"]) / f"report-{time.monotonic_ns()}"
     proc = subprocess.run([os.sys.executable, "-m", "genesis.cli.main", "report", *args, "--out", str(out)],
@@ -370,11 +367,11 @@ def restart_redis_while_held(server: RedisServer, broker: redis.Redis, name: str
                              countdown: float | None = None) -> None:
     """Send a test task, wait until the worker ``name`` holds it, then restart Redis (down 3 s:
     long enough for the worker to notice, and for anything sent through the old connection to fail)."""
+    from celery import Celery
+
     from tests.integration import dlq_tasks
 
     wait_for(lambda: broker.exists(f"genesis:worker:{name}:alive"), 60, "the worker's heartbeat")
-    from celery import Celery
-
     sender = Celery("sender", broker=server.url(0), set_as_current=False)  # this test's Redis, a new pool
     try:
         sender.send_task(task, args=args, queue=dlq_tasks.QUEUE, countdown=countdown)

@@ -183,11 +183,10 @@ def test_names_are_printed_as_typed(cli: CliRunner, data_dir: Path, tmp_path: Pa
 ])
 def test_one_name_rule_everywhere(cli: CliRunner, data_dir: Path, tmp_path: Path, name: str, why: str,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    # No weights anywhere: a refused name is refused for its name, before any model is loaded.
-    models = os.environ.get("GENESIS_MODELS_DIR")
-    monkeypatch.setenv("GENESIS_MODELS_DIR", str(tmp_path / "no-models"))
     photo = data_dir / "faces" / "known" / "negan" / "negan1.jpg"
-    r = cli.invoke(cli_app, ["enroll", name, str(photo)])
+    with monkeypatch.context() as no_models:  # no weights: a refused name is refused before any model loads
+        no_models.setenv("GENESIS_MODELS_DIR", str(tmp_path / "no-models"))
+        r = cli.invoke(cli_app, ["enroll", name, str(photo)])
     assert r.exit_code == 1 and why in r.output and "\x1b" not in r.output, r.output
     if why == "reserved":
         return
@@ -205,10 +204,6 @@ def test_one_name_rule_everywhere(cli: CliRunner, data_dir: Path, tmp_path: Path
         r = c.post("/api/identities", headers=h, data={"name": name},
                    files=[("photos", (photo.name, photo.read_bytes(), "image/jpeg"))])
         assert r.status_code == 422 and (why in r.text or "at most 128" in r.text), r.text
-        if models is None:
-            monkeypatch.delenv("GENESIS_MODELS_DIR")
-        else:
-            monkeypatch.setenv("GENESIS_MODELS_DIR", models)
         assert cli.invoke(cli_app, ["enroll", "Negan", str(photo)]).exit_code == 0
         assert c.patch("/api/identities/Negan", headers=h, json={"name": name}).status_code == 422
         assert c.get("/api/identities", headers=h).json()[0]["name"] == "Negan"

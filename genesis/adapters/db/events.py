@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, exists, func, or_, select
 
-from genesis.adapters.db.repository import _RUN_COLUMNS, RunRecord, _run_record
+from genesis.adapters.db.repository import RUN_COLUMNS, RunRecord, run_record
 from genesis.adapters.db.tables import Camera, Run, SightingRow, Track, ZoneEventRow
 
 
@@ -167,14 +167,14 @@ class EventRows:
 
     def runs(self, camera: str | None, limit: int, offset: int) -> tuple[list[RunRecord], int]:
         """Runs newest first (ties: run id, descending), with the total that match."""
-        query = _RUN_COLUMNS
+        query = RUN_COLUMNS
         count = select(func.count()).select_from(Run)
         if camera is not None:
             query = query.where(Run.camera_id == camera)
             count = count.where(Run.camera_id == camera)
         query = query.order_by(Run.started_at.desc(), Run.id.desc()).limit(limit).offset(offset)
         total = int(self.conn.execute(count).scalar_one())
-        return [_run_record(r) for r in self.conn.execute(query).all()], total
+        return [run_record(r) for r in self.conn.execute(query).all()], total
 
     def tracks(self, f: EventFilter, limit: int, offset: int) -> tuple[list[TrackListing], int]:
         """Track segments newest run first (then run, track, segment), with the total that match."""
@@ -269,7 +269,7 @@ class EventRows:
         counts = {cam: int(n) for cam, n in self.conn.execute(
             select(Run.camera_id, func.count()).group_by(Run.camera_id)).all()}
         latest: dict[str, RunRecord] = {}
-        for r in map(_run_record, self.conn.execute(_RUN_COLUMNS)):
+        for r in map(run_record, self.conn.execute(RUN_COLUMNS)):
             cur = latest.get(r.camera_id)
             if cur is None or (r.started_at, r.run_id) > (cur.started_at, cur.run_id):
                 latest[r.camera_id] = r

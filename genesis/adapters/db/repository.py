@@ -231,15 +231,16 @@ def _check_camera(run_id: str, run_camera: str, items: Iterable[Any]) -> None:
             raise ValueError(f"run {run_id} belongs to camera {run_camera!r}, got a row of camera {item.camera_id!r}")
 
 
-_RUN_COLUMNS = select(
+RUN_COLUMNS = select(
     Run.id, Run.camera_id, Run.source, Run.status, Run.started_at, Run.finished_at, Run.frames, Run.meta
 )
+"""The columns of a run, in the order :func:`run_record` reads them (the one list of them)."""
 
 
 _RunRow = tuple[str, str, str, str, datetime, datetime | None, int, dict[str, Any] | None]
 
 
-def _run_record(row: _RunRow) -> RunRecord:
+def run_record(row: _RunRow) -> RunRecord:
     run_id, camera_id, source, status, started_at, finished_at, frames, meta = row
     return RunRecord(run_id, camera_id, source, status, started_at, finished_at, frames, dict(meta or {}))
 
@@ -659,16 +660,16 @@ class Repository:
 
     def run(self, run_id: str) -> RunRecord | None:
         with self._read() as conn:
-            row = conn.execute(_RUN_COLUMNS.where(Run.id == run_id)).one_or_none()
-        return None if row is None else _run_record(row)
+            row = conn.execute(RUN_COLUMNS.where(Run.id == run_id)).one_or_none()
+        return None if row is None else run_record(row)
 
     def runs(self, camera_id: str | None = None, status: str | None = None) -> list[RunRecord]:
         """Runs (of a camera, in a status), newest first (ties broken by run id, descending)."""
-        query = _RUN_COLUMNS if camera_id is None else _RUN_COLUMNS.where(Run.camera_id == camera_id)
+        query = RUN_COLUMNS if camera_id is None else RUN_COLUMNS.where(Run.camera_id == camera_id)
         if status is not None:
             query = query.where(Run.status == status)
         with self._read() as conn:
-            rows = [_run_record(row) for row in conn.execute(query)]
+            rows = [run_record(row) for row in conn.execute(query)]
         return sorted(rows, key=lambda r: (r.started_at, r.run_id), reverse=True)
 
     def tracks(self, run_id: str) -> list[TrackRecord]:
@@ -755,6 +756,7 @@ __all__ = [
     "ALEMBIC_INI",
     "MIGRATIONS_DIR",
     "MIGRATION_LOCK",
+    "RUN_COLUMNS",
     "WRITE_TRANSACTION",
     "EmbeddingRecord",
     "IdentitySummary",
@@ -765,6 +767,7 @@ __all__ = [
     "alembic_config",
     "make_engine",
     "read_connection",
+    "run_record",
     "segment_at",
     "segment_index",
     "write_connection",
