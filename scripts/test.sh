@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
 # Set up the development environment and run lint, type checks and the whole test suite.
+#   scripts/test.sh            everything (what CI runs)
+#   scripts/test.sh --quick    the inner loop: lint, types and the tests that take at most a few seconds
+#                              (tests/durations.json; no compose, no long pipeline runs)
+# Other arguments go to pytest (e.g. scripts/test.sh tests/unit -k segments). The tests run on
+# GENESIS_TEST_WORKERS pytest-xdist workers (default 3; 0 runs them in this process), each with a Redis
+# of its own (tests/harness.py); docs/testing.md has the timings and how the suite is scheduled.
 # Needs PostgreSQL on 127.0.0.1:5432 (database `test`) and Redis on 127.0.0.1:6379, and the
 # shared models and data beside the checkout (../shared, or GENESIS_SHARED_DIR).
 set -euo pipefail
@@ -15,8 +21,8 @@ need() {
   shift 2
   eval "$check" >/dev/null 2>&1 && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y $flags "$@" >/dev/null \
-      || { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y $flags "$@" >/dev/null; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 $flags "$@" >/dev/null \
+      || { apt-get update -o DPkg::Lock::Timeout=600 >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 $flags "$@" >/dev/null; }
   else
     echo "test: $what missing and not installable here (its tests will fail)" >&2
   fi
@@ -35,4 +41,10 @@ need mosquitto "command -v mosquitto || [ -x /usr/sbin/mosquitto ]" mosquitto
 
 mkdir -p test-artifacts
 export GENESIS_TEST_ARTIFACTS="${GENESIS_TEST_ARTIFACTS:-$PWD/test-artifacts}"
-.venv/bin/python -m pytest "$@"
+rm -rf "$GENESIS_TEST_ARTIFACTS/timings"  # per-test wall and CPU seconds of this run: python -m tests.timings
+workers=${GENESIS_TEST_WORKERS:-3}
+xdist=()
+if [ "$workers" != 0 ]; then
+  xdist=(-n "$workers" --dist loadgroup --no-loadscope-reorder)
+fi
+.venv/bin/python -m pytest "${xdist[@]}" "$@"

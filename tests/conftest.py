@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from genesis.backends.weights import CATALOG, pull
 from genesis.config import Settings, load_settings
+from tests import harness
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GENESIS_SHARED_DIR", ROOT.parent / "shared")).resolve()
@@ -19,6 +21,33 @@ DEFAULT_WEIGHTS = (
     "face_recognition_sface_2021dec_int8bq_ort.onnx",
     "dlib_face_recognition_resnet_model_v1.dat",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    harness.configure(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    harness.unconfigure()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--quick", action="store_true",
+                     help=f"only the tests that took at most {harness.QUICK_MAX_S:g} s in tests/durations.json "
+                          "(no compose): the inner loop's tier")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--quick"):
+        harness.quick(items, config)
+    harness.order(items, config)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    with harness.timed(item):
+        yield
 
 
 @pytest.fixture(scope="session")

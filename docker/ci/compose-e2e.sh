@@ -18,8 +18,9 @@ done
 if [ ${#need[@]} -gt 0 ]; then
   echo "compose-e2e: apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y "${need[@]}" >/dev/null 2>&1 \
-    || { apt-get update >/dev/null && apt-get install -y "${need[@]}" >/dev/null; }
+  # -o DPkg::Lock::Timeout: wait for another install (unattended upgrades, a parallel setup) to finish
+  apt-get install -y -o DPkg::Lock::Timeout=600 "${need[@]}" >/dev/null 2>&1 \
+    || { apt-get update -o DPkg::Lock::Timeout=600 >/dev/null && apt-get install -y -o DPkg::Lock::Timeout=600 "${need[@]}" >/dev/null; }
 fi
 export CONTAINERS_CONF="$PWD/docker/ci/containers.conf"
 # The system python3 (PyYAML comes with docker-compose), not the project's venv: the e2e tests

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -13,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -114,12 +115,59 @@ def clip(data_dir: Path) -> str:
 
 
 def embedded(env: dict[str, str], data_dir: Path, *extra: str) -> dict[str, Any]:
-    """The ``results`` of an embedded ``genesis run`` of :data:`CLIP` (its own SQLite database)."""
-    out = Path(env["TEST_OUT_DIR"]) / "embedded"
-    e = dict(env, GENESIS_DATABASE_URL=f"sqlite:///{env['TEST_OUT_DIR']}/embedded.db")
-    genesis_cli(e, "run", "--source", clip(data_dir), *CLIP, *extra, "--out", str(out))
-    results: dict[str, Any] = json.loads((out / "report.json").read_text())["results"]
-    return results
+    """The ``results`` of an embedded ``genesis run`` of :data:`CLIP` (its own SQLite database).
+
+    Run once per suite for each (configuration, arguments, models) and shared by every test and xdist worker
+    that compares with it (see :func:`reference_results`)."""
+
+    def run() -> dict[str, Any]:
+        out = Path(env["TEST_OUT_DIR"]) / "embedded"
+        e = dict(env, GENESIS_DATABASE_URL=f"sqlite:///{env['TEST_OUT_DIR']}/embedded.db")
+        genesis_cli(e, "run", "--source", clip(data_dir), *CLIP, *extra, "--out", str(out))
+        results: dict[str, Any] = json.loads((out / "report.json").read_text())["results"]
+        return results
+
+    return reference_results(env, [clip(data_dir), *CLIP, *extra], run)
+
+
+def reference_results(env: dict[str, str], args: list[str], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``'s results, cached for the rest of this pytest run under a key of everything an embedded run
+    reads: the configuration file (less its ``distributed`` section, which only the queues read), ``args``, the
+    model files and the GENESIS_ variables other than the database and the queues. Workers share the cache (a
+    folder beside their temp folders) and a lock, so one computes it while the others wait."""
+    import fcntl
+
+    import yaml
+
+    config = yaml.safe_load(Path(env["GENESIS_CONFIG"]).read_text()) if "GENESIS_CONFIG" in env else {}
+    config.pop("distributed", None)
+    models = Path(env.get("GENESIS_MODELS_DIR", "."))
+    variables = {k: v for k, v in env.items() if k.startswith("GENESIS_") and k not in _PER_TEST_VARIABLES}
+    key = hashlib.sha256(json.dumps({
+        "config": config, "args": args, "env": variables,
+        "models": sorted((p.name, p.stat().st_size) for p in models.glob("*") if p.is_file()),
+    }, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    folder = _reference_cache()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{key}.json"
+    with (folder / f"{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.is_file():
+            cached: dict[str, Any] = json.loads(path.read_text())
+            return cached
+        results = run()
+        path.write_text(json.dumps(results))
+        return results
+
+
+_PER_TEST_VARIABLES = {"GENESIS_CONFIG", "GENESIS_MODELS_DIR", "GENESIS_DATABASE_URL", "GENESIS_BROKER_URL",
+                       "GENESIS_REDIS_URL"}
+
+
+def _reference_cache() -> Path:
+    """The folder this pytest run's workers share (tests/harness.py sets it at start)."""
+    return Path(os.environ["GENESIS_TEST_REFERENCE_CACHE"])
+
 
 
 def capture(env: dict[str, str], data_dir: Path) -> str:
