@@ -264,7 +264,7 @@ class Sequencer:
             # later result will show this gap, so it is timed (and given up) here.
             loop.give_up()
             p.last_seq, p.gap_since = last, None
-        if last is None or p.last_seq < last:
+        if end is None or last is None or p.last_seq < last:
             loop.flush()
             return False, progressed
         if end.get("frames") is not None:
