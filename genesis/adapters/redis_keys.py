@@ -12,7 +12,10 @@ Everything lives under ``genesis:``:
   - ``lock``: who holds the run's ordered stage;
   - ``end``: the capture's end-of-stream summary (``last_seq``, frames, stride, fps ...);
   - ``done``: set once the run is finished;
-  - ``wake``, ``kick``, ``gapcheck``: at most one pending sequence task of each kind.
+  - ``wake``, ``kick``, ``gapcheck``: at most one pending sequence task of each kind;
+  - ``sent:<seq>``: the detect message whose last frame is ``seq``, as the capture published it
+    (TTL ``distributed.frame_ttl_s``, like the frames): the sequencer sends it again when its
+    frames are missing (a message lost with a broken broker connection).
 
   Every one of them carries a TTL (:data:`RUN_TTL_S` unless said otherwise), refreshed while the
   run makes progress, so the keys of a run nobody finishes expire by themselves.
@@ -91,6 +94,11 @@ def kick_key(run_id: str) -> str:
 def wake_key(run_id: str) -> str:
     """Set while a sequence task is on its way for the run (detect tasks send one only if unset)."""
     return run_key(run_id, "wake")
+
+
+def sent_key(run_id: str, seq: int) -> str:
+    """The detect message of a run whose last frame is ``seq``, as published (see the module doc)."""
+    return run_key(run_id, f"sent:{seq}")
 
 
 def run_pattern(run_id: str) -> str:

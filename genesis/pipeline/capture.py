@@ -555,7 +555,7 @@ def distributed_capture(
     detect_queue = queue_of(settings, DETECT)
 
     def publish(refs: list[FrameRef], run: str, prev_seq: int) -> None:
-        publish_frames(celery_app, settings, refs, run, prev_seq)
+        publish_frames(celery_app, settings, refs, run, prev_seq, redis=store.client)  # kept, to be sent again
 
     def backlog() -> int:
         return detect_backlog(celery_app, detect_queue)

@@ -64,6 +64,9 @@ class RunProgress:
     """Frames given up after the gap timeout (distributed mode)."""
     gap_since: float | None = None
     """When the sequencer started to wait for a frame that has not arrived."""
+    resent: int = -1
+    """The missing frame whose detect messages the sequencer last sent again (-1: none): once per
+    gap, before it is given up."""
     declared_frames: int | None = None
     """How many frames the source said it would give (a file's frame count, after stride and
     ``--max-frames``); None for a live source."""

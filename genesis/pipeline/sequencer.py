@@ -10,7 +10,11 @@ killed midway is resumed by the next one from the last saved state (the rows it 
 sent are written again, idempotently).
 
 A frame that never arrives is skipped once later frames have waited ``gap_timeout_s``; a frame
-that could not be decoded arrives as a skip marker. Both are counted in the run's meta.
+that could not be decoded arrives as a skip marker. Both are counted in the run's meta. Before a
+gap is given up, its detect messages are sent again once (``resend``, the capture keeps them
+beside the frames) and the gap waits ``gap_timeout_s`` more: a message the broker lost (taken
+off its queue by a worker whose connection broke in that instant, see
+:func:`genesis.tasks.dispatch.resend_missing`) costs time, not a frame.
 
 The state kept in Redis (``genesis:run:<id>:state``) is JSON of our own types (the codec of
 :mod:`genesis.domain.codec`), never pickle: Redis is reachable by more than the workers, and a
@@ -134,6 +138,10 @@ class Sequencer:
     clock: Callable[[], float] = time.time
     prepare: Callable[[CameraState], None] | None = None
     """Called once on a new camera state (the alert stage's stored baseline)."""
+    resend: Callable[[int, int], bool] | None = None
+    """Called once per gap before it is given up, with the last processed seq and the missing one
+    (the previous frame of the next result): True when the missing frames' messages were sent
+    again, and the gap then waits ``gap_timeout_s`` once more."""
     busy: bool = False
     """Set by ``run`` when another holder had the lock."""
     _state: RunState | None = field(default=None, repr=False)
@@ -221,20 +229,19 @@ class Sequencer:
         progressed = False
         ahead: deque[FrameResult] = deque()
         refreshed = time.monotonic()
+        exhausted = False
         for _ in range(max_frames):
             if not ahead:
                 ahead.extend(self._read_ahead(state))
                 if not ahead:
+                    exhausted = True
                     break
             result = ahead[0]
             if result.frame.seq <= p.last_seq:  # a second result for a frame (a redelivery)
                 ahead.popleft()
                 continue
             if result.prev_seq > p.last_seq:  # a frame in between has not arrived (yet)
-                now = self.clock()
-                if p.gap_since is None:
-                    p.gap_since = now
-                if now - p.gap_since < self.settings.distributed.gap_timeout_s:
+                if not self._gap_expired(p, result.prev_seq):
                     break
                 loop.give_up()
             ahead.popleft()
@@ -251,7 +258,13 @@ class Sequencer:
                 refreshed = time.monotonic()
         end_raw = self.redis.get(end_key(self.run_id))
         end = json.loads(end_raw) if end_raw is not None else None
-        if end is None or p.last_seq < int(end["last_seq"]):
+        last = int(end["last_seq"]) if end is not None else None
+        if last is not None and p.last_seq < last and exhausted and self._gap_expired(p, last):
+            # The end of the stream is known and the results of its last frames never came: no
+            # later result will show this gap, so it is timed (and given up) here.
+            loop.give_up()
+            p.last_seq, p.gap_since = last, None
+        if end is None or last is None or p.last_seq < last:
             loop.flush()
             return False, progressed
         if end.get("frames") is not None:
@@ -265,6 +278,22 @@ class Sequencer:
         self.redis.set(done_key(self.run_id), "1", ex=self.settings.distributed.frame_ttl_s * 12)
         self.redis.delete(state_key(self.run_id), results_key(self.run_id))
         return True, progressed
+
+    def _gap_expired(self, p: RunProgress, missing_seq: int) -> bool:
+        """The frames after ``p.last_seq`` up to ``missing_seq`` have not arrived: whether to give
+        them up now (they waited ``gap_timeout_s``, and once more after their messages were sent
+        again)."""
+        now = self.clock()
+        if p.gap_since is None:
+            p.gap_since = now
+        if now - p.gap_since < self.settings.distributed.gap_timeout_s:
+            return False
+        if self.resend is not None and p.resent != missing_seq:
+            p.resent = missing_seq
+            if self.resend(p.last_seq, missing_seq):
+                p.gap_since = now
+                return False
+        return True
 
     def waiting_on_gap(self) -> bool:
         """Whether the last pass stopped to wait for a frame that has not arrived."""

@@ -31,6 +31,7 @@ from genesis.stages.camera import CameraState
 from genesis.tasks import routing, runtime
 from genesis.tasks.alerts import run_time_origin, send_alerts
 from genesis.tasks.base import PermanentError, PipelineTask
+from genesis.tasks.dispatch import resend_missing
 from genesis.tasks.identities import send_track_faces
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,13 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
         if mqtt is not None:
             sinks.append(RedisMqttSink(mqtt, redis, run_id))
 
+    def resend(after_seq: int, missing_seq: int) -> bool:
+        sent = resend_missing(app, s, redis, run_id, after_seq, missing_seq)
+        if sent:
+            log.warning("run %s: frames %d-%d missing for %g s: their detect messages (last frames %s) sent "
+                        "again", run_id, after_seq + 1, missing_seq, s.distributed.gap_timeout_s, sent)
+        return bool(sent)
+
     # Clear the wake flag before reading any result: a detect task that pushes a result after
     # our reads will find it clear and send the next wake.
     runtime.redis_client().delete(wake_key(run_id))
@@ -165,6 +173,7 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
         load_image=load_image,
         sink=CompositeSink(sinks),  # more consumers of frames or batches: add them to ``sinks``
         prepare=prepare,
+        resend=resend,
     )
     try:
         finished = seq.run()

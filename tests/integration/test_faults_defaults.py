@@ -9,6 +9,7 @@ default ``run_stale_after_s``, 60 s).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -420,3 +421,51 @@ def test_a_task_running_across_a_redis_restart_is_acknowledged_once(env: dict[st
         assert int(frames.get("busy:attempts") or 0) == 1
         assert not broker.llen(dlq_tasks.QUEUE)
         assert worker.poll() is None, "the worker died with its broker connection"
+
+
+def detect_messages(broker: redis.Redis) -> list[tuple[bytes, list[int]]]:
+    """The detect queue's messages, oldest first, each with its frames' seqs."""
+    from genesis.adapters.broker import broker_queue_keys
+    from genesis.config import load_settings
+    from genesis.tasks.celery_config import make_app
+
+    out = []
+    for key in broker_queue_keys(make_app(load_settings(environ={})), "detect"):
+        for raw in reversed(broker.lrange(key, 0, -1)):  # LPUSH in, BRPOP from the right: oldest last
+            envelope = json.loads(raw)
+            body = json.loads(base64.b64decode(envelope["body"]))
+            out.append((raw, [int(f["seq"]) for f in body[0][0]]))
+    return out
+
+
+def test_detect_messages_lost_by_the_broker_are_sent_again(env: dict[str, str], server: RedisServer,
+                                                           data_dir: Path) -> None:
+    """A Redis restart can lose a message that a worker was taking: kombu pops it (BRPOP, in the
+    append-only file) and records it as unacknowledged in a second command, and when the
+    connection breaks in between (or Redis exits before sending the BRPOP's reply) it is in
+    neither place — no heartbeat, no visibility timeout brings it back. Here two detect messages
+    are taken off the queue between the capture and the workers, as that would: one in the
+    middle of the run and the last one. With the shipped defaults the sequencer sends them again
+    (the capture kept them) after the gap timeout (30 s) instead of giving their frames up (and,
+    for the last one, instead of leaving the run to be abandoned): complete, the embedded
+    results. ~2 min (one gap timeout and a second chance)."""
+    want = embedded(env, data_dir)
+    logs = Path(env["TEST_OUT_DIR"])
+    broker = redis.Redis.from_url(server.url(0))
+    run_id = capture(env, data_dir)  # no worker yet: every detect message waits on the queue
+    queued = detect_messages(broker)
+    assert len(queued) >= 3, queued
+    lost = [queued[len(queued) // 2], queued[-1]]
+    for raw, _ in lost:
+        assert broker.lrem("detect", 1, raw) == 1
+    lost_frames = sum(len(seqs) for _, seqs in lost)
+    began = time.monotonic()
+    with workers(*SPECS, env=env, log_dir=logs):
+        genesis_cli(env, "drain", "--timeout", "300")
+    took = time.monotonic() - began
+    got, _ = report(env, "--run", run_id)
+    assert got["run"]["status"] == "finished", got["run"]
+    assert (got["run"]["missing_frames"], got["run"]["skipped_frames"]) == (0, 0), (got["run"], lost_frames)
+    assert got["results"] == want
+    assert rows(env, "sightings") == sum(t["frames"] for t in want["tracks"])
+    assert took >= DEFAULTS.gap_timeout_s  # they were waited for first, with the shipped timeout

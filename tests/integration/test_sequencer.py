@@ -96,12 +96,12 @@ class Collector(BaseSink):
         self.finished.append(RunState(camera, progress))
 
 
-def make(r: Any, settings: Settings, c: BaseSink, clock: Any = None) -> Sequencer:
+def make(r: Any, settings: Settings, c: BaseSink, clock: Any = None, resend: Any = None) -> Sequencer:
     return Sequencer(
         redis=r, settings=settings, camera=CAMERA, run_id="run1",
         run_meta={"width": W, "height": H, "fps": FPS, "stride": STRIDE},
         faces=None, load_image=lambda ref: np.zeros((H, W, 3), np.uint8),
-        sink=c, **({"clock": clock} if clock else {}),
+        sink=c, resend=resend, **({"clock": clock} if clock else {}),
     )
 
 
@@ -204,6 +204,93 @@ def test_a_gap_of_several_frames_counts_each_missing_frame(r: Any, settings: Set
     assert make(r, settings, c, clock=lambda: now[0]).run()
     state = c.finished[0].progress
     assert (state.frames, state.missing, state.skipped) == (7, 3, 0)
+
+
+class Resender:
+    """The sequencer's ``resend``: records each call; ``deliver`` (when set) is what the detect
+    task of the message sent again pushes."""
+
+    def __init__(self, r: Any, deliver: list[FrameResult] | None = None) -> None:
+        self.r, self.deliver, self.calls = r, deliver, []
+
+    def __call__(self, after_seq: int, missing_seq: int) -> bool:
+        self.calls.append((after_seq, missing_seq))
+        for item in self.deliver or []:
+            push_result(self.r, "run1", item)
+        return True
+
+
+@pytest.mark.parametrize("where", ["middle", "end"])
+def test_frames_whose_message_was_lost_are_sent_again_before_they_are_given_up(
+        r: Any, settings: Settings, detections: list[FrameDetections], where: str) -> None:
+    """The detect message of three frames was lost (in the middle of the run, or its last one:
+    then no later frame shows the gap, only the capture's end marker). At the gap timeout the
+    sequencer asks for it again, once, and waits once more: the run is complete."""
+    now = [1000.0]
+    c = Collector()
+    items = results(detections[:10])
+    cut = slice(3, 6) if where == "middle" else slice(7, 10)
+    lost, kept = items[cut], items[:cut.start] + items[cut.stop:]
+    end(r, detections[9].frame.seq, published=10)
+    for item in kept:
+        push_result(r, "run1", item)
+    resend = Resender(r)
+    assert not make(r, settings, c, lambda: now[0], resend).run() and not resend.calls
+    now[0] += settings.distributed.gap_timeout_s + 1
+    seq = make(r, settings, c, lambda: now[0], resend)
+    assert not seq.run() and seq.waiting_on_gap()  # sent again, and waiting for it once more
+    assert resend.calls == [(lost[0].prev_seq, lost[-1].frame.seq)]
+    for item in lost:  # the detect task of the message sent again
+        push_result(r, "run1", item)
+    assert make(r, settings, c, lambda: now[0], resend).run()
+    state = c.finished[0].progress
+    assert (state.frames, state.missing, state.skipped) == (10, 0, 0)
+    assert len(resend.calls) == 1
+    assert c.rows == expected_rows(settings, detections[:10])[0]
+
+
+@pytest.mark.parametrize("where", ["middle", "end"])
+def test_frames_sent_again_in_vain_are_given_up_after_a_second_wait(
+        r: Any, settings: Settings, detections: list[FrameDetections], where: str) -> None:
+    """Sent again once only: if the frames still do not come (their message was not kept, or is
+    lost again) they are given up and counted after a second gap timeout, and the run ends."""
+    now = [1000.0]
+    c = Collector()
+    items = results(detections[:10])
+    cut = slice(3, 6) if where == "middle" else slice(7, 10)
+    del items[cut]
+    end(r, detections[9].frame.seq, published=10)
+    for item in items:
+        push_result(r, "run1", item)
+    resend = Resender(r)
+    assert not make(r, settings, c, lambda: now[0], resend).run()
+    now[0] += settings.distributed.gap_timeout_s + 1
+    assert not make(r, settings, c, lambda: now[0], resend).run()
+    now[0] += settings.distributed.gap_timeout_s - 2
+    assert not make(r, settings, c, lambda: now[0], resend).run()  # still waiting
+    now[0] += 3
+    assert make(r, settings, c, lambda: now[0], resend).run()
+    state = c.finished[0].progress
+    assert (state.frames, state.missing, state.skipped) == (7, 3, 0)
+    assert len(resend.calls) == 1
+
+
+def test_the_last_frames_never_coming_end_the_run_after_the_gap_timeout(
+        r: Any, settings: Settings, detections: list[FrameDetections]) -> None:
+    """Without a way to send them again, frames missing at the end of the stream are given up
+    after the gap timeout (they used to leave the run waiting until it was taken for abandoned)."""
+    now = [1000.0]
+    c = Collector()
+    items = results(detections[:10])[:8]
+    end(r, detections[9].frame.seq, published=10)
+    for item in items:
+        push_result(r, "run1", item)
+    seq = make(r, settings, c, clock=lambda: now[0])
+    assert not seq.run() and seq.waiting_on_gap()
+    now[0] += settings.distributed.gap_timeout_s + 1
+    assert make(r, settings, c, clock=lambda: now[0]).run()
+    state = c.finished[0].progress
+    assert (state.frames, state.missing, state.skipped) == (8, 2, 0)
 
 
 def test_a_holder_killed_before_saving_its_state_loses_no_frame(
