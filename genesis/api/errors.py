@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,8 +14,16 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genesis.adapters.db import DatabaseUnavailableError
+from genesis.domain.printable import for_log
 
 log = logging.getLogger("genesis.api")
+
+def logged_exception(exc: BaseException) -> str:
+    """An exception for the log: its type and message (which may quote the request) through
+    :func:`for_log`, then the stack of code lines that raised it."""
+    stack = "".join(traceback.TracebackException.from_exception(exc).stack.format())
+    return f"{type(exc).__name__}: {for_log(exc, 2000)}\nTraceback (most recent call last):\n{stack.rstrip()}"
+
 
 CODES = {
     400: "bad_request",
@@ -86,11 +95,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, f"invalid request: {summary}", details=details)
 
     async def database_down(request: Request, exc: Exception) -> Response:
-        log.error("database error on %s %s: %s", request.method, request.url.path, exc)
+        log.error("database error on %s %s: %s", for_log(request.method), for_log(request.scope.get("path", "")),
+                  for_log(exc))
         return error_response(503, "the database is unavailable (see the server log)")
 
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        log.error("unhandled error on %s %s: %s", for_log(request.method), for_log(request.scope.get("path", "")),
+                  logged_exception(exc))
         return error_response(500, "internal error (see the server log)")
 
     app.add_exception_handler(ApiError, api_error)

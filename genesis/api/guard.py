@@ -10,9 +10,10 @@ For every request it
 2. authenticates ``/api/...`` *before* the route runs (so before the body is read): the
    ``X-API-Key`` header, else the dashboard's session cookie (a server-side session, see
    :class:`genesis.adapters.db.apikeys.SessionStore`). No key: 401. A wrong key: 401, logged
-   (without the key) and counted against the client in :class:`AuthThrottle`; a client past its
-   allowance gets 429 until the bucket refills. The verified key is kept in the request scope for
-   the role dependencies of :mod:`genesis.api.deps`;
+   (without the key; every request value through :func:`genesis.domain.printable.for_log`) and
+   counted against the client's address and the key's prefix in :class:`AuthThrottle`; past either
+   allowance a wrong key gets 429 until the bucket refills (a right key is always let in). The
+   verified key is kept in the request scope for the role dependencies of :mod:`genesis.api.deps`;
 3. checks CSRF on every state-changing request made with the session cookie, on any path (so the
    dashboard's new routes get it without doing anything): the ``X-CSRF-Token`` header, or a
    ``csrf_token`` field of a url-encoded form, must be the session's token
@@ -36,9 +37,10 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 
 from genesis.adapters.db import DatabaseUnavailableError
-from genesis.adapters.db.apikeys import ApiKeyInfo, csrf_token
+from genesis.adapters.db.apikeys import ApiKeyInfo, csrf_token, key_prefix
 from genesis.api.context import AppServices
 from genesis.api.errors import error_response
+from genesis.domain.printable import for_log
 
 log = logging.getLogger("genesis.api.auth")
 
@@ -70,11 +72,20 @@ def needs_key(path: str) -> bool:
 
 
 class AuthThrottle:
-    """Failed authentications per client address: a token bucket of ``burst`` failures refilled at
-    ``per_minute``; while it is empty the client's attempts are answered 429 without being checked.
+    """Failed authentications (a wrong key, a failed login), counted in token buckets of ``burst``
+    failures refilled at ``per_minute``: one bucket per client address and one per key prefix
+    (``gk_<id>`` of the key presented, :func:`genesis.adapters.db.apikeys.key_prefix`).
 
-    Behind a reverse proxy every client has the proxy's address: the bucket then protects the keys
-    of everybody at once (document it, or throttle at the proxy)."""
+    A failure is checked and counted in one step under one lock (:meth:`failure`), so failures
+    sent in parallel cannot all pass the check before any is counted: past the allowance of its
+    address or of its prefix a failure is answered 429 (with the wait) instead of 401.
+
+    A key is always verified, and a right key always authenticates, whatever the buckets say:
+    many users behind one NAT or proxy share an address, and a key's id is not a secret, so a
+    throttle that refused right keys would let anyone lock the admin out. Guessing the 256-bit
+    secret of a key is hopeless at any rate; what the throttle bounds is the noise (a throttled
+    client's failures are answered 429 and not logged one by one) and it tells the scanner it is
+    seen. Behind a reverse proxy every client has the proxy's address: throttle at the proxy too."""
 
     MAX_CLIENTS = 10_000
 
@@ -84,23 +95,25 @@ class AuthThrottle:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def _level(self, client: str, now: float) -> float:
-        tokens, at = self._buckets.get(client, (self.burst, now))
+    def _level(self, bucket: str, now: float) -> float:
+        tokens, at = self._buckets.get(bucket, (self.burst, now))
         return min(self.burst, tokens + (now - at) * self.rate)
 
-    def blocked(self, client: str) -> float:
-        """Seconds until this client may try again (0: it may now)."""
-        with self._lock:
-            now = time.monotonic()
-            level = self._level(client, now)
-            return 0.0 if level >= 1.0 else (1.0 - level) / self.rate if self.rate > 0 else 3600.0
+    def _wait(self, level: float) -> float:
+        return 0.0 if level >= 1.0 else (1.0 - level) / self.rate if self.rate > 0 else 3600.0
 
-    def failure(self, client: str) -> None:
+    def failure(self, client: str, prefix: str) -> float:
+        """Count one failed authentication of ``client`` with a key of ``prefix``: 0 when both
+        buckets allowed it (answer 401), else the seconds until they both would (answer 429)."""
         with self._lock:
             now = time.monotonic()
-            if len(self._buckets) >= self.MAX_CLIENTS:  # forget clients whose bucket is full again
+            if len(self._buckets) >= self.MAX_CLIENTS:  # forget buckets that are full again
                 self._buckets = {c: v for c, v in self._buckets.items() if self._level(c, now) < self.burst}
-            self._buckets[client] = (max(0.0, self._level(client, now) - 1.0), now)
+            buckets = (f"address {client}", f"key {prefix}")
+            levels = [self._level(b, now) for b in buckets]
+            for bucket, level in zip(buckets, levels, strict=True):
+                self._buckets[bucket] = (max(0.0, level - 1.0), now)
+            return max(self._wait(level) for level in levels)
 
 
 def client_of(scope: Scope) -> str:
@@ -152,16 +165,10 @@ class Guard:
         session = cookies.get(SESSION_COOKIE) or None
         client = client_of(scope)
         if needs_key(path):
-            if key or session:
-                wait = self.throttle.blocked(client)
-                if wait > 0:
-                    await refuse(429, f"too many failed authentications from {client}: try again in "
-                                      f"{wait:.0f} s", {"Retry-After": str(max(1, round(wait)))})
-                    return
             try:
                 info = await run_in_threadpool(authenticate, self.services, key, session)
             except DatabaseUnavailableError as exc:
-                log.error("database error on %s %s: %s", method, path, exc)
+                log.error("database error on %s %s: %s", for_log(method), for_log(path), for_log(exc))
                 await refuse(503, "the database is unavailable (see the server log)")
                 return
             if info is None:
@@ -169,9 +176,13 @@ class Guard:
                     await refuse(401, "missing API key: send it in the X-API-Key header")
                     return
                 if key:
-                    self.throttle.failure(client)
+                    wait = self.throttle.failure(client, key_prefix(key))
+                    if wait > 0:  # past the allowance: not logged one by one
+                        await refuse(429, f"too many failed authentications from {client} or with this key: "
+                                          f"try again in {wait:.0f} s", {"Retry-After": str(max(1, round(wait)))})
+                        return
                     log.warning("authentication failed: %s %s from %s: unknown, revoked or malformed API key",
-                                method, path, client)
+                                for_log(method), for_log(path), for_log(client))
                     await refuse(401, "invalid or revoked API key")
                 else:
                     await refuse(401, "your dashboard session has ended: log in again")

@@ -10,6 +10,7 @@ from fastapi import Query
 from pydantic import AfterValidator
 
 from genesis.api.errors import ApiError
+from genesis.config.cameras import CAMERA_ID_PATTERN, MAX_CAMERA_ID
 from genesis.domain.names import check_identity_name, check_label
 
 _BAD_TEXT = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
@@ -33,7 +34,7 @@ IdentityName = Annotated[str, AfterValidator(check_identity_name)]
 KeyName = Annotated[str, AfterValidator(lambda v: check_label(v, "key name") if v.strip() else "")]
 """An API key's name: the same rule (empty: a default name)."""
 
-CameraQ = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Camera id.")]
+CameraQ = Annotated[str | None, Query(max_length=MAX_CAMERA_ID, pattern=CAMERA_ID_PATTERN, description="Camera id.")]
 RunQ = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Run id.")]
 NameQ = Annotated[str | None, Query(max_length=128, description="Identity name."), AfterValidator(_clean_opt)]
 ZoneQ = Annotated[str | None, Query(max_length=64, description="Zone name."), AfterValidator(_clean_opt)]

@@ -15,6 +15,7 @@ from genesis.cli.common import ConfigOpt, fail, settings_from
 
 if TYPE_CHECKING:
     from genesis.config import Settings
+    from genesis.config.api import ApiConfig
     from genesis.ops.server import OpsServer
 
 apikey_app = typer.Typer(help="API keys of the REST API and dashboard: create, list, revoke.", no_args_is_help=True)
@@ -52,6 +53,7 @@ def serve_command(
 
     from genesis.adapters.db import DatabaseError
     from genesis.api import create_app
+    from genesis.api.server import uvicorn_options
 
     settings = settings_from(config)
     try:
@@ -62,14 +64,31 @@ def serve_command(
     bind_host = host or settings.api.host
     bind_port = port or settings.api.port
     _print(f"Genesis API on http://{bind_host}:{bind_port} (dashboard /, docs /docs)", highlight=False)
+    api = _fit_connections(settings)
     ops = _ops_endpoint(settings, ops_port, _ops_host(settings, ops_host, bind_host), f"{bind_host}:{bind_port}")
     try:
-        uvicorn.run(app, host=bind_host, port=bind_port, log_level="info", proxy_headers=False)
+        uvicorn.run(app, host=bind_host, port=bind_port, log_level="info", proxy_headers=False,
+                    **uvicorn_options(api))
     except OSError as exc:
         fail(f"cannot listen on {bind_host}:{bind_port}: {exc}")
     finally:
         if ops is not None:
             ops.stop()
+
+
+def _fit_connections(settings: Settings) -> ApiConfig:
+    """``api`` with ``max_connections`` (and ``limit_concurrency``) lowered to what the open-file
+    limit allows, after raising it as far as the hard limit goes; one warning line when lowered."""
+    from genesis.api.server import fit_file_limit
+    from genesis.cli.common import err_console
+
+    api = settings.api
+    fits = fit_file_limit(api.max_connections)
+    if fits >= api.max_connections:
+        return api
+    err_console.print(f"[yellow]warning:[/] the open-file limit (ulimit -n) allows {fits} connections, not "
+                      f"api.max_connections {api.max_connections}: serving at most {fits}", highlight=False)
+    return api.model_copy(update={"max_connections": fits, "limit_concurrency": min(api.limit_concurrency, fits)})
 
 
 def _warn_plaintext() -> None:

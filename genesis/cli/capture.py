@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from genesis.cli.common import ConfigOpt
-from genesis.config import CameraConfig, Settings
+from genesis.config import CameraConfig, ConfigError, Settings
 from genesis.domain.redact import redact
 from genesis.pipeline.capture import CaptureLoop, CaptureStats, distributed_capture
 from genesis.tasks.celery_config import make_app
@@ -42,7 +42,10 @@ def capture_targets(
         if not targets:
             return "--all: no camera of the configuration has a source"
         return targets
-    cam = settings.camera(camera, source)
+    try:
+        cam = settings.camera(camera, source)
+    except ConfigError as exc:  # an id that breaks the camera-id rule
+        return f"--camera: {exc}"
     if source is None:
         if camera is None:
             return "give --source FILE|URL|INDEX, --camera ID of a configured camera with a source, or --all"

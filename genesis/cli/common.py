@@ -5,7 +5,6 @@ each other (``genesis.cli.main`` registers them all)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -14,21 +13,18 @@ from rich.console import Console
 from rich.markup import escape
 
 from genesis.config import ConfigError, Settings, default_settings, load_settings
+from genesis.domain.printable import escape_controls
 from genesis.domain.redact import redact
 
 console = Console()
 err_console = Console(stderr=True)
-
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def safe(value: object) -> str:
     """User text (a name, a message, a zone ...) made inert for the Rich consoles: markup such as
     ``[/bold]`` or ``[link=...]`` is escaped (printed as typed), and control characters (terminal
     escape sequences, bidi overrides) are shown as ``\\xNN`` instead of being sent to the terminal."""
-    text = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                            else f"\\u{ord(m.group()):04x}", str(value))
-    return escape(text)
+    return escape(escape_controls(value, keep="\t\n"))
 
 
 def cells(*values: object) -> list[str]:

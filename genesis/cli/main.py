@@ -81,14 +81,20 @@ def run(
     line: Annotated[list[str], typer.Option("--line", help="Extra line NAME:x1,y1,x2,y2 (0..1).")] = [],  # noqa: B006
 ) -> None:
     """Run the embedded pipeline on a video or camera and show what it found."""
+    from genesis.adapters.db import DatabaseError, is_disk_full
     from genesis.adapters.video import SourceError
     from genesis.backends.weights import WeightsError
+    from genesis.config import ConfigError
     from genesis.identities.crypto import BiometricKeyError
+    from genesis.pipeline.embedded import OutFilesError, run_embedded
     from genesis.pipeline.embedded import Progress as RunProgress
-    from genesis.pipeline.embedded import run_embedded
 
     settings = settings_from(config)
-    cam = camera_with_overrides(settings.camera(camera, source), zone, line)
+    try:
+        base = settings.camera(camera, source)  # the camera-id rule of the configuration (one line if broken)
+    except ConfigError as exc:
+        fail(f"--camera: {exc}", 2)
+    cam = camera_with_overrides(base, zone, line)
     if annotate and out is None:
         fail("--annotate needs --out DIR", 2)
     columns = [
@@ -109,7 +115,14 @@ def run(
             result = run_embedded(settings, source, cam, out, annotate, stride, max_frames, on_progress)
     except (SourceError, WeightsError, BiometricKeyError) as exc:
         fail(str(exc))
-    except OSError as exc:
+    except OutFilesError as exc:  # the run is stored; its --out files are not (none is left half-written)
+        fail(str(exc))
+    except (OSError, DatabaseError) as exc:
+        if is_disk_full(exc):
+            fail(disk_full_message(exc, settings.database_url) + ": the run was not stored (its rows were "
+                 "removed, no file of it kept); free some space and run it again")
+        if isinstance(exc, DatabaseError):
+            raise
         fail(f"{exc}")
     print_summary(result.report)
     if out is not None:
@@ -377,12 +390,30 @@ app.command("heatmap")(heatmap_command)
 app.command("rollup")(rollup_command)
 
 
+def disk_full_message(exc: BaseException, database_url: str | None = None) -> str:
+    """``no space left on device`` and where: the file of an OSError, else the database."""
+    path = getattr(exc, "filename", None)
+    if isinstance(exc, OSError) and path:
+        return f"no space left on device (writing {path})"
+    return f"no space left on device (writing the database {database_url})" if database_url else \
+        "no space left on device"
+
+
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except Exception as exc:
+        from genesis.adapters.db import is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        # Any command: one line, not a traceback (`run` says more: see above).
+        err_console.print(f"[bold red]error:[/] {safe(disk_full_message(exc))}: free some space and try again",
+                          highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

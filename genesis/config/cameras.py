@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -13,6 +14,19 @@ from genesis.config.privacy import BlurMode
 
 Point = tuple[float, float]
 Units = Literal["normalized", "pixels"]
+
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9_.-]+$"
+"""The camera-id rule (configuration, CLI options, API parameters): it is a Redis key part, an MQTT
+topic level (no ``/``, ``+``, ``#``) and a file name (``heatmap_<id>.png``)."""
+MAX_CAMERA_ID = 64
+
+
+def check_camera_id(value: str) -> str:
+    """``value`` if it follows :data:`CAMERA_ID_PATTERN` (1 to 64 characters); ValueError, one line, if not."""
+    if not 1 <= len(value) <= MAX_CAMERA_ID or not re.fullmatch(CAMERA_ID_PATTERN, value):
+        shown = value[:MAX_CAMERA_ID].encode("unicode_escape").decode("ascii")
+        raise ValueError(f"invalid camera id {shown!r}: use 1 to {MAX_CAMERA_ID} letters, digits, '_', '.' or '-'")
+    return value
 
 
 def _check_normalised(points: list[Point], units: Units) -> None:
@@ -62,7 +76,7 @@ class LineConfig(StrictModel):
 
 
 class CameraConfig(StrictModel):
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    id: str = Field(min_length=1, max_length=MAX_CAMERA_ID, pattern=CAMERA_ID_PATTERN)
     name: str | None = None
     source: str | None = Field(default=None, description="Video file, RTSP/HTTP URL or webcam index.")
     fps: float | None = Field(default=None, gt=0.0, description="Processing rate for live sources.")

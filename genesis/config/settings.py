@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError, field_validator
 from genesis.config._base import StrictModel
 from genesis.config.alerts import AlertsConfig
 from genesis.config.api import ApiConfig
-from genesis.config.cameras import CameraConfig
+from genesis.config.cameras import CameraConfig, check_camera_id
 from genesis.config.console import ConsoleConfig
 from genesis.config.distributed import DistributedConfig
 from genesis.config.identities import IdentitiesConfig
@@ -84,7 +84,8 @@ class Settings(StrictModel):
     def camera(self, camera_id: str | None, source: str | None = None) -> CameraConfig:
         """The configured camera with this id; a bare camera when it is not configured.
 
-        Without an id: the camera whose ``source`` is this source, else the only camera.
+        Without an id: the camera whose ``source`` is this source, else the only camera. An id
+        that breaks the camera-id rule (``check_camera_id``) is a one-line ConfigError.
         """
         if camera_id is None:
             if source is not None:
@@ -94,6 +95,10 @@ class Settings(StrictModel):
             if len(self.cameras) == 1:
                 return self.cameras[0]
             return CameraConfig(id="cam0")
+        try:
+            check_camera_id(camera_id)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         for cam in self.cameras:
             if cam.id == camera_id:
                 return cam

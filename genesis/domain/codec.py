@@ -10,6 +10,11 @@ travels as the JSON text of its encoding), ``set``/``frozenset``, ``collections.
 (explicit dtype from a short list of numeric dtypes, shape, little-endian bytes in base64), and
 ``X | None``.
 
+Text read back goes through :func:`load_json`, which refuses (with :class:`CodecError`, never a
+``RecursionError`` or an infinite number) JSON nested deeper than :data:`MAX_DEPTH`, the constants
+``NaN``/``Infinity`` and numbers out of range (``1e400``, an integer past 64 bits); a float decoded
+from a message must be finite too.
+
 Objects that are not dataclasses (the stateful per-camera stages) keep their state with
 :class:`SavedState`: every instance attribute is saved by its class-level annotation, except
 those the constructor rebuilds from the settings (``STATE_REBUILT``); an attribute without an
@@ -22,6 +27,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections import Counter, defaultdict, deque
@@ -42,6 +48,63 @@ ARRAY_DTYPES = frozenset({
     "float16", "float32", "float64",
 })
 """The only dtypes an encoded array may name (no object arrays: they would need pickle)."""
+
+
+MAX_DEPTH = 64
+"""Deepest nesting of arrays and objects :func:`load_json` reads (the state's types nest about a dozen)."""
+MAX_INT = 2**64
+"""Integers read back are within ``-MAX_INT < n < MAX_INT`` (the widest dtype is 64 bits)."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise CodecError(f"number {text[:40]} is out of range (not a finite float)")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 20:
+        raise CodecError(f"integer {text[:40]}... is out of range")
+    value = int(text)
+    if not -MAX_INT < value < MAX_INT:
+        raise CodecError(f"integer {text[:40]} is out of range")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise CodecError(f"{name} is not a number (non-finite numbers are not read)")
+
+
+def _check_depth(value: Any) -> None:
+    """CodecError if ``value`` nests lists/dicts deeper than :data:`MAX_DEPTH` (no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > MAX_DEPTH:
+            raise CodecError(f"JSON nested deeper than {MAX_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+
+
+def load_json(raw: str | bytes, what: str = "value") -> Any:
+    """JSON text as Python values, for :func:`decode`: at most :data:`MAX_DEPTH` levels deep, finite
+    numbers only, integers within :data:`MAX_INT`; :class:`CodecError` (naming ``what``) otherwise."""
+    try:
+        data = json.loads(raw, parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_no_constant)
+    except CodecError as exc:
+        raise CodecError(f"{what}: {exc}") from None
+    except RecursionError:
+        raise CodecError(f"{what}: JSON nested deeper than {MAX_DEPTH} levels") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CodecError(f"{what}: not JSON ({exc})") from None
+    try:
+        _check_depth(data)
+    except CodecError as exc:
+        raise CodecError(f"{what}: {exc}") from None
+    return data
 
 
 def _encode_array(a: np.ndarray) -> dict[str, Any]:
@@ -116,8 +179,8 @@ def _decode_key(tp: Any, key: str) -> Any:
     if tp is str or tp is Any:
         return key
     try:
-        raw = json.loads(key)
-    except json.JSONDecodeError:
+        raw = load_json(key, "dict key")
+    except CodecError:
         raise CodecError(f"dict key {key[:40]!r} is not the encoding of a {tp}") from None
     return decode_value(tp, raw)
 
@@ -178,6 +241,8 @@ def decode_value(tp: Any, value: Any) -> Any:
                 raise CodecError(f"{value!r:.40} is not a {tp.__name__}") from None
         if tp in (bool, int, float, str):
             _expect(_fits(tp, value), tp, value)
+            if tp is float and not math.isfinite(value):
+                raise CodecError(f"{value!r} is not a finite number")
             return float(value) if tp is float else value
         if tp is bytes:
             _expect(isinstance(value, str), tp, value)
@@ -220,11 +285,7 @@ def dumps(obj: Any) -> str:
 
 def loads(cls: type[T], raw: str | bytes) -> T:
     """The dataclass ``cls`` from :func:`dumps` text; :class:`CodecError` for anything else."""
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CodecError(f"{cls.__name__}: not JSON ({exc})") from None
-    return decode(cls, data)
+    return decode(cls, load_json(raw, cls.__name__))
 
 
 # -- state of objects that are not dataclasses --------------------------------------------------

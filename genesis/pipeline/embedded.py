@@ -32,7 +32,7 @@ from genesis.domain.redact import redact
 from genesis.identities.cache import GalleryCache, LiveFaces
 from genesis.pipeline.loop import BaseSink, CompositeSink, Image, RunLoop, RunProgress, RunState, truncated
 from genesis.pipeline.model_loader import LoadedModels, load_models
-from genesis.pipeline.report import build_results, write_json_atomic
+from genesis.pipeline.report import build_results, write_bytes_atomic, write_json_atomic
 from genesis.pipeline.sinks import LiveSink, LocalSink, MqttEventsSink
 from genesis.services.alerts import EmbeddedAlerts, prime
 from genesis.services.heatmap import SnapshotKeeper, heatmap_image
@@ -246,10 +246,10 @@ def _run(
         if mqtt is not None:
             mqtt.publisher.close(0.0)
         alert_sink.drain(0.0)
-        repo.delete_run(run_id)
         if annotator is not None:
             annotator.close()
             annotator.path.unlink(missing_ok=True)
+        repo.delete_run(run_id)  # deleting frees pages: it works on a full disk too
         raise
     if annotator is not None:
         annotator.close()
@@ -294,19 +294,37 @@ def _run(
     }
     files: list[Path] = []
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        heat, _ = heatmap_image([s.box for s in repo.sightings(run_id)], snapshot, info.width, info.height,
-                                settings.analytics.heatmap_cell_px)
-        heat_path = out_dir / f"heatmap_{camera.id}.png"
-        cv2.imwrite(str(heat_path), heat)
-        files.append(heat_path)
-        if annotator is not None:
-            files.append(annotator.path)
-        report_path = out_dir / "report.json"
-        report["run"]["files"] = [p.name for p in [*files, report_path]]
-        write_json_atomic(report_path, report)
-        files.append(report_path)
+        files = write_out_files(out_dir, report, repo, run_id, camera.id, snapshot, info.width, info.height,
+                                settings.analytics.heatmap_cell_px, annotator)
     return RunOutput(run_id=run_id, report=report, out_dir=out_dir, files=files)
+
+
+class OutFilesError(OSError):
+    """The run is stored, but its --out files could not be written (none of them is left behind)."""
+
+
+def write_out_files(out_dir: Path, report: dict[str, Any], repo: Repository, run_id: str, camera_id: str,
+                    snapshot: np.ndarray | None, width: int, height: int, cell_px: int,
+                    annotator: Annotator | None) -> list[Path]:
+    """The heatmap and report.json in ``out_dir`` (and the annotated video already there), each
+    written whole or not at all; on a failure (a full disk) none of them is left: OutFilesError."""
+    heat, _ = heatmap_image([s.box for s in repo.sightings(run_id)], snapshot, width, height, cell_px)
+    heat_path = out_dir / f"heatmap_{camera_id}.png"
+    report_path = out_dir / "report.json"
+    files = [heat_path, *([annotator.path] if annotator is not None else [])]
+    report["run"]["files"] = [p.name for p in [*files, report_path]]
+    try:
+        ok, png = cv2.imencode(".png", heat)
+        if not ok:
+            raise OSError(f"cannot encode {heat_path.name}")
+        write_bytes_atomic(heat_path, png.tobytes())
+        write_json_atomic(report_path, report)
+    except OSError as exc:
+        for path in (*files, report_path):
+            path.unlink(missing_ok=True)
+        raise OutFilesError(exc.errno, f"run {run_id} is stored, but its files in {out_dir} could not be written "
+                            f"(none was kept): {exc.strerror or exc}") from exc
+    return [*files, report_path]
 
 
 def _safe_url(url: str) -> str:

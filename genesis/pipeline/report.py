@@ -254,9 +254,19 @@ def build_results(repo: Repository, run: RunRecord, camera: CameraConfig) -> dic
     }
 
 
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write to a temporary file and rename: a reader never sees a half-written report."""
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file and rename: a reader never sees a half-written file, and a failed
+    write (a full disk) leaves neither the file nor its temporary behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """``data`` as indented JSON, through :func:`write_bytes_atomic`."""
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode("utf-8"))

@@ -48,7 +48,7 @@ from genesis.adapters.redis_keys import (
 )
 from genesis.config import CameraConfig, Settings
 from genesis.domain import Detection, FrameDetections, FrameRef
-from genesis.domain.codec import CodecError, decode, encode
+from genesis.domain.codec import CodecError, encode, load_json, loads
 from genesis.pipeline.loop import RunLoop, RunProgress, RunState, Sink
 from genesis.stages.camera import CameraState, FaceModels
 
@@ -84,7 +84,7 @@ class FrameResult:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> FrameResult:
-        return decode(cls, json.loads(raw))
+        return loads(cls, raw)
 
 
 def push_result(redis: Any, run_id: str, result: FrameResult) -> None:
@@ -116,7 +116,7 @@ def restore_state(state: RunState, raw: str | bytes) -> None:
     """Load ``raw`` (what :func:`dumps_state` wrote) into ``state``, whose camera state was built
     from the same settings; :class:`StateError` for anything else."""
     try:
-        state.import_state(json.loads(raw))
+        state.import_state(load_json(raw, "sequencer state"))
     except (CodecError, ValueError, TypeError, KeyError) as exc:
         raise StateError(f"the saved sequencer state does not decode ({exc}); it was not written by this "
                          "version of Genesis (or was tampered with)") from None
@@ -257,7 +257,7 @@ class Sequencer:
                 self.redis.pexpire(lock, LOCK_TTL_MS)
                 refreshed = time.monotonic()
         end_raw = self.redis.get(end_key(self.run_id))
-        end = json.loads(end_raw) if end_raw is not None else None
+        end = load_json(end_raw, "end of run") if end_raw is not None else None
         last = int(end["last_seq"]) if end is not None else None
         if last is not None and p.last_seq < last and exhausted and self._gap_expired(p, last):
             # The end of the stream is known and the results of its last frames never came: no

@@ -131,6 +131,9 @@ def test_state_saved_and_restored_midway_gives_the_outcomes_of_an_uninterrupted_
     b'{"format": "something else"}',
     b"[1, 2, 3]",
     b"\x80\x04K\x01.",
+    b'{"format": "genesis.run-state/1", "camera": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # issue 23, item 13
+    b'{"format": "genesis.run-state/1", "camera": {}, "progress": {"frames": NaN}}',
+    b'{"format": "genesis.run-state/1", "camera": {}, "progress": {"frames": 1e400}}',
 ])
 def test_a_state_that_does_not_decode_is_refused(settings: Settings, raw: bytes) -> None:
     with pytest.raises(StateError, match="does not decode"):

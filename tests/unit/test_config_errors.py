@@ -6,8 +6,10 @@ import typing
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from genesis.config import load_settings
+from genesis.config import Settings, load_settings
+from genesis.config.cameras import CameraConfig, check_camera_id
 from genesis.config.inference import DETECTOR_TYPES, YoloDetectorConfig, YoloxDetectorConfig
 from genesis.config.settings import ConfigError
 
@@ -25,3 +27,14 @@ def test_detector_error_names_the_written_path(tmp_path: Path, body: str) -> Non
         load_settings(cfg, environ={})
     assert "detector.confidence:" in str(exc.value)
     assert "detector.yolo" not in str(exc.value)
+
+
+@pytest.mark.parametrize("camera", ["cam/+/#", "a" * 65, "lobby 2", "", "cam\x1b[2J", "caméra"])
+def test_the_camera_id_rule_is_one_line_everywhere(camera: str) -> None:
+    """The rule of the configuration's camera ids, for a --camera option too (issue 23, item 6)."""
+    with pytest.raises(ConfigError, match="invalid camera id") as err:
+        Settings().camera(camera)
+    assert "\n" not in str(err.value) and "\x1b" not in str(err.value)
+    with pytest.raises(ValidationError):
+        CameraConfig(id=camera)
+    assert check_camera_id("lobby-2.b_1") == "lobby-2.b_1" and Settings().camera("lobby-2.b_1").id == "lobby-2.b_1"

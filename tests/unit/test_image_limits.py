@@ -1,9 +1,11 @@
-"""Image bombs are refused from their header, before anything decodes them (issue 13, item 2)."""
+"""Image bombs are refused from their header, before anything decodes them (issue 13, item 2; the
+progressive JPEG of thousands of empty scans: issue 23, item 9)."""
 
 from __future__ import annotations
 
 import resource
 import struct
+import time
 from pathlib import Path
 
 import cv2
@@ -11,8 +13,15 @@ import numpy as np
 import pytest
 
 from genesis.services.enroll import EnrollError, decode_image, read_image
-from genesis.services.image_limits import MAX_PIXELS, ImageRefusedError, check_image, read_header
-from tests.bombs import png_bomb, rle_bmp_bomb
+from genesis.services.image_limits import (
+    MAX_DECODE_PASSES,
+    MAX_JPEG_SCANS,
+    MAX_PIXELS,
+    ImageRefusedError,
+    check_image,
+    read_header,
+)
+from tests.bombs import png_bomb, progressive_jpeg_bomb, rle_bmp_bomb
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +91,55 @@ def test_the_limit_is_the_documented_one() -> None:
     side = int(MAX_PIXELS ** 0.5)
     assert check_image(cv2.imencode(".png", np.zeros((10, 10), np.uint8))[1].tobytes(), "ok").pixels == 100
     assert read_header(b"GIF89a" + struct.pack("<HH", side, side)).pixels <= MAX_PIXELS
+
+
+def test_progressive_jpeg_of_thousands_of_scans_is_refused_fast(tmp_path: Path) -> None:
+    """30 KB, 36 megapixels (under the pixel cap), 3000 empty scans: each a pass of the decoder over
+    the whole coefficient buffer (about 5 ms each here, 100 s on the probe's machine; +300 MB)."""
+    bomb = progressive_jpeg_bomb(tmp_path / "scans.jpg")
+    data = bomb.read_bytes()
+    assert len(data) < 40_000 and read_header(data).pixels < MAX_PIXELS
+    assert read_header(data).scans == 3000
+    before, t0 = _max_rss_mb(), time.perf_counter()
+    with pytest.raises(ImageRefusedError, match=r"too costly to decode .*3000 scans"):
+        check_image(data, "bomb")
+    with pytest.raises(EnrollError, match="too costly to decode"):
+        decode_image(data, "bomb")
+    assert time.perf_counter() - t0 < 2.0
+    assert _max_rss_mb() - before < 100
+
+
+def test_fewer_scans_are_refused_by_the_work_they_make(tmp_path: Path) -> None:
+    """Under the scan cap, a 36-megapixel file of 60 scans (about 21 passes) is still too much
+    work; the same scans over a small image are not (and OpenCV decodes that file: it is a JPEG)."""
+    data = progressive_jpeg_bomb(tmp_path / "sixty.jpg", 6000, 60).read_bytes()
+    assert read_header(data).scans == 60 < MAX_JPEG_SCANS
+    with pytest.raises(ImageRefusedError, match="passes over 36 megapixels"):
+        check_image(data, "bomb")
+    small = progressive_jpeg_bomb(tmp_path / "small.jpg", 64, 60).read_bytes()
+    assert check_image(small, "small").scans == 60
+    assert decode_image(small, "small").shape == (64, 64, 3)
+
+
+def test_scans_after_stray_bytes_are_counted(tmp_path: Path) -> None:
+    """The decoder skips bytes between segments to the next marker; the count does too."""
+    data = progressive_jpeg_bomb(tmp_path / "b.jpg").read_bytes()
+    sos = data.index(b"\xff\xda")
+    hidden = data[:sos] + b"\x00\x17garbage" + data[sos:]
+    assert read_header(hidden).scans == 3000
+    with pytest.raises(ImageRefusedError, match="too costly"):
+        check_image(hidden, "hidden")
+
+
+def test_real_progressive_photos_pass(data_dir: Path) -> None:
+    for photo in sorted((data_dir / "faces" / "known").glob("*/*.jpg"))[:4]:
+        image = cv2.imread(str(photo))
+        for flags in ([cv2.IMWRITE_JPEG_PROGRESSIVE, 1], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1,
+                                                          cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+                                                          cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]):
+            data = cv2.imencode(".jpg", image, flags)[1].tobytes()
+            header = check_image(data, photo.name)
+            assert header.scans == 10 and 4 < header.passes < 6, header
+        assert check_image(cv2.imencode(".jpg", image)[1].tobytes(), photo.name).scans == 1
+    # The largest photo the pixel cap allows, progressive, is within the work bound.
+    assert MAX_PIXELS * 6 <= MAX_DECODE_PASSES

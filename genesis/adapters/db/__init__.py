@@ -3,7 +3,7 @@ of every area (no module outside ``genesis.adapters`` imports SQLAlchemy: tests/
 
 from sqlalchemy import Engine
 
-from genesis.adapters.db.probe import DatabaseError, DatabaseUnavailableError
+from genesis.adapters.db.probe import DatabaseError, DatabaseUnavailableError, is_disk_full
 from genesis.adapters.db.repository import (
     ALEMBIC_INI,
     MIGRATIONS_DIR,
@@ -30,5 +30,6 @@ __all__ = [
     "RunRecord",
     "TrackRecord",
     "alembic_config",
+    "is_disk_full",
     "make_engine",
 ]

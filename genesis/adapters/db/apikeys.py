@@ -53,6 +53,13 @@ def parse_key(token: str) -> str | None:
     return key_id
 
 
+def key_prefix(token: str) -> str:
+    """What names a presented key without its secret: ``gk_<id>`` of a well-formed key, else
+    ``(malformed)`` (the failed-authentication throttle counts per prefix as well as per address)."""
+    key_id = parse_key(token)
+    return f"{KEY_PREFIX}{key_id}" if key_id is not None else "(malformed)"
+
+
 def _info(row: ApiKey) -> ApiKeyInfo:
     return ApiKeyInfo(row.id, row.name, row.role, row.created_at, row.last_used_at, row.revoked_at)
 

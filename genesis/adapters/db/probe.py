@@ -3,6 +3,7 @@ library's own classes under names of ours, so that no module outside the adapter
 
 from __future__ import annotations
 
+import errno
 from functools import lru_cache
 from typing import Any
 
@@ -16,6 +17,29 @@ DatabaseUnavailableError = OperationalError
 DATABASE_AWAY_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, DisconnectionError)
 """The errors that say the database is away for now (worth a retry): connection lost, server
 restarting, deadlock or serialization failure (psycopg2 raises all of them as OperationalError)."""
+
+
+SQLITE_FULL = 13
+"""SQLite's "database or disk is full"."""
+POSTGRES_DISK_FULL = "53100"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the disk is full: OSError ENOSPC/EDQUOT, SQLite's
+    SQLITE_FULL, PostgreSQL's disk_full (53100)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if getattr(current, "sqlite_errorcode", None) == SQLITE_FULL:
+            return True
+        if getattr(current, "pgcode", None) == POSTGRES_DISK_FULL:
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+    return False
 
 
 @lru_cache(maxsize=4)
@@ -35,4 +59,4 @@ def ping(url: str, timeout_s: float) -> None:
         conn.execute(text("SELECT 1"))
 
 
-__all__ = ["DATABASE_AWAY_ERRORS", "DatabaseError", "DatabaseUnavailableError", "ping"]
+__all__ = ["DATABASE_AWAY_ERRORS", "DatabaseError", "DatabaseUnavailableError", "is_disk_full", "ping"]

@@ -14,10 +14,11 @@ from genesis.api.schemas import CameraOut, LiveCounts
 from genesis.api.services import frames
 from genesis.api.services import pipeline as pipeline_svc
 from genesis.api.services.events import EventFilter
+from genesis.config.cameras import CAMERA_ID_PATTERN, MAX_CAMERA_ID
 
 router = APIRouter(prefix="/api/cameras", tags=["cameras"], responses=ERROR_RESPONSES)
 
-CameraPath = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Camera id.")]
+CameraPath = Annotated[str, Path(max_length=MAX_CAMERA_ID, pattern=CAMERA_ID_PATTERN, description="Camera id.")]
 
 
 def _known(s: Services, camera: str) -> None:

@@ -22,11 +22,12 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
 from genesis import __version__
-from genesis.adapters.db.apikeys import ApiKeyInfo, csrf_token
+from genesis.adapters.db.apikeys import ApiKeyInfo, csrf_token, key_prefix
 from genesis.api.deps import Services
 from genesis.api.guard import CSRF_FIELD, LOGIN_COOKIE, SESSION_COOKIE, AuthThrottle, client_of
 from genesis.api.services import identities as identities_svc
 from genesis.api.services import pipeline as pipeline_svc
+from genesis.domain.printable import for_log
 
 log = logging.getLogger("genesis.api.auth")
 
@@ -100,13 +101,13 @@ def login(request: Request, s: Services, api_key: Annotated[str, Form(max_length
         return _login_page(request, s, "the login form expired or came from another site: try again", 403)
     throttle: AuthThrottle = request.app.state.auth_throttle
     client = client_of(request.scope)
-    wait = throttle.blocked(client)
-    if wait > 0:
-        return _login_page(request, s, f"too many failed logins: try again in {wait:.0f} s", 429)
-    key = s.keys.verify(api_key.strip()) if api_key.strip() else None
+    key = s.keys.verify(api_key.strip()) if api_key.strip() else None  # a right key always logs in
     if key is None:
-        throttle.failure(client)
-        log.warning("authentication failed: dashboard login from %s: unknown, revoked or malformed API key", client)
+        wait = throttle.failure(client, key_prefix(api_key.strip()))
+        if wait > 0:
+            return _login_page(request, s, f"too many failed logins: try again in {wait:.0f} s", 429)
+        log.warning("authentication failed: dashboard login from %s: unknown, revoked or malformed API key",
+                    for_log(client))
         return _login_page(request, s, "invalid or revoked API key", 401)
     token = s.sessions.create(key.id, s.settings.api.session_max_age_s)
     response = RedirectResponse("/", status_code=303)

@@ -18,7 +18,7 @@ from genesis.api.services import identities as svc
 from genesis.backends.weights import WeightsError
 from genesis.identities.crypto import BiometricKeyError
 from genesis.identities.store import IdentityError, NearIdentityError
-from genesis.services.image_limits import MAX_PIXELS, ImageRefusedError, read_header
+from genesis.services.image_limits import ImageRefusedError, read_header, too_costly
 
 router = APIRouter(prefix="/api/identities", tags=["identities"], responses=ERROR_RESPONSES)
 
@@ -44,9 +44,9 @@ def read_upload(s: AppServices, photo: UploadFile) -> svc.Upload:
         header = read_header(data)
     except ImageRefusedError:
         header = None  # not an image: the enrollment's rejection (422) says so with the others
-    if header is not None and header.pixels > MAX_PIXELS:
-        raise ApiError(413, f"{label}: image too large ({header.width}x{header.height} {header.format}, more than "
-                       f"{MAX_PIXELS // 1_000_000} megapixels)", code="image_too_large")
+    reason = too_costly(header) if header is not None else None
+    if reason is not None:  # too many pixels, or a JPEG of too many scans (decoding work)
+        raise ApiError(413, f"{label}: {reason}", code="image_too_large")
     return svc.Upload(label, data)
 
 
