@@ -202,4 +202,13 @@ def timed(item: pytest.Item) -> Iterator[None]:
             folder.mkdir(parents=True, exist_ok=True)
             with (folder / f"{WORKER}.jsonl").open("a") as fh:
                 fh.write(json.dumps({"test": plain_id(item.nodeid), "worker": WORKER, "wall_s": round(wall, 3),
-                                     "cpu_s": round(cpu, 3), "end": time.time()}) + "\n")
+                                     "cpu_s": round(cpu, 3), "end": time.time(),
+                                     "outcome": getattr(item, "genesis_outcome", "passed")}) + "\n")
+
+
+def record_outcome(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Keep the worst outcome of the test's phases on the item (for the timing records)."""
+    if report.failed:
+        item.genesis_outcome = "failed"  # type: ignore[attr-defined]
+    elif report.skipped and getattr(item, "genesis_outcome", "passed") == "passed":
+        item.genesis_outcome = "skipped"  # type: ignore[attr-defined]

@@ -38,14 +38,16 @@ def table(rows: list[dict[str, object]], top: int) -> str:
     by_worker: dict[str, float] = defaultdict(float)
     for r in rows:
         by_worker[str(r["worker"])] += num(r, "wall_s")
+    failed = [str(r["test"]) for r in rows if r.get("outcome") == "failed"]
     lines = [
-        f"{len(rows)} tests; wall {wall:.0f} s summed over tests, CPU {cpu:.0f} s "
+        f"{len(rows)} tests ({len(failed)} failed); wall {wall:.0f} s summed over tests, CPU {cpu:.0f} s "
         f"(test processes and the children they waited for); per worker: "
         + ", ".join(f"{w} {s:.0f} s" for w, s in sorted(by_worker.items())),
         "",
         "| test | wall s | CPU s | waiting s | worker |",
         "| --- | ---: | ---: | ---: | --- |",
     ]
+    lines[1:1] = [f"- failed: `{t}`" for t in failed]
     for r in rows[:top]:
         w, c = num(r, "wall_s"), num(r, "cpu_s")
         lines.append(f"| `{r['test']}` | {w:.1f} | {c:.1f} | {max(w - c, 0):.1f} | {r['worker']} |")

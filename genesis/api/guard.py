@@ -102,14 +102,15 @@ class AuthThrottle:
     def _wait(self, level: float) -> float:
         return 0.0 if level >= 1.0 else (1.0 - level) / self.rate if self.rate > 0 else 3600.0
 
-    def failure(self, client: str, prefix: str) -> float:
-        """Count one failed authentication of ``client`` with a key of ``prefix``: 0 when both
-        buckets allowed it (answer 401), else the seconds until they both would (answer 429)."""
+    def failure(self, client: str, prefix: str | None) -> float:
+        """Count one failed authentication of ``client`` with a key of ``prefix`` (None: a malformed
+        key, counted against the address only): 0 when the buckets allowed it (answer 401), else the
+        seconds until they all would (answer 429)."""
         with self._lock:
             now = time.monotonic()
             if len(self._buckets) >= self.MAX_CLIENTS:  # forget buckets that are full again
                 self._buckets = {c: v for c, v in self._buckets.items() if self._level(c, now) < self.burst}
-            buckets = (f"address {client}", f"key {prefix}")
+            buckets = [f"address {client}"] + ([f"key {prefix}"] if prefix is not None else [])
             levels = [self._level(b, now) for b in buckets]
             for bucket, level in zip(buckets, levels, strict=True):
                 self._buckets[bucket] = (max(0.0, level - 1.0), now)

@@ -117,8 +117,8 @@ def test_health_needs_no_key(client: TestClient) -> None:
 
 
 def test_every_api_route_needs_a_key(client: TestClient) -> None:
-    """Each route from its own client address: two wrong keys each stay within the failed-authentication
-    allowance of one client (test_api_security tests the throttle)."""
+    """Each route from its own client address and with a key id of its own: two wrong keys each stay within the
+    failed-authentication allowance of one client and of one key id (test_api_security tests the throttle)."""
     spec = client.get("/openapi.json").json()
     routes = [(m.upper(), path) for path, ops in spec["paths"].items() for m in ops]
     assert len(routes) >= 15 and all(p.startswith("/api") for _, p in routes if p != "/health")
@@ -128,7 +128,8 @@ def test_every_api_route_needs_a_key(client: TestClient) -> None:
         url = path.replace("{name}", "x").replace("{camera}", CAMERA).replace("{letter_id}", "x") \
             .replace("{key_id}", "0123abcd").replace("{alert_id}", "1").replace("{cluster}", "unknown-1") \
             .replace("{run}", "x").replace("{track}", "1").replace("{photo}", "1")
-        for headers in ({}, {"X-API-Key": "gk_00000000_nope"}, {"X-API-Key": "not-a-key"}):
+        # A key id of its own too: failures are also counted per key id (prefix).
+        for headers in ({}, {"X-API-Key": f"gk_{i:08x}_nope"}, {"X-API-Key": "not-a-key"}):
             r = c.request(method, url, headers=headers)
             assert r.status_code == 401, (method, url, headers, r.text)
             assert error_of(r)["code"] == "unauthorized"

@@ -205,9 +205,10 @@ def test_face_crops_are_encrypted_and_never_served_without_a_key(watched_run: di
         raw = bytes(crop)
         assert is_encrypted(raw) and b"\xff\xd8\xff" not in raw  # ciphertext at rest, no JPEG marker
         url = f"/api/tracks/{run_id}/{track_id}/face.jpg"
-        # From a client address of its own: the failed-authentication allowance is per client.
+        # From a client address and with a key id of its own: the failed-authentication allowance is per client
+        # and per key id.
         stranger = TestClient(client.app, raise_server_exceptions=False, client=(f"10.9.0.{track_id % 250 + 1}", 1))
-        for headers in ({}, {"X-API-Key": "gk_00000000_nope"}, {"X-API-Key": "not-a-key"}):
+        for headers in ({}, {"X-API-Key": f"gk_{track_id:08x}_nope"}, {"X-API-Key": "not-a-key"}):
             r = stranger.get(url, headers=headers)
             assert r.status_code == 401 and r.headers["content-type"].startswith("application/json"), r.text
         r = client.get(url, headers=h(keys, "viewer"))

@@ -53,11 +53,12 @@ def parse_key(token: str) -> str | None:
     return key_id
 
 
-def key_prefix(token: str) -> str:
-    """What names a presented key without its secret: ``gk_<id>`` of a well-formed key, else
-    ``(malformed)`` (the failed-authentication throttle counts per prefix as well as per address)."""
+def key_prefix(token: str) -> str | None:
+    """What names a presented key without its secret: ``gk_<id>`` of a well-formed key, else None
+    (the failed-authentication throttle counts per prefix as well as per address; a malformed key
+    names no key, and is counted against its address only)."""
     key_id = parse_key(token)
-    return f"{KEY_PREFIX}{key_id}" if key_id is not None else "(malformed)"
+    return f"{KEY_PREFIX}{key_id}" if key_id is not None else None
 
 
 def _info(row: ApiKey) -> ApiKeyInfo:
