@@ -24,6 +24,12 @@ class DistributedConfig(StrictModel):
         default=200, ge=1, description="Capture drops frames while this many detect messages are waiting "
         "(each holds at most detect_batch_frames frames)."
     )
+    frame_memory_limit: float = Field(
+        default=0.9, gt=0.0, le=1.0,
+        description="Capture stores no frame while the frame store's Redis uses more than this fraction of its "
+        "maxmemory: the frames are dropped and counted (reason redis_full), and the rest of the memory stays for "
+        "queued tasks, results, run state and end markers. No effect on a Redis without maxmemory.",
+    )
     detect_batch_frames: int = Field(
         default=8, ge=1, le=64,
         description="Most frames of a file per detect message. Capture batches only while detect messages are "

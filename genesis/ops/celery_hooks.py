@@ -6,7 +6,9 @@ Connected when :mod:`genesis.celery` is imported. For a worker (a launcher, or a
 - ``worker_init`` (main process, before the pool starts): when the worker has an endpoint, give
   its process group an empty prometheus multiprocess folder, so that what the prefork children
   record is added up by the main process.
-- ``worker_ready`` (main process): start the endpoint (``ops.host``, port below).
+- ``worker_ready`` (main process): warn (one log line each) when a Redis of the pipeline has an
+  eviction policy that deletes keys silently (:mod:`genesis.adapters.redis_memory`); start the
+  endpoint (``ops.host``, port below).
 - ``task_prerun`` / ``task_postrun`` (where the task runs): ``genesis_tasks_total`` and
   ``genesis_task_duration_seconds`` per task and final state; ``task_failure``: the last error.
 - ``worker_process_shutdown`` (a pool child exits): ``mark_process_dead``.
@@ -71,6 +73,16 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
 
 
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
+    settings_now = _state.get("settings")
+    if isinstance(settings_now, Settings) and not _state.get("eviction_checked"):
+        _state["eviction_checked"] = True
+        from genesis.adapters.redis_memory import eviction_warnings
+
+        try:
+            for warning in eviction_warnings(settings_now):
+                log.warning("worker: %s", warning)
+        except Exception:  # a warning is never worth a worker that does not start
+            log.debug("eviction policy not checked", exc_info=True)
     if not _state.get("port") or "server" in _state:
         return
     from genesis.ops.server import OpsServer

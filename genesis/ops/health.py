@@ -84,6 +84,20 @@ def check_broker(url: str, timeout_s: float) -> Check:
     return Check("broker", True, f"{_redacted(url)} reachable")
 
 
+def check_eviction(settings: Settings) -> Check:
+    """The pipeline's Redis servers keep every key when full (``maxmemory-policy noeviction``, or
+    no limit): an evicting policy loses frames and messages silently (degraded, not failing)."""
+    from genesis.adapters.redis_memory import eviction_warnings
+
+    try:
+        warnings = eviction_warnings(settings, settings.ops.check_timeout_s)
+    except Exception as exc:  # unreachable: the broker check says so
+        return Check("redis memory", True, f"not checked: {type(exc).__name__}", "degraded")
+    if warnings:
+        return Check("redis memory", False, "; ".join(warnings), "degraded")
+    return Check("redis memory", True, "no eviction policy that deletes keys", "degraded")
+
+
 def check_database(url: str, timeout_s: float, severity: Level) -> Check:
     """The database accepts a connection and answers ``SELECT 1``."""
     from genesis.adapters.db.probe import DatabaseError, ping

@@ -79,7 +79,7 @@ class BaseProbe:
     # -- health -------------------------------------------------------------------------------
 
     def checks(self) -> list[h.Check]:
-        return [h.check_broker(self.settings.broker_url, self.timeout)]
+        return [h.check_broker(self.settings.broker_url, self.timeout), h.check_eviction(self.settings)]
 
     def health(self) -> tuple[int, dict[str, Any]]:
         result = h.combine(self.checks())

@@ -19,6 +19,16 @@ Live sources (URLs, webcams) reconnect with exponential backoff and jitter when 
 opened or stop delivering frames, and report ``degraded`` meanwhile; a file that is missing or
 corrupt is a ``SourceError`` before anything is written.
 
+Redis full (``maxmemory`` with ``noeviction``, see :mod:`genesis.adapters.redis_memory`): above
+``distributed.frame_memory_limit`` of its ``maxmemory`` the capture stores no frame, and a write Redis
+refuses (``OOM``) drops the frames of that message (what of them was stored is deleted) and waits
+``FULL_BACKOFF_S``; both are counted drops (reason ``redis_full``), the rest of the memory keeps room
+for the end marker, so the run still ends. At start the capture warns (one log line) when the
+eviction policy would delete frames or messages silently.
+
+Damaged files: the reader skips the damaged places and reads on (``VideoSource.damage``); the end
+of the run says how many frames that cost (``frames_damaged``, ``damaged_places``).
+
 Redis (frame store or broker) away: a file's frames are stored and published again with the same
 backoff until it is back; a live source's frames read meanwhile are dropped and counted (a camera
 does not wait); ``degraded`` meanwhile. So a Redis restart neither kills the capture nor loses the
@@ -30,6 +40,7 @@ credentials masked (``redact``).
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import threading
@@ -37,7 +48,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import kombu.exceptions
@@ -47,7 +58,8 @@ from genesis.adapters.broker import detect_backlog
 from genesis.adapters.db.repository import Repository
 from genesis.adapters.frame_store import FrameStore, encode_jpeg
 from genesis.adapters.redis_keys import frame_key
-from genesis.adapters.video import RawFrame, SourceError, SourceInfo, VideoSource
+from genesis.adapters.redis_memory import RedisMemory, eviction_warnings, frames_fit, is_out_of_memory
+from genesis.adapters.video import RawFrame, SourceDamage, SourceError, SourceInfo, VideoSource
 from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameRef
 from genesis.domain.redact import redact
@@ -57,11 +69,15 @@ from genesis.tasks.celery_config import make_app
 if TYPE_CHECKING:
     from celery import Celery
 
+log = logging.getLogger(__name__)
+
 PublishFn = Callable[[list[FrameRef], str, int], None]
 """Send stored frames on, in seq order: ``(refs, run_id, prev_seq)`` where ``prev_seq`` is the
 seq of the frame published before ``refs[0]`` (-1 for none)."""
 BacklogFn = Callable[[], int]
 """How many messages wait on the detect queue now."""
+MemoryFn = Callable[[], RedisMemory | None]
+"""The frame store's Redis memory now (None: unknown)."""
 EndFn = Callable[[str, dict[str, Any]], None]
 """The end of a run: ``(run_id, summary)``."""
 
@@ -73,6 +89,8 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     kombu.exceptions.OperationalError, ConnectionError, TimeoutError,
 )
 """Errors of a frame store or broker that is away for a while: wait for it."""
+SEND_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.ResponseError, *OUTAGE_ERRORS)
+"""What sending can raise that the loop looks at: an outage, or a write refused (OOM: Redis full)."""
 
 State = Literal["connected", "degraded", "stopped"]
 SourceKind = Literal["file", "url", "webcam"]
@@ -82,6 +100,13 @@ BACKOFF_MAX_S = 30.0
 BACKOFF_JITTER = 0.2
 """Each wait is the backoff delay shortened by up to this fraction, at random, so that many
 cameras that failed together do not all retry in the same instant."""
+
+FULL_BACKOFF_S = 0.5
+"""After Redis refused a write for want of memory, the capture waits this long before the next frame."""
+
+DropReason = Literal["backpressure", "redis_full", "redis_away"]
+"""Why frames were dropped: the detect backlog was full; the frame store's Redis was full (or
+refused a write, OOM); Redis was unreachable while a live source went on delivering."""
 
 PACED_READ_S = 0.02
 """A source read that took this long blocked on the source: no batching then (no added delay)."""
@@ -116,13 +141,17 @@ SourceOpener = Callable[[str], FrameSource]
 _COUNTERS_LOCK = threading.Lock()
 _PUBLISHED: Counter[str] = Counter()
 _DROPPED: Counter[str] = Counter()
+_DROPPED_BY: Counter[tuple[str, str]] = Counter()
 
 
-def capture_counters() -> dict[str, dict[str, int]]:
-    """Frames published and dropped (backpressure) per camera since this process started."""
+def capture_counters() -> dict[str, dict[str, Any]]:
+    """Frames published and dropped per camera since this process started (``dropped_by``: per
+    reason)."""
     with _COUNTERS_LOCK:
         cameras = sorted(set(_PUBLISHED) | set(_DROPPED))
-        return {c: {"published": _PUBLISHED[c], "dropped": _DROPPED[c]} for c in cameras}
+        return {c: {"published": _PUBLISHED[c], "dropped": _DROPPED[c],
+                    "dropped_by": {r: n for (cam, r), n in sorted(_DROPPED_BY.items()) if cam == c}}
+                for c in cameras}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +161,7 @@ class CaptureStats:
     """Frames taken from the source (after the stride)."""
     published: int
     dropped: int
-    """Frames dropped by backpressure."""
+    """Frames dropped (every reason)."""
     reconnects: int
     skipped: int = 0
     """Frames of a live source skipped to keep to ``camera.fps``."""
@@ -142,6 +171,11 @@ class CaptureStats:
     """False when a live source never connected before the stop: no run was recorded."""
     outage_s: float = 0.0
     """Seconds a live source was lost between connections (its gaps)."""
+    dropped_by: dict[str, int] = field(default_factory=dict)
+    """``dropped`` per reason (:data:`DropReason`), the reasons that happened only."""
+    damaged: int = 0
+    """Frames of a file (after the stride) in damaged places the reader skipped."""
+    damaged_places: int = 0
 
 
 def backoff_delays(initial_s: float = BACKOFF_INITIAL_S, max_s: float = BACKOFF_MAX_S) -> Iterator[float]:
@@ -179,6 +213,7 @@ class CaptureLoop:
         backoff_max_s: float = BACKOFF_MAX_S,
         clock: Callable[[], float] = time.monotonic,
         keep_alive: KeepAlive | None = None,
+        memory: MemoryFn | None = None,
     ) -> None:
         self.settings = settings
         self.camera = camera
@@ -198,11 +233,14 @@ class CaptureLoop:
         self.backoff_max_s = backoff_max_s
         self.clock = clock
         self.keep_alive = keep_alive
+        self.memory = memory
         self._lock = threading.Lock()
         self._state: State = "stopped"
         self._last_error: str | None = None
         self._read = self._published = self._dropped = self._skipped = self._reconnects = 0
         self._connect_failures = 0
+        self._dropped_by: Counter[str] = Counter()
+        self._damage = SourceDamage()
         self._prev_seq = -1
         self._run_started = False
         self._pending: list[tuple[FrameRef, bytes]] = []
@@ -229,7 +267,10 @@ class CaptureLoop:
                 "read": self._read,
                 "published": self._published,
                 "dropped": self._dropped,
+                "dropped_by": dict(self._dropped_by),
                 "skipped": self._skipped,
+                "damaged": self._damage.frames,
+                "damaged_places": self._damage.places,
                 "reconnects": self._reconnects,
                 "outage_s": round(self._outage_s, 3),
                 "connect_failures": self._connect_failures,
@@ -249,6 +290,9 @@ class CaptureLoop:
                 skipped=self._skipped,
                 last_seq=self._prev_seq,
                 started=self._run_started,
+                dropped_by=dict(self._dropped_by),
+                damaged=self._damage.frames,
+                damaged_places=self._damage.places,
             )
 
     def _set_state(self, state: State, error: str | None = None) -> None:
@@ -398,7 +442,31 @@ class CaptureLoop:
                 break
             read_from = self.clock()
         self._flush()
+        damage = getattr(source, "damage", None)  # a file's damaged places, read past (VideoSource)
+        if isinstance(damage, SourceDamage):
+            with self._lock:
+                self._damage = SourceDamage(self._damage.frames + damage.frames,
+                                            self._damage.source_frames + damage.source_frames,
+                                            self._damage.places + damage.places)
         return last
+
+    def _drop(self, n: int, reason: DropReason) -> None:
+        with self._lock:
+            self._dropped += n
+            self._dropped_by[reason] += n
+        with _COUNTERS_LOCK:
+            _DROPPED[self.camera.id] += n
+            _DROPPED_BY[(self.camera.id, reason)] += n
+
+    def _frames_fit(self) -> bool:
+        """Whether the frame store's Redis has room for frames (``distributed.frame_memory_limit``)."""
+        if self.memory is None:
+            return True
+        try:
+            memory = self.memory()
+        except OUTAGE_ERRORS:
+            return True  # away: the sending path waits or drops, and says so
+        return frames_fit(memory, self.settings.distributed.frame_memory_limit)
 
     def _handle(self, seq: int, raw: RawFrame, paced: bool = False) -> None:
         captured_at = time.time()
@@ -412,18 +480,15 @@ class CaptureLoop:
                 self._outage = True
                 self._set_state("degraded", f"frame store or broker unreachable: {type(exc).__name__}: {exc}")
                 if self.live:
-                    with self._lock:
-                        self._dropped += 1
-                    with _COUNTERS_LOCK:
-                        _DROPPED[self.camera.id] += 1
+                    self._drop(1, "redis_away")
                     return
                 waiting = 0
                 self._until_sent("the queue length", self.backlog)
             if waiting >= d.max_backlog:
-                with self._lock:
-                    self._dropped += 1
-                with _COUNTERS_LOCK:
-                    _DROPPED[self.camera.id] += 1
+                self._drop(1, "backpressure")
+                return
+            if not self._frames_fit():
+                self._drop(1, "redis_full")
                 return
             self._batch = d.detect_batch_frames if waiting and not (self.live or paced) else 1
         image = raw.image
@@ -447,21 +512,26 @@ class CaptureLoop:
             self.store.put_many([(ref.key, data) for ref, data in pending])
             self.publish(refs, self.run_id, prev)
 
-        if self.live:
-            # A camera does not wait: what cannot be sent now is dropped (and counted), and the
-            # next frame tries again. The chain goes on from the last frame published.
-            try:
-                send()
-            except OUTAGE_ERRORS as exc:
-                self._outage = True
-                self._set_state("degraded", f"frame store or broker unreachable: {type(exc).__name__}: {exc}")
-                with self._lock:
-                    self._dropped += len(refs)
-                with _COUNTERS_LOCK:
-                    _DROPPED[self.camera.id] += len(refs)
+        try:
+            if self.live:
+                # A camera does not wait: what cannot be sent now is dropped (and counted), and the
+                # next frame tries again. The chain goes on from the last frame published.
+                try:
+                    send()
+                except OUTAGE_ERRORS as exc:
+                    if is_out_of_memory(exc):
+                        raise
+                    self._outage = True
+                    self._set_state("degraded", f"frame store or broker unreachable: {type(exc).__name__}: {exc}")
+                    self._drop(len(refs), "redis_away")
+                    return
+                self._outage_over()
+            elif not self._until_sent(f"frames {refs[0].seq}-{refs[-1].seq}", send):
                 return
-            self._outage_over()
-        elif not self._until_sent(f"frames {refs[0].seq}-{refs[-1].seq}", send):
+        except SEND_ERRORS as exc:
+            if not is_out_of_memory(exc):
+                raise
+            self._redis_full(refs, exc)
             return
         with self._lock:
             self._prev_seq = refs[-1].seq
@@ -469,14 +539,32 @@ class CaptureLoop:
         with _COUNTERS_LOCK:
             _PUBLISHED[self.camera.id] += len(refs)
 
-    def _until_sent(self, what: str, send: Callable[[], object]) -> bool:
-        """Call ``send`` until Redis takes it, waiting with backoff while it is away; False when
-        ``stop`` was set first (what was to be sent is then lost, and the run ends without it)."""
+    def _redis_full(self, refs: list[FrameRef], exc: BaseException) -> None:
+        """Redis refused the frames of a message (OOM): a counted drop; what of them was stored is
+        deleted (``DEL`` is allowed in a full Redis), then a short wait for memory to free."""
+        self._drop(len(refs), "redis_full")
+        self._set_state("degraded", f"frame store full, frames dropped: {type(exc).__name__}: {exc}")
+        self._outage = True  # "connected" again with the next message that goes through
+        try:
+            for ref in refs:
+                self.store.delete(ref.key)
+        except SEND_ERRORS:
+            pass  # they expire with their TTL
+        self.stop.wait(FULL_BACKOFF_S)
+
+    def _until_sent(self, what: str, send: Callable[[], object], *, wait_when_full: bool = False) -> bool:
+        """Call ``send`` until Redis takes it, waiting with backoff while it is away (and, with
+        ``wait_when_full``, while it is out of memory; otherwise that error goes to the caller);
+        False when ``stop`` was set first (what was to be sent is then lost, and the run ends
+        without it)."""
         delays = backoff_delays(self.backoff_initial_s, self.backoff_max_s)
         while True:
             try:
                 send()
-            except OUTAGE_ERRORS as exc:
+            except SEND_ERRORS as exc:
+                full = is_out_of_memory(exc)
+                if (full and not wait_when_full) or not (full or isinstance(exc, OUTAGE_ERRORS)):
+                    raise
                 self._outage = True
                 self._set_state("degraded", f"frame store or broker unreachable ({what} wait): "
                                 f"{type(exc).__name__}: {exc}")
@@ -501,6 +589,7 @@ class CaptureLoop:
                 "last_seq": stats.last_seq,
                 "frames": stats.published,
                 "dropped": stats.dropped,
+                **({"dropped_by": stats.dropped_by} if stats.dropped_by else {}),
                 "stride": self.stride,
                 "fps": self._fps(info),
                 "width": info.width,
@@ -512,18 +601,20 @@ class CaptureLoop:
             }
         # The end marker must get through even if Redis is away right now (a stop request
         # still ends the run: one last try below).
-        if not self._until_sent("end of the run", lambda: end(self.run_id, summary)):
+        if not self._until_sent("end of the run", lambda: end(self.run_id, summary), wait_when_full=True):
             end(self.run_id, summary)
 
     def _declared(self, info: SourceInfo, read: int) -> dict[str, int]:
         """A file's declared length (after stride and ``max_frames``) and the frames read from it,
         for the truncated-file warning of the run's meta (nothing for a live source)."""
+        damage = ({"frames_damaged": self._damage.frames, "damaged_places": self._damage.places}
+                  if self._damage.places else {})
         if info.frame_count is None:
-            return {}
+            return damage
         declared = -(-info.frame_count // self.stride)
         if self.max_frames is not None:
             declared = min(declared, self.max_frames)
-        return {"frames_declared": declared, "frames_read": read}
+        return {"frames_declared": declared, "frames_read": read, **damage}
 
 
 # -- the distributed wiring ---------------------------------------------------------------
@@ -563,6 +654,14 @@ def distributed_capture(
     def end(run: str, summary: dict[str, Any]) -> None:
         publish_end(celery_app, settings, store.client, camera.id, run, summary)
 
+    def memory() -> RedisMemory | None:
+        from genesis.adapters.redis_memory import redis_memory
+
+        return redis_memory(store.client)
+
+    for warning in eviction_warnings(settings):  # once, at start: a policy that loses data silently
+        log.warning("capture of camera %s: %s", camera.id, warning)
+
     def keep_alive(run: str) -> Callable[[], None]:
         from genesis.pipeline.liveness import RunHeartbeat
 
@@ -574,5 +673,5 @@ def distributed_capture(
         settings, camera, source, store, publish, backlog, stop,
         end=end, repository=repository, run_id=run_id, stride=stride, max_frames=max_frames,
         backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s, keep_alive=keep_alive,
-        open_source=open_source,
+        open_source=open_source, memory=memory,
     )

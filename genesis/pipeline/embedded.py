@@ -234,6 +234,8 @@ def _run(
             progress_state.declared_frames = None
         if isinstance(video, ReconnectingSource):  # the gaps of a live source, counted
             local.extra_meta.update(reconnects=video.reconnects, outage_s=round(video.outage_s, 3))
+        else:  # the damaged places of a file, read past and counted
+            progress_state.damaged, progress_state.damaged_places = video.damage.frames, video.damage.places
         meta = loop.close()
         elapsed = time.perf_counter() - t0
         if snapshot is not None and redactor is not None:  # the heatmap background below
@@ -268,8 +270,8 @@ def _run(
             "source_fps": round(info.fps, 3),
             "stride": stride,
             "frames_processed": state.frames,
-            **({"frames_declared": meta["frames_declared"], "frames_read": meta["frames_read"]}
-               if "frames_declared" in meta else {}),
+            **({k: meta[k] for k in ("frames_declared", "frames_read", "frames_damaged", "damaged_places")
+                if k in meta}),
             "started_at": started.isoformat(),
             "finished_at": datetime.now(UTC).isoformat(),
             "elapsed_s": round(elapsed, 3),

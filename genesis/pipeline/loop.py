@@ -62,6 +62,9 @@ class RunProgress:
     """Frames that arrived as skip markers (a frame that could not be decoded)."""
     missing: int = 0
     """Frames given up after the gap timeout (distributed mode)."""
+    expired: int = 0
+    """Frames whose pixels were gone from the frame store when their detect task ran (expired, or
+    evicted by a Redis that was full: distributed mode), counted instead of dead-lettered."""
     gap_since: float | None = None
     """When the sequencer started to wait for a frame that has not arrived."""
     resent: int = -1
@@ -73,6 +76,10 @@ class RunProgress:
     source_frames_read: int | None = None
     """Frames read from the source when the capture says so (distributed: published + dropped by
     backpressure); None: the frames this loop saw."""
+    damaged: int = 0
+    """Frames of a file (after the stride) that fell in damaged places the reader skipped
+    (``VideoSource.damage``; distributed: from the capture's end of the run)."""
+    damaged_places: int = 0
 
     def run_meta(self) -> dict[str, Any]:
         """The run's meta (stored with the run; ``build_results`` reads it)."""
@@ -84,24 +91,37 @@ class RunProgress:
             "stride": self.stride,
             "skipped_frames": self.skipped,
             "missing_frames": self.missing,
+            "expired_frames": self.expired,
         }
         if self.declared_frames is not None:
             meta["frames_declared"] = self.declared_frames
-            seen = self.frames + self.skipped + self.missing
+            seen = self.frames + self.skipped + self.missing + self.expired
             meta["frames_read"] = seen if self.source_frames_read is None else self.source_frames_read
+        if self.declared_frames is not None or self.damaged_places:
+            meta["frames_damaged"] = self.damaged
+            meta["damaged_places"] = self.damaged_places
         return meta
 
 
 def truncated(meta: dict[str, Any]) -> str | None:
-    """A one-line warning when a file ended before its declared length, else None.
+    """A one-line warning when a file ended before its declared length or was damaged, else None.
 
     Container headers are often off by a frame (a clip here declares 341 frames and holds 340), so
-    a shortfall of one frame, or of 1 % of the declared count, is not a warning."""
+    a shortfall of one frame, or of 1 % of the declared count, is not a warning. Frames skipped in
+    damaged places (``frames_damaged``) are said as such, not taken for an early end; the decoder
+    also drops a few frames after a damaged place without a failed read (until the next frame it
+    can decode whole), up to about as many again, so that much more is tolerated."""
+    parts: list[str] = []
+    damaged, places = int(meta.get("frames_damaged") or 0), int(meta.get("damaged_places") or 0)
+    if places:
+        parts.append(f"the source is damaged in {places} place(s): {damaged} frame(s) there could not be decoded "
+                     "and were skipped, the rest was read")
     declared, read = meta.get("frames_declared"), meta.get("frames_read")
-    if declared is None or read is None or int(declared) - int(read) <= max(1, int(declared) // 100):
-        return None
-    return (f"the source ended early: {read} of the {declared} frames its header declares were read "
-            "(a truncated or damaged file?)")
+    if declared is not None and read is not None and (
+            int(declared) - int(read) - damaged > max(1, int(declared) // 100) + damaged):
+        parts.append(f"the source ended early: {read} of the {declared} frames its header declares were read "
+                     "(a truncated or damaged file?)")
+    return "; ".join(parts) or None
 
 
 @dataclass(slots=True)
@@ -238,9 +258,13 @@ class RunLoop:
             self.flush()
         return outcome
 
-    def skip(self, seq: int) -> None:
-        """A frame that arrived but cannot be used (it could not be decoded)."""
-        self.progress.skipped += 1
+    def skip(self, seq: int, expired: bool = False) -> None:
+        """A frame that arrived but cannot be used: it could not be decoded, or (``expired``) its
+        pixels were gone from the frame store."""
+        if expired:
+            self.progress.expired += 1
+        else:
+            self.progress.skipped += 1
         self.progress.last_seq = seq
 
     def give_up(self) -> None:

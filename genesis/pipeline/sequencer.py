@@ -10,7 +10,9 @@ killed midway is resumed by the next one from the last saved state (the rows it 
 sent are written again, idempotently).
 
 A frame that never arrives is skipped once later frames have waited ``gap_timeout_s``; a frame
-that could not be decoded arrives as a skip marker. Both are counted in the run's meta. Before a
+that could not be decoded arrives as a skip marker, and so does one whose pixels were gone from
+the frame store (expired, or evicted by a full Redis: ``expired``). All are counted in the run's
+meta (``missing_frames``, ``skipped_frames``, ``expired_frames``). Before a
 gap is given up, its detect messages are sent again once (``resend``, the capture keeps them
 beside the frames) and the gap waits ``gap_timeout_s`` more: a message the broker lost (taken
 off its queue by a worker whose connection broke in that instant, see
@@ -71,13 +73,15 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 
 @dataclass(frozen=True, slots=True)
 class FrameResult:
-    """What a detect task hands to the sequencer: detections, or a skip (``error`` set)."""
+    """What a detect task hands to the sequencer: detections, or a skip (``error`` set; ``expired``:
+    the frame was gone from the frame store, counted apart from undecodable ones)."""
 
     frame: FrameRef
     prev_seq: int
     detections: tuple[Detection, ...] = ()
     inference_ms: float = 0.0
     error: str | None = None
+    expired: bool = False
 
     def to_json(self) -> str:
         return json.dumps(encode(self), sort_keys=True)
@@ -251,7 +255,7 @@ class Sequencer:
                 loop.feed(FrameDetections(frame, result.detections, result.inference_ms),
                           lambda f=frame: self.load_image(f))  # type: ignore[misc]
             else:
-                loop.skip(result.frame.seq)
+                loop.skip(result.frame.seq, result.expired)
             progressed = True
             if time.monotonic() - refreshed >= LOCK_REFRESH_S:
                 self.redis.pexpire(lock, LOCK_TTL_MS)
@@ -270,10 +274,12 @@ class Sequencer:
         if end.get("frames") is not None:
             # A gap given up is counted once, whatever its length: the capture's count of the
             # frames it published says how many never came.
-            p.missing = max(p.missing, int(end["frames"]) - p.frames - p.skipped)
+            p.missing = max(p.missing, int(end["frames"]) - p.frames - p.skipped - p.expired)
         if end.get("frames_declared") is not None:  # a file: its declared length, for the truncation warning
             p.declared_frames = int(end["frames_declared"])
-            p.source_frames_read = int(end.get("frames_read", p.frames + p.skipped + p.missing))
+            p.source_frames_read = int(end.get("frames_read", p.frames + p.skipped + p.missing + p.expired))
+        if end.get("damaged_places"):  # a damaged file: the places the capture's reader skipped
+            p.damaged, p.damaged_places = int(end.get("frames_damaged", 0)), int(end["damaged_places"])
         loop.close()
         self.redis.set(done_key(self.run_id), "1", ex=self.settings.distributed.frame_ttl_s * 12)
         self.redis.delete(state_key(self.run_id), results_key(self.run_id))

@@ -6,6 +6,7 @@ A message carries one frame, or several consecutive frames of one run when captu
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
@@ -19,6 +20,8 @@ from genesis.pipeline.sequencer import FrameResult, push_results
 from genesis.stages.detect import camera_tiling, detect_frame
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask
+
+log = logging.getLogger(__name__)
 
 WAKE_TTL_S = 10
 """A pending wake is forgotten after this, so a wake task that was lost cannot stall a run."""
@@ -46,9 +49,16 @@ def detect(self: Any, frames: list[dict[str, Any]] | dict[str, Any], run_id: str
             prev = ref.seq
             continue
         data = stored[ref.key]
+        if data is None:
+            # Expired, or evicted by a full Redis (docs/operations.md, Redis memory): a counted
+            # skip (the run's expired_frames), not a dead letter — there is nothing to replay.
+            log.warning("run %s: frame %d is gone from the frame store (expired or evicted): counted, skipped",
+                        run_id, ref.seq)
+            results.append(FrameResult(ref, prev, error="gone from the frame store (expired or evicted)",
+                                       expired=True))
+            prev = ref.seq
+            continue
         try:
-            if data is None:
-                raise FrameDecodeError(f"frame {ref.key} is gone from the frame store (expired)")
             image = decode_jpeg(data)
         except FrameDecodeError as exc:
             # The stream goes on without this frame; the failure itself goes to the dead letters.
