@@ -324,14 +324,15 @@ def drain(
     Runs nothing works on any more are marked abandoned on the way (and named); messages held
     by dead workers are named apart from those in flight; with work left and no live worker for
     3 x distributed.worker_dead_after_s, or with runs that wait on messages in the dead letters,
-    it stops and says so instead of waiting for --timeout.
+    it stops and says so instead of waiting for --timeout. While the dead letters hold writes of a
+    run (of any run: store tasks that failed for good), it fails and names them (id, task, run).
     """
     import time
 
     import redis
 
     from genesis.adapters.db import Repository
-    from genesis.pipeline.drain import backlog
+    from genesis.pipeline.drain import backlog, lost_writes_message
     from genesis.tasks.celery_config import make_app
 
     settings = settings_from(config)
@@ -355,6 +356,8 @@ def drain(
             # Two empty looks in a row: a task may be between taking a message and sending the next.
             quiet = quiet + 1 if state.empty else 0
             if quiet >= 2:
+                if state.lost_writes:  # nothing left to move, but runs not fully stored
+                    fail(lost_writes_message(state.lost_writes))
                 break
             blocked = blocked + 1 if state.blocked else 0
             if blocked >= 2:

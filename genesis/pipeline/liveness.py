@@ -88,6 +88,7 @@ _RUN_ARG = {
     routing.SAVE_TRACKS: 0,
     routing.FINISH_RUN: 0,
     routing.SAVE_TRACK_FACES: 0,
+    routing.SAVE_ALERTS: 0,
 }
 
 
