@@ -124,6 +124,9 @@ def run(
         if isinstance(exc, DatabaseError):
             raise
         fail(f"{exc}")
+    for gone in result.abandoned:
+        err_console.print(f"run {gone.run_id} (camera {escape(gone.camera_id)}) abandoned: {escape(gone.reason)}; "
+                          "its rows were removed", highlight=False, soft_wrap=True)
     print_summary(result.report)
     if out is not None:
         console.print(f"wrote {', '.join(str(p) for p in result.files)}")
@@ -296,8 +299,14 @@ def report(
 
 
 def _reap_for_report(settings: Any, repo: Any) -> None:
-    """Mark abandoned distributed runs first (so a dead run is reported as such), when Redis is
-    configured and reachable; a report never fails for it."""
+    """Mark abandoned runs first (so a dead run is reported as such): embedded runs whose process
+    on this host is gone, and distributed runs of this site when Redis is configured and
+    reachable; a report never fails for it."""
+    from genesis.pipeline.lease import reap_abandoned_embedded
+
+    for dead in reap_abandoned_embedded(repo):
+        err_console.print(f"run {dead.run_id} (camera {escape(dead.camera_id)}) abandoned: {escape(dead.reason)}; "
+                          "its rows were removed", highlight=False, soft_wrap=True)
     if not settings.broker_url.startswith(("redis://", "rediss://")):
         return
     import redis
