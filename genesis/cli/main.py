@@ -124,6 +124,9 @@ def run(
         if isinstance(exc, DatabaseError):
             raise
         fail(f"{exc}")
+    for gone in result.abandoned:
+        err_console.print(f"run {gone.run_id} (camera {escape(gone.camera_id)}) abandoned: {escape(gone.reason)}; "
+                          "its rows were removed", highlight=False, soft_wrap=True)
     print_summary(result.report)
     if out is not None:
         console.print(f"wrote {', '.join(str(p) for p in result.files)}")
@@ -296,8 +299,14 @@ def report(
 
 
 def _reap_for_report(settings: Any, repo: Any) -> None:
-    """Mark abandoned distributed runs first (so a dead run is reported as such), when Redis is
-    configured and reachable; a report never fails for it."""
+    """Mark abandoned runs first (so a dead run is reported as such): embedded runs whose process
+    on this host is gone, and distributed runs of this site when Redis is configured and
+    reachable; a report never fails for it."""
+    from genesis.pipeline.lease import reap_abandoned_embedded
+
+    for dead in reap_abandoned_embedded(repo):
+        err_console.print(f"run {dead.run_id} (camera {escape(dead.camera_id)}) abandoned: {escape(dead.reason)}; "
+                          "its rows were removed", highlight=False, soft_wrap=True)
     if not settings.broker_url.startswith(("redis://", "rediss://")):
         return
     import redis
@@ -324,14 +333,15 @@ def drain(
     Runs nothing works on any more are marked abandoned on the way (and named); messages held
     by dead workers are named apart from those in flight; with work left and no live worker for
     3 x distributed.worker_dead_after_s, or with runs that wait on messages in the dead letters,
-    it stops and says so instead of waiting for --timeout.
+    it stops and says so instead of waiting for --timeout. While the dead letters hold writes of a
+    run (of any run: store tasks that failed for good), it fails and names them (id, task, run).
     """
     import time
 
     import redis
 
     from genesis.adapters.db import Repository
-    from genesis.pipeline.drain import backlog
+    from genesis.pipeline.drain import backlog, lost_writes_message
     from genesis.tasks.celery_config import make_app
 
     settings = settings_from(config)
@@ -355,6 +365,8 @@ def drain(
             # Two empty looks in a row: a task may be between taking a message and sending the next.
             quiet = quiet + 1 if state.empty else 0
             if quiet >= 2:
+                if state.lost_writes:  # nothing left to move, but runs not fully stored
+                    fail(lost_writes_message(state.lost_writes))
                 break
             blocked = blocked + 1 if state.blocked else 0
             if blocked >= 2:

@@ -65,6 +65,14 @@ class DistributedConfig(StrictModel):
         "message waiting for it for this long is abandoned: marked failed (why in its meta) and its Redis keys "
         "expire.",
     )
+    site_id: str | None = Field(
+        default=None, min_length=1, max_length=255,
+        description="Which site this process belongs to. Every distributed run records its site, and the "
+        "stale-run check (run_stale_after_s) judges only the runs of its own site: sites that share one database "
+        "with Redis servers of their own never fail each other's runs. Unset: the address of redis_url "
+        "(host:port/db, without credentials), the same for every process of the site. Set it when two sites "
+        "sharing a database write the address of their Redis the same way (e.g. both redis:6379/1).",
+    )
     max_retries: int = Field(
         default=8, ge=0,
         description="Retries of a task on a transient error (the database or Redis away). The waits double from "

@@ -104,11 +104,32 @@ class Settings(StrictModel):
                 return cam
         return CameraConfig(id=camera_id)
 
+    @property
+    def site(self) -> str:
+        """This site's id: ``distributed.site_id``, else the address of ``redis_url`` (see there)."""
+        return self.distributed.site_id or redis_site(self.redis_url)
+
     def blur_mode(self, camera: CameraConfig) -> str:
         """Whose faces this camera's stored and shown images blur: unenrolled, everyone or off."""
         if camera.blur_faces is not None:
             return camera.blur_faces
         return "unenrolled" if self.privacy.blur_unenrolled_faces else "off"
+
+
+def redis_site(url: str) -> str:
+    """``host:port/db`` of a Redis URL, without scheme or credentials (a socket: ``path/db``)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    if parts.scheme == "unix":
+        return f"{parts.path}/{query.get('db', ['0'])[0]}"
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        port = 6379
+    db = parts.path.strip("/") or query.get("db", ["0"])[0]
+    return f"{(parts.hostname or 'localhost').lower()}:{port}/{db}"
 
 
 def _same_source(a: str, b: str) -> bool:

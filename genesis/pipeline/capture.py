@@ -395,11 +395,12 @@ class CaptureLoop:
             "stride": self.stride,
             "mode": "distributed",
         }
+        site = self.settings.site  # only this site's stale-run check judges the run
         if self.repository is not None:
-            self.repository.start_run(self.run_id, self.camera.id, redact(self.source), meta)
+            self.repository.start_run(self.run_id, self.camera.id, redact(self.source), meta, site=site)
         else:
             with Repository(self.settings.database_url) as repo:
-                repo.start_run(self.run_id, self.camera.id, redact(self.source), meta)
+                repo.start_run(self.run_id, self.camera.id, redact(self.source), meta, site=site)
         with self._lock:
             self._run_started = True
 

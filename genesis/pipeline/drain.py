@@ -6,6 +6,13 @@ worker and not acknowledged are told apart: *in flight* on a living worker, or *
 dead worker* (they go back to their queue as soon as a living worker's heartbeat sees it).
 A run that cannot finish because messages of its are in the dead letters (a database away for
 longer than the retries last) is named, and drain stops instead of waiting for ``--timeout``.
+
+Drained is a promise that every finished stream is stored: while the dead letters hold a write
+of a run (a store task: sightings, tracks, the run's end, alerts, track faces), of any run
+(drain is global), drain fails and names those letters (id, task, run) instead of saying
+drained, whatever the run's status (its end may have been stored while its rows were not).
+Dead letters of other tasks (a corrupt frame's detect task: the sequencer skips that frame and
+counts it) do not keep drain from succeeding.
 """
 
 from __future__ import annotations
@@ -22,10 +29,28 @@ from genesis.adapters.dlq import DeadLetter, DeadLetters
 from genesis.adapters.redis_keys import RESULTS_PATTERN, done_key, end_key, run_id_of, worker_key
 from genesis.config import Settings
 from genesis.pipeline.liveness import Abandoned, HeldMessage, held_messages, reap_stale_runs, run_of_task
-from genesis.tasks.routing import QUEUES, SEQUENCE
+from genesis.tasks.routing import FINISH_RUN, QUEUES, SAVE_ALERTS, SAVE_OUTCOME, SAVE_TRACK_FACES, SAVE_TRACKS, SEQUENCE
 
 SHOWN = 3
 """Items named per kind in the one-line description (the rest are counted)."""
+
+WRITES = frozenset({SAVE_OUTCOME, SAVE_TRACKS, FINISH_RUN, SAVE_ALERTS, SAVE_TRACK_FACES})
+"""The tasks that write a run's rows: one of them in the dead letters is a run not fully stored."""
+
+LETTERS_NAMED = 10
+"""Dead-lettered writes named in drain's message (the rest are counted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LetteredWrite:
+    """A write of a run that is in the dead letters."""
+
+    letter_id: str
+    task: str
+    run_id: str
+
+    def describe(self) -> str:
+        return f"{self.letter_id} {self.task.rsplit('.', 1)[-1]} (run {self.run_id})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +67,8 @@ class PipelineBacklog:
     dead_lettered: dict[str, int] = field(default_factory=dict)
     """Unfinished runs with messages in the dead letters, and how many (read only when nothing
     else is left)."""
+    lost_writes: list[LetteredWrite] = field(default_factory=list)
+    """Writes of any run in the dead letters (read only when nothing else is left)."""
 
     @property
     def idle(self) -> bool:
@@ -80,6 +107,26 @@ class PipelineBacklog:
             parts.append("their messages in the dead letters: " + ", ".join(
                 f"{run} {n}" for run, n in list(self.dead_lettered.items())[:SHOWN]))
         return "; ".join(parts)
+
+
+def lettered_writes(letters: Iterable[DeadLetter]) -> list[LetteredWrite]:
+    """The letters that are writes of a run (:data:`WRITES`), oldest first as given."""
+    out = []
+    for letter in letters:
+        run = run_of_task(letter.task_name, letter.args) if letter.task_name in WRITES else None
+        if run is not None:
+            out.append(LetteredWrite(letter.id, letter.task_name, run))
+    return out
+
+
+def lost_writes_message(writes: list[LetteredWrite]) -> str:
+    """drain's one message when dead letters hold writes: which, and what to do about them."""
+    runs = sorted({w.run_id for w in writes})
+    named = "; ".join(w.describe() for w in writes[:LETTERS_NAMED])
+    more = f"; +{len(writes) - LETTERS_NAMED} more" if len(writes) > LETTERS_NAMED else ""
+    return (f"not drained: {len(writes)} write(s) of {len(runs)} run(s) are in the dead letters, so those runs "
+            f"are not fully stored: {named}{more}. Fix what made them fail (`genesis dlq show ID`), then "
+            "`genesis dlq replay --all` (or `genesis dlq replay ID`); `genesis dlq purge` gives them up")
 
 
 def dead_lettered_runs(letters: Iterable[DeadLetter], runs: Collection[str]) -> dict[str, int]:
@@ -126,6 +173,13 @@ def backlog(settings: Settings, app: Any, redis_client: Any, repo: Repository) -
     ]
     live = sum(1 for _ in broker.scan_iter(match=worker_key("*"), count=500))
     lettered: dict[str, int] = {}
-    if unfinished and not any(queued.values()) and not held and not pending:  # nothing else left
-        lettered = dead_lettered_runs(DeadLetters.from_settings(settings), unfinished)
-    return PipelineBacklog(queued, len(held), pending, unfinished, held, abandoned, live, lettered)
+    writes: list[LetteredWrite] = []
+    if not any(queued.values()) and not held and not pending:  # nothing else left: read the letters
+        store = DeadLetters.from_settings(settings)
+        try:
+            letters = list(store)
+        finally:
+            store.redis.close()
+        lettered = dead_lettered_runs(letters, unfinished) if unfinished else {}
+        writes = lettered_writes(letters)
+    return PipelineBacklog(queued, len(held), pending, unfinished, held, abandoned, live, lettered, writes)

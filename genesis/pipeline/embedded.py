@@ -30,6 +30,7 @@ from genesis.domain import (
 )
 from genesis.domain.redact import redact
 from genesis.identities.cache import GalleryCache, LiveFaces
+from genesis.pipeline.lease import AbandonedRun, reap_abandoned_embedded, this_process
 from genesis.pipeline.loop import BaseSink, CompositeSink, Image, RunLoop, RunProgress, RunState, truncated
 from genesis.pipeline.model_loader import LoadedModels, load_models
 from genesis.pipeline.report import build_results, write_bytes_atomic, write_json_atomic
@@ -61,6 +62,8 @@ class RunOutput:
     report: dict[str, Any]
     out_dir: Path | None
     files: list[Path] = field(default_factory=list)
+    abandoned: list[AbandonedRun] = field(default_factory=list)
+    """Runs of this host whose process was gone, marked failed before this one started."""
 
 
 def versions() -> dict[str, str]:
@@ -135,7 +138,9 @@ def run_embedded(
     """Run one source through every stage and store what it saw; returns the report.
 
     The source and the models are checked before anything is written; a failure during the
-    run removes the run's rows, so the database never holds half a run.
+    run removes the run's rows, so the database never holds half a run. A run whose process was
+    killed never gets to do that: the run records its process (genesis.pipeline.lease), and the
+    next run on the host marks such runs failed (abandoned) and removes their rows first.
     """
     stride = stride or settings.pipeline.frame_stride
     video = open_video(source)  # a live source reconnects with backoff when it drops
@@ -143,7 +148,10 @@ def run_embedded(
         models = models or load_models(settings)
         repo = Repository(settings.database_url)
         try:
-            return _run(settings, video, camera, repo, models, out_dir, annotate, stride, max_frames, progress)
+            abandoned = reap_abandoned_embedded(repo)
+            output = _run(settings, video, camera, repo, models, out_dir, annotate, stride, max_frames, progress)
+            output.abandoned = abandoned
+            return output
         finally:
             repo.close()
     finally:
@@ -175,7 +183,7 @@ def _run(
     run_id = uuid.uuid4().hex
     started = datetime.now(UTC)
     repo.start_run(run_id, camera.id, redact(info.source),
-                   {"width": info.width, "height": info.height, "fps": info.fps})
+                   {"width": info.width, "height": info.height, "fps": info.fps}, holder=this_process().to_json())
     alert_sink = EmbeddedAlerts(AlertStore(repo.engine), settings, run_id, started.timestamp())
     prime(state, alert_sink.store, settings, started.timestamp())
     total = None

@@ -30,9 +30,11 @@ store task records its end. Capture refreshes ``genesis:run:<id>:capture`` while
 detect and sequence tasks refresh ``genesis:run:<id>:progress``. A run with neither key
 (``run_stale_after_s`` TTL), no message waiting or held for it and no finished sequencer is
 abandoned (:func:`reap_stale_runs`): marked ``failed`` with the reason in ``meta.abandoned``,
-its Redis keys set to expire and its ``done`` flag set, so late messages do nothing. The
-reaper runs in the workers' heartbeat thread, and in ``genesis drain``, ``genesis report``
-and ``/api/pipeline/status``.
+its Redis keys set to expire and its ``done`` flag set, so late messages do nothing. A run
+records its site (``Settings.site``: ``distributed.site_id``, else the address of its Redis) and
+only its own site's reaper judges it: two sites sharing a database, each with its own Redis,
+never take each other's live runs for abandoned. The reaper runs in the workers' heartbeat
+thread, and in ``genesis drain``, ``genesis report`` and ``/api/pipeline/status``.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ _RUN_ARG = {
     routing.SAVE_TRACKS: 0,
     routing.FINISH_RUN: 0,
     routing.SAVE_TRACK_FACES: 0,
+    routing.SAVE_ALERTS: 0,
 }
 
 
@@ -394,13 +397,22 @@ def stale_reason(settings: Settings, client: Any, run_id: str) -> str:
             "its frames or their results were lost (e.g. Redis restarted without persistence)")
 
 
+def of_site(run_site: str | None, site: str) -> bool:
+    """Whether a run is this site's to judge: its own, or one stored before runs had a site.
+
+    Only this site's Redis says whether a run is alive (its heartbeats, its messages): another
+    site's run, with its keys in another Redis, would look dead from here."""
+    return run_site is None or run_site == site
+
+
 def reap_stale_runs(settings: Settings, client: Any, app: Celery, repo: Repository) -> list[Abandoned]:
     """Mark the distributed runs nothing works on any more as failed (abandoned); see the module doc."""
     stale_s = settings.distributed.run_stale_after_s
+    site = settings.site
     running = repo.runs(status="running")  # only those: the reaper runs every few seconds
     candidates = [
         _Running(r.run_id, r.camera_id) for r in running
-        if (r.meta or {}).get("mode") == "distributed" and _age_s(r.started_at) >= stale_s
+        if (r.meta or {}).get("mode") == "distributed" and of_site(r.site, site) and _age_s(r.started_at) >= stale_s
     ]
     if not candidates:
         return []

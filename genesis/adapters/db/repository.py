@@ -105,6 +105,10 @@ class RunRecord:
     finished_at: datetime | None
     frames: int
     meta: dict[str, Any]
+    site: str | None = None
+    """The site (Redis) of a distributed run (None: stored before sites, or embedded)."""
+    holder: dict[str, Any] | None = None
+    """The lease of an embedded run: which process runs it (see genesis.pipeline.lease)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,17 +236,20 @@ def _check_camera(run_id: str, run_camera: str, items: Iterable[Any]) -> None:
 
 
 RUN_COLUMNS = select(
-    Run.id, Run.camera_id, Run.source, Run.status, Run.started_at, Run.finished_at, Run.frames, Run.meta
+    Run.id, Run.camera_id, Run.source, Run.status, Run.started_at, Run.finished_at, Run.frames, Run.meta, Run.site,
+    Run.holder,
 )
 """The columns of a run, in the order :func:`run_record` reads them (the one list of them)."""
 
 
-_RunRow = tuple[str, str, str, str, datetime, datetime | None, int, dict[str, Any] | None]
+_RunRow = tuple[str, str, str, str, datetime, datetime | None, int, dict[str, Any] | None, str | None,
+                dict[str, Any] | None]
 
 
 def run_record(row: _RunRow) -> RunRecord:
-    run_id, camera_id, source, status, started_at, finished_at, frames, meta = row
-    return RunRecord(run_id, camera_id, source, status, started_at, finished_at, frames, dict(meta or {}))
+    run_id, camera_id, source, status, started_at, finished_at, frames, meta, site, holder = row
+    return RunRecord(run_id, camera_id, source, status, started_at, finished_at, frames, dict(meta or {}), site,
+                     dict(holder) if holder else None)
 
 
 class Repository:
@@ -434,10 +441,13 @@ class Repository:
 
     # -- runs ---------------------------------------------------------------------------------
 
-    def start_run(self, run_id: str, camera_id: str, source: str, meta: dict[str, Any]) -> None:
+    def start_run(self, run_id: str, camera_id: str, source: str, meta: dict[str, Any], *, site: str | None = None,
+                  holder: dict[str, Any] | None = None) -> None:
         """Record a new run (status ``running``), creating the camera row if it is missing.
 
-        Starting the same run again is a no-op (a retried start), unless it names another camera.
+        ``site``: the site (Redis) of a distributed run; ``holder``: the lease of an embedded run
+        (the process that runs it). Starting the same run again is a no-op (a retried start),
+        unless it names another camera.
         """
         now = utcnow()
         with self._write() as conn:
@@ -456,6 +466,8 @@ class Repository:
                     "finished_at": None,
                     "frames": 0,
                     "meta": dict(meta),
+                    "site": site,
+                    "holder": dict(holder) if holder is not None else None,
                 },
             )
             stored = conn.execute(select(Run.camera_id).where(Run.id == run_id)).scalar_one()
@@ -481,17 +493,28 @@ class Repository:
                 )
             )
 
-    def abandon_run(self, run_id: str, reason: str) -> bool:
+    def abandon_run(self, run_id: str, reason: str, *, remove_rows: bool = False) -> bool:
         """Mark a run that is still ``running`` as failed, with ``meta.abandoned = reason``.
 
         Conditional: a run that finished (or was marked) meanwhile is left as it is. True when
-        this call marked it.
+        this call marked it. With ``remove_rows`` (an embedded run, whose failure removes its
+        rows) everything recorded in the run goes too, in the same transaction: the run row is
+        deleted (the foreign keys cascade) and written again, failed, with ``meta.rows_removed``.
         """
         with self._write() as conn:
-            old = conn.execute(select(Run.meta).where(Run.id == run_id, Run.status == "running")).one_or_none()
-            if old is None:
+            found = conn.execute(RUN_COLUMNS.where(Run.id == run_id, Run.status == "running")).one_or_none()
+            if found is None:
                 return False
-            meta = {**(old[0] or {}), "abandoned": reason, "abandoned_at": utcnow().isoformat()}
+            run = run_record(found)
+            meta = {**run.meta, "abandoned": reason, "abandoned_at": utcnow().isoformat()}
+            if remove_rows:
+                conn.execute(delete(Run).where(Run.id == run_id))
+                conn.execute(dialect_insert(conn, Run), {
+                    "id": run.run_id, "camera_id": run.camera_id, "source": run.source, "status": "failed",
+                    "started_at": run.started_at, "finished_at": utcnow(), "frames": 0,
+                    "meta": {**meta, "rows_removed": True}, "site": run.site, "holder": run.holder,
+                })
+                return True
             done = conn.execute(
                 update(Run).where(Run.id == run_id, Run.status == "running")
                 .values(status="failed", finished_at=utcnow(), meta=meta)

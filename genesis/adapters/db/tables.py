@@ -138,6 +138,10 @@ class Run(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     frames: Mapped[int] = mapped_column(BigInteger)
     meta: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    site: Mapped[str | None] = mapped_column(String(255))
+    """The site (Redis) of a distributed run: only that site's stale-run check judges it (NULL: any)."""
+    holder: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    """The lease of an embedded run: the process that runs it (host, boot id, pid, process start)."""
 
 
 class Track(Base):

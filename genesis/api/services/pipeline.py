@@ -88,6 +88,9 @@ def status(settings: Settings, client: redis.Redis, letters: DeadLetters, app: C
 
         with suppress(redis.RedisError):  # a run nothing works on any more is abandoned, not running
             reap_stale_runs(settings, client, app, repo)
+    from genesis.pipeline.lease import reap_abandoned_embedded
+
+    reap_abandoned_embedded(repo)  # an embedded run whose process on this host is gone is not running
     with read_events(repo.engine) as db:
         running = db.running_runs()
     return {
