@@ -29,12 +29,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Float, Integer, case, cast, func, inspect, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Float,
+    Integer,
+    String,
+    case,
+    cast,
+    func,
+    insert,
+    inspect,
+    literal,
+    select,
+    text,
+    update,
+)
 
 from genesis.adapters.db.analytics import EPOCH_MIN
-from genesis.adapters.db.repository import read_connection
+from genesis.adapters.db.repository import dialect_insert, read_connection, write_connection
 from genesis.adapters.db.schema import metadata
-from genesis.adapters.db.tables import Run
+from genesis.adapters.db.tables import Identity, Run, Track, utcnow
 
 DAY_TABLES: dict[str, str] = {
     "sightings": "ts",
@@ -308,14 +323,127 @@ def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = Tr
     return StorageStats(engine.dialect.name, method, db_bytes, tuple(tables), tuple(cameras), camera_days)
 
 
+# ---------------------------------------------------------------------------------------------
+# benchmark helpers (python -m genesis.bench storage): measuring after VACUUM, and copying a run's rows
+
+
+RUN_TABLES = ("sightings", "recognition_attempts", "zone_events", "line_crossings", "tracks", "track_faces",
+              "alerts", "occupancy_samples")
+"""Every table whose rows belong to a run (``run_id``), copied by :func:`copy_run_rows`."""
+_SEQ_COLUMNS = frozenset({"seq", "first_seq", "last_seq"})
+_TS_COLUMNS = frozenset({"ts", "first_ts", "last_ts", "named_ts"})
+_TIME_COLUMN = {**DAY_TABLES}
+_KEY_PREFIX = 20
+"""An alert's copy keeps the first 20 characters of its 32-character key and gets a 12-digit suffix."""
+
+
+def vacuum_analyze(engine: Engine) -> None:
+    """``VACUUM ANALYZE`` (PostgreSQL, outside a transaction) or ``VACUUM`` + ``ANALYZE`` (SQLite): dead rows
+    and free pages out of the way before sizes are read."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE")
+        return
+    raw = engine.raw_connection()  # SQLite: straight to the driver (make_engine's BEGIN hook stays out of it)
+    try:
+        raw.driver_connection.execute("VACUUM")  # type: ignore[union-attr]
+        raw.driver_connection.execute("ANALYZE")  # type: ignore[union-attr]
+    finally:
+        raw.close()
+
+
+@dataclass(frozen=True, slots=True)
+class RunCopy:
+    """How :func:`copy_run_rows` shifts what it copies."""
+
+    ts_shift: float
+    seq_shift: int = 0
+    track_shift: int = 0
+    window_shift: int = 0
+    ts_below: float | None = None
+    """Copy only the rows whose time is before this (before the shift)."""
+
+
+def run_extent(engine: Engine, run_id: str) -> tuple[int, int]:
+    """(largest track id, largest occupancy window) of a run: the shifts that keep a copy's keys apart."""
+    sightings, tracks, samples = (metadata.tables[n] for n in ("sightings", "tracks", "occupancy_samples"))
+    with read_connection(engine) as conn:
+        track = max(int(conn.execute(select(func.coalesce(func.max(t.c.track_id), 0))
+                                     .where(t.c.run_id == run_id)).scalar_one()) for t in (sightings, tracks))
+        window = int(conn.execute(select(func.coalesce(func.max(samples.c.window_index), 0))
+                                  .where(samples.c.run_id == run_id)).scalar_one())
+    return track, window
+
+
+def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy_no: int) -> int:
+    """Copy the rows of ``run_id`` into ``to_run`` (the same run, or a new one: its ``runs`` row is copied first),
+    with times, frames, track ids and occupancy windows shifted; one INSERT ... SELECT per table, in SQL.
+    ``copy_no`` makes the copied alerts' keys unique. Returns the rows inserted."""
+    total = 0
+    suffix = f"{copy_no:012d}"
+    with write_connection(engine) as conn:
+        if to_run != run_id:
+            runs = metadata.tables["runs"]
+            names = [c.name for c in runs.columns]
+            conn.execute(insert(runs).from_select(
+                names, select(*[literal(to_run).label("id") if c == "id" else runs.c[c] for c in names])
+                .where(runs.c.id == run_id)))
+        for name in RUN_TABLES:
+            t = metadata.tables[name]
+            cols: list[str] = []
+            exprs: list[Any] = []
+            for c in t.columns:
+                if c.name == "id":  # alerts: autoincrement
+                    continue
+                cols.append(c.name)
+                if c.name == "run_id":
+                    e: Any = literal(to_run)
+                elif c.name in _SEQ_COLUMNS:
+                    e = c + shift.seq_shift
+                elif c.name == "track_id":
+                    e = c + shift.track_shift
+                elif c.name in _TS_COLUMNS:
+                    e = c + shift.ts_shift
+                elif c.name == "window_index":
+                    e = c + shift.window_shift
+                elif c.name == "key":
+                    e = func.substr(c, 1, _KEY_PREFIX, type_=String) + literal(suffix)
+                else:
+                    e = c
+                exprs.append(e.label(c.name))
+            query = select(*exprs).where(t.c.run_id == run_id)
+            if shift.ts_below is not None and name in _TIME_COLUMN:
+                query = query.where(t.c[_TIME_COLUMN[name]] < shift.ts_below)
+            total += int(conn.execute(insert(t).from_select(cols, query)).rowcount or 0)
+    return total
+
+
+def label_tracks(engine: Engine, run_ids: Sequence[str], name: str, every: int) -> int:
+    """Give every ``every``-th track of the runs the identity ``name`` (created if missing): the identity a
+    benchmark's timeline query reads. Returns the track segments named."""
+    with write_connection(engine) as conn:
+        conn.execute(dialect_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
+                     [{"name": name, "created_at": utcnow()}])
+        ident = conn.execute(select(Identity.id).where(Identity.name == name)).scalar_one()
+        done = conn.execute(update(Track).where(Track.run_id.in_(list(run_ids)), Track.track_id % every == 0)
+                            .values(identity_id=ident, identity_name=name))
+        return int(done.rowcount or 0)
+
+
 __all__ = [
     "DAY_TABLES",
+    "RUN_TABLES",
     "CameraDayStats",
     "CameraStats",
+    "RunCopy",
     "StorageStats",
     "TableStats",
+    "copy_run_rows",
     "day_rows",
     "genesis_tables",
+    "label_tracks",
+    "run_extent",
     "storage_stats",
     "table_stats",
+    "vacuum_analyze",
 ]
