@@ -362,6 +362,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
         config = workdir / "settings.yaml"
         doc = bench_config(str(Path(args.source).resolve()))
         doc["identities"] = {"unknowns_without_gallery": True}  # faces searched and stored as with a gallery
+        doc["cameras"][0]["zones"][0]["max_occupancy"] = 4  # crowding alerts: the alerts page has rows
         if not args.faces:
             doc["recognition"] = {"enabled": False}
         import yaml

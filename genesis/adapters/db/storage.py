@@ -333,8 +333,9 @@ RUN_TABLES = ("sightings", "recognition_attempts", "zone_events", "line_crossing
 _SEQ_COLUMNS = frozenset({"seq", "first_seq", "last_seq"})
 _TS_COLUMNS = frozenset({"ts", "first_ts", "last_ts", "named_ts"})
 _TIME_COLUMN = {**DAY_TABLES}
-_KEY_PREFIX = 20
-"""An alert's copy keeps the first 20 characters of its 32-character key and gets a 12-digit suffix."""
+_KEY_PREFIX = 8
+"""An alert's copy keeps the first 8 characters of its key, then the copy's number (6 digits) and its shifted seq
+(at most 32 characters in all)."""
 
 
 def vacuum_analyze(engine: Engine) -> None:
@@ -380,7 +381,7 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
     with times, frames, track ids and occupancy windows shifted; one INSERT ... SELECT per table, in SQL.
     ``copy_no`` makes the copied alerts' keys unique. Returns the rows inserted."""
     total = 0
-    suffix = f"{copy_no:012d}"
+    suffix = f"{copy_no:06d}"
     with write_connection(engine) as conn:
         if to_run != run_id:
             runs = metadata.tables["runs"]
@@ -406,8 +407,9 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
                     e = c + shift.ts_shift
                 elif c.name == "window_index":
                     e = c + shift.window_shift
-                elif c.name == "key":
-                    e = func.substr(c, 1, _KEY_PREFIX, type_=String) + literal(suffix)
+                elif c.name == "key":  # alerts: unique over the database; (copy, shifted seq) is unique
+                    e = (func.substr(c, 1, _KEY_PREFIX, type_=String) + literal(suffix)
+                         + cast(t.c.seq + shift.seq_shift, String))
                 else:
                     e = c
                 exprs.append(e.label(c.name))
