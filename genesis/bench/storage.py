@@ -1,6 +1,6 @@
 """``python -m genesis.bench storage``: bytes per camera-day that today's schema stores, on PostgreSQL and SQLite.
 
-    python -m genesis.bench storage [--source VIDEO] [--fps 5] [--frames N] [--loops 3] [--backends postgresql,sqlite]
+    python -m genesis.bench storage [--source VIDEO] [--fps 5] [--frames N] [--loops 10] [--backends postgresql,sqlite]
         [--query-days N] [--query-day-frames 432000] [--query-repeats 5] [--json FILE]
 
 1. **Rows.** The clip is read at ``--fps`` (stride = the clip's fps / fps) and goes once through the real stages
@@ -55,6 +55,7 @@ from genesis.adapters.db.storage import (
     copy_run_rows,
     label_tracks,
     run_extent,
+    set_run_span,
     storage_stats,
     vacuum_analyze,
 )
@@ -208,6 +209,7 @@ def write_loops(repo: Repository, settings: Settings, rec: Recorded, loops: int,
         progress.advance(task)
     frames = loops * rec.frames
     repo.finish_run(run_id, "finished", frames, {**sink.meta, "frames": frames, "bench_loops": loops})
+    set_run_span(repo.engine, run_id, EPOCH0, EPOCH0 + loops * rec.span_s)  # live: the rows' times are in the run
     return frames, time.perf_counter() - t0
 
 
@@ -286,6 +288,7 @@ def grow(repo: Repository, rec: Recorded, run_id: str, have: int, day_frames: in
             ts_below=EPOCH0 + take * interval), n)
         have += take
         n += 1
+    set_run_span(repo.engine, run_id, EPOCH0, EPOCH0 + have * interval)
     runs = [run_id]
     progress.advance(task)
     for d in range(1, days):
@@ -444,7 +447,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--source", default=DEFAULT_SOURCE, help="Video (default: %(default)s).")
     ap.add_argument("--fps", type=float, default=5.0, help="Camera rate: stride = clip fps / fps (default 5).")
     ap.add_argument("--frames", type=int, help="At most this many frames of the clip per pass (default: all).")
-    ap.add_argument("--loops", type=int, default=3, help="Passes written, one after the other (default 3).")
+    ap.add_argument("--loops", type=int, default=10, help="Passes written, one after the other (default 10).")
     ap.add_argument("--backends", default="postgresql,sqlite", help="Comma-separated (default: %(default)s).")
     ap.add_argument("--no-faces", dest="faces", action="store_false", help="Recognition off (no attempts, no faces).")
     ap.add_argument("--query-days", type=int, default=0, help="Time queries over this many camera-days (0: off).")

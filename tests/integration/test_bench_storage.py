@@ -37,4 +37,6 @@ def test_bench_storage_tiny(models_dir: Path, data_dir: Path, tmp_path: Path) ->
     assert set(pg["queries_ms"]) >= {"run report (genesis report)", "identity timeline (console)",
                                      "day heatmap (genesis heatmap)", "API sightings page", "API alerts page"}
     assert all(q["p50"] >= 0 for q in pg["queries_ms"].values())
+    rows = pg["query_rows"]  # the queries found the copied rows (times within their runs)
+    assert rows["heatmap: foot points"] > 0 and rows["timeline: runs"] == 2 and rows["report: tracks"] > 0, rows
     assert "queries over 2 camera-days" in out

@@ -383,12 +383,12 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
     total = 0
     suffix = f"{copy_no:06d}"
     with write_connection(engine) as conn:
-        if to_run != run_id:
-            runs = metadata.tables["runs"]
-            names = [c.name for c in runs.columns]
-            conn.execute(insert(runs).from_select(
-                names, select(*[literal(to_run).label("id") if c == "id" else runs.c[c] for c in names])
-                .where(runs.c.id == run_id)))
+        if to_run != run_id:  # the run's row first, its times shifted too
+            row = dict(conn.execute(select(Run.__table__).where(Run.id == run_id)).one()._mapping)
+            late = timedelta(seconds=shift.ts_shift)
+            row.update(id=to_run, started_at=row["started_at"] + late,
+                       finished_at=None if row["finished_at"] is None else row["finished_at"] + late)
+            conn.execute(insert(Run), [row])
         for name in RUN_TABLES:
             t = metadata.tables[name]
             cols: list[str] = []
@@ -420,6 +420,13 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
     return total
 
 
+def set_run_span(engine: Engine, run_id: str, started: float, finished: float) -> None:
+    """Set a run's start and end (epoch seconds): a benchmark's run written in seconds stands for hours of camera."""
+    with write_connection(engine) as conn:
+        conn.execute(update(Run).where(Run.id == run_id).values(
+            started_at=datetime.fromtimestamp(started, UTC), finished_at=datetime.fromtimestamp(finished, UTC)))
+
+
 def label_tracks(engine: Engine, run_ids: Sequence[str], name: str, every: int) -> int:
     """Give every ``every``-th track of the runs the identity ``name`` (created if missing): the identity a
     benchmark's timeline query reads. Returns the track segments named."""
@@ -445,6 +452,7 @@ __all__ = [
     "genesis_tables",
     "label_tracks",
     "run_extent",
+    "set_run_span",
     "storage_stats",
     "table_stats",
     "vacuum_analyze",
