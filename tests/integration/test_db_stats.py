@@ -190,3 +190,13 @@ def test_gauges_cached_a_minute(repo: Repository, url: str) -> None:
     assert 'genesis_db_table_rows{table="sightings"}' in first and "genesis_db_size_bytes " in first
     if repo.dialect == "sqlite":
         assert 'genesis_db_table_rows{table="sightings"} 1250.0' in first
+
+
+def test_api_and_beat_endpoints_expose_the_gauges(repo: Repository, url: str) -> None:
+    from genesis.ops.status import ApiProbe, BeatProbe
+
+    settings = Settings.model_validate({"database_url": url, "redis_url": redis_url(14), "broker_url": redis_url(15)})
+    api = ApiProbe(settings)
+    for probe in (api, BeatProbe(settings, api.app, list)):
+        body = probe.metrics().decode()
+        assert 'genesis_db_table_bytes{table="sightings"}' in body and "genesis_db_size_bytes" in body, body[-2000:]
