@@ -200,3 +200,17 @@ def test_api_and_beat_endpoints_expose_the_gauges(repo: Repository, url: str) ->
     for probe in (api, BeatProbe(settings, api.app, list)):
         body = probe.metrics().decode()
         assert 'genesis_db_table_bytes{table="sightings"}' in body and "genesis_db_size_bytes" in body, body[-2000:]
+
+
+def test_sqlite_without_dbstat_says_so(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SQLite built without dbstat: the whole file from its page counts, no per-table bytes nor estimates."""
+    if repo.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    from genesis.adapters.db import storage
+
+    monkeypatch.setattr(storage, "_sqlite_sizes", lambda conn, names: None)
+    stats = storage_stats(repo.engine)
+    assert stats.method == "page_count" and stats.database_bytes > 0 and stats.tables_bytes is None
+    assert all(t.bytes is None for t in stats.tables) and stats.table("sightings").rows == 1250  # type: ignore[union-attr]
+    assert stats.camera_days and all(d.bytes_estimate is None for d in stats.camera_days)
+    assert stats.mb_per_camera_day is None and stats.to_dict()["mb_per_camera_day_estimate"] is None
