@@ -187,6 +187,47 @@ class DatabaseStatus(BaseModel):
     running_runs: int
 
 
+class TableStatsOut(BaseModel):
+    table: str
+    rows: int
+    rows_estimated: bool
+    bytes: int | None = Field(description="Table + TOAST + indexes (None: SQLite without dbstat).")
+    heap_bytes: int | None
+    index_bytes: int | None
+    toast_bytes: int | None
+    bytes_per_row: float | None
+
+
+class CameraStatsOut(BaseModel):
+    camera_id: str
+    days: int = Field(description="UTC days with rows (partial days count as one).")
+    rows: dict[str, int]
+    bytes_estimate: int | None = Field(description="Each table's bytes per row x the camera's rows: an estimate.")
+    mb_per_day_estimate: float | None
+
+
+class CameraDayOut(BaseModel):
+    camera_id: str
+    day: str = Field(description="UTC day, YYYY-MM-DD.")
+    rows: dict[str, int]
+    bytes_estimate: int | None
+
+
+class StorageStatsOut(BaseModel):
+    """What the database holds (`genesis db stats --json`)."""
+
+    dialect: str
+    method: str = Field(description="How bytes were measured: pg_total_relation_size, dbstat or page_count.")
+    taken_at: datetime
+    database_bytes: int
+    tables_bytes: int | None
+    tables: list[TableStatsOut]
+    cameras: list[CameraStatsOut]
+    camera_days: list[CameraDayOut]
+    mb_per_camera_day_estimate: float | None = Field(
+        description="Estimated MB per camera-day, averaged over the camera-days stored (partial days included).")
+
+
 class RedisStatus(BaseModel):
     ok: bool
     error: str | None

@@ -1,5 +1,6 @@
 """``python -m genesis.bench``: the pipeline benchmark (see ``genesis.bench.pipeline``);
-``python -m genesis.bench cameras``: cameras per machine (see ``genesis.bench.cameras``)."""
+``python -m genesis.bench cameras``: cameras per machine (see ``genesis.bench.cameras``);
+``python -m genesis.bench storage``: bytes per camera-day and query times (see ``genesis.bench.storage``)."""
 
 import sys
 
@@ -7,6 +8,10 @@ if len(sys.argv) > 1 and sys.argv[1] == "cameras":
     from genesis.bench.cameras import main as cameras_main
 
     cameras_main(sys.argv[2:])
+elif len(sys.argv) > 1 and sys.argv[1] == "storage":
+    from genesis.bench.storage import main as storage_main
+
+    storage_main(sys.argv[2:])
 else:
     from genesis.bench.pipeline import main
 

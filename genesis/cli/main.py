@@ -17,6 +17,7 @@ from genesis.cli.analytics import heatmap_command, rollup_command
 from genesis.cli.api import apikey_app, serve_command
 from genesis.cli.capture import capture_command
 from genesis.cli.common import ConfigOpt, cells, console, err_console, fail, safe, settings_from
+from genesis.cli.db import stats_command
 from genesis.cli.dlq import dlq_app
 from genesis.cli.identities import enroll_command, eval_app, identities_app, search_command
 from genesis.cli.ops import ops_app
@@ -30,7 +31,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 models_app = typer.Typer(help="Model weights: list, verify and provision them.", invoke_without_command=True)
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema and storage.", no_args_is_help=True)
 app.add_typer(identities_app, name="identities")
 app.add_typer(models_app, name="models")
 app.add_typer(db_app, name="db")
@@ -252,6 +253,9 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     with Repository(settings.database_url, migrate=False) as repo:
         repo.upgrade()
     console.print("database is at the latest schema")
+
+
+db_app.command("stats")(stats_command)
 
 
 @app.command()

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 from genesis.config import Settings
 from genesis.ops import health as h
 from genesis.ops import metrics as m
-from genesis.ops.collectors import CaptureCollector, CaptureStatuses, DeadLetterCollector, QueueCollector
+from genesis.ops.collectors import (
+    CaptureCollector,
+    CaptureStatuses,
+    DeadLetterCollector,
+    QueueCollector,
+    StorageCollector,
+)
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -204,6 +210,7 @@ class ApiProbe(BaseProbe):
 
     def __init__(self, settings: Settings, listen: str | None = None) -> None:
         super().__init__(settings, "api")
+        self.extra.register(StorageCollector(settings))
         self.listen = listen or f"{settings.api.host}:{settings.api.port}"
         """Where the API really listens (``genesis serve``'s --host/--port override the settings)."""
 
@@ -219,6 +226,7 @@ class BeatProbe(BaseProbe):
 
     def __init__(self, settings: Settings, app: Celery, schedule: Callable[[], list[str]]) -> None:
         super().__init__(settings, "beat", app)
+        self.extra.register(StorageCollector(settings))
         self.schedule = schedule
 
     def status(self) -> dict[str, Any]:

@@ -140,6 +140,7 @@ ROLE_MATRIX = [
     ("GET", "/api/identities", "viewer"),
     ("GET", "/api/tracks", "viewer"),
     ("GET", "/api/pipeline/status", "viewer"),
+    ("GET", "/api/db/stats", "operator"),
     ("GET", "/api/alerts", "viewer"),
     ("GET", "/api/alerts/999999", "viewer"),
     ("POST", "/api/alerts/999999/ack", "operator"),

@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 import kombu.exceptions
 import redis
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from genesis.adapters.dlq import ReplayError
 from genesis.api.deps import Operator, Services, Viewer
 from genesis.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from genesis.api.params import LimitQ, OffsetQ
-from genesis.api.schemas import LetterDetail, LetterOut, LetterPage, PipelineStatus, ReplayOut
+from genesis.api.schemas import LetterDetail, LetterOut, LetterPage, PipelineStatus, ReplayOut, StorageStatsOut
 from genesis.api.services import pipeline as svc
 from genesis.tasks.dispatch import replay_queue
 
@@ -29,6 +29,17 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 def status(_key: Viewer, s: Services) -> PipelineStatus:
     data = svc.status(s.settings, s.redis, s.letters, s.celery, s.settings.api.inspect_timeout_s, s.repo)
     return PipelineStatus.model_validate(data)
+
+
+@router.get("/db/stats", response_model=StorageStatsOut, summary="Rows and bytes per table, camera and camera-day")
+def db_stats(
+    _key: Operator,
+    s: Services,
+    per_day: Annotated[bool, Query(description="Rows per camera and UTC day (reads every row of the large "
+                                               "tables: seconds on a large database).")] = True,
+) -> StorageStatsOut:
+    """`genesis db stats --json`: operator, since the per-day figures read the largest tables."""
+    return StorageStatsOut.model_validate(svc.storage(s.repo, per_day))
 
 
 @router.get("/dlq", response_model=LetterPage, summary="Dead letters, newest first", responses=UNAVAILABLE)

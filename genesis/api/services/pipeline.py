@@ -44,6 +44,13 @@ def cameras(repo: Repository, settings: Settings) -> list[dict[str, Any]]:
     return out
 
 
+def storage(repo: Repository, per_day: bool) -> dict[str, Any]:
+    """Rows and bytes per table, per camera and camera-day (``genesis db stats --json``)."""
+    from genesis.adapters.db.storage import storage_stats
+
+    return storage_stats(repo.engine, per_day=per_day).to_dict()
+
+
 def queue_depths(settings: Settings, app: Celery) -> dict[str, int] | str:
     """Messages waiting per queue, or why they cannot be read."""
     from genesis.adapters.broker import detect_backlog

@@ -1,0 +1,475 @@
+"""``python -m genesis.bench storage``: bytes per camera-day that today's schema stores, on PostgreSQL and SQLite.
+
+    python -m genesis.bench storage [--source VIDEO] [--fps 5] [--frames N] [--loops 10] [--backends postgresql,sqlite]
+        [--query-days N] [--query-day-frames 432000] [--query-repeats 5] [--json FILE]
+
+1. **Rows.** The clip is read at ``--fps`` (stride = the clip's fps / fps) and goes once through the real stages
+   (detector, ByteTrack, recognition per track — faces are searched and clustered even with nobody enrolled —,
+   a zone and a line, alert rules), exactly as the embedded runner and the distributed sequencer drive them
+   (:class:`~genesis.pipeline.loop.RunLoop`, batches of 25 frames); a recording sink keeps what each batch would
+   store.
+2. **Writes.** For each backend, a fresh database (PostgreSQL: created through ``--pg-admin`` and dropped
+   afterwards; SQLite: a file in a scratch folder), migrated. One run of camera ``bench`` stands for a live
+   camera: the recorded batches are written ``--loops`` times through the production writer —
+   ``Repository.save_outcome`` per batch (what the ``store`` queue's ``save_outcome`` task and the embedded
+   ``LocalSink`` call), ``AlertStore.save``, ``Repository.save_tracks``, ``save_track_faces`` at the end of each
+   loop, ``finish_run`` — each loop with its frames, track ids, occupancy windows and times shifted (epoch
+   times from 2026-01-05 00:00 UTC) so that the loops follow each other as camera-time.
+3. **Bytes.** ``VACUUM ANALYZE``, then every table's bytes (table + TOAST + indexes:
+   :func:`genesis.adapters.db.storage.storage_stats`) minus the same figure of the empty migrated database
+   (measured the same way first): bytes per frame, and MB per camera-day = bytes per frame x fps x 86400.
+4. **Queries** (``--query-days N``, PostgreSQL): the run is grown in SQL (copies of its rows, shifted) to one
+   camera-day of ``--query-day-frames`` frames, then copied to N days (one run per day, as a camera restarted
+   daily); p50/p95 of ``--query-repeats`` calls of: the run report (``build_results``, what ``genesis report``
+   reads), an identity's timeline (the console's ``identity_summary``; every 10th track is given a name), a
+   day's heatmap (``foot_points`` + ``heatmap_image``, ``genesis heatmap``'s path), and the API's first list
+   pages (runs, tracks, sightings, alerts; 50 items) through the API's service functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from genesis.adapters.db import Repository
+from genesis.adapters.db.alerts import AlertFilter, AlertStore
+from genesis.adapters.db.analytics import AnalyticsStore
+from genesis.adapters.db.storage import (
+    RunCopy,
+    StorageStats,
+    copy_run_rows,
+    label_tracks,
+    run_extent,
+    set_run_span,
+    storage_stats,
+    vacuum_analyze,
+)
+from genesis.adapters.frame_store import decode_jpeg, encode_jpeg
+from genesis.adapters.video import VideoSource
+from genesis.bench.distributed import PG_ADMIN, bench_config, fresh_postgres_database, load_average
+from genesis.config import Settings, load_settings
+from genesis.domain import FrameOutcome, FrameRef, TrackRecord, ZoneEvent
+from genesis.eval.table import markdown_table
+from genesis.identities.cache import GalleryCache, LiveFaces
+from genesis.identities.store import IdentityStore
+from genesis.identities.tracks import TrackFaceRecord, cluster_threshold, save_track_faces, track_faces
+from genesis.pipeline.loop import BaseSink, BatchRows, RunLoop, RunProgress, RunState
+from genesis.pipeline.model_loader import load_models
+from genesis.stages.camera import CameraState
+from genesis.stages.detect import camera_tiling, detect_frame
+
+DEFAULT_SOURCE = "../shared/data/video/opencv4nodejs_people.mp4"
+BACKENDS = ("postgresql", "sqlite")
+SAVE_EVERY = 25
+"""Frames per batch, as the embedded runner and the sequencer (genesis.pipeline.embedded.SAVE_EVERY)."""
+EPOCH0 = datetime(2026, 1, 5, tzinfo=UTC).timestamp()
+CAMERA = "bench"
+DAY_S = 86400
+IDENTITY = "bench-person"
+
+
+# -- 1. the rows of one pass over the clip -------------------------------------------------------
+
+
+class RecordingSink(BaseSink):
+    """Keeps what a run's sink would store: each batch's rows, and at the end the tracks and track faces."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.batches: list[BatchRows] = []
+        self.tracks: list[TrackRecord] = []
+        self.faces: list[TrackFaceRecord] = []
+        self.meta: dict[str, Any] = {}
+
+    def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
+        self.batches.append(BatchRows.of(outcomes, closing))
+
+    def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
+        self.tracks = camera.track_records()
+        self.faces = track_faces(camera.recognizer, camera.camera.id, self.settings.recognition.embedder.model,
+                                 self.settings.blur_mode(camera.camera))
+        self.meta = progress.run_meta()
+
+
+@dataclass(slots=True)
+class Recorded:
+    sink: RecordingSink
+    frames: int
+    stride: int
+    fps: float
+    width: int
+    height: int
+    seconds: float
+
+    @property
+    def seq_span(self) -> int:
+        """Source frames one pass covers (the seq shift between loops)."""
+        return self.frames * self.stride
+
+    @property
+    def span_s(self) -> float:
+        """Camera-time one pass stands for."""
+        return self.seq_span / self.fps
+
+
+def record(settings: Settings, source: str, fps: float, frames: int | None, workdir: Path,
+           progress: Progress) -> Recorded:
+    camera = settings.camera(CAMERA)
+    models = load_models(settings)
+    with VideoSource(source) as video, Repository(f"sqlite:///{workdir / 'gallery.db'}") as gallery_db:
+        info = video.info
+        stride = max(1, round(info.fps / fps))
+        total = -(-(info.frame_count or 0) // stride) or None
+        if frames is not None:
+            total = min(total, frames) if total else frames
+        live = None
+        if models.face_detector is not None and models.embedder is not None:
+            live = LiveFaces(models.face_detector, models.embedder, GalleryCache(gallery_db, settings))
+        state = CameraState(settings, camera, info.width, info.height, info.fps, live.get() if live else None,
+                            stride)
+        sink = RecordingSink(settings)
+        loop = RunLoop(RunState(state, RunProgress(stride=stride, fps=info.fps)), sink, SAVE_EVERY)
+        tiling = camera_tiling(settings, camera)
+        task = progress.add_task(f"detect + track + recognise ({stride=})", total=total)
+        t0 = time.perf_counter()
+        n = 0
+        for raw in video.frames(stride=stride, max_frames=frames):
+            image = decode_jpeg(encode_jpeg(raw.image, settings.pipeline.jpeg_quality))  # as a worker sees it
+            ref = FrameRef(camera.id, raw.seq, raw.ts, f"bench:{raw.seq}", image.shape[1], image.shape[0])
+            loop.feed(detect_frame(models.detector, ref, image, tiling, settings.detector.iou), image)
+            n += 1
+            progress.advance(task)
+        loop.close()
+        return Recorded(sink, n, stride, info.fps, info.width, info.height, time.perf_counter() - t0)
+
+
+# -- 2. writing it through the production writer -------------------------------------------------
+
+
+def _shift(items: Sequence[Any], off: float, seq: int, track: int, **extra: int) -> list[Any]:
+    out = []
+    for x in items:
+        changes: dict[str, Any] = {}
+        for name in ("ts", "first_ts", "last_ts", "named_ts"):
+            v = getattr(x, name, None)
+            if v is not None:
+                changes[name] = v + off
+        for name in ("seq", "first_seq", "last_seq"):
+            if hasattr(x, name):
+                changes[name] = getattr(x, name) + seq
+        if hasattr(x, "track_id"):
+            changes["track_id"] = x.track_id + track
+        for name, v in extra.items():
+            if hasattr(x, name):
+                changes[name] = getattr(x, name) + v
+        out.append(dataclasses.replace(x, **changes))
+    return out
+
+
+def write_loops(repo: Repository, settings: Settings, rec: Recorded, loops: int, run_id: str,
+                progress: Progress) -> tuple[int, float]:
+    """Write ``loops`` passes as one run; (frames written, seconds spent writing)."""
+    sink = rec.sink
+    alerts = AlertStore(repo.engine)
+    store = IdentityStore(repo)
+    threshold = cluster_threshold(settings)
+    max_track = max([t.track_id for t in sink.tracks] + [0]) + 1
+    max_window = max([s.window for b in sink.batches for s in b.samples] + [0]) + 1
+    task = progress.add_task(f"write {repo.dialect}", total=loops)
+    t0 = time.perf_counter()
+    repo.start_run(run_id, CAMERA, "bench", {"width": rec.width, "height": rec.height, "fps": rec.fps})
+    for i in range(loops):
+        off, seq, track = EPOCH0 + i * rec.span_s, i * rec.seq_span, i * max_track
+        for b in sink.batches:
+            rows = [_shift(b.sightings, off, seq, track), _shift(b.attempts, off, seq, track),
+                    _shift(b.zone_events, off, seq, track), _shift(b.crossings, off, seq, track)]
+            if any(rows):
+                repo.save_outcome(run_id, *rows)
+            if b.alerts or b.samples:
+                samples = [dataclasses.replace(s, window=s.window + i * max_window, at=s.at + off)
+                           for s in b.samples]
+                alerts.save(run_id, _shift(b.alerts, off, seq, track), samples, EPOCH0)
+        repo.save_tracks(run_id, _shift(sink.tracks, off, seq, track))
+        save_track_faces(store, run_id, _shift(sink.faces, off, 0, track), threshold)
+        progress.advance(task)
+    frames = loops * rec.frames
+    repo.finish_run(run_id, "finished", frames, {**sink.meta, "frames": frames, "bench_loops": loops})
+    set_run_span(repo.engine, run_id, EPOCH0, EPOCH0 + loops * rec.span_s)  # live: the rows' times are in the run
+    return frames, time.perf_counter() - t0
+
+
+@dataclass(slots=True)
+class BackendResult:
+    backend: str
+    method: str
+    frames: int
+    write_s: float
+    empty: StorageStats
+    full: StorageStats
+    fps: float
+    queries: dict[str, list[float]] = field(default_factory=dict)
+    query_rows: dict[str, int] = field(default_factory=dict)
+
+    def table_bytes(self, name: str) -> int:
+        a, b = self.full.table(name), self.empty.table(name)
+        return (a.bytes or 0) - (b.bytes or 0 if b else 0) if a else 0
+
+    @property
+    def data_bytes(self) -> int:
+        return (self.full.tables_bytes or 0) - (self.empty.tables_bytes or 0)
+
+    @property
+    def bytes_per_frame(self) -> float:
+        return self.data_bytes / self.frames if self.frames else 0.0
+
+    @property
+    def mb_per_camera_day(self) -> float:
+        return self.bytes_per_frame * self.fps * DAY_S / 1e6
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend, "method": self.method, "frames": self.frames, "fps": self.fps,
+            "write_s": round(self.write_s, 3), "empty_tables_bytes": self.empty.tables_bytes,
+            "tables_bytes": self.full.tables_bytes, "data_bytes": self.data_bytes,
+            "bytes_per_frame": round(self.bytes_per_frame, 1), "mb_per_camera_day": round(self.mb_per_camera_day, 2),
+            "tables": {t.table: {"rows": t.rows, "bytes": self.table_bytes(t.table)}
+                       for t in self.full.tables if t.rows},
+            "queries_ms": {k: {"p50": round(pct(v, 50), 1), "p95": round(pct(v, 95), 1), "n": len(v)}
+                           for k, v in self.queries.items()},
+            "query_rows": self.query_rows,
+        }
+
+
+@contextmanager
+def backend_url(backend: str, args: argparse.Namespace, workdir: Path) -> Iterator[str]:
+    if backend == "sqlite":
+        yield f"sqlite:///{workdir / 'storage.db'}"
+    else:
+        with fresh_postgres_database(args.pg_admin, "genesis_bench_storage") as url:
+            yield url
+
+
+# -- 4. queries over N camera-days ---------------------------------------------------------------
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+
+def grow(repo: Repository, rec: Recorded, run_id: str, have: int, day_frames: int, days: int, progress: Progress
+         ) -> list[str]:
+    """The run grown to ``day_frames`` frames (doubling), then copied to ``days`` runs a day apart."""
+    task = progress.add_task("copy rows (SQL)", total=days)
+    interval = rec.stride / rec.fps
+    n = 0
+    while have < day_frames:
+        take = min(have, day_frames - have)
+        track, window = run_extent(repo.engine, run_id)
+        copy_run_rows(repo.engine, run_id, run_id, RunCopy(
+            ts_shift=have * interval, seq_shift=have * rec.stride, track_shift=track + 1, window_shift=window + 1,
+            ts_below=EPOCH0 + take * interval), n)
+        have += take
+        n += 1
+    set_run_span(repo.engine, run_id, EPOCH0, EPOCH0 + have * interval)
+    runs = [run_id]
+    progress.advance(task)
+    for d in range(1, days):
+        new = f"{run_id[:-4]}{d:04d}"
+        copy_run_rows(repo.engine, run_id, new, RunCopy(ts_shift=d * DAY_S), n)
+        runs.append(new)
+        n += 1
+        progress.advance(task)
+    label_tracks(repo.engine, runs, IDENTITY, 10)
+    vacuum_analyze(repo.engine)
+    return runs
+
+
+def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats: int, progress: Progress
+                 ) -> tuple[dict[str, list[float]], dict[str, int]]:
+    from genesis.adapters.db.events import EventFilter
+    from genesis.api.services import alerts as alert_svc
+    from genesis.api.services import console as console_svc
+    from genesis.api.services import events as event_svc
+    from genesis.pipeline.report import build_results
+    from genesis.services.heatmap import heatmap_image
+
+    camera = settings.camera(CAMERA)
+    analytics = AnalyticsStore(repo)
+    alert_store = AlertStore(repo.engine)
+    ident = IdentityStore(repo)
+    day = len(runs) // 2  # a day in the middle
+    lo = EPOCH0 + day * DAY_S
+    sizes: dict[str, int] = {}
+
+    def report() -> None:
+        run = repo.run(runs[day])
+        assert run is not None
+        sizes["report: tracks"] = int(build_results(repo, run, camera)["people"]["tracks"])
+
+    def timeline() -> None:
+        sizes["timeline: runs"] = len(console_svc.identity_summary(repo, ident, settings, IDENTITY)["runs"])
+
+    def heatmap() -> None:
+        boxes = analytics.foot_points(CAMERA, lo, lo + DAY_S)
+        sizes["heatmap: foot points"] = heatmap_image(boxes, None, 800, 450, settings.analytics.heatmap_cell_px)[1]
+
+    f = EventFilter(camera=CAMERA)
+    cases: dict[str, Callable[[], Any]] = {
+        "run report (genesis report)": report,
+        "identity timeline (console)": timeline,
+        "day heatmap (genesis heatmap)": heatmap,
+        "API runs page": lambda: event_svc.runs(repo, CAMERA, 50, 0),
+        "API tracks page": lambda: event_svc.tracks(repo, f, 50, 0),
+        "API sightings page": lambda: event_svc.sightings(repo, f, 50, 0),
+        "API sightings page, one run": lambda: event_svc.sightings(repo, EventFilter(camera=CAMERA, run=runs[day]),
+                                                                   50, 0),
+        "API alerts page": lambda: alert_svc.alerts(alert_store, AlertFilter(camera=CAMERA), 50, 0),
+    }
+    out: dict[str, list[float]] = {k: [] for k in cases}
+    task = progress.add_task("queries", total=repeats * len(cases))
+    for _ in range(repeats):  # rounds alternate the cases, so a slow minute hits them all
+        for name, call in cases.items():
+            t0 = time.perf_counter()
+            call()
+            out[name].append(1000 * (time.perf_counter() - t0))
+            progress.advance(task)
+    return out, sizes
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    results: list[BackendResult] = []
+    with tempfile.TemporaryDirectory(prefix="genesis-bench-storage-") as tmp:
+        workdir = Path(tmp)
+        config = workdir / "settings.yaml"
+        doc = bench_config(str(Path(args.source).resolve()))
+        doc["identities"] = {"unknowns_without_gallery": True}  # faces searched and stored as with a gallery
+        doc["cameras"][0]["zones"][0]["max_occupancy"] = 4  # crowding alerts: the alerts page has rows
+        if not args.faces:
+            doc["recognition"] = {"enabled": False}
+        import yaml
+
+        config.write_text(yaml.safe_dump(doc))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_DATABASE")}
+        env["GENESIS_DATABASE_URL"] = f"sqlite:///{workdir / 'unused.db'}"
+        settings = load_settings(config, env)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=not sys.stdout.isatty()) as progress:
+            rec = record(settings, args.source, args.fps, args.frames, workdir, progress)
+            camera_fps = args.fps  # the projection is for a camera at --fps, whatever the clip's exact rate
+            for backend in args.backends:
+                with backend_url(backend, args, workdir) as url, Repository(url) as repo:
+                    vacuum_analyze(repo.engine)
+                    empty = storage_stats(repo.engine, per_day=False)
+                    run_id = f"bench{'0' * 23}0000"
+                    frames, write_s = write_loops(repo, settings, rec, args.loops, run_id, progress)
+                    vacuum_analyze(repo.engine)
+                    full = storage_stats(repo.engine, per_day=False)
+                    res = BackendResult(backend, full.method, frames, write_s, empty, full, camera_fps)
+                    if args.query_days and backend in args.query_backends:
+                        runs = grow(repo, rec, run_id, frames, args.query_day_frames, args.query_days, progress)
+                        res.queries, res.query_rows = time_queries(repo, settings, runs, args.query_repeats,
+                                                                   progress)
+                        grown = storage_stats(repo.engine, per_day=False)
+                        s = grown.table("sightings")
+                        res.query_rows["sightings rows"] = s.rows if s else 0
+                        res.query_rows["database MB"] = round(grown.database_bytes / 1e6)
+                    results.append(res)
+        print_results(console, rec, results, args, argv)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"frames_per_pass": rec.frames, "stride": rec.stride,
+                                               "results": [r.to_dict() for r in results]}, indent=1))
+    return results
+
+
+def print_results(console: Console, rec: Recorded, results: list[BackendResult], args: argparse.Namespace,
+                  argv: list[str]) -> None:
+    def out(text: str) -> None:
+        console.print(text, highlight=False, soft_wrap=True, markup=False)
+
+    people = sum(len(b.sightings) for b in rec.sink.batches) / max(1, rec.frames)
+    out(f"clip: {rec.frames} frames at {rec.fps / rec.stride:.2f} fps (stride {rec.stride}), {people:.1f} people per "
+        f"frame, {len(rec.sink.tracks)} track segments; {args.loops} loop(s) = {args.loops * rec.span_s:.0f} s of "
+        f"camera-time; detection pass {rec.seconds:.1f} s")
+    body = [[r.backend, r.method, str(r.frames), f"{r.empty.tables_bytes:,}", f"{r.data_bytes:,}",
+             f"{r.bytes_per_frame:,.0f}", f"{r.mb_per_camera_day:,.0f}", f"{r.frames / r.write_s:.0f}"]
+            for r in results]
+    out(markdown_table(("database", "measured with", "frames", "empty schema (B)", "data (B)", "bytes/frame",
+                        f"MB per camera-day @ {args.fps:g} fps", "frames/s written"), body))
+    names = sorted({t.table for r in results for t in r.full.tables if t.rows})
+    rows = []
+    for name in names:
+        row = [name]
+        for r in results:
+            t = r.full.table(name)
+            n = t.rows if t else 0
+            row += [f"{n / r.frames:.2f}", f"{r.table_bytes(name) / r.frames:,.0f}"]
+        rows.append(row)
+    cols = ["table"] + [f"{r.backend} {c}" for r in results for c in ("rows/frame", "bytes/frame")]
+    out(markdown_table(cols, rows))
+    for r in results:
+        out(f"{r.backend}: {r.bytes_per_frame:.1f} bytes per frame, {r.mb_per_camera_day:.2f} MB per camera-day")
+        if r.queries:
+            out(f"{r.backend} queries over {args.query_days} camera-days of {args.query_day_frames} frames "
+                f"({', '.join(f'{k} {v}' for k, v in r.query_rows.items())}):")
+            out(markdown_table(("query", "p50 ms", "p95 ms", "calls"),
+                               [[k, f"{pct(v, 50):.1f}", f"{pct(v, 95):.1f}", str(len(v))]
+                                for k, v in r.queries.items()]))
+    out(f"{os.cpu_count()} CPUs; load average {load_average()}")
+    out("command: " + shlex.join(["python", "-m", "genesis.bench", "storage", *argv]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[2:] if argv is None else argv)
+    ap = argparse.ArgumentParser(prog="python -m genesis.bench storage", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--source", default=DEFAULT_SOURCE, help="Video (default: %(default)s).")
+    ap.add_argument("--fps", type=float, default=5.0, help="Camera rate: stride = clip fps / fps (default 5).")
+    ap.add_argument("--frames", type=int, help="At most this many frames of the clip per pass (default: all).")
+    ap.add_argument("--loops", type=int, default=10, help="Passes written, one after the other (default 10).")
+    ap.add_argument("--backends", default="postgresql,sqlite", help="Comma-separated (default: %(default)s).")
+    ap.add_argument("--no-faces", dest="faces", action="store_false", help="Recognition off (no attempts, no faces).")
+    ap.add_argument("--query-days", type=int, default=0, help="Time queries over this many camera-days (0: off).")
+    ap.add_argument("--query-day-frames", type=int, default=5 * DAY_S,
+                    help="Frames per camera-day for --query-days (default 5 fps x 86400 = %(default)s).")
+    ap.add_argument("--query-repeats", type=int, default=5, help="Calls of each query (default 5).")
+    ap.add_argument("--query-backends", default="postgresql",
+                    help="Backends timed by --query-days (default: %(default)s).")
+    ap.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL URL allowed to CREATE DATABASE.")
+    ap.add_argument("--json", type=Path, help="Also write the figures to this file.")
+    args = ap.parse_args(argv)
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    args.query_backends = [b.strip() for b in args.query_backends.split(",") if b.strip()]
+    bad = [b for b in [*args.backends, *args.query_backends] if b not in BACKENDS]
+    if bad or not args.backends:
+        ap.error(f"unknown backend {', '.join(bad) or '(none)'}: one of {', '.join(BACKENDS)}")
+    if args.loops < 1 or args.fps <= 0 or (args.frames is not None and args.frames < 1):
+        ap.error("--loops and --frames must be at least 1, --fps positive")
+    if not Path(args.source).is_file():
+        ap.error(f"no such video: {args.source}")
+    run(args, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""``python -m genesis.bench storage`` on a tiny input (6 frames, 1 loop): it runs end to end on PostgreSQL and
+SQLite, with the query part on a few copied camera-days, and prints figures that parse."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_bench_storage_tiny(models_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_") or k.startswith("GENESIS_TEST_")}
+    env["GENESIS_MODELS_DIR"] = str(models_dir)
+    out_json = tmp_path / "storage.json"
+    cmd = [sys.executable, "-m", "genesis.bench", "storage", "--source",
+           str(data_dir / "video" / "opencv4nodejs_people.mp4"), "--frames", "6", "--loops", "1",
+           "--query-days", "2", "--query-day-frames", "24", "--query-repeats", "1", "--json", str(out_json)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    for backend in ("postgresql", "sqlite"):
+        m = re.search(rf"^{backend}: ([\d.]+) bytes per frame, ([\d.]+) MB per camera-day$", out, re.M)
+        assert m, out
+        assert float(m.group(1)) > 0 and float(m.group(2)) > 0
+    assert re.search(r"\| sightings +\| +[\d.]+ \| +[\d,]+ \|", out), out
+    doc = json.loads(out_json.read_text())
+    by = {r["backend"]: r for r in doc["results"]}
+    assert set(by) == {"postgresql", "sqlite"}
+    for r in by.values():
+        assert r["frames"] == 6 and r["data_bytes"] > 0 and r["tables"]["sightings"]["rows"] > 0
+    pg = by["postgresql"]
+    # 24 frames a day (6 written, doubled twice in SQL), 2 days: 8x the sightings of one pass.
+    assert pg["query_rows"]["sightings rows"] == 8 * pg["tables"]["sightings"]["rows"], pg
+    assert set(pg["queries_ms"]) >= {"run report (genesis report)", "identity timeline (console)",
+                                     "day heatmap (genesis heatmap)", "API sightings page", "API alerts page"}
+    assert all(q["p50"] >= 0 for q in pg["queries_ms"].values())
+    rows = pg["query_rows"]  # the queries found the copied rows (times within their runs)
+    assert rows["heatmap: foot points"] > 0 and rows["timeline: runs"] == 2 and rows["report: tracks"] > 0, rows
+    assert "queries over 2 camera-days" in out
