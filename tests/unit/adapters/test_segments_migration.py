@@ -13,9 +13,13 @@ from tests.unit.adapters.test_repository import db_url  # noqa: F401  (the sqlit
 def test_existing_tracks_become_one_segment_each(db_url: str) -> None:  # noqa: F811
     with Repository(db_url, migrate=False) as repo:
         repo.upgrade("0003")  # the schema before identity segments
-        repo.start_run("r1", "cam", "video.mp4", {})
         now = datetime(2026, 11, 30, tzinfo=UTC)
         with repo.engine.begin() as conn:
+            # The run as the code of that schema wrote it (today's start_run writes later columns too).
+            conn.execute(text("INSERT INTO cameras (id, name, created_at) VALUES ('cam', 'cam', :at)"), {"at": now})
+            conn.execute(text(
+                "INSERT INTO runs (id, camera_id, source, status, started_at, frames, meta)"
+                " VALUES ('r1', 'cam', 'video.mp4', 'running', :at, 0, '{}')"), {"at": now})
             for tid, name in ((1, "ana"), (2, None)):
                 conn.execute(text(
                     "INSERT INTO tracks (run_id, track_id, camera_id, first_seq, last_seq, first_ts, last_ts, frames,"
