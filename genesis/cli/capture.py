@@ -12,15 +12,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from genesis.cli.common import ConfigOpt
 from genesis.config import CameraConfig, ConfigError, Settings
 from genesis.domain.redact import redact
-from genesis.pipeline.capture import CaptureLoop, CaptureStats, distributed_capture
-from genesis.tasks.celery_config import make_app
+
+if TYPE_CHECKING:  # imported by the capture itself: every other command starts without them (about 1 s)
+    from genesis.pipeline.capture import CaptureLoop, CaptureStats
 
 
 @dataclass(slots=True)
@@ -71,6 +72,8 @@ def run_captures(
     given the loops before they run (the ops endpoint) and returns what to call at the end.
     """
     from genesis.adapters.video import SourceError
+    from genesis.pipeline.capture import distributed_capture
+    from genesis.tasks.celery_config import make_app
 
     stop = stop or threading.Event()
     results = [CaptureResult(cam, src) for cam, src in targets]

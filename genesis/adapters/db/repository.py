@@ -8,6 +8,8 @@ that is the same on both backends.
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -15,12 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import numpy.typing as npt
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -49,6 +49,9 @@ from genesis.domain import (
     ZoneEventKind,
 )
 from genesis.domain.redact import redact
+
+if TYPE_CHECKING:  # Alembic is imported when a migration runs, not by every process that opens the database
+    from alembic.config import Config
 
 _DB_DIR = Path(__file__).resolve().parent
 ALEMBIC_INI = _DB_DIR / "alembic.ini"
@@ -161,6 +164,8 @@ def alembic_config(url: str | None = None, *, connection: Connection | None = No
     ``genesis db upgrade`` and the tests use this; the ``alembic`` command line works too:
     ``alembic -c genesis/adapters/db/alembic.ini -x url=sqlite:///genesis.db upgrade head``.
     """
+    from alembic.config import Config
+
     cfg = Config(str(ALEMBIC_INI))
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if url is not None:
@@ -169,6 +174,28 @@ def alembic_config(url: str | None = None, *, connection: Connection | None = No
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg
+
+
+_REVISION_LINE = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The head of the packaged migrations, read from the scripts' ``revision``/``down_revision``
+    lines (what Alembic computes, without importing it; tests/unit/adapters compares the two).
+    None when the scripts have no single head (Alembic then decides)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        fields = dict(_REVISION_LINE.findall(script.read_text()))
+        rev = fields.get("revision", "").strip("\"'")
+        if not rev:
+            continue
+        revisions.add(rev)
+        down = fields.get("down_revision", "None")
+        parents.update(re.findall(r"[\"']([^\"']+)[\"']", down))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,14 +313,31 @@ class Repository:
     # -- migrations -------------------------------------------------------------------------
 
     def upgrade(self, revision: str = "head") -> None:
-        """Apply the migrations up to ``revision`` (a no-op when already there)."""
+        """Apply the migrations up to ``revision`` (a no-op when already there: a database at the
+        head revision is recognised with one query, without loading Alembic and its scripts)."""
+        if revision == "head" and self.revision() == head_revision():
+            return
+        from alembic import command
+
         with _ALEMBIC_LOCK, self._migration_connection() as conn:
             command.upgrade(alembic_config(connection=conn), revision)
 
     def downgrade(self, revision: str) -> None:
         """Revert the migrations down to ``revision`` (``"base"`` drops every table)."""
+        from alembic import command
+
         with _ALEMBIC_LOCK, self._migration_connection() as conn:
             command.downgrade(alembic_config(connection=conn), revision)
+
+    def revision(self) -> str | None:
+        """The database's migration revision (None: no schema yet, or more than one head)."""
+        from sqlalchemy import inspect, text
+
+        with self._engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        return str(versions[0]) if len(versions) == 1 else None
 
     @contextmanager
     def _migration_connection(self) -> Iterator[Connection]:

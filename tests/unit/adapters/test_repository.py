@@ -217,6 +217,23 @@ def test_alembic_config_from_url(db_url: str) -> None:
         assert _tables(repo) == set()
 
 
+def test_head_revision_is_alembics_and_a_database_at_head_skips_alembic(db_url: str) -> None:
+    """The fast path of Repository.upgrade: the head read from the scripts is Alembic's, a database at it
+    is left alone, and one behind it is still upgraded."""
+    from alembic.script import ScriptDirectory
+
+    from genesis.adapters.db.repository import head_revision
+
+    assert [head_revision()] == ScriptDirectory.from_config(alembic_config()).get_heads()
+    with Repository(db_url) as repo:
+        assert repo.revision() == head_revision()
+        repo.downgrade("0008")
+        assert repo.revision() == "0008"
+        repo.upgrade()
+        assert repo.revision() == head_revision()
+        assert _tables(repo) == TABLES
+
+
 def _start_repository(url: str) -> None:
     Repository(url).close()
 
