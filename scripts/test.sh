@@ -12,7 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --dev
 .venv/bin/ruff check genesis tests workers
-.venv/bin/mypy
+# mypy's cache lives outside the checkout, so a fresh clone on a machine that checked another one reuses
+# what did not change (mypy checks every cached module against its source).
+.venv/bin/mypy --cache-dir "${XDG_CACHE_HOME:-$HOME/.cache}/genesis/mypy"
 
 # need WHAT CHECK PACKAGE...: install Debian packages when CHECK (a shell condition) fails
 # (without their recommended packages unless APT_FLAGS says otherwise).
