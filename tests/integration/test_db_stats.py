@@ -202,10 +202,10 @@ def test_api_and_beat_endpoints_expose_the_gauges(repo: Repository, url: str) ->
         assert 'genesis_db_table_bytes{table="sightings"}' in body and "genesis_db_size_bytes" in body, body[-2000:]
 
 
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)
 def test_sqlite_without_dbstat_says_so(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
     """A SQLite built without dbstat: the whole file from its page counts, no per-table bytes nor estimates."""
-    if repo.dialect != "sqlite":
-        pytest.skip("SQLite only")
+    assert repo.dialect == "sqlite"
     from genesis.adapters.db import storage
 
     monkeypatch.setattr(storage, "_sqlite_sizes", lambda conn, names: None)
