@@ -19,10 +19,21 @@ class DistributedConfig(StrictModel):
         default="recognize",
         description="Queue of the ordered per-camera stage (tracking, face recognition, zones and lines).",
     )
-    frame_ttl_s: int = Field(default=300, ge=5, description="How long frame JPEGs stay in Redis.")
+    frame_ttl_s: int = Field(
+        default=300, ge=5,
+        description="How long frame JPEGs stay in Redis (at least twice max_backlog_s plus gap_timeout_s).",
+    )
     max_backlog: int = Field(
         default=200, ge=1, description="Capture drops frames while this many detect messages are waiting "
         "(each holds at most detect_batch_frames frames)."
+    )
+    max_backlog_s: float = Field(
+        default=120.0, gt=0.0,
+        description="Capture drops frames (counted, reason backpressure) while the workers need longer than this "
+        "to drain what waits on the detect or recognize queue, at the rate they finished tasks in the last 30 s: "
+        "a frame that is admitted is processed before it expires (frame_ttl_s), instead of expiring in a queue. "
+        "Before any rate is measured only max_backlog applies. Checked at start: twice this plus gap_timeout_s "
+        "fits in frame_ttl_s (a frame may wait for detection, then for the ordered stage).",
     )
     frame_memory_limit: float = Field(
         default=0.9, gt=0.0, le=1.0,
@@ -104,6 +115,12 @@ class DistributedConfig(StrictModel):
                 f"distributed.gap_timeout_s ({self.gap_timeout_s:g}) must be at least twice "
                 f"distributed.worker_dead_after_s ({self.worker_dead_after_s:g}), or the frames of a dead "
                 "worker are skipped before they come back"
+            )
+        if 2 * self.max_backlog_s + self.gap_timeout_s > self.frame_ttl_s:
+            raise ValueError(
+                f"distributed.frame_ttl_s ({self.frame_ttl_s}) must be at least twice distributed.max_backlog_s "
+                f"({self.max_backlog_s:g}) plus distributed.gap_timeout_s ({self.gap_timeout_s:g}), or admitted "
+                "frames expire in the queues"
             )
         for queue, queue_limit in self.task_time_limit_s.items():
             if queue_limit <= 0:
