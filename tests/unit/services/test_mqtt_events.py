@@ -21,7 +21,7 @@ from genesis.domain import (
     ZoneEventKind,
 )
 from genesis.services.mqtt import Message
-from genesis.services.mqtt_events import FORGET_AFTER_S, CameraEvents, EventMemory
+from genesis.services.mqtt_events import FORGET_AFTER_S, CameraEvents, EventMemory, Tracks
 from genesis.stages.recognize import TrackIdentity
 
 CAMERA = CameraConfig.model_validate({
@@ -54,6 +54,9 @@ class Script:
     def stranger(self, track: int) -> bool:
         return track in self.strangers
 
+    def tracks(self) -> Tracks:
+        return Tracks(self.identity, self.stranger)
+
 
 def stream() -> list[tuple[FrameOutcome, dict[int, str | None], set[int]]]:
     """Track 1 enters, is named alice, renamed bob; track 2 is a stranger; 1 crosses the line."""
@@ -77,8 +80,8 @@ def run(config: MqttConfig, hand_off_at: int | None = None) -> list[Message]:
             events = CameraEvents(config, CAMERA, "run1", 1_700_000_000.0,
                                   EventMemory.from_json(events.memory.to_json()))
         script.names, script.strangers = dict(names), set(strangers)
-        out += events.frame(o, script.identity, script.stranger)
-    out += events.end([ZoneEvent("door", "front yard", 1, ZoneEventKind.EXIT, 7, 0.7)], script.identity)
+        out += events.frame(o, script.tracks())
+    out += events.end([ZoneEvent("door", "front yard", 1, ZoneEventKind.EXIT, 7, 0.7)], script.tracks())
     return out
 
 
@@ -87,7 +90,7 @@ def docs(messages: list[Message], suffix: str) -> list[dict[str, Any]]:
 
 
 def test_announcements_once_and_state_only_on_change() -> None:
-    msgs = run(MqttConfig(enabled=True))
+    msgs = run(MqttConfig(enabled=True, state_hold_s=0))
     recognised = docs(msgs, "/event/recognised")
     assert [(d["identity"], d["previous_identity"], d["seq"]) for d in recognised] == [
         ("alice", None, 2), ("bob", "alice", 5)]
@@ -102,15 +105,16 @@ def test_announcements_once_and_state_only_on_change() -> None:
     assert [(s["people"], s["identities"], s["unknown"]) for s in states] == [
         (1, [], 1), (1, ["alice"], 0), (2, ["alice"], 1), (2, ["bob"], 1), (0, [], 0)]
     assert states[-1]["active"] is False
-    assert all(m.retain for m in msgs if m.topic.split("/")[-2] != "event")
+    assert all(m.retain for m in msgs if m.topic.split("/")[-2] != "event" and m.topic != "genesis/events")
+    assert not any(m.retain for m in msgs if m.topic == "genesis/events")
     assert [m.payload for m in msgs if m.topic == "genesis/door/zone/front_yard/occupancy"] == [b"1", b"2", b"0"]
 
 
 def test_the_memory_handed_between_workers_changes_nothing() -> None:
-    config = MqttConfig(enabled=True)
-    whole = run(config)
-    for i in range(1, len(stream())):
-        assert run(config, hand_off_at=i) == whole, i
+    for config in (MqttConfig(enabled=True, state_hold_s=0), MqttConfig(enabled=True, state_hold_s=0.25)):
+        whole = run(config)
+        for i in range(1, len(stream())):
+            assert run(config, hand_off_at=i) == whole, i
 
 
 def test_event_filter_prefix_and_retain_flag() -> None:
@@ -118,7 +122,7 @@ def test_event_filter_prefix_and_retain_flag() -> None:
                           retain_state=False))
     kinds = {m.topic.rsplit("/", 1)[1] for m in msgs if "/event/" in m.topic}
     assert kinds == {"line_cross"}
-    assert all(m.topic.startswith("home/cams/door/") for m in msgs)
+    assert all(m.topic.startswith("home/cams/door/") or m.topic == "home/cams/events" for m in msgs)
     assert not any(m.retain for m in msgs)
 
 
@@ -126,9 +130,9 @@ def test_tracks_unseen_for_long_are_forgotten() -> None:
     events = CameraEvents(MqttConfig(enabled=True), CAMERA, "run1", 0.0)
     script = Script()
     script.names = {1: "alice"}
-    events.frame(outcome(1, [1]), script.identity, script.stranger)
+    events.frame(outcome(1, [1]), script.tracks())
     assert events.memory.named == {1: "alice"}
     late = outcome(2, [])
     late.tracked = TrackedFrame(FrameRef("door", 2, FORGET_AFTER_S + 1.0, "k", 640, 480), ())
-    events.frame(late, script.identity, script.stranger)
+    events.frame(late, script.tracks())
     assert events.memory.named == {} and events.memory.seen == {}
