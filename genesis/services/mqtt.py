@@ -18,6 +18,7 @@ publisher is up. These messages bypass the buffer and are not counted as publish
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -38,6 +39,7 @@ PAHO_QUEUE = 100
 """Messages handed to paho at most at once (in flight or waiting for the socket)."""
 ONLINE, OFFLINE = b"online", b"offline"
 """The payloads of ``PREFIX/available``."""
+_instances = itertools.count()
 
 
 def availability_topic(config: MqttConfig) -> str:
@@ -72,7 +74,8 @@ class MqttPublisher:
         self.published = 0
         self.dropped = 0
         prefix = config.client_id or name
-        client_id = f"{prefix}-{socket.gethostname()}-{os.getpid()}"[:128]
+        n = next(_instances)  # two connections may not share an id: the broker would drop the older one
+        client_id = f"{prefix}-{socket.gethostname()}-{os.getpid()}{f'-{n}' if n else ''}"[-128:]
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
                              clean_session=True)
         client.max_queued_messages_set(PAHO_QUEUE)
