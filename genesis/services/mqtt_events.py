@@ -340,6 +340,7 @@ class CameraEvents:
                              distance=_round(seg.distance), start_time=round(self._epoch(seg.first_ts), 6))
                 after["_first_ts"] = seg.first_ts
                 if current:
+                    after["_last_ts"] = ts
                     after.update(frame_time=round(self._epoch(ts), 6), last_seq=outcome.tracked.frame.seq,
                                  box=_box(p.box), score=round(float(p.score), 4),
                                  top_score=round(max(float(before.get("top_score") or 0.0), float(p.score)), 4))
@@ -358,6 +359,7 @@ class CameraEvents:
                             "frame_time": round(self._epoch(shot.ts), 6), "seq": shot.seq, "box": _box(shot.box),
                             "crop": shot.crop})
                 else:
+                    after["_last_ts"] = seg.last_ts
                     after.update(frame_time=round(self._epoch(seg.last_ts), 6))
                 mem.passages[tid] = after
                 if fresh:
@@ -368,7 +370,7 @@ class CameraEvents:
                     out.extend(self._end_passage(tid, seg.end_reason, round(self._epoch(seg.last_ts), 6)))
         seen = {p.track_id for p in outcome.tracked.persons}
         for tid in sorted(set(mem.passages) - seen):
-            if self._epoch(ts) - float(mem.passages[tid]["frame_time"]) > tracks.lost_after_s + 1e-9:
+            if ts - float(mem.passages[tid]["_last_ts"]) > tracks.lost_after_s + 1e-9:  # stream time
                 out.extend(self._end_passage(tid, END_LOST, None))
         return out
 
@@ -383,7 +385,7 @@ class CameraEvents:
             "start_time": round(self._epoch(seg.first_ts), 6), "end_time": None,
             "frame_time": round(self._epoch(seg.first_ts), 6), "last_seq": None, "box": None, "score": None,
             "top_score": None, "current_zones": zones, "entered_zones": list(zones), "has_snapshot": False,
-            "snapshot": None, "end_reason": None, "_first_ts": seg.first_ts,
+            "snapshot": None, "end_reason": None, "_first_ts": seg.first_ts, "_last_ts": seg.first_ts,
         }
 
     def _end_passage(self, tid: int, reason: str, end_time: float | None) -> list[Message]:
