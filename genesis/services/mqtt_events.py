@@ -517,7 +517,7 @@ SNAPSHOT_MARGIN = 0.05
 """The person crop is the box grown by this fraction of its size on every side."""
 
 
-def _encode(image: np.ndarray, config: MqttSnapshotConfig) -> bytes:
+def encode_snapshot(image: np.ndarray, config: MqttSnapshotConfig) -> bytes:
     h, w = image.shape[:2]
     scale = config.max_side / max(h, w)
     if scale < 1.0:
@@ -578,7 +578,7 @@ def snapshot_function(config: MqttSnapshotConfig, outcome: FrameOutcome, state: 
                 return Snapshot(best.crop, best.seq, best.ts, person.box, "face")
         pixels = image() if callable(image) else image
         crop = person_crop(pixels, person.box, view_of(outcome, state), redactor)
-        return Snapshot(_encode(crop, config), frame.seq, frame.ts, person.box, "person")
+        return Snapshot(encode_snapshot(crop, config), frame.seq, frame.ts, person.box, "person")
 
     return snapshot
 
