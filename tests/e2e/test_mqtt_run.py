@@ -3,8 +3,10 @@
 The clip: an enrolled person (daryl, a photo not used to enroll him) and a stranger walk, one after
 the other, from the left to the right of the frame, across a vertical line, inside a zone that
 covers the frame; daryl is on the watch list. A subscriber must see every event kind with the
-documented payload (docs/mqtt.md), and the retained per-camera state. With the broker down the
-run gives the same results and counts the messages it could not send.
+documented payload (docs/mqtt.md), the retained per-camera state, the availability topic, the
+passage lifecycle (its ids are the run's stored passages) and the snapshots. With the broker down
+the run gives the same results and counts the messages it could not send. A second clip makes the
+person detection flicker: the debounced count changes once per hold time at most.
 """
 
 from __future__ import annotations
