@@ -1,7 +1,9 @@
 """MQTT in the distributed mode: the ordered per-camera stage (the sequencer, on the recognize
 queue) publishes, and a subscriber sees the same events and final state as from the embedded run of
-the same clip (ids and run ids aside: they name the run). The camera blurs every face: the snapshot
-the sequencer stores and the live frame it publishes keep none."""
+the same clip (ids and run ids aside: they name the run), the same passage lifecycle and the same
+snapshots; SIGKILL the worker that published and the broker says ``offline``. The camera blurs
+every face: the snapshot the sequencer stores, the live frame it publishes and the MQTT snapshots
+keep none."""
 
 from __future__ import annotations
 
@@ -121,7 +123,7 @@ def test_distributed_publishes_what_the_embedded_run_publishes(
                      ("store", "store", 1, "solo"), ("analytics", "analytics", 1, "solo")]
             frames_redis = redis.Redis.from_url(FRAMES)
             mark_watched("door", 600, None, frames_redis)  # a browser watches: the sequencer publishes live frames
-            with workers(*specs, env=distributed, log_dir=tmp_path):
+            with workers(*specs, env=distributed, log_dir=tmp_path) as started:
                 out = genesis(distributed, "capture", "--source", str(clip), "--camera", "door")
                 assert re.search(r"published (\d+), dropped 0", out), out
                 genesis(distributed, "drain", "--timeout", "300")
@@ -131,6 +133,16 @@ def test_distributed_publishes_what_the_embedded_run_publishes(
                     if any(final in m.payload.decode() for m in sub.on("/state")):
                         break
                     time.sleep(0.1)
+                # The recognize worker's pool child published (its connection said "online"); SIGKILL
+                # the worker and the broker delivers its last will.
+                assert [m.payload for m in sub.on("genesis/available") if not m.retain] == [b"online"]
+                started[1].kill()
+                for _ in range(100):
+                    live_availability = [m.payload for m in sub.on("genesis/available") if not m.retain]
+                    if len(live_availability) > 1:
+                        break
+                    time.sleep(0.1)
+                assert live_availability == [b"online", b"offline"]
             # retained messages that the subscriber got on subscribing are the embedded run's: skip them
             from_distributed = comparable([m for m in sub.messages if not m.retain])
             shots = [m.payload for m in sub.messages if not m.retain and m.topic.endswith("/person/snapshot")]
