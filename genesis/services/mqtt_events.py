@@ -167,13 +167,25 @@ class EventMemory:
             state=str(d.get("state", "")),
             scalars={str(k): str(v) for k, v in d.get("scalars", {}).items()},
             pending={str(k): [str(v[0]), float(v[1])] for k, v in d.get("pending", {}).items()},
-            passages={int(k): dict(v) for k, v in d.get("passages", {}).items()},
+            passages={int(k): v for k, v in d.get("passages", {}).items() if _passage_shape(v)},
             ended={int(k): {"segment": int(v["segment"]), "zones": [str(z) for z in v["zones"]]}
                    for k, v in d.get("ended", {}).items()},
             discovered=bool(d.get("discovered", False)),
             last_seq=int(d.get("last_seq", -1)),
             last_ts=float(d.get("last_ts", 0.0)),
         )
+
+
+_PASSAGE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "id": str, "segment": int, "track_id": int, "current_zones": list, "entered_zones": list,
+    "frame_time": (int, float), "start_time": (int, float), "_first_ts": (int, float), "_last_ts": (int, float),
+}
+
+
+def _passage_shape(doc: Any) -> bool:
+    """A remembered passage read back from Redis has the fields the lifecycle relies on (one that
+    does not, written by another version or tampered with, is dropped rather than trusted)."""
+    return isinstance(doc, dict) and all(isinstance(doc.get(k), t) for k, t in _PASSAGE_TYPES.items())
 
 
 _CHANGES = ("identity", "unknown", "current_zones", "entered_zones", "snapshot")

@@ -299,3 +299,18 @@ def test_discovery_says_where_availability_is() -> None:
     assert configs["homeassistant/camera/genesis_door_person_snapshot/config"]["topic"] == "home/g/door/person/snapshot"
     off = CameraEvents(MqttConfig(enabled=True, snapshot={"enabled": False}), CAMERA, "run1", 0.0)
     assert not any("/camera/" in m.topic for m in off.discovery())
+
+
+def test_a_remembered_passage_of_the_wrong_shape_is_dropped_not_trusted() -> None:
+    events = CameraEvents(MqttConfig(enabled=True), CAMERA, "run1", 0.0)
+    script = Script()
+    events.frame(outcome(1, [1]), script.tracks())
+    raw = json.loads(events.memory.to_json())
+    assert set(raw["passages"]) == {"1"}
+    raw["passages"]["2"] = {"id": "x", "segment": "0"}  # tampered with, or another version's
+    raw["passages"]["3"] = ["not", "a", "passage"]
+    memory = EventMemory.from_json(json.dumps(raw))
+    assert set(memory.passages) == {1}
+    resumed = CameraEvents(MqttConfig(enabled=True), CAMERA, "run1", 0.0, memory)
+    msgs = resumed.frame(outcome(2, [1]), script.tracks()) + resumed.end([], script.tracks())
+    assert [json.loads(m.payload)["type"] for m in msgs if m.topic == "genesis/events"] == ["end"]
