@@ -88,6 +88,13 @@ class _DetectorBase(StrictModel):
         default=0.25, gt=0.0, lt=1.0, description="Lowest person score kept (the tracker uses low scores too)."
     )
     iou: float = Field(default=0.45, gt=0.0, le=1.0, description="NMS IoU threshold.")
+    min_height_px: float = Field(
+        default=0.0, ge=0.0, description="Person prior: boxes shorter than this (frame pixels) are dropped; 0 = off."
+    )
+    max_aspect: float = Field(
+        default=0.0, ge=0.0, description="Person prior: boxes wider than this times their height are dropped (a "
+        "standing or walking person is taller than wide); 0 = off.",
+    )
     classes: list[int] = Field(default=[0], description="Class ids kept (COCO: 0 = person; 1-class models: 0).")
     device: str = Field(default="cpu", description="cpu, or cuda:N for the ultralytics backend.")
     threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads (0 = its default).")

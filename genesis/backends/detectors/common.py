@@ -56,6 +56,22 @@ def nms_detections(xyxy: np.ndarray, scores: np.ndarray, cls: int, iou: float) -
     return dets
 
 
+def person_prior(dets: list[Detection], min_height_px: float = 0.0, max_aspect: float = 0.0) -> list[Detection]:
+    """Drop boxes no person in view has: shorter than ``min_height_px`` (frame pixels), or wider than
+    ``max_aspect`` times their height (a standing or walking person is taller than wide; such boxes are
+    fragments: a head cut by the top of the frame, a bag). 0 turns a check off. Order is kept."""
+    if min_height_px <= 0.0 and max_aspect <= 0.0:
+        return dets
+    kept: list[Detection] = []
+    for d in dets:
+        x1, y1, x2, y2 = d.box
+        h = y2 - y1
+        if h < min_height_px or (max_aspect > 0.0 and (x2 - x1) > max_aspect * h):
+            continue
+        kept.append(d)
+    return kept
+
+
 def sort_detections(dets: list[Detection]) -> list[Detection]:
     dets.sort(key=lambda d: (-d.score, d.box))
     return dets
