@@ -28,6 +28,7 @@ import hashlib
 import itertools
 import os
 import sys
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -134,6 +135,22 @@ def _sha(path: Path, n: int = 16) -> str:
     return h.hexdigest()[:n]
 
 
+def _read_cached(file: Path) -> Candidates | None:
+    """A cached frame, or None when missing or unreadable (a damaged file is computed again)."""
+    if not file.is_file():
+        return None
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            c = Candidates(np.asarray(z["boxes"], dtype=np.float64), np.asarray(z["scores"], dtype=np.float64),
+                           np.asarray(z["classes"], dtype=np.int64), (int(z["shape"][0]), int(z["shape"][1])))
+    except (OSError, ValueError, KeyError, IndexError, zipfile.BadZipFile):
+        return None
+    n = len(c.scores)
+    if c.boxes.shape != (n, 4) or c.classes.shape != (n,):
+        return None
+    return c
+
+
 def cache_candidates(
     sequences: Sequence[MotSequence],
     detector: Any,
@@ -162,10 +179,9 @@ def cache_candidates(
         for i in idx:
             path = seq.frame_paths[i]
             file = folder / f"{seq.name}-{seq.frame_numbers[i]:06d}-{_sha(path, 12)}.npz"
-            if file.is_file():
-                with np.load(file, allow_pickle=False) as z:
-                    cands.append(Candidates(z["boxes"], z["scores"], z["classes"],
-                                            (int(z["shape"][0]), int(z["shape"][1]))))
+            cached = _read_cached(file)
+            if cached is not None:
+                cands.append(cached)
                 continue
             c = _yolox_candidates(detector, read_frame(path))
             tmp = file.with_suffix(".tmp.npz")
@@ -280,6 +296,13 @@ PRIORS: tuple[tuple[str, str, float], ...] = (
 )
 
 
+def _fold_with(table: Table, fold: Fold, prior: dict[str, float]) -> Fold:
+    """``fold``'s values with a prior added, measured again."""
+    p = replace(fold.chosen, **prior)
+    return Fold(fold.held_out, fold.tuned_on, p, tuple(table.result(p, n) for n in fold.tuned_on),
+                table.result(p, fold.held_out))
+
+
 def _fold(table: Table, held: str, choose: Callable[[tuple[str, ...]], Params]) -> Fold:
     tune = tuple(n for n in table.names if n != held)
     p = choose(tune)
@@ -316,8 +339,7 @@ def calibrate(data: Sequence[CachedSequence], preset: str, current: Params) -> C
     kept: dict[str, float] = {}
     without = base
     for name, field, value in PRIORS:  # each on top of the ones kept before it
-        with_prior = tuple(_fold(table, f.held_out, lambda _tune, f=f, field=field, value=value:
-                                 replace(f.chosen, **{field: value})) for f in without)
+        with_prior = tuple(_fold_with(table, f, {field: value}) for f in without)
         trial = PriorTrial(name, field, value, without, with_prior)
         trials.append(trial)
         if trial.kept:
@@ -380,12 +402,13 @@ def format_calibration(cal: Calibration) -> str:
     lines.append(markdown_table(
         ["held out", "tuned on", "conf", "NMS", "min h px", "max w/h", "tuning P/R vis", "tp", "fp",
          "precision", "recall vis>=0.5", "recall", "target"], frows))
-    lines += ["", f"Preset before ({cal.current.label()}) and after ({cal.final.label()}), every sequence:", ""]
+    lines += ["", f"The preset as configured ({cal.current.label()}) and as chosen on all sequences "
+              f"({cal.final.label()}):", ""]
     brows = [[b.name, _fig(b), _fig(a), f"{b.fp} -> {a.fp}"] for b, a in zip(cal.before, cal.after, strict=True)]
-    lines.append(markdown_table(["sequence", "before P / R vis", "after P / R vis", "fp"], brows))
+    lines.append(markdown_table(["sequence", "configured P / R vis", "chosen P / R vis", "fp"], brows))
     lines.append("")
     if cal.holding:
-        by_iou = {}
+        by_iou: dict[float, list[float]] = {}
         for p in cal.holding:
             by_iou.setdefault(p.iou, []).append(p.confidence)
         spans = "; ".join(f"NMS {i:g}: conf {', '.join(f'{c:g}' for c in cs)}" for i, cs in sorted(by_iou.items()))
