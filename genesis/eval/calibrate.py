@@ -429,15 +429,9 @@ def current_params(preset: str, models_dir: Path, threads: int) -> tuple[Any, Pa
     if preset not in CALIBRATED_PRESETS:
         raise ValueError(f"preset {preset} cannot be calibrated here: one of {', '.join(CALIBRATED_PRESETS)}")
     config = detector_config({"preset": preset, "threads": threads})
-    raw = replace_config(config)
-    detector = build_detector(raw, models_dir)
+    detector = build_detector(config, models_dir)  # its session and preprocessing; the thresholds are searched
     p = Params(config.confidence, config.iou, config.min_height_px, config.max_aspect)
     return detector, p, resolve(config.weights, models_dir)
-
-
-def replace_config(config: Any) -> Any:
-    """The same detector with the searched fields at their most permissive (the cache holds raw candidates)."""
-    return config.model_copy(update={"confidence": FLOOR, "min_height_px": 0.0, "max_aspect": 0.0})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
