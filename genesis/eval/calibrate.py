@@ -4,7 +4,7 @@ For each fold, the values (confidence, NMS IoU, ``min_height_px``, ``max_aspect`
 sequences but one and measured on the one left out, so the figures say how the values do on a sequence
 they were not tuned on. The model runs once per frame: its candidate boxes before any threshold (score >=
 ``FLOOR``, before NMS) are cached on disk, and every value searched is applied to them by the same
-post-processing the detector runs (``YoloxDetector.postprocess``: threshold, NMS, person prior), so a
+post-processing the detector runs (``decode_yolox``'s threshold and NMS, then ``person_prior``), so a
 cached figure is the figure the pipeline gets (``tests/unit/test_calibrate.py`` checks it box for box).
 
 The choice on the tuning sequences: for each NMS and prior value, the confidences that meet the target on
@@ -90,7 +90,8 @@ class Candidates:
 
 
 def postprocess(c: Candidates, p: Params) -> list[Detection]:
-    """What ``YoloxDetector.postprocess`` does with these values: threshold, NMS per class, person prior.
+    """What the built detector does with these values: threshold, NMS per class (``decode_yolox``), then the
+    person prior (``PriorDetector``).
     (Greedy NMS on the boxes above a threshold keeps what NMS on all of them keeps above it.)"""
     dets: list[Detection] = []
     for cls in sorted({int(v) for v in c.classes}):
@@ -422,14 +423,17 @@ def format_calibration(cal: Calibration) -> str:
 
 
 def current_params(preset: str, models_dir: Path, threads: int) -> tuple[Any, Params, Path]:
-    from genesis.backends.detectors import build_detector
+    from genesis.backends.detectors import YoloxDetector, build_detector
     from genesis.backends.weights import resolve
     from genesis.config.inference import detector_config
 
     if preset not in CALIBRATED_PRESETS:
         raise ValueError(f"preset {preset} cannot be calibrated here: one of {', '.join(CALIBRATED_PRESETS)}")
     config = detector_config({"preset": preset, "threads": threads})
-    detector = build_detector(config, models_dir)  # its session and preprocessing; the thresholds are searched
+    # the network and its decoding only: thresholds and priors are what is searched
+    detector = build_detector(config.model_copy(update={"min_height_px": 0.0, "max_aspect": 0.0}), models_dir)
+    if not isinstance(detector, YoloxDetector):
+        raise ValueError(f"preset {preset} is not a yolox detector: its candidates cannot be cached here")
     p = Params(config.confidence, config.iou, config.min_height_px, config.max_aspect)
     return detector, p, resolve(config.weights, models_dir)
 

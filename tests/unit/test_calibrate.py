@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from genesis.backends.detectors import build_detector
+from genesis.backends.detectors import PriorDetector, YoloxDetector, build_detector
 from genesis.backends.detectors.common import person_prior
 from genesis.config import Settings
 from genesis.config.inference import detector_config
@@ -96,10 +96,17 @@ def test_cached_postprocessing_gives_the_detectors_boxes(
     config = detector_config({"preset": "crowd", "threads": 1, **values})
     detector = build_detector(config, models_dir)
     p = Params(config.confidence, config.iou, config.min_height_px, config.max_aspect)
+    assert isinstance(detector, PriorDetector) and detector.name == "yolox:bytetrack_nano.onnx"
+    images = []
     for seq in (data[0], data[2]):  # MOT17-04 (boxes the aspect prior drops) and MOT17-11
         i = seq.frames[1]
-        live = detector.detect(read_frame(seq.seq.frame_paths[i]))
+        images.append(read_frame(seq.seq.frame_paths[i]))
+        live = detector.detect(images[-1])
         assert live and live == postprocess(seq.candidates[1], p)
+    if not values:  # a batch (the GPU workers' path) goes through the prior too
+        assert detector.detect_batch(images) == [detector.detect(im) for im in images]
+    plain = build_detector(config.model_copy(update={"min_height_px": 0.0, "max_aspect": 0.0}), models_dir)
+    assert isinstance(plain, YoloxDetector)  # no prior, no wrapper
 
 
 def test_fold_table(calibration: Calibration, setup: tuple[list[CachedSequence], Params, int, object, Path],

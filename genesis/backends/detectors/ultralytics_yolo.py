@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from genesis.backends.detectors.common import detections_from_xyxy, person_prior
+from genesis.backends.detectors.common import detections_from_xyxy
 from genesis.backends.weights import WeightsError
 from genesis.config import YoloDetectorConfig
 from genesis.domain import Detection
@@ -143,7 +143,6 @@ class UltralyticsDetector:
                 verbose=False,
             )
             data = results[0].boxes.data.cpu().numpy()  # N x 6: x1, y1, x2, y2 (original pixels), score, class
-        dets = detections_from_xyxy(np.asarray(data, dtype=np.float64), (image.shape[0], image.shape[1]))
-        return person_prior(dets, self.config.min_height_px, self.config.max_aspect)
+        return detections_from_xyxy(np.asarray(data, dtype=np.float64), (image.shape[0], image.shape[1]))
 
 

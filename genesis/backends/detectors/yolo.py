@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from genesis.backends.detectors.common import clip_boxes, nms, nms_detections, person_prior, sort_detections
+from genesis.backends.detectors.common import clip_boxes, nms, nms_detections, sort_detections
 from genesis.backends.onnx import create_session
 from genesis.config import YoloDetectorConfig
 from genesis.domain import Detection
@@ -85,7 +85,7 @@ class OnnxYoloDetector:
         boxed, scale, pad = letterbox(image, self.size)
         blob = cv2.dnn.blobFromImage(boxed, 1 / 255.0, swapRB=True).astype(self.input_dtype)
         out = self.session.run(None, {self.input_name: blob})[0]
-        dets = decode_yolo(
+        return decode_yolo(
             np.asarray(out, dtype=np.float32),
             scale,
             pad,
@@ -94,6 +94,5 @@ class OnnxYoloDetector:
             self.config.confidence,
             self.config.iou,
         )
-        return person_prior(dets, self.config.min_height_px, self.config.max_aspect)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from genesis.backends.detectors.common import clip_boxes, nms_detections, person_prior, sort_detections
+from genesis.backends.detectors.common import clip_boxes, nms_detections, sort_detections
 from genesis.backends.onnx import create_session
 from genesis.config import YoloxDetectorConfig
 from genesis.domain import Detection
@@ -125,10 +125,7 @@ class YoloxDetector:
     def detect(self, image: np.ndarray) -> list[Detection]:
         blob, ratio = self.preprocess(image)
         out = self.session.run(None, {self.input_name: blob})[0]
-        return self.postprocess(np.asarray(out, dtype=np.float32), ratio, (image.shape[0], image.shape[1]))
-
-    def postprocess(self, output: np.ndarray, ratio: float, image_shape: tuple[int, int]) -> list[Detection]:
-        """The network's raw output to the configured detections: decode, threshold, NMS, person prior."""
-        dets = decode_yolox(output, self.grid, self.steps, ratio, image_shape, self.config.classes,
-                            self.config.confidence, self.config.iou)
-        return person_prior(dets, self.config.min_height_px, self.config.max_aspect)
+        return decode_yolox(
+            np.asarray(out, dtype=np.float32), self.grid, self.steps, ratio, (image.shape[0], image.shape[1]),
+            self.config.classes, self.config.confidence, self.config.iou,
+        )
