@@ -185,7 +185,7 @@ def cache_candidates(
                 cands.append(cached)
                 continue
             c = _yolox_candidates(detector, read_frame(path))
-            tmp = file.with_suffix(".tmp.npz")
+            tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp.npz")  # another run may write the same frame
             np.savez(tmp, boxes=c.boxes, scores=c.scores, classes=c.classes, shape=np.array(c.image_shape))
             os.replace(tmp, file)
             cands.append(c)
