@@ -80,11 +80,14 @@ class OnnxYoloDetector:
         fixed = [d for d in shape[2:] if isinstance(d, int)]
         self.size = int(fixed[0]) if fixed else config.input_size
         self.input_dtype = np.float16 if "float16" in inp.type else np.float32
+        # A fixed batch dimension of 1 (most exports, the shipped int8 one too) takes one image per call.
+        self.batchable = bool(shape) and not isinstance(shape[0], int)
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def _blob(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
         boxed, scale, pad = letterbox(image, self.size)
-        blob = cv2.dnn.blobFromImage(boxed, 1 / 255.0, swapRB=True).astype(self.input_dtype)
-        out = self.session.run(None, {self.input_name: blob})[0]
+        return cv2.dnn.blobFromImage(boxed, 1 / 255.0, swapRB=True).astype(self.input_dtype), scale, pad
+
+    def _decode(self, out: np.ndarray, scale: float, pad: tuple[float, float], image: np.ndarray) -> list[Detection]:
         return decode_yolo(
             np.asarray(out, dtype=np.float32),
             scale,
@@ -94,5 +97,19 @@ class OnnxYoloDetector:
             self.config.confidence,
             self.config.iou,
         )
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        blob, scale, pad = self._blob(image)
+        out = self.session.run(None, {self.input_name: blob})[0]
+        return self._decode(out, scale, pad, image)
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """One session call for all ``images`` when the export has a dynamic batch dimension, else one each."""
+        if not self.batchable or len(images) < 2:
+            return [self.detect(image) for image in images]
+        prepared = [self._blob(image) for image in images]
+        out = self.session.run(None, {self.input_name: np.concatenate([p[0] for p in prepared])})[0]
+        return [self._decode(out[i : i + 1], scale, pad, image)
+                for i, ((_, scale, pad), image) in enumerate(zip(prepared, images, strict=True))]
 
 

@@ -246,3 +246,20 @@ def test_unavailable_device_is_a_clear_error(
     device = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU (cuda:0 on a CPU-only machine)
     with pytest.raises(ValueError, match="device"):
         build_detector(DetectorConfig(backend="ultralytics", device=device), models_dir)
+
+
+def test_a_batch_gives_the_boxes_of_one_by_one(ul_detector: PersonDetector, images: dict[str, np.ndarray],
+                                               shared_dir: Path, guard: NetworkGuard) -> None:
+    """``detect_batch`` (one predict call per image size, what the batching detect worker uses) equals ``detect``
+    frame by frame, on frames of one size and on a batch mixing sizes."""
+    assert isinstance(ul_detector, UltralyticsDetector)
+    cap = cv2.VideoCapture(str(shared_dir / "data" / "video" / "opencv4nodejs_people.mp4"))
+    frames = []
+    for _ in range(4):
+        ok, frame = cap.read()
+        assert ok
+        frames.append(frame)
+    cap.release()
+    batch = [frames[0], images["bus.jpg"], frames[1], images["zidane.jpg"], frames[2], frames[3]]
+    assert ul_detector.detect_batch(batch) == [ul_detector.detect(image) for image in batch]
+    assert guard.attempts == []
