@@ -131,6 +131,9 @@ class UltralyticsDetector:
                 raise ValueError(f"class {cls} is not in the model's {n_classes} classes")
 
     def _predict(self, source: Any) -> list[np.ndarray]:
+        # FP16 only where asked for and on CUDA; not passed otherwise (newer 8.4 releases deprecate ``half`` for
+        # ``quantize``, which older ones do not know: each maps ``half=True`` to its own FP16 path).
+        fp16: dict[str, Any] = {"half": True} if self.config.half and self.device.startswith("cuda") else {}
         with self._lock:
             results = self.model.predict(
                 source,  # numpy arrays are taken as BGR; a list is one batch
@@ -139,10 +142,10 @@ class UltralyticsDetector:
                 iou=self.config.iou,
                 classes=self.config.classes,
                 device=self.device,
-                half=self.config.half and self.device.startswith("cuda"),
                 batch=len(source) if isinstance(source, list) else 1,
                 save=False,
                 verbose=False,
+                **fp16,
             )
             # N x 6 each: x1, y1, x2, y2 (original pixels), score, class
             return [np.asarray(r.boxes.data.cpu().numpy(), dtype=np.float64) for r in results]
