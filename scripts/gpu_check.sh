@@ -11,7 +11,8 @@
 # 3. `python -m genesis.bench gpu --cameras $CAMERAS` (32): simulated 720p cameras at 5 fps through capture,
 #    the batching `gpu` worker, recognize and store workers into PostgreSQL: frames/s end to end, p50/p95
 #    capture-to-stored, detector batch sizes, GPU utilisation and memory, each camera's results against the
-#    embedded run; then the same cameras unpaced (--fps 0) for the throughput ceiling. Needs PostgreSQL:
+#    embedded run; then the same cameras unpaced (--fps 0) for the throughput ceiling, batched and with
+#    one frame per detector call (--batch 1). Needs PostgreSQL:
 #    PG_ADMIN=postgresql://... , or initdb/pg_ctl on the PATH (or in PG_BIN) for a throw-away cluster;
 #    without either, step 3 is skipped and says so. SKIP_CAMERAS=1 skips it.
 #
@@ -145,4 +146,7 @@ GENESIS_MODELS_DIR=$WORK/models $PY -m genesis.bench gpu "${CAM_ARGS[@]}" --fps 
   | grep -v Ultralytics | tee -a "$OUT/summary.txt" "$OUT/cameras_paced.txt"
 GENESIS_MODELS_DIR=$WORK/models $PY -m genesis.bench gpu "${CAM_ARGS[@]}" --fps 0 --frames "$((CAMERA_FRAMES * 2))" 2>&1 \
   | grep -v Ultralytics | tee -a "$OUT/summary.txt" "$OUT/cameras_unpaced.txt"
+log "3b. the same unpaced, one frame per detector call (--batch 1: the worker before batching)"
+GENESIS_MODELS_DIR=$WORK/models $PY -m genesis.bench gpu "${CAM_ARGS[@]}" --fps 0 --frames "$((CAMERA_FRAMES * 2))" \
+  --batch 1 2>&1 | grep -v Ultralytics | tee -a "$OUT/summary.txt" "$OUT/cameras_unbatched.txt"
 [ -n "${PGDATA:-}" ] && "${RUN_PG[@]}" "'$PGB/pg_ctl' -D '$PGDATA' -m fast stop >/dev/null" || true

@@ -317,7 +317,9 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> None:
                             f"{total.n} frames with sightings")
                     res.add(part, "capture → sightings committed, p95", f"{total.p95_ms:.0f} ms",
                             f"max {total.max_ms:.0f} ms")
-                if after is not None:
+                if args.batch == 1:
+                    res.add(part, "detector batch", "1 frame", "--batch 1: no batching, one frame per call")
+                elif after is not None:
                     calls = after.calls - (before.calls if before else 0.0)
                     frames = after.frames - (before.frames if before else 0.0)
                     buckets = {le: n - (before.buckets.get(le, 0.0) if before else 0.0)
