@@ -84,6 +84,16 @@ class DistributedConfig(StrictModel):
         "(host:port/db, without credentials), the same for every process of the site. Set it when two sites "
         "sharing a database write the address of their Redis the same way (e.g. both redis:6379/1).",
     )
+    task_time_limit_s: dict[QueueName, float] = Field(
+        default_factory=lambda: dict[QueueName, float]({"detect": 20.0, "gpu": 20.0}),
+        description="Hard time limit of one task, per queue. A task past it is stopped (its pool child killed) and "
+        "sent again at once as a retry with twice the limit (counted against max_retries), not dead-lettered: the "
+        "message of a hung worker (a pool child stopped or stuck while its main process keeps beating) comes back "
+        "within the limit, well inside gap_timeout_s. The limit includes loading the models in a child's first "
+        "task. Celery enforces it in prefork pools (the detect and analytics workers); a solo worker (recognize, "
+        "store, GPU) cannot be interrupted by it. A queue left out has no limit. The detect queue's limit must be "
+        "at most two thirds of gap_timeout_s (checked at start); raise it with detect_batch_frames.",
+    )
     max_retries: int = Field(
         default=8, ge=0,
         description="Retries of a task on a transient error (the database or Redis away). The waits double from "
@@ -105,6 +115,17 @@ class DistributedConfig(StrictModel):
                 f"distributed.gap_timeout_s ({self.gap_timeout_s:g}) must be at least twice "
                 f"distributed.worker_dead_after_s ({self.worker_dead_after_s:g}), or the frames of a dead "
                 "worker are skipped before they come back"
+            )
+        for queue, queue_limit in self.task_time_limit_s.items():
+            if queue_limit <= 0:
+                raise ValueError(f"distributed.task_time_limit_s.{queue} must be positive (leave the queue out "
+                                 "for no limit)")
+        limit = self.task_time_limit_s.get(self.detect_queue)
+        if limit is not None and limit * 3 > self.gap_timeout_s * 2:
+            raise ValueError(
+                f"distributed.task_time_limit_s.{self.detect_queue} ({limit:g}) must be at most two thirds of "
+                f"distributed.gap_timeout_s ({self.gap_timeout_s:g}), or a hung worker's frames are skipped "
+                "before its message comes back"
             )
         if self.worker_heartbeat_s * 2 > self.worker_dead_after_s:
             raise ValueError(
