@@ -51,7 +51,9 @@ else
 $PY -c "import sys; from pathlib import Path; from genesis.bench.gpu import dequantized_torch_weights as d; \
 d(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))" "$ONNX" "$WORK/bench/yolov8n_dequantized.pt" "$WORK/bench/.ultralytics"
 fi
-WEIGHTS=$WORK/bench/yolov8n_dequantized.pt
+# WEIGHTS_PT=a real ultralytics .pt (yolov8n.pt, yolo11n.pt) where one can be copied onto the machine: steps 2
+# and 3 then run it instead of the network rebuilt from the int8 export; HALF=1: FP16 (ultralytics' own).
+WEIGHTS=${WEIGHTS_PT:-$WORK/bench/yolov8n_dequantized.pt}
 [ -f "$WEIGHTS" ] || { log "FAIL: no torch weights"; exit 1; }
 
 log "2. the gpu queue: distributed chain vs embedded, detector on $DEVICE"
@@ -72,6 +74,7 @@ models:
 detector:
   backend: ultralytics
   weights: $WEIGHTS
+  half: $([ -n "${HALF:-}" ] && echo true || echo false)
   device: $DEVICE
 distributed:
   detect_queue: $QUEUE
@@ -140,6 +143,7 @@ fi
 CAM_ARGS=(--cameras "$CAMERAS" --frames "$CAMERA_FRAMES" --weights "$WEIGHTS" --pg-admin "$PG_URL"
           --broker "redis://127.0.0.1:$REDIS_PORT/6" --frames-redis "redis://127.0.0.1:$REDIS_PORT/7" --markdown)
 [ "${RECOGNITION:-true}" = false ] && CAM_ARGS+=(--no-recognition)
+[ -n "${HALF:-}" ] && CAM_ARGS+=(--half)
 [ "$DEVICE" = cpu ] && CAM_ARGS+=(--cpu)
 unset GENESIS_CONFIG
 GENESIS_MODELS_DIR=$WORK/models $PY -m genesis.bench gpu "${CAM_ARGS[@]}" --fps 5 --check 2>&1 \
