@@ -163,6 +163,14 @@ def time_inference(stage: str) -> Iterator[None]:
     metrics().inference.labels(stage=stage).observe(time.perf_counter() - start)
 
 
+def observe_inference(stage: str, seconds: float, calls: int = 1) -> None:
+    """``calls`` model calls of ``seconds`` each (the frames of a detect task that went to the detector together:
+    each counts for its share, as if it had been called alone)."""
+    hist = metrics().inference.labels(stage=stage)
+    for _ in range(calls):
+        hist.observe(max(0.0, seconds))
+
+
 def observe_detector_batch(frames: int, seconds: float) -> None:
     """One call of a batching detector: its size, and its time as a ``detect_batch`` inference."""
     m = metrics()

@@ -36,8 +36,9 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
         srv.stop()
 
 
-def batch_sizes(port: int) -> tuple[float, float, float]:
-    """``genesis_detector_batch_frames`` of a worker's /metrics: (calls, frames, calls of at most 8 frames)."""
+def batch_sizes(port: int) -> tuple[float, float, float, float]:
+    """``genesis_detector_batch_frames`` of a worker's /metrics: (calls, frames, calls of at most 8 frames), and
+    the frames its ``detect`` inference histogram counted."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
         text = resp.read().decode()
 
@@ -47,7 +48,8 @@ def batch_sizes(port: int) -> tuple[float, float, float]:
         return float(match[1])
 
     return (value(r"^genesis_detector_batch_frames_count (\S+)"), value(r"^genesis_detector_batch_frames_sum (\S+)"),
-            value(r'^genesis_detector_batch_frames_bucket\{le="8.0"\} (\S+)'))
+            value(r'^genesis_detector_batch_frames_bucket\{le="8.0"\} (\S+)'),
+            value(r'^genesis_inference_duration_seconds_count\{stage="detect"\} (\S+)'))
 
 
 def test_gpu_queue_batching_worker_gives_the_embedded_results(server: RedisServer, models_dir: Path,
@@ -66,11 +68,11 @@ def test_gpu_queue_batching_worker_gives_the_embedded_results(server: RedisServe
             log = started[0].log.read_text()
             assert re.search(r"\.> gpu ", log) and f"concurrency: {DEFAULTS.detect_batch_size} (thread)" in log, log
             genesis_cli(env, "drain", "--timeout", "300")
-            calls, frames, small = batch_sizes(port)
+            calls, frames, small, inferences = batch_sizes(port)
         got, _ = report(env, "--run", run_id)
     assert got["run"]["status"] == "finished" and got["run"]["missing_frames"] == 0
     assert got["results"] == want
-    assert frames == want["frames"], (calls, frames)
+    assert frames == want["frames"] == inferences, (calls, frames, inferences)  # one inference time per frame
     assert small < calls, f"no detector call had more than one message's frames (8): {calls} calls, {frames} frames"
 
 
