@@ -57,7 +57,7 @@ def test_launcher_arguments() -> None:
 
 def test_time_limits_follow_the_queue_of_each_task() -> None:
     limits = app_for().conf.task_annotations
-    assert limits[routing.DETECT] == {"time_limit": 20.0}
+    assert limits[routing.DETECT] == {"time_limit": 15.0}
     assert routing.SEQUENCE not in limits and routing.SAVE_TRACKS not in limits  # solo queues: no limit by default
     moved = app_for(GENESIS_DISTRIBUTED__DETECT_QUEUE="gpu",
                     GENESIS_DISTRIBUTED__TASK_TIME_LIMIT_S='{"gpu": 12, "store": 90}').conf.task_annotations
@@ -66,8 +66,9 @@ def test_time_limits_follow_the_queue_of_each_task() -> None:
 
 
 def test_a_time_limit_that_outlasts_the_gap_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"two thirds of distributed\.gap_timeout_s"):
-        load_settings(environ={"GENESIS_DISTRIBUTED__TASK_TIME_LIMIT_S": '{"detect": 25}'})
+    with pytest.raises(ConfigError, match=r"at least 5 s shorter than distributed\.gap_timeout_s"):
+        load_settings(environ={"GENESIS_DISTRIBUTED__TASK_TIME_LIMIT_S": '{"detect": 26}'})
+    assert load_settings(environ={"GENESIS_DISTRIBUTED__TASK_TIME_LIMIT_S": '{"detect": 25}'})
     with pytest.raises(ConfigError, match="must be positive"):
         load_settings(environ={"GENESIS_DISTRIBUTED__TASK_TIME_LIMIT_S": '{"analytics": 0}'})
     with pytest.raises(ConfigError):
