@@ -101,3 +101,17 @@ def test_detect_many_equals_detect(detector: PersonDetector, frames: list[np.nda
                                    one_by_one: list[list[Detection]]) -> None:
     assert detect_many(detector, frames[:4]) == one_by_one[:4]
     assert detect_many(detector, []) == []
+
+
+def test_tiled_detection_through_the_batcher_equals_the_plain_detector(detector: PersonDetector,
+                                                                        frames: list[np.ndarray]) -> None:
+    """A camera with tiling on (the detect task then goes frame by frame, each tile a call of the batcher)."""
+    from genesis.backends.detectors import tiled
+    from genesis.config import TilingConfig
+
+    tiling = TilingConfig(enabled=True, columns=2, rows=1)
+    batcher = BatchingDetector(detector, max_size=8, max_wait_s=0.02)
+    with batcher.client():
+        got = [tiled(batcher, tiling, 0.45).detect(f) for f in frames[:2]]
+    assert got == [tiled(detector, tiling, 0.45).detect(f) for f in frames[:2]]
+    assert batcher.stats.frames == 2 * 3  # two tiles and the whole frame, per frame
