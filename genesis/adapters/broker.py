@@ -59,10 +59,13 @@ def detect_backlog(app: Celery, queue_name: str) -> int:
         return sum(int(n) for n in pipe.execute())
 
 
-DRAIN_WINDOW_S = 30
+DRAIN_WINDOW_S = 60
 """The drain rate of a queue is measured over its tasks finished in the last this many seconds."""
 MIN_SPAN_S = 5.0
 """A rate is never taken over less than this (the first tasks of a worker that just started)."""
+MIN_DONE = 5
+"""Fewer tasks finished in the window say too little: the rate is unknown (a worker that just started, a
+queue that barely moves), and only the backlog's count applies."""
 
 
 def note_done(client: redis.Redis, queue_name: str, now: float | None = None) -> None:
@@ -76,13 +79,13 @@ def note_done(client: redis.Redis, queue_name: str, now: float | None = None) ->
 
 def drain_rate(client: redis.Redis, queue_name: str, now: float | None = None) -> float | None:
     """Tasks of ``queue_name`` finished per second over the last :data:`DRAIN_WINDOW_S` seconds (from the first
-    second that had one, :data:`MIN_SPAN_S` at least); None when none finished (no worker, or nothing sent):
-    unknown, not zero."""
+    second that had one, :data:`MIN_SPAN_S` at least); None when fewer than :data:`MIN_DONE` finished (no
+    worker, one that just started, or nothing sent): unknown, not zero."""
     current = int(time.time() if now is None else now)
     seconds = list(range(current - DRAIN_WINDOW_S, current + 1))
     counts = [int(v or 0) for v in client.mget([queue_done_key(queue_name, s) for s in seconds])]
     first = next((s for s, n in zip(seconds, counts, strict=True) if n), None)
-    if first is None:
+    if first is None or sum(counts) < MIN_DONE:
         return None
     span = max(float(current + 1 - first), MIN_SPAN_S)
     return sum(counts) / span

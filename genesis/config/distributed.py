@@ -34,10 +34,10 @@ class DistributedConfig(StrictModel):
     max_backlog_s: float = Field(
         default=120.0, gt=0.0,
         description="Capture drops frames (counted, reason backpressure) while the workers need longer than this "
-        "to drain what waits on the detect or recognize queue, at the rate they finished tasks in the last 30 s: "
-        "a frame that is admitted is processed before it expires (frame_ttl_s), instead of expiring in a queue. "
-        "Before any rate is measured only max_backlog applies. Checked at start: twice this plus gap_timeout_s "
-        "fits in frame_ttl_s (a frame may wait for detection, then for the ordered stage).",
+        "to drain what waits on the detect or recognize queue, at the rate they finished tasks in the last 60 s "
+        "(5 at least): a frame that is admitted is processed before it expires (frame_ttl_s), instead of expiring "
+        "in a queue. Before any rate is measured only max_backlog applies. Checked at start: twice this plus "
+        "gap_timeout_s fits in frame_ttl_s (a frame may wait for detection, then for the ordered stage).",
     )
     frame_memory_limit: float = Field(
         default=0.9, gt=0.0, le=1.0,

@@ -13,7 +13,7 @@ anyway). With an idle queue, and always for live sources, each frame is sent at 
 Backpressure: before each message the capture asks how many messages wait on the detect
 queue; at ``distributed.max_backlog`` or more it drops the frame (neither stored nor
 published) and counts the drop. It drops too while the backlog *in seconds* (the messages waiting on
-the detect and recognize queues over the rate the workers finished them in the last 30 s) reaches
+the detect and recognize queues over the rate the workers finished them in the last 60 s) reaches
 ``distributed.max_backlog_s``: the frame TTL is checked at start to outlast that wait, so a frame
 that is admitted is processed, and an undersized site drops at the source instead of expiring.
 At most one message's frames are held in this process and
@@ -241,6 +241,7 @@ class CaptureLoop:
         self.keep_alive = keep_alive
         self.memory = memory
         self.backlog_s = backlog_s
+        self._late = False
         self._lock = threading.Lock()
         self._state: State = "stopped"
         self._last_error: str | None = None
@@ -475,7 +476,13 @@ class CaptureLoop:
             seconds = self.backlog_s()
         except OUTAGE_ERRORS:
             return False
-        return seconds is not None and seconds >= self.settings.distributed.max_backlog_s
+        late = seconds is not None and seconds >= self.settings.distributed.max_backlog_s
+        if late and not self._late:
+            log.warning("capture of camera %s: the workers need %.0f s to drain the queues (max_backlog_s %g): "
+                        "frames are dropped at the source until they catch up", self.camera.id, seconds,
+                        self.settings.distributed.max_backlog_s)
+        self._late = late
+        return late
 
     def _frames_fit(self) -> bool:
         """Whether the frame store's Redis has room for frames (``distributed.frame_memory_limit``)."""
