@@ -51,6 +51,17 @@ class DistributedConfig(StrictModel):
         "already waiting (the workers are behind, so batching adds no delay); with an idle queue, and for live "
         "sources, every frame is sent at once.",
     )
+    detect_batch_size: int = Field(
+        default=32, ge=1, le=256,
+        description="Most frames per detector call in a batching detect worker (`workers/detect.py --gpu N`, or "
+        "`--batch`): it runs this many detect tasks at once (threads pool) and one inference thread gathers their "
+        "frames, from any camera, into one batch (docs/architecture.md, Batched detection). 1: no batching.",
+    )
+    detect_batch_wait_ms: float = Field(
+        default=20.0, ge=0.0, le=1000.0,
+        description="Longest wait of a frame for the rest of its batch. The batch runs sooner when it is full or "
+        "when every running detect task has handed its frames in, so a worker with one task at a time never waits.",
+    )
     gap_timeout_s: float = Field(
         default=30.0, gt=0.0,
         description="A missing frame is skipped (and counted) after the next ones waited this long. The message "

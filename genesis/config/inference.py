@@ -116,6 +116,8 @@ class YoloDetectorConfig(_DetectorBase):
     )
     input_size: int = Field(default=640, ge=32, le=4096, description="Square network input (px); a fixed-size "
                             "export uses its own size.")
+    half: bool = Field(default=False, description="ultralytics backend on a CUDA device: FP16 inference (ultralytics' "
+                       "own half precision; ignored on the CPU). Boxes can differ slightly from FP32.")
 
 
 class YoloxDetectorConfig(_DetectorBase):

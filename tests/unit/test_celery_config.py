@@ -46,6 +46,13 @@ def test_launcher_arguments() -> None:
     assert gpu[:7] == ["worker", "-Q", "detect,gpu", "-P", "solo", "-c", "1"]  # never CUDA in forked children
     assert worker_argv("recognize", None, None, "INFO", "r@h")[:7] == ["worker", "-Q", "recognize", "-P", "solo",
                                                                        "-c", "1"]
+    # A batching detect worker (--gpu N, or --batch): one process, N tasks in flight in threads, one model.
+    assert worker_argv("detect", None, 0, "INFO", "d@h", 32)[:7] == ["worker", "-Q", "detect,gpu", "-P", "threads",
+                                                                     "-c", "32"]
+    assert worker_argv("detect", None, None, "INFO", "d@h", 8)[:7] == ["worker", "-Q", "detect", "-P", "threads",
+                                                                       "-c", "8"]
+    assert worker_argv("detect", None, 0, "INFO", "d@h", 1)[:7] == gpu[:7]  # --batch 1: not batching
+    assert worker_argv("recognize", None, 0, "INFO", "r@h", 32)[4] == "solo"  # batching is the detect worker's
 
 
 def test_time_limits_follow_the_queue_of_each_task() -> None:
