@@ -108,6 +108,10 @@ DropReason = Literal["backpressure", "redis_full", "redis_away"]
 """Why frames were dropped: the detect backlog was full; the frame store's Redis was full (or
 refused a write, OOM); Redis was unreachable while a live source went on delivering."""
 
+CAPTURE_STEPS = ("read", "gate", "encode", "send")
+"""Where the capture's CPU goes: reading the source (demux, decode, stride), the motion gate, the
+JPEG encode of frames a stage will read, and storing + publishing (the Redis and broker clients)."""
+
 PACED_READ_S = 0.02
 """A source read that took this long blocked on the source: no batching then (no added delay)."""
 
@@ -176,6 +180,9 @@ class CaptureStats:
     damaged: int = 0
     """Frames of a file (after the stride) in damaged places the reader skipped."""
     damaged_places: int = 0
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of the capture process by step (:data:`CAPTURE_STEPS`), for the cameras bench (process time:
+    the decoder's own threads count with the read)."""
 
 
 def backoff_delays(initial_s: float = BACKOFF_INITIAL_S, max_s: float = BACKOFF_MAX_S) -> Iterator[float]:
@@ -247,6 +254,7 @@ class CaptureLoop:
         self._outage = False
         self._outage_s = 0.0
         self._batch = 1
+        self._cpu: dict[str, float] = dict.fromkeys(CAPTURE_STEPS, 0.0)
         self.gate = motion_gate(settings, camera)  # frames are seen in order here (genesis.stages.motion)
 
     @property
@@ -293,6 +301,7 @@ class CaptureLoop:
                 dropped_by=dict(self._dropped_by),
                 damaged=self._damage.frames,
                 damaged_places=self._damage.places,
+                cpu_s={k: self._cpu[k] for k in CAPTURE_STEPS},
             )
 
     def _set_state(self, state: State, error: str | None = None) -> None:
@@ -415,7 +424,9 @@ class CaptureLoop:
         interval = 1.0 / self.camera.fps if self.live and self.camera.fps else 0.0
         next_due = 0.0
         read_from = self.clock()
+        cpu_from = time.process_time()
         for raw in source.frames(self.stride):
+            self._cpu["read"] += time.process_time() - cpu_from
             # A read that blocked (a live or paced source) means frames come no faster than the
             # workers want them: send what is held now, and this frame alone.
             paced = self.clock() - read_from >= PACED_READ_S
@@ -442,6 +453,7 @@ class CaptureLoop:
             if self._reached_max():
                 break
             read_from = self.clock()
+            cpu_from = time.process_time()
         self._flush()
         damage = getattr(source, "damage", None)  # a file's damaged places, read past (VideoSource)
         if isinstance(damage, SourceDamage):
@@ -494,10 +506,14 @@ class CaptureLoop:
             self._batch = d.detect_batch_frames if waiting and not (self.live or paced) else 1
         image = raw.image
         key = frame_key(self.camera.id, self.run_id, seq)
+        c0 = time.process_time()
         static = self.gate.check(image, raw.ts) if self.gate is not None else False
+        c1 = time.process_time()
         ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]), captured_at,
                        static)
         self._pending.append((ref, encode_jpeg(image, self.settings.pipeline.jpeg_quality)))
+        self._cpu["gate"] += c1 - c0
+        self._cpu["encode"] += time.process_time() - c1
         if len(self._pending) >= self._batch:
             self._flush()
 
@@ -510,8 +526,12 @@ class CaptureLoop:
         prev = self._prev_seq
 
         def send() -> None:
-            self.store.put_many([(ref.key, data) for ref, data in pending])
-            self.publish(refs, self.run_id, prev)
+            c0 = time.process_time()
+            try:
+                self.store.put_many([(ref.key, data) for ref, data in pending])
+                self.publish(refs, self.run_id, prev)
+            finally:
+                self._cpu["send"] += time.process_time() - c0
 
         try:
             if self.live:
