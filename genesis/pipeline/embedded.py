@@ -219,11 +219,14 @@ def _run(
         try:
             for raw in video.frames(stride=stride, max_frames=max_frames):
                 key = frame_key(camera.id, run_id, raw.seq)
-                store.put(key, encode_jpeg(raw.image, settings.pipeline.jpeg_quality))
-                data = store.get(key)
-                assert data is not None
-                image = decode_jpeg(data)
                 static = gate.check(raw.image, raw.ts) if gate is not None else False
+                if static:  # a still frame: no stage reads its pixels (the annotator draws the source's)
+                    image = raw.image
+                else:  # the pixels the distributed mode's stages read: the same JPEG round trip
+                    store.put(key, encode_jpeg(raw.image, settings.pipeline.jpeg_quality))
+                    data = store.get(key)
+                    assert data is not None
+                    image = decode_jpeg(data)
                 ref = FrameRef(camera.id, raw.seq, raw.ts, key, image.shape[1], image.shape[0], static=static)
                 detections = detect_frame(models.detector, ref, image, tiling, settings.detector.iou)
                 detect_ms += detections.inference_ms

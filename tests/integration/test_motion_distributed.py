@@ -1,5 +1,6 @@
-"""Motion gating in the distributed mode: the capture marks static frames, detect tasks skip them, the
-sequencer reuses the last detections, and the results equal the embedded run's, on a mostly-static clip."""
+"""Motion gating in the distributed mode: the capture sends still frames as markers (no pixels stored, no
+detect task), the sequencer carries the tracks forward, and the results equal the embedded run's, on a
+mostly-static clip."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+import sqlalchemy
 
+from genesis.adapters.video import VideoSource
 from genesis.bench.clips import make_static_clip
+from genesis.config import MotionConfig
+from genesis.stages.motion import MotionGate
 from tests.integration.workers import genesis_cli, pipeline_env, workers
 from tests.services import redis_url
 
@@ -58,6 +64,33 @@ def test_gated_distributed_run_equals_the_embedded_one(env: dict[str, str], clip
     report: dict[str, Any] = json.loads((out / "distributed" / "report.json").read_text())
     assert report["run"]["status"] == "finished"
     assert report["results"] == embedded["results"]
-    # the detect workers really skipped the static frames: their inference count is the moving frames only
     log = (out / "detect.log").read_text()
     assert "Traceback" not in log
+    # The still frames travelled as markers: the frame store holds the moving frames only (their TTL is far
+    # longer than this test).
+    still = still_seqs(clip, 5)
+    assert len(still) == static, (still, static)
+    frames_redis = redis.Redis.from_url(FRAMES)
+    stored = {int(k.rsplit(b":", 1)[1]) for k in frames_redis.scan_iter(match=f"genesis:frame:*:{match[3]}:*")}
+    assert stored and not stored & still and len(stored) == frames - static, (sorted(stored), sorted(still))
+    # A person standing still keeps their track through the markers: every track of the last detected frame
+    # before a still frame is sighted on it.
+    engine = sqlalchemy.create_engine(env["GENESIS_DATABASE_URL"])
+    with engine.connect() as conn:
+        rows = conn.execute(sqlalchemy.text("SELECT seq, track_id FROM sightings WHERE run_id = :r"),
+                            {"r": match[3]}).all()
+    engine.dispose()
+    tracks: dict[int, set[int]] = {}
+    for seq, track in rows:
+        tracks.setdefault(int(seq), set()).add(int(track))
+    assert len(tracks.get(min(still), ())) >= 3, tracks
+    for seq in sorted(still):
+        detected = max(s for s in tracks if s < seq and s not in still)
+        assert tracks[detected] <= tracks.get(seq, set()), (seq, detected, tracks)
+
+
+def still_seqs(clip: Path, stride: int) -> set[int]:
+    """The seqs the capture's gate marks still (the same decisions: same pixels, same times)."""
+    gate = MotionGate(MotionConfig(enabled=True))
+    with VideoSource(str(clip)) as video:
+        return {raw.seq for raw in video.frames(stride=stride) if gate.check(raw.image, raw.ts)}
