@@ -65,6 +65,7 @@ from genesis.domain import FrameRef
 from genesis.domain.redact import redact
 from genesis.pipeline.sequencer import FrameResult, push_results
 from genesis.stages.motion import motion_gate
+from genesis.stages.regions import gate_window, window_size
 from genesis.tasks.celery_config import make_app
 
 if TYPE_CHECKING:
@@ -258,6 +259,7 @@ class CaptureLoop:
         self._batch = 1
         self._cpu: dict[str, float] = dict.fromkeys(CAPTURE_STEPS, 0.0)
         self.gate = motion_gate(settings, camera)  # frames are seen in order here (genesis.stages.motion)
+        self._window = window_size(settings.detector)  # region detection (genesis.stages.regions)
 
     @property
     def live(self) -> bool:
@@ -510,9 +512,11 @@ class CaptureLoop:
         key = frame_key(self.camera.id, self.run_id, seq)
         c0 = time.process_time()
         static = self.gate.check(image, raw.ts) if self.gate is not None else False
+        h, w = int(image.shape[0]), int(image.shape[1])
+        window = gate_window(self.gate.changed, w, h, self._window, self.gate.config) if self.gate is not None \
+            else None
         c1 = time.process_time()
-        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]), captured_at,
-                       static)
+        ref = FrameRef(self.camera.id, seq, raw.ts, key, w, h, captured_at, static, window)
         # A still frame travels as a marker: no stage reads its pixels, so they are neither encoded nor stored.
         self._pending.append((ref, None if static else encode_jpeg(image, self.settings.pipeline.jpeg_quality)))
         self._cpu["gate"] += c1 - c0
