@@ -31,6 +31,8 @@ Box = tuple[int, int, int, int]
 REGION_PAD = 0.5
 """A motion box is padded by this share of its larger side on every side (the rest of the moving person)."""
 MIN_PAD_PX = 32
+MIN_WINDOW_PX = 32
+"""A window narrower or lower than this (after clipping to the frame) is not one: the whole frame is detected."""
 EDGE_PX = 2.0
 """A box within this of an inner window edge was cut by the window."""
 
@@ -97,8 +99,13 @@ def detect_window(detector: PersonDetector, image: np.ndarray, window: Box) -> l
     """The detector on the window cut from ``image``, boxes in frame pixels.
     A box that an inner window edge cut (one that is not the frame's edge) is dropped: the person goes on
     outside the window, and the held detection there (or the next full frame) gives the whole box."""
-    x1, y1, x2, y2 = window
     h, w = image.shape[:2]
+    # A window comes in a message: whatever it says, it is clipped to the frame, and one that is not a window
+    # of it (empty, inverted, a sliver) means the whole frame.
+    x1, y1 = max(0, int(window[0])), max(0, int(window[1]))
+    x2, y2 = min(w, int(window[2])), min(h, int(window[3]))
+    if x2 - x1 < MIN_WINDOW_PX or y2 - y1 < MIN_WINDOW_PX:
+        return detector.detect(image)
     crop = np.ascontiguousarray(image[y1:y2, x1:x2])
     out = []
     for d in detector.detect(crop):

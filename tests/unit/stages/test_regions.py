@@ -47,6 +47,10 @@ def test_person_moving_in_a_corner_same_box_from_the_window_as_from_the_full_fra
     assert all(x1 <= d.box[0] and d.box[2] <= x2 and y1 <= d.box[1] and d.box[3] <= y2 for d in found), found
     best = max(found, key=lambda d: _iou(d.box, person.box))
     assert _iou(best.box, person.box) >= 0.9, (best, person)
+    # A window that is not one of this frame (a hostile or stale message): clipped, or the whole frame.
+    whole = sorted(d.box for d in full)
+    assert sorted(d.box for d in detect_window(detector, moved, (-5000, -5000, 10**9, 10**9))) == whole
+    assert sorted(d.box for d in detect_window(detector, moved, (900, 900, 100, 100))) == whole
     # No motion (the gate forced the frame, or nothing moved): the whole frame.
     assert gate_window(None, 1920, 1080, WINDOW, motion) is None
     assert gate_window(gate.changed, 1920, 1080, WINDOW, MotionConfig(enabled=True)) is None  # regions off
