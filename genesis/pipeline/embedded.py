@@ -213,6 +213,7 @@ def _run(
     snapshot: np.ndarray | None = None
     gate, tiling = motion_gate(settings, camera), camera_tiling(settings, camera)  # see genesis.stages.motion
     region_size = window_size(settings.detector)  # region detection: genesis.stages.regions
+    window_frames = 0
     try:
         if annotate and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -233,6 +234,7 @@ def _run(
                     image = decode_jpeg(data)
                 ref = FrameRef(camera.id, raw.seq, raw.ts, key, image.shape[1], image.shape[0], static=static,
                                window=window)
+                window_frames += window is not None
                 detections = detect_frame(models.detector, ref, image, tiling, settings.detector.iou)
                 detect_ms += detections.inference_ms
                 if live is not None:
@@ -294,6 +296,7 @@ def _run(
             "fps": round(state.frames / elapsed, 2) if elapsed > 0 else 0.0,
             "detect_ms_mean": round(detect_ms / state.frames, 2) if state.frames else 0.0,
             "static_frames": gate.static_frames if gate is not None else 0,
+            "window_frames": window_frames,
             "models": {
                 "detector": f"{settings.detector.backend}:{Path(settings.detector.weights).name}",
                 "face_detector": settings.recognition.face_detector.weights if faces else None,

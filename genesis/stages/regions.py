@@ -28,7 +28,7 @@ from genesis.domain import Detection
 Box = tuple[int, int, int, int]
 """x1, y1, x2, y2 in frame pixels (x2, y2 exclusive)."""
 
-REGION_PAD = 0.5
+REGION_PAD = 0.25
 """A motion box is padded by this share of its larger side on every side (the rest of the moving person)."""
 MIN_PAD_PX = 32
 MIN_WINDOW_PX = 32

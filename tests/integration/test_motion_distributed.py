@@ -15,7 +15,7 @@ import redis
 import sqlalchemy
 
 from genesis.adapters.video import VideoSource
-from genesis.bench.clips import make_static_clip
+from genesis.bench.clips import make_corner_clip, make_static_clip
 from genesis.config import MotionConfig
 from genesis.stages.motion import MotionGate
 from tests.integration.workers import genesis_cli, pipeline_env, workers
@@ -45,7 +45,16 @@ def clip(env: dict[str, str], data_dir: Path) -> Path:
     return path
 
 
-def test_gated_distributed_run_equals_the_embedded_one(env: dict[str, str], clip: Path) -> None:
+@pytest.fixture(scope="module")
+def pool(env: dict[str, str]) -> Iterator[None]:
+    """The workers, shared by the tests of this module (what differs between them is the capture's settings:
+    which frames are still, which have a window, travels in the messages)."""
+    specs = [("detect", "detect", 2, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
+    with workers(*specs, env=env, log_dir=Path(env["TEST_OUT_DIR"])):
+        yield
+
+
+def test_gated_distributed_run_equals_the_embedded_one(env: dict[str, str], clip: Path, pool: None) -> None:
     out = Path(env["TEST_OUT_DIR"])
     emb_env = dict(env, GENESIS_DATABASE_URL=f"sqlite:///{out}/embedded.db")
     genesis_cli(emb_env, "run", "--source", str(clip), *ARGS, "--out", str(out / "embedded"))
@@ -54,12 +63,10 @@ def test_gated_distributed_run_equals_the_embedded_one(env: dict[str, str], clip
     frames = embedded["results"]["frames"]
     assert frames == 48 and static >= 30, (frames, static)  # at least 3x fewer detections
     assert embedded["results"]["people"]["peak_in_frame"] >= 5
-    specs = [("detect", "detect", 2, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
-    with workers(*specs, env=env, log_dir=out):
-        text = genesis_cli(env, "capture", "--source", str(clip), *ARGS)
-        match = re.search(r"published (\d+), dropped (\d+).*run ([0-9a-f]{32})", text)
-        assert match and (int(match[1]), int(match[2])) == (48, 0), text
-        genesis_cli(env, "drain", "--timeout", "300")
+    text = genesis_cli(env, "capture", "--source", str(clip), *ARGS)
+    match = re.search(r"published (\d+), dropped (\d+).*run ([0-9a-f]{32})", text)
+    assert match and (int(match[1]), int(match[2])) == (48, 0), text
+    genesis_cli(env, "drain", "--timeout", "300")
     genesis_cli(env, "report", "--run", match[3], "--out", str(out / "distributed"))
     report: dict[str, Any] = json.loads((out / "distributed" / "report.json").read_text())
     assert report["run"]["status"] == "finished"
@@ -94,3 +101,27 @@ def still_seqs(clip: Path, stride: int) -> set[int]:
     gate = MotionGate(MotionConfig(enabled=True))
     with VideoSource(str(clip)) as video:
         return {raw.seq for raw in video.frames(stride=stride) if gate.check(raw.image, raw.ts)}
+
+
+def test_region_detection_distributed_equals_embedded(env: dict[str, str], data_dir: Path, pool: None) -> None:
+    """People walk in one corner of an otherwise still 1280x720 camera: most frames are detected in a 640x640
+    window around them; the distributed run (the window travels in the frame's message) equals the embedded
+    one."""
+    out = Path(env["TEST_OUT_DIR"])
+    clip = out / "corner.avi"
+    layout = make_corner_clip(str(data_dir / "video" / "opencv4nodejs_people.mp4"), clip, seconds=4.0)
+    assert layout["frames"] == 96
+    renv = dict(env, GENESIS_DETECTOR__MOTION__REGIONS="true")
+    emb_env = dict(renv, GENESIS_DATABASE_URL=f"sqlite:///{out}/regions.db")
+    genesis_cli(emb_env, "run", "--source", str(clip), *ARGS, "--out", str(out / "regions-embedded"))
+    embedded = json.loads((out / "regions-embedded" / "report.json").read_text())
+    assert embedded["results"]["frames"] == 20 and embedded["run"]["window_frames"] >= 10, embedded["run"]
+    assert embedded["results"]["people"]["tracks"] >= 2
+    text = genesis_cli(renv, "capture", "--source", str(clip), *ARGS)
+    match = re.search(r"published (\d+), dropped (\d+).*run ([0-9a-f]{32})", text)
+    assert match and (int(match[1]), int(match[2])) == (20, 0), text
+    genesis_cli(renv, "drain", "--timeout", "300")
+    genesis_cli(renv, "report", "--run", match[3], "--out", str(out / "regions-distributed"))
+    report = json.loads((out / "regions-distributed" / "report.json").read_text())
+    assert report["run"]["status"] == "finished"
+    assert report["results"] == embedded["results"]
