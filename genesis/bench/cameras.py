@@ -15,6 +15,9 @@ PostgreSQL database (all started here and removed afterwards, as ``genesis.bench
   the same figure by wall time (lower when other jobs share the machine: their CPU is reported as foreign);
 - detector calls are the frames the gate did not mark static (the capture's own gate, replayed on the frames);
 - the zone and line counts of each run show what gating changed;
+- a second table says where the CPU of a frame goes (:data:`WHERE`: the capture's steps, the inference and the
+  rest of the detect worker, the sequence task, the store, Redis and PostgreSQL), so the next step is chosen by
+  measurement;
 - in-process, the detector-only loop and ``run_embedded`` on the moving clip give the pipeline / detector ratio
   per preset (goal >= 0.80).
 """
