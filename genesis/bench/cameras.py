@@ -15,6 +15,9 @@ PostgreSQL database (all started here and removed afterwards, as ``genesis.bench
   the same figure by wall time (lower when other jobs share the machine: their CPU is reported as foreign);
 - detector calls are the frames the gate did not mark static (the capture's own gate, replayed on the frames);
 - the zone and line counts of each run show what gating changed;
+- a second table says where the CPU of a frame goes (:data:`WHERE`: the capture's steps, the inference and the
+  rest of the detect worker, the sequence task, the store, Redis and PostgreSQL), so the next step is chosen by
+  measurement;
 - in-process, the detector-only loop and ``run_embedded`` on the moving clip give the pipeline / detector ratio
   per preset (goal >= 0.80).
 """
@@ -26,7 +29,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,7 @@ from rich.console import Console
 from genesis.adapters.video import VideoSource
 from genesis.bench.clips import make_static_clip
 from genesis.bench.distributed import (
+    DistRun,
     Harness,
     Pool,
     add_database_arguments,
@@ -48,6 +52,17 @@ from genesis.bench.distributed import (
 from genesis.config import MotionConfig, Settings, load_settings
 from genesis.eval.table import markdown_table
 from genesis.stages.motion import MotionGate
+
+WHERE = ("read+decode", "gate", "encode", "send", "capture other", "inference", "detect other", "sequence",
+         "store", "redis", "postgres")
+"""Where the CPU of a frame goes (columns of the bench's second table): the capture thread's steps (reading and
+decoding the source, the motion gate, the JPEG encode, storing + publishing through the Redis and broker
+clients; ``capture other``: the rest of the capture process until the source ends, starting the run and its
+heartbeat thread among it), the detect worker
+split into the inference (the detector's own CPU per call, measured in-process on the same clip, times the
+detector calls) and the rest (fetching and decoding the JPEG, the task, pushing results), the sequence task
+(tracking, recognition, analytics, its sinks: the ``recognize`` worker), the store worker, and the Redis and
+PostgreSQL servers (a PostgreSQL backend that exited takes its CPU with it: 0 at least)."""
 
 PRESETS = ("default", "crowd", "overhead", "doorway")
 DEFAULT_SOURCE = "../shared/data/video/opencv4nodejs_people.mp4"
@@ -65,6 +80,10 @@ class CameraRow:
     foreign: float
     counts: str
     camera_fps: float
+    where: dict[str, float] = field(default_factory=dict)
+    """CPU ms per frame by step (:data:`WHERE`), inference not yet split from the detect worker."""
+    drain_poll_ms: float = 0.0
+    """The bench's own CPU per frame while it waited for the drain: not the pipeline's, not in ``cpu_ms``."""
 
     @property
     def cameras_cpu(self) -> float:
@@ -74,6 +93,22 @@ class CameraRow:
     @property
     def cameras_wall(self) -> float:
         return self.fps / self.camera_fps
+
+
+def where_cpu_goes(d: DistRun, detector_calls: int, inference_ms: float | None) -> dict[str, float]:
+    """CPU ms per frame by step (:data:`WHERE`) of one distributed run; ``inference_ms``: the detector's CPU
+    per call (None: not split)."""
+    if not d.frames:
+        return {}
+    per = d.cpu_breakdown()
+    steps = {k: 1000.0 * d.capture_steps_s.get(k, 0.0) / d.frames for k in ("read", "gate", "encode", "send")}
+    inference = detector_calls * inference_ms / d.frames if inference_ms is not None else 0.0
+    detect = per.get("detect", 0.0)
+    return {"read+decode": steps["read"], "gate": steps["gate"], "encode": steps["encode"], "send": steps["send"],
+            "capture other": max(0.0, per.get("capture", 0.0) - sum(steps.values())),
+            "inference": min(inference, detect), "detect other": max(0.0, detect - inference),
+            "sequence": per.get("recognize", 0.0), "store": per.get("store", 0.0),
+            "redis": max(0.0, per.get("redis", 0.0)), "postgres": max(0.0, per.get("postgres", 0.0))}
 
 
 def static_frames(source: str, stride: int, frames: int, motion: MotionConfig) -> int:
@@ -107,6 +142,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
 
     console = Console() if sys.stdout.isatty() else Console(width=220)
     rows: list[CameraRow] = []
+    runs: list[tuple[CameraRow, DistRun]] = []
     ratios: list[list[str]] = []
     with bench_workdir("genesis-bench-cameras-", console, args.keep_logs) as tmp:
         source = str(Path(args.source).resolve())
@@ -147,8 +183,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
                             assert run_row is not None
                             results = build_results(repo, run_row, camera)
                             row = CameraRow(preset, label, on, d.frames, calls_on if on else d.frames, d.fps,
-                                            d.cpu_ms_per_frame, d.other_share, counts_of(results), args.fps)
+                                            d.cpu_ms_per_frame, d.other_share, counts_of(results), args.fps,
+                                            drain_poll_ms=1000.0 * d.drain_poll_cpu_s / max(1, d.frames))
                             rows.append(row)
+                            runs.append((row, d))
                             console.print(f"  {label}, gating {'on' if on else 'off'}: {d.frames} frames, "
                                           f"{row.detector_calls} detector calls, {d.fps:.2f} f/s drained, CPU "
                                           f"{d.cpu_ms_per_frame:.0f} ms/frame -> {row.cameras_cpu:.1f} cameras "
@@ -158,6 +196,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
                     models = load_models(emb)
                     detector_only(source, 3, stride, models.detector)
                     det_fps, det_cpu = detector_only(source, args.frames, stride, models.detector)
+                    for row, d in runs:
+                        if row.preset == preset:
+                            row.where = where_cpu_goes(d, row.detector_calls, det_cpu)
                     c0 = time.process_time()
                     out = run_embedded(emb, source, emb.camera("bench"), None, False, stride, args.frames, None,
                                        models)
@@ -191,10 +232,18 @@ def print_tables(console: Console, rows: list[CameraRow], ratios: list[list[str]
                 more = pair[True].cameras_cpu / pair[False].cameras_cpu
                 gains.append(f"{preset}, {clip}: {fewer:.1f}x fewer detector calls, {more:.2f}x the cameras (CPU)")
     md = markdown_table(cols, body)
+    md_where = markdown_table(("preset", "clip", "motion gating", *WHERE, "total", "(bench drain polling)"),
+                              [[r.preset, r.clip, "on" if r.gating else "off",
+                                *(f"{r.where.get(k, 0.0):.1f}" for k in WHERE), f"{r.cpu_ms:.0f}",
+                                f"{r.drain_poll_ms:.1f}"] for r in rows])
     md2 = markdown_table(("preset", "detector", "detector only f/s", "CPU ms", "embedded pipeline f/s", "CPU ms",
                           "ratio by rate", "ratio by CPU"), ratios)
     console.print(md, highlight=False, soft_wrap=True, markup=False)
     console.print("\n".join(gains), highlight=False, soft_wrap=True, markup=False)
+    console.print("where the CPU of a frame goes (ms per frame; inference = detector calls x the detector's CPU "
+                  "per call measured in-process below, divided by the frames):", highlight=False, soft_wrap=True,
+                  markup=False)
+    console.print(md_where, highlight=False, soft_wrap=True, markup=False)
     console.print(md2, highlight=False, soft_wrap=True, markup=False)
     console.print(f"static clip: {layout['frames']} frames at {layout['fps']:.2f} fps, walks at frames "
                   f"{layout['walks']}; {os.cpu_count()} CPUs; load average {load_average()}")

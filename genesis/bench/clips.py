@@ -76,3 +76,48 @@ def make_static_clip(
             if writer is not None:
                 writer.release()
     return {"fps": fps, "frames": written, "walks": walks}
+
+
+def make_corner_clip(
+    source: str,
+    path: Path,
+    *,
+    width: int = 1280,
+    corner: tuple[float, float, float, float] = (0.6, 0.3, 1.0, 1.0),
+    seconds: float = 4.0,
+    noise: float = 2.0,
+    seed: int = 7,
+) -> dict[str, Any]:
+    """A fixed camera on which people move in one corner only: the source's first frame, still (with sensor
+    noise), except in ``corner`` (x1, y1, x2, y2 as shares of the frame), where the source plays on — real
+    people walking, at the place the source has them. Written as MJPG AVI, ``width`` px wide, ``seconds``
+    long. Returns fps, frames and the corner in pixels."""
+    rng = np.random.default_rng(seed)
+    writer: Any = None
+    written = 0
+    with VideoSource(source) as video:
+        fps = video.info.fps
+        base: np.ndarray | None = None
+        box = (0, 0, 0, 0)
+        try:
+            for raw in video.frames(max_frames=round(seconds * fps)):
+                h, w = raw.image.shape[:2]
+                image = cv2.resize(raw.image, (width, max(2, round(h * width / w / 2) * 2)),
+                                   interpolation=cv2.INTER_AREA)
+                if base is None:
+                    base = image
+                    fh, fw = image.shape[:2]
+                    box = (round(corner[0] * fw), round(corner[1] * fh), round(corner[2] * fw), round(corner[3] * fh))
+                    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (fw, fh))
+                    if not writer.isOpened():
+                        raise OSError(f"cannot write {path}")
+                frame = np.clip(base.astype(np.float32) + rng.normal(0.0, noise, base.shape).astype(np.float32),
+                                0, 255).astype(np.uint8)
+                x1, y1, x2, y2 = box
+                frame[y1:y2, x1:x2] = image[y1:y2, x1:x2]
+                writer.write(frame)
+                written += 1
+        finally:
+            if writer is not None:
+                writer.release()
+    return {"fps": fps, "frames": written, "corner": box}

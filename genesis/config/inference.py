@@ -74,6 +74,11 @@ class MotionConfig(StrictModel):
                                "change for the frame to count as moving (sensitivity; 0.0015 of 160x90 = 22 px).")
     force_every_s: float = Field(default=2.0, gt=0.0, le=60.0, description="A full detection at least this often "
                                  "(seconds of video), so that a person who stands still is re-detected.")
+    regions: bool = Field(default=False, description="Region detection: when everything that moved fits in one "
+                          "window of the detector's input size, detect that window at full resolution instead of the "
+                          "whole frame (people elsewhere keep their held boxes); see docs/detection.md.")
+    regions_max_share: float = Field(default=0.6, gt=0.0, le=1.0, description="A window larger than this share of "
+                                     "the frame is not worth it: the whole frame is detected.")
 
 
 PresetName = Literal["crowd", "overhead", "doorway"]

@@ -37,6 +37,9 @@ class FrameRef:
     static: bool = False
     """Nothing moved since the last detected frame (motion gating, genesis.stages.motion): the detect stage
     skips it and the ordered stage reuses the last tracked boxes."""
+    window: tuple[int, int, int, int] | None = None
+    """Region detection (genesis.stages.regions): detect only this window (x1, y1, x2, y2) of the frame; the
+    ordered stage keeps the held boxes outside it. None: the whole frame."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

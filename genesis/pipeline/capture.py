@@ -61,13 +61,15 @@ import redis
 from genesis.adapters.broker import backlog_seconds, detect_backlog
 from genesis.adapters.db.repository import Repository
 from genesis.adapters.frame_store import FrameStore, encode_jpeg
-from genesis.adapters.redis_keys import frame_key
+from genesis.adapters.redis_keys import frame_key, wake_key
 from genesis.adapters.redis_memory import RedisMemory, eviction_warnings, frames_fit, is_out_of_memory
 from genesis.adapters.video import RawFrame, SourceDamage, SourceError, SourceInfo, VideoSource
 from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameRef
 from genesis.domain.redact import redact
+from genesis.pipeline.sequencer import FrameResult, push_results
 from genesis.stages.motion import motion_gate
+from genesis.stages.regions import gate_window, window_size
 from genesis.tasks.celery_config import make_app
 
 if TYPE_CHECKING:
@@ -112,6 +114,10 @@ FULL_BACKOFF_S = 0.5
 DropReason = Literal["backpressure", "redis_full", "redis_away"]
 """Why frames were dropped: the detect backlog was full; the frame store's Redis was full (or
 refused a write, OOM); Redis was unreachable while a live source went on delivering."""
+
+CAPTURE_STEPS = ("read", "gate", "encode", "send")
+"""Where the capture's CPU goes: reading the source (demux, decode, stride), the motion gate, the
+JPEG encode of frames a stage will read, and storing + publishing (the Redis and broker clients)."""
 
 PACED_READ_S = 0.02
 """A source read that took this long blocked on the source: no batching then (no added delay)."""
@@ -181,6 +187,9 @@ class CaptureStats:
     damaged: int = 0
     """Frames of a file (after the stride) in damaged places the reader skipped."""
     damaged_places: int = 0
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    """CPU seconds of the capture process by step (:data:`CAPTURE_STEPS`), for the cameras bench (process time:
+    the decoder's own threads count with the read)."""
 
 
 def backoff_delays(initial_s: float = BACKOFF_INITIAL_S, max_s: float = BACKOFF_MAX_S) -> Iterator[float]:
@@ -251,11 +260,14 @@ class CaptureLoop:
         self._damage = SourceDamage()
         self._prev_seq = -1
         self._run_started = False
-        self._pending: list[tuple[FrameRef, bytes]] = []
+        self._pending: list[tuple[FrameRef, bytes | None]] = []
+        """Frames held for the next message, with their JPEG (None: a still frame, a marker)."""
         self._outage = False
         self._outage_s = 0.0
         self._batch = 1
+        self._cpu: dict[str, float] = dict.fromkeys(CAPTURE_STEPS, 0.0)
         self.gate = motion_gate(settings, camera)  # frames are seen in order here (genesis.stages.motion)
+        self._window = window_size(settings.detector)  # region detection (genesis.stages.regions)
 
     @property
     def live(self) -> bool:
@@ -301,6 +313,7 @@ class CaptureLoop:
                 dropped_by=dict(self._dropped_by),
                 damaged=self._damage.frames,
                 damaged_places=self._damage.places,
+                cpu_s={k: self._cpu[k] for k in CAPTURE_STEPS},
             )
 
     def _set_state(self, state: State, error: str | None = None) -> None:
@@ -423,7 +436,9 @@ class CaptureLoop:
         interval = 1.0 / self.camera.fps if self.live and self.camera.fps else 0.0
         next_due = 0.0
         read_from = self.clock()
+        cpu_from = time.process_time()
         for raw in source.frames(self.stride):
+            self._cpu["read"] += time.process_time() - cpu_from
             # A read that blocked (a live or paced source) means frames come no faster than the
             # workers want them: send what is held now, and this frame alone.
             paced = self.clock() - read_from >= PACED_READ_S
@@ -450,6 +465,7 @@ class CaptureLoop:
             if self._reached_max():
                 break
             read_from = self.clock()
+            cpu_from = time.process_time()
         self._flush()
         damage = getattr(source, "damage", None)  # a file's damaged places, read past (VideoSource)
         if isinstance(damage, SourceDamage):
@@ -519,10 +535,17 @@ class CaptureLoop:
             self._batch = d.detect_batch_frames if waiting and not (self.live or paced) else 1
         image = raw.image
         key = frame_key(self.camera.id, self.run_id, seq)
+        c0 = time.process_time()
         static = self.gate.check(image, raw.ts) if self.gate is not None else False
-        ref = FrameRef(self.camera.id, seq, raw.ts, key, int(image.shape[1]), int(image.shape[0]), captured_at,
-                       static)
-        self._pending.append((ref, encode_jpeg(image, self.settings.pipeline.jpeg_quality)))
+        h, w = int(image.shape[0]), int(image.shape[1])
+        window = gate_window(self.gate.changed, w, h, self._window, self.gate.config) if self.gate is not None \
+            else None
+        c1 = time.process_time()
+        ref = FrameRef(self.camera.id, seq, raw.ts, key, w, h, captured_at, static, window)
+        # A still frame travels as a marker: no stage reads its pixels, so they are neither encoded nor stored.
+        self._pending.append((ref, None if static else encode_jpeg(image, self.settings.pipeline.jpeg_quality)))
+        self._cpu["gate"] += c1 - c0
+        self._cpu["encode"] += time.process_time() - c1
         if len(self._pending) >= self._batch:
             self._flush()
 
@@ -535,8 +558,14 @@ class CaptureLoop:
         prev = self._prev_seq
 
         def send() -> None:
-            self.store.put_many([(ref.key, data) for ref, data in pending])
-            self.publish(refs, self.run_id, prev)
+            c0 = time.process_time()
+            try:
+                stored = [(ref.key, data) for ref, data in pending if data is not None]
+                if stored:
+                    self.store.put_many(stored)
+                self.publish(refs, self.run_id, prev)
+            finally:
+                self._cpu["send"] += time.process_time() - c0
 
         try:
             if self.live:
@@ -573,7 +602,8 @@ class CaptureLoop:
         self._outage = True  # "connected" again with the next message that goes through
         try:
             for ref in refs:
-                self.store.delete(ref.key)
+                if not ref.static:
+                    self.store.delete(ref.key)
         except SEND_ERRORS:
             pass  # they expire with their TTL
         self.stop.wait(FULL_BACKOFF_S)
@@ -643,6 +673,47 @@ class CaptureLoop:
         return {"frames_declared": declared, "frames_read": read, **damage}
 
 
+# -- still frames as markers --------------------------------------------------------------
+
+
+MARKER_WAKE_TTL_S = 10
+"""A pending wake of the sequencer is forgotten after this (as the detect task's), so a lost wake cannot
+stall a run."""
+
+
+def publish_split(refs: list[FrameRef], run_id: str, prev_seq: int, send_frames: PublishFn,
+                  send_markers: PublishFn) -> None:
+    """Send one message's frames on, in seq order: each stretch of moving frames to the detect queue
+    (``send_frames``), each stretch of still frames (``static``, motion gating) as markers straight to the
+    sequencer (``send_markers``), each stretch chained to the frame before it."""
+    start = 0
+    for i in range(1, len(refs) + 1):
+        if i == len(refs) or refs[i].static != refs[start].static:
+            part = refs[start:i]
+            (send_markers if part[0].static else send_frames)(part, run_id, prev_seq)
+            prev_seq = part[-1].seq
+            start = i
+
+
+def push_markers(redis: Any, refs: list[FrameRef], run_id: str, prev_seq: int) -> None:
+    """Still frames go to the sequencer as results without detections (no pixels, no detect task): it carries
+    the tracks forward exactly as for a still frame the detect task skipped (``HeldDetections``)."""
+    results = []
+    for ref in refs:
+        results.append(FrameResult(ref, prev_seq))
+        prev_seq = ref.seq
+    push_results(redis, run_id, results)
+
+
+def wake_sequencer(app: Celery, settings: Settings, redis: Any, camera_id: str, run_id: str) -> None:
+    """One sequence task for a burst of results: only when none is pending (the task clears the flag before it
+    reads the results, so a result pushed after that read always finds the flag clear)."""
+    from genesis.tasks.routing import SEQUENCE, queue_of
+
+    if redis.set(wake_key(run_id), "1", nx=True, ex=MARKER_WAKE_TTL_S):
+        app.send_task(SEQUENCE, args=[camera_id, run_id], queue=queue_of(settings, SEQUENCE))
+
+
 # -- the distributed wiring ---------------------------------------------------------------
 
 
@@ -671,8 +742,15 @@ def distributed_capture(
     store = RedisFrameStore.from_settings(settings)
     detect_queue = queue_of(settings, DETECT)
 
-    def publish(refs: list[FrameRef], run: str, prev_seq: int) -> None:
+    def send_frames(refs: list[FrameRef], run: str, prev_seq: int) -> None:
         publish_frames(celery_app, settings, refs, run, prev_seq, redis=store.client)  # kept, to be sent again
+
+    def send_markers(refs: list[FrameRef], run: str, prev_seq: int) -> None:
+        push_markers(store.client, refs, run, prev_seq)
+        wake_sequencer(celery_app, settings, store.client, camera.id, run)
+
+    def publish(refs: list[FrameRef], run: str, prev_seq: int) -> None:
+        publish_split(refs, run, prev_seq, send_frames, send_markers)
 
     def backlog() -> int:
         return detect_backlog(celery_app, detect_queue)

@@ -43,6 +43,7 @@ from genesis.services.privacy import Redactor, live_encoder, redactor_for, view_
 from genesis.stages.camera import CameraState, FaceModels
 from genesis.stages.detect import camera_tiling, detect_frame
 from genesis.stages.motion import motion_gate
+from genesis.stages.regions import gate_window, window_size
 
 ProgressFn = Callable[["Progress"], None]
 SAVE_EVERY = 25
@@ -211,6 +212,8 @@ def _run(
     detect_ms = 0.0
     snapshot: np.ndarray | None = None
     gate, tiling = motion_gate(settings, camera), camera_tiling(settings, camera)  # see genesis.stages.motion
+    region_size = window_size(settings.detector)  # region detection: genesis.stages.regions
+    window_frames = 0
     try:
         if annotate and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -219,12 +222,19 @@ def _run(
         try:
             for raw in video.frames(stride=stride, max_frames=max_frames):
                 key = frame_key(camera.id, run_id, raw.seq)
-                store.put(key, encode_jpeg(raw.image, settings.pipeline.jpeg_quality))
-                data = store.get(key)
-                assert data is not None
-                image = decode_jpeg(data)
                 static = gate.check(raw.image, raw.ts) if gate is not None else False
-                ref = FrameRef(camera.id, raw.seq, raw.ts, key, image.shape[1], image.shape[0], static=static)
+                window = gate_window(gate.changed, raw.image.shape[1], raw.image.shape[0], region_size, gate.config) \
+                    if gate is not None else None
+                if static:  # a still frame: no stage reads its pixels (the annotator draws the source's)
+                    image = raw.image
+                else:  # the pixels the distributed mode's stages read: the same JPEG round trip
+                    store.put(key, encode_jpeg(raw.image, settings.pipeline.jpeg_quality))
+                    data = store.get(key)
+                    assert data is not None
+                    image = decode_jpeg(data)
+                ref = FrameRef(camera.id, raw.seq, raw.ts, key, image.shape[1], image.shape[0], static=static,
+                               window=window)
+                window_frames += window is not None
                 detections = detect_frame(models.detector, ref, image, tiling, settings.detector.iou)
                 detect_ms += detections.inference_ms
                 if live is not None:
@@ -286,6 +296,7 @@ def _run(
             "fps": round(state.frames / elapsed, 2) if elapsed > 0 else 0.0,
             "detect_ms_mean": round(detect_ms / state.frames, 2) if state.frames else 0.0,
             "static_frames": gate.static_frames if gate is not None else 0,
+            "window_frames": window_frames,
             "models": {
                 "detector": f"{settings.detector.backend}:{Path(settings.detector.weights).name}",
                 "face_detector": settings.recognition.face_detector.weights if faces else None,

@@ -79,6 +79,8 @@ class LiveSink(BaseSink):
         self.publisher, self.run_id = publisher, run_id
 
     def on_frame(self, outcome: FrameOutcome, image: Image, camera: CameraState) -> None:
+        if outcome.tracked.frame.static:
+            return  # a still frame (a marker in the distributed mode, without pixels): the view keeps the last one
         self.publisher.offer(self.run_id, outcome, camera, image)
 
     def on_finish(self, camera: CameraState, progress: RunProgress) -> None:

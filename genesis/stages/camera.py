@@ -93,8 +93,11 @@ class CameraState(SavedState):
             outcome.sightings.append(Sighting(frame.camera_id, p.track_id, frame.seq, frame.ts, p.box, p.score))
         if callable(image):
             image = _once(image)  # the appearance cue and the face search share one load of the pixels
-        self.recognizer.observe(tracked, image if tracked.persons else None)  # identity segments
-        selected = self.recognizer.select(tracked) if self.faces is not None else []
+        # A still frame (motion gating) has no pixels a stage reads (the distributed mode sends it as a marker,
+        # without them): it carries the tracks forward, and face searches wait for the next detected frame.
+        still = frame.static
+        self.recognizer.observe(tracked, image if tracked.persons and not still else None)  # identity segments
+        selected = self.recognizer.select(tracked) if self.faces is not None and not still else []
         if self.faces is not None and selected:
             pixels = image() if callable(image) else image  # loaded only when a face is searched
             outcome.attempts = recognize_persons(

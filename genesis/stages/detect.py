@@ -9,6 +9,7 @@ import numpy as np
 from genesis.backends.detectors import PersonDetector, tiled
 from genesis.config import CameraConfig, Settings, TilingConfig
 from genesis.domain import FrameDetections, FrameRef
+from genesis.stages.regions import detect_window
 
 
 def camera_tiling(settings: Settings, camera: CameraConfig) -> TilingConfig:
@@ -30,7 +31,10 @@ def detect_frame(
     if image is None:
         raise ValueError(f"frame {frame.key} is not static and has no image")
     t0 = time.perf_counter()
-    detections = tiled(detector, tiling, iou).detect(image)
+    if frame.window is not None:  # region detection (genesis.stages.regions)
+        detections = detect_window(detector, image, frame.window)
+    else:
+        detections = tiled(detector, tiling, iou).detect(image)
     return FrameDetections(
         frame=frame, detections=tuple(detections), inference_ms=(time.perf_counter() - t0) * 1000.0
     )

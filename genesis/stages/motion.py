@@ -26,6 +26,7 @@ import numpy as np
 
 from genesis.config import CameraConfig, MotionConfig, Settings
 from genesis.domain import Detection, FrameDetections, TrackedFrame
+from genesis.stages.regions import merge_outside
 
 
 def small_grey(image: np.ndarray, width: int) -> np.ndarray:
@@ -54,6 +55,9 @@ class MotionGate:
     frames: int = 0
     static_frames: int = 0
     last_share: float = field(default=0.0)
+    changed: np.ndarray | None = field(default=None, repr=False)
+    """The changed pixels (bool, small image) of the last frame let through for its motion; None when the last
+    frame was forced (or static): region detection (genesis.stages.regions) detects the whole frame then."""
 
     def check(self, image: np.ndarray, ts: float) -> bool:
         """True when ``image`` is static (no detection needed), False when it must be detected."""
@@ -64,12 +68,17 @@ class MotionGate:
         # (a track needs two consecutive detections) before the first static frame.
         forced = self.frames <= 2 or self.detected_ts is None or ts - self.detected_ts >= c.force_every_s \
             or ts < self.detected_ts
+        self.changed = None
         if self.reference is None or self.reference.shape != small.shape:
             forced = True
             self.last_share = 1.0
         else:
-            self.last_share = changed_share(small, self.reference, c.pixel_threshold)
+            mask = np.abs(small - self.reference) >= c.pixel_threshold
+            self.last_share = float(np.count_nonzero(mask)) / mask.size
+            if not forced:
+                self.changed = mask
         if not forced and self.last_share < c.min_changed:
+            self.changed = None
             self.static_frames += 1
             return True
         self.reference, self.detected_ts = small, ts
@@ -117,6 +126,10 @@ class HeldDetections:
         """``update`` (the tracker) on this frame's detections, or on the held ones for a static frame."""
         if detections.frame.static:
             return update(FrameDetections(detections.frame, self.last, 0.0))
+        window = detections.frame.window
+        if window is not None:  # region detection: the held boxes outside the window stand for what it did not see
+            detections = FrameDetections(detections.frame, merge_outside(detections.detections, self.last, window,
+                                                                         SAME_BOX_IOU), detections.inference_ms)
         tracked = update(detections)
         confirmed = [p.box for p in tracked.persons]
         held = [d for d in detections.detections

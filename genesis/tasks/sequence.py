@@ -70,8 +70,9 @@ class CelerySink(BaseSink):
 
     def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
         send_alerts(self.run_id, self.time_origin, list(outcomes))
-        if outcomes:
-            self._keep_snapshot(outcomes[-1].tracked.frame)
+        moving = [o for o in outcomes if not o.tracked.frame.static]  # a still frame's pixels are not stored
+        if moving:
+            self._keep_snapshot(moving[-1].tracked.frame)
         rows = BatchRows.of(outcomes, closing)
         if not rows.analytics:  # frames without people: nothing to store
             return

@@ -1,5 +1,6 @@
-"""Motion gating in the distributed mode: the capture marks static frames, detect tasks skip them, the
-sequencer reuses the last detections, and the results equal the embedded run's, on a mostly-static clip."""
+"""Motion gating in the distributed mode: the capture sends still frames as markers (no pixels stored, no
+detect task), the sequencer carries the tracks forward, and the results equal the embedded run's, on a
+mostly-static clip."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+import sqlalchemy
 
-from genesis.bench.clips import make_static_clip
+from genesis.adapters.video import VideoSource
+from genesis.bench.clips import make_corner_clip, make_static_clip
+from genesis.config import MotionConfig
+from genesis.stages.motion import MotionGate
 from tests.integration.workers import genesis_cli, pipeline_env, workers
 from tests.services import redis_url
 
@@ -39,7 +45,16 @@ def clip(env: dict[str, str], data_dir: Path) -> Path:
     return path
 
 
-def test_gated_distributed_run_equals_the_embedded_one(env: dict[str, str], clip: Path) -> None:
+@pytest.fixture(scope="module")
+def pool(env: dict[str, str]) -> Iterator[None]:
+    """The workers, shared by the tests of this module (what differs between them is the capture's settings:
+    which frames are still, which have a window, travels in the messages)."""
+    specs = [("detect", "detect", 2, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
+    with workers(*specs, env=env, log_dir=Path(env["TEST_OUT_DIR"])):
+        yield
+
+
+def test_gated_distributed_run_equals_the_embedded_one(env: dict[str, str], clip: Path, pool: None) -> None:
     out = Path(env["TEST_OUT_DIR"])
     emb_env = dict(env, GENESIS_DATABASE_URL=f"sqlite:///{out}/embedded.db")
     genesis_cli(emb_env, "run", "--source", str(clip), *ARGS, "--out", str(out / "embedded"))
@@ -48,16 +63,65 @@ def test_gated_distributed_run_equals_the_embedded_one(env: dict[str, str], clip
     frames = embedded["results"]["frames"]
     assert frames == 48 and static >= 30, (frames, static)  # at least 3x fewer detections
     assert embedded["results"]["people"]["peak_in_frame"] >= 5
-    specs = [("detect", "detect", 2, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
-    with workers(*specs, env=env, log_dir=out):
-        text = genesis_cli(env, "capture", "--source", str(clip), *ARGS)
-        match = re.search(r"published (\d+), dropped (\d+).*run ([0-9a-f]{32})", text)
-        assert match and (int(match[1]), int(match[2])) == (48, 0), text
-        genesis_cli(env, "drain", "--timeout", "300")
+    text = genesis_cli(env, "capture", "--source", str(clip), *ARGS)
+    match = re.search(r"published (\d+), dropped (\d+).*run ([0-9a-f]{32})", text)
+    assert match and (int(match[1]), int(match[2])) == (48, 0), text
+    genesis_cli(env, "drain", "--timeout", "300")
     genesis_cli(env, "report", "--run", match[3], "--out", str(out / "distributed"))
     report: dict[str, Any] = json.loads((out / "distributed" / "report.json").read_text())
     assert report["run"]["status"] == "finished"
     assert report["results"] == embedded["results"]
-    # the detect workers really skipped the static frames: their inference count is the moving frames only
     log = (out / "detect.log").read_text()
     assert "Traceback" not in log
+    # The still frames travelled as markers: the frame store holds the moving frames only (their TTL is far
+    # longer than this test).
+    still = still_seqs(clip, 5)
+    assert len(still) == static, (still, static)
+    frames_redis = redis.Redis.from_url(FRAMES)
+    stored = {int(k.rsplit(b":", 1)[1]) for k in frames_redis.scan_iter(match=f"genesis:frame:*:{match[3]}:*")}
+    assert stored and not stored & still and len(stored) == frames - static, (sorted(stored), sorted(still))
+    # A person standing still keeps their track through the markers: every track of the last detected frame
+    # before a still frame is sighted on it.
+    engine = sqlalchemy.create_engine(env["GENESIS_DATABASE_URL"])
+    with engine.connect() as conn:
+        rows = conn.execute(sqlalchemy.text("SELECT seq, track_id FROM sightings WHERE run_id = :r"),
+                            {"r": match[3]}).all()
+    engine.dispose()
+    tracks: dict[int, set[int]] = {}
+    for seq, track in rows:
+        tracks.setdefault(int(seq), set()).add(int(track))
+    assert len(tracks.get(min(still), ())) >= 3, tracks
+    for seq in sorted(still):
+        detected = max(s for s in tracks if s < seq and s not in still)
+        assert tracks[detected] <= tracks.get(seq, set()), (seq, detected, tracks)
+
+
+def still_seqs(clip: Path, stride: int) -> set[int]:
+    """The seqs the capture's gate marks still (the same decisions: same pixels, same times)."""
+    gate = MotionGate(MotionConfig(enabled=True))
+    with VideoSource(str(clip)) as video:
+        return {raw.seq for raw in video.frames(stride=stride) if gate.check(raw.image, raw.ts)}
+
+
+def test_region_detection_distributed_equals_embedded(env: dict[str, str], data_dir: Path, pool: None) -> None:
+    """People walk in one corner of an otherwise still 1280x720 camera: most frames are detected in a 640x640
+    window around them; the distributed run (the window travels in the frame's message) equals the embedded
+    one."""
+    out = Path(env["TEST_OUT_DIR"])
+    clip = out / "corner.avi"
+    layout = make_corner_clip(str(data_dir / "video" / "opencv4nodejs_people.mp4"), clip, seconds=4.0)
+    assert layout["frames"] == 96
+    renv = dict(env, GENESIS_DETECTOR__MOTION__REGIONS="true")
+    emb_env = dict(renv, GENESIS_DATABASE_URL=f"sqlite:///{out}/regions.db")
+    genesis_cli(emb_env, "run", "--source", str(clip), *ARGS, "--out", str(out / "regions-embedded"))
+    embedded = json.loads((out / "regions-embedded" / "report.json").read_text())
+    assert embedded["results"]["frames"] == 20 and embedded["run"]["window_frames"] >= 10, embedded["run"]
+    assert embedded["results"]["people"]["tracks"] >= 2
+    text = genesis_cli(renv, "capture", "--source", str(clip), *ARGS)
+    match = re.search(r"published (\d+), dropped (\d+).*run ([0-9a-f]{32})", text)
+    assert match and (int(match[1]), int(match[2])) == (20, 0), text
+    genesis_cli(renv, "drain", "--timeout", "300")
+    genesis_cli(renv, "report", "--run", match[3], "--out", str(out / "regions-distributed"))
+    report = json.loads((out / "regions-distributed" / "report.json").read_text())
+    assert report["run"]["status"] == "finished"
+    assert report["results"] == embedded["results"]
