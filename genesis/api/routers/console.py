@@ -65,11 +65,15 @@ def segment_face(run: RunPath, track: TrackPath, segment: SegmentPath, _key: Vie
         raise key_error(exc) from None
 
 
-@router.get("/tracks/{run}/{track}/face.jpg", summary="The face of a track's first segment (JPEG; never cached)",
-            description="Same as `/tracks/{run}/{track}/segments/0/face.jpg`. A track cut between people has one "
-            "face per segment: address the segment.", response_class=Response, responses=JPEG)
+@router.get("/tracks/{run}/{track}/face.jpg",
+            summary="The face of a track's first segment that has one (JPEG; never cached)",
+            description="A track cut between people has one face per segment: address the segment "
+            "(`/tracks/{run}/{track}/segments/{segment}/face.jpg`); this is only its first.",
+            response_class=Response, responses=JPEG)
 def track_face(run: RunPath, track: TrackPath, _key: Viewer, s: Services) -> Response:
-    return segment_face(run, track, 0, _key, s)
+    with store(s)._read() as rows:
+        found = rows.face_segments(run, track)
+    return segment_face(run, track, found[0] if found else 0, _key, s)
 
 
 @router.get("/photos/{photo}/face.jpg", summary="An enrolled face (JPEG crop; never cached)",
