@@ -169,6 +169,22 @@ def identity_summary(repo: Repository, store: IdentityStore, settings: Settings,
             "lines": dict(sorted(lines.items())), "runs": runs_out, "runs_total": len(order)}
 
 
+# -- live updates ---------------------------------------------------------------------------------
+
+
+def console_state(repo: Repository, settings: Settings) -> dict[str, Any]:
+    """What the console's lists, tiles and counters are made of, small enough to compare every second:
+    the sizes of the lists (identities, unknown groups, stored faces, the newest audit entry) and each
+    camera's live counters (`genesis.api.services.frames.live_counts`)."""
+    from genesis.adapters.db.identities import read_transaction
+    from genesis.api.services import frames, pipeline
+
+    with read_transaction(repo.engine) as rows:
+        counts = rows.counts()
+    cameras = {str(c["id"]): frames.live_counts(repo, str(c["id"])) for c in pipeline.cameras(repo, settings)}
+    return {**counts, "cameras": cameras}
+
+
 # -- live view ------------------------------------------------------------------------------------
 
 

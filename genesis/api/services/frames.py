@@ -146,7 +146,7 @@ def live_counts(repo: Repository, camera: str) -> dict[str, Any]:
         status, frames = db.run_status(run_id)
         last_seq = db.last_seq(run_id)
         in_view = 0
-        if last_seq is not None:
+        if last_seq is not None and status == "running":  # nobody is "in view" of a run that ended
             in_view = db.in_frame(run_id, last_seq)
         tracks = db.track_count(run_id)
         names = db.identities_seen(run_id)

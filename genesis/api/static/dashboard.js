@@ -5,21 +5,28 @@
 const {api, el} = window.GC;
 const POLL_MS = 3000;
 
+// A tile's counters from `/api/cameras/{id}/live` (or the live-updates stream, which sends the same).
+function showCounts(tile, live) {
+  for (const key of ["in_view", "tracks", "frames", "status"]) {
+    const node = tile.querySelector(`[data-count="${key}"]`);
+    if (node) node.textContent = live[key] ?? "–";
+  }
+  tile.querySelector('[data-count="identities"]').textContent =
+    live.identities.length ? "recognised: " + live.identities.join(", ") : "";
+  // While the live view is off, the tile shows the last stored snapshot (reloaded when the run moves on).
+  const mark = `${live.run_id}:${live.frames}:${live.status}`;
+  if (tile.dataset.live !== "on" && tile.dataset.snapshot !== mark) {
+    tile.dataset.snapshot = mark;
+    tile.querySelector("img.frame").src =
+      `/api/cameras/${encodeURIComponent(tile.dataset.camera)}/frame.jpg?t=${Date.now()}`;
+  }
+}
+
 async function refreshTiles() {
   for (const tile of document.querySelectorAll(".tile")) {
     const cam = tile.dataset.camera;
-    try {
-      const live = await api(`/api/cameras/${encodeURIComponent(cam)}/live`);
-      for (const key of ["in_view", "tracks", "frames", "status"]) {
-        const node = tile.querySelector(`[data-count="${key}"]`);
-        if (node) node.textContent = live[key] ?? "–";
-      }
-      tile.querySelector('[data-count="identities"]').textContent =
-        live.identities.length ? "recognised: " + live.identities.join(", ") : "";
-      if (tile.dataset.live !== "on") {
-        tile.querySelector("img.frame").src = `/api/cameras/${encodeURIComponent(cam)}/frame.jpg?t=${Date.now()}`;
-      }
-    } catch (e) { /* keep the last values */ }
+    try { showCounts(tile, await api(`/api/cameras/${encodeURIComponent(cam)}/live`)); }
+    catch (e) { /* keep the last values */ }
   }
 }
 
@@ -194,11 +201,12 @@ async function nameCluster(u) {
   try {
     try { await post(false); }
     catch (e) {
-      if (e.status !== 409 || !window.confirm(`${e.message}\n\nAdd the faces of ${u.id} to ${name.trim()}?`)) throw e;
+      if (e.status !== 409 || !e.message.includes("exists already")
+        || !window.confirm(`${e.message}\n\nAdd the faces of ${u.id} to ${name.trim()}?`)) throw e;
       await post(true);
     }
     await Promise.all([refreshUnknowns(), refreshIdentities()]);
-  } catch (e) { if (e.status !== 409) window.alert(e.message); }
+  } catch (e) { if (e.status !== 409 || !e.message.includes("exists already")) window.alert(e.message); }
 }
 
 function unknownRow(u) {
@@ -275,7 +283,22 @@ document.addEventListener("DOMContentLoaded", () => {
   refreshTiles();
   refreshHealth();
   refreshAlerts();
-  setInterval(refreshTiles, POLL_MS);
   setInterval(refreshAlerts, POLL_MS * 2);
   setInterval(refreshHealth, POLL_MS * 2);
+  // Lists, tiles and counters follow the server's live updates (server-sent events); without
+  // EventSource, the tiles are polled.
+  if (window.EventSource) {
+    window.GC.liveUpdates((now, before) => {
+      for (const tile of document.querySelectorAll(".tile")) {
+        const live = (now.cameras || {})[tile.dataset.camera];
+        if (live) showCounts(tile, live);
+      }
+      if (window.GC.listsChanged(now, before)) {
+        window.GC.whenIdle(() => { refreshIdentities().catch(() => {}); refreshUnknowns(); });
+      }
+      if (Object.keys(now.cameras || {}).join() !== Object.keys(before.cameras || {}).join()) {
+        document.getElementById("cameras-changed").hidden = false;
+      }
+    });
+  } else { setInterval(refreshTiles, POLL_MS); }
 });
