@@ -486,6 +486,45 @@ const GC = (() => {
     form.addEventListener("submit", (event) => { event.preventDefault(); submit(); });
   }
 
+  // -- audit page (admins) -------------------------------------------------------------------------
+
+  const auditState = {offset: 0};
+
+  async function refreshAudit() {
+    const body = document.getElementById("audit-rows");
+    const action = document.getElementById("audit-action").value;
+    try {
+      const q = new URLSearchParams({limit: String(PAGE), offset: String(auditState.offset)});
+      if (action) q.set("action", action);
+      const page = await api(`/api/audit?${q}`);
+      body.replaceChildren(...page.items.map(a => {
+        const tr = el("tr", {"data-entry": String(a.id), "data-action": a.action});
+        const detail = Object.entries(a.detail).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`);
+        tr.append(el("td", {}, when(a.at)), el("td", {}, a.actor), el("td", {}, a.action), el("td", {}, a.target || "–"),
+                  el("td", {class: "small"}, detail.join(" · ")));
+        const cell = el("td");
+        if (a.undoable) {
+          const undo = el("button", {type: "button", class: "link undo"}, "Undo");
+          undo.setAttribute("aria-label", `undo ${a.action} ${a.target || ""} (entry ${a.id})`);
+          undo.addEventListener("click", async () => {
+            try { const r = await post(`/api/audit/${a.id}/undo`, {}); flash(r, refreshAudit); await refreshAudit(); }
+            catch (e) { flashError(e.message); }
+          });
+          cell.append(undo);
+        }
+        tr.append(cell);
+        return tr;
+      }));
+      if (!page.items.length) {
+        const tr = el("tr"); tr.append(el("td", {colspan: "6", class: "muted"}, "No entries.")); body.replaceChildren(tr);
+      }
+      pager(document.getElementById("audit-pager"), auditState, page.total, refreshAudit);
+    } catch (e) {
+      const tr = el("tr"); tr.append(el("td", {colspan: "6", class: "error"}, `audit log unavailable: ${e.message}`));
+      body.replaceChildren(tr);
+    }
+  }
+
   function init() {
     const page = document.body.dataset.page;
     if (page === "dashboard") document.querySelectorAll(".tile").forEach(startLive);
@@ -512,6 +551,11 @@ const GC = (() => {
       liveUpdates((now, before) => { if (listsChanged(now, before)) load(); });
     }
     if (page === "search") { identityNames().catch(() => {}); setupSearch(); }
+    if (page === "audit") {
+      document.getElementById("audit-action").addEventListener("change", () => { auditState.offset = 0; refreshAudit(); });
+      refreshAudit();
+      liveUpdates((now, before) => { if (now.audit_last !== before.audit_last && auditState.offset === 0) refreshAudit(); });
+    }
   }
 
   document.addEventListener("DOMContentLoaded", init);
