@@ -118,6 +118,17 @@ PIXELS_JS = """img => { const c = document.createElement('canvas'); c.width = 48
   return Array.from(x.getImageData(0, 0, 48, 48).data); }"""
 
 
+WIDE_JS = """() => Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > 391)
+  .slice(0, 8).map(e => `${e.tagName}.${e.className}#${e.id} ${Math.round(e.getBoundingClientRect().right)}`)"""
+
+
+def _ready(page: Any) -> None:
+    """The page's script ran and its live-updates stream answered (a stream never lets the network idle)."""
+    page.wait_for_function("() => Number(document.body.dataset.events || 0) > 0 || "
+                           "['not-found', 'search'].includes(document.body.dataset.page)", timeout=20_000)
+    page.wait_for_timeout(300)
+
+
 def _serious(axe: Any, page: Any) -> list[str]:
     results = axe.run(page)
     return [f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
@@ -251,7 +262,7 @@ def test_review_by_segment_undo_live_updates_axe_phone(served: dict[str, Any], t
             # -- axe-core: no serious or critical violation on any console page --------------------------
             for path in PAGES:
                 page.goto(base + path)
-                page.wait_for_load_state("networkidle")
+                _ready(page)
                 problems[path] = _serious(axe, page)
 
             # -- a phone: 390 px, nothing wider than the screen, "Log out" reachable ----------------------
@@ -259,9 +270,9 @@ def test_review_by_segment_undo_live_updates_axe_phone(served: dict[str, Any], t
             small = phone.new_page()
             for path in PAGES:
                 small.goto(base + path)
-                small.wait_for_load_state("networkidle")
+                _ready(small)
                 width = small.evaluate("() => document.documentElement.scrollWidth")
-                assert width <= 390, (path, width)
+                assert width <= 390, (path, width, small.evaluate(WIDE_JS))
                 logout = small.get_by_role("button", name="Log out")
                 expect(logout).to_be_visible()
                 box = logout.bounding_box()
