@@ -226,9 +226,12 @@ def test_review_by_segment_undo_live_updates_axe_phone(served: dict[str, Any], t
             assert sorted((c["id"], c["size"], c["last_seen"]) for c in after) == \
                 sorted((c["id"], c["size"], c["last_seen"]) for c in clusters)
 
-            # -- lists update without a reload (server-sent events) -------------------------------------
+            # -- lists update without a reload (server-sent events, authenticated like the rest) ----------
             events = int(page.evaluate("() => Number(document.body.dataset.events || 0)"))
             assert events >= 1, "no live-updates stream"
+            assert _get(base, "gk_00000000_wrong", "/api/console/events")[0] == 401
+            first = _first_event(base, key)
+            assert first["unknowns"] == len(clusters) and "door" in first["cameras"], first
             before = page.locator(".cluster-card").count()
             _store_run(url, RUN_C, [(7, 0, "clapton-2", None, 0.9, True)], faces)  # someone new, elsewhere
             expect(page.locator(f'.face-card[data-run="{RUN_C}"]')).to_have_count(1, timeout=20_000)
@@ -283,6 +286,22 @@ def test_review_by_segment_undo_live_updates_axe_phone(served: dict[str, Any], t
             browser.close()
     bad = {k: v for k, v in problems.items() if v}
     assert not bad, bad
+
+
+def _first_event(base: str, key: str) -> dict[str, Any]:
+    """The first ``state`` event of the live-updates stream (then the connection is closed)."""
+    req = urllib.request.Request(base + "/api/console/events", headers={"X-API-Key": key})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        event = None
+        for raw in r:
+            line = raw.decode().strip()
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:") and event == "state":
+                found: dict[str, Any] = json.loads(line.split(":", 1)[1])
+                return found
+    raise AssertionError("the stream ended without a state event")
 
 
 def _post_name(base: str, key: str, run_id: str, track: int, name: str) -> tuple[int, bytes, dict[str, str]]:
