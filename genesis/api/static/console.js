@@ -99,6 +99,9 @@ const GC = (() => {
             canvas.dataset.persons = String(live.frame.persons.length);
             tile.dataset.live = "on";
             status.textContent = `live · frame ${live.frame.seq} · ${live.frame.persons.length} in view`;
+            // The counter says what the status says (the stored sightings may not be written yet).
+            const inView = tile.querySelector('[data-count="in_view"]');
+            if (inView) inView.textContent = String(live.frame.persons.length);
             status.className = "live-status small live-on";
           } else {
             canvas.hidden = true;
@@ -559,6 +562,7 @@ const GC = (() => {
   }
 
   document.addEventListener("DOMContentLoaded", init);
-  return {api, el, face, when, identityLink, clusterStrip, identityFaces, liveUpdates, listsChanged, whenIdle};
+  return {api, el, face, when, identityLink, clusterStrip, identityFaces, liveUpdates, listsChanged, whenIdle,
+          pager, PAGE};
 })();
 window.GC = GC;

@@ -2,12 +2,14 @@
 "use strict";
 
 // The API helpers (session cookie, CSRF token, error shape) and el() come from console.js, loaded first.
-const {api, el} = window.GC;
+const {api, el, pager, PAGE} = window.GC;
+const pages = {identities: {offset: 0}, unknowns: {offset: 0}, alerts: {offset: 0}};
 const POLL_MS = 3000;
 
 // A tile's counters from `/api/cameras/{id}/live` (or the live-updates stream, which sends the same).
 function showCounts(tile, live) {
   for (const key of ["in_view", "tracks", "frames", "status"]) {
+    if (key === "in_view" && tile.dataset.live === "on") continue;  // the live frame's count is newer
     const node = tile.querySelector(`[data-count="${key}"]`);
     if (node) node.textContent = live[key] ?? "–";
   }
@@ -89,7 +91,12 @@ async function refreshAlerts() {
   const feed = document.getElementById("alerts-feed");
   if (!feed || feed.tagName !== "UL") return;
   try {
-    const body = await api("/api/alerts?limit=20");
+    let body = await api(`/api/alerts?limit=${PAGE}&offset=${pages.alerts.offset}`);
+    if (!body.items.length && pages.alerts.offset > 0) {
+      pages.alerts.offset = 0;
+      body = await api(`/api/alerts?limit=${PAGE}&offset=0`);
+    }
+    pager(document.getElementById("alerts-pager"), pages.alerts, body.total, refreshAlerts);
     document.getElementById("alerts-total").textContent = body.total ? `${body.total} in all` : "";
     if (!body.items.length) { feed.replaceChildren(el("li", {class: "muted"}, "No alerts.")); }
     else { feed.replaceChildren(...body.items.map(alertItem)); }
@@ -151,7 +158,10 @@ function identityRow(ident) {
 
 async function refreshIdentities() {
   const body = document.getElementById("identity-rows");
-  const rows = await api("/api/identities");
+  const all = await api("/api/identities");
+  if (pages.identities.offset >= all.length) pages.identities.offset = 0;
+  const rows = all.slice(pages.identities.offset, pages.identities.offset + PAGE);
+  pager(document.getElementById("identities-pager"), pages.identities, all.length, refreshIdentities);
   if (!rows.length) {
     const tr = el("tr", {class: "empty"}); tr.append(el("td", {colspan: "5", class: "muted"}, "No identities enrolled."));
     body.replaceChildren(tr);
@@ -229,7 +239,12 @@ async function refreshUnknowns() {
   const body = document.getElementById("unknown-rows");
   if (!body) return;
   try {
-    const page = await api("/api/unknowns?limit=50");
+    let page = await api(`/api/unknowns?limit=${PAGE}&offset=${pages.unknowns.offset}`);
+    if (!page.items.length && pages.unknowns.offset > 0) {
+      pages.unknowns.offset = 0;
+      page = await api(`/api/unknowns?limit=${PAGE}&offset=0`);
+    }
+    pager(document.getElementById("unknowns-pager"), pages.unknowns, page.total, refreshUnknowns);
     document.getElementById("unknowns-total").textContent = page.total ? `${page.total} in all` : "";
     if (!page.items.length) {
       const tr = el("tr", {class: "empty"}); tr.append(el("td", {colspan: "6", class: "muted"}, "No unknown faces."));
