@@ -16,8 +16,8 @@ uvicorn's own settings come from the same section (:func:`uvicorn_options`): ``l
 (503 past that many connections or requests in progress), ``timeout_keep_alive`` and h11's
 largest request head; and a graceful shutdown bounded by ``SHUTDOWN_GRACE_S``: uvicorn alone waits
 for every open response, and the console's live-updates streams (server-sent events) stay open for
-minutes, so a SIGTERM would otherwise wait that long. The process's open-file limit is raised to fit the cap where the hard
-limit allows (:func:`fit_file_limit`).
+minutes, so a SIGTERM would otherwise wait that long. The process's open-file limit is raised to fit
+the cap where the hard limit allows (:func:`fit_file_limit`).
 """
 
 from __future__ import annotations
