@@ -335,9 +335,16 @@ def _time(text: str) -> datetime:
 
 
 def _restore_cluster(store: IdentityStore, db: IdentityRows, spec: dict[str, Any],
-                     faces: list[tuple[str, int, int]], now: datetime) -> None:
+                     faces: list[tuple[str, int, int]], now: datetime, gone: bool = False) -> None:
+    """The faces join cluster ``spec["id"]`` again, re-created under its id when it is gone (``gone``: it
+    must be). A cluster id may be taken again once its cluster is deleted (SQLite reuses the largest
+    id): a cluster of that id first seen after the original was, or of another model, is another group
+    of people, and the undo is refused rather than put these faces into it."""
     cid = int(spec["id"])
-    if db.cluster_row(cid) is None:
+    found = db.cluster_row(cid)
+    if found is not None and (gone or found[0] != spec["model"] or found[2] > _time(spec["first_seen"])):
+        raise UndoError(f"{label(cid)} is another group of faces now: the faces cannot go back into it")
+    if found is None:
         dim = int(spec["dim"])
         _, blob = store._enc_vec(np.zeros(dim, dtype=np.float32))
         db.restore_cluster(cid, str(spec["model"]), dim, blob, _time(spec["first_seen"]), _time(spec["last_seen"]))
@@ -408,7 +415,7 @@ def undo(store: IdentityStore, entry_id: int, actor: str) -> Done:
                 prior = [*f, None, None][4:6]
                 db.set_segment_identity(run_id, track_id, segment, prior[1], prior[0])
             cid = parse_label(str(detail["cluster"]))
-            _restore_cluster(store, db, {**spec, "id": cid}, faces, now)
+            _restore_cluster(store, db, {**spec, "id": cid}, faces, now, gone=True)
             _drop_if_new(db, detail, target)
             message = f"{target} is {detail['cluster']} again"
         else:  # merge
@@ -416,7 +423,7 @@ def undo(store: IdentityStore, entry_id: int, actor: str) -> Done:
             faces = [(str(f[0]), int(f[1]), int(f[2])) for f in spec.get("faces", [])]
             if db.cluster_row(dst) is None:
                 raise UndoError(f"{target} is gone (named or purged since)")
-            _restore_cluster(store, db, {**spec, "id": src}, faces, now)
+            _restore_cluster(store, db, {**spec, "id": src}, faces, now, gone=True)
             _recompute(store, db, dst, now)
             db.set_cluster_seen(dst, _time(spec["target_first_seen"]), _time(spec["target_last_seen"]))
             message = f"{detail['cluster']} is apart from {target} again"

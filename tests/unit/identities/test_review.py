@@ -222,6 +222,16 @@ def test_segments_each_action_touches_its_segment_and_undo_restores(settings: Se
         with pytest.raises(review.UndoError, match="cannot be undone"):
             review.undo(store, min(a.id for a in store.audit_log()), "test")  # the "setup" entry
 
+        # SQLite takes a deleted cluster's id again: an undo never pours faces into someone else's group.
+        done = review.merge_entry(store, adams, lennon, "test")
+        repo.start_run("run-t", "door", "test", {})
+        carell = [float(x) for x in faces["carell"][0]]
+        save_track_faces(store, "run-t", [TrackFaceRecord("door", 1, 0.5, "SFace", carell, None, 0.9,
+                                                          faces["carell"][1])], 0.593)
+        assert repo.engine.dialect.name == "sqlite" and adams in {u.label for u in unknowns(store)}  # taken again
+        with pytest.raises(review.UndoError, match="another group"):
+            review.undo(store, done.entry, "test")
+
 
 def test_sample_spreads_over_all_faces() -> None:
     refs = [review.FaceRef("r", i, "c", 0.0, None, None, None, None, True, centroid_distance=i / 10)
