@@ -28,6 +28,22 @@ from genesis.api.services import console as svc
 router = APIRouter(prefix="/api", tags=["console-events"], responses=ERROR_RESPONSES)
 
 KEEPALIVE_S = 15.0
+_shared: dict[int, tuple[float, dict[str, Any]]] = {}
+"""The newest state per app (by id of its services) and when it was read: every open page of one
+server shares one read per poll interval, however many pages are open."""
+
+
+async def _state(s: Any, max_age: float) -> dict[str, Any]:
+    now = time.monotonic()
+    cached = _shared.get(id(s))
+    if cached is not None and now - cached[0] < max_age:
+        return cached[1]
+    try:
+        state = await to_thread.run_sync(svc.console_state, s.repo, s.settings)
+    except Exception as exc:  # the database away: say so, keep the stream
+        state = {"error": type(exc).__name__}
+    _shared[id(s)] = (time.monotonic(), state)
+    return state
 
 
 def _event(name: str, data: dict[str, Any]) -> str:
@@ -51,10 +67,7 @@ async def console_events(request: Request, _key: Viewer, s: Services) -> Streami
         while time.monotonic() - started < cfg.events_max_s:
             if await request.is_disconnected():
                 return
-            try:
-                state = await to_thread.run_sync(svc.console_state, s.repo, s.settings)
-            except Exception as exc:  # the database away: say so, keep the stream
-                state = {"error": type(exc).__name__}
+            state = await _state(s, cfg.events_poll_s * 0.9)
             if state != last:
                 last = state
                 sent = time.monotonic()
