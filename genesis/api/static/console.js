@@ -360,6 +360,8 @@ const GC = (() => {
         clusterState.offset = Math.max(0, Math.floor((all.total - 1) / PAGE) * PAGE);
       }
       const items = all.items.slice(clusterState.offset, clusterState.offset + PAGE);
+      // A merge being decided stays on screen: redraw when it is done (or cancelled).
+      if (document.querySelector(".merge-confirm")) { whenIdle(refreshClusters); return; }
       document.getElementById("clusters-total").textContent = all.total ? `${all.total} in all` : "";
       if (!items.length) box.replaceChildren(el("p", {class: "muted"}, "No unknown faces."));
       else box.replaceChildren(...items.map(u => clusterCard(u, all.items)));
@@ -393,9 +395,10 @@ const GC = (() => {
     return ["identities", "unknowns", "faces", "audit_last"].some(k => a[k] !== b[k]);
   }
 
+  // Not while the operator is typing a name or deciding a merge: the lists wait.
   function busy() {
     const active = document.activeElement;
-    return active && active.matches("input, select") && active.value;
+    return (active && active.matches("input, select") && active.value) || document.querySelector(".merge-confirm");
   }
 
   function whenIdle(fn) {
