@@ -380,18 +380,26 @@ def test_dashboard_pages_need_a_session(client: TestClient, keys: dict[str, str]
                                         repo: Repository) -> None:
     from tests.integration.test_api import dashboard_login
 
-    for path in ("/review", "/search", "/identities/somebody"):
+    for path in ("/review", "/search", "/identities/somebody", "/audit"):
         r = client.get(path, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/", path
     c = TestClient(client.app, raise_server_exceptions=False)
     assert c.get("/review", headers={"Cookie": f"genesis_session={keys['viewer']}"},
                  follow_redirects=False).status_code == 303  # a raw key is no session
     assert dashboard_login(c, keys["operator"]).status_code == 303
-    for path in ("/review", "/search", "/identities/%3Cimg%20src%3Dx%20onerror%3D%22alert(1)%22%3E"):
+    for path, status in (("/review", 200), ("/search", 200), ("/audit", 403),
+                         ("/identities/%3Cimg%20src%3Dx%20onerror%3D%22alert(1)%22%3E", 404)):
         r = c.get(path)
-        assert r.status_code == 200 and r.headers["cache-control"] == "no-store", path
+        assert r.status_code == status and r.headers["cache-control"] == "no-store", path
         assert "<img src=x" not in r.text
-    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in r.text
+    # An identity nobody has: the 404 page names it, escaped.
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in r.text and "No identity named" in r.text
+    # A browser's unknown address: the 404 page (no key or session named); an API client's: the JSON error.
+    r = c.get("/no/such/page", headers={"Accept": "text/html"})
+    assert r.status_code == 404 and "Page not found" in r.text and "text/html" in r.headers["content-type"]
+    r = c.get("/api/no/such/route", headers={"Accept": "text/html"})
+    assert r.status_code in (401, 404) and "error" in r.json()
+    assert c.get("/favicon.ico").headers["content-type"].startswith("image/svg+xml")
     # Crops load with the session (as <img> does); a change needs the page's CSRF token.
 
     token = re.search(r'<meta name="csrf-token" content="([^"]+)"', c.get("/review").text)
