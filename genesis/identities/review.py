@@ -232,7 +232,8 @@ def assign_segment(store: IdentityStore, run_id: str, track_id: int, segment: in
         rows.name_segment(run_id, track_id, segment, ident, name)
         detail: dict[str, Any] = {"run": run_id, "track": track_id, "segment": segment, "new": exists is None,
                                   "identity_id": ident}
-        undo: dict[str, Any] = {"embedding": sha, "before": list(before) if before else None}
+        # The former identity by id only: a forgotten identity's name must be left in no audit entry.
+        undo: dict[str, Any] = {"embedding": sha, "before": before[0] if before else None}
         if cid is not None:
             cluster = rows.cluster_row(int(cid))
             rows.set_face_cluster(run_id, track_id, segment, None)
@@ -354,6 +355,12 @@ def _restore_cluster(store: IdentityStore, db: IdentityRows, spec: dict[str, Any
     db.set_cluster_seen(cid, _time(spec["first_seen"]), _time(spec["last_seen"]))
 
 
+def _rename_segment(db: IdentityRows, run_id: str, track_id: int, segment: int, identity_id: Any) -> None:
+    """The segment gets its former identity back (by id; none when it was forgotten since)."""
+    name = db.identity_name(int(identity_id)) if identity_id is not None else None
+    db.set_segment_identity(run_id, track_id, segment, int(identity_id) if name else None, name)
+
+
 def _drop_if_new(db: IdentityRows, detail: dict[str, Any], name: str | None) -> bool:
     if detail.get("new") and detail.get("identity_id") is not None and name is not None \
             and db.identity_unused(int(detail["identity_id"]), name):
@@ -385,8 +392,7 @@ def undo(store: IdentityStore, entry_id: int, actor: str) -> Done:
                 raise UndoError(f"{_segment_label(run_id, track_id, segment)} is no longer {target}")
             if spec.get("embedding"):
                 db.delete_embedding(int(detail["identity_id"]), str(spec["embedding"]))
-            before = spec.get("before") or [None, None]
-            db.set_segment_identity(run_id, track_id, segment, before[0], before[1])
+            _rename_segment(db, run_id, track_id, segment, spec.get("before"))
             if isinstance(spec.get("cluster"), dict):
                 _restore_cluster(store, db, spec["cluster"], [(run_id, track_id, segment)], now)
             _drop_if_new(db, detail, target)
@@ -412,8 +418,7 @@ def undo(store: IdentityStore, entry_id: int, actor: str) -> Done:
             for (run_id, track_id, segment), f in zip(faces, spec.get("faces", []), strict=True):
                 if named_id is not None and f[3]:
                     db.delete_embedding(int(named_id), str(f[3]))
-                prior = [*f, None, None][4:6]
-                db.set_segment_identity(run_id, track_id, segment, prior[1], prior[0])
+                _rename_segment(db, run_id, track_id, segment, f[4] if len(f) > 4 else None)
             cid = parse_label(str(detail["cluster"]))
             _restore_cluster(store, db, {**spec, "id": cid}, faces, now, gone=True)
             _drop_if_new(db, detail, target)

@@ -240,8 +240,8 @@ def name_unknown_entry(store: IdentityStore, unknown_label: str, name: str, acto
             before = rows.segment_identity(run_id, track_id, segment)
             added = track_embedding(rows, run_id, track_id, segment, ident, model, dim, enc, now)
             rows.name_segment(run_id, track_id, segment, ident, name)
-            prior = before or (None, None)
-            done.append([run_id, track_id, segment, added, prior[1], prior[0]])
+            # Ids only, never names: forgetting an identity must leave its name nowhere, this entry included.
+            done.append([run_id, track_id, segment, added, before[0] if before else None])
         rows.dissolve_cluster(cid)
         store._bump(rows)
         entry = store._audit(rows, actor, "name", name, {

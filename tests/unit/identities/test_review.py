@@ -232,6 +232,14 @@ def test_segments_each_action_touches_its_segment_and_undo_restores(settings: Se
         with pytest.raises(review.UndoError, match="another group"):
             review.undo(store, done.entry, "test")
 
+        # An entry holds identities by id, never by name: forgetting Eric leaves his name in no entry, and an
+        # undo then gives the segment no name (not a forgotten one).
+        done = review.assign_segment(store, "run-s", 1, 0, "John", "test", create=True)
+        store.forget("Eric", "test")
+        assert "Eric" not in str([(a.target, a.detail) for a in store.audit_log()])
+        review.undo(store, done.entry, "test")
+        assert _segments(repo)[(1, 0)] is None
+
 
 def test_sample_spreads_over_all_faces() -> None:
     refs = [review.FaceRef("r", i, "c", 0.0, None, None, None, None, True, centroid_distance=i / 10)
