@@ -9,7 +9,8 @@
   ``python -m tests.timings`` turns them into the table of docs/testing.md.
 - **Scheduling.** Tests that share a module-scoped fixture form one unit of work (one worker pays for the
   fixture); every other test is a unit of its own. Units go out longest first, by the measured durations in
-  ``tests/durations.json`` (``--dist loadgroup --no-loadscope-reorder``; scripts/test.sh passes them).
+  ``tests/durations.json`` (``--dist loadgroup --no-loadscope-reorder``, which scripts/test.sh passes, selects
+  :func:`scheduler`).
 - **Quick tier.** ``--quick`` keeps the tests that took at most :data:`QUICK_MAX_S` in that table (new tests
   count as quick until measured) and leaves out the compose ones.
 """
@@ -104,6 +105,8 @@ def configure(config: pytest.Config) -> None:
             shared = Path(tempfile.mkdtemp(prefix="genesis-test-"))
             _scratch.append(shared)
         os.environ["GENESIS_TEST_REFERENCE_CACHE"] = str(shared / "references")
+    if "GENESIS_TEST_UNITS" not in os.environ:  # set by the controller before it starts the workers
+        os.environ["GENESIS_TEST_UNITS"] = str(Path(os.environ["GENESIS_TEST_REFERENCE_CACHE"]).parent / "units.json")
     if WORKER == "main" or "GENESIS_TEST_REDIS_PORT" in os.environ:
         return
     import sys
@@ -162,19 +165,42 @@ def quick(items: list[pytest.Item], config: pytest.Config) -> None:
 
 
 def order(items: list[pytest.Item], config: pytest.Config) -> None:
-    """Group and order the tests for ``--dist loadgroup --no-loadscope-reorder``: each unit (see :func:`unit_of`)
-    gets an ``xdist_group`` mark, and units run longest first by :data:`DURATIONS` (longest processing time
-    first: no worker starts a five-minute unit while the others are about to finish). Without xdist the order is
+    """Order the tests by unit of work (see :func:`unit_of`), longest unit first by :data:`DURATIONS` (longest
+    processing time first: no worker starts a five-minute unit while the others are about to finish), and on an
+    xdist worker write which unit each test belongs to for :class:`UnitScheduling`. Without xdist the order is
     the same, which keeps runs comparable."""
     known = durations()
     units: dict[str, float] = {}
+    unit_of_test: dict[str, str] = {}
     for item in items:
-        unit = unit_of(item)
+        unit = unit_of_test[item.nodeid] = unit_of(item)
         units[unit] = units.get(unit, 0.0) + known.get(item.nodeid, UNKNOWN_S)
-        if getattr(config.option, "dist", "no") == "loadgroup":
-            item.add_marker(pytest.mark.xdist_group(unit.replace("@", "_")))
     position = {unit: i for i, unit in enumerate(sorted(units, key=lambda u: -units[u]))}
     items.sort(key=lambda item: position[unit_of(item)])
+    target = os.environ.get("GENESIS_TEST_UNITS")
+    if target and WORKER != "main":  # every worker collects the same tests; the last to write wins, atomically
+        scratch = Path(f"{target}.{WORKER}")
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        scratch.write_text(json.dumps(unit_of_test))
+        scratch.replace(target)
+
+
+def scheduler(config: pytest.Config, log: object) -> object:
+    """xdist's scheduler for ``--dist loadgroup`` in this suite: :class:`LoadScopeScheduling` whose scopes are
+    the units the workers wrote at collection (xdist's own loadgroup renames the tests' node ids to carry the
+    group, which pytest 9 no longer lets a plugin do: every test went out on its own)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        _units: dict[str, str] | None = None
+
+        def _split_scope(self, nodeid: str) -> str:
+            if self._units is None:  # read once, after every worker finished collecting (xdist calls us then)
+                target = os.environ.get("GENESIS_TEST_UNITS")
+                self._units = json.loads(Path(target).read_text()) if target and Path(target).is_file() else {}
+            return self._units.get(nodeid, nodeid)
+
+    return UnitScheduling(config, log)
 
 
 def plain_id(nodeid: str) -> str:

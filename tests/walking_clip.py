@@ -57,3 +57,29 @@ def side_by_side_clip(path: Path, photos: list[Path], seconds: float = 3.0) -> l
         writer.write(frame)
     writer.release()
     return boxes
+
+
+def flicker_clip(path: Path, photo: Path, seconds: float = 4.0, flicker_s: float = 2.0, every: int = 3) -> int:
+    """One photo (300 px high) standing in the middle; during the first ``flicker_s`` seconds every
+    ``every``-th frame is blank (a detection that drops out), then it stays, then a blank second.
+    Returns the number of frames it is in view."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), FPS, (W, H))
+    assert writer.isOpened()
+    img = cv2.imread(str(photo))
+    assert img is not None, photo
+    h = 300
+    w = round(img.shape[1] * h / img.shape[0])
+    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    person = np.full((H, W, 3), 40, dtype=np.uint8)
+    x = (W - w) // 2
+    person[H - h - 20 : H - 20, x : x + w] = img
+    blank = np.full((H, W, 3), 40, dtype=np.uint8)
+    shown = 0
+    for i in range(int(FPS * seconds)):
+        off = i < FPS * flicker_s and i % every == every - 1
+        writer.write(blank if off else person)
+        shown += not off
+    for _ in range(FPS):
+        writer.write(blank)
+    writer.release()
+    return shown

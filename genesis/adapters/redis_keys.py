@@ -183,6 +183,12 @@ def restoring_key(tag: str) -> str:
     return f"{PREFIX}restoring:{tag}"
 
 
+def queue_done_key(queue: str, second: int) -> str:
+    """How many tasks taken from ``queue`` finished in this second (unix time; a short TTL): the queue's drain
+    rate, which the capture turns into a backlog in seconds (genesis.adapters.broker.drain_rate)."""
+    return f"{PREFIX}queue:{queue}:done:{second}"
+
+
 REAPER_RUNS_KEY = f"{PREFIX}reaper:runs"
 """Set while one worker's heartbeat looks for abandoned runs (one look per period for all)."""
 

@@ -10,6 +10,10 @@ from genesis.config._base import StrictModel
 
 QueueName = Literal["detect", "recognize", "analytics", "store", "gpu"]
 
+GAP_MARGIN_S = 5.0
+"""A detect task stopped by its time limit is sent again at once and runs again: this much of the gap timeout
+is left for that (task_time_limit_s of the detect queue + this <= gap_timeout_s)."""
+
 
 class DistributedConfig(StrictModel):
     detect_queue: Literal["detect", "gpu"] = Field(
@@ -19,10 +23,21 @@ class DistributedConfig(StrictModel):
         default="recognize",
         description="Queue of the ordered per-camera stage (tracking, face recognition, zones and lines).",
     )
-    frame_ttl_s: int = Field(default=300, ge=5, description="How long frame JPEGs stay in Redis.")
+    frame_ttl_s: int = Field(
+        default=300, ge=5,
+        description="How long frame JPEGs stay in Redis (at least twice max_backlog_s plus gap_timeout_s).",
+    )
     max_backlog: int = Field(
         default=200, ge=1, description="Capture drops frames while this many detect messages are waiting "
         "(each holds at most detect_batch_frames frames)."
+    )
+    max_backlog_s: float = Field(
+        default=120.0, gt=0.0,
+        description="Capture drops frames (counted, reason backpressure) while the workers need longer than this "
+        "to drain what waits on the detect or recognize queue, at the rate they finished tasks in the last 60 s "
+        "(5 at least): a frame that is admitted is processed before it expires (frame_ttl_s), instead of expiring "
+        "in a queue. Before any rate is measured only max_backlog applies. Checked at start: twice this plus "
+        "gap_timeout_s fits in frame_ttl_s (a frame may wait for detection, then for the ordered stage).",
     )
     frame_memory_limit: float = Field(
         default=0.9, gt=0.0, le=1.0,
@@ -35,6 +50,17 @@ class DistributedConfig(StrictModel):
         description="Most frames of a file per detect message. Capture batches only while detect messages are "
         "already waiting (the workers are behind, so batching adds no delay); with an idle queue, and for live "
         "sources, every frame is sent at once.",
+    )
+    detect_batch_size: int = Field(
+        default=32, ge=1, le=256,
+        description="Most frames per detector call in a batching detect worker (`workers/detect.py --gpu N`, or "
+        "`--batch`): it runs this many detect tasks at once (threads pool) and one inference thread gathers their "
+        "frames, from any camera, into one batch (docs/architecture.md, Batched detection). 1: no batching.",
+    )
+    detect_batch_wait_ms: float = Field(
+        default=20.0, ge=0.0, le=1000.0,
+        description="Longest wait of a frame for the rest of its batch. The batch runs sooner when it is full or "
+        "when every running detect task has handed its frames in, so a worker with one task at a time never waits.",
     )
     gap_timeout_s: float = Field(
         default=30.0, gt=0.0,
@@ -73,6 +99,16 @@ class DistributedConfig(StrictModel):
         "(host:port/db, without credentials), the same for every process of the site. Set it when two sites "
         "sharing a database write the address of their Redis the same way (e.g. both redis:6379/1).",
     )
+    task_time_limit_s: dict[QueueName, float] = Field(
+        default_factory=lambda: dict[QueueName, float]({"detect": 15.0, "gpu": 15.0}),
+        description="Hard time limit of one task, per queue. A task past it is stopped (its pool child killed) and "
+        "sent again at once as a retry with twice the limit (counted against max_retries), not dead-lettered: the "
+        "message of a hung worker (a pool child stopped or stuck while its main process keeps beating) comes back "
+        "within the limit, well inside gap_timeout_s. The limit includes loading the models in a child's first "
+        "task. Celery enforces it in prefork pools (the detect and analytics workers); a solo worker (recognize, "
+        "store, GPU) cannot be interrupted by it. A queue left out has no limit. The detect queue's limit must be "
+        "at least 5 s shorter than gap_timeout_s (checked at start); raise both with detect_batch_frames.",
+    )
     max_retries: int = Field(
         default=8, ge=0,
         description="Retries of a task on a transient error (the database or Redis away). The waits double from "
@@ -94,6 +130,23 @@ class DistributedConfig(StrictModel):
                 f"distributed.gap_timeout_s ({self.gap_timeout_s:g}) must be at least twice "
                 f"distributed.worker_dead_after_s ({self.worker_dead_after_s:g}), or the frames of a dead "
                 "worker are skipped before they come back"
+            )
+        if 2 * self.max_backlog_s + self.gap_timeout_s > self.frame_ttl_s:
+            raise ValueError(
+                f"distributed.frame_ttl_s ({self.frame_ttl_s}) must be at least twice distributed.max_backlog_s "
+                f"({self.max_backlog_s:g}) plus distributed.gap_timeout_s ({self.gap_timeout_s:g}), or admitted "
+                "frames expire in the queues"
+            )
+        for queue, queue_limit in self.task_time_limit_s.items():
+            if queue_limit <= 0:
+                raise ValueError(f"distributed.task_time_limit_s.{queue} must be positive (leave the queue out "
+                                 "for no limit)")
+        limit = self.task_time_limit_s.get(self.detect_queue)
+        if limit is not None and limit + GAP_MARGIN_S > self.gap_timeout_s:
+            raise ValueError(
+                f"distributed.task_time_limit_s.{self.detect_queue} ({limit:g}) must be at least {GAP_MARGIN_S:g} s "
+                f"shorter than distributed.gap_timeout_s ({self.gap_timeout_s:g}), or a hung worker's frames are "
+                "skipped before its message comes back and runs again"
             )
         if self.worker_heartbeat_s * 2 > self.worker_dead_after_s:
             raise ValueError(

@@ -88,6 +88,13 @@ class _DetectorBase(StrictModel):
         default=0.25, gt=0.0, lt=1.0, description="Lowest person score kept (the tracker uses low scores too)."
     )
     iou: float = Field(default=0.45, gt=0.0, le=1.0, description="NMS IoU threshold.")
+    min_height_px: float = Field(
+        default=0.0, ge=0.0, description="Person prior: boxes shorter than this (frame pixels) are dropped; 0 = off."
+    )
+    max_aspect: float = Field(
+        default=0.0, ge=0.0, description="Person prior: boxes wider than this times their height are dropped (a "
+        "standing or walking person is taller than wide); 0 = off.",
+    )
     classes: list[int] = Field(default=[0], description="Class ids kept (COCO: 0 = person; 1-class models: 0).")
     device: str = Field(default="cpu", description="cpu, or cuda:N for the ultralytics backend.")
     threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads (0 = its default).")
@@ -109,6 +116,8 @@ class YoloDetectorConfig(_DetectorBase):
     )
     input_size: int = Field(default=640, ge=32, le=4096, description="Square network input (px); a fixed-size "
                             "export uses its own size.")
+    half: bool = Field(default=False, description="ultralytics backend on a CUDA device: FP16 inference (ultralytics' "
+                       "own half precision; ignored on the CPU). Boxes can differ slightly from FP32.")
 
 
 class YoloxDetectorConfig(_DetectorBase):
@@ -142,9 +151,11 @@ DetectorConfig = YoloDetectorConfig
 
 # What each preset fills in (fields given next to ``preset`` win). Measured in docs/detection.md.
 DETECTOR_PRESETS: dict[str, dict[str, Any]] = {
-    # Pedestrians in a crowd, street or square view: ByteTrack's YOLOX-Nano (MOT17 + CrowdHuman). 0.35: the
-    # lowest threshold with precision >= 0.90 on the MOT17 excerpts.
-    "crowd": {"type": "yolox", "weights": "bytetrack_nano.onnx", "confidence": 0.35, "iou": 0.45},
+    # Pedestrians in a crowd, street or square view: ByteTrack's YOLOX-Nano (MOT17 + CrowdHuman). Calibrated
+    # leave-one-sequence-out (python -m genesis.eval.calibrate): 0.6 is the middle of the confidences (0.5..0.7)
+    # that keep precision >= 0.90 at recall (visibility >= 0.5) >= 0.85 on every MOT17 sequence; no person box
+    # is wider than 1.25 x its height (drops the feet of people beyond the top of the frame).
+    "crowd": {"type": "yolox", "weights": "bytetrack_nano.onnx", "confidence": 0.6, "iou": 0.45, "max_aspect": 1.25},
     # A camera looking down on people: small, foreshortened bodies, which the pedestrian model finds far more of
     # than COCO YOLOv8n; a lower threshold for their lower scores.
     "overhead": {"type": "yolox", "weights": "bytetrack_nano.onnx", "confidence": 0.3, "iou": 0.45},

@@ -43,6 +43,19 @@ class MqttTlsConfig(StrictModel):
         return self
 
 
+class MqttSnapshotConfig(StrictModel):
+    """A picture of the person on each recognition (``PREFIX/CAMERA/person/snapshot``, JPEG)."""
+
+    enabled: bool = Field(default=True, description="Publish a snapshot when a person is recognised or found "
+                          "to be a stranger (blurred as the privacy settings say).")
+    crop: Literal["person", "face"] = Field(
+        default="person", description="person: the person's box from the frame of the recognition; face: the "
+        "best face of the passage (where the privacy settings blur that face, the blurred person crop instead).",
+    )
+    max_side: int = Field(default=320, ge=32, le=1920, description="Longest side of the JPEG, in pixels.")
+    quality: int = Field(default=80, ge=10, le=100, description="JPEG quality.")
+
+
 class MqttConfig(StrictModel):
     """Publish events and retained per-camera state to an MQTT broker (Home Assistant, NVRs).
 
@@ -81,6 +94,17 @@ class MqttConfig(StrictModel):
         description="At the end of an embedded run: how long to wait for buffered messages while connected "
         "(never waits for a broker that is away).",
     )
+    state_hold_s: float = Field(
+        default=1.0, ge=0.0, le=300.0,
+        description="A change of the retained state (people in view, names, zone occupancy) is published once it "
+        "has held this long (stream time), so a detection that flickers does not flicker the sensors; "
+        "0 publishes every change.",
+    )
+    lifecycle: bool = Field(
+        default=True, description="Publish the passage lifecycle on PREFIX/events (new, update, end with "
+        "before/after, one id per passage).",
+    )
+    snapshot: MqttSnapshotConfig = MqttSnapshotConfig()
     discovery: bool = Field(default=False, description="Publish Home Assistant MQTT discovery configs (retained).")
     discovery_prefix: str = Field(default="homeassistant", description="Home Assistant's discovery prefix.")
     tls: MqttTlsConfig = MqttTlsConfig()

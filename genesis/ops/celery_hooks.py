@@ -29,8 +29,10 @@ import threading
 import time
 from typing import Any
 
+import redis
 from celery import signals
 
+from genesis.adapters.broker import broker_client, note_done
 from genesis.config import Settings
 from genesis.ops import metrics as m
 
@@ -130,6 +132,19 @@ def _on_task_postrun(task_id: str | None = None, task: Any = None, state: str | 
         m.observe_task(task.name, state or "UNKNOWN", None if start is None else time.perf_counter() - start)
     except Exception:  # metrics never break a task
         log.debug("task metric not recorded", exc_info=True)
+    _note_done(task)
+
+
+def _note_done(task: Any) -> None:
+    """Count the task as finished on its queue: the drain rate the capture's backpressure reads."""
+    queue = (getattr(task.request, "delivery_info", None) or {}).get("routing_key")
+    url = str(task.app.conf.broker_url or "")
+    if not queue or not url.startswith(("redis://", "rediss://")):
+        return
+    try:
+        note_done(broker_client(url), str(queue))
+    except redis.RedisError:  # the rate only guides the capture: never a task's failure
+        log.debug("drain rate not recorded", exc_info=True)
 
 
 def _on_task_failure(sender: Any = None, task_id: str | None = None, exception: BaseException | None = None,

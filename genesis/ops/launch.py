@@ -31,7 +31,11 @@ ROLES: dict[str, Role] = {
 }
 
 
-def worker_argv(role: str, workers: int | None, gpu: int | None, loglevel: str, name: str | None = None) -> list[str]:
+def worker_argv(role: str, workers: int | None, gpu: int | None, loglevel: str, name: str | None = None,
+                batch: int | None = None) -> list[str]:
+    """The ``celery worker`` arguments of a role. ``batch`` (detect only): a batching worker, a threads pool
+    running that many detect tasks at once, whose frames one inference thread batches (a GPU detect worker
+    batches unless ``batch`` is 1)."""
     spec = ROLES[role]
     queues = [spec.queue]
     pool = spec.pool
@@ -40,6 +44,9 @@ def worker_argv(role: str, workers: int | None, gpu: int | None, loglevel: str, 
         queues.append("gpu")
         pool = "solo"  # never CUDA in forked children
         concurrency = 1
+    if role == "detect" and batch is not None and batch > 1:
+        pool = "threads"  # one process, one model, many tasks in flight (CUDA is fine in threads)
+        concurrency = workers or batch
     if pool == "solo":
         concurrency = 1
     # A suffix new at every start: in a container the launcher is PID 1 after each restart, on the
@@ -78,7 +85,12 @@ def main(role: str, argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog=f"workers/{role}.py", description=f"Genesis {role} worker: {spec.help}.")
     ap.add_argument("--config", "-c", help="Settings YAML (sets GENESIS_CONFIG).")
     ap.add_argument("--workers", type=int, default=None, help=f"Concurrency (default {spec.default_workers}).")
-    ap.add_argument("--gpu", type=int, default=None, metavar="N", help="Run on CUDA device N (solo pool).")
+    ap.add_argument("--gpu", type=int, default=None, metavar="N",
+                    help="Run on CUDA device N (detect: a batching threads pool, see --batch; others: solo pool).")
+    if role == "detect":
+        ap.add_argument("--batch", type=int, nargs="?", const=0, default=None, metavar="N",
+                        help="Batch the frames of N detect tasks run at once (threads pool; without N: "
+                        "distributed.detect_batch_size). Default with --gpu; --batch 1 turns it off.")
     ap.add_argument("--loglevel", default="INFO")
     ap.add_argument("--name", default=None, help="Worker node name (default ROLE-PID@host).")
     http = ap.add_mutually_exclusive_group()
@@ -94,4 +106,11 @@ def main(role: str, argv: list[str] | None = None) -> None:
         os.environ.setdefault("GENESIS_DETECTOR__DEVICE", "cuda:0")
     from genesis.celery import app  # reads the settings: after GENESIS_CONFIG is set
 
-    app.worker_main(worker_argv(role, args.workers, args.gpu, args.loglevel, args.name))
+    batch: int | None = getattr(args, "batch", None)
+    if role == "detect" and (batch is not None or args.gpu is not None):
+        size = app.conf.genesis_settings.distributed.detect_batch_size
+        batch = batch or size  # --batch alone, or --gpu: the configured size
+        if batch > 1 and batch != size:  # the tasks' batcher reads the same number
+            os.environ["GENESIS_DISTRIBUTED__DETECT_BATCH_SIZE"] = str(batch)
+            app.conf.genesis_settings.distributed.detect_batch_size = batch
+    app.worker_main(worker_argv(role, args.workers, args.gpu, args.loglevel, args.name, batch))

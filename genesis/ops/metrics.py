@@ -44,6 +44,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 INFERENCE_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -59,6 +60,7 @@ class _Metrics:
     mqtt_published: Any
     mqtt_dropped: Any
     mqtt_connected: Any
+    detector_batch: Any
 
 
 _lock = threading.Lock()
@@ -138,6 +140,10 @@ def metrics() -> _Metrics:
                     "genesis_mqtt_connected", "1 while a process of this worker is connected to the MQTT broker.",
                     multiprocess_mode="livemax",
                 ),
+                detector_batch=Histogram(
+                    "genesis_detector_batch_frames", "Frames per person-detector call (a batching detect worker "
+                    "gathers the frames of its running tasks, from any camera).", buckets=BATCH_BUCKETS,
+                ),
             ))
     return _created[0]
 
@@ -155,6 +161,21 @@ def time_inference(stage: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     metrics().inference.labels(stage=stage).observe(time.perf_counter() - start)
+
+
+def observe_inference(stage: str, seconds: float, calls: int = 1) -> None:
+    """``calls`` model calls of ``seconds`` each (the frames of a detect task that went to the detector together:
+    each counts for its share, as if it had been called alone)."""
+    hist = metrics().inference.labels(stage=stage)
+    for _ in range(calls):
+        hist.observe(max(0.0, seconds))
+
+
+def observe_detector_batch(frames: int, seconds: float) -> None:
+    """One call of a batching detector: its size, and its time as a ``detect_batch`` inference."""
+    m = metrics()
+    m.detector_batch.observe(frames)
+    m.inference.labels(stage="detect_batch").observe(seconds)
 
 
 def observe_end_to_end(captured_at: Iterable[float], now: float | None = None) -> None:

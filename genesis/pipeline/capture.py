@@ -12,7 +12,11 @@ anyway). With an idle queue, and always for live sources, each frame is sent at 
 
 Backpressure: before each message the capture asks how many messages wait on the detect
 queue; at ``distributed.max_backlog`` or more it drops the frame (neither stored nor
-published) and counts the drop. At most one message's frames are held in this process and
+published) and counts the drop. It drops too while the backlog *in seconds* (the messages waiting on
+the detect and recognize queues over the rate the workers finished them in the last 60 s) reaches
+``distributed.max_backlog_s``: the frame TTL is checked at start to outlast that wait, so a frame
+that is admitted is processed, and an undersized site drops at the source instead of expiring.
+At most one message's frames are held in this process and
 stored frames expire, so memory stays bounded under any overload.
 
 Live sources (URLs, webcams) reconnect with exponential backoff and jitter when they cannot be
@@ -54,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import kombu.exceptions
 import redis
 
-from genesis.adapters.broker import detect_backlog
+from genesis.adapters.broker import backlog_seconds, detect_backlog
 from genesis.adapters.db.repository import Repository
 from genesis.adapters.frame_store import FrameStore, encode_jpeg
 from genesis.adapters.redis_keys import frame_key
@@ -75,6 +79,7 @@ PublishFn = Callable[[list[FrameRef], str, int], None]
 """Send stored frames on, in seq order: ``(refs, run_id, prev_seq)`` where ``prev_seq`` is the
 seq of the frame published before ``refs[0]`` (-1 for none)."""
 BacklogFn = Callable[[], int]
+BacklogSecondsFn = Callable[[], "float | None"]
 """How many messages wait on the detect queue now."""
 MemoryFn = Callable[[], RedisMemory | None]
 """The frame store's Redis memory now (None: unknown)."""
@@ -214,6 +219,7 @@ class CaptureLoop:
         clock: Callable[[], float] = time.monotonic,
         keep_alive: KeepAlive | None = None,
         memory: MemoryFn | None = None,
+        backlog_s: BacklogSecondsFn | None = None,
     ) -> None:
         self.settings = settings
         self.camera = camera
@@ -234,6 +240,8 @@ class CaptureLoop:
         self.clock = clock
         self.keep_alive = keep_alive
         self.memory = memory
+        self.backlog_s = backlog_s
+        self._late = False
         self._lock = threading.Lock()
         self._state: State = "stopped"
         self._last_error: str | None = None
@@ -459,6 +467,23 @@ class CaptureLoop:
             _DROPPED[self.camera.id] += n
             _DROPPED_BY[(self.camera.id, reason)] += n
 
+    def _too_long_to_drain(self) -> bool:
+        """Whether the workers need more than ``distributed.max_backlog_s`` to drain the queues at their measured
+        rate (unknown, or Redis away: no)."""
+        if self.backlog_s is None:
+            return False
+        try:
+            seconds = self.backlog_s()
+        except OUTAGE_ERRORS:
+            return False
+        late = seconds is not None and seconds >= self.settings.distributed.max_backlog_s
+        if late and not self._late:
+            log.warning("capture of camera %s: the workers need %.0f s to drain the queues (max_backlog_s %g): "
+                        "frames are dropped at the source until they catch up", self.camera.id, seconds,
+                        self.settings.distributed.max_backlog_s)
+        self._late = late
+        return late
+
     def _frames_fit(self) -> bool:
         """Whether the frame store's Redis has room for frames (``distributed.frame_memory_limit``)."""
         if self.memory is None:
@@ -485,7 +510,7 @@ class CaptureLoop:
                     return
                 waiting = 0
                 self._until_sent("the queue length", self.backlog)
-            if waiting >= d.max_backlog:
+            if waiting >= d.max_backlog or self._too_long_to_drain():
                 self._drop(1, "backpressure")
                 return
             if not self._frames_fit():
@@ -640,7 +665,7 @@ def distributed_capture(
     ``publish_end`` and the detect queue's backlog."""
     from genesis.adapters.redis_frames import RedisFrameStore
     from genesis.tasks.dispatch import publish_end, publish_frames
-    from genesis.tasks.routing import DETECT, queue_of
+    from genesis.tasks.routing import DETECT, SEQUENCE, queue_of
 
     celery_app = app if app is not None else make_app(settings)
     store = RedisFrameStore.from_settings(settings)
@@ -651,6 +676,9 @@ def distributed_capture(
 
     def backlog() -> int:
         return detect_backlog(celery_app, detect_queue)
+
+    def backlog_s() -> float | None:
+        return backlog_seconds(celery_app, [detect_queue, queue_of(settings, SEQUENCE)])
 
     def end(run: str, summary: dict[str, Any]) -> None:
         publish_end(celery_app, settings, store.client, camera.id, run, summary)
@@ -674,5 +702,5 @@ def distributed_capture(
         settings, camera, source, store, publish, backlog, stop,
         end=end, repository=repository, run_id=run_id, stride=stride, max_frames=max_frames,
         backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s, keep_alive=keep_alive,
-        open_source=open_source, memory=memory,
+        open_source=open_source, memory=memory, backlog_s=backlog_s,
     )

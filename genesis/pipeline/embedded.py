@@ -196,7 +196,7 @@ def _run(
     # The privacy blur of what this run stores (snapshots, annotated.mp4, the heatmap background).
     redactor = redactor_for(settings, camera)
     local = LocalSink(repo, settings, run_id, alert_sink, snapshots, store, redactor)
-    mqtt: MqttSink | None = open_sink(settings, camera, run_id, started.timestamp())
+    mqtt: MqttSink | None = open_sink(settings, camera, run_id, started.timestamp(), redactor=redactor)
     live_view = LivePublisher.from_settings(settings, SqlLive(repo.engine))
     if redactor is not None:  # the live view shows what is stored: blurred
         live_view.encode = live_encoder(lambda _camera_id: redactor)

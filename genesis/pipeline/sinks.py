@@ -94,7 +94,7 @@ class MqttEventsSink(BaseSink):
         self.closing: list[ZoneEvent] = []
 
     def on_frame(self, outcome: FrameOutcome, image: Image, camera: CameraState) -> None:
-        self.mqtt.observe(outcome, camera)
+        self.mqtt.observe(outcome, camera, image)
 
     def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
         self.closing += closing

@@ -6,11 +6,19 @@ thread connects, reconnects with backoff and keeps at most ``PAHO_QUEUE`` messag
 While the broker is slow or away, events beyond ``mqtt.buffer_messages`` drop the oldest event
 and retained state keeps only its latest value per topic; every drop is counted in
 ``genesis_mqtt_dropped_total{reason}``. The password is handed to paho and never logged.
+
+Availability (``PREFIX/available``, retained): every connection registers a last will of
+``offline`` (the broker publishes it when the process dies or its connection is lost), says
+``online`` on each connect and ``offline`` when it closes. Several processes may publish (the
+distributed workers): each one subscribes to the topic and says ``online`` again when another
+one's ``offline`` arrives while it is still connected, so the topic reads ``online`` while any
+publisher is up. These messages bypass the buffer and are not counted as published.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -20,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from genesis.config.mqtt import MqttConfig
 from genesis.ops import metrics as m
@@ -28,6 +37,13 @@ log = logging.getLogger(__name__)
 
 PAHO_QUEUE = 100
 """Messages handed to paho at most at once (in flight or waiting for the socket)."""
+ONLINE, OFFLINE = b"online", b"offline"
+"""The payloads of ``PREFIX/available``."""
+_instances = itertools.count()
+
+
+def availability_topic(config: MqttConfig) -> str:
+    return f"{config.topic_prefix}/available"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +68,14 @@ class MqttPublisher:
         self._connected = False
         self._closing = False
         self._unacked = 0
+        self._control: set[int] = set()
+        """Message ids of the availability messages (not counted as published)."""
+        self.available = availability_topic(config)
         self.published = 0
         self.dropped = 0
         prefix = config.client_id or name
-        client_id = f"{prefix}-{socket.gethostname()}-{os.getpid()}"[:128]
+        n = next(_instances)  # two connections may not share an id: the broker would drop the older one
+        client_id = f"{prefix}-{socket.gethostname()}-{os.getpid()}{f'-{n}' if n else ''}"[-128:]
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
                              clean_session=True)
         client.max_queued_messages_set(PAHO_QUEUE)
@@ -74,9 +94,12 @@ class MqttPublisher:
             )
             if tls.insecure:
                 client.tls_insecure_set(True)
+        # The broker says "offline" for us if this process dies (SIGKILL, power) or goes silent.
+        client.will_set(self.available, OFFLINE, qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         self._client = client
         self._where = f"{config.host}:{config.port}"
         m.mqtt_connected(False)
@@ -137,11 +160,30 @@ class MqttPublisher:
             if left_over:
                 self._drop("shutdown", left_over)
             self._cond.notify_all()
+            connected = self._connected
+        if connected:  # a clean goodbye: the will is only for an unclean one
+            with contextlib.suppress(Exception):
+                self._client.unsubscribe(self.available)
+                info = self._control_publish(OFFLINE)
+                info.wait_for_publish(max(0.5, min(2.0, deadline - time.monotonic())))
         with contextlib.suppress(Exception):  # not connected: nothing to say goodbye to
             self._client.disconnect()
         # loop_stop joins paho's thread, which may sit in a connect attempt: never wait for it.
         threading.Thread(target=self._client.loop_stop, name="genesis-mqtt-stop", daemon=True).start()
         m.mqtt_connected(False)
+
+    # -- availability ------------------------------------------------------------------------------
+
+    def _control_publish(self, payload: bytes) -> Any:
+        with self._cond:  # on_publish takes this lock too: the id is known before its ack is handled
+            info = self._client.publish(self.available, payload, qos=1, retain=True)
+            self._control.add(info.mid)
+        return info
+
+    def _on_message(self, client: object, userdata: object, msg: Any) -> None:
+        """Another publisher said ``offline`` (it closed or died) while we are up: we are still here."""
+        if msg.topic == self.available and bytes(msg.payload) == OFFLINE and self._connected and not self._closing:
+            self._control_publish(ONLINE)
 
     # -- the background side ---------------------------------------------------------------------
 
@@ -202,6 +244,9 @@ class MqttPublisher:
             log.warning("mqtt: broker %s refused the connection: %s", self._where, reason)
             return
         log.info("mqtt: connected to %s", self._where)
+        with contextlib.suppress(Exception):
+            self._control_publish(ONLINE)
+            self._client.subscribe(self.available, qos=1)
         with self._cond:
             self._connected = True
             self._cond.notify_all()
@@ -219,6 +264,10 @@ class MqttPublisher:
 
     def _on_publish(self, client: object, userdata: object, mid: int, reason: object = None,
                     properties: object = None) -> None:
+        with self._cond:
+            if mid in self._control:
+                self._control.discard(mid)
+                return
         self.published += 1
         m.mqtt_published()
         if self.config.qos > 0:

@@ -20,25 +20,18 @@ from genesis.config import RecognitionConfig
 from genesis.domain import UNKNOWN, Face, FaceMatch, RecognitionAttempt, TrackedFrame, TrackedPerson
 from genesis.domain.codec import SavedState
 from genesis.stages.segments import (
-    END_APPEARANCE,
-    END_FACE,
-    END_GAP,
-    END_JUMP,
-    END_OVERLAP,
     BestFace,
-    Boundary,
-    FaceMark,
+    FaceSeen,
     Segment,
+    SegmentPolicy,
+    TrackIdentity,
     TrackState,
-    TrackVotes,
-    appearance_distance,
-    box_iou_matrix,
-    close,
+    decide,
     larger,
-    split,
-    tally,
-    torso_histogram,
+    segment_identity,
 )
+
+__all__ = ["Gallery", "TrackIdentity", "TrackRecognizer", "decide", "segment_identity"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,14 +202,6 @@ def face_crop_jpeg(image: np.ndarray, box: tuple[float, float, float, float], si
     return buf.tobytes() if ok else b""
 
 
-@dataclass(frozen=True, slots=True)
-class TrackIdentity:
-    identity: str | None
-    votes: int
-    attempts: int
-    best_distance: float | None
-
-
 @dataclass(slots=True)
 class RecognizerState:
     """Everything the recognition policy remembers about one camera's tracks (plain data)."""
@@ -235,192 +220,84 @@ def face_sharpness(image: np.ndarray, face: Face) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
-def _size_jump(a: tuple[float, float, float, float], b: tuple[float, float, float, float], ratio: float) -> bool:
-    h0, h1 = a[3] - a[1], b[3] - b[1]
-    return h0 > 0 and h1 > 0 and max(h0 / h1, h1 / h0) > ratio
-
-
 class TrackRecognizer(SavedState):
-    """Per-camera recognition policy: face votes per identity segment of each track.
+    """Per-camera recognition: which tracks get a face search, and what the faces found say.
 
-    An unsettled segment (no name, not a confident stranger, attempts left) gets a face search at
-    most every ``every_n_frames`` frames, up to ``max_attempts`` faces; ``min_votes`` agreeing faces
-    name it. A settled segment is checked again at ``segments.verify_every_s`` of track time (at most
-    ``segments.verify_max`` times), at once after it overlapped another person, and at the normal
-    rate while faces disagree. With ``segments.enabled`` false this is the old per-track policy.
+    The identity segments of the tracks, and every decision about them (when a track changed hands,
+    when a segment is due a face search, its name from the votes of its faces, where a cut goes), are
+    :class:`genesis.stages.segments.SegmentPolicy`'s; this class feeds it the frames (``observe``) and the
+    face searches (``record``), in that one direction, and reads the decisions back. With
+    ``segments.enabled`` false the policy is the old per-track one.
 
     Its state is saved by the annotations below (``SavedState``): annotate every new attribute.
     """
 
-    STATE_REBUILT: ClassVar[frozenset[str]] = frozenset({"config", "seg", "_min_gap", "_max_searches", "_far"})
+    STATE_REBUILT: ClassVar[frozenset[str]] = frozenset({"config", "seg", "policy"})
     state: RecognizerState
 
     def __init__(self, config: RecognitionConfig, frame_stride: int = 1, threshold: float | None = None) -> None:
         self.config = config
         self.seg = config.segments
-        self._min_gap = config.every_n_frames * frame_stride
-        self._max_searches = config.max_attempts * 4
-        thr = threshold if threshold is not None else config.embedder.cosine_threshold
-        self._far = thr * self.seg.far_factor
+        self.policy = SegmentPolicy(config, frame_stride, threshold)
         self.state = RecognizerState()
 
     @property
     def _tracks(self) -> dict[int, TrackState]:
         return self.state.tracks
 
-    # -- every frame: sightings, cuts, overlaps ---------------------------------------------------
-
     @property
     def needs_pixels(self) -> bool:
         """Whether ``observe`` wants the frame's pixels (the appearance cue)."""
-        return self.seg.enabled and self.seg.cut_appearance > 0
+        return self.policy.needs_pixels
 
     def observe(self, tracked: TrackedFrame, image: np.ndarray | Callable[[], np.ndarray] | None = None) -> None:
-        """Extend each person's segment with this frame, or open a new one when a cheap cue says
-        the track changed hands; note overlaps with other persons. ``image`` (or a loader of it) is
-        only read for the appearance cue, and only when someone in the frame overlaps nobody."""
-        frame = tracked.frame
-        seq, ts = frame.seq, frame.ts
-        persons = tracked.persons
-        overlapping = [False] * len(persons)
-        if len(persons) > 1:
-            iou = box_iou_matrix(np.asarray([p.box for p in persons], dtype=np.float64))
-            overlapping = [bool(v) for v in (iou.max(axis=1) >= self.seg.overlap_iou)]
-        on = self.seg.enabled
-        pixels: np.ndarray | None = None
-        if image is not None and self.needs_pixels and not all(overlapping):
-            pixels = image() if callable(image) else image
-        for p, over in zip(persons, overlapping, strict=True):
-            look = torso_histogram(pixels, p.box) if pixels is not None and not over else None
-            st = self._tracks.get(p.track_id)
-            if st is None:
-                self._tracks[p.track_id] = TrackState([Segment(0, seq, ts, seq, ts)], p.box, seq, ts, over, look)
-                continue
-            cur = st.current
-            reason = None
-            if on and self.seg.cut_gap_s > 0 and ts - st.ts > self.seg.cut_gap_s + 1e-9:
-                reason = END_GAP
-            elif on and self.seg.cut_size_ratio > 0 and _size_jump(st.box, p.box, self.seg.cut_size_ratio):
-                reason = END_JUMP
-            elif (look is not None and st.look is not None and not st.overlapping
-                  and appearance_distance(st.look, look) > self.seg.cut_appearance):
-                reason = END_APPEARANCE
-            if look is not None:
-                st.look = look if reason is not None or st.look is None else 0.7 * st.look + 0.3 * look
-            if reason is not None:
-                close(cur, reason)
-                st.segments.append(Segment(cur.index + 1, seq, ts, seq, ts))
-                st.overlapping = over
-            else:
-                if cur.marks and cur.marks[-1].at.next_seq is None:
-                    cur.marks[-1].at.next_seq, cur.marks[-1].at.next_ts = seq, ts
-                if on and over and not st.overlapping:
-                    cur.overlap_start = Boundary(cur.last_seq, cur.last_ts, cur.frames, seq, ts)
-                    cur.overlap_end = None
-                elif on and st.overlapping and not over and cur.overlap_start is not None:
-                    cur.overlap_end = Boundary(cur.last_seq, cur.last_ts, cur.frames, seq, ts)
-                cur.last_seq, cur.last_ts = seq, ts
-                cur.frames += 1
-                st.overlapping = over
-            st.box, st.seq, st.ts = p.box, seq, ts
-
-    # -- which persons get a face search ----------------------------------------------------------
-
-    def _exhausted(self, seg: Segment) -> bool:
-        return len(seg.marks) >= self.config.max_attempts or seg.searches >= self._max_searches
+        """Every frame, before the face searches: the sightings extend, cut or open segments
+        (:meth:`SegmentPolicy.observe`; ``image``, or a loader of it, only serves the appearance cue)."""
+        self.policy.observe(self._tracks, tracked, image)
 
     def decided(self, track_id: int) -> bool:
         """The current segment has a name, or is a confident stranger."""
         st = self._tracks.get(track_id)
-        return st is not None and (st.current.identity is not None or st.current.stranger)
-
-    def _streak(self, seg: Segment) -> int:
-        """Clear faces at the end of the segment that disagree with its name (or its strangeness)."""
-        n = 0
-        for m in reversed(seg.marks):
-            if seg.identity is not None:
-                if m.label == seg.identity:
-                    break
-                if m.clear and (m.label != UNKNOWN or m.distance > self._far):
-                    n += 1
-            elif seg.stranger:
-                if m.label == UNKNOWN:
-                    break
-                if m.clear:
-                    n += 1
-        return n
-
-    def _due(self, st: TrackState, seq: int, ts: float) -> bool:
-        seg = st.current
-        if seg.last_search_seq is not None and seq - seg.last_search_seq < self._min_gap:
-            return False
-        decided = seg.identity is not None or seg.stranger
-        if not decided:
-            return not self._exhausted(seg)  # an undecided segment out of attempts stays unknown
-        if not self.seg.enabled:
-            return False
-        if seg.checks >= self.seg.verify_max or st.overlapping:
-            return False
-        if self._streak(seg) > 0:
-            return True
-        if seg.overlap_end is not None and (not seg.marks or seg.marks[-1].at.seq < seg.overlap_end.seq):
-            return True  # it overlapped someone since its last face: a swap may have happened
-        last = seg.last_search_ts if seg.last_search_ts is not None else seg.first_ts
-        return ts - last >= self.seg.verify_every_s - 1e-9
+        return st is not None and self.policy.decided(st.current)
 
     def select(self, tracked: TrackedFrame) -> list[TrackedPerson]:
-        """The persons of this frame that get a face search now (``observe`` first)."""
+        """The persons of this frame that get a face search now (``observe`` first): tall enough, and their
+        segment is due one."""
         chosen: list[TrackedPerson] = []
         seq, ts = tracked.frame.seq, tracked.frame.ts
         for p in tracked.persons:
             if p.box[3] - p.box[1] < self.config.min_person_height_px:
                 continue
-            st = self._tracks.get(p.track_id)
-            if st is None:
-                self.observe(TrackedFrame(tracked.frame, (p,)))
-                st = self._tracks[p.track_id]
-            if self._due(st, seq, ts):
+            if self.policy.due(self._track(tracked, p), seq, ts):
                 chosen.append(p)
         return chosen
 
-    # -- a face search's result ------------------------------------------------------------------
+    def _track(self, tracked: TrackedFrame, person: TrackedPerson) -> TrackState:
+        st = self._tracks.get(person.track_id)
+        if st is None:  # not observed yet (a caller that skipped observe): as if it had been
+            self.observe(TrackedFrame(tracked.frame, (person,)))
+            st = self._tracks[person.track_id]
+        return st
 
     def record(
         self, tracked: TrackedFrame, person: TrackedPerson, face: Face | None, match: FaceMatch | None,
         vector: np.ndarray | None = None, sharpness: float | None = None, image: np.ndarray | None = None,
     ) -> RecognitionAttempt | None:
-        """A face search's result. ``image`` (the frame) only serves the crop of a new best face."""
-        st = self._tracks.get(person.track_id)
-        if st is None:
-            self.observe(TrackedFrame(tracked.frame, (person,)))
-            st = self._tracks[person.track_id]
-        seg = st.current
+        """A face search's result, for the policy to decide on. ``image`` (the frame) only serves the crop
+        of a new best face."""
+        st = self._track(tracked, person)
         seq, ts = tracked.frame.seq, tracked.frame.ts
-        if seg.identity is not None or seg.stranger:
-            seg.checks += 1
-        seg.searches += 1
-        seg.last_search_seq, seg.last_search_ts = seq, ts
         if face is None or match is None:
+            self.policy.searched(st, seq, ts, None)
             return None
-        label = match.identity or UNKNOWN
-        side = min(face.box[2] - face.box[0], face.box[3] - face.box[1])
-        clear = (side >= self.seg.clear_face_px and face.score >= self.seg.clear_face_score
-                 and not st.overlapping
-                 and (sharpness is None or sharpness >= self.seg.clear_sharpness))
-        seg.marks.append(FaceMark(Boundary(seq, ts, seg.frames), label, float(match.distance), clear))
-        if vector is not None:
-            disagrees = seg.identity is not None and label != seg.identity
-            if not disagrees and seg.identity is not None:
-                seg.best, seg.pending = larger(seg.best, seg.pending), None
-            slot = seg.pending if disagrees else seg.best
-            if slot is None or face.area > slot.area:  # a new best face: only then is a crop made
-                crop = face_crop_jpeg(image, face.box) if image is not None else b""
-                face_rec = BestFace(seq, ts, face.area, np.asarray(vector, dtype=np.float32).copy(), crop)
-                if disagrees:
-                    seg.pending = face_rec
-                else:
-                    seg.best = face_rec
-        self._update(st, seq, ts)
+        box = face.box
+        seen = FaceSeen(
+            label=match.identity or UNKNOWN, distance=float(match.distance),
+            side=min(box[2] - box[0], box[3] - box[1]), score=face.score, sharpness=sharpness, area=face.area,
+            vector=None if vector is None else np.asarray(vector, dtype=np.float32).copy(),
+            crop=(lambda: face_crop_jpeg(image, box)) if image is not None else (lambda: b""),
+        )
+        self.policy.searched(st, seq, ts, seen)
         return RecognitionAttempt(
             camera_id=tracked.frame.camera_id,
             track_id=person.track_id,
@@ -431,70 +308,6 @@ class TrackRecognizer(SavedState):
             identity=match.identity,
             distance=match.distance,
         )
-
-    def _update(self, st: TrackState, seq: int, ts: float) -> None:
-        """Decide, verify or cut the current segment after a new face."""
-        seg = st.current
-        if not self.seg.enabled:
-            if seg.identity is None and not seg.stranger:
-                self._decide(seg, seq, ts)
-            return
-        if seg.identity is not None:
-            streak = self._streak(seg)
-            others = sum(1 for m in seg.marks[len(seg.marks) - streak:] if m.label != UNKNOWN) if streak else 0
-            if streak and (others >= self.seg.other_identity_faces or streak >= self.seg.far_faces):
-                agree = [m for m in seg.marks if m.label == seg.identity]
-                if self._cut(st, agree[-1] if agree else None):
-                    self._decide(st.current, seq, ts)
-            return
-        if seg.stranger:
-            if self._streak(seg) >= max(self.config.min_votes, self.seg.other_identity_faces):
-                agree = [m for m in seg.marks if m.label == UNKNOWN]
-                if self._cut(st, agree[-1] if agree else None):
-                    self._decide(st.current, seq, ts)
-            return
-        name = self._decide(seg, seq, ts)
-        if name is not None:
-            # Faces of someone else before the first face of the name: the name starts after them.
-            first = next(i for i, m in enumerate(seg.marks) if m.label == name)
-            before = [m for m in seg.marks[:first] if m.clear and (
-                m.label not in (UNKNOWN, name) or m.distance > self._far)]
-            if before:
-                seg.identity, seg.named_seq, seg.named_ts = None, None, None
-                if self._cut(st, before[-1]):
-                    self._decide(st.current, seq, ts)
-                else:
-                    self._decide(seg, seq, ts)
-
-    def _decide(self, seg: Segment, seq: int, ts: float) -> str | None:
-        ident = decide(tally(seg.marks), self.config.min_votes)
-        if ident.identity is not None:
-            seg.identity, seg.named_seq, seg.named_ts = ident.identity, seq, ts
-            return ident.identity
-        stop = self.config.unknown_votes_to_stop
-        unknown = sum(1 for m in seg.marks if m.label == UNKNOWN)
-        if stop > 0 and unknown >= stop and unknown == len(seg.marks):
-            seg.stranger = True
-        return None
-
-    def _cut(self, st: TrackState, last_good: FaceMark | None) -> bool:
-        """End the current segment after ``last_good`` (the last face that agreed with it), or at the
-        overlap with another person that came after it; the frames of the overlap itself become a
-        segment of their own (nobody can say whose they are)."""
-        seg = st.current
-        after = last_good.at.seq if last_good is not None else seg.first_seq - 1
-        o_start, o_end = seg.overlap_start, seg.overlap_end
-        if o_start is not None and o_start.seq >= after and o_start.frames > 0:
-            right = split(seg, o_start, END_FACE)
-            st.segments.append(right)
-            if o_end is not None and o_end.frames > 0 and o_end.seq < right.last_seq:
-                tail = split(right, o_end, END_OVERLAP)
-                st.segments.append(tail)
-            return True
-        if last_good is None or last_good.at.next_seq is None:
-            return False  # nothing to keep, or nothing after it yet
-        st.segments.append(split(seg, last_good.at, END_FACE))
-        return True
 
     # -- reading the decisions ---------------------------------------------------------------------
 
@@ -522,31 +335,6 @@ class TrackRecognizer(SavedState):
             return None
         seg = st.current if segment is None else st.segments[segment]
         return larger(seg.best, seg.pending)
-
-
-def segment_identity(seg: Segment) -> TrackIdentity:
-    if seg.end_reason is not None:  # closed: its marks are summarised
-        return TrackIdentity(seg.identity, seg.votes, seg.attempts, seg.best_distance)
-    st = tally(seg.marks)
-    if seg.identity is not None:
-        return TrackIdentity(seg.identity, st.votes[seg.identity], st.attempts, st.best_distance.get(seg.identity))
-    return TrackIdentity(None, 0, st.attempts, st.best_distance.get(UNKNOWN))
-
-
-def decide(st: TrackVotes, min_votes: int) -> TrackIdentity:
-    """The identity with at least ``min_votes`` votes and more votes than any other identity.
-
-    Unknown votes (faces too far from every identity) do not count against a name: a face
-    turned away gives an unknown vote without saying anything about who it is.
-    """
-    known = sorted(((n, c) for n, c in st.votes.items() if n != UNKNOWN), key=lambda kv: (-kv[1], kv[0]))
-    if known:
-        name, count = known[0]
-        runner_up = known[1][1] if len(known) > 1 else 0
-        if count >= min_votes and count > runner_up:
-            return TrackIdentity(name, count, st.attempts, st.best_distance.get(name))
-    best_unknown = st.best_distance.get(UNKNOWN)
-    return TrackIdentity(None, 0, st.attempts, best_unknown)
 
 
 def recognize_persons(

@@ -35,7 +35,9 @@ What is dead-lettered, and how:
 failure                                         recorded by
 ============================================== =================================================
 retries exhausted, PermanentError, other error  :meth:`PipelineTask.on_failure` (in the worker)
-hard time limit                                 :meth:`PipelineTask.on_failure` (Celery calls it)
+hard time limit, retries exhausted              :meth:`PipelineTask.on_failure` (Celery calls it);
+                                                before that each time-out is a retry
+                                                (:class:`PipelineRequest`)
 worker lost more than ``max_retries`` times     ``task_failure`` signal (worker main process)
 error outside the task body (e.g. bad body in   ``task_failure`` signal (worker main process)
 the pool child)
@@ -69,9 +71,12 @@ from typing import Any
 import kombu.exceptions
 import redis.exceptions
 from celery import Celery, Task, signals
-from celery.exceptions import NotRegistered, Reject
+from celery.exceptions import NotRegistered, Reject, TimeLimitExceeded
+from celery.utils.saferepr import saferepr as safe_repr
 from celery.utils.serialization import UnpickleableExceptionWrapper
+from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer
+from celery.worker.request import Request
 
 from genesis.adapters.db.probe import DATABASE_AWAY_ERRORS
 from genesis.adapters.dlq import DeadLetter, DeadLetters, utcnow
@@ -138,8 +143,58 @@ def half_jitter(backoff_s: float) -> float:
     return backoff_s / 2 + random.uniform(0, backoff_s / 2)
 
 
+class PipelineRequest(Request):  # type: ignore[misc]
+    """A pipeline task's request in the worker's main process: a task stopped by its hard time limit
+    (``distributed.task_time_limit_s``; the pool child that ran it is killed) is sent again at once, as a
+    retry with twice the limit, before its message is acknowledged: a hung pool child gives its message
+    back within the limit instead of holding it until the visibility timeout, and a task that is only slow
+    (models loading in a child's first task on a busy machine) gets more time on the next try. Retries
+    exhausted (``max_retries``, shared with the transient errors' retries), or the retry not sent: Celery's
+    handling, i.e. the dead letter of :meth:`PipelineTask.on_failure`."""
+
+    _sent_again = False
+
+    def _send_again(self, exc: BaseException) -> bool:
+        """Send this timed-out task again and acknowledge its message; False when it cannot be (then the
+        caller goes on with Celery's failure handling)."""
+        if self._sent_again:
+            return True
+        task, request = self.task, self._context
+        if not task.acks_late or worker_state.should_terminate:
+            return False
+        if task.max_retries is not None and request.retries >= task.max_retries:
+            return False
+        limit = (self.time_limits[0] or task.time_limit or 0) * 2 or None
+        try:
+            task.signature_from_request(request, retries=request.retries + 1, time_limit=limit).apply_async()
+        except Exception:  # the broker away: Celery's handling (ack and dead letter) keeps it on record
+            log.exception("%s[%s] passed its time limit and could not be sent again", self.task_name, self.id)
+            return False
+        self._sent_again = True
+        worker_state.task_ready(self)
+        self.acknowledge()
+        self.send_event("task-retried", exception=safe_repr(exc), traceback="")
+        log.warning("%s[%s] passed its time limit (%s): its pool child was stopped; sent again as retry %d "
+                    "with a limit of %s s", self.task_name, self.id, exc, request.retries + 1, limit)
+        return True
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> None:
+        exc = getattr(exc_info, "exception", None)
+        exc = getattr(exc, "exc", exc)  # ExceptionWithTraceback
+        if isinstance(exc, TimeLimitExceeded) and self._send_again(exc):
+            return
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        if not soft and self._send_again(TimeLimitExceeded(timeout)):
+            return
+        super().on_timeout(soft, timeout)
+
+
 class PipelineTask(Task):  # type: ignore[misc]
     """Base class of the pipeline tasks (see the module docstring for what it guarantees)."""
+
+    Request = PipelineRequest
 
     acks_late = True
     reject_on_worker_lost = True

@@ -11,7 +11,7 @@ from __future__ import annotations
 from celery import Celery
 
 from genesis.config import Settings
-from genesis.tasks.routing import celery_routes
+from genesis.tasks.routing import celery_routes, task_queues
 from genesis.tasks.schedule import beat_schedule
 
 
@@ -30,6 +30,7 @@ def configure(app: Celery, settings: Settings) -> None:
         task_default_queue="detect",
         task_create_missing_queues=True,
         task_routes=celery_routes(settings),
+        task_annotations=time_limits(settings),
         broker_transport_options={"visibility_timeout": d.visibility_timeout_s},
         broker_connection_retry_on_startup=True,
         worker_send_task_events=d.task_events,
@@ -41,6 +42,13 @@ def configure(app: Celery, settings: Settings) -> None:
         beat_schedule=beat_schedule(settings),
     )
     app.conf.genesis_settings = settings
+
+
+def time_limits(settings: Settings) -> dict[str, dict[str, float]]:
+    """Celery task annotations: each task's hard time limit, the one of its queue
+    (``distributed.task_time_limit_s``; genesis.tasks.base retries a task stopped by it)."""
+    limits = settings.distributed.task_time_limit_s
+    return {name: {"time_limit": limits[queue]} for name, queue in task_queues(settings).items() if queue in limits}
 
 
 def make_app(settings: Settings) -> Celery:

@@ -7,14 +7,20 @@ A message carries one frame, or several consecutive frames of one run when captu
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
+
+import numpy as np
 
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.adapters.redis_keys import wake_key
+from genesis.backends.detectors import PersonDetector
+from genesis.backends.detectors.batching import detect_many
 from genesis.celery import app
+from genesis.config import TilingConfig
 from genesis.domain import FrameRef
 from genesis.domain.codec import decode
-from genesis.ops.metrics import time_inference
+from genesis.ops.metrics import observe_inference, time_inference
 from genesis.pipeline.liveness import touch_progress
 from genesis.pipeline.sequencer import FrameResult, push_results
 from genesis.stages.detect import camera_tiling, detect_frame
@@ -36,39 +42,10 @@ def detect(self: Any, frames: list[dict[str, Any]] | dict[str, Any], run_id: str
         raise PermanentError(f"undecodable frame message: {exc}") from exc
     if not refs:
         raise PermanentError("a detect message without frames")
-    detector = runtime.detector()
     s = runtime.settings()
     tiling = camera_tiling(s, s.camera(refs[0].camera_id))
-    results: list[FrameResult] = []
-    errors: list[str] = []
-    moving = [r.key for r in refs if not r.static]  # static frames (motion gating) need no pixels here
-    stored = dict(zip(moving, runtime.frame_store().get_many(moving), strict=True)) if moving else {}
-    for ref in refs:
-        if ref.static:
-            results.append(FrameResult(ref, prev))  # CameraState reuses the last tracked boxes
-            prev = ref.seq
-            continue
-        data = stored[ref.key]
-        if data is None:
-            # Expired, or evicted by a full Redis (docs/operations.md, Redis memory): a counted
-            # skip (the run's expired_frames), not a dead letter — there is nothing to replay.
-            log.warning("run %s: frame %d is gone from the frame store (expired or evicted): counted, skipped",
-                        run_id, ref.seq)
-            results.append(FrameResult(ref, prev, error="gone from the frame store (expired or evicted)",
-                                       expired=True))
-            prev = ref.seq
-            continue
-        try:
-            image = decode_jpeg(data)
-        except FrameDecodeError as exc:
-            # The stream goes on without this frame; the failure itself goes to the dead letters.
-            results.append(FrameResult(ref, prev, error=str(exc)))
-            errors.append(str(exc))
-        else:
-            with time_inference("detect"):
-                result = detect_frame(detector, ref, image, tiling, s.detector.iou)
-            results.append(FrameResult(ref, prev, result.detections, result.inference_ms))
-        prev = ref.seq
+    with runtime.detector_session():  # a batching worker waits for these frames (docs/architecture.md)
+        results, errors = _detect(runtime.detector(), refs, prev, run_id, tiling, s.detector.iou)
     redis = runtime.redis_client()
     push_results(redis, run_id, results)
     touch_progress(redis, run_id, runtime.settings().distributed.run_stale_after_s)
@@ -78,3 +55,50 @@ def detect(self: Any, frames: list[dict[str, Any]] | dict[str, Any], run_id: str
         app.send_task(routing.SEQUENCE, args=[refs[0].camera_id, run_id], queue=routing.queue_of(s, routing.SEQUENCE))
     if errors:
         raise PermanentError("; ".join(errors))
+
+
+def _detect(detector: PersonDetector, refs: list[FrameRef], prev: int, run_id: str, tiling: TilingConfig,
+            iou: float) -> tuple[list[FrameResult], list[str]]:
+    """The results of a message's frames, in order, and the errors of those that could not be decoded.
+
+    The frames that need the detector go to it in one call (``detect_many``: a batching detector gathers
+    them with other tasks' frames); with tiling on, frame by frame (each tile set is one frame's)."""
+    results: list[FrameResult | None] = []
+    errors: list[str] = []
+    moving = [r.key for r in refs if not r.static]  # static frames (motion gating) need no pixels here
+    stored = dict(zip(moving, runtime.frame_store().get_many(moving), strict=True)) if moving else {}
+    todo: list[tuple[int, FrameRef, int, np.ndarray]] = []  # (index in results, ref, prev seq, image)
+    for ref in refs:
+        if ref.static:
+            results.append(FrameResult(ref, prev))  # CameraState reuses the last tracked boxes
+        elif (data := stored[ref.key]) is None:
+            # Expired, or evicted by a full Redis (docs/operations.md, Redis memory): a counted
+            # skip (the run's expired_frames), not a dead letter — there is nothing to replay.
+            log.warning("run %s: frame %d is gone from the frame store (expired or evicted): counted, skipped",
+                        run_id, ref.seq)
+            results.append(FrameResult(ref, prev, error="gone from the frame store (expired or evicted)",
+                                       expired=True))
+        else:
+            try:
+                image = decode_jpeg(data)
+            except FrameDecodeError as exc:
+                # The stream goes on without this frame; the failure itself goes to the dead letters.
+                results.append(FrameResult(ref, prev, error=str(exc)))
+                errors.append(str(exc))
+            else:
+                todo.append((len(results), ref, prev, image))
+                results.append(None)
+        prev = ref.seq
+    if todo and not tiling.enabled:
+        t0 = time.perf_counter()
+        found = detect_many(detector, [image for _, _, _, image in todo])
+        share_ms = (time.perf_counter() - t0) * 1000.0 / len(todo)  # a batching worker's wait included
+        observe_inference("detect", share_ms / 1000.0, len(todo))
+        for (i, ref, before, _), dets in zip(todo, found, strict=True):
+            results[i] = FrameResult(ref, before, tuple(dets), share_ms)
+    else:
+        for i, ref, before, image in todo:
+            with time_inference("detect"):
+                result = detect_frame(detector, ref, image, tiling, iou)
+            results[i] = FrameResult(ref, before, result.detections, result.inference_ms)
+    return [r for r in results if r is not None], errors

@@ -4,16 +4,18 @@ on first use, never in ``worker_process_init`` where a slow load would kill the 
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from functools import cache
 from typing import Any
 
 from genesis.adapters.db import Repository
 from genesis.adapters.redis_frames import RedisFrameStore
 from genesis.backends.detectors import PersonDetector, build_detector
+from genesis.backends.detectors.batching import BatchingDetector
 from genesis.backends.faces import FaceDetector
 from genesis.config import Settings
 from genesis.identities.cache import GalleryCache, LiveFaces
-from genesis.ops.metrics import model_loaded
+from genesis.ops.metrics import model_loaded, observe_detector_batch
 from genesis.ops.timing import TimedEmbedder, TimedFaceDetector
 from genesis.pipeline.model_loader import load_face_models
 from genesis.services.mqtt import MqttPublisher
@@ -48,12 +50,34 @@ def repository() -> Repository:
     return Repository(settings().database_url)
 
 
-@cache
+_detector_lock = threading.Lock()
+_detector: list[PersonDetector] = []
+
+
 def detector() -> PersonDetector:
-    s = settings()
-    built = build_detector(s.detector, s.models.path)
-    model_loaded("detector")
-    return built
+    """This process's person detector, loaded once (threads of a batching worker share it); with
+    ``distributed.detect_batch_size`` > 1 behind a :class:`BatchingDetector`, which batches the
+    frames of the tasks running at once in this process (a threads pool) and costs no wait where
+    one task runs at a time (prefork, solo)."""
+    if _detector:
+        return _detector[0]
+    with _detector_lock:
+        if not _detector:
+            s = settings()
+            built = build_detector(s.detector, s.models.path)
+            model_loaded("detector")
+            d = s.distributed
+            if d.detect_batch_size > 1:
+                built = BatchingDetector(built, d.detect_batch_size, d.detect_batch_wait_ms / 1000.0,
+                                         on_batch=observe_detector_batch)
+            _detector.append(built)
+    return _detector[0]
+
+
+def detector_session() -> AbstractContextManager[None]:
+    """A detect task's batching session (see :meth:`BatchingDetector.client`); nothing without batching."""
+    found = detector()
+    return found.client() if isinstance(found, BatchingDetector) else nullcontext()
 
 
 @cache

@@ -149,7 +149,7 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
                          LiveSink(live_publisher(), run_id)]
     if s.mqtt.enabled:
         mqtt = open_sink(s, camera, run_id, time_origin, runtime.mqtt_publisher(),
-                         EventMemory.from_json(redis.get(mqtt_memory_key(run_id))))
+                         EventMemory.from_json(redis.get(mqtt_memory_key(run_id))), runtime.redactor(camera_id))
         if mqtt is not None:
             sinks.append(RedisMqttSink(mqtt, redis, run_id))
 

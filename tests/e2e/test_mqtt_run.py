@@ -3,8 +3,10 @@
 The clip: an enrolled person (daryl, a photo not used to enroll him) and a stranger walk, one after
 the other, from the left to the right of the frame, across a vertical line, inside a zone that
 covers the frame; daryl is on the watch list. A subscriber must see every event kind with the
-documented payload (docs/mqtt.md), and the retained per-camera state. With the broker down the
-run gives the same results and counts the messages it could not send.
+documented payload (docs/mqtt.md), the retained per-camera state, the availability topic, the
+passage lifecycle (its ids are the run's stored passages) and the snapshots. With the broker down
+the run gives the same results and counts the messages it could not send. A second clip makes the
+person detection flicker: the debounced count changes once per hold time at most.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 import yaml
 
@@ -22,7 +26,7 @@ from genesis.pipeline.embedded import run_embedded
 from genesis.pipeline.model_loader import detector_label, load_models
 from genesis.services.enroll import enroll
 from tests.mqtt_broker import Broker, Subscriber, free_port
-from tests.walking_clip import walking_clip
+from tests.walking_clip import flicker_clip, walking_clip
 
 EVENT_KEYS = {"id", "type", "camera_id", "run_id", "track_id", "seq", "ts", "at", "identity"}
 
@@ -80,6 +84,9 @@ def test_a_subscriber_sees_every_event_kind_and_a_down_broker_changes_nothing(
         assert report["run"]["mqtt"]["dropped"] == 0
         sub.wait_for(1, "/state", timeout=5)
         msgs = list(sub.messages)
+        late = Subscriber(broker.port, ["home/genesis/door/person/snapshot"])  # retained for a newcomer
+        retained_shot = late.wait_for(1, timeout=5)
+        late.close()
     finally:
         sub.close()
         broker.stop()
@@ -137,11 +144,45 @@ def test_a_subscriber_sees_every_event_kind_and_a_down_broker_changes_nothing(
     assert b"1" in people and people[-1] == b"0"
     occupancy = [m.payload for m in msgs if m.topic == "home/genesis/door/zone/front_yard/occupancy"]
     assert b"1" in occupancy and occupancy[-1] == b"0"
-    # Home Assistant discovery of both sensors
+    # Home Assistant discovery of both sensors and the snapshot camera, all with the availability topic
     configs = {m.topic: m.json() for m in msgs if m.topic.startswith("homeassistant/")}
     assert set(configs) == {"homeassistant/sensor/genesis_door_people/config",
-                            "homeassistant/sensor/genesis_door_zone_front_yard/config"}
+                            "homeassistant/sensor/genesis_door_zone_front_yard/config",
+                            "homeassistant/camera/genesis_door_person_snapshot/config"}
     assert configs["homeassistant/sensor/genesis_door_people/config"]["state_topic"] == "home/genesis/door/people"
+    assert {c["availability_topic"] for c in configs.values()} == {"home/genesis/available"}
+    # availability: online while the run publishes, offline once it has closed
+    assert [m.payload for m in msgs if m.topic == "home/genesis/available"] == [b"online", b"offline"]
+
+    # The passage lifecycle: one id per passage (a segment of a track, a row of the tracks table),
+    # each with one new and one end, in that order, ending with the identity the run stored.
+    life = [m.json() for m in msgs if m.topic == "home/genesis/events"]
+    passages = {f"{run_id}-{t['track_id']}-{t['segment']}": t for t in results["tracks"]}
+    assert {d["after"]["id"] for d in life} == set(passages) and len(passages) >= 2
+    for pid, t in passages.items():
+        mine = [d for d in life if d["after"]["id"] == pid]
+        kinds = [d["type"] for d in mine]
+        assert kinds[0] == "new" and kinds[-1] == "end" and kinds.count("new") == kinds.count("end") == 1
+        end = mine[-1]["after"]
+        assert (end["identity"] or "unknown") == t["identity"] and end["track_id"] == t["track_id"]
+        assert end["end_time"] - end["start_time"] == pytest.approx(t["last_seen"] - t["first_seen"], abs=0.01)
+        assert end["entered_zones"] == ["front yard"] and end["camera"] == "door"
+        for d in mine:
+            assert d["before"]["id"] == d["after"]["id"]
+    daryl_passages = [pid for pid, t in passages.items() if t["identity"] == "daryl"]
+    (named,) = [d for d in life if d["type"] == "update" and d["after"]["identity"] == "daryl"
+                and d["before"]["identity"] is None]
+    assert named["after"]["id"] in daryl_passages and named["after"]["sub_label"] == "daryl"
+
+    # Snapshots: one per recognition (daryl, then the stranger), a small JPEG; daryl's face is in his
+    # (no privacy blur on this camera)
+    shots = [m for m in msgs if m.topic == "home/genesis/door/person/snapshot"]
+    assert len(shots) == 2
+    assert [(m.payload, m.retain) for m in retained_shot] == [(shots[-1].payload, True)]
+    images = [cv2.imdecode(np.frombuffer(m.payload, dtype=np.uint8), cv2.IMREAD_COLOR) for m in shots]
+    assert all(img is not None and max(img.shape[:2]) <= 320 for img in images)
+    assert models.face_detector.detect(images[0]), "daryl's snapshot shows his face"
+    assert any(d["after"]["has_snapshot"] and d["after"]["snapshot"]["crop"] == "person" for d in life)
 
     # The same run with nobody listening on the broker's port: same results, drops counted.
     down = make_settings(tmp_path, models_dir, free_port(), "down.db")
@@ -154,3 +195,34 @@ def test_a_subscriber_sees_every_event_kind_and_a_down_broker_changes_nothing(
     sent_events = [m for m in msgs if "/event/" in m.topic]
     assert lost >= len(sent_events) > 0  # every event, and the retained state left in the buffer
     assert dropped_total() - before == lost
+
+
+@pytest.mark.slow
+def test_the_people_count_over_a_flickering_detection_changes_at_most_once_per_hold_time(
+        tmp_path: Path, models_dir: Path, data_dir: Path) -> None:
+    """A person stands in view while the detection drops out one frame in three for two seconds
+    (the count the tracker gives flickers 1-0-1 every 0.3 s): with the shipped hold (1 s) the
+    retained count changes once when he is settled and once when he leaves, never faster than the
+    hold. Nobody is enrolled: no face search, a cheap run."""
+    clip = tmp_path / "flicker.mp4"
+    shown = flicker_clip(clip, data_dir / "faces" / "unknown" / "carell.jpg")
+    broker = Broker(tmp_path).start()
+    settings = make_settings(tmp_path, models_dir, broker.port, "flicker.db")
+    assert settings.mqtt.state_hold_s == 1.0
+    sub = Subscriber(broker.port, ["home/genesis/#"])
+    try:
+        out = run_embedded(settings, str(clip), settings.camera("door"))
+        sub.wait_for(1, "/state", timeout=5)
+        msgs = list(sub.messages)
+    finally:
+        sub.close()
+        broker.stop()
+    (track,) = out.report["results"]["tracks"]  # one passage, seen only in the frames it was in view
+    assert 20 <= track["frames"] <= shown < 40, (track, shown)  # the tracker's count did flicker
+    assert [m.payload for m in msgs if m.topic == "home/genesis/door/people"] == [b"1", b"0"]
+    states = [m.json() for m in msgs if m.topic == "home/genesis/door/state"]
+    assert [s["people"] for s in states] == [1, 0]
+    assert states[1]["ts"] - states[0]["ts"] >= settings.mqtt.state_hold_s
+    life = [m.json() for m in msgs if m.topic == "home/genesis/events"]
+    assert [d["type"] for d in life if d["type"] != "update"] == ["new", "end"]
+    assert {d["after"]["id"] for d in life} == {f"{out.run_id}-{track['track_id']}-0"}

@@ -29,7 +29,7 @@ import typer
 from celery import Celery
 from typer.testing import CliRunner
 
-from genesis.adapters.broker import broker_queue_keys, detect_backlog
+from genesis.adapters.broker import DRAIN_WINDOW_S, MIN_DONE, broker_queue_keys, detect_backlog, drain_rate, note_done
 from genesis.adapters.db import Repository
 from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg
 from genesis.adapters.redis_frames import RedisFrameStore
@@ -37,7 +37,7 @@ from genesis.adapters.redis_keys import end_key, frame_key
 from genesis.adapters.video import RawFrame, SourceError, SourceInfo
 from genesis.celery import configure
 from genesis.cli.capture import capture_command
-from genesis.config import CameraConfig, Settings, load_settings
+from genesis.config import CameraConfig, ConfigError, Settings, load_settings
 from genesis.domain import FrameRef
 from genesis.pipeline.capture import CaptureLoop, capture_counters, distributed_capture
 from genesis.tasks.dispatch import publish_frames
@@ -193,10 +193,11 @@ def test_file_frames_stored_published_and_ended(
 
 
 def test_redis_frame_store_round_trip(rds: redis.Redis, tmp_path: Path) -> None:
-    store = RedisFrameStore.from_settings(make_settings(tmp_path, GENESIS_DISTRIBUTED__FRAME_TTL_S="7"))
+    store = RedisFrameStore.from_settings(make_settings(tmp_path, GENESIS_DISTRIBUTED__FRAME_TTL_S="100",
+                                                        GENESIS_DISTRIBUTED__MAX_BACKLOG_S="30"))
     store.put("genesis:frame:x:r:1", b"\xff\xd8jpeg")
     assert store.get("genesis:frame:x:r:1") == b"\xff\xd8jpeg"
-    assert 0 < rds.ttl("genesis:frame:x:r:1") <= 7
+    assert 90 < rds.ttl("genesis:frame:x:r:1") <= 100
     store.delete("genesis:frame:x:r:1")
     assert store.get("genesis:frame:x:r:1") is None
     with pytest.raises(ValueError, match="TTL"):
@@ -281,6 +282,46 @@ def test_backpressure_drops_and_counts_frames(
     assert not any(rds.exists(frame_key("hall", stats.run_id, s)) for s in dropped_seqs)
     summary = json.loads(rds.get(end_key(stats.run_id)) or b"null")
     assert (summary["last_seq"], summary["frames"], summary["dropped"]) == (seqs[-1], len(seqs), stats.dropped)
+
+
+@pytest.mark.parametrize(("done_per_s", "dropped"), [(0.1, True), (2.0, False), (None, False), (0.05, False)],
+                         ids=["slow-workers", "fast-workers", "no-rate-yet", "too-few-to-tell"])
+def test_a_backlog_longer_than_max_backlog_s_drops_at_the_source(
+    rds: redis.Redis, tmp_path: Path, video: Path, celery_app: Callable[[Settings], Celery],
+    done_per_s: float | None, dropped: bool,
+) -> None:
+    """30 detect messages wait (far below max_backlog, 200). With the workers finishing 0.1 of them a second (as
+    measured from their completions in the last 60 s) that is 300 s of work, more than max_backlog_s (120, the
+    shipped default), so the capture drops at the source, counted, before a frame could expire in the queue;
+    at 2 a second (15 s) it publishes, and so it does while no rate is measured or fewer than 5 tasks finished in
+    the window (too little to tell a slow site from a worker that just started: only the count applies)."""
+    settings = make_settings(tmp_path)
+    assert settings.distributed.max_backlog_s == 120
+    app = celery_app(settings)
+    for _ in range(30):
+        app.send_task("genesis.detect", args=[{}, "old", -1], queue="detect")
+    if done_per_s is not None:
+        now = time.time()
+        done = int(done_per_s * DRAIN_WINDOW_S)
+        for i in range(done):  # finished by workers over the last 30 s, as their task hook records them
+            note_done(rds, "detect", now - DRAIN_WINDOW_S + (i + 0.5) * DRAIN_WINDOW_S / done)
+        if done >= MIN_DONE:
+            assert drain_rate(rds, "detect") == pytest.approx(done_per_s, rel=0.25)
+        else:
+            assert drain_rate(rds, "detect") is None
+    stats = distributed_capture(settings, CameraConfig(id="dock"), str(video), app=app, max_frames=6).run()
+    if dropped:
+        assert (stats.published, stats.dropped, stats.dropped_by) == (0, 6, {"backpressure": 6})
+        assert frame_keys(rds) == []
+    else:
+        assert (stats.published, stats.dropped) == (6, 0)
+
+
+def test_frame_ttl_must_outlast_the_admitted_backlog(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"frame_ttl_s \(200\) must be at least twice"):
+        make_settings(tmp_path, GENESIS_DISTRIBUTED__FRAME_TTL_S="200")
+    assert make_settings(tmp_path, GENESIS_DISTRIBUTED__FRAME_TTL_S="200",
+                         GENESIS_DISTRIBUTED__MAX_BACKLOG_S="60").distributed.frame_ttl_s == 200
 
 
 def test_full_queue_drops_everything(

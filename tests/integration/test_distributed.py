@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from sqlalchemy import create_engine, inspect
 
 from tests.integration.workers import launchers, pipeline_env, workers
@@ -85,6 +86,11 @@ def test_distributed_equals_embedded_with_detect_concurrency_1_and_4(
              ("analytics", "analytics", 1, "prefork")]
     with workers(*specs, env=env, log_dir=logs):
         results = distributed_run(env, data_dir, "distributed-c1")
+        # Every task counted itself finished on its queue: the drain rates of the capture's backlog in seconds.
+        broker = redis.Redis.from_url(env["GENESIS_BROKER_URL"])
+        done = {key.decode().split(":")[2] for key in broker.scan_iter("genesis:queue:*:done:*")}
+        broker.close()
+        assert {"detect", "recognize", "store"} <= done, done
     assert results == embedded_results, "detect concurrency 1"
     # ... and 4, with the per-service launchers.
     commands = [("detect", ["--workers", "4"]), ("recognize", []), ("store", []), ("analytics", [])]

@@ -10,11 +10,14 @@ default ``run_stale_after_s``, 60 s).
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,7 +30,17 @@ import redis
 from genesis.adapters.dlq import DeadLetters
 from genesis.config import DistributedConfig
 from tests.integration.test_ops import MjpegCamera
-from tests.integration.workers import capture, clip, embedded, genesis_cli, launchers, pipeline_env, workers
+from tests.integration.workers import (
+    Worker,
+    capture,
+    clip,
+    embedded,
+    genesis_cli,
+    launchers,
+    pipeline_env,
+    workers,
+    workers_started,
+)
 from tests.waiting import wait_for
 
 SPECS = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
@@ -154,15 +167,76 @@ def test_defaults_wait_for_a_dead_workers_message() -> None:
     assert DEFAULTS.visibility_timeout_s > DEFAULTS.gap_timeout_s  # only a backstop
 
 
+class TaskEvents:
+    """Celery task events of the workers of one broker, gathered by a thread (for workers started with ``-E``)."""
+
+    def __init__(self, url: str) -> None:
+        from celery import Celery
+
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        self._app = Celery(broker=url, set_as_current=False)
+        self._receiver: Any = None
+        self._thread = threading.Thread(target=self._capture, daemon=True)
+        self._thread.start()
+
+    def _capture(self) -> None:
+        with self._app.connection() as conn:
+            self._receiver = self._app.events.Receiver(conn, handlers={"*": self.events.put})
+            with contextlib.suppress(Exception):  # the broker gone at the end of the test
+                self._receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    def next(self, timeout: float) -> dict[str, Any] | None:
+        try:
+            event = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        self.seen.append(event)
+        return event
+
+    def close(self) -> None:
+        if self._receiver is not None:
+            self._receiver.should_stop = True
+
+
+def stop_a_pool_child_mid_task(events: TaskEvents, hostname: str, timeout: float) -> tuple[int, str]:
+    """SIGSTOP the pool child of ``hostname`` that runs a detect task, while it runs it (a hung child: its
+    main process goes on beating); returns the child's pid and the task's id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        event = events.next(1.0)
+        if not event or event.get("type") != "task-started" or event.get("hostname") != hostname:
+            continue
+        # The event comes from the worker's main process (on the child's acceptance): its one pool child runs it.
+        children = Path(f"/proc/{event['pid']}/task/{event['pid']}/children").read_text().split()
+        assert len(children) == 1, children
+        pid, task_id = int(children[0]), str(event["uuid"])
+        os.kill(pid, signal.SIGSTOP)
+        # Stopped mid-task unless it had already finished (its own event then arrives): if so, go on, try the next.
+        finished = False
+        settle = time.monotonic() + 1.0
+        while time.monotonic() < settle:
+            later = events.next(0.1)
+            if later and later.get("uuid") == task_id and later.get("type") in ("task-succeeded", "task-failed"):
+                finished = True
+        if not finished:
+            return pid, task_id
+        os.kill(pid, signal.SIGCONT)
+    raise AssertionError(f"no detect task of {hostname} caught mid-run in {timeout} s")
+
+
 def test_detect_worker_killed_mid_batch_loses_nothing(env: dict[str, str], server: RedisServer,
                                                       data_dir: Path) -> None:
     """kill -9 of the detect worker holding a batch, another detect worker going on with the next
     ones: the dead worker's batch is back on the queue within the gap timeout, so no frame is
-    skipped and the stored results equal the embedded run's. ~70 s."""
+    skipped and the stored results equal the embedded run's. Then the pool child of that second worker
+    hangs (SIGSTOP) in a task while its main process keeps beating: the task's time limit
+    (distributed.task_time_limit_s, the default) stops it and sends it again, no dead letter. ~90 s."""
     want = embedded(env, data_dir)
     logs = Path(env["TEST_OUT_DIR"])
     broker = redis.Redis.from_url(server.url(0))
     run_id = capture(env, data_dir)
+    events = TaskEvents(server.url(0))
     with workers(*SPECS, env=env, log_dir=logs) as started:
         detect = started[0]
         wait_for(lambda: held(broker, "genesis.detect"), 120, "a detect batch in a worker's hands", interval=0.02)
@@ -170,7 +244,22 @@ def test_detect_worker_killed_mid_batch_loses_nothing(env: dict[str, str], serve
         victims = held(broker, "genesis.detect")
         assert victims, "the killed worker held no detect message"
         killed_at = time.monotonic()
-        with workers(("detect2", "detect", 1, "prefork"), env=env, log_dir=logs):
+        second = Worker("detect2", "detect", env, logs, extra=("-E",))  # -E: its task events tell when to stop it
+        with workers_started(second):
+            child, hung_task = stop_a_pool_child_mid_task(events, second.name, 120)
+            hung_at = time.monotonic()
+            limit = DEFAULTS.task_time_limit_s["detect"]
+            retried = None
+            while retried is None and time.monotonic() < hung_at + limit + 30:
+                event = events.next(1.0)
+                if event and event.get("uuid") == hung_task and event.get("type") == "task-retried":
+                    retried = time.monotonic() - hung_at
+            assert retried is not None, (
+                f"the hung task {hung_task} was not sent again: "
+                f"{[e for e in events.seen if e.get('hostname') == second.name and 'task' in e.get('type', '')]}\n"
+                f"{second.log.read_text()[-4000:]}")
+            assert retried < limit + 5 < DEFAULTS.gap_timeout_s, retried
+            wait_for(lambda: not Path(f"/proc/{child}").exists(), 30, "the hung pool child stopped")
 
             def back() -> bool:  # out of the dead worker's hands: queued again, or taken by the new worker
                 taken = set(held(broker, "genesis.detect"))
@@ -181,7 +270,10 @@ def test_detect_worker_killed_mid_batch_loses_nothing(env: dict[str, str], serve
             back_after = time.monotonic() - killed_at
             assert back_after < DEFAULTS.gap_timeout_s, back_after
             genesis_cli(env, "drain", "--timeout", "300")
+    events.close()
     got, _ = report(env, "--run", run_id)
+    letters = DeadLetters(redis.Redis.from_url(server.url(1), decode_responses=True)).list(limit=100)
+    assert not letters, [f"{x.task_name} ({x.retries} retries): {x.error}" for x in letters]
     assert got["run"]["status"] == "finished"
     assert got["run"]["missing_frames"] == 0
     assert got["results"] == want

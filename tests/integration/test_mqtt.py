@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -169,3 +172,57 @@ def test_tls_with_the_brokers_ca_and_a_refused_untrusted_broker(tmp_path: Path) 
         assert trusted.published == 1 and untrusted.dropped == 1
     finally:
         broker.stop()
+
+
+PUBLISHER = """
+import sys, time
+from genesis.config.mqtt import MqttConfig
+from genesis.services.mqtt import MqttPublisher
+pub = MqttPublisher(MqttConfig(enabled=True, port=int(sys.argv[1]), topic_prefix="home/g"))
+while not pub.connected:
+    time.sleep(0.02)
+print("connected", flush=True)
+time.sleep(600)
+"""
+
+
+def test_availability_online_then_offline_when_the_process_is_killed_or_closes(broker: Broker) -> None:
+    """PREFIX/available (retained): ``online`` on connect; SIGKILL the publishing process and the
+    broker delivers its last will, ``offline``; a clean close says ``offline`` itself, and while
+    another publisher is still up it says ``online`` again."""
+    sub = Subscriber(broker.port, ["home/g/available"])
+    proc = subprocess.Popen([sys.executable, "-c", PUBLISHER, str(broker.port)], stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"connected\n"
+        assert wait_until(lambda: [m.payload for m in sub.messages] == [b"online"], 10), sub.messages
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert wait_until(lambda: sub.messages and sub.messages[-1].payload == b"offline", 10), sub.messages
+        assert [m.payload for m in sub.messages] == [b"online", b"offline"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        sub.close()
+    late = Subscriber(broker.port, ["home/g/available"])  # retained: a new subscriber learns it at once
+    try:
+        assert [m.payload for m in late.wait_for(1)] == [b"offline"] and late.messages[0].retain
+    finally:
+        late.close()
+
+    sub = Subscriber(broker.port, ["home/g/available"])
+    config = MqttConfig(enabled=True, port=broker.port, topic_prefix="home/g")
+    first, second = MqttPublisher(config), MqttPublisher(config)
+    try:
+        assert wait_until(lambda: first.connected and second.connected, 10)
+        first.close()  # a clean goodbye while the other is still up: offline, then online again
+        assert wait_until(lambda: [m.payload for m in sub.messages][-2:] == [b"offline", b"online"], 10), (
+            sub.messages)
+        second.close()
+        assert wait_until(lambda: sub.messages[-1].payload == b"offline", 10), sub.messages
+        assert first.published == second.published == 0  # availability is not counted as published
+    finally:
+        first.close(0.0)
+        second.close(0.0)
+        sub.close()

@@ -1,10 +1,13 @@
 """MQTT in the distributed mode: the ordered per-camera stage (the sequencer, on the recognize
 queue) publishes, and a subscriber sees the same events and final state as from the embedded run of
-the same clip (ids and run ids aside: they name the run). The camera blurs every face: the snapshot
-the sequencer stores and the live frame it publishes keep none."""
+the same clip (ids and run ids aside: they name the run), the same passage lifecycle and the same
+snapshots; SIGKILL the worker that published and the broker says ``offline``. The camera blurs
+every face: the snapshot the sequencer stores, the live frame it publishes and the MQTT snapshots
+keep none."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -41,14 +44,36 @@ def genesis(env: dict[str, str], *args: str, timeout: float = 600) -> str:
     return proc.stdout
 
 
+PASSAGE_RUN_FIELDS = ("id", "run_id", "start_time", "end_time", "frame_time")
+
+
+def passage(doc: dict[str, Any]) -> dict[str, Any]:
+    """A passage without what names the run (its id is RUN-TRACK-SEGMENT; its times start at the
+    run's own origin)."""
+    assert doc["id"] == f"{doc['run_id']}-{doc['track_id']}-{doc['segment']}"
+    out = {k: v for k, v in doc.items() if k not in PASSAGE_RUN_FIELDS}
+    out["duration"] = None if doc["end_time"] is None else round(doc["end_time"] - doc["start_time"], 3)
+    if out.get("snapshot"):
+        out["snapshot"] = {k: v for k, v in out["snapshot"].items() if k != "frame_time"}
+    return out
+
+
 def comparable(msgs: list[Any]) -> list[tuple[str, Any]]:
-    """Events (and states) without what names the run."""
-    out = []
+    """Events, the lifecycle and states without what names the run; snapshots by their hash."""
+    out: list[tuple[str, Any]] = []
     for m in msgs:
-        if "/event/" in m.topic or m.topic.endswith("/state"):
+        if m.topic.endswith("/available") or m.topic.startswith("homeassistant/"):
+            continue  # the embedded run says offline when it ends; a worker stays online
+        if m.topic.endswith("/person/snapshot"):
+            out.append((m.topic, hashlib.sha256(m.payload).hexdigest()))
+        elif m.topic == "genesis/events":
+            doc = m.json()
+            out.append((m.topic, {"type": doc["type"], "before": passage(doc["before"]),
+                                  "after": passage(doc["after"])}))
+        elif "/event/" in m.topic or m.topic.endswith("/state"):
             doc = {k: v for k, v in m.json().items() if k not in RUN_FIELDS}
             out.append((m.topic, doc))
-        elif not m.topic.startswith("homeassistant/"):
+        else:
             out.append((m.topic, m.payload.decode()))
     return out
 
@@ -98,7 +123,7 @@ def test_distributed_publishes_what_the_embedded_run_publishes(
                      ("store", "store", 1, "solo"), ("analytics", "analytics", 1, "solo")]
             frames_redis = redis.Redis.from_url(FRAMES)
             mark_watched("door", 600, None, frames_redis)  # a browser watches: the sequencer publishes live frames
-            with workers(*specs, env=distributed, log_dir=tmp_path):
+            with workers(*specs, env=distributed, log_dir=tmp_path) as started:
                 out = genesis(distributed, "capture", "--source", str(clip), "--camera", "door")
                 assert re.search(r"published (\d+), dropped 0", out), out
                 genesis(distributed, "drain", "--timeout", "300")
@@ -108,8 +133,19 @@ def test_distributed_publishes_what_the_embedded_run_publishes(
                     if any(final in m.payload.decode() for m in sub.on("/state")):
                         break
                     time.sleep(0.1)
+                # The recognize worker's pool child published (its connection said "online"); SIGKILL
+                # the worker and the broker delivers its last will.
+                assert [m.payload for m in sub.on("genesis/available") if not m.retain] == [b"online"]
+                started[1].kill()
+                for _ in range(100):
+                    live_availability = [m.payload for m in sub.on("genesis/available") if not m.retain]
+                    if len(live_availability) > 1:
+                        break
+                    time.sleep(0.1)
+                assert live_availability == [b"online", b"offline"]
             # retained messages that the subscriber got on subscribing are the embedded run's: skip them
             from_distributed = comparable([m for m in sub.messages if not m.retain])
+            shots = [m.payload for m in sub.messages if not m.retain and m.topic.endswith("/person/snapshot")]
             sub.close()
             # Privacy (blur_faces: everyone): the stored snapshot and the live frame keep no face.
             repo = Repository(pg)
@@ -119,7 +155,8 @@ def test_distributed_publishes_what_the_embedded_run_publishes(
             assert snap is not None and live is not None
             assert live.meta["persons"], "the clip ends with the stranger in view: his face was in the live frame"
             check = build_face_detector(FaceDetectorConfig(score_threshold=0.5, min_face_px=8), models_dir)
-            for jpeg in (snap[0], live.jpeg):
+            assert len(shots) == 2  # daryl recognised, the stranger given up on: both blurred (everyone)
+            for jpeg in (snap[0], live.jpeg, *shots):
                 image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
                 assert check.detect(image) == []
     finally:
@@ -128,18 +165,20 @@ def test_distributed_publishes_what_the_embedded_run_publishes(
             redis.Redis.from_url(url).flushdb()
     kinds = {t.rsplit("/", 1)[1] for t, _ in from_embedded if "/event/" in t}
     assert kinds == {"zone_enter", "zone_exit", "line_cross", "recognised", "unknown_face", "alert"}
-    # Events: exactly the same, in the same order.
+    assert {d["type"] for t, d in from_embedded if t == "genesis/events"} == {"new", "update", "end"}
+    assert any(t.endswith("/person/snapshot") for t, _ in from_embedded)
+    # Events and the passage lifecycle: exactly the same, in the same order.
     assert events(from_distributed) == events(from_embedded)
     # Retained state keeps only the latest value per topic while messages wait to be sent, so a
     # fast sequencer pass may skip intermediate values: the same values in order, the same last one.
-    for topic in {t for t, _ in from_embedded if "/event/" not in t}:
+    for topic in {t for t, _ in from_embedded if "/event/" not in t and t != "genesis/events"}:
         mine, theirs = values(from_distributed, topic), values(from_embedded, topic)
         assert mine and mine[-1] == theirs[-1], topic
         assert is_subsequence(mine, theirs), topic
 
 
 def events(msgs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    return [(t, d) for t, d in msgs if "/event/" in t]
+    return [(t, d) for t, d in msgs if "/event/" in t or t == "genesis/events"]
 
 
 def values(msgs: list[tuple[str, Any]], topic: str) -> list[Any]:

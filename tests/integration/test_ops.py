@@ -136,7 +136,8 @@ def env(models_dir: Path, shared_dir: Path, tmp_path_factory: pytest.TempPathFac
     out = tmp_path_factory.mktemp("ops")
     config = out / "settings.yaml"
     config.write_text(yaml.safe_dump({
-        "distributed": {"gap_timeout_s": 6, "worker_dead_after_s": 3, "worker_heartbeat_s": 1},
+        "distributed": {"gap_timeout_s": 6, "worker_dead_after_s": 3, "worker_heartbeat_s": 1,
+                        "task_time_limit_s": {}},  # no limit fits a 6 s gap: none (this module is not about hung tasks)
         "cameras": [{"id": "entrance", "fps": 6}],
     }))
     for url in (BROKER, FRAMES):

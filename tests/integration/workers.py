@@ -42,12 +42,12 @@ class Worker:
     """``celery -A genesis worker`` as a child process, with its log in a file."""
 
     def __init__(self, name: str, queues: str, env: dict[str, str], log_dir: Path, concurrency: int = 1,
-                 pool: str = "prefork", command: list[str] | None = None) -> None:
+                 pool: str = "prefork", command: list[str] | None = None, extra: tuple[str, ...] = ()) -> None:
         self.name = f"{name}-{uuid.uuid4().hex[:6]}@localhost"
         self.log = log_dir / f"{name}.log"
         cmd = command or [
             sys.executable, "-m", "celery", "-A", "genesis", "worker", "-Q", queues, "-n", self.name,
-            "-c", str(concurrency), "-P", pool, "--without-mingle", "--without-gossip", "--loglevel", "INFO",
+            "-c", str(concurrency), "-P", pool, "--without-mingle", "--without-gossip", "--loglevel", "INFO", *extra,
         ]
         self._fh = self.log.open("w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._fh, stderr=subprocess.STDOUT,
@@ -94,6 +94,12 @@ def launchers(*commands: tuple[str, list[str]], env: dict[str, str], log_dir: Pa
         for name, args in commands
     ]
     yield from _run(started)
+
+
+@contextmanager
+def workers_started(*started: Worker) -> Iterator[list[Worker]]:
+    """Workers built by the caller (e.g. with extra options), ready, stopped at the end."""
+    yield from _run(list(started))
 
 
 def _run(started: list[Worker]) -> Iterator[list[Worker]]:

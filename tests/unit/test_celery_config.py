@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from celery import Celery
 
 from genesis.celery import configure
-from genesis.config import load_settings
+from genesis.config import ConfigError, load_settings
 from genesis.ops.launch import worker_argv
 from genesis.tasks import routing
 
@@ -45,3 +46,31 @@ def test_launcher_arguments() -> None:
     assert gpu[:7] == ["worker", "-Q", "detect,gpu", "-P", "solo", "-c", "1"]  # never CUDA in forked children
     assert worker_argv("recognize", None, None, "INFO", "r@h")[:7] == ["worker", "-Q", "recognize", "-P", "solo",
                                                                        "-c", "1"]
+    # A batching detect worker (--gpu N, or --batch): one process, N tasks in flight in threads, one model.
+    assert worker_argv("detect", None, 0, "INFO", "d@h", 32)[:7] == ["worker", "-Q", "detect,gpu", "-P", "threads",
+                                                                     "-c", "32"]
+    assert worker_argv("detect", None, None, "INFO", "d@h", 8)[:7] == ["worker", "-Q", "detect", "-P", "threads",
+                                                                       "-c", "8"]
+    assert worker_argv("detect", None, 0, "INFO", "d@h", 1)[:7] == gpu[:7]  # --batch 1: not batching
+    assert worker_argv("recognize", None, 0, "INFO", "r@h", 32)[4] == "solo"  # batching is the detect worker's
+
+
+def test_time_limits_follow_the_queue_of_each_task() -> None:
+    limits = app_for().conf.task_annotations
+    assert limits[routing.DETECT] == {"time_limit": 15.0}
+    assert routing.SEQUENCE not in limits and routing.SAVE_TRACKS not in limits  # solo queues: no limit by default
+    moved = app_for(GENESIS_DISTRIBUTED__DETECT_QUEUE="gpu",
+                    GENESIS_DISTRIBUTED__TASK_TIME_LIMIT_S='{"gpu": 12, "store": 90}').conf.task_annotations
+    assert moved[routing.DETECT] == {"time_limit": 12.0}
+    assert moved[routing.FINISH_RUN] == {"time_limit": 90.0}
+
+
+def test_a_time_limit_that_outlasts_the_gap_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"at least 5 s shorter than distributed\.gap_timeout_s"):
+        load_settings(environ={"GENESIS_DISTRIBUTED__TASK_TIME_LIMIT_S": '{"detect": 26}'})
+    assert load_settings(environ={"GENESIS_DISTRIBUTED__TASK_TIME_LIMIT_S": '{"detect": 25}'})
+    with pytest.raises(ConfigError, match="must be positive"):
+        load_settings(environ={"GENESIS_DISTRIBUTED__TASK_TIME_LIMIT_S": '{"analytics": 0}'})
+    with pytest.raises(ConfigError):
+        load_settings(environ={"GENESIS_DISTRIBUTED__TASK_TIME_LIMIT_S": '{"nowhere": 5}'})
+    assert load_settings(environ={"GENESIS_DISTRIBUTED__TASK_TIME_LIMIT_S": "{}"}).distributed.task_time_limit_s == {}

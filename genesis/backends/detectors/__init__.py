@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genesis.backends.detectors.common import PersonDetector, nms, timed_detect
+from genesis.backends.detectors.common import PersonDetector, PriorDetector, nms, timed_detect
 from genesis.backends.detectors.tiling import TiledDetector, tiled
 from genesis.backends.detectors.ultralytics_yolo import (
     ULTRALYTICS_OFFLINE_ENV,
@@ -29,6 +29,7 @@ __all__ = [
     "ULTRALYTICS_OFFLINE_ENV",
     "OnnxYoloDetector",
     "PersonDetector",
+    "PriorDetector",
     "TiledDetector",
     "UltralyticsDetector",
     "YoloxDetector",
@@ -44,7 +45,15 @@ __all__ = [
 
 
 def build_detector(config: AnyDetectorConfig | YoloDetectorConfig, models_dir: Path) -> PersonDetector:
-    """The detector of ``config``'s family, its weights resolved in ``models_dir`` (never downloaded)."""
+    """The detector of ``config``'s family, its weights resolved in ``models_dir`` (never downloaded); wrapped in
+    ``PriorDetector`` when a person prior (``min_height_px``, ``max_aspect``) is on."""
+    detector = _family_detector(config, models_dir)
+    if config.min_height_px > 0.0 or config.max_aspect > 0.0:
+        return PriorDetector(detector, config.min_height_px, config.max_aspect)
+    return detector
+
+
+def _family_detector(config: AnyDetectorConfig | YoloDetectorConfig, models_dir: Path) -> PersonDetector:
     weights = resolve(config.weights, models_dir)
     if config.type == "yolox":
         if weights.suffix != ".onnx":

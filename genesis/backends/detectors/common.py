@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -54,6 +54,48 @@ def nms_detections(xyxy: np.ndarray, scores: np.ndarray, cls: int, iou: float) -
             continue
         dets.append(Detection(box=(x1, y1, x2, y2), score=round(float(scores[i]), 4), class_id=cls))
     return dets
+
+
+def person_prior(dets: list[Detection], min_height_px: float = 0.0, max_aspect: float = 0.0) -> list[Detection]:
+    """Drop boxes no person in view has: shorter than ``min_height_px`` (frame pixels), or wider than
+    ``max_aspect`` times their height (a standing or walking person is taller than wide; such boxes are
+    fragments: a head cut by the top of the frame, a bag). 0 turns a check off. Order is kept."""
+    if min_height_px <= 0.0 and max_aspect <= 0.0:
+        return dets
+    kept: list[Detection] = []
+    for d in dets:
+        x1, y1, x2, y2 = d.box
+        h = y2 - y1
+        if h < min_height_px or (max_aspect > 0.0 and (x2 - x1) > max_aspect * h):
+            continue
+        kept.append(d)
+    return kept
+
+
+class PriorDetector:
+    """A detector whose boxes go through ``person_prior`` (``build_detector`` wraps one when a prior is on).
+
+    ``detect_batch`` keeps a batching inner detector batching; other attributes (the session, the config ...)
+    are the inner detector's."""
+
+    def __init__(self, inner: PersonDetector, min_height_px: float, max_aspect: float) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.min_height_px = min_height_px
+        self.max_aspect = max_aspect
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        return person_prior(self.inner.detect(image), self.min_height_px, self.max_aspect)
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        batch = getattr(self.inner, "detect_batch", None)
+        found: list[list[Detection]] = batch(images) if batch is not None else [self.inner.detect(i) for i in images]
+        return [person_prior(d, self.min_height_px, self.max_aspect) for d in found]
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
 
 def sort_detections(dets: list[Detection]) -> list[Detection]:

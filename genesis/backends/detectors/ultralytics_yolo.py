@@ -130,19 +130,42 @@ class UltralyticsDetector:
             if not 0 <= cls < n_classes:  # ultralytics would silently return nothing
                 raise ValueError(f"class {cls} is not in the model's {n_classes} classes")
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def _predict(self, source: Any) -> list[np.ndarray]:
+        # FP16 only where asked for and on CUDA; not passed otherwise (newer 8.4 releases deprecate ``half`` for
+        # ``quantize``, which older ones do not know: each maps ``half=True`` to its own FP16 path).
+        fp16: dict[str, Any] = {"half": True} if self.config.half and self.device.startswith("cuda") else {}
         with self._lock:
             results = self.model.predict(
-                image,  # a numpy array is taken as BGR
+                source,  # numpy arrays are taken as BGR; a list is one batch
                 imgsz=self.config.input_size,  # a fixed-size export uses its own size
                 conf=self.config.confidence,
                 iou=self.config.iou,
                 classes=self.config.classes,
                 device=self.device,
+                batch=len(source) if isinstance(source, list) else 1,
                 save=False,
                 verbose=False,
+                **fp16,
             )
-            data = results[0].boxes.data.cpu().numpy()  # N x 6: x1, y1, x2, y2 (original pixels), score, class
-        return detections_from_xyxy(np.asarray(data, dtype=np.float64), (image.shape[0], image.shape[1]))
+            # N x 6 each: x1, y1, x2, y2 (original pixels), score, class
+            return [np.asarray(r.boxes.data.cpu().numpy(), dtype=np.float64) for r in results]
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        return detections_from_xyxy(self._predict(image)[0], (image.shape[0], image.shape[1]))
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """One ``predict`` call for all ``images`` (one forward pass of the network)."""
+        # One call per image size: ultralytics letterboxes a batch of mixed sizes to the full square, a batch of
+        # one size (and a single image) to the smallest multiple of the stride: the same boxes as one by one.
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(i)
+        out: list[list[Detection]] = [[] for _ in images]
+        for indices in by_shape.values():
+            group = [images[i] for i in indices]
+            found = self._predict(group) if len(group) > 1 else self._predict(group[0])
+            for i, data in zip(indices, found, strict=True):
+                out[i] = detections_from_xyxy(data, (images[i].shape[0], images[i].shape[1]))
+        return out
 
 

@@ -80,11 +80,17 @@ class OnnxYoloDetector:
         fixed = [d for d in shape[2:] if isinstance(d, int)]
         self.size = int(fixed[0]) if fixed else config.input_size
         self.input_dtype = np.float16 if "float16" in inp.type else np.float32
+        # A fixed batch dimension of 1 (most exports, the shipped int8 one too) takes one image per call. On the CPU
+        # a batch is slower than its frames one by one (onnxruntime already spreads one image over its threads;
+        # docs/benchmarks.md): batches go to the session only on a GPU.
+        self.batchable = bool(shape) and not isinstance(shape[0], int)
+        self.batch_calls = self.batchable and config.device.startswith("cuda")
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
+    def _blob(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
         boxed, scale, pad = letterbox(image, self.size)
-        blob = cv2.dnn.blobFromImage(boxed, 1 / 255.0, swapRB=True).astype(self.input_dtype)
-        out = self.session.run(None, {self.input_name: blob})[0]
+        return cv2.dnn.blobFromImage(boxed, 1 / 255.0, swapRB=True).astype(self.input_dtype), scale, pad
+
+    def _decode(self, out: np.ndarray, scale: float, pad: tuple[float, float], image: np.ndarray) -> list[Detection]:
         return decode_yolo(
             np.asarray(out, dtype=np.float32),
             scale,
@@ -94,5 +100,26 @@ class OnnxYoloDetector:
             self.config.confidence,
             self.config.iou,
         )
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        blob, scale, pad = self._blob(image)
+        out = self.session.run(None, {self.input_name: blob})[0]
+        return self._decode(out, scale, pad, image)
+
+    def detect_batch(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """The detections of each image: one session call on a GPU when the export has a dynamic batch dimension
+        (:meth:`detect_batched`), else one call per image."""
+        if not self.batch_calls or len(images) < 2:
+            return [self.detect(image) for image in images]
+        return self.detect_batched(images)
+
+    def detect_batched(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """One session call for all ``images`` (each letterboxed on its own): an export with a dynamic batch only."""
+        if not self.batchable:
+            raise ValueError(f"{self.name} has a fixed batch dimension: one image per call")
+        prepared = [self._blob(image) for image in images]
+        out = self.session.run(None, {self.input_name: np.concatenate([p[0] for p in prepared])})[0]
+        return [self._decode(out[i : i + 1], scale, pad, image)
+                for i, ((_, scale, pad), image) in enumerate(zip(prepared, images, strict=True))]
 
 

@@ -47,6 +47,32 @@ def yolox_grid(size_hw: tuple[int, int], strides: list[int]) -> tuple[np.ndarray
     return np.concatenate(grids).astype(np.float32), np.concatenate(steps).astype(np.float32)[:, None]
 
 
+def yolox_boxes(
+    output: np.ndarray,
+    grid: np.ndarray,
+    steps: np.ndarray,
+    ratio: float,
+    image_shape: tuple[int, int],
+    cls: int,
+    conf: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One class's candidate boxes before NMS: x1, y1, x2, y2 in image pixels (clipped) and scores, for the
+    rows scoring at least ``conf`` (raw YOLOX rows 1 x N x (5 + C))."""
+    pred = output.reshape(-1, output.shape[-1])
+    if pred.shape[0] != grid.shape[0]:
+        raise ValueError(f"the model gives {pred.shape[0]} rows, the strides and input size {grid.shape[0]}")
+    n_classes = pred.shape[1] - 5
+    if not 0 <= cls < n_classes:
+        raise ValueError(f"class {cls} is not in the model's {n_classes} classes")
+    scores = pred[:, 4] * pred[:, 5 + cls]
+    mask = scores >= conf
+    p, g, s = pred[mask], grid[mask], steps[mask]
+    cxcy = (p[:, :2] + g) * s
+    wh = np.exp(np.minimum(p[:, 2:4], 20.0)) * s  # exp of a wild value must not overflow
+    xyxy = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=1).astype(np.float64) / ratio
+    return clip_boxes(xyxy, image_shape), scores[mask].astype(np.float64)
+
+
 def decode_yolox(
     output: np.ndarray,
     grid: np.ndarray,
@@ -58,23 +84,11 @@ def decode_yolox(
     iou: float,
 ) -> list[Detection]:
     """Raw YOLOX rows (1 x N x (5 + C)) to detections in image pixels (NMS per class)."""
-    pred = output.reshape(-1, output.shape[-1])
-    if pred.shape[0] != grid.shape[0]:
-        raise ValueError(f"the model gives {pred.shape[0]} rows, the strides and input size {grid.shape[0]}")
-    n_classes = pred.shape[1] - 5
     dets: list[Detection] = []
     for cls in classes:
-        if not 0 <= cls < n_classes:
-            raise ValueError(f"class {cls} is not in the model's {n_classes} classes")
-        scores = pred[:, 4] * pred[:, 5 + cls]
-        mask = scores >= conf
-        if not np.any(mask):
-            continue
-        p, g, s = pred[mask], grid[mask], steps[mask]
-        cxcy = (p[:, :2] + g) * s
-        wh = np.exp(np.minimum(p[:, 2:4], 20.0)) * s  # exp of a wild value must not overflow
-        xyxy = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=1).astype(np.float64) / ratio
-        dets.extend(nms_detections(clip_boxes(xyxy, image_shape), scores[mask].astype(np.float64), cls, iou))
+        xyxy, scores = yolox_boxes(output, grid, steps, ratio, image_shape, cls, conf)
+        if scores.size:
+            dets.extend(nms_detections(xyxy, scores, cls, iou))
     return sort_detections(dets)
 
 

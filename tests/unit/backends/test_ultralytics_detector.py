@@ -246,3 +246,49 @@ def test_unavailable_device_is_a_clear_error(
     device = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU (cuda:0 on a CPU-only machine)
     with pytest.raises(ValueError, match="device"):
         build_detector(DetectorConfig(backend="ultralytics", device=device), models_dir)
+
+
+def test_a_batch_gives_the_boxes_of_one_by_one(ul_detector: PersonDetector, images: dict[str, np.ndarray],
+                                               shared_dir: Path, guard: NetworkGuard) -> None:
+    """``detect_batch`` (one predict call per image size, what the batching detect worker uses) equals ``detect``
+    frame by frame, on frames of one size and on a batch mixing sizes."""
+    assert isinstance(ul_detector, UltralyticsDetector)
+    cap = cv2.VideoCapture(str(shared_dir / "data" / "video" / "opencv4nodejs_people.mp4"))
+    frames = []
+    for _ in range(4):
+        ok, frame = cap.read()
+        assert ok
+        frames.append(frame)
+    cap.release()
+    batch = [frames[0], images["bus.jpg"], frames[1], images["zidane.jpg"], frames[2], frames[3]]
+    assert ul_detector.detect_batch(batch) == [ul_detector.detect(image) for image in batch]
+    assert guard.attempts == []
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's legacy ONNX exporter, which ultralytics uses
+def test_onnx_backend_batch_call_gives_the_boxes_of_one_by_one(
+        guard: NetworkGuard, images: dict[str, np.ndarray], shared_dir: Path,
+        tmp_path_factory: pytest.TempPathFactory, ul_detector: PersonDetector) -> None:
+    """An ONNX export with a dynamic batch dimension (ultralytics' own ``export(dynamic=True)`` of YOLOv8n with the
+    shipped int8 weights de-quantized, built offline): the onnx backend's one-session-call batch equals its frames one
+    by one, images of several sizes mixed. (The detect workers batch through it on a GPU only.)"""
+    from ultralytics.models import YOLO
+
+    from genesis.backends.detectors import OnnxYoloDetector
+    from genesis.bench.gpu import dequantized_torch_weights
+
+    work = tmp_path_factory.mktemp("dynamic")
+    pt = dequantized_torch_weights(shared_dir / "models" / "person" / "yolov8n_int8.onnx", work / "yolov8n.pt",
+                                   work / ".ultralytics")
+    exported = Path(YOLO(str(pt)).export(format="onnx", dynamic=True, simplify=False, imgsz=640))
+    detector = OnnxYoloDetector(exported, DetectorConfig(confidence=0.4))
+    assert detector.batchable and not detector.batch_calls  # on the CPU: frame by frame
+    cap = cv2.VideoCapture(str(shared_dir / "data" / "video" / "opencv4nodejs_people.mp4"))
+    frames = [cap.read()[1] for _ in range(3)]
+    cap.release()
+    batch = [frames[0], images["bus.jpg"], frames[1], images["zidane.jpg"], frames[2]]
+    one_by_one = [detector.detect(image) for image in batch]
+    assert all(one_by_one)
+    assert detector.detect_batched(batch) == one_by_one
+    assert detector.detect_batch(batch) == one_by_one
+    assert guard.attempts == []

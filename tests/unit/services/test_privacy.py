@@ -1,5 +1,6 @@
 """The privacy blur with the real YuNet on real photos composited on a real video frame: an
-unenrolled face leaves nothing YuNet can find, an enrolled person's face stays untouched."""
+unenrolled face leaves nothing YuNet can find, an enrolled person's face stays untouched (in
+stored frames and in the MQTT snapshots)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from genesis.backends.faces import FaceDetector, build_face_detector
 from genesis.config import CameraConfig, FaceDetectorConfig, Settings, load_settings
 from genesis.domain import BBox, FrameRef, TrackedPerson
 from genesis.services.heatmap import keep_snapshot_distributed, snapshot_key
+from genesis.services.mqtt_events import encode_snapshot, person_crop
 from genesis.services.privacy import FrameView, Redactor, privacy_detector, redactor_for
 from tests.services import redis_url
 
@@ -156,3 +158,26 @@ def test_distributed_snapshot_is_stored_blurred(settings: Settings, scene: tuple
     finally:
         client.delete(snapshot_key("cam"))
         repo.close()
+
+
+def test_an_mqtt_snapshot_is_blurred_as_the_camera_says(settings: Settings, scene: tuple[np.ndarray, BBox, BBox],
+                                                        detectors: dict[str, FaceDetector]) -> None:
+    """The MQTT snapshot (docs/mqtt.md): the person crop, 320 px at most, through the camera's blur."""
+    frame, daryl, carell = scene
+    config = settings.mqtt.snapshot
+    check = detectors["privacy"]  # YuNet at the blur's own threshold (0.5)
+
+    def shot(box: BBox, redactor: Redactor | None, daryl_name: str | None = "daryl") -> np.ndarray:
+        jpeg = encode_snapshot(person_crop(frame, box, view(daryl, carell, daryl_name), redactor), config)
+        img = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and max(img.shape[:2]) <= config.max_side
+        return img
+
+    unenrolled = redactor_for(settings, CameraConfig(id="door"))
+    everyone = redactor_for(settings, CameraConfig(id="lobby", blur_faces="everyone"))
+    assert unenrolled is not None and unenrolled.mode == "unenrolled" and everyone is not None
+    assert len(check.detect(shot(carell, None))) >= 1  # the premise: without a blur his face is there
+    assert len(check.detect(shot(daryl, unenrolled))) >= 1  # enrolled and named: shown
+    assert check.detect(shot(carell, unenrolled)) == []  # a stranger: blurred
+    assert check.detect(shot(daryl, unenrolled, daryl_name=None)) == []  # not named (yet): blurred
+    assert check.detect(shot(daryl, everyone)) == []

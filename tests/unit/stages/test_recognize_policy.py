@@ -6,7 +6,8 @@ import numpy as np
 
 from genesis.config import RecognitionConfig
 from genesis.domain import UNKNOWN, Face, FaceMatch, FrameRef, TrackedFrame, TrackedPerson
-from genesis.stages.recognize import Gallery, TrackRecognizer, TrackVotes, decide, upper_crop_box
+from genesis.stages.recognize import Gallery, TrackRecognizer, upper_crop_box
+from genesis.stages.segments import TrackVotes, decide
 
 
 def unit(*v: float) -> np.ndarray:
