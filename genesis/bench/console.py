@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         state = console.console_state(repo, settings)
         groups = unknowns(store)
         print(f"database: {state['identities']} identities, {state['unknowns']} unknown groups, {state['faces']} "
-              f"stored faces, {len(state['cameras'])} camera(s), {state['audit']} audit entries")
+              f"stored faces, {len(state['cameras'])} camera(s), newest audit entry {state['audit_last']}")
         rows = [("console state (one read per poll, shared by every open page)",
                  lambda: console.console_state(repo, settings)),
                 ("review page (24 faces)", lambda: console.review_page(store, settings, 24, 0)),

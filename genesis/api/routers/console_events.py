@@ -51,7 +51,8 @@ def _event(name: str, data: dict[str, Any]) -> str:
 
 
 @router.get("/console/events", summary="Live updates of the console (server-sent events, text/event-stream)",
-            description="`event: state` with `{identities, unknowns, faces, audit, cameras: {id: counts}}` at "
+            description="`event: state` with `{identities, unknowns, unknowns_seen, faces, audit_last, cameras: "
+            "{id: counts}}` at "
             "the start and whenever it changes (looked at every `console.events_poll_s`); a comment every "
             "15 s keeps proxies from closing it. The stream ends after `console.events_max_s`; "
             "`retry` tells the browser to reconnect within 2 s.",

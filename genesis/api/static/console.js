@@ -392,7 +392,7 @@ const GC = (() => {
   }
 
   function listsChanged(a, b) {
-    return ["identities", "unknowns", "faces", "audit_last"].some(k => a[k] !== b[k]);
+    return ["identities", "unknowns", "unknowns_seen", "faces", "audit_last"].some(k => a[k] !== b[k]);
   }
 
   // Not while the operator is typing a name or deciding a merge: the lists wait.
