@@ -243,6 +243,41 @@ def test_review_by_segment_undo_live_updates_axe_phone(served: dict[str, Any], t
             assert status == 200, data
             expect(rows).to_have_count(2, timeout=20_000)
 
+            # -- the dashboard names a group (with an Undo), and refuses a group with a blurred face --------
+            def group_of(run_id: str, track: int) -> str:
+                for c in json.loads(_get(base, key, "/api/unknowns?limit=100")[1])["items"]:
+                    items = json.loads(_get(base, key, f"/api/unknowns/{c['id']}/faces?limit=100")[1])["items"]
+                    if any(f["run_id"] == run_id and f["track_id"] == track for f in items):
+                        return str(c["id"])
+                raise AssertionError((run_id, track))
+
+            said: list[str] = []
+            answer = {"name": "Carell"}
+
+            def on_dialog(d: Any) -> None:
+                if d.type == "prompt":
+                    d.accept(answer["name"])
+                else:
+                    said.append(d.message)
+                    d.accept()
+
+            page.on("dialog", on_dialog)
+            page.locator(f'#unknown-rows tr[data-cluster="{group_of(RUN_B, 1)}"] button.name-cluster').click()
+            expect(flash).to_contain_text("is now Carell", timeout=20_000)
+            expect(rows).to_have_count(3, timeout=20_000)
+            flash.get_by_role("button", name="Undo").click()
+            expect(flash).to_contain_text("undone", timeout=20_000)
+            expect(rows).to_have_count(2, timeout=20_000)
+            answer["name"] = "Someone"
+            page.locator(f'#unknown-rows tr[data-cluster="{group_of(RUN_B, 2)}"] button.name-cluster').click()
+            expect(page.locator("#identity-rows tr[data-name]")).to_have_count(2)
+            for _ in range(50):
+                if said:
+                    break
+                page.wait_for_timeout(200)
+            assert said and "not kept" in said[0], said
+            page.remove_listener("dialog", on_dialog)
+
             # -- the audit page: every review action and its undo ---------------------------------------
             page.goto(base + "/audit")
             expect(page.get_by_role("heading", name="Audit log", level=1)).to_be_visible()

@@ -566,6 +566,6 @@ const GC = (() => {
 
   document.addEventListener("DOMContentLoaded", init);
   return {api, el, face, when, identityLink, clusterStrip, identityFaces, liveUpdates, listsChanged, whenIdle,
-          pager, PAGE};
+          pager, PAGE, flash};
 })();
 window.GC = GC;

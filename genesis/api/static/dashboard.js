@@ -208,14 +208,17 @@ async function nameCluster(u) {
   const url = `/api/unknowns/${encodeURIComponent(u.id)}/name`;
   const post = (merge) => api(url, {method: "POST", headers: {"Content-Type": "application/json"},
                                     body: JSON.stringify({name: name.trim(), merge})});
+  const refresh = () => Promise.all([refreshUnknowns(), refreshIdentities().catch(() => {})]);
   try {
-    try { await post(false); }
+    let done;
+    try { done = await post(false); }
     catch (e) {
       if (e.status !== 409 || !e.message.includes("exists already")
         || !window.confirm(`${e.message}\n\nAdd the faces of ${u.id} to ${name.trim()}?`)) throw e;
-      await post(true);
+      done = await post(true);
     }
-    await Promise.all([refreshUnknowns(), refreshIdentities()]);
+    window.GC.flash(done, refresh);  // the message, with its Undo
+    await refresh();
   } catch (e) { if (e.status !== 409 || !e.message.includes("exists already")) window.alert(e.message); }
 }
 
