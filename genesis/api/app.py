@@ -23,6 +23,7 @@ from genesis.api.routers import (
     analytics,
     cameras,
     console,
+    console_events,
     console_pages,
     dashboard,
     events,
@@ -66,11 +67,12 @@ def create_app(settings: Settings, *, repo: Repository | None = None) -> FastAPI
     app.state.alerts_enabled = True
     """The dashboard shows its alerts feed (the alerts router is always included)."""
     app.state.auth_throttle = AuthThrottle(settings.api.auth_failures_burst, settings.api.auth_failures_per_minute)
-    install_error_handlers(app)
+    install_error_handlers(app, console_pages.not_found_page)
     # Before any route: body limits whatever the framing, the key checked before the body is read, CSRF.
     app.add_middleware(Guard, services=services, throttle=app.state.auth_throttle)
 
-    for module in (health, identities, faces, events, analytics, alerts, cameras, pipeline, keys, console):
+    for module in (health, identities, faces, events, analytics, alerts, cameras, pipeline, keys, console,
+                   console_events):
         app.include_router(module.router)
     app.include_router(dashboard.router)
     app.include_router(console_pages.router)
@@ -81,18 +83,13 @@ def create_app(settings: Settings, *, repo: Repository | None = None) -> FastAPI
 
 
 def _local_docs(app: FastAPI) -> None:
-    """Swagger UI at /docs from the installed ``swagger-ui-bundle`` package (no CDN, pinned by the
-    package's version); without the package, no /docs (the OpenAPI document stays)."""
-    try:
-        from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
-    except ImportError:
-        log.warning("swagger-ui-bundle is not installed: no /docs (the OpenAPI document is at /openapi.json)")
-        return
-    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    """Swagger UI 5 at /docs, bundled with the package (``api/static/swagger``, see its VERSION; no CDN):
+    it renders the OpenAPI 3.1 document FastAPI writes (the 4.x of the swagger-ui-bundle package
+    could not)."""
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Genesis API",
-                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+                                   swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url="/static/favicon.svg")

@@ -368,7 +368,9 @@ class NameClusterIn(BaseModel):
 class NamedOut(BaseModel):
     cluster: str
     name: str
-    tracks: int = Field(description="Tracks relabelled with the name.")
+    tracks: int = Field(description="Track segments relabelled with the name.")
+    entry: int | None = Field(default=None, description="The audit entry (`POST /api/audit/{entry}/undo`).")
+    message: str = ""
 
 
 class RejectIn(BaseModel):
@@ -386,12 +388,15 @@ class RejectOut(BaseModel):
 class SearchHitOut(BaseModel):
     run_id: str
     track_id: int
+    segment: int = Field(default=0, description="The track's identity segment whose face matched.")
+    label: str = Field(default="", description="`run RUN8 · track N[ · segment S]`.")
     camera_id: str
-    ts: float = Field(description="Time of the track's best face in the run (s).")
+    ts: float = Field(description="Time of the segment's best face in the run (s).")
     distance: float = Field(description="Cosine distance to the photo's face.")
     identity: str | None
-    unknown: str | None = Field(description="The track's unknown cluster (`unknown-N`), if any.")
-    face: str | None = Field(default=None, description="URL of the track's face crop (JPEG), null when none was kept.")
+    unknown: str | None = Field(description="The segment's unknown cluster (`unknown-N`), if any.")
+    face: str | None = Field(default=None, description="URL of the segment's face crop (JPEG), null when none was "
+                             "kept.")
     seen_at: datetime | None = Field(default=None, description="When the best face was seen (UTC wall clock).")
 
 
@@ -402,6 +407,8 @@ class SearchOut(BaseModel):
 
 
 class AuditOut(BaseModel):
+    id: int = Field(description="The entry's id (review actions: `POST /api/audit/{id}/undo`).")
+    undoable: bool = Field(default=False, description="A review action that was not undone yet.")
     at: datetime
     actor: str
     action: str

@@ -13,11 +13,14 @@ from genesis.api.params import SafeText
 class FaceOut(BaseModel):
     run_id: str
     track_id: int
+    segment: int = Field(description="The track's identity segment this face belongs to (a track may be cut "
+                         "between people; every face and every review action is a segment's).")
+    label: str = Field(description="How the console names it: `run RUN8 · track N[ · segment S]`.")
     camera_id: str
-    ts: float = Field(description="Time of the track's best face in the run (s).")
+    ts: float = Field(description="Time of the segment's best face in the run (s).")
     seen_at: datetime | None = Field(description="That time on the wall clock (UTC).")
     identity: str | None
-    distance: float | None = Field(description="Cosine distance of the track's decision (best face).")
+    distance: float | None = Field(description="Cosine distance of the segment's decision (best face).")
     unknown: str | None = Field(description="The face's unknown cluster (`unknown-N`), if any.")
     face: str | None = Field(description="URL of the face crop (JPEG), null when none was kept.")
     centroid_distance: float | None = Field(default=None, description="Distance to the cluster's centroid.")
@@ -26,6 +29,10 @@ class FaceOut(BaseModel):
 class ClusterFacesOut(BaseModel):
     cluster: str
     total: int
+    limit: int
+    offset: int
+    sample: bool = Field(description="The items are a sample spread over all the faces (most typical first, "
+                         "least typical last), not a page.")
     items: list[FaceOut] = Field(description="The cluster's faces, the most typical (nearest the centroid) first.")
 
 
@@ -53,20 +60,37 @@ class AssignIn(BaseModel):
     create: bool = Field(default=False, description="Create a new identity of that name (409 if it exists).")
 
 
-class AssignOut(BaseModel):
+class Undoable(BaseModel):
+    entry: int = Field(description="The action's audit entry: `POST /api/audit/{entry}/undo` takes it back.")
+    message: str = Field(description="What was done, in a sentence.")
+
+
+class AssignOut(Undoable):
     run_id: str
     track_id: int
+    segment: int
     identity: str
+
+
+class SegmentRejectOut(Undoable):
+    run_id: str
+    track_id: int
+    segment: int
+    identity: str = Field(description="The identity the face became a negative of.")
 
 
 class MergeIn(BaseModel):
     into: str = Field(pattern=r"^unknown-[0-9]{1,9}$", description="The cluster that receives the faces.")
 
 
-class MergeOut(BaseModel):
+class MergeOut(Undoable):
     cluster: str = Field(description="The cluster that received the faces.")
     merged: str = Field(description="The cluster that is gone.")
     size: int
+
+
+class UndoOut(Undoable):
+    undone: int = Field(description="The audit entry taken back.")
 
 
 class IdentityRunOut(BaseModel):
@@ -74,8 +98,10 @@ class IdentityRunOut(BaseModel):
     camera_id: str
     started_at: datetime
     report: dict[str, Any] = Field(description="The identity's entry of the run's report.json.")
-    tracks: list[dict[str, Any]] = Field(description="`{track_id, face}` of the identity's tracks in the run.")
-    timeline: list[dict[str, Any]] = Field(description="The report's timeline, each event with `at` and `face`.")
+    tracks: list[dict[str, Any]] = Field(description="`{track_id, label, segment, face}` of the identity's tracks "
+                                         "in the run (the face of the identity's own segment).")
+    timeline: list[dict[str, Any]] = Field(description="The report's timeline, each event with `at`, `segment` and "
+                                           "`face` (the identity's segment nearest the event).")
 
 
 class IdentitySummaryOut(BaseModel):

@@ -14,8 +14,10 @@ is uvicorn's h11 protocol with two additions (:func:`guarded_protocol`):
 
 uvicorn's own settings come from the same section (:func:`uvicorn_options`): ``limit_concurrency``
 (503 past that many connections or requests in progress), ``timeout_keep_alive`` and h11's
-largest request head. The process's open-file limit is raised to fit the cap where the hard
-limit allows (:func:`fit_file_limit`).
+largest request head; and a graceful shutdown bounded by ``SHUTDOWN_GRACE_S``: uvicorn alone waits
+for every open response, and the console's live-updates streams (server-sent events) stay open for
+minutes, so a SIGTERM would otherwise wait that long. The process's open-file limit is raised to fit
+the cap where the hard limit allows (:func:`fit_file_limit`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ FILES_BESIDES_CONNECTIONS = 256
 """Open files the server needs besides its connections (database, models, logs, temporary files)."""
 
 
+SHUTDOWN_GRACE_S = 10.0
+"""On SIGTERM, requests in progress get this long to finish; then they are cancelled (the browser's
+live-updates stream reconnects to the next server by itself)."""
+
+
 def uvicorn_options(api: ApiConfig) -> dict[str, Any]:
     """uvicorn's settings from ``api``: the HTTP protocol with the header deadline and the
     connection cap, and uvicorn's own concurrency limit, keep-alive timeout and head size."""
@@ -47,6 +54,7 @@ def uvicorn_options(api: ApiConfig) -> dict[str, Any]:
         "limit_concurrency": api.limit_concurrency,
         "timeout_keep_alive": api.keep_alive_timeout_s,
         "h11_max_incomplete_event_size": api.max_header_bytes,
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE_S,
     }
 
 

@@ -223,12 +223,34 @@ def identities_audit(
     finally:
         store.repo.close()
     t = Table(title="Audit log")
-    for col in ("when (UTC)", "who", "action", "target", "detail"):
+    for col in ("id", "when (UTC)", "who", "action", "target", "detail"):
         t.add_column(col)
     for r in rows:
-        t.add_row(*cells(r.at.strftime("%Y-%m-%d %H:%M:%S"), r.actor, r.action, r.target or "-",
-                         json.dumps(r.detail, sort_keys=True)))
+        detail = {k: v for k, v in r.detail.items() if k != "undo"}  # an undo's bookkeeping (embedding keys)
+        t.add_row(*cells(str(r.id), r.at.strftime("%Y-%m-%d %H:%M:%S"), r.actor, r.action, r.target or "-",
+                         json.dumps(detail, sort_keys=True)))
     console.print(t)
+
+
+@identities_app.command("undo")
+def identities_undo(
+    entry: Annotated[int, typer.Argument(min=1, help="The audit entry of the review action (the id column of "
+                                         "`genesis identities audit`).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Undo a review action (assign, reject, name, merge) by its audit entry: its audited inverse."""
+    from genesis.identities import review
+    from genesis.identities.crypto import BiometricKeyError
+
+    settings = settings_from(config)
+    store = _store(settings)
+    try:
+        done = review.undo(store, entry, _actor(settings))
+    except (review.UndoError, BiometricKeyError) as exc:
+        fail(str(exc))
+    finally:
+        store.repo.close()
+    console.print(safe(done.message), highlight=False)
 
 
 @eval_app.command("faces")

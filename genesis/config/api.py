@@ -56,8 +56,8 @@ class ApiConfig(StrictModel):
         description="Largest request head (request line and headers) in bytes: past it the request is answered "
         "400 (h11's max_incomplete_event_size).")
     docs: bool = Field(
-        default=True, description="Serve the interactive API docs at /docs (Swagger UI from the installed "
-        "swagger-ui-bundle package, never from a CDN); false: no /docs (the OpenAPI document stays)."
+        default=True, description="Serve the interactive API docs at /docs (Swagger UI 5 bundled with Genesis, never "
+        "from a CDN); false: no /docs (the OpenAPI document stays)."
     )
 
     @model_validator(mode="after")

@@ -19,5 +19,9 @@ class ConsoleConfig(StrictModel):
                                 "'watched' this long; publishing stops this long after the last viewer left.")
     live_stale_s: float = Field(default=5.0, ge=1, le=3600, description="A live frame older than this is not "
                                 "shown: the camera card says since when there has been no frame.")
+    events_poll_s: float = Field(default=1.0, ge=0.2, le=60, description="The console's live updates "
+                                 "(`/api/console/events`, server-sent events) look for changes this often.")
+    events_max_s: float = Field(default=300.0, ge=10, le=3600, description="One live-updates stream ends after "
+                                "this long (the browser reconnects at once): a session that ended is noticed.")
     review_margin: float = Field(default=0.1, ge=0, le=2, description="The review queue lists named faces whose "
                                  "distance is within this much of the recognition threshold (low margin).")

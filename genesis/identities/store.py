@@ -99,6 +99,7 @@ class AuditRecord:
     action: str
     target: str | None
     detail: dict[str, Any]
+    id: int = 0
 
 
 def default_actor() -> str:
@@ -217,8 +218,8 @@ class IdentityStore:
         return self.db_version()
 
     @staticmethod
-    def _audit(rows: IdentityRows, actor: str, action: str, target: str | None, detail: dict[str, Any]) -> None:
-        rows.audit(actor, action, target, detail)
+    def _audit(rows: IdentityRows, actor: str, action: str, target: str | None, detail: dict[str, Any]) -> int:
+        return rows.audit(actor, action, target, detail)
 
     def audit(self, actor: str, action: str, target: str | None, detail: dict[str, Any] | None = None) -> None:
         with self._write() as rows:

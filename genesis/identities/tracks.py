@@ -109,14 +109,16 @@ def _clustering(store: IdentityStore) -> Iterator[IdentityRows]:
 
 
 def track_embedding(rows: IdentityRows, run_id: str, track_id: int, segment: int, identity_id: int, model: str,
-                    dim: int, vector: bytes, now: datetime, *, segment_in_name: bool = True) -> None:
+                    dim: int, vector: bytes, now: datetime, *, segment_in_name: bool = True) -> str | None:
     """A track segment's face becomes an enrolled embedding of ``identity_id`` (``vector`` as stored),
     named after the track (``track <run>/<track>``, then ``/<segment>`` for a later segment when
-    ``segment_in_name``), unless that photo is enrolled already."""
+    ``segment_in_name``), unless that photo is enrolled already. Returns the photo's SHA-256 key when
+    it was added (None: enrolled already)."""
     tail = segment if segment and segment_in_name else None
     sha = hashlib.sha256(f"track:{run_id}:{track_id}{'' if tail is None else f':{tail}'}".encode()).hexdigest()
-    rows.add_embedding(NewEmbedding(identity_id, model, "track", dim, vector, sha,
-                                    f"track {run_id}/{track_id}" + ("" if tail is None else f"/{tail}"), now))
+    added = rows.add_embedding(NewEmbedding(identity_id, model, "track", dim, vector, sha,
+                                            f"track {run_id}/{track_id}" + ("" if tail is None else f"/{tail}"), now))
+    return sha if added else None
 
 
 def save_track_faces(store: IdentityStore, run_id: str, records: Sequence[TrackFaceRecord],
@@ -206,26 +208,48 @@ def cluster_members(store: IdentityStore, unknown_label: str) -> list[tuple[str,
 def name_unknown(store: IdentityStore, unknown_label: str, name: str, actor: str) -> int:
     """Turn an unknown cluster into an identity (new, or an existing one): its track faces become
     enrolled embeddings and its tracks get the name. Returns the tracks relabelled."""
+    return name_unknown_entry(store, unknown_label, name, actor)[0]
+
+
+def name_unknown_entry(store: IdentityStore, unknown_label: str, name: str, actor: str,
+                       visible_only: bool = False) -> tuple[int, int]:
+    """`name_unknown`, returning (segments named, audit entry id). The entry holds what an undo needs
+    (`genesis.identities.review.undo`). ``visible_only``: refuse (IdentityError) when a face of the
+    cluster has no kept crop (blur): nobody could have seen it, so nobody may name it."""
     cid = parse_label(unknown_label)
     name = name.strip()
     check_name(name)
     now = utcnow()
     with _clustering(store) as rows:
-        if not rows.cluster_exists(cid):
+        cluster = rows.cluster_row(cid)
+        if cluster is None:
             raise IdentityError(f"no unknown face {unknown_label}")
+        if visible_only:
+            total, kept = rows.crop_count(cid)
+            if kept < total:
+                raise IdentityError(f"{total - kept} of the {total} faces of {unknown_label} were not kept (blurred "
+                                    "by the privacy settings): a face nobody can see cannot be named here")
         faces = rows.cluster_face_rows(cid)
+        new = rows.identity_id(name) is None
         rows.add_identity(name, now)
         ident = store._identity_id(rows, name)
+        done: list[list[Any]] = []
         for run_id, track_id, model, dim, blob, segment in faces:
             vector = store._vec(blob, dim)
             _, enc = store._enc_vec(vector)
-            track_embedding(rows, run_id, track_id, segment, ident, model, dim, enc, now)
+            before = rows.segment_identity(run_id, track_id, segment)
+            added = track_embedding(rows, run_id, track_id, segment, ident, model, dim, enc, now)
             rows.name_segment(run_id, track_id, segment, ident, name)
+            # Ids only, never names: forgetting an identity must leave its name nowhere, this entry included.
+            done.append([run_id, track_id, segment, added, before[0] if before else None])
         rows.dissolve_cluster(cid)
         store._bump(rows)
-        store._audit(rows, actor, "name", name, {"cluster": unknown_label, "tracks": len(faces)})
+        entry = store._audit(rows, actor, "name", name, {
+            "cluster": unknown_label, "tracks": len(faces), "identity_id": ident, "new": new,
+            "undo": {"model": cluster[0], "dim": cluster[1], "first_seen": cluster[2].isoformat(),
+                     "last_seen": cluster[3].isoformat(), "faces": done}})
     store._publish()
-    return len(faces)
+    return len(faces), entry
 
 
 def resolve_run(store: IdentityStore, run_prefix: str) -> str:
@@ -309,8 +333,8 @@ def vector_of(store: IdentityStore, blob: bytes, dim: int) -> np.ndarray:
     return store._vec(blob, dim)
 
 
-__all__ = ["TrackFaceRecord", "label", "name_unknown", "reject", "save_track_faces", "search", "track_faces",
-           "unknowns", "vector_blob"]
+__all__ = ["TrackFaceRecord", "label", "name_unknown", "name_unknown_entry", "reject", "save_track_faces", "search",
+           "track_faces", "unknowns", "vector_blob"]
 
 
 def cluster_threshold(settings: Any) -> float:

@@ -191,6 +191,7 @@ def test_defaults_reach_uvicorn() -> None:
             api.max_header_bytes) == (1024, 512, 10.0, 5, 16384)
     assert options["limit_concurrency"] == 512 and options["timeout_keep_alive"] == 5
     assert options["h11_max_incomplete_event_size"] == 16384 and isinstance(options["http"], type)
+    assert options["timeout_graceful_shutdown"] == 10.0  # the console's event streams do not hold a SIGTERM
 
 
 def _socket_fds(pid: int) -> int:

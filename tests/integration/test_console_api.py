@@ -191,20 +191,20 @@ def test_distributed_backend_publishes_to_redis_only_while_watched(console_setti
 
 def _faces(repo: Repository, run_id: str) -> list[Any]:
     with repo.engine.connect() as conn:
-        return list(conn.execute(text("SELECT track_id, cluster_id, crop FROM track_faces WHERE run_id = :r "
-                                      "ORDER BY track_id"), {"r": run_id}).all())
+        return list(conn.execute(text("SELECT track_id, cluster_id, crop, segment FROM track_faces WHERE run_id = :r "
+                                      "ORDER BY track_id, segment"), {"r": run_id}).all())
 
 
 def test_face_crops_are_encrypted_and_never_served_without_a_key(watched_run: dict[str, Any], repo: Repository,
                                                                  client: TestClient, keys: dict[str, str]) -> None:
     run_id = watched_run["run"].run_id
     faces = _faces(repo, run_id)
-    assert len(faces) >= 2 and all(crop is not None for _, _, crop in faces)
+    assert len(faces) >= 2 and all(f[2] is not None for f in faces)
     cipher = BiometricCipher.from_env()
-    for track_id, _, crop in faces:
+    for track_id, _, crop, segment in faces:
         raw = bytes(crop)
         assert is_encrypted(raw) and b"\xff\xd8\xff" not in raw  # ciphertext at rest, no JPEG marker
-        url = f"/api/tracks/{run_id}/{track_id}/face.jpg"
+        url = f"/api/tracks/{run_id}/{track_id}/segments/{segment}/face.jpg"
         # From a client address and with a key id of its own: the failed-authentication allowance is per client
         # and per key id.
         stranger = TestClient(client.app, raise_server_exceptions=False, client=(f"10.9.0.{track_id % 250 + 1}", 1))
@@ -218,6 +218,8 @@ def test_face_crops_are_encrypted_and_never_served_without_a_key(watched_run: di
         image = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
         assert image is not None and max(image.shape[:2]) <= 160
     assert client.get(f"/api/tracks/{run_id}/999999/face.jpg", headers=h(keys, "viewer")).status_code == 404
+    assert client.get(f"/api/tracks/{run_id}/{faces[0][0]}/segments/999/face.jpg",
+                      headers=h(keys, "viewer")).status_code == 404
     assert client.get("/api/photos/999999/face.jpg", headers=h(keys, "viewer")).status_code == 404
     assert TestClient(client.app, client=("10.9.1.1", 1)).get("/api/photos/1/face.jpg").status_code == 401
 
@@ -252,24 +254,46 @@ def test_review_assign_merge_identity_page_reject_forget(watched_run: dict[str, 
     for body, status in (({"into": a["id"]}, 409), ({"into": "unknown-999999"}, 404), ({"into": "x"}, 422)):
         assert client.post(url, headers=op, json=body).status_code == status, body
     r = client.post(url, headers=op, json={"into": b["id"]})
-    assert r.status_code == 200 and r.json() == {"cluster": b["id"], "merged": a["id"], "size": a["size"] + b["size"]}
+    assert r.status_code == 200 and {k: r.json()[k] for k in ("cluster", "merged", "size")} == {
+        "cluster": b["id"], "merged": a["id"], "size": a["size"] + b["size"]}
     assert client.get(f"/api/unknowns/{a['id']}/faces", headers=v).status_code == 404
     merged = client.get(f"/api/unknowns/{b['id']}/faces", headers=v).json()
     assert merged["total"] == a["size"] + b["size"]
+    # A merge keeps the real last-seen time (the later of the two), not the time of the merge.
+    after = {u["id"]: u for u in client.get("/api/unknowns?limit=1000", headers=v).json()["items"]}
+    assert after[b["id"]]["last_seen"] == max(a["last_seen"], b["last_seen"])
+    assert after[b["id"]]["first_seen"] == min(a["first_seen"], b["first_seen"])
+    # Undo restores both clusters as they were; a second undo is refused; then merge again.
+    entry = r.json()["entry"]
+    assert client.post(f"/api/audit/{entry}/undo", headers=v).status_code == 403
+    u = client.post(f"/api/audit/{entry}/undo", headers=op)
+    assert u.status_code == 200 and u.json()["undone"] == entry, u.text
+    back = {x["id"]: x for x in client.get("/api/unknowns?limit=1000", headers=v).json()["items"]}
+    assert (back[a["id"]], back[b["id"]]) == (a, b)
+    assert client.post(f"/api/audit/{entry}/undo", headers=op).status_code == 409
+    assert client.post("/api/audit/999999/undo", headers=op).status_code == 404
+    assert client.post(f"/api/audit/{u.json()['entry']}/undo", headers=op).status_code == 409  # an undo itself
+    assert client.post(url, headers=op, json={"into": b["id"]}).status_code == 200
 
     # Assign one face of the merged cluster to a new identity, then another to it.
     first, second = merged["items"][0], merged["items"][1]
     assert first["run_id"] == second["run_id"] == run_id  # one run so far
-    assign = f"/api/tracks/{run_id}/{first['track_id']}/assign"
+    assign = f"/api/tracks/{run_id}/{first['track_id']}/segments/{first['segment']}/assign"
     assert client.post(assign, headers=v, json={"name": "Visitor", "create": True}).status_code == 403
     for body, status in (({"name": "Visitor", "create": False}, 404), ({"name": "unknown-4", "create": True}, 422),
                          ({"name": "", "create": True}, 422), ({"name": "a\x00b", "create": True}, 422)):
         assert client.post(assign, headers=op, json=body).status_code == status, body
-    assert client.post(f"/api/tracks/{run_id}/999999/assign", headers=op,
+    assert client.post(f"/api/tracks/{run_id}/999999/segments/0/assign", headers=op,
                        json={"name": "Visitor", "create": True}).status_code == 404
     r = client.post(assign, headers=op, json={"name": "Visitor", "create": True})
-    assert r.status_code == 200 and r.json() == {"run_id": run_id, "track_id": first["track_id"], "identity": "Visitor"}
-    second_url = f"/api/tracks/{run_id}/{second['track_id']}/assign"
+    assert r.status_code == 200 and {k: r.json()[k] for k in ("run_id", "track_id", "segment", "identity")} == {
+        "run_id": run_id, "track_id": first["track_id"], "segment": first["segment"], "identity": "Visitor"}
+    # Undo: the identity it created goes, the face is back in its cluster; then assign again.
+    assert client.post(f"/api/audit/{r.json()['entry']}/undo", headers=op).status_code == 200
+    assert client.get("/api/identities/Visitor/photos", headers=v).status_code == 404
+    assert client.get(f"/api/unknowns/{b['id']}/faces", headers=v).json()["total"] == merged["total"]
+    assert client.post(assign, headers=op, json={"name": "Visitor", "create": True}).status_code == 200
+    second_url = f"/api/tracks/{run_id}/{second['track_id']}/segments/{second['segment']}/assign"
     assert client.post(second_url, headers=op, json={"name": "Visitor", "create": True}).status_code == 409
     assert client.post(second_url, headers=op, json={"name": "Visitor"}).status_code == 200
     left = client.get(f"/api/unknowns/{b['id']}/faces", headers=v)
@@ -279,7 +303,7 @@ def test_review_assign_merge_identity_page_reject_forget(watched_run: dict[str, 
         assert left.json()["total"] == merged["total"] - 2, (left.text, merged)
     photos = client.get("/api/identities/Visitor/photos", headers=v).json()
     assert sorted(p["face"] for p in photos) == sorted(
-        f"/api/tracks/{run_id}/{t}/face.jpg" for t in (first["track_id"], second["track_id"]))
+        f"/api/tracks/{run_id}/{f['track_id']}/segments/{f['segment']}/face.jpg" for f in (first, second))
     # Named by the operator, not by recognition: not a low-margin face to review.
     queue = client.get("/api/review?limit=1000", headers=v).json()
     assert queue["total"] == stored - 2
@@ -301,7 +325,7 @@ def test_review_assign_merge_identity_page_reject_forget(watched_run: dict[str, 
     assert client.get("/api/identities/nobody/summary", headers=v).status_code == 404
 
     # "Not this person" on one of them.
-    r = client.post(f"/api/tracks/{run_id}/{second['track_id']}/reject", headers=op)
+    r = client.post(f"/api/tracks/{run_id}/{second['track_id']}/segments/{second['segment']}/reject", headers=op)
     assert r.status_code == 200 and r.json()["identity"] == "Visitor"
 
     # Enroll a photo too: its kept crop is listed and served.
@@ -323,7 +347,7 @@ def test_review_assign_merge_identity_page_reject_forget(watched_run: dict[str, 
     # Forget: the crops go with the faces.
     for name in ("Visitor", "daryl"):
         assert client.delete(f"/api/identities/{name}", headers=adm).status_code == 204
-    assert client.get(f"/api/tracks/{run_id}/{first['track_id']}/face.jpg", headers=v).status_code == 404
+    assert client.get(first["face"], headers=v).status_code == 404
     assert client.get(kept[0]["face"], headers=v).status_code == 404
     with repo.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM face_photos")).scalar_one() == 0
@@ -356,18 +380,26 @@ def test_dashboard_pages_need_a_session(client: TestClient, keys: dict[str, str]
                                         repo: Repository) -> None:
     from tests.integration.test_api import dashboard_login
 
-    for path in ("/review", "/search", "/identities/somebody"):
+    for path in ("/review", "/search", "/identities/somebody", "/audit"):
         r = client.get(path, follow_redirects=False)
         assert r.status_code == 303 and r.headers["location"] == "/", path
     c = TestClient(client.app, raise_server_exceptions=False)
     assert c.get("/review", headers={"Cookie": f"genesis_session={keys['viewer']}"},
                  follow_redirects=False).status_code == 303  # a raw key is no session
     assert dashboard_login(c, keys["operator"]).status_code == 303
-    for path in ("/review", "/search", "/identities/%3Cimg%20src%3Dx%20onerror%3D%22alert(1)%22%3E"):
+    for path, status in (("/review", 200), ("/search", 200), ("/audit", 403),
+                         ("/identities/%3Cimg%20src%3Dx%20onerror%3D%22alert(1)%22%3E", 404)):
         r = c.get(path)
-        assert r.status_code == 200 and r.headers["cache-control"] == "no-store", path
+        assert r.status_code == status and r.headers["cache-control"] == "no-store", path
         assert "<img src=x" not in r.text
-    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in r.text
+    # An identity nobody has: the 404 page names it, escaped.
+    assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in r.text and "No identity named" in r.text
+    # A browser's unknown address: the 404 page (no key or session named); an API client's: the JSON error.
+    r = c.get("/no/such/page", headers={"Accept": "text/html"})
+    assert r.status_code == 404 and "Page not found" in r.text and "text/html" in r.headers["content-type"]
+    r = c.get("/api/no/such/route", headers={"Accept": "text/html"})
+    assert r.status_code in (401, 404) and "error" in r.json()
+    assert c.get("/favicon.ico").headers["content-type"].startswith("image/svg+xml")
     # Crops load with the session (as <img> does); a change needs the page's CSRF token.
 
     token = re.search(r'<meta name="csrf-token" content="([^"]+)"', c.get("/review").text)
@@ -418,7 +450,9 @@ def test_no_server_error_on_generated_console_requests(app: FastAPI, watched_run
         "GET /api/tracks/{run}/{track}/face.jpg", "GET /api/photos/{photo}/face.jpg",
         "GET /api/identities/{name}/photos", "GET /api/identities/{name}/summary", "GET /api/unknowns/{cluster}/faces",
         "POST /api/unknowns/{cluster}/merge", "GET /api/review", "POST /api/tracks/{run}/{track}/assign",
-        "GET /api/cameras/{camera}/live/frame"}, labels
+        "GET /api/cameras/{camera}/live/frame", "GET /api/tracks/{run}/{track}/segments/{segment}/face.jpg",
+        "POST /api/tracks/{run}/{track}/segments/{segment}/assign",
+        "POST /api/tracks/{run}/{track}/segments/{segment}/reject", "POST /api/audit/{entry}/undo"}, labels
     statuses: dict[int, int] = {}
     for operation in console:
         @given(case=operation.as_strategy())

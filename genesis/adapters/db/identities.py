@@ -79,6 +79,7 @@ class FaceRow:
     has_crop: bool
     identity_name: str | None
     started_at: datetime | None
+    segment: int = 0
 
 
 def _same_segment() -> Any:
@@ -90,7 +91,7 @@ def _same_segment() -> Any:
 def _face_query() -> Any:
     return (select(TrackFace.run_id, TrackFace.track_id, TrackFace.camera_id, TrackFace.ts, TrackFace.distance,
                    TrackFace.cluster_id, (TrackFace.crop.is_not(None)).label("has_crop"), Track.identity_name,
-                   Run.started_at)
+                   Run.started_at, TrackFace.segment)
             .outerjoin(Track, _same_segment())
             .outerjoin(Run, Run.id == TrackFace.run_id))
 
@@ -142,15 +143,41 @@ class IdentityRows:
         v = self.conn.execute(select(GalleryVersion.version).where(GalleryVersion.id == 1)).scalar_one_or_none()
         return None if v is None else int(v)
 
-    def audit(self, actor: str, action: str, target: str | None, detail: dict[str, Any]) -> None:
-        self.conn.execute(dialect_insert(self.conn, AuditEntry), {"at": utcnow(), "actor": actor, "action": action,
-                                                                  "target": target, "detail": detail})
+    def audit(self, actor: str, action: str, target: str | None, detail: dict[str, Any]) -> int:
+        """Write an audit entry; its id."""
+        new_id = self.conn.execute(dialect_insert(self.conn, AuditEntry).returning(AuditEntry.id), {
+            "at": utcnow(), "actor": actor, "action": action, "target": target, "detail": detail}).scalar_one()
+        return int(new_id)
 
-    def audit_entries(self) -> list[tuple[datetime, str, str, str | None, dict[str, Any]]]:
-        """(at, actor, action, target, detail) of every audit entry, oldest first."""
+    def audit_entries(self) -> list[tuple[datetime, str, str, str | None, dict[str, Any], int]]:
+        """(at, actor, action, target, detail, id) of every audit entry, oldest first."""
         rows = self.conn.execute(select(AuditEntry.at, AuditEntry.actor, AuditEntry.action, AuditEntry.target,
-                                        AuditEntry.detail).order_by(AuditEntry.id)).all()
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+                                        AuditEntry.detail, AuditEntry.id).order_by(AuditEntry.id)).all()
+        return [(r[0], r[1], r[2], r[3], r[4], int(r[5])) for r in rows]
+
+    def audit_entry(self, entry_id: int) -> tuple[str, str | None, dict[str, Any]] | None:
+        """(action, target, detail) of one audit entry."""
+        row = self.conn.execute(select(AuditEntry.action, AuditEntry.target, AuditEntry.detail)
+                                .where(AuditEntry.id == entry_id)).one_or_none()
+        return None if row is None else (str(row[0]), row[1], dict(row[2] or {}))
+
+    def audit_page(self, limit: int, offset: int, action: str | None = None
+                   ) -> tuple[list[tuple[datetime, str, str, str | None, dict[str, Any], int]], int]:
+        """A page of the audit log, newest first (only ``action`` entries when given), and the total."""
+        cond = AuditEntry.action == action if action else AuditEntry.id.is_not(None)
+        total = int(self.conn.execute(select(func.count()).select_from(AuditEntry).where(cond)).scalar_one())
+        rows = self.conn.execute(select(AuditEntry.at, AuditEntry.actor, AuditEntry.action, AuditEntry.target,
+                                        AuditEntry.detail, AuditEntry.id).where(cond)
+                                 .order_by(AuditEntry.id.desc()).limit(limit).offset(offset)).all()
+        return [(r[0], r[1], r[2], r[3], r[4], int(r[5])) for r in rows], total
+
+    def undone_entries(self, entry_ids: Sequence[int]) -> set[int]:
+        """Which of these audit entries an ``undo`` entry names."""
+        if not entry_ids:
+            return set()
+        wanted = {int(i) for i in entry_ids}
+        rows = self.conn.execute(select(AuditEntry.detail).where(AuditEntry.action == "undo")).scalars().all()
+        return {int(d["entry"]) for d in rows if isinstance(d, dict) and int(d.get("entry", -1)) in wanted}
 
     # -- identities and their embeddings -------------------------------------------------------
 
@@ -500,7 +527,7 @@ class IdentityRows:
     def _faces(self, query: Any) -> list[FaceRow]:
         return [FaceRow(r.run_id, int(r.track_id), r.camera_id, float(r.ts),
                         None if r.distance is None else float(r.distance), r.cluster_id, bool(r.has_crop),
-                        r.identity_name, r.started_at) for r in self.conn.execute(query).all()]
+                        r.identity_name, r.started_at, int(r.segment)) for r in self.conn.execute(query).all()]
 
     def cluster_faces(self, cluster_id: int) -> list[FaceRow]:
         return self._faces(_face_query().where(TrackFace.cluster_id == cluster_id))
@@ -531,11 +558,11 @@ class IdentityRows:
                                 .where(UnknownCluster.id == cluster_id)).one_or_none()
         return None if row is None else (row[0], row[1])
 
-    def cluster_vectors(self, cluster_id: int) -> list[tuple[str, int, int, bytes]]:
-        """(run, track, dim, blob) of a cluster's faces."""
-        rows = self.conn.execute(select(TrackFace.run_id, TrackFace.track_id, TrackFace.dim, TrackFace.vector)
-                                 .where(TrackFace.cluster_id == cluster_id)).all()
-        return [(r[0], int(r[1]), r[2], r[3]) for r in rows]
+    def cluster_vectors(self, cluster_id: int) -> list[tuple[str, int, int, bytes, int]]:
+        """(run, track, dim, blob, segment) of a cluster's faces."""
+        rows = self.conn.execute(select(TrackFace.run_id, TrackFace.track_id, TrackFace.dim, TrackFace.vector,
+                                        TrackFace.segment).where(TrackFace.cluster_id == cluster_id)).all()
+        return [(r[0], int(r[1]), r[2], r[3], int(r[4])) for r in rows]
 
     def cluster_member_vectors(self, cluster_id: int) -> list[tuple[int, bytes]]:
         """(dim, blob) of a cluster's faces."""
@@ -567,6 +594,118 @@ class IdentityRows:
 
     def set_cluster_first_seen(self, cluster_id: int, first: datetime) -> None:
         self.conn.execute(update(UnknownCluster).where(UnknownCluster.id == cluster_id).values(first_seen=first))
+
+    # -- one identity segment of a track (the console's unit of review) and undo -----------------
+
+    def segment_crop(self, run_id: str, track_id: int, segment: int) -> bytes | None:
+        """The crop blob of one segment's face (None: no face, or its crop was not kept)."""
+        blob: bytes | None = self.conn.execute(select(TrackFace.crop).where(
+            TrackFace.run_id == run_id, TrackFace.track_id == track_id, TrackFace.segment == segment)
+        ).scalars().first()
+        return blob
+
+    def segment_face(self, run_id: str, track_id: int, segment: int
+                     ) -> tuple[str, int, bytes, int | None, bool] | None:
+        """(model, dim, blob, cluster id, has crop) of one segment's face."""
+        row = self.conn.execute(select(TrackFace.model, TrackFace.dim, TrackFace.vector, TrackFace.cluster_id,
+                                       TrackFace.crop.is_not(None)).where(
+            TrackFace.run_id == run_id, TrackFace.track_id == track_id, TrackFace.segment == segment)).one_or_none()
+        return None if row is None else (row[0], int(row[1]), row[2], row[3], bool(row[4]))
+
+    def face_segments(self, run_id: str, track_id: int) -> list[int]:
+        """The segments of a track that have a stored face, in order."""
+        return [int(g) for g in self.conn.execute(select(TrackFace.segment).where(
+            TrackFace.run_id == run_id, TrackFace.track_id == track_id).order_by(TrackFace.segment)).scalars()]
+
+    def segment_identity(self, run_id: str, track_id: int, segment: int) -> tuple[int | None, str | None] | None:
+        """(identity id, identity name) of a track segment; None when there is no such segment."""
+        row = self.conn.execute(select(Track.identity_id, Track.identity_name).where(
+            Track.run_id == run_id, Track.track_id == track_id, Track.segment == segment)).one_or_none()
+        return None if row is None else (row[0], row[1])
+
+    def set_segment_identity(self, run_id: str, track_id: int, segment: int, identity_id: int | None,
+                             name: str | None) -> None:
+        self.conn.execute(update(Track).where(Track.run_id == run_id, Track.track_id == track_id,
+                                              Track.segment == segment)
+                          .values(identity_id=identity_id, identity_name=name))
+
+    def add_negative_id(self, identity_id: int, model: str, dim: int, vector: bytes, run_id: str,
+                        track_id: int) -> int:
+        """`add_negative`, returning the new row's id (so that an undo can remove exactly it)."""
+        new_id = self.conn.execute(dialect_insert(self.conn, IdentityNegative).returning(IdentityNegative.id), {
+            "identity_id": identity_id, "model": model, "dim": dim, "vector": vector, "run_id": run_id,
+            "track_id": track_id, "created_at": utcnow()}).scalar_one()
+        return int(new_id)
+
+    def delete_negatives(self, ids: Sequence[int]) -> int:
+        if not ids:
+            return 0
+        return int(self.conn.execute(delete(IdentityNegative).where(IdentityNegative.id.in_(list(ids)))).rowcount)
+
+    def delete_embedding(self, identity_id: int, photo_sha256: str) -> int:
+        return int(self.conn.execute(delete(FaceEmbedding).where(
+            FaceEmbedding.identity_id == identity_id, FaceEmbedding.photo_sha256 == photo_sha256)).rowcount)
+
+    def identity_unused(self, identity_id: int, name: str) -> bool:
+        """No embedding, kept photo or track segment refers to the identity."""
+        for cond in (select(FaceEmbedding.id).where(FaceEmbedding.identity_id == identity_id),
+                     select(FacePhoto.id).where(FacePhoto.identity_id == identity_id),
+                     select(Track.track_id).where((Track.identity_id == identity_id) | (Track.identity_name == name))):
+            if self.conn.execute(cond.limit(1)).first() is not None:
+                return False
+        return True
+
+    def delete_identity(self, identity_id: int) -> None:
+        self.conn.execute(delete(Identity).where(Identity.id == identity_id))
+
+    def cluster_row(self, cluster_id: int) -> tuple[str, int, datetime, datetime] | None:
+        """(model, dim, first seen, last seen) of an unknown cluster."""
+        row = self.conn.execute(select(UnknownCluster.model, UnknownCluster.dim, UnknownCluster.first_seen,
+                                       UnknownCluster.last_seen).where(UnknownCluster.id == cluster_id)).one_or_none()
+        return None if row is None else (str(row[0]), int(row[1]), row[2], row[3])
+
+    def restore_cluster(self, cluster_id: int, model: str, dim: int, centroid: bytes, first: datetime,
+                        last: datetime) -> None:
+        """Re-create an unknown cluster under its old id (an undone merge or naming)."""
+        self.conn.execute(dialect_insert(self.conn, UnknownCluster), {
+            "id": cluster_id, "model": model, "dim": dim, "centroid": centroid, "size": 0, "first_seen": first,
+            "last_seen": last})
+
+    def set_cluster_seen(self, cluster_id: int, first: datetime, last: datetime) -> None:
+        self.conn.execute(update(UnknownCluster).where(UnknownCluster.id == cluster_id)
+                          .values(first_seen=first, last_seen=last))
+
+    def cluster_segments(self, cluster_id: int) -> list[tuple[str, int, int]]:
+        """(run, track, segment) of a cluster's faces."""
+        rows = self.conn.execute(select(TrackFace.run_id, TrackFace.track_id, TrackFace.segment)
+                                 .where(TrackFace.cluster_id == cluster_id)
+                                 .order_by(TrackFace.run_id, TrackFace.track_id, TrackFace.segment)).all()
+        return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+    def crop_count(self, cluster_id: int) -> tuple[int, int]:
+        """(faces, faces with a kept crop) of a cluster."""
+        row = self.conn.execute(select(func.count(), func.count(TrackFace.crop))
+                                .where(TrackFace.cluster_id == cluster_id)).one()
+        return int(row[0]), int(row[1])
+
+    def keep_cluster_seen(self, cluster_id: int, last: datetime) -> None:
+        self.conn.execute(update(UnknownCluster).where(UnknownCluster.id == cluster_id).values(last_seen=last))
+
+    def counts(self, recent_runs: int = 20) -> dict[str, Any]:
+        """What the console's live updates compare every second, each read cheap whatever the history:
+        identities and unknown groups (small tables), the groups' newest last-seen, the stored faces of the
+        ``recent_runs`` newest runs (by the primary key; older faces change only by forget or purge, which
+        are audited) and the newest audit entry's id (the primary key's end)."""
+        runs = select(Run.id).order_by(Run.started_at.desc()).limit(recent_runs).scalar_subquery()
+        last_seen = self.conn.execute(select(func.max(UnknownCluster.last_seen))).scalar_one()
+        return {
+            "identities": int(self.conn.execute(select(func.count(Identity.id))).scalar_one()),
+            "unknowns": int(self.conn.execute(select(func.count(UnknownCluster.id))).scalar_one()),
+            "unknowns_seen": last_seen.isoformat() if last_seen is not None else None,
+            "faces": int(self.conn.execute(select(func.count()).select_from(TrackFace)
+                                           .where(TrackFace.run_id.in_(runs))).scalar_one()),
+            "audit_last": int(self.conn.execute(select(func.max(AuditEntry.id))).scalar_one() or 0),
+        }
 
 
 __all__ = [

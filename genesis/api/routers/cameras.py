@@ -26,6 +26,11 @@ def _known(s: Services, camera: str) -> None:
         raise ApiError(404, f"no camera {camera!r} (neither configured nor seen in a run)")
 
 
+def _raw_ok(s: Services, camera: str) -> bool:
+    """A raw frame of the frame store may be shown: the camera's privacy blur is off."""
+    return s.settings.blur_mode(s.settings.camera(camera)) == "off"
+
+
 @router.get("", response_model=list[CameraOut], summary="Cameras of the configuration and of the database")
 def cameras(_key: Viewer, s: Services) -> list[CameraOut]:
     return [CameraOut.model_validate(c) for c in pipeline_svc.cameras(s.repo, s.settings)]
@@ -46,7 +51,7 @@ def live(camera: CameraPath, _key: Viewer, s: Services) -> LiveCounts:
 )
 def frame(camera: CameraPath, _key: Viewer, s: Services) -> Response:
     _known(s, camera)
-    data, source = frames.camera_tile(s.repo, s.redis, camera)
+    data, source = frames.camera_tile(s.repo, s.redis, camera, _raw_ok(s, camera))
     return Response(data, media_type="image/jpeg", headers={"X-Genesis-Frame-Source": source,
                                                              "Cache-Control": "no-store"})
 
@@ -70,7 +75,8 @@ def heatmap(
     f = EventFilter(camera=camera, run=run, since=utc(since, "since"), until=utc(until, "until"),
                     ts_from=ts_from, ts_to=ts_to)
     try:
-        data = frames.heatmap_png(s.repo, s.redis, camera, f, s.settings.analytics.heatmap_cell_px)
+        data = frames.heatmap_png(s.repo, s.redis, camera, f, s.settings.analytics.heatmap_cell_px,
+                                  _raw_ok(s, camera))
     except frames.NoDataError as exc:
         raise ApiError(404, str(exc)) from None
     return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import Response
 
 from genesis.api.deps import Operator, Services, Viewer
 from genesis.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
 from genesis.api.params import LimitQ, OffsetQ
 from genesis.api.routers.cameras import CameraPath, _known
-from genesis.api.routers.faces import ClusterPath, RunPath, TrackPath
+from genesis.api.routers.faces import ClusterPath, RunPath, SegmentPath, TrackPath
 from genesis.api.routers.identities import NamePath, key_error, store
+from genesis.api.schemas import RejectIn
 from genesis.api.schemas_console import (
     AssignIn,
     AssignOut,
@@ -28,6 +29,8 @@ from genesis.api.schemas_console import (
     MergeOut,
     PhotoOut,
     ReviewPage,
+    SegmentRejectOut,
+    UndoOut,
 )
 from genesis.api.services import console as svc
 from genesis.api.services import identities as identities_svc
@@ -50,13 +53,27 @@ def _jpeg(data: bytes | None, what: str) -> Response:
     return Response(data, media_type="image/jpeg", headers=NO_STORE)
 
 
-@router.get("/tracks/{run}/{track}/face.jpg", summary="A track's best face (JPEG crop; never cached)",
+@router.get("/tracks/{run}/{track}/segments/{segment}/face.jpg",
+            summary="One identity segment's best face (JPEG crop; never cached)",
+            description="A track may be cut between people (identity segments): each segment has its own face.",
             response_class=Response, responses=JPEG)
-def track_face(run: RunPath, track: TrackPath, _key: Viewer, s: Services) -> Response:
+def segment_face(run: RunPath, track: TrackPath, segment: SegmentPath, _key: Viewer, s: Services) -> Response:
     try:
-        return _jpeg(review.track_crop(store(s), run, track), f"track {track} of run {run}")
+        return _jpeg(review.track_crop(store(s), run, track, segment),
+                     f"track {track} (segment {segment}) of run {run}")
     except BiometricKeyError as exc:
         raise key_error(exc) from None
+
+
+@router.get("/tracks/{run}/{track}/face.jpg",
+            summary="The face of a track's first segment that has one (JPEG; never cached)",
+            description="A track cut between people has one face per segment: address the segment "
+            "(`/tracks/{run}/{track}/segments/{segment}/face.jpg`); this is only its first.",
+            response_class=Response, responses=JPEG)
+def track_face(run: RunPath, track: TrackPath, _key: Viewer, s: Services) -> Response:
+    with store(s)._read() as rows:
+        found = rows.face_segments(run, track)
+    return segment_face(run, track, found[0] if found else 0, _key, s)
 
 
 @router.get("/photos/{photo}/face.jpg", summary="An enrolled face (JPEG crop; never cached)",
@@ -90,9 +107,12 @@ def identity_summary(name: NamePath, _key: Viewer, s: Services) -> IdentitySumma
 
 @router.get("/unknowns/{cluster}/faces", response_model=ClusterFacesOut,
             summary="The faces of an unknown cluster, most typical first", responses={404: {"model": ErrorResponse}})
-def cluster_faces(cluster: ClusterPath, _key: Viewer, s: Services, limit: LimitQ = 12) -> ClusterFacesOut:
+def cluster_faces(cluster: ClusterPath, _key: Viewer, s: Services, limit: LimitQ = 12, offset: OffsetQ = 0,
+                  sample: Annotated[bool, Query(description="A sample spread over all the faces (most typical "
+                                                "first, least typical last) instead of a page.")] = False,
+                  ) -> ClusterFacesOut:
     try:
-        return ClusterFacesOut.model_validate(svc.cluster_faces(store(s), cluster, limit))
+        return ClusterFacesOut.model_validate(svc.cluster_faces(store(s), cluster, limit, offset, sample))
     except svc.NotFoundError as exc:
         raise ApiError(404, str(exc)) from None
     except BiometricKeyError as exc:
@@ -100,16 +120,18 @@ def cluster_faces(cluster: ClusterPath, _key: Viewer, s: Services, limit: LimitQ
 
 
 @router.post("/unknowns/{cluster}/merge", response_model=MergeOut,
-             summary="Merge two unknown clusters: the faces of this one join `into` (audited)", responses=CONFLICT)
+             summary="Merge two unknown clusters: the faces of this one join `into` (audited, undoable)",
+             description="First and last seen of the result are the earliest and latest of the two. The answer's "
+             "`entry` undoes it.", responses=CONFLICT)
 def merge_clusters(cluster: ClusterPath, body: MergeIn, key: Operator, s: Services) -> MergeOut:
     try:
-        size = review.merge_clusters(store(s), cluster, body.into, identities_svc.actor_of(key))
+        done = review.merge_entry(store(s), cluster, body.into, identities_svc.actor_of(key))
     except IdentityError as exc:
         message = str(exc)
         raise ApiError(404 if message.startswith("no unknown face") else 409, message) from None
     except BiometricKeyError as exc:
         raise key_error(exc) from None
-    return MergeOut(cluster=body.into, merged=cluster, size=size)
+    return MergeOut(cluster=body.into, merged=cluster, size=done.size, entry=done.entry, message=done.message)
 
 
 @router.get("/review", response_model=ReviewPage,
@@ -118,22 +140,81 @@ def review_queue(_key: Viewer, s: Services, limit: LimitQ = 50, offset: OffsetQ 
     return ReviewPage.model_validate(svc.review_page(store(s), s.settings, limit, offset))
 
 
-@router.post("/tracks/{run}/{track}/assign", response_model=AssignOut,
-             summary="This track's face is NAME: it becomes an enrolled face of NAME (or of a new identity), "
-             "the track gets the name (audited)", responses=CONFLICT)
-def assign(run: RunPath, track: TrackPath, body: AssignIn, key: Operator, s: Services) -> AssignOut:
+def _assign_errors(exc: IdentityError) -> ApiError:
+    message = str(exc)
+    if "exists already" in message or "not kept" in message or "segments" in message:
+        return ApiError(409, message)
+    return ApiError(404, message)
+
+
+@router.post("/tracks/{run}/{track}/segments/{segment}/assign", response_model=AssignOut,
+             summary="This segment's face is NAME: it becomes an enrolled face of NAME (or of a new identity), "
+             "the segment (only) gets the name (audited, undoable)",
+             description="A face whose crop was not kept (blurred by the privacy settings) is refused (409): "
+             "nobody could see it. The track's other segments are left as they are.", responses=CONFLICT)
+def assign_segment(run: RunPath, track: TrackPath, segment: SegmentPath, body: AssignIn, key: Operator,
+                   s: Services) -> AssignOut:
     try:
         check_name(body.name.strip())
     except IdentityError as exc:  # the name rule: 422 whatever it says
         raise ApiError(422, str(exc)) from None
     try:
-        name = review.assign_face(store(s), run, track, body.name, identities_svc.actor_of(key), create=body.create)
+        done = review.assign_segment(store(s), run, track, segment, body.name, identities_svc.actor_of(key),
+                                     create=body.create, visible_only=True)
     except IdentityError as exc:
-        message = str(exc)
-        raise ApiError(409 if "exists already" in message else 404, message) from None
+        raise _assign_errors(exc) from None
     except BiometricKeyError as exc:
         raise key_error(exc) from None
-    return AssignOut(run_id=run, track_id=track, identity=name)
+    return AssignOut(run_id=run, track_id=track, segment=segment, identity=str(done.identity), entry=done.entry,
+                     message=done.message)
+
+
+@router.post("/tracks/{run}/{track}/assign", response_model=AssignOut,
+             summary="Assign the face of a track that has one face segment (see `.../segments/{segment}/assign`)",
+             description="A track cut into several identity segments is refused (409): say which segment.",
+             responses=CONFLICT)
+def assign(run: RunPath, track: TrackPath, body: AssignIn, key: Operator, s: Services) -> AssignOut:
+    with store(s)._read() as rows:
+        found = rows.face_segments(run, track)
+    if not found:
+        raise ApiError(404, f"track {track} of run {run} has no stored face")
+    if len(found) > 1:
+        raise ApiError(409, f"track {track} of run {run} is cut into {len(found)} identity segments "
+                       f"({', '.join(map(str, found))}): assign one with /segments/{{segment}}/assign")
+    return assign_segment(run, track, found[0], body, key, s)
+
+
+@router.post("/tracks/{run}/{track}/segments/{segment}/reject", response_model=SegmentRejectOut,
+             summary="\"Not this person\" on one segment: its face is never matched to the identity again, the "
+             "segment loses the name, the others keep theirs (audited, undoable)", responses=CONFLICT)
+def reject_segment(run: RunPath, track: TrackPath, segment: SegmentPath, key: Operator, s: Services,
+                   body: Annotated[RejectIn | None, Body()] = None) -> SegmentRejectOut:
+    identity = body.identity if body is not None else None
+    try:
+        done = review.reject_segment(store(s), run, track, segment, identities_svc.actor_of(key), identity)
+    except IdentityError as exc:
+        message = str(exc)
+        raise ApiError(409 if "say which" in message else 404, message) from None
+    except BiometricKeyError as exc:
+        raise key_error(exc) from None
+    return SegmentRejectOut(run_id=run, track_id=track, segment=segment, identity=str(done.identity),
+                            entry=done.entry, message=done.message)
+
+
+@router.post("/audit/{entry}/undo", response_model=UndoOut,
+             summary="Undo a review action (assign, reject, name, merge): its audited inverse",
+             description="409 when the entry is not a review action, was undone already, or what it changed has "
+             "changed since (for example the segment was named again).", responses=CONFLICT)
+def undo(entry: Annotated[int, Path(ge=1, le=2**62, description="The action's audit entry id.")], key: Operator,
+         s: Services) -> UndoOut:
+    try:
+        done = review.undo(store(s), entry, identities_svc.actor_of(key))
+    except review.UndoError as exc:
+        message = str(exc)
+        raise ApiError(404 if message.startswith("no audit entry") else 409, message) from None
+    except BiometricKeyError as exc:
+        raise key_error(exc) from None
+    return UndoOut(undone=entry, entry=done.entry, message=done.message)
 
 
 @router.get("/cameras/{camera}/live/frame", response_model=LiveFrameOut,

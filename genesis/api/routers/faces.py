@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, File, Form, Path, UploadFile
+from fastapi import APIRouter, Body, File, Form, Path, Query, UploadFile
 
 from genesis.api.deps import Admin, Operator, Services, Viewer
 from genesis.api.errors import ERROR_RESPONSES, ApiError, ErrorResponse
@@ -24,7 +24,8 @@ from genesis.api.schemas import (
     UnknownPage,
 )
 from genesis.api.services import identities as svc
-from genesis.api.services.console import face_url, wall_time
+from genesis.api.services.console import face_url, segment_name, wall_time
+from genesis.identities import review
 from genesis.identities.crypto import BiometricKeyError
 from genesis.identities.review import track_faces_of
 from genesis.services.enroll import EnrollError
@@ -34,6 +35,7 @@ router = APIRouter(prefix="/api", tags=["faces"], responses=ERROR_RESPONSES)
 ClusterPath = Annotated[str, Path(pattern=r"^unknown-[0-9]{1,9}$", description="Unknown cluster id (`unknown-N`).")]
 RunPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="Run id.")]
 TrackPath = Annotated[int, Path(ge=0, le=2**62, description="Track id (within the run).")]
+SegmentPath = Annotated[int, Path(ge=0, le=2**31, description="Identity segment of the track (0 = its first).")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}}
 
 
@@ -49,13 +51,16 @@ def list_unknowns(_key: Viewer, s: Services, limit: LimitQ = 100, offset: Offset
 
 
 @router.post("/unknowns/{cluster}/name", response_model=NamedOut,
-             summary="Name an unknown cluster: its faces become the identity's, its tracks get the name (audited)",
-             description="An existing identity's name is refused (409) unless `merge` is true.",
+             summary="Name an unknown cluster: its faces become the identity's, its segments get the name (audited)",
+             description="An existing identity's name is refused (409) unless `merge` is true. A cluster with a face "
+             "whose crop was not kept (blurred by the privacy settings) is refused (409): nobody saw that face. "
+             "The answer's `entry` undoes it (`POST /api/audit/{entry}/undo`).",
              responses=NOT_FOUND)
 def name_cluster(cluster: ClusterPath, body: NameClusterIn, key: Operator, s: Services) -> NamedOut:
     with change_errors():
-        tracks = svc.name_cluster(store(s), cluster, body.name, body.merge, svc.actor_of(key))
-    return NamedOut(cluster=cluster, name=body.name.strip(), tracks=tracks)
+        done = svc.name_cluster(store(s), cluster, body.name, body.merge, svc.actor_of(key))
+    return NamedOut(cluster=cluster, name=body.name.strip(), tracks=done.size, entry=done.entry,
+                    message=done.message)
 
 
 @router.post("/tracks/{run}/{track}/reject", response_model=RejectOut,
@@ -93,14 +98,22 @@ def search_photo(
         raise key_error(exc) from None
     crops = track_faces_of(store(s), sorted({h.run_id for h in hits}))
     return SearchOut(model=embedder.model_name, threshold=limit, hits=[
-        SearchHitOut(run_id=h.run_id, track_id=h.track_id, camera_id=h.camera_id, ts=h.ts, distance=h.distance,
-                     identity=h.identity, unknown=h.unknown,
-                     face=face_url(h.run_id, h.track_id) if (c := crops.get((h.run_id, h.track_id))) and c.has_crop
-                     else None, seen_at=wall_time(c.started_at, h.ts) if c else None) for h in hits])
+        SearchHitOut(run_id=h.run_id, track_id=h.track_id, segment=h.segment,
+                     label=segment_name(h.run_id, h.track_id, h.segment), camera_id=h.camera_id, ts=h.ts,
+                     distance=h.distance, identity=h.identity, unknown=h.unknown,
+                     face=face_url(h.run_id, h.track_id, h.segment)
+                     if (c := crops.get((h.run_id, h.track_id, h.segment))) and c.has_crop else None,
+                     seen_at=wall_time(c.started_at, h.ts) if c else None) for h in hits])
+
+
+ActionQ = Annotated[str | None, Query(max_length=32, pattern=r"^[a-z-]+$",
+                                     description="Only entries of this action (`assign`, `name`, `undo` ...).")]
 
 
 @router.get("/audit", response_model=AuditPage, summary="The identities audit log, newest first (admin)")
-def audit(_key: Admin, s: Services, limit: LimitQ = 100, offset: OffsetQ = 0) -> AuditPage:
-    records, total = svc.audit_page(store(s), limit, offset)
-    return AuditPage(items=[AuditOut(at=r.at, actor=r.actor, action=r.action, target=r.target,
-                                     detail=dict(r.detail)) for r in records], total=total, limit=limit, offset=offset)
+def audit(_key: Admin, s: Services, limit: LimitQ = 100, offset: OffsetQ = 0, action: ActionQ = None) -> AuditPage:
+    records, total, undone = svc.audit_page(store(s), limit, offset, action)
+    return AuditPage(items=[AuditOut(id=r.id, at=r.at, actor=r.actor, action=r.action, target=r.target,
+                                     detail=svc.public_detail(r.detail),
+                                     undoable=r.action in review.UNDOABLE and "undo" in r.detail and r.id not in undone)
+                            for r in records], total=total, limit=limit, offset=offset)

@@ -28,8 +28,14 @@ class NotFoundError(LookupError):
     pass
 
 
-def face_url(run_id: str, track_id: int) -> str:
-    return f"/api/tracks/{run_id}/{track_id}/face.jpg"
+def face_url(run_id: str, track_id: int, segment: int = 0) -> str:
+    """The address of one track segment's face: faces are per segment, never per track."""
+    return f"/api/tracks/{run_id}/{track_id}/segments/{segment}/face.jpg"
+
+
+def segment_name(run_id: str, track_id: int, segment: int) -> str:
+    """How the console names a face: run-qualified (several runs have a track 1), with its segment."""
+    return f"run {run_id[:8]} · track {track_id}" + (f" · segment {segment}" if segment else "")
 
 
 def wall_time(started_at: datetime | None, ts: float) -> datetime | None:
@@ -43,21 +49,28 @@ def wall_time(started_at: datetime | None, ts: float) -> datetime | None:
 
 
 def face_out(ref: review.FaceRef) -> dict[str, Any]:
-    return {"run_id": ref.run_id, "track_id": ref.track_id, "camera_id": ref.camera_id, "ts": ref.ts,
+    return {"run_id": ref.run_id, "track_id": ref.track_id, "segment": ref.segment,
+            "label": segment_name(ref.run_id, ref.track_id, ref.segment), "camera_id": ref.camera_id, "ts": ref.ts,
             "seen_at": wall_time(ref.started_at, ref.ts), "identity": ref.identity, "distance": ref.distance,
-            "unknown": ref.unknown, "face": face_url(ref.run_id, ref.track_id) if ref.has_crop else None,
+            "unknown": ref.unknown, "face": face_url(ref.run_id, ref.track_id, ref.segment) if ref.has_crop else None,
             "centroid_distance": ref.centroid_distance}
 
 
-def cluster_faces(store: IdentityStore, cluster: str, limit: int) -> dict[str, Any]:
+def cluster_faces(store: IdentityStore, cluster: str, limit: int, offset: int = 0,
+                  spread: bool = False) -> dict[str, Any]:
+    """A page of a cluster's faces, most typical first; ``spread``: a sample over all of them instead
+    (`genesis.identities.review.sample`), so an odd one out shows on the card."""
     try:
         faces = review.cluster_faces(store, cluster)
     except IdentityError as exc:
         raise NotFoundError(str(exc)) from None
-    return {"cluster": cluster, "total": len(faces), "items": [face_out(f) for f in faces[:limit]]}
+    shown = review.sample(faces, limit) if spread else faces[offset: offset + limit]
+    return {"cluster": cluster, "total": len(faces), "limit": limit, "offset": 0 if spread else offset,
+            "sample": spread, "items": [face_out(f) for f in shown]}
 
 
 def review_page(store: IdentityStore, settings: Settings, limit: int, offset: int) -> dict[str, Any]:
+    """A page of the review queue; each item is one segment's face (`face_out`)."""
     emb = settings.recognition.embedder
     refs, total = review.review_queue(store, emb.model, emb.cosine_threshold, settings.console.review_margin,
                                       limit, offset)
@@ -74,7 +87,7 @@ def photos(store: IdentityStore, name: str) -> list[dict[str, Any]]:
         raise NotFoundError(str(exc)) from None
     return [{"id": f.photo_id, "photo": f.photo,
              "face": f"/api/photos/{f.photo_id}/face.jpg" if f.photo_id is not None
-             else face_url(str(f.run_id), int(f.track_id or 0))} for f in found]
+             else face_url(str(f.run_id), int(f.track_id or 0), f.segment)} for f in found]
 
 
 def _merge_zone(into: dict[str, Any], entry: dict[str, Any]) -> None:
@@ -82,6 +95,15 @@ def _merge_zone(into: dict[str, Any], entry: dict[str, Any]) -> None:
     into["dwell_s"] = round(into.get("dwell_s", 0.0) + float(entry["dwell_s"]), 3)
     into["max_dwell_s"] = max(into.get("max_dwell_s", 0.0), float(entry["max_dwell_s"]))
     into["mean_dwell_s"] = round(into["dwell_s"] / into["visits"], 3) if into["visits"] else 0.0
+
+
+def _own_face(refs: list[review.FaceRef], t: float | None = None) -> dict[str, Any]:
+    """The face of the identity's own segment of a track (the one nearest ``t``), never another segment's."""
+    kept = [r for r in refs if r.has_crop]
+    if not kept:
+        return {"segment": None, "face": None}
+    ref = kept[0] if t is None else min(kept, key=lambda r: abs(r.ts - t))
+    return {"segment": ref.segment, "face": face_url(ref.run_id, ref.track_id, ref.segment)}
 
 
 def identity_summary(repo: Repository, store: IdentityStore, settings: Settings, name: str) -> dict[str, Any]:
@@ -129,19 +151,38 @@ def identity_summary(repo: Repository, store: IdentityStore, settings: Settings,
         f_at, l_at = wall_time(run.started_at, entry["first_seen"]), wall_time(run.started_at, entry["last_seen"])
         first = f_at if first is None or (f_at is not None and f_at < first) else first
         last = l_at if last is None or (l_at is not None and l_at > last) else last
-        track_faces = {tid: faces.get((run_id, tid)) for tid in entry["tracks"]}
+        # The identity's own segments of each track: a split track's other segments show other people.
+        mine: dict[int, list[review.FaceRef]] = {}
+        for (r_id, tid, _seg), ref in faces.items():
+            if r_id == run_id and tid in entry["tracks"] and ref.identity == name:
+                mine.setdefault(tid, []).append(ref)
         runs_out.append({
             "run_id": run_id, "camera_id": run.camera_id, "started_at": run.started_at, "report": entry,
-            "tracks": [{"track_id": tid, "face": face_url(run_id, tid) if ref is not None and ref.has_crop else None}
-                       for tid, ref in track_faces.items()],
+            "tracks": [{"track_id": tid, "label": segment_name(run_id, tid, 0), **_own_face(mine.get(tid, []))}
+                       for tid in entry["tracks"]],
             "timeline": [ev | {"at": wall_time(run.started_at, float(ev["t"])),
-                               "face": face_url(run_id, ev["track"]) if (ref := track_faces.get(ev["track"]))
-                               is not None and ref.has_crop else None} for ev in entry["timeline"]],
+                               **_own_face(mine.get(ev["track"], []), float(ev["t"]))} for ev in entry["timeline"]],
         })
     ident = known[name]
     return {"name": name, "photos": ident.photos, "enrolled_at": ident.created_at, "cameras": sorted(cameras),
             "first_seen": first, "last_seen": last, **totals, "zones": dict(sorted(zones.items())),
             "lines": dict(sorted(lines.items())), "runs": runs_out, "runs_total": len(order)}
+
+
+# -- live updates ---------------------------------------------------------------------------------
+
+
+def console_state(repo: Repository, settings: Settings) -> dict[str, Any]:
+    """What the console's lists, tiles and counters are made of, small enough to compare every second:
+    the sizes of the lists (identities, unknown groups, stored faces, the newest audit entry) and each
+    camera's live counters (`genesis.api.services.frames.live_counts`)."""
+    from genesis.adapters.db.identities import read_transaction
+    from genesis.api.services import frames, pipeline
+
+    with read_transaction(repo.engine) as rows:
+        counts = rows.counts()
+    cameras = {str(c["id"]): frames.live_counts(repo, str(c["id"])) for c in pipeline.cameras(repo, settings)}
+    return {**counts, "cameras": cameras}
 
 
 # -- live view ------------------------------------------------------------------------------------

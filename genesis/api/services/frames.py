@@ -1,9 +1,16 @@
-"""Images: the heatmap PNG of a camera over a time range, and the camera tile (the latest frame
-in the Redis frame store with the stored sightings drawn on it, or a placeholder that says so)."""
+"""Images: the heatmap PNG of a camera over a time range, and the camera tile.
+
+Both are drawn on the camera's stored snapshot (`genesis.services.heatmap.SnapshotKeeper`: blurred
+as the camera's privacy settings say when it was stored, refreshed every
+``analytics.snapshot_every_s``). A frame of the Redis frame store is raw (never blurred): it is used
+only for a camera whose blur is off (``raw_ok``) — the tile of a running camera then shows its newest
+frame with the stored sightings drawn on it. Without either, the tile is a placeholder that says so
+and the heatmap is drawn on black."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import cv2
@@ -11,6 +18,7 @@ import numpy as np
 import redis
 
 from genesis.adapters.db import Repository
+from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.db.events import LabelledBox, read_events
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.adapters.redis_keys import frame_pattern
@@ -82,8 +90,21 @@ def latest_frame(client: redis.Redis, camera: str, run_id: str) -> LatestFrame |
         return None
 
 
-def heatmap_png(repo: Repository, client: redis.Redis, camera: str, f: EventFilter, cell: int) -> bytes:
-    """The heatmap of the camera's stored sightings in the filter's runs and time range."""
+def stored_snapshot(repo: Repository, camera: str) -> tuple[np.ndarray, datetime] | None:
+    """The camera's stored snapshot (decoded) and when it was taken; None when none or undecodable."""
+    found = AnalyticsStore(repo).snapshot(camera)
+    if found is None:
+        return None
+    try:
+        return decode_jpeg(found[0]), found[3]
+    except FrameDecodeError:
+        return None
+
+
+def heatmap_png(repo: Repository, client: redis.Redis, camera: str, f: EventFilter, cell: int,
+                raw_ok: bool = False) -> bytes:
+    """The heatmap of the camera's stored sightings in the filter's runs and time range, on the stored
+    snapshot (on the newest raw frame only with ``raw_ok`` and no snapshot; else on black)."""
     with read_events(repo.engine) as db:
         runs = db.camera_runs(camera, f)
         if not runs:
@@ -97,8 +118,12 @@ def heatmap_png(repo: Repository, client: redis.Redis, camera: str, f: EventFilt
     width, height = size
     sightings = [Sighting(camera, 0, 0, 0.0, (b.x1, b.y1, b.x2, b.y2), 1.0) for b in boxes]
     grid = heatmap_grid(sightings, width, height, cell)
-    frame = latest_frame(client, camera, runs[0].id)
-    return _png(render_heatmap(grid, frame.image if frame else None, width, height))
+    snap = stored_snapshot(repo, camera)
+    background = snap[0] if snap is not None else None
+    if background is None and raw_ok:
+        frame = latest_frame(client, camera, runs[0].id)
+        background = frame.image if frame else None
+    return _png(render_heatmap(grid, background, width, height))
 
 
 def _draw(image: np.ndarray, rows: list[LabelledBox], scale: float) -> None:
@@ -110,10 +135,21 @@ def _draw(image: np.ndarray, rows: list[LabelledBox], scale: float) -> None:
         cv2.putText(image, label, (x1, max(12, y1 - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
 
 
-def camera_tile(repo: Repository, client: redis.Redis, camera: str) -> tuple[bytes, str]:
-    """(JPEG, source) of the camera tile; source is ``frame-store`` or ``placeholder``."""
+def camera_tile(repo: Repository, client: redis.Redis, camera: str, raw_ok: bool = False) -> tuple[bytes, str]:
+    """(JPEG, source) of the camera tile; source is ``frame-store`` (the newest raw frame with the
+    stored sightings drawn: only with ``raw_ok``, the camera's blur being off), ``snapshot`` (the
+    stored snapshot, blurred as stored, with when it was taken) or ``placeholder``."""
     run_id = latest_run(repo, camera)
-    frame = latest_frame(client, camera, run_id) if run_id else None
+    frame = latest_frame(client, camera, run_id) if run_id and raw_ok else None
+    if frame is None:
+        snap = stored_snapshot(repo, camera)
+        if snap is not None:
+            image = snap[0].copy()
+            note = f"snapshot {snap[1].strftime('%Y-%m-%d %H:%M:%S')} UTC"
+            h = image.shape[0]
+            cv2.rectangle(image, (0, h - 26), (12 + 9 * len(note), h), (30, 30, 30), -1)
+            cv2.putText(image, note, (8, h - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (235, 235, 235), 1, cv2.LINE_AA)
+            return _jpeg(image), "snapshot"
     with read_events(repo.engine) as db:
         if frame is not None:
             image = frame.image.copy()
@@ -146,7 +182,7 @@ def live_counts(repo: Repository, camera: str) -> dict[str, Any]:
         status, frames = db.run_status(run_id)
         last_seq = db.last_seq(run_id)
         in_view = 0
-        if last_seq is not None:
+        if last_seq is not None and status == "running":  # nobody is "in view" of a run that ended
             in_view = db.in_frame(run_id, last_seq)
         tracks = db.track_count(run_id)
         names = db.identities_seen(run_id)

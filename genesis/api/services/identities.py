@@ -17,8 +17,9 @@ from typing import Any
 
 from genesis.adapters.db.apikeys import ApiKeyInfo
 from genesis.config import Settings
+from genesis.identities import review
 from genesis.identities.store import AuditRecord, IdentityError, IdentityStore, NearIdentityError, check_name
-from genesis.identities.tracks import SearchHit, UnknownSummary, name_unknown, parse_label, reject, search, unknowns
+from genesis.identities.tracks import SearchHit, UnknownSummary, parse_label, reject, search, unknowns
 from genesis.services.enroll import EnrollError, decode_image, prepare_photo
 
 __all__ = ["AuditRecord", "SearchHit", "UnknownSummary"]
@@ -159,8 +160,9 @@ def unknown_clusters(store: IdentityStore) -> list[UnknownSummary]:
     return unknowns(store)
 
 
-def name_cluster(store: IdentityStore, cluster: str, name: str, merge: bool, actor: str) -> int:
-    """Name an unknown cluster; an existing identity's name only with ``merge``. Tracks relabelled."""
+def name_cluster(store: IdentityStore, cluster: str, name: str, merge: bool, actor: str) -> review.Done:
+    """Name an unknown cluster; an existing identity's name only with ``merge``; refused when a face of
+    it was not kept (blur: nobody saw it). What was done (segments relabelled, the audit entry)."""
     name = check_name(name)  # IdentityError: 422
     cid = parse_label(cluster)
     if cid not in {parse_label(u.label) for u in unknowns(store)}:
@@ -169,8 +171,10 @@ def name_cluster(store: IdentityStore, cluster: str, name: str, merge: bool, act
         raise IdentityConflictError(f"an identity named {name!r} exists already: send \"merge\": true to add "
                                     f"the faces of {cluster} to it")
     try:
-        return name_unknown(store, cluster, name, actor)
-    except IdentityError as exc:  # named or forgotten meanwhile
+        return review.name_cluster(store, cluster, name, actor, visible_only=True)
+    except IdentityError as exc:  # named or forgotten meanwhile, or not seen
+        if "not kept" in str(exc):
+            raise IdentityConflictError(str(exc)) from None
         raise NotFoundError(str(exc)) from None
 
 
@@ -205,8 +209,16 @@ def search_photo(store: IdentityStore, settings: Settings, upload: Upload, face_
     return search(store, vector, embedder.model_name, top, limit, actor, hashlib.sha256(upload.data).hexdigest())
 
 
-def audit_page(store: IdentityStore, limit: int, offset: int) -> tuple[list[AuditRecord], int]:
-    """The audit log, newest first."""
-    records = store.audit_log()
-    records.reverse()
-    return records[offset: offset + limit], len(records)
+def audit_page(store: IdentityStore, limit: int, offset: int,
+               action: str | None = None) -> tuple[list[AuditRecord], int, set[int]]:
+    """A page of the audit log, newest first (only ``action`` entries when given): (page, total, the
+    page's entries that were undone)."""
+    with store._read() as rows:
+        page, total = rows.audit_page(limit, offset, action)
+        undone = rows.undone_entries([r[5] for r in page])
+    return [AuditRecord(*r) for r in page], total, undone
+
+
+def public_detail(detail: dict[str, Any]) -> dict[str, Any]:
+    """An audit entry's detail as shown: without the bookkeeping an undo needs (keys of embeddings)."""
+    return {k: v for k, v in detail.items() if k != "undo"}

@@ -99,6 +99,9 @@ const GC = (() => {
             canvas.dataset.persons = String(live.frame.persons.length);
             tile.dataset.live = "on";
             status.textContent = `live · frame ${live.frame.seq} · ${live.frame.persons.length} in view`;
+            // The counter says what the status says (the stored sightings may not be written yet).
+            const inView = tile.querySelector('[data-count="in_view"]');
+            if (inView) inView.textContent = String(live.frame.persons.length);
             status.className = "live-status small live-on";
           } else {
             canvas.hidden = true;
@@ -116,17 +119,6 @@ const GC = (() => {
 
   // -- faces on the dashboard ----------------------------------------------------------------------
 
-  async function clusterStrip(cell, cluster) {
-    try {
-      const page = await api(`/api/unknowns/${encodeURIComponent(cluster)}/faces?limit=7`);
-      const [best, ...others] = page.items;
-      cell.replaceChildren(face(best && best.face, `best face of ${cluster}`, "face best"));
-      const strip = el("span", {class: "strip"});
-      for (const f of others) strip.append(face(f.face, `a face of ${cluster}`, "face small"));
-      cell.append(strip);
-    } catch (e) { cell.textContent = "–"; }
-  }
-
   async function identityFaces(cell, name) {
     try {
       const photos = await api(`/api/identities/${encodeURIComponent(name)}/photos`);
@@ -135,6 +127,10 @@ const GC = (() => {
   }
 
   // -- review ------------------------------------------------------------------------------------
+  // Every face is one segment of a track (run, track, segment): a track may be cut between people,
+  // so every action names the segment whose face the operator saw, and leaves the others alone.
+
+  const PAGE = 24;
 
   async function identityNames() {
     const rows = await api("/api/identities");
@@ -143,32 +139,81 @@ const GC = (() => {
     return rows.map(r => r.name);
   }
 
+  function segmentUrl(item, action) {
+    return `/api/tracks/${encodeURIComponent(item.run_id)}/${item.track_id}/segments/${item.segment || 0}/${action}`;
+  }
+
+  // The page's message line: what was done, with an Undo (the action's audited inverse).
+  function flash(done, after) {
+    const box = document.getElementById("flash");
+    if (!box) return;
+    const text = el("span", {class: "flash-text"}, done.message);
+    const parts = [text];
+    if (done.entry && window.GENESIS.canOperate) {
+      const undo = el("button", {type: "button", class: "undo"}, "Undo");
+      undo.addEventListener("click", async () => {
+        undo.disabled = true;
+        try {
+          const r = await post(`/api/audit/${done.entry}/undo`, {});
+          box.className = "flash ok";
+          box.replaceChildren(el("span", {class: "flash-text"}, r.message));
+          await after();
+        } catch (e) {
+          box.className = "flash error";
+          box.replaceChildren(el("span", {class: "flash-text"}, `undo failed: ${e.message}`));
+        }
+      });
+      parts.push(undo);
+    }
+    box.className = "flash ok";
+    box.hidden = false;
+    box.replaceChildren(...parts);
+  }
+
+  function flashError(message) {
+    const box = document.getElementById("flash");
+    if (!box) return;
+    box.className = "flash error"; box.hidden = false;
+    box.replaceChildren(el("span", {class: "flash-text"}, message));
+  }
+
+  let fieldSeq = 0;
+  function labelled(input, text) {
+    const id = `f${++fieldSeq}`;
+    input.id = id;
+    const label = el("label", {for: id, class: "visually-hidden"}, text);
+    return [label, input];
+  }
+
   function actionBar(item, after) {
     const bar = el("div", {class: "actions"});
     if (!window.GENESIS.canOperate) return bar;
+    if (!item.face) {
+      // Blurred (or never kept): nobody can see this face, so nobody may name it here.
+      bar.append(el("span", {class: "small muted no-review"},
+                    "face not kept (privacy blur): it cannot be named or rejected here"));
+      return bar;
+    }
     const input = el("input", {list: "identity-names", placeholder: "name", maxlength: "128", class: "assign-name"});
     const assign = el("button", {type: "button", class: "assign"}, "assign");
     const create = el("button", {type: "button", class: "create"}, "new identity");
     const say = el("span", {class: "small action-status", role: "status"});
     const run = async (fn) => {
-      try { await fn(); await after(); }
+      try { const done = await fn(); flash(done, after); await after(); }
       catch (e) { say.textContent = e.message; say.className = "small action-status error"; }
     };
     assign.addEventListener("click", () => run(() => {
       if (!input.value.trim()) throw new Error("type the name of an enrolled identity");
-      return post(`/api/tracks/${encodeURIComponent(item.run_id)}/${item.track_id}/assign`,
-                  {name: input.value.trim(), create: false});
+      return post(segmentUrl(item, "assign"), {name: input.value.trim(), create: false});
     }));
     create.addEventListener("click", () => run(() => {
       if (!input.value.trim()) throw new Error("type the new identity's name");
-      return post(`/api/tracks/${encodeURIComponent(item.run_id)}/${item.track_id}/assign`,
-                  {name: input.value.trim(), create: true});
+      return post(segmentUrl(item, "assign"), {name: input.value.trim(), create: true});
     }));
-    bar.append(input, assign, create);
+    bar.append(...labelled(input, `name for the face of ${item.label || "this segment"}`), assign, create);
     if (item.identity) {
       const reject = el("button", {type: "button", class: "danger reject"}, "not this person");
-      reject.addEventListener("click", () => run(() =>
-        post(`/api/tracks/${encodeURIComponent(item.run_id)}/${item.track_id}/reject`, {identity: item.identity})));
+      reject.addEventListener("click", () => run(() => post(segmentUrl(item, "reject"), {identity: item.identity})));
       bar.append(reject);
     }
     bar.append(say);
@@ -176,8 +221,10 @@ const GC = (() => {
   }
 
   function faceCard(item, after) {
-    const card = el("article", {class: "face-card", "data-run": item.run_id, "data-track": String(item.track_id)});
-    card.append(face(item.face, `face of track ${item.track_id}`, "face big"));
+    const card = el("article", {class: "face-card", "data-run": item.run_id, "data-track": String(item.track_id),
+                                "data-segment": String(item.segment || 0)});
+    const name = item.label || `track ${item.track_id}`;
+    card.append(face(item.face, `face of ${name}`, "face big"));
     const info = el("div", {class: "info"});
     const who = el("div", {class: "who"});
     if (item.identity) who.append(identityLink(item.identity));
@@ -185,22 +232,85 @@ const GC = (() => {
     if (item.reason) who.append(el("span", {class: `reason small ${item.reason === "low margin" ? "warn" : ""}`},
                                    ` · ${item.reason}`));
     info.append(who,
-                el("div", {class: "small muted"}, `${item.camera_id} · ${when(item.seen_at)} · track ${item.track_id}`),
+                el("div", {class: "small muted where"}, `${item.camera_id} · ${when(item.seen_at)} · ${name}`),
                 el("div", {class: "small muted"},
                    item.distance == null ? "" : `distance ${Number(item.distance).toFixed(3)}`));
     card.append(info, actionBar(item, after));
     return card;
   }
 
+  // Prev / next under a list: `state.offset` moves by `PAGE`, then `load()`.
+  function pager(box, state, total, load) {
+    if (!box) return;
+    const prev = el("button", {type: "button", class: "link prev"}, "‹ newer");
+    const next = el("button", {type: "button", class: "link next"}, "older ›");
+    prev.disabled = state.offset <= 0;
+    next.disabled = state.offset + PAGE >= total;
+    prev.addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE); load(); });
+    next.addEventListener("click", () => { state.offset += PAGE; load(); });
+    const where = total ? `${state.offset + 1}–${Math.min(total, state.offset + PAGE)} of ${total}` : "";
+    box.replaceChildren(prev, el("span", {class: "small muted"}, where), next);
+    box.hidden = total <= PAGE;
+  }
+
+  const reviewState = {offset: 0}, clusterState = {offset: 0};
+
   async function refreshReview() {
     const box = document.getElementById("review-faces");
     const total = document.getElementById("review-total");
     try {
-      const page = await api("/api/review?limit=60");
+      let page = await api(`/api/review?limit=${PAGE}&offset=${reviewState.offset}`);
+      if (!page.items.length && reviewState.offset > 0) {
+        reviewState.offset = Math.max(0, Math.floor((page.total - 1) / PAGE) * PAGE);
+        page = await api(`/api/review?limit=${PAGE}&offset=${reviewState.offset}`);
+      }
       total.textContent = `${page.total} to review (threshold ${page.threshold}, margin ${page.margin})`;
       if (!page.items.length) box.replaceChildren(el("p", {class: "muted"}, "Nothing to review."));
       else box.replaceChildren(...page.items.map(i => faceCard(i, refreshAllReview)));
+      pager(document.getElementById("review-pager"), reviewState, page.total, refreshReview);
     } catch (e) { box.replaceChildren(el("p", {class: "error"}, `review unavailable: ${e.message}`)); }
+  }
+
+  // A cluster's faces: a sample spread over all of them (the most typical first, the least typical
+  // last), so a face that does not belong shows before anyone names or merges the group.
+  async function clusterStrip(cell, cluster, n = 7) {
+    try {
+      const page = await api(`/api/unknowns/${encodeURIComponent(cluster)}/faces?limit=${n}&sample=true`);
+      const [best, ...others] = page.items;
+      cell.replaceChildren(face(best && best.face, `most typical face of ${cluster}`, "face best"));
+      const strip = el("span", {class: "strip"});
+      for (const f of others) strip.append(face(f.face, `a face of ${cluster} (${f.label})`, "face small"));
+      cell.append(strip);
+      if (page.total > page.items.length) {
+        cell.append(el("span", {class: "small muted sample-note"}, ` ${page.items.length} of ${page.total} faces`));
+      }
+      cell.dataset.hidden = String(page.items.filter(f => !f.face).length);
+    } catch (e) { cell.textContent = "–"; }
+  }
+
+  // Merge asks first: both groups' faces side by side, then "merge" or "cancel".
+  function confirmMerge(card, u, into, done) {
+    const old = card.querySelector(".merge-confirm");
+    if (old) old.remove();
+    const box = el("div", {class: "merge-confirm", role: "group", "aria-label": `merge ${u.id} into ${into}?`});
+    const mine = el("div", {class: "cluster-faces"}), theirs = el("div", {class: "cluster-faces"});
+    clusterStrip(mine, u.id); clusterStrip(theirs, into);
+    const yes = el("button", {type: "button", class: "confirm-merge danger"}, `merge ${u.id} into ${into}`);
+    const no = el("button", {type: "button", class: "link cancel-merge"}, "cancel");
+    no.addEventListener("click", () => box.remove());
+    yes.addEventListener("click", async () => {
+      yes.disabled = true;
+      try {
+        const r = await post(`/api/unknowns/${encodeURIComponent(u.id)}/merge`, {into});
+        box.remove();
+        flash(r, refreshAllReview);
+        await done();
+      } catch (e) { flashError(e.message); yes.disabled = false; }
+    });
+    box.append(el("p", {class: "small"}, `Are these the same person? All faces of ${u.id} join ${into}.`),
+               el("div", {class: "small muted"}, u.id), mine, el("div", {class: "small muted"}, into), theirs,
+               yes, no);
+    card.append(box);
   }
 
   function clusterCard(u, clusters) {
@@ -209,7 +319,7 @@ const GC = (() => {
     clusterStrip(faces, u.id);
     const head = el("div", {class: "who"}, u.id);
     const info = el("div", {class: "small muted"},
-                    `${u.size} track(s) · ${u.cameras.join(", ")} · last seen ${when(u.last_seen)}`);
+                    `${u.size} face(s) · ${u.cameras.join(", ")} · last seen ${when(u.last_seen)}`);
     card.append(faces, head, info);
     if (window.GENESIS.canOperate) {
       const bar = el("div", {class: "actions"});
@@ -221,23 +331,19 @@ const GC = (() => {
         if (!who) { say.textContent = "type a name"; return; }
         try {
           const known = await identityNames();
-          await post(`/api/unknowns/${encodeURIComponent(u.id)}/name`, {name: who, merge: known.includes(who)});
+          const r = await post(`/api/unknowns/${encodeURIComponent(u.id)}/name`, {name: who, merge: known.includes(who)});
+          flash(r, refreshAllReview);
           await refreshAllReview();
         } catch (e) { say.textContent = e.message; say.className = "small action-status error"; }
       });
-      bar.append(input, name);
+      bar.append(...labelled(input, `name for ${u.id}`), name);
       const others = clusters.filter(c => c.id !== u.id && c.model === u.model);
       if (others.length) {
         const select = el("select", {class: "merge-into"});
         select.append(...others.map(c => el("option", {value: c.id}, c.id)));
         const merge = el("button", {type: "button", class: "merge"}, "merge into");
-        merge.addEventListener("click", async () => {
-          try {
-            await post(`/api/unknowns/${encodeURIComponent(u.id)}/merge`, {into: select.value});
-            await refreshAllReview();
-          } catch (e) { say.textContent = e.message; say.className = "small action-status error"; }
-        });
-        bar.append(merge, select);
+        merge.addEventListener("click", () => confirmMerge(card, u, select.value, refreshAllReview));
+        bar.append(merge, ...labelled(select, `group to merge ${u.id} into`));
       }
       bar.append(say);
       card.append(bar);
@@ -248,15 +354,56 @@ const GC = (() => {
   async function refreshClusters() {
     const box = document.getElementById("review-clusters");
     try {
-      const page = await api("/api/unknowns?limit=100");
-      document.getElementById("clusters-total").textContent = page.total ? `${page.total} in all` : "";
-      if (!page.items.length) box.replaceChildren(el("p", {class: "muted"}, "No unknown faces."));
-      else box.replaceChildren(...page.items.map(u => clusterCard(u, page.items)));
+      // Merge targets: every group (the select offers them all), the cards: one page.
+      const all = await api("/api/unknowns?limit=1000");
+      if (clusterState.offset >= all.total && clusterState.offset > 0) {
+        clusterState.offset = Math.max(0, Math.floor((all.total - 1) / PAGE) * PAGE);
+      }
+      const items = all.items.slice(clusterState.offset, clusterState.offset + PAGE);
+      // A merge being decided stays on screen: redraw when it is done (or cancelled).
+      if (document.querySelector(".merge-confirm")) { whenIdle(refreshClusters); return; }
+      document.getElementById("clusters-total").textContent = all.total ? `${all.total} in all` : "";
+      if (!items.length) box.replaceChildren(el("p", {class: "muted"}, "No unknown faces."));
+      else box.replaceChildren(...items.map(u => clusterCard(u, all.items)));
+      pager(document.getElementById("clusters-pager"), clusterState, all.total, refreshClusters);
     } catch (e) { box.replaceChildren(el("p", {class: "error"}, `unknown faces unavailable: ${e.message}`)); }
   }
 
   async function refreshAllReview() {
     await Promise.all([identityNames().catch(() => {}), refreshReview(), refreshClusters()]);
+  }
+
+  // -- live updates (server-sent events) -----------------------------------------------------------
+  // One stream per page; `state` says the sizes of the lists and each camera's counters. A page
+  // refreshes what changed (and never while the operator is typing in a card).
+
+  function liveUpdates(onChange) {
+    if (!window.EventSource) return;
+    let last = null;
+    const source = new EventSource("/api/console/events");
+    source.addEventListener("state", (event) => {
+      let state;
+      try { state = JSON.parse(event.data); } catch (e) { return; }
+      const previous = last;
+      last = state;
+      document.body.dataset.events = String(Number(document.body.dataset.events || 0) + 1);
+      if (previous) onChange(state, previous);
+    });
+  }
+
+  function listsChanged(a, b) {
+    return ["identities", "unknowns", "unknowns_seen", "faces", "audit_last"].some(k => a[k] !== b[k]);
+  }
+
+  // Not while the operator is typing a name or deciding a merge: the lists wait.
+  function busy() {
+    const active = document.activeElement;
+    return (active && active.matches("input, select") && active.value) || document.querySelector(".merge-confirm");
+  }
+
+  function whenIdle(fn) {
+    const attempt = () => { if (busy()) window.setTimeout(attempt, 1000); else fn(); };
+    attempt();
   }
 
   // -- identity page -----------------------------------------------------------------------------
@@ -300,16 +447,17 @@ const GC = (() => {
       head.append(el("strong", {}, run.camera_id), el("span", {class: "muted small"},
                   ` run ${run.run_id.slice(0, 8)} · ${when(run.started_at)} · tracks ${run.tracks.map(t => t.track_id).join(", ")}`));
       const strip = el("span", {class: "strip"});
-      for (const t of run.tracks) strip.append(face(t.face, `track ${t.track_id}`, "face small"));
+      for (const t of run.tracks) strip.append(face(t.face, `${name} in ${t.label}`, "face small"));
       head.append(strip);
       items.push(head);
       for (const ev of run.timeline) {
         const li = el("li", {class: "event", "data-track": String(ev.track)});
-        li.append(face(ev.face, `track ${ev.track}`, "face small"),
+        const where = `run ${run.run_id.slice(0, 8)} · track ${ev.track}` + (ev.segment ? ` · segment ${ev.segment}` : "");
+        li.append(face(ev.face, `${name} in ${where}`, "face small"),
                   el("span", {class: "when"}, when(ev.at)),
                   el("span", {}, ev.event === "cross" ? `crossed ${ev.line} (${ev.direction_name})`
                                                        : `${ev.event} ${ev.zone}`),
-                  el("span", {class: "muted small"}, `track ${ev.track} · t=${ev.t}s`));
+                  el("span", {class: "muted small"}, `${where} · t=${ev.t}s`));
         items.push(li);
       }
     }
@@ -344,19 +492,80 @@ const GC = (() => {
     form.addEventListener("submit", (event) => { event.preventDefault(); submit(); });
   }
 
+  // -- audit page (admins) -------------------------------------------------------------------------
+
+  const auditState = {offset: 0};
+
+  async function refreshAudit() {
+    const body = document.getElementById("audit-rows");
+    const action = document.getElementById("audit-action").value;
+    try {
+      const q = new URLSearchParams({limit: String(PAGE), offset: String(auditState.offset)});
+      if (action) q.set("action", action);
+      const page = await api(`/api/audit?${q}`);
+      body.replaceChildren(...page.items.map(a => {
+        const tr = el("tr", {"data-entry": String(a.id), "data-action": a.action});
+        const detail = Object.entries(a.detail).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`);
+        tr.append(el("td", {}, when(a.at)), el("td", {}, a.actor), el("td", {}, a.action), el("td", {}, a.target || "–"),
+                  el("td", {class: "small"}, detail.join(" · ")));
+        const cell = el("td");
+        if (a.undoable) {
+          const undo = el("button", {type: "button", class: "link undo"}, "Undo");
+          undo.setAttribute("aria-label", `undo ${a.action} ${a.target || ""} (entry ${a.id})`);
+          undo.addEventListener("click", async () => {
+            try { const r = await post(`/api/audit/${a.id}/undo`, {}); flash(r, refreshAudit); await refreshAudit(); }
+            catch (e) { flashError(e.message); }
+          });
+          cell.append(undo);
+        }
+        tr.append(cell);
+        return tr;
+      }));
+      if (!page.items.length) {
+        const tr = el("tr"); tr.append(el("td", {colspan: "6", class: "muted"}, "No entries.")); body.replaceChildren(tr);
+      }
+      pager(document.getElementById("audit-pager"), auditState, page.total, refreshAudit);
+    } catch (e) {
+      const tr = el("tr"); tr.append(el("td", {colspan: "6", class: "error"}, `audit log unavailable: ${e.message}`));
+      body.replaceChildren(tr);
+    }
+  }
+
   function init() {
     const page = document.body.dataset.page;
     if (page === "dashboard") document.querySelectorAll(".tile").forEach(startLive);
-    if (page === "review") { refreshAllReview(); }
+    if (page === "review") {
+      refreshAllReview();
+      liveUpdates((now, before) => { if (listsChanged(now, before)) whenIdle(refreshAllReview); });
+    }
     if (page === "identity") {
-      loadIdentity(document.body.dataset.identity).catch(e => {
+      const name = document.body.dataset.identity;
+      const load = () => loadIdentity(name).catch(e => {
+        document.body.dataset.loaded = "1";
+        if (e.status === 404) {
+          document.getElementById("identity-name").textContent = `No identity named “${name}”`;
+          for (const id of ["identity-stats", "identity-timeline"]) {
+            document.getElementById(id).replaceChildren(el("p", {class: "muted"},
+              "It was never enrolled, or it was renamed or forgotten. See the identity library on the dashboard."));
+          }
+          document.body.dataset.missing = "1";
+          return;
+        }
         document.getElementById("identity-stats").replaceChildren(el("p", {class: "error"}, e.message));
       });
+      load();
+      liveUpdates((now, before) => { if (listsChanged(now, before)) load(); });
     }
     if (page === "search") { identityNames().catch(() => {}); setupSearch(); }
+    if (page === "audit") {
+      document.getElementById("audit-action").addEventListener("change", () => { auditState.offset = 0; refreshAudit(); });
+      refreshAudit();
+      liveUpdates((now, before) => { if (now.audit_last !== before.audit_last && auditState.offset === 0) refreshAudit(); });
+    }
   }
 
   document.addEventListener("DOMContentLoaded", init);
-  return {api, el, face, when, identityLink, clusterStrip, identityFaces};
+  return {api, el, face, when, identityLink, clusterStrip, identityFaces, liveUpdates, listsChanged, whenIdle,
+          pager, PAGE, flash};
 })();
 window.GC = GC;

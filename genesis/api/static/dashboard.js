@@ -2,24 +2,33 @@
 "use strict";
 
 // The API helpers (session cookie, CSRF token, error shape) and el() come from console.js, loaded first.
-const {api, el} = window.GC;
+const {api, el, pager, PAGE} = window.GC;
+const pages = {identities: {offset: 0}, unknowns: {offset: 0}, alerts: {offset: 0}};
 const POLL_MS = 3000;
+
+// A tile's counters from `/api/cameras/{id}/live` (or the live-updates stream, which sends the same).
+function showCounts(tile, live) {
+  for (const key of ["in_view", "tracks", "frames", "status"]) {
+    if (key === "in_view" && tile.dataset.live === "on") continue;  // the live frame's count is newer
+    const node = tile.querySelector(`[data-count="${key}"]`);
+    if (node) node.textContent = live[key] ?? "–";
+  }
+  tile.querySelector('[data-count="identities"]').textContent =
+    live.identities.length ? "recognised: " + live.identities.join(", ") : "";
+  // While the live view is off, the tile shows the last stored snapshot (reloaded when the run moves on).
+  const mark = `${live.run_id}:${live.frames}:${live.status}`;
+  if (tile.dataset.live !== "on" && tile.dataset.snapshot !== mark) {
+    tile.dataset.snapshot = mark;
+    tile.querySelector("img.frame").src =
+      `/api/cameras/${encodeURIComponent(tile.dataset.camera)}/frame.jpg?t=${Date.now()}`;
+  }
+}
 
 async function refreshTiles() {
   for (const tile of document.querySelectorAll(".tile")) {
     const cam = tile.dataset.camera;
-    try {
-      const live = await api(`/api/cameras/${encodeURIComponent(cam)}/live`);
-      for (const key of ["in_view", "tracks", "frames", "status"]) {
-        const node = tile.querySelector(`[data-count="${key}"]`);
-        if (node) node.textContent = live[key] ?? "–";
-      }
-      tile.querySelector('[data-count="identities"]').textContent =
-        live.identities.length ? "recognised: " + live.identities.join(", ") : "";
-      if (tile.dataset.live !== "on") {
-        tile.querySelector("img.frame").src = `/api/cameras/${encodeURIComponent(cam)}/frame.jpg?t=${Date.now()}`;
-      }
-    } catch (e) { /* keep the last values */ }
+    try { showCounts(tile, await api(`/api/cameras/${encodeURIComponent(cam)}/live`)); }
+    catch (e) { /* keep the last values */ }
   }
 }
 
@@ -82,7 +91,12 @@ async function refreshAlerts() {
   const feed = document.getElementById("alerts-feed");
   if (!feed || feed.tagName !== "UL") return;
   try {
-    const body = await api("/api/alerts?limit=20");
+    let body = await api(`/api/alerts?limit=${PAGE}&offset=${pages.alerts.offset}`);
+    if (!body.items.length && pages.alerts.offset > 0) {
+      pages.alerts.offset = 0;
+      body = await api(`/api/alerts?limit=${PAGE}&offset=0`);
+    }
+    pager(document.getElementById("alerts-pager"), pages.alerts, body.total, refreshAlerts);
     document.getElementById("alerts-total").textContent = body.total ? `${body.total} in all` : "";
     if (!body.items.length) { feed.replaceChildren(el("li", {class: "muted"}, "No alerts.")); }
     else { feed.replaceChildren(...body.items.map(alertItem)); }
@@ -144,7 +158,10 @@ function identityRow(ident) {
 
 async function refreshIdentities() {
   const body = document.getElementById("identity-rows");
-  const rows = await api("/api/identities");
+  const all = await api("/api/identities");
+  if (pages.identities.offset >= all.length) pages.identities.offset = 0;
+  const rows = all.slice(pages.identities.offset, pages.identities.offset + PAGE);
+  pager(document.getElementById("identities-pager"), pages.identities, all.length, refreshIdentities);
   if (!rows.length) {
     const tr = el("tr", {class: "empty"}); tr.append(el("td", {colspan: "5", class: "muted"}, "No identities enrolled."));
     body.replaceChildren(tr);
@@ -191,14 +208,18 @@ async function nameCluster(u) {
   const url = `/api/unknowns/${encodeURIComponent(u.id)}/name`;
   const post = (merge) => api(url, {method: "POST", headers: {"Content-Type": "application/json"},
                                     body: JSON.stringify({name: name.trim(), merge})});
+  const refresh = () => Promise.all([refreshUnknowns(), refreshIdentities().catch(() => {})]);
   try {
-    try { await post(false); }
+    let done;
+    try { done = await post(false); }
     catch (e) {
-      if (e.status !== 409 || !window.confirm(`${e.message}\n\nAdd the faces of ${u.id} to ${name.trim()}?`)) throw e;
-      await post(true);
+      if (e.status !== 409 || !e.message.includes("exists already")
+        || !window.confirm(`${e.message}\n\nAdd the faces of ${u.id} to ${name.trim()}?`)) throw e;
+      done = await post(true);
     }
-    await Promise.all([refreshUnknowns(), refreshIdentities()]);
-  } catch (e) { if (e.status !== 409) window.alert(e.message); }
+    window.GC.flash(done, refresh);  // the message, with its Undo
+    await refresh();
+  } catch (e) { if (e.status !== 409 || !e.message.includes("exists already")) window.alert(e.message); }
 }
 
 function unknownRow(u) {
@@ -221,7 +242,12 @@ async function refreshUnknowns() {
   const body = document.getElementById("unknown-rows");
   if (!body) return;
   try {
-    const page = await api("/api/unknowns?limit=50");
+    let page = await api(`/api/unknowns?limit=${PAGE}&offset=${pages.unknowns.offset}`);
+    if (!page.items.length && pages.unknowns.offset > 0) {
+      pages.unknowns.offset = 0;
+      page = await api(`/api/unknowns?limit=${PAGE}&offset=0`);
+    }
+    pager(document.getElementById("unknowns-pager"), pages.unknowns, page.total, refreshUnknowns);
     document.getElementById("unknowns-total").textContent = page.total ? `${page.total} in all` : "";
     if (!page.items.length) {
       const tr = el("tr", {class: "empty"}); tr.append(el("td", {colspan: "6", class: "muted"}, "No unknown faces."));
@@ -275,7 +301,22 @@ document.addEventListener("DOMContentLoaded", () => {
   refreshTiles();
   refreshHealth();
   refreshAlerts();
-  setInterval(refreshTiles, POLL_MS);
   setInterval(refreshAlerts, POLL_MS * 2);
   setInterval(refreshHealth, POLL_MS * 2);
+  // Lists, tiles and counters follow the server's live updates (server-sent events); without
+  // EventSource, the tiles are polled.
+  if (window.EventSource) {
+    window.GC.liveUpdates((now, before) => {
+      for (const tile of document.querySelectorAll(".tile")) {
+        const live = (now.cameras || {})[tile.dataset.camera];
+        if (live) showCounts(tile, live);
+      }
+      if (window.GC.listsChanged(now, before)) {
+        window.GC.whenIdle(() => { refreshIdentities().catch(() => {}); refreshUnknowns(); });
+      }
+      if (Object.keys(now.cameras || {}).join() !== Object.keys(before.cameras || {}).join()) {
+        document.getElementById("cameras-changed").hidden = false;
+      }
+    });
+  } else { setInterval(refreshTiles, POLL_MS); }
 });

@@ -68,6 +68,11 @@ def test_identities_commands(cli: CliRunner, data_dir: Path, shared_dir: Path, m
     for action in ("enroll", "rename", "re-embed", "rotate-key"):
         assert action in r.output
     assert "alice@test" in r.output
+    # Undo takes review actions only, by their audit entry.
+    r = cli.invoke(app, ["identities", "undo", "1"])
+    assert r.exit_code == 1 and "(enroll) cannot be undone" in r.output, r.output
+    r = cli.invoke(app, ["identities", "undo", "99999"])
+    assert r.exit_code == 1 and "no audit entry 99999" in r.output
     r = cli.invoke(app, ["identities", "forget", "Negan", "--yes"])
     assert r.exit_code == 0 and "8 embeddings, 4 face photos" in r.output, r.output
     assert "no identities enrolled" in cli.invoke(app, ["identities"]).output

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import text
 
 from genesis.adapters.db import Repository, TrackRecord
+from genesis.adapters.db.tables import utcnow
 from genesis.config import Settings
 from genesis.identities import review
 from genesis.identities.crypto import KEY_ENV, BiometricCipher, is_encrypted
@@ -134,3 +135,115 @@ def test_review_queue_unrecognised_and_low_margin(settings: Settings,
         # A face the operator named (no votes) is not a low-margin face.
         review.assign_face(store, "run-a", 1, "Eric", "test", create=True)
         assert 1 not in {f.track_id for f in review.review_queue(store, "SFace", thr, margin, 100)[0]}
+
+
+def _split_store(repo: Repository, faces: dict[str, tuple[np.ndarray, bytes]]) -> IdentityStore:
+    """Track 1 of run "run-s" is cut between two people: segment 0 clapton-1 (named "Eric" by recognition),
+    segment 1 lennon-1 (unknown); track 2 is adams (unknown, its crop not kept: blurred)."""
+    repo.start_run("run-s", "door", "test", {})
+    repo.save_tracks("run-s", [TrackRecord("door", 1, 0, 9, 0.0, 1.0, 10, "Eric", 2, 3, 0.5, segment=0),
+                               TrackRecord("door", 1, 10, 19, 2.0, 3.0, 10, None, 0, 3, 0.8, segment=1),
+                               TrackRecord("door", 2, 0, 9, 4.0, 5.0, 10, None, 0, 3, 0.8)])
+    store = IdentityStore(repo)
+    store.audit("test", "setup", None)
+    with store._write() as rows:
+        rows.insert_identity("Eric", utcnow())
+    records = [TrackFaceRecord("door", 1, 0.5, "SFace", [float(x) for x in faces["clapton-1"][0]], "Eric", 0.5,
+                               faces["clapton-1"][1], 0),
+               TrackFaceRecord("door", 1, 2.5, "SFace", [float(x) for x in faces["lennon-1"][0]], None, 0.8,
+                               faces["lennon-1"][1], 1),
+               TrackFaceRecord("door", 2, 4.5, "SFace", [float(x) for x in faces["adams"][0]], None, 0.8, b"", 0)]
+    save_track_faces(store, "run-s", records, 0.593)
+    return store
+
+
+def _segments(repo: Repository) -> dict[tuple[int, int], str | None]:
+    return {(t.track_id, t.segment): t.identity for t in repo.tracks("run-s")}
+
+
+def _clusters(repo: Repository) -> list[tuple[int, int, str, str]]:
+    with repo.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(  # type: ignore[misc]
+            "SELECT id, size, first_seen, last_seen FROM unknown_clusters ORDER BY id")).all()]
+
+
+def test_segments_each_action_touches_its_segment_and_undo_restores(settings: Settings,
+                                                                    faces: dict[str, tuple[np.ndarray, bytes]]) -> None:
+    with Repository(settings.database_url) as repo:
+        store = _split_store(repo, faces)
+        start = (_segments(repo), _clusters(repo))
+        assert start[0] == {(1, 0): "Eric", (1, 1): None, (2, 0): None}
+        # One face per segment: the two crops of the split track are the two people's.
+        assert review.track_crop(store, "run-s", 1, 0) == faces["clapton-1"][1]
+        assert review.track_crop(store, "run-s", 1, 1) == faces["lennon-1"][1]
+        # Assign by track is refused for a split track (which face?); by segment it names that one only.
+        with pytest.raises(IdentityError, match="segments"):
+            review.assign_face(store, "run-s", 1, "John", "test", create=True)
+        done = review.assign_segment(store, "run-s", 1, 1, "John", "test", create=True, visible_only=True)
+        assert _segments(repo) == {(1, 0): "Eric", (1, 1): "John", (2, 0): None}
+        assert [f.photo for f in review.enrolled_faces(store, "John")] == ["track run-s/1/1"]
+        review.undo(store, done.entry, "test")
+        assert (_segments(repo), _clusters(repo)) == start and not store.exists("John")
+        with pytest.raises(review.UndoError, match="undone already"):
+            review.undo(store, done.entry, "test")
+        # A face whose crop was not kept cannot be named by someone who never saw it.
+        with pytest.raises(IdentityError, match="not kept"):
+            review.assign_segment(store, "run-s", 2, 0, "John", "test", create=True, visible_only=True)
+
+        # "Not this person" on segment 0 leaves segment 1; undo gives the name back, the negative goes.
+        done = review.reject_segment(store, "run-s", 1, 0, "test")
+        assert _segments(repo) == {(1, 0): None, (1, 1): None, (2, 0): None}
+        with repo.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM identity_negatives")).scalar_one() == 1
+        review.undo(store, done.entry, "test")
+        assert _segments(repo) == start[0]
+        with repo.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM identity_negatives")).scalar_one() == 0
+
+        # Merge keeps first/last seen (not the time of the merge); undo brings both clusters back as they were.
+        lennon, adams = (f"unknown-{c}" for c in sorted({c[0] for c in start[1]}))
+        done = review.merge_entry(store, adams, lennon, "test")
+        merged = _clusters(repo)
+        assert len(merged) == 1 and merged[0][1] == 2 and merged[0][3] == max(c[3] for c in start[1])
+        review.undo(store, done.entry, "test")
+        assert _clusters(repo) == start[1]
+
+        # Naming a cluster with a blurred face is refused when asked to be (the console); naming the other
+        # names its segment only; undo dissolves the identity and brings the cluster back.
+        with pytest.raises(IdentityError, match="not kept"):
+            review.name_cluster(store, adams, "John", "test", visible_only=True)
+        done = review.name_cluster(store, lennon, "John", "test", visible_only=True)
+        assert _segments(repo) == {(1, 0): "Eric", (1, 1): "John", (2, 0): None}
+        assert review.sample(review.cluster_faces(store, adams), 3)[0].track_id == 2
+        review.undo(store, done.entry, "test")
+        assert (_segments(repo), _clusters(repo)) == start and not store.exists("John")
+        undos = [a for a in store.audit_log() if a.action == "undo"]
+        assert [u.detail["action"] for u in undos] == ["assign", "reject", "merge", "name"]
+        with pytest.raises(review.UndoError, match="cannot be undone"):
+            review.undo(store, min(a.id for a in store.audit_log()), "test")  # the "setup" entry
+
+        # SQLite takes a deleted cluster's id again: an undo never pours faces into someone else's group.
+        done = review.merge_entry(store, adams, lennon, "test")
+        repo.start_run("run-t", "door", "test", {})
+        carell = [float(x) for x in faces["carell"][0]]
+        save_track_faces(store, "run-t", [TrackFaceRecord("door", 1, 0.5, "SFace", carell, None, 0.9,
+                                                          faces["carell"][1])], 0.593)
+        assert repo.engine.dialect.name == "sqlite" and adams in {u.label for u in unknowns(store)}  # taken again
+        with pytest.raises(review.UndoError, match="another group"):
+            review.undo(store, done.entry, "test")
+
+        # An entry holds identities by id, never by name: forgetting Eric leaves his name in no entry, and an
+        # undo then gives the segment no name (not a forgotten one).
+        done = review.assign_segment(store, "run-s", 1, 0, "John", "test", create=True)
+        store.forget("Eric", "test")
+        assert "Eric" not in str([(a.target, a.detail) for a in store.audit_log()])
+        review.undo(store, done.entry, "test")
+        assert _segments(repo)[(1, 0)] is None
+
+
+def test_sample_spreads_over_all_faces() -> None:
+    refs = [review.FaceRef("r", i, "c", 0.0, None, None, None, None, True, centroid_distance=i / 10)
+            for i in range(10)]
+    picked = review.sample(refs, 4)
+    assert [f.track_id for f in picked] == [0, 3, 6, 9]  # the most typical first, the least typical last
+    assert review.sample(refs[:3], 7) == refs[:3] and review.sample(refs, 0) == []
