@@ -61,8 +61,9 @@ def _detect(detector: PersonDetector, refs: list[FrameRef], prev: int, run_id: s
             iou: float) -> tuple[list[FrameResult], list[str]]:
     """The results of a message's frames, in order, and the errors of those that could not be decoded.
 
-    The frames that need the detector go to it in one call (``detect_many``: a batching detector gathers
-    them with other tasks' frames); with tiling on, frame by frame (each tile set is one frame's)."""
+    The whole frames that need the detector go to it in one call (``detect_many``: a batching detector
+    gathers them with other tasks' frames); with tiling on, and for a frame with a region window, frame by
+    frame (each tile set, each window is one frame's)."""
     results: list[FrameResult | None] = []
     errors: list[str] = []
     moving = [r.key for r in refs if not r.static]  # static frames (motion gating) need no pixels here
@@ -89,15 +90,18 @@ def _detect(detector: PersonDetector, refs: list[FrameRef], prev: int, run_id: s
                 todo.append((len(results), ref, prev, image))
                 results.append(None)
         prev = ref.seq
-    if todo and not tiling.enabled:
+    # Whole frames go to the detector together; a frame with a region window (genesis.stages.regions) or
+    # tiles is its own call.
+    whole = [t for t in todo if t[1].window is None] if not tiling.enabled else []
+    if whole:
         t0 = time.perf_counter()
-        found = detect_many(detector, [image for _, _, _, image in todo])
-        share_ms = (time.perf_counter() - t0) * 1000.0 / len(todo)  # a batching worker's wait included
-        observe_inference("detect", share_ms / 1000.0, len(todo))
-        for (i, ref, before, _), dets in zip(todo, found, strict=True):
+        found = detect_many(detector, [image for _, _, _, image in whole])
+        share_ms = (time.perf_counter() - t0) * 1000.0 / len(whole)  # a batching worker's wait included
+        observe_inference("detect", share_ms / 1000.0, len(whole))
+        for (i, ref, before, _), dets in zip(whole, found, strict=True):
             results[i] = FrameResult(ref, before, tuple(dets), share_ms)
-    else:
-        for i, ref, before, image in todo:
+    for i, ref, before, image in todo:
+        if results[i] is None:
             with time_inference("detect"):
                 result = detect_frame(detector, ref, image, tiling, iou)
             results[i] = FrameResult(ref, before, result.detections, result.inference_ms)
