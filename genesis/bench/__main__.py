@@ -1,6 +1,7 @@
 """``python -m genesis.bench``: the pipeline benchmark (see ``genesis.bench.pipeline``);
 ``python -m genesis.bench cameras``: cameras per machine (see ``genesis.bench.cameras``);
-``python -m genesis.bench storage``: bytes per camera-day and query times (see ``genesis.bench.storage``)."""
+``python -m genesis.bench storage``: bytes per camera-day and query times (see ``genesis.bench.storage``);
+``python -m genesis.bench soak``: live cameras under overload, every frame counted (see ``genesis.bench.soak``)."""
 
 import sys
 
@@ -8,6 +9,10 @@ if len(sys.argv) > 1 and sys.argv[1] == "cameras":
     from genesis.bench.cameras import main as cameras_main
 
     cameras_main(sys.argv[2:])
+elif len(sys.argv) > 1 and sys.argv[1] == "soak":
+    from genesis.bench.soak import main as soak_main
+
+    soak_main(sys.argv[2:])
 elif len(sys.argv) > 1 and sys.argv[1] == "storage":
     from genesis.bench.storage import main as storage_main
 
