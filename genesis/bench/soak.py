@@ -128,6 +128,15 @@ class Sample:
     def dropped(self) -> int:
         return sum(self.dropped_by.values())
 
+    def count_from(self, totals: Sequence[CameraTotals]) -> None:
+        """Offered, published and dropped from the runs' end (after the capture stopped)."""
+        self.offered = sum(t.offered for t in totals)
+        self.published = sum(t.published for t in totals)
+        self.dropped_by = {}
+        for t in totals:
+            for k, v in t.dropped_by.items():
+                self.dropped_by[k] = self.dropped_by.get(k, 0) + v
+
     def line(self) -> str:
         m, s = divmod(round(self.t_s), 60)
         why = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped_by.items()) if v) or "none"
@@ -604,11 +613,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                                     drain_timeout_s=args.drain_timeout_s)
                         h.wait_stored(next(iter(soak.run_ids.values()), ""))
                         drain_s = time.monotonic() - t_stop
-                        final = soak.sample(time.monotonic() - t0)
-                        console.print(final.line() + f"  (after the drain, {drain_s:.0f} s)", highlight=False,
-                                      soft_wrap=True)
                         totals = [camera_totals(soak.client, repo, cam, rid)
                                   for cam, rid in sorted(soak.run_ids.items())]
+                        final = soak.sample(time.monotonic() - t0)
+                        final.count_from(totals)  # the capture's end markers: its last frames included
+                        console.print(final.line() + f"  (after the drain, {drain_s:.0f} s)", highlight=False,
+                                      soft_wrap=True)
                         dead = DeadLetters.from_settings(settings).size()
                         capture_out = (tmp / "capture.log").read_text()
                     finally:
