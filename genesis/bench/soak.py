@@ -25,8 +25,9 @@ Live cameras on a small machine, with the shipped defaults of the distributed mo
   * processed + dropped == offered (per camera, from each run's stored meta and the capture's end
     marker; nothing missing, skipped or expired on the way),
   * 0 expired frames, 0 dead letters,
-  * Redis memory below ``maxmemory`` at every sample and flat (mean of the last quarter of the samples
-    against the mean of the second quarter: the first quarter is the warm-up),
+  * Redis memory below ``maxmemory`` at every sample and flat: the samples after the warm-up (the first
+    quarter of the soak, and at least ``distributed.frame_ttl_s``, 300 s: processed frames stay in Redis until
+    their TTL, so its memory fills for that long), mean of their first half against their last half,
   * the RSS of every process flat by the same measure.
 
   Flat means a change of at most ``--flat-pct`` (10 %) or ``--flat-mb`` (16 MB), whichever is larger.
@@ -80,15 +81,22 @@ MB = 1024 * 1024
 # ---------------------------------------------------------------------------------------------
 
 
-def quarter_change(values: Sequence[float]) -> tuple[float, float]:
-    """(mean of the second quarter, mean of the last quarter) of a series of samples; with fewer than
-    four samples, (the first, the last)."""
-    n = len(values)
-    if n == 0:
+def steady_change(points: Sequence[tuple[float, float]], warmup_s: float) -> tuple[float, float]:
+    """(mean of the first half, mean of the last half) of the samples ``(t_s, value)`` taken after the warm-up;
+    when fewer than two samples come after it (a short soak), of all the samples."""
+    steady = [v for t, v in points if t >= warmup_s]
+    if len(steady) < 2:
+        steady = [v for _, v in points]
+    if not steady:
         return 0.0, 0.0
-    if n < 4:
-        return float(values[0]), float(values[-1])
-    return statistics.fmean(values[n // 4:n // 2]), statistics.fmean(values[3 * n // 4:])
+    half = max(1, len(steady) // 2)
+    return statistics.fmean(steady[:half]), statistics.fmean(steady[-half:])
+
+
+def warmup_s(duration_s: float, frame_ttl_s: float) -> float:
+    """The samples before this are the warm-up: the first quarter of the soak, and at least ``frame_ttl_s`` (the
+    frames a worker has processed stay in Redis until their TTL, so its memory fills for that long)."""
+    return max(duration_s / 4.0, frame_ttl_s)
 
 
 def is_flat(before: float, after: float, pct: float, abs_bytes: float) -> bool:
@@ -168,7 +176,7 @@ class CameraTotals:
 
 
 def verdicts(totals: Sequence[CameraTotals], samples: Sequence[Sample], dead_letters: int, pct: float,
-             abs_mb: float) -> list[Verdict]:
+             abs_mb: float, warmup: float = 0.0) -> list[Verdict]:
     """The verdict on each target of the soak (see the module docstring)."""
     out: list[Verdict] = []
     offered = sum(t.offered for t in totals)
@@ -190,13 +198,14 @@ def verdicts(totals: Sequence[CameraTotals], samples: Sequence[Sample], dead_let
         top = max(used)
         out.append(Verdict("Redis memory below maxmemory", f"max {top / MB:.1f} of {limit / MB:.0f} MB",
                            limit > 0 and top < limit, "maxmemory not set" if limit <= 0 else ""))
-        a, b = quarter_change(used)
+        a, b = steady_change([(s.t_s, s.redis_used) for s in samples], warmup)
         out.append(Verdict("Redis memory flat", f"{a / MB:.1f} → {b / MB:.1f} MB", is_flat(a, b, pct, abs_mb * MB),
-                           "mean of the second quarter of the samples → of the last quarter"))
+                           f"samples after the warm-up ({warmup:.0f} s): mean of the first half → of the last half"))
         names = list(dict.fromkeys(k for s in samples for k in s.rss))
         for name in names:
-            series = [float(s.rss[name]) for s in samples if name in s.rss]
-            a, b = quarter_change(series)
+            points = [(s.t_s, float(s.rss[name])) for s in samples if name in s.rss]
+            series = [v for _, v in points]
+            a, b = steady_change(points, warmup)
             out.append(Verdict(f"RSS flat: {name}", f"{a / MB:.0f} → {b / MB:.0f} MB", is_flat(a, b, pct, abs_mb * MB),
                                f"{len(series)} samples, max {max(series) / MB:.0f} MB"))
     return out
@@ -591,6 +600,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                         wait_capture_ready(soak, args.cameras)
                         console.print(f"{args.cameras} cameras at {args.fps:g} fps live; sampling every "
                                       f"{args.interval_s:g} s for {args.minutes:g} min")
+                        warmup = warmup_s(duration, settings.distributed.frame_ttl_s)
                         t0 = time.monotonic()
                         while True:
                             now = time.monotonic() - t0
@@ -630,7 +640,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                         repo.close()
         finally:
             cameras.stop()
-    result = verdicts(totals, samples, dead, args.flat_pct, args.flat_mb)
+    result = verdicts(totals, samples, dead, args.flat_pct, args.flat_mb, warmup)
     print_report(console, args, argv, sources, samples, totals, result, drain_s, capture_out)
     return 0 if all(v.ok for v in result) else 1
 

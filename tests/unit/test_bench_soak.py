@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from genesis.bench.soak import MB, CameraTotals, Sample, is_flat, quarter_change, verdicts
+from genesis.bench.soak import MB, CameraTotals, Sample, is_flat, steady_change, verdicts, warmup_s
 
 
 def sample(t: float, rss: dict[str, int], redis_used: int = 10 * MB, expired: int = 0, dead: int = 0) -> Sample:
@@ -13,11 +13,14 @@ def totals(processed: int = 60, expired: int = 0, status: str = "finished") -> C
     return CameraTotals("cam1", "r1", status, 100, 60, {"backpressure": 40}, processed, 0, 0, expired)
 
 
-def test_quarter_change_compares_second_and_last_quarter() -> None:
-    assert quarter_change([]) == (0.0, 0.0)
-    assert quarter_change([5.0, 7.0]) == (5.0, 7.0)
-    # 8 samples: second quarter = samples 2-3, last quarter = samples 6-7 (the warm-up quarter is left out)
-    assert quarter_change([100.0, 1.0, 2.0, 4.0, 9.0, 9.0, 6.0, 8.0]) == (3.0, 7.0)
+def test_steady_change_compares_the_halves_after_the_warm_up() -> None:
+    assert steady_change([], 300.0) == (0.0, 0.0)
+    points = [(60.0 * i, v) for i, v in enumerate([10.0, 20.0, 40.0, 60.0, 80.0, 90.0, 91.0, 92.0, 92.0, 93.0], 1)]
+    # after 330 s: 90, 91, 92, 92, 93 -> halves of 2 samples: 90.5 and 92.5 (the fill-up before is left out)
+    assert steady_change(points, 330.0) == (90.5, 92.5)
+    # a soak too short for a steady part: all of it
+    assert steady_change(points[:3], 300.0) == (10.0, 40.0)
+    assert warmup_s(600.0, 300) == 300.0 and warmup_s(3600.0, 300) == 900.0
 
 
 def test_is_flat_allows_the_larger_of_percent_and_bytes() -> None:
