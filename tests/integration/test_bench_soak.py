@@ -18,18 +18,21 @@ LINE = re.compile(
 def test_bench_soak_short_run(models_dir: Path, data_dir: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_") or k.startswith("GENESIS_TEST_")}
     env["GENESIS_MODELS_DIR"] = str(models_dir)
-    cmd = [sys.executable, "-m", "genesis.bench", "soak", "--cameras", "2", "--fps", "2", "--minutes", "0.25",
-           "--interval-s", "5", "--detect-workers", "1", "--redis-maxmemory-mb", "64", "--source",
+    cmd = [sys.executable, "-m", "genesis.bench", "soak", "--cameras", "2", "--fps", "2", "--minutes", "0.15",
+           "--interval-s", "3", "--detect-workers", "1", "--redis-maxmemory-mb", "64", "--source",
            str(data_dir / "video" / "seeed_people-walking_overhead.mp4")]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     samples = [m for m in map(LINE.match, out.splitlines()) if m]
-    assert len(samples) >= 4, out  # three at 5 s intervals, the last at the end, and one after the drain
-    for m in samples:
+    assert len(samples) >= 4, out  # three at 3 s intervals (the last at the end), and one after the drain
+    for i, m in enumerate(samples):
         assert int(m[10]) == 64  # the private Redis's maxmemory
         names = {part.rsplit(" ", 1)[0] for part in re.findall(r"[\w\[\]]+ \d+", m[11])}
-        assert {"capture", "redis", "detect", "detect[1]", "recognize", "store"} <= names, m[0]
+        expected = {"redis", "detect", "detect[1]", "recognize", "store"}
+        if i < len(samples) - 1:  # the capture has stopped before the line after the drain
+            expected.add("capture")
+        assert expected <= names, m[0]
     offered = [int(m[1]) for m in samples]
     assert offered == sorted(offered) and offered[-1] > 0, offered
     after = samples[-1]
