@@ -20,7 +20,8 @@ Live cameras on a small machine, with the shipped defaults of the distributed mo
   ``used_memory`` against ``maxmemory``, and the RSS of every process (capture, each worker and each of its
   pool children, Redis, this process);
 - after ``--minutes`` the capture is stopped (SIGTERM: each camera's run ends with its end marker), the
-  workers drain what was admitted, and a table gives the verdict on each target:
+  workers drain what was admitted (within ``--drain-timeout-s``: a verdict too), and a table gives the verdict
+  on each target:
 
   * processed + dropped == offered (per camera, from each run's stored meta and the capture's end
     marker; nothing missing, skipped or expired on the way),
@@ -30,7 +31,7 @@ Live cameras on a small machine, with the shipped defaults of the distributed mo
     their TTL, so its memory fills for that long), mean of their first half against their last half,
   * the RSS of every process flat by the same measure.
 
-  Flat means a change of at most ``--flat-pct`` (10 %) or ``--flat-mb`` (16 MB), whichever is larger.
+  Flat means a growth of at most ``--flat-pct`` (10 %) or ``--flat-mb`` (16 MB), whichever is larger.
   The exit status is 1 when a target failed (2 for a usage error).
 """
 
@@ -621,7 +622,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                         t_stop = time.monotonic()
                         h = Harness(settings, settings.camera("soak1"), repo, pool,
                                     drain_timeout_s=args.drain_timeout_s)
-                        h.wait_stored(next(iter(soak.run_ids.values()), ""))
+                        undrained = ""
+                        try:
+                            h.wait_stored(next(iter(soak.run_ids.values()), ""))
+                        except RuntimeError as exc:  # a verdict, not a crash: the counts below say what is left
+                            undrained = str(exc)
+                            console.print(f"[bold red]{undrained}[/]", highlight=False, soft_wrap=True)
                         drain_s = time.monotonic() - t_stop
                         totals = [camera_totals(soak.client, repo, cam, rid)
                                   for cam, rid in sorted(soak.run_ids.items())]
@@ -641,6 +647,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         finally:
             cameras.stop()
     result = verdicts(totals, samples, dead, args.flat_pct, args.flat_mb, warmup)
+    result.insert(0, Verdict("drained after the stop", f"{drain_s:.0f} s", not undrained,
+                             undrained or f"limit {args.drain_timeout_s:g} s"))
     print_report(console, args, argv, sources, samples, totals, result, drain_s, capture_out)
     return 0 if all(v.ok for v in result) else 1
 
