@@ -3,7 +3,8 @@
 ``python -m genesis.bench storage``: bytes per camera-day and query times (see ``genesis.bench.storage``);
 ``python -m genesis.bench gpu --cameras N``: N cameras through the batching detect worker
 (``genesis.bench.gpu_cameras``); without ``--cameras``: the detector alone, per frame and batched
-(``genesis.bench.gpu``)."""
+(``genesis.bench.gpu``);
+``python -m genesis.bench soak``: live cameras under overload, every frame counted (see ``genesis.bench.soak``)."""
 
 import sys
 
@@ -20,6 +21,10 @@ elif len(sys.argv) > 1 and sys.argv[1] == "gpu":
         from genesis.bench.gpu import main as gpu_main
 
         gpu_main(sys.argv[2:])
+elif len(sys.argv) > 1 and sys.argv[1] == "soak":
+    from genesis.bench.soak import main as soak_main
+
+    soak_main(sys.argv[2:])
 elif len(sys.argv) > 1 and sys.argv[1] == "storage":
     from genesis.bench.storage import main as storage_main
 
