@@ -330,6 +330,12 @@ def note_holder(broker: redis.Redis, tag: str, hostname: str, ttl_s: int) -> Non
     broker.set(holder_key(tag), hostname, ex=ttl_s)
 
 
+def forget_holder(broker: redis.Redis, tag: str) -> None:
+    """The message was acknowledged: who held it no longer matters (else the key stays for its TTL, the
+    visibility timeout, one per task of the last hour)."""
+    broker.delete(holder_key(tag))
+
+
 # -- runs ---------------------------------------------------------------------------------------
 
 

@@ -154,6 +154,20 @@ class PipelineRequest(Request):  # type: ignore[misc]
 
     _sent_again = False
 
+    def acknowledge(self) -> None:
+        """Acknowledge the message, then delete its holder record (genesis.pipeline.liveness.note_holder)."""
+        super().acknowledge()
+        tag = getattr(self.message, "delivery_tag", None)
+        url = str(self.task.app.conf.broker_url or "")
+        if tag and url.startswith(("redis://", "rediss://")):
+            from genesis.adapters.broker import broker_client
+            from genesis.pipeline.liveness import forget_holder
+
+            try:
+                forget_holder(broker_client(url), str(tag))
+            except redis.exceptions.RedisError:  # it expires on its own
+                log.debug("holder record of %s not deleted", tag, exc_info=True)
+
     def _send_again(self, exc: BaseException) -> bool:
         """Send this timed-out task again and acknowledge its message; False when it cannot be (then the
         caller goes on with Celery's failure handling)."""

@@ -89,8 +89,12 @@ def test_distributed_equals_embedded_with_detect_concurrency_1_and_4(
         # Every task counted itself finished on its queue: the drain rates of the capture's backlog in seconds.
         broker = redis.Redis.from_url(env["GENESIS_BROKER_URL"])
         done = {key.decode().split(":")[2] for key in broker.scan_iter("genesis:queue:*:done:*")}
+        # An acknowledged message leaves no holder record behind (it would stay for the visibility timeout).
+        holders = {key.decode().split(":", 2)[2] for key in broker.scan_iter("genesis:held:*")}
+        unacked = {tag.decode() for tag in broker.hkeys("unacked")}
         broker.close()
         assert {"detect", "recognize", "store"} <= done, done
+        assert holders <= unacked, f"{len(holders - unacked)} holder records of acknowledged messages"
     assert results == embedded_results, "detect concurrency 1"
     # ... and 4, with the per-service launchers.
     commands = [("detect", ["--workers", "4"]), ("recognize", []), ("store", []), ("analytics", [])]
