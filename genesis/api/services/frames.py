@@ -1,5 +1,5 @@
 """Images: the heatmap PNG of a camera over a time range, and the camera tile (the latest frame
-in the Redis frame store with the stored sightings drawn on it, or a placeholder that says so)."""
+in the Redis frame store with the tracks' stored points drawn on it, or a placeholder that says so)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import numpy as np
 import redis
 
 from genesis.adapters.db import Repository
+from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.db.events import LabelledBox, read_events
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.adapters.redis_keys import frame_pattern
 from genesis.api.services.events import EventFilter, latest_run
-from genesis.domain import Sighting
-from genesis.stages.analytics import heatmap_grid, render_heatmap
+from genesis.domain.heat import coarsen
+from genesis.stages.analytics import render_heatmap
 
 PLACEHOLDER_SIZE = (640, 360)
 MAX_HEATMAP_SIDE = 4096
@@ -83,20 +84,20 @@ def latest_frame(client: redis.Redis, camera: str, run_id: str) -> LatestFrame |
 
 
 def heatmap_png(repo: Repository, client: redis.Redis, camera: str, f: EventFilter, cell: int) -> bytes:
-    """The heatmap of the camera's stored sightings in the filter's runs and time range."""
+    """The heatmap of the camera's stored foot-point grids (``heatmap_cells``) in the filter's runs and
+    time range (whole hours). ``cell`` must be a multiple of the stored grid's cell."""
     with read_events(repo.engine) as db:
         runs = db.camera_runs(camera, f)
-        if not runs:
-            raise NoDataError(f"no runs of camera {camera!r} in that range")
-        boxes = db.boxes([r.id for r in runs], f.ts_from, f.ts_to)
-    size = next((s for s in (_size(r.meta) for r in runs) if s is not None), None)
-    if size is None:
-        w = int(max((b.x2 for b in boxes), default=PLACEHOLDER_SIZE[0]))
-        h = int(max((b.y2 for b in boxes), default=PLACEHOLDER_SIZE[1]))
-        size = (min(max(w, 16), MAX_HEATMAP_SIDE), min(max(h, 16), MAX_HEATMAP_SIDE))
-    width, height = size
-    sightings = [Sighting(camera, 0, 0, 0.0, (b.x1, b.y1, b.x2, b.y2), 1.0) for b in boxes]
-    grid = heatmap_grid(sightings, width, height, cell)
+    if not runs:
+        raise NoDataError(f"no runs of camera {camera!r} in that range")
+    heat = AnalyticsStore(repo).heat_of_runs(camera, [r.id for r in runs], f.ts_from, f.ts_to)
+    if heat is None:
+        size = next((s for s in (_size(r.meta) for r in runs) if s is not None), PLACEHOLDER_SIZE)
+        width, height = min(max(size[0], 16), MAX_HEATMAP_SIDE), min(max(size[1], 16), MAX_HEATMAP_SIDE)
+        grid = np.zeros((1, 1), dtype=np.int64)
+    else:
+        width, height = heat.width, heat.height
+        grid = coarsen(heat.grid, heat.cell_px, cell)
     frame = latest_frame(client, camera, runs[0].id)
     return _png(render_heatmap(grid, frame.image if frame else None, width, height))
 
