@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import ColumnElement, Connection, case, delete, func, select
 
+from genesis.adapters.db.partitions import drop_before
 from genesis.adapters.db.repository import (
     DAY_S,
     EPOCH_MIN,
@@ -370,6 +371,9 @@ class AnalyticsStore:
         """
         counts: dict[str, int] = {}
         with self._write() as conn:
+            # PostgreSQL: whole days of the partitioned tables go as partitions (no row deleted);
+            # the rows of the cutoff's own day are deleted below like any other.
+            dropped = drop_before(conn, {"track_points": cutoffs["sightings"], "heatmap_cells": cutoffs["events"]})
             oldest = max(cutoffs.values(), default=0.0)
             spans = self.run_spans(conn, oldest)
             plan: list[tuple[str, Any, Any, Any]] = [
@@ -395,11 +399,11 @@ class AnalyticsStore:
                     if extra is not None:
                         stmt = stmt.where(extra)
                     n += conn.execute(stmt).rowcount or 0
-                counts[name] = n
+                counts[name] = n + dropped.get(name, 0)
             # Heatmap grids are a summary (an hour of a run in one row): kept as long as the events.
-            counts["heatmap_cells"] = conn.execute(
+            counts["heatmap_cells"] = dropped.get("heatmap_cells", 0) + (conn.execute(
                 delete(HeatmapRow).where(HeatmapRow.hour < from_epoch(cutoffs["events"] - HOUR_S))
-            ).rowcount or 0
+            ).rowcount or 0)
             for granularity, cutoff in rollup_cutoffs.items():
                 n = 0
                 for table in ROLLUP_TABLES.values():

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, exists, func, or_, select
 
-from genesis.adapters.db.repository import RUN_COLUMNS, RunRecord, run_record
+from genesis.adapters.db.repository import RUN_COLUMNS, RunRecord, real_out, run_record
 from genesis.adapters.db.tables import Camera, Run, Track, TrackPointRow, ZoneEventRow
 
 
@@ -201,7 +201,7 @@ class EventRows:
             .join(Run, Run.id == P.run_id).outerjoin(Track, _SIGHTING_TRACK),
             f, P.run_id, P.track_id, P.ts, P.ts)
         rows, total = self._page(base, (P.run_id, P.seq, P.track_id), limit, offset)
-        return [SightingListing(*r) for r in rows], total
+        return [SightingListing(r[0], r[1], r[2], r[3], *(real_out(v) for v in r[4:9]), *r[9:]) for r in rows], total
 
     def latest_run(self, camera: str) -> str | None:
         """The newest run of a camera."""
@@ -229,7 +229,8 @@ class EventRows:
             .where(P.run_id == run_id, P.seq <= seq, P.ts >= float(newest) - RECENT_S)
             .order_by(P.track_id, P.seq)
         ).all()
-        latest = {int(r.track_id): LabelledBox(int(r.track_id), r.x1, r.y1, r.x2, r.y2, r.identity_name)
+        latest = {int(r.track_id): LabelledBox(int(r.track_id), real_out(r.x1), real_out(r.y1), real_out(r.x2),
+                                               real_out(r.y2), r.identity_name)
                   for r in rows}
         return [latest[k] for k in sorted(latest)]
 

@@ -119,16 +119,16 @@ def ensure_ahead(engine: Engine, now: float, days_ahead: int) -> list[str]:
         return create_days(conn, range(today - 1, today + days_ahead + 1))
 
 
-def drop_before(conn: Connection, cutoff: float) -> dict[str, int]:
-    """Drop the day partitions that end at or before ``cutoff`` (epoch seconds); rows dropped per table
-    (PostgreSQL's estimate of each partition's rows, ``reltuples``: counting them would cost what the drop
-    saves; -1 where never analysed counts 0)."""
+def drop_before(conn: Connection, cutoffs: dict[str, float]) -> dict[str, int]:
+    """Drop the day partitions of each table that end at or before its cutoff (epoch seconds); rows
+    dropped per table (PostgreSQL's estimate of each partition's rows, ``reltuples``: counting them
+    would cost what the drop saves; never analysed counts 0). Nothing on SQLite."""
     if conn.dialect.name != "postgresql":
         return {}
-    last = day_of(cutoff)  # days before this one end at or before the cutoff
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     out: dict[str, int] = {}
-    for table in PARTITIONED:
+    for table, cutoff in cutoffs.items():
+        last = day_of(cutoff)  # days before this one end at or before the cutoff
         n = 0
         for name, day in partitions(conn, table):
             if day < last:

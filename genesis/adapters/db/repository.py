@@ -275,8 +275,8 @@ def heat_rows(run_id: str, camera_id: str, started: float, width: int, height: i
     return out
 
 
-def _boxed_row(run_id: str, item: PathPoint | RecognitionAttempt, box: Sequence[float]) -> dict[str, Any]:
-    """The columns a track point and a recognition attempt share: the run, track, frame and box."""
+def _boxed_row(run_id: str, item: RecognitionAttempt, box: Sequence[float]) -> dict[str, Any]:
+    """The columns of a recognition attempt's run, track, frame and box."""
     return {
         "run_id": run_id,
         "track_id": int(item.track_id),
@@ -287,6 +287,24 @@ def _boxed_row(run_id: str, item: PathPoint | RecognitionAttempt, box: Sequence[
         "x2": float(box[2]),
         "y2": float(box[3]),
     }
+
+
+def _f32(x: float) -> float:
+    """A single-precision column's value, rounded before it is written, so SQLite (whose REAL is double)
+    and PostgreSQL (``real``) give back the same number."""
+    return float(np.float32(x))
+
+
+def real_out(x: float) -> float:
+    """A single-precision column read back, the same on both backends: the shortest decimal of the
+    float32 (PostgreSQL's driver gives ``0.1`` for a ``real`` 0.1, SQLite the double 0.10000000149...)."""
+    return float(str(np.float32(x)))
+
+
+def _point_row(run_id: str, p: PathPoint, day: int) -> dict[str, Any]:
+    return {"run_id": run_id, "track_id": int(p.track_id), "seq": int(p.seq), "day": day, "ts": float(p.ts),
+            "x1": _f32(p.box[0]), "y1": _f32(p.box[1]), "x2": _f32(p.box[2]), "y2": _f32(p.box[3]),
+            "score": _f32(p.score), "frames": int(p.frames)}
 
 
 def _check_camera(run_id: str, run_camera: str, items: Iterable[Any]) -> None:
@@ -640,8 +658,7 @@ class Repository:
             _insert_ignore(
                 conn,
                 TrackPointRow,
-                [{**_boxed_row(run_id, p, p.box), "score": float(p.score), "frames": int(p.frames),
-                  "day": int(absolute_ts(p.ts, start) // DAY_S)} for p in points],
+                [_point_row(run_id, p, int(absolute_ts(p.ts, start) // DAY_S)) for p in points],
             )
             _insert_ignore(
                 conn,
@@ -841,7 +858,8 @@ class Repository:
             order_by=(t.seq, t.track_id),
         )
         return [
-            PathPoint(camera_id=camera, track_id=tid, seq=seq, ts=ts, box=(x1, y1, x2, y2), score=score,
+            PathPoint(camera_id=camera, track_id=tid, seq=seq, ts=ts,
+                      box=(real_out(x1), real_out(y1), real_out(x2), real_out(y2)), score=real_out(score),
                       frames=frames)
             for tid, seq, ts, x1, y1, x2, y2, score, frames in rows
         ]
