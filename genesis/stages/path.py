@@ -33,12 +33,14 @@ FORGET_S = 120.0
 
 @dataclass(slots=True)
 class TrackPath:
-    """Where a track's last point was, the heading of its last leg, and what came since."""
+    """When a track's last point was, where its current step started, its reference heading, and what came
+    since."""
 
     seq: int
     ts: float
     x: float
     y: float
+    """Where the current step started (the foot point; a step ends once it is ``min_move_px`` long)."""
     segments: int
     seen_ts: float
     last: PathPoint
@@ -47,7 +49,8 @@ class TrackPath:
     """Sightings since the last point (not yet stood for by a point)."""
     dx: float = 0.0
     dy: float = 0.0
-    """Heading of the leg that ended at the last point (0, 0: none yet)."""
+    """The reference heading: the first step of the track, then the step of the last turn (0, 0: none yet).
+    Every later step is compared with it, so a slow curve keeps a point once it has turned far enough."""
 
 
 def foot(box: tuple[float, float, float, float]) -> tuple[float, float]:
@@ -68,12 +71,13 @@ class PathSampler(SavedState):
     """Keeps the trajectory points of every track of one camera (pure; state saved with the camera's)."""
 
     tracks: dict[int, TrackPath]
-    next_forget: float
+    next_forget: float | None
 
     def __init__(self, config: PathConfig) -> None:
         self.config = config
         self.tracks = {}
-        self.next_forget = -math.inf
+        self.next_forget = None
+        """When to look for tracks gone for ``FORGET_S`` next (None: at the next frame)."""
 
     STATE_REBUILT = frozenset({"config"})
 
@@ -97,19 +101,20 @@ class PathSampler(SavedState):
             st.pending += 1
             st.seen_ts, st.last = s.ts, point
             dx, dy = x - st.x, y - st.y
-            keep = (
-                nseg != st.segments
-                or s.ts - st.ts >= c.interval_s - 1e-9
-                or tid in marked
-                or (math.hypot(dx, dy) >= max(c.min_move_px, 1e-9) and turned(st.dx, st.dy, dx, dy, c.turn_deg))
-            )
+            turn = False
+            if math.hypot(dx, dy) >= max(c.min_move_px, 1e-9):  # a step: compare its heading with the reference
+                if st.dx == 0.0 and st.dy == 0.0:
+                    st.dx, st.dy = dx, dy
+                elif turned(st.dx, st.dy, dx, dy, c.turn_deg):
+                    turn = True
+                    st.dx, st.dy = dx, dy
+                st.x, st.y = x, y
+            keep = turn or nseg != st.segments or s.ts - st.ts >= c.interval_s - 1e-9 or tid in marked
             if not keep:
                 continue
             out.append(PathPoint(s.camera_id, tid, s.seq, s.ts, s.box, s.score, st.pending))
-            if math.hypot(dx, dy) >= c.min_move_px:
-                st.dx, st.dy = dx, dy
-            st.seq, st.ts, st.x, st.y, st.segments, st.pending = s.seq, s.ts, x, y, nseg, 0
-        if ts >= self.next_forget:
+            st.seq, st.ts, st.segments, st.pending = s.seq, s.ts, nseg, 0
+        if self.next_forget is None or ts >= self.next_forget:
             gone = sorted(k for k, v in self.tracks.items() if ts - v.seen_ts > FORGET_S)
             out += self._exits(gone)
             self.next_forget = ts + FORGET_S / 4

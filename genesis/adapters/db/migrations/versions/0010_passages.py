@@ -87,9 +87,9 @@ def upgrade() -> None:
 
 def _frames(bind: sa.Connection, run_id: str) -> Iterator[list[tuple[Any, ...]]]:
     """The run's sightings frame by frame, in frame order (streamed)."""
-    rows = bind.execution_options(stream_results=True, yield_per=BATCH).execute(
+    rows = bind.execute(
         sa.text("SELECT track_id, seq, ts, x1, y1, x2, y2, score FROM sightings WHERE run_id = :r "
-                "ORDER BY seq, track_id"), {"r": run_id})
+                "ORDER BY seq, track_id").execution_options(stream_results=True, yield_per=BATCH), {"r": run_id})
     frame: list[tuple[Any, ...]] = []
     for r in rows:
         if frame and frame[0][1] != r[1]:
