@@ -201,7 +201,8 @@ class EventRows:
             .join(Run, Run.id == P.run_id).outerjoin(Track, _SIGHTING_TRACK),
             f, P.run_id, P.track_id, P.ts, P.ts)
         rows, total = self._page(base, (P.run_id, P.seq, P.track_id), limit, offset)
-        return [SightingListing(r[0], r[1], r[2], r[3], *(real_out(v) for v in r[4:9]), *r[9:]) for r in rows], total
+        return [SightingListing(r[0], r[1], r[2], r[3], real_out(r[4]), real_out(r[5]), real_out(r[6]), real_out(r[7]),
+                                real_out(r[8]), r[9], r[10], r[11]) for r in rows], total
 
     def latest_run(self, camera: str) -> str | None:
         """The newest run of a camera."""
