@@ -46,6 +46,7 @@ from sqlalchemy import (
     update,
 )
 
+from genesis.adapters.db.partitions import create_days
 from genesis.adapters.db.repository import EPOCH_MIN, dialect_insert, read_connection, write_connection
 from genesis.adapters.db.schema import metadata
 from genesis.adapters.db.tables import Identity, Run, Track, utcnow
@@ -382,6 +383,7 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
     total = 0
     suffix = f"{copy_no:06d}"
     with write_connection(engine) as conn:
+        start = conn.execute(select(Run.started_at).where(Run.id == run_id)).scalar_one().timestamp()
         if to_run != run_id:  # the run's row first, its times shifted too
             row = dict(conn.execute(select(Run.__table__).where(Run.id == run_id)).one()._mapping)
             late = timedelta(seconds=shift.ts_shift)
@@ -409,6 +411,9 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
                     e = c + shift.ts_shift
                 elif c.name == "window_index":
                     e = c + shift.window_shift
+                elif c.name == "day":  # track_points: the UTC day of the shifted time (the partition key)
+                    e = cast(func.floor(case((t.c.ts >= EPOCH_MIN, t.c.ts), else_=t.c.ts + start)
+                                        .op("+")(shift.ts_shift) / DAY_S), Integer)
                 elif c.name == "key":  # alerts: unique over the database; (copy, shifted seq) is unique
                     e = (func.substr(c, 1, _KEY_PREFIX, type_=String) + literal(suffix)
                          + cast(t.c.seq + shift.seq_shift, String))
@@ -418,6 +423,10 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
             query = select(*exprs).where(t.c.run_id == run_id)
             if shift.ts_below is not None and name in _TIME_COLUMN:
                 query = query.where(t.c[_TIME_COLUMN[name]] < shift.ts_below)
+            if "day" in t.c:  # PostgreSQL: the day partitions the copies fall in
+                day = next(x for x in exprs if x.name == "day")
+                create_days(conn, [int(d) for (d,) in conn.execute(
+                    select(day.element).where(t.c.run_id == run_id).distinct())])
             total += int(conn.execute(insert(t).from_select(cols, query)).rowcount or 0)
     return total
 
@@ -433,13 +442,15 @@ def _copy_heat(conn: Connection, run_id: str, to_run: str, shift: RunCopy) -> in
         hour = row["hour"].timestamp()
         if shift.ts_below is not None and hour >= started.timestamp() + shift.ts_below:
             continue
+        moved = (hour + shift.ts_shift) // 3600 * 3600
         row.update(run_id=to_run, first_seq=row["first_seq"] + shift.seq_shift if row["first_seq"] >= 0
                    else row["first_seq"] - shift.seq_shift - 1,
-                   hour=datetime.fromtimestamp((hour + shift.ts_shift) // 3600 * 3600, UTC))
+                   hour=datetime.fromtimestamp(moved, UTC), day=int(moved // DAY_S))
         rows.append(row)
     if rows:
+        create_days(conn, {r["day"] for r in rows})
         conn.execute(dialect_insert(conn, t).on_conflict_do_nothing(
-            index_elements=[t.c.run_id, t.c.hour, t.c.first_seq]), rows)
+            index_elements=list(t.primary_key.columns)), rows)
     return len(rows)
 
 
