@@ -22,6 +22,7 @@ gone: what was sampled away is not restored) and drops the grids.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -110,13 +111,12 @@ def _convert(bind: sa.Connection) -> None:
 
 
 def _convert_run(bind: sa.Connection, run_id: str, camera: str, start: float, meta: dict[str, Any]) -> None:
-    # The sampler and the grid of today's pipeline, so converted runs read like new ones.
+    # The grid of today's pipeline and a frozen copy of its sampler (genesis.stages.path with the default
+    # settings: tests/unit/adapters/test_passages.py checks that they agree), so converted runs read like new ones.
     from genesis.adapters.db.partitions import create_days
     from genesis.adapters.db.tables import UTCDateTime
-    from genesis.config.pipeline import PathConfig
     from genesis.domain import PathPoint, Sighting
     from genesis.domain.heat import count_feet, encode_cells
-    from genesis.stages.path import PathSampler
 
     pg = bind.dialect.name == "postgresql"
     points_t = sa.table("track_points", *(sa.column(c) for c in (
@@ -133,7 +133,7 @@ def _convert_run(bind: sa.Connection, run_id: str, camera: str, start: float, me
     for tid, first_seq in bind.execute(sa.text(
             "SELECT track_id, first_seq FROM tracks WHERE run_id = :r ORDER BY track_id, segment"), {"r": run_id}):
         cuts.setdefault(int(tid), []).append(int(first_seq))
-    sampler = PathSampler(PathConfig())
+    sampler = _Sampler()
     pending: list[dict[str, Any]] = []
     grids: dict[int, tuple[Any, int]] = {}  # hour -> (grid, points)
     days: set[int] = set()
@@ -181,6 +181,70 @@ def _convert_run(bind: sa.Connection, run_id: str, camera: str, start: float, me
         runs_t = sa.table("runs", sa.column("id"), sa.column("meta", sa.JSON().with_variant(
             postgresql.JSONB(), "postgresql")))
         bind.execute(sa.update(runs_t).where(runs_t.c.id == run_id).values(meta={**meta, "peak_in_frame": peak}))
+
+
+class _Sampler:
+    """The trajectory sampling of ``genesis.stages.path`` as of this migration (1 s, 45 degrees, 16 px; the
+    first and last sighting, events, turns), frozen here: a migration must not change with later code."""
+
+    INTERVAL_S, TURN_DEG, MIN_MOVE_PX, FORGET_S = 1.0, 45.0, 16.0, 120.0
+
+    def __init__(self) -> None:
+        # track -> [point ts, step x, step y, segments, pending, ref dx, ref dy, last sighting]
+        self.tracks: dict[int, list[Any]] = {}
+        self.next_forget: float | None = None
+
+    def sample(self, ts: float, sightings: list[Any], marked: set[int], segments: dict[int, int]) -> list[Any]:
+        from genesis.domain import PathPoint
+
+        out = []
+        for s in sightings:
+            tid = int(s.track_id)
+            x, y = (s.box[0] + s.box[2]) / 2.0, s.box[3]
+            nseg = segments.get(tid, 1)
+            point = PathPoint(s.camera_id, tid, s.seq, s.ts, s.box, s.score, 1)
+            st = self.tracks.get(tid)
+            if st is None:
+                self.tracks[tid] = [s.ts, x, y, nseg, 0, 0.0, 0.0, point]
+                out.append(point)
+                continue
+            st[4] += 1
+            st[7] = point
+            dx, dy = x - st[1], y - st[2]
+            turn = False
+            if math.hypot(dx, dy) >= self.MIN_MOVE_PX:
+                if st[5] == 0.0 and st[6] == 0.0:
+                    st[5], st[6] = dx, dy
+                elif _turned(st[5], st[6], dx, dy, self.TURN_DEG):
+                    turn = True
+                    st[5], st[6] = dx, dy
+                st[1], st[2] = x, y
+            if turn or nseg != st[3] or s.ts - st[0] >= self.INTERVAL_S - 1e-9 or tid in marked:
+                out.append(PathPoint(s.camera_id, tid, s.seq, s.ts, s.box, s.score, st[4]))
+                st[0], st[3], st[4] = s.ts, nseg, 0
+        if self.next_forget is None or ts >= self.next_forget:  # tracks gone for FORGET_S: their exits
+            out += self.tail(sorted(k for k, v in self.tracks.items() if ts - v[7].ts > self.FORGET_S))
+            self.next_forget = ts + self.FORGET_S / 4
+        return out
+
+    def tail(self, track_ids: list[int] | None = None) -> list[Any]:
+        from genesis.domain import PathPoint
+
+        out = []
+        for tid in sorted(self.tracks) if track_ids is None else track_ids:
+            st = self.tracks.pop(tid)
+            p = st[7]
+            if st[4]:
+                out.append(PathPoint(p.camera_id, p.track_id, p.seq, p.ts, p.box, p.score, st[4]))
+        return out
+
+
+def _turned(dx0: float, dy0: float, dx1: float, dy1: float, tolerance_deg: float) -> bool:
+    n0, n1 = math.hypot(dx0, dy0), math.hypot(dx1, dy1)
+    if n0 == 0.0 or n1 == 0.0:
+        return False
+    cos = max(-1.0, min(1.0, (dx0 * dx1 + dy0 * dy1) / (n0 * n1)))
+    return math.degrees(math.acos(cos)) > tolerance_deg
 
 
 def _json(raw: Any) -> dict[str, Any]:
