@@ -150,6 +150,10 @@ _SIGHTING_TRACK = and_(Track.run_id == P.run_id, Track.track_id == P.track_id,
                        Track.first_seq <= P.seq, Track.last_seq >= P.seq)
 """Join condition: the track segment a trajectory point belongs to."""
 
+POINTS_TOTAL_CAP = 100_000
+"""``/api/sightings`` counts at most this many matching points for its ``total`` (a camera's months of points
+would otherwise be counted on every page)."""
+
 RECENT_S = 2.0
 """A camera tile draws the tracks with a stored point within this many seconds before the frame."""
 
@@ -166,9 +170,11 @@ class EventRows:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def _page(self, base: Any, order: tuple[Any, ...], limit: int, offset: int) -> tuple[list[Any], int]:
-        """(the rows of one page of ``base`` in ``order``, how many rows match in all)."""
-        total = int(self.conn.execute(select(func.count()).select_from(base.subquery())).scalar_one())
+    def _page(self, base: Any, order: tuple[Any, ...], limit: int, offset: int, count_cap: int | None = None
+              ) -> tuple[list[Any], int]:
+        """(the rows of one page of ``base`` in ``order``, how many rows match in all: at most ``count_cap``)."""
+        counted = base if count_cap is None else base.limit(count_cap)
+        total = int(self.conn.execute(select(func.count()).select_from(counted.subquery())).scalar_one())
         return list(self.conn.execute(base.order_by(*order).limit(limit).offset(offset)).all()), total
 
     def runs(self, camera: str | None, limit: int, offset: int) -> tuple[list[RunRecord], int]:
@@ -200,7 +206,7 @@ class EventRows:
                    Track.identity_name, P.frames)
             .join(Run, Run.id == P.run_id).outerjoin(Track, _SIGHTING_TRACK),
             f, P.run_id, P.track_id, P.ts, P.ts)
-        rows, total = self._page(base, (P.run_id, P.seq, P.track_id), limit, offset)
+        rows, total = self._page(base, (P.run_id, P.seq, P.track_id), limit, offset, POINTS_TOTAL_CAP)
         return [SightingListing(r[0], r[1], r[2], r[3], real_out(r[4]), real_out(r[5]), real_out(r[6]), real_out(r[7]),
                                 real_out(r[8]), r[9], r[10], r[11]) for r in rows], total
 

@@ -178,13 +178,14 @@ class TrackPointRow(Base):
     previous point). The camera is the run's. Coordinates are single precision (pixels).
 
     ``day`` (UTC days since 1970 of the point's absolute time) is the partition key on PostgreSQL
-    (``genesis.adapters.db.partitions``): part of the key there, a plain column on SQLite."""
+    (``genesis.adapters.db.partitions``): part of the key there, a plain column on SQLite. The key
+    (run, seq, track, day) is also the order of the API's pages and of a frame's lookup: no other index."""
 
     __tablename__ = "track_points"
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     day: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     ts: Mapped[float] = mapped_column(Double)
     x1: Mapped[float] = mapped_column(REAL)

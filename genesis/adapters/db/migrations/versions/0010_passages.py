@@ -51,8 +51,8 @@ def upgrade() -> None:
     op.create_table(
         "track_points",
         sa.Column("run_id", sa.String(), nullable=False),
-        sa.Column("track_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("track_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("day", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("ts", sa.Double(), nullable=False),
         *_box(sa.REAL()),
@@ -60,7 +60,7 @@ def upgrade() -> None:
         sa.Column("frames", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_track_points_run_id_runs"),
                                 ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("run_id", "track_id", "seq", "day", name=op.f("pk_track_points")),
+        sa.PrimaryKeyConstraint("run_id", "seq", "track_id", "day", name=op.f("pk_track_points")),
         **part,
     )
     op.create_table(
@@ -120,7 +120,7 @@ def _convert_run(bind: sa.Connection, run_id: str, camera: str, start: float, me
 
     pg = bind.dialect.name == "postgresql"
     points_t = sa.table("track_points", *(sa.column(c) for c in (
-        "run_id", "track_id", "seq", "day", "ts", "x1", "y1", "x2", "y2", "score", "frames")))
+        "run_id", "seq", "track_id", "day", "ts", "x1", "y1", "x2", "y2", "score", "frames")))
     heat_t = sa.table("heatmap_cells", sa.column("hour", UTCDateTime()), *(sa.column(c) for c in (
         "run_id", "first_seq", "day", "camera_id", "width", "height", "cell_px", "points", "cells")))
     width, height = int(meta.get("width", 0) or 0), int(meta.get("height", 0) or 0)
