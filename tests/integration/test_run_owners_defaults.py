@@ -97,7 +97,7 @@ def test_a_killed_embedded_run_is_failed_and_its_rows_removed_at_the_next_run(
 
         def stored() -> bool:
             try:
-                return count(db, "SELECT count(*) FROM sightings") > 0
+                return count(db, "SELECT count(*) FROM track_points") > 0
             except OperationalError:  # the run has not created the tables yet
                 return False
 
