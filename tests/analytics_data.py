@@ -19,7 +19,9 @@ from sqlalchemy import update
 
 from genesis.adapters.db import Repository, TrackRecord
 from genesis.adapters.db.tables import Run
-from genesis.domain import Direction, LineCrossing, RecognitionAttempt, Sighting, ZoneEvent, ZoneEventKind
+from genesis.config.pipeline import PathConfig
+from genesis.domain import Direction, LineCrossing, PathPoint, RecognitionAttempt, Sighting, ZoneEvent, ZoneEventKind
+from genesis.stages.path import PathSampler
 
 CAMERA = "gate"
 SIZES = {"minute": 60, "hour": 3600, "day": 86400}
@@ -30,6 +32,7 @@ class Raw:
     """Every generated row with its absolute time."""
 
     sightings: list[tuple[str, int, float]] = field(default_factory=list)  # run, track, t
+    points: list[tuple[str, int, float, int]] = field(default_factory=list)  # run, track, t, frames (stored)
     events: list[tuple[str, str, int, str, float]] = field(default_factory=list)  # run, zone, track, kind, t
     crossings: list[tuple[str, str, int, str, float]] = field(default_factory=list)  # run, line, track, dir, t
     identity: dict[tuple[str, int], str] = field(default_factory=dict)
@@ -91,8 +94,17 @@ def _store_run(repo: Repository, raw: Raw, run_id: str, origin: float, start_abs
         records.append(TrackRecord(CAMERA, tid, seqs[0], seqs[-1], start_abs - origin + seqs[0] / 2.0,
                                    start_abs - origin + seqs[-1] / 2.0, n, name, 3 if name else 0, 3,
                                    0.3 if name else None))
+    # The trajectory points the pipeline's sampler keeps of these sightings (events and crossings mark theirs).
+    marks = {(e.seq, e.track_id) for e in events} | {(c.seq, c.track_id) for c in crossings}
+    sampler = PathSampler(PathConfig())
+    points: list[PathPoint] = []
+    for s in sorted(sightings, key=lambda s: (s.seq, s.track_id)):
+        points += sampler.sample(s.ts, [s], {s.track_id} if (s.seq, s.track_id) in marks else set(), {})
+    points += sampler.tail()
+    raw.points += [(run_id, p.track_id, p.ts + origin, p.frames) for p in points]
+    assert sum(p.frames for p in points) == len(sightings)
     for i in range(0, len(sightings), 5000):
-        repo.save_outcome(run_id, sightings[i:i + 5000], [], [], [])
+        repo.save_outcome(run_id, sightings[i:i + 5000], [], [], [], points if i == 0 else [])
     repo.save_outcome(run_id, [], attempts, events, crossings)
     repo.save_tracks(run_id, records)
 
@@ -124,12 +136,12 @@ def expected(raw: Raw, granularity: str) -> dict[str, dict[tuple[Any, ...], dict
     ident: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
     ident_zone: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: defaultdict(int))
     tracks: dict[tuple[Any, ...], set[tuple[str, int]]] = defaultdict(set)
-    for run, tid, t in raw.sightings:
-        cam[(b(t), CAMERA)]["sightings"] += 1
+    for run, tid, t, n in raw.points:  # each stored point stands for ``n`` sightings, counted in its bucket
+        cam[(b(t), CAMERA)]["sightings"] += n
         tracks[(b(t), CAMERA)].add((run, tid))
         name = raw.identity.get((run, tid))
         if name:
-            ident[(b(t), CAMERA, name)]["sightings"] += 1
+            ident[(b(t), CAMERA, name)]["sightings"] += n
             tracks[(b(t), CAMERA, name)].add((run, tid))
     for key, ts in tracks.items():
         (cam if len(key) == 2 else ident)[key]["tracks"] = len(ts)

@@ -73,6 +73,8 @@ class TrackOut(BaseModel):
 
 
 class SightingOut(BaseModel):
+    """A stored point of a track's trajectory (sampled: not every frame; see docs/api.md)."""
+
     run_id: str
     camera_id: str
     track_id: int
@@ -81,6 +83,8 @@ class SightingOut(BaseModel):
     box: list[float]
     score: float
     identity: str | None
+    frames: int = Field(description="Sightings of the track this point stands for: itself and those since the "
+                                    "track's previous point.")
 
 
 class RunPage(BaseModel):

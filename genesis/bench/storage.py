@@ -22,7 +22,7 @@
    camera-day of ``--query-day-frames`` frames, then copied to N days (one run per day, as a camera restarted
    daily); p50/p95 of ``--query-repeats`` calls of: the run report (``build_results``, what ``genesis report``
    reads), an identity's timeline (the console's ``identity_summary``; every 10th track is given a name), a
-   day's heatmap (``foot_points`` + ``heatmap_image``, ``genesis heatmap``'s path), and the API's first list
+   day's heatmap (``heat_grid`` + ``grid_image``, ``genesis heatmap``'s path), and the API's first list
    pages (runs, tracks, sightings, alerts; 50 items) through the API's service functions.
 """
 
@@ -196,10 +196,12 @@ def write_loops(repo: Repository, settings: Settings, rec: Recorded, loops: int,
     for i in range(loops):
         off, seq, track = EPOCH0 + i * rec.span_s, i * rec.seq_span, i * max_track
         for b in sink.batches:
-            rows = [_shift(b.sightings, off, seq, track), _shift(b.attempts, off, seq, track),
-                    _shift(b.zone_events, off, seq, track), _shift(b.crossings, off, seq, track)]
-            if any(rows):
-                repo.save_outcome(run_id, *rows)
+            points = _shift(b.points, off, seq, track)
+            sightings, attempts = _shift(b.sightings, off, seq, track), _shift(b.attempts, off, seq, track)
+            events, crossings = _shift(b.zone_events, off, seq, track), _shift(b.crossings, off, seq, track)
+            if sightings or attempts or events or crossings or points:
+                repo.save_outcome(run_id, sightings, attempts, events, crossings, points,
+                                  settings.analytics.heatmap_cell_px)
             if b.alerts or b.samples:
                 samples = [dataclasses.replace(s, window=s.window + i * max_window, at=s.at + off)
                            for s in b.samples]
@@ -309,7 +311,7 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats:
     from genesis.api.services import console as console_svc
     from genesis.api.services import events as event_svc
     from genesis.pipeline.report import build_results
-    from genesis.services.heatmap import heatmap_image
+    from genesis.services.heatmap import grid_image
 
     camera = settings.camera(CAMERA)
     analytics = AnalyticsStore(repo)
@@ -328,8 +330,10 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats:
         sizes["timeline: runs"] = len(console_svc.identity_summary(repo, ident, settings, IDENTITY)["runs"])
 
     def heatmap() -> None:
-        boxes = analytics.foot_points(CAMERA, lo, lo + DAY_S)
-        sizes["heatmap: foot points"] = heatmap_image(boxes, None, 800, 450, settings.analytics.heatmap_cell_px)[1]
+        heat = analytics.heat_grid(CAMERA, lo, lo + DAY_S)
+        assert heat is not None
+        grid_image(heat, None)
+        sizes["heatmap: foot points"] = heat.points
 
     f = EventFilter(camera=CAMERA)
     cases: dict[str, Callable[[], Any]] = {
@@ -392,8 +396,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
                         res.queries, res.query_rows = time_queries(repo, settings, runs, args.query_repeats,
                                                                    progress)
                         grown = storage_stats(repo.engine, per_day=False)
-                        s = grown.table("sightings")
-                        res.query_rows["sightings rows"] = s.rows if s else 0
+                        s = grown.table("track_points")
+                        res.query_rows["track_points rows"] = s.rows if s else 0
                         res.query_rows["database MB"] = round(grown.database_bytes / 1e6)
                     results.append(res)
         print_results(console, rec, results, args, argv)

@@ -64,14 +64,15 @@ def heatmap_command(
     cell: Annotated[int | None, typer.Option("--cell", min=1, max=64, help="Grid cell in pixels.")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Accumulated foot points of a camera's stored sightings, as a colour overlay on its latest snapshot."""
+    """Accumulated foot points of a camera (its hourly grids, whole hours), as a colour overlay on its latest
+    snapshot."""
     import cv2
     import numpy as np
 
     from genesis.adapters.db import Repository
     from genesis.adapters.db.analytics import AnalyticsStore
     from genesis.cli.common import fail, settings_from
-    from genesis.services.heatmap import heatmap_image
+    from genesis.services.heatmap import grid_image
 
     settings = settings_from(config)
     lo, hi = parse_time(since, "--since"), parse_time(until, "--until")
@@ -85,22 +86,20 @@ def heatmap_command(
         if camera not in known:
             fail(f"unknown camera {camera!r}: no runs stored for it"
                  + (f" (cameras with runs: {', '.join(known)})" if known else " (the database has no runs)"))
-        with console.status(f"reading sightings of {camera}..."):
-            boxes = store.foot_points(camera, lo, hi)
-        if not boxes:
+        with console.status(f"reading the heatmap grids of {camera}..."):
+            heat = store.heat_grid(camera, lo, hi)
+        if heat is None or heat.points == 0:
             window = f"between {_iso(lo) if lo else 'the start'} and {_iso(hi) if hi else 'now'}"
             fail(f"no sightings of camera {camera!r} {window}")
         snap = store.snapshot(camera)
         background = None
         if snap is not None:
-            jpeg, width, height, _taken = snap
+            jpeg, _width, _height, _taken = snap
             background = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
-        else:
-            size = store.frame_size(camera)
-            if size is None:
-                fail(f"camera {camera!r} has no snapshot and no recorded frame size")
-            width, height = size
-    image, points = heatmap_image(boxes, background, width, height, cell or settings.analytics.heatmap_cell_px)
+    stored = heat.cell_px
+    if cell is not None and cell != stored and cell % stored:
+        fail(f"--cell {cell}: the grids are stored at {stored} px cells; give a multiple of {stored}", 2)
+    image, points = grid_image(heat, background, cell), heat.points
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), image):
         fail(f"cannot write {out}")

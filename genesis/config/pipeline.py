@@ -17,6 +17,25 @@ class TrackerConfig(StrictModel):
     minimum_consecutive_frames: int = Field(default=2, ge=1)
 
 
+class PathConfig(StrictModel):
+    """How a track's trajectory is sampled into stored points (``genesis.stages.path``): the first
+    sighting of each track, then at most one point every ``interval_s`` seconds of media time, plus
+    the sighting of every zone event or line crossing and of every change of direction."""
+
+    interval_s: float = Field(
+        default=1.0, gt=0, le=60,
+        description="At most one time-sampled point per track per this many seconds (events and turns add more).",
+    )
+    turn_deg: float = Field(
+        default=45.0, gt=0, le=180,
+        description="A change of the walking direction beyond this angle (degrees) keeps a point.",
+    )
+    min_move_px: float = Field(
+        default=16.0, ge=0,
+        description="Foot-point moves shorter than this (pixels) never count as a change of direction.",
+    )
+
+
 class AnalyticsConfig(StrictModel):
     heatmap_cell_px: int = Field(default=8, ge=1, le=64, description="Heatmap grid cell size in pixels.")
     line_min_frames: int = Field(
@@ -27,6 +46,7 @@ class AnalyticsConfig(StrictModel):
         default=60.0, gt=0,
         description="A camera's stored snapshot (the heatmap background) is refreshed at most this often.",
     )
+    path: PathConfig = Field(default_factory=PathConfig, description="Trajectory points stored per track.")
 
 
 class PipelineConfig(StrictModel):

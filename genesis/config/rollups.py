@@ -33,6 +33,18 @@ class RollupsConfig(StrictModel):
         description="Each scheduled rollup recomputes this many finished buckets (late rows are picked up).",
     )
     purge_every_s: float = Field(default=3600.0, gt=0, description="How often the retention purge runs.")
+    storage_every_s: float = Field(
+        default=3600.0, gt=0,
+        description="How often storage upkeep runs: PostgreSQL day partitions created ahead, heatmap grids of "
+                    "past hours merged.",
+    )
+    partition_days_ahead: int = Field(
+        default=3, ge=1, le=60, description="PostgreSQL day partitions are created this many days ahead.")
+    heat_merge_after_s: float = Field(
+        default=3600.0, ge=0,
+        description="An hour's heatmap grids are merged into one row once the hour ended this long ago (late "
+                    "writes of a merged hour would be added again: keep it above the broker's redelivery time).",
+    )
     keep_minute_days: int = Field(default=7, ge=1, description="Retention of minute rollups.")
     keep_hour_days: int = Field(default=90, ge=1, description="Retention of hour rollups.")
     keep_day_days: int = Field(default=1825, ge=1, description="Retention of day rollups.")

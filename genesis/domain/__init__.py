@@ -167,12 +167,30 @@ class Sighting:
     score: float
 
 
+@dataclass(frozen=True, slots=True)
+class PathPoint:
+    """A stored point of a track's trajectory (what the database keeps instead of every sighting):
+    the box at frame ``seq``, and ``frames``, the sightings of the track this point stands for (itself
+    and those since the track's previous point). See ``genesis.stages.path``."""
+
+    camera_id: str
+    track_id: int
+    seq: int
+    ts: float
+    box: BBox
+    score: float
+    frames: int = 1
+
+
 @dataclass(slots=True)
 class FrameOutcome:
     """Everything the ordered per-camera stages derived from one frame."""
 
     tracked: TrackedFrame
     sightings: list[Sighting] = field(default_factory=list)
+    """Every track in the frame (for the live view, the heatmap and the frame's counts; not stored)."""
+    points: list[PathPoint] = field(default_factory=list)
+    """The sightings kept as trajectory points (stored)."""
     attempts: list[RecognitionAttempt] = field(default_factory=list)
     zone_events: list[ZoneEvent] = field(default_factory=list)
     crossings: list[LineCrossing] = field(default_factory=list)

@@ -546,14 +546,18 @@ def evaluate_video(settings: Any, cfg: VideoEvalConfig, progress: ProgressFn | N
                 progress(f"{scen_name} ({policy})")
             rec = base.recognition.model_copy(update={"segments": base.recognition.segments.model_copy(
                 update={"enabled": policy == "segment"})})
-            s = base.model_copy(update={"recognition": rec})
+            # Scored per sighting: every sighting is kept as a trajectory point (a point per frame).
+            path = base.analytics.path.model_copy(update={"interval_s": min(base.analytics.path.interval_s,
+                                                                            0.5 / cfg.fps)})
+            ana = base.analytics.model_copy(update={"path": path})
+            s = base.model_copy(update={"recognition": rec, "analytics": ana})
             run = run_embedded(s, str(video), CameraConfig(id=f"eval-{scen_name}"), models=models)
             repo = Repository(db_url)
             try:
                 tracks = repo.tracks(run.run_id)
                 index = segment_index(tracks)
                 named = []
-                for sg in repo.sightings(run.run_id):
+                for sg in repo.points(run.run_id):
                     seg = segment_at(index, sg.track_id, sg.seq)
                     named.append(NamedSighting(sg.seq, sg.ts, sg.track_id, seg.segment if seg else 0, sg.box,
                                                seg.identity if seg else None, seg.named_ts if seg else None))

@@ -36,7 +36,7 @@ from genesis.pipeline.model_loader import LoadedModels, load_models
 from genesis.pipeline.report import build_results, write_bytes_atomic, write_json_atomic
 from genesis.pipeline.sinks import LiveSink, LocalSink, MqttEventsSink
 from genesis.services.alerts import EmbeddedAlerts, prime
-from genesis.services.heatmap import SnapshotKeeper, heatmap_image
+from genesis.services.heatmap import SnapshotKeeper, grid_image, heatmap_image
 from genesis.services.live import LivePublisher, SqlLive
 from genesis.services.mqtt_events import MqttSink, open_sink
 from genesis.services.privacy import Redactor, live_encoder, redactor_for, view_of
@@ -329,7 +329,9 @@ def write_out_files(out_dir: Path, report: dict[str, Any], repo: Repository, run
                     annotator: Annotator | None) -> list[Path]:
     """The heatmap and report.json in ``out_dir`` (and the annotated video already there), each
     written whole or not at all; on a failure (a full disk) none of them is left: OutFilesError."""
-    heat, _ = heatmap_image([s.box for s in repo.sightings(run_id)], snapshot, width, height, cell_px)
+    stored = AnalyticsStore(repo).heat_grid(camera_id, None, None, [run_id])
+    heat = (grid_image(stored, snapshot) if stored is not None
+            else heatmap_image([], snapshot, width, height, cell_px)[0])
     heat_path = out_dir / f"heatmap_{camera_id}.png"
     report_path = out_dir / "report.json"
     files = [heat_path, *([annotator.path] if annotator is not None else [])]

@@ -35,6 +35,7 @@ from genesis.domain import (
     FrameOutcome,
     LineCrossing,
     OccupancySample,
+    PathPoint,
     RecognitionAttempt,
     Sighting,
     ZoneEvent,
@@ -80,6 +81,8 @@ class RunProgress:
     """Frames of a file (after the stride) that fell in damaged places the reader skipped
     (``VideoSource.damage``; distributed: from the capture's end of the run)."""
     damaged_places: int = 0
+    peak_in_frame: int = 0
+    """Most people in one frame (the report reads it from the run's meta)."""
 
     def run_meta(self) -> dict[str, Any]:
         """The run's meta (stored with the run; ``build_results`` reads it)."""
@@ -88,6 +91,7 @@ class RunProgress:
             "first_ts": self.first_ts,
             "last_ts": self.last_ts,
             "frame_interval_s": round(self.stride / self.fps, 6),
+            "peak_in_frame": self.peak_in_frame,
             "stride": self.stride,
             "skipped_frames": self.skipped,
             "missing_frames": self.missing,
@@ -129,6 +133,8 @@ class BatchRows:
     """The rows of a batch of frames, by kind (what both sinks store)."""
 
     sightings: list[Sighting] = field(default_factory=list)
+    """Every sighting (for the heatmap grid; not stored row by row)."""
+    points: list[PathPoint] = field(default_factory=list)
     attempts: list[RecognitionAttempt] = field(default_factory=list)
     zone_events: list[ZoneEvent] = field(default_factory=list)
     crossings: list[LineCrossing] = field(default_factory=list)
@@ -140,6 +146,7 @@ class BatchRows:
         rows = cls()
         for o in outcomes:
             rows.sightings += o.sightings
+            rows.points += o.points
             rows.attempts += o.attempts
             rows.zone_events += o.zone_events
             rows.crossings += o.crossings
@@ -151,7 +158,7 @@ class BatchRows:
     @property
     def analytics(self) -> bool:
         """Whether there is anything for the analytics tables (sightings, attempts, events, crossings)."""
-        return bool(self.sightings or self.attempts or self.zone_events or self.crossings)
+        return bool(self.sightings or self.points or self.attempts or self.zone_events or self.crossings)
 
 
 class Sink(Protocol):
@@ -252,6 +259,7 @@ class RunLoop:
         p.frames += 1
         p.last_ts = ts
         p.last_seq = detections.frame.seq
+        p.peak_in_frame = max(p.peak_in_frame, len(outcome.sightings))
         self.sink.on_frame(outcome, image, self.camera)
         self._batch.append(outcome)
         if len(self._batch) >= self.batch_frames:
@@ -280,7 +288,10 @@ class RunLoop:
             self.checkpoint()
 
     def close(self) -> dict[str, Any]:
-        """End of the run: close open visits, hand on the last batch, finish; the run's meta."""
+        """End of the run: close open visits and tracks' paths, hand on the last batch, finish; the run's meta."""
+        tail = self.camera.close_path()
+        if tail is not None:
+            self._batch.append(tail)
         self.flush(self.camera.close())
         self.sink.on_finish(self.camera, self.progress)
         return self.progress.run_meta()

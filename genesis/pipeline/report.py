@@ -222,15 +222,11 @@ def build_results(repo: Repository, run: RunRecord, camera: CameraConfig) -> dic
     tracks = repo.tracks(run.run_id)
     events = repo.zone_events(run.run_id)
     crossings = repo.line_crossings(run.run_id)
-    sightings = repo.sightings(run.run_id)
     meta = run.meta
     frames = int(meta.get("frames", run.frames))
     interval = float(meta.get("frame_interval_s", 0.0))
     duration = float(meta.get("last_ts", 0.0)) - float(meta.get("first_ts", 0.0)) + interval if frames else 0.0
     index = segment_index(tracks)
-    per_frame: dict[int, int] = defaultdict(int)
-    for s in sightings:
-        per_frame[s.seq] += 1
     zones = _zone_results(camera, events, index, duration)
     lines = _line_results(camera, crossings, index)
     identities = _identity_results(camera, tracks, zones, lines, events, crossings, index)
@@ -241,7 +237,7 @@ def build_results(repo: Repository, run: RunRecord, camera: CameraConfig) -> dic
         "people": {
             "tracks": len(index),
             "segments": len(tracks),
-            "peak_in_frame": max(per_frame.values(), default=0),
+            "peak_in_frame": int(meta.get("peak_in_frame", 0)),  # counted live: no per-frame row is stored
             "recognised_tracks": len({t.track_id for t in tracks if t.identity}),
             "recognised_segments": sum(1 for t in tracks if t.identity),
             "identities": len(identities),

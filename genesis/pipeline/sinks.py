@@ -59,7 +59,8 @@ class LocalSink(BaseSink):
     def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
         rows = BatchRows.of(outcomes, closing)
         if rows.analytics:
-            self.repo.save_outcome(self.run_id, rows.sightings, rows.attempts, rows.zone_events, rows.crossings)
+            self.repo.save_outcome(self.run_id, rows.sightings, rows.attempts, rows.zone_events, rows.crossings,
+                                   rows.points, self.settings.analytics.heatmap_cell_px)
         if rows.alerts or rows.samples:
             self.alerts.save(rows.alerts, rows.samples)  # stored, then delivered in the background
 

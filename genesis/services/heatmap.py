@@ -1,7 +1,8 @@
 """Heatmap images: foot points of sightings as a colour overlay on a frame of the camera.
 
 One rendering path for the heatmap the embedded run writes into ``--out`` and for
-``genesis heatmap`` (stored sightings of a time window on the camera's stored snapshot).
+``genesis heatmap`` (the stored hourly foot-point grids of a time window on the camera's stored
+snapshot): both draw the grids summed per hour as the run goes (``heatmap_cells``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from genesis.adapters.db.analytics import AnalyticsStore
+from genesis.adapters.db.analytics import AnalyticsStore, HeatGrid
 from genesis.adapters.frame_store import FrameStore
 from genesis.adapters.redis_keys import snapshot_key
 from genesis.domain import FrameRef, Sighting
+from genesis.domain.heat import coarsen
 from genesis.stages.analytics import heatmap_grid, render_heatmap
 
 Box = tuple[float, float, float, float]
@@ -31,6 +33,13 @@ def heatmap_image(
     points = [Sighting("", 0, 0, 0.0, box, 0.0) for box in boxes]
     grid = heatmap_grid(points, width, height, cell_px)
     return render_heatmap(grid, background, width, height), len(points)
+
+
+def grid_image(heat: HeatGrid, background: np.ndarray | None, cell_px: int | None = None) -> np.ndarray:
+    """BGR image of stored foot-point counts (``heatmap_cells`` summed); ``cell_px``, a multiple of the
+    stored cell, draws coarser cells."""
+    grid = heat.grid if cell_px is None else coarsen(heat.grid, heat.cell_px, cell_px)
+    return render_heatmap(grid, background, heat.width, heat.height)
 
 
 class SnapshotKeeper:

@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any
 
 from genesis.adapters.db.analytics import AnalyticsStore, WindowRows, from_epoch
+from genesis.adapters.db.partitions import ensure_ahead
 from genesis.adapters.db.repository import Repository
 from genesis.config import Settings
 from genesis.config.rollups import Granularity
@@ -250,3 +251,14 @@ def purge(repo: Repository, settings: Settings, now: float | None = None) -> dic
     }
     rollup_cutoffs = {g: now - settings.rollups.keep_days(g) * DAY_S for g in ("minute", "hour", "day")}  # type: ignore[arg-type]
     return AnalyticsStore(repo).purge_before(cutoffs, rollup_cutoffs)
+
+
+def storage_upkeep(repo: Repository, settings: Settings, now: float | None = None) -> dict[str, Any]:
+    """Beat's storage upkeep: the PostgreSQL day partitions of yesterday, today and the next
+    ``rollups.partition_days_ahead`` days (created when missing), and the heatmap grids of every hour
+    that ended ``rollups.heat_merge_after_s`` ago merged into one row per run and hour."""
+    now = time.time() if now is None else now
+    cfg = settings.rollups
+    created = ensure_ahead(repo.engine, now, cfg.partition_days_ahead)
+    merged = AnalyticsStore(repo).compact_heat(now - cfg.heat_merge_after_s)
+    return {"partitions_created": created, "heat_rows_merged": merged}

@@ -27,6 +27,7 @@ from genesis.domain import (
     ZoneEventKind,
 )
 from genesis.domain.codec import SavedState, decode, encode
+from genesis.domain.heat import count_feet
 
 _ANCHOR = (sv.Position.BOTTOM_CENTER,)
 
@@ -183,14 +184,7 @@ class LineCounter(SavedState):
 
 def heatmap_grid(sightings: list[Sighting], width: int, height: int, cell: int) -> np.ndarray:
     """Foot-point counts on a grid of ``cell`` pixel squares (commutative: order does not matter)."""
-    grid = np.zeros((max(1, -(-height // cell)), max(1, -(-width // cell))), dtype=np.int64)
-    for s in sightings:
-        x = ((s.box[0] + s.box[2]) / 2.0) // cell
-        y = min(s.box[3], height - 1) // cell
-        xi = int(min(max(x, 0), grid.shape[1] - 1))
-        yi = int(min(max(y, 0), grid.shape[0] - 1))
-        grid[yi, xi] += 1
-    return grid
+    return count_feet((s.box for s in sightings), width, height, cell)
 
 
 def render_heatmap(grid: np.ndarray, background: np.ndarray | None, width: int, height: int) -> np.ndarray:

@@ -14,11 +14,21 @@ import numpy as np
 
 from genesis.backends.faces import Embedder, FaceDetector
 from genesis.config import CameraConfig, Settings
-from genesis.domain import FrameDetections, FrameOutcome, Sighting, TrackRecord, ZoneEvent
+from genesis.domain import (
+    FrameDetections,
+    FrameOutcome,
+    FrameRef,
+    PathPoint,
+    Sighting,
+    TrackedFrame,
+    TrackRecord,
+    ZoneEvent,
+)
 from genesis.domain.codec import SavedState
 from genesis.stages.alerts import AlertStage
 from genesis.stages.analytics import LineCounter, ZoneCounter, to_sv
 from genesis.stages.motion import HeldDetections
+from genesis.stages.path import PathSampler
 from genesis.stages.recognize import Gallery, TrackRecognizer, recognize_persons, segment_identity
 from genesis.stages.track import CameraTracker
 
@@ -55,6 +65,8 @@ class CameraState(SavedState):
     frames: int
     alerts: AlertStage
     held: HeldDetections
+    path: PathSampler
+    last_frame: FrameRef | None
 
     def __init__(
         self,
@@ -80,6 +92,9 @@ class CameraState(SavedState):
         self.frames = 0
         self.alerts = AlertStage(settings.alerts, camera)
         self.held = HeldDetections()  # static frames (motion gating) reuse the last tracked boxes
+        self.path = PathSampler(settings.analytics.path)  # the trajectory points stored (issue 21)
+        self.last_frame = None
+        """The last frame processed (the exit points of the tracks still open are stored with it)."""
 
     def process(self, detections: FrameDetections, image: np.ndarray | Callable[[], np.ndarray]) -> FrameOutcome:
         """One frame, in ``seq`` order. ``image`` may be a loader: it is only called when a face search
@@ -111,6 +126,10 @@ class CameraState(SavedState):
         for line in self.lines:
             outcome.crossings.extend(line.update(tracked, dets))
         outcome.alerts, outcome.samples = self.alerts.update(outcome, lambda t: self.recognizer.identity(t).identity)
+        marked = {e.track_id for e in outcome.zone_events} | {c.track_id for c in outcome.crossings}
+        segments = {p.track_id: len(self.recognizer.segments(p.track_id)) for p in tracked.persons}
+        outcome.points = self.path.sample(frame.ts, outcome.sightings, marked, segments)
+        self.last_frame = frame
         return outcome
 
     def track_records(self) -> list[TrackRecord]:
@@ -138,6 +157,14 @@ class CameraState(SavedState):
                     )
                 )
         return out
+
+    def close_path(self) -> FrameOutcome | None:
+        """End of stream: the exit points of the tracks still in the path sampler, as an outcome of the
+        last frame that holds nothing else (None when there is none to store)."""
+        tail: list[PathPoint] = self.path.tail()
+        if not tail or self.last_frame is None:
+            return None
+        return FrameOutcome(tracked=TrackedFrame(frame=self.last_frame, persons=()), points=tail)
 
     def close(self) -> list[ZoneEvent]:
         """End of stream: close the visits still open."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from genesis.celery import app
 from genesis.config.rollups import Granularity
-from genesis.services.rollups import BUCKET_S, purge, rollup, scheduled_window
+from genesis.services.rollups import BUCKET_S, purge, rollup, scheduled_window, storage_upkeep
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PermanentError, PipelineTask, bad_input
 
@@ -51,3 +51,9 @@ def rollup_task(
 def purge_task(self: Any) -> dict[str, int]:
     """Delete raw rows and rollups older than their retention."""
     return purge(runtime.repository(), runtime.settings())
+
+
+@app.task(base=PipelineTask, name=routing.STORAGE, bind=True)
+def storage_task(self: Any) -> dict[str, Any]:
+    """PostgreSQL day partitions of the next days; heatmap grids of past hours merged (idempotent)."""
+    return storage_upkeep(runtime.repository(), runtime.settings())

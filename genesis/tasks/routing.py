@@ -16,6 +16,7 @@ DELIVER_ALERT = "genesis.services.alerts.deliver"
 SAVE_TRACK_FACES = "genesis.identities.save_track_faces"
 ROLLUP = "genesis.analytics.rollup"
 PURGE = "genesis.analytics.purge"
+STORAGE = "genesis.analytics.storage"
 
 
 def task_queues(settings: Settings) -> dict[str, str]:
@@ -32,6 +33,7 @@ def task_queues(settings: Settings) -> dict[str, str]:
         SAVE_TRACK_FACES: "store",
         ROLLUP: "analytics",
         PURGE: "analytics",
+        STORAGE: "analytics",
     }
 
 

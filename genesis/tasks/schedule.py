@@ -9,7 +9,8 @@ from genesis.tasks import routing
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """One entry per configured rollup granularity and one for the retention purge.
+    """One entry per configured rollup granularity, one for the retention purge, one for storage upkeep
+    (day partitions ahead, heatmap grids merged).
 
     Each entry names the task, its queue (from `genesis.tasks.routing`) and its interval in
     seconds; nothing when ``rollups.enabled`` is false.
@@ -31,5 +32,11 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "schedule": cfg.purge_every_s,
         "args": (),
         "options": {"queue": routing.queue_of(settings, routing.PURGE), "expires": cfg.purge_every_s},
+    }
+    schedule["storage-upkeep"] = {
+        "task": routing.STORAGE,
+        "schedule": cfg.storage_every_s,
+        "args": (),
+        "options": {"queue": routing.queue_of(settings, routing.STORAGE), "expires": cfg.storage_every_s},
     }
     return schedule

@@ -77,7 +77,8 @@ class CelerySink(BaseSink):
         if not rows.analytics:  # frames without people: nothing to store
             return
         payload: dict[str, Any] = {
-            "sightings": [encode(x) for x in rows.sightings],
+            "sightings": [encode(x) for x in rows.sightings],  # summed into the heatmap grid, not stored
+            "points": [encode(x) for x in rows.points],
             "attempts": [encode(x) for x in rows.attempts],
             "zone_events": [encode(x) for x in rows.zone_events],
             "crossings": [encode(x) for x in rows.crossings],

@@ -8,7 +8,7 @@ from typing import Any
 from genesis.adapters.db import TrackRecord
 from genesis.adapters.redis_keys import end_key
 from genesis.celery import app
-from genesis.domain import LineCrossing, RecognitionAttempt, Sighting, ZoneEvent
+from genesis.domain import LineCrossing, PathPoint, RecognitionAttempt, Sighting, ZoneEvent
 from genesis.domain.codec import decode
 from genesis.ops import metrics as ops_metrics
 from genesis.tasks import routing, runtime
@@ -19,12 +19,14 @@ from genesis.tasks.base import PermanentError, PipelineTask
 def save_outcome(self: Any, run_id: str, payload: dict[str, list[Any]]) -> None:
     try:
         sightings = [decode(Sighting, x) for x in payload.get("sightings", [])]
+        points = [decode(PathPoint, x) for x in payload.get("points", [])]
         attempts = [decode(RecognitionAttempt, x) for x in payload.get("attempts", [])]
         zone_events = [decode(ZoneEvent, x) for x in payload.get("zone_events", [])]
         crossings = [decode(LineCrossing, x) for x in payload.get("crossings", [])]
     except (TypeError, ValueError, KeyError) as exc:
         raise PermanentError(f"undecodable rows: {exc}") from exc
-    runtime.repository().save_outcome(run_id, sightings, attempts, zone_events, crossings)
+    cell_px = runtime.settings().analytics.heatmap_cell_px
+    runtime.repository().save_outcome(run_id, sightings, attempts, zone_events, crossings, points, cell_px)
     ops_metrics.observe_end_to_end(payload.get("captured_at", []))
     ops_metrics.count_recognitions(a.identity for a in attempts)
 

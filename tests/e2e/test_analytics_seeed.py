@@ -40,7 +40,9 @@ def test_walkway_line_heatmap_and_rollups(cli: CLI, tmp_path: Path, data_dir: Pa
 
     heat_path = tmp_path / "plaza.png"
     printed = cli("heatmap", "plaza", "-o", str(heat_path)).stdout
-    sightings = db.execute("SELECT count(*) FROM sightings").fetchone()[0]
+    sightings = db.execute("SELECT sum(points) FROM heatmap_cells").fetchone()[0]  # every sighting's foot point
+    assert sightings == db.execute("SELECT sum(frames) FROM track_points").fetchone()[0] == sum(
+        t["frames"] for t in res["tracks"])
     assert f"{sightings} foot points" in printed
     heat = cv2.imread(str(heat_path))
     run_heat = cv2.imread(str(out / "heatmap_plaza.png"))
@@ -51,7 +53,9 @@ def test_walkway_line_heatmap_and_rollups(cli: CLI, tmp_path: Path, data_dir: Pa
     # part of the picture is tinted, and the most tinted cells are where the most foot points are
     tint = np.abs(heat.astype(int) - snapshot.astype(int)).sum(axis=2)
     assert (tint > 30).mean() > 0.3
-    boxes = np.array(db.execute("SELECT x1, y1, x2, y2 FROM sightings").fetchall())
+    # where people walked: the trajectory points, each as many times as the sightings it stands for
+    rows = db.execute("SELECT x1, y1, x2, y2, frames FROM track_points").fetchall()
+    boxes = np.repeat(np.array([r[:4] for r in rows]), [r[4] for r in rows], axis=0)
     feet = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, np.minimum(boxes[:, 3], 359)], axis=1).astype(int)
     counts = np.zeros((360 // 40 + 1, 640 // 40 + 1))
     for x, y in feet:

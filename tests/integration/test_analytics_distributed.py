@@ -37,7 +37,10 @@ def test_distributed_snapshot_heatmap_and_rollups(models_dir: Path, tmp_path: Pa
                 (width, height), = conn.execute(text("SELECT width, height FROM camera_snapshots "
                                                      "WHERE camera_id = 'entrance'"))
                 assert (width, height) == (800, 450)
-                (sightings,) = conn.execute(text("SELECT count(*) FROM sightings")).one()
+                # every sighting: the heatmap grids' foot points, and the frames the trajectory points stand for
+                (sightings,) = conn.execute(text("SELECT sum(points) FROM heatmap_cells")).one()
+                (stood_for,) = conn.execute(text("SELECT sum(frames) FROM track_points")).one()
+                assert sightings == stood_for == sum(t["frames"] for t in results["tracks"])
             printed = genesis_cli(env, "heatmap", "entrance", "-o", str(tmp_path / "entrance.png"))
             assert f"{sightings} foot points" in printed and "no snapshot" not in printed
             image = cv2.imread(str(tmp_path / "entrance.png"))

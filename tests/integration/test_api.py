@@ -375,12 +375,13 @@ def test_tracks_match_the_repository_and_paginate(client: TestClient, keys: dict
 
 def test_sightings_match_the_repository(client: TestClient, keys: dict[str, str], repo: Repository,
                                         run_id: str) -> None:
-    stored = repo.sightings(run_id)
+    stored = repo.points(run_id)  # the trajectory points: what /api/sightings lists since issue 21
     items, total = _all(client, keys, f"/api/sightings?run={run_id}", page=100)
     assert total == len(stored) == len(items)
-    assert [(s["seq"], s["track_id"]) for s in items] == [(s.seq, s.track_id) for s in stored]
+    assert [(s["seq"], s["track_id"], s["frames"]) for s in items] == [(s.seq, s.track_id, s.frames) for s in stored]
+    assert sum(s["frames"] for s in items) == sum(t.frames for t in repo.tracks(run_id))  # every sighting stood for
     first = stored[0]
-    assert items[0]["box"] == pytest.approx(list(first.box)) and items[0]["camera_id"] == CAMERA
+    assert items[0]["box"] == list(first.box) and items[0]["camera_id"] == CAMERA
     one = client.get(f"/api/sightings?track={first.track_id}&ts_to=1.0&limit=1000",
                      headers=h(keys, "viewer")).json()
     assert one["total"] == sum(1 for s in stored if s.track_id == first.track_id and s.ts <= 1.0)
@@ -420,11 +421,12 @@ def test_cameras_live_and_images(client: TestClient, keys: dict[str, str], repo:
     assert [c["id"] for c in cams] == [CAMERA]
     assert cams[0]["configured"] and cams[0]["zones"] == ["left"] and cams[0]["runs"] == 1
     live = client.get(f"/api/cameras/{CAMERA}/live", headers=v).json()
+    points = repo.points(run_id)
+    last_seq = max(p.seq for p in points)
     assert live["run_id"] == run_id and live["tracks"] == len(repo.tracks(run_id))
     # The run ended: nobody is "in view" any more, though its last frame had people in it.
-    last_seq = max(s.seq for s in repo.sightings(run_id))
     assert live["status"] != "running" and live["in_view"] == 0
-    assert sum(1 for s in repo.sightings(run_id) if s.seq == last_seq) > 0
+    assert sum(1 for p in points if p.seq == last_seq) > 0
     heat = client.get(f"/api/cameras/{CAMERA}/heatmap.png", headers=v)
     assert heat.status_code == 200 and heat.headers["content-type"] == "image/png"
     img = cv2.imdecode(np.frombuffer(heat.content, np.uint8), cv2.IMREAD_COLOR)
@@ -440,7 +442,7 @@ def test_cameras_live_and_images(client: TestClient, keys: dict[str, str], repo:
     assert shown.shape == stored.shape and np.abs(shown[:300].astype(int) - stored[:300]).mean() < 3
     # The heatmap is drawn on that snapshot, not on black: where nobody walked, it is the snapshot.
     assert np.abs(img[:40].astype(int) - cv2.resize(stored, (800, 450))[:40]).mean() < 12
-    # A frame in the Redis frame store: the tile is that frame with the stored sightings drawn on it.
+    # A frame in the Redis frame store: the tile is that frame with the tracks' stored points drawn on it.
     frame = np.full((450, 800, 3), 30, np.uint8)
     client_redis = redis.Redis.from_url(api_settings.redis_url)
     key = frame_key(CAMERA, run_id, last_seq)

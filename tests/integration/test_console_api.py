@@ -128,7 +128,10 @@ def test_live_view_while_an_embedded_run_is_watched(watched_run: dict[str, Any],
     assert len(seqs) >= 3, [p.get("frame") for p in watched_run["polls"]]
     # At most two a second (console.live_interval_s = 0.5), and the run's own frames.
     assert len(seqs) <= 2 * watched_run["elapsed"] + 2
-    stored = {(s.seq, s.track_id): s.box for s in repo.sightings(run_id)}
+    # The database keeps sampled trajectories (issue 21): a live box is compared with the stored point of
+    # the same frame where there is one; every live track is a stored one.
+    stored = {(s.seq, s.track_id): s.box for s in repo.points(run_id)}
+    tracks = {t for _, t in stored}
     boxes = 0
     for p in frames:
         meta = p["frame"]
@@ -138,8 +141,10 @@ def test_live_view_while_an_embedded_run_is_watched(watched_run: dict[str, Any],
         image = decode_jpeg(base64.b64decode(p["image"].split(",", 1)[1]))
         assert image.shape[1] <= 960 and image.shape[0] > 0
         for person in meta["persons"]:
-            # The boxes are the stored sightings of that frame (drawn by the browser, not on the image).
-            assert np.allclose(person["box"], stored[(meta["seq"], person["track_id"])], atol=0.06), person
+            # The boxes are the sightings of that frame (drawn by the browser, not on the image).
+            assert person["track_id"] in tracks, person
+            if (meta["seq"], person["track_id"]) in stored:
+                assert np.allclose(person["box"], stored[(meta["seq"], person["track_id"])], atol=0.06), person
             boxes += 1
     assert boxes > 0
     # The run has ended: its last live image (and who was in it) is not kept; the camera says since when.

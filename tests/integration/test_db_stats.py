@@ -26,7 +26,7 @@ from genesis.adapters.db.apikeys import ApiKeyStore
 from genesis.adapters.db.storage import StorageStats, storage_stats
 from genesis.api import create_app
 from genesis.config import Settings
-from genesis.domain import Direction, LineCrossing, RecognitionAttempt, Sighting, ZoneEvent, ZoneEventKind
+from genesis.domain import Direction, LineCrossing, PathPoint, RecognitionAttempt, Sighting, ZoneEvent, ZoneEventKind
 from genesis.ops.collectors import StorageCollector
 from tests.integration.workers import fresh_postgres_database
 from tests.services import redis_url
@@ -59,11 +59,16 @@ def repo(url: str) -> Iterator[Repository]:
         zones += [ZoneEvent("door", "lower", tid, ZoneEventKind.EXIT, 100 + tid, DAY1 + 20 + tid) for tid in (1, 2)]
         crossings = [LineCrossing("door", "mid", 3, Direction.IN, 50, DAY1 + 10),
                      LineCrossing("door", "mid", 3, Direction.OUT, 350, DAY1 + 70)]
-        r.save_outcome("live1", sightings, attempts, zones, crossings)
+        r.save_outcome("live1", sightings, attempts, zones, crossings, points(sightings))
         r.start_run("file1", "yard", "clip.mp4", {})
-        r.save_outcome("file1", [Sighting("yard", 7, seq, seq / 5, (0, 0, 10, 10), 0.5) for seq in range(50)],
-                       [], [], [])
+        file_sightings = [Sighting("yard", 7, seq, seq / 5, (0, 0, 10, 10), 0.5) for seq in range(50)]
+        r.save_outcome("file1", file_sightings, [], [], [], points(file_sightings))
         yield r
+
+
+def points(sightings: list[Sighting]) -> list[PathPoint]:
+    """Every sighting stored as a trajectory point (what the figures count does not depend on the sampling)."""
+    return [PathPoint(s.camera_id, s.track_id, s.seq, s.ts, s.box, s.score) for s in sightings]
 
 
 def expected_days(repo: Repository) -> dict[tuple[str, str], dict[str, int]]:
@@ -72,9 +77,9 @@ def expected_days(repo: Repository) -> dict[tuple[str, str], dict[str, int]]:
     today = run.started_at.date().isoformat()  # a run started seconds before midnight could straddle: never mind
     d1, d2 = date(2026, 3, 1).isoformat(), date(2026, 3, 2).isoformat()
     return {
-        ("door", d1): {"sightings": 3 * 300, "recognition_attempts": 8, "zone_events": 4, "line_crossings": 1},
-        ("door", d2): {"sightings": 3 * 100, "recognition_attempts": 2, "line_crossings": 1},
-        ("yard", today): {"sightings": 50},
+        ("door", d1): {"track_points": 3 * 300, "recognition_attempts": 8, "zone_events": 4, "line_crossings": 1},
+        ("door", d2): {"track_points": 3 * 100, "recognition_attempts": 2, "line_crossings": 1},
+        ("yard", today): {"track_points": 50},
     }
 
 
@@ -83,9 +88,14 @@ def check_sizes(repo: Repository, stats: StorageStats) -> None:
     with repo.engine.connect() as conn:
         for t in stats.tables:
             if repo.dialect == "postgresql":
+                # a partitioned table (track_points, heatmap_cells) is the sum of its day partitions
+                parted = conn.execute(text("SELECT relkind = 'p' FROM pg_class WHERE oid = CAST(:t AS regclass)"),
+                                      {"t": t.table}).scalar_one()
+                rels = ("(SELECT relid FROM pg_partition_tree(CAST(:t AS regclass)) WHERE isleaf)" if parted
+                        else "(SELECT CAST(:t AS regclass) AS relid)")
                 total, heap, idx = conn.execute(text(
-                    "SELECT pg_total_relation_size(CAST(:t AS regclass)), pg_relation_size(CAST(:t AS regclass)), "
-                    "pg_indexes_size(CAST(:t AS regclass))"), {"t": t.table}).one()
+                    "SELECT sum(pg_total_relation_size(relid)), sum(pg_relation_size(relid)), "
+                    f"sum(pg_indexes_size(relid)) FROM {rels} r"), {"t": t.table}).one()
                 assert (t.bytes, t.heap_bytes, t.index_bytes) == (total, heap, idx), t
                 assert t.heap_bytes + t.index_bytes + t.toast_bytes <= t.bytes, t
             else:
@@ -109,7 +119,7 @@ def test_figures_match_the_database(repo: Repository) -> None:
     stats = storage_stats(repo.engine)
     assert stats.method == ("pg_total_relation_size" if repo.dialect == "postgresql" else "dbstat")
     check_sizes(repo, stats)
-    sightings = stats.table("sightings")
+    sightings = stats.table("track_points")
     assert sightings is not None and sightings.rows == 1250 and sightings.bytes and sightings.bytes > 0
     assert stats.tables_bytes is not None and stats.tables_bytes <= stats.database_bytes
     days = {(d.camera_id, d.day.isoformat()): d for d in stats.camera_days}
@@ -119,7 +129,7 @@ def test_figures_match_the_database(repo: Repository) -> None:
     for key, d in days.items():
         assert d.bytes_estimate == round(sum(n * per_row[name] for name, n in want[key].items()))
     door = next(c for c in stats.cameras if c.camera_id == "door")
-    assert door.days == 2 and door.rows["sightings"] == 1200 and door.rows["recognition_attempts"] == 10
+    assert door.days == 2 and door.rows["track_points"] == 1200 and door.rows["recognition_attempts"] == 10
     total = sum(d.bytes_estimate or 0 for d in stats.camera_days)
     assert stats.mb_per_camera_day == pytest.approx(total / 3 / 1e6)
 
@@ -142,7 +152,7 @@ def test_cli_table_and_json(repo: Repository, url: str) -> None:
     done = run_cli(url)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "sightings" in out and "per camera-day (UTC)" in out and "2026-03-02" in out and "door" in out
+    assert "track_points" in out and "per camera-day (UTC)" in out and "2026-03-02" in out and "door" in out
     assert "1,250" in out and "projection:" in out and "MB per camera-day" in out
     assert ("pg_total_relation_size" if repo.dialect == "postgresql" else "dbstat") in out
 
@@ -183,13 +193,14 @@ def test_gauges_cached_a_minute(repo: Repository, url: str) -> None:
     assert collector.reads == 2
     with repo.engine.connect() as conn:
         if repo.dialect == "postgresql":
-            size = conn.execute(text("SELECT pg_total_relation_size('sightings')")).scalar_one()
+            size = conn.execute(text("SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('track_points')"
+                                     " WHERE isleaf")).scalar_one()
         else:
-            size = storage_stats(repo.engine, per_day=False).table("sightings").bytes  # type: ignore[union-attr]
-    assert f'genesis_db_table_bytes{{table="sightings"}} {float(size)}' in first
-    assert 'genesis_db_table_rows{table="sightings"}' in first and "genesis_db_size_bytes " in first
+            size = storage_stats(repo.engine, per_day=False).table("track_points").bytes  # type: ignore[union-attr]
+    assert f'genesis_db_table_bytes{{table="track_points"}} {float(size)}' in first
+    assert 'genesis_db_table_rows{table="track_points"}' in first and "genesis_db_size_bytes " in first
     if repo.dialect == "sqlite":
-        assert 'genesis_db_table_rows{table="sightings"} 1250.0' in first
+        assert 'genesis_db_table_rows{table="track_points"} 1250.0' in first
 
 
 def test_api_and_beat_endpoints_expose_the_gauges(repo: Repository, url: str) -> None:
@@ -199,7 +210,7 @@ def test_api_and_beat_endpoints_expose_the_gauges(repo: Repository, url: str) ->
     api = ApiProbe(settings)
     for probe in (api, BeatProbe(settings, api.app, list)):
         body = probe.metrics().decode()
-        assert 'genesis_db_table_bytes{table="sightings"}' in body and "genesis_db_size_bytes" in body, body[-2000:]
+        assert 'genesis_db_table_bytes{table="track_points"}' in body and "genesis_db_size_bytes" in body, body[-2000:]
 
 
 @pytest.mark.parametrize("url", ["sqlite"], indirect=True)
@@ -211,6 +222,6 @@ def test_sqlite_without_dbstat_says_so(repo: Repository, monkeypatch: pytest.Mon
     monkeypatch.setattr(storage, "_sqlite_sizes", lambda conn, names: None)
     stats = storage_stats(repo.engine)
     assert stats.method == "page_count" and stats.database_bytes > 0 and stats.tables_bytes is None
-    assert all(t.bytes is None for t in stats.tables) and stats.table("sightings").rows == 1250  # type: ignore[union-attr]
+    assert all(t.bytes is None for t in stats.tables) and stats.table("track_points").rows == 1250  # type: ignore[union-attr]
     assert stats.camera_days and all(d.bytes_estimate is None for d in stats.camera_days)
     assert stats.mb_per_camera_day is None and stats.to_dict()["mb_per_camera_day_estimate"] is None

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 from genesis.adapters.dlq import DeadLetters
 from tests.integration.workers import TcpProxy, capture, embedded, genesis_cli, pipeline_env, workers
 from tests.services import redis_url
+from tests.stored import stored_sightings
 from tests.waiting import wait_for
 
 BROKER = redis_url(4)
@@ -57,10 +58,10 @@ def test_workers_killed_mid_run_lose_and_duplicate_nothing(env: dict[str, str], 
     logs = Path(env["TEST_OUT_DIR"])
     run_id = capture(env, data_dir)
     with workers(*SPECS, env=env, log_dir=logs) as started:
-        wait_for(lambda: count_rows(env["GENESIS_DATABASE_URL"], "sightings") > 0, 120, "the first stored rows")
+        wait_for(lambda: stored_sightings(env["GENESIS_DATABASE_URL"]) > 0, 120, "the first stored rows")
         for w in started[:2]:  # detect and the sequencer, mid-run, without warning
             w.kill()
-        assert count_rows(env["GENESIS_DATABASE_URL"], "sightings") < sum(t["frames"] for t in want["tracks"])
+        assert stored_sightings(env["GENESIS_DATABASE_URL"]) < sum(t["frames"] for t in want["tracks"])
     # Restarted: the dead workers' unacknowledged messages are put back by the new workers'
     # heartbeats, the sequencer resumes from its last saved state once the dead holder's lock expired.
     with workers(*SPECS, env=env, log_dir=logs):
@@ -68,7 +69,7 @@ def test_workers_killed_mid_run_lose_and_duplicate_nothing(env: dict[str, str], 
     got = report(env, run_id)
     assert got["run"]["status"] == "finished"
     assert got["results"] == want
-    assert count_rows(env["GENESIS_DATABASE_URL"], "sightings") == sum(t["frames"] for t in want["tracks"])
+    assert stored_sightings(env["GENESIS_DATABASE_URL"], finished=True) == sum(t["frames"] for t in want["tracks"])
 
 
 def test_database_outage_retries_then_dead_letters_then_replay(env: dict[str, str], data_dir: Path) -> None:
@@ -91,7 +92,7 @@ def test_database_outage_retries_then_dead_letters_then_replay(env: dict[str, st
         assert letters and all(x.task_name.startswith("genesis.store.") for x in letters)
         assert all(x.retries == 3 for x in letters), [x.retries for x in letters]
         assert "OperationalError" in letters[0].exc_type, letters[0].exc_type
-        assert count_rows(direct, "sightings") == 0
+        assert stored_sightings(direct) == 0
         # drain does not wait for --timeout on a run whose messages are dead letters: it names them.
         stuck = subprocess.run([sys.executable, "-m", "genesis.cli.main", "drain", "--timeout", "600"], env=env,
                                capture_output=True, text=True, timeout=120, check=False)
@@ -106,7 +107,7 @@ def test_database_outage_retries_then_dead_letters_then_replay(env: dict[str, st
     got = report(env, run_id)
     assert got["run"]["status"] == "finished"
     assert got["results"] == want
-    assert count_rows(direct, "sightings") == sum(t["frames"] for t in want["tracks"])
+    assert stored_sightings(direct, finished=True) == sum(t["frames"] for t in want["tracks"])
     proxy.down()
 
 

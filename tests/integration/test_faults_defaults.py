@@ -41,6 +41,7 @@ from tests.integration.workers import (
     workers,
     workers_started,
 )
+from tests.stored import stored_sightings
 from tests.waiting import wait_for
 
 SPECS = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
@@ -277,7 +278,7 @@ def test_detect_worker_killed_mid_batch_loses_nothing(env: dict[str, str], serve
     assert got["run"]["status"] == "finished"
     assert got["run"]["missing_frames"] == 0
     assert got["results"] == want
-    assert rows(env, "sightings") == sum(t["frames"] for t in want["tracks"])
+    assert stored_sightings(env["GENESIS_DATABASE_URL"], finished=True) == sum(t["frames"] for t in want["tracks"])
 
 
 def test_redis_restarted_mid_run_completes(env: dict[str, str], server: RedisServer, data_dir: Path) -> None:
@@ -287,7 +288,8 @@ def test_redis_restarted_mid_run_completes(env: dict[str, str], server: RedisSer
     logs = Path(env["TEST_OUT_DIR"])
     run_id = capture(env, data_dir)
     with workers(*SPECS, env=env, log_dir=logs):
-        wait_for(lambda: rows(env, "sightings") > 0 or held(redis.Redis.from_url(server.url(0)), "genesis.detect"),
+        wait_for(lambda: stored_sightings(env["GENESIS_DATABASE_URL"]) > 0
+                 or held(redis.Redis.from_url(server.url(0)), "genesis.detect"),
                  120, "work in flight")
         server.stop()
         time.sleep(9)
@@ -420,7 +422,7 @@ def test_redis_restarted_like_docker_restart_with_the_compose_layout(env: dict[s
     commands = [("detect", ["--workers", "2"]), ("recognize", []), ("analytics", []), ("store", [])]
     with launchers(*commands, env=env, log_dir=logs):
         run_id = capture(env, data_dir)
-        wait_for(lambda: rows(env, "sightings") > 0 and held(broker, "genesis.detect"), 120,
+        wait_for(lambda: stored_sightings(env["GENESIS_DATABASE_URL"]) > 0 and held(broker, "genesis.detect"), 120,
                  "rows stored and detect messages taken", interval=0.05)
         server.stop()
         server.start()
@@ -429,7 +431,7 @@ def test_redis_restarted_like_docker_restart_with_the_compose_layout(env: dict[s
     assert got["run"]["status"] == "finished"
     assert (got["run"]["missing_frames"], got["run"]["skipped_frames"]) == (0, 0), got["run"]
     assert got["results"] == want
-    assert rows(env, "sightings") == sum(t["frames"] for t in want["tracks"])
+    assert stored_sightings(env["GENESIS_DATABASE_URL"], finished=True) == sum(t["frames"] for t in want["tracks"])
 
 
 @contextmanager
@@ -559,5 +561,5 @@ def test_detect_messages_lost_by_the_broker_are_sent_again(env: dict[str, str], 
     assert got["run"]["status"] == "finished", got["run"]
     assert (got["run"]["missing_frames"], got["run"]["skipped_frames"]) == (0, 0), (got["run"], lost_frames)
     assert got["results"] == want
-    assert rows(env, "sightings") == sum(t["frames"] for t in want["tracks"])
+    assert stored_sightings(env["GENESIS_DATABASE_URL"], finished=True) == sum(t["frames"] for t in want["tracks"])
     assert took >= DEFAULTS.gap_timeout_s  # they were waited for first, with the shipped timeout

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import redis
 from sqlalchemy import create_engine, inspect, text
@@ -82,18 +83,27 @@ def test_track_faces_clusters_search_and_forget(env: dict[str, str], shared_dir:
         genesis_cli(env, "drain", "--timeout", "300")
     distributed = _faces(pg)
     assert distributed == embedded  # same tracks with a face, same unknown clusters
-    # The sequencer published the live view to Redis (boxes = the stored sightings of that frame).
+    # The sequencer published the live view to Redis: the sightings of one frame, whose tracks' stored
+    # trajectories (entry to exit point) span that frame, with the stored box where a point fell on it.
     shown = live.read_latest("entrance", None, frames_redis)
     assert shown is not None and shown.meta["run_id"] == run_id and shown.jpeg[:2] == b"\xff\xd8"
     assert 0 < frames_redis.ttl(live.frame_key("entrance")) <= live.REDIS_FRAME_TTL_S
+    seq = shown.meta["seq"]
     engine = create_engine(pg)
     with engine.connect() as conn:
-        stored = {int(r[0]): (r[1], r[2], r[3], r[4]) for r in conn.execute(text(
-            "SELECT track_id, x1, y1, x2, y2 FROM sightings WHERE run_id = :r AND seq = :s"),
-            {"r": run_id, "s": shown.meta["seq"]})}
+        spans = {int(r[0]): (int(r[1]), int(r[2])) for r in conn.execute(text(
+            "SELECT track_id, min(seq), max(seq) FROM track_points WHERE run_id = :r GROUP BY track_id"),
+            {"r": run_id})}
+        at = {int(r[0]): (r[1], r[2], r[3], r[4]) for r in conn.execute(text(
+            "SELECT track_id, x1, y1, x2, y2 FROM track_points WHERE run_id = :r AND seq = :s"),
+            {"r": run_id, "s": seq})}
         crops = [r[0] for r in conn.execute(text("SELECT crop FROM track_faces"))]
     engine.dispose()
-    assert {p["track_id"] for p in shown.meta["persons"]} == set(stored)
+    persons = {p["track_id"]: p["box"] for p in shown.meta["persons"]}
+    assert persons and all(spans[t][0] <= seq <= spans[t][1] for t in persons), (persons, spans)
+    assert set(at) <= set(persons)
+    for t, box in at.items():
+        assert np.allclose(persons[t], box, atol=0.06), (t, persons[t], box)
     assert crops and all(c is not None and bytes(c)[:3] == b"GF1" for c in crops)  # face crops, encrypted
 
     engine = create_engine(pg)
@@ -102,7 +112,7 @@ def test_track_faces_clusters_search_and_forget(env: dict[str, str], shared_dir:
         cluster_id, track_id, ts = conn.execute(text(
             "SELECT cluster_id, track_id, ts FROM track_faces WHERE cluster_id IS NOT NULL ORDER BY ts, track_id"
         )).first()  # type: ignore[misc]
-        box = conn.execute(text("SELECT x1, y1, x2, y2 FROM sightings WHERE run_id = :r AND track_id = :t "
+        box = conn.execute(text("SELECT x1, y1, x2, y2 FROM track_points WHERE run_id = :r AND track_id = :t "
                                 "ORDER BY abs(ts - :ts) LIMIT 1"), {"r": run_id, "t": track_id, "ts": ts}).one()
     engine.dispose()
     assert all(b[:3] == b"GF1" for b in blobs)  # encrypted at rest

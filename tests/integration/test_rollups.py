@@ -123,8 +123,8 @@ def test_rollups_and_purge_by_a_celery_worker_on_postgres(env: dict[str, str], t
             assert reported == len(rows) - len(kept)
 
         counts = {k: int(v) for k, v in re.findall(r"'(\w+)': (\d+)", line)}
-        check([absolute(run, s.ts) for run in ("live", "file") for s in repo.sightings(run)],
-              [t for _, _, t in raw.sightings], counts["sightings"])
+        check([absolute(run, s.ts) for run in ("live", "file") for s in repo.points(run)],
+              [t for _, _, t, _ in raw.points], counts["track_points"])
         check([absolute(run, e.ts) for run in ("live", "file") for e in repo.zone_events(run)],
               [e[4] for e in raw.events], counts["zone_events"])
         check([absolute(run, c.ts) for run in ("live", "file") for c in repo.line_crossings(run)],
@@ -148,17 +148,19 @@ def test_rollup_cli_on_postgres_matches_the_task(env: dict[str, str]) -> None:
 def test_celery_beat_runs_the_configured_schedule(env: dict[str, str], tmp_path: Path) -> None:
     """`celery -A genesis beat` sends the rollups and the purge at the configured intervals;
     the analytics worker (workers/analytics.py) runs them and recent rows show up rolled up."""
-    from genesis.domain import Sighting
+    from genesis.adapters.db.partitions import day_of, partitions
+    from genesis.domain import PathPoint, Sighting
 
     now = time.time()
     with Repository(env["GENESIS_DATABASE_URL"]) as repo:
         repo.start_run("recent", "door", "rtsp://camera", {"width": 640, "height": 360, "fps": 2.0})
         sightings = [Sighting("door", 1 + i % 3, i, now - 100 + i / 2.0, (10.0, 10.0, 50.0, 90.0), 0.9)
                      for i in range(120)]  # live timestamps over the last 100 s
-        repo.save_outcome("recent", sightings, [], [], [])
+        points = [PathPoint(s.camera_id, s.track_id, s.seq, s.ts, s.box, s.score, 1) for s in sightings]
+        repo.save_outcome("recent", sightings, [], [], [], points)
         e = dict(env, GENESIS_ROLLUPS__MINUTE_EVERY_S="1", GENESIS_ROLLUPS__HOUR_EVERY_S="1",
                  GENESIS_ROLLUPS__GRANULARITIES="[minute, hour]", GENESIS_ROLLUPS__LAG_S="0",
-                 GENESIS_ROLLUPS__PURGE_EVERY_S="2")
+                 GENESIS_ROLLUPS__PURGE_EVERY_S="2", GENESIS_ROLLUPS__STORAGE_EVERY_S="1")
         beat = Worker("beat", "", e, tmp_path, command=[
             sys.executable, "-m", "celery", "-A", "genesis", "beat", "-s", str(tmp_path / "beat-schedule"),
             "--loglevel", "INFO"])
@@ -174,7 +176,7 @@ def test_celery_beat_runs_the_configured_schedule(env: dict[str, str], tmp_path:
                 hours = store.rollups("camera", "hour", "door")
                 log = analytics.log.read_text()
                 if (sum(r["sightings"] for r in minutes) == 120 and sum(r["sightings"] for r in hours) == 120
-                        and f"Task {routing.PURGE}" in log):
+                        and f"Task {routing.PURGE}" in log and f"Task {routing.STORAGE}" in log):
                     break
                 time.sleep(0.5)
             else:
@@ -184,8 +186,13 @@ def test_celery_beat_runs_the_configured_schedule(env: dict[str, str], tmp_path:
             beat.stop()
             analytics.stop()
         beat_log = beat.log.read_text()
-        for name in ("rollup-minute", "rollup-hour", "retention-purge"):
+        for name in ("rollup-minute", "rollup-hour", "retention-purge", "storage-upkeep"):
             assert f"Sending due task {name}" in beat_log, beat_log[-2000:]
+        # beat's storage upkeep made the day partitions of the next days (defaults: 3 ahead)
+        with repo.engine.connect() as conn:
+            days = {d for _, d in partitions(conn, "track_points")}
+        today = day_of(time.time())
+        assert set(range(today - 1, today + 4)) <= days, days
         assert "rollup-day" not in beat_log  # not configured
         assert store.rollups("camera", "day", "door") == []
         assert {r["tracks"] for r in store.rollups("camera", "hour", "door")} <= {1, 2, 3}

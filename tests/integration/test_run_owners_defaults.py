@@ -29,6 +29,7 @@ from genesis.adapters.dlq import DeadLetters
 from genesis.config import DistributedConfig
 from tests.integration.test_faults_defaults import SPECS, RedisServer, env, rows, run_status, server  # noqa: F401
 from tests.integration.workers import capture, clip, genesis_cli, pipeline_env, workers
+from tests.stored import stored_sightings
 from tests.waiting import wait_for
 
 DEFAULTS = DistributedConfig()
@@ -96,7 +97,7 @@ def test_a_killed_embedded_run_is_failed_and_its_rows_removed_at_the_next_run(
 
         def stored() -> bool:
             try:
-                return count(db, "SELECT count(*) FROM sightings") > 0
+                return count(db, "SELECT count(*) FROM track_points") > 0
             except OperationalError:  # the run has not created the tables yet
                 return False
 
@@ -119,7 +120,7 @@ def test_a_killed_embedded_run_is_failed_and_its_rows_removed_at_the_next_run(
     assert f"run {run_id} (camera entrance) abandoned" in said and f"pid {victim.pid}" in said, said
     status, meta = run_row(db, run_id)
     assert status == "failed" and "is gone (killed, or it crashed)" in meta["abandoned"] and meta["rows_removed"]
-    for table in ("sightings", "tracks", "zone_events", "line_crossings", "recognition_attempts"):
+    for table in ("track_points", "heatmap_cells", "tracks", "zone_events", "line_crossings", "recognition_attempts"):
         assert count(db, f"SELECT count(*) FROM {table} WHERE run_id = :r", r=run_id) == 0, table
     assert count(db, "SELECT count(*) FROM runs WHERE status = 'finished'") == 1
 
@@ -151,7 +152,7 @@ def test_a_sites_stale_check_leaves_the_runs_of_another_site_alone(models_dir: P
             with workers(*SPECS, env=env_b, log_dir=tmp_path):
                 assert "drained" in genesis_cli(env_b, "drain", "--timeout", "300")
             assert run_status(env_a, healthy) == "finished"
-            assert rows(env_a, "sightings") > 0
+            assert stored_sightings(env_a["GENESIS_DATABASE_URL"]) > 0
     finally:
         site_a.stop()
         site_b.stop()

@@ -43,7 +43,7 @@ def test_rollups_equal_the_raw_rows_and_rerun_gives_the_same_rows(repo: Reposito
         assert rows, kind
         assert_matches(stored(rows, kind), want[kind])
     # totals: sums over the buckets are the raw totals
-    assert sum(r["sightings"] for r in first["camera"]) == len(raw.sightings)
+    assert sum(r["sightings"] for r in first["camera"]) == len(raw.sightings)  # the points stand for them all
     assert sum(r["visits"] for r in first["zone"]) == len(raw.visits)
     assert sum(r["crossings_in"] + r["crossings_out"] for r in first["line"]) == len(raw.crossings)
     assert {r["identity"] for r in first["identity"]} == {"alice", "bob", "carol"}
@@ -99,15 +99,15 @@ def test_retention_purge_deletes_exactly_what_is_older_than_the_limit(repo: Repo
                                       "GENESIS_ROLLUPS__KEEP_MINUTE_DAYS": "30"})
     cutoff = now - 30 * 86400
     counts = purge(repo, settings, now=now)
-    old = sum(1 for _, _, t in raw.sightings if t < cutoff)
-    assert 0 < old < len(raw.sightings)
-    assert counts["sightings"] == old
+    old = sum(1 for _, _, t, _ in raw.points if t < cutoff)
+    assert 0 < old < len(raw.points)
+    assert counts["track_points"] == old
     assert counts["zone_events"] == sum(1 for e in raw.events if e[4] < cutoff)
     assert counts["line_crossings"] == sum(1 for c in raw.crossings if c[4] < cutoff)
     assert counts["unknown_faces"] == sum(1 for a in raw.attempts if a[3] is None and a[2] < cutoff)
     assert counts["recognition_attempts"] == sum(1 for a in raw.attempts if a[3] is not None and a[2] < cutoff)
-    left = [s.ts for run in ("live", "file") for s in repo.sightings(run)]
-    assert len(left) == len(raw.sightings) - old
+    left = [s.ts for run in ("live", "file") for s in repo.points(run)]
+    assert len(left) == len(raw.points) - old
     minutes = AnalyticsStore(repo).rollups("camera", "minute")
     assert minutes and all(r["bucket"].timestamp() >= cutoff - 0 for r in minutes)
     assert counts["rollups_minute"] > 0
@@ -118,7 +118,8 @@ def test_beat_schedule_comes_from_the_settings() -> None:
     s = load_settings(environ={"GENESIS_ROLLUPS__GRANULARITIES": "[minute, hour]",
                                "GENESIS_ROLLUPS__MINUTE_EVERY_S": "30"})
     sched = beat_schedule(s)
-    assert set(sched) == {"rollup-minute", "rollup-hour", "retention-purge"}
+    assert set(sched) == {"rollup-minute", "rollup-hour", "retention-purge", "storage-upkeep"}
+    assert sched["storage-upkeep"]["task"] == routing.STORAGE and sched["storage-upkeep"]["schedule"] == 3600.0
     assert sched["rollup-minute"]["task"] == routing.ROLLUP and sched["rollup-minute"]["schedule"] == 30.0
     assert sched["rollup-minute"]["args"] == ("minute",)
     assert {e["options"]["queue"] for e in sched.values()} == {"analytics"}

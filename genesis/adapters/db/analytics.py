@@ -8,15 +8,34 @@ it is an epoch time (``ts >= EPOCH_MIN``) and ``run.started_at + ts`` otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import ColumnElement, Connection, case, delete, func, select
 
-from genesis.adapters.db.repository import Repository, dialect_insert, read_connection, write_connection
-from genesis.adapters.db.tables import LineCrossingRow, RecognitionAttemptRow, Run, SightingRow, Track, ZoneEventRow
+from genesis.adapters.db.partitions import drop_before
+from genesis.adapters.db.repository import (
+    DAY_S,
+    EPOCH_MIN,
+    HOUR_S,
+    Repository,
+    dialect_insert,
+    read_connection,
+    write_connection,
+)
+from genesis.adapters.db.tables import (
+    HeatmapRow,
+    LineCrossingRow,
+    RecognitionAttemptRow,
+    Run,
+    Track,
+    TrackPointRow,
+    ZoneEventRow,
+)
 from genesis.adapters.db.tables_analytics import (
     CameraSnapshot,
     RollupCamera,
@@ -25,9 +44,7 @@ from genesis.adapters.db.tables_analytics import (
     RollupLine,
     RollupZone,
 )
-
-EPOCH_MIN = 1e9
-"""A ``ts`` at or above this (2001-09-09) is an epoch time; below, a position in a video."""
+from genesis.domain.heat import add_cells, encode_cells, grid_shape
 
 ROLLUP_TABLES: dict[str, Any] = {
     "camera": RollupCamera,
@@ -98,6 +115,31 @@ class WindowRows:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class HeatGrid:
+    """Foot-point counts of a camera on a grid of ``cell_px`` squares over ``width`` x ``height``."""
+
+    grid: np.ndarray
+    width: int
+    height: int
+    cell_px: int
+    points: int
+
+
+def sum_grids(rows: Iterable[Sequence[Any]]) -> HeatGrid | None:
+    """Sum stored grids given as (width, height, cell_px, points, cells), newest first: the grids of the
+    first row's geometry are summed (a camera whose size or cell changed keeps its latest)."""
+    out: HeatGrid | None = None
+    for w, h, c, n, cells in rows:
+        if out is None:
+            out = HeatGrid(np.zeros(grid_shape(int(w), int(h), int(c)), dtype=np.int64), int(w), int(h), int(c), 0)
+        if (int(w), int(h), int(c)) != (out.width, out.height, out.cell_px):
+            continue
+        add_cells(out.grid, bytes(cells))
+        out = HeatGrid(out.grid, out.width, out.height, out.cell_px, out.points + int(n))
+    return out
+
+
 def _abs_ts(column: Any, span: RunSpan) -> ColumnElement[float]:
     expr: ColumnElement[float] = case((column >= EPOCH_MIN, column), else_=column + span.start)
     return expr
@@ -152,14 +194,17 @@ class AnalyticsStore:
             spans = self.run_spans(conn, until, camera_id, since)
             out.runs = {s.run_id: s for s in spans}
             for span in spans:
-                t = _abs_ts(SightingRow.ts, span)
+                # Each trajectory point stands for ``frames`` sightings (itself and those since the
+                # track's previous point): counted in the point's bucket.
+                P = TrackPointRow  # noqa: N806
+                t = _abs_ts(P.ts, span)
                 bucket = func.floor(t / bucket_s)
                 rows = conn.execute(
-                    select(SightingRow.track_id, Track.identity_name, bucket, func.count())
-                    .outerjoin(Track, (Track.run_id == SightingRow.run_id) & (Track.track_id == SightingRow.track_id)
-                               & (Track.first_seq <= SightingRow.seq) & (Track.last_seq >= SightingRow.seq))
-                    .where(SightingRow.run_id == span.run_id, t >= since, t < until)
-                    .group_by(SightingRow.track_id, Track.segment, Track.identity_name, bucket)
+                    select(P.track_id, Track.identity_name, bucket, func.sum(P.frames))
+                    .outerjoin(Track, (Track.run_id == P.run_id) & (Track.track_id == P.track_id)
+                               & (Track.first_seq <= P.seq) & (Track.last_seq >= P.seq))
+                    .where(P.run_id == span.run_id, t >= since, t < until)
+                    .group_by(P.track_id, Track.segment, Track.identity_name, bucket)
                 )
                 out.sightings += [(span.run_id, int(tid), float(b) * bucket_s, int(n), name)
                                   for tid, name, b, n in rows]
@@ -187,24 +232,79 @@ class AnalyticsStore:
                         (int(first_seq), float(first_t), name))
         return out
 
-    def foot_points(
-        self, camera_id: str, since: float | None, until: float | None
-    ) -> list[tuple[float, float, float, float]]:
-        """The boxes (x1, y1, x2, y2) of the camera's sightings in ``[since, until)``."""
-        out: list[tuple[float, float, float, float]] = []
+    def heat_grid(self, camera_id: str, since: float | None, until: float | None,
+                  run_ids: Sequence[str] | None = None) -> HeatGrid | None:
+        """The camera's foot-point counts in ``[since, until)``, summed from its hourly grids
+        (``heatmap_cells``); ``run_ids`` limits it to those runs. Hours are whole: an hour that starts
+        before ``since`` or reaches past ``until`` counts only when more than half of it is inside (a
+        bound is rounded to the nearest hour). None when nothing was stored."""
+        q = select(HeatmapRow.width, HeatmapRow.height, HeatmapRow.cell_px, HeatmapRow.points,
+                   HeatmapRow.cells).where(HeatmapRow.camera_id == camera_id)
+        if since is not None:
+            q = q.where(HeatmapRow.hour >= from_epoch(round(since / HOUR_S) * HOUR_S))
+        if until is not None:
+            q = q.where(HeatmapRow.hour < from_epoch(round(until / HOUR_S) * HOUR_S))
+        if run_ids is not None:
+            q = q.where(HeatmapRow.run_id.in_(list(run_ids)))
         with self._read() as conn:
-            spans = self.run_spans(conn, until, camera_id, since)
-            for span in spans:
-                t = _abs_ts(SightingRow.ts, span)
-                query = select(SightingRow.x1, SightingRow.y1, SightingRow.x2, SightingRow.y2).where(
-                    SightingRow.run_id == span.run_id
-                )
-                if since is not None:
-                    query = query.where(t >= since)
-                if until is not None:
-                    query = query.where(t < until)
-                out += [(float(a), float(b), float(c), float(d)) for a, b, c, d in conn.execute(query)]
-        return out
+            rows = list(conn.execute(q.order_by(HeatmapRow.hour.desc())))
+        return sum_grids(rows)
+
+    def heat_of_runs(self, camera_id: str, run_ids: Sequence[str], ts_from: float | None,
+                     ts_to: float | None) -> HeatGrid | None:
+        """The foot-point counts of these runs of the camera, within the media-time range of each run
+        (``ts`` as stored: a position in a file, an epoch time for a live source) rounded to whole hours
+        as in :meth:`heat_grid`."""
+        wanted = set(run_ids)
+        rows: list[Sequence[Any]] = []
+        with self._read() as conn:
+            for span in self.run_spans(conn, None, camera_id):
+                if span.run_id not in wanted:
+                    continue
+                q = select(HeatmapRow.width, HeatmapRow.height, HeatmapRow.cell_px, HeatmapRow.points,
+                           HeatmapRow.cells, HeatmapRow.hour).where(HeatmapRow.run_id == span.run_id)
+                if ts_from is not None:
+                    q = q.where(HeatmapRow.hour >= from_epoch(round(span.absolute(ts_from) / HOUR_S) * HOUR_S))
+                if ts_to is not None:
+                    q = q.where(HeatmapRow.hour < from_epoch(round(span.absolute(ts_to) / HOUR_S) * HOUR_S))
+                rows += list(conn.execute(q))
+        rows.sort(key=lambda r: r[5], reverse=True)
+        return sum_grids(r[:5] for r in rows)
+
+    def compact_heat(self, before: float) -> int:
+        """Merge the per-batch heat rows of every hour that ended before ``before`` into one row per
+        (run, hour) with ``first_seq`` -1; returns the rows merged away. One transaction."""
+        merged = 0
+        with self._write() as conn:
+            keys = list(conn.execute(
+                select(HeatmapRow.run_id, HeatmapRow.hour).where(
+                    HeatmapRow.hour < from_epoch(before - HOUR_S), HeatmapRow.first_seq >= 0)
+                .group_by(HeatmapRow.run_id, HeatmapRow.hour)))
+            for run_id, hour in keys:
+                rows = list(conn.execute(
+                    select(HeatmapRow.width, HeatmapRow.height, HeatmapRow.cell_px, HeatmapRow.points,
+                           HeatmapRow.cells, HeatmapRow.camera_id, HeatmapRow.first_seq)
+                    .where(HeatmapRow.run_id == run_id, HeatmapRow.hour == hour)))
+                for geometry in sorted({(int(w), int(h), int(c)) for w, h, c, *_ in rows}):
+                    part = [r for r in rows if (int(r[0]), int(r[1]), int(r[2])) == geometry]
+                    if len(part) == 1 and int(part[0][6]) < 0:
+                        continue
+                    total = sum_grids([r[:5] for r in part])
+                    assert total is not None
+                    w, h, c = geometry
+                    conn.execute(delete(HeatmapRow).where(
+                        HeatmapRow.run_id == run_id, HeatmapRow.hour == hour, HeatmapRow.width == w,
+                        HeatmapRow.height == h, HeatmapRow.cell_px == c))
+                    # One merged row per (run, hour); a second geometry in the same hour (settings
+                    # changed mid-run) keeps the next free negative key.
+                    conn.execute(dialect_insert(conn, HeatmapRow).values(
+                        run_id=run_id, hour=hour, first_seq=-1 - sorted({(int(a), int(b), int(d))
+                                                                        for a, b, d, *_ in rows}).index(geometry),
+                        day=int(hour.timestamp()) // DAY_S, camera_id=str(part[0][5]), width=w, height=h, cell_px=c,
+                        points=total.points,
+                        cells=encode_cells(total.grid)))
+                    merged += len(part) - 1
+        return merged
 
     def time_range(self, camera_id: str | None = None) -> tuple[float, float] | None:
         """(earliest start, latest possible row time) of the stored runs; None without runs."""
@@ -264,16 +364,20 @@ class AnalyticsStore:
     def purge_before(self, cutoffs: dict[str, float], rollup_cutoffs: dict[str, float]) -> dict[str, int]:
         """Delete rows whose absolute time is before their kind's cutoff; returns the counts.
 
-        Kinds: ``sightings`` (and recognition attempts that named someone), ``unknown_faces``
-        (recognition attempts that matched nobody), ``events`` (zone events, line crossings,
-        tracks by their last sighting); rollups by bucket start per granularity.
+        Kinds: ``sightings`` (trajectory points, and recognition attempts that named someone),
+        ``unknown_faces`` (recognition attempts that matched nobody), ``events`` (zone events, line
+        crossings, tracks by their last sighting, heatmap grids by hour); rollups by bucket start per
+        granularity.
         """
         counts: dict[str, int] = {}
         with self._write() as conn:
+            # PostgreSQL: whole days of the partitioned tables go as partitions (no row deleted);
+            # the rows of the cutoff's own day are deleted below like any other.
+            dropped = drop_before(conn, {"track_points": cutoffs["sightings"], "heatmap_cells": cutoffs["events"]})
             oldest = max(cutoffs.values(), default=0.0)
             spans = self.run_spans(conn, oldest)
             plan: list[tuple[str, Any, Any, Any]] = [
-                ("sightings", SightingRow, SightingRow.ts, None),
+                ("track_points", TrackPointRow, TrackPointRow.ts, None),
                 ("recognition_attempts", RecognitionAttemptRow, RecognitionAttemptRow.ts,
                  RecognitionAttemptRow.identity_name.is_not(None)),
                 ("unknown_faces", RecognitionAttemptRow, RecognitionAttemptRow.ts,
@@ -282,7 +386,8 @@ class AnalyticsStore:
                 ("line_crossings", LineCrossingRow, LineCrossingRow.ts, None),
                 ("tracks", Track, Track.last_ts, None),
             ]
-            kind_of = {"sightings": "sightings", "recognition_attempts": "sightings", "unknown_faces": "unknown_faces",
+            kind_of = {"track_points": "sightings", "recognition_attempts": "sightings",
+                       "unknown_faces": "unknown_faces",
                        "zone_events": "events", "line_crossings": "events", "tracks": "events"}
             for name, table, column, extra in plan:
                 cutoff = cutoffs[kind_of[name]]
@@ -294,7 +399,11 @@ class AnalyticsStore:
                     if extra is not None:
                         stmt = stmt.where(extra)
                     n += conn.execute(stmt).rowcount or 0
-                counts[name] = n
+                counts[name] = n + dropped.get(name, 0)
+            # Heatmap grids are a summary (an hour of a run in one row): kept as long as the events.
+            counts["heatmap_cells"] = dropped.get("heatmap_cells", 0) + (conn.execute(
+                delete(HeatmapRow).where(HeatmapRow.hour < from_epoch(cutoffs["events"] - HOUR_S))
+            ).rowcount or 0)
             for granularity, cutoff in rollup_cutoffs.items():
                 n = 0
                 for table in ROLLUP_TABLES.values():

@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, exists, func, or_, select
 
-from genesis.adapters.db.repository import RUN_COLUMNS, RunRecord, run_record
-from genesis.adapters.db.tables import Camera, Run, SightingRow, Track, ZoneEventRow
+from genesis.adapters.db.repository import RUN_COLUMNS, RunRecord, real_out, run_record
+from genesis.adapters.db.tables import Camera, Run, Track, TrackPointRow, ZoneEventRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +69,8 @@ class SightingListing:
     score: float
     camera_id: str
     identity_name: str | None
+    frames: int = 1
+    """The sightings of the track this point stands for (itself and those since its previous point)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +145,17 @@ def _filtered(base: Any, f: EventFilter, run_col: Any, track_col: Any, ts_from_c
     return base
 
 
-_SIGHTING_TRACK = and_(Track.run_id == SightingRow.run_id, Track.track_id == SightingRow.track_id,
-                       Track.first_seq <= SightingRow.seq, Track.last_seq >= SightingRow.seq)
-"""Join condition: the track segment a sighting belongs to."""
+P = TrackPointRow
+_SIGHTING_TRACK = and_(Track.run_id == P.run_id, Track.track_id == P.track_id,
+                       Track.first_seq <= P.seq, Track.last_seq >= P.seq)
+"""Join condition: the track segment a trajectory point belongs to."""
+
+POINTS_TOTAL_CAP = 100_000
+"""``/api/sightings`` counts at most this many matching points for its ``total`` (a camera's months of points
+would otherwise be counted on every page)."""
+
+RECENT_S = 2.0
+"""A camera tile draws the tracks with a stored point within this many seconds before the frame."""
 
 
 @contextmanager
@@ -160,9 +170,11 @@ class EventRows:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def _page(self, base: Any, order: tuple[Any, ...], limit: int, offset: int) -> tuple[list[Any], int]:
-        """(the rows of one page of ``base`` in ``order``, how many rows match in all)."""
-        total = int(self.conn.execute(select(func.count()).select_from(base.subquery())).scalar_one())
+    def _page(self, base: Any, order: tuple[Any, ...], limit: int, offset: int, count_cap: int | None = None
+              ) -> tuple[list[Any], int]:
+        """(the rows of one page of ``base`` in ``order``, how many rows match in all: at most ``count_cap``)."""
+        counted = base if count_cap is None else base.limit(count_cap)
+        total = int(self.conn.execute(select(func.count()).select_from(counted.subquery())).scalar_one())
         return list(self.conn.execute(base.order_by(*order).limit(limit).offset(offset)).all()), total
 
     def runs(self, camera: str | None, limit: int, offset: int) -> tuple[list[RunRecord], int]:
@@ -188,15 +200,15 @@ class EventRows:
         return [TrackListing(*r) for r in rows], total
 
     def sightings(self, f: EventFilter, limit: int, offset: int) -> tuple[list[SightingListing], int]:
-        """Sightings by run, seq and track, with the total that match."""
+        """Trajectory points (what ``/api/sightings`` lists) by run, seq and track, with the total."""
         base = _filtered(
-            select(SightingRow.run_id, SightingRow.track_id, SightingRow.seq, SightingRow.ts, SightingRow.x1,
-                   SightingRow.y1, SightingRow.x2, SightingRow.y2, SightingRow.score, Run.camera_id,
-                   Track.identity_name)
-            .join(Run, Run.id == SightingRow.run_id).outerjoin(Track, _SIGHTING_TRACK),
-            f, SightingRow.run_id, SightingRow.track_id, SightingRow.ts, SightingRow.ts)
-        rows, total = self._page(base, (SightingRow.run_id, SightingRow.seq, SightingRow.track_id), limit, offset)
-        return [SightingListing(*r) for r in rows], total
+            select(P.run_id, P.track_id, P.seq, P.ts, P.x1, P.y1, P.x2, P.y2, P.score, Run.camera_id,
+                   Track.identity_name, P.frames)
+            .join(Run, Run.id == P.run_id).outerjoin(Track, _SIGHTING_TRACK),
+            f, P.run_id, P.track_id, P.ts, P.ts)
+        rows, total = self._page(base, (P.run_id, P.seq, P.track_id), limit, offset, POINTS_TOTAL_CAP)
+        return [SightingListing(r[0], r[1], r[2], r[3], real_out(r[4]), real_out(r[5]), real_out(r[6]), real_out(r[7]),
+                                real_out(r[8]), r[9], r[10], r[11]) for r in rows], total
 
     def latest_run(self, camera: str) -> str | None:
         """The newest run of a camera."""
@@ -211,26 +223,23 @@ class EventRows:
         return [RunFrame(r.id, r.meta) for r in self.conn.execute(
             query.order_by(Run.started_at.desc(), Run.id.desc())).all()]
 
-    def boxes(self, run_ids: list[str], ts_from: float | None, ts_to: float | None) -> list[Box]:
-        """The boxes of these runs' sightings within the media time range."""
-        q = select(SightingRow.x1, SightingRow.y1, SightingRow.x2, SightingRow.y2).where(
-            SightingRow.run_id.in_(run_ids)
-        )
-        if ts_from is not None:
-            q = q.where(SightingRow.ts >= ts_from)
-        if ts_to is not None:
-            q = q.where(SightingRow.ts <= ts_to)
-        return [Box(*r) for r in self.conn.execute(q).all()]
-
     def sightings_at(self, run_id: str, seq: int) -> list[LabelledBox]:
-        """The sightings of one frame with their segment's name, by track."""
-        return [LabelledBox(*r) for r in self.conn.execute(
-            select(SightingRow.track_id, SightingRow.x1, SightingRow.y1, SightingRow.x2, SightingRow.y2,
-                   Track.identity_name)
+        """The tracks around one frame with their segment's name, by track: each track's latest stored
+        point at or before ``seq`` within ``RECENT_S`` seconds of the newest such point (the database keeps
+        sampled trajectories, not every frame)."""
+        newest = self.conn.execute(select(func.max(P.ts)).where(P.run_id == run_id, P.seq <= seq)).scalar()
+        if newest is None:
+            return []
+        rows = self.conn.execute(
+            select(P.track_id, P.seq, P.x1, P.y1, P.x2, P.y2, Track.identity_name)
             .outerjoin(Track, _SIGHTING_TRACK)
-            .where(SightingRow.run_id == run_id, SightingRow.seq == seq)
-            .order_by(SightingRow.track_id)
-        ).all()]
+            .where(P.run_id == run_id, P.seq <= seq, P.ts >= float(newest) - RECENT_S)
+            .order_by(P.track_id, P.seq)
+        ).all()
+        latest = {int(r.track_id): LabelledBox(int(r.track_id), real_out(r.x1), real_out(r.y1), real_out(r.x2),
+                                               real_out(r.y2), r.identity_name)
+                  for r in rows}
+        return [latest[k] for k in sorted(latest)]
 
     def run_meta(self, run_id: str) -> dict[str, Any] | None:
         meta: dict[str, Any] | None = self.conn.execute(
@@ -238,8 +247,8 @@ class EventRows:
         return meta
 
     def last_seq(self, run_id: str) -> int | None:
-        """The newest frame of the run that has a stored sighting."""
-        seq = self.conn.execute(select(func.max(SightingRow.seq)).where(SightingRow.run_id == run_id)).scalar()
+        """The newest frame of the run that has a stored trajectory point."""
+        seq = self.conn.execute(select(func.max(P.seq)).where(P.run_id == run_id)).scalar()
         return None if seq is None else int(seq)
 
     def run_status(self, run_id: str) -> tuple[str, int]:
@@ -248,11 +257,8 @@ class EventRows:
         return row.status, row.frames
 
     def in_frame(self, run_id: str, seq: int) -> int:
-        """How many sightings one frame has."""
-        return int(self.conn.execute(
-            select(func.count()).select_from(SightingRow)
-            .where(SightingRow.run_id == run_id, SightingRow.seq == seq)
-        ).scalar_one())
+        """How many tracks are around one frame (:meth:`sightings_at`)."""
+        return len(self.sightings_at(run_id, seq))
 
     def track_count(self, run_id: str) -> int:
         return int(self.conn.execute(

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -26,28 +26,32 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from genesis.adapters.db.partitions import ensure_days
 from genesis.adapters.db.tables import (
     RUN_STATUSES,
     Camera,
     FaceEmbedding,
+    HeatmapRow,
     Identity,
     LineCrossingRow,
     RecognitionAttemptRow,
     Run,
-    SightingRow,
     Track,
+    TrackPointRow,
     ZoneEventRow,
     utcnow,
 )
 from genesis.domain import (
     Direction,
     LineCrossing,
+    PathPoint,
     RecognitionAttempt,
     Sighting,
     TrackRecord,
     ZoneEvent,
     ZoneEventKind,
 )
+from genesis.domain.heat import count_feet, encode_cells
 from genesis.domain.redact import redact
 
 if TYPE_CHECKING:  # Alembic is imported when a migration runs, not by every process that opens the database
@@ -242,8 +246,37 @@ def _vector_bytes(record: EmbeddingRecord) -> tuple[int, bytes]:
     return int(vector.shape[0]), vector.astype(_VECTOR_DTYPE).tobytes()
 
 
-def _boxed_row(run_id: str, item: Sighting | RecognitionAttempt, box: Sequence[float]) -> dict[str, Any]:
-    """The columns a sighting and a recognition attempt share: the run, track, frame and box."""
+EPOCH_MIN = 1e9
+"""A ``ts`` at or above this (2001-09-09) is an epoch time (a live source); below, a position in a video."""
+
+HOUR_S = 3600
+DAY_S = 86400
+
+
+def absolute_ts(ts: float, started: float) -> float:
+    """A row's absolute time (epoch seconds): ``ts`` itself for a live source, else the run's start + ``ts``."""
+    return ts if ts >= EPOCH_MIN else started + ts
+
+
+def heat_rows(run_id: str, camera_id: str, started: float, width: int, height: int, cell_px: int,
+              sightings: Sequence[Sighting]) -> list[dict[str, Any]]:
+    """The ``heatmap_cells`` rows of a batch's sightings: one per hour (absolute time) they fall in,
+    keyed by the batch's first frame in that hour (a retried batch gives the same keys)."""
+    by_hour: dict[int, list[Sighting]] = {}
+    for s in sightings:
+        by_hour.setdefault(int(absolute_ts(s.ts, started) // HOUR_S) * HOUR_S, []).append(s)
+    out = []
+    for hour, items in sorted(by_hour.items()):
+        grid = count_feet((s.box for s in items), width, height, cell_px)
+        out.append({"run_id": run_id, "hour": datetime.fromtimestamp(hour, UTC), "day": hour // DAY_S,
+                    "first_seq": min(int(s.seq) for s in items), "camera_id": camera_id, "width": int(width),
+                    "height": int(height), "cell_px": int(cell_px), "points": len(items),
+                    "cells": encode_cells(grid)})
+    return out
+
+
+def _boxed_row(run_id: str, item: RecognitionAttempt, box: Sequence[float]) -> dict[str, Any]:
+    """The columns of a recognition attempt's run, track, frame and box."""
     return {
         "run_id": run_id,
         "track_id": int(item.track_id),
@@ -254,6 +287,24 @@ def _boxed_row(run_id: str, item: Sighting | RecognitionAttempt, box: Sequence[f
         "x2": float(box[2]),
         "y2": float(box[3]),
     }
+
+
+def _f32(x: float) -> float:
+    """A single-precision column's value, rounded before it is written, so SQLite (whose REAL is double)
+    and PostgreSQL (``real``) give back the same number."""
+    return float(np.float32(x))
+
+
+def real_out(x: float) -> float:
+    """A single-precision column read back, the same on both backends: the shortest decimal of the
+    float32 (PostgreSQL's driver gives ``0.1`` for a ``real`` 0.1, SQLite the double 0.10000000149...)."""
+    return float(str(np.float32(x)))
+
+
+def _point_row(run_id: str, p: PathPoint, day: int) -> dict[str, Any]:
+    return {"run_id": run_id, "track_id": int(p.track_id), "seq": int(p.seq), "day": day, "ts": float(p.ts),
+            "x1": _f32(p.box[0]), "y1": _f32(p.box[1]), "x2": _f32(p.box[2]), "y2": _f32(p.box[3]),
+            "score": _f32(p.score), "frames": int(p.frames)}
 
 
 def _check_camera(run_id: str, run_camera: str, items: Iterable[Any]) -> None:
@@ -579,24 +630,35 @@ class Repository:
         attempts: Sequence[RecognitionAttempt],
         zone_events: Sequence[ZoneEvent],
         crossings: Sequence[LineCrossing],
+        points: Sequence[PathPoint] = (),
+        cell_px: int = 8,
     ) -> None:
         """Store what the ordered stages derived from some frames: one transaction, idempotent.
 
-        Each kind of row is one executemany INSERT ... ON CONFLICT DO NOTHING on its natural
-        key, so a retried call stores nothing twice and a partial failure stores nothing.
-        Every row must belong to the run's camera.
+        ``sightings`` (every track in every frame) are not stored row by row: they are summed into the
+        run's heatmap grid of ``cell_px`` squares per hour (``heatmap_cells``); ``points`` (the sampled
+        trajectories) are stored. Each kind of row is one executemany INSERT ... ON CONFLICT DO NOTHING
+        on its natural key, so a retried call stores nothing twice and a partial failure stores
+        nothing. Every row must belong to the run's camera.
         """
-        if not (sightings or attempts or zone_events or crossings):
+        if not (sightings or points or attempts or zone_events or crossings):
             return
+        if self.dialect == "postgresql" and (sightings or points):
+            self._ensure_partitions(run_id, [*sightings, *points])
         with self._write() as conn:
-            camera = self._run_camera(conn, run_id)
-            if camera is None:
+            found = conn.execute(select(Run.camera_id, Run.started_at, Run.meta).where(Run.id == run_id)).one_or_none()
+            if found is None:
                 raise NotFoundError(f"unknown run {run_id}")
-            _check_camera(run_id, camera, [*sightings, *attempts, *zone_events, *crossings])
+            camera, start, meta = str(found[0]), found[1].timestamp(), dict(found[2] or {})
+            _check_camera(run_id, camera, [*sightings, *points, *attempts, *zone_events, *crossings])
+            width, height = int(meta.get("width", 0) or 0), int(meta.get("height", 0) or 0)
+            if sightings and width > 0 and height > 0:
+                _insert_ignore(conn, HeatmapRow, heat_rows(run_id, camera, start, width, height, cell_px,
+                                                            sightings))
             _insert_ignore(
                 conn,
-                SightingRow,
-                [{**_boxed_row(run_id, s, s.box), "score": float(s.score)} for s in sightings],
+                TrackPointRow,
+                [_point_row(run_id, p, int(absolute_ts(p.ts, start) // DAY_S)) for p in points],
             )
             _insert_ignore(
                 conn,
@@ -643,6 +705,17 @@ class Repository:
                     for c in crossings
                 ],
             )
+
+    def _ensure_partitions(self, run_id: str, rows: Sequence[Sighting | PathPoint]) -> None:
+        """The day partitions the rows fall in (PostgreSQL), created first in a transaction of their own
+        when this process has not seen them (beat creates them ahead; a back-dated run needs this)."""
+        with self._read() as conn:
+            started = conn.execute(select(Run.started_at).where(Run.id == run_id)).scalar_one_or_none()
+        if started is None:
+            return  # the write says which run is unknown
+        start = started.timestamp()
+        days = {int(absolute_ts(r.ts, start) // DAY_S) for r in rows}
+        ensure_days(self.engine, days)
 
     def save_tracks(self, run_id: str, tracks: Sequence[TrackRecord]) -> None:
         """Insert or update the track segments of a run (upsert on (run_id, track_id, segment)); one
@@ -777,15 +850,18 @@ class Repository:
                 return "", []
             return camera, list(conn.execute(query))
 
-    def sightings(self, run_id: str) -> list[Sighting]:
-        """The sightings of a run by (seq, track_id); the camera is the run's."""
-        t = SightingRow
+    def points(self, run_id: str) -> list[PathPoint]:
+        """The trajectory points of a run by (seq, track_id); the camera is the run's."""
+        t = TrackPointRow
         camera, rows = self._run_rows(
-            run_id, (t.track_id, t.seq, t.ts, t.x1, t.y1, t.x2, t.y2, t.score), order_by=(t.seq, t.track_id)
+            run_id, (t.track_id, t.seq, t.ts, t.x1, t.y1, t.x2, t.y2, t.score, t.frames),
+            order_by=(t.seq, t.track_id),
         )
         return [
-            Sighting(camera_id=camera, track_id=tid, seq=seq, ts=ts, box=(x1, y1, x2, y2), score=score)
-            for tid, seq, ts, x1, y1, x2, y2, score in rows
+            PathPoint(camera_id=camera, track_id=tid, seq=seq, ts=ts,
+                      box=(real_out(x1), real_out(y1), real_out(x2), real_out(y2)), score=real_out(score),
+                      frames=frames)
+            for tid, seq, ts, x1, y1, x2, y2, score, frames in rows
         ]
 
     def attempts(self, run_id: str) -> list[RecognitionAttempt]:
@@ -821,6 +897,7 @@ class Repository:
 
 __all__ = [
     "ALEMBIC_INI",
+    "EPOCH_MIN",
     "MIGRATIONS_DIR",
     "MIGRATION_LOCK",
     "RUN_COLUMNS",

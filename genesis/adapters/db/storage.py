@@ -46,13 +46,13 @@ from sqlalchemy import (
     update,
 )
 
-from genesis.adapters.db.analytics import EPOCH_MIN
-from genesis.adapters.db.repository import dialect_insert, read_connection, write_connection
+from genesis.adapters.db.partitions import create_days
+from genesis.adapters.db.repository import EPOCH_MIN, dialect_insert, read_connection, write_connection
 from genesis.adapters.db.schema import metadata
 from genesis.adapters.db.tables import Identity, Run, Track, utcnow
 
 DAY_TABLES: dict[str, str] = {
-    "sightings": "ts",
+    "track_points": "ts",
     "recognition_attempts": "ts",
     "zone_events": "ts",
     "line_crossings": "ts",
@@ -327,8 +327,8 @@ def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = Tr
 # benchmark helpers (python -m genesis.bench storage): measuring after VACUUM, and copying a run's rows
 
 
-RUN_TABLES = ("sightings", "recognition_attempts", "zone_events", "line_crossings", "tracks", "track_faces",
-              "alerts", "occupancy_samples")
+RUN_TABLES = ("track_points", "heatmap_cells", "recognition_attempts", "zone_events", "line_crossings", "tracks",
+              "track_faces", "alerts", "occupancy_samples")
 """Every table whose rows belong to a run (``run_id``), copied by :func:`copy_run_rows`."""
 _SEQ_COLUMNS = frozenset({"seq", "first_seq", "last_seq"})
 _TS_COLUMNS = frozenset({"ts", "first_ts", "last_ts", "named_ts"})
@@ -367,10 +367,10 @@ class RunCopy:
 
 def run_extent(engine: Engine, run_id: str) -> tuple[int, int]:
     """(largest track id, largest occupancy window) of a run: the shifts that keep a copy's keys apart."""
-    sightings, tracks, samples = (metadata.tables[n] for n in ("sightings", "tracks", "occupancy_samples"))
+    points, tracks, samples = (metadata.tables[n] for n in ("track_points", "tracks", "occupancy_samples"))
     with read_connection(engine) as conn:
         track = max(int(conn.execute(select(func.coalesce(func.max(t.c.track_id), 0))
-                                     .where(t.c.run_id == run_id)).scalar_one()) for t in (sightings, tracks))
+                                     .where(t.c.run_id == run_id)).scalar_one()) for t in (points, tracks))
         window = int(conn.execute(select(func.coalesce(func.max(samples.c.window_index), 0))
                                   .where(samples.c.run_id == run_id)).scalar_one())
     return track, window
@@ -383,6 +383,7 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
     total = 0
     suffix = f"{copy_no:06d}"
     with write_connection(engine) as conn:
+        start = conn.execute(select(Run.started_at).where(Run.id == run_id)).scalar_one().timestamp()
         if to_run != run_id:  # the run's row first, its times shifted too
             row = dict(conn.execute(select(Run.__table__).where(Run.id == run_id)).one()._mapping)
             late = timedelta(seconds=shift.ts_shift)
@@ -391,6 +392,9 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
             conn.execute(insert(Run), [row])
         for name in RUN_TABLES:
             t = metadata.tables[name]
+            if name == "heatmap_cells":
+                total += _copy_heat(conn, run_id, to_run, shift)
+                continue
             cols: list[str] = []
             exprs: list[Any] = []
             for c in t.columns:
@@ -407,6 +411,9 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
                     e = c + shift.ts_shift
                 elif c.name == "window_index":
                     e = c + shift.window_shift
+                elif c.name == "day":  # track_points: the UTC day of the shifted time (the partition key)
+                    e = cast(func.floor(case((t.c.ts >= EPOCH_MIN, t.c.ts), else_=t.c.ts + start)
+                                        .op("+")(shift.ts_shift) / DAY_S), Integer)
                 elif c.name == "key":  # alerts: unique over the database; (copy, shifted seq) is unique
                     e = (func.substr(c, 1, _KEY_PREFIX, type_=String) + literal(suffix)
                          + cast(t.c.seq + shift.seq_shift, String))
@@ -416,8 +423,35 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
             query = select(*exprs).where(t.c.run_id == run_id)
             if shift.ts_below is not None and name in _TIME_COLUMN:
                 query = query.where(t.c[_TIME_COLUMN[name]] < shift.ts_below)
+            if "day" in t.c:  # PostgreSQL: the day partitions the copies fall in
+                day = next(x for x in exprs if x.name == "day")
+                create_days(conn, [int(d) for (d,) in conn.execute(
+                    select(day.element).where(t.c.run_id == run_id).distinct())])
             total += int(conn.execute(insert(t).from_select(cols, query)).rowcount or 0)
     return total
+
+
+def _copy_heat(conn: Connection, run_id: str, to_run: str, shift: RunCopy) -> int:
+    """:func:`copy_run_rows` for ``heatmap_cells``: the hour of each grid moved by the time shift (whole
+    hours, in Python: the two databases share no interval arithmetic), its first frame by the frame shift."""
+    t = metadata.tables["heatmap_cells"]
+    started = conn.execute(select(Run.started_at).where(Run.id == run_id)).scalar_one()
+    rows = []
+    for r in conn.execute(select(t).where(t.c.run_id == run_id)):
+        row = dict(r._mapping)
+        hour = row["hour"].timestamp()
+        if shift.ts_below is not None and hour >= started.timestamp() + shift.ts_below:
+            continue
+        moved = (hour + shift.ts_shift) // 3600 * 3600
+        row.update(run_id=to_run, first_seq=row["first_seq"] + shift.seq_shift if row["first_seq"] >= 0
+                   else row["first_seq"] - shift.seq_shift - 1,
+                   hour=datetime.fromtimestamp(moved, UTC), day=int(moved // DAY_S))
+        rows.append(row)
+    if rows:
+        create_days(conn, {r["day"] for r in rows})
+        conn.execute(dialect_insert(conn, t).on_conflict_do_nothing(
+            index_elements=list(t.primary_key.columns)), rows)
+    return len(rows)
 
 
 def set_run_span(engine: Engine, run_id: str, started: float, finished: float) -> None:

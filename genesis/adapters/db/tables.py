@@ -6,7 +6,7 @@ models describe the same tables for queries and for ``alembic revision --autogen
 
 Choices that keep both backends identical:
 
-* event tables (sightings, attempts, zone events, line crossings, tracks) use their natural
+* event tables (track points, attempts, zone events, line crossings, tracks) use their natural
   key as primary key, which is also the ``ON CONFLICT`` target of the idempotent writes;
 * floats are ``Double`` (SQLite REAL, PostgreSQL double precision) so they round-trip exactly;
 * datetimes are stored in UTC and always read back timezone-aware (`UTCDateTime`);
@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    REAL,
     BigInteger,
     CheckConstraint,
     DateTime,
@@ -171,21 +172,52 @@ class Track(Base):
     end_reason: Mapped[str | None] = mapped_column(String(16))
 
 
-class SightingRow(Base):
-    """A track seen in a frame. The camera is the run's (not repeated on the largest table)."""
+class TrackPointRow(Base):
+    """A point of a track's sampled trajectory (``genesis.stages.path``): the box at frame ``seq``;
+    ``frames`` is how many sightings of the track it stands for (itself and those since the track's
+    previous point). The camera is the run's. Coordinates are single precision (pixels).
 
-    __tablename__ = "sightings"
-    __table_args__ = (Index(None, "run_id", "seq"),)
+    ``day`` (UTC days since 1970 of the point's absolute time) is the partition key on PostgreSQL
+    (``genesis.adapters.db.partitions``): part of the key there, a plain column on SQLite. The key
+    (run, seq, track, day) is also the order of the API's pages and of a frame's lookup: no other index."""
+
+    __tablename__ = "track_points"
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     ts: Mapped[float] = mapped_column(Double)
-    x1: Mapped[float] = mapped_column(Double)
-    y1: Mapped[float] = mapped_column(Double)
-    x2: Mapped[float] = mapped_column(Double)
-    y2: Mapped[float] = mapped_column(Double)
-    score: Mapped[float] = mapped_column(Double)
+    x1: Mapped[float] = mapped_column(REAL)
+    y1: Mapped[float] = mapped_column(REAL)
+    x2: Mapped[float] = mapped_column(REAL)
+    y2: Mapped[float] = mapped_column(REAL)
+    score: Mapped[float] = mapped_column(REAL)
+    frames: Mapped[int] = mapped_column(Integer)
+
+
+class HeatmapRow(Base):
+    """Foot-point counts of one run in one hour (absolute time) on the camera's heatmap grid.
+
+    Written per stored batch (``first_seq``: the batch's first frame in that hour, so a retried write
+    adds nothing) and merged per hour by the rollup job (``first_seq`` = -1). ``cells`` holds the
+    non-zero cells: ``n`` little-endian uint32 cell indices (row-major on a ``rows`` x ``cols`` grid of
+    ``cell_px`` squares over ``width`` x ``height``) followed by their ``n`` uint32 counts. ``day`` (of
+    ``hour``) is the partition key on PostgreSQL, as for ``track_points``."""
+
+    __tablename__ = "heatmap_cells"
+    __table_args__ = (Index(None, "camera_id", "hour"),)
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    first_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    camera_id: Mapped[str] = mapped_column(String)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    cell_px: Mapped[int] = mapped_column(Integer)
+    points: Mapped[int] = mapped_column(BigInteger)
+    cells: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class RecognitionAttemptRow(Base):

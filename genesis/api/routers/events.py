@@ -78,7 +78,9 @@ def tracks(_key: Viewer, s: Services, f: Filter, paging: Annotated[tuple[int, in
     return TrackPage.model_validate(_filtered_page(svc.tracks, s, f, paging), from_attributes=True)
 
 
-@router.get("/sightings", response_model=SightingPage, summary="Sightings (a track in a frame) with filters")
+@router.get("/sightings", response_model=SightingPage,
+            summary="Trajectory points of the tracks (sampled sightings: at most about one a second per track, "
+                    "plus entries, exits, zone and line events and turns) with filters")
 def sightings(_key: Viewer, s: Services, f: Filter, paging: Annotated[tuple[int, int], Depends(_paging(100))]
               ) -> SightingPage:
     return SightingPage.model_validate(_filtered_page(svc.sightings, s, f, paging), from_attributes=True)

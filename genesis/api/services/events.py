@@ -62,7 +62,7 @@ def tracks(repo: Repository, f: EventFilter, limit: int, offset: int) -> Page:
 def sightings(repo: Repository, f: EventFilter, limit: int, offset: int) -> Page:
     def item(r: SightingListing) -> dict[str, Any]:
         return {"run_id": r.run_id, "camera_id": r.camera_id, "track_id": r.track_id, "seq": r.seq, "ts": r.ts,
-                "box": [r.x1, r.y1, r.x2, r.y2], "score": r.score, "identity": r.identity_name}
+                "box": [r.x1, r.y1, r.x2, r.y2], "score": r.score, "identity": r.identity_name, "frames": r.frames}
 
     return _page(repo, lambda db: db.sightings(f, limit, offset), item, limit, offset)
 

@@ -4,8 +4,8 @@ Both are drawn on the camera's stored snapshot (`genesis.services.heatmap.Snapsh
 as the camera's privacy settings say when it was stored, refreshed every
 ``analytics.snapshot_every_s``). A frame of the Redis frame store is raw (never blurred): it is used
 only for a camera whose blur is off (``raw_ok``) — the tile of a running camera then shows its newest
-frame with the stored sightings drawn on it. Without either, the tile is a placeholder that says so
-and the heatmap is drawn on black."""
+frame with the tracks' stored points drawn on it. Without either, the tile is a placeholder that says so
+and the heatmap is drawn on black. The heatmap itself is the stored foot-point grids (``heatmap_cells``)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from genesis.adapters.db.events import LabelledBox, read_events
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.adapters.redis_keys import frame_pattern
 from genesis.api.services.events import EventFilter, latest_run
-from genesis.domain import Sighting
-from genesis.stages.analytics import heatmap_grid, render_heatmap
+from genesis.domain.heat import coarsen
+from genesis.stages.analytics import render_heatmap
 
 PLACEHOLDER_SIZE = (640, 360)
 MAX_HEATMAP_SIDE = 4096
@@ -103,21 +103,21 @@ def stored_snapshot(repo: Repository, camera: str) -> tuple[np.ndarray, datetime
 
 def heatmap_png(repo: Repository, client: redis.Redis, camera: str, f: EventFilter, cell: int,
                 raw_ok: bool = False) -> bytes:
-    """The heatmap of the camera's stored sightings in the filter's runs and time range, on the stored
-    snapshot (on the newest raw frame only with ``raw_ok`` and no snapshot; else on black)."""
+    """The heatmap of the camera's stored foot-point grids (``heatmap_cells``) in the filter's runs and
+    time range (whole hours), on the stored snapshot (on the newest raw frame only with ``raw_ok`` and no
+    snapshot; else on black). ``cell`` must be a multiple of the stored grid's cell."""
     with read_events(repo.engine) as db:
         runs = db.camera_runs(camera, f)
-        if not runs:
-            raise NoDataError(f"no runs of camera {camera!r} in that range")
-        boxes = db.boxes([r.id for r in runs], f.ts_from, f.ts_to)
-    size = next((s for s in (_size(r.meta) for r in runs) if s is not None), None)
-    if size is None:
-        w = int(max((b.x2 for b in boxes), default=PLACEHOLDER_SIZE[0]))
-        h = int(max((b.y2 for b in boxes), default=PLACEHOLDER_SIZE[1]))
-        size = (min(max(w, 16), MAX_HEATMAP_SIDE), min(max(h, 16), MAX_HEATMAP_SIDE))
-    width, height = size
-    sightings = [Sighting(camera, 0, 0, 0.0, (b.x1, b.y1, b.x2, b.y2), 1.0) for b in boxes]
-    grid = heatmap_grid(sightings, width, height, cell)
+    if not runs:
+        raise NoDataError(f"no runs of camera {camera!r} in that range")
+    heat = AnalyticsStore(repo).heat_of_runs(camera, [r.id for r in runs], f.ts_from, f.ts_to)
+    if heat is None:
+        size = next((s for s in (_size(r.meta) for r in runs) if s is not None), PLACEHOLDER_SIZE)
+        width, height = min(max(size[0], 16), MAX_HEATMAP_SIDE), min(max(size[1], 16), MAX_HEATMAP_SIDE)
+        grid = np.zeros((1, 1), dtype=np.int64)
+    else:
+        width, height = heat.width, heat.height
+        grid = coarsen(heat.grid, heat.cell_px, cell)
     snap = stored_snapshot(repo, camera)
     background = snap[0] if snap is not None else None
     if background is None and raw_ok:

@@ -6,6 +6,7 @@ so tests never see each other's rows and can run in parallel.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import threading
@@ -37,6 +38,7 @@ from genesis.adapters.db.schema import metadata
 from genesis.domain import (
     Direction,
     LineCrossing,
+    PathPoint,
     RecognitionAttempt,
     Sighting,
     ZoneEvent,
@@ -51,7 +53,8 @@ TABLES = {
     "face_embeddings",
     "runs",
     "tracks",
-    "sightings",
+    "track_points",
+    "heatmap_cells",
     "recognition_attempts",
     "zone_events",
     "line_crossings",
@@ -78,7 +81,7 @@ TABLES = {
     "live_frames",
     "live_watch",
 }
-RUN_TABLES = ("tracks", "sightings", "recognition_attempts", "zone_events", "line_crossings")
+RUN_TABLES = ("tracks", "track_points", "heatmap_cells", "recognition_attempts", "zone_events", "line_crossings")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -145,6 +148,20 @@ def outcome(
             crossings.append(LineCrossing(camera, "gate", 2, Direction.OUT, seq, ts))
             crossings.append(LineCrossing(camera, "Gate", 1, Direction.IN, seq, ts))
     return sightings, attempts, events, crossings
+
+
+def points_of(sightings: list[Sighting]) -> list[PathPoint]:
+    """Every sighting as a trajectory point (what a stored point is: its box and score in single precision)."""
+    return [PathPoint(s.camera_id, s.track_id, s.seq, s.ts, s.box, s.score, 1 + s.seq % 3) for s in sightings]
+
+
+def stored(points: list[PathPoint]) -> list[PathPoint]:
+    """The points as read back, by (seq, track): box and score rounded to single precision."""
+    def f32(x: float) -> float:
+        return float(str(np.float32(x)))
+
+    return sorted((dataclasses.replace(p, box=tuple(f32(v) for v in p.box), score=f32(p.score))  # type: ignore[arg-type]
+                   for p in points), key=lambda p: (p.seq, p.track_id))
 
 
 def track(track_id: int, identity: str | None = None, *, camera: str = "cam1", votes: int = 0) -> TrackRecord:
@@ -469,30 +486,37 @@ def test_runs_newest_first_and_by_camera(repo: Repository) -> None:
 def test_save_outcome_round_trips_in_order(repo: Repository) -> None:
     repo.start_run("run1", "cam1", "a.mp4", {})
     sightings, attempts, events, crossings = outcome("cam1", range(7))
+    points = points_of(sightings)
     # Written in reverse: reading back must not depend on the insert order.
-    repo.save_outcome("run1", sightings[::-1], attempts[::-1], events[::-1], crossings[::-1])
+    repo.save_outcome("run1", sightings[::-1], attempts[::-1], events[::-1], crossings[::-1], points[::-1])
 
-    assert repo.sightings("run1") == sorted(sightings, key=lambda s: (s.seq, s.track_id))
+    assert repo.points("run1") == stored(points)
     assert repo.attempts("run1") == sorted(attempts, key=lambda a: (a.seq, a.track_id))
     assert repo.zone_events("run1") == sorted(events, key=lambda e: (e.seq, e.zone, e.track_id, e.kind.value))
     assert repo.line_crossings("run1") == sorted(crossings, key=lambda c: (c.seq, c.line, c.track_id))
     got = repo.zone_events("run1")[0]
     assert type(got.kind) is ZoneEventKind
     assert type(repo.line_crossings("run1")[0].direction) is Direction
-    assert type(repo.sightings("run1")[0].box) is tuple
+    assert type(repo.points("run1")[0].box) is tuple
+
+
+def heat_points(repo: Repository, run_id: str) -> int:
+    return int(scalar(repo, "SELECT coalesce(sum(points), 0) FROM heatmap_cells WHERE run_id = :r", r=run_id))  # type: ignore[arg-type]
 
 
 def test_save_outcome_twice_gives_no_duplicates(repo: Repository) -> None:
-    repo.start_run("run1", "cam1", "a.mp4", {})
+    repo.start_run("run1", "cam1", "a.mp4", {"width": 320, "height": 240})
     first = outcome("cam1", range(4))
-    repo.save_outcome("run1", *first)
-    repo.save_outcome("run1", *first)
+    repo.save_outcome("run1", *first, points_of(first[0]))
+    repo.save_outcome("run1", *first, points_of(first[0]))
+    assert heat_points(repo, "run1") == len(first[0]) == 8  # the retried batch added nothing to the heatmap
     # A retried batch that overlaps the next one loses nothing and duplicates nothing.
-    second = outcome("cam1", range(2, 8))
-    repo.save_outcome("run1", *second)
+    second = outcome("cam1", range(4, 8))
+    repo.save_outcome("run1", *second, points_of(second[0]))
+    repo.save_outcome("run1", *second, points_of(second[0]))
     full = outcome("cam1", range(8))
-    assert len(repo.sightings("run1")) == len(full[0]) == 16
-    assert repo.sightings("run1") == sorted(full[0], key=lambda s: (s.seq, s.track_id))
+    assert heat_points(repo, "run1") == len(full[0]) == 16
+    assert repo.points("run1") == stored(points_of(full[0]))
     assert repo.attempts("run1") == sorted(full[1], key=lambda a: (a.seq, a.track_id))
     assert len(repo.zone_events("run1")) == len(full[2])
     assert len(repo.line_crossings("run1")) == len(full[3])
@@ -512,8 +536,9 @@ def test_save_outcome_same_seq_both_zone_event_kinds(repo: Repository) -> None:
 def test_save_outcome_accepts_numpy_scalars(repo: Repository) -> None:
     repo.start_run("run1", "cam1", "a.mp4", {})
     s = Sighting("cam1", np.int64(3), np.int64(9), np.float64(0.3), tuple(np.float32([1, 2, 3, 4])), np.float32(0.5))  # type: ignore[arg-type]
-    repo.save_outcome("run1", [s], [], [], [])
-    assert repo.sightings("run1") == [Sighting("cam1", 3, 9, 0.3, (1.0, 2.0, 3.0, 4.0), 0.5)]
+    p = PathPoint(s.camera_id, s.track_id, s.seq, s.ts, s.box, s.score, np.int64(2))  # type: ignore[arg-type]
+    repo.save_outcome("run1", [s], [], [], [], [p])
+    assert repo.points("run1") == [PathPoint("cam1", 3, 9, 0.3, (1.0, 2.0, 3.0, 4.0), 0.5, 2)]
 
 
 def test_save_outcome_checks_run_and_camera(repo: Repository) -> None:
@@ -524,9 +549,12 @@ def test_save_outcome_checks_run_and_camera(repo: Repository) -> None:
     other = Sighting("cam2", 1, 5, 0.5, (0, 0, 1, 1), 0.9)
     with pytest.raises(ValueError, match="cam2"):
         repo.save_outcome("run1", [*sightings, other], attempts, events, crossings)
-    assert repo.sightings("run1") == []
+    with pytest.raises(ValueError, match="cam2"):
+        repo.save_outcome("run1", sightings, attempts, events, crossings,
+                          [PathPoint("cam2", 1, 5, 0.5, (0, 0, 1, 1), 0.9)])
+    assert repo.points("run1") == []
     repo.save_outcome("run1", [], [], [], [])  # nothing to do
-    assert repo.sightings("nope") == []
+    assert repo.points("nope") == []
     assert repo.attempts("nope") == []
 
 
@@ -555,10 +583,11 @@ def test_save_tracks_upserts(repo: Repository) -> None:
 
 def test_delete_run_removes_everything_of_the_run(repo: Repository) -> None:
     for run_id in ("run1", "run2"):
-        repo.start_run(run_id, "cam1", f"{run_id}.mp4", {})
-        repo.save_outcome(run_id, *outcome("cam1", range(6)))
+        repo.start_run(run_id, "cam1", f"{run_id}.mp4", {"width": 320, "height": 240})
+        rows = outcome("cam1", range(6))
+        repo.save_outcome(run_id, *rows, points_of(rows[0]))
         repo.save_tracks(run_id, [track(1), track(2)])
-    kept = (repo.sightings("run2"), repo.attempts("run2"), repo.zone_events("run2"), repo.line_crossings("run2"))
+    kept = (repo.points("run2"), repo.attempts("run2"), repo.zone_events("run2"), repo.line_crossings("run2"))
 
     repo.delete_run("run1")
     repo.delete_run("run1")  # already gone: nothing to do
@@ -567,7 +596,7 @@ def test_delete_run_removes_everything_of_the_run(repo: Repository) -> None:
         assert scalar(repo, f"SELECT count(*) FROM {table} WHERE run_id = :r", r="run1") == 0
         assert scalar(repo, f"SELECT count(*) FROM {table} WHERE run_id = :r", r="run2") > 0
     assert (
-        repo.sightings("run2"),
+        repo.points("run2"),
         repo.attempts("run2"),
         repo.zone_events("run2"),
         repo.line_crossings("run2"),
@@ -580,8 +609,8 @@ def test_rows_survive_reopening(db_url: str) -> None:
     sightings, attempts, events, crossings = outcome("cam1", range(3))
     with Repository(db_url) as repo:
         repo.start_run("run1", "cam1", "a.mp4", {"k": "v"})
-        repo.save_outcome("run1", sightings, attempts, events, crossings)
+        repo.save_outcome("run1", sightings, attempts, events, crossings, points_of(sightings))
     with Repository(db_url) as repo:
-        assert repo.sightings("run1") == sorted(sightings, key=lambda s: (s.seq, s.track_id))
+        assert repo.points("run1") == stored(points_of(sightings))
         run = repo.run("run1")
         assert run is not None and run.meta == {"k": "v"}

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from genesis.adapters.db import Repository, TrackRecord
 from genesis.adapters.dlq import DeadLetter
 from genesis.config.settings import Settings, redis_site
-from genesis.domain import Sighting
+from genesis.domain import PathPoint, Sighting
 from genesis.pipeline.drain import lettered_writes, lost_writes_message
 from genesis.pipeline.lease import Host, Lease, holder_state, reap_abandoned_embedded, this_host, this_process
 from genesis.pipeline.liveness import of_site
@@ -79,15 +79,16 @@ def test_an_embedded_run_whose_process_is_gone_is_failed_and_its_rows_removed(db
         repo.start_run("far", "cam", "v.mp4", {}, holder=lease(host="other", pid=11).to_json())
         repo.start_run("dist", "cam", "v.mp4", {"mode": "distributed"}, site="redis:6379/1")
         for run in ("dead", "live"):
-            repo.save_outcome(run, [Sighting("cam", 1, 0, 0.0, (0.0, 0.0, 1.0, 1.0), 0.9)], [], [], [])
+            repo.save_outcome(run, [Sighting("cam", 1, 0, 0.0, (0.0, 0.0, 1.0, 1.0), 0.9)], [], [], [],
+                              [PathPoint("cam", 1, 0, 0.0, (0.0, 0.0, 1.0, 1.0), 0.9)])
             repo.save_tracks(run, [TrackRecord("cam", 1, 0, 0, 0.0, 0.0, 1, None, 0, 0, None)])
         [gone] = reap_abandoned_embedded(repo, HERE)
         assert gone.run_id == "dead" and "is gone" in gone.reason
         dead = repo.run("dead")
         assert dead is not None and dead.status == "failed" and dead.finished_at is not None
         assert dead.meta["abandoned"] == gone.reason and dead.meta["rows_removed"] and dead.meta["fps"] == 25.0
-        assert repo.sightings("dead") == [] and repo.tracks("dead") == []
-        assert len(repo.sightings("live")) == 1 and len(repo.tracks("live")) == 1
+        assert repo.points("dead") == [] and repo.tracks("dead") == []
+        assert len(repo.points("live")) == 1 and len(repo.tracks("live")) == 1
         assert {r.run_id for r in repo.runs(status="running")} == {"live", "far", "dist"}
         assert reap_abandoned_embedded(repo, HERE) == []  # once
 

@@ -67,8 +67,9 @@ def results(tmp_path: Path) -> dict[str, object]:
             TrackRecord("hall", 2, 0, 64, 0.0, 6.4, 65, "bob", 3, 3, 0.3),
             TrackRecord("hall", 3, 0, 64, 0.0, 6.4, 65, None, 0, 3, None),
         ])
+        peak = max(len(people) for people in positions().values())  # counted live by the run loop
         repo.finish_run("r1", "finished", 65, {"frames": 65, "first_ts": 0.0, "last_ts": 6.4,
-                                               "frame_interval_s": 0.1})
+                                               "frame_interval_s": 0.1, "peak_in_frame": peak})
         run = repo.run("r1")
         assert run is not None
         return build_results(repo, run, camera)
