@@ -269,7 +269,7 @@ def _run(
         if annotator is not None:
             annotator.close()
             annotator.path.unlink(missing_ok=True)
-        repo.delete_run(run_id)  # deleting frees pages: it works on a full disk too
+        repo.delete_run(run_id)  # on SQLite the writes stop with room left for this (Repository._keep_room)
         raise
     if annotator is not None:
         annotator.close()

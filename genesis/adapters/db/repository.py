@@ -8,8 +8,10 @@ that is the same on both backends.
 
 from __future__ import annotations
 
+import errno
 import functools
 import re
+import shutil
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -330,6 +332,10 @@ def run_record(row: _RunRow) -> RunRecord:
                      dict(holder) if holder else None)
 
 
+SQLITE_DISK_RESERVE = 8 * 2**20
+"""Free bytes a SQLite database's disk keeps for cleaning up (see :meth:`Repository._keep_room`)."""
+
+
 class Repository:
     """Typed access to the Genesis database; one engine, short transactions, no other state.
 
@@ -345,6 +351,23 @@ class Repository:
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    def _keep_room(self) -> None:
+        """A SQLite database stops taking a run's rows while its disk has less than :data:`SQLITE_DISK_RESERVE`
+        free (OSError ENOSPC, the caller's "disk full"): the rest stays for removing the failed run's rows,
+        which on a disk with nothing left fails too (SQLite writes the pages a delete changes to its WAL first).
+        PostgreSQL keeps its own disk."""
+        path = self._engine.url.database if self.dialect == "sqlite" else None
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return
+        folder = Path(path).resolve().parent
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return
+        if free < SQLITE_DISK_RESERVE:
+            raise OSError(errno.ENOSPC, f"No space left on device: {free // 1024} KiB free, "
+                          f"{SQLITE_DISK_RESERVE // 2**20} MiB kept for the database to clean up", path)
 
     @property
     def dialect(self) -> str:
@@ -643,6 +666,7 @@ class Repository:
         """
         if not (sightings or points or attempts or zone_events or crossings):
             return
+        self._keep_room()
         if self.dialect == "postgresql" and (sightings or points):
             self._ensure_partitions(run_id, [*sightings, *points])
         with self._write() as conn:
