@@ -10,17 +10,6 @@
 # shared models and data beside the checkout (../shared, or GENESIS_SHARED_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --dev
-# Lint and type checks run beside the tests (they only read the code; about a minute of CPU on a fresh
-# machine that the tests' waits absorb); their verdict is printed and counted at the end.
-# mypy's cache lives outside the checkout, so a fresh clone on a machine that checked another one reuses
-# what did not change (mypy checks every cached module against its source).
-checks_log=$(mktemp)
-( .venv/bin/ruff check genesis tests workers \
-  && .venv/bin/mypy --cache-dir "${XDG_CACHE_HOME:-$HOME/.cache}/genesis/mypy" ) >"$checks_log" 2>&1 &
-checks=$!
-trap 'kill "$checks" 2>/dev/null || true; rm -f "$checks_log"' EXIT
-
 # need WHAT CHECK PACKAGE...: install Debian packages when CHECK (a shell condition) fails
 # (without their recommended packages unless APT_FLAGS says otherwise).
 need() {
@@ -34,17 +23,38 @@ need() {
     echo "test: $what missing and not installable here (its tests will fail)" >&2
   fi
 }
-# The dashboard's browser tests drive Debian's chromium (never a downloaded browser).
-APT_FLAGS="" need chromium "[ -x /usr/bin/chromium ]" chromium
-# The compose file is validated with Debian's docker-compose (`docker-compose config`; no engine needed).
-need docker-compose "command -v docker-compose" docker-compose
-# The RTSP test serves a clip from GStreamer's RTSP server, driven by the system python3 (PyGObject).
-need "GStreamer's RTSP server" \
-  "/usr/bin/python3 -c \"import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer\" && gst-inspect-1.0 x264enc" \
-  gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools python3-gi
-# The MQTT tests start Debian's Mosquitto broker on a free port (never a shared one).
-need mosquitto "command -v mosquitto || [ -x /usr/sbin/mosquitto ]" mosquitto
+system_packages() {
+  # The dashboard's browser tests drive Debian's chromium (never a downloaded browser).
+  APT_FLAGS="" need chromium "[ -x /usr/bin/chromium ]" chromium
+  # The compose file is validated with Debian's docker-compose (`docker-compose config`; no engine needed).
+  need docker-compose "command -v docker-compose" docker-compose
+  # The RTSP test serves a clip from GStreamer's RTSP server, driven by the system python3 (PyGObject).
+  need "GStreamer's RTSP server" \
+    "/usr/bin/python3 -c \"import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer\" && gst-inspect-1.0 x264enc" \
+    gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+    gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools python3-gi
+  # The MQTT tests start Debian's Mosquitto broker on a free port (never a shared one).
+  need mosquitto "command -v mosquitto || [ -x /usr/sbin/mosquitto ]" mosquitto
+}
+# The Debian packages install while pip sets up the virtual environment (one waits on the network and dpkg,
+# the other mostly on the CPU); the tests start once both are done.
+apt_log=$(mktemp)
+system_packages >"$apt_log" 2>&1 &
+apt_job=$!
+trap 'rm -f "$apt_log"' EXIT
+scripts/setup.sh --dev
+# Lint and type checks run beside the tests (they only read the code; about a minute of CPU on a fresh
+# machine that the tests' waits absorb); their verdict is printed and counted at the end.
+# mypy's cache lives outside the checkout, so a fresh clone on a machine that checked another one reuses
+# what did not change (mypy checks every cached module against its source).
+checks_log=$(mktemp)
+( .venv/bin/ruff check genesis tests workers \
+  && .venv/bin/mypy --cache-dir "${XDG_CACHE_HOME:-$HOME/.cache}/genesis/mypy" ) >"$checks_log" 2>&1 &
+checks=$!
+trap 'kill "$checks" 2>/dev/null || true; rm -f "$checks_log" "$apt_log"' EXIT
+
+wait "$apt_job" || true
+cat "$apt_log"
 
 mkdir -p test-artifacts
 export GENESIS_TEST_ARTIFACTS="${GENESIS_TEST_ARTIFACTS:-$PWD/test-artifacts}"
