@@ -391,16 +391,20 @@ def same_results(report: dict[str, Any], want: dict[str, Any], s: Stack, what: s
         diff = {k: (got.get(k), want.get(k)) for k in want if got.get(k) != want.get(k)}
         raise E2EError(f"{what}: results differ from the embedded run (got, want): "
                      f"{json.dumps(diff, default=str)[:3000]}; run meta: {report['run']}")
-    rows = int(s.sql(f"SELECT count(*) FROM sightings WHERE run_id = '{run_id}'"))
+    # The sightings the stored rows stand for, counted two ways: the frames of the trajectory points and the
+    # foot points of the heatmap grids (a lost or doubled batch shows in either).
+    rows = int(s.sql(f"SELECT coalesce(sum(frames), 0) FROM track_points WHERE run_id = '{run_id}'"))
+    heat = int(s.sql(f"SELECT coalesce(sum(points), 0) FROM heatmap_cells WHERE run_id = '{run_id}'"))
     frames = sum(int(t["frames"]) for t in want["tracks"])
-    check(rows == frames, f"{what}: {rows} sightings stored, the tracks have {frames} frames (lost or duplicated)")
+    check(rows == frames == heat, f"{what}: the stored points stand for {rows} sightings and the heatmap grids for "
+          f"{heat}, the tracks have {frames} frames (lost or duplicated)")
     log(f"{what}: results equal the embedded run's ({len(want['tracks'])} tracks, {rows} sightings, "
         f"skipped frames {report['run'].get('skipped_frames', 0)})")
 
 
 def wait_progress(s: Stack, run_id: str, rows: int = 1, timeout: float = 300) -> None:
     """Mid-run: the store has written some (not all) rows of the run."""
-    wait_for(lambda: int(s.sql(f"SELECT count(*) FROM sightings WHERE run_id = '{run_id}'") or 0) >= rows,
+    wait_for(lambda: int(s.sql(f"SELECT count(*) FROM track_points WHERE run_id = '{run_id}'") or 0) >= rows,
              timeout, f"stored rows of run {run_id}", every=0.5)
 
 
