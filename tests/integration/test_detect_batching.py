@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.integration.test_faults_defaults import DEFAULTS, RedisServer, free_port, held, report, rows
+from tests.integration.test_faults_defaults import DEFAULTS, RedisServer, free_port, held, report
 from tests.integration.workers import capture, embedded, genesis_cli, launchers, pipeline_env, workers
+from tests.stored import stored_sightings
 from tests.waiting import wait_for
 
 SEQUENCE_AND_STORE = [("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
@@ -108,7 +109,7 @@ def test_batching_worker_killed_mid_batch_loses_nothing(server: RedisServer, mod
                 assert back_after < DEFAULTS.gap_timeout_s, back_after
                 genesis_cli(env, "drain", "--timeout", "300")
         got, _ = report(env, "--run", run_id)
-        assert rows(env, "sightings") == sum(t["frames"] for t in want["tracks"])
+        assert stored_sightings(env["GENESIS_DATABASE_URL"], finished=True) == sum(t["frames"] for t in want["tracks"])
     assert got["run"]["status"] == "finished"
     assert got["run"]["missing_frames"] == 0
     assert got["results"] == want
