@@ -308,8 +308,9 @@ def worker_entry(argv: list[str]) -> None:
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _proc_stats() -> Iterator[tuple[str, int, int]]:
-    """(command name, process group, CPU ticks user + system) of every live process (Linux /proc)."""
+def proc_stat() -> Iterator[tuple[int, str, list[str]]]:
+    """(pid, command name, the fields after it) of every live process's /proc/PID/stat (Linux): field 1 is the
+    parent's pid, 2 the process group, 11 and 12 the user and system CPU ticks."""
     with contextlib.suppress(OSError):
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
@@ -318,9 +319,13 @@ def _proc_stats() -> Iterator[tuple[str, int, int]]:
                 raw = Path(entry.path, "stat").read_text()
             except OSError:
                 continue
-            comm = raw[raw.index("(") + 1:raw.rindex(")")]
-            fields = raw[raw.rindex(")") + 2:].split()
-            yield comm, int(fields[2]), int(fields[11]) + int(fields[12])
+            yield int(entry.name), raw[raw.index("(") + 1:raw.rindex(")")], raw[raw.rindex(")") + 2:].split()
+
+
+def _proc_stats() -> Iterator[tuple[str, int, int]]:
+    """(command name, process group, CPU ticks user + system) of every live process (Linux /proc)."""
+    for _, comm, fields in proc_stat():
+        yield comm, int(fields[2]), int(fields[11]) + int(fields[12])
 
 
 def group_cpu_s(pgid: int) -> float:

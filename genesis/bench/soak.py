@@ -67,6 +67,7 @@ from genesis.bench.distributed import (
     bench_environment,
     bench_workdir,
     load_average,
+    proc_stat,
     run_until_sigterm,
 )
 from genesis.eval.table import markdown_table
@@ -341,18 +342,7 @@ def rss_bytes(pid: int) -> int | None:
 
 def children_of(pid: int) -> list[int]:
     """Pids of the live children of ``pid``, in pid order."""
-    kids = []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                raw = Path(entry.path, "stat").read_text()
-            except OSError:
-                continue
-            if int(raw[raw.rindex(")") + 2:].split()[1]) == pid:
-                kids.append(int(entry.name))
-    return sorted(kids)
+    return sorted(child for child, _, fields in proc_stat() if int(fields[1]) == pid)
 
 
 @contextlib.contextmanager

@@ -12,29 +12,19 @@ from __future__ import annotations
 import re
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
+from tests.integration import test_faults_defaults
 from tests.integration.test_faults_defaults import DEFAULTS, RedisServer, free_port, held, report
 from tests.integration.workers import capture, embedded, genesis_cli, launchers, pipeline_env, workers
 from tests.stored import stored_sightings
 from tests.waiting import wait_for
 
+server = test_faults_defaults.server  # the fixture: a Redis server of the test's own
+
 SEQUENCE_AND_STORE = [("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
-
-
-@pytest.fixture()
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    srv = RedisServer(folder)
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def batch_sizes(port: int) -> tuple[float, float, float, float]:
