@@ -294,7 +294,7 @@ class TrackRecognizer(SavedState):
         seen = FaceSeen(
             label=match.identity or UNKNOWN, distance=float(match.distance),
             side=min(box[2] - box[0], box[3] - box[1]), score=face.score, sharpness=sharpness, area=face.area,
-            vector=None if vector is None else np.asarray(vector, dtype=np.float32).copy(),
+            vector=None if vector is None else np.asarray(vector, dtype=np.float32),
             crop=(lambda: face_crop_jpeg(image, box)) if image is not None else (lambda: b""),
         )
         self.policy.searched(st, seq, ts, seen)

@@ -301,6 +301,7 @@ class FaceSeen:
     sharpness: float | None
     area: float
     vector: np.ndarray | None
+    """The embedding (not copied: the policy copies the one it keeps)."""
     crop: Callable[[], bytes]
     """Makes the face's small JPEG: called only when the face becomes a segment's best."""
 
@@ -451,7 +452,7 @@ class SegmentPolicy:
                 seg.best, seg.pending = larger(seg.best, seg.pending), None
             slot = seg.pending if disagrees else seg.best
             if slot is None or face.area > slot.area:  # a new best face: only then is a crop made
-                best = BestFace(seq, ts, face.area, face.vector, face.crop())
+                best = BestFace(seq, ts, face.area, face.vector.copy(), face.crop())  # only a kept face is copied
                 if disagrees:
                     seg.pending = best
                 else:
