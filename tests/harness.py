@@ -32,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 DURATIONS = Path(__file__).with_name("durations.json")
@@ -40,13 +42,6 @@ QUICK_MAX_S = 4.0
 """``--quick`` leaves out every test that took longer than this in :data:`DURATIONS` (and the compose ones)."""
 UNKNOWN_S = 5.0
 """What a test missing from :data:`DURATIONS` (a new one) is assumed to take."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _die_with_parent() -> None:
@@ -60,7 +55,7 @@ class WorkerRedis:
 
     def __init__(self, directory: Path) -> None:
         server = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.port = _free_port()
+        self.port = free_port()
         directory.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [server, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",

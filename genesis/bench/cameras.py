@@ -62,7 +62,7 @@ heartbeat thread among it), the detect worker
 split into the inference (the detector's own CPU per call, measured in-process on the same clip, times the
 detector calls) and the rest (fetching and decoding the JPEG, the task, pushing results), the sequence task
 (tracking, recognition, analytics, its sinks: the ``recognize`` worker), the store worker, and the Redis and
-PostgreSQL servers (a PostgreSQL backend that exited takes its CPU with it: 0 at least)."""
+PostgreSQL servers (counted per process: a PostgreSQL backend that exited meanwhile takes its CPU with it)."""
 
 PRESETS = ("default", "crowd", "overhead", "doorway")
 DEFAULT_SOURCE = "../shared/data/video/opencv4nodejs_people.mp4"
@@ -108,7 +108,7 @@ def where_cpu_goes(d: DistRun, detector_calls: int, inference_ms: float | None) 
             "capture other": max(0.0, per.get("capture", 0.0) - sum(steps.values())),
             "inference": min(inference, detect), "detect other": max(0.0, detect - inference),
             "sequence": per.get("recognize", 0.0), "store": per.get("store", 0.0),
-            "redis": max(0.0, per.get("redis", 0.0)), "postgres": max(0.0, per.get("postgres", 0.0))}
+            "redis": per.get("redis", 0.0), "postgres": per.get("postgres", 0.0)}
 
 
 def static_frames(source: str, stride: int, frames: int, motion: MotionConfig) -> int:

@@ -358,14 +358,33 @@ def foreign_share(shares: list[float]) -> Iterator[None]:
 SERVERS = {"redis-server": "redis", "postgres": "postgres"}
 
 
-def servers_cpu_s() -> dict[str, float]:
-    """CPU seconds of the Redis and PostgreSQL server processes (shared with anything else
-    that uses them meanwhile; a PostgreSQL backend that exited takes its share with it)."""
+def server_ticks() -> dict[int, tuple[str, int]]:
+    """(server, CPU ticks) of each live Redis and PostgreSQL server process, by pid."""
+    return {pid: (SERVERS[comm], int(fields[11]) + int(fields[12]))
+            for pid, comm, fields in proc_stat() if comm in SERVERS}
+
+
+def servers_cpu_since(before: dict[int, tuple[str, int]]) -> dict[str, float]:
+    """CPU seconds the Redis and PostgreSQL server processes used since ``before`` (:func:`server_ticks`).
+
+    Counted per process, so never negative: a process alive at both ends counts its difference, one started
+    meanwhile all of its CPU, and one that exited meanwhile nothing (a PostgreSQL backend that exited takes its
+    share with it; so does another user's Redis server stopped meanwhile, which summing every server's CPU at
+    both ends would have subtracted from ours). Shared with anything else that used the servers meanwhile."""
     out = dict.fromkeys(SERVERS.values(), 0.0)
-    for comm, _, ticks in _proc_stats():
-        if comm in SERVERS:
-            out[SERVERS[comm]] += ticks / _CLK_TCK
+    for pid, (server, ticks) in server_ticks().items():
+        prev = before.get(pid)
+        start = prev[1] if prev is not None and prev[0] == server and prev[1] <= ticks else 0  # else: pid reused
+        out[server] += (ticks - start) / _CLK_TCK
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class CpuMark:
+    """The CPU counters of a :class:`Pool` at one moment: each worker's, each server process's."""
+
+    workers: dict[str, float]
+    servers: dict[int, tuple[str, int]]
 
 
 class deferred_signals:  # noqa: N801 - used as a context manager, like contextlib's
@@ -468,9 +487,14 @@ class Pool:
             for role in list(self.workers):
                 self.stop(role)
 
-    def cpu_by_role(self) -> dict[str, float]:
-        """CPU seconds of each worker (with its pool children) and of the Redis and PostgreSQL servers."""
-        return {**{role: w.cpu_s() for role, w in self.workers.items()}, **servers_cpu_s()}
+    def cpu_mark(self) -> CpuMark:
+        return CpuMark({role: w.cpu_s() for role, w in self.workers.items()}, server_ticks())
+
+    def cpu_since(self, mark: CpuMark) -> dict[str, float]:
+        """CPU seconds since ``mark`` of each worker (with its pool children) and of the Redis and PostgreSQL
+        servers."""
+        workers = {role: w.cpu_s() - mark.workers.get(role, 0.0) for role, w in self.workers.items()}
+        return {**workers, **servers_cpu_since(mark.servers)}
 
 
 @contextlib.contextmanager
@@ -744,7 +768,7 @@ class Harness:
                                    max_frames=frames, repository=self.repo)
         if open_source is not None:
             loop.open_source = open_source
-        cpu0, wcpu0, busy0 = time.process_time(), self.pool.cpu_by_role(), machine_busy_s()
+        cpu0, mark, busy0 = time.process_time(), self.pool.cpu_mark(), machine_busy_s()
         t0 = time.perf_counter()
         stats = loop.run()
         t_captured = time.perf_counter()
@@ -752,8 +776,7 @@ class Harness:
         cpu = {"capture": time.process_time() - cpu0}
         t_done, rechecks = self.wait_stored(stats.run_id)
         drain_poll = time.process_time() - cpu0 - cpu["capture"]
-        for role, c in self.pool.cpu_by_role().items():
-            cpu[role] = c - wcpu0.get(role, 0.0)
+        cpu.update(self.pool.cpu_since(mark))
         # Whatever else ran on the machine meanwhile (another user's tests, say): not ours.
         cpu_other = max(0.0, machine_busy_s() - busy0 - sum(cpu.values()))
         run = self.repo.run(stats.run_id)

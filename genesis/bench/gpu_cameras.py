@@ -284,7 +284,7 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> None:
                               f"{f'{args.fps:g} fps' if args.fps > 0 else 'full speed'}, {width}x{height}...")
                 if sampler is not None:
                     sampler.start()
-                cpu0 = pool.cpu_by_role()
+                mark = pool.cpu_mark()
                 t0 = time.perf_counter()
                 runs = capture_cameras(settings, app, repo, str(clip), args.frames, stride, args.fps)
                 failed = [r for r in runs if r.error]
@@ -298,7 +298,7 @@ def run_benchmark(args: argparse.Namespace, argv: list[str]) -> None:
                     raise RuntimeError(f"runs not finished after the drain (worker logs in {tmp}): {unfinished}")
                 if sampler is not None:
                     sampler.stop()
-                cpu = {k: v - cpu0.get(k, 0.0) for k, v in pool.cpu_by_role().items()}
+                cpu = pool.cpu_since(mark)
                 after = scrape_batch_sizes(port)
                 published = sum(r.published for r in runs)
                 dropped = sum(r.dropped for r in runs)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,14 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.conftest import CLI
+from tests.ports import free_port
 from tests.services import redis_url
 from tests.waiting import stop_process, wait_served
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def artifact_folder(tmp_path: Path, name: str) -> Path:

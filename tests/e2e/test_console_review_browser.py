@@ -28,8 +28,9 @@ import numpy as np
 import pytest
 
 from tests.e2e.conftest import CLI
-from tests.e2e.serving import artifact_folder, free_port
+from tests.e2e.serving import artifact_folder
 from tests.e2e.test_dashboard_browser import chromium_or_skip
+from tests.ports import free_port
 from tests.waiting import stop_process, wait_served
 
 STEMS = ("clapton-1", "lennon-1", "lennon-2", "adams", "carell", "clapton-2")

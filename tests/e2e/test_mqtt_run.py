@@ -25,7 +25,8 @@ from genesis.ops.metrics import sample_values
 from genesis.pipeline.embedded import run_embedded
 from genesis.pipeline.model_loader import detector_label, load_models
 from genesis.services.enroll import enroll
-from tests.mqtt_broker import Broker, Subscriber, free_port
+from tests.mqtt_broker import Broker, Subscriber
+from tests.ports import free_port
 from tests.walking_clip import flicker_clip, walking_clip
 
 EVENT_KEYS = {"id", "type", "camera_id", "run_id", "track_id", "seq", "ts", "at", "identity"}

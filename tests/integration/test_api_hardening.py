@@ -26,7 +26,8 @@ from genesis.adapters.db.apikeys import ApiKeyStore
 from genesis.api.server import BUSY, uvicorn_options
 from genesis.config import Settings
 from tests.bombs import progressive_jpeg_bomb
-from tests.integration.test_api_security import Served, free_port
+from tests.integration.test_api_security import Served
+from tests.ports import free_port
 from tests.services import redis_url
 from tests.waiting import stop_process, wait_for, wait_served
 

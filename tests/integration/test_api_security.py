@@ -33,17 +33,12 @@ from genesis.adapters.db.tables_api import DashboardSession
 from genesis.api import create_app
 from genesis.config import Settings
 from tests.bombs import png_bomb, rle_bmp_bomb
+from tests.ports import free_port
 from tests.services import redis_url
 from tests.waiting import stop_process, wait_served
 
 REDIS_DB = 1
 MiB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -17,8 +17,9 @@ from pathlib import Path
 import redis
 
 from tests.integration import test_faults_defaults
-from tests.integration.test_faults_defaults import DEFAULTS, RedisServer, free_port, held, report
+from tests.integration.test_faults_defaults import DEFAULTS, RedisServer, held, report
 from tests.integration.workers import capture, embedded, genesis_cli, launchers, pipeline_env, workers
+from tests.ports import free_port
 from tests.stored import stored_sightings
 from tests.waiting import wait_for
 

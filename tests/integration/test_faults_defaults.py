@@ -15,7 +15,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -41,17 +40,12 @@ from tests.integration.workers import (
     workers,
     workers_started,
 )
+from tests.ports import free_port
 from tests.stored import stored_sightings
 from tests.waiting import wait_for
 
 SPECS = [("detect", "detect", 1, "prefork"), ("recognize", "recognize", 1, "solo"), ("store", "store", 1, "solo")]
 DEFAULTS = DistributedConfig()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RedisServer:

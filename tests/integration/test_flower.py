@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,16 +22,11 @@ from celery import Celery
 from genesis.adapters.db import Repository
 from genesis.tasks.routing import FINISH_RUN
 from tests.integration.workers import Worker
+from tests.ports import free_port
 from tests.services import redis_url
 from tests.waiting import wait_for
 
 URL = redis_url(10)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 AUTH = "ops:secret"  # Flower's API needs authentication (or FLOWER_UNAUTHENTICATED_API=true)

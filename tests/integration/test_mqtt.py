@@ -18,7 +18,8 @@ from genesis.config import load_settings
 from genesis.config.mqtt import MqttConfig
 from genesis.ops.metrics import sample_values
 from genesis.services.mqtt import Message, MqttPublisher
-from tests.mqtt_broker import Broker, Subscriber, free_port, make_tls_files
+from tests.mqtt_broker import Broker, Subscriber, make_tls_files
+from tests.ports import free_port
 
 
 def dropped(reason: str) -> float:

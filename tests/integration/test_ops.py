@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,18 +33,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from tests.integration.workers import Worker, fresh_postgres_database, genesis_cli
+from tests.ports import free_port
 from tests.services import redis_url
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = redis_url(6)
 FRAMES = redis_url(7)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(port: int, path: str, timeout: float = 10.0) -> tuple[int, bytes]:

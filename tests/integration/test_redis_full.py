@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,15 +21,10 @@ import pytest
 import redis
 
 from genesis.adapters.redis_keys import end_key
+from tests.ports import free_port
 from tests.unit.adapters.test_video_damage import damaged_copy
 
 CLIP = "seeed_people-walking_overhead.mp4"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture()

@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.integration.test_faults_defaults import RedisServer, free_port, wait_for
+from tests.integration.test_faults_defaults import RedisServer, wait_for
 from tests.integration.workers import genesis_cli, pipeline_env, workers
+from tests.ports import free_port
 
 SERVER = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,13 +21,8 @@ from genesis.ops.capture import capture_port
 from genesis.ops.celery_hooks import endpoint_port
 from genesis.ops.launch import ops_env, port_number
 from genesis.ops.server import OpsServer
+from tests.ports import free_port
 from tests.services import redis_url
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_endpoint_ports_by_role() -> None:

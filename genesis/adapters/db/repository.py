@@ -12,7 +12,9 @@ import errno
 import functools
 import re
 import shutil
+import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -124,6 +126,10 @@ class RunRecord:
 # engine and migrations
 
 
+SQLITE_BUSY_TIMEOUT_S = 60.0
+"""How long a SQLite writer waits for another connection's write transaction before it fails."""
+
+
 def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> Engine:
     """An engine for ``url``, with SQLite made to behave like a real transactional database.
 
@@ -133,7 +139,9 @@ def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> Engine
     cascades rely on them) unless ``foreign_keys`` is False (migrations, which rebuild tables);
     and takes over BEGIN from the sqlite3 driver, whose legacy mode autocommits DDL and never
     opens a transaction for SELECT. Write transactions use BEGIN IMMEDIATE so that two writers
-    queue on the busy timeout instead of failing with a lock-upgrade deadlock.
+    queue on the busy timeout instead of failing with a lock-upgrade deadlock; that timeout is
+    ``SQLITE_BUSY_TIMEOUT_S`` (the driver's 5 s is shorter than a first migration on a loaded
+    machine, and a writer waiting that long then fails with "database is locked").
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -141,6 +149,7 @@ def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> Engine
     database = parsed.database
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S, **kwargs.get("connect_args", {})}
     engine = create_engine(parsed, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -148,7 +157,7 @@ def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> Engine
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _use_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
             # Erasure (forget, purge) must not leave deleted biometric rows in free pages of the file:
@@ -162,6 +171,27 @@ def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> Engine
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(WRITE_TRANSACTION) else "BEGIN")
 
     return engine
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the database in WAL mode, unless it is already (an in-memory one stays in memory).
+
+    Switching needs the database to itself, and SQLite answers "database is locked" at once, without its busy
+    timeout, when another connection holds it meanwhile: two processes or threads opening a new database
+    together (a capture launcher's cameras, workers starting side by side) hit that. So the mode is read first,
+    and a switch that finds the database busy is tried again until :data:`SQLITE_BUSY_TIMEOUT_S`."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(0.25, 2 * delay)
 
 
 def alembic_config(url: str | None = None, *, connection: Connection | None = None) -> Config:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -288,6 +289,25 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
         assert path.is_file()
         assert scalar(repo, "PRAGMA foreign_keys") == 1
         assert scalar(repo, "PRAGMA journal_mode") == "wal"
+
+
+def test_sqlite_new_database_held_by_another_connection_is_waited_for(tmp_path: Path) -> None:
+    """A new database another process holds (here a reader in the default rollback mode, for longer than the
+    driver's 5 s busy timeout: a first migration on a loaded machine) is waited for, then switched to WAL."""
+    path = tmp_path / "genesis.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x)")
+    other.execute("BEGIN")
+    other.execute("SELECT * FROM t").fetchall()  # a shared lock: nobody can switch the journal mode meanwhile
+    release = threading.Timer(6.0, other.execute, ("COMMIT",))
+    release.start()
+    try:
+        with Repository(f"sqlite:///{path}") as repo:
+            assert scalar(repo, "PRAGMA journal_mode") == "wal"
+            repo.start_run("r", "cam", "file", {})
+    finally:
+        release.join()
+        other.close()
 
 
 def test_sqlite_in_memory() -> None:

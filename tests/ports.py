@@ -1,0 +1,12 @@
+"""Free TCP ports for the servers the tests start (no import-time state: the xdist harness uses it too)."""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
