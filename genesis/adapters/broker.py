@@ -105,3 +105,15 @@ def backlog_seconds(app: Celery, queue_names: list[str]) -> float | None:
         if rate is not None:
             longest = max(longest or 0.0, waiting / rate)
     return longest
+
+
+def queue_wait_s(app: Celery, queue_name: str, cap_s: float) -> float:
+    """How long a message sent to ``queue_name`` now waits before a worker takes it, at most ``cap_s``: what
+    waits ahead of it at the workers' measured rate; ``cap_s`` when messages wait and no rate is measured (the
+    workers finished fewer than :data:`MIN_DONE` tasks in the window: they are starting, starved, or gone);
+    0 for an empty queue."""
+    waiting = detect_backlog(app, queue_name)
+    if not waiting:
+        return 0.0
+    rate = drain_rate(broker_client(str(app.conf.broker_url or "")), queue_name)
+    return cap_s if rate is None else min(cap_s, waiting / rate)

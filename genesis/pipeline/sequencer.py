@@ -14,9 +14,11 @@ that could not be decoded arrives as a skip marker, and so does one whose pixels
 the frame store (expired, or evicted by a full Redis: ``expired``). All are counted in the run's
 meta (``missing_frames``, ``skipped_frames``, ``expired_frames``). Before a
 gap is given up, its detect messages are sent again once (``resend``, the capture keeps them
-beside the frames) and the gap waits ``gap_timeout_s`` more: a message the broker lost (taken
+beside the frames) and the gap waits ``gap_timeout_s`` more, plus the time the messages sent again
+wait in their queue (an overloaded site: what ``resend`` returns): a message the broker lost (taken
 off its queue by a worker whose connection broke in that instant, see
-:func:`genesis.tasks.dispatch.resend_missing`) costs time, not a frame.
+:func:`genesis.tasks.dispatch.resend_missing`) or one that only waited behind a backlog costs time,
+not a frame.
 
 The state kept in Redis (``genesis:run:<id>:state``) is JSON of our own types (the codec of
 :mod:`genesis.domain.codec`), never pickle: Redis is reachable by more than the workers, and a
@@ -142,7 +144,9 @@ class Sequencer:
     clock: Callable[[], float] = time.time
     prepare: Callable[[CameraState], None] | None = None
     """Called once on a new camera state (the alert stage's stored baseline)."""
-    resend: Callable[[int, int], bool] | None = None
+    resend: Callable[[int, int], float | None] | None = None
+    """Sends the detect messages of the frames after the first seq up to the second again: None when none was
+    kept, else the seconds they are expected to wait in their queue (added to the gap's second wait)."""
     """Called once per gap before it is given up, with the last processed seq and the missing one
     (the previous frame of the next result): True when the missing frames' messages were sent
     again, and the gap then waits ``gap_timeout_s`` once more."""
@@ -288,7 +292,7 @@ class Sequencer:
     def _gap_expired(self, p: RunProgress, missing_seq: int) -> bool:
         """The frames after ``p.last_seq`` up to ``missing_seq`` have not arrived: whether to give
         them up now (they waited ``gap_timeout_s``, and once more after their messages were sent
-        again)."""
+        again, from when those were expected to leave their queue)."""
         now = self.clock()
         if p.gap_since is None:
             p.gap_since = now
@@ -296,14 +300,21 @@ class Sequencer:
             return False
         if self.resend is not None and p.resent != missing_seq:
             p.resent = missing_seq
-            if self.resend(p.last_seq, missing_seq):
-                p.gap_since = now
+            queued_s = self.resend(p.last_seq, missing_seq)
+            if queued_s is not None:
+                p.gap_since = now + queued_s
                 return False
         return True
 
     def waiting_on_gap(self) -> bool:
         """Whether the last pass stopped to wait for a frame that has not arrived."""
         return self._state is not None and self._state.progress.gap_since is not None
+
+    def gap_due_in_s(self) -> float:
+        """Seconds until the gap the last pass waits on is due to be judged again (``gap_timeout_s`` when none)."""
+        timeout = self.settings.distributed.gap_timeout_s
+        since = self._state.progress.gap_since if self._state is not None else None
+        return timeout if since is None else max(0.0, since + timeout - self.clock())
 
 
 def run_meta_for_report(state: RunState) -> dict[str, Any]:

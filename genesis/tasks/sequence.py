@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from celery import signals
 
+from genesis.adapters.broker import queue_wait_s
 from genesis.adapters.db.alerts import AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
@@ -155,12 +156,17 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
         if mqtt is not None:
             sinks.append(RedisMqttSink(mqtt, redis, run_id))
 
-    def resend(after_seq: int, missing_seq: int) -> bool:
+    def resend(after_seq: int, missing_seq: int) -> float | None:
         sent = resend_missing(app, s, redis, run_id, after_seq, missing_seq)
-        if sent:
-            log.warning("run %s: frames %d-%d missing for %g s: their detect messages (last frames %s) sent "
-                        "again", run_id, after_seq + 1, missing_seq, s.distributed.gap_timeout_s, sent)
-        return bool(sent)
+        if not sent:
+            return None
+        # Behind a backlog (an overloaded site) the messages sent again wait their turn: the gap's second wait
+        # starts when they are expected to leave the queue, at most what admission control lets wait there.
+        queued_s = queue_wait_s(app, routing.queue_of(s, routing.DETECT), s.distributed.max_backlog_s)
+        log.warning("run %s: frames %d-%d missing for %g s: their detect messages (last frames %s) sent "
+                    "again (%.0f s of backlog ahead of them)", run_id, after_seq + 1, missing_seq,
+                    s.distributed.gap_timeout_s, sent, queued_s)
+        return queued_s
 
     # Clear the wake flag before reading any result: a detect task that pushes a result after
     # our reads will find it clear and send the next wake.
@@ -192,7 +198,7 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
             self.apply_async(args=[camera_id, run_id], countdown=ttl_s + 1)
     elif seq.waiting_on_gap():
         # Nothing else may come to wake us if the missing frame never arrives: look again once
-        # the gap timeout has passed (one pending look per run, not one per pass).
-        wait = s.distributed.gap_timeout_s
+        # the gap's wait has passed (one pending look per run, not one per pass).
+        wait = seq.gap_due_in_s()
         if redis.set(gap_check_key(run_id), "1", nx=True, ex=max(1, int(wait))):
             self.apply_async(args=[camera_id, run_id], countdown=wait + 0.5)

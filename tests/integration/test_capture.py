@@ -29,7 +29,15 @@ import typer
 from celery import Celery
 from typer.testing import CliRunner
 
-from genesis.adapters.broker import DRAIN_WINDOW_S, MIN_DONE, broker_queue_keys, detect_backlog, drain_rate, note_done
+from genesis.adapters.broker import (
+    DRAIN_WINDOW_S,
+    MIN_DONE,
+    broker_queue_keys,
+    detect_backlog,
+    drain_rate,
+    note_done,
+    queue_wait_s,
+)
 from genesis.adapters.db import Repository
 from genesis.adapters.frame_store import MemoryFrameStore, decode_jpeg
 from genesis.adapters.redis_frames import RedisFrameStore
@@ -315,6 +323,26 @@ def test_a_backlog_longer_than_max_backlog_s_drops_at_the_source(
         assert frame_keys(rds) == []
     else:
         assert (stats.published, stats.dropped) == (6, 0)
+
+
+def test_a_message_sent_now_waits_the_backlog_at_the_measured_rate(
+    rds: redis.Redis, tmp_path: Path, celery_app: Callable[[Settings], Celery],
+) -> None:
+    """What the sequencer adds to a gap's second wait after sending its messages again: nothing on an empty
+    queue; the backlog at the measured rate; the cap (``max_backlog_s``) when messages wait and no rate is known
+    (starting or starved workers) or the backlog is longer."""
+    settings = make_settings(tmp_path)
+    app = celery_app(settings)
+    cap = settings.distributed.max_backlog_s
+    assert queue_wait_s(app, "detect", cap) == 0.0
+    for _ in range(10):
+        app.send_task("genesis.detect", args=[{}, "old", -1], queue="detect")
+    assert queue_wait_s(app, "detect", cap) == cap  # no rate measured yet
+    now = time.time()
+    for i in range(30):  # 0.5 a second over the window
+        note_done(rds, "detect", now - DRAIN_WINDOW_S + (i + 0.5) * DRAIN_WINDOW_S / 30)
+    assert queue_wait_s(app, "detect", cap) == pytest.approx(20.0, rel=0.25)
+    assert queue_wait_s(app, "detect", 5.0) == 5.0
 
 
 def test_frame_ttl_must_outlast_the_admitted_backlog(tmp_path: Path) -> None:

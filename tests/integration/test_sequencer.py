@@ -210,14 +210,14 @@ class Resender:
     """The sequencer's ``resend``: records each call; ``deliver`` (when set) is what the detect
     task of the message sent again pushes."""
 
-    def __init__(self, r: Any, deliver: list[FrameResult] | None = None) -> None:
-        self.r, self.deliver, self.calls = r, deliver, []
+    def __init__(self, r: Any, deliver: list[FrameResult] | None = None, queued_s: float = 0.0) -> None:
+        self.r, self.deliver, self.calls, self.queued_s = r, deliver, [], queued_s
 
-    def __call__(self, after_seq: int, missing_seq: int) -> bool:
+    def __call__(self, after_seq: int, missing_seq: int) -> float | None:
         self.calls.append((after_seq, missing_seq))
         for item in self.deliver or []:
             push_result(self.r, "run1", item)
-        return True
+        return self.queued_s
 
 
 @pytest.mark.parametrize("where", ["middle", "end"])
@@ -272,6 +272,49 @@ def test_frames_sent_again_in_vain_are_given_up_after_a_second_wait(
     assert make(r, settings, c, lambda: now[0], resend).run()
     state = c.finished[0].progress
     assert (state.frames, state.missing, state.skipped) == (7, 3, 0)
+    assert len(resend.calls) == 1
+
+
+def test_frames_sent_again_behind_a_backlog_wait_for_it_before_they_are_given_up(
+        r: Any, settings: Settings, detections: list[FrameDetections]) -> None:
+    """An overloaded site: the messages sent again wait 100 s behind the detect backlog. The second wait starts
+    when they are expected to leave the queue, so frames that were only slow are not given up (they were, on a
+    starved machine, after twice the gap timeout); and they are, once that wait has passed too."""
+    now = [1000.0]
+    c = Collector()
+    items = results(detections[:10])
+    lost, kept = items[3:6], items[:3] + items[6:]
+    end(r, detections[9].frame.seq, published=10)
+    for item in kept:
+        push_result(r, "run1", item)
+    resend = Resender(r, queued_s=100.0)
+    gap = settings.distributed.gap_timeout_s
+    assert not make(r, settings, c, lambda: now[0], resend).run()
+    now[0] += gap + 1
+    seq = make(r, settings, c, lambda: now[0], resend)
+    assert not seq.run() and resend.calls and seq.gap_due_in_s() == pytest.approx(100.0 + gap)
+    now[0] += gap + 1  # where the second wait used to end
+    seq = make(r, settings, c, lambda: now[0], resend)
+    assert not seq.run() and seq.waiting_on_gap() and seq.gap_due_in_s() == pytest.approx(100.0 - 1)
+    for item in lost:  # they leave the queue after 100 s
+        push_result(r, "run1", item)
+    assert make(r, settings, c, lambda: now[0], resend).run()
+    assert (c.finished[0].progress.frames, c.finished[0].progress.missing) == (10, 0)
+
+    r.flushdb()  # the same, and they never come: given up once the backlog's wait and the gap have passed
+    c, now[0] = Collector(), 5000.0
+    end(r, detections[9].frame.seq, published=10)
+    for item in kept:
+        push_result(r, "run1", item)
+    resend = Resender(r, queued_s=100.0)
+    assert not make(r, settings, c, lambda: now[0], resend).run()
+    now[0] += gap + 1
+    assert not make(r, settings, c, lambda: now[0], resend).run()
+    now[0] += 100.0 + gap - 1
+    assert not make(r, settings, c, lambda: now[0], resend).run()
+    now[0] += 2
+    assert make(r, settings, c, lambda: now[0], resend).run()
+    assert (c.finished[0].progress.frames, c.finished[0].progress.missing) == (7, 3)
     assert len(resend.calls) == 1
 
 
