@@ -91,7 +91,7 @@ def photo_face(photo: PhotoPath, _key: Viewer, s: Services) -> Response:
             responses={404: {"model": ErrorResponse}})
 def identity_photos(name: NamePath, _key: Viewer, s: Services, limit: LimitQ = 100, offset: OffsetQ = 0) -> PhotoPage:
     try:
-        return PhotoPage.model_validate(svc.photos(store(s), name, limit, offset))
+        return PhotoPage.model_validate(svc.photos(store(s), name, min(limit, s.settings.api.max_page), offset))
     except svc.NotFoundError as exc:
         raise ApiError(404, str(exc)) from None
 
@@ -116,7 +116,8 @@ def identity_timeline(name: NamePath, _key: Viewer, s: Services, limit: LimitQ =
                       offset: OffsetQ = 0) -> IdentityTimelinePage:
     try:
         return IdentityTimelinePage.model_validate(
-            svc.identity_timeline(s.repo, store(s), s.settings, name, limit, offset))
+            svc.identity_timeline(s.repo, store(s), s.settings, name, min(limit, s.settings.api.max_page),
+                                  offset))
     except svc.NotFoundError as exc:
         raise ApiError(404, str(exc)) from None
 
