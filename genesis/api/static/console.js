@@ -591,6 +591,6 @@ const GC = (() => {
 
   document.addEventListener("DOMContentLoaded", init);
   return {api, el, face, when, identityLink, clusterStrip, identityFaces, liveUpdates, listsChanged, whenIdle,
-          pager, PAGE, flash};
+          pager, PAGE, flash, startLive};
 })();
 window.GC = GC;
