@@ -55,6 +55,13 @@ class PhotoOut(BaseModel):
     face: str = Field(description="URL of the kept face crop (JPEG).")
 
 
+class PhotoPage(BaseModel):
+    items: list[PhotoOut]
+    total: int = Field(description="All the identity's enrolled faces that can be shown.")
+    limit: int
+    offset: int
+
+
 class AssignIn(BaseModel):
     name: SafeText = Field(min_length=1, max_length=128, description="The identity the face belongs to.")
     create: bool = Field(default=False, description="Create a new identity of that name (409 if it exists).")
@@ -104,6 +111,13 @@ class IdentityRunOut(BaseModel):
                                            "`face` (the identity's segment nearest the event).")
 
 
+class IdentityTimelinePage(BaseModel):
+    items: list[IdentityRunOut] = Field(description="One per run the identity was seen in, newest first.")
+    total: int = Field(description="Runs the identity was seen in.")
+    limit: int
+    offset: int
+
+
 class IdentitySummaryOut(BaseModel):
     name: str
     photos: int
@@ -119,7 +133,8 @@ class IdentitySummaryOut(BaseModel):
     tracks: int
     zones: dict[str, dict[str, Any]]
     lines: dict[str, dict[str, int]]
-    runs: list[IdentityRunOut]
+    runs: list[IdentityRunOut] = Field(description="The newest 50 runs, as `/api/identities/{name}/timeline` "
+                                       "gives them (which pages through all of them).")
     runs_total: int = Field(description="Runs the identity was seen in (the newest 50 are summed).")
 
 

@@ -421,30 +421,37 @@ def identities_name(
 
 @identities_app.command("reject")
 def identities_reject(
-    track: Annotated[str, typer.Argument(help="RUN:TRACK (a run id or a unique prefix of it, and the track id).")],
+    track: Annotated[str, typer.Argument(help="RUN:TRACK or RUN:TRACK:SEGMENT (a run id or a unique prefix of it, "
+                                         "the track id, the identity segment: a track cut between people has "
+                                         "several; one with a single segment needs none).")],
     identity: Annotated[str | None, typer.Option(
-        "--identity", help="The identity it is not (default: the one the track was given).")] = None,
+        "--identity", help="The identity it is not (default: the one the segment was given).")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Not this person: the track loses its name and its face is never matched to that identity again."""
+    """Not this person, on one identity segment of a track: that segment loses its name and its face is
+    never matched to that identity again; the track's other segments keep theirs. Audited; undo with
+    `genesis identities undo ENTRY`."""
+    from genesis.identities import review
     from genesis.identities.crypto import BiometricKeyError
     from genesis.identities.store import IdentityError
-    from genesis.identities.tracks import reject, resolve_run
+    from genesis.identities.tracks import resolve_run
 
     settings = settings_from(config)
-    run_prefix, sep, tid = track.rpartition(":")
-    if not sep or not run_prefix or not tid.isdigit():
-        fail(f"give the track as RUN:TRACK (e.g. 3f2a:7), got {track!r}", 2)
+    parts = track.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not all(p.isdigit() for p in parts[1:]):
+        fail(f"give the track as RUN:TRACK or RUN:TRACK:SEGMENT (e.g. 3f2a:7 or 3f2a:7:1), got {track!r}", 2)
+    tid, segment = int(parts[1]), (int(parts[2]) if len(parts) == 3 else None)
     store = _store(settings)
     try:
-        run_id = resolve_run(store, run_prefix)
-        name = reject(store, run_id, int(tid), _actor(settings), identity)
+        run_id = resolve_run(store, parts[0])
+        segment = review.one_segment(store, run_id, tid, segment)
+        done = review.reject_segment(store, run_id, tid, segment, _actor(settings), identity)
     except (IdentityError, BiometricKeyError) as exc:
         fail(str(exc))
     finally:
         store.repo.close()
-    console.print(f"track {tid} of run {safe(run_id)} is not {safe(name)}: unlinked, and that face will not match "
-                  f"{safe(name)} again", highlight=False)
+    console.print(f"{safe(done.message)}: unlinked, and that face will not match {safe(str(done.identity))} again "
+                  f"(audit entry {done.entry}: `genesis identities undo {done.entry}` takes it back)", highlight=False)
 
 
 @identities_app.command("purge")

@@ -249,6 +249,27 @@ def assign_segment(store: IdentityStore, run_id: str, track_id: int, segment: in
     return Done(entry, f"{what} is now {name}", name)
 
 
+def one_segment(store: IdentityStore, run_id: str, track_id: int, segment: int | None) -> int:
+    """The segment of a track an action names: ``segment`` when it exists, else the track's only one.
+    IdentityError (one line): no such track or segment, or several segments and none named (listed with
+    their identities, so the operator can say which face they mean)."""
+    with store._read() as db:
+        rows = db.track_segments(run_id, track_id)
+    if not rows:
+        raise IdentityError(f"no track {track_id} in run {run_id}")
+    found = [int(r[0]) for r in rows]
+    if segment is not None:
+        if segment not in found:
+            raise IdentityError(f"track {track_id} of run {run_id[:8]} has no segment {segment} "
+                                f"(its segments: {', '.join(map(str, found))})")
+        return segment
+    if len(rows) > 1:
+        listed = ", ".join(f"{g} ({name or 'no identity'})" for g, name in rows)
+        raise IdentityError(f"track {track_id} of run {run_id[:8]} is cut into {len(rows)} identity segments: "
+                            f"{listed}; say which as RUN:TRACK:SEGMENT")
+    return found[0]
+
+
 def reject_segment(store: IdentityStore, run_id: str, track_id: int, segment: int, actor: str,
                    identity: str | None = None) -> Done:
     """"Not this person" on one segment: its face becomes a negative of the identity (its name, or
@@ -407,7 +428,7 @@ def undo(store: IdentityStore, entry_id: int, actor: str) -> Done:
                 current = db.segment_identity(run_id, track_id, int(segment))
                 if current is not None and current[1] is None:
                     db.set_segment_identity(run_id, track_id, int(segment), ident, target)
-            message = f"track {track_id} of run {run_id[:8]} is {target} again"
+            message = f"{_segment_label(run_id, track_id, int(detail.get('segment', 0)))} is {target} again"
         elif action == "name":
             faces = [(str(f[0]), int(f[1]), int(f[2])) for f in spec.get("faces", [])]
             named_id = detail.get("identity_id")

@@ -540,6 +540,15 @@ def encode_snapshot(image: np.ndarray, config: MqttSnapshotConfig) -> bytes:
     return bytes(buf)
 
 
+def face_snapshot(crop: bytes, config: MqttSnapshotConfig) -> bytes:
+    """The kept face crop (the review page's JPEG, `FACE_CROP_PX`) as it is, or made smaller where it
+    is larger than ``max_side``."""
+    image = cv2.imdecode(np.frombuffer(crop, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError("the kept face crop is not a JPEG")
+    return crop if max(image.shape[:2]) <= config.max_side else encode_snapshot(image, config)
+
+
 def person_crop(image: np.ndarray, box: tuple[float, float, float, float], view: FrameView,
                 redactor: Redactor | None) -> np.ndarray:
     """The person's box (a little grown) from the frame, with every face blurred that the camera's
@@ -587,7 +596,7 @@ def snapshot_function(config: MqttSnapshotConfig, outcome: FrameOutcome, state: 
             best = state.recognizer.best_face(track_id)
             hidden = redactor is not None and (redactor.mode == "everyone" or name is None)
             if best is not None and best.crop and not hidden:
-                return Snapshot(best.crop, best.seq, best.ts, person.box, "face")
+                return Snapshot(face_snapshot(best.crop, config), best.seq, best.ts, person.box, "face")
         pixels = image() if callable(image) else image
         crop = person_crop(pixels, person.box, view_of(outcome, state), redactor)
         return Snapshot(encode_snapshot(crop, config), frame.seq, frame.ts, person.box, "person")

@@ -227,3 +227,100 @@ def test_the_people_count_over_a_flickering_detection_changes_at_most_once_per_h
     life = [m.json() for m in msgs if m.topic == "home/genesis/events"]
     assert [d["type"] for d in life if d["type"] != "update"] == ["new", "end"]
     assert {d["after"]["id"] for d in life} == {f"{out.run_id}-{track['track_id']}-0"}
+
+
+def _decoded(payload: bytes) -> np.ndarray:
+    assert payload[:3] == b"\xff\xd8\xff", "not a JPEG"
+    image = cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
+def _sharpness(image: np.ndarray) -> float:
+    """Variance of the Laplacian: detail left in an image (a blurred face keeps almost none)."""
+    return float(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+
+
+def _face_run(tmp_path: Path, models_dir: Path, data_dir: Path, clip: Path, blur: str,
+              models: Any) -> tuple[list[Any], list[dict[str, Any]], dict[str, dict[str, Any]], Any, Settings]:
+    """The walking clip with `snapshot.crop: face` and the camera's blur: (snapshot messages, lifecycle
+    documents, the recognised / unknown_face events by kind, the run, the settings)."""
+    (tmp_path / blur).mkdir()
+    broker = Broker(tmp_path / blur).start()
+    settings = make_settings(tmp_path / blur, models_dir, broker.port, "faces.db")
+    config = settings.model_dump(mode="json")
+    config["mqtt"]["snapshot"]["crop"] = "face"
+    config["cameras"][0]["blur_faces"] = blur
+    settings = Settings.model_validate(config)
+    enrolled(settings, data_dir)
+    sub = Subscriber(broker.port, ["home/genesis/#"])
+    try:
+        out = run_embedded(settings, str(clip), settings.camera("door"), models=models)
+        sub.wait_for(1, "/state", timeout=5)
+        msgs = list(sub.messages)
+    finally:
+        sub.close()
+        broker.stop()
+    shots = [m for m in msgs if m.topic == "home/genesis/door/person/snapshot"]
+    life = [m.json() for m in msgs if m.topic == "home/genesis/events"]
+    events = {kind: next(m.json() for m in msgs if m.topic == f"home/genesis/door/event/{kind}")
+              for kind in ("recognised", "unknown_face")}
+    return shots, life, events, out, settings
+
+
+@pytest.mark.slow
+def test_face_snapshots_are_face_crops_and_blurred_where_privacy_says(
+        tmp_path: Path, models_dir: Path, data_dir: Path, clip: Path) -> None:
+    """`snapshot.crop: face` through a real run and a real Mosquitto: without blur, each snapshot is the
+    passage's face (a JPEG about 1.5 times the detected face box, a small part of the 640x480 frame, with
+    a face in it); with `blur_faces: unenrolled`, daryl (enrolled, named) still gets his face, the
+    stranger gets the person crop instead with the face blurred (no face found in it, and the face's
+    region keeps a fraction of the detail of the same face unblurred)."""
+    models = load_models(Settings.model_validate({"models": {"dir": str(models_dir)}}))
+    assert models.face_detector is not None
+    plain, plain_life, plain_events, out, settings = _face_run(tmp_path, models_dir, data_dir, clip, "off", models)
+    run = Repository(settings.database_url)
+    meta = run.run(out.run_id).meta  # type: ignore[union-attr]
+    run.close()
+    frame_w, frame_h = int(meta["width"]), int(meta["height"])
+    assert len(plain) == 2
+    shots = {d["after"]["track_id"]: d["after"]["snapshot"] for d in plain_life if d["after"]["has_snapshot"]}
+    daryl, stranger = plain_events["recognised"]["track_id"], plain_events["unknown_face"]["track_id"]
+    assert {t: s["crop"] for t, s in shots.items()} == {daryl: "face", stranger: "face"}
+    faces = [_decoded(m.payload) for m in plain]  # daryl first, then the stranger
+    face_box = plain_events["unknown_face"]["face_box"]
+    fw, fh = face_box[2] - face_box[0], face_box[3] - face_box[1]
+    for image in faces:
+        h, w = image.shape[:2]
+        assert max(h, w) <= 160 and w * h < 0.1 * frame_w * frame_h, (image.shape, frame_w, frame_h)
+        person = shots[stranger]["box"]
+        assert h < 0.8 * (person[3] - person[1])  # a face, not the person
+        assert models.face_detector.detect(image), "a face snapshot shows a face"
+    # The stranger's crop: his face box grown by a quarter each way (at most 160 px a side); its best face
+    # may come from another frame than the decision's, so about.
+    h, w = faces[1].shape[:2]
+    fit = min(1.0, 160 / (1.5 * max(fw, fh)))
+    assert (w, h) == (pytest.approx(1.5 * fw * fit, rel=0.25), pytest.approx(1.5 * fh * fit, rel=0.25)), (w, h, fw, fh)
+
+    blurred, life, events, _, _ = _face_run(tmp_path, models_dir, data_dir, clip, "unenrolled", models)
+    assert len(blurred) == 2
+    shots = {d["after"]["track_id"]: d["after"]["snapshot"] for d in life if d["after"]["has_snapshot"]}
+    assert {t: s["crop"] for t, s in shots.items()} == {daryl: "face", stranger: "person"}
+    assert blurred[0].payload == plain[0].payload  # daryl is enrolled: his face, not blurred
+    person = _decoded(blurred[1].payload)
+    assert not models.face_detector.detect(person), "the stranger's face is blurred"
+    # The stranger's face box in the person crop's pixels (grown 5 %, then scaled to at most 320 px).
+    box = shots[stranger]["box"]
+    mx, my = (box[2] - box[0]) * 0.05, (box[3] - box[1]) * 0.05
+    ox, oy = max(0, int(np.floor(box[0] - mx))), max(0, int(np.floor(box[1] - my)))
+    cw, ch = min(frame_w, int(np.ceil(box[2] + mx))) - ox, min(frame_h, int(np.ceil(box[3] + my))) - oy
+    scale = min(1.0, 320 / max(cw, ch))
+    assert person.shape[:2] == (round(ch * scale), round(cw * scale))
+    fb = events["unknown_face"]["face_box"]
+    x1, y1 = int((fb[0] - ox) * scale), int((fb[1] - oy) * scale)
+    x2, y2 = int(np.ceil((fb[2] - ox) * scale)), int(np.ceil((fb[3] - oy) * scale))
+    region = person[max(0, y1):y2, max(0, x1):x2]
+    assert region.size > 0
+    unblurred = cv2.resize(faces[1], (region.shape[1], region.shape[0]), interpolation=cv2.INTER_AREA)
+    assert _sharpness(region) < 0.3 * _sharpness(unblurred), (_sharpness(region), _sharpness(unblurred))
+    assert np.abs(region.astype(np.float32) - unblurred.astype(np.float32)).mean() > 5

@@ -306,7 +306,7 @@ def test_review_assign_merge_identity_page_reject_forget(watched_run: dict[str, 
         assert left.status_code == 404, left.text
     else:
         assert left.json()["total"] == merged["total"] - 2, (left.text, merged)
-    photos = client.get("/api/identities/Visitor/photos", headers=v).json()
+    photos = client.get("/api/identities/Visitor/photos", headers=v).json()["items"]
     assert sorted(p["face"] for p in photos) == sorted(
         f"/api/tracks/{run_id}/{f['track_id']}/segments/{f['segment']}/face.jpg" for f in (first, second))
     # Named by the operator, not by recognition: not a low-margin face to review.
@@ -338,7 +338,7 @@ def test_review_assign_merge_identity_page_reject_forget(watched_run: dict[str, 
     r = client.post("/api/identities", headers=op, data={"name": "daryl"},
                     files=[("photos", (daryl.name, daryl.read_bytes(), "image/jpeg"))])
     assert r.status_code == 201, r.text
-    kept = client.get("/api/identities/daryl/photos", headers=v).json()
+    kept = client.get("/api/identities/daryl/photos", headers=v).json()["items"]
     assert len(kept) == 1 and kept[0]["id"] and kept[0]["photo"]
     assert client.get(kept[0]["face"], headers=v).headers["content-type"] == "image/jpeg"
 
@@ -453,7 +453,8 @@ def test_no_server_error_on_generated_console_requests(app: FastAPI, watched_run
     labels = {f"{op.method.upper()} {op.path}" for op in console}
     assert labels == {
         "GET /api/tracks/{run}/{track}/face.jpg", "GET /api/photos/{photo}/face.jpg",
-        "GET /api/identities/{name}/photos", "GET /api/identities/{name}/summary", "GET /api/unknowns/{cluster}/faces",
+        "GET /api/identities/{name}/photos", "GET /api/identities/{name}/summary",
+        "GET /api/identities/{name}/timeline", "GET /api/unknowns/{cluster}/faces",
         "POST /api/unknowns/{cluster}/merge", "GET /api/review", "POST /api/tracks/{run}/{track}/assign",
         "GET /api/cameras/{camera}/live/frame", "GET /api/tracks/{run}/{track}/segments/{segment}/face.jpg",
         "POST /api/tracks/{run}/{track}/segments/{segment}/assign",
@@ -474,3 +475,71 @@ def test_no_server_error_on_generated_console_requests(app: FastAPI, watched_run
         check()
     print("schemathesis statuses", sorted(statuses.items()))
     assert any(200 <= code < 300 for code in statuses) and any(400 <= code < 500 for code in statuses)
+
+
+# -- an identity's photos and timeline, page by page -------------------------------------------------
+
+
+def test_identity_photos_and_timeline_page(repo: Repository, client: TestClient, keys: dict[str, str],
+                                           app: FastAPI) -> None:
+    """Five runs, each with a track segment of "Pager" whose face was enrolled from the console: the
+    photos and the timeline come in pages (limit/offset, `total`), the pages put together are the whole
+    list in order, and bad bounds are 422 (documented in the OpenAPI document)."""
+    from genesis.adapters.db import TrackRecord
+    from genesis.identities import review
+    from genesis.identities.store import IdentityStore
+    from genesis.identities.tracks import TrackFaceRecord, save_track_faces
+
+    store = IdentityStore(repo)
+    rng = np.random.default_rng(7)
+    ok, crop = cv2.imencode(".jpg", rng.integers(0, 255, (40, 32, 3), dtype=np.uint8))
+    assert ok
+    runs = [f"pager{i}run" for i in range(5)]
+    for i, run_id in enumerate(runs):
+        repo.start_run(run_id, CAMERA, "test", {})
+        repo.save_tracks(run_id, [TrackRecord(CAMERA, 3, 0, 9, 0.0, 1.0, 10, None, 0, 3, 0.8)])
+        vector = rng.normal(size=128)
+        save_track_faces(store, run_id, [TrackFaceRecord(CAMERA, 3, 0.5, "SFace", [float(x) for x in vector], None,
+                                                         0.8, bytes(crop))], 0.593)
+        repo.finish_run(run_id, "finished", 10, {})
+        review.assign_segment(store, run_id, 3, 0, "Pager", "test", create=i == 0)
+    v = h(keys, "viewer")
+
+    def pages(path: str, size: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        whole = client.get(f"{path}?limit=1000", headers=v).json()
+        got: list[dict[str, Any]] = []
+        for offset in range(0, whole["total"] + size, size):
+            r = client.get(f"{path}?limit={size}&offset={offset}", headers=v)
+            assert r.status_code == 200, r.text
+            page = r.json()
+            assert (page["total"], page["limit"], page["offset"]) == (whole["total"], size, offset)
+            assert len(page["items"]) == max(0, min(size, whole["total"] - offset))
+            got += page["items"]
+        return whole["items"], got
+
+    whole, paged = pages("/api/identities/Pager/photos", 2)
+    assert len(whole) == 5 and paged == whole
+    assert sorted(p["face"] for p in whole) == sorted(f"/api/tracks/{r}/3/segments/0/face.jpg" for r in runs)
+    assert client.get(whole[4]["face"], headers=v).content == bytes(crop)
+    assert client.get("/api/identities/Pager/photos", headers=v).json()["limit"] == 100  # the default
+
+    whole, paged = pages("/api/identities/Pager/timeline", 2)
+    assert [r["run_id"] for r in whole] == runs[::-1]  # newest first
+    assert paged == whole
+    assert all(r["tracks"] == [{"track_id": 3, "label": f"run {r['run_id'][:8]} · track 3", "segment": 0,
+                                "face": f"/api/tracks/{r['run_id']}/3/segments/0/face.jpg"}] for r in whole)
+    summary = client.get("/api/identities/Pager/summary", headers=v).json()
+    assert summary["runs_total"] == 5 and summary["runs"] == whole and summary["tracks"] == 5
+    assert client.get("/api/identities/Pager/timeline", headers=v).json()["limit"] == 20
+
+    for path in ("/api/identities/Pager/photos", "/api/identities/Pager/timeline"):
+        for query in ("limit=0", "limit=1001", "offset=-1", "offset=2147483649", "limit=x", "offset=1.5"):
+            r = client.get(f"{path}?{query}", headers=v)
+            assert r.status_code == 422 and set(r.json()) == {"error"}, (path, query, r.text)
+        assert client.get(path.replace("Pager", "Nobody"), headers=v).status_code == 404
+        assert TestClient(app, client=("10.9.1.2", 1)).get(path).status_code == 401
+    spec = client.get("/openapi.json").json()["paths"]
+    for path in ("/api/identities/{name}/photos", "/api/identities/{name}/timeline"):
+        params = {p["name"]: p["schema"] for p in spec[path]["get"]["parameters"] if p["in"] == "query"}
+        assert params["limit"]["minimum"] == 1 and params["limit"]["maximum"] == 1000, params
+        assert params["offset"]["minimum"] == 0, params

@@ -24,10 +24,11 @@ from genesis.api.schemas_console import (
     AssignOut,
     ClusterFacesOut,
     IdentitySummaryOut,
+    IdentityTimelinePage,
     LiveFrameOut,
     MergeIn,
     MergeOut,
-    PhotoOut,
+    PhotoPage,
     ReviewPage,
     SegmentRejectOut,
     UndoOut,
@@ -85,11 +86,12 @@ def photo_face(photo: PhotoPath, _key: Viewer, s: Services) -> Response:
         raise key_error(exc) from None
 
 
-@router.get("/identities/{name}/photos", response_model=list[PhotoOut], summary="An identity's enrolled faces",
+@router.get("/identities/{name}/photos", response_model=PhotoPage,
+            summary="A page of an identity's enrolled faces (kept photo crops, then faces enrolled from the console)",
             responses={404: {"model": ErrorResponse}})
-def identity_photos(name: NamePath, _key: Viewer, s: Services) -> list[PhotoOut]:
+def identity_photos(name: NamePath, _key: Viewer, s: Services, limit: LimitQ = 100, offset: OffsetQ = 0) -> PhotoPage:
     try:
-        return [PhotoOut(**p) for p in svc.photos(store(s), name)]
+        return PhotoPage.model_validate(svc.photos(store(s), name, min(limit, s.settings.api.max_page), offset))
     except svc.NotFoundError as exc:
         raise ApiError(404, str(exc)) from None
 
@@ -101,6 +103,21 @@ def identity_photos(name: NamePath, _key: Viewer, s: Services) -> list[PhotoOut]
 def identity_summary(name: NamePath, _key: Viewer, s: Services) -> IdentitySummaryOut:
     try:
         return IdentitySummaryOut.model_validate(svc.identity_summary(s.repo, store(s), s.settings, name))
+    except svc.NotFoundError as exc:
+        raise ApiError(404, str(exc)) from None
+
+
+@router.get("/identities/{name}/timeline", response_model=IdentityTimelinePage,
+            summary="A page of an identity's timeline: one item per run it was seen in, newest first",
+            description="Each item is the identity's entry of that run's `report.json`, its tracks and events with "
+            "the faces of its own segments (as in the summary's `runs`); `total` counts the runs.",
+            responses={404: {"model": ErrorResponse}})
+def identity_timeline(name: NamePath, _key: Viewer, s: Services, limit: LimitQ = 20,
+                      offset: OffsetQ = 0) -> IdentityTimelinePage:
+    try:
+        return IdentityTimelinePage.model_validate(
+            svc.identity_timeline(s.repo, store(s), s.settings, name, min(limit, s.settings.api.max_page),
+                                  offset))
     except svc.NotFoundError as exc:
         raise ApiError(404, str(exc)) from None
 

@@ -11,7 +11,7 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from genesis.adapters.db import Repository
+from genesis.adapters.db import Repository, RunRecord
 from genesis.api.services.events import EventFilter, tracks
 from genesis.config import Settings
 from genesis.identities import review
@@ -79,15 +79,16 @@ def review_page(store: IdentityStore, settings: Settings, limit: int, offset: in
             "margin": settings.console.review_margin}
 
 
-def photos(store: IdentityStore, name: str) -> list[dict[str, Any]]:
-    """The identity's enrolled faces: kept photo crops, and track faces enrolled from the console."""
+def photos(store: IdentityStore, name: str, limit: int, offset: int) -> dict[str, Any]:
+    """A page of the identity's enrolled faces: kept photo crops, then track faces enrolled from the console."""
     try:
         found = review.enrolled_faces(store, name)
     except IdentityError as exc:
         raise NotFoundError(str(exc)) from None
-    return [{"id": f.photo_id, "photo": f.photo,
-             "face": f"/api/photos/{f.photo_id}/face.jpg" if f.photo_id is not None
-             else face_url(str(f.run_id), int(f.track_id or 0), f.segment)} for f in found]
+    items = [{"id": f.photo_id, "photo": f.photo,
+              "face": f"/api/photos/{f.photo_id}/face.jpg" if f.photo_id is not None
+              else face_url(str(f.run_id), int(f.track_id or 0), f.segment)} for f in found[offset: offset + limit]]
+    return {"items": items, "total": len(found), "limit": limit, "offset": offset}
 
 
 def _merge_zone(into: dict[str, Any], entry: dict[str, Any]) -> None:
@@ -106,19 +107,71 @@ def _own_face(refs: list[review.FaceRef], t: float | None = None) -> dict[str, A
     return {"segment": ref.segment, "face": face_url(ref.run_id, ref.track_id, ref.segment)}
 
 
-def identity_summary(repo: Repository, store: IdentityStore, settings: Settings, name: str) -> dict[str, Any]:
-    """Visits, dwell per zone, crossings, cameras, first/last seen and a timeline with faces: each
-    run's entry of ``report.json`` (``results.identities[name]``) and their sums."""
-    known = {i.name: i for i in repo.identities()}
-    if name not in known:
+def runs_of(repo: Repository, name: str) -> list[str]:
+    """The runs an identity was seen in, newest first (from its newest ``MAX_TRACKS`` tracks).
+    NotFoundError: no identity of that name."""
+    if name not in {i.name for i in repo.identities()}:
         raise NotFoundError(f"no identity named {name!r}")
-    page = tracks(repo, EventFilter(identity=name), MAX_TRACKS, 0)
     order: list[str] = []
-    for t in page.items:
+    for t in tracks(repo, EventFilter(identity=name), MAX_TRACKS, 0).items:
         if t["run_id"] not in order:
             order.append(t["run_id"])
-    faces = review.track_faces_of(store, order[:MAX_RUNS])
-    runs_out: list[dict[str, Any]] = []
+    return order
+
+
+def _entries(repo: Repository, settings: Settings, name: str,
+             run_ids: list[str]) -> list[tuple[RunRecord, dict[str, Any]]]:
+    """Each run's entry of ``report.json`` for the identity (runs gone, or where it has none, are left out)."""
+    out = []
+    for run_id in run_ids:
+        run = repo.run(run_id)
+        if run is None:
+            continue
+        results = build_results(repo, run, settings.camera(run.camera_id))
+        entry = next((i for i in results["identities"] if i["name"] == name), None)
+        if entry is not None:
+            out.append((run, entry))
+    return out
+
+
+def _run_out(run: RunRecord, entry: dict[str, Any], name: str,
+             faces: dict[tuple[str, int, int], review.FaceRef]) -> dict[str, Any]:
+    """One run of an identity's timeline: its report entry, its tracks and events with the faces of the
+    identity's own segments (a split track's other segments show other people)."""
+    mine: dict[int, list[review.FaceRef]] = {}
+    for (r_id, tid, _seg), ref in faces.items():
+        if r_id == run.run_id and tid in entry["tracks"] and ref.identity == name:
+            mine.setdefault(tid, []).append(ref)
+    return {
+        "run_id": run.run_id, "camera_id": run.camera_id, "started_at": run.started_at, "report": entry,
+        "tracks": [{"track_id": tid, "label": segment_name(run.run_id, tid, 0), **_own_face(mine.get(tid, []))}
+                   for tid in entry["tracks"]],
+        "timeline": [ev | {"at": wall_time(run.started_at, float(ev["t"])),
+                           **_own_face(mine.get(ev["track"], []), float(ev["t"]))} for ev in entry["timeline"]],
+    }
+
+
+def identity_timeline(repo: Repository, store: IdentityStore, settings: Settings, name: str, limit: int,
+                      offset: int) -> dict[str, Any]:
+    """A page of the identity's timeline, one item per run (newest first): `_run_out`. ``total`` counts
+    the runs; only the runs of the page are read."""
+    order = runs_of(repo, name)
+    shown = order[offset: offset + limit]
+    faces = review.track_faces_of(store, shown)
+    return {"items": [_run_out(run, entry, name, faces) for run, entry in _entries(repo, settings, name, shown)],
+            "total": len(order), "limit": limit, "offset": offset}
+
+
+def identity_summary(repo: Repository, store: IdentityStore, settings: Settings, name: str) -> dict[str, Any]:
+    """Visits, dwell per zone, crossings, cameras, first/last seen and a timeline with faces: each
+    run's entry of ``report.json`` (``results.identities[name]``) and their sums (the newest
+    ``MAX_RUNS`` runs; `identity_timeline` pages through all of them)."""
+    order = runs_of(repo, name)
+    ident = next((i for i in repo.identities() if i.name == name), None)
+    if ident is None:  # forgotten meanwhile
+        raise NotFoundError(f"no identity named {name!r}")
+    entries = _entries(repo, settings, name, order[:MAX_RUNS])
+    faces = review.track_faces_of(store, [run.run_id for run, _ in entries])
     zones: dict[str, dict[str, Any]] = {}
     lines: dict[str, dict[str, int]] = {}
     totals: dict[str, Any] = {"visits": 0, "dwell_s": 0.0, "crossings": {"in": 0, "out": 0}, "sightings": 0,
@@ -126,14 +179,7 @@ def identity_summary(repo: Repository, store: IdentityStore, settings: Settings,
     first: datetime | None = None
     last: datetime | None = None
     cameras: set[str] = set()
-    for run_id in order[:MAX_RUNS]:
-        run = repo.run(run_id)
-        if run is None:
-            continue
-        results = build_results(repo, run, settings.camera(run.camera_id))
-        entry = next((i for i in results["identities"] if i["name"] == name), None)
-        if entry is None:
-            continue
+    for run, entry in entries:
         cameras.add(run.camera_id)
         totals["visits"] += int(entry["visits"])
         totals["dwell_s"] = round(float(totals["dwell_s"]) + float(entry["dwell_s"]), 3)
@@ -151,22 +197,10 @@ def identity_summary(repo: Repository, store: IdentityStore, settings: Settings,
         f_at, l_at = wall_time(run.started_at, entry["first_seen"]), wall_time(run.started_at, entry["last_seen"])
         first = f_at if first is None or (f_at is not None and f_at < first) else first
         last = l_at if last is None or (l_at is not None and l_at > last) else last
-        # The identity's own segments of each track: a split track's other segments show other people.
-        mine: dict[int, list[review.FaceRef]] = {}
-        for (r_id, tid, _seg), ref in faces.items():
-            if r_id == run_id and tid in entry["tracks"] and ref.identity == name:
-                mine.setdefault(tid, []).append(ref)
-        runs_out.append({
-            "run_id": run_id, "camera_id": run.camera_id, "started_at": run.started_at, "report": entry,
-            "tracks": [{"track_id": tid, "label": segment_name(run_id, tid, 0), **_own_face(mine.get(tid, []))}
-                       for tid in entry["tracks"]],
-            "timeline": [ev | {"at": wall_time(run.started_at, float(ev["t"])),
-                               **_own_face(mine.get(ev["track"], []), float(ev["t"]))} for ev in entry["timeline"]],
-        })
-    ident = known[name]
     return {"name": name, "photos": ident.photos, "enrolled_at": ident.created_at, "cameras": sorted(cameras),
             "first_seen": first, "last_seen": last, **totals, "zones": dict(sorted(zones.items())),
-            "lines": dict(sorted(lines.items())), "runs": runs_out, "runs_total": len(order)}
+            "lines": dict(sorted(lines.items())), "runs": [_run_out(run, entry, name, faces) for run, entry in entries],
+            "runs_total": len(order)}
 
 
 # -- live updates ---------------------------------------------------------------------------------

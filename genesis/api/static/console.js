@@ -121,8 +121,8 @@ const GC = (() => {
 
   async function identityFaces(cell, name) {
     try {
-      const photos = await api(`/api/identities/${encodeURIComponent(name)}/photos`);
-      cell.replaceChildren(...photos.slice(0, 4).map(p => face(p.face, `${name}: ${p.photo}`, "face small")));
+      const photos = await api(`/api/identities/${encodeURIComponent(name)}/photos?limit=4`);
+      cell.replaceChildren(...photos.items.map(p => face(p.face, `${name}: ${p.photo}`, "face small")));
     } catch (e) { cell.textContent = ""; }
   }
 
@@ -437,13 +437,37 @@ const GC = (() => {
       tr.append(el("td", {}, l), el("td", {}, String(v.in)), el("td", {}, String(v.out)));
       return tr;
     }));
-    const photos = await api(`/api/identities/${encodeURIComponent(name)}/photos`);
-    document.getElementById("identity-photos").replaceChildren(
-      ...photos.map(p => face(p.face, `${name}: ${p.photo}`, "face big")));
+    await Promise.all([identityPhotos(name), identityTimeline(name)]);
+    document.body.dataset.loaded = "1";
+  }
+
+  // The identity's photos and timeline come in pages (`pager`); a page past the end (faces were
+  // forgotten meanwhile) falls back to the last one.
+  const photoState = {offset: 0}, timelineState = {offset: 0};
+
+  async function identityPage(path, state) {
+    let page = await api(`${path}?limit=${PAGE}&offset=${state.offset}`);
+    if (!page.items.length && state.offset > 0) {
+      state.offset = Math.max(0, Math.floor((page.total - 1) / PAGE) * PAGE);
+      page = await api(`${path}?limit=${PAGE}&offset=${state.offset}`);
+    }
+    return page;
+  }
+
+  async function identityPhotos(name) {
+    const page = await identityPage(`/api/identities/${encodeURIComponent(name)}/photos`, photoState);
+    const box = document.getElementById("identity-photos");
+    box.replaceChildren(...page.items.map(p => face(p.face, `${name}: ${p.photo}`, "face big")));
+    box.dataset.offset = String(page.offset);
+    pager(document.getElementById("photos-pager"), photoState, page.total, () => identityPhotos(name));
+  }
+
+  async function identityTimeline(name) {
+    const page = await identityPage(`/api/identities/${encodeURIComponent(name)}/timeline`, timelineState);
     const timeline = document.getElementById("identity-timeline");
     const items = [];
-    for (const run of s.runs) {
-      const head = el("li", {class: "run-head"});
+    for (const run of page.items) {
+      const head = el("li", {class: "run-head", "data-run": run.run_id});
       head.append(el("strong", {}, run.camera_id), el("span", {class: "muted small"},
                   ` run ${run.run_id.slice(0, 8)} · ${when(run.started_at)} · tracks ${run.tracks.map(t => t.track_id).join(", ")}`));
       const strip = el("span", {class: "strip"});
@@ -463,7 +487,8 @@ const GC = (() => {
     }
     if (!items.length) items.push(el("li", {class: "muted"}, "Not seen by any camera yet."));
     timeline.replaceChildren(...items);
-    document.body.dataset.loaded = "1";
+    timeline.dataset.offset = String(page.offset);
+    pager(document.getElementById("timeline-pager"), timelineState, page.total, () => identityTimeline(name));
   }
 
   // -- search by photo -----------------------------------------------------------------------------
@@ -566,6 +591,6 @@ const GC = (() => {
 
   document.addEventListener("DOMContentLoaded", init);
   return {api, el, face, when, identityLink, clusterStrip, identityFaces, liveUpdates, listsChanged, whenIdle,
-          pager, PAGE, flash};
+          pager, PAGE, flash, startLive};
 })();
 window.GC = GC;

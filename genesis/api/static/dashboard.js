@@ -282,15 +282,64 @@ function setupHeatmap() {
     error.hidden = true; img.hidden = false;
     img.src = URL.createObjectURL(await response.blob());
   }
-  for (const button of document.querySelectorAll(".show-heatmap")) {
+  bindHeatmap = (button) => {
     button.addEventListener("click", () => {
       camera = button.dataset.camera;
       document.getElementById("heatmap-camera").textContent = camera;
       panel.hidden = false;
       show();
     });
-  }
+  };
+  document.querySelectorAll(".show-heatmap").forEach(bindHeatmap);
   form.addEventListener("submit", (event) => { event.preventDefault(); if (camera) show(); });
+}
+let bindHeatmap = () => {};
+
+// A camera that appears while the page is open (a run on a new camera) gets its tile at once: the
+// server's own tile markup (<template id="tile-template">, the same macro as the rendered tiles),
+// filled in with textContent and attributes only, in the tiles' order (by id). A camera that is gone
+// loses its tile.
+function newTile(cam) {
+  const tile = document.getElementById("tile-template").content.firstElementChild.cloneNode(true);
+  tile.dataset.camera = cam.id;
+  const name = tile.querySelector(".cam-name");
+  name.textContent = cam.name;
+  if (cam.name !== cam.id) name.after(" ", el("span", {class: "muted cam-id"}, cam.id));
+  tile.querySelector("canvas.live").setAttribute("aria-label", `live view of ${cam.id}`);
+  const img = tile.querySelector("img.frame");
+  img.alt = `last stored snapshot of ${cam.id}`;
+  img.src = `/api/cameras/${encodeURIComponent(cam.id)}/frame.jpg`;
+  tile.querySelector(".show-heatmap").dataset.camera = cam.id;
+  return tile;
+}
+
+let syncing = false;
+
+async function syncTiles(states) {
+  if (syncing) return;  // the next state event tries again
+  syncing = true;
+  try { await addTiles(states); } finally { syncing = false; }
+}
+
+async function addTiles(states) {
+  const box = document.querySelector("#cameras .tiles");
+  const shown = new Map([...box.querySelectorAll(".tile")].map(t => [t.dataset.camera, t]));
+  let cameras;
+  try { cameras = await api("/api/cameras"); } catch (e) { return; }
+  const ids = new Set(cameras.map(c => c.id));
+  for (const [id, tile] of shown) if (!ids.has(id)) tile.remove();
+  for (const cam of cameras) {
+    if (shown.has(cam.id)) continue;
+    const tile = newTile(cam);
+    const after = [...box.querySelectorAll(".tile")].find(t => t.dataset.camera > cam.id);
+    box.insertBefore(tile, after || null);
+    bindHeatmap(tile.querySelector(".show-heatmap"));
+    window.GC.startLive(tile);
+    const live = states[cam.id];
+    if (live) showCounts(tile, live);
+  }
+  document.getElementById("no-cameras").hidden = box.querySelector(".tile") !== null;
+  refreshAlertBadges();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -314,9 +363,8 @@ document.addEventListener("DOMContentLoaded", () => {
       if (window.GC.listsChanged(now, before)) {
         window.GC.whenIdle(() => { refreshIdentities().catch(() => {}); refreshUnknowns(); });
       }
-      if (Object.keys(now.cameras || {}).join() !== Object.keys(before.cameras || {}).join()) {
-        document.getElementById("cameras-changed").hidden = false;
-      }
+      const tiles = [...document.querySelectorAll("#cameras .tile")].map(t => t.dataset.camera).sort().join();
+      if (Object.keys(now.cameras || {}).sort().join() !== tiles) syncTiles(now.cameras || {});
     });
   } else { setInterval(refreshTiles, POLL_MS); }
 });

@@ -247,3 +247,58 @@ def test_sample_spreads_over_all_faces() -> None:
     picked = review.sample(refs, 4)
     assert [f.track_id for f in picked] == [0, 3, 6, 9]  # the most typical first, the least typical last
     assert review.sample(refs[:3], 7) == refs[:3] and review.sample(refs, 0) == []
+
+
+def test_cli_reject_acts_on_the_named_segment_only_and_undo_restores(
+        settings: Settings, faces: dict[str, tuple[np.ndarray, bytes]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`genesis identities reject` on a split track: without a segment, a one-line error listing the segments
+    with their identities; RUN:TRACK:SEGMENT touches that segment only; a one-segment track needs none;
+    the printed audit entry undoes it (`genesis identities undo`)."""
+    from typer.testing import CliRunner
+
+    from genesis.cli.main import app
+
+    monkeypatch.setenv("GENESIS_DATABASE_URL", settings.database_url)
+    monkeypatch.delenv("GENESIS_TEST_REDIS_PORT", raising=False)
+    cli = CliRunner()
+    with Repository(settings.database_url) as repo:
+        store = _split_store(repo, faces)
+        review.assign_segment(store, "run-s", 1, 1, "John", "test", create=True)
+        start = _segments(repo)
+        assert start == {(1, 0): "Eric", (1, 1): "John", (2, 0): None}
+
+        r = cli.invoke(app, ["identities", "reject", "run-s:1"])
+        assert r.exit_code == 1, r.output
+        line = " ".join(r.output.split())
+        assert "cut into 2 identity segments: 0 (Eric), 1 (John); say which as RUN:TRACK:SEGMENT" in line
+        assert "Traceback" not in r.output and _segments(repo) == start
+        r = cli.invoke(app, ["identities", "reject", "run-s:1:7"])
+        assert r.exit_code == 1 and "has no segment 7 (its segments: 0, 1)" in " ".join(r.output.split())
+        r = cli.invoke(app, ["identities", "reject", "run-s:1:x"])
+        assert r.exit_code == 2 and "RUN:TRACK:SEGMENT" in r.output
+
+        # Segment 1 is not John: segment 0 keeps Eric, John gets a negative of that face only.
+        r = cli.invoke(app, ["identities", "reject", "run-s:1:1"])
+        assert r.exit_code == 0, r.output
+        assert _segments(repo) == {(1, 0): "Eric", (1, 1): None, (2, 0): None}
+        with repo.engine.connect() as conn:
+            negatives = conn.execute(text("SELECT n.track_id, i.name FROM identity_negatives n "
+                                          "JOIN identities i ON i.id = n.identity_id")).all()
+        assert [tuple(n) for n in negatives] == [(1, "John")]
+        entry = store.audit_log()[-1]
+        assert entry.action == "reject" and entry.target == "John"
+        assert (entry.detail["run"], entry.detail["track"], entry.detail["segment"]) == ("run-s", 1, 1)
+        assert f"genesis identities undo {entry.id}" in " ".join(r.output.split())
+
+        r = cli.invoke(app, ["identities", "undo", str(entry.id)])
+        assert r.exit_code == 0 and "track 1 (segment 1) of run run-s is John again" in r.output, r.output
+        assert _segments(repo) == start
+        with repo.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM identity_negatives")).scalar_one() == 0
+
+        # A track of one segment keeps working as RUN:TRACK (it has no name: say which with --identity).
+        r = cli.invoke(app, ["identities", "reject", "run-s:2"])
+        assert r.exit_code == 1 and "has no identity" in r.output
+        r = cli.invoke(app, ["identities", "reject", "run-s:2", "--identity", "Eric"])
+        assert r.exit_code == 0 and "is not Eric" in r.output, r.output
+        assert _segments(repo) == start

@@ -314,3 +314,22 @@ def test_a_remembered_passage_of_the_wrong_shape_is_dropped_not_trusted() -> Non
     resumed = CameraEvents(MqttConfig(enabled=True), CAMERA, "run1", 0.0, memory)
     msgs = resumed.frame(outcome(2, [1]), script.tracks()) + resumed.end([], script.tracks())
     assert [json.loads(m.payload)["type"] for m in msgs if m.topic == "genesis/events"] == ["end"]
+
+
+def test_a_face_snapshot_is_the_kept_crop_or_smaller_where_max_side_says() -> None:
+    """`crop: face` publishes the kept face crop's bytes as they are; where `snapshot.max_side` is smaller
+    than the crop, a smaller JPEG of it; a crop that is not a JPEG is an error (the snapshot is skipped)."""
+    import cv2
+    import numpy as np
+
+    from genesis.config.mqtt import MqttSnapshotConfig
+    from genesis.services.mqtt_events import face_snapshot
+
+    image = np.random.default_rng(3).integers(0, 255, (160, 120, 3), dtype=np.uint8)
+    crop = cv2.imencode(".jpg", image)[1].tobytes()
+    assert face_snapshot(crop, MqttSnapshotConfig(crop="face")) == crop
+    small = cv2.imdecode(np.frombuffer(face_snapshot(crop, MqttSnapshotConfig(crop="face", max_side=64)), np.uint8),
+                         cv2.IMREAD_COLOR)
+    assert small is not None and small.shape == (64, 48, 3)
+    with pytest.raises(ValueError, match="not a JPEG"):
+        face_snapshot(b"nonsense", MqttSnapshotConfig(crop="face"))
