@@ -21,6 +21,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -367,12 +368,29 @@ def _login(page: Any, base: str, key: str) -> None:
     expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
 
 
+@contextmanager
+def _dashboard_page(base: str, key: str) -> Iterator[Any]:
+    """A logged-in page of the console in Chromium (1280 x 900), closed afterwards."""
+    chromium = chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
+                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+            _login(page, base, key)
+            yield page
+        finally:
+            browser.close()
+
+
 def test_identity_page_pages_its_photos_and_timeline(served: dict[str, Any]) -> None:
     """Clapton seen in more runs than a page holds, with a face of each enrolled from the console: the
     identity page shows one page of photos and of runs, "older ›" shows the rest, and the pages put
     together are what the API lists (the crops really load)."""
-    chromium = chromium_or_skip()
-    from playwright.sync_api import expect, sync_playwright
+    chromium_or_skip()  # before the set-up: skipped at once without Chromium
+    from playwright.sync_api import expect
 
     from genesis.adapters.db import Repository
     from genesis.identities import review
@@ -392,104 +410,90 @@ def test_identity_page_pages_its_photos_and_timeline(served: dict[str, Any]) -> 
     assert photos["total"] == len(runs) + 1 and timeline["total"] == len(runs) + 1  # + the enrolled photo, RUN_A
     assert [r["run_id"] for r in timeline["items"]][:2] == [runs[-1], runs[-2]]  # newest first
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
-                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-            _login(page, base, key)
-            page.goto(base + "/identities/Clapton")
-            expect(page.locator("body[data-loaded='1']")).to_have_count(1, timeout=30_000)
-            shown = page.locator("#identity-photos img.face")
-            heads = page.locator("#identity-timeline li.run-head")
-            photo_pager, run_pager = page.locator("#photos-pager"), page.locator("#timeline-pager")
+    with _dashboard_page(base, key) as page:
+        page.goto(base + "/identities/Clapton")
+        expect(page.locator("body[data-loaded='1']")).to_have_count(1, timeout=30_000)
+        shown = page.locator("#identity-photos img.face")
+        heads = page.locator("#identity-timeline li.run-head")
+        photo_pager, run_pager = page.locator("#photos-pager"), page.locator("#timeline-pager")
 
-            def srcs() -> list[str]:
-                return [str(s) for s in shown.evaluate_all("l => l.map(i => i.getAttribute('src'))")]
+        def srcs() -> list[str]:
+            return [str(s) for s in shown.evaluate_all("l => l.map(i => i.getAttribute('src'))")]
 
-            def run_ids() -> list[str]:
-                return [str(r) for r in heads.evaluate_all("l => l.map(h => h.dataset.run)")]
+        def run_ids() -> list[str]:
+            return [str(r) for r in heads.evaluate_all("l => l.map(h => h.dataset.run)")]
 
-            expect(shown).to_have_count(page_size)
-            expect(photo_pager).to_be_visible()
-            expect(photo_pager).to_contain_text(f"1–{page_size} of {photos['total']}")
-            first = srcs()
-            photo_pager.get_by_role("button", name="older ›").click()
-            expect(shown).to_have_count(photos["total"] - page_size)
-            expect(photo_pager).to_contain_text(f"{page_size + 1}–{photos['total']} of {photos['total']}")
-            expect(photo_pager.get_by_role("button", name="older ›")).to_be_disabled()
-            assert first + srcs() == [f["face"] for f in photos["items"]]
-            shown.last.evaluate("i => i.decode()")  # a crop of the second page is a real image
-            assert shown.last.evaluate("i => i.naturalWidth") > 0
-            photo_pager.get_by_role("button", name="‹ newer").click()
-            expect(shown).to_have_count(page_size)
-            assert srcs() == first
+        expect(shown).to_have_count(page_size)
+        expect(photo_pager).to_be_visible()
+        expect(photo_pager).to_contain_text(f"1–{page_size} of {photos['total']}")
+        first = srcs()
+        photo_pager.get_by_role("button", name="older ›").click()
+        expect(shown).to_have_count(photos["total"] - page_size)
+        expect(photo_pager).to_contain_text(f"{page_size + 1}–{photos['total']} of {photos['total']}")
+        expect(photo_pager.get_by_role("button", name="older ›")).to_be_disabled()
+        assert first + srcs() == [f["face"] for f in photos["items"]]
+        shown.last.evaluate("i => i.decode()")  # a crop of the second page is a real image
+        assert shown.last.evaluate("i => i.naturalWidth") > 0
+        photo_pager.get_by_role("button", name="‹ newer").click()
+        expect(shown).to_have_count(page_size)
+        assert srcs() == first
 
-            expect(heads).to_have_count(page_size)
-            expect(run_pager).to_contain_text(f"1–{page_size} of {timeline['total']}")
-            newest = run_ids()
-            run_pager.get_by_role("button", name="older ›").click()
-            expect(heads).to_have_count(timeline["total"] - page_size)
-            assert newest + run_ids() == [r["run_id"] for r in timeline["items"]]
-            assert RUN_A in run_ids()  # the oldest run, on the last page
-            expect(page.locator("#identity-photos img.face")).to_have_count(page_size)  # the photos kept their page
-        finally:
-            browser.close()
+        expect(heads).to_have_count(page_size)
+        expect(run_pager).to_contain_text(f"1–{page_size} of {timeline['total']}")
+        newest = run_ids()
+        run_pager.get_by_role("button", name="older ›").click()
+        expect(heads).to_have_count(timeline["total"] - page_size)
+        assert newest + run_ids() == [r["run_id"] for r in timeline["items"]]
+        assert RUN_A in run_ids()  # the oldest run, on the last page
+        expect(page.locator("#identity-photos img.face")).to_have_count(page_size)  # the photos kept their page
 
 
 def test_a_new_camera_gets_its_tile_without_a_reload(served: dict[str, Any]) -> None:
     """The dashboard is open; a run starts on a camera nobody has seen: its tile appears (the server's
     tile markup, its id as text), its counters follow the run, its live view and heatmap button work,
     and the page was never reloaded."""
-    chromium = chromium_or_skip()
+    chromium_or_skip()  # before the set-up: skipped at once without Chromium
     from axe_playwright_python.sync_playwright import Axe
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from genesis.adapters.db import Repository, TrackRecord
 
     base, key, url = served["base"], served["key"], served["url"]
     camera, run_id = "a-porch_2.b", "newcamerarun1"  # sorts before "door"
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
-                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-            _login(page, base, key)
-            _ready(page)
-            tiles = page.locator("#cameras .tile")
-            expect(tiles).to_have_count(1)
-            rendered = tiles.first.evaluate("t => t.outerHTML")
-            page.evaluate("() => { window.sameDocument = true; }")
+    with _dashboard_page(base, key) as page:
+        _ready(page)
+        tiles = page.locator("#cameras .tile")
+        expect(tiles).to_have_count(1)
+        rendered = tiles.first.evaluate("t => t.outerHTML")
+        page.evaluate("() => { window.sameDocument = true; }")
 
-            with Repository(url) as repo:
-                repo.start_run(run_id, camera, "test", {})
-                tile = page.locator(f'#cameras .tile[data-camera="{camera}"]')
-                expect(tile).to_be_visible(timeout=20_000)
-                expect(tile.locator('[data-count="status"]')).to_have_text("running", timeout=20_000)
-                repo.save_tracks(run_id, [TrackRecord(camera, 1, 0, 9, 0.0, 1.0, 10, None, 0, 0, None),
-                                          TrackRecord(camera, 2, 0, 9, 0.0, 1.0, 10, None, 0, 0, None)])
-                repo.finish_run(run_id, "finished", 10, {})
-            expect(tile.locator('[data-count="status"]')).to_have_text("finished", timeout=20_000)
-            expect(tile.locator('[data-count="tracks"]')).to_have_text("2", timeout=20_000)
-            assert page.evaluate("() => window.sameDocument === true"), "the page was reloaded"
-            assert [t.get_attribute("data-camera") for t in tiles.all()] == [camera, "door"]
+        with Repository(url) as repo:
+            repo.start_run(run_id, camera, "test", {})
+            tile = page.locator(f'#cameras .tile[data-camera="{camera}"]')
+            expect(tile).to_be_visible(timeout=20_000)
+            expect(tile.locator('[data-count="status"]')).to_have_text("running", timeout=20_000)
+            repo.save_tracks(run_id, [TrackRecord(camera, 1, 0, 9, 0.0, 1.0, 10, None, 0, 0, None),
+                                      TrackRecord(camera, 2, 0, 9, 0.0, 1.0, 10, None, 0, 0, None)])
+            repo.finish_run(run_id, "finished", 10, {})
+        expect(tile.locator('[data-count="status"]')).to_have_text("finished", timeout=20_000)
+        expect(tile.locator('[data-count="tracks"]')).to_have_text("2", timeout=20_000)
+        assert page.evaluate("() => window.sameDocument === true"), "the page was reloaded"
+        assert [t.get_attribute("data-camera") for t in tiles.all()] == [camera, "door"]
 
-            # The server's markup, filled in as text: its name is its id (a camera first seen in a run is named
-            # after it; ids cannot hold markup, names can only come from the configuration, rendered by Jinja).
-            expect(tile.locator("h3 .cam-name")).to_have_text(camera)
-            assert tile.locator("h3 .cam-name").evaluate("n => n.children.length") == 0
-            expect(tile.locator("h3 .cam-id")).to_have_count(0)
-            assert tile.locator("img.frame").get_attribute("alt") == f"last stored snapshot of {camera}"
-            assert str(tile.locator("img.frame").get_attribute("src")).startswith(f"/api/cameras/{camera}/frame.jpg")
-            assert tile.locator("canvas.live").get_attribute("aria-label") == f"live view of {camera}"
-            new = tile.evaluate("t => t.outerHTML")
-            strip = lambda html: sorted(re.findall(r"<(\w+)[ >]", html))  # noqa: E731
-            assert strip(new) == strip(rendered)  # the same elements as a rendered tile
-            expect(tile.locator(".live-status")).to_contain_text("no live frame yet", timeout=20_000)
-            expect(page.locator("#no-cameras")).to_be_hidden()
-            tile.get_by_role("button", name="Heatmap").click()
-            expect(page.locator("#heatmap-camera")).to_have_text(camera)
-            bad = _serious(Axe(), page)
-            assert not bad, bad
-        finally:
-            browser.close()
+        # The server's markup, filled in as text: its name is its id (a camera first seen in a run is named
+        # after it; ids cannot hold markup, names can only come from the configuration, rendered by Jinja).
+        expect(tile.locator("h3 .cam-name")).to_have_text(camera)
+        assert tile.locator("h3 .cam-name").evaluate("n => n.children.length") == 0
+        expect(tile.locator("h3 .cam-id")).to_have_count(0)
+        assert tile.locator("img.frame").get_attribute("alt") == f"last stored snapshot of {camera}"
+        assert str(tile.locator("img.frame").get_attribute("src")).startswith(f"/api/cameras/{camera}/frame.jpg")
+        assert tile.locator("canvas.live").get_attribute("aria-label") == f"live view of {camera}"
+        new = tile.evaluate("t => t.outerHTML")
+        strip = lambda html: sorted(re.findall(r"<(\w+)[ >]", html))  # noqa: E731
+        assert strip(new) == strip(rendered)  # the same elements as a rendered tile
+        expect(tile.locator(".live-status")).to_contain_text("no live frame yet", timeout=20_000)
+        expect(page.locator("#no-cameras")).to_be_hidden()
+        tile.get_by_role("button", name="Heatmap").click()
+        expect(page.locator("#heatmap-camera")).to_have_text(camera)
+        bad = _serious(Axe(), page)
+        assert not bad, bad
