@@ -33,7 +33,8 @@ class DistributedConfig(StrictModel):
     )
     max_backlog_s: float = Field(
         default=120.0, gt=0.0,
-        description="Capture drops frames (counted, reason backpressure) while the workers need longer than this "
+        description="Capture drops a live camera's frames (counted, reason backpressure), and holds a file back "
+        "(reads no further, loses nothing), while the workers need longer than this "
         "to drain what waits on the detect or recognize queue, at the rate they finished tasks in the last 60 s "
         "(5 at least): a frame that is admitted is processed before it expires (frame_ttl_s), instead of expiring "
         "in a queue. Before any rate is measured only max_backlog applies. Checked at start: twice this plus "

@@ -12,10 +12,12 @@ anyway). With an idle queue, and always for live sources, each frame is sent at 
 
 Backpressure: before each message the capture asks how many messages wait on the detect
 queue; at ``distributed.max_backlog`` or more it drops the frame (neither stored nor
-published) and counts the drop. It drops too while the backlog *in seconds* (the messages waiting on
-the detect and recognize queues over the rate the workers finished them in the last 60 s) reaches
-``distributed.max_backlog_s``: the frame TTL is checked at start to outlast that wait, so a frame
-that is admitted is processed, and an undersized site drops at the source instead of expiring.
+published) and counts the drop. While the backlog *in seconds* (the messages waiting on the detect and
+recognize queues over the rate the workers finished them in the last 60 s) reaches
+``distributed.max_backlog_s``, a live frame is dropped too and a file waits (it keeps no real time:
+every frame of it is processed, late, as in the embedded mode): the frame TTL is checked at start to
+outlast that wait, so a frame that is admitted is processed, and an undersized site drops (live) or
+slows down (files) at the source instead of expiring.
 At most one message's frames are held in this process and
 stored frames expire, so memory stays bounded under any overload.
 
@@ -110,6 +112,9 @@ cameras that failed together do not all retry in the same instant."""
 
 FULL_BACKOFF_S = 0.5
 """After Redis refused a write for want of memory, the capture waits this long before the next frame."""
+
+DRAIN_WAIT_POLL_S = 0.5
+"""How often a file waiting for the workers to drain the queues looks again (see ``_file_waits_to_drain``)."""
 
 DropReason = Literal["backpressure", "redis_full", "redis_away"]
 """Why frames were dropped: the detect backlog was full; the frame store's Redis was full (or
@@ -494,11 +499,24 @@ class CaptureLoop:
             return False
         late = seconds is not None and seconds >= self.settings.distributed.max_backlog_s
         if late and not self._late:
-            log.warning("capture of camera %s: the workers need %.0f s to drain the queues (max_backlog_s %g): "
-                        "frames are dropped at the source until they catch up", self.camera.id, seconds,
-                        self.settings.distributed.max_backlog_s)
+            log.warning("capture of camera %s: the workers need %.0f s to drain the queues (max_backlog_s %g): %s "
+                        "until they catch up", self.camera.id, seconds, self.settings.distributed.max_backlog_s,
+                        "frames are dropped at the source" if self.live else "the file is read no further")
         self._late = late
         return late
+
+    def _file_waits_to_drain(self) -> bool:
+        """A file's frame waits, instead of being dropped, until the workers need less than
+        ``distributed.max_backlog_s`` to drain the queues: a file keeps no real time, so a slow or overloaded site
+        processes all of it, late, as the embedded mode does; and the frame is stored only once it is admitted,
+        so it cannot expire in a queue either. A live frame is not waited for (the camera goes on). False when
+        ``stop`` was set first (the frame is then dropped and counted)."""
+        if self.live:
+            return False
+        while self._too_long_to_drain():
+            if self.stop.wait(DRAIN_WAIT_POLL_S):
+                return False
+        return True
 
     def _frames_fit(self) -> bool:
         """Whether the frame store's Redis has room for frames (``distributed.frame_memory_limit``)."""
@@ -526,7 +544,7 @@ class CaptureLoop:
                     return
                 waiting = 0
                 self._until_sent("the queue length", self.backlog)
-            if waiting >= d.max_backlog or self._too_long_to_drain():
+            if waiting >= d.max_backlog or (self._too_long_to_drain() and not self._file_waits_to_drain()):
                 self._drop(1, "backpressure")
                 return
             if not self._frames_fit():

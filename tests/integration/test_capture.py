@@ -292,17 +292,20 @@ def test_backpressure_drops_and_counts_frames(
     assert (summary["last_seq"], summary["frames"], summary["dropped"]) == (seqs[-1], len(seqs), stats.dropped)
 
 
-@pytest.mark.parametrize(("done_per_s", "dropped"), [(0.1, True), (2.0, False), (None, False), (0.05, False)],
+@pytest.mark.parametrize(("done_per_s", "late"), [(0.1, True), (2.0, False), (None, False), (0.05, False)],
                          ids=["slow-workers", "fast-workers", "no-rate-yet", "too-few-to-tell"])
-def test_a_backlog_longer_than_max_backlog_s_drops_at_the_source(
+@pytest.mark.parametrize("kind", ["live", "file"])
+def test_a_backlog_longer_than_max_backlog_s_drops_live_frames_and_holds_a_file_back(
     rds: redis.Redis, tmp_path: Path, video: Path, celery_app: Callable[[Settings], Celery],
-    done_per_s: float | None, dropped: bool,
+    done_per_s: float | None, late: bool, kind: str,
 ) -> None:
     """30 detect messages wait (far below max_backlog, 200). With the workers finishing 0.1 of them a second (as
     measured from their completions in the last 60 s) that is 300 s of work, more than max_backlog_s (120, the
-    shipped default), so the capture drops at the source, counted, before a frame could expire in the queue;
-    at 2 a second (15 s) it publishes, and so it does while no rate is measured or fewer than 5 tasks finished in
-    the window (too little to tell a slow site from a worker that just started: only the count applies)."""
+    shipped default): a live camera's frames are dropped at the source, counted, before a frame could expire in
+    the queue; a file is read no further until the workers catch up (here: they take the waiting messages after
+    2 s), then every frame of it goes out, as in the embedded mode. At 2 a second (15 s) both publish at once,
+    and so they do while no rate is measured or fewer than 5 tasks finished in the window (too little to tell a
+    slow site from a worker that just started: only the count applies)."""
     settings = make_settings(tmp_path)
     assert settings.distributed.max_backlog_s == 120
     app = celery_app(settings)
@@ -317,12 +320,49 @@ def test_a_backlog_longer_than_max_backlog_s_drops_at_the_source(
             assert drain_rate(rds, "detect") == pytest.approx(done_per_s, rel=0.25)
         else:
             assert drain_rate(rds, "detect") is None
-    stats = distributed_capture(settings, CameraConfig(id="dock"), str(video), app=app, max_frames=6).run()
-    if dropped:
+    if kind == "live":
+        clock = [0.0]
+        source, opener = "rtsp://fake/cam", {"open_source": lambda _s: _FakeLive(6, clock, 0.01)}
+    else:
+        source, opener = str(video), {}
+    caught_up = threading.Timer(2.0, lambda: [rds.delete(k) for k in broker_queue_keys(app, "detect")])
+    caught_up.start()
+    t0 = time.monotonic()
+    try:
+        stats = distributed_capture(settings, CameraConfig(id="dock"), source, app=app, max_frames=6,
+                                    **opener).run()  # type: ignore[arg-type]
+    finally:
+        caught_up.cancel()
+    if late and kind == "live":
         assert (stats.published, stats.dropped, stats.dropped_by) == (0, 6, {"backpressure": 6})
         assert frame_keys(rds) == []
     else:
         assert (stats.published, stats.dropped) == (6, 0)
+    if late and kind == "file":
+        assert time.monotonic() - t0 >= 2.0  # held back until the workers caught up
+    if not late:
+        assert time.monotonic() - t0 < 2.0
+
+
+def test_a_file_held_back_by_the_backlog_stops_when_told(
+    rds: redis.Redis, tmp_path: Path, video: Path, celery_app: Callable[[Settings], Celery],
+) -> None:
+    """A file waiting for slow workers still stops on SIGTERM (the stop event): the frame it held is a counted
+    drop, and the run ends with its end marker."""
+    settings = make_settings(tmp_path)
+    app = celery_app(settings)
+    for _ in range(30):
+        app.send_task("genesis.detect", args=[{}, "old", -1], queue="detect")
+    now = time.time()
+    for i in range(6):  # 0.1 a second: 300 s of work waits
+        note_done(rds, "detect", now - DRAIN_WINDOW_S + (i + 0.5) * DRAIN_WINDOW_S / 6)
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    stats = distributed_capture(settings, CameraConfig(id="dock"), str(video), app=app, max_frames=6,
+                                stop=stop).run()
+    assert (stats.published, stats.dropped, stats.dropped_by) == (0, 1, {"backpressure": 1})
+    summary = json.loads(rds.get(end_key(stats.run_id)) or b"null")
+    assert (summary["frames"], summary["dropped"]) == (0, 1)
 
 
 def test_a_message_sent_now_waits_the_backlog_at_the_measured_rate(
