@@ -55,7 +55,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -322,17 +322,6 @@ def proc_stat() -> Iterator[tuple[int, str, list[str]]]:
             yield int(entry.name), raw[raw.index("(") + 1:raw.rindex(")")], raw[raw.rindex(")") + 2:].split()
 
 
-def _proc_stats() -> Iterator[tuple[str, int, int]]:
-    """(command name, process group, CPU ticks user + system) of every live process (Linux /proc)."""
-    for _, comm, fields in proc_stat():
-        yield comm, int(fields[2]), int(fields[11]) + int(fields[12])
-
-
-def group_cpu_s(pgid: int) -> float:
-    """CPU seconds (user + system) of the live processes of a process group."""
-    return sum(ticks for _, group, ticks in _proc_stats() if group == pgid) / _CLK_TCK
-
-
 def machine_busy_s() -> float:
     """CPU seconds the whole machine's processes spent busy (all cores; /proc/stat: user, nice,
     system, irq, softirq; not idle, iowait, or time stolen by the hypervisor)."""
@@ -358,33 +347,32 @@ def foreign_share(shares: list[float]) -> Iterator[None]:
 SERVERS = {"redis-server": "redis", "postgres": "postgres"}
 
 
-def server_ticks() -> dict[int, tuple[str, int]]:
-    """(server, CPU ticks) of each live Redis and PostgreSQL server process, by pid."""
-    return {pid: (SERVERS[comm], int(fields[11]) + int(fields[12]))
-            for pid, comm, fields in proc_stat() if comm in SERVERS}
-
-
-def servers_cpu_since(before: dict[int, tuple[str, int]]) -> dict[str, float]:
-    """CPU seconds the Redis and PostgreSQL server processes used since ``before`` (:func:`server_ticks`).
-
-    Counted per process, so never negative: a process alive at both ends counts its difference, one started
-    meanwhile all of its CPU, and one that exited meanwhile nothing (a PostgreSQL backend that exited takes its
-    share with it; so does another user's Redis server stopped meanwhile, which summing every server's CPU at
-    both ends would have subtracted from ours). Shared with anything else that used the servers meanwhile."""
-    out = dict.fromkeys(SERVERS.values(), 0.0)
-    for pid, (server, ticks) in server_ticks().items():
-        prev = before.get(pid)
-        start = prev[1] if prev is not None and prev[0] == server and prev[1] <= ticks else 0  # else: pid reused
-        out[server] += (ticks - start) / _CLK_TCK
+def labelled_ticks(groups: dict[int, str]) -> dict[int, tuple[str, int]]:
+    """(label, CPU ticks) by pid of each live process of the process groups ``groups`` names (a worker and its
+    pool children: the worker's role) and of each Redis and PostgreSQL server process (``SERVERS``)."""
+    out: dict[int, tuple[str, int]] = {}
+    for pid, comm, fields in proc_stat():
+        label = groups.get(int(fields[2])) or SERVERS.get(comm)
+        if label is not None:
+            out[pid] = (label, int(fields[11]) + int(fields[12]))
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class CpuMark:
-    """The CPU counters of a :class:`Pool` at one moment: each worker's, each server process's."""
+def cpu_since(before: dict[int, tuple[str, int]], now: dict[int, tuple[str, int]],
+              labels: Iterable[str] = ()) -> dict[str, float]:
+    """CPU seconds by label between two :func:`labelled_ticks` (``labels``: those reported even at 0).
 
-    workers: dict[str, float]
-    servers: dict[int, tuple[str, int]]
+    Counted per process, so never negative: a process alive at both ends counts its difference, one started
+    meanwhile all of its CPU, and one that exited meanwhile nothing. A pool child replaced meanwhile (one that a
+    time limit stopped, say) or a PostgreSQL backend that exited takes its share with it; so does another user's
+    Redis server stopped meanwhile, which summing the CPU of every live process at both ends would have
+    subtracted from ours. The servers' CPU is shared with anything else that used them meanwhile."""
+    out = dict.fromkeys([*labels, *SERVERS.values()], 0.0)
+    for pid, (label, ticks) in now.items():
+        prev = before.get(pid)
+        start = prev[1] if prev is not None and prev[0] == label and prev[1] <= ticks else 0  # else: pid reused
+        out[label] = out.get(label, 0.0) + (ticks - start) / _CLK_TCK
+    return out
 
 
 class deferred_signals:  # noqa: N801 - used as a context manager, like contextlib's
@@ -437,9 +425,6 @@ class WorkerProcess:
             time.sleep(0.2)
         raise RuntimeError(f"worker {self.role} not ready after {timeout:g} s:\n{self.log.read_text()[-4000:]}")
 
-    def cpu_s(self) -> float:
-        return group_cpu_s(self.proc.pid) if self.proc.poll() is None else 0.0
-
     def stop(self, timeout: float = 20.0) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -487,14 +472,17 @@ class Pool:
             for role in list(self.workers):
                 self.stop(role)
 
-    def cpu_mark(self) -> CpuMark:
-        return CpuMark({role: w.cpu_s() for role, w in self.workers.items()}, server_ticks())
+    def cpu_mark(self) -> dict[int, tuple[str, int]]:
+        """The CPU counters of the workers' processes and the servers' now (for :meth:`cpu_since`)."""
+        return labelled_ticks(self._groups())
 
-    def cpu_since(self, mark: CpuMark) -> dict[str, float]:
+    def cpu_since(self, mark: dict[int, tuple[str, int]]) -> dict[str, float]:
         """CPU seconds since ``mark`` of each worker (with its pool children) and of the Redis and PostgreSQL
-        servers."""
-        workers = {role: w.cpu_s() - mark.workers.get(role, 0.0) for role, w in self.workers.items()}
-        return {**workers, **servers_cpu_since(mark.servers)}
+        servers (see :func:`cpu_since`)."""
+        return cpu_since(mark, labelled_ticks(self._groups()), self.workers)
+
+    def _groups(self) -> dict[int, str]:
+        return {w.proc.pid: role for role, w in self.workers.items() if w.proc.poll() is None}
 
 
 @contextlib.contextmanager
