@@ -193,8 +193,9 @@ class CaptureStats:
     """Frames of a file (after the stride) in damaged places the reader skipped."""
     damaged_places: int = 0
     cpu_s: dict[str, float] = field(default_factory=dict)
-    """CPU seconds of the capture process by step (:data:`CAPTURE_STEPS`), for the cameras bench (process time:
-    the decoder's own threads count with the read)."""
+    """CPU seconds of the capture by step (:data:`CAPTURE_STEPS`), for the cameras bench: the read in process time
+    (the decoder's own threads count with it), the other steps in this camera's thread's time (another camera's
+    thread, or any other thread of the process, is not theirs)."""
 
 
 def backoff_delays(initial_s: float = BACKOFF_INITIAL_S, max_s: float = BACKOFF_MAX_S) -> Iterator[float]:
@@ -553,17 +554,17 @@ class CaptureLoop:
             self._batch = d.detect_batch_frames if waiting and not (self.live or paced) else 1
         image = raw.image
         key = frame_key(self.camera.id, self.run_id, seq)
-        c0 = time.process_time()
+        c0 = time.thread_time()
         static = self.gate.check(image, raw.ts) if self.gate is not None else False
         h, w = int(image.shape[0]), int(image.shape[1])
         window = gate_window(self.gate.changed, w, h, self._window, self.gate.config) if self.gate is not None \
             else None
-        c1 = time.process_time()
+        c1 = time.thread_time()
         ref = FrameRef(self.camera.id, seq, raw.ts, key, w, h, captured_at, static, window)
         # A still frame travels as a marker: no stage reads its pixels, so they are neither encoded nor stored.
         self._pending.append((ref, None if static else encode_jpeg(image, self.settings.pipeline.jpeg_quality)))
         self._cpu["gate"] += c1 - c0
-        self._cpu["encode"] += time.process_time() - c1
+        self._cpu["encode"] += time.thread_time() - c1
         if len(self._pending) >= self._batch:
             self._flush()
 
@@ -576,14 +577,14 @@ class CaptureLoop:
         prev = self._prev_seq
 
         def send() -> None:
-            c0 = time.process_time()
+            c0 = time.thread_time()
             try:
                 stored = [(ref.key, data) for ref, data in pending if data is not None]
                 if stored:
                     self.store.put_many(stored)
                 self.publish(refs, self.run_id, prev)
             finally:
-                self._cpu["send"] += time.process_time() - c0
+                self._cpu["send"] += time.thread_time() - c0
 
         try:
             if self.live:
