@@ -260,32 +260,6 @@ def resolve_run(store: IdentityStore, run_prefix: str) -> str:
     return found[0]
 
 
-def reject(store: IdentityStore, run_id: str, track_id: int, actor: str, identity: str | None = None) -> str:
-    """"Not this person": the faces of the track's segments that carry the identity (or ``identity``)
-    become negatives of it, those segments lose the name, and those faces are never matched to it again."""
-    with store._write() as db:
-        rows = db.track_segments(run_id, track_id)
-        if not rows:
-            raise IdentityError(f"no track {track_id} in run {run_id}")
-        named = [r[1] for r in rows if r[1] is not None]
-        name = identity or (named[0] if named else None)
-        if name is None:
-            raise IdentityError(f"track {track_id} of run {run_id} has no identity: say which with --identity")
-        ident = store._identity_id(db, name)
-        segments = [int(r[0]) for r in rows if r[1] == name] or [int(r[0]) for r in rows]
-        faces = db.segment_faces(run_id, track_id, segments)
-        if not faces:
-            raise IdentityError(f"track {track_id} of run {run_id} has no stored face to reject")
-        for model, dim, blob in faces:
-            _, enc = store._enc_vec(store._vec(blob, dim))
-            db.add_negative(ident, model, dim, enc, run_id, track_id)
-        db.unname_track(run_id, track_id, name)
-        store._bump(db)
-        store._audit(db, actor, "reject", name, {"run": run_id, "track": track_id})
-    store._publish()
-    return name
-
-
 @dataclass(frozen=True, slots=True)
 class SearchHit:
     run_id: str
@@ -333,7 +307,7 @@ def vector_of(store: IdentityStore, blob: bytes, dim: int) -> np.ndarray:
     return store._vec(blob, dim)
 
 
-__all__ = ["TrackFaceRecord", "label", "name_unknown", "name_unknown_entry", "reject", "save_track_faces", "search",
+__all__ = ["TrackFaceRecord", "label", "name_unknown", "name_unknown_entry", "save_track_faces", "search",
            "track_faces", "unknowns", "vector_blob"]
 
 

@@ -449,25 +449,6 @@ class IdentityRows:
             Track.run_id == run_id, Track.track_id == track_id).order_by(Track.segment)).all()
         return [(r[0], r[1]) for r in rows]
 
-    def segment_faces(self, run_id: str, track_id: int, segments: Sequence[int]) -> list[tuple[str, int, bytes]]:
-        """(model, dim, blob) of the faces of these segments of a track, by segment."""
-        rows = self.conn.execute(select(TrackFace.model, TrackFace.dim, TrackFace.vector).where(
-            TrackFace.run_id == run_id, TrackFace.track_id == track_id, TrackFace.segment.in_(segments))
-            .order_by(TrackFace.segment)).all()
-        return [(r[0], r[1], r[2]) for r in rows]
-
-    def add_negative(self, identity_id: int, model: str, dim: int, vector: bytes, run_id: str,
-                     track_id: int) -> None:
-        self.conn.execute(dialect_insert(self.conn, IdentityNegative), {
-            "identity_id": identity_id, "model": model, "dim": dim, "vector": vector, "run_id": run_id,
-            "track_id": track_id, "created_at": utcnow()})
-
-    def unname_track(self, run_id: str, track_id: int, name: str) -> None:
-        """The track's segments named ``name`` lose the name."""
-        self.conn.execute(update(Track)
-                          .where(Track.run_id == run_id, Track.track_id == track_id, Track.identity_name == name)
-                          .values(identity_id=None, identity_name=None))
-
     def search_rows(self, model: str) -> list[tuple[str, int, str, float, int, bytes, int | None, str | None, int]]:
         """(run, track, camera, ts, dim, blob, cluster id, identity, segment) of every track face of ``model``."""
         rows = self.conn.execute(

@@ -19,7 +19,7 @@ from genesis.adapters.db.apikeys import ApiKeyInfo
 from genesis.config import Settings
 from genesis.identities import review
 from genesis.identities.store import AuditRecord, IdentityError, IdentityStore, NearIdentityError, check_name
-from genesis.identities.tracks import SearchHit, UnknownSummary, parse_label, reject, search, unknowns
+from genesis.identities.tracks import SearchHit, UnknownSummary, parse_label, search, unknowns
 from genesis.services.enroll import EnrollError, decode_image, prepare_photo
 
 __all__ = ["AuditRecord", "SearchHit", "UnknownSummary"]
@@ -179,7 +179,9 @@ def name_cluster(store: IdentityStore, cluster: str, name: str, merge: bool, act
 
 
 def reject_track(store: IdentityStore, run_id: str, track_id: int, identity: str | None, actor: str) -> str:
-    """"Not this person" for a track; the identity whose negative it became."""
+    """"Not this person" for a track of one identity segment, as the segment's own action does it (audited, with
+    its undo); the identity whose negative it became. A track cut into several segments is a conflict naming
+    them: a rejection acts on the face the operator saw, never on the whole track."""
     names = store.track_identities(run_id, track_id)
     if not names:
         raise NotFoundError(f"no track {track_id} in run {run_id}")
@@ -188,12 +190,15 @@ def reject_track(store: IdentityStore, run_id: str, track_id: int, identity: str
     if identity is None and all(n is None for n in names):
         raise IdentityConflictError(f"track {track_id} of run {run_id} has no identity: say which in \"identity\"")
     try:
-        return reject(store, run_id, track_id, actor, identity)
+        segment = review.one_segment(store, run_id, track_id, None)
+        done = review.reject_segment(store, run_id, track_id, segment, actor, identity)
     except IdentityError as exc:
-        message = str(exc)
+        message = str(exc).replace("say which as RUN:TRACK:SEGMENT", "reject one with POST "
+                                   f"/api/tracks/{run_id}/{track_id}/segments/{{segment}}/reject")
         if message.startswith("no identity named"):
             raise NotFoundError(message) from None
         raise IdentityConflictError(message) from None
+    return done.identity or ""
 
 
 def search_photo(store: IdentityStore, settings: Settings, upload: Upload, face_detector: Any, embedder: Any,

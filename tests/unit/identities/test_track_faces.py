@@ -14,13 +14,13 @@ from sqlalchemy import inspect, text
 
 from genesis.adapters.db import Repository, TrackRecord
 from genesis.config import Settings
+from genesis.identities import review
 from genesis.identities.crypto import KEY_ENV, BiometricCipher
 from genesis.identities.store import IdentityStore
 from genesis.identities.tracks import (
     TrackFaceRecord,
     name_unknown,
     purge,
-    reject,
     save_track_faces,
     search,
     unknowns,
@@ -115,7 +115,7 @@ def test_not_this_person_and_search_by_photo(
         # Search by photo: the lennon track, not the other one.
         hits = search(store, unknown_faces["lennon-1"], "SFace", 5, thr, "test", "sha")
         assert [(h.run_id, h.track_id, h.identity) for h in hits] == [("run-c", 1, "lennon")]
-        assert reject(store, "run-c", 1, "test") == "lennon"
+        assert review.reject_segment(store, "run-c", 1, 0, "test").identity == "lennon"
         assert [r.identity for r in repo.tracks("run-c")] == [None, None]
         gallery = load_gallery(repo, settings)
         assert gallery.match(probe).identity is None  # that face never matches lennon again
@@ -173,7 +173,7 @@ def test_forget_leaves_nothing_behind(
                                               _rec("door", 3, unknown_faces["lennon-2"], "lennon"),
                                               _rec("door", 4, ana_other)], thr)  # her, before she was enrolled
             assert len(unknowns(store)) == 1
-            reject(store, "run-d", 2, "test")  # a negative of Ana
+            review.reject_segment(store, "run-d", 2, 0, "test")  # a negative of Ana
             store.rename("Ana Zed", "Ana", "test")
             store.rename("Ana", "Ana Zed", "test")
             search(store, ana_vec, "SFace", 5, thr, "test", "sha")
