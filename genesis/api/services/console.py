@@ -11,7 +11,7 @@ import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from genesis.adapters.db import Repository, RunRecord
+from genesis.adapters.db import IdentitySummary, Repository, RunRecord
 from genesis.api.services.events import EventFilter, tracks
 from genesis.config import Settings
 from genesis.identities import review
@@ -107,16 +107,14 @@ def _own_face(refs: list[review.FaceRef], t: float | None = None) -> dict[str, A
     return {"segment": ref.segment, "face": face_url(ref.run_id, ref.track_id, ref.segment)}
 
 
-def runs_of(repo: Repository, name: str) -> list[str]:
-    """The runs an identity was seen in, newest first (from its newest ``MAX_TRACKS`` tracks).
-    NotFoundError: no identity of that name."""
-    if name not in {i.name for i in repo.identities()}:
+def runs_of(repo: Repository, name: str) -> tuple[IdentitySummary, list[str]]:
+    """The identity's record and the runs it was seen in, newest first (from its newest ``MAX_TRACKS``
+    tracks). NotFoundError: no identity of that name."""
+    ident = next((i for i in repo.identities() if i.name == name), None)
+    if ident is None:
         raise NotFoundError(f"no identity named {name!r}")
-    order: list[str] = []
-    for t in tracks(repo, EventFilter(identity=name), MAX_TRACKS, 0).items:
-        if t["run_id"] not in order:
-            order.append(t["run_id"])
-    return order
+    order = dict.fromkeys(t["run_id"] for t in tracks(repo, EventFilter(identity=name), MAX_TRACKS, 0).items)
+    return ident, list(order)
 
 
 def _entries(repo: Repository, settings: Settings, name: str,
@@ -155,7 +153,7 @@ def identity_timeline(repo: Repository, store: IdentityStore, settings: Settings
                       offset: int) -> dict[str, Any]:
     """A page of the identity's timeline, one item per run (newest first): `_run_out`. ``total`` counts
     the runs; only the runs of the page are read."""
-    order = runs_of(repo, name)
+    _ident, order = runs_of(repo, name)
     shown = order[offset: offset + limit]
     faces = review.track_faces_of(store, shown)
     return {"items": [_run_out(run, entry, name, faces) for run, entry in _entries(repo, settings, name, shown)],
@@ -166,10 +164,7 @@ def identity_summary(repo: Repository, store: IdentityStore, settings: Settings,
     """Visits, dwell per zone, crossings, cameras, first/last seen and a timeline with faces: each
     run's entry of ``report.json`` (``results.identities[name]``) and their sums (the newest
     ``MAX_RUNS`` runs; `identity_timeline` pages through all of them)."""
-    order = runs_of(repo, name)
-    ident = next((i for i in repo.identities() if i.name == name), None)
-    if ident is None:  # forgotten meanwhile
-        raise NotFoundError(f"no identity named {name!r}")
+    ident, order = runs_of(repo, name)
     entries = _entries(repo, settings, name, order[:MAX_RUNS])
     faces = review.track_faces_of(store, [run.run_id for run, _ in entries])
     zones: dict[str, dict[str, Any]] = {}
