@@ -61,6 +61,10 @@ LOCK_TTL_MS = 10_000
 LOCK_REFRESH_S = 1.0
 READ_AHEAD = 64
 """Results read from Redis per round trip."""
+TURN_S = 10.0
+"""One task's turn at a run: past it, the holder saves, lets go and asks for another turn at the back of the
+queue (:attr:`Sequencer.more`), so that the other cameras of a shared ordered-stage worker are not kept waiting
+behind a camera whose results keep coming (a backlog, a live camera the stage barely keeps up with)."""
 
 __all__ = [
     "FrameResult", "Sequencer", "SequencerState", "StateError", "done_key", "end_key", "gap_check_key", "kick_key",
@@ -152,6 +156,10 @@ class Sequencer:
     again, and the gap then waits ``gap_timeout_s`` once more."""
     busy: bool = False
     """Set by ``run`` when another holder had the lock."""
+    more: bool = False
+    """Set by ``run`` when it let go at the end of its turn (``turn_s``) with results still to process: the
+    caller asks for another turn."""
+    turn_s: float = TURN_S
     _state: RunState | None = field(default=None, repr=False)
 
     def _new_state(self) -> RunState:
@@ -187,6 +195,7 @@ class Sequencer:
         """
         token = uuid.uuid4().hex
         lock = lock_key(self.run_id)
+        turn_ends = time.monotonic() + self.turn_s
         while True:
             if self.redis.get(done_key(self.run_id)):
                 # A redelivered detect task may push a result after the run finished.
@@ -197,7 +206,7 @@ class Sequencer:
                 return False
             try:
                 state = self._state = self._load_state()
-                finished, progressed = self._advance(state, max_frames, lock)
+                finished, progressed = self._advance(state, max_frames, lock, turn_ends)
             finally:
                 self.redis.eval(_RELEASE, 1, lock, token)
             if finished:
@@ -205,6 +214,9 @@ class Sequencer:
             # A result pushed while we held the lock (its own trigger found the lock taken)
             # would wait for the next frame: look again now that the lock is free.
             if not progressed or not self._next_ready(state):
+                return False
+            if time.monotonic() >= turn_ends:
+                self.more = True
                 return False
 
     def _next_ready(self, state: RunState) -> bool:
@@ -227,7 +239,7 @@ class Sequencer:
         a holder killed before saving leaves them for the next one to process again."""
         self.redis.zremrangebyscore(results_key(self.run_id), "-inf", state.progress.last_seq)
 
-    def _advance(self, state: RunState, max_frames: int, lock: str) -> tuple[bool, bool]:
+    def _advance(self, state: RunState, max_frames: int, lock: str, turn_ends: float) -> tuple[bool, bool]:
         def checkpoint() -> None:
             self._save_state(state)
             self._forget_processed(state)
@@ -261,6 +273,8 @@ class Sequencer:
             else:
                 loop.skip(result.frame.seq, result.expired)
             progressed = True
+            if time.monotonic() >= turn_ends:  # the end of this turn: save, let go, come back behind the others
+                break
             if time.monotonic() - refreshed >= LOCK_REFRESH_S:
                 self.redis.pexpire(lock, LOCK_TTL_MS)
                 refreshed = time.monotonic()

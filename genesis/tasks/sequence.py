@@ -190,7 +190,9 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
     touch_progress(redis, run_id, s.distributed.run_stale_after_s)  # the run is alive
     if finished:
         return
-    if seq.busy:
+    if seq.more:  # its turn ended with results left: another turn, behind the other cameras' waiting tasks
+        self.apply_async(args=[camera_id, run_id])
+    elif seq.busy:
         # Another worker holds the lock. If it died, nothing may come to wake the run once its
         # lock expires: one delayed look per lock lifetime (not one per detect task).
         ttl_s = LOCK_TTL_MS / 1000

@@ -453,9 +453,10 @@ def dlq_worker(env: dict[str, str], tmp_path: Path, pool: str) -> Iterator[tuple
 
 
 def restart_redis_while_held(server: RedisServer, broker: redis.Redis, name: str, task: str, args: list[Any],
-                             countdown: float | None = None) -> None:
-    """Send a test task, wait until the worker ``name`` holds it, then restart Redis (down 3 s:
-    long enough for the worker to notice, and for anything sent through the old connection to fail)."""
+                             countdown: float | None = None, running: bool = False) -> None:
+    """Send a test task, wait until the worker ``name`` holds it (``running``: until its main process
+    counts it as running, not only taken), then restart Redis (down 3 s: long enough for the worker to
+    notice, and for anything sent through the old connection to fail)."""
     from celery import Celery
 
     from tests.integration import dlq_tasks
@@ -463,11 +464,21 @@ def restart_redis_while_held(server: RedisServer, broker: redis.Redis, name: str
     wait_for(lambda: broker.exists(f"genesis:worker:{name}:alive"), 60, "the worker's heartbeat")
     sender = Celery("sender", broker=server.url(0), set_as_current=False)  # this test's Redis, a new pool
     try:
-        sender.send_task(task, args=args, queue=dlq_tasks.QUEUE, countdown=countdown)
+        sent = sender.send_task(task, args=args, queue=dlq_tasks.QUEUE, countdown=countdown)
+        wait_for(lambda: any(broker.get(f"genesis:held:{t.decode()}") for t in broker.hkeys("unacked")), 30,
+                 "the message held by the worker")
+        if running:
+            # A prefork worker counts a task as running once its child has said it started. A message
+            # handed to a child that had not said so yet when the connection broke is one Celery forgets
+            # (it would come back over the broker): the heartbeat puts it back and it runs twice, as
+            # designed for a task that was only taken. This test is about a task already running.
+            def running_now() -> bool:
+                active = sender.control.inspect(destination=[name], timeout=2).active() or {}
+                return any(t.get("id") == sent.id for t in active.get(name, []))
+
+            wait_for(running_now, 60, "the task running in the worker")
     finally:
         sender.close()
-    wait_for(lambda: any(broker.get(f"genesis:held:{t.decode()}") for t in broker.hkeys("unacked")), 30,
-             "the message held by the worker")
     server.stop()
     time.sleep(3)
     server.start()
@@ -502,7 +513,7 @@ def test_a_task_running_across_a_redis_restart_is_acknowledged_once(env: dict[st
     broker = redis.Redis.from_url(server.url(0))
     frames = redis.Redis.from_url(server.url(1))
     with dlq_worker(env, tmp_path, "prefork") as (worker, name):
-        restart_redis_while_held(server, broker, name, dlq_tasks.SLOW, ["busy", 8.0])
+        restart_redis_while_held(server, broker, name, dlq_tasks.SLOW, ["busy", 8.0], running=True)
         wait_for(lambda: frames.get("busy:done") is not None, 60, "the task to finish")
         wait_for(lambda: not broker.hlen("unacked"), 30, "the message acknowledged")
         time.sleep(6)  # two heartbeats: nothing is put back to run again

@@ -214,7 +214,9 @@ def test_every_process_serves_health_metrics_status(env: dict[str, str], data_di
         assert get_json(ports["detect"], "/health")["checks"]["models"]["detail"] == "detector loaded"
 
         # Recognize: the ordered stage ran; store: rows saved, recognitions counted by outcome.
-        assert value(ports["recognize"], "genesis_tasks_total", task="genesis.sequence", state="SUCCESS") > 0
+        # (rows are stored while the first sequence task still runs: it ends with its turn, TURN_S at most)
+        wait_for(lambda: value(ports["recognize"], "genesis_tasks_total", task="genesis.sequence",
+                               state="SUCCESS") > 0, 60, "a sequence task finished")
         assert value(ports["store"], "genesis_tasks_total", task="genesis.store.save_outcome", state="SUCCESS") > 0
         assert value(ports["recognize"], "genesis_inference_duration_seconds_count", stage="face_detect") > 0
         r_status = get_json(ports["recognize"], "/status")

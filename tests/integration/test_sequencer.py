@@ -159,6 +159,29 @@ def test_a_holder_that_dies_midway_is_resumed(r: Any, settings: Settings, detect
     assert c.rows == want and len(c.finished) == 1
 
 
+def test_a_turn_lets_go_with_results_left_and_the_next_turns_finish_the_run(
+        r: Any, settings: Settings, detections: list[FrameDetections]) -> None:
+    """A holder whose results keep coming lets go at the end of its turn (the other cameras of a shared
+    worker get theirs) and asks for another; the turns together give the one-pass rows."""
+    want, meta = expected_rows(settings, detections)
+    c = Collector()
+    for item in results(detections):
+        push_result(r, "run1", item)
+    end(r, detections[-1].frame.seq)
+    turns = 0
+    while True:
+        seq = make(r, settings, c)
+        seq.turn_s = 0.0  # every turn ends after its first frame
+        turns += 1
+        if seq.run():
+            break
+        assert seq.more and not seq.busy, "a turn that let go with results left asks for another"
+        assert turns <= len(detections)
+    assert turns == len(detections)
+    assert c.rows == want and len(c.finished) == 1
+    assert run_meta_for_report(c.finished[0]) == meta
+
+
 def test_a_duplicate_result_is_ignored(r: Any, settings: Settings, detections: list[FrameDetections]) -> None:
     want, _ = expected_rows(settings, detections[:10])
     c = Collector()
