@@ -105,9 +105,10 @@ class DistributedConfig(StrictModel):
         description="Hard time limit of one task, per queue. A task past it is stopped (its pool child killed) and "
         "sent again at once as a retry with twice the limit (counted against max_retries), not dead-lettered: the "
         "message of a hung worker (a pool child stopped or stuck while its main process keeps beating) comes back "
-        "within the limit, well inside gap_timeout_s. The limit includes loading the models in a child's first "
-        "task. Celery enforces it in prefork pools (the detect and analytics workers); a solo worker (recognize, "
-        "store, GPU) cannot be interrupted by it. A queue left out has no limit. The detect queue's limit must be "
+        "within the limit, well inside gap_timeout_s. A detect worker's children load the detector before they "
+        "take work, so the limit covers the frames only. Celery enforces it in prefork pools (the detect and "
+        "analytics workers); a solo worker (recognize, store, GPU) cannot be interrupted by it. A queue left out "
+        "has no limit. The detect queue's limit must be "
         "at least 5 s shorter than gap_timeout_s (checked at start); raise both with detect_batch_frames.",
     )
     max_retries: int = Field(

@@ -133,14 +133,15 @@ def model_files(settings: Settings, stages: Iterable[str]) -> dict[str, str]:
 
 
 def check_models(files: dict[str, str], loaded: Callable[[], set[str]]) -> Check:
-    """The model files are there (a worker loads them lazily, on its first task)."""
+    """The model files are there, and whether this worker has loaded them (a detect worker's children when they
+    start, the others on their first task)."""
     missing = [f"{name} {where}" for name, where in files.items() if where.startswith("missing: ")]
     if missing:
         return Check("models", False, "; ".join(missing))
     if not files:
         return Check("models", True, "no model needed")
     done = loaded()
-    parts = [f"{name} {'loaded' if name in done else 'present, loaded on the first task'}" for name in files]
+    parts = [f"{name} {'loaded' if name in done else 'present, not loaded yet'}" for name in files]
     return Check("models", True, "; ".join(parts))
 
 

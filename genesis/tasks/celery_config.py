@@ -14,6 +14,9 @@ from genesis.config import Settings
 from genesis.tasks.routing import celery_routes, task_queues
 from genesis.tasks.schedule import beat_schedule
 
+CHILD_START_TIMEOUT_S = 300.0
+"""How long a new pool child may take to start, its model load included, before Celery kills it as hung."""
+
 
 def configure(app: Celery, settings: Settings) -> None:
     d = settings.distributed
@@ -27,6 +30,9 @@ def configure(app: Celery, settings: Settings) -> None:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # A prefork child loads its model before it says it is up (genesis.tasks.detect): a slow load on a busy
+        # machine is not taken for a hung child (Celery's default is 4 s).
+        worker_proc_alive_timeout=CHILD_START_TIMEOUT_S,
         task_default_queue="detect",
         task_create_missing_queues=True,
         task_routes=celery_routes(settings),

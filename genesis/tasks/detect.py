@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 import numpy as np
+from celery import signals
 
 from genesis.adapters.frame_store import FrameDecodeError, decode_jpeg
 from genesis.adapters.redis_keys import wake_key
@@ -31,6 +32,24 @@ log = logging.getLogger(__name__)
 
 WAKE_TTL_S = 10
 """A pending wake is forgotten after this, so a wake task that was lost cannot stall a run."""
+
+
+def _load_detector_before_work(**_: Any) -> None:
+    """A prefork child of a detect worker loads its detector before it tells its parent it is ready for work
+    (billiard sends that after ``worker_process_init``; the parent waits ``worker_proc_alive_timeout``): the
+    task time limit then covers the frames only, never a model load, and a child that replaces one stopped by
+    the limit loads before it takes a message. Loading in the first task instead made that task slow where 4
+    children loaded at once on 2 cores: stopped by the limit, sent again to a fresh child that loaded again."""
+    s = runtime.settings()
+    if routing.queue_of(s, routing.DETECT) not in set(app.amqp.queues.consume_from or ()):
+        return  # not a detect worker (analytics children, tests' own apps)
+    try:
+        runtime.detector()
+    except Exception:  # the first task loads it again, and fails (dead letter, health) with the reason
+        log.exception("the detector did not load before work")
+
+
+signals.worker_process_init.connect(_load_detector_before_work, weak=False, dispatch_uid="genesis-detect-preload")
 
 
 @app.task(base=PipelineTask, name=routing.DETECT, bind=True)

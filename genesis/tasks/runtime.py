@@ -1,5 +1,5 @@
-"""What a worker process keeps between tasks: settings, connections, models (loaded lazily,
-on first use, never in ``worker_process_init`` where a slow load would kill the child)."""
+"""What a worker process keeps between tasks: settings, connections, models (loaded on first use; a
+detect worker's prefork children load the detector before they take work, see genesis.tasks.detect)."""
 
 from __future__ import annotations
 

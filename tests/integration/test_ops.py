@@ -175,15 +175,17 @@ def test_every_process_serves_health_metrics_status(env: dict[str, str], data_di
             w.wait_ready()
         wait_for(lambda: get(ports["beat"], "/health")[0] == 200, 30, "beat's endpoint")
 
-        # Before any frame: workers are up, models present but not loaded, nothing processed.
+        # Before any frame: workers are up, nothing processed; the detect children load the detector when they
+        # start (before they take work), the recognize worker its face models on its first task.
         detect_health = get_json(ports["detect"], "/health")
         assert detect_health["status"] == "ok", detect_health
         assert detect_health["checks"]["broker"]["ok"] and detect_health["checks"]["database"]["ok"]
-        assert "present" in detect_health["checks"]["models"]["detail"]
+        wait_for(lambda: get_json(ports["detect"], "/status")["models"]["detector"]["loaded"] is True, 120,
+                 "the detect children's detector loaded at their start")
         status = get_json(ports["detect"], "/status")
         assert status["role"] == "detect" and status["queues"] == ["detect"] and status["concurrency"] == 2
-        assert status["models"]["detector"]["loaded"] is False
         assert status["uptime_s"] > 0 and status["processed"] == {}
+        assert "not loaded yet" in get_json(ports["recognize"], "/health")["checks"]["models"]["detail"]
 
         capture = subprocess.Popen(
             [sys.executable, "-m", "genesis.cli.main", "capture", "--camera", "entrance",
