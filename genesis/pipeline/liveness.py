@@ -199,7 +199,7 @@ def restore_dead(app: Celery, broker: redis.Redis, dead_after_s: float) -> list[
     return _restore(app, broker, dead, dead_after_s, "")
 
 
-def lost_messages(broker: redis.Redis, hostname: str, in_hand: set[str], dead_after_s: float) -> list[HeldMessage]:
+def lost_messages(recorded: list[HeldMessage], hostname: str, in_hand: set[str]) -> list[HeldMessage]:
     """Messages recorded as held by ``hostname`` (alive) that it no longer has in hand.
 
     Celery drops the messages a worker has prefetched or scheduled (a retry's countdown) when
@@ -208,7 +208,7 @@ def lost_messages(broker: redis.Redis, hostname: str, in_hand: set[str], dead_af
     does not when Redis itself went away. They would then stay in ``unacked``, held by a living
     worker, until the visibility timeout. An acknowledgement that could not be written leaves
     the same trace."""
-    return [m for m in held_messages(broker, dead_after_s) if m.holder == hostname and m.tag not in in_hand]
+    return [m for m in recorded if m.holder == hostname and m.tag not in in_hand]
 
 
 def _restore(app: Celery, broker: redis.Redis, messages: list[HeldMessage], dead_after_s: float,
@@ -292,10 +292,14 @@ class WorkerHeartbeat(threading.Thread):
         before the worker has it in hand, and is acknowledged a moment after it leaves its hands."""
         if self.in_hand is None:
             return []
+        # The records first, then the worker's hands: a message taken between the two reads is in hand by the
+        # second (read the other way round, it was in the records and not yet in hand: a suspect, confirmed
+        # when the next beat fell between the end of the task and its acknowledgement, and run twice).
+        recorded = held_messages(self.broker, self.dead_after_s)
         in_hand = self.in_hand()
         if in_hand is None:  # the worker's state could not be read this time
             return []
-        lost = lost_messages(self.broker, self.hostname, in_hand, self.dead_after_s)
+        lost = lost_messages(recorded, self.hostname, in_hand)
         confirmed = [m for m in lost if m.tag in self._suspects and self._suspects[m.tag] == m.taken_at]
         self._suspects = {m.tag: m.taken_at for m in lost}
         return _restore(self.app, self.broker, confirmed, self.dead_after_s,

@@ -125,6 +125,33 @@ def test_message_a_living_worker_lost_goes_back_after_two_beats(app: Celery, bro
     assert other.audit() == [] and other.audit() == []  # another worker's messages are not its own
 
 
+def test_a_message_taken_and_finished_between_beats_is_never_put_back(app: Celery, broker: redis.Redis,
+                                                                      taker: Taker) -> None:
+    """A message taken while the audit reads (between the worker's hands and the records), then finished at the
+    next beat a moment before its acknowledgement, was seen "recorded, not in hand" twice and run again (a
+    sequence task of the soak). Read in the other order, it is suspected once at most, and acknowledged by then."""
+    from genesis.pipeline.liveness import WorkerHeartbeat
+
+    app.send_task("genesis.sequence", args=["entrance", "run-t"], queue="recognize")
+    taken: list[str] = []
+    calls = [0]
+
+    def in_hand() -> set[str]:
+        calls[0] += 1
+        snapshot: set[str] = set()  # the task is not in hand at the first read, finished at the second
+        if calls[0] == 1:  # ... and taken right after the first read of the worker's hands
+            taken.append(taker.take("recognize"))
+            note_holder(broker, taken[0], "recognize-1@host", 3600)
+        return snapshot
+
+    beat = WorkerHeartbeat(app, broker, "recognize-1@host", 2, 10, in_hand=in_hand)
+    beat.beat()
+    assert beat.audit() == []
+    assert beat.audit() == []  # finished, its acknowledgement a moment away: not put back
+    taker.channel.basic_ack(taken[0])
+    assert beat.audit() == [] and broker.llen("recognize") == 0 and not broker.hlen("unacked")
+
+
 def test_unclaimed_message_goes_back_only_when_old(app: Celery, broker: redis.Redis, taker: Taker) -> None:
     app.send_task("genesis.sequence", args=["entrance", "run-b"], queue="recognize")
     tag = taker.take("recognize")
