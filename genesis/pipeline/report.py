@@ -250,6 +250,24 @@ def build_results(repo: Repository, run: RunRecord, camera: CameraConfig) -> dic
     }
 
 
+def identity_entry(repo: Repository, run: RunRecord, camera: CameraConfig, name: str) -> dict[str, Any] | None:
+    """``build_results(...)["identities"]``' entry of ``name`` (None when no segment of the run carries it), read
+    from the tracks that carry the name and their events only: an identity's page reads a few rows of each of its
+    runs instead of every segment and event of a busy day. The entry depends on those rows alone (a visit is
+    paired per track and zone, a crossing and a timeline event are named by their own track's segments)."""
+    track_ids = repo.identity_track_ids(run.run_id, name)
+    if not track_ids:
+        return None
+    tracks = repo.tracks(run.run_id, track_ids)
+    events = repo.zone_events(run.run_id, track_ids)
+    crossings = repo.line_crossings(run.run_id, track_ids)
+    index = segment_index(tracks)
+    zones = _zone_results(camera, events, index, 0.0)  # the by-identity figures do not use the duration
+    lines = _line_results(camera, crossings, index)
+    found = [i for i in _identity_results(camera, tracks, zones, lines, events, crossings, index) if i["name"] == name]
+    return found[0] if found else None
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file and rename: a reader never sees a half-written file, and a failed
     write (a full disk) leaves neither the file nor its temporary behind."""

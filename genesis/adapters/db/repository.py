@@ -15,7 +15,7 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -128,6 +128,9 @@ class RunRecord:
 
 SQLITE_BUSY_TIMEOUT_S = 60.0
 """How long a SQLite writer waits for another connection's write transaction before it fails."""
+MAX_IN_IDS = 500
+"""Reads of some tracks of a run filter in SQL up to this many track ids (one bound parameter each: SQLite allows
+999 on old builds), and in Python beyond."""
 
 
 def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> Engine:
@@ -866,8 +869,8 @@ class Repository:
             rows = [run_record(row) for row in conn.execute(query)]
         return sorted(rows, key=lambda r: (r.started_at, r.run_id), reverse=True)
 
-    def tracks(self, run_id: str) -> list[TrackRecord]:
-        """The track segments of a run by (track id, segment)."""
+    def tracks(self, run_id: str, track_ids: Collection[int] | None = None) -> list[TrackRecord]:
+        """The track segments of a run by (track id, segment) (of ``track_ids`` only, when given)."""
         query = (
             select(
                 Track.camera_id,
@@ -888,21 +891,34 @@ class Repository:
             .where(Track.run_id == run_id)
             .order_by(Track.track_id, Track.segment)
         )
+        if track_ids is not None and len(track_ids) <= MAX_IN_IDS:
+            query = query.where(Track.track_id.in_(sorted(track_ids)))
         with self._read() as conn:
-            return [TrackRecord(*row) for row in conn.execute(query)]
+            rows = [TrackRecord(*row) for row in conn.execute(query)]
+        return rows if track_ids is None else [r for r in rows if r.track_id in track_ids]
+
+    def identity_track_ids(self, run_id: str, name: str) -> set[int]:
+        """The tracks of a run of which a segment carries ``name``."""
+        query = select(Track.track_id).where(Track.run_id == run_id, Track.identity_name == name).distinct()
+        with self._read() as conn:
+            return {int(tid) for (tid,) in conn.execute(query)}
 
     def _run_rows(
-        self, run_id: str, columns: Sequence[Any], order_by: Sequence[Any] = ()
+        self, run_id: str, columns: Sequence[Any], order_by: Sequence[Any] = (),
+        track_ids: Collection[int] | None = None,
     ) -> tuple[str, list[Any]]:
-        """The run's camera and the ``columns`` of the run's rows of their table, in ``order_by`` order
-        (one read transaction); an unknown run has camera "" and no rows."""
+        """The run's camera and the ``columns`` of the run's rows of their table (of ``track_ids`` only, when
+        given), in ``order_by`` order (one read transaction); an unknown run has camera "" and no rows."""
         table = columns[0].class_
         query = select(*columns).where(table.run_id == run_id).order_by(*order_by)
+        if track_ids is not None and len(track_ids) <= MAX_IN_IDS:
+            query = query.where(table.track_id.in_(sorted(track_ids)))
         with self._read() as conn:
             camera = self._run_camera(conn, run_id)
             if camera is None:
                 return "", []
-            return camera, list(conn.execute(query))
+            rows = list(conn.execute(query))
+        return camera, rows if track_ids is None else [r for r in rows if r.track_id in track_ids]
 
     def points(self, run_id: str) -> list[PathPoint]:
         """The trajectory points of a run by (seq, track_id); the camera is the run's."""
@@ -932,19 +948,20 @@ class Repository:
             for tid, seq, ts, x1, y1, x2, y2, face_score, identity, distance in rows
         ]
 
-    def zone_events(self, run_id: str) -> list[ZoneEvent]:
-        """The zone events of a run by (seq, zone, track_id, kind)."""
+    def zone_events(self, run_id: str, track_ids: Collection[int] | None = None) -> list[ZoneEvent]:
+        """The zone events of a run by (seq, zone, track_id, kind) (of ``track_ids`` only, when given)."""
         t = ZoneEventRow
-        _, rows = self._run_rows(run_id, (t.camera_id, t.zone, t.track_id, t.kind, t.seq, t.ts))
+        _, rows = self._run_rows(run_id, (t.camera_id, t.zone, t.track_id, t.kind, t.seq, t.ts), track_ids=track_ids)
         # Sorted in Python so that text compares by code point on both backends.
         return sorted((ZoneEvent(camera_id=cam, zone=zone, track_id=tid, kind=ZoneEventKind(kind), seq=seq, ts=ts)
                        for cam, zone, tid, kind, seq, ts in rows),
                       key=lambda e: (e.seq, e.zone, e.track_id, e.kind.value))
 
-    def line_crossings(self, run_id: str) -> list[LineCrossing]:
-        """The line crossings of a run by (seq, line, track_id)."""
+    def line_crossings(self, run_id: str, track_ids: Collection[int] | None = None) -> list[LineCrossing]:
+        """The line crossings of a run by (seq, line, track_id) (of ``track_ids`` only, when given)."""
         t = LineCrossingRow
-        _, rows = self._run_rows(run_id, (t.camera_id, t.line, t.track_id, t.direction, t.seq, t.ts))
+        _, rows = self._run_rows(run_id, (t.camera_id, t.line, t.track_id, t.direction, t.seq, t.ts),
+                                 track_ids=track_ids)
         return sorted((LineCrossing(camera_id=cam, line=line, track_id=tid, direction=Direction(d), seq=seq, ts=ts)
                        for cam, line, tid, d, seq, ts in rows), key=lambda c: (c.seq, c.line, c.track_id))
 

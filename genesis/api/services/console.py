@@ -2,7 +2,8 @@
 its actions, the per-identity summary (from `report.json`'s own function) and the live view.
 
 Nothing here recomputes what another service computes: an identity's numbers are the entries of
-`genesis.pipeline.report.build_results` for the runs where `events.tracks` finds them, summed.
+`genesis.pipeline.report.identity_entry` (report.json's entry, read from the identity's own tracks) for the runs
+where `events.tracks` finds them, summed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from genesis.api.services.events import EventFilter, tracks
 from genesis.config import Settings
 from genesis.identities import review
 from genesis.identities.store import IdentityError, IdentityStore
-from genesis.pipeline.report import build_results
+from genesis.pipeline.report import identity_entry
 from genesis.services.live import LiveImage, mark_watched, read_latest
 
 MAX_RUNS = 50
@@ -125,8 +126,7 @@ def _entries(repo: Repository, settings: Settings, name: str,
         run = repo.run(run_id)
         if run is None:
             continue
-        results = build_results(repo, run, settings.camera(run.camera_id))
-        entry = next((i for i in results["identities"] if i["name"] == name), None)
+        entry = identity_entry(repo, run, settings.camera(run.camera_id), name)
         if entry is not None:
             out.append((run, entry))
     return out

@@ -12,7 +12,7 @@ import pytest
 from genesis.adapters.db import Repository, TrackRecord
 from genesis.config import CameraConfig
 from genesis.domain import FrameRef, Sighting, TrackedFrame, TrackedPerson
-from genesis.pipeline.report import build_results
+from genesis.pipeline.report import build_results, identity_entry
 from genesis.stages.analytics import LineCounter, ZoneCounter
 
 W = H = 100
@@ -41,14 +41,17 @@ def positions() -> dict[int, dict[int, tuple[float, float]]]:
     return frames
 
 
-@pytest.fixture()
-def results(tmp_path: Path) -> dict[str, object]:
-    camera = CameraConfig.model_validate({
+def camera_config() -> CameraConfig:
+    return CameraConfig.model_validate({
         "id": "hall",
         "zones": [{"name": "floor", "points": [[0.2, 0.2], [0.8, 0.2], [0.8, 0.8], [0.2, 0.8]]}],
         "lines": [{"name": "middle", "start": [0.0, 0.5], "end": [1.0, 0.5], "in_name": "north",
                    "out_name": "south"}],
     })
+
+
+def store_scene(repo: Repository, camera: CameraConfig, tracks: list[TrackRecord]) -> None:
+    """The scene's rows in ``repo`` as run ``r1``, with ``tracks`` as its track segments."""
     zone = ZoneCounter("hall", camera.zones[0], W, H, min_frames=2, lost_after_s=5.0)
     line = LineCounter("hall", camera.lines[0], W, H, min_frames=2)
     sightings, events, crossings = [], [], []
@@ -59,17 +62,23 @@ def results(tmp_path: Path) -> dict[str, object]:
         events += zone.update(tracked)
         crossings += line.update(tracked)
     events += zone.expire(None)
+    repo.start_run("r1", "hall", "synthetic", {"width": W, "height": H, "fps": FPS})
+    repo.save_outcome("r1", sightings, [], events, crossings)
+    repo.save_tracks("r1", tracks)
+    peak = max(len(people) for people in positions().values())  # counted live by the run loop
+    repo.finish_run("r1", "finished", 65, {"frames": 65, "first_ts": 0.0, "last_ts": 6.4,
+                                           "frame_interval_s": 0.1, "peak_in_frame": peak})
+
+
+@pytest.fixture()
+def results(tmp_path: Path) -> dict[str, object]:
+    camera = camera_config()
     with Repository(f"sqlite:///{tmp_path / 'g.db'}") as repo:
-        repo.start_run("r1", "hall", "synthetic", {"width": W, "height": H, "fps": FPS})
-        repo.save_outcome("r1", sightings, [], events, crossings)
-        repo.save_tracks("r1", [
+        store_scene(repo, camera, [
             TrackRecord("hall", 1, 0, 64, 0.0, 6.4, 55, "alice", 3, 3, 0.2),
             TrackRecord("hall", 2, 0, 64, 0.0, 6.4, 65, "bob", 3, 3, 0.3),
             TrackRecord("hall", 3, 0, 64, 0.0, 6.4, 65, None, 0, 3, None),
         ])
-        peak = max(len(people) for people in positions().values())  # counted live by the run loop
-        repo.finish_run("r1", "finished", 65, {"frames": 65, "first_ts": 0.0, "last_ts": 6.4,
-                                               "frame_interval_s": 0.1, "peak_in_frame": peak})
         run = repo.run("r1")
         assert run is not None
         return build_results(repo, run, camera)
@@ -105,3 +114,30 @@ def test_identity_breakdown(results: dict[str, object]) -> None:
     assert bob["lines"] == {} and bob["crossings"] == {"in": 0, "out": 0}
     assert results["people"] == {"tracks": 3, "segments": 3, "peak_in_frame": 3, "recognised_tracks": 2,  # type: ignore[comparison-overlap]
                                  "recognised_segments": 2, "identities": 2}
+
+
+def test_an_identitys_entry_read_from_its_own_tracks_is_the_reports(tmp_path: Path) -> None:
+    """What an identity's page reads (its own tracks and their events) gives the entry of the whole report, with
+    tracks cut into segments of different people: alice's track is bob's after frame 35, the stranger's is
+    alice's from frame 20."""
+    camera = camera_config()
+    with Repository(f"sqlite:///{tmp_path / 'g.db'}") as repo:
+        store_scene(repo, camera, [
+            TrackRecord("hall", 1, 0, 34, 0.0, 3.4, 30, "alice", 3, 3, 0.2),
+            TrackRecord("hall", 1, 40, 64, 4.0, 6.4, 25, "bob", 3, 3, 0.3, segment=1),
+            TrackRecord("hall", 2, 0, 64, 0.0, 6.4, 65, "bob", 3, 3, 0.3),
+            TrackRecord("hall", 3, 0, 19, 0.0, 1.9, 20, None, 0, 3, None),
+            TrackRecord("hall", 3, 20, 64, 2.0, 6.4, 45, "alice", 3, 3, 0.25, segment=1),
+        ])
+        run = repo.run("r1")
+        assert run is not None
+        report = build_results(repo, run, camera)
+        assert [i["name"] for i in report["identities"]] == ["alice", "bob"]
+        for want in report["identities"]:
+            assert identity_entry(repo, run, camera, want["name"]) == want, want["name"]
+        assert want["zones"] and want["lines"] and want["timeline"]  # bob's has something of each
+        assert identity_entry(repo, run, camera, "carol") is None
+        many = set(range(2, 2000))  # past MAX_IN_IDS the filter is applied in Python: the same rows
+        assert repo.tracks("r1", many) == [t for t in repo.tracks("r1") if t.track_id != 1]
+        assert repo.zone_events("r1", many) == [e for e in repo.zone_events("r1") if e.track_id != 1]
+        assert repo.line_crossings("r1", {2}) == [c for c in repo.line_crossings("r1") if c.track_id == 2]
