@@ -11,56 +11,18 @@ import json
 import os
 import secrets
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from genesis.adapters.db import Repository
-from genesis.adapters.db.apikeys import ApiKeyStore
 from genesis.api.server import BUSY, uvicorn_options
 from genesis.config import Settings
 from tests.bombs import progressive_jpeg_bomb
-from tests.integration.test_api_security import Served
-from tests.ports import free_port
-from tests.services import redis_url
-from tests.waiting import stop_process, wait_for, wait_served
-
-REDIS_DB = 1
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@contextmanager
-def serving(folder: Path, models_dir: Path | None = None, **api: str) -> Iterator[Served]:
-    """`genesis serve` on a fresh SQLite database with one key per role; ``api`` sets ``api.*``
-    through the environment (GENESIS_API__NAME)."""
-    db = f"sqlite:///{folder / 'genesis.db'}"
-    with Repository(db) as repo:
-        store = ApiKeyStore(repo.engine)
-        keys = {role: store.create(role, f"hard-{role}")[0] for role in ("viewer", "operator", "admin")}
-    tmpdir = folder / "tmp"
-    tmpdir.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_")}
-    env.update(GENESIS_DATABASE_URL=db, GENESIS_REDIS_URL=redis_url(REDIS_DB), GENESIS_BROKER_URL=redis_url(REDIS_DB),
-               TMPDIR=str(tmpdir), PYTHONPATH=str(ROOT), **{f"GENESIS_API__{k.upper()}": v for k, v in api.items()})
-    if models_dir is not None:
-        env["GENESIS_MODELS_DIR"] = str(models_dir)
-    port = free_port()
-    log = folder / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "genesis.cli.main", "serve", "--port", str(port),
-                                 "--ops-port", "0"], cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_served(base, proc, log)
-        yield Served(base, port, 0, proc, tmpdir, log, keys)
-    finally:
-        stop_process(proc)
+from tests.integration.served import Served, serving
+from tests.waiting import wait_for
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -33,67 +32,19 @@ from genesis.adapters.db.tables_api import DashboardSession
 from genesis.api import create_app
 from genesis.config import Settings
 from tests.bombs import png_bomb, rle_bmp_bomb
+from tests.integration.served import Served, serving
 from tests.ports import free_port
 from tests.services import redis_url
-from tests.waiting import stop_process, wait_served
 
 REDIS_DB = 1
 MiB = 1024 * 1024
 
 
-@dataclass
-class Served:
-    base: str
-    port: int
-    ops_port: int
-    proc: subprocess.Popen[bytes]
-    tmpdir: Path
-    log: Path
-    keys: dict[str, str]
-
-    def temp_bytes(self) -> int:
-        """Bytes in the files the server holds open in its temporary folder (spooled uploads)."""
-        total = 0
-        fds = Path(f"/proc/{self.proc.pid}/fd")
-        for fd in fds.iterdir() if fds.is_dir() else []:
-            try:
-                target = os.readlink(fd)
-                if target.startswith(str(self.tmpdir)):
-                    total += os.stat(fd).st_size
-            except OSError:
-                continue
-        return total
-
-    def peak_rss_mb(self) -> float:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """`genesis serve` with the default settings (a fresh SQLite database) and one key per role."""
-    folder = tmp_path_factory.mktemp("served")
-    db = f"sqlite:///{folder / 'genesis.db'}"
-    with Repository(db) as repo:
-        store = ApiKeyStore(repo.engine)
-        keys = {role: store.create(role, f"sec-{role}")[0] for role in ("viewer", "operator", "admin")}
-    tmpdir = folder / "tmp"
-    tmpdir.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_")}
-    env.update(GENESIS_DATABASE_URL=db, GENESIS_REDIS_URL=redis_url(REDIS_DB), GENESIS_BROKER_URL=redis_url(REDIS_DB),
-               TMPDIR=str(tmpdir))
-    port, ops_port = free_port(), free_port()
-    log = folder / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "genesis.cli.main", "serve", "--port", str(port),
-                                 "--ops-port", str(ops_port)], cwd=folder, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_served(base, proc, log)
-        yield Served(base, port, ops_port, proc, tmpdir, log, keys)
-    finally:
-        stop_process(proc)
+    with serving(tmp_path_factory.mktemp("served"), ops_port=free_port()) as s:
+        yield s
 
 
 def _status_of(head: bytes) -> int | None:
