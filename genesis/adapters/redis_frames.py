@@ -53,6 +53,11 @@ class RedisFrameStore:
     def delete(self, key: str) -> None:
         self.client.delete(key)
 
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Drop frames no stage will read again (UNLINK: Redis frees them in the background)."""
+        if keys:
+            self.client.unlink(*keys)
+
     def close(self) -> None:
         self.client.close()
 

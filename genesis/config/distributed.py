@@ -25,7 +25,8 @@ class DistributedConfig(StrictModel):
     )
     frame_ttl_s: int = Field(
         default=300, ge=5,
-        description="How long frame JPEGs stay in Redis (at least twice max_backlog_s plus gap_timeout_s).",
+        description="How long frame JPEGs stay in Redis at most (at least twice max_backlog_s plus gap_timeout_s); "
+        "a frame the ordered stage has processed leaves at once.",
     )
     max_backlog: int = Field(
         default=200, ge=1, description="Capture drops frames while this many detect messages are waiting "

@@ -160,6 +160,10 @@ class Sequencer:
     """Set by ``run`` when it let go at the end of its turn (``turn_s``) with results still to process: the
     caller asks for another turn."""
     turn_s: float = TURN_S
+    release: Callable[[list[str]], None] | None = None
+    """Called after each saved state with the frame-store keys of the frames it covers: no stage reads their
+    pixels again (the detect message of a frame the run has passed gives a result the sequencer ignores), so
+    the frame store keeps the backlog, not ``frame_ttl_s`` of every frame published."""
     _state: RunState | None = field(default=None, repr=False)
 
     def _new_state(self) -> RunState:
@@ -240,9 +244,14 @@ class Sequencer:
         self.redis.zremrangebyscore(results_key(self.run_id), "-inf", state.progress.last_seq)
 
     def _advance(self, state: RunState, max_frames: int, lock: str, turn_ends: float) -> tuple[bool, bool]:
+        passed: list[str] = []  # frame-store keys of the frames processed since the last saved state
+
         def checkpoint() -> None:
             self._save_state(state)
             self._forget_processed(state)
+            if passed and self.release is not None:
+                self.release(passed[:])
+            passed.clear()
 
         loop = RunLoop(state, self.sink, self.settings.distributed.store_batch_frames, checkpoint)
         p = state.progress
@@ -270,6 +279,8 @@ class Sequencer:
                 frame = result.frame
                 loop.feed(FrameDetections(frame, result.detections, result.inference_ms),
                           lambda f=frame: self.load_image(f))  # type: ignore[misc]
+                if not frame.static:
+                    passed.append(frame.key)
             else:
                 loop.skip(result.frame.seq, result.expired)
             progressed = True

@@ -94,8 +94,8 @@ def _detect(detector: PersonDetector, refs: list[FrameRef], prev: int, run_id: s
         elif (data := stored[ref.key]) is None:
             # Expired, or evicted by a full Redis (docs/operations.md, Redis memory): a counted
             # skip (the run's expired_frames), not a dead letter — there is nothing to replay.
-            log.warning("run %s: frame %d is gone from the frame store (expired or evicted): counted, skipped",
-                        run_id, ref.seq)
+            log.warning("run %s: frame %d is gone from the frame store (expired or evicted; or processed already, "
+                        "a message sent twice): counted, skipped unless processed", run_id, ref.seq)
             results.append(FrameResult(ref, prev, error="gone from the frame store (expired or evicted)",
                                        expired=True))
         else:

@@ -182,6 +182,7 @@ def sequence(self: Any, camera_id: str, run_id: str) -> None:
         sink=CompositeSink(sinks),  # more consumers of frames or batches: add them to ``sinks``
         prepare=prepare,
         resend=resend,
+        release=runtime.frame_store().delete_many,  # processed frames leave the frame store at once
     )
     try:
         finished = seq.run()

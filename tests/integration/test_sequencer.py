@@ -182,6 +182,27 @@ def test_a_turn_lets_go_with_results_left_and_the_next_turns_finish_the_run(
     assert run_meta_for_report(c.finished[0]) == meta
 
 
+def test_the_frames_a_saved_state_covers_are_released(r: Any, settings: Settings,
+                                                     detections: list[FrameDetections]) -> None:
+    """Once the state that covers them is saved, the processed frames' keys go to ``release`` (the frame store
+    drops their pixels): each once, none before its state is saved."""
+    c = Collector()
+    for item in results(detections[:20]):
+        push_result(r, "run1", item)
+    released: list[str] = []
+    first = make(r, settings, c)
+    first.release, first.turn_s = released.extend, 0.0
+    assert not first.run() and first.more  # its turn ends after one frame, the state saved
+    assert released == [detections[0].frame.key]
+    for item in results(detections[20:]):
+        push_result(r, "run1", item)
+    end(r, detections[-1].frame.seq)
+    second = make(r, settings, c)
+    second.release = released.extend
+    assert second.run()
+    assert released == [d.frame.key for d in detections]
+
+
 def test_a_duplicate_result_is_ignored(r: Any, settings: Settings, detections: list[FrameDetections]) -> None:
     want, _ = expected_rows(settings, detections[:10])
     c = Collector()
