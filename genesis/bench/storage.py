@@ -329,6 +329,16 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats:
     def timeline() -> None:
         sizes["timeline: runs"] = len(console_svc.identity_summary(repo, ident, settings, IDENTITY)["runs"])
 
+    def timeline_whole_reports() -> None:
+        """The same page the former way: each run's whole report, of which the identity's entry is kept."""
+        _ident, order = console_svc.runs_of(repo, IDENTITY)
+        found = 0
+        for run_id in order[:console_svc.MAX_RUNS]:
+            run = repo.run(run_id)
+            assert run is not None
+            found += any(i["name"] == IDENTITY for i in build_results(repo, run, camera)["identities"])
+        sizes["timeline (whole reports): runs"] = found
+
     def heatmap() -> None:
         heat = analytics.heat_grid(CAMERA, lo, lo + DAY_S)
         assert heat is not None
@@ -339,6 +349,7 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats:
     cases: dict[str, Callable[[], Any]] = {
         "run report (genesis report)": report,
         "identity timeline (console)": timeline,
+        "identity timeline, whole reports (before)": timeline_whole_reports,
         "day heatmap (genesis heatmap)": heatmap,
         "API runs page": lambda: event_svc.runs(repo, CAMERA, 50, 0),
         "API tracks page": lambda: event_svc.tracks(repo, f, 50, 0),
