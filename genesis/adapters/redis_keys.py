@@ -22,6 +22,8 @@ Everything lives under ``genesis:``:
   ``capture`` and ``progress`` (heartbeats of a live run) and ``mqtt`` (what its MQTT events
   announced) belong to the run too.
 - ``genesis:camera:<camera>:snapshot``: when the camera's heatmap background was last stored.
+- ``genesis:admission:<window>:tried|admitted``: per camera, the detect messages its capture tried to
+  publish and published near the site's backlog cap, per window (:mod:`genesis.pipeline.admission`).
 - ``genesis:live:<camera>:frame|watch|gate|last``: the live view.
 - ``genesis:worker:<host>:alive``, ``genesis:held:<tag>``, ``genesis:reaper:runs``: worker
   heartbeats, who holds which broker message, the abandoned-run reaper's turn.
@@ -163,6 +165,11 @@ LIVE_FRAME_PATTERN = f"{PREFIX}live:*:frame"
 def live_last_key(camera_id: str) -> str:
     """When the camera's last live frame was published (outlives the frame: "no frame since ...")."""
     return f"{PREFIX}live:{camera_id}:last"
+
+
+def admission_key(window: int, what: str) -> str:
+    """The hash of the live cameras' tries (``what`` "tried") or admissions ("admitted") in one window."""
+    return f"{PREFIX}admission:{window}:{what}"
 
 
 # -- workers -----------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ recognize queues over the rate the workers finished them in the last 60 s) reach
 ``distributed.max_backlog_s``, a live frame is dropped too and a file waits (it keeps no real time:
 every frame of it is processed, late, as in the embedded mode): the frame TTL is checked at start to
 outlast that wait, so a frame that is admitted is processed, and an undersized site drops (live) or
-slows down (files) at the source instead of expiring.
+slows down (files) at the source instead of expiring. From half of that cap on, a live camera admitted more
+than its share of the site's admissions waits for the others (genesis.pipeline.admission).
 At most one message's frames are held in this process and
 stored frames expire, so memory stays bounded under any overload.
 
@@ -69,6 +70,7 @@ from genesis.adapters.video import RawFrame, SourceDamage, SourceError, SourceIn
 from genesis.config import CameraConfig, Settings
 from genesis.domain import FrameRef
 from genesis.domain.redact import redact
+from genesis.pipeline.admission import FAIR_FROM, FairShare
 from genesis.pipeline.sequencer import FrameResult, push_results
 from genesis.stages.motion import motion_gate
 from genesis.stages.regions import gate_window, window_size
@@ -235,6 +237,7 @@ class CaptureLoop:
         keep_alive: KeepAlive | None = None,
         memory: MemoryFn | None = None,
         backlog_s: BacklogSecondsFn | None = None,
+        fair: FairShare | None = None,
     ) -> None:
         self.settings = settings
         self.camera = camera
@@ -256,7 +259,10 @@ class CaptureLoop:
         self.keep_alive = keep_alive
         self.memory = memory
         self.backlog_s = backlog_s
+        self.fair = fair
         self._late = False
+        self._backlog_seen_s: float | None = None
+        """What the workers needed to drain the queues at the last look (None: not measured)."""
         self._lock = threading.Lock()
         self._state: State = "stopped"
         self._last_error: str | None = None
@@ -497,7 +503,9 @@ class CaptureLoop:
         try:
             seconds = self.backlog_s()
         except OUTAGE_ERRORS:
+            self._backlog_seen_s = None
             return False
+        self._backlog_seen_s = seconds
         late = seconds is not None and seconds >= self.settings.distributed.max_backlog_s
         if late and not self._late:
             log.warning("capture of camera %s: the workers need %.0f s to drain the queues (max_backlog_s %g): %s "
@@ -518,6 +526,20 @@ class CaptureLoop:
             if self.stop.wait(DRAIN_WAIT_POLL_S):
                 return False
         return True
+
+    def _fair_share_allows(self, room: bool) -> bool:
+        """Near the site's backlog cap a live camera gets no more than its share of the admissions
+        (genesis.pipeline.admission): its try is recorded whether the site has ``room`` or not (a camera that
+        always comes when the site is full is owed the next slot). A file, a site below ``FAIR_FROM`` of the
+        cap, or Redis away: True."""
+        seen = self._backlog_seen_s
+        if not self.live or self.fair is None or seen is None \
+                or seen < FAIR_FROM * self.settings.distributed.max_backlog_s:
+            return True
+        try:
+            return self.fair.admit(self.camera.id, room)
+        except OUTAGE_ERRORS:
+            return True
 
     def _frames_fit(self) -> bool:
         """Whether the frame store's Redis has room for frames (``distributed.frame_memory_limit``)."""
@@ -545,7 +567,9 @@ class CaptureLoop:
                     return
                 waiting = 0
                 self._until_sent("the queue length", self.backlog)
-            if waiting >= d.max_backlog or (self._too_long_to_drain() and not self._file_waits_to_drain()):
+            late = self._too_long_to_drain()  # also the figure the fair share looks at
+            full = waiting >= d.max_backlog or (late and not self._file_waits_to_drain())
+            if not self._fair_share_allows(room=not full) or full:
                 self._drop(1, "backpressure")
                 return
             if not self._frames_fit():
@@ -799,5 +823,5 @@ def distributed_capture(
         settings, camera, source, store, publish, backlog, stop,
         end=end, repository=repository, run_id=run_id, stride=stride, max_frames=max_frames,
         backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s, keep_alive=keep_alive,
-        open_source=open_source, memory=memory, backlog_s=backlog_s,
+        open_source=open_source, memory=memory, backlog_s=backlog_s, fair=FairShare(store.client),
     )

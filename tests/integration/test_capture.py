@@ -344,6 +344,36 @@ def test_a_backlog_longer_than_max_backlog_s_drops_live_frames_and_holds_a_file_
         assert time.monotonic() - t0 < 2.0
 
 
+def test_near_the_cap_a_live_camera_over_its_share_waits_for_the_others(
+    rds: redis.Redis, tmp_path: Path, celery_app: Callable[[Settings], Celery],
+) -> None:
+    """30 messages wait and the workers finish 0.4 a second: 75 s of work, under max_backlog_s (120) but past
+    half of it, where the site's admissions are shared (genesis.pipeline.admission). Camera ``a`` was admitted 20
+    times in this window and ``b``, which tried as often, never: ``a``'s frames are dropped at the source (counted
+    as backpressure) and ``b``'s go out. Through ``distributed_capture``, as ``genesis capture`` runs it."""
+    from genesis.adapters.redis_keys import admission_key
+    from genesis.pipeline.admission import WINDOW_S
+
+    settings = make_settings(tmp_path)
+    app = celery_app(settings)
+    for _ in range(30):
+        app.send_task("genesis.detect", args=[{}, "old", -1], queue="detect")
+    now = time.time()
+    for i in range(24):  # 0.4 a second over the last 60 s
+        note_done(rds, "detect", now - DRAIN_WINDOW_S + (i + 0.5) * DRAIN_WINDOW_S / 24)
+    window = int(now // WINDOW_S)
+    rds.hset(admission_key(window, "tried"), mapping={"a": 20, "b": 20})
+    rds.hset(admission_key(window, "admitted"), mapping={"a": 20})
+    stats = {}
+    for camera in ("a", "b"):
+        clock = [0.0]
+        stats[camera] = distributed_capture(
+            settings, CameraConfig(id=camera), "rtsp://fake/cam", app=app, max_frames=4,
+            open_source=lambda _s, c=clock: _FakeLive(4, c, 0.01)).run()  # type: ignore[misc]
+    assert (stats["a"].published, stats["a"].dropped_by) == (0, {"backpressure": 4})
+    assert (stats["b"].published, stats["b"].dropped) == (4, 0)
+
+
 def test_a_file_held_back_by_the_backlog_stops_when_told(
     rds: redis.Redis, tmp_path: Path, video: Path, celery_app: Callable[[Settings], Celery],
 ) -> None:
