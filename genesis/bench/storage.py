@@ -72,6 +72,7 @@ from genesis.pipeline.loop import BaseSink, BatchRows, RunLoop, RunProgress, Run
 from genesis.pipeline.model_loader import load_models
 from genesis.stages.camera import CameraState
 from genesis.stages.detect import camera_tiling, detect_frame
+from genesis.stages.recognize import TrackRecognizer
 
 DEFAULT_SOURCE = "../shared/data/video/opencv4nodejs_people.mp4"
 BACKENDS = ("postgresql", "sqlite")
@@ -99,10 +100,15 @@ class RecordingSink(BaseSink):
     def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
         self.batches.append(BatchRows.of(outcomes, closing))
 
+    def on_tracks_retired(self, camera: CameraState, retired: TrackRecognizer) -> None:
+        self.tracks += camera.track_records(retired)
+        self.faces += track_faces(retired, camera.camera.id, self.settings.recognition.embedder.model,
+                                  self.settings.blur_mode(camera.camera))
+
     def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
-        self.tracks = camera.track_records()
-        self.faces = track_faces(camera.recognizer, camera.camera.id, self.settings.recognition.embedder.model,
-                                 self.settings.blur_mode(camera.camera))
+        self.tracks += camera.track_records()
+        self.faces += track_faces(camera.recognizer, camera.camera.id, self.settings.recognition.embedder.model,
+                                  self.settings.blur_mode(camera.camera))
         self.meta = progress.run_meta()
 
 

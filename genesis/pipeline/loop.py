@@ -42,6 +42,7 @@ from genesis.domain import (
 )
 from genesis.domain.codec import CodecError, SavedState, decode, encode
 from genesis.stages.camera import CameraState
+from genesis.stages.recognize import TrackRecognizer
 
 Image = np.ndarray | Callable[[], np.ndarray]
 """A frame's pixels, or a loader called only when a stage needs them (a face search)."""
@@ -171,6 +172,10 @@ class Sink(Protocol):
     def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
         """The rows of a batch of frames (``closing``: the visits closed at the end of the run)."""
 
+    def on_tracks_retired(self, camera: CameraState, retired: TrackRecognizer) -> None:
+        """Tracks the camera's state let go of (not seen for ``RETIRE_S``): final, stored now; ``camera`` no
+        longer holds them (``camera.track_records(retired)`` gives their records)."""
+
     def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
         """The run is over: every batch has been handed on."""
 
@@ -182,6 +187,9 @@ class BaseSink:
         return None
 
     def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
+        return None
+
+    def on_tracks_retired(self, camera: CameraState, retired: TrackRecognizer) -> None:
         return None
 
     def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
@@ -201,6 +209,10 @@ class CompositeSink:
     def on_batch(self, outcomes: Sequence[FrameOutcome], closing: Sequence[ZoneEvent]) -> None:
         for s in self.sinks:
             s.on_batch(outcomes, closing)
+
+    def on_tracks_retired(self, camera: CameraState, retired: TrackRecognizer) -> None:
+        for s in self.sinks:
+            s.on_tracks_retired(camera, retired)
 
     def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
         for s in self.sinks:
@@ -284,6 +296,8 @@ class RunLoop:
         batch, self._batch = self._batch, []
         if batch or closing:
             self.sink.on_batch(batch, closing)
+        for retired in self.camera.take_retired():  # before the state without them is saved
+            self.sink.on_tracks_retired(self.camera, retired)
         if self.checkpoint is not None:
             self.checkpoint()
 

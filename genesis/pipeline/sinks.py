@@ -28,6 +28,7 @@ from genesis.services.live import LivePublisher
 from genesis.services.mqtt_events import MqttSink
 from genesis.services.privacy import FrameView, Redactor, view_of
 from genesis.stages.camera import CameraState
+from genesis.stages.recognize import TrackRecognizer
 
 
 class LocalSink(BaseSink):
@@ -63,6 +64,10 @@ class LocalSink(BaseSink):
                                    rows.points, self.settings.analytics.heatmap_cell_px)
         if rows.alerts or rows.samples:
             self.alerts.save(rows.alerts, rows.samples)  # stored, then delivered in the background
+
+    def on_tracks_retired(self, camera: CameraState, retired: TrackRecognizer) -> None:
+        self.repo.save_tracks(self.run_id, camera.track_records(retired))
+        save_camera_track_faces(self.repo, self.settings, self.run_id, camera, retired)
 
     def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
         self.repo.save_tracks(self.run_id, camera.track_records())

@@ -32,6 +32,12 @@ from genesis.stages.path import PathSampler
 from genesis.stages.recognize import Gallery, TrackRecognizer, recognize_persons, segment_identity
 from genesis.stages.track import CameraTracker
 
+RETIRE_S = 120.0
+"""A track not seen for this long (media seconds; at least twice the tracker's lost-track time) leaves the
+camera's state: its records and faces are stored (:meth:`CameraState.take_retired`)."""
+RETIRE_EVERY_S = 30.0
+"""How often (media time) the camera's state looks for tracks to retire."""
+
 
 @dataclass(frozen=True, slots=True)
 class FaceModels:
@@ -57,7 +63,7 @@ class CameraState(SavedState):
     between passes with ``export_state`` / ``import_state`` (our JSON codec: every attribute below
     by its annotation, each stage by its own state; the models and the settings are not saved)."""
 
-    STATE_REBUILT: ClassVar[frozenset[str]] = frozenset({"camera", "width", "height", "faces"})
+    STATE_REBUILT: ClassVar[frozenset[str]] = frozenset({"camera", "width", "height", "faces", "retired"})
     tracker: CameraTracker
     recognizer: TrackRecognizer
     zones: list[ZoneCounter]
@@ -95,6 +101,9 @@ class CameraState(SavedState):
         self.path = PathSampler(settings.analytics.path)  # the trajectory points stored (issue 21)
         self.last_frame = None
         """The last frame processed (the exit points of the tracks still open are stored with it)."""
+        self.retired: list[TrackRecognizer] = []
+        """Tracks taken out of the state since the last ``take_retired`` (not saved: they are handed on before
+        the state that no longer holds them is saved)."""
 
     def process(self, detections: FrameDetections, image: np.ndarray | Callable[[], np.ndarray]) -> FrameOutcome:
         """One frame, in ``seq`` order. ``image`` may be a loader: it is only called when a face search
@@ -129,14 +138,26 @@ class CameraState(SavedState):
         marked = {e.track_id for e in outcome.zone_events} | {c.track_id for c in outcome.crossings}
         segments = {p.track_id: len(self.recognizer.segments(p.track_id)) for p in tracked.persons}
         outcome.points = self.path.sample(frame.ts, outcome.sightings, marked, segments)
+        before = self.last_frame
+        if before is not None and int(frame.ts // RETIRE_EVERY_S) != int(before.ts // RETIRE_EVERY_S):
+            gone = self.recognizer.retire(frame.ts, max(RETIRE_S, 2.0 * self.tracker.lost_after_s))
+            if gone.track_ids():
+                self.retired.append(gone)
         self.last_frame = frame
         return outcome
 
-    def track_records(self) -> list[TrackRecord]:
-        """One record per identity segment of every track, by (track, segment)."""
+    def take_retired(self) -> list[TrackRecognizer]:
+        """The tracks retired since the last call, oldest first (each group by track id): the same frames retire
+        the same tracks in both modes, so their records and faces are stored in the same order."""
+        out, self.retired = self.retired, []
+        return out
+
+    def track_records(self, recognizer: TrackRecognizer | None = None) -> list[TrackRecord]:
+        """One record per identity segment of every track (of ``recognizer``: retired ones), by (track, segment)."""
+        rec = self.recognizer if recognizer is None else recognizer
         out = []
-        for tid in self.recognizer.track_ids():
-            for seg in self.recognizer.segments(tid):
+        for tid in rec.track_ids():
+            for seg in rec.segments(tid):
                 ident = segment_identity(seg)
                 out.append(
                     TrackRecord(

@@ -325,6 +325,16 @@ class TrackRecognizer(SavedState):
     def track_ids(self) -> list[int]:
         return sorted(self._tracks)
 
+    def retire(self, ts: float, after_s: float) -> TrackRecognizer:
+        """Take out the tracks last seen more than ``after_s`` before ``ts`` (by track id): nothing changes for
+        them any more (the tracker gave them up), and a live camera's run would otherwise keep every track it
+        ever saw. Returns them in a recognizer of their own, for their records and faces."""
+        gone = sorted(tid for tid, st in self._tracks.items() if ts - st.ts > after_s)
+        out = TrackRecognizer.__new__(TrackRecognizer)
+        out.config, out.seg, out.policy = self.config, self.seg, self.policy
+        out.state = RecognizerState({tid: self._tracks.pop(tid) for tid in gone})
+        return out
+
     @staticmethod
     def segment_identity(seg: Segment) -> TrackIdentity:
         return segment_identity(seg)

@@ -12,10 +12,11 @@ from genesis.tasks import routing, runtime
 from genesis.tasks.base import PipelineTask, bad_input
 
 
-def send_track_faces(celery_app: Any, settings: Settings, run_id: str, camera: Any) -> None:
-    """Called by the sequencer when a run ends (``camera`` is its `CameraState`)."""
-    records = track_faces(camera.recognizer, camera.camera.id, settings.recognition.embedder.model,
-                          settings.blur_mode(camera.camera))
+def send_track_faces(celery_app: Any, settings: Settings, run_id: str, camera: Any, recognizer: Any = None) -> None:
+    """Called by the sequencer when a run ends (``camera`` is its `CameraState`), and with the tracks it retired
+    (``recognizer``) during the run."""
+    records = track_faces(camera.recognizer if recognizer is None else recognizer, camera.camera.id,
+                          settings.recognition.embedder.model, settings.blur_mode(camera.camera))
     if records:
         celery_app.send_task(routing.SAVE_TRACK_FACES, args=[run_id, [r.to_json() for r in records]],
                              queue=routing.queue_of(settings, routing.SAVE_TRACK_FACES))

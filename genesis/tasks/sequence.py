@@ -29,6 +29,7 @@ from genesis.services.live import LivePublisher, RedisLive
 from genesis.services.mqtt_events import MQTT_MEMORY_TTL_S, EventMemory, MqttSink, open_sink
 from genesis.services.privacy import FrameView, live_encoder, view_of
 from genesis.stages.camera import CameraState
+from genesis.stages.recognize import TrackRecognizer
 from genesis.tasks import routing, runtime
 from genesis.tasks.alerts import run_time_origin, send_alerts
 from genesis.tasks.base import PermanentError, PipelineTask
@@ -104,6 +105,10 @@ class CelerySink(BaseSink):
                                       redact if redactor is not None else None)
         except Exception:  # a snapshot is best effort: never fail the ordered stage for it
             log.warning("camera %s: snapshot not stored", ref.camera_id, exc_info=True)
+
+    def on_tracks_retired(self, camera: CameraState, retired: TrackRecognizer) -> None:
+        self._send(routing.SAVE_TRACKS, [self.run_id, [encode(t) for t in camera.track_records(retired)]])
+        send_track_faces(app, self.settings, self.run_id, camera, retired)
 
     def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
         self._send(routing.SAVE_TRACKS, [self.run_id, [encode(t) for t in camera.track_records()]])
