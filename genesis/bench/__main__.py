@@ -8,28 +8,39 @@
 
 import sys
 
-if len(sys.argv) > 1 and sys.argv[1] == "cameras":
-    from genesis.bench.cameras import main as cameras_main
+from genesis.backends.weights import WeightsError
 
-    cameras_main(sys.argv[2:])
-elif len(sys.argv) > 1 and sys.argv[1] == "gpu":
-    if any(a == "--cameras" or a.startswith("--cameras=") for a in sys.argv[2:]):
-        from genesis.bench.gpu_cameras import main as gpu_cameras_main
 
-        gpu_cameras_main(sys.argv[2:])
+def _main() -> None:
+    """The benchmark named by the first argument."""
+    if len(sys.argv) > 1 and sys.argv[1] == "cameras":
+        from genesis.bench.cameras import main as cameras_main
+
+        cameras_main(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "gpu":
+        if any(a == "--cameras" or a.startswith("--cameras=") for a in sys.argv[2:]):
+            from genesis.bench.gpu_cameras import main as gpu_cameras_main
+
+            gpu_cameras_main(sys.argv[2:])
+        else:
+            from genesis.bench.gpu import main as gpu_main
+
+            gpu_main(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "soak":
+        from genesis.bench.soak import main as soak_main
+
+        soak_main(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "storage":
+        from genesis.bench.storage import main as storage_main
+
+        storage_main(sys.argv[2:])
     else:
-        from genesis.bench.gpu import main as gpu_main
+        from genesis.bench.pipeline import main
 
-        gpu_main(sys.argv[2:])
-elif len(sys.argv) > 1 and sys.argv[1] == "soak":
-    from genesis.bench.soak import main as soak_main
+        main()
 
-    soak_main(sys.argv[2:])
-elif len(sys.argv) > 1 and sys.argv[1] == "storage":
-    from genesis.bench.storage import main as storage_main
 
-    storage_main(sys.argv[2:])
-else:
-    from genesis.bench.pipeline import main
-
-    main()
+try:
+    _main()
+except WeightsError as exc:  # a models folder without the weights: one line, what to run, no traceback
+    sys.exit(f"bench: {exc}")
