@@ -210,6 +210,12 @@ class EventRows:
         return [SightingListing(r[0], r[1], r[2], r[3], real_out(r[4]), real_out(r[5]), real_out(r[6]), real_out(r[7]),
                                 real_out(r[8]), r[9], r[10], r[11]) for r in rows], total
 
+    def identity_runs(self, name: str) -> list[str]:
+        """The runs where a track segment carries ``name``, newest first (ties: run id), in one grouped read."""
+        query = (select(Track.run_id).join(Run, Run.id == Track.run_id).where(Track.identity_name == name)
+                 .group_by(Track.run_id, Run.started_at).order_by(Run.started_at.desc(), Track.run_id))
+        return [str(r) for (r,) in self.conn.execute(query)]
+
     def latest_run(self, camera: str) -> str | None:
         """The newest run of a camera."""
         run_id: str | None = self.conn.execute(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from genesis.adapters.db import IdentitySummary, Repository, RunRecord
-from genesis.api.services.events import EventFilter, tracks
+from genesis.api.services.events import identity_runs
 from genesis.config import Settings
 from genesis.identities import review
 from genesis.identities.store import IdentityError, IdentityStore
@@ -22,7 +22,6 @@ from genesis.services.live import LiveImage, mark_watched, read_latest
 
 MAX_RUNS = 50
 """An identity's page sums the newest runs it was seen in, at most this many (``runs_total`` says how many)."""
-MAX_TRACKS = 5000
 
 
 class NotFoundError(LookupError):
@@ -109,13 +108,12 @@ def _own_face(refs: list[review.FaceRef], t: float | None = None) -> dict[str, A
 
 
 def runs_of(repo: Repository, name: str) -> tuple[IdentitySummary, list[str]]:
-    """The identity's record and the runs it was seen in, newest first (from its newest ``MAX_TRACKS``
-    tracks). NotFoundError: no identity of that name."""
+    """The identity's record and the runs it was seen in, newest first (one grouped read of its track
+    segments, not a page of them). NotFoundError: no identity of that name."""
     ident = next((i for i in repo.identities() if i.name == name), None)
     if ident is None:
         raise NotFoundError(f"no identity named {name!r}")
-    order = dict.fromkeys(t["run_id"] for t in tracks(repo, EventFilter(identity=name), MAX_TRACKS, 0).items)
-    return ident, list(order)
+    return ident, identity_runs(repo, name)
 
 
 def _entries(repo: Repository, settings: Settings, name: str,

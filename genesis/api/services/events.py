@@ -67,6 +67,12 @@ def sightings(repo: Repository, f: EventFilter, limit: int, offset: int) -> Page
     return _page(repo, lambda db: db.sightings(f, limit, offset), item, limit, offset)
 
 
+def identity_runs(repo: Repository, name: str) -> list[str]:
+    """The runs an identity was seen in, newest first."""
+    with read_events(repo.engine) as db:
+        return db.identity_runs(name)
+
+
 def latest_run(repo: Repository, camera: str) -> str | None:
     """The newest run of a camera."""
     with read_events(repo.engine) as db:
