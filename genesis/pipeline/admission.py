@@ -1,17 +1,16 @@
 """Fair admission between the live cameras of a site near its backlog cap.
 
-Capture admits a detect message while the workers can drain the queues within ``distributed.max_backlog_s``
-(genesis.pipeline.capture). The backlog is one budget for every camera of the site, so near the cap whichever
-camera's frame comes first after a slot frees takes it, and cameras that tick at fixed phases keep their order:
-a 10-minute soak of 4 cameras admitted 1,209 / 953 / 627 / 402 frames. Once the workers need
-:data:`FAIR_FROM` of ``max_backlog_s`` or more, a live camera that was admitted more than its share of what
-the cameras trying were admitted in the last one or two windows (:data:`WINDOW_S`) is dropped at the source
-(counted as ``backpressure``), which leaves the freed slot to the cameras behind. Below that nothing is held
-back, so a camera with little to send never throttles the others (the rule acts only while the queues hold
-at least ``FAIR_FROM * max_backlog_s`` of work: no worker waits for it). A camera's tries are counted above
-the cap too, where every camera is dropped: one that always came while the site was full is owed the next
-slots. A file is never dropped (it waits),
-so this applies to live cameras only.
+Capture admits a detect message while fewer than ``distributed.max_backlog`` messages wait and the workers can
+drain the queues within ``distributed.max_backlog_s`` (genesis.pipeline.capture). The backlog is one budget for
+every camera of the site, so near the cap whichever camera's frame comes first after a slot frees takes it, and
+cameras that tick at fixed phases keep their order: a 10-minute soak of 4 cameras admitted 1,209 / 953 / 627 /
+402 frames. From :data:`FAIR_FROM` of either cap on, a live camera that was admitted more than its share of
+what the cameras trying were admitted in the last one or two windows (:data:`WINDOW_S`) is dropped at the
+source (counted as ``backpressure``), which leaves the freed slot to the cameras behind. Below that nothing is
+held back, so a camera with little to send never throttles the others (the rule acts only while the queues
+hold half a cap of work: no worker waits for it). A camera's tries are counted above the cap too, where every
+camera is dropped: one that always came while the site was full is owed the next slots. A file is never
+dropped (it waits), so this applies to live cameras only.
 
 The counts live in the site's Redis (:func:`genesis.adapters.redis_keys.admission_key`), so the cameras of
 several capture processes share them.
@@ -28,7 +27,7 @@ from typing import Any
 from genesis.adapters.redis_keys import admission_key
 
 FAIR_FROM = 0.5
-"""Fair shares apply once the workers need this fraction of ``distributed.max_backlog_s`` to drain the queues."""
+"""Fair shares apply from this fraction of either backlog cap (``distributed.max_backlog``, ``max_backlog_s``)."""
 WINDOW_S = 30.0
 """The counts are kept per window of this many seconds; a decision reads the current and the previous one."""
 SLACK = 0.1

@@ -527,14 +527,16 @@ class CaptureLoop:
                 return False
         return True
 
-    def _fair_share_allows(self, room: bool) -> bool:
+    def _fair_share_allows(self, room: bool, waiting: int) -> bool:
         """Near the site's backlog cap a live camera gets no more than its share of the admissions
         (genesis.pipeline.admission): its try is recorded whether the site has ``room`` or not (a camera that
-        always comes when the site is full is owed the next slot). A file, a site below ``FAIR_FROM`` of the
-        cap, or Redis away: True."""
+        always comes when the site is full is owed the next slot). Near: ``FAIR_FROM`` of either cap, the
+        messages waiting (``max_backlog``) or the seconds the workers need (``max_backlog_s``). A file, a site
+        below both, or Redis away: True."""
+        d = self.settings.distributed
         seen = self._backlog_seen_s
-        if not self.live or self.fair is None or seen is None \
-                or seen < FAIR_FROM * self.settings.distributed.max_backlog_s:
+        pressure = max(waiting / d.max_backlog, 0.0 if seen is None else seen / d.max_backlog_s)
+        if not self.live or self.fair is None or pressure < FAIR_FROM:
             return True
         try:
             return self.fair.admit(self.camera.id, room)
@@ -569,7 +571,7 @@ class CaptureLoop:
                 self._until_sent("the queue length", self.backlog)
             late = self._too_long_to_drain()  # also the figure the fair share looks at
             full = waiting >= d.max_backlog or (late and not self._file_waits_to_drain())
-            if not self._fair_share_allows(room=not full) or full:
+            if not self._fair_share_allows(not full, waiting) or full:
                 self._drop(1, "backpressure")
                 return
             if not self._frames_fit():

@@ -344,22 +344,25 @@ def test_a_backlog_longer_than_max_backlog_s_drops_live_frames_and_holds_a_file_
         assert time.monotonic() - t0 < 2.0
 
 
+@pytest.mark.parametrize("cap", ["seconds", "messages"])
 def test_near_the_cap_a_live_camera_over_its_share_waits_for_the_others(
-    rds: redis.Redis, tmp_path: Path, celery_app: Callable[[Settings], Celery],
+    rds: redis.Redis, tmp_path: Path, celery_app: Callable[[Settings], Celery], cap: str,
 ) -> None:
-    """30 messages wait and the workers finish 0.4 a second: 75 s of work, under max_backlog_s (120) but past
-    half of it, where the site's admissions are shared (genesis.pipeline.admission). Camera ``a`` was admitted 20
-    times in this window and ``b``, which tried as often, never: ``a``'s frames are dropped at the source (counted
-    as backpressure) and ``b``'s go out. Through ``distributed_capture``, as ``genesis capture`` runs it."""
+    """Past half of a backlog cap the site's admissions are shared (genesis.pipeline.admission): 30 messages wait
+    and the workers finish 0.4 a second, 75 s of work against max_backlog_s (120); or 150 messages wait, no rate
+    measured, against max_backlog (200). Camera ``a`` was admitted 20 times in this window and ``b``, which tried
+    as often, never: ``a``'s frames are dropped at the source (counted as backpressure) and ``b``'s go out.
+    Through ``distributed_capture``, as ``genesis capture`` runs it."""
     from genesis.adapters.redis_keys import admission_key
     from genesis.pipeline.admission import WINDOW_S
 
     settings = make_settings(tmp_path)
+    assert (settings.distributed.max_backlog, settings.distributed.max_backlog_s) == (200, 120)
     app = celery_app(settings)
-    for _ in range(30):
+    for _ in range(30 if cap == "seconds" else 150):
         app.send_task("genesis.detect", args=[{}, "old", -1], queue="detect")
     now = time.time()
-    for i in range(24):  # 0.4 a second over the last 60 s
+    for i in range(24 if cap == "seconds" else 0):  # 0.4 a second over the last 60 s
         note_done(rds, "detect", now - DRAIN_WINDOW_S + (i + 0.5) * DRAIN_WINDOW_S / 24)
     window = int(now // WINDOW_S)
     rds.hset(admission_key(window, "tried"), mapping={"a": 20, "b": 20})
@@ -387,9 +390,15 @@ def test_a_file_held_back_by_the_backlog_stops_when_told(
     for i in range(6):  # 0.1 a second: 300 s of work waits
         note_done(rds, "detect", now - DRAIN_WINDOW_S + (i + 0.5) * DRAIN_WINDOW_S / 6)
     stop = threading.Event()
-    threading.Timer(1.0, stop.set).start()
-    stats = distributed_capture(settings, CameraConfig(id="dock"), str(video), app=app, max_frames=6,
-                                stop=stop).run()
+    loop = distributed_capture(settings, CameraConfig(id="dock"), str(video), app=app, max_frames=6, stop=stop)
+    result: list[Any] = []
+    runner = threading.Thread(target=lambda: result.append(loop.run()))
+    runner.start()
+    wait_for(lambda: loop.status()["read"] >= 1, 60, "the first frame read (and held back)")
+    time.sleep(0.5)
+    stop.set()  # SIGTERM while the frame waits
+    runner.join(60)
+    (stats,) = result
     assert (stats.published, stats.dropped, stats.dropped_by) == (0, 1, {"backpressure": 1})
     summary = json.loads(rds.get(end_key(stats.run_id)) or b"null")
     assert (summary["frames"], summary["dropped"]) == (0, 1)
