@@ -17,7 +17,7 @@ recognize queues over the rate the workers finished them in the last 60 s) reach
 ``distributed.max_backlog_s``, a live frame is dropped too and a file waits (it keeps no real time:
 every frame of it is processed, late, as in the embedded mode): the frame TTL is checked at start to
 outlast that wait, so a frame that is admitted is processed, and an undersized site drops (live) or
-slows down (files) at the source instead of expiring. From half of that cap on, a live camera admitted more
+slows down (files) at the source instead of expiring. From half of either cap on, a live camera admitted more
 than its share of the site's admissions waits for the others (genesis.pipeline.admission).
 At most one message's frames are held in this process and
 stored frames expire, so memory stays bounded under any overload.
