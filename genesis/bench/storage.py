@@ -67,7 +67,7 @@ from genesis.domain import FrameOutcome, FrameRef, TrackRecord, ZoneEvent
 from genesis.eval.table import markdown_table
 from genesis.identities.cache import GalleryCache, LiveFaces
 from genesis.identities.store import IdentityStore
-from genesis.identities.tracks import TrackFaceRecord, cluster_threshold, save_track_faces, track_faces
+from genesis.identities.tracks import TrackFaceRecord, camera_track_faces, cluster_threshold, save_track_faces
 from genesis.pipeline.loop import BaseSink, BatchRows, RunLoop, RunProgress, RunState
 from genesis.pipeline.model_loader import load_models
 from genesis.stages.camera import CameraState
@@ -102,13 +102,10 @@ class RecordingSink(BaseSink):
 
     def on_tracks_retired(self, camera: CameraState, retired: TrackRecognizer) -> None:
         self.tracks += camera.track_records(retired)
-        self.faces += track_faces(retired, camera.camera.id, self.settings.recognition.embedder.model,
-                                  self.settings.blur_mode(camera.camera))
+        self.faces += camera_track_faces(self.settings, camera, retired)
 
     def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
-        self.tracks += camera.track_records()
-        self.faces += track_faces(camera.recognizer, camera.camera.id, self.settings.recognition.embedder.model,
-                                  self.settings.blur_mode(camera.camera))
+        self.on_tracks_retired(camera, camera.recognizer)  # the tracks still held
         self.meta = progress.run_meta()
 
 

@@ -316,11 +316,17 @@ def cluster_threshold(settings: Any) -> float:
     return float(t) if t is not None else float(settings.recognition.embedder.cosine_threshold)
 
 
+def camera_track_faces(settings: Any, state: Any, recognizer: Any = None) -> list[TrackFaceRecord]:
+    """`track_faces` of a `CameraState` (of ``recognizer``: the tracks it retired), with the camera's model
+    and privacy mode."""
+    return track_faces(state.recognizer if recognizer is None else recognizer, state.camera.id,
+                       settings.recognition.embedder.model, settings.blur_mode(state.camera))
+
+
 def save_camera_track_faces(repo: Any, settings: Any, run_id: str, state: Any, recognizer: Any = None) -> int:
     """The embedded runner's end of run: store the best face of each track of a `CameraState` (of
     ``recognizer``: the tracks it retired)."""
-    records = track_faces(state.recognizer if recognizer is None else recognizer, state.camera.id,
-                          settings.recognition.embedder.model, settings.blur_mode(state.camera))
+    records = camera_track_faces(settings, state, recognizer)
     if not records:
         return 0
     return save_track_faces(IdentityStore(repo), run_id, records, cluster_threshold(settings))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -51,13 +52,13 @@ def over_share(counts: Mapping[str, Counts], camera: str, slack: float = SLACK) 
     return mine.admitted > share * (1.0 + slack) + 1
 
 
-def _counts(tried: Mapping[Any, Any], admitted: Mapping[Any, Any]) -> dict[str, Counts]:
-    def text(x: Any) -> str:
-        return x.decode() if isinstance(x, bytes) else str(x)
-
-    t = {text(k): int(v) for k, v in tried.items()}
-    a = {text(k): int(v) for k, v in admitted.items()}
-    return {c: Counts(t.get(c, 0), a.get(c, 0)) for c in {*t, *a}}
+def _summed(*hashes: Mapping[Any, Any]) -> Counter[str]:
+    """Per camera, the sum of its counts in ``hashes`` (Redis hashes: bytes keys and values)."""
+    out: Counter[str] = Counter()
+    for h in hashes:
+        for k, v in h.items():
+            out[k.decode() if isinstance(k, bytes) else str(k)] += int(v)
+    return out
 
 
 class FairShare:
@@ -80,10 +81,8 @@ class FairShare:
             pipe.hgetall(admission_key(window - 1, "tried"))
             pipe.hgetall(admission_key(window - 1, "admitted"))
             _, _, tried, admitted, tried_before, admitted_before = pipe.execute()
-        counts = _counts(tried, admitted)
-        for c, n in _counts(tried_before, admitted_before).items():
-            m = counts.get(c, Counts())
-            counts[c] = Counts(m.tried + n.tried, m.admitted + n.admitted)
+        t, a = _summed(tried, tried_before), _summed(admitted, admitted_before)
+        counts = {c: Counts(t[c], a[c]) for c in {*t, *a}}
         if not room or over_share(counts, camera):
             return False
         with self.client.pipeline(transaction=False) as pipe:

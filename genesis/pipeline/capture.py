@@ -569,8 +569,8 @@ class CaptureLoop:
                     return
                 waiting = 0
                 self._until_sent("the queue length", self.backlog)
-            late = self._too_long_to_drain()  # also the figure the fair share looks at
-            full = waiting >= d.max_backlog or (late and not self._file_waits_to_drain())
+            # (the message cap already full: no need for the seconds, the fair share's pressure is the count's)
+            full = waiting >= d.max_backlog or (self._too_long_to_drain() and not self._file_waits_to_drain())
             if not self._fair_share_allows(not full, waiting) or full:
                 self._drop(1, "backpressure")
                 return

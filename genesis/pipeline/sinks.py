@@ -70,8 +70,7 @@ class LocalSink(BaseSink):
         save_camera_track_faces(self.repo, self.settings, self.run_id, camera, retired)
 
     def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
-        self.repo.save_tracks(self.run_id, camera.track_records())
-        save_camera_track_faces(self.repo, self.settings, self.run_id, camera)
+        self.on_tracks_retired(camera, camera.recognizer)  # the tracks still held, stored as the retired ones
         self.repo.finish_run(self.run_id, "finished", progress.frames, {**progress.run_meta(), **self.extra_meta})
         if self._last is not None:
             jpeg, width, height = self._last

@@ -8,6 +8,7 @@ track's identity is the one with enough votes. This is where a naive
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -330,8 +331,7 @@ class TrackRecognizer(SavedState):
         them any more (the tracker gave them up), and a live camera's run would otherwise keep every track it
         ever saw. Returns them in a recognizer of their own, for their records and faces."""
         gone = sorted(tid for tid, st in self._tracks.items() if ts - st.ts > after_s)
-        out = TrackRecognizer.__new__(TrackRecognizer)
-        out.config, out.seg, out.policy = self.config, self.seg, self.policy
+        out = copy.copy(self)  # the same configuration and policy, its own state
         out.state = RecognizerState({tid: self._tracks.pop(tid) for tid in gone})
         return out
 

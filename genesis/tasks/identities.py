@@ -7,7 +7,7 @@ from typing import Any
 from genesis.celery import app
 from genesis.config import Settings
 from genesis.identities.store import IdentityStore
-from genesis.identities.tracks import TrackFaceRecord, cluster_threshold, save_track_faces, track_faces
+from genesis.identities.tracks import TrackFaceRecord, camera_track_faces, cluster_threshold, save_track_faces
 from genesis.tasks import routing, runtime
 from genesis.tasks.base import PipelineTask, bad_input
 
@@ -15,8 +15,7 @@ from genesis.tasks.base import PipelineTask, bad_input
 def send_track_faces(celery_app: Any, settings: Settings, run_id: str, camera: Any, recognizer: Any = None) -> None:
     """Called by the sequencer when a run ends (``camera`` is its `CameraState`), and with the tracks it retired
     (``recognizer``) during the run."""
-    records = track_faces(camera.recognizer if recognizer is None else recognizer, camera.camera.id,
-                          settings.recognition.embedder.model, settings.blur_mode(camera.camera))
+    records = camera_track_faces(settings, camera, recognizer)
     if records:
         celery_app.send_task(routing.SAVE_TRACK_FACES, args=[run_id, [r.to_json() for r in records]],
                              queue=routing.queue_of(settings, routing.SAVE_TRACK_FACES))

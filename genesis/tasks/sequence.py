@@ -111,8 +111,7 @@ class CelerySink(BaseSink):
         send_track_faces(app, self.settings, self.run_id, camera, retired)
 
     def on_finish(self, camera: CameraState, progress: RunProgress) -> None:
-        self._send(routing.SAVE_TRACKS, [self.run_id, [encode(t) for t in camera.track_records()]])
-        send_track_faces(app, self.settings, self.run_id, camera)
+        self.on_tracks_retired(camera, camera.recognizer)  # the tracks still held, sent as the retired ones
         self._send(routing.FINISH_RUN, [self.run_id, progress.frames, progress.run_meta()])
 
 

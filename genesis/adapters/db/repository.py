@@ -133,6 +133,18 @@ MAX_IN_IDS = 500
 999 on old builds), and in Python beyond."""
 
 
+def _where_tracks(query: Any, table: Any, track_ids: Collection[int] | None) -> Any:
+    """``query`` limited to ``track_ids`` in SQL, when given and few enough (:data:`MAX_IN_IDS`)."""
+    if track_ids is None or len(track_ids) > MAX_IN_IDS:
+        return query
+    return query.where(table.track_id.in_(sorted(track_ids)))
+
+
+def _of_tracks(rows: list[Any], track_ids: Collection[int] | None) -> list[Any]:
+    """The rows of ``track_ids`` (all when None): the filter :func:`_where_tracks` may have left to Python."""
+    return rows if track_ids is None else [r for r in rows if r.track_id in track_ids]
+
+
 def make_engine(url: str, *, foreign_keys: bool = True, **kwargs: Any) -> Engine:
     """An engine for ``url``, with SQLite made to behave like a real transactional database.
 
@@ -891,11 +903,9 @@ class Repository:
             .where(Track.run_id == run_id)
             .order_by(Track.track_id, Track.segment)
         )
-        if track_ids is not None and len(track_ids) <= MAX_IN_IDS:
-            query = query.where(Track.track_id.in_(sorted(track_ids)))
         with self._read() as conn:
-            rows = [TrackRecord(*row) for row in conn.execute(query)]
-        return rows if track_ids is None else [r for r in rows if r.track_id in track_ids]
+            return _of_tracks([TrackRecord(*row) for row in conn.execute(_where_tracks(query, Track, track_ids))],
+                              track_ids)
 
     def identity_track_ids(self, run_id: str, name: str) -> set[int]:
         """The tracks of a run of which a segment carries ``name``."""
@@ -911,14 +921,11 @@ class Repository:
         given), in ``order_by`` order (one read transaction); an unknown run has camera "" and no rows."""
         table = columns[0].class_
         query = select(*columns).where(table.run_id == run_id).order_by(*order_by)
-        if track_ids is not None and len(track_ids) <= MAX_IN_IDS:
-            query = query.where(table.track_id.in_(sorted(track_ids)))
         with self._read() as conn:
             camera = self._run_camera(conn, run_id)
             if camera is None:
                 return "", []
-            rows = list(conn.execute(query))
-        return camera, rows if track_ids is None else [r for r in rows if r.track_id in track_ids]
+            return camera, _of_tracks(list(conn.execute(_where_tracks(query, table, track_ids))), track_ids)
 
     def points(self, run_id: str) -> list[PathPoint]:
         """The trajectory points of a run by (seq, track_id); the camera is the run's."""
