@@ -4,17 +4,20 @@ lines (crossings by direction) and foot-point heatmaps.
 Geometry comes from supervision (PolygonZone, LineZone); what is ours is the per-track
 state: hysteresis against boxes flickering across a boundary (a change counts only after
 ``min_frames`` frames on the new side) and closing visits of tracks that are gone.
+
+supervision is imported where it is used, not with the module: it brings scipy and its annotators
+(about 0.6 s of CPU), and every Celery process imports the stages through the task modules while only
+the ordered stage (the sequence task, the embedded run) counts zones and lines.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import cv2
 import numpy as np
-import supervision as sv
 
 from genesis.config import LineConfig, ZoneConfig
 from genesis.domain import (
@@ -29,10 +32,19 @@ from genesis.domain import (
 from genesis.domain.codec import SavedState, decode, encode
 from genesis.domain.heat import count_feet
 
-_ANCHOR = (sv.Position.BOTTOM_CENTER,)
+if TYPE_CHECKING:
+    import supervision as sv
+
+
+def _anchor() -> tuple[sv.Position]:
+    import supervision as sv
+
+    return (sv.Position.BOTTOM_CENTER,)
 
 
 def to_sv(persons: tuple[TrackedPerson, ...] | list[TrackedPerson]) -> sv.Detections:
+    import supervision as sv
+
     if not persons:
         d = sv.Detections.empty()
         d.tracker_id = np.zeros((0,), dtype=int)
@@ -67,7 +79,9 @@ class ZoneCounter(SavedState):
         self.name = zone.name
         self.config = zone
         polygon = np.array(zone.pixel_points(width, height), dtype=np.float64).round().astype(np.int64)
-        self._zone = sv.PolygonZone(polygon=polygon, triggering_anchors=_ANCHOR)
+        import supervision as sv
+
+        self._zone = sv.PolygonZone(polygon=polygon, triggering_anchors=_anchor())
         self.polygon = polygon
         self.min_frames = min_frames
         self.lost_after_s = lost_after_s
@@ -138,8 +152,9 @@ class LineCounter(SavedState):
         self.config = line
         (sx, sy), (ex, ey) = line.pixel_points(width, height)
         self.points = ((sx, sy), (ex, ey))
+        import supervision as sv
         self._line = sv.LineZone(
-            start=sv.Point(sx, sy), end=sv.Point(ex, ey), triggering_anchors=_ANCHOR,
+            start=sv.Point(sx, sy), end=sv.Point(ex, ey), triggering_anchors=_anchor(),
             minimum_crossing_threshold=min_frames,
         )
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import supervision as sv
 
 from genesis.config import TrackerConfig
 from genesis.domain import FrameDetections, TrackedFrame, TrackedPerson
@@ -115,6 +114,7 @@ class CameraTracker(SavedState):
 
     def update(self, detections: FrameDetections) -> TrackedFrame:
         dets = detections.detections
+        import supervision as sv  # on first use: see genesis.stages.analytics
         if dets:
             sv_dets = sv.Detections(
                 xyxy=np.array([d.box for d in dets], dtype=np.float64),
