@@ -4,7 +4,7 @@
 #   scripts/test.sh --quick    the inner loop: lint, types and the tests that take at most a few seconds
 #                              (tests/durations.json; no compose, no long pipeline runs)
 # Other arguments go to pytest (e.g. scripts/test.sh tests/unit -k segments). The tests run on
-# GENESIS_TEST_WORKERS pytest-xdist workers (default 3; 0 runs them in this process), each with a Redis
+# GENESIS_TEST_WORKERS pytest-xdist workers (default 4; 0 runs them in this process), each with a Redis
 # of its own (tests/harness.py); docs/testing.md has the timings and how the suite is scheduled.
 # Needs PostgreSQL on 127.0.0.1:5432 (database `test`) and Redis on 127.0.0.1:6379, and the
 # shared models and data beside the checkout (../shared, or GENESIS_SHARED_DIR).
@@ -59,7 +59,7 @@ cat "$apt_log"
 mkdir -p test-artifacts
 export GENESIS_TEST_ARTIFACTS="${GENESIS_TEST_ARTIFACTS:-$PWD/test-artifacts}"
 rm -rf "$GENESIS_TEST_ARTIFACTS/timings"  # per-test wall and CPU seconds of this run: python -m tests.timings
-workers=${GENESIS_TEST_WORKERS:-3}
+workers=${GENESIS_TEST_WORKERS:-4}
 xdist=()
 if [ "$workers" != 0 ]; then
   xdist=(-n "$workers" --dist loadgroup --no-loadscope-reorder)
