@@ -42,6 +42,8 @@ ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("GENESIS_TEST_REDIS_URL", redis_url(14))
 MAX_RETRIES = 3
 WAIT_S = 20.0
+READY_S = 120.0
+"""How long a test worker may take to answer a ping after its start (a loaded 2-core machine: four test workers)."""
 
 
 # -- fixtures ----------------------------------------------------------------------------------
@@ -120,14 +122,14 @@ def _start_worker(client: Celery, env: dict[str, str], queue: str, pool: str, fo
             cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     worker = Worker(proc, name, log)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + READY_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"worker {name} exited with {proc.returncode}:\n{worker.log_tail()}")
         if client.control.ping(destination=[name], timeout=0.5):
             return worker
     _stop_worker(worker)
-    raise AssertionError(f"worker {name} not ready after 30 s:\n{worker.log_tail()}")
+    raise AssertionError(f"worker {name} not ready after {READY_S} s:\n{worker.log_tail()}")
 
 
 def _stop_worker(worker: Worker) -> None:
