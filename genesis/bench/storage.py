@@ -307,30 +307,9 @@ def grow(repo: Repository, rec: Recorded, run_id: str, have: int, day_frames: in
     return runs
 
 
-def tracks_one_query(repo: Repository, f: Any, limit: int, offset: int) -> tuple[list[Any], int]:
-    """The API's track listing read the former way (before it was paged by run): every matching segment
-    ordered by one query and counted by another, the page cut by LIMIT and OFFSET. Timed beside
-    ``EventRows.tracks``; ``tests/unit/adapters/test_track_pages.py`` checks that both give the same pages."""
-    from sqlalchemy import func, select
-
-    from genesis.adapters.db.events import TrackListing, _filtered
-    from genesis.adapters.db.tables import Run, Track
-
-    base = _filtered(
-        select(Track.run_id, Track.track_id, Track.camera_id, Track.first_seq, Track.last_seq, Track.first_ts,
-               Track.last_ts, Track.frames, Track.identity_name, Track.votes, Track.attempts,
-               Track.best_distance, Track.segment, Run.started_at).join(Run, Run.id == Track.run_id),
-        f, Track.run_id, Track.track_id, Track.last_ts, Track.first_ts)
-    order = (Run.started_at.desc(), Track.run_id, Track.track_id, Track.segment)
-    with repo.engine.connect() as conn:
-        total = int(conn.execute(select(func.count()).select_from(base.subquery())).scalar_one())
-        rows = conn.execute(base.order_by(*order).limit(limit).offset(offset)).all()
-    return [TrackListing(*r) for r in rows], total
-
-
 def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats: int, progress: Progress
                  ) -> tuple[dict[str, list[float]], dict[str, int]]:
-    from genesis.adapters.db.events import EventFilter
+    from genesis.adapters.db.events import EventFilter, read_events
     from genesis.api.services import alerts as alert_svc
     from genesis.api.services import console as console_svc
     from genesis.api.services import events as event_svc
@@ -369,6 +348,10 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats:
         grid_image(heat, None)
         sizes["heatmap: foot points"] = heat.points
 
+    def sorted_tracks(repo: Repository, f: EventFilter) -> None:
+        with read_events(repo.engine) as db:
+            db.tracks_sorted(f, 50, 0)
+
     f = EventFilter(camera=CAMERA)
     cases: dict[str, Callable[[], Any]] = {
         "run report (genesis report)": report,
@@ -377,7 +360,7 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats:
         "day heatmap (genesis heatmap)": heatmap,
         "API runs page": lambda: event_svc.runs(repo, CAMERA, 50, 0),
         "API tracks page": lambda: event_svc.tracks(repo, f, 50, 0),
-        "API tracks page, one ordered query (before)": lambda: tracks_one_query(repo, f, 50, 0),
+        "API tracks page, one ordered query (before)": lambda: sorted_tracks(repo, f),
         "API sightings page": lambda: event_svc.sightings(repo, f, 50, 0),
         "API sightings page, one run": lambda: event_svc.sightings(repo, EventFilter(camera=CAMERA, run=runs[day]),
                                                                    50, 0),

@@ -39,6 +39,19 @@ from genesis.tasks.identities import send_track_faces
 log = logging.getLogger(__name__)
 
 
+def _import_the_ordered_stage(**_: Any) -> None:
+    """A worker of the ordered stage imports what it tracks and counts with (supervision, deferred in
+    ``genesis.stages.analytics`` so that the other processes never load it) before it takes work, in the main
+    process, so prefork children inherit it: its first frame does not pay for the import, and its memory is
+    from the start what it will stay (the soak's flat-memory check)."""
+    if routing.queue_of(runtime.settings(), routing.SEQUENCE) not in set(app.amqp.queues.consume_from or ()):
+        return
+    import supervision  # noqa: F401
+
+
+signals.worker_init.connect(_import_the_ordered_stage, weak=False, dispatch_uid="genesis-sequence-preload")
+
+
 # A pool child (prefork) or the worker itself (solo/threads) that stops flushes its MQTT buffer.
 signals.worker_process_shutdown.connect(runtime.close_mqtt, weak=False, dispatch_uid="genesis-mqtt-close-child")
 signals.worker_shutdown.connect(runtime.close_mqtt, weak=False, dispatch_uid="genesis-mqtt-close")

@@ -25,3 +25,17 @@ def test_the_ordered_stage_still_imports_supervision_when_it_counts() -> None:
             "print('supervision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
+
+
+def test_a_worker_of_the_ordered_stage_imports_it_before_work_and_others_do_not() -> None:
+    def imported_after_init(queue: str) -> bool:
+        code = ("import sys; from genesis.celery import app; app.loader.import_default_modules(); "
+                f"app.amqp.queues.select([{queue!r}]); "
+                "from genesis.tasks.sequence import _import_the_ordered_stage; _import_the_ordered_stage(); "
+                "print('supervision' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip().splitlines()[-1] == "True"
+
+    assert imported_after_init("recognize")
+    assert not imported_after_init("store") and not imported_after_init("detect")

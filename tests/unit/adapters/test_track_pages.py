@@ -13,7 +13,6 @@ from sqlalchemy import text
 
 from genesis.adapters.db import Repository, TrackRecord
 from genesis.adapters.db.events import EventFilter, page_runs, read_events
-from genesis.bench.storage import tracks_one_query
 from tests.unit.adapters.test_repository import db_url  # noqa: F401  (the sqlite + postgresql fixture)
 
 
@@ -32,9 +31,9 @@ def test_page_runs_finds_the_runs_that_hold_a_page() -> None:
 
 
 def reference(repo: Repository, f: EventFilter, limit: int, offset: int) -> tuple[list[Any], int]:
-    """The listing as one query ordering every matching segment (the storage bench times it beside the paged
-    read as the former way)."""
-    return tracks_one_query(repo, f, limit, offset)
+    """The listing as one query ordering every matching segment (the former read, timed by the storage bench)."""
+    with read_events(repo.engine) as db:
+        return db.tracks_sorted(f, limit, offset)
 
 
 def stored(repo: Repository) -> None:
