@@ -40,8 +40,7 @@ def _load_detector_before_work(**_: Any) -> None:
     task time limit then covers the frames only, never a model load, and a child that replaces one stopped by
     the limit loads before it takes a message. Loading in the first task instead made that task slow where 4
     children loaded at once on 2 cores: stopped by the limit, sent again to a fresh child that loaded again."""
-    s = runtime.settings()
-    if routing.queue_of(s, routing.DETECT) not in set(app.amqp.queues.consume_from or ()):
+    if not runtime.consumes(app, routing.DETECT):
         return  # not a detect worker (analytics children, tests' own apps)
     try:
         runtime.detector()

@@ -34,6 +34,14 @@ def settings() -> Settings:
 
 
 @cache
+def consumes(app: Any, task_name: str) -> bool:
+    """Whether this worker (``app`` as its ``-Q`` left it) consumes the queue that ``task_name`` is routed to:
+    what a worker hook preloads depends on the work it takes."""
+    from genesis.tasks import routing
+
+    return routing.queue_of(settings(), task_name) in set(app.amqp.queues.consume_from or ())
+
+
 def redis_client() -> Any:
     import redis
 

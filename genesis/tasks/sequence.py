@@ -44,7 +44,7 @@ def _import_the_ordered_stage(**_: Any) -> None:
     ``genesis.stages.analytics`` so that the other processes never load it) before it takes work, in the main
     process, so prefork children inherit it: its first frame does not pay for the import, and its memory is
     from the start what it will stay (the soak's flat-memory check)."""
-    if routing.queue_of(runtime.settings(), routing.SEQUENCE) not in set(app.amqp.queues.consume_from or ()):
+    if not runtime.consumes(app, routing.SEQUENCE):
         return
     import supervision  # noqa: F401
 
