@@ -16,7 +16,15 @@ from pydantic import ValidationError
 
 from genesis.backends.detectors import PersonDetector, TiledDetector, YoloxDetector, build_detector, tiled
 from genesis.backends.detectors.tiling import _Box, merge_tiles, tile_grid
-from genesis.backends.detectors.yolox import decode_yolox, pad_top_left, yolox_grid
+from genesis.backends.detectors.yolox import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    decode_yolox,
+    input_tables,
+    pad_top_left,
+    to_input,
+    yolox_grid,
+)
 from genesis.config import Settings, TilingConfig, YoloDetectorConfig, YoloxDetectorConfig
 from genesis.config.inference import DETECTOR_PRESETS, detector_config
 
@@ -88,6 +96,25 @@ def test_preprocess_is_top_left_and_normalised(yolox: PersonDetector) -> None:
     assert blob.shape == (1, 3, 608, 1088)
     assert blob[0, 0, 0, 0] == pytest.approx((1.0 - 0.485) / 0.229, abs=1e-4)  # channel 0 is R
     assert blob[0, 2, 0, 0] == pytest.approx((0.0 - 0.406) / 0.225, abs=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["bytetrack", "yolox"])
+def test_table_input_is_the_per_pixel_arithmetic_bit_for_bit(data_dir: Path, mode: str) -> None:
+    """The look-up tables give exactly the floats of the per-pixel formula (RGB, /255, ImageNet mean/std; or BGR
+    as is) on a real frame with its grey padding, so the detections cannot change."""
+    cap = cv2.VideoCapture(str(data_dir / "video" / "opencv4nodejs_people.mp4"))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    padded, _ = pad_top_left(frame, (608, 1088))
+    if mode == "bytetrack":
+        x = (padded[:, :, ::-1].astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    else:
+        x = padded.astype(np.float32)
+    expected = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
+    got = to_input(padded, input_tables(mode))
+    assert got.dtype == np.float32 and got.shape == expected.shape
+    assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
 
 
 def test_decode_grid_order_and_scale() -> None:
