@@ -65,8 +65,8 @@ class TilingConfig(StrictModel):
 class MotionConfig(StrictModel):
     """Motion gating: run the detector only when the picture changed since the last detection."""
 
-    enabled: bool = Field(default=False, description="Skip detection on frames where nothing moved; their tracks "
-                          "keep the last detections.")
+    enabled: bool = Field(default=True, description="Skip detection on frames where nothing moved; their tracks "
+                          "keep the last detections (a camera can opt out: motion: {enabled: false}).")
     width: int = Field(default=160, ge=32, le=640, description="Width of the small grey image compared (px).")
     pixel_threshold: int = Field(default=18, ge=1, le=255, description="Grey-level change that counts a pixel as "
                                  "changed (after a light blur); higher = less sensitive to noise and light.")
@@ -74,6 +74,13 @@ class MotionConfig(StrictModel):
                                "change for the frame to count as moving (sensitivity; 0.0015 of 160x90 = 22 px).")
     force_every_s: float = Field(default=2.0, gt=0.0, le=60.0, description="A full detection at least this often "
                                  "(seconds of video), so that a person who stands still is re-detected.")
+    settle_frames: int = Field(
+        default=3, ge=0, le=100,
+        description="Once the picture stops changing, its first still frame is detected (someone who walked in and "
+        "stopped is confirmed as a track: two detections in a row) and the still frame this many frames after it (a "
+        "second face attempt: naming takes recognition.min_votes, at most one per every_n_frames); 0 = neither "
+        "(still frames wait for the forced detection).",
+    )
     regions: bool = Field(default=False, description="Region detection: when everything that moved fits in one "
                           "window of the detector's input size, detect that window at full resolution instead of the "
                           "whole frame (people elsewhere keep their held boxes); see docs/detection.md.")

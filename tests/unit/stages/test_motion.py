@@ -32,8 +32,32 @@ def test_still_noisy_frames_are_static_and_a_full_detection_is_forced() -> None:
     gate = MotionGate(MotionConfig(enabled=True, force_every_s=2.0))
     decisions = [gate.check(_noisy(base, rng), i / FPS) for i in range(30)]  # 6 s of a still scene at 5 fps
     detected = [i for i, static in enumerate(decisions) if not static]
-    assert detected == [0, 1, 11, 21], detected  # the first two frames, then every 2 s exactly
-    assert gate.static_frames == 26
+    # the first two frames, the settle look 3 frames after the second (the first "moved": nothing to compare it
+    # with), then every 2 s exactly
+    assert detected == [0, 1, 4, 15, 25], detected  # 14 / 5 - 4 / 5 is a hair under 2.0 in floats
+    assert gate.static_frames == 25
+
+
+@pytest.mark.parametrize("settle_frames", [3, 0])
+def test_someone_who_arrives_and_stands_still_is_confirmed_and_looked_at_again(settle_frames: int) -> None:
+    """The frame where a person appears is detected for its motion; once the picture is still again, its first
+    still frame (two detections in a row make a confirmed track) and the still frame ``settle_frames`` after it
+    (a second face attempt: naming takes two votes), then none until the forced one. 0 turns both off."""
+    frame = np.full((450, 800, 3), 90, dtype=np.uint8)
+    arrived = frame.copy()
+    cv2.rectangle(arrived, (300, 100), (380, 400), (230, 230, 230), -1)  # a person walked in and stopped
+    gate = MotionGate(MotionConfig(enabled=True, force_every_s=60, settle_frames=settle_frames))
+    # two still frames of the empty scene, then the person on every frame
+    images = [frame, frame] + [arrived] * 28
+    detected = [i for i, image in enumerate(images) if not gate.check(image, i / 10)]
+    # the first two frames always; the arrival (frame 2); with settling its first still frame (3) and the one 3
+    # frames later (6); nothing after
+    assert detected == ([0, 1, 2, 3, 6] if settle_frames else [0, 1, 2]), detected
+    # moving again owes new looks
+    moved = arrived.copy()
+    cv2.rectangle(moved, (380, 100), (460, 400), (230, 230, 230), -1)
+    more = [gate.check(image, 4.0 + i / 10) is False for i, image in enumerate([moved] * 10)]
+    assert [i for i, d in enumerate(more) if d] == ([0, 1, 4] if settle_frames else [0])
 
 
 def test_sensitivity_counts_the_changed_area() -> None:
@@ -76,12 +100,13 @@ def test_static_frames_get_the_confirmed_detections_of_the_last_detected_frame()
     assert held.last and held.last[0].box == pytest.approx(person.box, abs=2)
 
 
-def test_off_by_default_and_per_camera() -> None:
+def test_on_by_default_and_a_camera_can_opt_out() -> None:
     s = Settings()
-    assert motion_gate(s, CameraConfig(id="a")) is None
-    s = Settings.model_validate({"detector": {"motion": {"enabled": True}}})
     assert motion_gate(s, CameraConfig(id="a")) is not None
     assert motion_gate(s, CameraConfig(id="b", motion=MotionConfig(enabled=False))) is None
+    s = Settings.model_validate({"detector": {"motion": {"enabled": False}}})
+    assert motion_gate(s, CameraConfig(id="a")) is None
+    assert motion_gate(s, CameraConfig(id="c", motion=MotionConfig(enabled=True))) is not None
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +155,8 @@ def test_standing_people_keep_their_tracks_through_a_still_stretch(detector: Per
         assert set(ids[2]) <= set(tids), (ids[2], tids)  # nobody standing is lost, beyond any interval
     # a longer forced interval than the tracker's memory (lost_track_buffer 30 frames at 30 fps = 1 s) is fine:
     ids_long, calls_long = _run(frames[:40], detector, gated=True, force_s=60.0)
-    assert calls_long == 2 and all(set(ids_long[2]) <= set(t) for t in ids_long[2:])
+    # the first two frames and the settle look 3 frames after them
+    assert calls_long == 3 and all(set(ids_long[2]) <= set(t) for t in ids_long[2:])
 
 
 def test_moving_crowd_is_detected_on_every_frame(detector: PersonDetector, data_dir: Path) -> None:
