@@ -25,6 +25,7 @@ import numpy as np
 
 from genesis.adapters.db.identities import FaceRow, IdentityRows
 from genesis.adapters.db.tables import utcnow
+from genesis.identities.crops import as_jpeg
 from genesis.identities.store import IdentityError, IdentityStore, check_name
 from genesis.identities.tracks import _clustering, _unit, label, name_unknown_entry, parse_label, track_embedding
 
@@ -47,10 +48,11 @@ class FaceRef:
 
 
 def track_crop(store: IdentityStore, run_id: str, track_id: int, segment: int = 0) -> bytes | None:
-    """The JPEG of one track segment's stored face (decrypted), None when there is none."""
+    """The JPEG of one track segment's stored face (decrypted; stored as WebP: genesis.identities.crops), None when
+    there is none."""
     with store._read() as rows:
         blob = rows.segment_crop(run_id, track_id, segment)
-    return None if blob is None else store.cipher.decrypt(blob)
+    return None if blob is None else as_jpeg(store.cipher.decrypt(blob))
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ import numpy as np
 from genesis.adapters.db.identities import IdentityRows, NewEmbedding
 from genesis.adapters.db.repository import NotFoundError
 from genesis.adapters.db.tables import utcnow
+from genesis.identities.crops import for_storage
 from genesis.identities.store import IdentityError, IdentityStore, check_name, vector_blob
 
 UNKNOWN_PREFIX = "unknown-"
@@ -42,7 +43,7 @@ class TrackFaceRecord:
     identity: str | None
     distance: float | None
     crop: bytes = b""
-    """A small JPEG of the face (shown by the dashboard; stored encrypted like the vector)."""
+    """A small JPEG of the face (shown by the dashboard; stored as WebP, encrypted like the vector)."""
     segment: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -137,7 +138,7 @@ def save_track_faces(store: IdentityStore, run_id: str, records: Sequence[TrackF
         for r in new:
             dim, blob = store._enc_vec(np.asarray(r.vector, dtype=np.float32))
             rows.add_track_face(run_id, r.track_id, r.segment, r.camera_id, r.ts, r.model, dim, blob, r.distance,
-                                store.cipher.encrypt(r.crop) if r.crop else None, now)
+                                store.cipher.encrypt(for_storage(r.crop)) if r.crop else None, now)
         for model in sorted({r.model for r in new if r.identity is None}):
             _cluster(store, rows, run_id, [r for r in new if r.identity is None and r.model == model], model,
                      cluster_threshold, now)

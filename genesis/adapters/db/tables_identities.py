@@ -83,8 +83,8 @@ class TrackFace(Base):
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey("unknown_clusters.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     crop: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    """The face as a small JPEG (at most 160 px), encrypted like ``vector``; None for faces stored
-    before crops were kept (migration 0006)."""
+    """The face as a small WebP (at most 160 px; JPEG for faces stored before WebP: genesis.identities.crops),
+    encrypted like ``vector``; None for faces stored before crops were kept (migration 0006)."""
     segment: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, default=0)
 
 
