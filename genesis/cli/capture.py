@@ -142,6 +142,7 @@ def summary_line(result: CaptureResult) -> str:
                 "no run recorded")
     extra = f", reconnects {s.reconnects} (lost {s.outage_s:.1f} s)" if s.reconnects else ""
     extra += f", skipped {s.skipped} (fps limit)" if s.skipped else ""
+    extra += f", still {s.still} (sent as markers, not detected)" if s.still else ""
     extra += f", damaged {s.damaged} (skipped in {s.damaged_places} damaged place(s) of the file)" \
         if s.damaged_places else ""
     why = ", ".join(f"{reason} {n}" for reason, n in sorted(s.dropped_by.items())) or "backpressure"

@@ -183,6 +183,8 @@ class CaptureStats:
     reconnects: int
     skipped: int = 0
     """Frames of a live source skipped to keep to ``camera.fps``."""
+    still: int = 0
+    """Of ``published``, the still frames (motion gating) sent as markers: no pixels stored, no detect task."""
     last_seq: int = -1
     """Seq of the last published frame (-1: none)."""
     started: bool = True
@@ -266,7 +268,7 @@ class CaptureLoop:
         self._lock = threading.Lock()
         self._state: State = "stopped"
         self._last_error: str | None = None
-        self._read = self._published = self._dropped = self._skipped = self._reconnects = 0
+        self._read = self._published = self._still = self._dropped = self._skipped = self._reconnects = 0
         self._connect_failures = 0
         self._dropped_by: Counter[str] = Counter()
         self._damage = SourceDamage()
@@ -298,6 +300,7 @@ class CaptureLoop:
                 "state": self._state,
                 "read": self._read,
                 "published": self._published,
+                "still": self._still,
                 "dropped": self._dropped,
                 "dropped_by": dict(self._dropped_by),
                 "skipped": self._skipped,
@@ -316,6 +319,7 @@ class CaptureLoop:
                 run_id=self.run_id,
                 read=self._read,
                 published=self._published,
+                still=self._still,
                 dropped=self._dropped,
                 reconnects=self._reconnects,
                 outage_s=round(self._outage_s, 3),
@@ -636,6 +640,7 @@ class CaptureLoop:
         with self._lock:
             self._prev_seq = refs[-1].seq
             self._published += len(refs)
+            self._still += sum(ref.static for ref in refs)
         with _COUNTERS_LOCK:
             _PUBLISHED[self.camera.id] += len(refs)
 
