@@ -76,9 +76,10 @@ class MotionConfig(StrictModel):
                                  "(seconds of video), so that a person who stands still is re-detected.")
     settle_frames: int = Field(
         default=3, ge=0, le=100,
-        description="Once the picture stops changing, its first still frame is detected (someone who walked in and "
-        "stopped is confirmed as a track: two detections in a row) and the still frame this many frames after it (a "
-        "second face attempt: naming takes recognition.min_votes, at most one per every_n_frames); 0 = neither "
+        description="Once the picture stops changing, the still frame this many frames after the last moving one "
+        "is detected (a second face attempt for someone who walked in and stopped: naming takes "
+        "recognition.min_votes, at most one per every_n_frames), and the first still frame too when the movement "
+        "was a single detected frame (it confirms them as a track: two detections in a row); 0 = neither "
         "(still frames wait for the forced detection).",
     )
     regions: bool = Field(default=False, description="Region detection: when everything that moved fits in one "

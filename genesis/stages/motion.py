@@ -5,10 +5,11 @@ compared with the small image of the last *detected* frame: when fewer than ``mo
 pixels changed by ``motion.pixel_threshold`` grey levels or more, nothing moved and the frame is *static*.
 Comparing with the last detected frame (not the previous frame) means slow movement adds up until it counts.
 A full detection still runs at least every ``motion.force_every_s`` seconds of video, so a person who
-stands still is re-detected. Once the picture stops changing, its first still frame is detected, then the still
-frame ``motion.settle_frames`` after it: someone who walked in and stopped (at a counter, a door, a kiosk) is
-confirmed as a track (two detections in a row) and gets the second face attempt that naming takes
-(``recognition.min_votes``) within a second, not at the next forced detection.
+stands still is re-detected. Once the picture stops changing, the still frame ``motion.settle_frames`` after the
+last moving one is detected, and its first still frame too when the movement was a single detected frame:
+someone who walked in and stopped (at a counter, a door, a kiosk) is confirmed as a track (two detections in a
+row) and gets the second face attempt that naming takes (``recognition.min_votes``) within a second, not at the
+next forced detection.
 
 A static frame is marked on its ``FrameRef`` (``static=True``). The detect stage then skips inference, and
 the ordered per-camera stage (``HeldDetections``, called by ``CameraState.process``) gives the tracker the
@@ -60,6 +61,8 @@ class MotionGate:
     last_share: float = field(default=0.0)
     still_run: int | None = None
     """Frames since the last detected frame that moved (None before one did)."""
+    moved_in_row: int = 0
+    """Detected frames in a row that moved (the last detected one included)."""
     changed: np.ndarray | None = field(default=None, repr=False)
     """The changed pixels (bool, small image) of the last frame let through for its motion; None when the last
     frame was forced (or static): region detection (genesis.stages.regions) detects the whole frame then."""
@@ -87,13 +90,17 @@ class MotionGate:
             self.still_run = 0
         elif self.still_run is not None:
             self.still_run += 1
-        settling = c.settle_frames > 0 and self.still_run in (1, 1 + c.settle_frames)
+        # The first still frame confirms whoever appeared in a single moving frame (a track needs two detections in
+        # a row; after a longer movement they have them); the look settle_frames later is a second face attempt.
+        settling = c.settle_frames > 0 and (
+            (self.still_run == 1 and self.moved_in_row < 2) or self.still_run == 1 + c.settle_frames)
         if not forced and not moved:
             self.changed = None
             if not settling:
                 self.static_frames += 1
                 return True
         self.reference, self.detected_ts = small, ts
+        self.moved_in_row = self.moved_in_row + 1 if moved else 0
         return False
 
 

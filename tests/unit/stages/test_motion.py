@@ -41,8 +41,9 @@ def test_still_noisy_frames_are_static_and_a_full_detection_is_forced() -> None:
 @pytest.mark.parametrize("settle_frames", [3, 0])
 def test_someone_who_arrives_and_stands_still_is_confirmed_and_looked_at_again(settle_frames: int) -> None:
     """The frame where a person appears is detected for its motion; once the picture is still again, its first
-    still frame (two detections in a row make a confirmed track) and the still frame ``settle_frames`` after it
-    (a second face attempt: naming takes two votes), then none until the forced one. 0 turns both off."""
+    still frame (two detections in a row make a confirmed track: after a single moving frame only) and the still
+    frame ``settle_frames`` after it (a second face attempt: naming takes two votes), then none until the forced
+    one. 0 turns both off."""
     frame = np.full((450, 800, 3), 90, dtype=np.uint8)
     arrived = frame.copy()
     cv2.rectangle(arrived, (300, 100), (380, 400), (230, 230, 230), -1)  # a person walked in and stopped
@@ -58,6 +59,12 @@ def test_someone_who_arrives_and_stands_still_is_confirmed_and_looked_at_again(s
     cv2.rectangle(moved, (380, 100), (460, 400), (230, 230, 230), -1)
     more = [gate.check(image, 4.0 + i / 10) is False for i, image in enumerate([moved] * 10)]
     assert [i for i, d in enumerate(more) if d] == ([0, 1, 4] if settle_frames else [0])
+    # a walk (moving on several detected frames in a row: whoever walks is confirmed) owes only the settle look
+    walk = [arrived.copy() for _ in range(4)]
+    for i, image in enumerate(walk):
+        cv2.rectangle(image, (100 + 60 * i, 100), (180 + 60 * i, 400), (30, 30, 30), -1)
+    after = [gate.check(image, 6.0 + i / 10) is False for i, image in enumerate(walk + [walk[-1]] * 8)]
+    assert [i for i, d in enumerate(after) if d] == ([0, 1, 2, 3, 7] if settle_frames else [0, 1, 2, 3])
 
 
 def test_sensitivity_counts_the_changed_area() -> None:
