@@ -26,7 +26,8 @@ def session_options(threads: int = 0) -> Any:
     return opts
 
 
-def create_session(path: Path, threads: int = 0, device: str = "cpu") -> Any:
+def create_session(path: Path, threads: int = 0, device: str = "cpu", model: bytes | None = None) -> Any:
+    """An onnxruntime session of the model at ``path`` (or of ``model``, the serialized model made from it)."""
     import onnxruntime as ort
 
     providers = ["CPUExecutionProvider"]
@@ -41,6 +42,7 @@ def create_session(path: Path, threads: int = 0, device: str = "cpu") -> Any:
         index = device.partition(":")[2] or "0"
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))  # type: ignore[arg-type]
     try:
-        return ort.InferenceSession(str(path), sess_options=session_options(threads), providers=providers)
+        return ort.InferenceSession(model if model is not None else str(path), sess_options=session_options(threads),
+                                    providers=providers)
     except Exception as exc:
         raise WeightsError(f"cannot load {path} with onnxruntime: {exc}") from exc

@@ -531,6 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input-size", type=int, default=defaults.input_size)
     parser.add_argument("--threads", type=int, default=defaults.threads, help="onnxruntime threads (0 = default)")
     parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--dequantize", action=argparse.BooleanOptionalAction, default=defaults.dequantize,
+                        help="an int8 export's convolutions in float32 (detector.dequantize; default: %(default)s)")
     parser.add_argument("--iou", type=float, default=0.5, help="match IoU threshold (default: %(default)s)")
     parser.add_argument("--min-visibility", type=float, default=0.0, help="drop gt below this visibility")
     parser.add_argument("--no-clip", action="store_true", help="do not clip gt boxes to the image")
@@ -566,6 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             input_size=args.input_size,
             threads=args.threads,
             device=args.device,
+            dequantize=args.dequantize,
         )
         sequences = load_mot_sequences(args.data, clip_to_image=not args.no_clip)
         detector = build_detector(config, args.models_dir)

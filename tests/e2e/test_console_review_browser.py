@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 import pytest
 
+from genesis.identities.crops import as_jpeg, for_storage
 from tests.e2e.conftest import CLI
 from tests.e2e.serving import artifact_folder
 from tests.e2e.test_dashboard_browser import chromium_or_skip
@@ -171,10 +172,10 @@ def test_review_by_segment_undo_live_updates_axe_phone(served: dict[str, Any], t
             a = np.array(seg0.locator("img.face").evaluate(PIXELS_JS), dtype=np.float32)
             b = np.array(seg1.locator("img.face").evaluate(PIXELS_JS), dtype=np.float32)
             assert np.abs(a - b).mean() > 20, "the two segments of the split track show the same face"
-            # The crops served are exactly the two people's stored faces.
+            # The crops served are exactly the two people's stored faces (kept as WebP, served as JPEG).
             for card, stem in ((seg0, "clapton-1"), (seg1, "lennon-1")):
                 status, data, _ = _get(base, key, str(card.locator("img.face").get_attribute("src")))
-                assert status == 200 and data == faces[stem][1], stem
+                assert status == 200 and data == as_jpeg(for_storage(faces[stem][1])), stem
                 assert _decode(data).shape[2] == 3
             page.screenshot(path=str(shots / "01-review-split.png"), full_page=True)
 

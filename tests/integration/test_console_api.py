@@ -31,6 +31,7 @@ from genesis.adapters.frame_store import decode_jpeg
 from genesis.adapters.video import VideoSource
 from genesis.config import Settings
 from genesis.domain import FrameRef
+from genesis.identities.crops import as_jpeg, for_storage
 from genesis.identities.crypto import KEY_ENV, BiometricCipher, is_encrypted
 from genesis.pipeline.embedded import run_embedded
 from genesis.pipeline.model_loader import load_models
@@ -219,7 +220,7 @@ def test_face_crops_are_encrypted_and_never_served_without_a_key(watched_run: di
         r = client.get(url, headers=h(keys, "viewer"))
         assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
         assert r.headers["cache-control"] == "no-store"
-        assert r.content == cipher.decrypt(raw)
+        assert r.content == as_jpeg(cipher.decrypt(raw))  # kept as WebP, served as JPEG
         image = cv2.imdecode(np.frombuffer(r.content, np.uint8), cv2.IMREAD_COLOR)
         assert image is not None and max(image.shape[:2]) <= 160
     assert client.get(f"/api/tracks/{run_id}/999999/face.jpg", headers=h(keys, "viewer")).status_code == 404
@@ -520,7 +521,7 @@ def test_identity_photos_and_timeline_page(repo: Repository, client: TestClient,
     whole, paged = pages("/api/identities/Pager/photos", 2)
     assert len(whole) == 5 and paged == whole
     assert sorted(p["face"] for p in whole) == sorted(f"/api/tracks/{r}/3/segments/0/face.jpg" for r in runs)
-    assert client.get(whole[4]["face"], headers=v).content == bytes(crop)
+    assert client.get(whole[4]["face"], headers=v).content == as_jpeg(for_storage(bytes(crop)))  # WebP at rest
     assert client.get("/api/identities/Pager/photos", headers=v).json()["limit"] == 100  # the default
 
     whole, paged = pages("/api/identities/Pager/timeline", 2)

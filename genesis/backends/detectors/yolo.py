@@ -6,15 +6,19 @@ graph. Input: letterboxed (centred, grey 114) square, RGB / 255.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from genesis.backends.detectors.common import clip_boxes, nms, nms_detections, sort_detections
+from genesis.backends.detectors.dequantize import dequantized_bytes
 from genesis.backends.onnx import create_session
 from genesis.config import YoloDetectorConfig
 from genesis.domain import Detection
+
+log = logging.getLogger(__name__)
 
 __all__ = ["OnnxYoloDetector", "decode_yolo", "letterbox", "nms"]
 
@@ -73,7 +77,15 @@ class OnnxYoloDetector:
     def __init__(self, weights: Path, config: YoloDetectorConfig) -> None:
         self.config = config
         self.name = f"onnx:{weights.name}"
-        self.session = create_session(weights, config.threads, config.device)
+        model = None
+        if config.dequantize:
+            try:
+                model = dequantized_bytes(weights)
+            except ValueError as exc:
+                log.warning("detector.dequantize: %s is run as it is: %s", weights.name, exc)
+        self.session = create_session(weights, config.threads, config.device, model)
+        self.dequantized = model is not None
+        """The export's int8 convolutions run in float32 (``detector.dequantize``)."""
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         shape = inp.shape
