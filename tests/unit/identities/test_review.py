@@ -15,6 +15,7 @@ from genesis.adapters.db import Repository, TrackRecord
 from genesis.adapters.db.tables import utcnow
 from genesis.config import Settings
 from genesis.identities import review
+from genesis.identities.crops import as_jpeg, for_storage
 from genesis.identities.crypto import KEY_ENV, BiometricCipher, is_encrypted
 from genesis.identities.store import IdentityError, IdentityStore
 from genesis.identities.tracks import TrackFaceRecord, save_track_faces, unknowns
@@ -71,7 +72,7 @@ def test_crops_encrypted_clusters_merge_and_assign(settings: Settings, faces: di
             blobs = [bytes(b) for b in conn.execute(text("SELECT crop FROM track_faces")).scalars()]
         assert len(blobs) == len(STEMS) and all(is_encrypted(b) for b in blobs)
         for i, s in enumerate(STEMS):
-            assert review.track_crop(store, "run-a", i + 1) == faces[s][1]
+            assert review.track_crop(store, "run-a", i + 1) == as_jpeg(for_storage(faces[s][1]))  # WebP at rest
         assert review.track_crop(store, "run-a", 99) is None
 
         clapton, lennon = _cluster_of(repo, 1), _cluster_of(repo, 3)
@@ -174,8 +175,8 @@ def test_segments_each_action_touches_its_segment_and_undo_restores(settings: Se
         start = (_segments(repo), _clusters(repo))
         assert start[0] == {(1, 0): "Eric", (1, 1): None, (2, 0): None}
         # One face per segment: the two crops of the split track are the two people's.
-        assert review.track_crop(store, "run-s", 1, 0) == faces["clapton-1"][1]
-        assert review.track_crop(store, "run-s", 1, 1) == faces["lennon-1"][1]
+        assert review.track_crop(store, "run-s", 1, 0) == as_jpeg(for_storage(faces["clapton-1"][1]))
+        assert review.track_crop(store, "run-s", 1, 1) == as_jpeg(for_storage(faces["lennon-1"][1]))
         # Assign by track is refused for a split track (which face?); by segment it names that one only.
         with pytest.raises(IdentityError, match="segments"):
             review.assign_face(store, "run-s", 1, "John", "test", create=True)
