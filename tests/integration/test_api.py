@@ -385,6 +385,16 @@ def test_sightings_match_the_repository(client: TestClient, keys: dict[str, str]
     one = client.get(f"/api/sightings?track={first.track_id}&ts_to=1.0&limit=1000",
                      headers=h(keys, "viewer")).json()
     assert one["total"] == sum(1 for s in stored if s.track_id == first.track_id and s.ts <= 1.0)
+    # the total is counted without each point's segment unless an identity is asked for: the same figures
+    camera = client.get(f"/api/sightings?camera={CAMERA}&run={run_id}&limit=1", headers=h(keys, "viewer")).json()
+    assert camera["total"] == len(stored)
+    segments = repo.tracks(run_id)
+    for name in {t.identity for t in segments if t.identity} | {"nobody"}:
+        named = [t for t in segments if t.identity == name]
+        want = sum(1 for s in stored if any(t.track_id == s.track_id and t.first_seq <= s.seq <= t.last_seq
+                                            for t in named))
+        got = client.get(f"/api/sightings?identity={name}&run={run_id}&limit=1000", headers=h(keys, "viewer")).json()
+        assert got["total"] == want == len(got["items"]), name
 
 
 def test_analytics_match_the_report(client: TestClient, keys: dict[str, str], repo: Repository, run_id: str,

@@ -245,13 +245,22 @@ class EventRows:
         return [TrackListing(*r) for r in rows], total
 
     def sightings(self, f: EventFilter, limit: int, offset: int) -> tuple[list[SightingListing], int]:
-        """Trajectory points (what ``/api/sightings`` lists) by run, seq and track, with the total."""
-        base = _filtered(
-            select(P.run_id, P.track_id, P.seq, P.ts, P.x1, P.y1, P.x2, P.y2, P.score, Run.camera_id,
-                   Track.identity_name, P.frames)
-            .join(Run, Run.id == P.run_id).outerjoin(Track, _SIGHTING_TRACK),
-            f, P.run_id, P.track_id, P.ts, P.ts)
-        rows, total = self._page(base, (P.run_id, P.seq, P.track_id), limit, offset, POINTS_TOTAL_CAP)
+        """Trajectory points (what ``/api/sightings`` lists) by run, seq and track, with the total.
+
+        The total is counted without the segment each point belongs to (a point lies in one segment of its track or
+        none, so the outer join adds no row) unless the filter names an identity: counting up to
+        ``POINTS_TOTAL_CAP`` points then reads their key alone instead of looking up each one's segment."""
+        def within(query: Any, segment: bool) -> Any:
+            query = query.join(Run, Run.id == P.run_id)
+            if segment:
+                query = query.outerjoin(Track, _SIGHTING_TRACK)
+            return _filtered(query, f, P.run_id, P.track_id, P.ts, P.ts)
+
+        base = within(select(P.run_id, P.track_id, P.seq, P.ts, P.x1, P.y1, P.x2, P.y2, P.score, Run.camera_id,
+                             Track.identity_name, P.frames), True)
+        counted = within(select(P.run_id), f.identity is not None).limit(POINTS_TOTAL_CAP)
+        total = int(self.conn.execute(select(func.count()).select_from(counted.subquery())).scalar_one())
+        rows = list(self.conn.execute(base.order_by(P.run_id, P.seq, P.track_id).limit(limit).offset(offset)).all())
         return [SightingListing(r[0], r[1], r[2], r[3], real_out(r[4]), real_out(r[5]), real_out(r[6]), real_out(r[7]),
                                 real_out(r[8]), r[9], r[10], r[11]) for r in rows], total
 
