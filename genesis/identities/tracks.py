@@ -135,18 +135,25 @@ def save_track_faces(store: IdentityStore, run_id: str, records: Sequence[TrackF
         have = rows.track_face_keys(run_id)
         new = sorted((r for r in records if (r.track_id, r.segment) not in have),
                      key=lambda r: (r.ts, r.track_id, r.segment))
+        # Clustered first, so that each face is written once, with its cluster (a row updated after its insert
+        # leaves a dead copy behind on PostgreSQL: it doubled the bytes of track_faces until a VACUUM FULL).
+        clusters: dict[tuple[int, int], int] = {}
+        for model in sorted({r.model for r in new if r.identity is None}):
+            clusters.update(_cluster(store, rows, [r for r in new if r.identity is None and r.model == model], model,
+                                     cluster_threshold, now))
         for r in new:
             dim, blob = store._enc_vec(np.asarray(r.vector, dtype=np.float32))
             rows.add_track_face(run_id, r.track_id, r.segment, r.camera_id, r.ts, r.model, dim, blob, r.distance,
-                                store.cipher.encrypt(for_storage(r.crop)) if r.crop else None, now)
-        for model in sorted({r.model for r in new if r.identity is None}):
-            _cluster(store, rows, run_id, [r for r in new if r.identity is None and r.model == model], model,
-                     cluster_threshold, now)
+                                store.cipher.encrypt(for_storage(r.crop)) if r.crop else None, now,
+                                clusters.get((r.track_id, r.segment)))
     return len(new)
 
 
-def _cluster(store: IdentityStore, db: IdentityRows, run_id: str, records: list[TrackFaceRecord], model: str,
-             threshold: float, now: datetime) -> None:
+def _cluster(store: IdentityStore, db: IdentityRows, records: list[TrackFaceRecord], model: str,
+             threshold: float, now: datetime) -> dict[tuple[int, int], int]:
+    """The unknown cluster of each record ((track, segment) -> cluster id); new clusters are created and the
+    centroids of those that grew updated."""
+    assigned: dict[tuple[int, int], int] = {}
     rows = db.clusters_of(model)
     ids = [int(r[0]) for r in rows]
     sums = [store._vec(r[2], r[1]) * int(r[3]) for r in rows]  # centroid x size = sum of the unit members
@@ -171,10 +178,11 @@ def _cluster(store: IdentityStore, db: IdentityRows, run_id: str, records: list[
             sums[j] = sums[j] + v
             sizes[j] += 1
             touched.add(j)
-        db.set_face_cluster(run_id, r.track_id, r.segment, ids[j])
+        assigned[(r.track_id, r.segment)] = ids[j]
     for j in sorted(touched):
         _, blob = store._enc_vec(_unit(sums[j]))
         db.update_cluster(ids[j], blob, sizes[j], now)
+    return assigned
 
 
 @dataclass(frozen=True, slots=True)

@@ -374,10 +374,11 @@ class IdentityRows:
             select(TrackFace.track_id, TrackFace.segment).where(TrackFace.run_id == run_id))}
 
     def add_track_face(self, run_id: str, track_id: int, segment: int, camera_id: str, ts: float, model: str,
-                       dim: int, vector: bytes, distance: float | None, crop: bytes | None, now: datetime) -> None:
+                       dim: int, vector: bytes, distance: float | None, crop: bytes | None, now: datetime,
+                       cluster_id: int | None = None) -> None:
         self.conn.execute(dialect_insert(self.conn, TrackFace), {
             "run_id": run_id, "track_id": track_id, "segment": segment, "camera_id": camera_id, "ts": ts,
-            "model": model, "dim": dim, "vector": vector, "distance": distance, "cluster_id": None,
+            "model": model, "dim": dim, "vector": vector, "distance": distance, "cluster_id": cluster_id,
             "created_at": now, "crop": crop})
 
     def clusters_of(self, model: str) -> list[tuple[int, int, bytes, int]]:
