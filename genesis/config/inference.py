@@ -131,10 +131,10 @@ class YoloDetectorConfig(_DetectorBase):
                             "export uses its own size.")
     half: bool = Field(default=False, description="ultralytics backend on a CUDA device: FP16 inference (ultralytics' "
                        "own half precision; ignored on the CPU). Boxes can differ slightly from FP32.")
-    dequantize: bool = Field(default=False, description="onnx backend: run an export's dynamically quantized int8 "
+    dequantize: bool = Field(default=True, description="onnx backend: run an export's dynamically quantized int8 "
                              "convolutions (yolov8n_int8.onnx) with their weights in float32 (30 % less CPU per frame "
                              "here: onnxruntime's int8 convolutions are slower than its float ones; the same people "
-                             "found on MOT17, docs/detection.md); other exports run as they are.")
+                             "found on MOT17, docs/detection.md); other exports run as they are. false: as exported.")
 
 
 class YoloxDetectorConfig(_DetectorBase):

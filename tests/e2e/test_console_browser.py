@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import numpy as np
 import pytest
 
 from tests.e2e.conftest import CLI
@@ -53,14 +54,20 @@ def get(base: str, key: str, path: str) -> Any:
         return json.loads(r.read())
 
 
-def frame_at(data_dir: Path, ts: float, out: Path) -> Path:
-    cap = cv2.VideoCapture(str(data_dir / "video" / "opencv4nodejs_people.mp4"))
-    cap.set(cv2.CAP_PROP_POS_MSEC, ts * 1000.0)
-    ok, frame = cap.read()
-    cap.release()
-    assert ok
-    cv2.imwrite(str(out), frame)
+def face_photo(jpeg: bytes, out: Path) -> Path:
+    """A photo of one face: a kept face crop (the face and a quarter around it) enlarged 4x on a grey margin. A
+    whole frame of the crowd would not do: the search takes the photo's largest face, which there is anyone's."""
+    image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    big = cv2.resize(image, None, fx=4.0, fy=4.0, interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(out), cv2.copyMakeBorder(big, 48, 48, 48, 48, cv2.BORDER_CONSTANT, value=(128, 128, 128)))
     return out
+
+
+def get_bytes(base: str, key: str, path: str) -> bytes:
+    req = urllib.request.Request(base + path, headers={"X-API-Key": key})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return bytes(r.read())
 
 
 def test_console_faces_name_identity_live_search_reject(console: tuple[str, str, CLI], data_dir: Path,
@@ -73,7 +80,7 @@ def test_console_faces_name_identity_live_search_reject(console: tuple[str, str,
     assert clusters, "the run clustered no face"
     target = max(clusters, key=lambda u: u["size"])
     best = get(base, key, f"/api/unknowns/{target['id']}/faces")["items"][0]
-    photo = frame_at(data_dir, best["ts"], tmp_path / "frame.jpg")
+    photo = face_photo(get_bytes(base, key, best["face"]), tmp_path / "face.jpg")
     runner: subprocess.Popen[bytes] | None = None
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), headless=True,
@@ -144,7 +151,7 @@ def test_console_faces_name_identity_live_search_reject(console: tuple[str, str,
             expect(tile.locator(".live-status")).to_contain_text("live · frame")
             page.screenshot(path=str(shots / "06-dashboard-live.png"), full_page=True)
 
-            # Search by photo (a frame of the clip with the person's face), then reject the match.
+            # Search by photo (the person's face from the clip), then reject the match.
             page.get_by_role("link", name="Search by photo").click()
             page.set_input_files('#search-form input[name="photo"]', str(photo))
             page.click('#search-form button[type="submit"]')

@@ -15,6 +15,7 @@ import pytest
 import redis
 from sqlalchemy import create_engine, inspect, text
 
+from genesis.identities.crops import as_jpeg
 from genesis.identities.crypto import BiometricCipher
 from genesis.services import live
 from tests.integration.workers import genesis_cli, pipeline_env, workers
@@ -109,25 +110,22 @@ def test_track_faces_clusters_search_and_forget(env: dict[str, str], shared_dir:
     engine = create_engine(pg)
     with engine.connect() as conn:
         blobs = [bytes(r[0]) for r in conn.execute(text("SELECT vector FROM track_faces"))]
-        cluster_id, track_id, ts = conn.execute(text(
-            "SELECT cluster_id, track_id, ts FROM track_faces WHERE cluster_id IS NOT NULL ORDER BY ts, track_id"
-        )).first()  # type: ignore[misc]
-        box = conn.execute(text("SELECT x1, y1, x2, y2 FROM track_points WHERE run_id = :r AND track_id = :t "
-                                "ORDER BY abs(ts - :ts) LIMIT 1"), {"r": run_id, "t": track_id, "ts": ts}).one()
+        cluster_id, track_id, crop = conn.execute(text(
+            "SELECT cluster_id, track_id, crop FROM track_faces WHERE cluster_id IS NOT NULL AND crop IS NOT NULL "
+            "ORDER BY ts, track_id")).first()  # type: ignore[misc]
     engine.dispose()
     assert all(b[:3] == b"GF1" for b in blobs)  # encrypted at rest
     listing = genesis_cli(env, "identities", "unknowns")
     assert f"unknown-{cluster_id}" in listing
 
-    # Search by photo: a crop of that person from the video finds that track.
-    cap = cv2.VideoCapture(video)
-    cap.set(cv2.CAP_PROP_POS_MSEC, ts * 1000.0)
-    ok, frame = cap.read()
-    cap.release()
-    assert ok
-    x1, y1, x2, y2 = (int(v) for v in box)
+    # Search by photo: that person's face from the video (the kept crop, decrypted, enlarged on a grey margin)
+    # finds that track.
+    face = cv2.imdecode(np.frombuffer(as_jpeg(BiometricCipher.from_env(env).decrypt(bytes(crop))), np.uint8),
+                        cv2.IMREAD_COLOR)
+    assert face is not None
     photo = out / "person.jpg"
-    cv2.imwrite(str(photo), frame[max(0, y1):y2, max(0, x1):x2])
+    cv2.imwrite(str(photo), cv2.copyMakeBorder(cv2.resize(face, None, fx=4.0, fy=4.0, interpolation=cv2.INTER_CUBIC),
+                                               48, 48, 48, 48, cv2.BORDER_CONSTANT, value=(128, 128, 128)))
     found = genesis_cli(env, "search", str(photo), "--top", "3")
     assert run_id in found and re.search(rf"\b{track_id}\b", found), found
 
