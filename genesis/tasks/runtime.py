@@ -33,7 +33,6 @@ def settings() -> Settings:
     return s
 
 
-@cache
 def consumes(app: Any, task_name: str) -> bool:
     """Whether this worker (``app`` as its ``-Q`` left it) consumes the queue that ``task_name`` is routed to:
     what a worker hook preloads depends on the work it takes."""
@@ -42,6 +41,7 @@ def consumes(app: Any, task_name: str) -> bool:
     return routing.queue_of(settings(), task_name) in set(app.amqp.queues.consume_from or ())
 
 
+@cache
 def redis_client() -> Any:
     import redis
 

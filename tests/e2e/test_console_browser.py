@@ -18,13 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 import pytest
 
 from tests.e2e.conftest import CLI
 from tests.e2e.serving import artifact_folder, served_run
 from tests.e2e.test_dashboard_browser import chromium_or_skip
+from tests.photos import face_photo
 
 REDIS_DB = 14
 NAME = "Visitor One"
@@ -52,16 +51,6 @@ def get(base: str, key: str, path: str) -> Any:
     req = urllib.request.Request(base + path, headers={"X-API-Key": key})
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read())
-
-
-def face_photo(jpeg: bytes, out: Path) -> Path:
-    """A photo of one face: a kept face crop (the face and a quarter around it) enlarged 4x on a grey margin. A
-    whole frame of the crowd would not do: the search takes the photo's largest face, which there is anyone's."""
-    image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_COLOR)
-    assert image is not None
-    big = cv2.resize(image, None, fx=4.0, fy=4.0, interpolation=cv2.INTER_CUBIC)
-    cv2.imwrite(str(out), cv2.copyMakeBorder(big, 48, 48, 48, 48, cv2.BORDER_CONSTANT, value=(128, 128, 128)))
-    return out
 
 
 def get_bytes(base: str, key: str, path: str) -> bytes:

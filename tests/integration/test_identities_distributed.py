@@ -9,7 +9,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import redis
@@ -19,6 +18,7 @@ from genesis.identities.crops import as_jpeg
 from genesis.identities.crypto import BiometricCipher
 from genesis.services import live
 from tests.integration.workers import genesis_cli, pipeline_env, workers
+from tests.photos import face_photo
 from tests.services import redis_url
 
 BROKER = redis_url(6)
@@ -120,12 +120,7 @@ def test_track_faces_clusters_search_and_forget(env: dict[str, str], shared_dir:
 
     # Search by photo: that person's face from the video (the kept crop, decrypted, enlarged on a grey margin)
     # finds that track.
-    face = cv2.imdecode(np.frombuffer(as_jpeg(BiometricCipher.from_env(env).decrypt(bytes(crop))), np.uint8),
-                        cv2.IMREAD_COLOR)
-    assert face is not None
-    photo = out / "person.jpg"
-    cv2.imwrite(str(photo), cv2.copyMakeBorder(cv2.resize(face, None, fx=4.0, fy=4.0, interpolation=cv2.INTER_CUBIC),
-                                               48, 48, 48, 48, cv2.BORDER_CONSTANT, value=(128, 128, 128)))
+    photo = face_photo(as_jpeg(BiometricCipher.from_env(env).decrypt(bytes(crop))), out / "person.jpg")
     found = genesis_cli(env, "search", str(photo), "--top", "3")
     assert run_id in found and re.search(rf"\b{track_id}\b", found), found
 

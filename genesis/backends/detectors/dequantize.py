@@ -25,14 +25,14 @@ def dequantized(model: Any) -> Any | None:
     from onnx import helper, numpy_helper
 
     graph = model.graph
+    if not any(node.op_type == "ConvInteger" for node in graph.node):
+        return None
     inits = {i.name: i for i in graph.initializer}
     producer = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list[Any]] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    if not any(node.op_type == "ConvInteger" for node in graph.node):
-        return None
     replaced: dict[int, Any] = {}
     new_weights = []
     for node in graph.node:
@@ -58,9 +58,8 @@ def dequantized(model: Any) -> Any | None:
         w = numpy_helper.to_array(inits[w_q]).astype(np.float32)
         zp = numpy_helper.to_array(inits[w_zp]).astype(np.float32)
         scale = numpy_helper.to_array(inits[w_scale]).astype(np.float32)
-        per_channel = (-1,) + (1,) * (w.ndim - 1)
-        weights = (w - (zp.reshape(per_channel) if zp.ndim else zp)) * (scale.reshape(per_channel) if scale.ndim
-                                                                        else scale)
+        per_channel = (-1,) + (1,) * (w.ndim - 1)  # a per-tensor (0-d) zero point or scale broadcasts the same way
+        weights = (w - zp.reshape(per_channel)) * scale.reshape(per_channel)
         name = f"{w_q}_dequantized"
         new_weights.append(numpy_helper.from_array(weights.astype(np.float32), name))
         conv = helper.make_node("Conv", [quantize.input[0], name], [mul.output[0]], name=f"{node.name}_float")

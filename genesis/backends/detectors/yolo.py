@@ -84,7 +84,7 @@ class OnnxYoloDetector:
             except ValueError as exc:
                 log.warning("detector.dequantize: %s is run as it is: %s", weights.name, exc)
             except Exception:  # an unreadable file: the session's load below says what is wrong
-                model = None
+                pass
         self.session = create_session(weights, config.threads, config.device, model)
         self.dequantized = model is not None
         """The export's int8 convolutions run in float32 (``detector.dequantize``)."""
