@@ -138,12 +138,14 @@ def sample(faces: list[FaceRef], n: int) -> list[FaceRef]:
     return [faces[round(i * step)] for i in range(n)]
 
 
-def track_faces_of(store: IdentityStore, run_ids: list[str]) -> dict[tuple[str, int, int], FaceRef]:
-    """The stored faces of these runs' track segments, by (run, track, segment)."""
+def track_faces_of(store: IdentityStore, run_ids: list[str],
+                   identity: str | None = None) -> dict[tuple[str, int, int], FaceRef]:
+    """The stored faces of these runs' track segments (of the segments named ``identity`` only, when given), by
+    (run, track, segment)."""
     if not run_ids:
         return {}
     with store._read() as rows:
-        refs = _refs(rows.faces_of_runs(run_ids))
+        refs = _refs(rows.faces_of_runs(run_ids, identity))
     return {(r.run_id, r.track_id, r.segment): r for r in refs}
 
 

@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from genesis.adapters.db import Repository, RunRecord, TrackRecord
+from genesis.adapters.db import IdentityPassages, Repository, RunRecord, TrackRecord
 from genesis.adapters.db.alerts import AlertStore, alert_results
 from genesis.adapters.db.repository import segment_at, segment_index
 from genesis.config import CameraConfig
@@ -255,16 +255,18 @@ def identity_entry(repo: Repository, run: RunRecord, camera: CameraConfig, name:
     from the tracks that carry the name and their events only: an identity's page reads a few rows of each of its
     runs instead of every segment and event of a busy day. The entry depends on those rows alone (a visit is
     paired per track and zone, a crossing and a timeline event are named by their own track's segments)."""
-    track_ids = repo.identity_track_ids(run.run_id, name)
-    if not track_ids:
-        return None
-    tracks = repo.tracks(run.run_id, track_ids)
-    events = repo.zone_events(run.run_id, track_ids)
-    crossings = repo.line_crossings(run.run_id, track_ids)
-    index = segment_index(tracks)
-    zones = _zone_results(camera, events, index, 0.0)  # the by-identity figures do not use the duration
-    lines = _line_results(camera, crossings, index)
-    found = [i for i in _identity_results(camera, tracks, zones, lines, events, crossings, index) if i["name"] == name]
+    rows = repo.identity_rows([run.run_id], name).get(run.run_id)
+    return None if rows is None else entry_of(camera, name, rows)
+
+
+def entry_of(camera: CameraConfig, name: str, rows: IdentityPassages) -> dict[str, Any] | None:
+    """The identity's entry from its tracks' rows of one run (`Repository.identity_rows`): what
+    :func:`identity_entry` gives, for a page that read the rows of all its runs at once."""
+    index = segment_index(rows.tracks)
+    zones = _zone_results(camera, rows.zone_events, index, 0.0)  # the by-identity figures do not use the duration
+    lines = _line_results(camera, rows.crossings, index)
+    found = [i for i in _identity_results(camera, rows.tracks, zones, lines, rows.zone_events, rows.crossings, index)
+             if i["name"] == name]
     return found[0] if found else None
 
 

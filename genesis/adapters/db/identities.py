@@ -514,10 +514,13 @@ class IdentityRows:
     def cluster_faces(self, cluster_id: int) -> list[FaceRow]:
         return self._faces(_face_query().where(TrackFace.cluster_id == cluster_id))
 
-    def faces_of_runs(self, run_ids: Sequence[str]) -> list[FaceRow]:
-        """The stored faces of these runs, by run, track and segment."""
-        return self._faces(_face_query().where(TrackFace.run_id.in_(run_ids))
-                           .order_by(TrackFace.run_id, TrackFace.track_id, TrackFace.segment))
+    def faces_of_runs(self, run_ids: Sequence[str], identity: str | None = None) -> list[FaceRow]:
+        """The stored faces of these runs (of the segments named ``identity`` only, when given), by run, track and
+        segment."""
+        query = _face_query().where(TrackFace.run_id.in_(run_ids))
+        if identity is not None:
+            query = query.where(Track.identity_name == identity)
+        return self._faces(query.order_by(TrackFace.run_id, TrackFace.track_id, TrackFace.segment))
 
     def review_faces(self, model: str, threshold: float, margin: float, limit: int,
                      offset: int) -> tuple[list[FaceRow], int]:

@@ -2,7 +2,7 @@
 its actions, the per-identity summary (from `report.json`'s own function) and the live view.
 
 Nothing here recomputes what another service computes: an identity's numbers are the entries of
-`genesis.pipeline.report.identity_entry` (report.json's entry, read from the identity's own tracks) for the runs
+`genesis.pipeline.report.entry_of` (report.json's entry, read from the identity's own tracks) for the runs
 where `events.tracks` finds them, summed.
 """
 
@@ -17,7 +17,7 @@ from genesis.api.services.events import identity_runs
 from genesis.config import Settings
 from genesis.identities import review
 from genesis.identities.store import IdentityError, IdentityStore
-from genesis.pipeline.report import identity_entry
+from genesis.pipeline.report import entry_of
 from genesis.services.live import LiveImage, mark_watched, read_latest
 
 MAX_RUNS = 50
@@ -118,26 +118,37 @@ def runs_of(repo: Repository, name: str) -> tuple[IdentitySummary, list[str]]:
 
 def _entries(repo: Repository, settings: Settings, name: str,
              run_ids: list[str]) -> list[tuple[RunRecord, dict[str, Any]]]:
-    """Each run's entry of ``report.json`` for the identity (runs gone, or where it has none, are left out)."""
+    """Each run's entry of ``report.json`` for the identity (runs gone, or where it has none, are left out), in
+    the order of ``run_ids``: the runs and the identity's rows of all of them in one read each."""
+    runs = repo.runs_by_id(run_ids)
+    passages = repo.identity_rows(run_ids, name)
     out = []
     for run_id in run_ids:
-        run = repo.run(run_id)
-        if run is None:
+        run, rows = runs.get(run_id), passages.get(run_id)
+        if run is None or rows is None:
             continue
-        entry = identity_entry(repo, run, settings.camera(run.camera_id), name)
+        entry = entry_of(settings.camera(run.camera_id), name, rows)
         if entry is not None:
             out.append((run, entry))
     return out
 
 
-def _run_out(run: RunRecord, entry: dict[str, Any], name: str,
-             faces: dict[tuple[str, int, int], review.FaceRef]) -> dict[str, Any]:
+def _faces_by_run(store: IdentityStore, run_ids: list[str], name: str) -> dict[str, list[review.FaceRef]]:
+    """The faces of the segments named ``name`` in these runs, by run."""
+    out: dict[str, list[review.FaceRef]] = {}
+    for ref in review.track_faces_of(store, run_ids, identity=name).values():
+        out.setdefault(ref.run_id, []).append(ref)
+    return out
+
+
+def _run_out(run: RunRecord, entry: dict[str, Any], name: str, faces: list[review.FaceRef]) -> dict[str, Any]:
     """One run of an identity's timeline: its report entry, its tracks and events with the faces of the
-    identity's own segments (a split track's other segments show other people)."""
+    identity's own segments (a split track's other segments show other people); ``faces``: the run's faces."""
     mine: dict[int, list[review.FaceRef]] = {}
-    for (r_id, tid, _seg), ref in faces.items():
-        if r_id == run.run_id and tid in entry["tracks"] and ref.identity == name:
-            mine.setdefault(tid, []).append(ref)
+    tracks = set(entry["tracks"])
+    for ref in faces:
+        if ref.track_id in tracks and ref.identity == name:
+            mine.setdefault(ref.track_id, []).append(ref)
     return {
         "run_id": run.run_id, "camera_id": run.camera_id, "started_at": run.started_at, "report": entry,
         "tracks": [{"track_id": tid, "label": segment_name(run.run_id, tid, 0), **_own_face(mine.get(tid, []))}
@@ -153,8 +164,9 @@ def identity_timeline(repo: Repository, store: IdentityStore, settings: Settings
     the runs; only the runs of the page are read."""
     _ident, order = runs_of(repo, name)
     shown = order[offset: offset + limit]
-    faces = review.track_faces_of(store, shown)
-    return {"items": [_run_out(run, entry, name, faces) for run, entry in _entries(repo, settings, name, shown)],
+    faces = _faces_by_run(store, shown, name)
+    return {"items": [_run_out(run, entry, name, faces.get(run.run_id, []))
+                      for run, entry in _entries(repo, settings, name, shown)],
             "total": len(order), "limit": limit, "offset": offset}
 
 
@@ -164,7 +176,7 @@ def identity_summary(repo: Repository, store: IdentityStore, settings: Settings,
     ``MAX_RUNS`` runs; `identity_timeline` pages through all of them)."""
     ident, order = runs_of(repo, name)
     entries = _entries(repo, settings, name, order[:MAX_RUNS])
-    faces = review.track_faces_of(store, [run.run_id for run, _ in entries])
+    faces = _faces_by_run(store, [run.run_id for run, _ in entries], name)
     zones: dict[str, dict[str, Any]] = {}
     lines: dict[str, dict[str, int]] = {}
     totals: dict[str, Any] = {"visits": 0, "dwell_s": 0.0, "crossings": {"in": 0, "out": 0}, "sightings": 0,
@@ -192,7 +204,8 @@ def identity_summary(repo: Repository, store: IdentityStore, settings: Settings,
         last = l_at if last is None or (l_at is not None and l_at > last) else last
     return {"name": name, "photos": ident.photos, "enrolled_at": ident.created_at, "cameras": sorted(cameras),
             "first_seen": first, "last_seen": last, **totals, "zones": dict(sorted(zones.items())),
-            "lines": dict(sorted(lines.items())), "runs": [_run_out(run, entry, name, faces) for run, entry in entries],
+            "lines": dict(sorted(lines.items())),
+            "runs": [_run_out(run, entry, name, faces.get(run.run_id, [])) for run, entry in entries],
             "runs_total": len(order)}
 
 

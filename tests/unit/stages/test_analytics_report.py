@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from genesis.adapters.db import Repository, TrackRecord
+from genesis.adapters.db import IdentityPassages, Repository, TrackRecord
 from genesis.config import CameraConfig
 from genesis.domain import FrameRef, Sighting, TrackedFrame, TrackedPerson
-from genesis.pipeline.report import build_results, identity_entry
+from genesis.pipeline.report import build_results, entry_of, identity_entry
 from genesis.stages.analytics import LineCounter, ZoneCounter
+from tests.unit.adapters.test_repository import db_url  # noqa: F401  (the sqlite + postgresql fixture)
 
 W = H = 100
 FPS = 10.0
@@ -50,7 +51,7 @@ def camera_config() -> CameraConfig:
     })
 
 
-def store_scene(repo: Repository, camera: CameraConfig, tracks: list[TrackRecord]) -> None:
+def store_scene(repo: Repository, camera: CameraConfig, tracks: list[TrackRecord], run_id: str = "r1") -> None:
     """The scene's rows in ``repo`` as run ``r1``, with ``tracks`` as its track segments."""
     zone = ZoneCounter("hall", camera.zones[0], W, H, min_frames=2, lost_after_s=5.0)
     line = LineCounter("hall", camera.lines[0], W, H, min_frames=2)
@@ -62,11 +63,11 @@ def store_scene(repo: Repository, camera: CameraConfig, tracks: list[TrackRecord
         events += zone.update(tracked)
         crossings += line.update(tracked)
     events += zone.expire(None)
-    repo.start_run("r1", "hall", "synthetic", {"width": W, "height": H, "fps": FPS})
-    repo.save_outcome("r1", sightings, [], events, crossings)
-    repo.save_tracks("r1", tracks)
+    repo.start_run(run_id, "hall", "synthetic", {"width": W, "height": H, "fps": FPS})
+    repo.save_outcome(run_id, sightings, [], events, crossings)
+    repo.save_tracks(run_id, tracks)
     peak = max(len(people) for people in positions().values())  # counted live by the run loop
-    repo.finish_run("r1", "finished", 65, {"frames": 65, "first_ts": 0.0, "last_ts": 6.4,
+    repo.finish_run(run_id, "finished", 65, {"frames": 65, "first_ts": 0.0, "last_ts": 6.4,
                                            "frame_interval_s": 0.1, "peak_in_frame": peak})
 
 
@@ -141,3 +142,40 @@ def test_an_identitys_entry_read_from_its_own_tracks_is_the_reports(tmp_path: Pa
         assert repo.tracks("r1", many) == [t for t in repo.tracks("r1") if t.track_id != 1]
         assert repo.zone_events("r1", many) == [e for e in repo.zone_events("r1") if e.track_id != 1]
         assert repo.line_crossings("r1", {2}) == [c for c in repo.line_crossings("r1") if c.track_id == 2]
+
+
+def test_an_identitys_rows_of_many_runs_in_one_read_are_each_runs_own(db_url: str) -> None:  # noqa: F811
+    """``Repository.identity_rows`` (what an identity's page reads for all its runs at once) gives, for each run,
+    what that run's own reads give for the tracks that carry the name, on SQLite and PostgreSQL; a run without
+    the name, and a run that is gone, are not in it."""
+    camera = camera_config()
+    layouts = {
+        "r1": [TrackRecord("hall", 1, 0, 34, 0.0, 3.4, 30, "alice", 3, 3, 0.2),
+               TrackRecord("hall", 1, 40, 64, 4.0, 6.4, 25, "bob", 3, 3, 0.3, segment=1),
+               TrackRecord("hall", 2, 0, 64, 0.0, 6.4, 65, "bob", 3, 3, 0.3),
+               TrackRecord("hall", 3, 0, 64, 0.0, 6.4, 65, None, 0, 3, None)],
+        "r2": [TrackRecord("hall", 1, 0, 34, 0.0, 3.4, 30, None, 0, 3, None),
+               TrackRecord("hall", 1, 40, 64, 4.0, 6.4, 25, "alice", 3, 3, 0.3, segment=1),
+               TrackRecord("hall", 2, 0, 64, 0.0, 6.4, 65, "alice", 3, 3, 0.3),
+               TrackRecord("hall", 3, 0, 64, 0.0, 6.4, 65, None, 0, 3, None)],
+        "r3": [TrackRecord("hall", 1, 0, 64, 0.0, 6.4, 55, "bob", 3, 3, 0.2)],
+    }
+    with Repository(db_url) as repo:
+        for run_id, tracks in layouts.items():
+            store_scene(repo, camera, tracks, run_id)
+        got = repo.identity_rows(["r3", "r1", "r2", "gone"], "alice")
+        assert sorted(got) == ["r1", "r2"]
+        for run_id in ("r1", "r2"):
+            ids = repo.identity_track_ids(run_id, "alice")
+            want = IdentityPassages(repo.tracks(run_id, ids), repo.zone_events(run_id, ids),
+                                    repo.line_crossings(run_id, ids))
+            assert got[run_id] == want, run_id
+            assert got[run_id].zone_events and got[run_id].tracks
+        assert got["r2"].crossings  # the path of r2's track 1 crosses the line
+        assert repo.identity_rows([], "alice") == {}
+        run = repo.run("r2")
+        assert run is not None
+        report = build_results(repo, run, camera)
+        assert [entry_of(camera, "alice", got["r2"])] == [i for i in report["identities"] if i["name"] == "alice"]
+        assert sorted(repo.runs_by_id(["r2", "gone", "r1"])) == ["r1", "r2"]
+        assert repo.runs_by_id(["r2"])["r2"] == run
