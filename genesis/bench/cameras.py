@@ -1,7 +1,8 @@
 """``python -m genesis.bench cameras``: how many cameras at 5 fps this machine carries in the distributed mode.
 
     python -m genesis.bench cameras [--source VIDEO] [--static-source VIDEO] [--fps 5] [--frames 30]
-        [--presets default,crowd,overhead,doorway] [--detect-workers 2] [--detect-threads 1] [--markdown]
+        [--presets default,crowd,overhead,doorway] [--detect-workers 2] [--detect-threads 1]
+        [--detector FIELD=VALUE ...] [--markdown]
 
 For each detector preset, with real Celery workers (detect prefork, recognize solo, store solo), Redis and a fresh
 PostgreSQL database (all started here and removed afterwards, as ``genesis.bench.distributed`` does):
@@ -49,7 +50,7 @@ from genesis.bench.distributed import (
     load_average,
     run_until_sigterm,
 )
-from genesis.config import MotionConfig, Settings, load_settings
+from genesis.config import ConfigError, MotionConfig, Settings, load_settings
 from genesis.eval.table import markdown_table
 from genesis.stages.motion import MotionGate
 
@@ -126,11 +127,26 @@ def counts_of(results: dict[str, Any]) -> str:
     return f"tracks {results['people']['tracks']}; zone in/out {zones}; line in/out {lines}"
 
 
-def preset_env(preset: str, threads: int) -> dict[str, str]:
+def detector_env(pairs: list[str]) -> dict[str, str]:
+    """``--detector FIELD=VALUE`` (``dequantize=false``, ``motion.min_changed=0.001``) as the
+    ``GENESIS_DETECTOR__*`` variables that set those fields. ValueError: not FIELD=VALUE."""
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        parts = [p.strip() for p in key.split(".")]
+        if not sep or not all(parts):
+            raise ValueError(f"--detector {pair!r}: give FIELD=VALUE, e.g. dequantize=false, motion.min_changed=0.001")
+        env["GENESIS_DETECTOR__" + "__".join(p.upper() for p in parts)] = value.strip()
+    return env
+
+
+def preset_env(preset: str, threads: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The detect workers' (and the in-process settings') detector variables of one preset: the threads, the
+    preset, then ``--detector``'s fields (which apply to every preset)."""
     env = {"GENESIS_DETECTOR__THREADS": str(threads)} if threads else {}
     if preset != "default":
         env["GENESIS_DETECTOR__PRESET"] = preset
-    return env
+    return {**env, **(extra or {})}
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> None:
@@ -165,7 +181,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
             try:
                 pool.start([("recognize", "recognize", "solo", 1, {}, None), ("store", "store", "solo", 1, {}, None)])
                 for preset in args.presets:
-                    penv = preset_env(preset, args.detect_threads)
+                    penv = preset_env(preset, args.detect_threads, args.detector_env)
                     console.print(f"[bold]{preset}[/]: detect prefork x{args.detect_workers} ({penv or 'defaults'})")
                     pool.start([("detect", "detect", "prefork", args.detect_workers, penv, None)])
                     settings: dict[bool, Settings] = {
@@ -267,6 +283,9 @@ def main(argv: list[str] | None = None) -> None:
                     help=f"Comma-separated, of {','.join(PRESETS)} (default: %(default)s).")
     ap.add_argument("--detect-workers", type=int, default=2, help="Prefork children of the detect worker.")
     ap.add_argument("--detect-threads", type=int, default=1, help="onnxruntime threads per detect child.")
+    ap.add_argument("--detector", action="append", default=[], metavar="FIELD=VALUE",
+                    help="A detector setting for every preset's workers and runs (repeatable; e.g. dequantize=false, "
+                    "motion.min_changed=0.001). The bench ignores GENESIS_DETECTOR__* of its own environment.")
     add_database_arguments(ap)
     ap.add_argument("--keep-logs", action="store_true")
     args = ap.parse_args(argv)
@@ -276,4 +295,10 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"unknown preset {', '.join(bad) or '(none)'}: one of {', '.join(PRESETS)}")
     if not Path(args.source).is_file():
         ap.error(f"no such video: {args.source}")
+    try:
+        args.detector_env = detector_env(args.detector)
+        for preset in args.presets:  # a bad field or value fails here, before any worker starts
+            load_settings(None, preset_env(preset, args.detect_threads, args.detector_env))
+    except (ValueError, ConfigError) as exc:
+        ap.error(str(exc))
     run_until_sigterm(run, args, argv)
