@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.browser import goto, launch
 from tests.e2e.conftest import CLI
 from tests.e2e.serving import artifact_folder, served_run
 from tests.e2e.test_dashboard_browser import chromium_or_skip
@@ -72,11 +73,10 @@ def test_console_faces_name_identity_live_search_reject(console: tuple[str, str,
     photo = face_photo(get_bytes(base, key, best["face"]), tmp_path / "face.jpg")
     runner: subprocess.Popen[bytes] | None = None
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
-                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        browser = launch(p, chromium)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(base + "/")
+            goto(page, base + "/")
             page.fill("#api_key", key)
             page.click("button[type=submit]")
             expect(page.get_by_role("heading", name="Cameras")).to_be_visible()
@@ -103,7 +103,7 @@ def test_console_faces_name_identity_live_search_reject(console: tuple[str, str,
 
             # The identity's page: the same numbers as the API's summary (report.json's entries), and a
             # timeline with faces.
-            page.goto(base + "/identities/" + urllib.request.quote(NAME))
+            goto(page, base + "/identities/" + urllib.request.quote(NAME))
             expect(page.locator("body[data-loaded='1']")).to_have_count(1, timeout=20_000)
             summary = get(base, key, "/api/identities/" + urllib.request.quote(NAME) + "/summary")
             stats = page.locator("#identity-stats")
@@ -122,7 +122,7 @@ def test_console_faces_name_identity_live_search_reject(console: tuple[str, str,
                 [sys.executable, "-m", "genesis.cli.main", "run", "--source",
                  str(data_dir / "video" / "opencv4nodejs_people.mp4"), "--camera", "lobby", "--stride", "2"],
                 cwd=cli.cwd, env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            page.goto(base + "/")
+            goto(page, base + "/")
             tile = page.locator('.tile[data-camera="lobby"]')
             canvas = tile.locator("canvas.live")
             expect(tile).to_have_attribute("data-live", "on", timeout=90_000)

@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 
 from genesis.identities.crops import as_jpeg, for_storage
+from tests.e2e.browser import goto, launch
 from tests.e2e.conftest import CLI
 from tests.e2e.serving import artifact_folder
 from tests.e2e.test_dashboard_browser import chromium_or_skip
@@ -149,18 +150,17 @@ def test_review_by_segment_undo_live_updates_axe_phone(served: dict[str, Any], t
     axe = Axe()
     problems: dict[str, list[str]] = {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
-                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        browser = launch(p, chromium)
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             page = context.new_page()
-            page.goto(base + "/")
+            goto(page, base + "/")
             page.fill("#api_key", key)
             page.click("button[type=submit]")
             expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
 
             # -- a split track shows two different faces, one per segment --------------------------------
-            page.goto(base + "/review")
+            goto(page, base + "/review")
             seg0 = page.locator(f'.face-card[data-run="{RUN_A}"][data-track="1"][data-segment="0"]')
             seg1 = page.locator(f'.face-card[data-run="{RUN_A}"][data-track="1"][data-segment="1"]')
             for card in (seg0, seg1):
@@ -240,7 +240,7 @@ def test_review_by_segment_undo_live_updates_axe_phone(served: dict[str, Any], t
             _store_run(url, RUN_C, [(7, 0, "clapton-2", None, 0.9, True)], faces)  # someone new, elsewhere
             expect(page.locator(f'.face-card[data-run="{RUN_C}"]')).to_have_count(1, timeout=20_000)
             expect(page.locator(".cluster-card")).to_have_count(before + 1, timeout=20_000)
-            page.goto(base + "/")
+            goto(page, base + "/")
             rows = page.locator("#identity-rows tr[data-name]")
             expect(rows).to_have_count(1, timeout=20_000)
             status, data, _ = _post_name(base, key, RUN_A, 2, "Adams")
@@ -283,27 +283,27 @@ def test_review_by_segment_undo_live_updates_axe_phone(served: dict[str, Any], t
             page.remove_listener("dialog", on_dialog)
 
             # -- the audit page: every review action and its undo ---------------------------------------
-            page.goto(base + "/audit")
+            goto(page, base + "/audit")
             expect(page.get_by_role("heading", name="Audit log", level=1)).to_be_visible()
             for action in ("assign", "reject", "merge", "undo"):
                 expect(page.locator(f'#audit-rows tr[data-action="{action}"]').first).to_be_visible(timeout=20_000)
 
             # -- 404s, favicon, API docs ----------------------------------------------------------------
-            response = page.goto(base + "/identities/nobody-here")
+            response = goto(page, base + "/identities/nobody-here")
             assert response is not None and response.status == 404
             expect(page.get_by_role("heading", level=1)).to_contain_text("No identity named")
-            response = page.goto(base + "/no/such/page")
+            response = goto(page, base + "/no/such/page")
             assert response is not None and response.status == 404
             expect(page.get_by_role("heading", name="Page not found", level=1)).to_be_visible()
             problems["/no/such/page"] = _serious(axe, page)
             assert _get(base, key, "/favicon.ico")[0] == 200
-            page.goto(base + "/docs")
+            goto(page, base + "/docs")
             expect(page.locator(".opblock").first).to_be_visible(timeout=30_000)
             expect(page.locator("body")).not_to_contain_text("Unable to render this definition")
 
             # -- axe-core: no serious or critical violation on any console page --------------------------
             for path in PAGES:
-                page.goto(base + path)
+                goto(page, base + path)
                 _ready(page)
                 problems[path] = _serious(axe, page)
 
@@ -311,7 +311,7 @@ def test_review_by_segment_undo_live_updates_axe_phone(served: dict[str, Any], t
             phone = browser.new_context(viewport={"width": 390, "height": 844}, storage_state=context.storage_state())
             small = phone.new_page()
             for path in PAGES:
-                small.goto(base + path)
+                goto(small, base + path)
                 _ready(small)
                 width = small.evaluate("() => document.documentElement.scrollWidth")
                 assert width <= 390, (path, width, small.evaluate(WIDE_JS))
@@ -363,7 +363,7 @@ def _post_name(base: str, key: str, run_id: str, track: int, name: str) -> tuple
 def _login(page: Any, base: str, key: str) -> None:
     from playwright.sync_api import expect
 
-    page.goto(base + "/")
+    goto(page, base + "/")
     page.fill("#api_key", key)
     page.click("button[type=submit]")
     expect(page.get_by_role("heading", name="Dashboard", level=1)).to_be_visible()
@@ -376,8 +376,7 @@ def _dashboard_page(base: str, key: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
-                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        browser = launch(p, chromium)
         try:
             page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
             _login(page, base, key)
@@ -412,7 +411,7 @@ def test_identity_page_pages_its_photos_and_timeline(served: dict[str, Any]) -> 
     assert [r["run_id"] for r in timeline["items"]][:2] == [runs[-1], runs[-2]]  # newest first
 
     with _dashboard_page(base, key) as page:
-        page.goto(base + "/identities/Clapton")
+        goto(page, base + "/identities/Clapton")
         expect(page.locator("body[data-loaded='1']")).to_have_count(1, timeout=30_000)
         shown = page.locator("#identity-photos img.face")
         heads = page.locator("#identity-timeline li.run-head")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.browser import goto, launch
 from tests.e2e.conftest import CLI
 from tests.e2e.serving import artifact_folder, served_run
 
@@ -80,11 +81,10 @@ def test_dashboard_login_enroll_heatmap_alerts(served: tuple[str, str, CLI], dat
     newest = stored[0]
     daryl = data_dir / "faces" / "known" / "daryl"
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
-                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        browser = launch(p, chromium)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(base + "/")
+            goto(page, base + "/")
             expect(page.get_by_role("heading", name="Log in")).to_be_visible()
             page.fill("#api_key", "gk_00000000_wrong")
             page.click("button[type=submit]")
