@@ -4,6 +4,11 @@ As the mature NVRs do, a frame is shrunk to a small grey image (``motion.width``
 compared with the small image of the last *detected* frame: when fewer than ``motion.min_changed`` of its
 pixels changed by ``motion.pixel_threshold`` grey levels or more, nothing moved and the frame is *static*.
 Comparing with the last detected frame (not the previous frame) means slow movement adds up until it counts.
+At a high frame rate that is not enough: a walker changes few pixels between two frames 40 ms apart, so the
+frame after each detection looked still and was held. So movement is also judged over a fixed span of time: the
+frame is compared with the newest frame at least ``motion.window_s`` seconds older too, when that frame is older
+than the last detected one (else the last detected frame spans more time). At 5 fps and the default 0.15 s that
+frame is the previous one, never older than the last detected frame: the decisions are the former ones.
 A full detection still runs at least every ``motion.force_every_s`` seconds of video, so a person who
 stands still is re-detected. Once the picture stops changing, the still frame ``motion.settle_frames`` after the
 last moving one is detected, and its first still frame too when the movement was a single detected frame:
@@ -22,6 +27,7 @@ take the same decisions on the same video.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -63,6 +69,9 @@ class MotionGate:
     """Frames since the last detected frame that moved (None before one did)."""
     moved_in_row: int = 0
     """Detected frames in a row that moved (the last detected one included)."""
+    recent: deque[tuple[float, np.ndarray]] = field(default_factory=deque, repr=False)
+    """(time, small image) of the last frames, detected or not, the newest last: those within ``window_s`` of the
+    newest and the newest one before them (the window's reference)."""
     changed: np.ndarray | None = field(default=None, repr=False)
     """The changed pixels (bool, small image) of the last frame let through for its motion; None when the last
     frame was forced (or static): region detection (genesis.stages.regions) detects the whole frame then."""
@@ -82,6 +91,9 @@ class MotionGate:
             self.last_share = 1.0
         else:
             mask = np.abs(small - self.reference) >= c.pixel_threshold
+            window = self._window_reference(ts)
+            if window is not None:
+                mask |= np.abs(small - window) >= c.pixel_threshold
             self.last_share = float(np.count_nonzero(mask)) / mask.size
             if not forced:
                 self.changed = mask
@@ -98,10 +110,31 @@ class MotionGate:
             self.changed = None
             if not settling:
                 self.static_frames += 1
+                self._remember(ts, small)
                 return True
         self.reference, self.detected_ts = small, ts
         self.moved_in_row = self.moved_in_row + 1 if moved else 0
+        self._remember(ts, small)
         return False
+
+    def _remember(self, ts: float, small: np.ndarray) -> None:
+        if self.config.window_s > 0:
+            if self.recent and (ts < self.recent[-1][0] or self.recent[-1][1].shape != small.shape):
+                self.recent.clear()  # time went back (a new source) or the picture's size changed
+            self.recent.append((ts, small))
+
+    def _window_reference(self, ts: float) -> np.ndarray | None:
+        """The newest frame at least ``window_s`` before ``ts`` when it is older than the last detected frame (older
+        ones are dropped), or None."""
+        span = self.config.window_s
+        if span <= 0:
+            return None
+        while len(self.recent) >= 2 and self.recent[1][0] <= ts - span:
+            self.recent.popleft()
+        if self.recent and self.recent[0][0] <= ts - span and self.detected_ts is not None \
+                and self.recent[0][0] < self.detected_ts:
+            return self.recent[0][1]
+        return None
 
 
 def camera_motion(settings: Settings, camera: CameraConfig) -> MotionConfig:

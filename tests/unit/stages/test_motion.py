@@ -47,7 +47,8 @@ def test_someone_who_arrives_and_stands_still_is_confirmed_and_looked_at_again(s
     frame = np.full((450, 800, 3), 90, dtype=np.uint8)
     arrived = frame.copy()
     cv2.rectangle(arrived, (300, 100), (380, 400), (230, 230, 230), -1)  # a person walked in and stopped
-    gate = MotionGate(MotionConfig(enabled=True, force_every_s=60, settle_frames=settle_frames))
+    # window 0: at these 10 fps the window (test below) would count the frame after each movement as moving too
+    gate = MotionGate(MotionConfig(enabled=True, force_every_s=60, settle_frames=settle_frames, window_s=0))
     # two still frames of the empty scene, then the person on every frame
     images = [frame, frame] + [arrived] * 28
     detected = [i for i, image in enumerate(images) if not gate.check(image, i / 10)]
@@ -174,3 +175,58 @@ def test_moving_crowd_is_detected_on_every_frame(detector: PersonDetector, data_
     ids_off, calls_off = _run(frames, detector, gated=False)
     assert calls_on == calls_off == 30
     assert ids_on == ids_off
+
+
+def _walker(x: float) -> np.ndarray:
+    """A dark scene with a small, dim person (12 x 80 px) whose left edge is at ``x`` (sub-pixel: drawn at four
+    times the width, then shrunk)."""
+    big = np.full((450, 800 * 4), 60, dtype=np.uint8)
+    left = round(x * 4)
+    big[200:280, left:left + 48] = 110
+    return cv2.cvtColor(cv2.resize(big, (800, 450), interpolation=cv2.INTER_AREA), cv2.COLOR_GRAY2BGR)
+
+
+def test_a_slow_walker_at_a_high_frame_rate_is_detected_on_every_frame() -> None:
+    """At 25 fps a distant walker (1.5 px a frame) changes too few pixels of the small image from one frame to the
+    next: compared with the last detected frame alone, the frame after a detection often looked still and was held
+    (half the walk here). Compared with the frame ``window_s`` earlier too, every frame of the walk after the first
+    still look is detected; window 0 is the former behaviour."""
+    fps = 25.0
+    images = [_walker(100 + 1.5 * i) for i in range(50)]
+
+    def detected(window_s: float) -> list[int]:
+        gate = MotionGate(MotionConfig(enabled=True, force_every_s=60, window_s=window_s))
+        return [i for i, image in enumerate(images) if not gate.check(image, i / fps)]
+
+    held_before = sorted(set(range(4, 50)) - set(detected(0.0)))
+    assert len(held_before) >= 15, held_before
+    assert [i for i in range(4, 50) if i not in detected(0.15)] == []
+
+
+def test_at_5_fps_the_window_changes_no_decision() -> None:
+    """At 5 fps the newest frame 0.15 s older is the previous one, never older than the last detected frame: the
+    same decisions with the window as without it, on a scene that walks, stops and walks again."""
+    rng = np.random.default_rng(3)
+    xs = [100 + 6.0 * i for i in range(15)] + [190.0] * 15 + [190 + 1.5 * i for i in range(20)]
+    images = [_noisy(_walker(x), rng) for x in xs]
+
+    def decisions(window_s: float) -> list[bool]:
+        gate = MotionGate(MotionConfig(enabled=True, window_s=window_s))
+        return [gate.check(image, round(i / FPS, 6)) for i, image in enumerate(images)]
+
+    assert decisions(0.15) == decisions(0.0)
+    assert any(decisions(0.15)) and not all(decisions(0.15))  # some frames held, some detected
+
+
+def test_the_window_counts_a_movement_for_its_span_after_it_stops() -> None:
+    """The price of the window at a high frame rate: the frames within ``window_s`` after a movement stops still
+    differ from the frame ``window_s`` before them, so they are detected too (then the settle look, then nothing)."""
+    frame = np.full((450, 800, 3), 90, dtype=np.uint8)
+    arrived = frame.copy()
+    cv2.rectangle(arrived, (300, 100), (380, 400), (230, 230, 230), -1)
+    images = [frame] * 10 + [arrived] * 20
+    gate = MotionGate(MotionConfig(enabled=True, force_every_s=60, window_s=0.15))
+    detected = [i for i, image in enumerate(images) if not gate.check(image, i / 25)]
+    # 0, 1 always, 4 the settle look of the start; the arrival at 10 and the frames up to 0.15 s after it (11-13:
+    # the frame 4 back is still the empty scene), then the settle look 3 still frames later (17)
+    assert detected == [0, 1, 4, 10, 11, 12, 13, 17], detected
