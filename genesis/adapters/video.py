@@ -78,8 +78,9 @@ class VideoSource:
     wall-clock time.
     """
 
-    def __init__(self, source: str, default_fps: float = 25.0) -> None:
+    def __init__(self, source: str, default_fps: float = 25.0, max_width: int | None = None) -> None:
         self.source = source
+        self.max_width = max_width
         if source.isdigit():
             kind = "webcam"
             cap = cv2.VideoCapture(int(source))
@@ -103,6 +104,7 @@ class VideoSource:
             cap.release()
             raise SourceError(f"cannot decode any frame from {redact(source)}: the video is empty or corrupt")
         self._cap = cap
+        first = self._shrunk(first)
         self._first: np.ndarray | None = first
         self.damage = SourceDamage()
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -174,8 +176,16 @@ class VideoSource:
                 return True, None, failed
             ok, image = self._cap.retrieve()
             if ok and image is not None:
-                return True, image, failed
+                return True, self._shrunk(image), failed
         return False, None, tries
+
+    def _shrunk(self, image: np.ndarray) -> np.ndarray:
+        """The frame at ``max_width`` when it is wider (aspect kept, ``INTER_AREA``), else as it is."""
+        h, w = image.shape[:2]
+        if self.max_width is None or w <= self.max_width:
+            return image
+        size = (self.max_width, max(1, round(h * self.max_width / w)))
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
     def close(self) -> None:
         self._cap.release()
@@ -204,9 +214,10 @@ class ReconnectingSource:
     """
 
     def __init__(self, source: str, *, backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, max_width: int | None = None) -> None:
         self.source = source
-        self._video = VideoSource(source)
+        self.max_width = max_width
+        self._video = VideoSource(source, max_width=max_width)
         self.info = self._video.info
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
@@ -236,7 +247,7 @@ class ReconnectingSource:
         try:
             while not self.stop.wait(delay * (1.0 - 0.2 * random.random())):
                 try:
-                    self._video = VideoSource(self.source)
+                    self._video = VideoSource(self.source, max_width=self.max_width)
                 except SourceError:
                     delay = min(delay * 2.0, self.backoff_max_s)
                     continue
@@ -250,6 +261,9 @@ class ReconnectingSource:
         self._video.close()
 
 
-def open_video(source: str) -> VideoSource | ReconnectingSource:
-    """A file as it is; a live source that reconnects when it drops."""
-    return VideoSource(source) if not (source.isdigit() or _URL.match(source)) else ReconnectingSource(source)
+def open_video(source: str, max_width: int | None = None) -> VideoSource | ReconnectingSource:
+    """A file as it is; a live source that reconnects when it drops. ``max_width``: wider frames are shrunk to it
+    as they are read (`CameraConfig.max_width`)."""
+    if source.isdigit() or _URL.match(source):
+        return ReconnectingSource(source, max_width=max_width)
+    return VideoSource(source, max_width=max_width)

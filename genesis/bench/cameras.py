@@ -2,7 +2,7 @@
 
     python -m genesis.bench cameras [--source VIDEO] [--static-source VIDEO] [--fps 5] [--frames 30]
         [--presets default,crowd,overhead,doorway] [--detect-workers 2] [--detect-threads 1]
-        [--detector FIELD=VALUE ...] [--markdown]
+        [--detector FIELD=VALUE ...] [--max-width PX] [--markdown]
 
 For each detector preset, with real Celery workers (detect prefork, recognize solo, store solo), Redis and a fresh
 PostgreSQL database (all started here and removed afterwards, as ``genesis.bench.distributed`` does):
@@ -50,7 +50,7 @@ from genesis.bench.distributed import (
     load_average,
     run_until_sigterm,
 )
-from genesis.config import ConfigError, MotionConfig, Settings, load_settings
+from genesis.config import CameraConfig, ConfigError, MotionConfig, Settings, load_settings
 from genesis.eval.table import markdown_table
 from genesis.stages.motion import MotionGate
 
@@ -174,7 +174,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
         clips = [("moving crowd", source, stride, args.frames), ("mostly static", str(static_clip), static_stride,
                                                                     static_n)]
         config = tmp / "settings.yaml"
-        config.write_text(yaml.safe_dump(bench_config(source)))
+        doc = bench_config(source)
+        if args.max_width is not None:
+            doc["cameras"][0]["max_width"] = args.max_width
+        config.write_text(yaml.safe_dump(doc))
         with bench_environment(args, config, drop_prefix="GENESIS_DETECTOR__") as (env, base):
             repo = Repository(base.database_url)
             pool = Pool(env, tmp)
@@ -210,8 +213,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
                     # Pipeline / detector-only, in this process, on the moving clip.
                     emb = load_settings(config, {**env, **penv, "GENESIS_DATABASE_URL": f"sqlite:///{tmp / 'e.db'}"})
                     models = load_models(emb)
-                    detector_only(source, 3, stride, models.detector)
-                    det_fps, det_cpu = detector_only(source, args.frames, stride, models.detector)
+                    detector_only(source, 3, stride, models.detector, args.max_width)
+                    det_fps, det_cpu = detector_only(source, args.frames, stride, models.detector, args.max_width)
                     for row, d in runs:
                         if row.preset == preset:
                             row.where = where_cpu_goes(d, row.detector_calls, det_cpu)
@@ -286,6 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--detector", action="append", default=[], metavar="FIELD=VALUE",
                     help="A detector setting for every preset's workers and runs (repeatable; e.g. dequantize=false, "
                     "motion.min_changed=0.001). The bench ignores GENESIS_DETECTOR__* of its own environment.")
+    ap.add_argument("--max-width", type=int, help="The bench camera's max_width: frames shrunk to it as they are "
+                    "read (default: as the clips are).")
     add_database_arguments(ap)
     ap.add_argument("--keep-logs", action="store_true")
     args = ap.parse_args(argv)
@@ -299,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
         args.detector_env = detector_env(args.detector)
         for preset in args.presets:  # a bad field or value fails here, before any worker starts
             load_settings(None, preset_env(preset, args.detect_threads, args.detector_env))
+        if args.max_width is not None:
+            CameraConfig(id="bench", max_width=args.max_width)
     except (ValueError, ConfigError) as exc:
         ap.error(str(exc))
     run_until_sigterm(run, args, argv)

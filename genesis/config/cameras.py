@@ -80,6 +80,13 @@ class CameraConfig(StrictModel):
     name: str | None = None
     source: str | None = Field(default=None, description="Video file, RTSP/HTTP URL or webcam index.")
     fps: float | None = Field(default=None, gt=0.0, description="Processing rate for live sources.")
+    max_width: int | None = Field(
+        default=None, ge=160, le=8192,
+        description="Frames wider than this are shrunk to it (aspect kept) as they are read, in both modes: every "
+        "stage (detection, faces, zones, live view, stored boxes) sees this size, and a frame costs less to "
+        "encode, carry and decode. For cameras larger than the detector needs (a 1080p or 4K stream); faces get "
+        "fewer pixels, so keep it at 1280 or more where people must be named. None = as the camera sends.",
+    )
     zones: list[ZoneConfig] = Field(default_factory=list)
     lines: list[LineConfig] = Field(default_factory=list)
     alerts: CameraAlertsConfig = Field(default_factory=CameraAlertsConfig, description="Alert rules (docs/alerts.md).")

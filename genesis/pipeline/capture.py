@@ -155,6 +155,18 @@ class FrameSource(Protocol):
 SourceOpener = Callable[[str], FrameSource]
 
 
+def shrinking_opener(open_source: SourceOpener, max_width: int) -> SourceOpener:
+    """The ``VideoSource`` opener with frames shrunk to ``max_width`` as they are read (``CameraConfig.max_width``).
+    ValueError for another opener: it could not shrink what it reads."""
+    if open_source is not VideoSource:
+        raise ValueError("cameras[].max_width needs the capture's own video reader")
+
+    def open_shrunk(source: str) -> FrameSource:
+        return VideoSource(source, max_width=max_width)
+
+    return open_shrunk
+
+
 # Per-camera counters of this process (for /metrics and /status).
 _COUNTERS_LOCK = threading.Lock()
 _PUBLISHED: Counter[str] = Counter()
@@ -244,6 +256,8 @@ class CaptureLoop:
         self.settings = settings
         self.camera = camera
         self.source = source
+        if camera.max_width is not None:  # frames shrunk as they are read, as the embedded runner reads them
+            open_source = shrinking_opener(open_source, camera.max_width)
         self.kind: SourceKind = source_kind(source)
         self.store = frame_store
         self.publish = publish

@@ -144,7 +144,7 @@ def run_embedded(
     next run on the host marks such runs failed (abandoned) and removes their rows first.
     """
     stride = stride or settings.pipeline.frame_stride
-    video = open_video(source)  # a live source reconnects with backoff when it drops
+    video = open_video(source, camera.max_width)  # a live source reconnects with backoff when it drops
     try:
         models = models or load_models(settings)
         repo = Repository(settings.database_url)

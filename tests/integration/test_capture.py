@@ -200,6 +200,32 @@ def test_file_frames_stored_published_and_ended(
     assert run.meta == {"width": 800, "height": 450, "fps": pytest.approx(fps), "stride": 2, "mode": "distributed"}
 
 
+def test_a_camera_with_max_width_publishes_shrunk_frames(
+    rds: redis.Redis, tmp_path: Path, video: Path, celery_app: Callable[[Settings], Celery]
+) -> None:
+    """``cameras[].max_width``: the capture reads the frames at that width (aspect kept), as the embedded runner
+    does; what it stores, publishes and records is that size."""
+    settings = make_settings(tmp_path)
+    app = celery_app(settings)
+    loop = distributed_capture(settings, CameraConfig(id="door", max_width=400), str(video), app=app, stride=2,
+                               max_frames=4)
+    stats = loop.run()
+    assert stats.published == 4
+    refs = [r for m in queued(rds, "detect") for r in refs_of(m)]
+    assert len(refs) == 4 and {(r.width, r.height) for r in refs} == {(400, 225)}
+    for ref in refs:
+        data = rds.get(ref.key)
+        assert isinstance(data, bytes) and decode_jpeg(data).shape == (225, 400, 3)
+    summary = json.loads(rds.get(end_key(stats.run_id)) or b"null")
+    assert (summary["width"], summary["height"]) == (400, 225)
+    with Repository(settings.database_url) as repo:
+        run = repo.run(stats.run_id)
+    assert run is not None and (run.meta["width"], run.meta["height"]) == (400, 225)
+    with pytest.raises(ValueError, match="max_width"):  # another reader could not shrink what it reads
+        CaptureLoop(settings, CameraConfig(id="door", max_width=400), "rtsp://fake/x", MemoryFrameStore(),
+                    lambda *a: None, lambda: 0, open_source=lambda _s: _FakeLive(1, [0.0], 0.0))
+
+
 def test_redis_frame_store_round_trip(rds: redis.Redis, tmp_path: Path) -> None:
     store = RedisFrameStore.from_settings(make_settings(tmp_path, GENESIS_DISTRIBUTED__FRAME_TTL_S="100",
                                                         GENESIS_DISTRIBUTED__MAX_BACKLOG_S="30"))

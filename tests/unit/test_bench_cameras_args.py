@@ -31,6 +31,7 @@ def test_not_a_field_and_value(pair: str) -> None:
     (["--detector", "dequantize=maybe"], "detector.dequantize"),
     (["--detector", "nosuch=1"], "detector.nosuch"),
     (["--presets", "crowd", "--detector", "dequantize=false"], "detector.dequantize"),  # not a YOLOX field
+    (["--max-width", "50"], "max_width"),
 ])
 def test_a_bad_setting_stops_the_bench_before_it_starts(args: list[str], says: str, data_dir: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
