@@ -180,12 +180,7 @@ class VideoSource:
         return False, None, tries
 
     def _shrunk(self, image: np.ndarray) -> np.ndarray:
-        """The frame at ``max_width`` when it is wider (aspect kept, ``INTER_AREA``), else as it is."""
-        h, w = image.shape[:2]
-        if self.max_width is None or w <= self.max_width:
-            return image
-        size = (self.max_width, max(1, round(h * self.max_width / w)))
-        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return image if self.max_width is None else shrink_to_width(image, self.max_width)
 
     def close(self) -> None:
         self._cap.release()
@@ -195,6 +190,26 @@ class VideoSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def shrink_to_width(image: np.ndarray, width: int) -> np.ndarray:
+    """``image`` at ``width`` px when it is wider (aspect kept), else as it is.
+
+    By the largest whole factor first with ``INTER_AREA`` (each output pixel the mean of a k x k block: fast, and no
+    aliasing), then the rest, less than 2x, with ``INTER_LINEAR``. ``INTER_AREA`` at a fractional ratio costs 9 ms
+    for 1920x1080 -> 1280x720 here against 2 ms for ``INTER_LINEAR``, more than the shrinking saves downstream."""
+    h, w = image.shape[:2]
+    if w <= width:
+        return image
+    size = (width, max(1, round(h * width / w)))
+    k = w // width
+    if k >= 2:
+        if w % k or h % k:  # no whole blocks: area averaging all the way
+            return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        image = cv2.resize(image, (w // k, h // k), interpolation=cv2.INTER_AREA)
+        if (image.shape[1], image.shape[0]) == size:
+            return image
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)  # the rest: less than 2x
 
 
 def damaged_in_stride(seq: int, failed: int, stride: int) -> int:
