@@ -85,9 +85,9 @@ class MotionConfig(StrictModel):
     window_s: float = Field(
         default=0.15, ge=0.0, le=5.0,
         description="Movement is also judged against the newest frame at least this many seconds older, when that "
-        "frame came after the last detected one: at a high frame rate a walker changes too few pixels from one frame "
-        "to the next, and every other frame of a walk was held. At 5 fps or less (and with 0) only the last detected "
-        "frame is compared (the previous frame is never older than it).",
+        "frame is older than the last detected one: at a high frame rate a walker changes too few pixels from one "
+        "frame to the next, and every other frame of a walk was held. At 5 fps or less (and with 0) only the last "
+        "detected frame is compared (the previous frame is never older than it).",
     )
     regions: bool = Field(default=False, description="Region detection: when everything that moved fits in one "
                           "window of the detector's input size, detect that window at full resolution instead of the "

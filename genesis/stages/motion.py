@@ -108,14 +108,14 @@ class MotionGate:
             (self.still_run == 1 and self.moved_in_row < 2) or self.still_run == 1 + c.settle_frames)
         if not forced and not moved:
             self.changed = None
-            if not settling:
-                self.static_frames += 1
-                self._remember(ts, small)
-                return True
-        self.reference, self.detected_ts = small, ts
-        self.moved_in_row = self.moved_in_row + 1 if moved else 0
+        static = not forced and not moved and not settling
+        if static:
+            self.static_frames += 1
+        else:
+            self.reference, self.detected_ts = small, ts
+            self.moved_in_row = self.moved_in_row + 1 if moved else 0
         self._remember(ts, small)
-        return False
+        return static
 
     def _remember(self, ts: float, small: np.ndarray) -> None:
         if self.config.window_s > 0:

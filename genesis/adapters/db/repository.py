@@ -149,6 +149,14 @@ def crossing_order(c: LineCrossing) -> tuple[int, str, int]:
     return (c.seq, c.line, c.track_id)
 
 
+def _zone_event(cam: str, zone: str, tid: int, kind: str, seq: int, ts: float) -> ZoneEvent:
+    return ZoneEvent(camera_id=cam, zone=zone, track_id=tid, kind=ZoneEventKind(kind), seq=seq, ts=ts)
+
+
+def _crossing(cam: str, line: str, tid: int, direction: str, seq: int, ts: float) -> LineCrossing:
+    return LineCrossing(camera_id=cam, line=line, track_id=tid, direction=Direction(direction), seq=seq, ts=ts)
+
+
 @dataclass
 class IdentityPassages:
     """What an identity's report entry is made of in one run: the segments, zone events and line crossings of
@@ -929,8 +937,8 @@ class Repository:
     def identity_rows(self, run_ids: Collection[str], name: str) -> dict[str, IdentityPassages]:
         """For each of ``run_ids`` where a track segment carries ``name``: every segment, zone event and line
         crossing of the tracks that carry it, in the orders of :meth:`tracks`, :meth:`zone_events` and
-        :meth:`line_crossings` (what ``identity_track_ids`` then those three give for each run, in three reads for
-        all the runs instead of four per run)."""
+        :meth:`line_crossings` (what those three give for each run with the tracks that carry the name, in three
+        reads for all the runs)."""
         if not run_ids:
             return {}
         named = (select(Track.run_id, Track.track_id)
@@ -951,21 +959,13 @@ class Repository:
             crossings = conn.execute(select(c.run_id, c.camera_id, c.line, c.track_id, c.direction, c.seq, c.ts)
                                      .join(named, of_named(c))).all()
         for run_id, cam, zone, tid, kind, seq, ts in events:
-            out[str(run_id)].zone_events.append(ZoneEvent(camera_id=cam, zone=zone, track_id=tid,
-                                                          kind=ZoneEventKind(kind), seq=seq, ts=ts))
+            out[str(run_id)].zone_events.append(_zone_event(cam, zone, tid, kind, seq, ts))
         for run_id, cam, line, tid, d, seq, ts in crossings:
-            out[str(run_id)].crossings.append(LineCrossing(camera_id=cam, line=line, track_id=tid,
-                                                           direction=Direction(d), seq=seq, ts=ts))
+            out[str(run_id)].crossings.append(_crossing(cam, line, tid, d, seq, ts))
         for rows in out.values():
             rows.zone_events.sort(key=zone_event_order)
             rows.crossings.sort(key=crossing_order)
         return out
-
-    def identity_track_ids(self, run_id: str, name: str) -> set[int]:
-        """The tracks of a run of which a segment carries ``name``."""
-        query = select(Track.track_id).where(Track.run_id == run_id, Track.identity_name == name).distinct()
-        with self._read() as conn:
-            return {int(tid) for (tid,) in conn.execute(query)}
 
     def _run_rows(
         self, run_id: str, columns: Sequence[Any], order_by: Sequence[Any] = (),
@@ -1014,17 +1014,14 @@ class Repository:
         t = ZoneEventRow
         _, rows = self._run_rows(run_id, (t.camera_id, t.zone, t.track_id, t.kind, t.seq, t.ts), track_ids=track_ids)
         # Sorted in Python so that text compares by code point on both backends.
-        return sorted((ZoneEvent(camera_id=cam, zone=zone, track_id=tid, kind=ZoneEventKind(kind), seq=seq, ts=ts)
-                       for cam, zone, tid, kind, seq, ts in rows),
-                      key=zone_event_order)
+        return sorted((_zone_event(*row) for row in rows), key=zone_event_order)
 
     def line_crossings(self, run_id: str, track_ids: Collection[int] | None = None) -> list[LineCrossing]:
         """The line crossings of a run by (seq, line, track_id) (of ``track_ids`` only, when given)."""
         t = LineCrossingRow
         _, rows = self._run_rows(run_id, (t.camera_id, t.line, t.track_id, t.direction, t.seq, t.ts),
                                  track_ids=track_ids)
-        return sorted((LineCrossing(camera_id=cam, line=line, track_id=tid, direction=Direction(d), seq=seq, ts=ts)
-                       for cam, line, tid, d, seq, ts in rows), key=crossing_order)
+        return sorted((_crossing(*row) for row in rows), key=crossing_order)
 
 
 __all__ = [

@@ -143,11 +143,12 @@ def _faces_by_run(store: IdentityStore, run_ids: list[str], name: str) -> dict[s
 
 def _run_out(run: RunRecord, entry: dict[str, Any], name: str, faces: list[review.FaceRef]) -> dict[str, Any]:
     """One run of an identity's timeline: its report entry, its tracks and events with the faces of the
-    identity's own segments (a split track's other segments show other people); ``faces``: the run's faces."""
+    identity's own segments (a split track's other segments show other people); ``faces``: the run's faces of
+    the segments named ``name`` (`_faces_by_run`)."""
     mine: dict[int, list[review.FaceRef]] = {}
     tracks = set(entry["tracks"])
     for ref in faces:
-        if ref.track_id in tracks and ref.identity == name:
+        if ref.track_id in tracks:
             mine.setdefault(ref.track_id, []).append(ref)
     return {
         "run_id": run.run_id, "camera_id": run.camera_id, "started_at": run.started_at, "report": entry,

@@ -66,7 +66,7 @@ def to_input(padded: np.ndarray, tables: InputTables) -> np.ndarray:
     for c, source in enumerate(tables.sources):
         plane = out[0, c]
         written = cv2.LUT(channels[source], tables.values[c], dst=plane)
-        if written is not plane and not np.shares_memory(written, plane):  # an OpenCV that allocated its own
+        if not np.shares_memory(written, plane):  # an OpenCV that allocated its own
             plane[...] = written
     return out
 

@@ -166,7 +166,7 @@ def test_an_identitys_rows_of_many_runs_in_one_read_are_each_runs_own(db_url: st
         got = repo.identity_rows(["r3", "r1", "r2", "gone"], "alice")
         assert sorted(got) == ["r1", "r2"]
         for run_id in ("r1", "r2"):
-            ids = repo.identity_track_ids(run_id, "alice")
+            ids = {t.track_id for t in repo.tracks(run_id) if t.identity == "alice"}
             want = IdentityPassages(repo.tracks(run_id, ids), repo.zone_events(run_id, ids),
                                     repo.line_crossings(run_id, ids))
             assert got[run_id] == want, run_id
