@@ -23,7 +23,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
@@ -263,6 +263,20 @@ def test_concurrent_startup_migrates_once(db_url: str) -> None:
             future.result()
     with Repository(db_url, migrate=False) as repo:
         assert _tables(repo) == TABLES
+
+
+def test_an_upgrade_is_one_transaction(db_url: str) -> None:
+    """All the migrations of an upgrade commit together, on SQLite as on PostgreSQL: a process that commits
+    after each one lets another one starting beside it read a half-way version and apply a migration twice
+    (what test_concurrent_startup_migrates_once caught now and then)."""
+    from genesis.adapters.db.repository import head_revision
+
+    with Repository(db_url, migrate=False) as repo:
+        commits: list[int] = []
+        event.listen(repo._engine, "commit", lambda _conn: commits.append(1))
+        repo.upgrade()
+        assert repo.revision() == head_revision()
+        assert len(commits) == 1
 
 
 def test_threads_may_open_repositories_together(db_url: str) -> None:

@@ -48,7 +48,13 @@ def run_migrations_offline() -> None:
 
 
 def _run(connection: Connection) -> None:
-    _configure(connection=connection)
+    # One transaction for the whole upgrade on SQLite too. Alembic's SQLite dialect says DDL is not
+    # transactional and then commits after every migration; a second process starting together then
+    # takes the write lock between two of them, reads the version the first one reached and applies the
+    # next migration while the first one, still working from the version it read at the start, applies
+    # it again ("duplicate column name"). SQLite's DDL is transactional (the driver's own BEGIN handling
+    # is off, see make_engine), so the migrations run as one BEGIN IMMEDIATE transaction.
+    _configure(connection=connection, transactional_ddl=True)
     with context.begin_transaction():
         if connection.dialect.name == "postgresql":
             # Workers starting together would all try to create the tables: the first one
