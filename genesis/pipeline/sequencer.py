@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,6 +111,15 @@ def push_results(redis: Any, run_id: str, results: list[FrameResult]) -> None:
 
 
 SequencerState = RunState
+
+HELD_RUNS = 64
+"""Run states a sequencer process keeps in memory after saving them (most recently used first out last)."""
+_held: OrderedDict[str, tuple[str, FaceModels | None, RunState]] = OrderedDict()
+"""Per run: the save token, the face models and the state object this process saved last. The next pass of the
+run in this process uses the object instead of rebuilding the camera state and decoding the JSON, when the key
+in Redis still holds that save (no other worker advanced the run since, nothing lost it) and the face models
+are the same; the state object then equals what decoding the key would give (the embedded runner keeps its
+state the same way, in memory). Taken out while a pass advances it, put back only after its last save."""
 """The state a sequencer keeps between passes: the camera's and the run loop's counters."""
 
 
@@ -118,15 +127,39 @@ class StateError(ValueError):
     """The run's saved state in Redis is not a state this version wrote: refused, never executed."""
 
 
-def dumps_state(state: RunState) -> str:
-    return json.dumps(state.export_state(), separators=(",", ":"), allow_nan=False)
+_SAVE_HEAD = '{"save":"'
+_SAVE_TOKEN_LEN = 32
+SAVE_PREFIX_LEN = len(_SAVE_HEAD) + _SAVE_TOKEN_LEN
+"""The first characters of a saved state that name its save (:func:`saved_token`)."""
+
+
+def dumps_state(state: RunState, save: str = "") -> str:
+    """The state as JSON; ``save`` (32 hex digits), when given, is written first as ``"save"``, so that a
+    reader of the first :data:`SAVE_PREFIX_LEN` characters knows which save the key holds."""
+    body = json.dumps(state.export_state(), separators=(",", ":"), allow_nan=False)
+    if not save:
+        return body
+    if len(save) != _SAVE_TOKEN_LEN or not body.startswith("{") or body == "{}":
+        raise ValueError("a save token is 32 hex digits, written before a non-empty state")
+    return f"{_SAVE_HEAD}{save}\",{body[1:]}"
+
+
+def saved_token(head: str | bytes | None) -> str | None:
+    """The save named by the first characters of a saved state (None: none named, or nothing saved)."""
+    text = head.decode("ascii", "replace") if isinstance(head, bytes) else head
+    if not text or not text.startswith(_SAVE_HEAD) or len(text) < SAVE_PREFIX_LEN:
+        return None
+    return text[len(_SAVE_HEAD):SAVE_PREFIX_LEN]
 
 
 def restore_state(state: RunState, raw: str | bytes) -> None:
     """Load ``raw`` (what :func:`dumps_state` wrote) into ``state``, whose camera state was built
     from the same settings; :class:`StateError` for anything else."""
     try:
-        state.import_state(load_json(raw, "sequencer state"))
+        data = load_json(raw, "sequencer state")
+        if isinstance(data, dict):
+            data.pop("save", None)
+        state.import_state(data)
     except (CodecError, ValueError, TypeError, KeyError) as exc:
         raise StateError(f"the saved sequencer state does not decode ({exc}); it was not written by this "
                          "version of Genesis (or was tampered with)") from None
@@ -165,6 +198,8 @@ class Sequencer:
     pixels again (the detect message of a frame the run has passed gives a result the sequencer ignores), so
     the frame store keeps the backlog, not ``frame_ttl_s`` of every frame published."""
     _state: RunState | None = field(default=None, repr=False)
+    _saved: str | None = field(default=None, repr=False)
+    """The token of this pass's last save (None: not saved since the state was loaded)."""
 
     def _new_state(self) -> RunState:
         meta = self.run_meta
@@ -175,6 +210,11 @@ class Sequencer:
         return RunState(cam, RunProgress(stride=stride, fps=fps))
 
     def _load_state(self) -> RunState:
+        held = _held.pop(self.run_id, None)  # while a pass advances it, the object is ahead of its key
+        if held is not None and held[1] is self.faces:
+            head = self.redis.getrange(state_key(self.run_id), 0, SAVE_PREFIX_LEN - 1)
+            if saved_token(head) == held[0]:
+                return held[2]
         state = self._new_state()
         raw = self.redis.get(state_key(self.run_id))
         if raw is None:
@@ -186,11 +226,14 @@ class Sequencer:
 
     def _save_state(self, state: RunState) -> None:
         """The state, and a fresh TTL on every key of the run (an abandoned run's keys expire)."""
+        save = uuid.uuid4().hex
+        self._saved = None
         with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(state_key(self.run_id), dumps_state(state), ex=RUN_TTL_S)
+            pipe.set(state_key(self.run_id), dumps_state(state, save), ex=RUN_TTL_S)
             pipe.expire(results_key(self.run_id), RUN_TTL_S)
             pipe.expire(end_key(self.run_id), RUN_TTL_S)
             pipe.execute()
+        self._saved = save
 
     def run(self, max_frames: int = 10_000) -> bool:
         """Take the lock and advance as far as the chain allows; True once the run is finished.
@@ -210,7 +253,12 @@ class Sequencer:
                 return False
             try:
                 state = self._state = self._load_state()
+                self._saved = None
                 finished, progressed = self._advance(state, max_frames, lock, turn_ends)
+                if not finished and self._saved is not None:  # a pass that did not finish ends with a save
+                    _held[self.run_id] = (self._saved, self.faces, state)
+                    while len(_held) > HELD_RUNS:
+                        _held.popitem(last=False)
             finally:
                 self.redis.eval(_RELEASE, 1, lock, token)
             if finished:

@@ -430,3 +430,75 @@ def test_rows_include_alerts_and_a_new_state_is_prepared_once(
         seq.run()
     assert c.rows == want and len(prepared) == 1  # later passes load the saved state
     assert c.finished[0].camera.alerts.time_origin == 1_700_000_000.0
+
+
+def test_the_next_pass_in_the_process_takes_its_own_saved_state_unless_the_key_moved(
+        r: Any, settings: Settings, detections: list[FrameDetections], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass that saved the run's state keeps the object; the next pass of the run in the same process uses it
+    instead of decoding the key, as long as the key holds that save. A save by another worker, a key gone (a Redis
+    restart) or other face models make it decode the key. Passes of either kind give the one-pass rows."""
+    from genesis.adapters.redis_keys import state_key
+    from genesis.pipeline import sequencer as sequencer_module
+    from genesis.stages.camera import FaceModels
+
+    decoded: list[int] = []
+    real_restore = sequencer_module.restore_state
+    monkeypatch.setattr(sequencer_module, "restore_state",
+                        lambda state, raw: (decoded.append(1), real_restore(state, raw))[1])
+    want, meta = expected_rows(settings, detections)
+    c = Collector()
+    for item in results(detections):
+        push_result(r, "run1", item)
+    end(r, detections[-1].frame.seq)
+
+    def one_frame() -> Sequencer:
+        seq = make(r, settings, c)
+        seq.turn_s = 0.0  # one frame a pass
+        assert not seq.run() and seq.more
+        return seq
+
+    one_frame()
+    assert decoded == []  # the first pass made a new state
+    one_frame()
+    one_frame()
+    assert decoded == [], "the passes after it used the state object they saved"
+    head = r.getrange(state_key("run1"), 0, sequencer_module.SAVE_PREFIX_LEN - 1)
+    assert sequencer_module.saved_token(head) is not None
+
+    # Another worker advanced the run: its save is in the key (the same JSON under another save token).
+    raw = r.get(state_key("run1")).decode()
+    r.set(state_key("run1"), '{"save":"' + "f" * 32 + raw[len('{"save":"') + 32:])
+    one_frame()
+    assert decoded == [1]
+    one_frame()
+    assert decoded == [1]
+
+    # Other face models (the gallery was refreshed): the state is rebuilt with them.
+    seq = make(r, settings, c)
+    seq.faces, seq.turn_s = FaceModels(None, None, None), 0.0  # type: ignore[arg-type]
+    monkeypatch.setattr(sequencer_module.Sequencer, "_new_state",
+                        lambda self: SequencerState(CameraState(settings, CAMERA, W, H, FPS, None, STRIDE),
+                                                    RunProgress(STRIDE, FPS)))
+    assert not seq.run()
+    assert decoded == [1, 1]
+
+    while not make(r, settings, c).run():
+        pass
+    assert c.rows == want and len(c.finished) == 1
+    assert run_meta_for_report(c.finished[0]) == meta
+
+
+def test_a_saved_state_names_its_save_first_and_decodes_without_it(settings: Settings) -> None:
+    from genesis.pipeline.sequencer import SAVE_PREFIX_LEN, dumps_state, restore_state, saved_token
+
+    state = SequencerState(CameraState(settings, CAMERA, W, H, FPS, None, STRIDE), RunProgress(STRIDE, FPS))
+    state.progress.frames = 7
+    raw = dumps_state(state, "a" * 32)
+    assert saved_token(raw[:SAVE_PREFIX_LEN]) == "a" * 32 and saved_token(raw.encode()) == "a" * 32
+    assert json.loads(raw)["save"] == "a" * 32
+    assert saved_token(dumps_state(state)) is None and saved_token(b"") is None and saved_token(None) is None
+    back = SequencerState(CameraState(settings, CAMERA, W, H, FPS, None, STRIDE), RunProgress(STRIDE, FPS))
+    restore_state(back, raw)
+    assert back.progress.frames == 7 and dumps_state(back, "a" * 32) == raw
+    with pytest.raises(ValueError):
+        dumps_state(state, "short")
