@@ -140,12 +140,36 @@ def _encode_key(key: Any) -> str:
     return key if isinstance(key, str) else json.dumps(encode(key), sort_keys=True)
 
 
+_PLAIN: frozenset[type] = frozenset({type(None), bool, int, float, str})
+"""Types encoded as themselves (exactly these: a subclass such as a str enum goes the long way)."""
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+_UNSEEN = ("",)
+
+
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """The field names of dataclass ``cls`` (None: not a dataclass), looked up once per class."""
+    names = _FIELD_NAMES.get(cls, _UNSEEN)
+    if names is _UNSEEN:
+        names = _FIELD_NAMES[cls] = (tuple(f.name for f in dataclasses.fields(cls))
+                                     if dataclasses.is_dataclass(cls) else None)
+    return names
+
+
 def encode(obj: Any) -> Any:
-    """Dataclasses to dicts, tuples to lists, enums to values, arrays to dtype/shape/base64: JSON-ready."""
-    if obj is None or isinstance(obj, (bool, int, float, str)):
+    """Dataclasses to dicts, tuples to lists, enums to values, arrays to dtype/shape/base64: JSON-ready.
+
+    A sequencer pass encodes a camera's whole state (thousands of values): the plain types, lists and dataclasses
+    are recognised by their exact type first."""
+    cls = type(obj)
+    if cls in _PLAIN:
+        return obj
+    if cls is list or cls is tuple:
+        return [encode(v) for v in obj]
+    names = _field_names(cls)
+    if names is not None:
+        return {name: encode(getattr(obj, name)) for name in names}
+    if isinstance(obj, (bool, int, float, str)):
         return obj.value if isinstance(obj, Enum) else obj
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Enum):
         return obj.value
     if isinstance(obj, (bytes, bytearray)):
