@@ -1,7 +1,7 @@
 """Day partitions of the high-volume tables on PostgreSQL (declarative, ``PARTITION BY RANGE (day)``).
 
-``track_points`` and ``heatmap_cells`` are partitioned by ``day`` (UTC days since 1970 of a row's
-absolute time) on PostgreSQL; SQLite keeps plain tables and every function here does nothing there.
+``point_batches`` (packed trajectory points) and ``heatmap_cells`` are partitioned by ``day`` (UTC days since
+1970 of a row's absolute time) on PostgreSQL; SQLite keeps plain tables and every function here does nothing there.
 A partition ``<table>_pYYYYMMDD`` holds one day. Celery beat creates the next days ahead
 (:func:`ensure_days`, ``rollups.partition_days_ahead``); a writer that meets a day without a
 partition (a back-dated run, an import) creates it first, in a transaction of its own; retention drops
@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
 
-PARTITIONED = ("track_points", "heatmap_cells")
+PARTITIONED = ("point_batches", "heatmap_cells")
 """The tables partitioned by ``day`` on PostgreSQL."""
 DAY_S = 86400
 _EPOCH = date(1970, 1, 1)
