@@ -236,3 +236,73 @@ def test_retention_of_a_day(db_url: str) -> None:  # noqa: F811
             items, total = db.sightings(EventFilter(), 1000, 0)
         assert total == len(kept) and [(i.seq, i.track_id) for i in items] == [(p.seq, p.track_id)
                                                                               for p in stored(kept)]
+
+
+def test_migration_0011_packs_track_points_and_back(db_url: str) -> None:  # noqa: F811
+    """A database at 0010 with points in it (a run across midnight, a frame of more than a row's worth of points):
+    0011 packs them (per run and day, rows closing at a frame's end), every value kept; the downgrade gives the
+    same ``track_points`` rows back."""
+    start = datetime(2026, 3, 2, 23, 59, 0, tzinfo=UTC)
+    rng = random.Random(7)
+    old: list[dict[str, object]] = []
+    for run_id, frames in (("m1", 400), ("m2", 30)):
+        for seq in range(frames):
+            ts = seq / 5.0
+            for tid in range(1, (130 if seq == 7 else rng.randrange(0, 6)) + 1):  # frame 7: 130 points
+                x = rng.uniform(0, 1000) / 7
+                old.append({"run_id": run_id, "seq": seq, "track_id": tid, "day": day_of(start.timestamp() + ts),
+                            "ts": ts, "x1": f32(x), "y1": f32(x / 3), "x2": f32(x + 0.1), "y2": f32(x * 1.7),
+                            "score": f32(rng.random()), "frames": rng.randrange(1, 9)})
+    with Repository(db_url, migrate=False) as repo:
+        repo.upgrade("0010")
+        with repo.engine.begin() as conn:
+            conn.execute(text("INSERT INTO cameras (id, name, created_at) VALUES ('cam', 'cam', :at)"), {"at": start})
+            for run_id in ("m1", "m2"):
+                conn.execute(text("INSERT INTO runs (id, camera_id, source, status, started_at, frames, meta)"
+                                  " VALUES (:r, 'cam', 'v.mp4', 'finished', :at, 400, '{}')"),
+                             {"r": run_id, "at": start})
+            if repo.dialect == "postgresql":
+                from genesis.adapters.db.partitions import create_days
+
+                create_days(conn, {int(r["day"]) for r in old}, ("track_points",))  # type: ignore[call-overload]
+            conn.execute(text("INSERT INTO track_points (run_id, seq, track_id, day, ts, x1, y1, x2, y2, score, frames)"
+                              " VALUES (:run_id, :seq, :track_id, :day, :ts, :x1, :y1, :x2, :y2, :score, :frames)"),
+                         old)
+        repo.upgrade()
+        for run_id in ("m1", "m2"):
+            want = [PathPoint("cam", int(r["track_id"]), int(r["seq"]), float(r["ts"]),  # type: ignore[arg-type]
+                              tuple(float(r[k]) for k in ("x1", "y1", "x2", "y2")),  # type: ignore[arg-type]
+                              float(r["score"]), int(r["frames"]))  # type: ignore[arg-type]
+                    for r in old if r["run_id"] == run_id]
+            assert repo.points(run_id) == stored(want)
+        with repo.engine.connect() as conn:
+            rows = conn.execute(text("SELECT run_id, first_seq, last_seq, day, n, points FROM point_batches "
+                                     "ORDER BY run_id, first_seq, day")).all()
+            assert sum(r.n for r in rows) == len(old)
+            assert {(r.run_id, r.day) for r in rows} == {(r["run_id"], r["day"]) for r in old}
+            for r in rows:
+                seqs = [p.seq for p in stored_points(r.first_seq, r.points)]
+                assert seqs[0] == r.first_seq and seqs[-1] == r.last_seq and len(seqs) == r.n
+                assert r.n < 100 + 6 or r.first_seq <= 7 <= r.last_seq  # closed at the first frame end after 100
+            # no frame's points are cut in two rows
+            assert len({(r.run_id, s) for r in rows for s in {p.seq for p in stored_points(r.first_seq, r.points)}}) \
+                == len({(r["run_id"], r["seq"]) for r in old})
+            if repo.dialect == "postgresql":
+                assert [d for _, d in partitions(conn, "point_batches")] == sorted({int(r["day"]) for r in old})
+        repo.downgrade("0010")
+        with repo.engine.connect() as conn:
+            back = [dict(r._mapping) for r in conn.execute(text(
+                "SELECT run_id, seq, track_id, day, ts, x1, y1, x2, y2, score, frames FROM track_points "
+                "ORDER BY run_id, seq, track_id"))]
+            tables = set(conn.execute(text(
+                "SELECT name FROM sqlite_master WHERE type = 'table'" if repo.dialect == "sqlite" else
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")).scalars())
+        assert "point_batches" not in tables and not any(t.startswith("point_batches_p") for t in tables)
+
+        def same(r: dict[str, object]) -> tuple[object, ...]:
+            return tuple(f32(r[k]) if k in ("x1", "y1", "x2", "y2", "score") else r[k]  # type: ignore[arg-type]
+                         for k in ("run_id", "seq", "track_id", "day", "ts", "x1", "y1", "x2", "y2", "score", "frames"))
+
+        assert [same(r) for r in back] == sorted((same(r) for r in old), key=lambda t: (t[0], t[1], t[2]))
+        repo.upgrade()
+        assert len(repo.points("m1")) == sum(1 for r in old if r["run_id"] == "m1")
