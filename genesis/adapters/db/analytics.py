@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, case, delete, select, update
+from sqlalchemy import ColumnElement, Connection, case, delete, func, select, update
 
 from genesis.adapters.db.partitions import drop_before
-from genesis.adapters.db.points import row_of, stored_points
+from genesis.adapters.db.points import row_of, stored_points, unpack
 from genesis.adapters.db.repository import (
     DAY_S,
     EPOCH_MIN,
@@ -178,23 +178,24 @@ def _point_sightings(conn: Connection, span: RunSpan, since: float, until: float
 
 def _purge_points(conn: Connection, span: RunSpan, cutoff: float) -> int:
     """Retention of a run's packed trajectory points: the rows whose every point is older than ``cutoff``
-    (absolute time) deleted, those with older and newer points rewritten with the newer ones (same key); the rows
-    deleted or rewritten."""
+    (absolute time) deleted, those with older and newer points rewritten with the newer ones (same key); the
+    points removed."""
     P = PointBatchRow  # noqa: N806
-    n = int(conn.execute(delete(P).where(P.run_id == span.run_id, _abs_ts(P.last_ts, span) < cutoff)).rowcount or 0)
+    old = P.run_id == span.run_id, _abs_ts(P.last_ts, span) < cutoff
+    n = int(conn.execute(select(func.coalesce(func.sum(P.n), 0)).where(*old)).scalar_one())
+    conn.execute(delete(P).where(*old))
     for first_seq, day, blob in conn.execute(select(P.first_seq, P.day, P.points).where(
             P.run_id == span.run_id, _abs_ts(P.first_ts, span) < cutoff)).all():
         kept = stored_points(int(first_seq), bytes(blob),
                              lambda _t, _q, ts: (ts if ts >= EPOCH_MIN else ts + span.start) >= cutoff)
         where = (P.run_id == span.run_id, P.first_seq == first_seq, P.day == day)
+        n += len(unpack(bytes(blob))) - len(kept)
         if not kept:
             conn.execute(delete(P).where(*where))
-            n += 1
             continue
         row = row_of(span.run_id, int(day), kept, int(first_seq))
         conn.execute(update(P).where(*where).values(
             {k: v for k, v in row.items() if k not in ("run_id", "first_seq", "day")}))
-        n += 1
     return n
 
 
@@ -411,7 +412,8 @@ class AnalyticsStore:
         Kinds: ``sightings`` (trajectory points, and recognition attempts that named someone),
         ``unknown_faces`` (recognition attempts that matched nobody), ``events`` (zone events, line
         crossings, tracks by their last sighting, heatmap grids by hour); rollups by bucket start per
-        granularity.
+        granularity. The counts are rows per table, except ``point_batches``: the trajectory points removed
+        (a packed row across the cutoff keeps its newer points).
         """
         counts: dict[str, int] = {}
         with self._write() as conn:

@@ -232,7 +232,7 @@ def test_beat_upkeep_creates_day_partitions_ahead_and_retention_drops_them(db_ur
             with repo.engine.begin() as conn:
                 conn.execute(text("ANALYZE point_batches"))  # the partitions' row estimates the purge reports
         counts = purge(repo, settings, now=now)
-        assert counts["point_batches"] == 3  # days -4 and -3 whole, and the old part of day -2 (a row a batch)
+        assert counts["point_batches"] == 3  # days -4 and -3 whole, and the old part of day -2 (points)
         assert [p.seq for p in repo.points("live")] == [3, 4]
         if repo.dialect == "postgresql":
             with repo.engine.connect() as conn:
