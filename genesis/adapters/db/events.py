@@ -161,8 +161,8 @@ def _tracks_within(query: Any, f: EventFilter) -> Any:
 
 
 P = PointBatchRow
-_READ_ROWS = 256
-"""Packed rows read at a time by a sightings page."""
+_READ_ROWS = 1000
+"""Packed rows (their key, frames, times and count: not their points) read at a time by a sightings page."""
 
 
 def _segment_of(segments: dict[int, list[tuple[int, int, str | None]]], track_id: int, seq: int
@@ -260,10 +260,11 @@ class EventRows:
 
         The points are stored packed per batch (``point_batches``): the rows that may hold matching points are
         chosen in SQL (the runs' window; the frames of a segment named ``identity``; a zone's run; ``ts``
-        against the rows' smallest and largest time) and read in key order a few hundred at a time; a row
-        every point of which matches (no track, zone or identity filter, its times within the filter's) is
-        counted by its ``n`` alone, the others are unpacked and their points filtered one by one. A point
-        matches ``identity`` when the segment of its track that holds its frame carries the name."""
+        against the rows' smallest and largest time) and read in key order, without their points, a thousand
+        at a time; a row every point of which matches (no track, zone or identity filter, its times within the
+        filter's) is counted by its ``n`` alone unless the page lies in it, the others are read again with their
+        points, unpacked and filtered point by point. A point matches ``identity`` when the segment of its track
+        that holds its frame carries the name."""
         end = offset + limit
         seen = 0
         page: list[tuple[str, str, StoredPoint]] = []
@@ -299,7 +300,8 @@ class EventRows:
                 seen += n  # nothing of the page in it: counted, not unpacked
             else:
                 match = keep(run_id)
-                points = [p for r in group for p in stored_points(int(r.first_seq), bytes(r.points), match)]
+                points = [p for first, blob in self._packed(run_id, group)
+                          for p in stored_points(first, blob, match)]
                 points.sort(key=lambda p: (p.seq, p.track_id))
                 for p in points:
                     if offset <= seen < end:
@@ -333,11 +335,18 @@ class EventRows:
             out.setdefault(int(tid), []).append((int(first), int(last), name))
         return out
 
+    def _packed(self, run_id: str, group: list[Any]) -> list[tuple[int, bytes]]:
+        """(first_seq, points) of the rows of a group (one read)."""
+        keys = {(int(r.first_seq), int(r.day)) for r in group}
+        rows = self.conn.execute(select(P.first_seq, P.day, P.points).where(
+            P.run_id == run_id, P.first_seq >= min(k[0] for k in keys), P.first_seq <= max(k[0] for k in keys)))
+        return [(int(first), bytes(blob)) for first, day, blob in rows if (int(first), int(day)) in keys]
+
     def _point_groups(self, f: EventFilter) -> Iterator[tuple[str, str, list[Any]]]:
         """(run, camera, rows) of the packed rows that may hold points within ``f``, in (run, frame) order, a
         group being rows whose frame ranges overlap (so that sorting each group's points gives the points in
         order); read ``_READ_ROWS`` rows at a time, by key."""
-        query = select(P.run_id, P.first_seq, P.day, P.last_seq, P.first_ts, P.last_ts, P.n, P.points,
+        query = select(P.run_id, P.first_seq, P.day, P.last_seq, P.first_ts, P.last_ts, P.n,
                        Run.camera_id).join(Run, Run.id == P.run_id)
         query = _run_window(query, f)
         if f.zone is not None:
