@@ -184,18 +184,18 @@ def _purge_points(conn: Connection, span: RunSpan, cutoff: float) -> int:
     old = P.run_id == span.run_id, _abs_ts(P.last_ts, span) < cutoff
     n = int(conn.execute(select(func.coalesce(func.sum(P.n), 0)).where(*old)).scalar_one())
     conn.execute(delete(P).where(*old))
-    for first_seq, day, blob in conn.execute(select(P.first_seq, P.day, P.points).where(
+    for first_seq, first_track, day, blob in conn.execute(select(P.first_seq, P.first_track, P.day, P.points).where(
             P.run_id == span.run_id, _abs_ts(P.first_ts, span) < cutoff)).all():
         kept = stored_points(int(first_seq), bytes(blob),
                              lambda _t, _q, ts: (ts if ts >= EPOCH_MIN else ts + span.start) >= cutoff)
-        where = (P.run_id == span.run_id, P.first_seq == first_seq, P.day == day)
+        where = (P.run_id == span.run_id, P.first_seq == first_seq, P.first_track == first_track, P.day == day)
         n += len(unpack(bytes(blob))) - len(kept)
         if not kept:
             conn.execute(delete(P).where(*where))
             continue
-        row = row_of(span.run_id, int(day), kept, int(first_seq))
+        row = row_of(span.run_id, int(day), kept, (int(first_seq), int(first_track)))
         conn.execute(update(P).where(*where).values(
-            {k: v for k, v in row.items() if k not in ("run_id", "first_seq", "day")}))
+            {k: v for k, v in row.items() if k not in ("run_id", "first_seq", "first_track", "day")}))
     return n
 
 

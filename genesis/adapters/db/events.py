@@ -337,16 +337,17 @@ class EventRows:
 
     def _packed(self, run_id: str, group: list[Any]) -> list[tuple[int, bytes]]:
         """(first_seq, points) of the rows of a group (one read)."""
-        keys = {(int(r.first_seq), int(r.day)) for r in group}
-        rows = self.conn.execute(select(P.first_seq, P.day, P.points).where(
+        keys = {(int(r.first_seq), int(r.first_track), int(r.day)) for r in group}
+        rows = self.conn.execute(select(P.first_seq, P.first_track, P.day, P.points).where(
             P.run_id == run_id, P.first_seq >= min(k[0] for k in keys), P.first_seq <= max(k[0] for k in keys)))
-        return [(int(first), bytes(blob)) for first, day, blob in rows if (int(first), int(day)) in keys]
+        return [(int(first), bytes(blob)) for first, track, day, blob in rows
+                if (int(first), int(track), int(day)) in keys]
 
     def _point_groups(self, f: EventFilter) -> Iterator[tuple[str, str, list[Any]]]:
         """(run, camera, rows) of the packed rows that may hold points within ``f``, in (run, frame) order, a
         group being rows whose frame ranges overlap (so that sorting each group's points gives the points in
         order); read ``_READ_ROWS`` rows at a time, by key."""
-        query = select(P.run_id, P.first_seq, P.day, P.last_seq, P.first_ts, P.last_ts, P.n,
+        query = select(P.run_id, P.first_seq, P.first_track, P.day, P.last_seq, P.first_ts, P.last_ts, P.n,
                        Run.camera_id).join(Run, Run.id == P.run_id)
         query = _run_window(query, f)
         if f.zone is not None:
@@ -358,12 +359,13 @@ class EventRows:
             query = query.where(P.last_ts >= f.ts_from)
         if f.ts_to is not None:
             query = query.where(P.first_ts <= f.ts_to)
-        after: tuple[str, int, int] | None = None
+        after: tuple[str, int, int, int] | None = None
         group: list[Any] = []
         high = 0
         while True:
-            q = query if after is None else query.where(tuple_(P.run_id, P.first_seq, P.day) > tuple_(*after))
-            rows = self.conn.execute(q.order_by(P.run_id, P.first_seq, P.day).limit(_READ_ROWS)).all()
+            key = P.run_id, P.first_seq, P.first_track, P.day
+            q = query if after is None else query.where(tuple_(*key) > tuple_(*after))
+            rows = self.conn.execute(q.order_by(*key).limit(_READ_ROWS)).all()
             for r in rows:
                 if group and (r.run_id != group[0].run_id or r.first_seq > high):
                     yield str(group[0].run_id), str(group[0].camera_id), group
@@ -375,7 +377,7 @@ class EventRows:
             if len(rows) < _READ_ROWS:
                 break
             last = rows[-1]
-            after = (str(last.run_id), int(last.first_seq), int(last.day))
+            after = (str(last.run_id), int(last.first_seq), int(last.first_track), int(last.day))
         if group:
             yield str(group[0].run_id), str(group[0].camera_id), group
 

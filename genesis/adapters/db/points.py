@@ -18,6 +18,12 @@ frames    uint32  the sightings of the track the point stands for
 44 bytes a point. The row's ``first_seq`` / ``last_seq`` (first and last frame) and ``first_ts`` / ``last_ts``
 (smallest and largest ``ts``) let the readers pick rows in SQL without unpacking them; ``n`` counts them.
 
+A row is keyed by its run, its first point (``first_seq``, ``first_track``: the smallest (frame, track)) and its day.
+A point is stored once in a run, so no two batches share a key, while a retried batch gives the same keys again.
+The frame alone would not do: a batch also carries the exit points of tracks gone for a while (``genesis.stages.path``
+emits a track's last sighting when it forgets the track, and at the end of the run), whose frames lie before the
+batch's, so two batches' frame ranges may overlap and their first frames may be equal.
+
 This module is the codec only (no SQL): the rows a batch becomes (:func:`batch_rows`) and the points a row holds
 (:func:`unpack`, :func:`path_points`).
 """
@@ -112,18 +118,21 @@ def day_rows(run_id: str, points: Iterable[PathPoint], day_of: Callable[[float],
         ordered = [keyed[k] for k in sorted(keyed)]
         first = int(ordered[0].seq)
         ts = [float(p.ts) for p in ordered]
-        out.append({"run_id": run_id, "first_seq": first, "day": day, "last_seq": int(ordered[-1].seq),
+        out.append({"run_id": run_id, "first_seq": first, "first_track": int(ordered[0].track_id), "day": day,
+                    "last_seq": int(ordered[-1].seq),
                     "first_ts": min(ts), "last_ts": max(ts), "n": len(ordered), "points": pack(ordered, first)})
     return out
 
 
-def row_of(run_id: str, day: int, points: Sequence[StoredPoint], first_seq: int | None = None) -> dict[str, Any]:
+def row_of(run_id: str, day: int, points: Sequence[StoredPoint], key: tuple[int, int] | None = None
+           ) -> dict[str, Any]:
     """A ``point_batches`` row of points already read back (in their order), e.g. what is left of a row after
-    retention or a copy; ``first_seq``: the key to keep (default: the first point's frame)."""
-    base = int(points[0].seq) if first_seq is None else first_seq
+    retention or a copy; ``key``: the (first_seq, first_track) to keep (default: the first point's)."""
+    base, track = (int(points[0].seq), int(points[0].track_id)) if key is None else key
     as_path = [p.path_point("") for p in points]
     ts = [p.ts for p in points]
-    return {"run_id": run_id, "first_seq": base, "day": day, "last_seq": max(p.seq for p in points),
+    return {"run_id": run_id, "first_seq": base, "first_track": track, "day": day,
+            "last_seq": max(p.seq for p in points),
             "first_ts": min(ts), "last_ts": max(ts), "n": len(points), "points": pack(as_path, base)}
 
 

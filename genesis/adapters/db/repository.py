@@ -373,7 +373,7 @@ def _boxed_row(run_id: str, item: RecognitionAttempt, box: Sequence[float]) -> d
 
 def point_rows(run_id: str, points: Sequence[PathPoint], started: float) -> list[dict[str, Any]]:
     """The ``point_batches`` rows of a batch's points (``genesis.adapters.db.points``): one per UTC day of their
-    absolute time, keyed by its first frame, so that a retried batch gives the same keys."""
+    absolute time, keyed by its first point (frame, track), so that a retried batch gives the same keys."""
     return day_rows(run_id, points, lambda ts: int(absolute_ts(ts, started) // DAY_S))
 
 
@@ -730,9 +730,9 @@ class Repository:
         run's heatmap grid of ``cell_px`` squares per hour (``heatmap_cells``); ``points`` (the sampled
         trajectories) are stored packed, one ``point_batches`` row per UTC day they fall in. Each kind of
         row is one executemany INSERT ... ON CONFLICT DO NOTHING on its natural key (the packed points: run,
-        first frame of the call's points, day), so a retried call stores nothing twice and a partial failure
-        stores nothing. A retry must carry the same points as the first call (the sequencer's batches do; so
-        do the heatmap rows, keyed the same way). Every row must belong to the run's camera.
+        the first point's frame and track, day), so a retried call stores nothing twice and a partial failure
+        stores nothing. A retry must carry the same points as the first call (the sequencer's batches do; the
+        heatmap rows, keyed by the batch's first frame, assume as much). Every row must belong to the run's camera.
         """
         if not (sightings or points or attempts or zone_events or crossings):
             return
@@ -971,7 +971,7 @@ class Repository:
     def points(self, run_id: str) -> list[PathPoint]:
         """The trajectory points of a run by (seq, track_id); the camera is the run's."""
         t = PointBatchRow
-        camera, rows = self._run_rows(run_id, (t.first_seq, t.points), order_by=(t.first_seq, t.day))
+        camera, rows = self._run_rows(run_id, (t.first_seq, t.points), order_by=(t.first_seq, t.first_track, t.day))
         out = [p for first, blob in rows for p in stored_points(int(first), bytes(blob))]
         out.sort(key=lambda p: (p.seq, p.track_id))  # rows of one frame range may overlap (a day's boundary)
         return [p.path_point(camera) for p in out]

@@ -440,7 +440,8 @@ def _copy_points(conn: Connection, run_id: str, to_run: str, shift: RunCopy) -> 
     t = metadata.tables["point_batches"]
     start = conn.execute(select(Run.started_at).where(Run.id == run_id)).scalar_one().timestamp()
     rows = []
-    for first, blob in conn.execute(select(t.c.first_seq, t.c.points).where(t.c.run_id == run_id)):
+    for first, first_track, blob in conn.execute(select(t.c.first_seq, t.c.first_track, t.c.points)
+                                                 .where(t.c.run_id == run_id)):
         by_day: dict[int, list[StoredPoint]] = {}
         for p in stored_points(int(first), bytes(blob)):
             if shift.ts_below is not None and p.ts >= shift.ts_below:
@@ -450,8 +451,8 @@ def _copy_points(conn: Connection, run_id: str, to_run: str, shift: RunCopy) -> 
             d = int(((p.ts if p.ts >= EPOCH_MIN else p.ts + start) + shift.ts_shift) // DAY_S)
             by_day.setdefault(d, []).append(moved)
         for d, points in sorted(by_day.items()):
-            keep = int(first) + shift.seq_shift if points[0].seq == int(first) + shift.seq_shift else None
-            rows.append(row_of(to_run, d, points, keep))
+            key = (int(first) + shift.seq_shift, int(first_track) + shift.track_shift)
+            rows.append(row_of(to_run, d, points, key if (points[0].seq, points[0].track_id) == key else None))
     if rows:
         create_days(conn, {r["day"] for r in rows})
         conn.execute(dialect_insert(conn, t).on_conflict_do_nothing(

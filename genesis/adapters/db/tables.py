@@ -184,16 +184,20 @@ class PointBatchRow(Base):
     of consecutive frames give by their key alone. A track's or an identity's points are picked out after
     unpacking (their rows chosen in SQL by run, frames and time).
 
-    ``first_seq`` (the first point's frame when written; the base of the packed frame offsets), ``last_seq``,
-    ``first_ts`` / ``last_ts`` (smallest and largest ``ts``) and ``n`` (points) choose and count rows in SQL
-    without unpacking them. The key (run, first_seq, day) is what a retried write of the same batch gives again
-    (ON CONFLICT DO NOTHING: nothing twice). ``day`` (UTC days since 1970 of the points' absolute time) is the
-    partition key on PostgreSQL (``genesis.adapters.db.partitions``), a plain column on SQLite."""
+    ``first_seq`` / ``first_track`` (the first point's frame and track when written; the frame is also the base
+    of the packed frame offsets), ``last_seq``, ``first_ts`` / ``last_ts`` (smallest and largest ``ts``) and ``n``
+    (points) choose and count rows in SQL without unpacking them. The key (run, first_seq, first_track, day) is
+    what a retried write of the same batch gives again (ON CONFLICT DO NOTHING: nothing twice) and no other
+    batch gives: a point is stored once, and a batch's frames may overlap an earlier one's (the exit points of
+    tracks gone a while carry their old frame), so the first frame alone is not unique. ``day`` (UTC days since
+    1970 of the points' absolute time) is the partition key on PostgreSQL (``genesis.adapters.db.partitions``),
+    a plain column on SQLite."""
 
     __tablename__ = "point_batches"
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     first_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first_track: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     day: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_seq: Mapped[int] = mapped_column(BigInteger)
     first_ts: Mapped[float] = mapped_column(Double)

@@ -306,3 +306,26 @@ def test_migration_0011_packs_track_points_and_back(db_url: str) -> None:  # noq
         assert [same(r) for r in back] == sorted((same(r) for r in old), key=lambda t: (t[0], t[1], t[2]))
         repo.upgrade()
         assert len(repo.points("m1")) == sum(1 for r in old if r["run_id"] == "m1")
+
+
+def test_batches_whose_frames_overlap_keep_apart(db_url: str) -> None:  # noqa: F811
+    """A batch carries the exit points of tracks forgotten since (their last sighting, an older frame): its first
+    frame may be an earlier batch's. Both are stored (the key has the first point's track), retries add nothing,
+    and the readers give the points in (frame, track) order across the overlapping rows."""
+    def pt(tid: int, seq: int) -> PathPoint:
+        return PathPoint("cam", tid, seq, seq / 5.0, (1.0, 2.0, 3.0, 4.0), 0.5, 2)
+
+    first = [pt(1, 3), pt(1, 5), pt(3, 9)]
+    later = [pt(2, 3), pt(1, 30), pt(4, 7)]  # track 2's exit at frame 3, track 4's at 7; track 1 goes on at 30
+    with Repository(db_url) as repo:
+        repo.start_run("r1", "cam", "x", {})
+        for batch in (first, later, first, later):
+            repo.save_outcome("r1", [], [], [], [], batch)
+        want = stored(first + later)
+        assert repo.points("r1") == want
+        with repo.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM point_batches")).scalar_one() == 2
+        with read_events(repo.engine) as db:
+            items, total = db.sightings(EventFilter(), 4, 1)
+            assert total == 6 and [(i.seq, i.track_id) for i in items] == [(p.seq, p.track_id) for p in want[1:5]]
+            assert [b.track_id for b in db.sightings_at("r1", 8)] == [1, 2, 4]

@@ -11,7 +11,9 @@ layout is frozen here: a migration must not change with later code):
 
     dseq uint32 (frame - first_seq), track_id int64, ts float64, x1 y1 x2 y2 score float32, frames uint32
 
-with ``first_seq`` / ``last_seq``, ``first_ts`` / ``last_ts`` (smallest / largest ts) and ``n`` beside them.
+with ``first_seq`` / ``last_seq``, ``first_ts`` / ``last_ts`` (smallest / largest ts) and ``n`` beside them, keyed by
+(run, first_seq, first_track, day): the first point's frame and track (a batch's exit points carry older frames,
+so the first frame alone is not unique).
 On PostgreSQL the table is partitioned by ``day`` like the old one; the partitions the converted rows need are
 created here.
 
@@ -50,6 +52,7 @@ def _batches_table(pg: bool) -> None:
         "point_batches",
         sa.Column("run_id", sa.String(), nullable=False),
         sa.Column("first_seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("first_track", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("day", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("last_seq", sa.BigInteger(), nullable=False),
         sa.Column("first_ts", sa.Double(), nullable=False),
@@ -58,7 +61,7 @@ def _batches_table(pg: bool) -> None:
         sa.Column("points", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_point_batches_run_id_runs"),
                                 ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("run_id", "first_seq", "day", name=op.f("pk_point_batches")),
+        sa.PrimaryKeyConstraint("run_id", "first_seq", "first_track", "day", name=op.f("pk_point_batches")),
         **part,
     )
 
@@ -96,7 +99,8 @@ def _pack(points: list[tuple[Any, ...]], run_id: str, day: int) -> dict[str, Any
         arr[i] = (int(seq) - first, int(tid), float(ts), float(x1), float(y1), float(x2), float(y2), float(score),
                   int(frames))
     ts = [float(p[2]) for p in points]
-    return {"run_id": run_id, "first_seq": first, "day": day, "last_seq": int(points[-1][0]), "first_ts": min(ts),
+    return {"run_id": run_id, "first_seq": first, "first_track": int(points[0][1]), "day": day,
+            "last_seq": int(points[-1][0]), "first_ts": min(ts),
             "last_ts": max(ts), "n": len(points), "points": arr.tobytes()}
 
 
@@ -145,7 +149,8 @@ def upgrade() -> None:
         "SELECT DISTINCT run_id, day FROM track_points ORDER BY run_id, day"))]
     _create_days(bind, "point_batches", {d for _, d in keys})
     batches = sa.table("point_batches", *(sa.column(c) for c in (
-        "run_id", "first_seq", "day", "last_seq", "first_ts", "last_ts", "n")), sa.column("points", sa.LargeBinary()))
+        "run_id", "first_seq", "first_track", "day", "last_seq", "first_ts", "last_ts", "n")),
+        sa.column("points", sa.LargeBinary()))
     pending: list[dict[str, Any]] = []
     for run_id, day in keys:
         for row in _chunks(bind, run_id, day):
