@@ -392,8 +392,13 @@ def same_results(report: dict[str, Any], want: dict[str, Any], s: Stack, what: s
         raise E2EError(f"{what}: results differ from the embedded run (got, want): "
                      f"{json.dumps(diff, default=str)[:3000]}; run meta: {report['run']}")
     # The sightings the stored rows stand for, counted two ways: the frames of the trajectory points and the
-    # foot points of the heatmap grids (a lost or doubled batch shows in either).
-    rows = int(s.sql(f"SELECT coalesce(sum(frames), 0) FROM track_points WHERE run_id = '{run_id}'"))
+    # foot points of the heatmap grids (a lost or doubled batch shows in either). The points are packed
+    # (point_batches: 44-byte little-endian records, ``frames`` a uint32 at byte 40 of each;
+    # genesis/adapters/db/points.py).
+    rows = int(s.sql(
+        "SELECT coalesce(sum(get_byte(points, i * 44 + 40) + get_byte(points, i * 44 + 41) * 256"
+        " + get_byte(points, i * 44 + 42) * 65536 + get_byte(points, i * 44 + 43)::bigint * 16777216), 0)"
+        f" FROM point_batches, generate_series(0, n - 1) AS i WHERE run_id = '{run_id}'"))
     heat = int(s.sql(f"SELECT coalesce(sum(points), 0) FROM heatmap_cells WHERE run_id = '{run_id}'"))
     frames = sum(int(t["frames"]) for t in want["tracks"])
     check(rows == frames == heat, f"{what}: the stored points stand for {rows} sightings and the heatmap grids for "
@@ -404,7 +409,8 @@ def same_results(report: dict[str, Any], want: dict[str, Any], s: Stack, what: s
 
 def wait_progress(s: Stack, run_id: str, rows: int = 1, timeout: float = 300) -> None:
     """Mid-run: the store has written some (not all) rows of the run."""
-    wait_for(lambda: int(s.sql(f"SELECT count(*) FROM track_points WHERE run_id = '{run_id}'") or 0) >= rows,
+    points = f"SELECT coalesce(sum(n), 0) FROM point_batches WHERE run_id = '{run_id}'"
+    wait_for(lambda: int(s.sql(points) or 0) >= rows,
              timeout, f"stored rows of run {run_id}", every=0.5)
 
 

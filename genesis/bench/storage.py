@@ -415,8 +415,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
                         res.queries, res.query_rows = time_queries(repo, settings, runs, args.query_repeats,
                                                                    progress)
                         grown = storage_stats(repo.engine, per_day=False)
-                        s = grown.table("track_points")
-                        res.query_rows["track_points rows"] = s.rows if s else 0
+                        s = grown.table("point_batches")
+                        res.query_rows["point_batches rows"] = s.rows if s else 0
                         res.query_rows["database MB"] = round(grown.database_bytes / 1e6)
                     results.append(res)
         print_results(console, rec, results, args, argv)

@@ -1,7 +1,7 @@
 """Trajectory sampling: which sightings of a track are stored as points of its path.
 
 The database keeps passages, not frames (issue 21): a track segment's summary (``tracks``) and a
-trajectory sampled by time and movement (``track_points``). A sighting becomes a point when it is
+trajectory sampled by time and movement (``point_batches``, packed). A sighting becomes a point when it is
 
 * the first sighting of its track, or the first after a new identity segment was opened;
 * ``interval_s`` (1 s) or more of media time after the track's previous point;

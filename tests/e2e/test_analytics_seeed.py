@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from genesis.adapters.db.points import stored_points
 from tests.e2e.conftest import CLI
 
 LINE = "walkway:0,0.5,1,0.5"
@@ -41,7 +42,9 @@ def test_walkway_line_heatmap_and_rollups(cli: CLI, tmp_path: Path, data_dir: Pa
     heat_path = tmp_path / "plaza.png"
     printed = cli("heatmap", "plaza", "-o", str(heat_path)).stdout
     sightings = db.execute("SELECT sum(points) FROM heatmap_cells").fetchone()[0]  # every sighting's foot point
-    assert sightings == db.execute("SELECT sum(frames) FROM track_points").fetchone()[0] == sum(
+    points = [p for first, blob in db.execute("SELECT first_seq, points FROM point_batches")
+              for p in stored_points(first, blob)]  # the trajectory points, unpacked
+    assert sightings == sum(p.frames for p in points) == sum(
         t["frames"] for t in res["tracks"])
     assert f"{sightings} foot points" in printed
     heat = cv2.imread(str(heat_path))
@@ -54,7 +57,7 @@ def test_walkway_line_heatmap_and_rollups(cli: CLI, tmp_path: Path, data_dir: Pa
     tint = np.abs(heat.astype(int) - snapshot.astype(int)).sum(axis=2)
     assert (tint > 30).mean() > 0.3
     # where people walked: the trajectory points, each as many times as the sightings it stands for
-    rows = db.execute("SELECT x1, y1, x2, y2, frames FROM track_points").fetchall()
+    rows = [(*p.box, p.frames) for p in points]
     boxes = np.repeat(np.array([r[:4] for r in rows]), [r[4] for r in rows], axis=0)
     feet = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, np.minimum(boxes[:, 3], 359)], axis=1).astype(int)
     counts = np.zeros((360 // 40 + 1, 640 // 40 + 1))

@@ -86,7 +86,7 @@ def test_a_full_disk_under_the_database_is_one_line_and_stores_nothing(here: CLI
     assert "no space left on device" in line and "the run was not stored" in line, line
     filler.unlink()
     with sqlite3.connect(db) as conn:  # nothing half-written: the failed run's rows were removed
-        for table in ("runs", "track_points", "heatmap_cells", "tracks"):
+        for table in ("runs", "point_batches", "heatmap_cells", "tracks"):
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
 
 

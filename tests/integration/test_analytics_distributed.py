@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 
 from tests.integration.workers import genesis_cli, pipeline_env, workers
 from tests.services import redis_url
+from tests.stored import point_frames
 
 BROKER = redis_url(2)
 FRAMES = redis_url(3)
@@ -39,7 +40,7 @@ def test_distributed_snapshot_heatmap_and_rollups(models_dir: Path, tmp_path: Pa
                 assert (width, height) == (800, 450)
                 # every sighting: the heatmap grids' foot points, and the frames the trajectory points stand for
                 (sightings,) = conn.execute(text("SELECT sum(points) FROM heatmap_cells")).one()
-                (stood_for,) = conn.execute(text("SELECT sum(frames) FROM track_points")).one()
+                stood_for = point_frames(conn)
                 assert sightings == stood_for == sum(t["frames"] for t in results["tracks"])
             printed = genesis_cli(env, "heatmap", "entrance", "-o", str(tmp_path / "entrance.png"))
             assert f"{sightings} foot points" in printed and "no snapshot" not in printed

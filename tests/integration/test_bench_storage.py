@@ -25,15 +25,15 @@ def test_bench_storage_tiny(models_dir: Path, data_dir: Path, tmp_path: Path) ->
         m = re.search(rf"^{backend}: ([\d.]+) bytes per frame, ([\d.]+) MB per camera-day$", out, re.M)
         assert m, out
         assert float(m.group(1)) > 0 and float(m.group(2)) > 0
-    assert re.search(r"\| track_points +\| +[\d.]+ \| +[\d,]+ \|", out), out
+    assert re.search(r"\| point_batches +\| +[\d.]+ \| +[\d,]+ \|", out), out
     doc = json.loads(out_json.read_text())
     by = {r["backend"]: r for r in doc["results"]}
     assert set(by) == {"postgresql", "sqlite"}
     for r in by.values():
-        assert r["frames"] == 6 and r["data_bytes"] > 0 and r["tables"]["track_points"]["rows"] > 0
+        assert r["frames"] == 6 and r["data_bytes"] > 0 and r["tables"]["point_batches"]["rows"] > 0
     pg = by["postgresql"]
-    # 24 frames a day (6 written, doubled twice in SQL), 2 days: 8x the track points of one pass.
-    assert pg["query_rows"]["track_points rows"] == 8 * pg["tables"]["track_points"]["rows"], pg
+    # 24 frames a day (6 written, doubled twice), 2 days: 8x the packed point rows of one pass.
+    assert pg["query_rows"]["point_batches rows"] == 8 * pg["tables"]["point_batches"]["rows"], pg
     assert set(pg["queries_ms"]) >= {"run report (genesis report)", "identity timeline (console)",
                                      "day heatmap (genesis heatmap)", "API sightings page", "API alerts page"}
     assert all(q["p50"] >= 0 for q in pg["queries_ms"].values())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -48,7 +49,9 @@ def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 def repo(url: str) -> Iterator[Repository]:
     """Camera ``door``: 400 frames x 3 people at 5 fps from 23:59:00 UTC (the first 60 s on day 1, the rest
     on day 2), 10 attempts, 4 zone events, 2 crossings. Camera ``yard``: a file run, 50 sightings at
-    video positions (its day is the run's start: today)."""
+    video positions (its day is the run's start: today). Every sighting is a trajectory point, stored as the
+    pipeline does in batches of 25 frames: one packed ``point_batches`` row a batch (12 on day 1, 4 on day 2,
+    2 for ``yard``)."""
     with Repository(url) as r:
         r.start_run("live1", "door", "rtsp://cam", {})
         sightings = [Sighting("door", tid, seq, DAY1 + seq / 5, (1.0, 2.0, 30.0, 80.0), 0.9)
@@ -59,10 +62,13 @@ def repo(url: str) -> Iterator[Repository]:
         zones += [ZoneEvent("door", "lower", tid, ZoneEventKind.EXIT, 100 + tid, DAY1 + 20 + tid) for tid in (1, 2)]
         crossings = [LineCrossing("door", "mid", 3, Direction.IN, 50, DAY1 + 10),
                      LineCrossing("door", "mid", 3, Direction.OUT, 350, DAY1 + 70)]
-        r.save_outcome("live1", sightings, attempts, zones, crossings, points(sightings))
+        r.save_outcome("live1", sightings, attempts, zones, crossings)
+        for i in range(0, 400, 25):
+            r.save_outcome("live1", [], [], [], [], points(sightings[3 * i:3 * (i + 25)]))
         r.start_run("file1", "yard", "clip.mp4", {})
         file_sightings = [Sighting("yard", 7, seq, seq / 5, (0, 0, 10, 10), 0.5) for seq in range(50)]
-        r.save_outcome("file1", file_sightings, [], [], [], points(file_sightings))
+        r.save_outcome("file1", file_sightings, [], [], [], points(file_sightings[:25]))
+        r.save_outcome("file1", [], [], [], [], points(file_sightings[25:]))
         yield r
 
 
@@ -77,9 +83,9 @@ def expected_days(repo: Repository) -> dict[tuple[str, str], dict[str, int]]:
     today = run.started_at.date().isoformat()  # a run started seconds before midnight could straddle: never mind
     d1, d2 = date(2026, 3, 1).isoformat(), date(2026, 3, 2).isoformat()
     return {
-        ("door", d1): {"track_points": 3 * 300, "recognition_attempts": 8, "zone_events": 4, "line_crossings": 1},
-        ("door", d2): {"track_points": 3 * 100, "recognition_attempts": 2, "line_crossings": 1},
-        ("yard", today): {"track_points": 50},
+        ("door", d1): {"point_batches": 12, "recognition_attempts": 8, "zone_events": 4, "line_crossings": 1},
+        ("door", d2): {"point_batches": 4, "recognition_attempts": 2, "line_crossings": 1},
+        ("yard", today): {"point_batches": 2},
     }
 
 
@@ -88,7 +94,7 @@ def check_sizes(repo: Repository, stats: StorageStats) -> None:
     with repo.engine.connect() as conn:
         for t in stats.tables:
             if repo.dialect == "postgresql":
-                # a partitioned table (track_points, heatmap_cells) is the sum of its day partitions
+                # a partitioned table (point_batches, heatmap_cells) is the sum of its day partitions
                 parted = conn.execute(text("SELECT relkind = 'p' FROM pg_class WHERE oid = CAST(:t AS regclass)"),
                                       {"t": t.table}).scalar_one()
                 rels = ("(SELECT relid FROM pg_partition_tree(CAST(:t AS regclass)) WHERE isleaf)" if parted
@@ -119,8 +125,8 @@ def test_figures_match_the_database(repo: Repository) -> None:
     stats = storage_stats(repo.engine)
     assert stats.method == ("pg_total_relation_size" if repo.dialect == "postgresql" else "dbstat")
     check_sizes(repo, stats)
-    sightings = stats.table("track_points")
-    assert sightings is not None and sightings.rows == 1250 and sightings.bytes and sightings.bytes > 0
+    sightings = stats.table("point_batches")
+    assert sightings is not None and sightings.rows == 18 and sightings.bytes and sightings.bytes > 0
     assert stats.tables_bytes is not None and stats.tables_bytes <= stats.database_bytes
     days = {(d.camera_id, d.day.isoformat()): d for d in stats.camera_days}
     want = expected_days(repo)
@@ -129,7 +135,7 @@ def test_figures_match_the_database(repo: Repository) -> None:
     for key, d in days.items():
         assert d.bytes_estimate == round(sum(n * per_row[name] for name, n in want[key].items()))
     door = next(c for c in stats.cameras if c.camera_id == "door")
-    assert door.days == 2 and door.rows["track_points"] == 1200 and door.rows["recognition_attempts"] == 10
+    assert door.days == 2 and door.rows["point_batches"] == 16 and door.rows["recognition_attempts"] == 10
     total = sum(d.bytes_estimate or 0 for d in stats.camera_days)
     assert stats.mb_per_camera_day == pytest.approx(total / 3 / 1e6)
 
@@ -152,8 +158,8 @@ def test_cli_table_and_json(repo: Repository, url: str) -> None:
     done = run_cli(url)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "track_points" in out and "per camera-day (UTC)" in out and "2026-03-02" in out and "door" in out
-    assert "1,250" in out and "projection:" in out and "MB per camera-day" in out
+    assert "point_batches" in out and "per camera-day (UTC)" in out and "2026-03-02" in out and "door" in out
+    assert re.search(r"point_batches\s.*\b18\b", out) and "projection:" in out and "MB per camera-day" in out
     assert ("pg_total_relation_size" if repo.dialect == "postgresql" else "dbstat") in out
 
 
@@ -193,14 +199,14 @@ def test_gauges_cached_a_minute(repo: Repository, url: str) -> None:
     assert collector.reads == 2
     with repo.engine.connect() as conn:
         if repo.dialect == "postgresql":
-            size = conn.execute(text("SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('track_points')"
-                                     " WHERE isleaf")).scalar_one()
+            size = conn.execute(text("SELECT sum(pg_total_relation_size(relid)) FROM "
+                                     "pg_partition_tree('point_batches') WHERE isleaf")).scalar_one()
         else:
-            size = storage_stats(repo.engine, per_day=False).table("track_points").bytes  # type: ignore[union-attr]
-    assert f'genesis_db_table_bytes{{table="track_points"}} {float(size)}' in first
-    assert 'genesis_db_table_rows{table="track_points"}' in first and "genesis_db_size_bytes " in first
+            size = storage_stats(repo.engine, per_day=False).table("point_batches").bytes  # type: ignore[union-attr]
+    assert f'genesis_db_table_bytes{{table="point_batches"}} {float(size)}' in first
+    assert 'genesis_db_table_rows{table="point_batches"}' in first and "genesis_db_size_bytes " in first
     if repo.dialect == "sqlite":
-        assert 'genesis_db_table_rows{table="track_points"} 1250.0' in first
+        assert 'genesis_db_table_rows{table="point_batches"} 18.0' in first
 
 
 def test_api_and_beat_endpoints_expose_the_gauges(repo: Repository, url: str) -> None:
@@ -210,7 +216,7 @@ def test_api_and_beat_endpoints_expose_the_gauges(repo: Repository, url: str) ->
     api = ApiProbe(settings)
     for probe in (api, BeatProbe(settings, api.app, list)):
         body = probe.metrics().decode()
-        assert 'genesis_db_table_bytes{table="track_points"}' in body and "genesis_db_size_bytes" in body, body[-2000:]
+        assert 'genesis_db_table_bytes{table="point_batches"}' in body and "genesis_db_size_bytes" in body, body[-2000:]
 
 
 @pytest.mark.parametrize("url", ["sqlite"], indirect=True)
@@ -222,6 +228,6 @@ def test_sqlite_without_dbstat_says_so(repo: Repository, monkeypatch: pytest.Mon
     monkeypatch.setattr(storage, "_sqlite_sizes", lambda conn, names: None)
     stats = storage_stats(repo.engine)
     assert stats.method == "page_count" and stats.database_bytes > 0 and stats.tables_bytes is None
-    assert all(t.bytes is None for t in stats.tables) and stats.table("track_points").rows == 1250  # type: ignore[union-attr]
+    assert all(t.bytes is None for t in stats.tables) and stats.table("point_batches").rows == 18  # type: ignore[union-attr]
     assert stats.camera_days and all(d.bytes_estimate is None for d in stats.camera_days)
     assert stats.mb_per_camera_day is None and stats.to_dict()["mb_per_camera_day_estimate"] is None

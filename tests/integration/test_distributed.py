@@ -78,7 +78,7 @@ def test_distributed_equals_embedded_with_detect_concurrency_1_and_4(
     engine = create_engine(env["GENESIS_DATABASE_URL"])
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
-    assert {"runs", "tracks", "track_points", "heatmap_cells", "zone_events", "line_crossings",
+    assert {"runs", "tracks", "point_batches", "heatmap_cells", "zone_events", "line_crossings",
             "face_embeddings"} <= tables
     enroll_people(env, shared_dir)
     logs = Path(env["TEST_OUT_DIR"])

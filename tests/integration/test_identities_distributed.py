@@ -20,6 +20,7 @@ from genesis.services import live
 from tests.integration.workers import genesis_cli, pipeline_env, workers
 from tests.photos import face_photo
 from tests.services import redis_url
+from tests.stored import point_rows
 
 BROKER = redis_url(6)
 FRAMES = redis_url(7)
@@ -92,12 +93,10 @@ def test_track_faces_clusters_search_and_forget(env: dict[str, str], shared_dir:
     seq = shown.meta["seq"]
     engine = create_engine(pg)
     with engine.connect() as conn:
-        spans = {int(r[0]): (int(r[1]), int(r[2])) for r in conn.execute(text(
-            "SELECT track_id, min(seq), max(seq) FROM track_points WHERE run_id = :r GROUP BY track_id"),
-            {"r": run_id})}
-        at = {int(r[0]): (r[1], r[2], r[3], r[4]) for r in conn.execute(text(
-            "SELECT track_id, x1, y1, x2, y2 FROM track_points WHERE run_id = :r AND seq = :s"),
-            {"r": run_id, "s": seq})}
+        points = [p for _, p in point_rows(conn, "WHERE run_id = :r", r=run_id)]
+        spans = {t: (min(p.seq for p in points if p.track_id == t), max(p.seq for p in points if p.track_id == t))
+                 for t in {p.track_id for p in points}}
+        at = {p.track_id: p.box for p in points if p.seq == seq}
         crops = [r[0] for r in conn.execute(text("SELECT crop FROM track_faces"))]
     engine.dispose()
     persons = {p["track_id"]: p["box"] for p in shown.meta["persons"]}

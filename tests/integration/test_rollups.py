@@ -124,7 +124,7 @@ def test_rollups_and_purge_by_a_celery_worker_on_postgres(env: dict[str, str], t
 
         counts = {k: int(v) for k, v in re.findall(r"'(\w+)': (\d+)", line)}
         check([absolute(run, s.ts) for run in ("live", "file") for s in repo.points(run)],
-              [t for _, _, t, _ in raw.points], counts["track_points"])
+              [t for _, _, t, _ in raw.points], counts["point_batches"])  # the points removed
         check([absolute(run, e.ts) for run in ("live", "file") for e in repo.zone_events(run)],
               [e[4] for e in raw.events], counts["zone_events"])
         check([absolute(run, c.ts) for run in ("live", "file") for c in repo.line_crossings(run)],
@@ -190,7 +190,7 @@ def test_celery_beat_runs_the_configured_schedule(env: dict[str, str], tmp_path:
             assert f"Sending due task {name}" in beat_log, beat_log[-2000:]
         # beat's storage upkeep made the day partitions of the next days (defaults: 3 ahead)
         with repo.engine.connect() as conn:
-            days = {d for _, d in partitions(conn, "track_points")}
+            days = {d for _, d in partitions(conn, "point_batches")}
         today = day_of(time.time())
         assert set(range(today - 1, today + 4)) <= days, days
         assert "rollup-day" not in beat_log  # not configured

@@ -101,7 +101,7 @@ def test_retention_purge_deletes_exactly_what_is_older_than_the_limit(repo: Repo
     counts = purge(repo, settings, now=now)
     old = sum(1 for _, _, t, _ in raw.points if t < cutoff)
     assert 0 < old < len(raw.points)
-    assert counts["track_points"] == old
+    assert counts["point_batches"] == old  # the points removed
     assert counts["zone_events"] == sum(1 for e in raw.events if e[4] < cutoff)
     assert counts["line_crossings"] == sum(1 for c in raw.crossings if c[4] < cutoff)
     assert counts["unknown_faces"] == sum(1 for a in raw.attempts if a[3] is None and a[2] < cutoff)

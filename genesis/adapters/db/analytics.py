@@ -8,6 +8,7 @@ it is an epoch time (``ts >= EPOCH_MIN``) and ``run.started_at + ts`` otherwise.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -15,9 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, case, delete, func, select
+from sqlalchemy import ColumnElement, Connection, case, delete, func, select, update
 
 from genesis.adapters.db.partitions import drop_before
+from genesis.adapters.db.points import row_of, stored_points, unpack
 from genesis.adapters.db.repository import (
     DAY_S,
     EPOCH_MIN,
@@ -30,10 +32,10 @@ from genesis.adapters.db.repository import (
 from genesis.adapters.db.tables import (
     HeatmapRow,
     LineCrossingRow,
+    PointBatchRow,
     RecognitionAttemptRow,
     Run,
     Track,
-    TrackPointRow,
     ZoneEventRow,
 )
 from genesis.adapters.db.tables_analytics import (
@@ -145,6 +147,58 @@ def _abs_ts(column: Any, span: RunSpan) -> ColumnElement[float]:
     return expr
 
 
+def _point_sightings(conn: Connection, span: RunSpan, since: float, until: float, bucket_s: float
+                     ) -> list[tuple[str, int, float, int, str | None]]:
+    """(run, track, bucket start, sightings, name of the point's segment) of a run's trajectory points whose
+    absolute time lies in [since, until): each point counted for the ``frames`` sightings it stands for, in its
+    bucket, per track segment (a point outside every segment: no name)."""
+    P = PointBatchRow  # noqa: N806
+    packed = conn.execute(select(P.first_seq, P.points).where(
+        P.run_id == span.run_id, _abs_ts(P.last_ts, span) >= since, _abs_ts(P.first_ts, span) < until)).all()
+    if not packed:
+        return []
+    segments: dict[int, list[tuple[int, int, int, str | None]]] = {}
+    for tid, segment, first, last, name in conn.execute(
+            select(Track.track_id, Track.segment, Track.first_seq, Track.last_seq, Track.identity_name)
+            .where(Track.run_id == span.run_id).order_by(Track.track_id, Track.segment)):
+        segments.setdefault(int(tid), []).append((int(segment), int(first), int(last), name))
+    sums: dict[tuple[int, int | None, str | None, float], int] = {}
+    for first_seq, blob in packed:
+        for p in stored_points(int(first_seq), bytes(blob)):
+            t = p.ts if p.ts >= EPOCH_MIN else p.ts + span.start
+            if not since <= t < until:
+                continue
+            seg = next(((s, name) for s, a, b, name in segments.get(p.track_id, ()) if a <= p.seq <= b), (None, None))
+            key = (p.track_id, seg[0], seg[1], float(math.floor(t / bucket_s)))
+            sums[key] = sums.get(key, 0) + p.frames
+    return [(span.run_id, tid, b * bucket_s, n, name)
+            for (tid, _, name, b), n in sorted(sums.items(), key=lambda kv: (
+                kv[0][0], -1 if kv[0][1] is None else kv[0][1], kv[0][3]))]
+
+
+def _purge_points(conn: Connection, span: RunSpan, cutoff: float) -> int:
+    """Retention of a run's packed trajectory points: the rows whose every point is older than ``cutoff``
+    (absolute time) deleted, those with older and newer points rewritten with the newer ones (same key); the
+    points removed."""
+    P = PointBatchRow  # noqa: N806
+    old = P.run_id == span.run_id, _abs_ts(P.last_ts, span) < cutoff
+    n = int(conn.execute(select(func.coalesce(func.sum(P.n), 0)).where(*old)).scalar_one())
+    conn.execute(delete(P).where(*old))
+    for first_seq, first_track, day, blob in conn.execute(select(P.first_seq, P.first_track, P.day, P.points).where(
+            P.run_id == span.run_id, _abs_ts(P.first_ts, span) < cutoff)).all():
+        kept = stored_points(int(first_seq), bytes(blob),
+                             lambda _t, _q, ts: (ts if ts >= EPOCH_MIN else ts + span.start) >= cutoff)
+        where = (P.run_id == span.run_id, P.first_seq == first_seq, P.first_track == first_track, P.day == day)
+        n += len(unpack(bytes(blob))) - len(kept)
+        if not kept:
+            conn.execute(delete(P).where(*where))
+            continue
+        row = row_of(span.run_id, int(day), kept, (int(first_seq), int(first_track)))
+        conn.execute(update(P).where(*where).values(
+            {k: v for k, v in row.items() if k not in ("run_id", "first_seq", "first_track", "day")}))
+    return n
+
+
 def time_now() -> float:
     return datetime.now(UTC).timestamp()
 
@@ -196,20 +250,11 @@ class AnalyticsStore:
             for span in spans:
                 # Each trajectory point stands for ``frames`` sightings (itself and those since the
                 # track's previous point): counted in the point's bucket.
-                P = TrackPointRow  # noqa: N806
-                t = _abs_ts(P.ts, span)
-                bucket = func.floor(t / bucket_s)
-                rows = conn.execute(
-                    select(P.track_id, Track.identity_name, bucket, func.sum(P.frames))
-                    .outerjoin(Track, (Track.run_id == P.run_id) & (Track.track_id == P.track_id)
-                               & (Track.first_seq <= P.seq) & (Track.last_seq >= P.seq))
-                    .where(P.run_id == span.run_id, t >= since, t < until)
-                    .group_by(P.track_id, Track.segment, Track.identity_name, bucket)
-                )
-                out.sightings += [(span.run_id, int(tid), float(b) * bucket_s, int(n), name)
-                                  for tid, name, b, n in rows]
+                # Packed: the rows that overlap [since, until) are chosen in SQL, their points summed here per
+                # (track, segment, bucket).
+                out.sightings += _point_sightings(conn, span, since, until, bucket_s)
                 t = _abs_ts(ZoneEventRow.ts, span)
-                rows = conn.execute(
+                rows: Any = conn.execute(
                     select(ZoneEventRow.zone, ZoneEventRow.track_id, ZoneEventRow.seq, ZoneEventRow.kind, t)
                     .where(ZoneEventRow.run_id == span.run_id, t < until)
                 )
@@ -367,17 +412,19 @@ class AnalyticsStore:
         Kinds: ``sightings`` (trajectory points, and recognition attempts that named someone),
         ``unknown_faces`` (recognition attempts that matched nobody), ``events`` (zone events, line
         crossings, tracks by their last sighting, heatmap grids by hour); rollups by bucket start per
-        granularity.
+        granularity. The counts are rows per table, except ``point_batches``: the trajectory points removed
+        (a packed row across the cutoff keeps its newer points).
         """
         counts: dict[str, int] = {}
         with self._write() as conn:
             # PostgreSQL: whole days of the partitioned tables go as partitions (no row deleted);
             # the rows of the cutoff's own day are deleted below like any other.
-            dropped = drop_before(conn, {"track_points": cutoffs["sightings"], "heatmap_cells": cutoffs["events"]})
+            dropped = drop_before(conn, {"point_batches": cutoffs["sightings"], "heatmap_cells": cutoffs["events"]})
             oldest = max(cutoffs.values(), default=0.0)
             spans = self.run_spans(conn, oldest)
+            counts["point_batches"] = dropped.get("point_batches", 0) + sum(
+                _purge_points(conn, span, cutoffs["sightings"]) for span in spans if span.start < cutoffs["sightings"])
             plan: list[tuple[str, Any, Any, Any]] = [
-                ("track_points", TrackPointRow, TrackPointRow.ts, None),
                 ("recognition_attempts", RecognitionAttemptRow, RecognitionAttemptRow.ts,
                  RecognitionAttemptRow.identity_name.is_not(None)),
                 ("unknown_faces", RecognitionAttemptRow, RecognitionAttemptRow.ts,
@@ -386,7 +433,7 @@ class AnalyticsStore:
                 ("line_crossings", LineCrossingRow, LineCrossingRow.ts, None),
                 ("tracks", Track, Track.last_ts, None),
             ]
-            kind_of = {"track_points": "sightings", "recognition_attempts": "sightings",
+            kind_of = {"recognition_attempts": "sightings",
                        "unknown_faces": "unknown_faces",
                        "zone_events": "events", "line_crossings": "events", "tracks": "events"}
             for name, table, column, extra in plan:

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, exists, func, or_, select
+from sqlalchemy import Connection, Engine, and_, exists, func, or_, select, tuple_
 
-from genesis.adapters.db.repository import RUN_COLUMNS, RunRecord, real_out, run_record
-from genesis.adapters.db.tables import Camera, Run, Track, TrackPointRow, ZoneEventRow
+from genesis.adapters.db.points import StoredPoint, stored_points
+from genesis.adapters.db.repository import RUN_COLUMNS, RunRecord, run_record
+from genesis.adapters.db.tables import Camera, PointBatchRow, Run, Track, ZoneEventRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +160,19 @@ def _tracks_within(query: Any, f: EventFilter) -> Any:
                      Track.first_ts)
 
 
-P = TrackPointRow
-_SIGHTING_TRACK = and_(Track.run_id == P.run_id, Track.track_id == P.track_id,
-                       Track.first_seq <= P.seq, Track.last_seq >= P.seq)
-"""Join condition: the track segment a trajectory point belongs to."""
+P = PointBatchRow
+_READ_ROWS = 1000
+"""Packed rows (their key, frames, times and count: not their points) read at a time by a sightings page."""
+
+
+def _segment_of(segments: dict[int, list[tuple[int, int, str | None]]], track_id: int, seq: int
+                ) -> tuple[int, int, str | None] | None:
+    """The segment (first_seq, last_seq, name) of ``track_id`` that holds frame ``seq``, if any."""
+    for seg in segments.get(track_id, ()):
+        if seg[0] <= seq <= seg[1]:
+            return seg
+    return None
+
 
 POINTS_TOTAL_CAP = 100_000
 """``/api/sightings`` counts at most this many matching points for its ``total`` (a camera's months of points
@@ -245,24 +255,131 @@ class EventRows:
         return [TrackListing(*r) for r in rows], total
 
     def sightings(self, f: EventFilter, limit: int, offset: int) -> tuple[list[SightingListing], int]:
-        """Trajectory points (what ``/api/sightings`` lists) by run, seq and track, with the total.
+        """Trajectory points (what ``/api/sightings`` lists) by run, seq and track, with the total that match
+        (counted up to ``POINTS_TOTAL_CAP``; the page itself lies wherever ``offset`` says).
 
-        The total is counted without the segment each point belongs to (a point lies in one segment of its track or
-        none, so the outer join adds no row) unless the filter names an identity: counting up to
-        ``POINTS_TOTAL_CAP`` points then reads their key alone instead of looking up each one's segment."""
-        def within(query: Any, segment: bool) -> Any:
-            query = query.join(Run, Run.id == P.run_id)
-            if segment:
-                query = query.outerjoin(Track, _SIGHTING_TRACK)
-            return _filtered(query, f, P.run_id, P.track_id, P.ts, P.ts)
+        The points are stored packed per batch (``point_batches``): the rows that may hold matching points are
+        chosen in SQL (the runs' window; the frames of a segment named ``identity``; a zone's run; ``ts``
+        against the rows' smallest and largest time) and read in key order, without their points, a thousand
+        at a time; a row every point of which matches (no track, zone or identity filter, its times within the
+        filter's) is counted by its ``n`` alone unless the page lies in it, the others are read again with their
+        points, unpacked and filtered point by point. A point matches ``identity`` when the segment of its track
+        that holds its frame carries the name."""
+        end = offset + limit
+        seen = 0
+        page: list[tuple[str, str, StoredPoint]] = []
+        per_point = f.track is not None or f.zone is not None or f.identity is not None
+        zone_tracks: dict[str, set[int]] = {}
+        named: dict[str, dict[int, list[tuple[int, int, str | None]]]] = {}
 
-        base = within(select(P.run_id, P.track_id, P.seq, P.ts, P.x1, P.y1, P.x2, P.y2, P.score, Run.camera_id,
-                             Track.identity_name, P.frames), True)
-        counted = within(select(P.run_id), f.identity is not None).limit(POINTS_TOTAL_CAP)
-        total = int(self.conn.execute(select(func.count()).select_from(counted.subquery())).scalar_one())
-        rows = list(self.conn.execute(base.order_by(P.run_id, P.seq, P.track_id).limit(limit).offset(offset)).all())
-        return [SightingListing(r[0], r[1], r[2], r[3], real_out(r[4]), real_out(r[5]), real_out(r[6]), real_out(r[7]),
-                                real_out(r[8]), r[9], r[10], r[11]) for r in rows], total
+        def keep(run_id: str) -> Any:
+            def match(tid: int, seq: int, ts: float) -> bool:
+                if f.track is not None and tid != f.track:
+                    return False
+                if f.ts_from is not None and ts < f.ts_from:
+                    return False
+                if f.ts_to is not None and ts > f.ts_to:
+                    return False
+                if f.zone is not None and tid not in zone_tracks[run_id]:
+                    return False
+                return f.identity is None or _segment_of(named[run_id], tid, seq) is not None
+            return match
+
+        for run_id, camera, group in self._point_groups(f):
+            if f.zone is not None and run_id not in zone_tracks:
+                zone_tracks[run_id] = {int(t) for t in self.conn.execute(
+                    select(ZoneEventRow.track_id).where(ZoneEventRow.run_id == run_id, ZoneEventRow.zone == f.zone)
+                    .distinct()).scalars()}
+            if f.identity is not None and run_id not in named:
+                named[run_id] = self._segments(run_id, identity=f.identity)
+            whole = not per_point and all(
+                (f.ts_from is None or r.first_ts >= f.ts_from) and (f.ts_to is None or r.last_ts <= f.ts_to)
+                for r in group)
+            n = sum(int(r.n) for r in group)
+            if whole and (seen + n <= offset or seen >= end):
+                seen += n  # nothing of the page in it: counted, not unpacked
+            else:
+                match = keep(run_id)
+                points = [p for first, blob in self._packed(run_id, group)
+                          for p in stored_points(first, blob, match)]
+                points.sort(key=lambda p: (p.seq, p.track_id))
+                for p in points:
+                    if offset <= seen < end:
+                        page.append((run_id, camera, p))
+                    seen += 1
+            if seen >= end and seen >= POINTS_TOTAL_CAP:
+                break
+        total = min(seen, POINTS_TOTAL_CAP)
+        segments: dict[str, dict[int, list[tuple[int, int, str | None]]]] = {}
+        for run_id in {r for r, _, _ in page}:
+            segments[run_id] = self._segments(run_id, track_ids={p.track_id for r, _, p in page if r == run_id})
+        out = []
+        for run_id, camera, p in page:
+            seg = _segment_of(segments[run_id], p.track_id, p.seq)
+            out.append(SightingListing(run_id, p.track_id, p.seq, p.ts, *p.box, p.score, camera,
+                                       None if seg is None else seg[2], p.frames))
+        return out, total
+
+    def _segments(self, run_id: str, track_ids: set[int] | None = None, identity: str | None = None
+                  ) -> dict[int, list[tuple[int, int, str | None]]]:
+        """Track id -> (first_seq, last_seq, name) of the run's segments (of ``track_ids``, named ``identity``,
+        when given), by segment."""
+        query = select(Track.track_id, Track.first_seq, Track.last_seq, Track.identity_name).where(
+            Track.run_id == run_id)
+        if track_ids is not None:
+            query = query.where(Track.track_id.in_(sorted(track_ids)))
+        if identity is not None:
+            query = query.where(Track.identity_name == identity)
+        out: dict[int, list[tuple[int, int, str | None]]] = {}
+        for tid, first, last, name in self.conn.execute(query.order_by(Track.track_id, Track.segment)):
+            out.setdefault(int(tid), []).append((int(first), int(last), name))
+        return out
+
+    def _packed(self, run_id: str, group: list[Any]) -> list[tuple[int, bytes]]:
+        """(first_seq, points) of the rows of a group (one read)."""
+        keys = {(int(r.first_seq), int(r.first_track), int(r.day)) for r in group}
+        rows = self.conn.execute(select(P.first_seq, P.first_track, P.day, P.points).where(
+            P.run_id == run_id, P.first_seq >= min(k[0] for k in keys), P.first_seq <= max(k[0] for k in keys)))
+        return [(int(first), bytes(blob)) for first, track, day, blob in rows
+                if (int(first), int(track), int(day)) in keys]
+
+    def _point_groups(self, f: EventFilter) -> Iterator[tuple[str, str, list[Any]]]:
+        """(run, camera, rows) of the packed rows that may hold points within ``f``, in (run, frame) order, a
+        group being rows whose frame ranges overlap (so that sorting each group's points gives the points in
+        order); read ``_READ_ROWS`` rows at a time, by key."""
+        query = select(P.run_id, P.first_seq, P.first_track, P.day, P.last_seq, P.first_ts, P.last_ts, P.n,
+                       Run.camera_id).join(Run, Run.id == P.run_id)
+        query = _run_window(query, f)
+        if f.zone is not None:
+            query = query.where(exists().where(ZoneEventRow.run_id == P.run_id, ZoneEventRow.zone == f.zone))
+        if f.identity is not None:
+            query = query.where(exists().where(Track.run_id == P.run_id, Track.identity_name == f.identity,
+                                               Track.first_seq <= P.last_seq, Track.last_seq >= P.first_seq))
+        if f.ts_from is not None:
+            query = query.where(P.last_ts >= f.ts_from)
+        if f.ts_to is not None:
+            query = query.where(P.first_ts <= f.ts_to)
+        after: tuple[str, int, int, int] | None = None
+        group: list[Any] = []
+        high = 0
+        while True:
+            key = P.run_id, P.first_seq, P.first_track, P.day
+            q = query if after is None else query.where(tuple_(*key) > tuple_(*after))
+            rows = self.conn.execute(q.order_by(*key).limit(_READ_ROWS)).all()
+            for r in rows:
+                if group and (r.run_id != group[0].run_id or r.first_seq > high):
+                    yield str(group[0].run_id), str(group[0].camera_id), group
+                    group = []
+                if not group:
+                    high = int(r.last_seq)
+                group.append(r)
+                high = max(high, int(r.last_seq))
+            if len(rows) < _READ_ROWS:
+                break
+            last = rows[-1]
+            after = (str(last.run_id), int(last.first_seq), int(last.first_track), int(last.day))
+        if group:
+            yield str(group[0].run_id), str(group[0].camera_id), group
 
     def identity_runs(self, name: str) -> list[str]:
         """The runs where a track segment carries ``name``, newest first (ties: run id), in one grouped read."""
@@ -287,19 +404,27 @@ class EventRows:
         """The tracks around one frame with their segment's name, by track: each track's latest stored
         point at or before ``seq`` within ``RECENT_S`` seconds of the newest such point (the database keeps
         sampled trajectories, not every frame)."""
-        newest = self.conn.execute(select(func.max(P.ts)).where(P.run_id == run_id, P.seq <= seq)).scalar()
+        before = P.run_id == run_id, P.first_seq <= seq
+        newest = self.conn.execute(select(func.max(P.last_ts)).where(*before, P.last_seq <= seq)).scalar()
+        for first, blob in self.conn.execute(select(P.first_seq, P.points).where(*before, P.last_seq > seq)):
+            for p in stored_points(int(first), bytes(blob), lambda _t, q, _s: q <= seq):
+                newest = p.ts if newest is None else max(float(newest), p.ts)
         if newest is None:
             return []
-        rows = self.conn.execute(
-            select(P.track_id, P.seq, P.x1, P.y1, P.x2, P.y2, Track.identity_name)
-            .outerjoin(Track, _SIGHTING_TRACK)
-            .where(P.run_id == run_id, P.seq <= seq, P.ts >= float(newest) - RECENT_S)
-            .order_by(P.track_id, P.seq)
-        ).all()
-        latest = {int(r.track_id): LabelledBox(int(r.track_id), real_out(r.x1), real_out(r.y1), real_out(r.x2),
-                                               real_out(r.y2), r.identity_name)
-                  for r in rows}
-        return [latest[k] for k in sorted(latest)]
+        since = float(newest) - RECENT_S
+        latest: dict[int, StoredPoint] = {}
+        for first, blob in self.conn.execute(select(P.first_seq, P.points).where(*before, P.last_ts >= since)):
+            for p in stored_points(int(first), bytes(blob), lambda _t, q, ts: q <= seq and ts >= since):
+                held = latest.get(p.track_id)
+                if held is None or p.seq >= held.seq:
+                    latest[p.track_id] = p
+        segments = self._segments(run_id, track_ids=set(latest))
+        out = []
+        for tid in sorted(latest):
+            p = latest[tid]
+            seg = _segment_of(segments, tid, p.seq)
+            out.append(LabelledBox(tid, *p.box, None if seg is None else seg[2]))
+        return out
 
     def run_meta(self, run_id: str) -> dict[str, Any] | None:
         meta: dict[str, Any] | None = self.conn.execute(
@@ -308,7 +433,7 @@ class EventRows:
 
     def last_seq(self, run_id: str) -> int | None:
         """The newest frame of the run that has a stored trajectory point."""
-        seq = self.conn.execute(select(func.max(P.seq)).where(P.run_id == run_id)).scalar()
+        seq = self.conn.execute(select(func.max(P.last_seq)).where(P.run_id == run_id)).scalar()
         return None if seq is None else int(seq)
 
     def run_status(self, run_id: str) -> tuple[str, int]:

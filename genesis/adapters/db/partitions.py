@@ -1,7 +1,7 @@
 """Day partitions of the high-volume tables on PostgreSQL (declarative, ``PARTITION BY RANGE (day)``).
 
-``track_points`` and ``heatmap_cells`` are partitioned by ``day`` (UTC days since 1970 of a row's
-absolute time) on PostgreSQL; SQLite keeps plain tables and every function here does nothing there.
+``point_batches`` (packed trajectory points) and ``heatmap_cells`` are partitioned by ``day`` (UTC days since
+1970 of a row's absolute time) on PostgreSQL; SQLite keeps plain tables and every function here does nothing there.
 A partition ``<table>_pYYYYMMDD`` holds one day. Celery beat creates the next days ahead
 (:func:`ensure_days`, ``rollups.partition_days_ahead``); a writer that meets a day without a
 partition (a back-dated run, an import) creates it first, in a transaction of its own; retention drops
@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, Engine, text
 
-PARTITIONED = ("track_points", "heatmap_cells")
+PARTITIONED = ("point_batches", "heatmap_cells")
 """The tables partitioned by ``day`` on PostgreSQL."""
 DAY_S = 86400
 _EPOCH = date(1970, 1, 1)
@@ -119,10 +119,16 @@ def ensure_ahead(engine: Engine, now: float, days_ahead: int) -> list[str]:
         return create_days(conn, range(today - 1, today + days_ahead + 1))
 
 
+SUMMED = {"point_batches": "n"}
+"""Tables whose rows stand for several things: :func:`drop_before` reports the sum of this column (the points of
+the packed rows; a scan of the few rows of a day, not of the points) instead of the row estimate."""
+
+
 def drop_before(conn: Connection, cutoffs: dict[str, float]) -> dict[str, int]:
     """Drop the day partitions of each table that end at or before its cutoff (epoch seconds); rows
     dropped per table (PostgreSQL's estimate of each partition's rows, ``reltuples``: counting them
-    would cost what the drop saves; never analysed counts 0). Nothing on SQLite."""
+    would cost what the drop saves; never analysed counts 0), or for a table of :data:`SUMMED` the exact sum of
+    its column (``point_batches``: the points). Nothing on SQLite."""
     if conn.dialect.name != "postgresql":
         return {}
     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
@@ -132,8 +138,12 @@ def drop_before(conn: Connection, cutoffs: dict[str, float]) -> dict[str, int]:
         n = 0
         for name, day in partitions(conn, table):
             if day < last:
-                rows = max(0, int(conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = :n"),
-                                               {"n": name}).scalar_one()))
+                if table in SUMMED:
+                    rows = int(conn.execute(text(f'SELECT coalesce(sum("{SUMMED[table]}"), 0) FROM "{name}"'))
+                               .scalar_one())
+                else:
+                    rows = max(0, int(conn.execute(text("SELECT reltuples FROM pg_class WHERE relname = :n"),
+                                                   {"n": name}).scalar_one()))
                 conn.execute(text(f'DROP TABLE "{name}"'))
                 n += int(rows)
                 with _known_lock:

@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from genesis.adapters.db.partitions import ensure_days
+from genesis.adapters.db.points import day_rows, stored_points
 from genesis.adapters.db.tables import (
     RUN_STATUSES,
     Camera,
@@ -38,10 +39,10 @@ from genesis.adapters.db.tables import (
     HeatmapRow,
     Identity,
     LineCrossingRow,
+    PointBatchRow,
     RecognitionAttemptRow,
     Run,
     Track,
-    TrackPointRow,
     ZoneEventRow,
     utcnow,
 )
@@ -370,22 +371,10 @@ def _boxed_row(run_id: str, item: RecognitionAttempt, box: Sequence[float]) -> d
     }
 
 
-def _f32(x: float) -> float:
-    """A single-precision column's value, rounded before it is written, so SQLite (whose REAL is double)
-    and PostgreSQL (``real``) give back the same number."""
-    return float(np.float32(x))
-
-
-def real_out(x: float) -> float:
-    """A single-precision column read back, the same on both backends: the shortest decimal of the
-    float32 (PostgreSQL's driver gives ``0.1`` for a ``real`` 0.1, SQLite the double 0.10000000149...)."""
-    return float(str(np.float32(x)))
-
-
-def _point_row(run_id: str, p: PathPoint, day: int) -> dict[str, Any]:
-    return {"run_id": run_id, "track_id": int(p.track_id), "seq": int(p.seq), "day": day, "ts": float(p.ts),
-            "x1": _f32(p.box[0]), "y1": _f32(p.box[1]), "x2": _f32(p.box[2]), "y2": _f32(p.box[3]),
-            "score": _f32(p.score), "frames": int(p.frames)}
+def point_rows(run_id: str, points: Sequence[PathPoint], started: float) -> list[dict[str, Any]]:
+    """The ``point_batches`` rows of a batch's points (``genesis.adapters.db.points``): one per UTC day of their
+    absolute time, keyed by its first point (frame, track), so that a retried batch gives the same keys."""
+    return day_rows(run_id, points, lambda ts: int(absolute_ts(ts, started) // DAY_S))
 
 
 def _check_camera(run_id: str, run_camera: str, items: Iterable[Any]) -> None:
@@ -739,9 +728,11 @@ class Repository:
 
         ``sightings`` (every track in every frame) are not stored row by row: they are summed into the
         run's heatmap grid of ``cell_px`` squares per hour (``heatmap_cells``); ``points`` (the sampled
-        trajectories) are stored. Each kind of row is one executemany INSERT ... ON CONFLICT DO NOTHING
-        on its natural key, so a retried call stores nothing twice and a partial failure stores
-        nothing. Every row must belong to the run's camera.
+        trajectories) are stored packed, one ``point_batches`` row per UTC day they fall in. Each kind of
+        row is one executemany INSERT ... ON CONFLICT DO NOTHING on its natural key (the packed points: run,
+        the first point's frame and track, day), so a retried call stores nothing twice and a partial failure
+        stores nothing. A retry must carry the same points as the first call (the sequencer's batches do; the
+        heatmap rows, keyed by the batch's first frame, assume as much). Every row must belong to the run's camera.
         """
         if not (sightings or points or attempts or zone_events or crossings):
             return
@@ -758,11 +749,7 @@ class Repository:
             if sightings and width > 0 and height > 0:
                 _insert_ignore(conn, HeatmapRow, heat_rows(run_id, camera, start, width, height, cell_px,
                                                             sightings))
-            _insert_ignore(
-                conn,
-                TrackPointRow,
-                [_point_row(run_id, p, int(absolute_ts(p.ts, start) // DAY_S)) for p in points],
-            )
+            _insert_ignore(conn, PointBatchRow, point_rows(run_id, points, start))
             _insert_ignore(
                 conn,
                 RecognitionAttemptRow,
@@ -983,17 +970,11 @@ class Repository:
 
     def points(self, run_id: str) -> list[PathPoint]:
         """The trajectory points of a run by (seq, track_id); the camera is the run's."""
-        t = TrackPointRow
-        camera, rows = self._run_rows(
-            run_id, (t.track_id, t.seq, t.ts, t.x1, t.y1, t.x2, t.y2, t.score, t.frames),
-            order_by=(t.seq, t.track_id),
-        )
-        return [
-            PathPoint(camera_id=camera, track_id=tid, seq=seq, ts=ts,
-                      box=(real_out(x1), real_out(y1), real_out(x2), real_out(y2)), score=real_out(score),
-                      frames=frames)
-            for tid, seq, ts, x1, y1, x2, y2, score, frames in rows
-        ]
+        t = PointBatchRow
+        camera, rows = self._run_rows(run_id, (t.first_seq, t.points), order_by=(t.first_seq, t.first_track, t.day))
+        out = [p for first, blob in rows for p in stored_points(int(first), bytes(blob))]
+        out.sort(key=lambda p: (p.seq, p.track_id))  # rows of one frame range may overlap (a day's boundary)
+        return [p.path_point(camera) for p in out]
 
     def attempts(self, run_id: str) -> list[RecognitionAttempt]:
         """The recognition attempts of a run by (seq, track_id); the camera is the run's."""

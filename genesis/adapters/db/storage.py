@@ -47,12 +47,13 @@ from sqlalchemy import (
 )
 
 from genesis.adapters.db.partitions import create_days
+from genesis.adapters.db.points import StoredPoint, row_of, stored_points
 from genesis.adapters.db.repository import EPOCH_MIN, dialect_insert, read_connection, write_connection
 from genesis.adapters.db.schema import metadata
 from genesis.adapters.db.tables import Identity, Run, Track, utcnow
 
 DAY_TABLES: dict[str, str] = {
-    "track_points": "ts",
+    "point_batches": "first_ts",
     "recognition_attempts": "ts",
     "zone_events": "ts",
     "line_crossings": "ts",
@@ -327,7 +328,7 @@ def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = Tr
 # benchmark helpers (python -m genesis.bench storage): measuring after VACUUM, and copying a run's rows
 
 
-RUN_TABLES = ("track_points", "heatmap_cells", "recognition_attempts", "zone_events", "line_crossings", "tracks",
+RUN_TABLES = ("point_batches", "heatmap_cells", "recognition_attempts", "zone_events", "line_crossings", "tracks",
               "track_faces", "alerts", "occupancy_samples")
 """Every table whose rows belong to a run (``run_id``), copied by :func:`copy_run_rows`."""
 _SEQ_COLUMNS = frozenset({"seq", "first_seq", "last_seq"})
@@ -367,10 +368,12 @@ class RunCopy:
 
 def run_extent(engine: Engine, run_id: str) -> tuple[int, int]:
     """(largest track id, largest occupancy window) of a run: the shifts that keep a copy's keys apart."""
-    points, tracks, samples = (metadata.tables[n] for n in ("track_points", "tracks", "occupancy_samples"))
+    points, tracks, samples = (metadata.tables[n] for n in ("point_batches", "tracks", "occupancy_samples"))
     with read_connection(engine) as conn:
-        track = max(int(conn.execute(select(func.coalesce(func.max(t.c.track_id), 0))
-                                     .where(t.c.run_id == run_id)).scalar_one()) for t in (points, tracks))
+        track = int(conn.execute(select(func.coalesce(func.max(tracks.c.track_id), 0))
+                                 .where(tracks.c.run_id == run_id)).scalar_one())
+        for first, blob in conn.execute(select(points.c.first_seq, points.c.points).where(points.c.run_id == run_id)):
+            track = max([track, *(p.track_id for p in stored_points(int(first), bytes(blob)))])
         window = int(conn.execute(select(func.coalesce(func.max(samples.c.window_index), 0))
                                   .where(samples.c.run_id == run_id)).scalar_one())
     return track, window
@@ -383,7 +386,6 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
     total = 0
     suffix = f"{copy_no:06d}"
     with write_connection(engine) as conn:
-        start = conn.execute(select(Run.started_at).where(Run.id == run_id)).scalar_one().timestamp()
         if to_run != run_id:  # the run's row first, its times shifted too
             row = dict(conn.execute(select(Run.__table__).where(Run.id == run_id)).one()._mapping)
             late = timedelta(seconds=shift.ts_shift)
@@ -394,6 +396,9 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
             t = metadata.tables[name]
             if name == "heatmap_cells":
                 total += _copy_heat(conn, run_id, to_run, shift)
+                continue
+            if name == "point_batches":
+                total += _copy_points(conn, run_id, to_run, shift)
                 continue
             cols: list[str] = []
             exprs: list[Any] = []
@@ -411,9 +416,6 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
                     e = c + shift.ts_shift
                 elif c.name == "window_index":
                     e = c + shift.window_shift
-                elif c.name == "day":  # track_points: the UTC day of the shifted time (the partition key)
-                    e = cast(func.floor(case((t.c.ts >= EPOCH_MIN, t.c.ts), else_=t.c.ts + start)
-                                        .op("+")(shift.ts_shift) / DAY_S), Integer)
                 elif c.name == "key":  # alerts: unique over the database; (copy, shifted seq) is unique
                     e = (func.substr(c, 1, _KEY_PREFIX, type_=String) + literal(suffix)
                          + cast(t.c.seq + shift.seq_shift, String))
@@ -429,6 +431,33 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
                     select(day.element).where(t.c.run_id == run_id).distinct())])
             total += int(conn.execute(insert(t).from_select(cols, query)).rowcount or 0)
     return total
+
+
+def _copy_points(conn: Connection, run_id: str, to_run: str, shift: RunCopy) -> int:
+    """:func:`copy_run_rows` for ``point_batches``: each packed row unpacked, its points' frames, track ids and
+    times shifted (only those before ``ts_below``), packed again per UTC day of the shifted time; the rows
+    inserted."""
+    t = metadata.tables["point_batches"]
+    start = conn.execute(select(Run.started_at).where(Run.id == run_id)).scalar_one().timestamp()
+    rows = []
+    for first, first_track, blob in conn.execute(select(t.c.first_seq, t.c.first_track, t.c.points)
+                                                 .where(t.c.run_id == run_id)):
+        by_day: dict[int, list[StoredPoint]] = {}
+        for p in stored_points(int(first), bytes(blob)):
+            if shift.ts_below is not None and p.ts >= shift.ts_below:
+                continue
+            moved = StoredPoint(p.track_id + shift.track_shift, p.seq + shift.seq_shift, p.ts + shift.ts_shift,
+                                p.box, p.score, p.frames)
+            d = int(((p.ts if p.ts >= EPOCH_MIN else p.ts + start) + shift.ts_shift) // DAY_S)
+            by_day.setdefault(d, []).append(moved)
+        for d, points in sorted(by_day.items()):
+            key = (int(first) + shift.seq_shift, int(first_track) + shift.track_shift)
+            rows.append(row_of(to_run, d, points, key if (points[0].seq, points[0].track_id) == key else None))
+    if rows:
+        create_days(conn, {r["day"] for r in rows})
+        conn.execute(dialect_insert(conn, t).on_conflict_do_nothing(
+            index_elements=list(t.primary_key.columns)), rows)
+    return len(rows)
 
 
 def _copy_heat(conn: Connection, run_id: str, to_run: str, shift: RunCopy) -> int:

@@ -21,7 +21,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    REAL,
     BigInteger,
     CheckConstraint,
     DateTime,
@@ -172,28 +171,39 @@ class Track(Base):
     end_reason: Mapped[str | None] = mapped_column(String(16))
 
 
-class TrackPointRow(Base):
-    """A point of a track's sampled trajectory (``genesis.stages.path``): the box at frame ``seq``;
-    ``frames`` is how many sightings of the track it stands for (itself and those since the track's
-    previous point). The camera is the run's. Coordinates are single precision (pixels).
+class PointBatchRow(Base):
+    """The trajectory points (``genesis.stages.path``: the box at a frame and ``frames``, the sightings of the
+    track it stands for) that one stored batch holds for one run and one UTC day, packed
+    (``genesis.adapters.db.points``: 44 bytes a point, sorted by (seq, track id); box and score single precision,
+    ``ts`` double, all exact). The camera is the run's.
 
-    ``day`` (UTC days since 1970 of the point's absolute time) is the partition key on PostgreSQL
-    (``genesis.adapters.db.partitions``): part of the key there, a plain column on SQLite. The key
-    (run, seq, track, day) is also the order of the API's pages and of a frame's lookup: no other index."""
+    One row per (run, batch, day), every track of the batch together, rather than one per track: a busy batch
+    holds a few points of each of many short tracks (3.6 points a frame, about 2 of each track per 25-frame batch
+    on the crowd clip), so a row per track would cost more in row header and key than its points; and the readers
+    want frames in order (the API's pages by (run, seq, track), a frame's recent boxes, time buckets), which rows
+    of consecutive frames give by their key alone. A track's or an identity's points are picked out after
+    unpacking (their rows chosen in SQL by run, frames and time).
 
-    __tablename__ = "track_points"
+    ``first_seq`` / ``first_track`` (the first point's frame and track when written; the frame is also the base
+    of the packed frame offsets), ``last_seq``, ``first_ts`` / ``last_ts`` (smallest and largest ``ts``) and ``n``
+    (points) choose and count rows in SQL without unpacking them. The key (run, first_seq, first_track, day) is
+    what a retried write of the same batch gives again (ON CONFLICT DO NOTHING: nothing twice) and no other
+    batch gives: a point is stored once, and a batch's frames may overlap an earlier one's (the exit points of
+    tracks gone a while carry their old frame), so the first frame alone is not unique. ``day`` (UTC days since
+    1970 of the points' absolute time) is the partition key on PostgreSQL (``genesis.adapters.db.partitions``),
+    a plain column on SQLite."""
+
+    __tablename__ = "point_batches"
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first_track: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     day: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    ts: Mapped[float] = mapped_column(Double)
-    x1: Mapped[float] = mapped_column(REAL)
-    y1: Mapped[float] = mapped_column(REAL)
-    x2: Mapped[float] = mapped_column(REAL)
-    y2: Mapped[float] = mapped_column(REAL)
-    score: Mapped[float] = mapped_column(REAL)
-    frames: Mapped[int] = mapped_column(Integer)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    first_ts: Mapped[float] = mapped_column(Double)
+    last_ts: Mapped[float] = mapped_column(Double)
+    n: Mapped[int] = mapped_column(Integer)
+    points: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class HeatmapRow(Base):
@@ -203,7 +213,7 @@ class HeatmapRow(Base):
     adds nothing) and merged per hour by the rollup job (``first_seq`` = -1). ``cells`` holds the
     non-zero cells: ``n`` little-endian uint32 cell indices (row-major on a ``rows`` x ``cols`` grid of
     ``cell_px`` squares over ``width`` x ``height``) followed by their ``n`` uint32 counts. ``day`` (of
-    ``hour``) is the partition key on PostgreSQL, as for ``track_points``."""
+    ``hour``) is the partition key on PostgreSQL, as for ``point_batches``."""
 
     __tablename__ = "heatmap_cells"
     __table_args__ = (Index(None, "camera_id", "hour"),)

@@ -177,7 +177,7 @@ def test_migration_0010_turns_sightings_into_points_and_grids(db_url: str) -> No
     with Repository(db_url, migrate=False) as repo:
         repo.upgrade("0009")
         _old_schema_run(repo, frames, start)
-        repo.upgrade()
+        repo.upgrade()  # 0010, then 0011 packs the points
         points = repo.points("old")
         want = sorted((dataclass_f32(p) for p in sample_all(frames, marks={70: {2}})),
                       key=lambda p: (p.seq, p.track_id))
@@ -188,10 +188,10 @@ def test_migration_0010_turns_sightings_into_points_and_grids(db_url: str) -> No
         heat = AnalyticsStore(repo).heat_grid("cam", None, None, ["old"])
         assert heat is not None and np.array_equal(heat.grid, count_feet([s.box for f in frames for s in f], W, H, 8))
         with repo.engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM track_points WHERE day = :d"),
+            assert conn.execute(text("SELECT count(*) FROM point_batches WHERE day = :d"),
                                 {"d": day_of(start.timestamp()) + 1}).scalar_one() > 0
             if repo.dialect == "postgresql":
-                days = [d for _, d in partitions(conn, "track_points")]
+                days = [d for _, d in partitions(conn, "point_batches")]
                 assert days == [day_of(start.timestamp()), day_of(start.timestamp()) + 1]
         repo.downgrade("0009")  # the points come back as sightings (what was sampled away stays away)
         with repo.engine.connect() as conn:
@@ -216,7 +216,7 @@ def test_beat_upkeep_creates_day_partitions_ahead_and_retention_drops_them(db_ur
         created = storage_upkeep(repo, settings, now=now)["partitions_created"]
         today = day_of(now)
         if repo.dialect == "postgresql":
-            assert set(created) == {partition_name(t, d) for t in ("track_points", "heatmap_cells")
+            assert set(created) == {partition_name(t, d) for t in ("point_batches", "heatmap_cells")
                                     for d in range(today - 1, today + 4)}
             assert storage_upkeep(repo, settings, now=now)["partitions_created"] == []  # idempotent
         else:
@@ -230,12 +230,12 @@ def test_beat_upkeep_creates_day_partitions_ahead_and_retention_drops_them(db_ur
         backdate(repo, "live", now - 5 * 86400, None)
         if repo.dialect == "postgresql":
             with repo.engine.begin() as conn:
-                conn.execute(text("ANALYZE track_points"))  # the partitions' row estimates the purge reports
+                conn.execute(text("ANALYZE point_batches"))  # the partitions' row estimates the purge reports
         counts = purge(repo, settings, now=now)
-        assert counts["track_points"] == 3  # days -4 and -3 whole, and the old part of day -2
+        assert counts["point_batches"] == 3  # days -4 and -3 whole, and the old part of day -2 (points)
         assert [p.seq for p in repo.points("live")] == [3, 4]
         if repo.dialect == "postgresql":
             with repo.engine.connect() as conn:
-                days = [d for _, d in partitions(conn, "track_points")]
+                days = [d for _, d in partitions(conn, "point_batches")]
             assert min(days) == today - 2  # the older days' partitions are gone
             assert math.isfinite(counts["heatmap_cells"])

@@ -54,7 +54,7 @@ TABLES = {
     "face_embeddings",
     "runs",
     "tracks",
-    "track_points",
+    "point_batches",
     "heatmap_cells",
     "recognition_attempts",
     "zone_events",
@@ -82,7 +82,7 @@ TABLES = {
     "live_frames",
     "live_watch",
 }
-RUN_TABLES = ("tracks", "track_points", "heatmap_cells", "recognition_attempts", "zone_events", "line_crossings")
+RUN_TABLES = ("tracks", "point_batches", "heatmap_cells", "recognition_attempts", "zone_events", "line_crossings")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -144,7 +144,7 @@ def _convert_run(bind: sa.Connection, run_id: str, camera: str, start: float, me
 
     def need_day(day: int) -> None:
         if pg and day not in days:
-            create_days(bind, [day])
+            create_days(bind, [day], ("track_points", "heatmap_cells"))  # the tables of this revision
             days.add(day)
 
     def flush(points: list[PathPoint], last: bool = False) -> None:
