@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from genesis.adapters.db.partitions import ensure_days
-from genesis.adapters.db.points import day_rows, stored_points
+from genesis.adapters.db.points import day_rows, stored_points, unpack
 from genesis.adapters.db.tables import (
     RUN_STATUSES,
     Camera,
@@ -375,6 +375,32 @@ def point_rows(run_id: str, points: Sequence[PathPoint], started: float) -> list
     """The ``point_batches`` rows of a batch's points (``genesis.adapters.db.points``): one per UTC day of their
     absolute time, keyed by its first point (frame, track), so that a retried batch gives the same keys."""
     return day_rows(run_id, points, lambda ts: int(absolute_ts(ts, started) // DAY_S))
+
+
+def _unstored(conn: Connection, dialect: str, run_id: str, points: Sequence[PathPoint]) -> list[PathPoint]:
+    """The points of a batch that no stored row of the run holds yet (by frame and track).
+
+    A sequencer killed after handing a batch to the store and before saving its state is resumed from the state
+    before that batch, and its next batch may cover more frames than the first one did (a pass takes every result
+    that has arrived): the same points again, and new ones, under another row key or the same (the first point).
+    Without this the packed rows would hold a point twice, or the second batch would be dropped whole. On
+    PostgreSQL the run's writes are serialised here (a transaction-level advisory lock on the run), so two store
+    workers cannot both miss each other's rows; SQLite's write transactions are serialised already."""
+    if not points:
+        return []
+    if dialect == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(run_id, POINTS_LOCK_SEED))))
+    lo, hi = min(int(p.seq) for p in points), max(int(p.seq) for p in points)
+    t = PointBatchRow
+    held: set[tuple[int, int]] = set()
+    for first, blob in conn.execute(select(t.first_seq, t.points).where(
+            t.run_id == run_id, t.last_seq >= lo, t.first_seq <= hi)):
+        arr = unpack(bytes(blob))
+        held.update(zip((arr["dseq"].astype(np.int64) + int(first)).tolist(), arr["track_id"].tolist(), strict=True))
+    return [p for p in points if (int(p.seq), int(p.track_id)) not in held] if held else list(points)
+
+
+POINTS_LOCK_SEED = 0x706F696E  # "poin": the advisory lock of a run's point writes (hashtextextended's seed)
 
 
 def _check_camera(run_id: str, run_camera: str, items: Iterable[Any]) -> None:
@@ -731,8 +757,10 @@ class Repository:
         trajectories) are stored packed, one ``point_batches`` row per UTC day they fall in. Each kind of
         row is one executemany INSERT ... ON CONFLICT DO NOTHING on its natural key (the packed points: run,
         the first point's frame and track, day), so a retried call stores nothing twice and a partial failure
-        stores nothing. A retry must carry the same points as the first call (the sequencer's batches do; the
-        heatmap rows, keyed by the batch's first frame, assume as much). Every row must belong to the run's camera.
+        stores nothing; a point (frame, track) a stored row already holds is left out of the new rows, so a batch
+        that repeats part of an earlier one (a sequencer resumed after it was killed) stores only what is new.
+        (The heatmap rows, keyed by the batch's first frame, still assume a retry carries the same sightings.)
+        Every row must belong to the run's camera.
         """
         if not (sightings or points or attempts or zone_events or crossings):
             return
@@ -749,7 +777,8 @@ class Repository:
             if sightings and width > 0 and height > 0:
                 _insert_ignore(conn, HeatmapRow, heat_rows(run_id, camera, start, width, height, cell_px,
                                                             sightings))
-            _insert_ignore(conn, PointBatchRow, point_rows(run_id, points, start))
+            _insert_ignore(conn, PointBatchRow,
+                           point_rows(run_id, _unstored(conn, self.dialect, run_id, points), start))
             _insert_ignore(
                 conn,
                 RecognitionAttemptRow,

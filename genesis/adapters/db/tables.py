@@ -194,6 +194,7 @@ class PointBatchRow(Base):
     a plain column on SQLite."""
 
     __tablename__ = "point_batches"
+    __table_args__ = (Index(None, "run_id", "last_seq"),)
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     first_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

@@ -329,3 +329,22 @@ def test_batches_whose_frames_overlap_keep_apart(db_url: str) -> None:  # noqa: 
             items, total = db.sightings(EventFilter(), 4, 1)
             assert total == 6 and [(i.seq, i.track_id) for i in items] == [(p.seq, p.track_id) for p in want[1:5]]
             assert [b.track_id for b in db.sightings_at("r1", 8)] == [1, 2, 4]
+
+
+def test_a_batch_that_repeats_part_of_an_earlier_one_stores_only_its_new_points(db_url: str) -> None:  # noqa: F811
+    """A sequencer killed after handing a batch to the store and before saving its state is resumed from the
+    state before that batch; its next batch covers the same frames and more (every result that has arrived), and
+    may begin with an exit point older than the first batch's points. Every point is stored once, none lost."""
+    def pt(tid: int, seq: int) -> PathPoint:
+        return PathPoint("cam", tid, seq, seq / 5.0, (1.0, 2.0, 3.0, 4.0), 0.5, 2)
+
+    killed = [pt(1, 10), pt(2, 10), pt(1, 11), pt(2, 12)]  # frames 10-12 handed on, the state not saved
+    resumed = [*killed, pt(1, 13), pt(2, 14), pt(3, 15)]  # the resumed pass: frames 10-15, the same first point
+    exits = [pt(7, 4), pt(1, 13), pt(1, 16), pt(2, 16)]  # a later batch: track 7's exit (frame 4), frame 13 again
+    with Repository(db_url) as repo:
+        repo.start_run("r1", "cam", "x", {})
+        for batch in (killed, resumed, exits, resumed, exits):
+            repo.save_outcome("r1", [], [], [], [], batch)
+        assert repo.points("r1") == stored([*resumed, pt(7, 4), pt(1, 16), pt(2, 16)])
+        with repo.engine.connect() as conn:
+            assert conn.execute(text("SELECT sum(n) FROM point_batches")).scalar_one() == 10

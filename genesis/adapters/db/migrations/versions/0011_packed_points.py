@@ -64,6 +64,9 @@ def _batches_table(pg: bool) -> None:
         sa.PrimaryKeyConstraint("run_id", "first_seq", "first_track", "day", name=op.f("pk_point_batches")),
         **part,
     )
+    # The writer looks up the rows a new batch may repeat points of (frames up to its last, ending at or after
+    # its first): the recent rows of the run, by their last frame.
+    op.create_index(op.f("ix_point_batches_run_id_last_seq"), "point_batches", ["run_id", "last_seq"])
 
 
 def _points_table(pg: bool) -> None:
