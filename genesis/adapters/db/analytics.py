@@ -19,7 +19,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, Connection, case, delete, func, select, update
 
 from genesis.adapters.db.partitions import drop_before
-from genesis.adapters.db.points import row_of, stored_points, unpack
+from genesis.adapters.db.points import row_of, stored_points
 from genesis.adapters.db.repository import (
     DAY_S,
     EPOCH_MIN,
@@ -27,6 +27,8 @@ from genesis.adapters.db.repository import (
     Repository,
     dialect_insert,
     read_connection,
+    segment_spans,
+    span_holding,
     write_connection,
 )
 from genesis.adapters.db.tables import (
@@ -157,19 +159,16 @@ def _point_sightings(conn: Connection, span: RunSpan, since: float, until: float
         P.run_id == span.run_id, _abs_ts(P.last_ts, span) >= since, _abs_ts(P.first_ts, span) < until)).all()
     if not packed:
         return []
-    segments: dict[int, list[tuple[int, int, int, str | None]]] = {}
-    for tid, segment, first, last, name in conn.execute(
-            select(Track.track_id, Track.segment, Track.first_seq, Track.last_seq, Track.identity_name)
-            .where(Track.run_id == span.run_id).order_by(Track.track_id, Track.segment)):
-        segments.setdefault(int(tid), []).append((int(segment), int(first), int(last), name))
+    segments = segment_spans(conn, span.run_id)
     sums: dict[tuple[int, int | None, str | None, float], int] = {}
     for first_seq, blob in packed:
         for p in stored_points(int(first_seq), bytes(blob)):
             t = p.ts if p.ts >= EPOCH_MIN else p.ts + span.start
             if not since <= t < until:
                 continue
-            seg = next(((s, name) for s, a, b, name in segments.get(p.track_id, ()) if a <= p.seq <= b), (None, None))
-            key = (p.track_id, seg[0], seg[1], float(math.floor(t / bucket_s)))
+            seg = span_holding(segments, p.track_id, p.seq)
+            key = (p.track_id, None if seg is None else seg[0], None if seg is None else seg[3],
+                   float(math.floor(t / bucket_s)))
             sums[key] = sums.get(key, 0) + p.frames
     return [(span.run_id, tid, b * bucket_s, n, name)
             for (tid, _, name, b), n in sorted(sums.items(), key=lambda kv: (
@@ -184,12 +183,13 @@ def _purge_points(conn: Connection, span: RunSpan, cutoff: float) -> int:
     old = P.run_id == span.run_id, _abs_ts(P.last_ts, span) < cutoff
     n = int(conn.execute(select(func.coalesce(func.sum(P.n), 0)).where(*old)).scalar_one())
     conn.execute(delete(P).where(*old))
-    for first_seq, first_track, day, blob in conn.execute(select(P.first_seq, P.first_track, P.day, P.points).where(
-            P.run_id == span.run_id, _abs_ts(P.first_ts, span) < cutoff)).all():
+    for first_seq, first_track, day, count, blob in conn.execute(
+            select(P.first_seq, P.first_track, P.day, P.n, P.points).where(
+                P.run_id == span.run_id, _abs_ts(P.first_ts, span) < cutoff)).all():
         kept = stored_points(int(first_seq), bytes(blob),
                              lambda _t, _q, ts: (ts if ts >= EPOCH_MIN else ts + span.start) >= cutoff)
         where = (P.run_id == span.run_id, P.first_seq == first_seq, P.first_track == first_track, P.day == day)
-        n += len(unpack(bytes(blob))) - len(kept)
+        n += int(count) - len(kept)
         if not kept:
             conn.execute(delete(P).where(*where))
             continue

@@ -17,7 +17,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, exists, func, or_, select, tuple_
 
 from genesis.adapters.db.points import StoredPoint, stored_points
-from genesis.adapters.db.repository import RUN_COLUMNS, RunRecord, run_record
+from genesis.adapters.db.repository import (
+    RUN_COLUMNS,
+    RunRecord,
+    SegmentSpan,
+    run_record,
+    segment_spans,
+    span_holding,
+)
 from genesis.adapters.db.tables import Camera, PointBatchRow, Run, Track, ZoneEventRow
 
 
@@ -165,15 +172,6 @@ _READ_ROWS = 1000
 """Packed rows (their key, frames, times and count: not their points) read at a time by a sightings page."""
 
 
-def _segment_of(segments: dict[int, list[tuple[int, int, str | None]]], track_id: int, seq: int
-                ) -> tuple[int, int, str | None] | None:
-    """The segment (first_seq, last_seq, name) of ``track_id`` that holds frame ``seq``, if any."""
-    for seg in segments.get(track_id, ()):
-        if seg[0] <= seq <= seg[1]:
-            return seg
-    return None
-
-
 POINTS_TOTAL_CAP = 100_000
 """``/api/sightings`` counts at most this many matching points for its ``total`` (a camera's months of points
 would otherwise be counted on every page)."""
@@ -270,7 +268,7 @@ class EventRows:
         page: list[tuple[str, str, StoredPoint]] = []
         per_point = f.track is not None or f.zone is not None or f.identity is not None
         zone_tracks: dict[str, set[int]] = {}
-        named: dict[str, dict[int, list[tuple[int, int, str | None]]]] = {}
+        named: dict[str, dict[int, list[SegmentSpan]]] = {}
 
         def keep(run_id: str) -> Any:
             def match(tid: int, seq: int, ts: float) -> bool:
@@ -282,7 +280,7 @@ class EventRows:
                     return False
                 if f.zone is not None and tid not in zone_tracks[run_id]:
                     return False
-                return f.identity is None or _segment_of(named[run_id], tid, seq) is not None
+                return f.identity is None or span_holding(named[run_id], tid, seq) is not None
             return match
 
         for run_id, camera, group in self._point_groups(f):
@@ -291,7 +289,7 @@ class EventRows:
                     select(ZoneEventRow.track_id).where(ZoneEventRow.run_id == run_id, ZoneEventRow.zone == f.zone)
                     .distinct()).scalars()}
             if f.identity is not None and run_id not in named:
-                named[run_id] = self._segments(run_id, identity=f.identity)
+                named[run_id] = segment_spans(self.conn, run_id, identity=f.identity)
             whole = not per_point and all(
                 (f.ts_from is None or r.first_ts >= f.ts_from) and (f.ts_to is None or r.last_ts <= f.ts_to)
                 for r in group)
@@ -310,30 +308,15 @@ class EventRows:
             if seen >= end and seen >= POINTS_TOTAL_CAP:
                 break
         total = min(seen, POINTS_TOTAL_CAP)
-        segments: dict[str, dict[int, list[tuple[int, int, str | None]]]] = {}
+        segments: dict[str, dict[int, list[SegmentSpan]]] = {}
         for run_id in {r for r, _, _ in page}:
-            segments[run_id] = self._segments(run_id, track_ids={p.track_id for r, _, p in page if r == run_id})
+            segments[run_id] = segment_spans(self.conn, run_id, {p.track_id for r, _, p in page if r == run_id})
         out = []
         for run_id, camera, p in page:
-            seg = _segment_of(segments[run_id], p.track_id, p.seq)
+            seg = span_holding(segments[run_id], p.track_id, p.seq)
             out.append(SightingListing(run_id, p.track_id, p.seq, p.ts, *p.box, p.score, camera,
-                                       None if seg is None else seg[2], p.frames))
+                                       None if seg is None else seg[3], p.frames))
         return out, total
-
-    def _segments(self, run_id: str, track_ids: set[int] | None = None, identity: str | None = None
-                  ) -> dict[int, list[tuple[int, int, str | None]]]:
-        """Track id -> (first_seq, last_seq, name) of the run's segments (of ``track_ids``, named ``identity``,
-        when given), by segment."""
-        query = select(Track.track_id, Track.first_seq, Track.last_seq, Track.identity_name).where(
-            Track.run_id == run_id)
-        if track_ids is not None:
-            query = query.where(Track.track_id.in_(sorted(track_ids)))
-        if identity is not None:
-            query = query.where(Track.identity_name == identity)
-        out: dict[int, list[tuple[int, int, str | None]]] = {}
-        for tid, first, last, name in self.conn.execute(query.order_by(Track.track_id, Track.segment)):
-            out.setdefault(int(tid), []).append((int(first), int(last), name))
-        return out
 
     def _packed(self, run_id: str, group: list[Any]) -> list[tuple[int, bytes]]:
         """(first_seq, points) of the rows of a group (one read)."""
@@ -418,12 +401,12 @@ class EventRows:
                 held = latest.get(p.track_id)
                 if held is None or p.seq >= held.seq:
                     latest[p.track_id] = p
-        segments = self._segments(run_id, track_ids=set(latest))
+        segments = segment_spans(self.conn, run_id, set(latest))
         out = []
         for tid in sorted(latest):
             p = latest[tid]
-            seg = _segment_of(segments, tid, p.seq)
-            out.append(LabelledBox(tid, *p.box, None if seg is None else seg[2]))
+            seg = span_holding(segments, tid, p.seq)
+            out.append(LabelledBox(tid, *p.box, None if seg is None else seg[3]))
         return out
 
     def run_meta(self, run_id: str) -> dict[str, Any] | None:

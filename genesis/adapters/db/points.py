@@ -24,8 +24,8 @@ The frame alone would not do: a batch also carries the exit points of tracks gon
 emits a track's last sighting when it forgets the track, and at the end of the run), whose frames lie before the
 batch's, so two batches' frame ranges may overlap and their first frames may be equal.
 
-This module is the codec only (no SQL): the rows a batch becomes (:func:`batch_rows`) and the points a row holds
-(:func:`unpack`, :func:`path_points`).
+This module is the codec only (no SQL): the rows a batch becomes (:func:`day_rows`, :func:`row_of`) and the points a
+row holds (:func:`stored_points`, :func:`point_keys`, :func:`unpack`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ POINT_DTYPE = np.dtype([("dseq", "<u4"), ("track_id", "<i8"), ("ts", "<f8"), ("x
                         ("x2", "<f4"), ("y2", "<f4"), ("score", "<f4"), ("frames", "<u4")])
 """One packed point (44 bytes, no padding)."""
 
-DAY_S = 86400
 _U32 = 2**32
 
 
@@ -71,6 +70,17 @@ def unpack(blob: bytes) -> np.ndarray[Any, Any]:
     return np.frombuffer(blob, dtype=POINT_DTYPE)
 
 
+def _frames(arr: np.ndarray[Any, Any], first_seq: int) -> list[int]:
+    """The frame of each record of a row whose first frame is ``first_seq``."""
+    return (arr["dseq"].astype(np.int64) + first_seq).tolist()  # type: ignore[no-any-return]
+
+
+def point_keys(first_seq: int, blob: bytes) -> list[tuple[int, int]]:
+    """(frame, track id) of each point of a row, in its order (what identifies a point in a run)."""
+    arr = unpack(blob)
+    return list(zip(_frames(arr, first_seq), arr["track_id"].tolist(), strict=True))
+
+
 @dataclass(frozen=True, slots=True)
 class StoredPoint:
     """A point read back, its values as the old one-row-a-point table gave them (``ts`` the float64 stored, the box
@@ -93,7 +103,7 @@ def stored_points(first_seq: int, blob: bytes, keep: Callable[[int, int, float],
     """The points of a row in their order (by seq, track id); only those for which ``keep(track_id, seq, ts)``
     holds, when given (the others are not converted)."""
     arr = unpack(blob)
-    seqs = (arr["dseq"].astype(np.int64) + first_seq).tolist()
+    seqs = _frames(arr, first_seq)
     tids, tss, frames = arr["track_id"].tolist(), arr["ts"].tolist(), arr["frames"].tolist()
     out = []
     for i, (tid, seq, ts) in enumerate(zip(tids, seqs, tss, strict=True)):
@@ -136,4 +146,4 @@ def row_of(run_id: str, day: int, points: Sequence[StoredPoint], key: tuple[int,
             "first_ts": min(ts), "last_ts": max(ts), "n": len(points), "points": pack(as_path, base)}
 
 
-__all__ = ["POINT_DTYPE", "StoredPoint", "day_rows", "pack", "row_of", "stored_points", "unpack"]
+__all__ = ["POINT_DTYPE", "StoredPoint", "day_rows", "pack", "point_keys", "row_of", "stored_points", "unpack"]

@@ -31,7 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from genesis.adapters.db.partitions import ensure_days
-from genesis.adapters.db.points import day_rows, stored_points, unpack
+from genesis.adapters.db.points import day_rows, point_keys, stored_points
 from genesis.adapters.db.tables import (
     RUN_STATUSES,
     Camera,
@@ -395,8 +395,7 @@ def _unstored(conn: Connection, dialect: str, run_id: str, points: Sequence[Path
     held: set[tuple[int, int]] = set()
     for first, blob in conn.execute(select(t.first_seq, t.points).where(
             t.run_id == run_id, t.last_seq >= lo, t.first_seq <= hi)):
-        arr = unpack(bytes(blob))
-        held.update(zip((arr["dseq"].astype(np.int64) + int(first)).tolist(), arr["track_id"].tolist(), strict=True))
+        held.update(point_keys(int(first), bytes(blob)))
     return [p for p in points if (int(p.seq), int(p.track_id)) not in held] if held else list(points)
 
 
@@ -1054,8 +1053,39 @@ __all__ = [
     "run_record",
     "segment_at",
     "segment_index",
+    "segment_spans",
+    "span_holding",
     "write_connection",
 ]
+
+
+SegmentSpan = tuple[int, int, int, str | None]
+"""(segment, first_seq, last_seq, name) of a track segment: what a trajectory point needs of it."""
+
+
+def segment_spans(conn: Connection, run_id: str, track_ids: Collection[int] | None = None,
+                  identity: str | None = None) -> dict[int, list[SegmentSpan]]:
+    """Track id -> the spans of the run's segments in order (of ``track_ids`` and named ``identity``, when given),
+    for :func:`span_holding`."""
+    query = select(Track.track_id, Track.segment, Track.first_seq, Track.last_seq, Track.identity_name).where(
+        Track.run_id == run_id)
+    if track_ids is not None:
+        query = query.where(Track.track_id.in_(sorted(track_ids)))
+    if identity is not None:
+        query = query.where(Track.identity_name == identity)
+    out: dict[int, list[SegmentSpan]] = {}
+    for tid, segment, first, last, name in conn.execute(query.order_by(Track.track_id, Track.segment)):
+        out.setdefault(int(tid), []).append((int(segment), int(first), int(last), name))
+    return out
+
+
+def span_holding(spans: dict[int, list[SegmentSpan]], track_id: int, seq: int) -> SegmentSpan | None:
+    """The segment of ``track_id`` whose sightings span frame ``seq`` (a stored point lies in one segment of its
+    track or, between two of them, in none: unlike :func:`segment_at`, which gives events there the earlier one)."""
+    for span in spans.get(track_id, ()):
+        if span[1] <= seq <= span[2]:
+            return span
+    return None
 
 
 def segment_index(tracks: Iterable[TrackRecord]) -> dict[int, list[TrackRecord]]:

@@ -47,7 +47,7 @@ from sqlalchemy import (
 )
 
 from genesis.adapters.db.partitions import create_days
-from genesis.adapters.db.points import StoredPoint, row_of, stored_points
+from genesis.adapters.db.points import StoredPoint, point_keys, row_of, stored_points
 from genesis.adapters.db.repository import EPOCH_MIN, dialect_insert, read_connection, write_connection
 from genesis.adapters.db.schema import metadata
 from genesis.adapters.db.tables import Identity, Run, Track, utcnow
@@ -373,7 +373,7 @@ def run_extent(engine: Engine, run_id: str) -> tuple[int, int]:
         track = int(conn.execute(select(func.coalesce(func.max(tracks.c.track_id), 0))
                                  .where(tracks.c.run_id == run_id)).scalar_one())
         for first, blob in conn.execute(select(points.c.first_seq, points.c.points).where(points.c.run_id == run_id)):
-            track = max([track, *(p.track_id for p in stored_points(int(first), bytes(blob)))])
+            track = max(track, *(tid for _, tid in point_keys(int(first), bytes(blob))))
         window = int(conn.execute(select(func.coalesce(func.max(samples.c.window_index), 0))
                                   .where(samples.c.run_id == run_id)).scalar_one())
     return track, window
