@@ -422,14 +422,19 @@ def format_calibration(cal: Calibration) -> str:
     return "\n".join(lines)
 
 
-def current_params(preset: str, models_dir: Path, threads: int) -> tuple[Any, Params, Path]:
+def current_params(
+    preset: str, models_dir: Path, threads: int, input_size: tuple[int, int] | None = None,
+) -> tuple[Any, Params, Path]:
     from genesis.backends.detectors import YoloxDetector, build_detector
     from genesis.backends.weights import resolve
     from genesis.config.inference import detector_config
 
     if preset not in CALIBRATED_PRESETS:
         raise ValueError(f"preset {preset} cannot be calibrated here: one of {', '.join(CALIBRATED_PRESETS)}")
-    config = detector_config({"preset": preset, "threads": threads})
+    fields: dict[str, Any] = {"preset": preset, "threads": threads}
+    if input_size is not None:
+        fields["input_size"] = list(input_size)
+    config = detector_config(fields)
     # the network and its decoding only: thresholds and priors are what is searched
     detector = build_detector(config.model_copy(update={"min_height_px": 0.0, "max_aspect": 0.0}), models_dir)
     if not isinstance(detector, YoloxDetector):
@@ -459,9 +464,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("~/.cache/genesis/calibrate"),
                         help="where raw candidates are kept between runs (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0 = its default)")
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
+                        help="network input height and width (default: the preset's)")
     args = parser.parse_args(argv)
     try:
-        detector, current, weights = current_params(args.preset, args.models_dir, args.threads)
+        size = (args.input_size[0], args.input_size[1]) if args.input_size else None
+        detector, current, weights = current_params(args.preset, args.models_dir, args.threads, size)
         sequences = load_mot_sequences(args.data)
         data = cache_candidates(sequences, detector, weights, args.cache, stride=args.stride,
                                 max_frames=args.max_frames)

@@ -18,6 +18,7 @@ import numpy as np
 
 from genesis.backends.detectors.common import clip_boxes, nms_detections, sort_detections
 from genesis.backends.onnx import create_session
+from genesis.backends.weights import WeightsError
 from genesis.config import YoloxDetectorConfig
 from genesis.domain import Detection
 
@@ -127,8 +128,36 @@ def decode_yolox(
     return sort_detections(dets)
 
 
+def resized_input(weights: Path, size_hw: tuple[int, int]) -> bytes:
+    """The serialized model at ``weights`` with its image input fixed at ``size_hw`` (height, width) instead of the
+    size it was exported with, and its outputs' stored shapes cleared (onnxruntime infers them again).
+
+    Only the declared shapes change, never a layer: a YOLOX export is fully convolutional (its decoding is done
+    here), so it runs at any multiple of its largest stride. An export whose graph has the size built into it
+    (a reshape to a constant row count) fails to load or gives another row count, and says so."""
+    import onnx
+
+    try:
+        model = onnx.load(str(weights))
+    except Exception as exc:
+        raise WeightsError(f"cannot read {weights}: {exc}") from exc
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 4:
+        raise ValueError(f"{weights.name}: its input is not N x C x H x W")
+    dims[2].ClearField("dim_param")
+    dims[3].ClearField("dim_param")
+    dims[2].dim_value, dims[3].dim_value = int(size_hw[0]), int(size_hw[1])
+    for output in model.graph.output:
+        for i, dim in enumerate(output.type.tensor_type.shape.dim):
+            dim.ClearField("dim_value")
+            dim.dim_param = f"out_{i}"
+    del model.graph.value_info[:]  # shapes inferred for the exported size
+    return bytes(model.SerializeToString())
+
+
 class YoloxDetector:
-    """A YOLOX-layout ONNX export (``bytetrack_nano.onnx``: 1 class, input 608 x 1088) on onnxruntime."""
+    """A YOLOX-layout ONNX export (``bytetrack_nano.onnx``: 1 class, exported at 608 x 1088) on onnxruntime, at its
+    own input size or at ``input_size``."""
 
     def __init__(self, weights: Path, config: YoloxDetectorConfig) -> None:
         self.config = config
@@ -137,11 +166,17 @@ class YoloxDetector:
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         fixed = [d for d in inp.shape[2:4] if isinstance(d, int)]
+        wanted = config.input_size
+        resized = len(fixed) == 2 and wanted is not None and tuple(wanted) != tuple(fixed)
+        if resized and wanted is not None:
+            # A fully convolutional export whose input shape was fixed when it was exported: the same network
+            # at another size (the grid of anchor points is built here, for that size).
+            self.session = create_session(weights, config.threads, config.device,
+                                          model=resized_input(weights, wanted))
+            inp = self.session.get_inputs()[0]
+            fixed = []
         if len(fixed) == 2:
             self.size_hw = (int(fixed[0]), int(fixed[1]))
-            if config.input_size is not None and tuple(config.input_size) != self.size_hw:
-                raise ValueError(f"{weights.name} takes a fixed {self.size_hw[0]}x{self.size_hw[1]} input, "
-                                 f"not input_size {config.input_size[0]}x{config.input_size[1]}")
         elif config.input_size is not None:
             self.size_hw = (int(config.input_size[0]), int(config.input_size[1]))
         else:
@@ -149,6 +184,22 @@ class YoloxDetector:
         self.input_dtype = np.float16 if "float16" in inp.type else np.float32
         self.grid, self.steps = yolox_grid(self.size_hw, config.strides)
         self.tables = input_tables(config.preprocess)
+        if resized:
+            self._probe(weights)
+
+    def _probe(self, weights: Path) -> None:
+        """One run on a grey canvas, at start: an export resized by ``input_size`` must give one row per anchor
+        point of that size, or the settings are refused here rather than on the first frame."""
+        h, w = self.size_hw
+        try:
+            out = self.session.run(None, {self.input_name: self.preprocess(np.full((h, w, 3), 114, np.uint8))[0]})
+            rows = int(np.prod(np.asarray(out[0]).shape[:-1]))
+        except Exception as exc:
+            raise ValueError(f"{weights.name} does not run at input_size {h}x{w} (its graph holds the size it was "
+                             f"exported with; use that size or an export with a free input shape): {exc}") from exc
+        if rows != self.grid.shape[0]:
+            raise ValueError(f"{weights.name} at input_size {h}x{w} gives {rows} rows, not the {self.grid.shape[0]} "
+                             f"anchor points of strides {self.config.strides}")
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         padded, ratio = pad_top_left(image, self.size_hw)

@@ -22,9 +22,11 @@ from genesis.backends.detectors.yolox import (
     decode_yolox,
     input_tables,
     pad_top_left,
+    resized_input,
     to_input,
     yolox_grid,
 )
+from genesis.backends.onnx import create_session
 from genesis.config import Settings, TilingConfig, YoloDetectorConfig, YoloxDetectorConfig
 from genesis.config.inference import DETECTOR_PRESETS, detector_config
 
@@ -235,9 +237,58 @@ def test_preset_fields_can_be_overridden_and_bad_ones_fail() -> None:
         Settings.model_validate({"detector": {"type": "detr"}})
 
 
-def test_yolox_refuses_a_different_fixed_input(models_dir: Path) -> None:
-    with pytest.raises(ValueError, match="fixed 608x1088 input"):
-        build_detector(detector_config({"type": "yolox", "input_size": [640, 640]}), models_dir)
+@pytest.mark.parametrize("name", list(PEOPLE))
+def test_an_export_fixed_at_one_size_runs_at_another(models_dir: Path, shared_dir: Path, name: str) -> None:
+    """``bytetrack_nano.onnx`` was exported at 608x1088; at 480x864 (the crowd preset's size) it finds the same
+    people, one box each."""
+    small = build_detector(detector_config({"type": "yolox", "confidence": 0.4, "input_size": [480, 864]}),
+                           models_dir)
+    assert isinstance(small, YoloxDetector) and small.size_hw == (480, 864)
+    blob, _ = small.preprocess(_photo(shared_dir, name))
+    assert blob.shape == (1, 3, 480, 864)
+    dets = small.detect(_photo(shared_dir, name))
+    points = PEOPLE[name]
+    for p in points:
+        assert sum(_inside(p, d.box) for d in dets) == 1, (p, [d.box for d in dets])
+    assert len(dets) == len(points)
+
+
+def test_an_export_resized_to_its_own_size_is_the_same_network(models_dir: Path, data_dir: Path) -> None:
+    """The rewrite changes declared shapes only: at the exported size its outputs are the original's, bit for bit."""
+    weights = models_dir / "bytetrack_nano.onnx"
+    native = create_session(weights, threads=1)
+    rewritten = create_session(weights, threads=1, model=resized_input(weights, (608, 1088)))
+    cap = cv2.VideoCapture(str(data_dir / "video" / "opencv4nodejs_people.mp4"))
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    x = to_input(pad_top_left(frame, (608, 1088))[0], input_tables("bytetrack"))
+    name = native.get_inputs()[0].name
+    a, b = native.run(None, {name: x})[0], rewritten.run(None, {name: x})[0]
+    assert a.shape == b.shape and np.array_equal(a, b)
+
+
+def test_an_export_with_its_size_built_in_is_refused_at_start(tmp_path: Path) -> None:
+    """A graph that reshapes to a constant row count cannot run at another size: refused when the detector is
+    built, with the reason, not on the first frame."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rows = 32 * 32 * 3 // 6  # a 1 x 3 x 32 x 32 input read as 512 rows of 6
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["images", "shape"], ["output"])], "fixed",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, rows, 6])],
+        initializer=[helper.make_tensor("shape", TensorProto.INT64, [3], [1, rows, 6])],
+    )
+    path = tmp_path / "fixed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    config = YoloxDetectorConfig(type="yolox", weights=str(path), input_size=(64, 64), strides=[8, 16, 32],
+                                 threads=1)
+    with pytest.raises(ValueError, match="does not run at input_size 64x64"):
+        YoloxDetector(path, config)
+    same = YoloxDetector(path, config.model_copy(update={"input_size": (32, 32)}))  # its own size: no rewrite
+    assert same.size_hw == (32, 32)
 
 
 def test_camera_overrides_tiling_and_motion() -> None:
