@@ -152,7 +152,8 @@ class YoloxDetectorConfig(_DetectorBase):
     backend: Literal["onnx"] = Field(default="onnx", description="onnxruntime (the only backend for this layout).")
     weights: str = Field(default="bytetrack_nano.onnx", description="A file name in the models folder, or a path.")
     input_size: tuple[int, int] | None = Field(
-        default=None, description="Network input height, width (px); None = the model's fixed input shape."
+        default=None, description="Network input height, width (px; multiples of the largest stride); None = the "
+        "shape the model was exported with. An export fixed at another size runs at this one (docs/detection.md)."
     )
     strides: list[int] = Field(default=[8, 16, 32], min_length=1, description="Strides of the output levels.")
     preprocess: Literal["bytetrack", "yolox"] = Field(
