@@ -328,7 +328,7 @@ class AnalyticsStore:
             for run_id, hour in keys:
                 rows = list(conn.execute(
                     select(HeatmapRow.width, HeatmapRow.height, HeatmapRow.cell_px, HeatmapRow.points,
-                           HeatmapRow.cells, HeatmapRow.camera_id, HeatmapRow.first_seq)
+                           HeatmapRow.cells, HeatmapRow.camera_id, HeatmapRow.first_seq, HeatmapRow.last_seq)
                     .where(HeatmapRow.run_id == run_id, HeatmapRow.hour == hour)))
                 for geometry in sorted({(int(w), int(h), int(c)) for w, h, c, *_ in rows}):
                     part = [r for r in rows if (int(r[0]), int(r[1]), int(r[2])) == geometry]
@@ -346,8 +346,9 @@ class AnalyticsStore:
                         run_id=run_id, hour=hour, first_seq=-1 - sorted({(int(a), int(b), int(d))
                                                                         for a, b, d, *_ in rows}).index(geometry),
                         day=int(hour.timestamp()) // DAY_S, camera_id=str(part[0][5]), width=w, height=h, cell_px=c,
-                        points=total.points,
-                        cells=encode_cells(total.grid)))
+                        points=total.points, cells=encode_cells(total.grid),
+                        last_seq=max((int(r[7]) if r[7] is not None else int(r[6]) for r in part
+                                      if r[7] is not None or int(r[6]) >= 0), default=None)))
                     merged += len(part) - 1
         return merged
 

@@ -340,21 +340,50 @@ def absolute_ts(ts: float, started: float) -> float:
     return ts if ts >= EPOCH_MIN else started + ts
 
 
-def heat_rows(run_id: str, camera_id: str, started: float, width: int, height: int, cell_px: int,
-              sightings: Sequence[Sighting]) -> list[dict[str, Any]]:
-    """The ``heatmap_cells`` rows of a batch's sightings: one per hour (absolute time) they fall in,
-    keyed by the batch's first frame in that hour (a retried batch gives the same keys)."""
+def _by_hour(sightings: Sequence[Sighting], started: float) -> dict[int, list[Sighting]]:
+    """Sightings by the hour (absolute time, epoch seconds) they fall in."""
     by_hour: dict[int, list[Sighting]] = {}
     for s in sightings:
         by_hour.setdefault(int(absolute_ts(s.ts, started) // HOUR_S) * HOUR_S, []).append(s)
+    return by_hour
+
+
+def heat_rows(run_id: str, camera_id: str, started: float, width: int, height: int, cell_px: int,
+              sightings: Sequence[Sighting]) -> list[dict[str, Any]]:
+    """The ``heatmap_cells`` rows of a batch's sightings: one per hour (absolute time) they fall in, keyed by the
+    batch's first frame in that hour, with its last frame beside it (a retried batch gives the same keys)."""
     out = []
-    for hour, items in sorted(by_hour.items()):
+    for hour, items in sorted(_by_hour(sightings, started).items()):
         grid = count_feet((s.box for s in items), width, height, cell_px)
         out.append({"run_id": run_id, "hour": datetime.fromtimestamp(hour, UTC), "day": hour // DAY_S,
-                    "first_seq": min(int(s.seq) for s in items), "camera_id": camera_id, "width": int(width),
-                    "height": int(height), "cell_px": int(cell_px), "points": len(items),
-                    "cells": encode_cells(grid)})
+                    "first_seq": min(int(s.seq) for s in items), "last_seq": max(int(s.seq) for s in items),
+                    "camera_id": camera_id, "width": int(width), "height": int(height), "cell_px": int(cell_px),
+                    "points": len(items), "cells": encode_cells(grid)})
     return out
+
+
+def _uncounted(conn: Connection, run_id: str, sightings: Sequence[Sighting], started: float) -> list[Sighting]:
+    """The sightings of a batch whose frames no stored heat row of the run counts yet, hour by hour.
+
+    The same case as :func:`_unstored`: a sequencer resumed after it was killed between handing a batch on and
+    saving its state sends a batch that starts at the same frame and may run further. Its frames a stored row
+    counts (``first_seq`` .. ``last_seq`` of the same hour; a row stored before migration 0012 counts its first
+    frame only, a merged row everything up to its ``last_seq``) are left out, so each frame is counted once and the
+    extra frames are counted at all (keyed by the first frame alone, the batch was dropped whole)."""
+    if not sightings:
+        return []
+    lo, hi = min(int(s.seq) for s in sightings), max(int(s.seq) for s in sightings)
+    by_hour = _by_hour(sightings, started)
+    t = HeatmapRow
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for hour, first, last in conn.execute(select(t.hour, t.first_seq, func.coalesce(t.last_seq, t.first_seq)).where(
+            t.run_id == run_id, t.hour.in_([datetime.fromtimestamp(h, UTC) for h in by_hour]),
+            t.first_seq <= hi, func.coalesce(t.last_seq, t.first_seq) >= lo)):
+        spans.setdefault(int(hour.timestamp()), []).append((int(first), int(last)))
+    if not spans:
+        return list(sightings)
+    return [s for hour, items in by_hour.items() for s in items
+            if not any(a <= int(s.seq) <= b for a, b in spans.get(hour, ()))]
 
 
 def _boxed_row(run_id: str, item: RecognitionAttempt, box: Sequence[float]) -> dict[str, Any]:
@@ -377,19 +406,24 @@ def point_rows(run_id: str, points: Sequence[PathPoint], started: float) -> list
     return day_rows(run_id, points, lambda ts: int(absolute_ts(ts, started) // DAY_S))
 
 
-def _unstored(conn: Connection, dialect: str, run_id: str, points: Sequence[PathPoint]) -> list[PathPoint]:
+def _lock_run_writes(conn: Connection, dialect: str, run_id: str) -> None:
+    """On PostgreSQL, serialise the run's point and heat writes (a transaction-level advisory lock on the run), so
+    two store workers cannot both miss each other's rows in :func:`_unstored` / :func:`_uncounted`; SQLite's write
+    transactions are serialised already."""
+    if dialect == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(run_id, POINTS_LOCK_SEED))))
+
+
+def _unstored(conn: Connection, run_id: str, points: Sequence[PathPoint]) -> list[PathPoint]:
     """The points of a batch that no stored row of the run holds yet (by frame and track).
 
     A sequencer killed after handing a batch to the store and before saving its state is resumed from the state
     before that batch, and its next batch may cover more frames than the first one did (a pass takes every result
     that has arrived): the same points again, and new ones, under another row key or the same (the first point).
-    Without this the packed rows would hold a point twice, or the second batch would be dropped whole. On
-    PostgreSQL the run's writes are serialised here (a transaction-level advisory lock on the run), so two store
-    workers cannot both miss each other's rows; SQLite's write transactions are serialised already."""
+    Without this the packed rows would hold a point twice, or the second batch would be dropped whole. The caller
+    holds the run's write lock (:func:`_lock_run_writes`)."""
     if not points:
         return []
-    if dialect == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(run_id, POINTS_LOCK_SEED))))
     lo, hi = min(int(p.seq) for p in points), max(int(p.seq) for p in points)
     t = PointBatchRow
     held: set[tuple[int, int]] = set()
@@ -399,7 +433,7 @@ def _unstored(conn: Connection, dialect: str, run_id: str, points: Sequence[Path
     return [p for p in points if (int(p.seq), int(p.track_id)) not in held] if held else list(points)
 
 
-POINTS_LOCK_SEED = 0x706F696E  # "poin": the advisory lock of a run's point writes (hashtextextended's seed)
+POINTS_LOCK_SEED = 0x706F696E  # "poin": the advisory lock of a run's point and heat writes (hashtextextended's seed)
 
 
 def _check_camera(run_id: str, run_camera: str, items: Iterable[Any]) -> None:
@@ -757,8 +791,8 @@ class Repository:
         row is one executemany INSERT ... ON CONFLICT DO NOTHING on its natural key (the packed points: run,
         the first point's frame and track, day), so a retried call stores nothing twice and a partial failure
         stores nothing; a point (frame, track) a stored row already holds is left out of the new rows, so a batch
-        that repeats part of an earlier one (a sequencer resumed after it was killed) stores only what is new.
-        (The heatmap rows, keyed by the batch's first frame, still assume a retry carries the same sightings.)
+        that repeats part of an earlier one (a sequencer resumed after it was killed) stores only what is new, and
+        the heatmap rows count only the frames no stored row counts yet.
         Every row must belong to the run's camera.
         """
         if not (sightings or points or attempts or zone_events or crossings):
@@ -773,11 +807,12 @@ class Repository:
             camera, start, meta = str(found[0]), found[1].timestamp(), dict(found[2] or {})
             _check_camera(run_id, camera, [*sightings, *points, *attempts, *zone_events, *crossings])
             width, height = int(meta.get("width", 0) or 0), int(meta.get("height", 0) or 0)
+            if sightings or points:
+                _lock_run_writes(conn, self.dialect, run_id)
             if sightings and width > 0 and height > 0:
                 _insert_ignore(conn, HeatmapRow, heat_rows(run_id, camera, start, width, height, cell_px,
-                                                            sightings))
-            _insert_ignore(conn, PointBatchRow,
-                           point_rows(run_id, _unstored(conn, self.dialect, run_id, points), start))
+                                                            _uncounted(conn, run_id, sightings, start)))
+            _insert_ignore(conn, PointBatchRow, point_rows(run_id, _unstored(conn, run_id, points), start))
             _insert_ignore(
                 conn,
                 RecognitionAttemptRow,

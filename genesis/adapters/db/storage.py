@@ -474,6 +474,7 @@ def _copy_heat(conn: Connection, run_id: str, to_run: str, shift: RunCopy) -> in
         moved = (hour + shift.ts_shift) // 3600 * 3600
         row.update(run_id=to_run, first_seq=row["first_seq"] + shift.seq_shift if row["first_seq"] >= 0
                    else row["first_seq"] - shift.seq_shift - 1,
+                   last_seq=row["last_seq"] + shift.seq_shift if row["last_seq"] is not None else None,
                    hour=datetime.fromtimestamp(moved, UTC), day=int(moved // DAY_S))
         rows.append(row)
     if rows:

@@ -210,8 +210,9 @@ class PointBatchRow(Base):
 class HeatmapRow(Base):
     """Foot-point counts of one run in one hour (absolute time) on the camera's heatmap grid.
 
-    Written per stored batch (``first_seq``: the batch's first frame in that hour, so a retried write
-    adds nothing) and merged per hour by the rollup job (``first_seq`` = -1). ``cells`` holds the
+    Written per stored batch (``first_seq`` .. ``last_seq``: the batch's first and last frame in that hour; a
+    write leaves out the frames a stored row counts already, so a retried or resumed batch counts each frame
+    once) and merged per hour by the rollup job (``first_seq`` = -1). ``cells`` holds the
     non-zero cells: ``n`` little-endian uint32 cell indices (row-major on a ``rows`` x ``cols`` grid of
     ``cell_px`` squares over ``width`` x ``height``) followed by their ``n`` uint32 counts. ``day`` (of
     ``hour``) is the partition key on PostgreSQL, as for ``point_batches``."""
@@ -229,6 +230,8 @@ class HeatmapRow(Base):
     cell_px: Mapped[int] = mapped_column(Integer)
     points: Mapped[int] = mapped_column(BigInteger)
     cells: Mapped[bytes] = mapped_column(LargeBinary)
+    last_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The last frame the grid counts (``first_seq``..``last_seq``; None for rows stored before migration 0012)."""
 
 
 class RecognitionAttemptRow(Base):

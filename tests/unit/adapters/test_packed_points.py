@@ -5,14 +5,16 @@ points written), retention of a day, and migration 0011 both ways, on SQLite and
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 
 from genesis.adapters.db import Repository
+from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.db.events import (
     POINTS_TOTAL_CAP,
     RECENT_S,
@@ -23,8 +25,10 @@ from genesis.adapters.db.events import (
 )
 from genesis.adapters.db.partitions import day_of, partitions
 from genesis.adapters.db.points import POINT_DTYPE, day_rows, stored_points
+from genesis.adapters.db.tables import HeatmapRow
 from genesis.config import load_settings
-from genesis.domain import PathPoint, TrackRecord, ZoneEvent, ZoneEventKind
+from genesis.domain import PathPoint, Sighting, TrackRecord, ZoneEvent, ZoneEventKind
+from genesis.domain.heat import encode_cells
 from genesis.services.rollups import purge
 from tests.analytics_data import backdate
 from tests.unit.adapters.test_repository import db_url, stored  # noqa: F401  (the sqlite + postgresql fixture)
@@ -348,3 +352,64 @@ def test_a_batch_that_repeats_part_of_an_earlier_one_stores_only_its_new_points(
         assert repo.points("r1") == stored([*resumed, pt(7, 4), pt(1, 16), pt(2, 16)])
         with repo.engine.connect() as conn:
             assert conn.execute(text("SELECT sum(n) FROM point_batches")).scalar_one() == 10
+
+
+def test_a_batch_that_repeats_part_of_an_earlier_one_counts_each_frame_once_in_the_heatmap(
+        db_url: str) -> None:  # noqa: F811
+    """The same resumed batch, for the heatmap: its frames a stored heat row counts are left out, its extra frames
+    are counted (keyed by the first frame alone, the whole batch was dropped), a retry adds nothing, and neither
+    does a batch of an hour the rollup has merged."""
+    def seen(tid: int, seq: int, x: float) -> Sighting:
+        return Sighting("cam", tid, seq, seq / 5.0, (x, 100.0, x + 20.0, 200.0), 0.9)
+
+    killed = [seen(1, 10, 10), seen(2, 10, 300), seen(1, 11, 12), seen(2, 12, 302)]
+    resumed = [*killed, seen(1, 13, 14), seen(2, 14, 304), seen(3, 15, 500)]  # frames 10-15
+    later = [seen(1, 16, 16), seen(3, 17, 502)]
+    with Repository(db_url) as repo:
+        repo.start_run("r1", "cam", "x", {"width": 640, "height": 480})
+        store = AnalyticsStore(repo)
+        for batch in (killed, resumed, resumed, later, killed):
+            repo.save_outcome("r1", batch, [], [], [], [])
+        grid = store.heat_grid("cam", None, None)
+        assert grid is not None and grid.points == len(resumed) + len(later) == 9
+        with repo.engine.connect() as conn:
+            spans = sorted(tuple(r) for r in conn.execute(text("SELECT first_seq, last_seq FROM heatmap_cells")))
+        assert spans == [(10, 12), (13, 15), (16, 17)]
+        before = grid.grid.copy()
+        assert store.compact_heat(time.time() + 3 * 3600) == 2  # the run's hour merged into one row
+        repo.save_outcome("r1", [*later, seen(4, 18, 600)], [], [], [], [])  # frames 16-17 again, and 18
+        after = store.heat_grid("cam", None, None)
+        assert after is not None and after.points == 10
+        assert int((after.grid - before).sum()) == 1
+
+
+def test_migration_0012_heat_rows_stored_before_count_their_first_frame(db_url: str) -> None:  # noqa: F811
+    """A heat row written before 0012 has no last frame: after the upgrade it keeps its counts and is taken to
+    count its first frame only; the downgrade drops the column and keeps the rows."""
+    with Repository(db_url, migrate=False) as repo:
+        repo.upgrade("0011")
+        repo.start_run("r1", "cam", "x", {"width": 640, "height": 480})
+        record = repo.run("r1")
+        assert record is not None
+        started = record.started_at.timestamp()
+        hour = datetime.fromtimestamp(started // 3600 * 3600, UTC)
+        if repo.dialect == "postgresql":
+            from genesis.adapters.db.partitions import create_days
+
+            with repo.engine.begin() as conn:
+                create_days(conn, {day_of(started)})
+        with repo.engine.begin() as conn:
+            grid = np.zeros((60, 80), dtype=np.int64)
+            grid[20, 5] = 3
+            conn.execute(insert(HeatmapRow.__table__).values(  # the columns of 0011 only
+                run_id="r1", hour=hour, first_seq=10, day=day_of(started), camera_id="cam", width=640, height=480,
+                cell_px=8, points=3, cells=encode_cells(grid)))
+        repo.upgrade()
+        store = AnalyticsStore(repo)
+        repo.save_outcome("r1", [Sighting("cam", 1, seq, seq / 5.0, (0.0, 0.0, 10.0, 10.0), 0.9)
+                                 for seq in (10, 11, 12)], [], [], [], [])
+        total = store.heat_grid("cam", None, None)
+        assert total is not None and total.points == 3 + 2  # frame 10 taken as counted, 11 and 12 added
+        repo.downgrade("0011")
+        with repo.engine.connect() as conn:
+            assert conn.execute(text("SELECT sum(points) FROM heatmap_cells")).scalar_one() == 5
