@@ -497,3 +497,24 @@ def test_a_new_camera_gets_its_tile_without_a_reload(served: dict[str, Any]) -> 
         expect(page.locator("#heatmap-camera")).to_have_text(camera)
         bad = _serious(Axe(), page)
         assert not bad, bad
+
+
+def test_a_change_made_before_the_stream_opens_is_shown(served: dict[str, Any]) -> None:
+    """The dashboard read its identity list, then a name was given before its live-updates stream delivered a
+    first state (a busy server, a slow network): the stream's first state must still refresh the list. The
+    stream is held off here by failing its requests until the name is given (EventSource then retries)."""
+    chromium_or_skip()
+    from playwright.sync_api import expect
+
+    base, key = served["base"], served["key"]
+    with _dashboard_page(base, key) as page:
+        page.route("**/api/console/events", lambda route: route.abort())
+        goto(page, base + "/")
+        rows = page.locator("#identity-rows tr[data-name]")
+        expect(rows).to_have_count(1, timeout=20_000)  # Clapton
+        assert int(page.evaluate("() => Number(document.body.dataset.events || 0)")) == 0
+        status, data, _ = _post_name(base, key, RUN_A, 2, "Adams")
+        assert status == 200, data
+        page.unroute("**/api/console/events")
+        page.wait_for_function("() => Number(document.body.dataset.events || 0) > 0", timeout=30_000)
+        expect(rows).to_have_count(2, timeout=20_000)

@@ -375,7 +375,8 @@ const GC = (() => {
 
   // -- live updates (server-sent events) -----------------------------------------------------------
   // One stream per page; `state` says the sizes of the lists and each camera's counters. A page
-  // refreshes what changed (and never while the operator is typing in a card).
+  // refreshes what changed (and never while the operator is typing in a card); on the stream's first
+  // state it refreshes once, as it cannot know what changed since it read its lists.
 
   function liveUpdates(onChange) {
     if (!window.EventSource) return;
@@ -384,10 +385,12 @@ const GC = (() => {
     source.addEventListener("state", (event) => {
       let state;
       try { state = JSON.parse(event.data); } catch (e) { return; }
-      const previous = last;
+      // The first state is compared with nothing: a change made between the page's first reads and the
+      // stream's opening (a name given while the page was loading) would otherwise never be shown.
+      const previous = last || {};
       last = state;
       document.body.dataset.events = String(Number(document.body.dataset.events || 0) + 1);
-      if (previous) onChange(state, previous);
+      onChange(state, previous);
     });
   }
 
