@@ -236,7 +236,9 @@ def test_review_by_segment_undo_live_updates_axe_phone(served: dict[str, Any], t
             assert _get(base, "gk_00000000_wrong", "/api/console/events")[0] == 401
             state = _state_event(base, key, lambda s: s.get("unknowns") == len(clusters))
             assert "door" in state["cameras"] and state["cameras"]["door"]["in_view"] == 0, state
-            before = page.locator(".cluster-card").count()
+            # The message says "undone" before the page has redrawn its lists: wait for the groups it restored.
+            expect(page.locator(".cluster-card")).to_have_count(len(clusters), timeout=20_000)
+            before = len(clusters)
             _store_run(url, RUN_C, [(7, 0, "clapton-2", None, 0.9, True)], faces)  # someone new, elsewhere
             expect(page.locator(f'.face-card[data-run="{RUN_C}"]')).to_have_count(1, timeout=20_000)
             expect(page.locator(".cluster-card")).to_have_count(before + 1, timeout=20_000)
