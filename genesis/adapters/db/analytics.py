@@ -347,8 +347,8 @@ class AnalyticsStore:
                                                                         for a, b, d, *_ in rows}).index(geometry),
                         day=int(hour.timestamp()) // DAY_S, camera_id=str(part[0][5]), width=w, height=h, cell_px=c,
                         points=total.points, cells=encode_cells(total.grid),
-                        last_seq=max((int(r[7]) if r[7] is not None else int(r[6]) for r in part
-                                      if r[7] is not None or int(r[6]) >= 0), default=None)))
+                        # what the rows counted (a row without a last frame: its first, as the writer reads it)
+                        last_seq=max(int(r[7] if r[7] is not None else r[6]) for r in part)))
                     merged += len(part) - 1
         return merged
 

@@ -11,7 +11,7 @@ network size; ``bytetrack`` preprocessing then turns it RGB, /255 and ImageNet m
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -128,22 +128,29 @@ def decode_yolox(
     return sort_detections(dets)
 
 
-def resized_input(weights: Path, size_hw: tuple[int, int]) -> bytes:
-    """The serialized model at ``weights`` with its image input fixed at ``size_hw`` (height, width) instead of the
-    size it was exported with, and its outputs' stored shapes cleared (onnxruntime infers them again).
-
-    Only the declared shapes change, never a layer: a YOLOX export is fully convolutional (its decoding is done
-    here), so it runs at any multiple of its largest stride. An export whose graph has the size built into it
-    (a reshape to a constant row count) fails to load or gives another row count, and says so."""
+def _load_model(weights: Path) -> Any:
     import onnx
 
     try:
-        model = onnx.load(str(weights))
+        return onnx.load(str(weights))
     except Exception as exc:
         raise WeightsError(f"cannot read {weights}: {exc}") from exc
+
+
+def _declared_hw(model: Any) -> tuple[int, int] | None:
+    """The (height, width) the model's image input declares, or None when either is free."""
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or not (dims[2].HasField("dim_value") and dims[3].HasField("dim_value")):
+        return None
+    return int(dims[2].dim_value), int(dims[3].dim_value)
+
+
+def _with_input_size(model: Any, name: str, size_hw: tuple[int, int]) -> bytes:
+    """``model`` (changed in place) serialized with its image input fixed at ``size_hw`` and its outputs' stored
+    shapes cleared (onnxruntime infers them again)."""
     dims = model.graph.input[0].type.tensor_type.shape.dim
     if len(dims) != 4:
-        raise ValueError(f"{weights.name}: its input is not N x C x H x W")
+        raise ValueError(f"{name}: its input is not N x C x H x W")
     dims[2].ClearField("dim_param")
     dims[3].ClearField("dim_param")
     dims[2].dim_value, dims[3].dim_value = int(size_hw[0]), int(size_hw[1])
@@ -155,6 +162,17 @@ def resized_input(weights: Path, size_hw: tuple[int, int]) -> bytes:
     return bytes(model.SerializeToString())
 
 
+def resized_input(weights: Path, size_hw: tuple[int, int]) -> bytes:
+    """The serialized model at ``weights`` with its image input fixed at ``size_hw`` (height, width) instead of the
+    size it was exported with, and its outputs' stored shapes cleared (onnxruntime infers them again).
+
+    Only the declared shapes change, never a layer: a YOLOX export is fully convolutional (its decoding is done
+    here), so it runs at any multiple of its largest stride. An export whose graph has the size built into it
+    (a reshape to a constant row count) fails its first run or gives another row count (``YoloxDetector`` runs it
+    once at start and says so)."""
+    return _with_input_size(_load_model(weights), weights.name, size_hw)
+
+
 class YoloxDetector:
     """A YOLOX-layout ONNX export (``bytetrack_nano.onnx``: 1 class, exported at 608 x 1088) on onnxruntime, at its
     own input size or at ``input_size``."""
@@ -162,19 +180,19 @@ class YoloxDetector:
     def __init__(self, weights: Path, config: YoloxDetectorConfig) -> None:
         self.config = config
         self.name = f"yolox:{weights.name}"
-        self.session = create_session(weights, config.threads, config.device)
+        resized: bytes | None = None
+        if config.input_size is not None:
+            # An export whose input shape was fixed when it was exported, asked for another size: the same fully
+            # convolutional network with its declared shapes rewritten (the anchor grid is built here, for the
+            # size in use). The model is read once and one session made from it.
+            model = _load_model(weights)
+            declared = _declared_hw(model)
+            if declared is not None and declared != tuple(config.input_size):
+                resized = _with_input_size(model, weights.name, config.input_size)
+        self.session = create_session(weights, config.threads, config.device, model=resized)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         fixed = [d for d in inp.shape[2:4] if isinstance(d, int)]
-        wanted = config.input_size
-        resized = len(fixed) == 2 and wanted is not None and tuple(wanted) != tuple(fixed)
-        if resized and wanted is not None:
-            # A fully convolutional export whose input shape was fixed when it was exported: the same network
-            # at another size (the grid of anchor points is built here, for that size).
-            self.session = create_session(weights, config.threads, config.device,
-                                          model=resized_input(weights, wanted))
-            inp = self.session.get_inputs()[0]
-            fixed = []
         if len(fixed) == 2:
             self.size_hw = (int(fixed[0]), int(fixed[1]))
         elif config.input_size is not None:
@@ -184,7 +202,7 @@ class YoloxDetector:
         self.input_dtype = np.float16 if "float16" in inp.type else np.float32
         self.grid, self.steps = yolox_grid(self.size_hw, config.strides)
         self.tables = input_tables(config.preprocess)
-        if resized:
+        if resized is not None:
             self._probe(weights)
 
     def _probe(self, weights: Path) -> None:
