@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,27 @@ def session_options(threads: int = 0) -> Any:
     if threads:
         opts.intra_op_num_threads = threads
     return opts
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity; the machine's count where that is unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_process(configured: int, processes: int, cpus: int) -> int:
+    """onnxruntime intra-op threads for each of ``processes`` forked children sharing ``cpus`` CPUs: ``configured``
+    when set (> 0), else the CPUs divided among the children (at least one each).
+
+    onnxruntime's own default is a thread per physical core in every session, so two prefork children on two
+    cores ran four threads that took turns on the same cores: 3-15 % more CPU per frame for the same frames
+    (docs/benchmarks.md, "onnxruntime threads of the detect children").
+    """
+    if configured > 0:
+        return configured
+    return max(1, cpus // max(1, processes))
 
 
 def create_session(path: Path, threads: int = 0, device: str = "cpu", model: bytes | None = None) -> Any:

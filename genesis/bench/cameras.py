@@ -1,7 +1,7 @@
 """``python -m genesis.bench cameras``: how many cameras at 5 fps this machine carries in the distributed mode.
 
     python -m genesis.bench cameras [--source VIDEO] [--static-source VIDEO] [--fps 5] [--frames 30]
-        [--presets default,crowd,overhead,doorway] [--detect-workers 2] [--detect-threads 1]
+        [--presets default,crowd,overhead,doorway] [--detect-workers 2] [--detect-threads 0]
         [--detector FIELD=VALUE ...] [--max-width PX] [--markdown]
 
 For each detector preset, with real Celery workers (detect prefork, recognize solo, store solo), Redis and a fresh
@@ -285,7 +285,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--presets", default="default,crowd,doorway",
                     help=f"Comma-separated, of {','.join(PRESETS)} (default: %(default)s).")
     ap.add_argument("--detect-workers", type=int, default=2, help="Prefork children of the detect worker.")
-    ap.add_argument("--detect-threads", type=int, default=1, help="onnxruntime threads per detect child.")
+    ap.add_argument("--detect-threads", type=int, default=0,
+                    help="onnxruntime threads per detect child (default 0: the shipped default, detector.threads 0, "
+                    "which gives each child the CPUs divided among the children).")
     ap.add_argument("--detector", action="append", default=[], metavar="FIELD=VALUE",
                     help="A detector setting for every preset's workers and runs (repeatable; e.g. dequantize=false, "
                     "motion.min_changed=0.001). The bench ignores GENESIS_DETECTOR__* of its own environment.")

@@ -117,7 +117,10 @@ class _DetectorBase(StrictModel):
     )
     classes: list[int] = Field(default=[0], description="Class ids kept (COCO: 0 = person; 1-class models: 0).")
     device: str = Field(default="cpu", description="cpu, or cuda:N for the ultralytics backend.")
-    threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads (0 = its default).")
+    threads: int = Field(
+        default=0, ge=0, description="onnxruntime intra-op threads (0 = automatic: in a prefork detect worker the "
+        "CPUs divided among its children, elsewhere onnxruntime's default of one per core).",
+    )
     tiling: TilingConfig = Field(default_factory=TilingConfig, description="Default for cameras without their own.")
     motion: MotionConfig = Field(default_factory=MotionConfig, description="Default for cameras without their own.")
 

@@ -5,7 +5,9 @@ Connected when :mod:`genesis.celery` is imported. For a worker (a launcher, or a
 
 - ``worker_init`` (main process, before the pool starts): when the worker has an endpoint, give
   its process group an empty prometheus multiprocess folder, so that what the prefork children
-  record is added up by the main process.
+  record is added up by the main process. A prefork worker that consumes the detect queue, with
+  ``detector.threads`` 0, shares the CPUs among its children: each child's detector gets
+  ``CPUs // children`` onnxruntime threads (:func:`genesis.backends.onnx.threads_per_process`).
 - ``worker_ready`` (main process): warn (one log line each) when a Redis of the pipeline has an
   eviction policy that deletes keys silently (:mod:`genesis.adapters.redis_memory`); start the
   endpoint (``ops.host``, port below).
@@ -56,10 +58,38 @@ def _settings_of(app: Any) -> Settings | None:
     return s if isinstance(s, Settings) else None
 
 
+def prefork_children(worker: Any) -> int | None:
+    """The number of children of a prefork worker (a ``WorkController`` at ``worker_init``); None for another pool
+    or a concurrency not known yet (celery's ``auto``)."""
+    pool = getattr(worker, "pool_cls", None)
+    name = pool if isinstance(pool, str) else getattr(pool, "__module__", "")
+    children = getattr(worker, "concurrency", None)
+    if "prefork" not in str(name) or not isinstance(children, int) or children < 1:
+        return None
+    return children
+
+
+def _share_detector_cpus(worker: Any, settings: Settings) -> None:
+    """``detector.threads`` 0 in a prefork detect worker: the CPUs divided among its children (they fork after
+    this and keep the settings object as it is now)."""
+    from genesis.backends.onnx import available_cpus, threads_per_process
+    from genesis.tasks.routing import DETECT, queue_of
+
+    children = prefork_children(worker)
+    queues = getattr(getattr(getattr(worker.app, "amqp", None), "queues", None), "consume_from", None) or {}
+    if children is None or settings.detector.threads or queue_of(settings, DETECT) not in set(queues):
+        return
+    cpus = available_cpus()
+    settings.detector.threads = threads_per_process(0, children, cpus)
+    log.info("detect worker: %d prefork children on %d CPUs, %d onnxruntime thread(s) each (detector.threads 0)",
+             children, cpus, settings.detector.threads)
+
+
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
     settings = _settings_of(getattr(sender, "app", None))
     if settings is None:
         return
+    _share_detector_cpus(sender, settings)
     role = settings.ops.role or "worker"
     port = endpoint_port(settings, role)
     _state.update(role=role, port=port, settings=settings)

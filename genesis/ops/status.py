@@ -165,6 +165,8 @@ class WorkerProbe(BaseProbe):
             "queues": self.queues,
             "concurrency": getattr(self.controller, "concurrency", None),
             "pool": getattr(pool, "__module__", str(pool)).rsplit(".", 1)[-1] if pool is not None else None,
+            # the onnxruntime threads of each detector of this worker (0: onnxruntime's default, one per core)
+            "detector_threads": self.settings.detector.threads if "detect" in self.stages() else None,
             "models": {name: {"file": where, "loaded": name in loaded} for name, where in self.models().items()},
             "processed": processed,
             "last_error": last_error(),

@@ -55,6 +55,28 @@ def test_launcher_arguments() -> None:
     assert worker_argv("recognize", None, 0, "INFO", "r@h", 32)[4] == "solo"  # batching is the detect worker's
 
 
+def test_prefork_detect_children_share_the_cpus() -> None:
+    from types import SimpleNamespace
+
+    from genesis.backends.onnx import threads_per_process
+    from genesis.ops.celery_hooks import prefork_children
+
+    assert threads_per_process(0, 2, 2) == 1  # two children on two cores: one thread each, not two
+    assert threads_per_process(0, 2, 16) == 8
+    assert threads_per_process(0, 4, 2) == 1  # never below one
+    assert threads_per_process(3, 2, 2) == 3  # a configured count is kept
+    # The pool as the CLI hands it (a class) or as configuration names it (a string); threads and solo pools,
+    # and celery's "auto" concurrency before it is resolved, are left alone.
+    from celery.concurrency.prefork import TaskPool
+    from celery.concurrency.solo import TaskPool as SoloPool
+
+    assert prefork_children(SimpleNamespace(pool_cls=TaskPool, concurrency=2)) == 2
+    assert prefork_children(SimpleNamespace(pool_cls="prefork", concurrency=3)) == 3
+    assert prefork_children(SimpleNamespace(pool_cls=SoloPool, concurrency=1)) is None
+    assert prefork_children(SimpleNamespace(pool_cls="threads", concurrency=8)) is None
+    assert prefork_children(SimpleNamespace(pool_cls=TaskPool, concurrency="auto")) is None
+
+
 def test_time_limits_follow_the_queue_of_each_task() -> None:
     limits = app_for().conf.task_annotations
     assert limits[routing.DETECT] == {"time_limit": 15.0}
