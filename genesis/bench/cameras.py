@@ -38,6 +38,7 @@ import yaml
 from rich.console import Console
 
 from genesis.adapters.video import VideoSource
+from genesis.backends.onnx import available_cpus, threads_per_process
 from genesis.bench.clips import make_static_clip
 from genesis.bench.distributed import (
     DistRun,
@@ -210,8 +211,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> None:
                                           f"{row.detector_calls} detector calls, {d.fps:.2f} f/s drained, CPU "
                                           f"{d.cpu_ms_per_frame:.0f} ms/frame -> {row.cameras_cpu:.1f} cameras "
                                           f"(foreign CPU {100 * d.other_share:.0f} %); {row.counts}")
-                    # Pipeline / detector-only, in this process, on the moving clip.
-                    emb = load_settings(config, {**env, **penv, "GENESIS_DATABASE_URL": f"sqlite:///{tmp / 'e.db'}"})
+                    # Pipeline / detector-only, in this process, on the moving clip, with the onnxruntime threads
+                    # of one detect child (the "inference" share of the table of where the CPU goes is this
+                    # process's detector CPU, and the ratio compares one core's work with one core's, as before)
+                    child = threads_per_process(args.detect_threads, args.detect_workers, available_cpus())
+                    emb = load_settings(config, {**env, **penv, "GENESIS_DATABASE_URL": f"sqlite:///{tmp / 'e.db'}",
+                                                 "GENESIS_DETECTOR__THREADS": str(child)})
                     models = load_models(emb)
                     detector_only(source, 3, stride, models.detector, args.max_width)
                     det_fps, det_cpu = detector_only(source, args.frames, stride, models.detector, args.max_width)
