@@ -23,7 +23,9 @@
    daily); p50/p95 of ``--query-repeats`` calls of: the run report (``build_results``, what ``genesis report``
    reads), an identity's timeline (the console's ``identity_summary``; every 10th track is given a name), a
    day's heatmap (``heat_grid`` + ``grid_image``, ``genesis heatmap``'s path), and the API's first list
-   pages (runs, tracks, sightings, alerts; 50 items) through the API's service functions.
+   pages (runs, tracks, sightings, alerts; 50 items) through the API's service functions. Last, the retention
+   purge of the first camera-day (``AnalyticsStore.purge_before`` with every kind's cutoff at the day's end, what
+   beat's daily purge runs once the day is old enough): its time and the rows it removed.
 """
 
 from __future__ import annotations
@@ -229,6 +231,8 @@ class BackendResult:
     fps: float
     queries: dict[str, list[float]] = field(default_factory=dict)
     query_rows: dict[str, int] = field(default_factory=dict)
+    retention_ms: float | None = None
+    retention_rows: dict[str, int] = field(default_factory=dict)
 
     def table_bytes(self, name: str) -> int:
         a, b = self.full.table(name), self.empty.table(name)
@@ -257,6 +261,8 @@ class BackendResult:
             "queries_ms": {k: {"p50": round(pct(v, 50), 1), "p95": round(pct(v, 95), 1), "n": len(v)}
                            for k, v in self.queries.items()},
             "query_rows": self.query_rows,
+            "retention_ms": None if self.retention_ms is None else round(self.retention_ms, 1),
+            "retention_rows": self.retention_rows,
         }
 
 
@@ -377,6 +383,15 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats:
     return out, sizes
 
 
+def time_retention(repo: Repository, runs: list[str]) -> tuple[float, dict[str, int]]:
+    """The retention purge of the first camera-day (every kind's cutoff at the end of that day, as the daily purge
+    does for each kind when the day reaches its age): milliseconds and the rows (points) it removed per table."""
+    cutoff = EPOCH0 + DAY_S
+    t0 = time.perf_counter()
+    counts = AnalyticsStore(repo).purge_before({"sightings": cutoff, "events": cutoff, "unknown_faces": cutoff}, {})
+    return 1000 * (time.perf_counter() - t0), {k: v for k, v in counts.items() if v}
+
+
 # -- the command ---------------------------------------------------------------------------------
 
 
@@ -418,6 +433,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
                         s = grown.table("point_batches")
                         res.query_rows["point_batches rows"] = s.rows if s else 0
                         res.query_rows["database MB"] = round(grown.database_bytes / 1e6)
+                        res.retention_ms, res.retention_rows = time_retention(repo, runs)  # last: it deletes
                     results.append(res)
         print_results(console, rec, results, args, argv)
     if args.json:
@@ -459,6 +475,9 @@ def print_results(console: Console, rec: Recorded, results: list[BackendResult],
             out(markdown_table(("query", "p50 ms", "p95 ms", "calls"),
                                [[k, f"{pct(v, 50):.1f}", f"{pct(v, 95):.1f}", str(len(v))]
                                 for k, v in r.queries.items()]))
+        if r.retention_ms is not None:
+            out(f"{r.backend} retention of the first camera-day (every kind's cutoff at its end): "
+                f"{r.retention_ms:.0f} ms; removed {', '.join(f'{k} {v:,}' for k, v in r.retention_rows.items())}")
     out(f"{os.cpu_count()} CPUs; load average {load_average()}")
     out("command: " + shlex.join(["python", "-m", "genesis.bench", "storage", *argv]))
 

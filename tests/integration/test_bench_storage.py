@@ -40,3 +40,8 @@ def test_bench_storage_tiny(models_dir: Path, data_dir: Path, tmp_path: Path) ->
     rows = pg["query_rows"]  # the queries found the copied rows (times within their runs)
     assert rows["heatmap: foot points"] > 0 and rows["timeline: runs"] == 2 and rows["report: tracks"] > 0, rows
     assert "queries over 2 camera-days" in out
+    # The retention purge of the first camera-day removed that day's run (its rows grown 4x from the loops') and
+    # nothing of the second.
+    assert pg["retention_ms"] > 0 and "retention of the first camera-day" in out
+    assert pg["retention_rows"]["tracks"] == 4 * pg["tables"]["tracks"]["rows"], pg
+    assert pg["retention_rows"]["zone_events"] == 4 * pg["tables"]["zone_events"]["rows"], pg
