@@ -22,7 +22,8 @@
    camera-day of ``--query-day-frames`` frames, then copied to N days (one run per day, as a camera restarted
    daily); p50/p95 of ``--query-repeats`` calls of: the run report (``build_results``, what ``genesis report``
    reads), an identity's timeline (the console's ``identity_summary``; every 10th track is given a name), a
-   day's heatmap (``heat_grid`` + ``grid_image``, ``genesis heatmap``'s path), and the API's first list
+   day's heatmap (``heat_grid`` + ``grid_image``, ``genesis heatmap``'s path; first with the day's heat rows as
+   written, then merged per run and hour as beat's storage upkeep leaves them), and the API's first list
    pages (runs, tracks, sightings, alerts; 50 items) through the API's service functions. Last, the retention
    purge of the first camera-day (``AnalyticsStore.purge_before`` with every kind's cutoff at the day's end, what
    beat's daily purge runs once the day is old enough): its time and the rows it removed.
@@ -358,12 +359,23 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats:
         with read_events(repo.engine) as db:
             db.tracks_sorted(f, 50, 0)
 
+    out: dict[str, list[float]] = {}
+    # A day whose hours beat has not merged yet (beat not running); then the same day as beat's storage upkeep
+    # leaves every hour that has ended: one heat row per run and hour, what the cases below read.
+    out["day heatmap, hours not merged (beat not running)"] = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        heatmap()
+        out["day heatmap, hours not merged (beat not running)"].append(1000 * (time.perf_counter() - t0))
+    sizes["heatmap: foot points, hours not merged"] = sizes["heatmap: foot points"]
+    sizes["heat rows merged by beat's upkeep"] = analytics.compact_heat(EPOCH0 + (len(runs) + 1) * DAY_S)
+
     f = EventFilter(camera=CAMERA)
     cases: dict[str, Callable[[], Any]] = {
         "run report (genesis report)": report,
         "identity timeline (console)": timeline,
         "identity timeline, whole reports (before)": timeline_whole_reports,
-        "day heatmap (genesis heatmap)": heatmap,
+        "day heatmap (genesis heatmap; hours merged by beat)": heatmap,
         "API runs page": lambda: event_svc.runs(repo, CAMERA, 50, 0),
         "API tracks page": lambda: event_svc.tracks(repo, f, 50, 0),
         "API tracks page, one ordered query (before)": lambda: sorted_tracks(repo, f),
@@ -372,7 +384,7 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats:
                                                                    50, 0),
         "API alerts page": lambda: alert_svc.alerts(alert_store, AlertFilter(camera=CAMERA), 50, 0),
     }
-    out: dict[str, list[float]] = {k: [] for k in cases}
+    out.update({k: [] for k in cases})
     task = progress.add_task("queries", total=repeats * len(cases))
     for _ in range(repeats):  # rounds alternate the cases, so a slow minute hits them all
         for name, call in cases.items():

@@ -35,11 +35,15 @@ def test_bench_storage_tiny(models_dir: Path, data_dir: Path, tmp_path: Path) ->
     # 24 frames a day (6 written, doubled twice), 2 days: 8x the packed point rows of one pass.
     assert pg["query_rows"]["point_batches rows"] == 8 * pg["tables"]["point_batches"]["rows"], pg
     assert set(pg["queries_ms"]) >= {"run report (genesis report)", "identity timeline (console)",
-                                     "day heatmap (genesis heatmap)", "API sightings page", "API alerts page"}
+                                     "day heatmap (genesis heatmap; hours merged by beat)",
+                                     "day heatmap, hours not merged (beat not running)", "API sightings page",
+                                     "API alerts page"}
     assert all(q["p50"] >= 0 for q in pg["queries_ms"].values())
     rows = pg["query_rows"]  # the queries found the copied rows (times within their runs)
     assert rows["heatmap: foot points"] > 0 and rows["timeline: runs"] == 2 and rows["report: tracks"] > 0, rows
     assert "queries over 2 camera-days" in out
+    # beat's merge of the day's heat rows per run and hour keeps every foot point
+    assert rows["heatmap: foot points, hours not merged"] == rows["heatmap: foot points"], rows
     # The retention purge of the first camera-day removed that day's run (its rows grown 4x from the loops') and
     # nothing of the second.
     assert pg["retention_ms"] > 0 and "retention of the first camera-day" in out

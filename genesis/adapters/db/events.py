@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, exists, func, or_, select, tuple_
+from sqlalchemy import Connection, Engine, and_, exists, func, literal, or_, select, tuple_, union_all
 
 from genesis.adapters.db.points import StoredPoint, stored_points
 from genesis.adapters.db.repository import (
@@ -176,6 +176,10 @@ POINTS_TOTAL_CAP = 100_000
 """``/api/sightings`` counts at most this many matching points for its ``total`` (a camera's months of points
 would otherwise be counted on every page)."""
 
+TRACKS_TOTAL_CAP = 100_000
+"""``/api/tracks`` counts at most this many matching segments for its ``total`` (a camera's months of segments would
+otherwise be counted on every page)."""
+
 RECENT_S = 2.0
 """A camera tile draws the tracks with a stored point within this many seconds before the frame."""
 
@@ -229,22 +233,51 @@ class EventRows:
         return [run_record(r) for r in self.conn.execute(query).all()], total
 
     def tracks(self, f: EventFilter, limit: int, offset: int) -> tuple[list[TrackListing], int]:
-        """Track segments newest run first (then run, track, segment), with the total that match.
+        """Track segments newest run first (then run, track, segment), with the total that match (counted up to
+        ``TRACKS_TOTAL_CAP``: a larger total reads the cap; the page itself lies wherever ``offset`` says).
 
-        The page is read from the runs that hold it: one grouped count gives each run's matching segments
-        (their sum is the total, and they say in which runs the page lies); the rows then come from those
-        runs only, through the primary key. Sorting every matching segment for the first 50 (``tracks_sorted``)
-        was most of the time of a camera's page once it had months of segments (docs/benchmarks.md)."""
-        per_run = self.conn.execute(
-            _tracks_within(select(Track.run_id, Run.started_at, func.count()), f)
-            .group_by(Track.run_id, Run.started_at).order_by(Run.started_at.desc(), Track.run_id)).all()
-        total = sum(int(n) for _, _, n in per_run)
-        runs, skip = page_runs([(str(r), int(n)) for r, _, n in per_run], limit, offset)
+        The page is read from the runs that hold it: each run's matching segments are counted, newest run first,
+        only until the count reaches the end of the page and the cap (:meth:`_run_counts`), which says in which
+        runs the page lies; the rows then come from those runs only, through the primary key. Counting every
+        matching segment of the camera, a grouped count over months of segments, was most of the time of a page
+        (docs/benchmarks.md), and sorting them all for the first 50 (``tracks_sorted``) before that."""
+        end = offset + limit
+        per_run = self._run_counts(f, max(end, TRACKS_TOTAL_CAP))
+        total = min(sum(n for _, n in per_run), TRACKS_TOTAL_CAP)
+        runs, skip = page_runs(per_run, limit, offset)
         if not runs:
             return [], total
         rows = self.conn.execute(_tracks_within(select(*TRACK_LISTING), f).where(Track.run_id.in_(runs))
                                  .order_by(*TRACK_ORDER).limit(limit).offset(skip)).all()
         return [TrackListing(*r) for r in rows], total
+
+    def _run_counts(self, f: EventFilter, need: int) -> list[tuple[str, int]]:
+        """(run, matching segments) in the listing's run order, until their sum reaches ``need``: the runs in the
+        filter's window are counted in growing groups (1, 4, 16, ... runs a statement), each run's count stopped
+        at what is still needed (a bounded count reads at most that many index entries of the run). The last run
+        counted may be counted short: the sum has then reached ``need`` and nothing after it is listed."""
+        order = self.conn.execute(_run_window(select(Run.id), f).order_by(Run.started_at.desc(), Run.id)).scalars()
+        runs = [str(r) for r in order]
+        out: list[tuple[str, int]] = []
+        seen, i, size = 0, 0, 1
+        while i < len(runs) and seen < need:
+            group = runs[i:i + size]
+            left = need - seen
+
+            def bounded(run_id: str, left: int = left) -> Any:
+                rows = _tracks_within(select(Track.run_id), f).where(Track.run_id == run_id).limit(left).subquery()
+                return select(literal(run_id).label("run_id"), func.count().label("n")).select_from(rows)
+
+            counted = {str(r): int(n) for r, n in self.conn.execute(union_all(*(bounded(r) for r in group)))}
+            for run_id in group:
+                n = counted.get(run_id, 0)
+                out.append((run_id, n))
+                seen += n
+                if seen >= need:
+                    break
+            i += size
+            size *= 4
+        return out
 
     def tracks_sorted(self, f: EventFilter, limit: int, offset: int) -> tuple[list[TrackListing], int]:
         """What ``tracks`` gives, read the former way: every matching segment ordered by one query and counted

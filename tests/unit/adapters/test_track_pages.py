@@ -81,3 +81,21 @@ def test_every_page_equals_the_ordered_listing(db_url: str, f: EventFilter) -> N
             with read_events(repo.engine) as db:
                 runs = [r.run_id for r in db.tracks(f, 50, 0)[0]]
             assert runs == ["r6"] * 2 + ["r2"] * 7 + ["r3"] * 2 + ["r1"] * 4, runs
+
+
+@pytest.mark.parametrize("f", [EventFilter(), EventFilter(camera="door"), EventFilter(camera="door", identity="ana"),
+                               EventFilter(track=1)], ids=repr)
+def test_a_total_past_the_cap_reads_the_cap_and_every_page_is_still_served(
+        db_url: str, f: EventFilter, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from genesis.adapters.db import events
+
+    monkeypatch.setattr(events, "TRACKS_TOTAL_CAP", 4)  # the mechanism at a size this data passes (100,000 shipped)
+    with Repository(db_url) as repo:
+        stored(repo)
+        items, total = reference(repo, f, 1000, 0)
+        assert total > 4, total
+        for limit, offset in itertools.product((1, 3, 50), range(total + 2)):
+            with read_events(repo.engine) as db:
+                got, n = db.tracks(f, limit, offset)
+            assert n == 4, (limit, offset, n)
+            assert got == items[offset:offset + limit], (limit, offset)
