@@ -27,12 +27,24 @@ def session_options(threads: int = 0) -> Any:
     return opts
 
 
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity; the machine's count where that is unknown)."""
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+"""cgroup v2's CPU quota of this process's group (``docker run --cpus``, a Kubernetes CPU limit): "QUOTA PERIOD"."""
+
+
+def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The CPUs this process may use: its affinity (the machine's count where that is unknown), or fewer where a
+    cgroup v2 quota allows less (rounded up: a quota of 1.5 CPUs is 2)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    try:
+        quota, _, period = cpu_max.read_text().strip().partition(" ")
+        if quota != "max" and int(quota) > 0 and int(period) > 0:
+            cpus = min(cpus, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 file (another OS, cgroup v1), or one that does not parse: the affinity stands
+    return max(1, cpus)
 
 
 def threads_per_process(configured: int, processes: int, cpus: int) -> int:

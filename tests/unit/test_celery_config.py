@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from celery import Celery
 
@@ -65,6 +68,7 @@ def test_prefork_detect_children_share_the_cpus() -> None:
     assert threads_per_process(0, 2, 16) == 8
     assert threads_per_process(0, 4, 2) == 1  # never below one
     assert threads_per_process(3, 2, 2) == 3  # a configured count is kept
+
     # The pool as the CLI hands it (a class) or as configuration names it (a string); threads and solo pools,
     # and celery's "auto" concurrency before it is resolved, are left alone.
     from celery.concurrency.prefork import TaskPool
@@ -75,6 +79,22 @@ def test_prefork_detect_children_share_the_cpus() -> None:
     assert prefork_children(SimpleNamespace(pool_cls=SoloPool, concurrency=1)) is None
     assert prefork_children(SimpleNamespace(pool_cls="threads", concurrency=8)) is None
     assert prefork_children(SimpleNamespace(pool_cls=TaskPool, concurrency="auto")) is None
+
+
+def test_available_cpus_follow_a_cgroup_quota(tmp_path: Path) -> None:
+    from genesis.backends.onnx import available_cpus
+
+    mine = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("max 100000\n")  # no quota
+    assert available_cpus(cpu_max) == mine
+    cpu_max.write_text("150000 100000\n")  # docker run --cpus 1.5
+    assert available_cpus(cpu_max) == min(mine, 2)
+    cpu_max.write_text("50000 100000\n")
+    assert available_cpus(cpu_max) == 1
+    cpu_max.write_text("garbage\n")
+    assert available_cpus(cpu_max) == mine
+    assert available_cpus(tmp_path / "absent") == mine
 
 
 def test_time_limits_follow_the_queue_of_each_task() -> None:
