@@ -176,6 +176,9 @@ POINTS_TOTAL_CAP = 100_000
 """``/api/sightings`` counts at most this many matching points for its ``total`` (a camera's months of points
 would otherwise be counted on every page)."""
 
+COUNT_GROUP_MAX = 256
+"""Runs counted in one statement at most (a UNION ALL of that many bounded counts; SQLite allows 500 terms)."""
+
 TRACKS_TOTAL_CAP = 100_000
 """``/api/tracks`` counts at most this many matching segments for its ``total`` (a camera's months of segments would
 otherwise be counted on every page)."""
@@ -256,9 +259,10 @@ class EventRows:
 
     def _run_counts(self, f: EventFilter, need: int) -> list[tuple[str, int]]:
         """(run, matching segments) in the listing's run order, until their sum reaches ``need``: the runs in the
-        filter's window are counted in growing groups (1, 4, 16, ... runs a statement), each run's count stopped
-        at what is still needed (a bounded count reads at most that many index entries of the run). The last run
-        counted may be counted short: the sum has then reached ``need`` and nothing after it is listed."""
+        filter's window are counted in growing groups (1, 4, 16, ... up to ``COUNT_GROUP_MAX`` runs a statement),
+        each run's count stopped at what is still needed (a bounded count reads at most that many index entries of
+        the run). The last run counted may be counted short: the sum has then reached ``need`` and nothing after it
+        is listed."""
         order = self.conn.execute(_run_window(select(Run.id), f).order_by(Run.started_at.desc(), Run.id)).scalars()
         runs = [str(r) for r in order]
         out: list[tuple[str, int]] = []
@@ -279,7 +283,7 @@ class EventRows:
                 if seen >= need:
                     break
             i += size
-            size *= 4
+            size = min(4 * size, COUNT_GROUP_MAX)
         return out
 
     def tracks_sorted(self, f: EventFilter, limit: int, offset: int) -> tuple[list[TrackListing], int]:

@@ -99,3 +99,24 @@ def test_a_total_past_the_cap_reads_the_cap_and_every_page_is_still_served(
                 got, n = db.tracks(f, limit, offset)
             assert n == 4, (limit, offset, n)
             assert got == items[offset:offset + limit], (limit, offset)
+
+
+def test_a_camera_with_hundreds_of_runs_is_counted_in_bounded_statements(db_url: str) -> None:  # noqa: F811
+    """More runs than one statement may count (1,400: without the group's bound the sixth group would be a UNION ALL
+    of 1,024 counts, and SQLite allows 500 terms): a filter that matches in none of them, or in the oldest only,
+    still lists and counts right."""
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    with Repository(db_url) as repo:
+        with repo.engine.begin() as conn:
+            conn.execute(text("INSERT INTO cameras (id, name, created_at) VALUES ('door', 'door', :at)"),
+                         {"at": start})
+            conn.execute(text("INSERT INTO runs (id, camera_id, source, status, started_at, frames, meta) "
+                              "VALUES (:id, 'door', 'clip.mp4', 'finished', :at, 0, '{}')"),
+                         [{"id": f"r{i:04d}", "at": start + timedelta(minutes=i)} for i in range(1400)])
+        repo.save_tracks("r0000", [TrackRecord("door", 1, 1, 3, 0.2, 0.6, 3, "ana", 1, 1, 0.3, 0)])
+        for f in (EventFilter(camera="door", identity="nobody"), EventFilter(camera="door", identity="ana"),
+                  EventFilter(camera="door")):
+            with read_events(repo.engine) as db:
+                got = db.tracks(f, 50, 0)
+            assert got == reference(repo, f, 50, 0), f
+        assert got[1] == 1 and got[0][0].run_id == "r0000"
