@@ -314,6 +314,13 @@ def grow(repo: Repository, rec: Recorded, run_id: str, have: int, day_frames: in
     return runs
 
 
+def timed_ms(call: Callable[[], Any]) -> float:
+    """Milliseconds of one call."""
+    t0 = time.perf_counter()
+    call()
+    return 1000 * (time.perf_counter() - t0)
+
+
 def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats: int, progress: Progress
                  ) -> tuple[dict[str, list[float]], dict[str, int]]:
     from genesis.adapters.db.events import EventFilter, read_events
@@ -359,14 +366,9 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats:
         with read_events(repo.engine) as db:
             db.tracks_sorted(f, 50, 0)
 
-    out: dict[str, list[float]] = {}
     # A day whose hours beat has not merged yet (beat not running); then the same day as beat's storage upkeep
     # leaves every hour that has ended: one heat row per run and hour, what the cases below read.
-    out["day heatmap, hours not merged (beat not running)"] = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        heatmap()
-        out["day heatmap, hours not merged (beat not running)"].append(1000 * (time.perf_counter() - t0))
+    out = {"day heatmap, hours not merged (beat not running)": [timed_ms(heatmap) for _ in range(repeats)]}
     sizes["heatmap: foot points, hours not merged"] = sizes["heatmap: foot points"]
     sizes["heat rows merged by beat's upkeep"] = analytics.compact_heat(EPOCH0 + (len(runs) + 1) * DAY_S)
 
@@ -388,20 +390,19 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats:
     task = progress.add_task("queries", total=repeats * len(cases))
     for _ in range(repeats):  # rounds alternate the cases, so a slow minute hits them all
         for name, call in cases.items():
-            t0 = time.perf_counter()
-            call()
-            out[name].append(1000 * (time.perf_counter() - t0))
+            out[name].append(timed_ms(call))
             progress.advance(task)
     return out, sizes
 
 
-def time_retention(repo: Repository, runs: list[str]) -> tuple[float, dict[str, int]]:
+def time_retention(repo: Repository) -> tuple[float, dict[str, int]]:
     """The retention purge of the first camera-day (every kind's cutoff at the end of that day, as the daily purge
     does for each kind when the day reaches its age): milliseconds and the rows (points) it removed per table."""
     cutoff = EPOCH0 + DAY_S
-    t0 = time.perf_counter()
-    counts = AnalyticsStore(repo).purge_before({"sightings": cutoff, "events": cutoff, "unknown_faces": cutoff}, {})
-    return 1000 * (time.perf_counter() - t0), {k: v for k, v in counts.items() if v}
+    counts: dict[str, int] = {}
+    ms = timed_ms(lambda: counts.update(AnalyticsStore(repo).purge_before(
+        {"sightings": cutoff, "events": cutoff, "unknown_faces": cutoff}, {})))
+    return ms, {k: v for k, v in counts.items() if v}
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -445,7 +446,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
                         s = grown.table("point_batches")
                         res.query_rows["point_batches rows"] = s.rows if s else 0
                         res.query_rows["database MB"] = round(grown.database_bytes / 1e6)
-                        res.retention_ms, res.retention_rows = time_retention(repo, runs)  # last: it deletes
+                        res.retention_ms, res.retention_rows = time_retention(repo)  # last: it deletes
                     results.append(res)
         print_results(console, rec, results, args, argv)
     if args.json:

@@ -73,11 +73,10 @@ def _share_detector_cpus(worker: Any, settings: Settings) -> None:
     """``detector.threads`` 0 in a prefork detect worker: the CPUs divided among its children (they fork after
     this and keep the settings object as it is now)."""
     from genesis.backends.onnx import available_cpus, threads_per_process
-    from genesis.tasks.routing import DETECT, queue_of
+    from genesis.tasks import routing, runtime
 
     children = prefork_children(worker)
-    queues = getattr(getattr(getattr(worker.app, "amqp", None), "queues", None), "consume_from", None) or {}
-    if children is None or settings.detector.threads or queue_of(settings, DETECT) not in set(queues):
+    if children is None or settings.detector.threads or not runtime.consumes(worker.app, routing.DETECT):
         return
     cpus = available_cpus()
     settings.detector.threads = threads_per_process(0, children, cpus)
