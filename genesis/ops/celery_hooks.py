@@ -73,10 +73,12 @@ def _share_detector_cpus(worker: Any, settings: Settings) -> None:
     """``detector.threads`` 0 in a prefork detect worker: the CPUs divided among its children (they fork after
     this and keep the settings object as it is now)."""
     from genesis.backends.onnx import available_cpus, threads_per_process
-    from genesis.tasks import routing, runtime
+    from genesis.tasks.routing import DETECT, queue_of  # messages: below this layer (genesis.tasks.runtime is above)
 
     children = prefork_children(worker)
-    if children is None or settings.detector.threads or not runtime.consumes(worker.app, routing.DETECT):
+    if children is None or settings.detector.threads:
+        return
+    if queue_of(settings, DETECT) not in set(worker.app.amqp.queues.consume_from or ()):
         return
     cpus = available_cpus()
     settings.detector.threads = threads_per_process(0, children, cpus)
