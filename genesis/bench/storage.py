@@ -1,7 +1,7 @@
 """``python -m genesis.bench storage``: bytes per camera-day that today's schema stores, on PostgreSQL and SQLite.
 
     python -m genesis.bench storage [--source VIDEO] [--fps 5] [--frames N] [--loops 10] [--backends postgresql,sqlite]
-        [--query-days N] [--query-day-frames 432000] [--query-repeats 5] [--json FILE]
+        [--encrypted] [--query-days N] [--query-day-frames 432000] [--query-repeats 5] [--json FILE]
 
 1. **Rows.** The clip is read at ``--fps`` (stride = the clip's fps / fps) and goes once through the real stages
    (detector, ByteTrack, recognition per track — faces are searched and clustered even with nobody enrolled —,
@@ -14,7 +14,9 @@
    ``Repository.save_outcome`` per batch (what the ``store`` queue's ``save_outcome`` task and the embedded
    ``LocalSink`` call), ``AlertStore.save``, ``Repository.save_tracks``, ``save_track_faces`` at the end of each
    loop, ``finish_run`` — each loop with its frames, track ids, occupancy windows and times shifted (epoch
-   times from 2026-01-05 00:00 UTC) so that the loops follow each other as camera-time.
+   times from 2026-01-05 00:00 UTC) so that the loops follow each other as camera-time. Embeddings and face
+   crops are stored encrypted with ``--encrypted`` (a fresh key, as a site with ``GENESIS_EMBEDDING_KEY`` set),
+   otherwise as the environment says.
 3. **Bytes.** ``VACUUM ANALYZE``, then every table's bytes (table + TOAST + indexes:
    :func:`genesis.adapters.db.storage.storage_stats`) minus the same figure of the empty migrated database
    (measured the same way first): bytes per frame, and MB per camera-day = bytes per frame x fps x 86400.
@@ -69,6 +71,7 @@ from genesis.config import Settings, load_settings
 from genesis.domain import FrameOutcome, FrameRef, TrackRecord, ZoneEvent
 from genesis.eval.table import markdown_table
 from genesis.identities.cache import GalleryCache, LiveFaces
+from genesis.identities.crypto import BiometricCipher
 from genesis.identities.store import IdentityStore
 from genesis.identities.tracks import TrackFaceRecord, camera_track_faces, cluster_threshold, save_track_faces
 from genesis.pipeline.loop import BaseSink, BatchRows, RunLoop, RunProgress, RunState
@@ -188,11 +191,12 @@ def _shift(items: Sequence[Any], off: float, seq: int, track: int, **extra: int)
 
 
 def write_loops(repo: Repository, settings: Settings, rec: Recorded, loops: int, run_id: str,
-                progress: Progress) -> tuple[int, float]:
-    """Write ``loops`` passes as one run; (frames written, seconds spent writing)."""
+                progress: Progress, cipher: BiometricCipher | None = None) -> tuple[int, float]:
+    """Write ``loops`` passes as one run (embeddings and face crops encrypted with ``cipher``'s key, or as
+    ``GENESIS_EMBEDDING_KEY`` says); (frames written, seconds spent writing)."""
     sink = rec.sink
     alerts = AlertStore(repo.engine)
-    store = IdentityStore(repo)
+    store = IdentityStore(repo, cipher)
     threshold = cluster_threshold(settings)
     max_track = max([t.track_id for t in sink.tracks] + [0]) + 1
     max_window = max([s.window for b in sink.batches for s in b.samples] + [0]) + 1
@@ -425,6 +429,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GENESIS_DATABASE")}
         env["GENESIS_DATABASE_URL"] = f"sqlite:///{workdir / 'unused.db'}"
         settings = load_settings(config, env)
+        cipher = BiometricCipher([BiometricCipher.new_key().encode()]) if args.encrypted else BiometricCipher.from_env()
+        args.biometric = "encrypted" if cipher.enabled else "in the clear"
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=not sys.stdout.isatty()) as progress:
             rec = record(settings, args.source, args.fps, args.frames, workdir, progress)
@@ -434,7 +440,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
                     vacuum_analyze(repo.engine)
                     empty = storage_stats(repo.engine, per_day=False)
                     run_id = f"bench{'0' * 23}0000"
-                    frames, write_s = write_loops(repo, settings, rec, args.loops, run_id, progress)
+                    frames, write_s = write_loops(repo, settings, rec, args.loops, run_id, progress, cipher)
                     vacuum_analyze(repo.engine)
                     full = storage_stats(repo.engine, per_day=False)
                     res = BackendResult(backend, full.method, frames, write_s, empty, full, camera_fps)
@@ -451,6 +457,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
         print_results(console, rec, results, args, argv)
     if args.json:
         Path(args.json).write_text(json.dumps({"frames_per_pass": rec.frames, "stride": rec.stride,
+                                               "biometric": args.biometric,
                                                "results": [r.to_dict() for r in results]}, indent=1))
     return results
 
@@ -463,7 +470,7 @@ def print_results(console: Console, rec: Recorded, results: list[BackendResult],
     people = sum(len(b.sightings) for b in rec.sink.batches) / max(1, rec.frames)
     out(f"clip: {rec.frames} frames at {rec.fps / rec.stride:.2f} fps (stride {rec.stride}), {people:.1f} people per "
         f"frame, {len(rec.sink.tracks)} track segments; {args.loops} loop(s) = {args.loops * rec.span_s:.0f} s of "
-        f"camera-time; detection pass {rec.seconds:.1f} s")
+        f"camera-time; detection pass {rec.seconds:.1f} s; embeddings and face crops stored {args.biometric}")
     body = [[r.backend, r.method, str(r.frames), f"{r.empty.tables_bytes:,}", f"{r.data_bytes:,}",
              f"{r.bytes_per_frame:,.0f}", f"{r.mb_per_camera_day:,.0f}", f"{r.frames / r.write_s:.0f}"]
             for r in results]
@@ -505,6 +512,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--loops", type=int, default=10, help="Passes written, one after the other (default 10).")
     ap.add_argument("--backends", default="postgresql,sqlite", help="Comma-separated (default: %(default)s).")
     ap.add_argument("--no-faces", dest="faces", action="store_false", help="Recognition off (no attempts, no faces).")
+    ap.add_argument("--encrypted", action="store_true",
+                    help="Store embeddings and face crops encrypted, as a site with GENESIS_EMBEDDING_KEY set does "
+                         "(a fresh key; default: as the environment says).")
     ap.add_argument("--query-days", type=int, default=0, help="Time queries over this many camera-days (0: off).")
     ap.add_argument("--query-day-frames", type=int, default=5 * DAY_S,
                     help="Frames per camera-day for --query-days (default 5 fps x 86400 = %(default)s).")

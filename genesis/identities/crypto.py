@@ -5,20 +5,30 @@ The key comes from the environment, ``GENESIS_EMBEDDING_KEY``: one Fernet key
 the first encrypts, every one of them decrypts. ``genesis identities rotate-key`` then
 re-encrypts every stored blob with the first key, after which the old keys can be dropped.
 
-A blob is stored as ``b"GF1" + token``. Without a key, blobs are stored in the clear (a first
-try, a laptop); ``rotate-key`` encrypts them once a key is set. A stored encrypted blob read
-without the key (or with the wrong one) is a clear error, never garbage.
+A blob is stored as ``b"GF2"`` + the token's bytes: the Fernet token is base64 text, kept decoded (a quarter
+smaller: 585 bytes instead of 780 for a 128-d float32 embedding, ~1.0 kB instead of ~1.4 kB for a face crop).
+Blobs written before this form, ``b"GF1"`` + the token as text, are still read; ``rotate-key`` rewrites them
+in the new form. Without a key, blobs are stored in the clear (a first try, a laptop); ``rotate-key`` encrypts
+them once a key is set. A stored encrypted blob read without the key (or with the wrong one) is a clear error,
+never garbage.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Mapping
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 KEY_ENV = "GENESIS_EMBEDDING_KEY"
-MAGIC = b"GF1"
+MAGIC = b"GF2"
+"""The prefix of an encrypted blob: the Fernet token's bytes follow (its version byte 0x80 first)."""
+TEXT_MAGIC = b"GF1"
+"""The prefix of an encrypted blob of the first form: the Fernet token as base64 text follows ("gA" first)."""
+ENCRYPTED_PREFIXES = (MAGIC + b"\x80", TEXT_MAGIC + b"gA")
+"""How every encrypted blob starts (the new form, the first form): a clear float32 vector starting with one of
+these by chance is a 1 in 2**32 event (a clear crop starts with a JPEG or WebP header)."""
 
 
 class BiometricKeyError(Exception):
@@ -51,7 +61,7 @@ class BiometricCipher:
     def encrypt(self, data: bytes) -> bytes:
         if self._fernet is None:
             return data
-        return MAGIC + self._fernet.encrypt(data)
+        return MAGIC + base64.urlsafe_b64decode(self._fernet.encrypt(data))
 
     def decrypt(self, blob: bytes) -> bytes:
         blob = bytes(blob)
@@ -59,8 +69,11 @@ class BiometricCipher:
             return blob
         if self._fernet is None:
             raise BiometricKeyError(f"biometric data is encrypted: set {KEY_ENV} to the key it was written with")
+        token = blob[len(MAGIC):]
+        if blob.startswith(MAGIC):
+            token = base64.urlsafe_b64encode(token)
         try:
-            return self._fernet.decrypt(blob[len(MAGIC):])
+            return self._fernet.decrypt(token)
         except InvalidToken:
             raise BiometricKeyError(f"biometric data cannot be decrypted with {KEY_ENV}: wrong key") from None
 
@@ -72,6 +85,5 @@ class BiometricCipher:
 
 
 def is_encrypted(blob: bytes) -> bool:
-    # Every Fernet token starts with version byte 0x80, "gA" in base64: a clear float32 vector starting with
-    # these 5 bytes by chance is a 1 in 2**40 event.
-    return bytes(blob[: len(MAGIC) + 2]) == MAGIC + b"gA"
+    head = bytes(blob[:5])
+    return any(head.startswith(p) for p in ENCRYPTED_PREFIXES)

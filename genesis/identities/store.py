@@ -26,7 +26,7 @@ from genesis.adapters.db.identities import IdentityRows, NewEmbedding, read_tran
 from genesis.adapters.db.tables import utcnow
 from genesis.adapters.redis_keys import GALLERY_VERSION_KEY, LIVE_FRAME_PATTERN
 from genesis.domain.names import InvalidNameError, check_identity_name
-from genesis.identities.crypto import KEY_ENV, MAGIC, BiometricCipher, BiometricKeyError
+from genesis.identities.crypto import ENCRYPTED_PREFIXES, KEY_ENV, BiometricCipher, BiometricKeyError
 
 log = logging.getLogger("genesis.identities")
 
@@ -116,14 +116,13 @@ def vector_blob(vector: npt.NDArray[Any]) -> tuple[int, bytes]:
     return int(v.shape[0]), v.astype(_F32).tobytes()
 
 
-_ENCRYPTED_PREFIX = MAGIC + b"gA"
 _WARNED: set[str] = set()
 """Warnings given once per process."""
 
 
 def biometric_mode(rows: IdentityRows) -> tuple[bool, bool]:
     """(the database holds encrypted biometric rows, it holds clear ones)."""
-    return rows.biometric_mode(_ENCRYPTED_PREFIX)
+    return rows.biometric_mode(ENCRYPTED_PREFIXES)
 
 
 class IdentityStore:

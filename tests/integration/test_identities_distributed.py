@@ -15,7 +15,7 @@ import redis
 from sqlalchemy import create_engine, inspect, text
 
 from genesis.identities.crops import as_jpeg
-from genesis.identities.crypto import BiometricCipher
+from genesis.identities.crypto import BiometricCipher, is_encrypted
 from genesis.services import live
 from tests.integration.workers import genesis_cli, pipeline_env, workers
 from tests.photos import face_photo
@@ -104,7 +104,7 @@ def test_track_faces_clusters_search_and_forget(env: dict[str, str], shared_dir:
     assert set(at) <= set(persons)
     for t, box in at.items():
         assert np.allclose(persons[t], box, atol=0.06), (t, persons[t], box)
-    assert crops and all(c is not None and bytes(c)[:3] == b"GF1" for c in crops)  # face crops, encrypted
+    assert crops and all(c is not None and is_encrypted(bytes(c)) for c in crops)  # face crops, encrypted
 
     engine = create_engine(pg)
     with engine.connect() as conn:
@@ -113,7 +113,7 @@ def test_track_faces_clusters_search_and_forget(env: dict[str, str], shared_dir:
             "SELECT cluster_id, track_id, crop FROM track_faces WHERE cluster_id IS NOT NULL AND crop IS NOT NULL "
             "ORDER BY ts, track_id")).first()  # type: ignore[misc]
     engine.dispose()
-    assert all(b[:3] == b"GF1" for b in blobs)  # encrypted at rest
+    assert all(is_encrypted(bytes(b)) for b in blobs)  # encrypted at rest
     listing = genesis_cli(env, "identities", "unknowns")
     assert f"unknown-{cluster_id}" in listing
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, exists, func, select, update
+from sqlalchemy import Connection, Engine, delete, exists, func, or_, select, update
 
 from genesis.adapters.db.repository import dialect_insert, read_connection, write_connection
 from genesis.adapters.db.tables import FaceEmbedding, Identity, RecognitionAttemptRow, Run, Track, utcnow
@@ -122,13 +122,13 @@ class IdentityRows:
 
     # -- policy, gallery version, audit ----------------------------------------------------------
 
-    def biometric_mode(self, encrypted_prefix: bytes) -> tuple[bool, bool]:
-        """(some biometric blob starts with ``encrypted_prefix``, some blob does not)."""
+    def biometric_mode(self, encrypted_prefixes: Sequence[bytes]) -> tuple[bool, bool]:
+        """(some biometric blob starts with one of ``encrypted_prefixes``, some blob starts with none)."""
         encrypted = clear = False
         for col in BIOMETRIC_COLUMNS:
-            head = func.substr(col, 1, len(encrypted_prefix))
-            encrypted = encrypted or bool(self.conn.execute(select(exists().where(head == encrypted_prefix))).scalar())
-            clear = clear or bool(self.conn.execute(select(exists().where(head != encrypted_prefix))).scalar())
+            sealed = or_(*(func.substr(col, 1, len(p)) == p for p in encrypted_prefixes))
+            encrypted = encrypted or bool(self.conn.execute(select(exists().where(sealed))).scalar())
+            clear = clear or bool(self.conn.execute(select(exists().where(col.is_not(None), ~sealed))).scalar())
         return encrypted, clear
 
     def bump_gallery_version(self) -> None:

@@ -59,7 +59,7 @@ def test_clear_rows_are_never_written_beside_encrypted_ones(cli: CliRunner, data
     with Repository(db) as repo, repo.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM identities WHERE name = 'negan'")).scalar() == 0
         blobs = [bytes(b[0]) for b in conn.execute(text("SELECT vector FROM face_embeddings"))]
-    assert blobs and all(b.startswith(b"GF1gA") for b in blobs)
+    assert blobs and all(b.startswith(b"GF2\x80") for b in blobs)
     # A run over the encrypted gallery without the key: one clear line, no traceback.
     video = data_dir / "video" / "opencv4nodejs_people.mp4"
     r = cli.invoke(app, ["run", "--source", str(video), "--max-frames", "3"])
@@ -85,7 +85,7 @@ def test_encrypted_rows_are_never_written_beside_clear_ones(cli: CliRunner, data
     with Repository(db) as repo, repo.engine.connect() as conn:
         for table, col in (("face_embeddings", "vector"), ("face_photos", "crop")):
             blobs = [bytes(b[0]) for b in conn.execute(text(f"SELECT {col} FROM {table}"))]
-            assert len(blobs) == 4 and all(b.startswith(b"GF1gA") for b in blobs), table
+            assert len(blobs) == 4 and all(b.startswith(b"GF2\x80") for b in blobs), table
 
 
 def test_secure_delete_is_set_on_every_connection(cli: CliRunner, data_dir: Path, db: str, tmp_path: Path) -> None:
@@ -136,3 +136,52 @@ def test_same_face_under_two_names_is_refused(cli: CliRunner, data_dir: Path, db
         jack = conn.execute(text("SELECT id FROM identities WHERE name = 'jack'")).scalar()
         detail = conn.execute(text("SELECT detail FROM audit_log WHERE target = 'probe-x'")).scalar()
     assert f'"forced_near_identity_ids": [{jack}]' in str(detail).replace("'", '"'), detail
+
+
+def _first_form(blob: bytes, key: str) -> bytes:
+    """``blob`` (stored encrypted) as the first form wrote it: the marker ``GF1`` and the Fernet token as text."""
+    from cryptography.fernet import Fernet
+
+    return b"GF1" + Fernet(key.encode()).encrypt(BiometricCipher([key.encode()]).decrypt(blob))
+
+
+def test_blobs_of_the_first_encrypted_form_are_read_counted_as_encrypted_and_rewritten_by_rotate_key(
+        cli: CliRunner, data_dir: Path, db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.fernet import Fernet
+
+    key = BiometricCipher.new_key()
+    monkeypatch.setenv(KEY_ENV, key)
+    assert cli.invoke(app, ["enroll", "rick", *_photos(data_dir, "rick")]).exit_code == 0
+    cipher = BiometricCipher([key.encode()])
+    with Repository(db) as repo, repo.engine.begin() as conn:
+        rows = [(int(i), bytes(v)) for i, v in conn.execute(text("SELECT id, vector FROM face_embeddings"))]
+        plain = {i: cipher.decrypt(v) for i, v in rows}
+        for i, v in rows:  # the database a former version wrote
+            conn.execute(text("UPDATE face_embeddings SET vector = :v WHERE id = :i"),
+                         {"v": _first_form(v, key), "i": i})
+        for i, c in list(conn.execute(text("SELECT id, crop FROM face_photos"))):
+            conn.execute(text("UPDATE face_photos SET crop = :c WHERE id = :i"),
+                         {"c": _first_form(bytes(c), key), "i": i})
+    # The new form is a quarter smaller than the first for the same vector (585 bytes of token instead of 780).
+    new, first = cipher.encrypt(plain[rows[0][0]]), _first_form(rows[0][1], key)
+    assert len(new) == 3 + 585 and len(first) == 3 + 780 and cipher.decrypt(first) == cipher.decrypt(new)
+    assert Fernet(key.encode()).decrypt(first[3:]) == plain[rows[0][0]]
+    # Without the key, a first-form database is seen as encrypted: no clear row is written beside it.
+    monkeypatch.delenv(KEY_ENV)
+    r = cli.invoke(app, ["enroll", "negan", *_photos(data_dir, "negan")])
+    assert r.exit_code == 1 and "encrypted" in _one_error_line(r.output)
+    # With the key, the first form is read (a re-embed decrypts every crop), new rows are written in the new form
+    # beside it (both forms are encrypted), and rotate-key rewrites every blob in the new form.
+    monkeypatch.setenv(KEY_ENV, key)
+    assert cli.invoke(app, ["enroll", "negan", *_photos(data_dir, "negan")]).exit_code == 0
+    with Repository(db) as repo, repo.engine.connect() as conn:
+        heads = sorted({bytes(b[0])[:4] for b in conn.execute(text("SELECT vector FROM face_embeddings"))})
+    assert heads == [b"GF1g", b"GF2\x80"]
+    r = cli.invoke(app, ["identities", "rotate-key"])
+    assert r.exit_code == 0 and "re-encrypted 8 blob(s)" in r.output, r.output  # 4 embeddings + 4 crops
+    with Repository(db) as repo, repo.engine.connect() as conn:
+        after = {int(i): bytes(v) for i, v in conn.execute(text("SELECT id, vector FROM face_embeddings"))}
+        crops = [bytes(c[0]) for c in conn.execute(text("SELECT crop FROM face_photos"))]
+    assert all(b[:4] == b"GF2\x80" for b in [*after.values(), *crops])
+    assert all(cipher.decrypt(after[i]) == v for i, v in plain.items())
+    assert cli.invoke(app, ["identities", "re-embed"]).exit_code == 0

@@ -133,12 +133,14 @@ def test_encrypted_at_rest_and_key_rotation(
             blobs = [bytes(r[0]) for r in conn.execute(text("SELECT vector FROM face_embeddings"))]
             crops = [bytes(r[0]) for r in conn.execute(text("SELECT crop FROM face_photos"))]
         assert blobs and crops
-        # Neither the float32 vector nor a JPEG can be found in the stored bytes: each is a Fernet token (base64 text
-        # after the marker, so the JPEG start marker cannot occur in it; its text may spell "JFIF" by chance, which
-        # is why that is not looked for) that decrypts to the JPEG.
-        assert all(plain[:64] not in b and b[:3] == b"GF1" for b in blobs)
-        assert all(c[:5] == b"GF1gA" and b"\xff\xd8\xff" not in c for c in crops)
-        assert all(BiometricCipher([old.encode()]).decrypt(c)[:3] == b"\xff\xd8\xff" for c in crops)
+        # Neither the float32 vector nor the JPEG can be found in the stored bytes: each is the marker and a Fernet
+        # token's bytes (version byte 0x80 first), which decrypt to the vector and to the JPEG.
+        cipher = BiometricCipher([old.encode()])
+        assert all(plain[:64] not in b and len(cipher.decrypt(b)) == len(plain) for b in blobs)
+        assert all(b[:4] == b"GF2\x80" and len(b) == 3 + 57 + len(plain) + 16 for b in blobs)  # no base64 text
+        jpegs = [cipher.decrypt(c) for c in crops]
+        assert all(c[:4] == b"GF2\x80" and j[:3] == b"\xff\xd8\xff" and j[:64] not in c
+                   for c, j in zip(crops, jpegs, strict=True))
         with pytest.raises(BiometricKeyError, match="encrypted"):
             IdentityStore(repo, BiometricCipher([])).gallery("SFace")
         with pytest.raises(BiometricKeyError, match="wrong key"):
