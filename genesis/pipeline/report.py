@@ -54,20 +54,24 @@ def identity_pieces(index: SegmentIndex, track_id: int, a: float, b: float) -> l
 def _zone_results(
     camera: CameraConfig, events: list[ZoneEvent], index: SegmentIndex, duration: float
 ) -> list[dict[str, Any]]:
-    closed = visits(events)
+    by_zone: dict[str, list[ZoneEvent]] = defaultdict(list)
+    for e in events:
+        by_zone[e.zone].append(e)
+    closed: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
+    for z, tid, a, b in visits(events):
+        closed[z].append((tid, a, b))
     zones: list[dict[str, Any]] = []
     for zone in camera.zones:
-        zev = [e for e in events if e.zone == zone.name]
+        zev = by_zone.get(zone.name, [])
         occupancy = peak = 0
         for e in zev:
             occupancy += 1 if e.kind == ZoneEventKind.ENTER else -1
             peak = max(peak, occupancy)
-        dwell = [b - a for z, _, a, b in closed if z == zone.name]
+        dwell = [b - a for _, a, b in closed.get(zone.name, [])]
         per_identity: dict[str, list[float]] = defaultdict(list)
-        for z, tid, a, b in closed:
-            if z == zone.name:
-                for name, seconds in identity_pieces(index, tid, a, b):
-                    per_identity[name].append(seconds)
+        for tid, a, b in closed.get(zone.name, []):
+            for name, seconds in identity_pieces(index, tid, a, b):
+                per_identity[name].append(seconds)
         by_identity = {
             name: {
                 "visits": len(d),
@@ -99,9 +103,12 @@ def _zone_results(
 
 
 def _line_results(camera: CameraConfig, crossings: list[LineCrossing], index: SegmentIndex) -> list[dict[str, Any]]:
+    by_line: dict[str, list[LineCrossing]] = defaultdict(list)
+    for c in crossings:
+        by_line[c.line].append(c)
     lines: list[dict[str, Any]] = []
     for line in camera.lines:
-        lc = [c for c in crossings if c.line == line.name]
+        lc = by_line.get(line.name, [])
         by_identity: dict[str, dict[str, int]] = {}
         for c in lc:
             seg = segment_at(index, c.track_id, c.seq)
@@ -146,31 +153,28 @@ TIMELINE_MAX = 200
 """Events kept in an identity's ``timeline`` (the first ones; ``timeline_truncated`` says so)."""
 
 
-def _timeline(
-    camera: CameraConfig, name: str, index: SegmentIndex, events: list[ZoneEvent], crossings: list[LineCrossing]
-) -> list[dict[str, Any]]:
-    """Where a person went, in time order: zone entries and exits, line crossings (by direction name),
-    of the track segments that carry the name."""
-
-    def mine(track_id: int, seq: int) -> bool:
-        seg = segment_at(index, track_id, seq)
-        return seg is not None and seg.identity == name
-
+def _timelines(
+    camera: CameraConfig, index: SegmentIndex, events: list[ZoneEvent], crossings: list[LineCrossing]
+) -> dict[str, list[dict[str, Any]]]:
+    """Where each person went, in time order: the zone entries and exits and the line crossings (by direction
+    name) of the track segments that carry a name, by name. One pass over the events, whatever the number of
+    identities (a pass per identity made a busy day's report with hundreds of names quadratic)."""
     names = {ln.name: (ln.in_name, ln.out_name) for ln in camera.lines}
-    items: list[tuple[float, int, int, dict[str, Any]]] = []
+    items: dict[str, list[tuple[float, int, int, dict[str, Any]]]] = defaultdict(list)
     for e in events:
-        if mine(e.track_id, e.seq):
-            items.append((e.ts, e.seq, e.track_id,
-                          {"t": _r(e.ts), "track": e.track_id, "zone": e.zone, "event": e.kind.value}))
+        seg = segment_at(index, e.track_id, e.seq)
+        if seg is not None and seg.identity:
+            items[seg.identity].append((e.ts, e.seq, e.track_id, {
+                "t": _r(e.ts), "track": e.track_id, "zone": e.zone, "event": e.kind.value}))
     for c in crossings:
-        if mine(c.track_id, c.seq):
+        seg = segment_at(index, c.track_id, c.seq)
+        if seg is not None and seg.identity:
             in_name, out_name = names.get(c.line, ("in", "out"))
-            items.append((c.ts, c.seq, c.track_id, {
+            items[seg.identity].append((c.ts, c.seq, c.track_id, {
                 "t": _r(c.ts), "track": c.track_id, "line": c.line, "event": "cross",
                 "direction": c.direction.value, "direction_name": in_name if c.direction == Direction.IN else out_name,
             }))
-    items.sort(key=lambda x: (x[0], x[1], x[2]))
-    return [x[3] for x in items]
+    return {name: [x[3] for x in sorted(found, key=lambda x: (x[0], x[1], x[2]))] for name, found in items.items()}
 
 
 def _identity_results(
@@ -188,12 +192,13 @@ def _identity_results(
     for t in tracks:
         if t.identity:
             per[t.identity].append(t)
+    timelines = _timelines(camera, index, events, crossings)
     out = []
     for name in sorted(per):
         ts = per[name]
         zone_stats = {z["name"]: z["by_identity"][name] for z in zones if name in z["by_identity"]}
         line_stats = {ln["name"]: ln["by_identity"][name] for ln in lines if name in ln["by_identity"]}
-        timeline = _timeline(camera, name, index, events, crossings)
+        timeline = timelines.get(name, [])
         out.append(
             {
                 "name": name,
