@@ -88,6 +88,13 @@ EPOCH0 = datetime(2026, 1, 5, tzinfo=UTC).timestamp()
 CAMERA = "bench"
 DAY_S = 86400
 IDENTITY = "bench-person"
+VISITORS = 50
+"""People besides :data:`IDENTITY` named in the grown runs (a site with many enrolled people; one track in 1,000
+each, a few hundred segments a busy day)."""
+
+
+def visitor(k: int) -> str:
+    return f"bench-visitor-{k:02d}"
 
 
 # -- 1. the rows of one pass over the clip -------------------------------------------------------
@@ -291,11 +298,15 @@ def pct(values: Sequence[float], q: float) -> float:
 
 
 def grow(repo: Repository, rec: Recorded, run_id: str, have: int, day_frames: int, days: int, progress: Progress
-         ) -> list[str]:
-    """The run grown to ``day_frames`` frames (doubling), then copied to ``days`` runs a day apart."""
+         ) -> tuple[list[str], str]:
+    """The run grown to ``day_frames`` frames (doubling), then copied to ``days`` runs a day apart; and a copy of
+    the run as written (``have`` frames, a video file's run) after the last day. Every 10th track is named
+    :data:`IDENTITY`, and one in 1,000 one of :data:`VISITORS` people. (day runs, the short run)."""
     task = progress.add_task("copy rows (SQL)", total=days)
     interval = rec.stride / rec.fps
-    n = 0
+    short = f"{run_id[:-4]}s000"
+    copy_run_rows(repo.engine, run_id, short, RunCopy(ts_shift=days * DAY_S), 0)
+    n = 1
     while have < day_frames:
         take = min(have, day_frames - have)
         track, window = run_extent(repo.engine, run_id)
@@ -313,9 +324,11 @@ def grow(repo: Repository, rec: Recorded, run_id: str, have: int, day_frames: in
         runs.append(new)
         n += 1
         progress.advance(task)
-    label_tracks(repo.engine, runs, IDENTITY, 10)
+    label_tracks(repo.engine, [*runs, short], IDENTITY, 10)
+    for k in range(VISITORS):
+        label_tracks(repo.engine, [*runs, short], visitor(k), 1000, 10 * k + 5)
     vacuum_analyze(repo.engine)
-    return runs
+    return runs, short
 
 
 def timed_ms(call: Callable[[], Any]) -> float:
@@ -325,8 +338,8 @@ def timed_ms(call: Callable[[], Any]) -> float:
     return 1000 * (time.perf_counter() - t0)
 
 
-def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats: int, progress: Progress
-                 ) -> tuple[dict[str, list[float]], dict[str, int]]:
+def time_queries(repo: Repository, settings: Settings, runs: list[str], short: str, short_frames: int, repeats: int,
+                 progress: Progress) -> tuple[dict[str, list[float]], dict[str, int]]:
     from genesis.adapters.db.events import EventFilter, read_events
     from genesis.api.services import alerts as alert_svc
     from genesis.api.services import console as console_svc
@@ -342,13 +355,15 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats:
     lo = EPOCH0 + day * DAY_S
     sizes: dict[str, int] = {}
 
-    def report() -> None:
-        run = repo.run(runs[day])
+    def report(run_id: str, label: str) -> None:
+        run = repo.run(run_id)
         assert run is not None
-        sizes["report: tracks"] = int(build_results(repo, run, camera)["people"]["tracks"])
+        people = build_results(repo, run, camera)["people"]
+        sizes[f"{label}: tracks"], sizes[f"{label}: identities"] = int(people["tracks"]), int(people["identities"])
 
-    def timeline() -> None:
-        sizes["timeline: runs"] = len(console_svc.identity_summary(repo, ident, settings, IDENTITY)["runs"])
+    def timeline(name: str, label: str) -> None:
+        page = console_svc.identity_summary(repo, ident, settings, name)
+        sizes[f"{label}: runs"], sizes[f"{label}: tracks"] = len(page["runs"]), int(page["tracks"])
 
     def timeline_whole_reports() -> None:
         """The same page the former way: each run's whole report, of which the identity's entry is kept."""
@@ -378,8 +393,10 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], repeats:
 
     f = EventFilter(camera=CAMERA)
     cases: dict[str, Callable[[], Any]] = {
-        "run report (genesis report)": report,
-        "identity timeline (console)": timeline,
+        "run report, a day-long run (genesis report)": lambda: report(runs[day], "report of a day"),
+        f"run report, a {short_frames:,}-frame run (genesis report)": lambda: report(short, "report of a short run"),
+        "identity timeline (console), one in 10 segments": lambda: timeline(IDENTITY, "timeline of one in 10"),
+        "identity timeline (console), a visitor (one in 1,000)": lambda: timeline(visitor(0), "timeline of a visitor"),
         "identity timeline, whole reports (before)": timeline_whole_reports,
         "day heatmap (genesis heatmap; hours merged by beat)": heatmap,
         "API runs page": lambda: event_svc.runs(repo, CAMERA, 50, 0),
@@ -445,9 +462,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
                     full = storage_stats(repo.engine, per_day=False)
                     res = BackendResult(backend, full.method, frames, write_s, empty, full, camera_fps)
                     if args.query_days and backend in args.query_backends:
-                        runs = grow(repo, rec, run_id, frames, args.query_day_frames, args.query_days, progress)
-                        res.queries, res.query_rows = time_queries(repo, settings, runs, args.query_repeats,
-                                                                   progress)
+                        runs, short = grow(repo, rec, run_id, frames, args.query_day_frames, args.query_days,
+                                           progress)
+                        res.queries, res.query_rows = time_queries(repo, settings, runs, short, frames,
+                                                                   args.query_repeats, progress)
                         grown = storage_stats(repo.engine, per_day=False)
                         s = grown.table("point_batches")
                         res.query_rows["point_batches rows"] = s.rows if s else 0

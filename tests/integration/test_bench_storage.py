@@ -32,15 +32,20 @@ def test_bench_storage_tiny(models_dir: Path, data_dir: Path, tmp_path: Path) ->
     for r in by.values():
         assert r["frames"] == 6 and r["data_bytes"] > 0 and r["tables"]["point_batches"]["rows"] > 0
     pg = by["postgresql"]
-    # 24 frames a day (6 written, doubled twice), 2 days: 8x the packed point rows of one pass.
-    assert pg["query_rows"]["point_batches rows"] == 8 * pg["tables"]["point_batches"]["rows"], pg
-    assert set(pg["queries_ms"]) >= {"run report (genesis report)", "identity timeline (console)",
+    # 24 frames a day (6 written, doubled twice), 2 days, and the short run (the pass as written): 9x the packed
+    # point rows of one pass.
+    assert pg["query_rows"]["point_batches rows"] == 9 * pg["tables"]["point_batches"]["rows"], pg
+    assert set(pg["queries_ms"]) >= {"run report, a day-long run (genesis report)",
+                                     "run report, a 6-frame run (genesis report)",
+                                     "identity timeline (console), one in 10 segments",
+                                     "identity timeline (console), a visitor (one in 1,000)",
                                      "day heatmap (genesis heatmap; hours merged by beat)",
                                      "day heatmap, hours not merged (beat not running)", "API sightings page",
                                      "API alerts page"}
     assert all(q["p50"] >= 0 for q in pg["queries_ms"].values())
     rows = pg["query_rows"]  # the queries found the copied rows (times within their runs)
-    assert rows["heatmap: foot points"] > 0 and rows["timeline: runs"] == 2 and rows["report: tracks"] > 0, rows
+    assert rows["heatmap: foot points"] > 0 and rows["timeline of one in 10: runs"] == 3, rows
+    assert rows["report of a day: tracks"] == 4 * rows["report of a short run: tracks"] > 0, rows
     assert "queries over 2 camera-days" in out
     # beat's merge of the day's heat rows per run and hour keeps every foot point
     assert rows["heatmap: foot points, hours not merged"] == rows["heatmap: foot points"], rows

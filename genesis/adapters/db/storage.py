@@ -491,14 +491,14 @@ def set_run_span(engine: Engine, run_id: str, started: float, finished: float) -
             started_at=datetime.fromtimestamp(started, UTC), finished_at=datetime.fromtimestamp(finished, UTC)))
 
 
-def label_tracks(engine: Engine, run_ids: Sequence[str], name: str, every: int) -> int:
-    """Give every ``every``-th track of the runs the identity ``name`` (created if missing): the identity a
-    benchmark's timeline query reads. Returns the track segments named."""
+def label_tracks(engine: Engine, run_ids: Sequence[str], name: str, every: int, offset: int = 0) -> int:
+    """Give the tracks of the runs whose id is ``offset`` modulo ``every`` the identity ``name`` (created if
+    missing): the identities a benchmark's report and timeline queries read. Returns the track segments named."""
     with write_connection(engine) as conn:
         conn.execute(dialect_insert(conn, Identity).on_conflict_do_nothing(index_elements=[Identity.name]),
                      [{"name": name, "created_at": utcnow()}])
         ident = conn.execute(select(Identity.id).where(Identity.name == name)).scalar_one()
-        done = conn.execute(update(Track).where(Track.run_id.in_(list(run_ids)), Track.track_id % every == 0)
+        done = conn.execute(update(Track).where(Track.run_id.in_(list(run_ids)), Track.track_id % every == offset)
                             .values(identity_id=ident, identity_name=name))
         return int(done.rowcount or 0)
 
