@@ -33,6 +33,7 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -151,7 +152,13 @@ class Track(Base):
     of its track whose ``first_seq``..``last_seq`` holds its ``seq``."""
 
     __tablename__ = "tracks"
-    __table_args__ = (Index(None, "identity_id"),)
+    __table_args__ = (
+        # Of the named segments only (migration 0013): most segments of a busy camera carry no name.
+        Index(None, "identity_id", postgresql_where=text("identity_id IS NOT NULL"),
+              sqlite_where=text("identity_id IS NOT NULL")),
+        Index(None, "identity_name", postgresql_where=text("identity_name IS NOT NULL"),
+              sqlite_where=text("identity_name IS NOT NULL")),
+    )
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

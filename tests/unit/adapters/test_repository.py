@@ -648,3 +648,36 @@ def test_rows_survive_reopening(db_url: str) -> None:
         assert repo.points("run1") == stored(points_of(sightings))
         run = repo.run("run1")
         assert run is not None and run.meta == {"k": "v"}
+
+
+def test_named_segments_are_found_through_an_index_of_the_named_ones(db_url: str) -> None:
+    """An identity's runs and segments are read through ``ix_tracks_identity_name``, not by going through every
+    segment; it and ``ix_tracks_identity_id`` hold the named segments only (migration 0013)."""
+    from genesis.adapters.db.events import read_events
+
+    with Repository(db_url) as repo:
+        for run in ("r1", "r2"):
+            repo.start_run(run, "cam", "x", {})
+            repo.save_tracks(run, [TrackRecord("cam", t, t, t + 5, t / 5, t / 5 + 1, 6,
+                                               "alice" if t % 700 == 0 and run == "r1" else None, 1, 1, 0.3)
+                                   for t in range(3000)])
+        with repo.engine.begin() as conn:
+            if repo.dialect == "postgresql":
+                conn.execute(text("ANALYZE tracks"))
+                defs = dict(conn.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tracks'"))
+                            .all())
+                plan = "\n".join(conn.execute(text(
+                    "EXPLAIN SELECT run_id, track_id FROM tracks WHERE identity_name = 'alice'")).scalars())
+            else:
+                conn.execute(text("ANALYZE"))
+                defs = dict(conn.execute(text("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'tracks' "
+                                              "AND type = 'index' AND sql IS NOT NULL")).all())
+                plan = "\n".join(str(r[-1]) for r in conn.execute(text(
+                    "EXPLAIN QUERY PLAN SELECT run_id, track_id FROM tracks WHERE identity_name = 'alice'")))
+        for name, column in (("ix_tracks_identity_name", "identity_name"), ("ix_tracks_identity_id", "identity_id")):
+            assert f"{column} IS NOT NULL" in defs[name].replace('"', "").replace("(", "").replace(")", ""), defs
+        assert "ix_tracks_identity_name" in plan, plan
+        with read_events(repo.engine) as db:
+            assert db.identity_runs("alice") == ["r1"]
+        assert [t.track_id for t in repo.identity_rows(["r1", "r2"], "alice")["r1"].tracks] == [0, 700, 1400, 2100,
+                                                                                                 2800]
