@@ -302,13 +302,16 @@ def search(store: IdentityStore, vector: np.ndarray, model: str, top: int, thres
     return hits
 
 
-def purge(store: IdentityStore, days: int, actor: str, now: datetime | None = None) -> dict[str, int]:
+def purge(store: IdentityStore, days: int, actor: str, now: datetime | None = None, *,
+          audit_nothing: bool = True) -> dict[str, int]:
     """Retention: unknown clusters not seen for ``days`` and the faces of unknown tracks older than
-    that are deleted (the tracks themselves stay, anonymous)."""
+    that are deleted (the tracks themselves stay, anonymous). Audited; a purge that found nothing only when
+    ``audit_nothing`` (beat's hourly purge leaves those out)."""
     cutoff = (now or utcnow()) - timedelta(days=days)
     with _clustering(store) as rows:
         counts = rows.purge_unknowns(cutoff)
-        store._audit(rows, actor, "purge", None, {"days": days, **counts})
+        if audit_nothing or any(counts.values()):
+            store._audit(rows, actor, "purge", None, {"days": days, **counts})
     return counts
 
 

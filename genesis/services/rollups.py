@@ -35,6 +35,9 @@ from genesis.adapters.db.repository import Repository
 from genesis.config import Settings
 from genesis.config.rollups import Granularity
 from genesis.domain.stats import pair_visits
+from genesis.identities.crypto import BiometricCipher
+from genesis.identities.store import IdentityStore
+from genesis.identities.tracks import purge as purge_unknown_faces
 
 BUCKET_S: dict[str, float] = {"minute": 60.0, "hour": 3600.0, "day": 86400.0}
 DAY_S = 86400.0
@@ -240,8 +243,16 @@ def scheduled_window(settings: Settings, granularity: Granularity, now: float) -
     return settled - cfg.recompute_buckets * size, align_up(now, granularity)
 
 
+RETENTION_ACTOR = "retention"
+"""Who the audit log names for the faces beat's retention purge deletes."""
+
+
 def purge(repo: Repository, settings: Settings, now: float | None = None) -> dict[str, int]:
-    """Delete what is older than its retention (settings.retention and settings.rollups)."""
+    """Delete what is older than its retention (settings.retention and settings.rollups): the analytics rows
+    (`AnalyticsStore.purge_before`), then the faces of unrecognised track segments stored more than
+    ``retention.unknown_faces_days`` ago and the unknown clusters not seen since (``genesis identities purge``'s
+    work, audited when it deleted something): before, those were kept until someone ran that command, and they
+    are a busy camera's largest table (an embedding and a face crop per passage) and biometric data."""
     now = time.time() if now is None else now
     r = settings.retention
     cutoffs = {
@@ -250,7 +261,12 @@ def purge(repo: Repository, settings: Settings, now: float | None = None) -> dic
         "unknown_faces": now - r.unknown_faces_days * DAY_S,
     }
     rollup_cutoffs = {g: now - settings.rollups.keep_days(g) * DAY_S for g in ("minute", "hour", "day")}  # type: ignore[arg-type]
-    return AnalyticsStore(repo).purge_before(cutoffs, rollup_cutoffs)
+    counts = AnalyticsStore(repo).purge_before(cutoffs, rollup_cutoffs)
+    # Deleting needs no key: the store is given none, whatever GENESIS_EMBEDDING_KEY says.
+    store = IdentityStore(repo, BiometricCipher([]))
+    counts.update(purge_unknown_faces(store, r.unknown_faces_days, RETENTION_ACTOR, from_epoch(now),
+                                      audit_nothing=False))
+    return counts
 
 
 def storage_upkeep(repo: Repository, settings: Settings, now: float | None = None) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class TrackFace(Base):
     """The best face embedding of a track segment (for search by photo, clustering and "not this person")."""
 
     __tablename__ = "track_faces"
-    __table_args__ = (Index(None, "model"), Index(None, "cluster_id"))
+    __table_args__ = (Index(None, "model"), Index(None, "cluster_id"), Index(None, "created_at"))
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)

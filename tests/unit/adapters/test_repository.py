@@ -677,6 +677,8 @@ def test_named_segments_are_found_through_an_index_of_the_named_ones(db_url: str
         for name, column in (("ix_tracks_identity_name", "identity_name"), ("ix_tracks_identity_id", "identity_id")):
             assert f"{column} IS NOT NULL" in defs[name].replace('"', "").replace("(", "").replace(")", ""), defs
         assert "ix_tracks_identity_name" in plan, plan
+        with repo.engine.connect() as conn:  # the retention of unknown faces reads them by age
+            assert "ix_track_faces_created_at" in {i["name"] for i in inspect(conn).get_indexes("track_faces")}
         with read_events(repo.engine) as db:
             assert db.identity_runs("alice") == ["r1"]
         assert [t.track_id for t in repo.identity_rows(["r1", "r2"], "alice")["r1"].tracks] == [0, 700, 1400, 2100,

@@ -198,3 +198,34 @@ def test_forget_leaves_nothing_behind(
     finally:
         client.flushdb()
         client.close()
+
+
+def test_the_retention_purge_beat_runs_deletes_old_unknown_faces(settings: Settings,
+                                                                 unknown_faces: dict[str, np.ndarray]) -> None:
+    """Beat's hourly retention purge (`genesis.services.rollups.purge`) applies ``retention.unknown_faces_days`` to
+    the faces of unrecognised tracks and to unknown clusters, as ``genesis identities purge`` does: before, they
+    stayed until someone ran that command. Named faces and recent ones stay; the tracks stay, anonymous; a purge
+    that deleted nothing writes no audit entry (it runs every hour)."""
+    from datetime import UTC, datetime
+
+    from genesis.services.rollups import RETENTION_ACTOR
+    from genesis.services.rollups import purge as retention_purge
+
+    thr = settings.recognition.embedder.cosine_threshold
+    with Repository(settings.database_url) as repo:
+        store = IdentityStore(repo)
+        _run(repo, "run-d", "door", {1: "lennon", 2: None, 3: None})
+        save_track_faces(store, "run-d", [_rec("door", 1, unknown_faces["lennon-1"], "lennon"),
+                                          _rec("door", 2, unknown_faces["adams"]),
+                                          _rec("door", 3, unknown_faces["clapton-1"])], thr)
+        stored = datetime.now(UTC).timestamp()
+        days = settings.retention.unknown_faces_days
+        assert retention_purge(repo, settings, now=stored + (days - 1) * 86400)["track_faces"] == 0  # not old yet
+        assert store.audit_log() == []
+        counts = retention_purge(repo, settings, now=stored + (days + 1) * 86400)
+        assert (counts["track_faces"], counts["unknown_clusters"]) == (2, 2), counts
+        with repo.engine.connect() as conn:
+            left = [tuple(r) for r in conn.execute(text("SELECT run_id, track_id FROM track_faces"))]
+        assert left == [("run-d", 1)] and unknowns(store) == [] and len(repo.tracks("run-d")) == 3
+        assert [(a.actor, a.action, a.detail["track_faces"]) for a in store.audit_log()] == [
+            (RETENTION_ACTOR, "purge", 2)]
