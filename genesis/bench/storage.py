@@ -245,10 +245,21 @@ class BackendResult:
     query_rows: dict[str, int] = field(default_factory=dict)
     retention_ms: float | None = None
     retention_rows: dict[str, int] = field(default_factory=dict)
+    merged: StorageStats | None = None
+    """The same rows written to another fresh database, then each ended hour's heat rows merged as beat's storage
+    upkeep (and an embedded run's) leaves them."""
+    heat_rows_merged: int = 0
 
-    def table_bytes(self, name: str) -> int:
-        a, b = self.full.table(name), self.empty.table(name)
+    def table_bytes(self, name: str, stats: StorageStats | None = None) -> int:
+        a, b = (stats or self.full).table(name), self.empty.table(name)
         return (a.bytes or 0) - (b.bytes or 0 if b else 0) if a else 0
+
+    @property
+    def merged_mb_per_camera_day(self) -> float | None:
+        if self.merged is None or not self.frames:
+            return None
+        data = (self.merged.tables_bytes or 0) - (self.empty.tables_bytes or 0)
+        return data / self.frames * self.fps * DAY_S / 1e6
 
     @property
     def data_bytes(self) -> int:
@@ -275,13 +286,17 @@ class BackendResult:
             "query_rows": self.query_rows,
             "retention_ms": None if self.retention_ms is None else round(self.retention_ms, 1),
             "retention_rows": self.retention_rows,
+            "merged_mb_per_camera_day": None if self.merged_mb_per_camera_day is None
+            else round(self.merged_mb_per_camera_day, 2),
+            "merged_heatmap_bytes": self.table_bytes("heatmap_cells", self.merged) if self.merged else None,
+            "heat_rows_merged": self.heat_rows_merged,
         }
 
 
 @contextmanager
-def backend_url(backend: str, args: argparse.Namespace, workdir: Path) -> Iterator[str]:
+def backend_url(backend: str, args: argparse.Namespace, workdir: Path, name: str = "storage") -> Iterator[str]:
     if backend == "sqlite":
-        yield f"sqlite:///{workdir / 'storage.db'}"
+        yield f"sqlite:///{workdir / f'{name}.db'}"
     else:
         with fresh_postgres_database(args.pg_admin, "genesis_bench_storage") as url:
             yield url
@@ -461,6 +476,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
                     vacuum_analyze(repo.engine)
                     full = storage_stats(repo.engine, per_day=False)
                     res = BackendResult(backend, full.method, frames, write_s, empty, full, camera_fps)
+                    with backend_url(backend, args, workdir, "merged") as url2, Repository(url2) as repo2:
+                        write_loops(repo2, settings, rec, args.loops, run_id, progress, cipher)
+                        res.heat_rows_merged = AnalyticsStore(repo2).compact_heat(
+                            EPOCH0 + args.loops * rec.span_s + 2 * 3600)  # every hour of the run has ended
+                        vacuum_analyze(repo2.engine)
+                        res.merged = storage_stats(repo2.engine, per_day=False)
                     if args.query_days and backend in args.query_backends:
                         runs, short = grow(repo, rec, run_id, frames, args.query_day_frames, args.query_days,
                                            progress)
@@ -507,6 +528,12 @@ def print_results(console: Console, rec: Recorded, results: list[BackendResult],
     out(markdown_table(cols, rows))
     for r in results:
         out(f"{r.backend}: {r.bytes_per_frame:.1f} bytes per frame, {r.mb_per_camera_day:.2f} MB per camera-day")
+        if r.merged_mb_per_camera_day is not None:
+            out(f"{r.backend}: {r.merged_mb_per_camera_day:.2f} MB per camera-day once each ended hour's heat rows are "
+                f"merged (beat's storage upkeep, an embedded run's): heatmap_cells "
+                f"{r.table_bytes('heatmap_cells') / r.frames:,.0f} -> "
+                f"{r.table_bytes('heatmap_cells', r.merged) / r.frames:,.0f} bytes a frame ({r.heat_rows_merged} "
+                "rows merged away)")
         if r.queries:
             out(f"{r.backend} queries over {args.query_days} camera-days of {args.query_day_frames} frames "
                 f"({', '.join(f'{k} {v}' for k, v in r.query_rows.items())}):")

@@ -35,6 +35,7 @@ from genesis.pipeline.loop import BaseSink, CompositeSink, Image, RunLoop, RunPr
 from genesis.pipeline.model_loader import LoadedModels, load_models
 from genesis.pipeline.report import build_results, write_bytes_atomic, write_json_atomic
 from genesis.pipeline.sinks import LiveSink, LocalSink, MqttEventsSink
+from genesis.pipeline.upkeep import Upkeep
 from genesis.services.alerts import EmbeddedAlerts, prime
 from genesis.services.heatmap import SnapshotKeeper, grid_image, heatmap_image
 from genesis.services.live import LivePublisher, SqlLive
@@ -214,6 +215,8 @@ def _run(
     gate, tiling = motion_gate(settings, camera), camera_tiling(settings, camera)  # see genesis.stages.motion
     region_size = window_size(settings.detector)  # region detection: genesis.stages.regions
     window_frames = 0
+    upkeep = Upkeep(repo, settings)  # what beat does in the distributed mode: retention, heat hours merged
+    upkeep.tick()
     try:
         if annotate and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -241,6 +244,7 @@ def _run(
                     state.faces = live.get()
                 outcome = loop.feed(detections, image)
                 snapshot = image
+                upkeep.tick()
                 if progress is not None:
                     elapsed = time.perf_counter() - t0
                     progress(Progress(state.frames, total, len(outcome.tracked.persons),
@@ -304,6 +308,7 @@ def _run(
                 "threshold": settings.recognition.embedder.cosine_threshold if faces else None,
             },
             "gallery_identities": gallery_size,
+            "upkeep": upkeep.summary(),
             "alert_delivery": {"alerts": delivery.alerts, "delivered": delivery.delivered,
                                "failed": delivery.failed, "pending": delivery.pending},
             **({"warning": warning} if (warning := truncated(meta)) else {}),

@@ -25,12 +25,17 @@ def test_bench_storage_tiny(models_dir: Path, data_dir: Path, tmp_path: Path) ->
         m = re.search(rf"^{backend}: ([\d.]+) bytes per frame, ([\d.]+) MB per camera-day$", out, re.M)
         assert m, out
         assert float(m.group(1)) > 0 and float(m.group(2)) > 0
+        merged = re.search(rf"^{backend}: ([\d.]+) MB per camera-day once each ended hour's heat rows are merged", out,
+                           re.M)
+        assert merged and 0 < float(merged.group(1)) <= float(m.group(2)), out
     assert re.search(r"\| point_batches +\| +[\d.]+ \| +[\d,]+ \|", out), out
     doc = json.loads(out_json.read_text())
     by = {r["backend"]: r for r in doc["results"]}
     assert set(by) == {"postgresql", "sqlite"}
     for r in by.values():
         assert r["frames"] == 6 and r["data_bytes"] > 0 and r["tables"]["point_batches"]["rows"] > 0
+        # the pass's heat rows (one per batch), all in the run's first hour: merged into one
+        assert r["heat_rows_merged"] == r["tables"]["heatmap_cells"]["rows"] - 1, r
     pg = by["postgresql"]
     # 24 frames a day (6 written, doubled twice), 2 days, and the short run (the pass as written): 9x the packed
     # point rows of one pass.
