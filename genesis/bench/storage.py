@@ -247,7 +247,8 @@ class BackendResult:
     retention_rows: dict[str, int] = field(default_factory=dict)
     merged: StorageStats | None = None
     """The same rows written to another fresh database, then each ended hour's heat rows merged as beat's storage
-    upkeep (and an embedded run's) leaves them."""
+    upkeep (and an embedded run's) leaves them (measured after VACUUM FULL of the heat rows: the pages the merge
+    freed given back, as a running site's later rows reuse them)."""
     heat_rows_merged: int = 0
 
     def table_bytes(self, name: str, stats: StorageStats | None = None) -> int:
@@ -480,7 +481,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
                         write_loops(repo2, settings, rec, args.loops, run_id, progress, cipher)
                         res.heat_rows_merged = AnalyticsStore(repo2).compact_heat(
                             EPOCH0 + args.loops * rec.span_s + 2 * 3600)  # every hour of the run has ended
-                        vacuum_analyze(repo2.engine)
+                        # The pages the merge freed: a running site's next hours fill them again, which this
+                        # run's few minutes of camera-time cannot show; VACUUM FULL gives them back instead.
+                        vacuum_analyze(repo2.engine, full=["heatmap_cells"])
                         res.merged = storage_stats(repo2.engine, per_day=False)
                     if args.query_days and backend in args.query_backends:
                         runs, short = grow(repo, rec, run_id, frames, args.query_day_frames, args.query_days,

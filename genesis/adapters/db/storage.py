@@ -339,12 +339,18 @@ _KEY_PREFIX = 8
 (at most 32 characters in all)."""
 
 
-def vacuum_analyze(engine: Engine) -> None:
+def vacuum_analyze(engine: Engine, *, full: Sequence[str] = ()) -> None:
     """``VACUUM ANALYZE`` (PostgreSQL, outside a transaction) or ``VACUUM`` + ``ANALYZE`` (SQLite): dead rows
-    and free pages out of the way before sizes are read."""
+    and free pages out of the way before sizes are read. ``full``: tables (of :data:`RUN_TABLES`) that also get
+    ``VACUUM FULL`` on PostgreSQL, which gives back the pages their deleted rows left free (SQLite's VACUUM always
+    does, for every table)."""
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE")
+            for table in full:
+                if table not in RUN_TABLES:
+                    raise ValueError(f"not a run table: {table!r}")
+                conn.exec_driver_sql(f'VACUUM FULL ANALYZE "{table}"')
         return
     raw = engine.raw_connection()  # SQLite: straight to the driver (make_engine's BEGIN hook stays out of it)
     try:
