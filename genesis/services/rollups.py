@@ -33,6 +33,7 @@ from genesis.adapters.db.analytics import AnalyticsStore, WindowRows, from_epoch
 from genesis.adapters.db.partitions import ensure_ahead
 from genesis.adapters.db.repository import Repository
 from genesis.config import Settings
+from genesis.config.alerts import AnomalyConfig
 from genesis.config.rollups import Granularity
 from genesis.domain.stats import pair_visits
 from genesis.identities.crypto import BiometricCipher
@@ -259,6 +260,9 @@ def purge(repo: Repository, settings: Settings, now: float | None = None) -> dic
         "sightings": now - r.sightings_days * DAY_S,
         "events": now - r.events_days * DAY_S,
         "unknown_faces": now - r.unknown_faces_days * DAY_S,
+        # the occupancy samples: as long as the events, and at least the longest anomaly baseline reads them
+        "occupancy": now - max([r.events_days, *(c.alerts.anomaly.baseline_days for c in settings.cameras),
+                                AnomalyConfig().baseline_days]) * DAY_S,
     }
     rollup_cutoffs = {g: now - settings.rollups.keep_days(g) * DAY_S for g in ("minute", "hour", "day")}  # type: ignore[arg-type]
     counts = AnalyticsStore(repo).purge_before(cutoffs, rollup_cutoffs)

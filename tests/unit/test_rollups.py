@@ -114,6 +114,39 @@ def test_retention_purge_deletes_exactly_what_is_older_than_the_limit(repo: Repo
     assert purge(repo, settings, now=now) == dict.fromkeys(counts, 0)  # nothing more to purge
 
 
+
+def test_retention_purge_deletes_alerts_and_baseline_samples_past_their_retention(repo: Repository) -> None:
+    """Alerts go with the events (by their time, their deliveries with them); the anomaly baseline's occupancy
+    samples with the events too, but never before the longest baseline has read them (56 days by default). Before,
+    neither was ever purged."""
+    from sqlalchemy import text
+
+    from genesis.adapters.db.alerts import AlertStore
+    from genesis.adapters.db.storage import set_run_span
+    from genesis.domain.alerts import NO_TRACK, Alert, AlertKind, OccupancySample
+    from genesis.services.rollups import purge
+
+    now = time.time()
+    store = AlertStore(repo.engine)
+    for run_id, days in (("old", 100), ("mid", 45), ("recent", 10)):
+        start = now - days * 86400
+        repo.start_run(run_id, "cam", "x", {})
+        set_run_span(repo.engine, run_id, start, start + 60)
+        store.save(run_id, [Alert("cam", AlertKind.CROWDING, "hall", NO_TRACK, 5, 0.5, 4.0, 2.0, "hall", None,
+                                  "4 people in hall")],
+                   [OccupancySample("cam", "hall", 0, 1.0, 25, 10, start + 1, False)], start)
+    cameras = '[{"id": "cam", "alerts": {"anomaly": {"baseline_days": 120}}}]'
+    longer = load_settings(environ={"GENESIS_RETENTION__EVENTS_DAYS": "30", "GENESIS_CAMERAS": cameras})
+    counts = purge(repo, longer, now=now)  # a camera's baseline of 120 days keeps every sample
+    assert (counts["alerts"], counts["occupancy_samples"]) == (2, 0), counts
+    counts = purge(repo, load_settings(environ={"GENESIS_RETENTION__EVENTS_DAYS": "30"}), now=now)
+    assert (counts["alerts"], counts["occupancy_samples"]) == (0, 1), counts  # samples: the 56-day baseline
+    with repo.engine.connect() as conn:
+        assert [r for (r,) in conn.execute(text("SELECT run_id FROM alerts"))] == ["recent"]
+        assert sorted(r for (r,) in conn.execute(text("SELECT run_id FROM occupancy_samples"))) == ["mid", "recent"]
+    assert purge(repo, load_settings(environ={"GENESIS_RETENTION__EVENTS_DAYS": "40"}),
+                 now=now + 20 * 86400)["occupancy_samples"] == 1  # "mid" is 65 days old then
+
 def test_beat_schedule_comes_from_the_settings() -> None:
     s = load_settings(environ={"GENESIS_ROLLUPS__GRANULARITIES": "[minute, hour]",
                                "GENESIS_ROLLUPS__MINUTE_EVERY_S": "30"})

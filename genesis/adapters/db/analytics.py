@@ -40,6 +40,7 @@ from genesis.adapters.db.tables import (
     Track,
     ZoneEventRow,
 )
+from genesis.adapters.db.tables_alerts import AlertRow, OccupancySampleRow
 from genesis.adapters.db.tables_analytics import (
     CameraSnapshot,
     RollupCamera,
@@ -412,7 +413,8 @@ class AnalyticsStore:
 
         Kinds: ``sightings`` (trajectory points, and recognition attempts that named someone),
         ``unknown_faces`` (recognition attempts that matched nobody), ``events`` (zone events, line
-        crossings, tracks by their last sighting, heatmap grids by hour); rollups by bucket start per
+        crossings, tracks by their last sighting, heatmap grids by hour, alerts by their time), ``occupancy``
+        (the anomaly baseline's occupancy samples; the events' cutoff when not given); rollups by bucket start per
         granularity. The counts are rows per table, except ``point_batches``: the trajectory points removed
         (a packed row across the cutoff keeps its newer points).
         """
@@ -448,6 +450,17 @@ class AnalyticsStore:
                         stmt = stmt.where(extra)
                     n += conn.execute(stmt).rowcount or 0
                 counts[name] = n + dropped.get(name, 0)
+            # Alerts (their deliveries go with them) are kept as long as the events, by their time; the
+            # occupancy samples of the anomaly baseline as long as the events, or the baseline, whichever is longer
+            # (``occupancy``). Before, neither was ever purged.
+            alerts_cut = from_epoch(cutoffs["events"])
+            counts["alerts"] = sum(conn.execute(delete(AlertRow).where(
+                AlertRow.camera_id == camera, AlertRow.at < alerts_cut)).rowcount or 0  # the (camera, at) index
+                for camera in sorted({s.camera_id for s in spans if s.start < cutoffs["events"]}))
+            samples_cut = cutoffs.get("occupancy", cutoffs["events"])
+            counts["occupancy_samples"] = sum(conn.execute(delete(OccupancySampleRow).where(
+                OccupancySampleRow.run_id == span.run_id, OccupancySampleRow.at < from_epoch(samples_cut))).rowcount
+                or 0 for span in spans if span.start < samples_cut)
             # Heatmap grids are a summary (an hour of a run in one row): kept as long as the events.
             counts["heatmap_cells"] = dropped.get("heatmap_cells", 0) + (conn.execute(
                 delete(HeatmapRow).where(HeatmapRow.hour < from_epoch(cutoffs["events"] - HOUR_S))
