@@ -250,6 +250,10 @@ class BackendResult:
     upkeep (and an embedded run's) leaves them (measured after VACUUM FULL of the heat rows: the pages the merge
     freed given back, as a running site's later rows reuse them)."""
     heat_rows_merged: int = 0
+    year_gb: dict[str, float] = field(default_factory=dict)
+    """GB a year of this camera keeps per table at the shipped retention (:func:`year_at_retention`)."""
+    at_scale_mb: float | None = None
+    """MB per camera-day of the grown days (``--query-days``): without the small tables' first pages."""
 
     def table_bytes(self, name: str, stats: StorageStats | None = None) -> int:
         a, b = (stats or self.full).table(name), self.empty.table(name)
@@ -291,6 +295,8 @@ class BackendResult:
             else round(self.merged_mb_per_camera_day, 2),
             "merged_heatmap_bytes": self.table_bytes("heatmap_cells", self.merged) if self.merged else None,
             "heat_rows_merged": self.heat_rows_merged,
+            "year_gb_at_retention": {k: round(v, 2) for k, v in self.year_gb.items()},
+            "at_scale_mb_per_camera_day": None if self.at_scale_mb is None else round(self.at_scale_mb, 1),
         }
 
 
@@ -301,6 +307,32 @@ def backend_url(backend: str, args: argparse.Namespace, workdir: Path, name: str
     else:
         with fresh_postgres_database(args.pg_admin, "genesis_bench_storage") as url:
             yield url
+
+
+def retention_days(settings: Settings) -> dict[str, int]:
+    """Days each kind of row is kept by the retention purge, within a year."""
+    r = settings.retention
+    return {"points": min(r.sightings_days, 365), "attempts": min(max(r.sightings_days, r.unknown_faces_days), 365),
+            "unknown faces": min(r.unknown_faces_days, 365), "events": min(r.events_days, 365)}
+
+
+def year_at_retention(grown: StorageStats, empty: StorageStats, frames: int, fps: float, settings: Settings
+                      ) -> dict[str, float]:
+    """GB per table that a year of this camera keeps under the retention purge (beat's, an embedded run's), from
+    the grown days (at that size the small tables' first pages no longer count): each table's bytes a frame times
+    the days its rows are kept: trajectory points ``sightings_days``, attempts the longer of ``sightings_days`` and
+    ``unknown_faces_days``, track faces ``unknown_faces_days`` (the bench's faces are of nobody enrolled), the
+    runs and cameras not at all (a row each), everything else ``events_days``."""
+    days = retention_days(settings)
+    keep = {"point_batches": days["points"], "recognition_attempts": days["attempts"],
+            "track_faces": days["unknown faces"], "unknown_clusters": days["unknown faces"], "runs": 0, "cameras": 0}
+    out = {}
+    for t in grown.tables:
+        before = empty.table(t.table)
+        data = (t.bytes or 0) - ((before.bytes or 0) if before else 0)
+        if t.rows and frames:
+            out[t.table] = data / frames * fps * DAY_S * keep.get(t.table, days["events"]) / 1e9
+    return out
 
 
 # -- 4. queries over N camera-days ---------------------------------------------------------------
@@ -464,6 +496,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
         settings = load_settings(config, env)
         cipher = BiometricCipher([BiometricCipher.new_key().encode()]) if args.encrypted else BiometricCipher.from_env()
         args.biometric = "encrypted" if cipher.enabled else "in the clear"
+        args.retention_days = retention_days(settings)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=not sys.stdout.isatty()) as progress:
             rec = record(settings, args.source, args.fps, args.frames, workdir, progress)
@@ -490,10 +523,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
                                            progress)
                         res.queries, res.query_rows = time_queries(repo, settings, runs, short, frames,
                                                                    args.query_repeats, progress)
+                        vacuum_analyze(repo.engine, full=["heatmap_cells"])  # the hours the query step merged
                         grown = storage_stats(repo.engine, per_day=False)
                         s = grown.table("point_batches")
                         res.query_rows["point_batches rows"] = s.rows if s else 0
                         res.query_rows["database MB"] = round(grown.database_bytes / 1e6)
+                        grown_frames = args.query_days * args.query_day_frames + frames
+                        res.at_scale_mb = ((grown.tables_bytes or 0) - (empty.tables_bytes or 0)) / grown_frames \
+                            * camera_fps * DAY_S / 1e6
+                        res.year_gb = year_at_retention(grown, empty, grown_frames, camera_fps, settings)
                         res.retention_ms, res.retention_rows = time_retention(repo)  # last: it deletes
                     results.append(res)
         print_results(console, rec, results, args, argv)
@@ -537,6 +575,13 @@ def print_results(console: Console, rec: Recorded, results: list[BackendResult],
                 f"{r.table_bytes('heatmap_cells') / r.frames:,.0f} -> "
                 f"{r.table_bytes('heatmap_cells', r.merged) / r.frames:,.0f} bytes a frame ({r.heat_rows_merged} "
                 "rows merged away)")
+        if r.year_gb:
+            out(f"{r.backend}: a year of this camera at the shipped retention keeps {sum(r.year_gb.values()):,.0f} GB ("
+                + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(r.year_gb.items(), key=lambda kv: -kv[1]) if v >= 0.05)
+                + f"; {', '.join(f'{k} {d} d' for k, d in args.retention_days.items())})")
+        if r.at_scale_mb is not None:
+            out(f"{r.backend}: {r.at_scale_mb:,.0f} MB per camera-day over the {args.query_days} grown days (rows "
+                "copied in SQL; without the small tables' first pages)")
         if r.queries:
             out(f"{r.backend} queries over {args.query_days} camera-days of {args.query_day_frames} frames "
                 f"({', '.join(f'{k} {v}' for k, v in r.query_rows.items())}):")

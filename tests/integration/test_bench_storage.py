@@ -52,6 +52,11 @@ def test_bench_storage_tiny(models_dir: Path, data_dir: Path, tmp_path: Path) ->
     assert rows["heatmap: foot points"] > 0 and rows["timeline of one in 10: runs"] == 3, rows
     assert rows["report of a day: tracks"] == 4 * rows["report of a short run: tracks"] > 0, rows
     assert "queries over 2 camera-days" in out
+    # A year at the shipped retention, from the grown days: events 365 days, faces and points 30, runs not at all.
+    year = pg["year_gb_at_retention"]
+    assert year["tracks"] > 0 and year["point_batches"] > 0 and year["runs"] == 0, year
+    assert re.search(r"^postgresql: a year of this camera at the shipped retention keeps [\d,]+ GB \(", out, re.M), out
+    assert pg["at_scale_mb_per_camera_day"] > 0
     # beat's merge of the day's heat rows per run and hour keeps every foot point
     assert rows["heatmap: foot points, hours not merged"] == rows["heatmap: foot points"], rows
     # The retention purge of the first camera-day removed that day's run (its rows grown 4x from the loops') and
