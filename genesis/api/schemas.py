@@ -208,6 +208,9 @@ class CameraStatsOut(BaseModel):
     rows: dict[str, int]
     bytes_estimate: int | None = Field(description="Each table's bytes per row x the camera's rows: an estimate.")
     mb_per_day_estimate: float | None
+    bytes_at_retention_estimate: int | None = Field(
+        description="What the camera holds once its oldest rows reach the configured retention: per table, rows a day "
+        "x bytes per row x the days its rows are kept (retention_days). An estimate.")
 
 
 class CameraDayOut(BaseModel):
@@ -230,6 +233,8 @@ class StorageStatsOut(BaseModel):
     camera_days: list[CameraDayOut]
     mb_per_camera_day_estimate: float | None = Field(
         description="Estimated MB per camera-day, averaged over the camera-days stored (partial days included).")
+    retention_days: dict[str, int] = Field(
+        description="Days each high-volume table's rows are kept under the configured retention.")
 
 
 class RedisStatus(BaseModel):

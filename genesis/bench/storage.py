@@ -76,6 +76,7 @@ from genesis.identities.store import IdentityStore
 from genesis.identities.tracks import TrackFaceRecord, camera_track_faces, cluster_threshold, save_track_faces
 from genesis.pipeline.loop import BaseSink, BatchRows, RunLoop, RunProgress, RunState
 from genesis.pipeline.model_loader import load_models
+from genesis.services.rollups import kept_days
 from genesis.stages.camera import CameraState
 from genesis.stages.detect import camera_tiling, detect_frame
 from genesis.stages.recognize import TrackRecognizer
@@ -310,28 +311,25 @@ def backend_url(backend: str, args: argparse.Namespace, workdir: Path, name: str
 
 
 def retention_days(settings: Settings) -> dict[str, int]:
-    """Days each kind of row is kept by the retention purge, within a year."""
-    r = settings.retention
-    return {"points": min(r.sightings_days, 365), "attempts": min(max(r.sightings_days, r.unknown_faces_days), 365),
-            "unknown faces": min(r.unknown_faces_days, 365), "events": min(r.events_days, 365)}
+    """Days (within a year) each table's rows are kept by the retention purge: `genesis.services.rollups.kept_days`
+    for the high-volume tables, the unknown clusters as the unknown faces, a run's and a camera's row not at all (one
+    row each), every other table ``events_days``."""
+    keep = {**kept_days(settings), "unknown_clusters": settings.retention.unknown_faces_days, "runs": 0, "cameras": 0}
+    return {k: min(v, 365) for k, v in keep.items()} | {"*": min(settings.retention.events_days, 365)}
 
 
 def year_at_retention(grown: StorageStats, empty: StorageStats, frames: int, fps: float, settings: Settings
                       ) -> dict[str, float]:
     """GB per table that a year of this camera keeps under the retention purge (beat's, an embedded run's), from
     the grown days (at that size the small tables' first pages no longer count): each table's bytes a frame times
-    the days its rows are kept: trajectory points ``sightings_days``, attempts the longer of ``sightings_days`` and
-    ``unknown_faces_days``, track faces ``unknown_faces_days`` (the bench's faces are of nobody enrolled), the
-    runs and cameras not at all (a row each), everything else ``events_days``."""
-    days = retention_days(settings)
-    keep = {"point_batches": days["points"], "recognition_attempts": days["attempts"],
-            "track_faces": days["unknown faces"], "unknown_clusters": days["unknown faces"], "runs": 0, "cameras": 0}
+    the days its rows are kept (:func:`retention_days`; the bench's faces are of nobody enrolled)."""
+    keep = retention_days(settings)
     out = {}
     for t in grown.tables:
         before = empty.table(t.table)
         data = (t.bytes or 0) - ((before.bytes or 0) if before else 0)
         if t.rows and frames:
-            out[t.table] = data / frames * fps * DAY_S * keep.get(t.table, days["events"]) / 1e9
+            out[t.table] = data / frames * fps * DAY_S * keep.get(t.table, keep["*"]) / 1e9
     return out
 
 
@@ -496,7 +494,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
         settings = load_settings(config, env)
         cipher = BiometricCipher([BiometricCipher.new_key().encode()]) if args.encrypted else BiometricCipher.from_env()
         args.biometric = "encrypted" if cipher.enabled else "in the clear"
-        args.retention_days = retention_days(settings)
+        r = settings.retention
+        args.retention_days = {"points": r.sightings_days, "unknown faces": r.unknown_faces_days,
+                               "events": r.events_days}
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=not sys.stdout.isatty()) as progress:
             rec = record(settings, args.source, args.fps, args.frames, workdir, progress)

@@ -39,15 +39,17 @@ def stats_command(
                                           help="Rows per camera and UTC day (reads every row of the large "
                                                "tables).")] = True,
 ) -> None:
-    """Rows and bytes per table (table + indexes + TOAST), rows per camera and per camera-day, and the projected
-    MB per camera-day (an estimate: each table's bytes per row x the day's rows)."""
+    """Rows and bytes per table (table + indexes + TOAST), rows per camera and per camera-day, the projected
+    MB per camera-day (an estimate: each table's bytes per row x the day's rows), and what each camera holds once
+    its oldest rows reach the configured retention."""
     from genesis.adapters.db import DatabaseError, Repository
     from genesis.adapters.db.storage import storage_stats
+    from genesis.services.rollups import kept_days
 
     settings = settings_from(config)
     try:
         with Repository(settings.database_url, migrate=False) as repo:
-            stats = storage_stats(repo.engine, per_day=per_day)
+            stats = storage_stats(repo.engine, per_day=per_day, keep_days=kept_days(settings))
     except DatabaseError as exc:
         fail(str(exc))
     if as_json:
@@ -67,11 +69,12 @@ def stats_command(
     names = sorted({n for d in stats.camera_days for n in d.rows})
     if stats.cameras:
         c = Table(title="per camera")
-        for col in ("camera", "days", *names, "bytes (est.)", "MB/day (est.)"):
+        for col in ("camera", "days", *names, "bytes (est.)", "MB/day (est.)", "at retention (est.)"):
             c.add_column(col, justify="left" if col == "camera" else "right")
         for cam in stats.cameras:
             c.add_row(*cells(cam.camera_id, cam.days, *(f"{cam.rows.get(n, 0):,}" for n in names),
-                             human(cam.bytes_estimate), "?" if cam.mb_per_day is None else f"{cam.mb_per_day:.2f}"))
+                             human(cam.bytes_estimate), "?" if cam.mb_per_day is None else f"{cam.mb_per_day:.2f}",
+                             human(cam.bytes_at_retention)))
         console.print(c)
         d = Table(title="per camera-day (UTC)")
         for col in ("camera", "day", *names, "bytes (est.)"):
@@ -87,3 +90,11 @@ def stats_command(
                           f"{mb:.2f} MB per camera-day, averaged over the {len(stats.camera_days)} camera-days "
                           "stored (partial days included; an estimate: bytes per row x rows)"),
         highlight=False, soft_wrap=True)
+    kept = [c.bytes_at_retention for c in stats.cameras]
+    if kept and all(k is not None for k in kept):
+        r = settings.retention
+        console.print(
+            f"at the configured retention (points {r.sightings_days} d, unknown faces {r.unknown_faces_days} d, events "
+            f"{r.events_days} d): {human(sum(k for k in kept if k is not None))} for these cameras once their oldest "
+            "rows reach it (an estimate: each table's rows a day x bytes per row x the days it keeps them)",
+            highlight=False, soft_wrap=True)

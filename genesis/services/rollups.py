@@ -244,6 +244,17 @@ def scheduled_window(settings: Settings, granularity: Granularity, now: float) -
     return settled - cfg.recompute_buckets * size, align_up(now, granularity)
 
 
+def kept_days(settings: Settings) -> dict[str, int]:
+    """Days the retention purge keeps each high-volume table's rows (`genesis.adapters.db.storage.DAY_TABLES`):
+    trajectory points ``sightings_days``; recognition attempts the longer of ``sightings_days`` (those that named
+    someone) and ``unknown_faces_days``; track faces ``unknown_faces_days`` (the faces of named segments stay as
+    long as the name: more, where many are named); segments, zone events, crossings and alerts ``events_days``."""
+    r = settings.retention
+    return {"point_batches": r.sightings_days, "recognition_attempts": max(r.sightings_days, r.unknown_faces_days),
+            "track_faces": r.unknown_faces_days, "tracks": r.events_days, "zone_events": r.events_days,
+            "line_crossings": r.events_days, "alerts": r.events_days}
+
+
 RETENTION_ACTOR = "retention"
 """Who the audit log names for the faces beat's retention purge deletes."""
 

@@ -29,6 +29,7 @@ from genesis.api import create_app
 from genesis.config import Settings
 from genesis.domain import Direction, LineCrossing, PathPoint, RecognitionAttempt, Sighting, ZoneEvent, ZoneEventKind
 from genesis.ops.collectors import StorageCollector
+from genesis.services.rollups import kept_days
 from tests.integration.workers import fresh_postgres_database
 from tests.services import redis_url
 
@@ -138,6 +139,14 @@ def test_figures_match_the_database(repo: Repository) -> None:
     assert door.days == 2 and door.rows["point_batches"] == 16 and door.rows["recognition_attempts"] == 10
     total = sum(d.bytes_estimate or 0 for d in stats.camera_days)
     assert stats.mb_per_camera_day == pytest.approx(total / 3 / 1e6)
+    # At a retention: each table's rows a day (door: 2 days) x bytes per row x the days it keeps them.
+    keep = {"point_batches": 30, "recognition_attempts": 30, "zone_events": 365, "line_crossings": 365}
+    kept = storage_stats(repo.engine, keep_days=keep)
+    door = next(c for c in kept.cameras if c.camera_id == "door")
+    assert door.bytes_at_retention == round(sum(n / 2 * per_row[t] * keep[t] for t, n in door.rows.items()))
+    per_day = (door.bytes_estimate or 0) / 2  # a month of points and attempts, a year of the rest
+    assert 30 * per_day < door.bytes_at_retention < 365 * per_day
+    assert kept.to_dict()["retention_days"] == keep and stats.cameras[0].bytes_at_retention is None
 
 
 def run_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -153,7 +162,11 @@ def test_cli_table_and_json(repo: Repository, url: str) -> None:
     stats = storage_stats(repo.engine)
     mine = stats.to_dict()
     assert doc["method"] == mine["method"] and doc["tables"] == mine["tables"]
-    assert doc["camera_days"] == mine["camera_days"] and doc["cameras"] == mine["cameras"]
+    assert doc["camera_days"] == mine["camera_days"]
+    # the CLI estimates at the configured retention (the shipped one here)
+    assert doc["retention_days"] == kept_days(Settings()) and doc["retention_days"]["tracks"] == 365
+    kept = storage_stats(repo.engine, keep_days=kept_days(Settings())).to_dict()["cameras"]
+    assert doc["cameras"] == kept and all(c["bytes_at_retention_estimate"] > 0 for c in kept)
     assert doc["mb_per_camera_day_estimate"] == mine["mb_per_camera_day_estimate"] > 0
     done = run_cli(url)
     assert done.returncode == 0, done.stderr
@@ -161,6 +174,8 @@ def test_cli_table_and_json(repo: Repository, url: str) -> None:
     assert "point_batches" in out and "per camera-day (UTC)" in out and "2026-03-02" in out and "door" in out
     assert re.search(r"point_batches\s.*\b18\b", out) and "projection:" in out and "MB per camera-day" in out
     assert ("pg_total_relation_size" if repo.dialect == "postgresql" else "dbstat") in out
+    assert "at retention (est.)" in out and "at the configured retention (points 30 d, unknown faces 30 d, events " \
+        "365 d)" in out.replace("\n", " "), out
 
 
 def test_api_endpoint_and_roles(repo: Repository, url: str) -> None:
@@ -180,6 +195,7 @@ def test_api_endpoint_and_roles(repo: Repository, url: str) -> None:
         assert [t for t in body["tables"] if t["table"] != "api_keys"] == \
             [t for t in stats["tables"] if t["table"] != "api_keys"]
         assert body["camera_days"] == stats["camera_days"]
+        assert body["retention_days"] == kept_days(settings) and "bytes_at_retention_estimate" in body["cameras"][0]
         r = client.get("/api/db/stats?per_day=false", headers={"X-API-Key": keys["operator"]})
         assert r.status_code == 200 and r.json()["camera_days"] == [] and r.json()["tables"]
 

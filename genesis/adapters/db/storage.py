@@ -24,7 +24,7 @@ bytes per row (total bytes / rows) times the camera-day's rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -106,6 +106,10 @@ class CameraStats:
     """UTC days with at least one row (partial days count as one)."""
     rows: dict[str, int]
     bytes_estimate: int | None
+    bytes_at_retention: int | None = None
+    """What the camera holds once its oldest rows reach their retention (``keep_days`` of :func:`storage_stats`):
+    per table, rows a day (over the days it has rows) x bytes per row x the days that table's rows are kept. An
+    estimate; None without per-table bytes or without the retention."""
 
     @property
     def mb_per_day(self) -> float | None:
@@ -125,6 +129,8 @@ class StorageStats:
     cameras: tuple[CameraStats, ...] = ()
     camera_days: tuple[CameraDayStats, ...] = ()
     taken_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    keep_days: dict[str, int] = field(default_factory=dict)
+    """Days each high-volume table's rows are kept (the retention the cameras' ``bytes_at_retention`` assume)."""
 
     def table(self, name: str) -> TableStats | None:
         return next((t for t in self.tables if t.table == name), None)
@@ -160,7 +166,8 @@ class StorageStats:
             ],
             "cameras": [
                 {"camera_id": c.camera_id, "days": c.days, "rows": dict(c.rows), "bytes_estimate": c.bytes_estimate,
-                 "mb_per_day_estimate": None if c.mb_per_day is None else round(c.mb_per_day, 3)}
+                 "mb_per_day_estimate": None if c.mb_per_day is None else round(c.mb_per_day, 3),
+                 "bytes_at_retention_estimate": c.bytes_at_retention}
                 for c in self.cameras
             ],
             "camera_days": [
@@ -169,6 +176,7 @@ class StorageStats:
                 for d in self.camera_days
             ],
             "mb_per_camera_day_estimate": None if self.mb_per_camera_day is None else round(self.mb_per_camera_day, 3),
+            "retention_days": dict(self.keep_days),
         }
 
 
@@ -287,8 +295,11 @@ def day_rows(conn: Connection, tables: Sequence[str] | None = None) -> dict[tupl
     return out
 
 
-def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = True) -> StorageStats:
-    """Rows and bytes per table and, with ``per_day``, per camera and camera-day (one read transaction).
+def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = True,
+                  keep_days: Mapping[str, int] | None = None) -> StorageStats:
+    """Rows and bytes per table and, with ``per_day``, per camera and camera-day (one read transaction); with
+    ``keep_days`` (days each table of :data:`DAY_TABLES` is kept: `genesis.services.rollups.kept_days`) what each
+    camera holds at that retention.
 
     ``per_day`` reads every row of the high-volume tables (a GROUP BY over them): seconds on a large database.
     """
@@ -320,8 +331,13 @@ def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = Tr
         for d in ds:
             for name, n in d.rows.items():
                 total[name] = total.get(name, 0) + n
-        cameras.append(CameraStats(camera, len(ds), dict(sorted(total.items())), estimate(total)))
-    return StorageStats(engine.dialect.name, method, db_bytes, tuple(tables), tuple(cameras), camera_days)
+        kept = None
+        if keep_days is not None and not unknown:
+            kept = round(sum(n / len(ds) * (per_row.get(name) or 0.0) * keep_days.get(name, 0)
+                             for name, n in total.items()))
+        cameras.append(CameraStats(camera, len(ds), dict(sorted(total.items())), estimate(total), kept))
+    return StorageStats(engine.dialect.name, method, db_bytes, tuple(tables), tuple(cameras), camera_days,
+                        keep_days=dict(keep_days or {}))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def db_stats(
                                                "tables: seconds on a large database).")] = True,
 ) -> StorageStatsOut:
     """`genesis db stats --json`: operator, since the per-day figures read the largest tables."""
-    return StorageStatsOut.model_validate(svc.storage(s.repo, per_day))
+    return StorageStatsOut.model_validate(svc.storage(s.repo, per_day, s.settings))
 
 
 @router.get("/dlq", response_model=LetterPage, summary="Dead letters, newest first", responses=UNAVAILABLE)

@@ -44,11 +44,13 @@ def cameras(repo: Repository, settings: Settings) -> list[dict[str, Any]]:
     return out
 
 
-def storage(repo: Repository, per_day: bool) -> dict[str, Any]:
-    """Rows and bytes per table, per camera and camera-day (``genesis db stats --json``)."""
+def storage(repo: Repository, per_day: bool, settings: Settings) -> dict[str, Any]:
+    """Rows and bytes per table, per camera and camera-day, and what each camera holds at the configured
+    retention (``genesis db stats --json``)."""
     from genesis.adapters.db.storage import storage_stats
+    from genesis.services.rollups import kept_days
 
-    return storage_stats(repo.engine, per_day=per_day).to_dict()
+    return storage_stats(repo.engine, per_day=per_day, keep_days=kept_days(settings)).to_dict()
 
 
 def queue_depths(settings: Settings, app: Celery) -> dict[str, int] | str:
