@@ -15,7 +15,7 @@ from sqlalchemy import inspect, text
 from genesis.adapters.db import Repository, TrackRecord
 from genesis.config import Settings
 from genesis.identities import review
-from genesis.identities.crypto import KEY_ENV, BiometricCipher
+from genesis.identities.crypto import KEY_ENV, BiometricCipher, is_encrypted
 from genesis.identities.store import IdentityStore
 from genesis.identities.tracks import (
     TrackFaceRecord,
@@ -200,12 +200,15 @@ def test_forget_leaves_nothing_behind(
         client.close()
 
 
+@pytest.mark.parametrize("encrypted", [False, True], ids=["clear", "encrypted"])
 def test_the_retention_purge_beat_runs_deletes_old_unknown_faces(settings: Settings,
-                                                                 unknown_faces: dict[str, np.ndarray]) -> None:
+                                                                 unknown_faces: dict[str, np.ndarray],
+                                                                 encrypted: bool) -> None:
     """Beat's hourly retention purge (`genesis.services.rollups.purge`) applies ``retention.unknown_faces_days`` to
     the faces of unrecognised tracks and to unknown clusters, as ``genesis identities purge`` does: before, they
     stayed until someone ran that command. Named faces and recent ones stay; the tracks stay, anonymous; a purge
-    that deleted nothing writes no audit entry (it runs every hour)."""
+    that deleted nothing writes no audit entry (it runs every hour). Deleting needs no key: faces stored encrypted
+    are purged by a process without ``GENESIS_EMBEDDING_KEY``."""
     from datetime import UTC, datetime
 
     from genesis.services.rollups import RETENTION_ACTOR
@@ -213,12 +216,15 @@ def test_the_retention_purge_beat_runs_deletes_old_unknown_faces(settings: Setti
 
     thr = settings.recognition.embedder.cosine_threshold
     with Repository(settings.database_url) as repo:
-        store = IdentityStore(repo)
+        store = IdentityStore(repo, BiometricCipher([BiometricCipher.new_key().encode()] if encrypted else []))
         _run(repo, "run-d", "door", {1: "lennon", 2: None, 3: None})
         save_track_faces(store, "run-d", [_rec("door", 1, unknown_faces["lennon-1"], "lennon"),
                                           _rec("door", 2, unknown_faces["adams"]),
                                           _rec("door", 3, unknown_faces["clapton-1"])], thr)
         stored = datetime.now(UTC).timestamp()
+        with repo.engine.connect() as conn:
+            blobs = [bytes(v) for (v,) in conn.execute(text("SELECT vector FROM track_faces"))]
+        assert len(blobs) == 3 and all(is_encrypted(b) == encrypted for b in blobs)
         days = settings.retention.unknown_faces_days
         assert retention_purge(repo, settings, now=stored + (days - 1) * 86400)["track_faces"] == 0  # not old yet
         assert store.audit_log() == []
