@@ -310,12 +310,13 @@ def backend_url(backend: str, args: argparse.Namespace, workdir: Path, name: str
             yield url
 
 
-def retention_days(settings: Settings) -> dict[str, int]:
-    """Days (within a year) each table's rows are kept by the retention purge: `genesis.services.rollups.kept_days`
-    for the high-volume tables, the unknown clusters as the unknown faces, a run's and a camera's row not at all (one
-    row each), every other table ``events_days``."""
-    keep = {**kept_days(settings), "unknown_clusters": settings.retention.unknown_faces_days, "runs": 0, "cameras": 0}
-    return {k: min(v, 365) for k, v in keep.items()} | {"*": min(settings.retention.events_days, 365)}
+def retention_days(settings: Settings, table: str) -> int:
+    """Days (within a year) the retention purge keeps a table's rows: `genesis.services.rollups.kept_days` for the
+    high-volume tables, the unknown clusters as the unknown faces, a run's and a camera's row not at all (one row
+    each), every other table ``events_days``."""
+    r = settings.retention
+    keep = {**kept_days(settings), "unknown_clusters": r.unknown_faces_days, "runs": 0, "cameras": 0}
+    return min(keep.get(table, r.events_days), 365)
 
 
 def year_at_retention(grown: StorageStats, empty: StorageStats, frames: int, fps: float, settings: Settings
@@ -323,13 +324,12 @@ def year_at_retention(grown: StorageStats, empty: StorageStats, frames: int, fps
     """GB per table that a year of this camera keeps under the retention purge (beat's, an embedded run's), from
     the grown days (at that size the small tables' first pages no longer count): each table's bytes a frame times
     the days its rows are kept (:func:`retention_days`; the bench's faces are of nobody enrolled)."""
-    keep = retention_days(settings)
     out = {}
     for t in grown.tables:
         before = empty.table(t.table)
         data = (t.bytes or 0) - ((before.bytes or 0) if before else 0)
         if t.rows and frames:
-            out[t.table] = data / frames * fps * DAY_S * keep.get(t.table, keep["*"]) / 1e9
+            out[t.table] = data / frames * fps * DAY_S * retention_days(settings, t.table) / 1e9
     return out
 
 
