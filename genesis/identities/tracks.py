@@ -302,16 +302,27 @@ def search(store: IdentityStore, vector: np.ndarray, model: str, top: int, thres
     return hits
 
 
+PURGE_BATCH = 5000
+"""Faces deleted per transaction by :func:`purge`: the clustering lock it holds is never held for long (the store
+workers take it to save their faces), even for the first purge of a large backlog."""
+
+
 def purge(store: IdentityStore, days: int, actor: str, now: datetime | None = None, *,
-          audit_nothing: bool = True) -> dict[str, int]:
+          audit_nothing: bool = True, batch: int = PURGE_BATCH) -> dict[str, int]:
     """Retention: unknown clusters not seen for ``days`` and the faces of unknown tracks older than
-    that are deleted (the tracks themselves stay, anonymous). Audited; a purge that found nothing only when
-    ``audit_nothing`` (beat's hourly purge leaves those out)."""
+    that are deleted (the tracks themselves stay, anonymous), ``batch`` faces a transaction. Audited; a purge that
+    found nothing only when ``audit_nothing`` (beat's hourly purge leaves those out)."""
     cutoff = (now or utcnow()) - timedelta(days=days)
-    with _clustering(store) as rows:
-        counts = rows.purge_unknowns(cutoff)
-        if audit_nothing or any(counts.values()):
-            store._audit(rows, actor, "purge", None, {"days": days, **counts})
+    counts = {"unknown_clusters": 0, "track_faces": 0}
+    while True:
+        with _clustering(store) as rows:
+            done = rows.purge_unknowns(cutoff, batch)
+        for k, n in done.items():
+            counts[k] += n
+        if done["track_faces"] < batch:
+            break
+    if audit_nothing or any(counts.values()):
+        store.audit(actor, "purge", None, {"days": days, **counts})
     return counts
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, exists, func, or_, select, update
+from sqlalchemy import Connection, Engine, delete, exists, func, or_, select, tuple_, update
 
 from genesis.adapters.db.repository import dialect_insert, read_connection, write_connection
 from genesis.adapters.db.tables import FaceEmbedding, Identity, RecognitionAttemptRow, Run, Track, utcnow
@@ -460,19 +460,26 @@ class IdentityRows:
         ).all()
         return [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows]
 
-    def purge_unknowns(self, cutoff: datetime) -> dict[str, int]:
-        """Retention: unknown clusters last seen before ``cutoff`` with their faces, and the faces of
-        unnamed track segments stored before it. The counts of what went."""
-        old = list(self.conn.execute(select(UnknownCluster.id).where(UnknownCluster.last_seen < cutoff)).scalars())
-        n_faces = 0
-        if old:
-            n_faces += self.conn.execute(delete(TrackFace).where(TrackFace.cluster_id.in_(old))).rowcount
-            self.conn.execute(delete(UnknownCluster).where(UnknownCluster.id.in_(old)))
-        named = select(Track.track_id).where(Track.run_id == TrackFace.run_id, Track.track_id == TrackFace.track_id,
-                                             Track.segment == TrackFace.segment,
-                                             Track.identity_name.is_not(None)).exists()
-        n_faces += self.conn.execute(delete(TrackFace).where(TrackFace.created_at < cutoff, ~named)).rowcount
-        return {"unknown_clusters": len(old), "track_faces": n_faces}
+    def purge_unknowns(self, cutoff: datetime, limit: int) -> dict[str, int]:
+        """Retention, one batch: at most ``limit`` faces of unknown clusters last seen before ``cutoff`` and of
+        unnamed track segments stored before it, then (once no face of those clusters is left) the clusters. The
+        counts of what went; fewer than ``limit`` faces: nothing more to purge. Batches keep each transaction (and
+        the clustering lock its caller holds) short however large the backlog."""
+        old = select(UnknownCluster.id).where(UnknownCluster.last_seen < cutoff)
+        key = tuple_(TrackFace.run_id, TrackFace.track_id, TrackFace.segment)
+        of_old = select(TrackFace.run_id, TrackFace.track_id, TrackFace.segment).where(
+            TrackFace.cluster_id.in_(old)).limit(limit)
+        n_faces = int(self.conn.execute(delete(TrackFace).where(key.in_(of_old))).rowcount or 0)
+        n_clusters = 0
+        if n_faces < limit:
+            n_clusters = int(self.conn.execute(delete(UnknownCluster).where(UnknownCluster.id.in_(old))).rowcount or 0)
+            named = select(Track.track_id).where(Track.run_id == TrackFace.run_id, Track.track_id == TrackFace.track_id,
+                                                 Track.segment == TrackFace.segment,
+                                                 Track.identity_name.is_not(None)).exists()
+            unnamed = select(TrackFace.run_id, TrackFace.track_id, TrackFace.segment).where(
+                TrackFace.created_at < cutoff, ~named).limit(limit - n_faces)
+            n_faces += int(self.conn.execute(delete(TrackFace).where(key.in_(unnamed))).rowcount or 0)
+        return {"unknown_clusters": n_clusters, "track_faces": n_faces}
 
     # -- the console's faces and review ----------------------------------------------------------
 

@@ -28,6 +28,7 @@ from genesis.identities.tracks import (
 from genesis.pipeline.model_loader import detector_label, load_face_models, load_gallery
 from genesis.services.enroll import enroll, read_image
 from tests.services import redis_url
+from tests.unit.adapters.test_repository import db_url  # noqa: F401  (the sqlite + postgresql fixture)
 
 REDIS_DB = 12
 
@@ -235,3 +236,27 @@ def test_the_retention_purge_beat_runs_deletes_old_unknown_faces(settings: Setti
         assert left == [("run-d", 1)] and unknowns(store) == [] and len(repo.tracks("run-d")) == 3
         assert [(a.actor, a.action, a.detail["track_faces"]) for a in store.audit_log()] == [
             (RETENTION_ACTOR, "purge", 2)]
+
+
+def test_the_unknown_face_purge_goes_in_batches(db_url: str, settings: Settings) -> None:  # noqa: F811
+    """The purge deletes a few faces a transaction (the clustering lock is never held long): with batches of 2,
+    the 7 faces of unknown people (their clusters too) go over several transactions, on both databases, and the
+    named one stays."""
+    from datetime import UTC, datetime
+
+    rng = np.random.default_rng(7)
+    with Repository(db_url) as repo:
+        store = IdentityStore(repo, BiometricCipher([]))
+        _run(repo, "run-e", "door", {t: ("ana" if t == 8 else None) for t in range(1, 9)})
+        vectors = rng.normal(size=(8, 128))
+        save_track_faces(store, "run-e", [_rec("door", t, vectors[t - 1], "ana" if t == 8 else None)
+                                          for t in range(1, 9)], settings.recognition.embedder.cosine_threshold)
+        clusters = len(unknowns(store))
+        assert clusters >= 2
+        later = datetime.now(UTC) + timedelta(days=31)
+        assert purge(store, 30, "test", now=later, batch=2) == {"unknown_clusters": clusters, "track_faces": 7}
+        with repo.engine.connect() as conn:
+            assert [tuple(r) for r in conn.execute(text("SELECT track_id FROM track_faces"))] == [(8,)]
+        assert unknowns(store) == [] and purge(store, 30, "test", now=later, batch=2) == {
+            "unknown_clusters": 0, "track_faces": 0}
+        assert [a.detail["track_faces"] for a in store.audit_log() if a.action == "purge"] == [7, 0]
