@@ -260,16 +260,21 @@ class BackendResult:
         a, b = (stats or self.full).table(name), self.empty.table(name)
         return (a.bytes or 0) - (b.bytes or 0 if b else 0) if a else 0
 
+    def data_bytes_of(self, stats: StorageStats) -> int:
+        """The tables' bytes of ``stats`` less those of the empty schema."""
+        return (stats.tables_bytes or 0) - (self.empty.tables_bytes or 0)
+
+    def mb_a_day(self, data: float, frames: int) -> float:
+        """``data`` bytes of ``frames`` frames as MB per camera-day at the bench's fps."""
+        return data / frames * self.fps * DAY_S / 1e6 if frames else 0.0
+
     @property
     def merged_mb_per_camera_day(self) -> float | None:
-        if self.merged is None or not self.frames:
-            return None
-        data = (self.merged.tables_bytes or 0) - (self.empty.tables_bytes or 0)
-        return data / self.frames * self.fps * DAY_S / 1e6
+        return None if self.merged is None else self.mb_a_day(self.data_bytes_of(self.merged), self.frames)
 
     @property
     def data_bytes(self) -> int:
-        return (self.full.tables_bytes or 0) - (self.empty.tables_bytes or 0)
+        return self.data_bytes_of(self.full)
 
     @property
     def bytes_per_frame(self) -> float:
@@ -277,7 +282,7 @@ class BackendResult:
 
     @property
     def mb_per_camera_day(self) -> float:
-        return self.bytes_per_frame * self.fps * DAY_S / 1e6
+        return self.mb_a_day(self.data_bytes, self.frames)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -319,18 +324,12 @@ def retention_days(settings: Settings, table: str) -> int:
     return min(keep.get(table, r.events_days), 365)
 
 
-def year_at_retention(grown: StorageStats, empty: StorageStats, frames: int, fps: float, settings: Settings
-                      ) -> dict[str, float]:
+def year_at_retention(res: BackendResult, grown: StorageStats, frames: int, settings: Settings) -> dict[str, float]:
     """GB per table that a year of this camera keeps under the retention purge (beat's, an embedded run's), from
-    the grown days (at that size the small tables' first pages no longer count): each table's bytes a frame times
-    the days its rows are kept (:func:`retention_days`; the bench's faces are of nobody enrolled)."""
-    out = {}
-    for t in grown.tables:
-        before = empty.table(t.table)
-        data = (t.bytes or 0) - ((before.bytes or 0) if before else 0)
-        if t.rows and frames:
-            out[t.table] = data / frames * fps * DAY_S * retention_days(settings, t.table) / 1e9
-    return out
+    the grown days (``frames`` frames; at that size the small tables' first pages no longer count): each table's MB
+    a day times the days its rows are kept (:func:`retention_days`; the bench's faces are of nobody enrolled)."""
+    return {t.table: res.mb_a_day(res.table_bytes(t.table, grown), frames) * retention_days(settings, t.table) / 1e3
+            for t in grown.tables if t.rows}
 
 
 # -- 4. queries over N camera-days ---------------------------------------------------------------
@@ -529,9 +528,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
                         res.query_rows["point_batches rows"] = s.rows if s else 0
                         res.query_rows["database MB"] = round(grown.database_bytes / 1e6)
                         grown_frames = args.query_days * args.query_day_frames + frames
-                        res.at_scale_mb = ((grown.tables_bytes or 0) - (empty.tables_bytes or 0)) / grown_frames \
-                            * camera_fps * DAY_S / 1e6
-                        res.year_gb = year_at_retention(grown, empty, grown_frames, camera_fps, settings)
+                        res.at_scale_mb = res.mb_a_day(res.data_bytes_of(grown), grown_frames)
+                        res.year_gb = year_at_retention(res, grown, grown_frames, settings)
                         res.retention_ms, res.retention_rows = time_retention(repo)  # last: it deletes
                     results.append(res)
         print_results(console, rec, results, args, argv)

@@ -90,11 +90,11 @@ def stats_command(
                           f"{mb:.2f} MB per camera-day, averaged over the {len(stats.camera_days)} camera-days "
                           "stored (partial days included; an estimate: bytes per row x rows)"),
         highlight=False, soft_wrap=True)
-    kept = [c.bytes_at_retention for c in stats.cameras]
-    if kept and all(k is not None for k in kept):
+    kept = [c.bytes_at_retention for c in stats.cameras if c.bytes_at_retention is not None]
+    if kept and len(kept) == len(stats.cameras):
         r = settings.retention
         console.print(
             f"at the configured retention (points {r.sightings_days} d, unknown faces {r.unknown_faces_days} d, events "
-            f"{r.events_days} d): {human(sum(k for k in kept if k is not None))} for these cameras once their oldest "
+            f"{r.events_days} d): {human(sum(kept))} for these cameras once their oldest "
             "rows reach it (an estimate: each table's rows a day x bytes per row x the days it keeps them)",
             highlight=False, soft_wrap=True)

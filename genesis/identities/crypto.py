@@ -69,9 +69,7 @@ class BiometricCipher:
             return blob
         if self._fernet is None:
             raise BiometricKeyError(f"biometric data is encrypted: set {KEY_ENV} to the key it was written with")
-        token = blob[len(MAGIC):]
-        if blob.startswith(MAGIC):
-            token = base64.urlsafe_b64encode(token)
+        token = base64.urlsafe_b64encode(blob[len(MAGIC):]) if blob.startswith(MAGIC) else blob[len(TEXT_MAGIC):]
         try:
             return self._fernet.decrypt(token)
         except InvalidToken:
@@ -85,5 +83,4 @@ class BiometricCipher:
 
 
 def is_encrypted(blob: bytes) -> bool:
-    head = bytes(blob[:5])
-    return any(head.startswith(p) for p in ENCRYPTED_PREFIXES)
+    return any(bytes(blob[:len(p)]) == p for p in ENCRYPTED_PREFIXES)

@@ -35,7 +35,7 @@ class Upkeep:
     purged: dict[str, int] = field(default_factory=dict)
     """Rows (points, faces ...) the purges of this run removed, per table."""
     heat_rows_merged: int = 0
-    partitions_created: list[str] = field(default_factory=list)
+    partitions_created: int = 0
     failures: int = 0
     _due: dict[str, float] = field(default_factory=dict)
 
@@ -61,7 +61,7 @@ class Upkeep:
     def _storage(self) -> None:
         done = storage_upkeep(self.repo, self.settings)
         self.heat_rows_merged += int(done["heat_rows_merged"])
-        self.partitions_created += list(done["partitions_created"])
+        self.partitions_created += len(done["partitions_created"])
 
     def _purge(self) -> None:
         for table, n in purge(self.repo, self.settings).items():
@@ -71,4 +71,4 @@ class Upkeep:
     def summary(self) -> dict[str, Any]:
         """What ``report.json`` says of it (``run.upkeep``)."""
         return {"purged": dict(sorted(self.purged.items())), "heat_rows_merged": self.heat_rows_merged,
-                "partitions_created": len(self.partitions_created), "failures": self.failures}
+                "partitions_created": self.partitions_created, "failures": self.failures}

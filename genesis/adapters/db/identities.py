@@ -473,9 +473,7 @@ class IdentityRows:
         n_clusters = 0
         if n_faces < limit:
             n_clusters = int(self.conn.execute(delete(UnknownCluster).where(UnknownCluster.id.in_(old))).rowcount or 0)
-            named = select(Track.track_id).where(Track.run_id == TrackFace.run_id, Track.track_id == TrackFace.track_id,
-                                                 Track.segment == TrackFace.segment,
-                                                 Track.identity_name.is_not(None)).exists()
+            named = select(Track.track_id).where(_same_segment(), Track.identity_name.is_not(None)).exists()
             unnamed = select(TrackFace.run_id, TrackFace.track_id, TrackFace.segment).where(
                 TrackFace.created_at < cutoff, ~named).limit(limit - n_faces)
             n_faces += int(self.conn.execute(delete(TrackFace).where(key.in_(unnamed))).rowcount or 0)
