@@ -334,6 +334,8 @@ def drain(
 ) -> None:
     """Wait until every queue is empty and every finished stream is fully processed and stored.
 
+    A database away (restarting, its host not resolved) is waited for until --timeout, like the queues.
+
     Runs nothing works on any more are marked abandoned on the way (and named); messages held
     by dead workers are named apart from those in flight; with work left and no live worker for
     3 x distributed.worker_dead_after_s, or with runs that wait on messages in the dead letters,
@@ -345,6 +347,7 @@ def drain(
     import redis
 
     from genesis.adapters.db import Repository
+    from genesis.adapters.db.probe import DATABASE_AWAY_ERRORS
     from genesis.pipeline.drain import backlog, lost_writes_message
     from genesis.tasks.celery_config import make_app
 
@@ -356,12 +359,30 @@ def drain(
     alone_since: float | None = None
     abandoned: list[Any] = []
     quiet = blocked = 0
-    with Repository(settings.database_url) as repo, console.status("draining...") as status:
+
+    def database_away(exc: BaseException) -> None:
+        """The database is away for now (restarting, its name not resolved): wait for it until the deadline."""
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if time.monotonic() > deadline:
+            fail(f"not drained after {timeout:g} s: the database is away ({escape(why)})")
+        time.sleep(1.0)
+
+    while True:  # the database may be away when drain starts, as later: wait for it as for the queues
+        try:
+            repo = Repository(settings.database_url)
+            break
+        except DATABASE_AWAY_ERRORS as exc:
+            database_away(exc)
+    with repo, console.status("draining...") as status:
         while True:
             try:
                 state = backlog(settings, celery_app, client, repo)
             except redis.ConnectionError as exc:
                 fail(f"cannot reach Redis: {exc}")
+            except DATABASE_AWAY_ERRORS as exc:
+                status.update("draining... the database is away: waiting for it")
+                database_away(exc)
+                continue
             abandoned += state.abandoned
             for gone in state.abandoned:
                 err_console.print(f"run {gone.run_id} (camera {escape(gone.camera_id)}) abandoned: "
