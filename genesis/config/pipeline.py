@@ -58,3 +58,15 @@ class RetentionConfig(StrictModel):
     sightings_days: int = Field(default=30, ge=1)
     events_days: int = Field(default=365, ge=1)
     unknown_faces_days: int = Field(default=30, ge=1)
+    pack_after_days: int | None = Field(
+        default=None, ge=0,
+        description="The segments, zone events and crossings of tracks that ended this many days ago, carry no "
+                    "name and keep no face are packed, per run and day, into one compressed row (read as before "
+                    "by reports, lists and rollups; docs/analytics.md). Default: the longer of sightings_days and "
+                    "unknown_faces_days (their points and faces are gone by then); 0: never packed.")
+
+    def packed_after_days(self) -> int | None:
+        """Days after which passages are packed (None: never)."""
+        if self.pack_after_days is None:
+            return max(self.sightings_days, self.unknown_faces_days)
+        return self.pack_after_days or None

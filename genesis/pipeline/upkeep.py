@@ -36,6 +36,8 @@ class Upkeep:
     """Rows (points, faces ...) the purges of this run removed, per table."""
     heat_rows_merged: int = 0
     partitions_created: int = 0
+    packed: dict[str, int] = field(default_factory=dict)
+    """Packs written and the rows they took, per table."""
     failures: int = 0
     _due: dict[str, float] = field(default_factory=dict)
 
@@ -62,6 +64,9 @@ class Upkeep:
         done = storage_upkeep(self.repo, self.settings)
         self.heat_rows_merged += int(done["heat_rows_merged"])
         self.partitions_created += len(done["partitions_created"])
+        for table, n in done["passages_packed"].items():
+            if n:
+                self.packed[table] = self.packed.get(table, 0) + int(n)
 
     def _purge(self) -> None:
         for table, n in purge(self.repo, self.settings).items():
@@ -71,4 +76,5 @@ class Upkeep:
     def summary(self) -> dict[str, Any]:
         """What ``report.json`` says of it (``run.upkeep``)."""
         return {"purged": dict(sorted(self.purged.items())), "heat_rows_merged": self.heat_rows_merged,
-                "partitions_created": self.partitions_created, "failures": self.failures}
+                "partitions_created": self.partitions_created, "passages_packed": dict(sorted(self.packed.items())),
+                "failures": self.failures}

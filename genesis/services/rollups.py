@@ -286,10 +286,14 @@ def purge(repo: Repository, settings: Settings, now: float | None = None) -> dic
 
 def storage_upkeep(repo: Repository, settings: Settings, now: float | None = None) -> dict[str, Any]:
     """Beat's storage upkeep: the PostgreSQL day partitions of yesterday, today and the next
-    ``rollups.partition_days_ahead`` days (created when missing), and the heatmap grids of every hour
-    that ended ``rollups.heat_merge_after_s`` ago merged into one row per run and hour."""
+    ``rollups.partition_days_ahead`` days (created when missing), the heatmap grids of every hour
+    that ended ``rollups.heat_merge_after_s`` ago merged into one row per run and hour, and the passages that
+    ended ``retention.pack_after_days`` ago packed (`AnalyticsStore.pack_passages`)."""
     now = time.time() if now is None else now
     cfg = settings.rollups
     created = ensure_ahead(repo.engine, now, cfg.partition_days_ahead)
-    merged = AnalyticsStore(repo).compact_heat(now - cfg.heat_merge_after_s)
-    return {"partitions_created": created, "heat_rows_merged": merged}
+    store = AnalyticsStore(repo)
+    merged = store.compact_heat(now - cfg.heat_merge_after_s)
+    days = settings.retention.packed_after_days()
+    packed = {} if days is None else store.pack_passages(now - days * DAY_S)
+    return {"partitions_created": created, "heat_rows_merged": merged, "passages_packed": packed}

@@ -16,15 +16,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, case, delete, func, select, update
+from sqlalchemy import ColumnElement, Connection, and_, case, delete, func, insert, or_, select, update
 
+from genesis.adapters.db import packs
 from genesis.adapters.db.partitions import drop_before
 from genesis.adapters.db.points import row_of, stored_points
 from genesis.adapters.db.repository import (
     DAY_S,
     EPOCH_MIN,
     HOUR_S,
+    TRACK_RECORD_COLUMNS,
     Repository,
+    _crossing,
+    _zone_event,
     dialect_insert,
     read_connection,
     segment_spans,
@@ -34,6 +38,7 @@ from genesis.adapters.db.repository import (
 from genesis.adapters.db.tables import (
     HeatmapRow,
     LineCrossingRow,
+    PassagePack,
     PointBatchRow,
     RecognitionAttemptRow,
     Run,
@@ -49,6 +54,8 @@ from genesis.adapters.db.tables_analytics import (
     RollupLine,
     RollupZone,
 )
+from genesis.adapters.db.tables_identities import TrackFace
+from genesis.domain import TrackRecord
 from genesis.domain.heat import add_cells, encode_cells, grid_shape
 
 ROLLUP_TABLES: dict[str, Any] = {
@@ -160,17 +167,19 @@ def _point_sightings(conn: Connection, span: RunSpan, since: float, until: float
         P.run_id == span.run_id, _abs_ts(P.last_ts, span) >= since, _abs_ts(P.first_ts, span) < until)).all()
     if not packed:
         return []
-    segments = segment_spans(conn, span.run_id)
-    sums: dict[tuple[int, int | None, str | None, float], int] = {}
+    points = []
     for first_seq, blob in packed:
         for p in stored_points(int(first_seq), bytes(blob)):
             t = p.ts if p.ts >= EPOCH_MIN else p.ts + span.start
-            if not since <= t < until:
-                continue
-            seg = span_holding(segments, p.track_id, p.seq)
-            key = (p.track_id, None if seg is None else seg[0], None if seg is None else seg[3],
-                   float(math.floor(t / bucket_s)))
-            sums[key] = sums.get(key, 0) + p.frames
+            if since <= t < until:
+                points.append((p, t))
+    segments = segment_spans(conn, span.run_id, packed_tracks={p.track_id for p, _ in points})
+    sums: dict[tuple[int, int | None, str | None, float], int] = {}
+    for p, t in points:
+        seg = span_holding(segments, p.track_id, p.seq)
+        key = (p.track_id, None if seg is None else seg[0], None if seg is None else seg[3],
+               float(math.floor(t / bucket_s)))
+        sums[key] = sums.get(key, 0) + p.frames
     return [(span.run_id, tid, b * bucket_s, n, name)
             for (tid, _, name, b), n in sorted(sums.items(), key=lambda kv: (
                 kv[0][0], -1 if kv[0][1] is None else kv[0][1], kv[0][3]))]
@@ -198,6 +207,86 @@ def _purge_points(conn: Connection, span: RunSpan, cutoff: float) -> int:
         conn.execute(update(P).where(*where).values(
             {k: v for k, v in row.items() if k not in ("run_id", "first_seq", "first_track", "day")}))
     return n
+
+
+def _add_packed(conn: Connection, span: RunSpan, since: float, until: float, out: WindowRows) -> None:
+    """The run's packed rows that a rollup of ``[since, until)`` reads as it reads the rows in tables: the zone
+    events before ``until`` and the crossings in the window of the packs that reach into the window (or, while
+    the run goes on, that hold a visit never closed: it stays open up to now), with their tracks' segments."""
+    P = PassagePack  # noqa: N806
+    query = select(P.data).where(P.run_id == span.run_id, P.first_ts < until)
+    reach = P.last_ts >= since
+    query = query.where(reach if span.end is not None else or_(reach, P.open_visits > 0))
+    for (data,) in conn.execute(query.order_by(P.first_track, P.day)):
+        p = packs.decode(bytes(data))
+        for e in packs.zone_events(p):
+            t = span.absolute(e.ts)
+            if t < until:
+                out.zone_events.append((span.run_id, e.zone, e.track_id, e.seq, e.kind.value, t))
+        for c in packs.crossings(p):
+            t = span.absolute(c.ts)
+            if since <= t < until:
+                out.crossings.append((span.run_id, c.line, c.track_id, c.direction.value, t, c.seq))
+        for seg in packs.track_records(p):
+            out.segments.setdefault((span.run_id, seg.track_id), []).append(
+                (seg.first_seq, span.absolute(seg.first_ts), seg.identity))
+    for segs in out.segments.values():
+        segs.sort(key=lambda s: s[0])
+
+
+def _packable(conn: Connection, span: RunSpan, before: float) -> dict[int, list[int]]:
+    """Day (UTC, of the track's last sighting) -> the tracks of the run to pack, in order: the tracks whose every
+    segment ended before ``before`` (absolute time) and carries no name, and that keep no face."""
+    last = func.max(_abs_ts(Track.last_ts, span))
+    named = func.count(Track.identity_name) + func.count(Track.identity_id)
+    faced = select(TrackFace.track_id).where(TrackFace.run_id == span.run_id)
+    rows = conn.execute(select(Track.track_id, last).where(Track.run_id == span.run_id, Track.track_id.not_in(faced))
+                        .group_by(Track.track_id).having(last < before, named == 0).order_by(Track.track_id))
+    out: dict[int, list[int]] = {}
+    for tid, t in rows:
+        out.setdefault(int(float(t) // DAY_S), []).append(int(tid))
+    return out
+
+
+def _in_range(table: Any, run_id: str, tracks: Sequence[int]) -> Any:
+    return and_(table.run_id == run_id, table.track_id >= tracks[0], table.track_id <= tracks[-1])
+
+
+def _pack_part(conn: Connection, span: RunSpan, day: int, tracks: Sequence[int]) -> tuple[int, int, int] | None:
+    """Pack the rows of ``tracks`` (sorted; of one day) into one ``passage_packs`` row and delete them, on
+    ``conn`` (one transaction). A track named since it was chosen stays. Returns (segments, events, crossings)."""
+    chosen = set(tracks)
+    segs = [TrackRecord(*r) for r in conn.execute(select(*TRACK_RECORD_COLUMNS).where(
+        _in_range(Track, span.run_id, tracks)).order_by(Track.track_id, Track.segment)) if r[1] in chosen]
+    chosen -= {t.track_id for t in segs if t.identity is not None}
+    segs = [t for t in segs if t.track_id in chosen]
+    if not segs:
+        return None
+    z, c = ZoneEventRow, LineCrossingRow
+    events = [_zone_event(*r[1:]) for r in conn.execute(select(z.track_id, z.camera_id, z.zone, z.track_id, z.kind,
+                                                                z.seq, z.ts).where(_in_range(z, span.run_id, tracks)))
+              if r[0] in chosen]
+    crossings = [_crossing(*r[1:]) for r in conn.execute(select(c.track_id, c.camera_id, c.line, c.track_id,
+                                                                 c.direction, c.seq, c.ts)
+                                                          .where(_in_range(c, span.run_id, tracks)))
+                 if r[0] in chosen]
+    times = [span.absolute(v) for t in segs for v in (t.first_ts, t.last_ts)]
+    times += [span.absolute(e.ts) for e in events] + [span.absolute(x.ts) for x in crossings]
+    passages = packs.columns_of(segs, events, crossings)
+    ids = sorted(chosen)
+    conn.execute(insert(PassagePack).values(
+        run_id=span.run_id, day=day, first_track=ids[0], last_track=ids[-1], first_ts=min(times),
+        last_ts=max(times), tracks=len(ids), segments=len(segs), zone_events=len(events), crossings=len(crossings),
+        open_visits=packs.open_visits(events), data=packs.encode(passages)))
+    for at in range(0, len(ids), _DELETE_IDS):
+        some = ids[at:at + _DELETE_IDS]
+        for table in (ZoneEventRow, LineCrossingRow, Track):
+            conn.execute(delete(table).where(table.run_id == span.run_id, table.track_id.in_(some)))
+    return len(segs), len(events), len(crossings)
+
+
+_DELETE_IDS = 500
+"""Track ids in one DELETE of a packing (SQLite binds at most 32,766 values a statement)."""
 
 
 def time_now() -> float:
@@ -241,6 +330,31 @@ class AnalyticsStore:
                                  int(meta.get("height", 0) or 0)))
         return spans
 
+    # -- packing ---------------------------------------------------------------------------------
+
+    def pack_passages(self, before: float, *, part_tracks: int = packs.PACK_TRACKS) -> dict[str, int]:
+        """Pack the passages that ended before ``before`` (absolute time) and carry no name and keep no face
+        (`genesis.adapters.db.packs`): per run and UTC day of their tracks' last sighting, at most
+        ``part_tracks`` tracks a pack, each pack written and its rows deleted in a transaction of its own (a
+        process killed in between leaves whole packs and whole rows, never both or neither). Returns the packs
+        written and the rows they took."""
+        counts = {"packs": 0, "tracks": 0, "zone_events": 0, "line_crossings": 0}
+        with self._read() as conn:
+            spans = [s for s in self.run_spans(conn, before) if s.start < before]
+        for span in spans:
+            with self._read() as conn:
+                days = _packable(conn, span, before)
+            for day, tracks in sorted(days.items()):
+                for at in range(0, len(tracks), part_tracks):
+                    with self._write() as conn:
+                        done = _pack_part(conn, span, day, tracks[at:at + part_tracks])
+                    if done is not None:
+                        counts["packs"] += 1
+                        counts["tracks"] += done[0]
+                        counts["zone_events"] += done[1]
+                        counts["line_crossings"] += done[2]
+        return counts
+
     # -- rollup input -------------------------------------------------------------------------
 
     def window_rows(self, since: float, until: float, bucket_s: float, camera_id: str | None = None) -> WindowRows:
@@ -276,6 +390,7 @@ class AnalyticsStore:
                 for tid, first_seq, first_t, name in rows:
                     out.segments.setdefault((span.run_id, int(tid)), []).append(
                         (int(first_seq), float(first_t), name))
+                _add_packed(conn, span, since, until, out)
         return out
 
     def heat_grid(self, camera_id: str, since: float | None, until: float | None,
@@ -450,6 +565,18 @@ class AnalyticsStore:
                         stmt = stmt.where(extra)
                     n += conn.execute(stmt).rowcount or 0
                 counts[name] = n + dropped.get(name, 0)
+            # Packed passages go whole once their newest row is past the events' cutoff (at most a day after
+            # their rows would have gone one by one).
+            P = PassagePack  # noqa: N806
+            old_packs = P.last_ts < cutoffs["events"]
+            n_packs, n_segs, n_events, n_cross = conn.execute(select(
+                func.count(), func.coalesce(func.sum(P.segments), 0), func.coalesce(func.sum(P.zone_events), 0),
+                func.coalesce(func.sum(P.crossings), 0)).where(old_packs)).one()
+            conn.execute(delete(P).where(old_packs))
+            counts["passage_packs"] = int(n_packs)
+            counts["tracks"] += int(n_segs)
+            counts["zone_events"] += int(n_events)
+            counts["line_crossings"] += int(n_cross)
             # Alerts (their deliveries go with them) are kept as long as the events, by their time; the
             # occupancy samples of the anomaly baseline as long as the events, or the baseline, whichever is longer
             # (``occupancy``). Before, neither was ever purged.

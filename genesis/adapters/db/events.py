@@ -8,14 +8,17 @@ with plain dataclasses in a deterministic order.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from itertools import islice
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, and_, exists, func, literal, or_, select, tuple_, union_all
 
+from genesis.adapters.db import packs
 from genesis.adapters.db.points import StoredPoint, stored_points
 from genesis.adapters.db.repository import (
     RUN_COLUMNS,
@@ -187,6 +190,30 @@ RECENT_S = 2.0
 """A camera tile draws the tracks with a stored point within this many seconds before the frame."""
 
 
+class _ListingRow(NamedTuple):
+    """A packed segment as a row of ``TRACK_LISTING`` (what the SQL rows of the listing are)."""
+
+    run_id: str
+    track_id: int
+    camera_id: str
+    first_seq: int
+    last_seq: int
+    first_ts: float
+    last_ts: float
+    frames: int
+    identity_name: str | None
+    votes: int
+    attempts: int
+    best_distance: float | None
+    segment: int
+    started_at: Any
+
+
+def _segment_filter(f: EventFilter) -> packs.SegmentFilter:
+    """What ``f`` asks of a packed segment (its run window is the run's)."""
+    return packs.SegmentFilter(identity=f.identity, track=f.track, zone=f.zone, ts_from=f.ts_from, ts_to=f.ts_to)
+
+
 def page_runs(counts: list[tuple[str, int]], limit: int, offset: int) -> tuple[list[str], int]:
     """The runs that hold rows ``offset`` .. ``offset + limit`` of a listing ordered by run first, from each
     run's row count in that order, and how many rows of the first of them to skip."""
@@ -248,14 +275,28 @@ class EventRows:
         per_run = self._run_counts(f, max(end, TRACKS_TOTAL_CAP))
         total = min(sum(n for _, n in per_run), TRACKS_TOTAL_CAP)
         runs, skip = page_runs(per_run, limit, offset)
+        packed = packs.packed_runs(self.conn, runs)
         rows: list[Any] = []
         for run_id in runs:  # run by run, in the primary key's order: no sort of a run's segments for 50 of them
-            rows += self.conn.execute(_tracks_within(select(*TRACK_LISTING), f).where(Track.run_id == run_id)
-                                      .order_by(Track.track_id, Track.segment)
-                                      .limit(limit - len(rows)).offset(skip if not rows else 0)).all()
+            first = skip if not rows else 0
+            query = (_tracks_within(select(*TRACK_LISTING), f).where(Track.run_id == run_id)
+                     .order_by(Track.track_id, Track.segment))
+            if run_id not in packed:
+                rows += self.conn.execute(query.limit(limit - len(rows)).offset(first)).all()
+            else:  # the run's rows and its packed segments, merged in (track, segment) order
+                hot = self.conn.execute(query.limit(first + limit - len(rows))).all()
+                rows += islice(heapq.merge(hot, self._packed_listing(run_id, f),
+                                           key=lambda r: (r[1], r[12])), first, first + limit - len(rows))
             if len(rows) >= limit:
                 break
         return [TrackListing(*r) for r in rows], total
+
+    def _packed_listing(self, run_id: str, f: EventFilter) -> Iterator[tuple[Any, ...]]:
+        """The run's packed segments that ``f`` keeps, as rows of ``TRACK_LISTING``, in (track, segment) order."""
+        started = self.conn.execute(select(Run.started_at).where(Run.id == run_id)).scalar_one()
+        for t in packs.listing_rows(self.conn, run_id, _segment_filter(f)):
+            yield _ListingRow(run_id, t.track_id, t.camera_id, t.first_seq, t.last_seq, t.first_ts, t.last_ts,
+                              t.frames, t.identity, t.votes, t.attempts, t.best_distance, t.segment, started)
 
     def _run_counts(self, f: EventFilter, need: int) -> list[tuple[str, int]]:
         """(run, matching segments) in the listing's run order, until their sum reaches ``need``: the runs in the
@@ -276,6 +317,10 @@ class EventRows:
                 return select(literal(run_id).label("run_id"), func.count().label("n")).select_from(rows)
 
             counted = {str(r): int(n) for r, n in self.conn.execute(union_all(*(bounded(r) for r in group)))}
+            for run_id in packs.packed_runs(self.conn, group):
+                have = counted.get(run_id, 0)
+                if have < left:
+                    counted[run_id] = have + packs.listing_count(self.conn, run_id, _segment_filter(f), left - have)
             for run_id in group:
                 n = counted.get(run_id, 0)
                 out.append((run_id, n))
@@ -469,8 +514,10 @@ class EventRows:
         return len(self.sightings_at(run_id, seq))
 
     def track_count(self, run_id: str) -> int:
+        """The run's track segments, its packed ones included."""
         return int(self.conn.execute(
-            select(func.count()).select_from(Track).where(Track.run_id == run_id)).scalar_one())
+            select(func.count()).select_from(Track).where(Track.run_id == run_id)).scalar_one()
+        ) + packs.listing_count(self.conn, run_id, packs.SegmentFilter(), 2**62)
 
     def identities_seen(self, run_id: str) -> list[str]:
         """The names given to the run's tracks (distinct, unordered)."""

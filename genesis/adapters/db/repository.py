@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from genesis.adapters.db import packs
 from genesis.adapters.db.partitions import ensure_days
 from genesis.adapters.db.points import day_rows, point_keys, stored_points
 from genesis.adapters.db.tables import (
@@ -978,8 +979,12 @@ class Repository:
             .order_by(Track.track_id, Track.segment)
         )
         with self._read() as conn:
-            return _of_tracks([TrackRecord(*row) for row in conn.execute(_where_tracks(query, Track, track_ids))],
+            rows = _of_tracks([TrackRecord(*row) for row in conn.execute(_where_tracks(query, Track, track_ids))],
                               track_ids)
+            packed = [t for p in packs.run_packs(conn, run_id, track_ids) for t in packs.segments_of(p, track_ids)]
+        if packed:  # the run's packed passages (genesis.adapters.db.packs), in the same order
+            rows = sorted(rows + packed, key=lambda t: (t.track_id, t.segment))
+        return rows
 
     def runs_by_id(self, run_ids: Collection[str]) -> dict[str, RunRecord]:
         """The runs of ``run_ids`` that exist, by id (one read)."""
@@ -1028,13 +1033,23 @@ class Repository:
     ) -> tuple[str, list[Any]]:
         """The run's camera and the ``columns`` of the run's rows of their table (of ``track_ids`` only, when
         given), in ``order_by`` order (one read transaction); an unknown run has camera "" and no rows."""
+        camera, rows, _ = self._run_rows_packed(run_id, columns, order_by, track_ids, packed=False)
+        return camera, rows
+
+    def _run_rows_packed(
+        self, run_id: str, columns: Sequence[Any], order_by: Sequence[Any] = (),
+        track_ids: Collection[int] | None = None, *, packed: bool = True,
+    ) -> tuple[str, list[Any], list[packs.Passages]]:
+        """:meth:`_run_rows`, and the run's packs that may hold ``track_ids`` (every pack, when not given), read in
+        the same transaction (a packing in between would otherwise hide rows or give them twice)."""
         table = columns[0].class_
         query = select(*columns).where(table.run_id == run_id).order_by(*order_by)
         with self._read() as conn:
             camera = self._run_camera(conn, run_id)
             if camera is None:
-                return "", []
-            return camera, _of_tracks(list(conn.execute(_where_tracks(query, table, track_ids))), track_ids)
+                return "", [], []
+            rows = _of_tracks(list(conn.execute(_where_tracks(query, table, track_ids))), track_ids)
+            return camera, rows, list(packs.run_packs(conn, run_id, track_ids)) if packed else []
 
     def points(self, run_id: str) -> list[PathPoint]:
         """The trajectory points of a run by (seq, track_id); the camera is the run's."""
@@ -1061,16 +1076,19 @@ class Repository:
     def zone_events(self, run_id: str, track_ids: Collection[int] | None = None) -> list[ZoneEvent]:
         """The zone events of a run by (seq, zone, track_id, kind) (of ``track_ids`` only, when given)."""
         t = ZoneEventRow
-        _, rows = self._run_rows(run_id, (t.camera_id, t.zone, t.track_id, t.kind, t.seq, t.ts), track_ids=track_ids)
+        _, rows, packed = self._run_rows_packed(run_id, (t.camera_id, t.zone, t.track_id, t.kind, t.seq, t.ts),
+                                                track_ids=track_ids)
+        events = [_zone_event(*row) for row in rows] + [e for p in packed for e in packs.zone_events(p, track_ids)]
         # Sorted in Python so that text compares by code point on both backends.
-        return sorted((_zone_event(*row) for row in rows), key=zone_event_order)
+        return sorted(events, key=zone_event_order)
 
     def line_crossings(self, run_id: str, track_ids: Collection[int] | None = None) -> list[LineCrossing]:
         """The line crossings of a run by (seq, line, track_id) (of ``track_ids`` only, when given)."""
         t = LineCrossingRow
-        _, rows = self._run_rows(run_id, (t.camera_id, t.line, t.track_id, t.direction, t.seq, t.ts),
-                                 track_ids=track_ids)
-        return sorted((_crossing(*row) for row in rows), key=crossing_order)
+        _, rows, packed = self._run_rows_packed(run_id, (t.camera_id, t.line, t.track_id, t.direction, t.seq, t.ts),
+                                                track_ids=track_ids)
+        out = [_crossing(*row) for row in rows] + [c for p in packed for c in packs.crossings(p, track_ids)]
+        return sorted(out, key=crossing_order)
 
 
 __all__ = [
@@ -1104,9 +1122,11 @@ SegmentSpan = tuple[int, int, int, str | None]
 
 
 def segment_spans(conn: Connection, run_id: str, track_ids: Collection[int] | None = None,
-                  identity: str | None = None) -> dict[int, list[SegmentSpan]]:
+                  identity: str | None = None, packed_tracks: Collection[int] | None = None
+                  ) -> dict[int, list[SegmentSpan]]:
     """Track id -> the spans of the run's segments in order (of ``track_ids`` and named ``identity``, when given),
-    for :func:`span_holding`."""
+    for :func:`span_holding`. Packed segments (which carry no name) of ``packed_tracks`` only, when given (the
+    tracks whose spans the caller will look up: a long run's packs are not all read)."""
     query = select(Track.track_id, Track.segment, Track.first_seq, Track.last_seq, Track.identity_name).where(
         Track.run_id == run_id)
     if track_ids is not None:
@@ -1116,6 +1136,13 @@ def segment_spans(conn: Connection, run_id: str, track_ids: Collection[int] | No
     out: dict[int, list[SegmentSpan]] = {}
     for tid, segment, first, last, name in conn.execute(query.order_by(Track.track_id, Track.segment)):
         out.setdefault(int(tid), []).append((int(segment), int(first), int(last), name))
+    if identity is None:  # packed segments carry no name
+        wanted = track_ids if packed_tracks is None else packed_tracks
+        for p in packs.run_packs(conn, run_id, wanted):
+            for t in packs.segments_of(p, wanted):
+                out.setdefault(t.track_id, []).append((t.segment, t.first_seq, t.last_seq, t.identity))
+        for spans in out.values():
+            spans.sort()
     return out
 
 

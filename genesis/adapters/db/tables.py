@@ -214,6 +214,34 @@ class PointBatchRow(Base):
     points: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class PassagePack(Base):
+    """Passages of one run that ended on one UTC day, packed once their day is old enough
+    (``genesis.adapters.db.packs``): the segments, zone events and line crossings of tracks that carry no name
+    and keep no face, which nothing but the run's report, its lists and the rollups of their hours read again.
+
+    One row per (run, day of the tracks' last sighting, first track): the storage upkeep packs a day's tracks
+    in parts of at most ``PACK_TRACKS``, and the tracks that kept a face until its retention went are packed
+    later, in a part of their own. ``first_track`` / ``last_track`` (smallest and largest track id),
+    ``first_ts`` / ``last_ts`` (smallest and largest absolute time of the pack's rows) and the counts choose and
+    count packs in SQL without unpacking them; ``data`` holds the rows (zlib-compressed columns)."""
+
+    __tablename__ = "passage_packs"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    first_track: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    last_track: Mapped[int] = mapped_column(BigInteger)
+    first_ts: Mapped[float] = mapped_column(Double)
+    last_ts: Mapped[float] = mapped_column(Double)
+    tracks: Mapped[int] = mapped_column(Integer)
+    segments: Mapped[int] = mapped_column(Integer)
+    zone_events: Mapped[int] = mapped_column(Integer)
+    crossings: Mapped[int] = mapped_column(Integer)
+    open_visits: Mapped[int] = mapped_column(Integer)
+    """Zone entries without their exit (a track lost in a zone): a running run keeps those visits open."""
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class HeatmapRow(Base):
     """Foot-point counts of one run in one hour (absolute time) on the camera's heatmap grid.
 

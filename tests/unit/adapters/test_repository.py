@@ -59,6 +59,7 @@ TABLES = {
     "recognition_attempts",
     "zone_events",
     "line_crossings",
+    "passage_packs",
     "alerts",
     "alert_deliveries",
     "occupancy_samples",

@@ -1,0 +1,162 @@
+"""Passages of past days packed (``passage_packs``): every reader gives what it gave from the rows, on both
+backends.
+
+The rows are the rollup tests' (``tests.analytics_data``: a live run and a file run, zone visits, crossings, named
+and unnamed tracks, trajectory points); the packing takes every unnamed track in packs of a few tracks, so that the
+readers merge many packs whose tracks interleave with the rows left in the tables. Compared before and after:
+the runs' segments, zone events and crossings (what ``genesis report`` reads), the segment spans of their points,
+the API's track pages with each filter, the run's segment count, and the rollups recomputed from them."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, insert, select
+
+from genesis.adapters.db import Repository, TrackRecord
+from genesis.adapters.db import packs as codec
+from genesis.adapters.db.analytics import AnalyticsStore
+from genesis.adapters.db.events import EventFilter, read_events
+from genesis.adapters.db.repository import segment_spans
+from genesis.adapters.db.tables import LineCrossingRow, PassagePack, Track, ZoneEventRow
+from genesis.adapters.db.tables_identities import TrackFace
+from genesis.config import load_settings
+from genesis.domain import Direction, LineCrossing, ZoneEvent, ZoneEventKind
+from genesis.services.rollups import purge, rollup, storage_upkeep
+from tests.analytics_data import CAMERA, assert_matches, backdate, expected, populate, stored
+from tests.unit.adapters.test_repository import db_url  # noqa: F401  (the sqlite + postgresql fixture)
+
+T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC).timestamp()
+RUNS = ("live", "file")
+FILTERS = [EventFilter(), EventFilter(camera=CAMERA), EventFilter(run="live"), EventFilter(zone="hall"),
+           EventFilter(track=4), EventFilter(identity="alice"), EventFilter(ts_from=T0 + 3600),
+           EventFilter(ts_to=600.0), EventFilter(zone="nowhere")]
+
+
+def test_the_codec_gives_back_every_value_exactly() -> None:
+    rng = random.Random(5)
+    segs = [TrackRecord("cam <b>1</b>", tid, tid * 3 - 7, tid * 3 + 5, 1.7e9 + rng.random() * 1e5, 1.7e9 + 2e5, 6,
+                        rng.choice([None, "zoë", ""]), rng.randint(0, 9), rng.randint(0, 3),
+                        rng.choice([None, rng.random(), -0.0, math.inf]), seg, rng.choice([None, 12.5]),
+                        rng.choice([None, "gap", "jump"]))
+            for tid in rng.sample(range(-5, 10_000), 300) for seg in range(rng.randint(1, 3))]
+    events = [ZoneEvent("cam <b>1</b>", rng.choice(["hall", "'; DROP", "ü"]), rng.randint(0, 50),
+                        rng.choice(list(ZoneEventKind)), rng.randint(0, 2**40), rng.random() * 100)
+              for _ in range(400)]
+    events = list({(e.seq, e.zone, e.track_id, e.kind): e for e in events}.values())
+    crossings = [LineCrossing("c2", "door", rng.randint(0, 50), rng.choice(list(Direction)), s, s / 5.0)
+                 for s in range(200)]
+    p = codec.decode(codec.encode(codec.columns_of(segs, events, crossings)))
+    assert codec.track_records(p) == sorted(segs, key=lambda t: (t.track_id, t.segment))
+    assert codec.zone_events(p) == sorted(events, key=lambda e: (e.seq, e.zone, e.track_id, e.kind.value))
+    assert codec.crossings(p) == sorted(crossings, key=lambda c: (c.seq, c.line, c.track_id))
+    empty = codec.decode(codec.encode(codec.columns_of([], [], [])))
+    assert codec.track_records(empty) == [] and codec.zone_events(empty) == [] and codec.crossings(empty) == []
+    with pytest.raises(ValueError, match="not a passage pack"):
+        codec.decode(b"GF2" + bytes(20))
+
+
+def _reads(repo: Repository) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for run in RUNS:
+        out[f"{run} tracks"] = repo.tracks(run)
+        out[f"{run} tracks 3,4,9"] = repo.tracks(run, [3, 4, 9])
+        out[f"{run} events"] = repo.zone_events(run)
+        out[f"{run} events 4"] = repo.zone_events(run, [4])
+        out[f"{run} crossings"] = repo.line_crossings(run)
+        with repo.engine.connect() as conn:
+            out[f"{run} spans"] = segment_spans(conn, run)
+            out[f"{run} spans 2,4"] = segment_spans(conn, run, [2, 4])
+        with read_events(repo.engine) as db:
+            out[f"{run} count"] = db.track_count(run)
+    with read_events(repo.engine) as db:
+        for f in FILTERS:
+            for limit, offset in ((50, 0), (3, 0), (4, 5), (7, 11), (2, 19)):
+                out[f"page {f} {limit} {offset}"] = db.tracks(f, limit, offset)
+    return out
+
+
+def _rows(repo: Repository, table: Any) -> int:
+    with repo.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_packed_passages_read_as_the_rows_did(db_url: str) -> None:  # noqa: F811
+    with Repository(db_url) as repo:
+        raw = populate(repo, T0)
+        with repo.engine.begin() as conn:  # a track that kept a face is not packed
+            conn.execute(insert(TrackFace).values(run_id="live", track_id=4, segment=0, camera_id=CAMERA, ts=T0,
+                                                  model="m", dim=2, vector=b"12345678", created_at=datetime.now(UTC)))
+        before = _reads(repo)
+        named = [t for run in RUNS for t in repo.tracks(run) if t.identity is not None]
+        counts = AnalyticsStore(repo).pack_passages(T0 + 4 * 3600, part_tracks=3)
+        assert counts["packs"] >= 5
+        assert counts["tracks"] == sum(1 for run in RUNS for t in repo.tracks(run)) - len(named) - 1
+        assert counts["zone_events"] > 0 and counts["line_crossings"] > 0
+        # only the named tracks and the one with a face are left as rows
+        with repo.engine.connect() as conn:
+            left = {(r, t) for r, t in conn.execute(select(Track.run_id, Track.track_id))}
+        assert left == {("live", 4)} | {(r, t) for (r, t) in raw.identity}
+        assert _rows(repo, ZoneEventRow) < len(raw.events) and _rows(repo, LineCrossingRow) < len(raw.crossings)
+        after = _reads(repo)
+        for key, value in before.items():
+            assert after[key] == value, key
+        assert AnalyticsStore(repo).pack_passages(T0 + 4 * 3600) == dict.fromkeys(counts, 0)  # nothing twice
+
+        # the rollups, recomputed from the packs and the rows left, are what the raw rows imply
+        store = AnalyticsStore(repo)
+        rollup(repo, "minute", T0, T0 + 4 * 3600, now=T0 + 5 * 3600)
+        want = expected(raw, "minute")
+        for kind in ("camera", "zone", "line", "identity", "identity_zone"):
+            assert_matches(stored(store.rollups(kind, "minute"), kind), want[kind])
+
+
+def test_a_packed_visit_left_open_stays_open_in_a_running_runs_rollups(db_url: str) -> None:  # noqa: F811
+    """A track lost inside a zone leaves its visit open; while its run goes on, the rollups count the visit up to
+    now, packed or not (``open_visits``)."""
+    with Repository(db_url) as repo:
+        repo.start_run("cam", CAMERA, "rtsp://cam", {})
+        backdate(repo, "cam", T0, None)
+        repo.save_outcome("cam", [], [], [ZoneEvent(CAMERA, "hall", 1, ZoneEventKind.ENTER, 10, T0 + 5.0)], [])
+        repo.save_tracks("cam", [TrackRecord(CAMERA, 1, 10, 20, T0 + 5.0, T0 + 10.0, 11, None, 0, 0, None)])
+        store = AnalyticsStore(repo)
+        later = T0 + 3 * 86400
+        rollup(repo, "hour", later, later + 3600, now=later + 3600)
+        first = store.rollups("zone", "hour")
+        assert [r["peak_occupancy"] for r in first] == [1]  # the open visit: one person in the zone all the hour
+        assert store.pack_passages(T0 + 86400)["packs"] == 1
+        with repo.engine.connect() as conn:
+            assert conn.execute(select(PassagePack.open_visits)).scalar_one() == 1
+        rollup(repo, "hour", later, later + 3600, now=later + 3600)
+        assert store.rollups("zone", "hour") == first
+
+
+def test_beat_packs_after_the_points_and_faces_are_gone_and_purges_packs_whole(db_url: str) -> None:  # noqa: F811
+    now = time.time()
+    t0 = (now - 40 * 86400) // 3600 * 3600
+    with Repository(db_url) as repo:
+        populate(repo, t0)
+        settings = load_settings(environ={})
+        assert settings.retention.packed_after_days() == 30  # the shipped default: the faces' and points' retention
+        before = {run: (repo.tracks(run), repo.zone_events(run), repo.line_crossings(run)) for run in RUNS}
+        done = storage_upkeep(repo, settings, now=now)
+        assert done["passages_packed"]["packs"] >= 2  # one per run and day at least
+        assert {run: (repo.tracks(run), repo.zone_events(run), repo.line_crossings(run)) for run in RUNS} == before
+        off = load_settings(environ={"GENESIS_RETENTION__PACK_AFTER_DAYS": "0"})
+        assert off.retention.packed_after_days() is None
+        assert storage_upkeep(repo, off, now=now)["passages_packed"] == {}
+        # the packs go whole once their newest row is past the events' retention
+        packs = _rows(repo, PassagePack)
+        keep = load_settings(environ={"GENESIS_RETENTION__EVENTS_DAYS": "60"})
+        assert purge(repo, keep, now=now)["passage_packs"] == 0
+        short = load_settings(environ={"GENESIS_RETENTION__EVENTS_DAYS": "35"})
+        counts = purge(repo, short, now=now)
+        assert counts["passage_packs"] == packs
+        assert _rows(repo, PassagePack) == 0
+        assert counts["tracks"] == sum(len(t) for t, _, _ in before.values())
+        assert all(repo.tracks(run) == [] and repo.zone_events(run) == [] for run in RUNS)
