@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,7 @@ from genesis.identities.cache import GalleryCache, LiveFaces
 from genesis.identities.crypto import BiometricCipher
 from genesis.identities.store import IdentityStore
 from genesis.identities.tracks import TrackFaceRecord, camera_track_faces, cluster_threshold, save_track_faces
+from genesis.identities.tracks import purge as purge_unknown_faces
 from genesis.pipeline.loop import BaseSink, BatchRows, RunLoop, RunProgress, RunState
 from genesis.pipeline.model_loader import load_models
 from genesis.services.rollups import kept_days
@@ -255,6 +256,8 @@ class BackendResult:
     """GB a year of this camera keeps per table at the shipped retention (:func:`year_at_retention`)."""
     at_scale_mb: float | None = None
     """MB per camera-day of the grown days (``--query-days``): without the small tables' first pages."""
+    packed: PackedDays | None = None
+    """The grown days once their points, attempts and unknown faces are gone and their passages packed."""
 
     def table_bytes(self, name: str, stats: StorageStats | None = None) -> int:
         a, b = (stats or self.full).table(name), self.empty.table(name)
@@ -303,7 +306,36 @@ class BackendResult:
             "heat_rows_merged": self.heat_rows_merged,
             "year_gb_at_retention": {k: round(v, 2) for k, v in self.year_gb.items()},
             "at_scale_mb_per_camera_day": None if self.at_scale_mb is None else round(self.at_scale_mb, 1),
+            "packed": None if self.packed is None else self.packed.to_dict(),
         }
+
+
+@dataclass(slots=True)
+class PackedDays:
+    """What the grown days cost once older than ``retention.pack_after_days``: their points, recognition attempts
+    and unknown faces purged (their retention), their passages packed (`AnalyticsStore.pack_passages`)."""
+
+    pack_ms: float
+    """Milliseconds the packing took, for all the grown days."""
+    packed: dict[str, int]
+    mb_a_day: float
+    """MB per camera-day of what is left (packs, named segments and their events, heat rows, alerts ...)."""
+    tables_mb_a_day: dict[str, float]
+    year_gb: dict[str, float]
+    """GB a year at the shipped retention, each table at its MB a day as written for the first
+    ``pack_after_days`` and as packed after (:func:`year_with_packing`)."""
+    queries: dict[str, list[float]] = field(default_factory=dict)
+    retention_ms: float | None = None
+    retention_rows: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pack_ms": round(self.pack_ms), "packed": self.packed, "mb_per_camera_day": round(self.mb_a_day, 1),
+                "tables_mb_per_camera_day": {k: round(v, 2) for k, v in self.tables_mb_a_day.items()},
+                "year_gb_at_retention": {k: round(v, 2) for k, v in self.year_gb.items()},
+                "queries_ms": {k: {"p50": round(pct(v, 50), 1), "p95": round(pct(v, 95), 1), "n": len(v)}
+                               for k, v in self.queries.items()},
+                "retention_ms": None if self.retention_ms is None else round(self.retention_ms, 1),
+                "retention_rows": self.retention_rows}
 
 
 @contextmanager
@@ -330,6 +362,74 @@ def year_at_retention(res: BackendResult, grown: StorageStats, frames: int, sett
     a day times the days its rows are kept (:func:`retention_days`; the bench's faces are of nobody enrolled)."""
     return {t.table: res.mb_a_day(res.table_bytes(t.table, grown), frames) * retention_days(settings, t.table) / 1e3
             for t in grown.tables if t.rows}
+
+
+def year_with_packing(res: BackendResult, grown: StorageStats, packed: StorageStats, frames: int,
+                      settings: Settings) -> dict[str, float]:
+    """:func:`year_at_retention` with packing: a table's rows cost what they cost as written (``grown``) for the
+    first ``retention.pack_after_days`` days they are kept, and what is left of them once packed (``packed``,
+    the same days after packing: ``passage_packs`` then holds them) for the rest."""
+    days = settings.retention.packed_after_days() or 365
+    names = {t.table for t in grown.tables if t.rows} | {t.table for t in packed.tables if t.rows}
+    out = {}
+    for name in sorted(names):
+        kept = retention_days(settings, name)
+        hot = res.mb_a_day(res.table_bytes(name, grown), frames) * min(kept, days)
+        cold = res.mb_a_day(res.table_bytes(name, packed), frames) * max(0, kept - days)
+        out[name] = (hot + cold) / 1e3
+    return out
+
+
+def pack_grown(repo: Repository, settings: Settings, res: BackendResult, grown: StorageStats, grown_frames: int,
+               runs: list[str], short: str, repeats: int, progress: Progress) -> PackedDays:
+    """Age the grown days past ``pack_after_days``: purge their points, attempts and unknown faces (what their
+    retention does by then), pack their passages (timed), measure what is left, time the reads of a packed run,
+    and last the retention of a packed camera-day (the second: the first one's rows went by
+    :func:`time_retention`)."""
+    from genesis.adapters.db.events import EventFilter
+    from genesis.api.services import events as event_svc
+    from genesis.pipeline.report import build_results
+
+    end = EPOCH0 + (len(runs) + 2) * DAY_S  # after the short run too
+    store = AnalyticsStore(repo)
+    store.purge_before({"sightings": end, "unknown_faces": end, "events": 0.0}, {})
+    faces_gone = datetime.now(UTC) + timedelta(days=settings.retention.unknown_faces_days + 1)
+    purge_unknown_faces(IdentityStore(repo, BiometricCipher([])), settings.retention.unknown_faces_days, "bench",
+                        faces_gone)
+    task = progress.add_task("pack the grown days", total=1)
+    t0 = time.perf_counter()
+    counts = store.pack_passages(end)
+    pack_ms = 1000 * (time.perf_counter() - t0)
+    progress.advance(task)
+    vacuum_analyze(repo.engine, full=["tracks", "zone_events", "line_crossings", "track_faces",
+                                      "recognition_attempts", "point_batches"])
+    after = storage_stats(repo.engine, per_day=False)
+    tables = {t.table: res.mb_a_day(res.table_bytes(t.table, after), grown_frames) for t in after.tables if t.rows}
+    out = PackedDays(pack_ms, counts, res.mb_a_day(res.data_bytes_of(after), grown_frames), tables,
+                     year_with_packing(res, grown, after, grown_frames, settings))
+    camera = settings.camera(CAMERA)
+    day = runs[len(runs) // 2]
+
+    def report() -> None:
+        run = repo.run(day)
+        assert run is not None
+        build_results(repo, run, camera)
+
+    cases: dict[str, Callable[[], Any]] = {
+        "run report, a packed day-long run (genesis report)": report,
+        "API tracks page, packed days": lambda: event_svc.tracks(repo, EventFilter(camera=CAMERA), 50, 0),
+        "API tracks page, a packed run, page 100": lambda: event_svc.tracks(repo, EventFilter(run=day), 50, 5000),
+        "API tracks page, a packed run, zone filter": lambda: event_svc.tracks(
+            repo, EventFilter(run=day, zone=camera.zones[0].name), 50, 0),
+    }
+    out.queries = {k: [] for k in cases}
+    task = progress.add_task("queries, packed", total=repeats * len(cases))
+    for _ in range(repeats):
+        for name, call in cases.items():
+            out.queries[name].append(timed_ms(call))
+            progress.advance(task)
+    out.retention_ms, out.retention_rows = time_retention(repo, day=1)
+    return out
 
 
 # -- 4. queries over N camera-days ---------------------------------------------------------------
@@ -461,10 +561,11 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], short: s
     return out, sizes
 
 
-def time_retention(repo: Repository) -> tuple[float, dict[str, int]]:
-    """The retention purge of the first camera-day (every kind's cutoff at the end of that day, as the daily purge
-    does for each kind when the day reaches its age): milliseconds and the rows (points) it removed per table."""
-    cutoff = EPOCH0 + DAY_S
+def time_retention(repo: Repository, day: int = 0) -> tuple[float, dict[str, int]]:
+    """The retention purge of camera-day ``day`` (the first by default; every kind's cutoff at the end of that day,
+    as the daily purge does for each kind when the day reaches its age): milliseconds and the rows (points) it
+    removed per table."""
+    cutoff = EPOCH0 + (day + 1) * DAY_S
     counts: dict[str, int] = {}
     ms = timed_ms(lambda: counts.update(AnalyticsStore(repo).purge_before(
         {"sightings": cutoff, "events": cutoff, "unknown_faces": cutoff}, {})))
@@ -530,7 +631,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
                         grown_frames = args.query_days * args.query_day_frames + frames
                         res.at_scale_mb = res.mb_a_day(res.data_bytes_of(grown), grown_frames)
                         res.year_gb = year_at_retention(res, grown, grown_frames, settings)
-                        res.retention_ms, res.retention_rows = time_retention(repo)  # last: it deletes
+                        res.retention_ms, res.retention_rows = time_retention(repo)  # it deletes the first day
+                        if args.pack:
+                            res.packed = pack_grown(repo, settings, res, grown, grown_frames, runs, short,
+                                                    args.query_repeats, progress)
                     results.append(res)
         print_results(console, rec, results, args, argv)
     if args.json:
@@ -589,6 +693,24 @@ def print_results(console: Console, rec: Recorded, results: list[BackendResult],
         if r.retention_ms is not None:
             out(f"{r.backend} retention of the first camera-day (every kind's cutoff at its end): "
                 f"{r.retention_ms:.0f} ms; removed {', '.join(f'{k} {v:,}' for k, v in r.retention_rows.items())}")
+        if r.packed is not None:
+            p = r.packed
+            out(f"{r.backend}, the grown days aged past pack_after_days (points, attempts, unknown faces purged; "
+                f"passages packed in {p.pack_ms / 1e3:,.1f} s: "
+                + ", ".join(f"{k} {v:,}" for k, v in p.packed.items()) + ")")
+            out(f"{r.backend}: {p.mb_a_day:,.1f} MB per camera-day once packed ("
+                + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(p.tables_mb_a_day.items(), key=lambda kv: -kv[1])
+                            if v >= 0.05) + ")")
+            out(f"{r.backend}: a year of this camera at the shipped retention, with packing, keeps "
+                f"{sum(p.year_gb.values()):,.1f} GB ("
+                + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(p.year_gb.items(), key=lambda kv: -kv[1]) if v >= 0.05)
+                + ")")
+            out(markdown_table(("query, packed days", "p50 ms", "p95 ms", "calls"),
+                               [[k, f"{pct(v, 50):.1f}", f"{pct(v, 95):.1f}", str(len(v))]
+                                for k, v in p.queries.items()]))
+            if p.retention_ms is not None:
+                out(f"{r.backend} retention of a packed camera-day: {p.retention_ms:.0f} ms; removed "
+                    + ", ".join(f"{k} {v:,}" for k, v in p.retention_rows.items()))
     out(f"{os.cpu_count()} CPUs; load average {load_average()}")
     out("command: " + shlex.join(["python", "-m", "genesis.bench", "storage", *argv]))
 
@@ -610,6 +732,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--query-day-frames", type=int, default=5 * DAY_S,
                     help="Frames per camera-day for --query-days (default 5 fps x 86400 = %(default)s).")
     ap.add_argument("--query-repeats", type=int, default=5, help="Calls of each query (default 5).")
+    ap.add_argument("--no-pack", dest="pack", action="store_false",
+                    help="With --query-days: do not age the grown days and pack their passages afterwards.")
     ap.add_argument("--query-backends", default="postgresql",
                     help="Backends timed by --query-days (default: %(default)s).")
     ap.add_argument("--pg-admin", default=PG_ADMIN, help="PostgreSQL URL allowed to CREATE DATABASE.")

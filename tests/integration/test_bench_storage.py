@@ -64,3 +64,16 @@ def test_bench_storage_tiny(models_dir: Path, data_dir: Path, tmp_path: Path) ->
     assert pg["retention_ms"] > 0 and "retention of the first camera-day" in out
     assert pg["retention_rows"]["tracks"] == 4 * pg["tables"]["tracks"]["rows"], pg
     assert pg["retention_rows"]["zone_events"] == 4 * pg["tables"]["zone_events"]["rows"], pg
+    # Then the grown days aged past pack_after_days: points, attempts and unknown faces purged, passages packed;
+    # the reads of a packed run timed; the retention of the second day (packed) removes every segment of it.
+    packed = pg["packed"]
+    assert packed["packed"]["packs"] >= 2 and packed["packed"]["tracks"] > 0, packed  # day 2 and the short run
+    assert packed["mb_per_camera_day"] > 0 and packed["tables_mb_per_camera_day"]["passage_packs"] > 0, packed
+    assert packed["year_gb_at_retention"]["passage_packs"] > 0, packed
+    assert re.search(r"^postgresql: [\d,.]+ MB per camera-day once packed \(", out, re.M), out
+    assert re.search(r"^postgresql: a year of this camera at the shipped retention, with packing, keeps", out, re.M)
+    assert set(packed["queries_ms"]) == {"run report, a packed day-long run (genesis report)",
+                                         "API tracks page, packed days", "API tracks page, a packed run, page 100",
+                                         "API tracks page, a packed run, zone filter"}, packed
+    assert packed["retention_rows"]["passage_packs"] >= 1, packed
+    assert packed["retention_rows"]["tracks"] == 4 * pg["tables"]["tracks"]["rows"], packed
