@@ -49,7 +49,8 @@ def stats_command(
     settings = settings_from(config)
     try:
         with Repository(settings.database_url, migrate=False) as repo:
-            stats = storage_stats(repo.engine, per_day=per_day, keep_days=kept_days(settings))
+            stats = storage_stats(repo.engine, per_day=per_day, keep_days=kept_days(settings),
+                                  pack_after_days=settings.retention.packed_after_days())
     except DatabaseError as exc:
         fail(str(exc))
     if as_json:

@@ -248,11 +248,12 @@ def kept_days(settings: Settings) -> dict[str, int]:
     """Days the retention purge keeps each high-volume table's rows (`genesis.adapters.db.storage.DAY_TABLES`):
     trajectory points ``sightings_days``; recognition attempts the longer of ``sightings_days`` (those that named
     someone) and ``unknown_faces_days``; track faces ``unknown_faces_days`` (the faces of named segments stay as
-    long as the name: more, where many are named); segments, zone events, crossings and alerts ``events_days``."""
+    long as the name: more, where many are named); segments, zone events, crossings, their packs and alerts
+    ``events_days``."""
     r = settings.retention
     return {"point_batches": r.sightings_days, "recognition_attempts": max(r.sightings_days, r.unknown_faces_days),
             "track_faces": r.unknown_faces_days, "tracks": r.events_days, "zone_events": r.events_days,
-            "line_crossings": r.events_days, "alerts": r.events_days}
+            "line_crossings": r.events_days, "alerts": r.events_days, "passage_packs": r.events_days}
 
 
 RETENTION_ACTOR = "retention"

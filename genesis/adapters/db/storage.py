@@ -46,11 +46,21 @@ from sqlalchemy import (
     update,
 )
 
+from genesis.adapters.db import packs
 from genesis.adapters.db.partitions import create_days
 from genesis.adapters.db.points import StoredPoint, point_keys, row_of, stored_points
-from genesis.adapters.db.repository import EPOCH_MIN, dialect_insert, read_connection, write_connection
+from genesis.adapters.db.repository import (
+    EPOCH_MIN,
+    TRACK_RECORD_COLUMNS,
+    _crossing,
+    _zone_event,
+    dialect_insert,
+    read_connection,
+    write_connection,
+)
 from genesis.adapters.db.schema import metadata
-from genesis.adapters.db.tables import Identity, Run, Track, utcnow
+from genesis.adapters.db.tables import Identity, LineCrossingRow, PassagePack, Run, Track, ZoneEventRow, utcnow
+from genesis.domain import TrackRecord
 
 DAY_TABLES: dict[str, str] = {
     "point_batches": "first_ts",
@@ -60,6 +70,7 @@ DAY_TABLES: dict[str, str] = {
     "tracks": "first_ts",
     "track_faces": "ts",
     "alerts": "ts",
+    "passage_packs": "last_ts",
 }
 """The high-volume tables counted per camera-day, and the column that gives a row its time (every one has
 ``run_id``: the camera is the run's)."""
@@ -295,19 +306,76 @@ def day_rows(conn: Connection, tables: Sequence[str] | None = None) -> dict[tupl
     return out
 
 
+PASSAGE_TABLES = ("tracks", "zone_events", "line_crossings")
+"""The tables whose rows the storage upkeep packs (``passage_packs``) once ``retention.pack_after_days`` old."""
+PACK_SAMPLE = 5000
+"""Segments of the newest run packed in memory to estimate a packed segment's bytes where nothing is packed yet."""
+
+
+def _packed_by_camera(conn: Connection) -> dict[str, int]:
+    """Camera -> the segments its packs hold."""
+    if "passage_packs" not in genesis_tables(conn):
+        return {}
+    query = (select(Run.camera_id, func.sum(PassagePack.segments)).join(Run, Run.id == PassagePack.run_id)
+             .group_by(Run.camera_id))
+    return {str(c): int(n or 0) for c, n in conn.execute(query)}
+
+
+def _sampled_pack_bytes(conn: Connection) -> float | None:
+    """Bytes a segment takes packed (its zone events and crossings with it), from packing up to
+    :data:`PACK_SAMPLE` segments of the newest run in memory; None without segments."""
+    run_id = conn.execute(select(Track.run_id).join(Run, Run.id == Track.run_id)
+                          .order_by(Run.started_at.desc()).limit(1)).scalar_one_or_none()
+    if run_id is None:
+        return None
+    segs = [TrackRecord(*r) for r in conn.execute(select(*TRACK_RECORD_COLUMNS).where(Track.run_id == run_id)
+                                                   .order_by(Track.track_id.desc()).limit(PACK_SAMPLE))]
+    low = min(t.track_id for t in segs)
+    z, c = ZoneEventRow, LineCrossingRow
+    events = [_zone_event(*r) for r in conn.execute(select(z.camera_id, z.zone, z.track_id, z.kind, z.seq, z.ts)
+                                                      .where(z.run_id == run_id, z.track_id >= low))]
+    crossings = [_crossing(*r) for r in conn.execute(select(c.camera_id, c.line, c.track_id, c.direction, c.seq, c.ts)
+                                                        .where(c.run_id == run_id, c.track_id >= low))]
+    return len(packs.encode(packs.columns_of(segs, events, crossings))) / len(segs)
+
+
 def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = True,
-                  keep_days: Mapping[str, int] | None = None) -> StorageStats:
+                  keep_days: Mapping[str, int] | None = None, pack_after_days: int | None = None) -> StorageStats:
     """Rows and bytes per table and, with ``per_day``, per camera and camera-day (one read transaction); with
     ``keep_days`` (days each table of :data:`DAY_TABLES` is kept: `genesis.services.rollups.kept_days`) what each
-    camera holds at that retention.
+    camera holds at that retention, its passages (:data:`PASSAGE_TABLES`) as rows for ``pack_after_days`` (when
+    given: ``retention.packed_after_days()``) and packed for the rest of their days.
 
     ``per_day`` reads every row of the high-volume tables (a GROUP BY over them): seconds on a large database.
     """
     with read_connection(engine) as conn:
         method, db_bytes, tables = table_stats(conn, exact_rows=exact_rows)
         counts = day_rows(conn) if per_day else {}
+        packed = _packed_by_camera(conn) if per_day else {}
+        pack_bytes: float | None = None
+        if per_day and keep_days is not None and pack_after_days is not None:
+            t = next((t for t in tables if t.table == "passage_packs"), None)
+            held = sum(packed.values())
+            pack_bytes = t.bytes / held if t is not None and t.bytes and held else _sampled_pack_bytes(conn)
     per_row = {t.table: t.bytes_per_row for t in tables}
     unknown = any(t.bytes is None for t in tables)
+
+    def at_retention(total: dict[str, int], days: int, camera: str) -> int:
+        """Rows a day x bytes a row x days kept, per table; with packing, the passages (the segments, stored or
+        packed, each with its share of zone events and crossings) as rows for ``pack_after_days`` and packed
+        (``pack_bytes`` a segment) for the rest."""
+        keep = keep_days or {}
+        passages = pack_after_days is not None and pack_bytes is not None
+        out = sum(n / days * (per_row.get(name) or 0.0) * keep.get(name, 0) for name, n in total.items()
+                  if not passages or name not in (*PASSAGE_TABLES, "passage_packs"))
+        if passages and pack_after_days is not None and pack_bytes is not None:
+            hot = total.get("tracks", 0)
+            segments = (hot + packed.get(camera, 0)) / days
+            per_segment = sum((total.get(name, 0) / hot if hot else 0.0) * (per_row.get(name) or 0.0)
+                              for name in PASSAGE_TABLES)
+            kept = keep.get("tracks", 0)
+            out += segments * (per_segment * min(kept, pack_after_days) + pack_bytes * max(0, kept - pack_after_days))
+        return round(out)
 
     def estimate(rows: dict[str, int]) -> int | None:
         if unknown:
@@ -333,8 +401,7 @@ def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = Tr
                 total[name] = total.get(name, 0) + n
         kept = None
         if keep_days is not None and not unknown:
-            kept = round(sum(n / len(ds) * (per_row.get(name) or 0.0) * keep_days.get(name, 0)
-                             for name, n in total.items()))
+            kept = at_retention(total, len(ds), camera)
         cameras.append(CameraStats(camera, len(ds), dict(sorted(total.items())), estimate(total), kept))
     return StorageStats(engine.dialect.name, method, db_bytes, tuple(tables), tuple(cameras), camera_days,
                         keep_days=dict(keep_days or {}))

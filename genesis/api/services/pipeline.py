@@ -50,7 +50,8 @@ def storage(repo: Repository, per_day: bool, settings: Settings) -> dict[str, An
     from genesis.adapters.db.storage import storage_stats
     from genesis.services.rollups import kept_days
 
-    return storage_stats(repo.engine, per_day=per_day, keep_days=kept_days(settings)).to_dict()
+    return storage_stats(repo.engine, per_day=per_day, keep_days=kept_days(settings),
+                         pack_after_days=settings.retention.packed_after_days()).to_dict()
 
 
 def queue_depths(settings: Settings, app: Celery) -> dict[str, int] | str:

@@ -160,3 +160,41 @@ def test_beat_packs_after_the_points_and_faces_are_gone_and_purges_packs_whole(d
         assert _rows(repo, PassagePack) == 0
         assert counts["tracks"] == sum(len(t) for t, _, _ in before.values())
         assert all(repo.tracks(run) == [] and repo.zone_events(run) == [] for run in RUNS)
+
+
+def test_db_stats_estimates_a_year_with_the_passages_packed(db_url: str) -> None:  # noqa: F811
+    """``genesis db stats``' estimate at retention counts a camera's passages as rows for ``pack_after_days`` and
+    packed for the rest of the year: before anything is packed, a packed segment's bytes come from packing the
+    newest run's segments in memory; once packed, from the packs' table."""
+    from genesis.adapters.db.storage import PASSAGE_TABLES, storage_stats
+    from genesis.services.rollups import kept_days
+
+    settings = load_settings(environ={})
+    keep = kept_days(settings)
+    with Repository(db_url) as repo:
+        populate(repo, T0)
+
+        def estimate(pack: int | None) -> int:
+            stats = storage_stats(repo.engine, keep_days=keep, pack_after_days=pack)
+            (camera,) = stats.cameras
+            assert camera.bytes_at_retention is not None
+            return camera.bytes_at_retention
+
+        rows_only = estimate(None)
+        sampled = estimate(30)
+        assert 0 < sampled < rows_only
+        AnalyticsStore(repo).pack_passages(T0 + 4 * 3600)
+        stats = storage_stats(repo.engine, keep_days=keep, pack_after_days=30)
+        per_row = {t.table: t.bytes_per_row or 0.0 for t in stats.tables}
+        (camera,) = stats.cameras
+        table = stats.table("passage_packs")
+        assert table is not None and table.bytes
+        with repo.engine.connect() as conn:
+            held = int(conn.execute(select(func.sum(PassagePack.segments))).scalar_one())
+        hot = camera.rows["tracks"]
+        days = camera.days
+        want = sum(n / days * per_row[t] * keep[t] for t, n in camera.rows.items()
+                   if t not in (*PASSAGE_TABLES, "passage_packs"))
+        per_segment = sum(camera.rows.get(t, 0) / hot * per_row[t] for t in PASSAGE_TABLES)
+        want += (hot + held) / days * (per_segment * 30 + table.bytes / held * (365 - 30))
+        assert camera.bytes_at_retention == round(want)
