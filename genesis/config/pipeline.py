@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from genesis.config._base import StrictModel
 
@@ -64,6 +64,14 @@ class RetentionConfig(StrictModel):
                     "name and keep no face are packed, per run and day, into one compressed row (read as before "
                     "by reports, lists and rollups; docs/analytics.md). Default: the longer of sightings_days and "
                     "unknown_faces_days (their points and faces are gone by then); 0: never packed.")
+
+    @model_validator(mode="after")
+    def _pack_after_points(self) -> RetentionConfig:
+        if self.pack_after_days and self.pack_after_days < self.sightings_days:
+            raise ValueError(f"retention.pack_after_days ({self.pack_after_days}) must be 0 (never) or at least "
+                             f"sightings_days ({self.sightings_days}): a packed track's points would be listed "
+                             "without its zones")
+        return self
 
     def packed_after_days(self) -> int | None:
         """Days after which passages are packed (None: never)."""

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, case, delete, func, or_, select, update
 
 from genesis.adapters.db import packs
 from genesis.adapters.db.partitions import drop_before
@@ -273,16 +273,22 @@ def _pack_part(conn: Connection, span: RunSpan, day: int, tracks: Sequence[int])
     times = [span.absolute(v) for t in segs for v in (t.first_ts, t.last_ts)]
     times += [span.absolute(e.ts) for e in events] + [span.absolute(x.ts) for x in crossings]
     passages = packs.columns_of(segs, events, crossings)
-    ids = sorted(chosen)
-    conn.execute(insert(PassagePack).values(
+    ids = sorted({t.track_id for t in segs})
+    written = conn.execute(dialect_insert(conn, PassagePack).values(
         run_id=span.run_id, day=day, first_track=ids[0], last_track=ids[-1], first_ts=min(times),
         last_ts=max(times), tracks=len(ids), segments=len(segs), zone_events=len(events), crossings=len(crossings),
-        open_visits=packs.open_visits(events), data=packs.encode(passages)))
+        open_visits=packs.open_visits(events), data=packs.encode(passages)).on_conflict_do_nothing())
+    if not written.rowcount:  # another upkeep packed these tracks first: its pack stands, nothing is deleted
+        raise _PackedElsewhereError
     for at in range(0, len(ids), _DELETE_IDS):
         some = ids[at:at + _DELETE_IDS]
         for table in (ZoneEventRow, LineCrossingRow, Track):
             conn.execute(delete(table).where(table.run_id == span.run_id, table.track_id.in_(some)))
     return len(segs), len(events), len(crossings)
+
+
+class _PackedElsewhereError(Exception):
+    """A pack of the same key was written by another upkeep meanwhile: this transaction is rolled back."""
 
 
 _DELETE_IDS = 500
@@ -346,8 +352,11 @@ class AnalyticsStore:
                 days = _packable(conn, span, before)
             for day, tracks in sorted(days.items()):
                 for at in range(0, len(tracks), part_tracks):
-                    with self._write() as conn:
-                        done = _pack_part(conn, span, day, tracks[at:at + part_tracks])
+                    try:
+                        with self._write() as conn:
+                            done = _pack_part(conn, span, day, tracks[at:at + part_tracks])
+                    except _PackedElsewhereError:
+                        continue
                     if done is not None:
                         counts["packs"] += 1
                         counts["tracks"] += done[0]

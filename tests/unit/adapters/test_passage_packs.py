@@ -26,6 +26,7 @@ from genesis.adapters.db.repository import segment_spans
 from genesis.adapters.db.tables import LineCrossingRow, PassagePack, Track, ZoneEventRow
 from genesis.adapters.db.tables_identities import TrackFace
 from genesis.config import load_settings
+from genesis.config.settings import ConfigError
 from genesis.domain import Direction, LineCrossing, ZoneEvent, ZoneEventKind
 from genesis.services.rollups import purge, rollup, storage_upkeep
 from tests.analytics_data import CAMERA, assert_matches, backdate, expected, populate, stored
@@ -198,3 +199,38 @@ def test_db_stats_estimates_a_year_with_the_passages_packed(db_url: str) -> None
         per_segment = sum(camera.rows.get(t, 0) / hot * per_row[t] for t in PASSAGE_TABLES)
         want += (hot + held) / days * (per_segment * 30 + table.bytes / held * (365 - 30))
         assert camera.bytes_at_retention == round(want)
+
+
+def test_a_part_another_upkeep_packed_first_is_left_to_it(db_url: str) -> None:  # noqa: F811
+    """Two upkeeps packing at once (beat's task run twice, an embedded run beside a site's beat): the second to
+    write a pack of the same key rolls its part back, rows and all, instead of failing or packing twice."""
+    from genesis.adapters.db.analytics import _pack_part, _packable, _PackedElsewhereError
+
+    with Repository(db_url) as repo:
+        populate(repo, T0)
+        store = AnalyticsStore(repo)
+        with repo.engine.connect() as conn:
+            (span,) = [s for s in store.run_spans(conn, None) if s.run_id == "live"]
+            days = _packable(conn, span, T0 + 4 * 3600)
+        (day, tracks), = days.items()
+        first = tracks[:3]
+        with repo.engine.begin() as conn:  # the other upkeep's pack of the same key, committed first
+            conn.execute(insert(PassagePack).values(
+                run_id="live", day=day, first_track=first[0], last_track=first[-1], first_ts=T0, last_ts=T0,
+                tracks=0, segments=0, zone_events=0, crossings=0, open_visits=0,
+                data=codec.encode(codec.columns_of([], [], []))))
+        before = repo.tracks("live", first)
+        counts = store.pack_passages(T0 + 4 * 3600, part_tracks=3)
+        assert counts["packs"] > 0
+        with repo.engine.connect() as conn:
+            assert sorted(conn.execute(select(Track.track_id).where(
+                Track.run_id == "live", Track.track_id.in_(first))).scalars()) == sorted({t.track_id for t in before})
+        with pytest.raises(_PackedElsewhereError), repo.engine.begin() as conn:  # the same key again: refused
+            _pack_part(conn, span, day, first)
+        assert repo.tracks("live", first) == before
+
+
+def test_pack_after_days_below_the_points_retention_is_refused() -> None:
+    with pytest.raises(ConfigError, match="at least sightings_days"):
+        load_settings(environ={"GENESIS_RETENTION__PACK_AFTER_DAYS": "7"})
+    assert load_settings(environ={"GENESIS_RETENTION__PACK_AFTER_DAYS": "45"}).retention.packed_after_days() == 45
