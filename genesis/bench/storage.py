@@ -51,7 +51,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from genesis.adapters.db import Repository
+from genesis.adapters.db import Repository, packs
 from genesis.adapters.db.alerts import AlertFilter, AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.db.storage import (
@@ -310,6 +310,19 @@ class BackendResult:
         }
 
 
+def one_pass_pack_bytes(rec: Recorded) -> float:
+    """Bytes a segment takes packed (with its share of zone events and crossings: what ``passage_packs`` holds),
+    from one pass of the clip packed on its own. The grown days are copies of that pass shifted in time, which
+    zlib finds again within its window and packs to almost nothing; one pass has no repeats, so this is what a
+    day of passages that never repeat would take (more: a pass is small, and zlib's and the header's fixed bytes
+    count on 90 segments instead of 400,000)."""
+    sink = rec.sink
+    events = [e for b in sink.batches for e in b.zone_events]
+    crossings = [c for b in sink.batches for c in b.crossings]
+    segs = list({(t.track_id, t.segment): t for t in sink.tracks}.values())
+    return len(packs.encode(packs.columns_of(segs, events, crossings))) / max(1, len(segs))
+
+
 @dataclass(slots=True)
 class PackedDays:
     """What the grown days cost once older than ``retention.pack_after_days``: their points, recognition attempts
@@ -319,8 +332,14 @@ class PackedDays:
     """Milliseconds the packing took, for all the grown days."""
     packed: dict[str, int]
     mb_a_day: float
-    """MB per camera-day of what is left (packs, named segments and their events, heat rows, alerts ...)."""
+    """MB per camera-day of what is left (packs, named segments and their events, heat rows, alerts ...), the
+    packs at their measured bytes."""
     tables_mb_a_day: dict[str, float]
+    one_pass_mb_a_day: float
+    """The same with the packs at the bytes one pass of the clip takes packed (:func:`one_pass_pack_bytes`): the
+    figure to plan with."""
+    pack_bytes_a_segment: dict[str, float]
+    """Packed bytes a segment: measured on the grown days (repeats) and on one pass (none)."""
     year_gb: dict[str, float]
     """GB a year at the shipped retention, each table at its MB a day as written for the first
     ``pack_after_days`` and as packed after (:func:`year_with_packing`)."""
@@ -330,6 +349,8 @@ class PackedDays:
 
     def to_dict(self) -> dict[str, Any]:
         return {"pack_ms": round(self.pack_ms), "packed": self.packed, "mb_per_camera_day": round(self.mb_a_day, 1),
+                "one_pass_mb_per_camera_day": round(self.one_pass_mb_a_day, 1),
+                "pack_bytes_a_segment": {k: round(v, 1) for k, v in self.pack_bytes_a_segment.items()},
                 "tables_mb_per_camera_day": {k: round(v, 2) for k, v in self.tables_mb_a_day.items()},
                 "year_gb_at_retention": {k: round(v, 2) for k, v in self.year_gb.items()},
                 "queries_ms": {k: {"p50": round(pct(v, 50), 1), "p95": round(pct(v, 95), 1), "n": len(v)}
@@ -364,24 +385,21 @@ def year_at_retention(res: BackendResult, grown: StorageStats, frames: int, sett
             for t in grown.tables if t.rows}
 
 
-def year_with_packing(res: BackendResult, grown: StorageStats, packed: StorageStats, frames: int,
-                      settings: Settings) -> dict[str, float]:
-    """:func:`year_at_retention` with packing: a table's rows cost what they cost as written (``grown``) for the
-    first ``retention.pack_after_days`` days they are kept, and what is left of them once packed (``packed``,
-    the same days after packing: ``passage_packs`` then holds them) for the rest."""
+def year_with_packing(grown_mb: dict[str, float], packed_mb: dict[str, float], settings: Settings
+                      ) -> dict[str, float]:
+    """:func:`year_at_retention` with packing: a table's MB a camera-day as written (``grown_mb``) for the first
+    ``retention.pack_after_days`` days its rows are kept, and once packed (``packed_mb``: ``passage_packs`` then
+    holds the passages) for the rest."""
     days = settings.retention.packed_after_days() or 365
-    names = {t.table for t in grown.tables if t.rows} | {t.table for t in packed.tables if t.rows}
     out = {}
-    for name in sorted(names):
+    for name in sorted(set(grown_mb) | set(packed_mb)):
         kept = retention_days(settings, name)
-        hot = res.mb_a_day(res.table_bytes(name, grown), frames) * min(kept, days)
-        cold = res.mb_a_day(res.table_bytes(name, packed), frames) * max(0, kept - days)
-        out[name] = (hot + cold) / 1e3
+        out[name] = (grown_mb.get(name, 0.0) * min(kept, days) + packed_mb.get(name, 0.0) * max(0, kept - days)) / 1e3
     return out
 
 
 def pack_grown(repo: Repository, settings: Settings, res: BackendResult, grown: StorageStats, grown_frames: int,
-               runs: list[str], short: str, repeats: int, progress: Progress) -> PackedDays:
+               left_frames: int, one_pass: float, runs: list[str], repeats: int, progress: Progress) -> PackedDays:
     """Age the grown days past ``pack_after_days``: purge their points, attempts and unknown faces (what their
     retention does by then), pack their passages (timed), measure what is left, time the reads of a packed run,
     and last the retention of a packed camera-day (the second: the first one's rows went by
@@ -404,9 +422,15 @@ def pack_grown(repo: Repository, settings: Settings, res: BackendResult, grown: 
     vacuum_analyze(repo.engine, full=["tracks", "zone_events", "line_crossings", "track_faces",
                                       "recognition_attempts", "point_batches"])
     after = storage_stats(repo.engine, per_day=False)
-    tables = {t.table: res.mb_a_day(res.table_bytes(t.table, after), grown_frames) for t in after.tables if t.rows}
-    out = PackedDays(pack_ms, counts, res.mb_a_day(res.data_bytes_of(after), grown_frames), tables,
-                     year_with_packing(res, grown, after, grown_frames, settings))
+    # the first day went by time_retention: what is left is the other days and the short run
+    tables = {t.table: res.mb_a_day(res.table_bytes(t.table, after), left_frames) for t in after.tables if t.rows}
+    packs_table = after.table("passage_packs")
+    measured = (packs_table.bytes or 0) / counts["tracks"] if packs_table and counts["tracks"] else 0.0
+    planned = {**tables, "passage_packs": res.mb_a_day(one_pass * counts["tracks"], left_frames)}
+    grown_mb = {t.table: res.mb_a_day(res.table_bytes(t.table, grown), grown_frames) for t in grown.tables if t.rows}
+    out = PackedDays(pack_ms, counts, sum(tables.values()), tables, sum(planned.values()),
+                     {"grown days (repeats)": measured, "one pass (no repeats)": one_pass},
+                     year_with_packing(grown_mb, planned, settings))
     camera = settings.camera(CAMERA)
     day = runs[len(runs) // 2]
 
@@ -633,8 +657,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> list[BackendResult]:
                         res.year_gb = year_at_retention(res, grown, grown_frames, settings)
                         res.retention_ms, res.retention_rows = time_retention(repo)  # it deletes the first day
                         if args.pack:
-                            res.packed = pack_grown(repo, settings, res, grown, grown_frames, runs, short,
-                                                    args.query_repeats, progress)
+                            left = (args.query_days - 1) * args.query_day_frames + frames
+                            res.packed = pack_grown(repo, settings, res, grown, grown_frames, left,
+                                                    one_pass_pack_bytes(rec), runs, args.query_repeats, progress)
                     results.append(res)
         print_results(console, rec, results, args, argv)
     if args.json:
@@ -698,9 +723,11 @@ def print_results(console: Console, rec: Recorded, results: list[BackendResult],
             out(f"{r.backend}, the grown days aged past pack_after_days (points, attempts, unknown faces purged; "
                 f"passages packed in {p.pack_ms / 1e3:,.1f} s: "
                 + ", ".join(f"{k} {v:,}" for k, v in p.packed.items()) + ")")
-            out(f"{r.backend}: {p.mb_a_day:,.1f} MB per camera-day once packed ("
+            out(f"{r.backend}: {p.one_pass_mb_a_day:,.1f} MB per camera-day once packed, the packs at the bytes of one "
+                f"pass packed on its own ({p.mb_a_day:,.1f} as measured: "
                 + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(p.tables_mb_a_day.items(), key=lambda kv: -kv[1])
-                            if v >= 0.05) + ")")
+                            if v >= 0.05) + "; packed bytes a segment: "
+                + ", ".join(f"{k} {v:,.1f}" for k, v in p.pack_bytes_a_segment.items()) + ")")
             out(f"{r.backend}: a year of this camera at the shipped retention, with packing, keeps "
                 f"{sum(p.year_gb.values()):,.1f} GB ("
                 + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(p.year_gb.items(), key=lambda kv: -kv[1]) if v >= 0.05)

@@ -9,6 +9,7 @@ it is an epoch time (``ts >= EPOCH_MIN``) and ``run.started_at + ts`` otherwise.
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -16,7 +17,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, and_, case, delete, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from genesis.adapters.db import packs
 from genesis.adapters.db.partitions import drop_before
@@ -280,19 +295,30 @@ def _pack_part(conn: Connection, span: RunSpan, day: int, tracks: Sequence[int])
         open_visits=packs.open_visits(events), data=packs.encode(passages)).on_conflict_do_nothing())
     if not written.rowcount:  # another upkeep packed these tracks first: its pack stands, nothing is deleted
         raise _PackedElsewhereError
-    for at in range(0, len(ids), _DELETE_IDS):
-        some = ids[at:at + _DELETE_IDS]
-        for table in (ZoneEventRow, LineCrossingRow, Track):
-            conn.execute(delete(table).where(table.run_id == span.run_id, table.track_id.in_(some)))
+    for table in (ZoneEventRow, LineCrossingRow, Track):
+        _delete_tracks(conn, table, span.run_id, ids)
     return len(segs), len(events), len(crossings)
+
+
+def _delete_tracks(conn: Connection, table: Any, run_id: str, ids: Sequence[int]) -> None:
+    """Delete the run's rows of ``table`` of the tracks ``ids``, in as few statements as the database allows:
+    zone events and crossings have no index by track, so each statement reads the run's rows once (PostgreSQL:
+    one statement with an array; SQLite: as many ids a statement as it binds)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(delete(table).where(table.run_id == run_id, table.track_id == any_(
+            bindparam("ids", list(ids), type_=ARRAY(BigInteger)))))
+        return
+    for at in range(0, len(ids), _SQLITE_IDS):
+        conn.execute(delete(table).where(table.run_id == run_id, table.track_id.in_(ids[at:at + _SQLITE_IDS])))
 
 
 class _PackedElsewhereError(Exception):
     """A pack of the same key was written by another upkeep meanwhile: this transaction is rolled back."""
 
 
-_DELETE_IDS = 500
-"""Track ids in one DELETE of a packing (SQLite binds at most 32,766 values a statement)."""
+_SQLITE_IDS = 30_000 if sqlite3.sqlite_version_info >= (3, 32) else 900
+"""Track ids in one DELETE of a packing on SQLite (which binds at most 32,766 values a statement since 3.32,
+999 before)."""
 
 
 def time_now() -> float:
