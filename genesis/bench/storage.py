@@ -55,6 +55,7 @@ from genesis.adapters.db import Repository, packs
 from genesis.adapters.db.alerts import AlertFilter, AlertStore
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.db.storage import (
+    PASSAGE_TABLES,
     RunCopy,
     StorageStats,
     copy_run_rows,
@@ -332,8 +333,8 @@ class PackedDays:
     """Milliseconds the packing took, for all the grown days."""
     packed: dict[str, int]
     mb_a_day: float
-    """MB per camera-day of what is left (packs, named segments and their events, heat rows, alerts ...), the
-    packs at their measured bytes."""
+    """MB of a camera-day older than ``pack_after_days`` (:func:`past_pack_days`: packs, named segments and their
+    events, heat rows, alerts ...), the packs at their measured bytes."""
     tables_mb_a_day: dict[str, float]
     one_pass_mb_a_day: float
     """The same with the packs at the bytes one pass of the clip takes packed (:func:`one_pass_pack_bytes`): the
@@ -385,16 +386,25 @@ def year_at_retention(res: BackendResult, grown: StorageStats, frames: int, sett
             for t in grown.tables if t.rows}
 
 
-def year_with_packing(grown_mb: dict[str, float], packed_mb: dict[str, float], settings: Settings
-                      ) -> dict[str, float]:
-    """:func:`year_at_retention` with packing: a table's MB a camera-day as written (``grown_mb``) for the first
-    ``retention.pack_after_days`` days its rows are kept, and once packed (``packed_mb``: ``passage_packs`` then
-    holds the passages) for the rest."""
+def past_pack_days(grown_mb: dict[str, float], packed_mb: dict[str, float], settings: Settings) -> dict[str, float]:
+    """MB per table of a camera-day older than ``retention.pack_after_days``: the passages (``PASSAGE_TABLES`` and
+    ``passage_packs``) as packing leaves them (``packed_mb``), every other table still kept then as written
+    (``grown_mb``; those kept no longer, such as the points, attempts and unknown faces, are gone)."""
+    days = settings.retention.packed_after_days() or 365
+    passages = {*PASSAGE_TABLES, "passage_packs"}
+    return {name: (packed_mb if name in passages else grown_mb).get(name, 0.0)
+            for name in sorted(set(grown_mb) | set(packed_mb)) if retention_days(settings, name) > days}
+
+
+def year_with_packing(grown_mb: dict[str, float], old_mb: dict[str, float], settings: Settings) -> dict[str, float]:
+    """:func:`year_at_retention` with packing: each table's MB a camera-day as written (``grown_mb``) for the first
+    ``retention.pack_after_days`` days its rows are kept, and as a day past them keeps it (``old_mb``:
+    :func:`past_pack_days`) for the rest."""
     days = settings.retention.packed_after_days() or 365
     out = {}
-    for name in sorted(set(grown_mb) | set(packed_mb)):
+    for name in sorted(set(grown_mb) | set(old_mb)):
         kept = retention_days(settings, name)
-        out[name] = (grown_mb.get(name, 0.0) * min(kept, days) + packed_mb.get(name, 0.0) * max(0, kept - days)) / 1e3
+        out[name] = (grown_mb.get(name, 0.0) * min(kept, days) + old_mb.get(name, 0.0) * max(0, kept - days)) / 1e3
     return out
 
 
@@ -426,9 +436,10 @@ def pack_grown(repo: Repository, settings: Settings, res: BackendResult, grown: 
     tables = {t.table: res.mb_a_day(res.table_bytes(t.table, after), left_frames) for t in after.tables if t.rows}
     packs_table = after.table("passage_packs")
     measured = (packs_table.bytes or 0) / counts["tracks"] if packs_table and counts["tracks"] else 0.0
-    planned = {**tables, "passage_packs": res.mb_a_day(one_pass * counts["tracks"], left_frames)}
     grown_mb = {t.table: res.mb_a_day(res.table_bytes(t.table, grown), grown_frames) for t in grown.tables if t.rows}
-    out = PackedDays(pack_ms, counts, sum(tables.values()), tables, sum(planned.values()),
+    old_day = past_pack_days(grown_mb, tables, settings)
+    planned = {**old_day, "passage_packs": res.mb_a_day(one_pass * counts["tracks"], left_frames)}
+    out = PackedDays(pack_ms, counts, sum(old_day.values()), old_day, sum(planned.values()),
                      {"grown days (repeats)": measured, "one pass (no repeats)": one_pass},
                      year_with_packing(grown_mb, planned, settings))
     camera = settings.camera(CAMERA)
@@ -723,8 +734,9 @@ def print_results(console: Console, rec: Recorded, results: list[BackendResult],
             out(f"{r.backend}, the grown days aged past pack_after_days (points, attempts, unknown faces purged; "
                 f"passages packed in {p.pack_ms / 1e3:,.1f} s: "
                 + ", ".join(f"{k} {v:,}" for k, v in p.packed.items()) + ")")
-            out(f"{r.backend}: {p.one_pass_mb_a_day:,.1f} MB per camera-day once packed, the packs at the bytes of one "
-                f"pass packed on its own ({p.mb_a_day:,.1f} as measured: "
+            out(f"{r.backend}: {p.one_pass_mb_a_day:,.1f} MB per camera-day once packed (a day older than "
+                "pack_after_days: what is still kept then), the packs at the bytes of one pass packed on its own "
+                f"({p.mb_a_day:,.1f} as measured: "
                 + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(p.tables_mb_a_day.items(), key=lambda kv: -kv[1])
                             if v >= 0.05) + "; packed bytes a segment: "
                 + ", ".join(f"{k} {v:,.1f}" for k, v in p.pack_bytes_a_segment.items()) + ")")

@@ -70,7 +70,7 @@ def test_bench_storage_tiny(models_dir: Path, data_dir: Path, tmp_path: Path) ->
     assert packed["packed"]["packs"] >= 2 and packed["packed"]["tracks"] > 0, packed  # day 2 and the short run
     assert packed["mb_per_camera_day"] > 0 and packed["tables_mb_per_camera_day"]["passage_packs"] > 0, packed
     assert packed["year_gb_at_retention"]["passage_packs"] > 0, packed
-    assert re.search(r"^postgresql: [\d,.]+ MB per camera-day once packed, the packs at the bytes of one pass", out,
+    assert re.search(r"^postgresql: [\d,.]+ MB per camera-day once packed \(a day older than pack_after_days", out,
                      re.M), out
     assert packed["one_pass_mb_per_camera_day"] > 0 and packed["pack_bytes_a_segment"]["one pass (no repeats)"] > 0
     assert re.search(r"^postgresql: a year of this camera at the shipped retention, with packing, keeps", out, re.M)
