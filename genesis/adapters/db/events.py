@@ -24,6 +24,7 @@ from genesis.adapters.db.repository import (
     RUN_COLUMNS,
     RunRecord,
     SegmentSpan,
+    read_connection,
     run_record,
     segment_spans,
     span_holding,
@@ -234,7 +235,7 @@ def page_runs(counts: list[tuple[str, int]], limit: int, offset: int) -> tuple[l
 
 @contextmanager
 def read_events(engine: Engine) -> Iterator[EventRows]:
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:  # one snapshot: a page's rows and packs are read together
         yield EventRows(conn)
 
 

@@ -303,9 +303,15 @@ def write_connection(engine: Engine) -> Iterator[Connection]:
 
 @contextmanager
 def read_connection(engine: Engine) -> Iterator[Connection]:
-    """A connection in one read transaction (a consistent view of several statements)."""
-    with engine.connect() as conn, conn.begin():
-        yield conn
+    """A connection in one read transaction: a consistent view of several statements (PostgreSQL: REPEATABLE READ,
+    one snapshot for the whole transaction, reset when the connection goes back to the pool; SQLite: a read
+    transaction sees one snapshot in WAL mode). A reader of a run's rows and of its packs sees each passage once,
+    whether or not the storage upkeep packs it meanwhile."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
 
 
 def dialect_insert(conn: Connection, table: Any) -> Any:

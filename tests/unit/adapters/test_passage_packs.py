@@ -234,3 +234,19 @@ def test_pack_after_days_below_the_points_retention_is_refused() -> None:
     with pytest.raises(ConfigError, match="at least sightings_days"):
         load_settings(environ={"GENESIS_RETENTION__PACK_AFTER_DAYS": "7"})
     assert load_settings(environ={"GENESIS_RETENTION__PACK_AFTER_DAYS": "45"}).retention.packed_after_days() == 45
+
+
+def test_a_reader_sees_each_passage_once_while_the_upkeep_packs(db_url: str) -> None:  # noqa: F811
+    """A read transaction is one snapshot (PostgreSQL: REPEATABLE READ): rows read before a packing commits and
+    packs read after it are of the same moment, so no passage is seen twice, or not at all."""
+    from genesis.adapters.db.repository import read_connection
+
+    with Repository(db_url) as repo:
+        populate(repo, T0)
+        total = sum(len(repo.tracks(run)) for run in RUNS)
+        with read_connection(repo.engine) as conn:
+            rows = int(conn.execute(select(func.count()).select_from(Track)).scalar_one())
+            assert AnalyticsStore(repo).pack_passages(T0 + 4 * 3600)["packs"] > 0  # committed meanwhile
+            packed = int(conn.execute(select(func.coalesce(func.sum(PassagePack.segments), 0))).scalar_one())
+            assert rows + packed == total
+        assert sum(len(repo.tracks(run)) for run in RUNS) == total
