@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, and_, exists, func, literal, or_, sel
 from genesis.adapters.db import packs
 from genesis.adapters.db.points import StoredPoint, stored_points
 from genesis.adapters.db.repository import (
+    EPOCH_MIN,
     RUN_COLUMNS,
     RunRecord,
     SegmentSpan,
@@ -212,7 +213,9 @@ class _ListingRow(NamedTuple):
 
 def _segment_filter(f: EventFilter) -> packs.SegmentFilter:
     """What ``f`` asks of a packed segment (its run window is the run's)."""
-    return packs.SegmentFilter(identity=f.identity, track=f.track, zone=f.zone, ts_from=f.ts_from, ts_to=f.ts_to)
+    since = f.ts_from if f.ts_from is not None and f.ts_from >= EPOCH_MIN else None  # a live run's epoch times
+    return packs.SegmentFilter(identity=f.identity, track=f.track, zone=f.zone, ts_from=f.ts_from, ts_to=f.ts_to,
+                               since=since)
 
 
 def page_runs(counts: list[tuple[str, int]], limit: int, offset: int) -> tuple[list[str], int]:

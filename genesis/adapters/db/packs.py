@@ -288,6 +288,9 @@ class SegmentFilter:
     zone: str | None = None
     ts_from: float | None = None
     ts_to: float | None = None
+    since: float | None = None
+    """An absolute time no kept segment ended before (``ts_from`` when it is an epoch time): packs that ended
+    before it are not read."""
 
 
 def matching(p: Passages, f: SegmentFilter) -> npt.NDArray[np.intp]:
@@ -318,7 +321,7 @@ def listing_count(conn: Connection, run_id: str, f: SegmentFilter, cap: int) -> 
             PassagePack.run_id == run_id)).scalars())
         return min(total, cap)
     n = 0
-    for p in run_packs(conn, run_id, None if f.track is None else [f.track]):
+    for p in run_packs(conn, run_id, None if f.track is None else [f.track], f.since):
         n += len(matching(p, f))
         if n >= cap:
             return cap
@@ -332,6 +335,8 @@ def listing_rows(conn: Connection, run_id: str, f: SegmentFilter) -> Iterator[Tr
     q = select(PassagePack.first_track, PassagePack.data).where(PassagePack.run_id == run_id)
     if f.track is not None:
         q = q.where(PassagePack.first_track <= f.track, PassagePack.last_track >= f.track)
+    if f.since is not None:
+        q = q.where(PassagePack.last_ts >= f.since)
     packs = [(int(first), bytes(data)) for first, data in conn.execute(q.order_by(PassagePack.first_track))]
     heap: list[tuple[int, int, int, TrackRecord, Iterator[TrackRecord]]] = []
 

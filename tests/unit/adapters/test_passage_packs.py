@@ -36,6 +36,7 @@ T0 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC).timestamp()
 RUNS = ("live", "file")
 FILTERS = [EventFilter(), EventFilter(camera=CAMERA), EventFilter(run="live"), EventFilter(zone="hall"),
            EventFilter(track=4), EventFilter(identity="alice"), EventFilter(ts_from=T0 + 3600),
+           EventFilter(ts_from=T0 + 2.5 * 3600), EventFilter(run="live", ts_from=T0 + 2 * 3600, zone="hall"),
            EventFilter(ts_to=600.0), EventFilter(zone="nowhere")]
 
 
