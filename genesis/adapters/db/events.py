@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, exists, func, literal, or_, select, tuple_, union_all
 
@@ -192,25 +192,6 @@ RECENT_S = 2.0
 """A camera tile draws the tracks with a stored point within this many seconds before the frame."""
 
 
-class _ListingRow(NamedTuple):
-    """A packed segment as a row of ``TRACK_LISTING`` (what the SQL rows of the listing are)."""
-
-    run_id: str
-    track_id: int
-    camera_id: str
-    first_seq: int
-    last_seq: int
-    first_ts: float
-    last_ts: float
-    frames: int
-    identity_name: str | None
-    votes: int
-    attempts: int
-    best_distance: float | None
-    segment: int
-    started_at: Any
-
-
 def _segment_filter(f: EventFilter) -> packs.SegmentFilter:
     """What ``f`` asks of a packed segment (its run window is the run's)."""
     since = f.ts_from if f.ts_from is not None and f.ts_from >= EPOCH_MIN else None  # a live run's epoch times
@@ -296,11 +277,12 @@ class EventRows:
         return [TrackListing(*r) for r in rows], total
 
     def _packed_listing(self, run_id: str, f: EventFilter) -> Iterator[tuple[Any, ...]]:
-        """The run's packed segments that ``f`` keeps, as rows of ``TRACK_LISTING``, in (track, segment) order."""
+        """The run's packed segments that ``f`` keeps, as rows of ``TRACK_LISTING`` (the fields of a
+        `TrackListing`), in (track, segment) order."""
         started = self.conn.execute(select(Run.started_at).where(Run.id == run_id)).scalar_one()
         for t in packs.listing_rows(self.conn, run_id, _segment_filter(f)):
-            yield _ListingRow(run_id, t.track_id, t.camera_id, t.first_seq, t.last_seq, t.first_ts, t.last_ts,
-                              t.frames, t.identity, t.votes, t.attempts, t.best_distance, t.segment, started)
+            yield (run_id, t.track_id, t.camera_id, t.first_seq, t.last_seq, t.first_ts, t.last_ts, t.frames,
+                   t.identity, t.votes, t.attempts, t.best_distance, t.segment, started)
 
     def _run_counts(self, f: EventFilter, need: int) -> list[tuple[str, int]]:
         """(run, matching segments) in the listing's run order, until their sum reaches ``need``: the runs in the
