@@ -228,6 +228,8 @@ class EventRows:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._packs: packs.Decoded = {}
+        """Packs this reader decoded (one snapshot: they cannot change under it)."""
 
     def _page(self, base: Any, order: tuple[Any, ...], limit: int, offset: int, count_cap: int | None = None
               ) -> tuple[list[Any], int]:
@@ -280,7 +282,7 @@ class EventRows:
         """The run's packed segments that ``f`` keeps, as rows of ``TRACK_LISTING`` (the fields of a
         `TrackListing`), in (track, segment) order."""
         started = self.conn.execute(select(Run.started_at).where(Run.id == run_id)).scalar_one()
-        for t in packs.listing_rows(self.conn, run_id, _segment_filter(f)):
+        for t in packs.listing_rows(self.conn, run_id, _segment_filter(f), self._packs):
             yield (run_id, t.track_id, t.camera_id, t.first_seq, t.last_seq, t.first_ts, t.last_ts, t.frames,
                    t.identity, t.votes, t.attempts, t.best_distance, t.segment, started)
 
@@ -306,7 +308,8 @@ class EventRows:
             for run_id in packs.packed_runs(self.conn, group):
                 have = counted.get(run_id, 0)
                 if have < left:
-                    counted[run_id] = have + packs.listing_count(self.conn, run_id, _segment_filter(f), left - have)
+                    counted[run_id] = have + packs.listing_count(self.conn, run_id, _segment_filter(f), left - have,
+                                                                 self._packs)
             for run_id in group:
                 n = counted.get(run_id, 0)
                 out.append((run_id, n))

@@ -254,11 +254,24 @@ def segments_of(p: Passages, track_ids: Collection[int] | None = None) -> list[T
 # -- reads ------------------------------------------------------------------------------------------------------
 
 
+Decoded = dict[tuple[str, int, int], Passages]
+"""Packs decoded by one reader, by (run, day, first track): a page that counts then lists decodes each once."""
+
+
+def _decode(cache: Decoded | None, run_id: str, day: int, first: int, data: bytes) -> Passages:
+    if cache is None:
+        return decode(data)
+    key = (run_id, int(day), int(first))
+    if key not in cache:
+        cache[key] = decode(data)
+    return cache[key]
+
+
 def run_packs(conn: Connection, run_id: str, track_ids: Collection[int] | None = None,
-              since: float | None = None) -> Iterator[Passages]:
+              since: float | None = None, cache: Decoded | None = None) -> Iterator[Passages]:
     """The run's packs in track order (those that may hold ``track_ids``, when given; those with a row at or after
-    the absolute time ``since``, when given), decoded one at a time."""
-    q = select(PassagePack.first_track, PassagePack.last_track, PassagePack.data).where(PassagePack.run_id == run_id)
+    the absolute time ``since``, when given), decoded one at a time (once per ``cache``)."""
+    q = select(PassagePack.first_track, PassagePack.day, PassagePack.data).where(PassagePack.run_id == run_id)
     if since is not None:
         q = q.where(PassagePack.last_ts >= since)
     wanted = None if track_ids is None else sorted(track_ids)
@@ -266,8 +279,8 @@ def run_packs(conn: Connection, run_id: str, track_ids: Collection[int] | None =
         if not wanted:
             return
         q = q.where(PassagePack.last_track >= wanted[0], PassagePack.first_track <= wanted[-1])
-    for _first, _last, data in conn.execute(q.order_by(PassagePack.first_track, PassagePack.day)):
-        yield decode(bytes(data))
+    for first, day, data in conn.execute(q.order_by(PassagePack.first_track, PassagePack.day)):
+        yield _decode(cache, run_id, day, first, bytes(data))
 
 
 def packed_runs(conn: Connection, run_ids: Collection[str]) -> set[str]:
@@ -313,7 +326,7 @@ def matching(p: Passages, f: SegmentFilter) -> npt.NDArray[np.intp]:
     return np.flatnonzero(keep)
 
 
-def listing_count(conn: Connection, run_id: str, f: SegmentFilter, cap: int) -> int:
+def listing_count(conn: Connection, run_id: str, f: SegmentFilter, cap: int, cache: Decoded | None = None) -> int:
     """How many packed segments of the run ``f`` keeps, counted up to ``cap`` (a filter on nothing but the run is
     summed from the packs' counts, without unpacking them)."""
     if f == SegmentFilter():
@@ -321,23 +334,25 @@ def listing_count(conn: Connection, run_id: str, f: SegmentFilter, cap: int) -> 
             PassagePack.run_id == run_id)).scalars())
         return min(total, cap)
     n = 0
-    for p in run_packs(conn, run_id, None if f.track is None else [f.track], f.since):
+    for p in run_packs(conn, run_id, None if f.track is None else [f.track], f.since, cache):
         n += len(matching(p, f))
         if n >= cap:
             return cap
     return n
 
 
-def listing_rows(conn: Connection, run_id: str, f: SegmentFilter) -> Iterator[TrackRecord]:
+def listing_rows(conn: Connection, run_id: str, f: SegmentFilter, cache: Decoded | None = None
+                 ) -> Iterator[TrackRecord]:
     """The packed segments of the run that ``f`` keeps, in (track, segment) order: the packs (whose tracks may
     overlap: a day's faced tracks are packed later, in a part of their own) are decoded lazily, in order of their
     first track, and merged; rows are made a few at a time, as the page takes them."""
-    q = select(PassagePack.first_track, PassagePack.data).where(PassagePack.run_id == run_id)
+    q = select(PassagePack.first_track, PassagePack.day, PassagePack.data).where(PassagePack.run_id == run_id)
     if f.track is not None:
         q = q.where(PassagePack.first_track <= f.track, PassagePack.last_track >= f.track)
     if f.since is not None:
         q = q.where(PassagePack.last_ts >= f.since)
-    packs = [(int(first), bytes(data)) for first, data in conn.execute(q.order_by(PassagePack.first_track))]
+    packs = [(int(first), int(day), bytes(data))
+             for first, day, data in conn.execute(q.order_by(PassagePack.first_track, PassagePack.day))]
     heap: list[tuple[int, int, int, TrackRecord, Iterator[TrackRecord]]] = []
 
     def push(j: int, rows: Iterator[TrackRecord]) -> None:
@@ -349,7 +364,7 @@ def listing_rows(conn: Connection, run_id: str, f: SegmentFilter) -> Iterator[Tr
     while True:
         # a pack not yet decoded holds no track below its first: the heap's least row comes first unless it does
         while i < len(packs) and (not heap or packs[i][0] <= heap[0][0]):
-            p = decode(packs[i][1])
+            p = _decode(cache, run_id, packs[i][1], packs[i][0], packs[i][2])
             push(i, _lazy_records(p, matching(p, f)))
             i += 1
         if not heap:
