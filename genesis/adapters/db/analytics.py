@@ -40,11 +40,9 @@ from genesis.adapters.db.repository import (
     DAY_S,
     EPOCH_MIN,
     HOUR_S,
-    TRACK_RECORD_COLUMNS,
     Repository,
-    _crossing,
-    _zone_event,
     dialect_insert,
+    passage_rows,
     read_connection,
     segment_spans,
     span_holding,
@@ -70,7 +68,6 @@ from genesis.adapters.db.tables_analytics import (
     RollupZone,
 )
 from genesis.adapters.db.tables_identities import TrackFace
-from genesis.domain import TrackRecord
 from genesis.domain.heat import add_cells, encode_cells, grid_shape
 
 ROLLUP_TABLES: dict[str, Any] = {
@@ -242,11 +239,9 @@ def _add_packed(conn: Connection, span: RunSpan, since: float, until: float, out
             t = span.absolute(c.ts)
             if since <= t < until:
                 out.crossings.append((span.run_id, c.line, c.track_id, c.direction.value, t, c.seq))
-        for seg in packs.track_records(p):
+        for seg in packs.track_records(p):  # in (track, segment) order, and a track is packed whole
             out.segments.setdefault((span.run_id, seg.track_id), []).append(
                 (seg.first_seq, span.absolute(seg.first_ts), seg.identity))
-    for segs in out.segments.values():
-        segs.sort(key=lambda s: s[0])
 
 
 def _packable(conn: Connection, span: RunSpan, before: float) -> dict[int, list[int]]:
@@ -271,20 +266,13 @@ def _pack_part(conn: Connection, span: RunSpan, day: int, tracks: Sequence[int])
     """Pack the rows of ``tracks`` (sorted; of one day) into one ``passage_packs`` row and delete them, on
     ``conn`` (one transaction). A track named since it was chosen stays. Returns (segments, events, crossings)."""
     chosen = set(tracks)
-    segs = [TrackRecord(*r) for r in conn.execute(select(*TRACK_RECORD_COLUMNS).where(
-        _in_range(Track, span.run_id, tracks)).order_by(Track.track_id, Track.segment)) if r[1] in chosen]
+    segs, events, crossings = passage_rows(conn, span.run_id, tracks[0], tracks[-1])
     chosen -= {t.track_id for t in segs if t.identity is not None}
     segs = [t for t in segs if t.track_id in chosen]
     if not segs:
         return None
-    z, c = ZoneEventRow, LineCrossingRow
-    events = [_zone_event(*r[1:]) for r in conn.execute(select(z.track_id, z.camera_id, z.zone, z.track_id, z.kind,
-                                                                z.seq, z.ts).where(_in_range(z, span.run_id, tracks)))
-              if r[0] in chosen]
-    crossings = [_crossing(*r[1:]) for r in conn.execute(select(c.track_id, c.camera_id, c.line, c.track_id,
-                                                                 c.direction, c.seq, c.ts)
-                                                          .where(_in_range(c, span.run_id, tracks)))
-                 if r[0] in chosen]
+    events = [e for e in events if e.track_id in chosen]
+    crossings = [x for x in crossings if x.track_id in chosen]
     times = [span.absolute(v) for t in segs for v in (t.first_ts, t.last_ts)]
     times += [span.absolute(e.ts) for e in events] + [span.absolute(x.ts) for x in crossings]
     passages = packs.columns_of(segs, events, crossings)

@@ -30,7 +30,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from genesis.adapters.db import packs
+from genesis.adapters.db.packs import Passages, run_packs, segments_of
+from genesis.adapters.db.packs import crossings as packed_crossings
+from genesis.adapters.db.packs import zone_events as packed_zone_events
 from genesis.adapters.db.partitions import ensure_days
 from genesis.adapters.db.points import day_rows, point_keys, stored_points
 from genesis.adapters.db.tables import (
@@ -987,7 +989,7 @@ class Repository:
         with self._read() as conn:
             rows = _of_tracks([TrackRecord(*row) for row in conn.execute(_where_tracks(query, Track, track_ids))],
                               track_ids)
-            packed = [t for p in packs.run_packs(conn, run_id, track_ids) for t in packs.segments_of(p, track_ids)]
+            packed = [t for p in run_packs(conn, run_id, track_ids) for t in segments_of(p, track_ids)]
         if packed:  # the run's packed passages (genesis.adapters.db.packs), in the same order
             rows = sorted(rows + packed, key=lambda t: (t.track_id, t.segment))
         return rows
@@ -1045,7 +1047,7 @@ class Repository:
     def _run_rows_packed(
         self, run_id: str, columns: Sequence[Any], order_by: Sequence[Any] = (),
         track_ids: Collection[int] | None = None, *, packed: bool = True,
-    ) -> tuple[str, list[Any], list[packs.Passages]]:
+    ) -> tuple[str, list[Any], list[Passages]]:
         """:meth:`_run_rows`, and the run's packs that may hold ``track_ids`` (every pack, when not given), read in
         the same transaction (a packing in between would otherwise hide rows or give them twice)."""
         table = columns[0].class_
@@ -1055,7 +1057,7 @@ class Repository:
             if camera is None:
                 return "", [], []
             rows = _of_tracks(list(conn.execute(_where_tracks(query, table, track_ids))), track_ids)
-            return camera, rows, list(packs.run_packs(conn, run_id, track_ids)) if packed else []
+            return camera, rows, list(run_packs(conn, run_id, track_ids)) if packed else []
 
     def points(self, run_id: str) -> list[PathPoint]:
         """The trajectory points of a run by (seq, track_id); the camera is the run's."""
@@ -1084,7 +1086,7 @@ class Repository:
         t = ZoneEventRow
         _, rows, packed = self._run_rows_packed(run_id, (t.camera_id, t.zone, t.track_id, t.kind, t.seq, t.ts),
                                                 track_ids=track_ids)
-        events = [_zone_event(*row) for row in rows] + [e for p in packed for e in packs.zone_events(p, track_ids)]
+        events = [_zone_event(*row) for row in rows] + [e for p in packed for e in packed_zone_events(p, track_ids)]
         # Sorted in Python so that text compares by code point on both backends.
         return sorted(events, key=zone_event_order)
 
@@ -1093,7 +1095,7 @@ class Repository:
         t = LineCrossingRow
         _, rows, packed = self._run_rows_packed(run_id, (t.camera_id, t.line, t.track_id, t.direction, t.seq, t.ts),
                                                 track_ids=track_ids)
-        out = [_crossing(*row) for row in rows] + [c for p in packed for c in packs.crossings(p, track_ids)]
+        out = [_crossing(*row) for row in rows] + [c for p in packed for c in packed_crossings(p, track_ids)]
         return sorted(out, key=crossing_order)
 
 
@@ -1113,6 +1115,7 @@ __all__ = [
     "TrackRecord",
     "alembic_config",
     "make_engine",
+    "passage_rows",
     "read_connection",
     "run_record",
     "segment_at",
@@ -1144,12 +1147,30 @@ def segment_spans(conn: Connection, run_id: str, track_ids: Collection[int] | No
         out.setdefault(int(tid), []).append((int(segment), int(first), int(last), name))
     if identity is None:  # packed segments carry no name
         wanted = track_ids if packed_tracks is None else packed_tracks
-        for p in packs.run_packs(conn, run_id, wanted):
-            for t in packs.segments_of(p, wanted):
+        for p in run_packs(conn, run_id, wanted):
+            for t in segments_of(p, wanted):
                 out.setdefault(t.track_id, []).append((t.segment, t.first_seq, t.last_seq, t.identity))
         for spans in out.values():
             spans.sort()
     return out
+
+
+def passage_rows(conn: Connection, run_id: str, low: int, high: int | None = None
+                 ) -> tuple[list[TrackRecord], list[ZoneEvent], list[LineCrossing]]:
+    """The run's segments (by track, segment), zone events and line crossings of the tracks ``low`` .. ``high``
+    (no upper bound when None): what a pack of those tracks holds."""
+    def within(table: Any) -> Any:
+        cond = and_(table.run_id == run_id, table.track_id >= low)
+        return cond if high is None else and_(cond, table.track_id <= high)
+
+    z, c = ZoneEventRow, LineCrossingRow
+    segs = [TrackRecord(*r) for r in conn.execute(select(*TRACK_RECORD_COLUMNS).where(within(Track))
+                                                   .order_by(Track.track_id, Track.segment))]
+    events = [_zone_event(*r) for r in conn.execute(select(z.camera_id, z.zone, z.track_id, z.kind, z.seq, z.ts)
+                                                      .where(within(z)))]
+    crossings = [_crossing(*r) for r in conn.execute(select(c.camera_id, c.line, c.track_id, c.direction, c.seq, c.ts)
+                                                        .where(within(c)))]
+    return segs, events, crossings
 
 
 def span_holding(spans: dict[int, list[SegmentSpan]], track_id: int, seq: int) -> SegmentSpan | None:

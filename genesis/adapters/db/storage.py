@@ -51,16 +51,13 @@ from genesis.adapters.db.partitions import create_days
 from genesis.adapters.db.points import StoredPoint, point_keys, row_of, stored_points
 from genesis.adapters.db.repository import (
     EPOCH_MIN,
-    TRACK_RECORD_COLUMNS,
-    _crossing,
-    _zone_event,
     dialect_insert,
+    passage_rows,
     read_connection,
     write_connection,
 )
 from genesis.adapters.db.schema import metadata
-from genesis.adapters.db.tables import Identity, LineCrossingRow, PassagePack, Run, Track, ZoneEventRow, utcnow
-from genesis.domain import TrackRecord
+from genesis.adapters.db.tables import Identity, PassagePack, Run, Track, utcnow
 
 DAY_TABLES: dict[str, str] = {
     "point_batches": "first_ts",
@@ -328,14 +325,10 @@ def _sampled_pack_bytes(conn: Connection) -> float | None:
                           .order_by(Run.started_at.desc()).limit(1)).scalar_one_or_none()
     if run_id is None:
         return None
-    segs = [TrackRecord(*r) for r in conn.execute(select(*TRACK_RECORD_COLUMNS).where(Track.run_id == run_id)
-                                                   .order_by(Track.track_id.desc()).limit(PACK_SAMPLE))]
-    low = min(t.track_id for t in segs)
-    z, c = ZoneEventRow, LineCrossingRow
-    events = [_zone_event(*r) for r in conn.execute(select(z.camera_id, z.zone, z.track_id, z.kind, z.seq, z.ts)
-                                                      .where(z.run_id == run_id, z.track_id >= low))]
-    crossings = [_crossing(*r) for r in conn.execute(select(c.camera_id, c.line, c.track_id, c.direction, c.seq, c.ts)
-                                                        .where(c.run_id == run_id, c.track_id >= low))]
+    newest = (select(Track.track_id).where(Track.run_id == run_id).order_by(Track.track_id.desc())
+              .limit(PACK_SAMPLE).subquery())
+    low = int(conn.execute(select(func.min(newest.c.track_id))).scalar_one())
+    segs, events, crossings = passage_rows(conn, run_id, low)
     return len(packs.encode(packs.columns_of(segs, events, crossings))) / len(segs)
 
 
@@ -368,7 +361,7 @@ def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = Tr
         passages = pack_after_days is not None and pack_bytes is not None
         out = sum(n / days * (per_row.get(name) or 0.0) * keep.get(name, 0) for name, n in total.items()
                   if not passages or name not in (*PASSAGE_TABLES, "passage_packs"))
-        if passages and pack_after_days is not None and pack_bytes is not None:
+        if pack_after_days is not None and pack_bytes is not None:
             hot = total.get("tracks", 0)
             segments = (hot + packed.get(camera, 0)) / days
             per_segment = sum((total.get(name, 0) / hot if hot else 0.0) * (per_row.get(name) or 0.0)
