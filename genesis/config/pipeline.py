@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from genesis.config._base import StrictModel
+
+_DAY_S = 86400.0
 
 
 class TrackerConfig(StrictModel):
@@ -58,23 +60,21 @@ class RetentionConfig(StrictModel):
     sightings_days: int = Field(default=30, ge=1)
     events_days: int = Field(default=365, ge=1)
     unknown_faces_days: int = Field(default=30, ge=1)
-    pack_after_days: int | None = Field(
-        default=None, ge=0,
-        description="The segments, zone events and crossings of tracks that ended this many days ago, carry no "
-                    "name and keep no face are packed, per run and day, into one compressed row (read as before "
-                    "by reports, lists and rollups; docs/analytics.md). Default: the longer of sightings_days and "
-                    "unknown_faces_days (their points and faces are gone by then); 0: never packed.")
-
-    @model_validator(mode="after")
-    def _pack_after_points(self) -> RetentionConfig:
-        if self.pack_after_days and self.pack_after_days < self.sightings_days:
-            raise ValueError(f"retention.pack_after_days ({self.pack_after_days}) must be 0 (never) or at least "
-                             f"sightings_days ({self.sightings_days}): a packed track's points would be listed "
-                             "without its zones")
-        return self
+    pack_after_days: int = Field(
+        default=1, ge=0,
+        description="The segments, zone events and crossings of a UTC day's tracks that carry no name and keep no "
+                    "face are packed, per run and day, into one compressed row this many days later (read as "
+                    "before by reports, lists, sightings and rollups; docs/analytics.md). A track that keeps a face "
+                    "is packed once its face is purged (unknown_faces_days); a named one stays a row. 0: never.")
 
     def packed_after_days(self) -> int | None:
         """Days after which passages are packed (None: never)."""
-        if self.pack_after_days is None:
-            return max(self.sightings_days, self.unknown_faces_days)
         return self.pack_after_days or None
+
+    def pack_cutoff(self, now: float) -> float | None:
+        """The absolute time before which a track must have ended to be packed at ``now``: the start of the UTC
+        day ``pack_after_days - 1`` days ago (a day's tracks are packed together, ``pack_after_days`` days after
+        that day; None: never)."""
+        if not self.pack_after_days:
+            return None
+        return (now // _DAY_S - self.pack_after_days + 1) * _DAY_S

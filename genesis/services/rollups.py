@@ -289,12 +289,13 @@ def storage_upkeep(repo: Repository, settings: Settings, now: float | None = Non
     """Beat's storage upkeep: the PostgreSQL day partitions of yesterday, today and the next
     ``rollups.partition_days_ahead`` days (created when missing), the heatmap grids of every hour
     that ended ``rollups.heat_merge_after_s`` ago merged into one row per run and hour, and the passages that
-    ended ``retention.pack_after_days`` ago packed (`AnalyticsStore.pack_passages`)."""
+    ended ``retention.pack_after_days`` days ago packed (`AnalyticsStore.pack_passages`; a UTC day's tracks
+    together, from the start of the UTC day ``pack_after_days`` after theirs: `RetentionConfig.pack_cutoff`)."""
     now = time.time() if now is None else now
     cfg = settings.rollups
     created = ensure_ahead(repo.engine, now, cfg.partition_days_ahead)
     store = AnalyticsStore(repo)
     merged = store.compact_heat(now - cfg.heat_merge_after_s)
-    days = settings.retention.packed_after_days()
-    packed = {} if days is None else store.pack_passages(now - days * DAY_S)
+    cutoff = settings.retention.pack_cutoff(now)
+    packed = {} if cutoff is None else store.pack_passages(cutoff)
     return {"partitions_created": created, "heat_rows_merged": merged, "passages_packed": packed}

@@ -30,7 +30,7 @@ from genesis.adapters.db.repository import (
     segment_spans,
     span_holding,
 )
-from genesis.adapters.db.tables import Camera, PointBatchRow, Run, Track, ZoneEventRow
+from genesis.adapters.db.tables import Camera, PassagePack, PointBatchRow, Run, Track, ZoneEventRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +230,8 @@ class EventRows:
         self.conn = conn
         self._packs: packs.Decoded = {}
         """Packs this reader decoded (one snapshot: they cannot change under it)."""
+        self._zone_packed: dict[str, bool] = {}
+        """Whether a run has packs, by run (asked once per reader)."""
 
     def _page(self, base: Any, order: tuple[Any, ...], limit: int, offset: int, count_cap: int | None = None
               ) -> tuple[list[Any], int]:
@@ -352,8 +354,6 @@ class EventRows:
                     return False
                 if f.ts_to is not None and ts > f.ts_to:
                     return False
-                if f.zone is not None and tid not in zone_tracks[run_id]:
-                    return False
                 return f.identity is None or span_holding(named[run_id], tid, seq) is not None
             return match
 
@@ -374,6 +374,8 @@ class EventRows:
                 match = keep(run_id)
                 points = [p for first, blob in self._packed(run_id, group)
                           for p in stored_points(first, blob, match)]
+                if f.zone is not None:
+                    points = self._in_zone(run_id, f.zone, points, zone_tracks[run_id])
                 points.sort(key=lambda p: (p.seq, p.track_id))
                 for p in points:
                     if offset <= seen < end:
@@ -392,6 +394,18 @@ class EventRows:
                                        None if seg is None else seg[3], p.frames))
         return out, total
 
+    def _in_zone(self, run_id: str, zone: str, points: list[StoredPoint], rows: set[int]) -> list[StoredPoint]:
+        """The points of tracks that entered or left ``zone``: those whose zone events are rows (``rows``) and
+        those whose passages are packed (a day after they ended, while their points are kept 30 days)."""
+        inside = set(rows)
+        if run_id not in self._zone_packed:
+            self._zone_packed[run_id] = bool(packs.packed_runs(self.conn, [run_id]))
+        if self._zone_packed[run_id]:
+            ask = {p.track_id for p in points} - rows
+            inside |= {e.track_id for pack in packs.run_packs(self.conn, run_id, ask, cache=self._packs)
+                       for e in packs.zone_events(pack, ask) if e.zone == zone}
+        return [p for p in points if p.track_id in inside]
+
     def _packed(self, run_id: str, group: list[Any]) -> list[tuple[int, bytes]]:
         """(first_seq, points) of the rows of a group (one read)."""
         keys = {(int(r.first_seq), int(r.first_track), int(r.day)) for r in group}
@@ -408,7 +422,8 @@ class EventRows:
                        Run.camera_id).join(Run, Run.id == P.run_id)
         query = _run_window(query, f)
         if f.zone is not None:
-            query = query.where(exists().where(ZoneEventRow.run_id == P.run_id, ZoneEventRow.zone == f.zone))
+            query = query.where(or_(exists().where(ZoneEventRow.run_id == P.run_id, ZoneEventRow.zone == f.zone),
+                                    exists().where(PassagePack.run_id == P.run_id)))
         if f.identity is not None:
             query = query.where(exists().where(Track.run_id == P.run_id, Track.identity_name == f.identity,
                                                Track.first_seq <= P.last_seq, Track.last_seq >= P.first_seq))

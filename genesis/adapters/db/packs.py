@@ -268,12 +268,16 @@ def _decode(cache: Decoded | None, run_id: str, day: int, first: int, data: byte
 
 
 def run_packs(conn: Connection, run_id: str, track_ids: Collection[int] | None = None,
-              since: float | None = None, cache: Decoded | None = None) -> Iterator[Passages]:
+              since: float | None = None, cache: Decoded | None = None, from_day: int | None = None
+              ) -> Iterator[Passages]:
     """The run's packs in track order (those that may hold ``track_ids``, when given; those with a row at or after
-    the absolute time ``since``, when given), decoded one at a time (once per ``cache``)."""
+    the absolute time ``since``, when given; those of UTC day ``from_day`` or later, when given), decoded one at a
+    time (once per ``cache``)."""
     q = select(PassagePack.first_track, PassagePack.day, PassagePack.data).where(PassagePack.run_id == run_id)
     if since is not None:
         q = q.where(PassagePack.last_ts >= since)
+    if from_day is not None:
+        q = q.where(PassagePack.day >= from_day)
     wanted = None if track_ids is None else sorted(track_ids)
     if wanted is not None:
         if not wanted:

@@ -354,6 +354,21 @@ def absolute_ts(ts: float, started: float) -> float:
     return ts if ts >= EPOCH_MIN else started + ts
 
 
+def _packs_holding(conn: Connection, run_id: str, started: float, items: Iterable[tuple[int, float]]
+                   ) -> tuple[list[Passages], set[int]]:
+    """The run's packs that may hold the tracks of ``items`` ((track id, a time of the track in the batch)), and
+    those track ids: a batch written again after its tracks were packed (a dead letter replayed a day or more
+    later). A pack holds the tracks whose last sighting fell on its day, so only packs of the batch's earliest day
+    or later are read: a live batch's tracks are seen today, and none is read."""
+    times: dict[int, float] = {}
+    for tid, ts in items:
+        times[tid] = min(ts, times.get(tid, ts))
+    if not times:
+        return [], set()
+    day = int(min(absolute_ts(ts, started) for ts in times.values()) // DAY_S)
+    return list(run_packs(conn, run_id, set(times), from_day=day)), set(times)
+
+
 def _by_hour(sightings: Sequence[Sighting], started: float) -> dict[int, list[Sighting]]:
     """Sightings by the hour (absolute time, epoch seconds) they fall in."""
     by_hour: dict[int, list[Sighting]] = {}
@@ -840,6 +855,14 @@ class Repository:
                     for a in attempts
                 ],
             )
+            times = [(e.track_id, e.ts) for e in zone_events] + [(c.track_id, c.ts) for c in crossings]
+            packed, ids = _packs_holding(conn, run_id, start, times)
+            if packed:  # a batch written again after its tracks were packed: what the packs hold is not repeated
+                held_events = {(e.zone, e.track_id, e.seq, e.kind) for p in packed for e in packed_zone_events(p, ids)}
+                held_crossings = {(c.line, c.track_id, c.seq) for p in packed for c in packed_crossings(p, ids)}
+                zone_events = [e for e in zone_events
+                               if (e.zone, e.track_id, e.seq, ZoneEventKind(e.kind)) not in held_events]
+                crossings = [c for c in crossings if (c.line, c.track_id, c.seq) not in held_crossings]
             _insert_ignore(
                 conn,
                 ZoneEventRow,
@@ -891,16 +914,23 @@ class Repository:
         ``identity`` is linked to the enrolled identity of that name when there is one; the
         name itself is always kept. When a segment appears twice, the last record wins. The
         segments of a track after its last one given here are removed (a track re-saved with fewer
-        segments: nothing stale stays behind).
+        segments: nothing stale stays behind). A track whose passages are already packed is left out (a batch
+        written again a day or more later: the pack holds the track's last state).
         """
         if not tracks:
             return
         latest = {(int(t.track_id), int(t.segment)): t for t in tracks}
         with self._write() as conn:
-            camera = self._run_camera(conn, run_id)
-            if camera is None:
+            found = conn.execute(select(Run.camera_id, Run.started_at).where(Run.id == run_id)).one_or_none()
+            if found is None:
                 raise NotFoundError(f"unknown run {run_id}")
-            _check_camera(run_id, camera, latest.values())
+            _check_camera(run_id, str(found[0]), latest.values())
+            packed, asked = _packs_holding(conn, run_id, found[1].timestamp(),
+                                           [(t.track_id, t.last_ts) for t in latest.values()])
+            held = {t.track_id for p in packed for t in segments_of(p, asked)}
+            latest = {k: t for k, t in latest.items() if k[0] not in held}  # a packed track's pack has its last state
+            if not latest:
+                return
             names = sorted({t.identity for t in latest.values() if t.identity is not None})
             ids: dict[str, int] = {}
             if names:

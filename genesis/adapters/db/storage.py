@@ -37,10 +37,12 @@ from sqlalchemy import (
     String,
     case,
     cast,
+    exists,
     func,
     insert,
     inspect,
     literal,
+    or_,
     select,
     text,
     update,
@@ -58,6 +60,7 @@ from genesis.adapters.db.repository import (
 )
 from genesis.adapters.db.schema import metadata
 from genesis.adapters.db.tables import Identity, PassagePack, Run, Track, utcnow
+from genesis.adapters.db.tables_identities import TrackFace
 
 DAY_TABLES: dict[str, str] = {
     "point_batches": "first_ts",
@@ -332,6 +335,34 @@ def _sampled_pack_bytes(conn: Connection) -> float | None:
     return len(packs.encode(packs.columns_of(segs, events, crossings))) / len(segs)
 
 
+def _row_shares(conn: Connection) -> tuple[float, float]:
+    """Of the newest :data:`PACK_SAMPLE` segments of the newest run (rows and packed), the shares that stay rows
+    past ``pack_after_days``: (named: as long as the events are kept; keeping a face: until the face is purged)."""
+    run_id = conn.execute(select(Run.id).where(or_(exists().where(Track.run_id == Run.id),
+                                                   exists().where(PassagePack.run_id == Run.id)))
+                          .order_by(Run.started_at.desc()).limit(1)).scalar_one_or_none()
+    if run_id is None:
+        return 0.0, 0.0
+    newest = {(int(t), int(s)): name is not None for t, s, name in conn.execute(
+        select(Track.track_id, Track.segment, Track.identity_name).where(Track.run_id == run_id)
+        .order_by(Track.track_id.desc(), Track.segment.desc()).limit(PACK_SAMPLE))}
+    held = 0
+    for (data,) in conn.execute(select(PassagePack.data).where(PassagePack.run_id == run_id)
+                                .order_by(PassagePack.last_track.desc())):
+        if held >= PACK_SAMPLE:
+            break
+        segs = packs.track_records(packs.decode(bytes(data)))
+        newest.update({(t.track_id, t.segment): False for t in segs})
+        held += len(segs)
+    sample = sorted(newest, reverse=True)[:PACK_SAMPLE]
+    faced = {int(t) for t in conn.execute(select(TrackFace.track_id).where(
+        TrackFace.run_id == run_id, TrackFace.track_id >= sample[-1][0]).distinct()).scalars()}
+    named_tracks = {t for t, s in sample if newest[(t, s)]}
+    named = sum(1 for t, _ in sample if t in named_tracks)
+    with_face = sum(1 for t, _ in sample if t in faced and t not in named_tracks)
+    return named / len(sample), with_face / len(sample)
+
+
 def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = True,
                   keep_days: Mapping[str, int] | None = None, pack_after_days: int | None = None) -> StorageStats:
     """Rows and bytes per table and, with ``per_day``, per camera and camera-day (one read transaction); with
@@ -346,17 +377,21 @@ def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = Tr
         counts = day_rows(conn) if per_day else {}
         packed = _packed_by_camera(conn) if per_day else {}
         pack_bytes: float | None = None
+        named_share = faced_share = 0.0
         if per_day and keep_days is not None and pack_after_days is not None:
             t = next((t for t in tables if t.table == "passage_packs"), None)
             held = sum(packed.values())
             pack_bytes = t.bytes / held if t is not None and t.bytes and held else _sampled_pack_bytes(conn)
+            named_share, faced_share = _row_shares(conn)
     per_row = {t.table: t.bytes_per_row for t in tables}
     unknown = any(t.bytes is None for t in tables)
 
     def at_retention(total: dict[str, int], days: int, camera: str) -> int:
         """Rows a day x bytes a row x days kept, per table; with packing, the passages (the segments, stored or
         packed, each with its share of zone events and crossings) as rows for ``pack_after_days`` and packed
-        (``pack_bytes`` a segment) for the rest."""
+        (``pack_bytes`` a segment) for the rest, except those of named segments (rows while kept) and of tracks
+        that keep a face (rows until the face's retention, ``keep_days["track_faces"]``), at their shares of the
+        newest run's segments (:func:`_row_shares`)."""
         keep = keep_days or {}
         passages = pack_after_days is not None and pack_bytes is not None
         out = sum(n / days * (per_row.get(name) or 0.0) * keep.get(name, 0) for name, n in total.items()
@@ -367,7 +402,10 @@ def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = Tr
             per_segment = sum((total.get(name, 0) / hot if hot else 0.0) * (per_row.get(name) or 0.0)
                               for name in PASSAGE_TABLES)
             kept = keep.get("tracks", 0)
-            out += segments * (per_segment * min(kept, pack_after_days) + pack_bytes * max(0, kept - pack_after_days))
+            faced_days = max(pack_after_days, keep.get("track_faces", 0))
+            for rows_days, share in ((pack_after_days, 1.0 - named_share - faced_share), (kept, named_share),
+                                     (faced_days, faced_share)):
+                out += segments * share * (per_segment * min(kept, rows_days) + pack_bytes * max(0, kept - rows_days))
         return round(out)
 
     def estimate(rows: dict[str, int]) -> int | None:

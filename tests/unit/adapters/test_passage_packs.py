@@ -80,6 +80,11 @@ def _reads(repo: Repository) -> dict[str, Any]:
         for f in FILTERS:
             for limit, offset in ((50, 0), (3, 0), (4, 5), (7, 11), (2, 19)):
                 out[f"page {f} {limit} {offset}"] = db.tracks(f, limit, offset)
+            for limit, offset in ((50, 0), (20, 300), (200, 1000)):  # points are kept while passages are packed
+                out[f"sightings {f} {limit} {offset}"] = db.sightings(f, limit, offset)
+        for run in RUNS:
+            for seq in (40, 900, 4000, 11000):
+                out[f"{run} around {seq}"] = db.sightings_at(run, seq)
     return out
 
 
@@ -138,13 +143,13 @@ def test_a_packed_visit_left_open_stays_open_in_a_running_runs_rollups(db_url: s
         assert store.rollups("zone", "hour") == first
 
 
-def test_beat_packs_after_the_points_and_faces_are_gone_and_purges_packs_whole(db_url: str) -> None:  # noqa: F811
+def test_beat_packs_a_day_later_and_purges_packs_whole(db_url: str) -> None:  # noqa: F811
     now = time.time()
     t0 = (now - 40 * 86400) // 3600 * 3600
     with Repository(db_url) as repo:
         populate(repo, t0)
         settings = load_settings(environ={})
-        assert settings.retention.packed_after_days() == 30  # the shipped default: the faces' and points' retention
+        assert settings.retention.packed_after_days() == 1  # the shipped default
         before = {run: (repo.tracks(run), repo.zone_events(run), repo.line_crossings(run)) for run in RUNS}
         done = storage_upkeep(repo, settings, now=now)
         assert done["passages_packed"]["packs"] >= 2  # one per run and day at least
@@ -166,8 +171,9 @@ def test_beat_packs_after_the_points_and_faces_are_gone_and_purges_packs_whole(d
 
 def test_db_stats_estimates_a_year_with_the_passages_packed(db_url: str) -> None:  # noqa: F811
     """``genesis db stats``' estimate at retention counts a camera's passages as rows for ``pack_after_days`` and
-    packed for the rest of the year: before anything is packed, a packed segment's bytes come from packing the
-    newest run's segments in memory; once packed, from the packs' table."""
+    packed for the rest of the year, except the named ones (rows all year) and those that keep a face (rows while
+    the face is kept), at their shares of the newest run's segments: before anything is packed, a packed
+    segment's bytes come from packing the newest run's segments in memory; once packed, from the packs' table."""
     from genesis.adapters.db.storage import PASSAGE_TABLES, storage_stats
     from genesis.services.rollups import kept_days
 
@@ -175,6 +181,9 @@ def test_db_stats_estimates_a_year_with_the_passages_packed(db_url: str) -> None
     keep = kept_days(settings)
     with Repository(db_url) as repo:
         populate(repo, T0)
+        with repo.engine.begin() as conn:  # the newest run's track 4 keeps a face
+            conn.execute(insert(TrackFace).values(run_id="file", track_id=4, segment=0, camera_id=CAMERA, ts=T0,
+                                                  model="m", dim=2, vector=b"12345678", created_at=datetime.now(UTC)))
 
         def estimate(pack: int | None) -> int:
             stats = storage_stats(repo.engine, keep_days=keep, pack_after_days=pack)
@@ -183,10 +192,14 @@ def test_db_stats_estimates_a_year_with_the_passages_packed(db_url: str) -> None
             return camera.bytes_at_retention
 
         rows_only = estimate(None)
-        sampled = estimate(30)
-        assert 0 < sampled < rows_only
+        sampled = estimate(1)
+        assert 0 < sampled < estimate(30) < rows_only
+        newest = repo.tracks("file")
+        named_share = sum(1 for t in newest if t.identity is not None) / len(newest)
+        faced_share = sum(1 for t in newest if t.track_id == 4) / len(newest)
+        assert 0 < named_share < 1 and 0 < faced_share < 1
         AnalyticsStore(repo).pack_passages(T0 + 4 * 3600)
-        stats = storage_stats(repo.engine, keep_days=keep, pack_after_days=30)
+        stats = storage_stats(repo.engine, keep_days=keep, pack_after_days=1)
         per_row = {t.table: t.bytes_per_row or 0.0 for t in stats.tables}
         (camera,) = stats.cameras
         table = stats.table("passage_packs")
@@ -198,7 +211,8 @@ def test_db_stats_estimates_a_year_with_the_passages_packed(db_url: str) -> None
         want = sum(n / days * per_row[t] * keep[t] for t, n in camera.rows.items()
                    if t not in (*PASSAGE_TABLES, "passage_packs"))
         per_segment = sum(camera.rows.get(t, 0) / hot * per_row[t] for t in PASSAGE_TABLES)
-        want += (hot + held) / days * (per_segment * 30 + table.bytes / held * (365 - 30))
+        for rows_days, share in ((1, 1 - named_share - faced_share), (365, named_share), (30, faced_share)):
+            want += (hot + held) / days * share * (per_segment * rows_days + table.bytes / held * (365 - rows_days))
         assert camera.bytes_at_retention == round(want)
 
 
@@ -231,10 +245,47 @@ def test_a_part_another_upkeep_packed_first_is_left_to_it(db_url: str) -> None: 
         assert repo.tracks("live", first) == before
 
 
-def test_pack_after_days_below_the_points_retention_is_refused() -> None:
-    with pytest.raises(ConfigError, match="at least sightings_days"):
-        load_settings(environ={"GENESIS_RETENTION__PACK_AFTER_DAYS": "7"})
-    assert load_settings(environ={"GENESIS_RETENTION__PACK_AFTER_DAYS": "45"}).retention.packed_after_days() == 45
+def test_a_days_tracks_are_packed_together_pack_after_days_later() -> None:
+    """The cutoff is the start of a UTC day: a day's tracks are packed together (one pack per run and day),
+    ``pack_after_days`` days after their day, whenever the upkeep runs that day."""
+    day = 86400.0
+    noon = 20_000 * day + 12 * 3600
+    one = load_settings(environ={}).retention
+    assert one.pack_cutoff(noon) == 20_000 * day  # yesterday's tracks, not today's
+    assert one.pack_cutoff(20_000 * day) == 20_000 * day  # from the first second of the day
+    assert one.pack_cutoff(20_001 * day - 1) == 20_000 * day
+    seven = load_settings(environ={"GENESIS_RETENTION__PACK_AFTER_DAYS": "7"}).retention
+    assert seven.pack_cutoff(noon) == 19_994 * day and seven.packed_after_days() == 7
+    off = load_settings(environ={"GENESIS_RETENTION__PACK_AFTER_DAYS": "0"}).retention
+    assert off.pack_cutoff(noon) is None and off.packed_after_days() is None
+    with pytest.raises(ConfigError, match="pack_after_days"):
+        load_settings(environ={"GENESIS_RETENTION__PACK_AFTER_DAYS": "-1"})
+
+
+def test_a_batch_written_again_after_its_tracks_were_packed_adds_nothing_twice(db_url: str) -> None:  # noqa: F811
+    """A dead letter replayed a day or more later stores its batch again after its tracks were packed: the packed
+    segments are not written back as rows (the pack holds each track's last state), the zone events and crossings
+    the packs hold are not repeated, and a zone event no one stored before is kept."""
+    with Repository(db_url) as repo:
+        populate(repo, T0)
+        before = _reads(repo)
+        tracks = {run: repo.tracks(run) for run in RUNS}
+        events = {run: repo.zone_events(run) for run in RUNS}
+        crossings = {run: repo.line_crossings(run) for run in RUNS}
+        counts = AnalyticsStore(repo).pack_passages(T0 + 4 * 3600)
+        assert counts["tracks"] > 0
+        rows = {t: _rows(repo, t) for t in (Track, ZoneEventRow, LineCrossingRow)}
+        for run in RUNS:
+            repo.save_outcome(run, [], [], events[run], crossings[run])
+            repo.save_tracks(run, tracks[run])
+        assert {t: _rows(repo, t) for t in rows} == rows
+        assert _reads(repo) == before
+        packed = next(t for t in tracks["live"] if t.identity is None)
+        late = ZoneEvent(CAMERA, "hall", packed.track_id, ZoneEventKind.ENTER, packed.last_seq + 1, packed.last_ts)
+        repo.save_outcome("live", [], [], [late], [])
+        mine = [e for e in events["live"] if e.track_id == packed.track_id]
+        assert sorted(repo.zone_events("live", [packed.track_id]), key=str) == sorted([*mine, late], key=str)
+        assert _rows(repo, ZoneEventRow) == rows[ZoneEventRow] + 1
 
 
 def test_a_reader_sees_each_passage_once_while_the_upkeep_packs(db_url: str) -> None:  # noqa: F811
