@@ -326,15 +326,17 @@ def one_pass_pack_bytes(rec: Recorded) -> float:
 
 @dataclass(slots=True)
 class PackedDays:
-    """What the grown days cost once older than ``retention.pack_after_days``: their points, recognition attempts
-    and unknown faces purged (their retention), their passages packed (`AnalyticsStore.pack_passages`)."""
+    """What the grown days cost as they age: ``pack_after_days`` on (1 by default), their unnamed, faceless
+    passages packed (`AnalyticsStore.pack_passages`), the rest kept as written; past the 30-day retentions, their
+    points, recognition attempts and unknown faces purged and the passages of the tracks that kept a face packed
+    too."""
 
     pack_ms: float
-    """Milliseconds the packing took, for all the grown days."""
+    """Milliseconds the first packing took (the days' faceless passages), for all the grown days."""
     packed: dict[str, int]
     mb_a_day: float
-    """MB of a camera-day older than ``pack_after_days`` (:func:`past_pack_days`: packs, named segments and their
-    events, heat rows, alerts ...), the packs at their measured bytes."""
+    """MB of a camera-day past the 30-day retentions (:func:`aged_day`: packs, named segments and their events,
+    heat rows, alerts ...), the packs at their measured bytes."""
     tables_mb_a_day: dict[str, float]
     one_pass_mb_a_day: float
     """The same with the packs at the bytes one pass of the clip takes packed (:func:`one_pass_pack_bytes`): the
@@ -343,13 +345,24 @@ class PackedDays:
     """Packed bytes a segment: measured on the grown days (repeats) and on one pass (none)."""
     year_gb: dict[str, float]
     """GB a year at the shipped retention, each table at its MB a day as written for the first
-    ``pack_after_days`` and as packed after (:func:`year_with_packing`)."""
+    ``pack_after_days``, as a day keeps it while its faces and points are kept, and as packed after
+    (:func:`year_with_packing`)."""
+    month_mb_a_day: float = 0.0
+    """MB of a camera-day from ``pack_after_days`` until the 30-day retentions (packs at one pass's bytes)."""
+    month_tables_mb_a_day: dict[str, float] = field(default_factory=dict)
+    """Its tables, the packs as measured."""
+    late_pack_ms: float = 0.0
+    """Milliseconds the second packing took (the passages of the tracks whose faces were purged)."""
+    late_packed: dict[str, int] = field(default_factory=dict)
     queries: dict[str, list[float]] = field(default_factory=dict)
     retention_ms: float | None = None
     retention_rows: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"pack_ms": round(self.pack_ms), "packed": self.packed, "mb_per_camera_day": round(self.mb_a_day, 1),
+                "month_mb_per_camera_day": round(self.month_mb_a_day, 1),
+                "month_tables_mb_per_camera_day": {k: round(v, 2) for k, v in self.month_tables_mb_a_day.items()},
+                "late_pack_ms": round(self.late_pack_ms), "late_packed": self.late_packed,
                 "one_pass_mb_per_camera_day": round(self.one_pass_mb_a_day, 1),
                 "pack_bytes_a_segment": {k: round(v, 1) for k, v in self.pack_bytes_a_segment.items()},
                 "tables_mb_per_camera_day": {k: round(v, 2) for k, v in self.tables_mb_a_day.items()},
@@ -386,64 +399,100 @@ def year_at_retention(res: BackendResult, grown: StorageStats, frames: int, sett
             for t in grown.tables if t.rows}
 
 
-def past_pack_days(grown_mb: dict[str, float], packed_mb: dict[str, float], settings: Settings) -> dict[str, float]:
-    """MB per table of a camera-day older than ``retention.pack_after_days``: the passages (``PASSAGE_TABLES`` and
-    ``passage_packs``) as packing leaves them (``packed_mb``), every other table still kept then as written
-    (``grown_mb``; those kept no longer, such as the points, attempts and unknown faces, are gone)."""
-    days = settings.retention.packed_after_days() or 365
+def late_age(settings: Settings) -> int:
+    """Days after which a camera-day keeps no points, attempts or unknown faces (their retention), and the
+    passages of its tracks that kept a face are packed too."""
+    r = settings.retention
+    return max(r.sightings_days, r.unknown_faces_days, r.packed_after_days() or 0)
+
+
+def aged_day(grown_mb: dict[str, float], packed_mb: dict[str, float], settings: Settings, age: int
+             ) -> dict[str, float]:
+    """MB per table of a camera-day ``age`` days old: the passages (``PASSAGE_TABLES`` and ``passage_packs``) as
+    packing leaves them (``packed_mb``), every other table still kept then as written (``grown_mb``; those kept
+    no longer, such as the points, attempts and unknown faces past 30 days, are gone)."""
     passages = {*PASSAGE_TABLES, "passage_packs"}
     return {name: (packed_mb if name in passages else grown_mb).get(name, 0.0)
-            for name in sorted(set(grown_mb) | set(packed_mb)) if retention_days(settings, name) > days}
+            for name in sorted(set(grown_mb) | set(packed_mb)) if retention_days(settings, name) > age}
 
 
-def year_with_packing(grown_mb: dict[str, float], old_mb: dict[str, float], settings: Settings) -> dict[str, float]:
+def year_with_packing(grown_mb: dict[str, float], month_mb: dict[str, float], old_mb: dict[str, float],
+                      settings: Settings) -> dict[str, float]:
     """:func:`year_at_retention` with packing: each table's MB a camera-day as written (``grown_mb``) for the first
-    ``retention.pack_after_days`` days its rows are kept, and as a day past them keeps it (``old_mb``:
-    :func:`past_pack_days`) for the rest."""
-    days = settings.retention.packed_after_days() or 365
+    ``retention.pack_after_days`` days its rows are kept, as a day keeps it until :func:`late_age` (``month_mb``)
+    and as a day past that keeps it (``old_mb``) for the rest."""
+    first = settings.retention.packed_after_days() or 365
+    late = max(first, late_age(settings))
     out = {}
-    for name in sorted(set(grown_mb) | set(old_mb)):
+    for name in sorted(set(grown_mb) | set(month_mb) | set(old_mb)):
         kept = retention_days(settings, name)
-        out[name] = (grown_mb.get(name, 0.0) * min(kept, days) + old_mb.get(name, 0.0) * max(0, kept - days)) / 1e3
+        out[name] = (grown_mb.get(name, 0.0) * min(kept, first) + month_mb.get(name, 0.0) * max(0, min(kept, late)
+                     - first) + old_mb.get(name, 0.0) * max(0, kept - late)) / 1e3
     return out
 
 
 def pack_grown(repo: Repository, settings: Settings, res: BackendResult, grown: StorageStats, grown_frames: int,
                left_frames: int, one_pass: float, runs: list[str], repeats: int, progress: Progress) -> PackedDays:
-    """Age the grown days past ``pack_after_days``: purge their points, attempts and unknown faces (what their
-    retention does by then), pack their passages (timed), measure what is left, time the reads of a packed run,
-    and last the retention of a packed camera-day (the second: the first one's rows went by
-    :func:`time_retention`)."""
+    """Age the grown days: past ``pack_after_days`` pack their passages (timed) and measure what is left; past the
+    30-day retentions purge their points, attempts and unknown faces, pack the passages of the tracks that kept a
+    face (timed), measure what is left, time the reads of a packed run, and last the retention of a packed
+    camera-day (the second: the first one's rows went by :func:`time_retention`)."""
     from genesis.adapters.db.events import EventFilter
     from genesis.api.services import events as event_svc
     from genesis.pipeline.report import build_results
 
     end = EPOCH0 + (len(runs) + 2) * DAY_S  # after the short run too
     store = AnalyticsStore(repo)
-    store.purge_before({"sightings": end, "unknown_faces": end, "events": 0.0}, {})
-    faces_gone = datetime.now(UTC) + timedelta(days=settings.retention.unknown_faces_days + 1)
-    purge_unknown_faces(IdentityStore(repo, BiometricCipher([])), settings.retention.unknown_faces_days, "bench",
-                        faces_gone)
-    task = progress.add_task("pack the grown days", total=1)
+    touched = ["tracks", "zone_events", "line_crossings", "track_faces", "recognition_attempts", "point_batches"]
+    grown_mb = {t.table: res.mb_a_day(res.table_bytes(t.table, grown), grown_frames) for t in grown.tables if t.rows}
+
+    def measured(done: dict[str, int]) -> tuple[dict[str, float], float]:
+        """MB a day per table of what is left (the first day went by time_retention: the other days and the short
+        run), and the packs' measured bytes a segment."""
+        vacuum_analyze(repo.engine, full=touched)
+        after = storage_stats(repo.engine, per_day=False)
+        tables = {t.table: res.mb_a_day(res.table_bytes(t.table, after), left_frames) for t in after.tables if t.rows}
+        packs_table = after.table("passage_packs")
+        return tables, (packs_table.bytes or 0) / done["tracks"] if packs_table and done["tracks"] else 0.0
+
+    task = progress.add_task("pack the grown days", total=2)
     t0 = time.perf_counter()
     counts = store.pack_passages(end)
     pack_ms = 1000 * (time.perf_counter() - t0)
     progress.advance(task)
-    vacuum_analyze(repo.engine, full=["tracks", "zone_events", "line_crossings", "track_faces",
-                                      "recognition_attempts", "point_batches"])
-    after = storage_stats(repo.engine, per_day=False)
-    # the first day went by time_retention: what is left is the other days and the short run
-    tables = {t.table: res.mb_a_day(res.table_bytes(t.table, after), left_frames) for t in after.tables if t.rows}
-    packs_table = after.table("passage_packs")
-    measured = (packs_table.bytes or 0) / counts["tracks"] if packs_table and counts["tracks"] else 0.0
-    grown_mb = {t.table: res.mb_a_day(res.table_bytes(t.table, grown), grown_frames) for t in grown.tables if t.rows}
-    old_day = past_pack_days(grown_mb, tables, settings)
-    planned = {**old_day, "passage_packs": res.mb_a_day(one_pass * counts["tracks"], left_frames)}
-    out = PackedDays(pack_ms, counts, sum(old_day.values()), old_day, sum(planned.values()),
-                     {"grown days (repeats)": measured, "one pass (no repeats)": one_pass},
-                     year_with_packing(grown_mb, planned, settings))
+    month_tables, _ = measured(counts)
+    first = settings.retention.packed_after_days() or 365
+    month = aged_day(grown_mb, month_tables, settings, first)
+    month_planned = {**month, "passage_packs": res.mb_a_day(one_pass * counts["tracks"], left_frames)}
     camera = settings.camera(CAMERA)
     day = runs[len(runs) // 2]
+    zone = camera.zones[0].name
+    # While the points are kept: the sightings of a packed run, whose zones are read from the packs.
+    month_cases: dict[str, Callable[[], Any]] = {
+        "API sightings page, a packed run, zone filter": lambda: event_svc.sightings(
+            repo, EventFilter(run=day, zone=zone), 50, 0),
+        "API sightings page, a packed run, zone filter, page 100": lambda: event_svc.sightings(
+            repo, EventFilter(run=day, zone=zone), 50, 5000),
+    }
+    month_queries: dict[str, list[float]] = {k: [timed_ms(call) for _ in range(repeats)]
+                                             for k, call in month_cases.items()}
+
+    store.purge_before({"sightings": end, "unknown_faces": end, "events": 0.0}, {})
+    faces_gone = datetime.now(UTC) + timedelta(days=settings.retention.unknown_faces_days + 1)
+    purge_unknown_faces(IdentityStore(repo, BiometricCipher([])), settings.retention.unknown_faces_days, "bench",
+                        faces_gone)
+    t0 = time.perf_counter()
+    late = store.pack_passages(end)
+    late_ms = 1000 * (time.perf_counter() - t0)
+    progress.advance(task)
+    every = {k: counts[k] + late[k] for k in counts}
+    tables, per_segment = measured(every)
+    old_day = aged_day(grown_mb, tables, settings, late_age(settings))
+    planned = {**old_day, "passage_packs": res.mb_a_day(one_pass * every["tracks"], left_frames)}
+    out = PackedDays(pack_ms, counts, sum(old_day.values()), old_day, sum(planned.values()),
+                     {"grown days (repeats)": per_segment, "one pass (no repeats)": one_pass},
+                     year_with_packing(grown_mb, month_planned, planned, settings),
+                     sum(month_planned.values()), month, late_ms, late)
 
     def report() -> None:
         run = repo.run(day)
@@ -455,9 +504,9 @@ def pack_grown(repo: Repository, settings: Settings, res: BackendResult, grown: 
         "API tracks page, packed days": lambda: event_svc.tracks(repo, EventFilter(camera=CAMERA), 50, 0),
         "API tracks page, a packed run, page 100": lambda: event_svc.tracks(repo, EventFilter(run=day), 50, 5000),
         "API tracks page, a packed run, zone filter": lambda: event_svc.tracks(
-            repo, EventFilter(run=day, zone=camera.zones[0].name), 50, 0),
+            repo, EventFilter(run=day, zone=zone), 50, 0),
     }
-    out.queries = {k: [] for k in cases}
+    out.queries = {**month_queries, **{k: [] for k in cases}}
     task = progress.add_task("queries, packed", total=repeats * len(cases))
     for _ in range(repeats):
         for name, call in cases.items():
@@ -731,11 +780,17 @@ def print_results(console: Console, rec: Recorded, results: list[BackendResult],
                 f"{r.retention_ms:.0f} ms; removed {', '.join(f'{k} {v:,}' for k, v in r.retention_rows.items())}")
         if r.packed is not None:
             p = r.packed
-            out(f"{r.backend}, the grown days aged past pack_after_days (points, attempts, unknown faces purged; "
-                f"passages packed in {p.pack_ms / 1e3:,.1f} s: "
-                + ", ".join(f"{k} {v:,}" for k, v in p.packed.items()) + ")")
-            out(f"{r.backend}: {p.one_pass_mb_a_day:,.1f} MB per camera-day once packed (a day older than "
-                "pack_after_days: what is still kept then), the packs at the bytes of one pass packed on its own "
+            out(f"{r.backend}, the grown days aged past pack_after_days (their unnamed, faceless passages packed "
+                f"in {p.pack_ms / 1e3:,.1f} s: " + ", ".join(f"{k} {v:,}" for k, v in p.packed.items()) + ")")
+            out(f"{r.backend}: {p.month_mb_a_day:,.1f} MB per camera-day from pack_after_days until the 30-day "
+                "retentions, the packs at the bytes of one pass packed on its own (as measured: "
+                + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(p.month_tables_mb_a_day.items(), key=lambda kv: -kv[1])
+                            if v >= 0.05) + ")")
+            out(f"{r.backend}, the grown days aged past the 30-day retentions (points, attempts, unknown faces "
+                f"purged; the passages of the tracks that kept a face packed in {p.late_pack_ms / 1e3:,.1f} s: "
+                + ", ".join(f"{k} {v:,}" for k, v in p.late_packed.items()) + ")")
+            out(f"{r.backend}: {p.one_pass_mb_a_day:,.1f} MB per camera-day once packed (a day older than the "
+                "30-day retentions: what is still kept then), the packs at the bytes of one pass packed on its own "
                 f"({p.mb_a_day:,.1f} as measured: "
                 + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(p.tables_mb_a_day.items(), key=lambda kv: -kv[1])
                             if v >= 0.05) + "; packed bytes a segment: "

@@ -64,17 +64,27 @@ def test_bench_storage_tiny(models_dir: Path, data_dir: Path, tmp_path: Path) ->
     assert pg["retention_ms"] > 0 and "retention of the first camera-day" in out
     assert pg["retention_rows"]["tracks"] == 4 * pg["tables"]["tracks"]["rows"], pg
     assert pg["retention_rows"]["zone_events"] == 4 * pg["tables"]["zone_events"]["rows"], pg
-    # Then the grown days aged past pack_after_days: points, attempts and unknown faces purged, passages packed;
-    # the reads of a packed run timed; the retention of the second day (packed) removes every segment of it.
+    # Then the grown days aged past pack_after_days: their faceless passages packed, the rest kept as written;
+    # then past the 30-day retentions: points, attempts and unknown faces purged, the faced tracks' passages packed
+    # too; the reads of a packed run timed; the retention of the second day (packed) removes every segment of it.
     packed = pg["packed"]
     assert packed["packed"]["packs"] >= 2 and packed["packed"]["tracks"] > 0, packed  # day 2 and the short run
+    assert packed["late_packed"]["packs"] >= 2 and packed["late_packed"]["tracks"] > 0, packed  # the faced tracks
+    month = packed["month_tables_mb_per_camera_day"]
+    assert month["passage_packs"] > 0 and month["point_batches"] > 0 and month["track_faces"] > 0, month
+    assert "point_batches" not in packed["tables_mb_per_camera_day"], packed
+    assert packed["one_pass_mb_per_camera_day"] < packed["month_mb_per_camera_day"] < pg["at_scale_mb_per_camera_day"]
     assert packed["mb_per_camera_day"] > 0 and packed["tables_mb_per_camera_day"]["passage_packs"] > 0, packed
     assert packed["year_gb_at_retention"]["passage_packs"] > 0, packed
-    assert re.search(r"^postgresql: [\d,.]+ MB per camera-day once packed \(a day older than pack_after_days", out,
+    assert re.search(r"^postgresql: [\d,.]+ MB per camera-day from pack_after_days until the 30-day retentions", out,
+                     re.M), out
+    assert re.search(r"^postgresql: [\d,.]+ MB per camera-day once packed \(a day older than the 30-day", out,
                      re.M), out
     assert packed["one_pass_mb_per_camera_day"] > 0 and packed["pack_bytes_a_segment"]["one pass (no repeats)"] > 0
     assert re.search(r"^postgresql: a year of this camera at the shipped retention, with packing, keeps", out, re.M)
-    assert set(packed["queries_ms"]) == {"run report, a packed day-long run (genesis report)",
+    assert set(packed["queries_ms"]) == {"API sightings page, a packed run, zone filter",
+                                         "API sightings page, a packed run, zone filter, page 100",
+                                         "run report, a packed day-long run (genesis report)",
                                          "API tracks page, packed days", "API tracks page, a packed run, page 100",
                                          "API tracks page, a packed run, zone filter"}, packed
     assert packed["retention_rows"]["passage_packs"] >= 1, packed
