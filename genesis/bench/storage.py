@@ -634,6 +634,8 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], short: s
         "API sightings page": lambda: event_svc.sightings(repo, f, 50, 0),
         "API sightings page, one run": lambda: event_svc.sightings(repo, EventFilter(camera=CAMERA, run=runs[day]),
                                                                    50, 0),
+        "API sightings page, one run, zone filter": lambda: event_svc.sightings(
+            repo, EventFilter(run=runs[day], zone=camera.zones[0].name), 50, 0),
         "API alerts page": lambda: alert_svc.alerts(alert_store, AlertFilter(camera=CAMERA), 50, 0),
     }
     out.update({k: [] for k in cases})

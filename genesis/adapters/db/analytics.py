@@ -280,7 +280,8 @@ def _pack_part(conn: Connection, span: RunSpan, day: int, tracks: Sequence[int])
     written = conn.execute(dialect_insert(conn, PassagePack).values(
         run_id=span.run_id, day=day, first_track=ids[0], last_track=ids[-1], first_ts=min(times),
         last_ts=max(times), tracks=len(ids), segments=len(segs), zone_events=len(events), crossings=len(crossings),
-        open_visits=packs.open_visits(events), data=packs.encode(passages)).on_conflict_do_nothing())
+        open_visits=packs.open_visits(events), data=packs.encode(passages), zones=packs.zones_of(passages)
+    ).on_conflict_do_nothing())
     if not written.rowcount:  # another upkeep packed these tracks first: its pack stands, nothing is deleted
         raise _PackedElsewhereError
     for table in (ZoneEventRow, LineCrossingRow, Track):

@@ -16,10 +16,12 @@ from datetime import datetime
 from itertools import islice
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Connection, Engine, and_, exists, func, literal, or_, select, tuple_, union_all
 
 from genesis.adapters.db import packs
-from genesis.adapters.db.points import StoredPoint, stored_points
+from genesis.adapters.db.points import StoredPoint, stored_points, unpack
 from genesis.adapters.db.repository import (
     EPOCH_MIN,
     RUN_COLUMNS,
@@ -172,6 +174,21 @@ def _tracks_within(query: Any, f: EventFilter) -> Any:
                      Track.first_ts)
 
 
+def _matching(points: npt.NDArray[Any], f: EventFilter, inside: set[int] | None) -> int:
+    """How many of a row's points (:func:`genesis.adapters.db.points.unpack`) are within ``f``'s track, times and
+    zone (the tracks ``inside`` it), counted in arrays (what ``sightings``' ``match`` keeps, without the identity)."""
+    keep = np.ones(len(points), dtype=np.bool_)
+    if f.track is not None:
+        keep &= points["track_id"] == f.track
+    if f.ts_from is not None:
+        keep &= points["ts"] >= f.ts_from
+    if f.ts_to is not None:
+        keep &= points["ts"] <= f.ts_to
+    if inside is not None:
+        keep &= np.isin(points["track_id"], np.fromiter(inside, dtype=np.int64, count=len(inside)))
+    return int(keep.sum())
+
+
 P = PointBatchRow
 _READ_ROWS = 1000
 """Packed rows (their key, frames, times and count: not their points) read at a time by a sightings page."""
@@ -230,8 +247,9 @@ class EventRows:
         self.conn = conn
         self._packs: packs.Decoded = {}
         """Packs this reader decoded (one snapshot: they cannot change under it)."""
-        self._zone_packed: dict[str, bool] = {}
-        """Whether a run has packs, by run (asked once per reader)."""
+        self._zone_packs: dict[tuple[str, str], tuple[list[tuple[int, int, int]], set[tuple[int, int]], set[int]]] = {}
+        """(run, zone) -> ((day, first track, last track) of the run's packs with the zone's events; the (day, first
+        track) of those scanned so far; the tracks they hold in the zone)."""
 
     def _page(self, base: Any, order: tuple[Any, ...], limit: int, offset: int, count_cap: int | None = None
               ) -> tuple[list[Any], int]:
@@ -346,9 +364,11 @@ class EventRows:
         zone_tracks: dict[str, set[int]] = {}
         named: dict[str, dict[int, list[SegmentSpan]]] = {}
 
-        def keep(run_id: str) -> Any:
+        def keep(run_id: str, inside: set[int] | None) -> Any:
             def match(tid: int, seq: int, ts: float) -> bool:
                 if f.track is not None and tid != f.track:
+                    return False
+                if inside is not None and tid not in inside:
                     return False
                 if f.ts_from is not None and ts < f.ts_from:
                     return False
@@ -357,7 +377,7 @@ class EventRows:
                 return f.identity is None or span_holding(named[run_id], tid, seq) is not None
             return match
 
-        for run_id, camera, group in self._point_groups(f):
+        for run_id, camera, group in self._point_groups(f, with_points=per_point):
             if f.zone is not None and run_id not in zone_tracks:
                 zone_tracks[run_id] = {int(t) for t in self.conn.execute(
                     select(ZoneEventRow.track_id).where(ZoneEventRow.run_id == run_id, ZoneEventRow.zone == f.zone)
@@ -371,16 +391,23 @@ class EventRows:
             if whole and (seen + n <= offset or seen >= end):
                 seen += n  # nothing of the page in it: counted, not unpacked
             else:
-                match = keep(run_id)
-                points = [p for first, blob in self._packed(run_id, group)
-                          for p in stored_points(first, blob, match)]
+                blobs = ([(int(r.first_seq), bytes(r.points)) for r in group] if per_point
+                         else self._packed(run_id, group))
+                inside = None
                 if f.zone is not None:
-                    points = self._in_zone(run_id, f.zone, points, zone_tracks[run_id])
-                points.sort(key=lambda p: (p.seq, p.track_id))
-                for p in points:
-                    if offset <= seen < end:
-                        page.append((run_id, camera, p))
-                    seen += 1
+                    tids = {t for _, blob in blobs for t in np.unique(unpack(blob)["track_id"]).tolist()}
+                    inside = self._zone_inside(run_id, f.zone, tids, zone_tracks[run_id])
+                n = -1 if f.identity is not None else sum(_matching(unpack(blob), f, inside) for _, blob in blobs)
+                if n >= 0 and (seen + n <= offset or seen >= end):
+                    seen += n  # nothing of the page in it: counted in arrays, no point made
+                else:
+                    match = keep(run_id, inside)
+                    points = [p for first, blob in blobs for p in stored_points(first, blob, match)]
+                    points.sort(key=lambda p: (p.seq, p.track_id))
+                    for p in points:
+                        if offset <= seen < end:
+                            page.append((run_id, camera, p))
+                        seen += 1
             if seen >= end and seen >= POINTS_TOTAL_CAP:
                 break
         total = min(seen, POINTS_TOTAL_CAP)
@@ -394,17 +421,24 @@ class EventRows:
                                        None if seg is None else seg[3], p.frames))
         return out, total
 
-    def _in_zone(self, run_id: str, zone: str, points: list[StoredPoint], rows: set[int]) -> list[StoredPoint]:
-        """The points of tracks that entered or left ``zone``: those whose zone events are rows (``rows``) and
-        those whose passages are packed (a day after they ended, while their points are kept 30 days)."""
-        inside = set(rows)
-        if run_id not in self._zone_packed:
-            self._zone_packed[run_id] = bool(packs.packed_runs(self.conn, [run_id]))
-        if self._zone_packed[run_id]:
-            ask = {p.track_id for p in points} - rows
-            inside |= {e.track_id for pack in packs.run_packs(self.conn, run_id, ask, cache=self._packs)
-                       for e in packs.zone_events(pack, ask) if e.zone == zone}
-        return [p for p in points if p.track_id in inside]
+    def _zone_inside(self, run_id: str, zone: str, tids: set[int], rows: set[int]) -> set[int]:
+        """Of ``tids``, the tracks that entered or left ``zone``: those whose zone events are rows (``rows``) and
+        those whose passages are packed (a day after their day, while their points are kept 30 days)."""
+        inside = tids & rows
+        ask = tids - rows
+        if not ask:
+            return inside
+        if (run_id, zone) not in self._zone_packs:  # the keys and track ranges of the run's packs with the zone
+            self._zone_packs[(run_id, zone)] = ([(int(d), int(a), int(b)) for d, a, b in self.conn.execute(
+                select(PassagePack.day, PassagePack.first_track, PassagePack.last_track).where(
+                    PassagePack.run_id == run_id, packs.holding_zone(zone)))], set(), set())
+        keys, scanned, tracks = self._zone_packs[(run_id, zone)]
+        low, high = min(ask), max(ask)
+        for day, first, last in keys:
+            if first <= high and last >= low and (day, first) not in scanned:
+                scanned.add((day, first))
+                tracks |= packs.zone_tracks(packs.pack_at(self.conn, run_id, day, first, self._packs), zone)
+        return inside | (ask & tracks)
 
     def _packed(self, run_id: str, group: list[Any]) -> list[tuple[int, bytes]]:
         """(first_seq, points) of the rows of a group (one read)."""
@@ -414,16 +448,20 @@ class EventRows:
         return [(int(first), bytes(blob)) for first, track, day, blob in rows
                 if (int(first), int(track), int(day)) in keys]
 
-    def _point_groups(self, f: EventFilter) -> Iterator[tuple[str, str, list[Any]]]:
+    def _point_groups(self, f: EventFilter, with_points: bool = False) -> Iterator[tuple[str, str, list[Any]]]:
         """(run, camera, rows) of the packed rows that may hold points within ``f``, in (run, frame) order, a
         group being rows whose frame ranges overlap (so that sorting each group's points gives the points in
-        order); read ``_READ_ROWS`` rows at a time, by key."""
+        order); read ``_READ_ROWS`` rows at a time, by key (with their points, when ``with_points``: a filter that
+        reads every row's points)."""
         query = select(P.run_id, P.first_seq, P.first_track, P.day, P.last_seq, P.first_ts, P.last_ts, P.n,
-                       Run.camera_id).join(Run, Run.id == P.run_id)
+                       Run.camera_id, *([P.points] if with_points else [])).join(Run, Run.id == P.run_id)
         query = _run_window(query, f)
-        if f.zone is not None:
-            query = query.where(or_(exists().where(ZoneEventRow.run_id == P.run_id, ZoneEventRow.zone == f.zone),
-                                    exists().where(PassagePack.run_id == P.run_id)))
+        if f.zone is not None:  # the runs with the zone's events or with packs, chosen first (by their keys)
+            runs = [r for r in self.conn.execute(_run_window(select(Run.id), f)).scalars()
+                    if self.conn.execute(select(
+                        exists().where(ZoneEventRow.run_id == r, ZoneEventRow.zone == f.zone)
+                        | exists().where(PassagePack.run_id == r, packs.holding_zone(f.zone)))).scalar()]
+            query = query.where(P.run_id.in_(runs))
         if f.identity is not None:
             query = query.where(exists().where(Track.run_id == P.run_id, Track.identity_name == f.identity,
                                                Track.first_seq <= P.last_seq, Track.last_seq >= P.first_seq))

@@ -267,13 +267,30 @@ def _decode(cache: Decoded | None, run_id: str, day: int, first: int, data: byte
     return cache[key]
 
 
+ZONE_SEP = "\x1f"
+"""Separates the zone names of ``passage_packs.zones`` (the unit separator: not a character of a zone's name)."""
+
+
+def zones_of(p: Passages) -> str:
+    """``passage_packs.zones`` of a pack: the names of its events' zones, each between two :data:`ZONE_SEP`."""
+    codes = sorted(set(p.events.ints["zone"].tolist()))
+    return "".join(ZONE_SEP + p.strings[c] for c in codes) + ZONE_SEP if codes else ""
+
+
+def holding_zone(zone: str) -> Any:
+    """SQL: the packs with events of ``zone`` (an exact name; LIKE's wildcards in it escaped)."""
+    return PassagePack.zones.contains(ZONE_SEP + zone + ZONE_SEP, autoescape=True)
+
+
 def run_packs(conn: Connection, run_id: str, track_ids: Collection[int] | None = None,
-              since: float | None = None, cache: Decoded | None = None, from_day: int | None = None
-              ) -> Iterator[Passages]:
+              since: float | None = None, cache: Decoded | None = None, from_day: int | None = None,
+              zone: str | None = None) -> Iterator[Passages]:
     """The run's packs in track order (those that may hold ``track_ids``, when given; those with a row at or after
-    the absolute time ``since``, when given; those of UTC day ``from_day`` or later, when given), decoded one at a
-    time (once per ``cache``)."""
+    the absolute time ``since``, when given; those of UTC day ``from_day`` or later, when given; those with events
+    of ``zone``, when given), decoded one at a time (once per ``cache``)."""
     q = select(PassagePack.first_track, PassagePack.day, PassagePack.data).where(PassagePack.run_id == run_id)
+    if zone is not None:
+        q = q.where(holding_zone(zone))
     if since is not None:
         q = q.where(PassagePack.last_ts >= since)
     if from_day is not None:
@@ -283,8 +300,31 @@ def run_packs(conn: Connection, run_id: str, track_ids: Collection[int] | None =
         if not wanted:
             return
         q = q.where(PassagePack.last_track >= wanted[0], PassagePack.first_track <= wanted[-1])
-    for first, day, data in conn.execute(q.order_by(PassagePack.first_track, PassagePack.day)):
-        yield _decode(cache, run_id, day, first, bytes(data))
+    q = q.order_by(PassagePack.first_track, PassagePack.day)
+    if cache is None:
+        for data in conn.execute(q.with_only_columns(PassagePack.data)).scalars():
+            yield decode(bytes(data))
+        return
+    # the keys first: a pack this reader decoded already is not read again
+    for first, day in conn.execute(q.with_only_columns(PassagePack.first_track, PassagePack.day)).all():
+        yield pack_at(conn, run_id, int(day), int(first), cache)
+
+
+def pack_at(conn: Connection, run_id: str, day: int, first: int, cache: Decoded) -> Passages:
+    """The pack of that key, decoded (read and decoded once per ``cache``)."""
+    key = (run_id, day, first)
+    if key not in cache:
+        cache[key] = decode(bytes(conn.execute(select(PassagePack.data).where(
+            PassagePack.run_id == run_id, PassagePack.day == day, PassagePack.first_track == first)).scalar_one()))
+    return cache[key]
+
+
+def zone_tracks(p: Passages, zone: str) -> set[int]:
+    """The tracks of the pack that entered or left ``zone``."""
+    if zone not in p.strings:
+        return set()
+    ev = p.events.ints
+    return set(ev["track_id"][ev["zone"] == p.strings.index(zone)].tolist())
 
 
 def packed_runs(conn: Connection, run_ids: Collection[str]) -> set[str]:
@@ -338,7 +378,7 @@ def listing_count(conn: Connection, run_id: str, f: SegmentFilter, cap: int, cac
             PassagePack.run_id == run_id)).scalars())
         return min(total, cap)
     n = 0
-    for p in run_packs(conn, run_id, None if f.track is None else [f.track], f.since, cache):
+    for p in run_packs(conn, run_id, None if f.track is None else [f.track], f.since, cache, zone=f.zone):
         n += len(matching(p, f))
         if n >= cap:
             return cap
@@ -355,6 +395,8 @@ def listing_rows(conn: Connection, run_id: str, f: SegmentFilter, cache: Decoded
         q = q.where(PassagePack.first_track <= f.track, PassagePack.last_track >= f.track)
     if f.since is not None:
         q = q.where(PassagePack.last_ts >= f.since)
+    if f.zone is not None:  # a track's events are in its segments' pack
+        q = q.where(holding_zone(f.zone))
     packs = [(int(first), int(day), bytes(data))
              for first, day, data in conn.execute(q.order_by(PassagePack.first_track, PassagePack.day))]
     heap: list[tuple[int, int, int, TrackRecord, Iterator[TrackRecord]]] = []

@@ -216,8 +216,9 @@ class PointBatchRow(Base):
 
 class PassagePack(Base):
     """Passages of one run that ended on one UTC day, packed once their day is old enough
-    (``genesis.adapters.db.packs``): the segments, zone events and line crossings of tracks that carry no name
-    and keep no face, which nothing but the run's report, its lists and the rollups of their hours read again.
+    (``retention.pack_after_days``; ``genesis.adapters.db.packs``): the segments, zone events and line crossings of
+    tracks that carry no name and keep no face, which nothing but the run's report, its lists, the zone filter of
+    its sightings and the rollups of their hours read again.
 
     One row per (run, day of the tracks' last sighting, first track): the storage upkeep packs a day's tracks
     in parts of at most ``PACK_TRACKS``, and the tracks that kept a face until its retention went are packed
@@ -240,6 +241,9 @@ class PassagePack(Base):
     open_visits: Mapped[int] = mapped_column(Integer)
     """Zone entries without their exit (a track lost in a zone): a running run keeps those visits open."""
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    zones: Mapped[str] = mapped_column(String, default="", server_default="")
+    """The zones of the pack's events, each between two ``packs.ZONE_SEP`` (migration 0015): a zone filter reads
+    only the packs that hold the zone."""
 
 
 class HeatmapRow(Base):

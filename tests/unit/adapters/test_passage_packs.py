@@ -27,7 +27,7 @@ from genesis.adapters.db.tables import LineCrossingRow, PassagePack, Track, Zone
 from genesis.adapters.db.tables_identities import TrackFace
 from genesis.config import load_settings
 from genesis.config.settings import ConfigError
-from genesis.domain import Direction, LineCrossing, ZoneEvent, ZoneEventKind
+from genesis.domain import Direction, LineCrossing, PathPoint, Sighting, ZoneEvent, ZoneEventKind
 from genesis.services.rollups import purge, rollup, storage_upkeep
 from tests.analytics_data import CAMERA, assert_matches, backdate, expected, populate, stored
 from tests.unit.adapters.test_repository import db_url  # noqa: F401  (the sqlite + postgresql fixture)
@@ -121,6 +121,62 @@ def test_packed_passages_read_as_the_rows_did(db_url: str) -> None:  # noqa: F81
         want = expected(raw, "minute")
         for kind in ("camera", "zone", "line", "identity", "identity_zone"):
             assert_matches(stored(store.rollups(kind, "minute"), kind), want[kind])
+
+
+def test_the_sightings_of_a_run_whose_zone_events_are_all_packed_keep_their_zone(db_url: str) -> None:  # noqa: F811
+    """A run of unnamed, faceless tracks: a day later every zone event of it is packed, while its points are kept
+    30 days; ``/api/sightings?zone=`` still lists the points of the tracks that were in the zone."""
+    with Repository(db_url) as repo:
+        repo.start_run("quiet", CAMERA, "rtsp://quiet", {"width": 640, "height": 360})
+        backdate(repo, "quiet", T0, T0 + 60)
+        box = (10.0, 10.0, 50.0, 90.0)
+        points = [PathPoint(CAMERA, tid, seq, T0 + seq, box, 0.9) for tid in (1, 2) for seq in range(tid, 30, 3)]
+        repo.save_outcome("quiet", [Sighting(CAMERA, p.track_id, p.seq, p.ts, box, 0.9) for p in points], [],
+                          [ZoneEvent(CAMERA, "hall", 2, ZoneEventKind.ENTER, 5, T0 + 5)], [], points)
+        repo.save_tracks("quiet", [TrackRecord(CAMERA, tid, tid, 28 + tid // 2, T0 + tid, T0 + 28, 10, None, 0, 0,
+                                               None) for tid in (1, 2)])
+        f = EventFilter(run="quiet", zone="hall")
+        with read_events(repo.engine) as db:
+            before = db.sightings(f, 50, 0)
+        assert before[1] == sum(1 for p in points if p.track_id == 2) and {s.track_id for s in before[0]} == {2}
+        assert AnalyticsStore(repo).pack_passages(T0 + 86400)["zone_events"] == 1
+        assert _rows(repo, ZoneEventRow) == 0 and _rows(repo, Track) == 0
+        with read_events(repo.engine) as db:
+            assert db.sightings(f, 50, 0) == before
+            assert db.sightings(EventFilter(run="quiet", zone="nowhere"), 50, 0) == ([], 0)
+
+
+def test_a_pack_names_its_zones_and_the_migration_names_those_of_packs_before_it(db_url: str) -> None:  # noqa: F811
+    """``passage_packs.zones`` (migration 0015) lets a zone filter skip the packs without the zone: written with
+    each pack, filled in by the migration for packs stored before it, matched exactly (LIKE's wildcards in a
+    zone's name are not wildcards)."""
+    from sqlalchemy import text
+
+    with Repository(db_url) as repo:
+        populate(repo, T0)
+        repo.start_run("odd", CAMERA, "rtsp://odd", {})
+        backdate(repo, "odd", T0, T0 + 60)
+        repo.save_outcome("odd", [], [], [ZoneEvent(CAMERA, "50%_off", 1, ZoneEventKind.ENTER, 3, T0 + 3)], [])
+        repo.save_tracks("odd", [TrackRecord(CAMERA, 1, 1, 9, T0 + 1, T0 + 9, 9, None, 0, 0, None)])
+        AnalyticsStore(repo).pack_passages(T0 + 4 * 3600, part_tracks=3)
+        with repo.engine.connect() as conn:
+            written = {(r, d, t): z for r, d, t, z in conn.execute(select(
+                PassagePack.run_id, PassagePack.day, PassagePack.first_track, PassagePack.zones))}
+            assert written[("odd", int(T0 // 86400), 1)] == "\x1f50%_off\x1f"
+            assert set(written.values()) >= {"\x1fhall\x1f"}
+            for zone, runs in (("50%_off", {"odd"}), ("5%", set()), ("50__off", set()), ("hall", {"live", "file"})):
+                assert {str(r) for r in conn.execute(select(PassagePack.run_id).where(
+                    codec.holding_zone(zone))).scalars()} == runs, zone
+        with read_events(repo.engine) as db:
+            before = [db.tracks(EventFilter(zone=z), 50, 0) for z in ("hall", "50%_off", "5%")]
+        repo.downgrade("0014")
+        repo.upgrade()
+        with repo.engine.connect() as conn:
+            assert {(r, d, t): z for r, d, t, z in conn.execute(text(
+                "SELECT run_id, day, first_track, zones FROM passage_packs"))} == written
+        with read_events(repo.engine) as db:
+            assert [db.tracks(EventFilter(zone=z), 50, 0) for z in ("hall", "50%_off", "5%")] == before
+        assert before[1][1] == 1 and before[2][1] == 0
 
 
 def test_a_packed_visit_left_open_stays_open_in_a_running_runs_rollups(db_url: str) -> None:  # noqa: F811
