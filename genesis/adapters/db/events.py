@@ -191,7 +191,8 @@ def _matching(points: npt.NDArray[Any], f: EventFilter, inside: set[int] | None)
 
 P = PointBatchRow
 _READ_ROWS = 1000
-"""Packed rows (their key, frames, times and count: not their points) read at a time by a sightings page."""
+"""Packed rows (their key, frames, times and count; their points too under a track, zone or identity filter) read at
+a time by a sightings page."""
 
 
 POINTS_TOTAL_CAP = 100_000
@@ -351,12 +352,15 @@ class EventRows:
         (counted up to ``POINTS_TOTAL_CAP``; the page itself lies wherever ``offset`` says).
 
         The points are stored packed per batch (``point_batches``): the rows that may hold matching points are
-        chosen in SQL (the runs' window; the frames of a segment named ``identity``; a zone's run; ``ts``
-        against the rows' smallest and largest time) and read in key order, without their points, a thousand
-        at a time; a row every point of which matches (no track, zone or identity filter, its times within the
-        filter's) is counted by its ``n`` alone unless the page lies in it, the others are read again with their
-        points, unpacked and filtered point by point. A point matches ``identity`` when the segment of its track
-        that holds its frame carries the name."""
+        chosen in SQL (the runs' window; the frames of a segment named ``identity``; the runs with ``zone``'s events,
+        as rows or packed; ``ts`` against the rows' smallest and largest time) and read in key order, a thousand at
+        a time; a row every point of which matches (no track, zone or identity filter, its times within the
+        filter's) is counted by its ``n`` alone unless the page lies in it; the others are unpacked and filtered:
+        counted in arrays where the page does not lie in them (not under an identity filter), made into points
+        where it does. Under a track, zone or identity filter the rows are read with their points; otherwise a
+        row is read again for them. A point matches ``zone`` when its track entered or left the zone (its events
+        rows, or in its track's pack) and ``identity`` when the segment of its track that holds its frame carries
+        the name."""
         end = offset + limit
         seen = 0
         page: list[tuple[str, str, StoredPoint]] = []
