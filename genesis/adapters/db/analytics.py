@@ -273,14 +273,9 @@ def _pack_part(conn: Connection, span: RunSpan, day: int, tracks: Sequence[int])
         return None
     events = [e for e in events if e.track_id in chosen]
     crossings = [x for x in crossings if x.track_id in chosen]
-    times = [span.absolute(v) for t in segs for v in (t.first_ts, t.last_ts)]
-    times += [span.absolute(e.ts) for e in events] + [span.absolute(x.ts) for x in crossings]
-    passages = packs.columns_of(segs, events, crossings)
     ids = sorted({t.track_id for t in segs})
     written = conn.execute(dialect_insert(conn, PassagePack).values(
-        run_id=span.run_id, day=day, first_track=ids[0], last_track=ids[-1], first_ts=min(times),
-        last_ts=max(times), tracks=len(ids), segments=len(segs), zone_events=len(events), crossings=len(crossings),
-        open_visits=packs.open_visits(events), data=packs.encode(passages), zones=packs.zones_of(passages)
+        run_id=span.run_id, day=day, first_track=ids[0], **packs.pack_row(segs, events, crossings, span.absolute)
     ).on_conflict_do_nothing())
     if not written.rowcount:  # another upkeep packed these tracks first: its pack stands, nothing is deleted
         raise _PackedElsewhereError

@@ -23,7 +23,7 @@ import heapq
 import json
 import struct
 import zlib
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,6 +145,19 @@ def open_visits(events: Iterable[ZoneEvent]) -> int:
     as the rollups pair them (``genesis.services.rollups.zone_visits``)."""
     ordered = sorted(events, key=lambda e: (e.zone, e.track_id, e.seq, e.kind.value == "exit"))
     return len(pair_visits(((e.zone, e.track_id), e.kind.value == "enter", e.ts) for e in ordered)[1])
+
+
+def pack_row(segments: Sequence[TrackRecord], events: Sequence[ZoneEvent], crossings: Sequence[LineCrossing],
+             absolute: Callable[[float], float]) -> dict[str, Any]:
+    """The columns of a ``passage_packs`` row holding these rows (at least one segment), but its key (run, day,
+    first track): ``absolute`` turns a row's time into epoch seconds (the run's start added for a file's run)."""
+    times = [absolute(v) for t in segments for v in (t.first_ts, t.last_ts)]
+    times += [absolute(e.ts) for e in events] + [absolute(x.ts) for x in crossings]
+    passages = columns_of(segments, events, crossings)
+    ids = sorted({t.track_id for t in segments})
+    return {"last_track": ids[-1], "first_ts": min(times), "last_ts": max(times), "tracks": len(ids),
+            "segments": len(segments), "zone_events": len(events), "crossings": len(crossings),
+            "open_visits": open_visits(events), "data": encode(passages), "zones": zones_of(passages)}
 
 
 def _shuffled(a: npt.NDArray[Any]) -> bytes:
@@ -283,18 +296,16 @@ def holding_zone(zone: str) -> Any:
 
 
 def run_packs(conn: Connection, run_id: str, track_ids: Collection[int] | None = None,
-              since: float | None = None, cache: Decoded | None = None, from_day: int | None = None,
-              zone: str | None = None) -> Iterator[Passages]:
+              since: float | None = None, cache: Decoded | None = None, zone: str | None = None
+              ) -> Iterator[Passages]:
     """The run's packs in track order (those that may hold ``track_ids``, when given; those with a row at or after
-    the absolute time ``since``, when given; those of UTC day ``from_day`` or later, when given; those with events
-    of ``zone``, when given), decoded one at a time (once per ``cache``)."""
+    the absolute time ``since``, when given; those with events of ``zone``, when given), decoded one at a time
+    (once per ``cache``)."""
     q = select(PassagePack.first_track, PassagePack.day, PassagePack.data).where(PassagePack.run_id == run_id)
     if zone is not None:
         q = q.where(holding_zone(zone))
     if since is not None:
         q = q.where(PassagePack.last_ts >= since)
-    if from_day is not None:
-        q = q.where(PassagePack.day >= from_day)
     wanted = None if track_ids is None else sorted(track_ids)
     if wanted is not None:
         if not wanted:
@@ -308,6 +319,18 @@ def run_packs(conn: Connection, run_id: str, track_ids: Collection[int] | None =
     # the keys first: a pack this reader decoded already is not read again
     for first, day in conn.execute(q.with_only_columns(PassagePack.first_track, PassagePack.day)).all():
         yield pack_at(conn, run_id, int(day), int(first), cache)
+
+
+def keyed_packs(conn: Connection, run_id: str, track_ids: Collection[int], from_day: int
+                ) -> list[tuple[int, int, Passages]]:
+    """(day, first track, pack) of the run's packs of UTC day ``from_day`` or later that may hold ``track_ids``."""
+    wanted = sorted(track_ids)
+    if not wanted:
+        return []
+    q = select(PassagePack.day, PassagePack.first_track, PassagePack.data).where(
+        PassagePack.run_id == run_id, PassagePack.day >= from_day, PassagePack.last_track >= wanted[0],
+        PassagePack.first_track <= wanted[-1])
+    return [(int(day), int(first), decode(bytes(data))) for day, first, data in conn.execute(q)]
 
 
 def pack_at(conn: Connection, run_id: str, day: int, first: int, cache: Decoded) -> Passages:

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from genesis.adapters.db.packs import Passages, run_packs, segments_of
+from genesis.adapters.db.packs import Passages, keyed_packs, pack_row, run_packs, segments_of
 from genesis.adapters.db.packs import crossings as packed_crossings
 from genesis.adapters.db.packs import zone_events as packed_zone_events
 from genesis.adapters.db.partitions import ensure_days
@@ -42,6 +42,7 @@ from genesis.adapters.db.tables import (
     HeatmapRow,
     Identity,
     LineCrossingRow,
+    PassagePack,
     PointBatchRow,
     RecognitionAttemptRow,
     Run,
@@ -355,18 +356,52 @@ def absolute_ts(ts: float, started: float) -> float:
 
 
 def _packs_holding(conn: Connection, run_id: str, started: float, items: Iterable[tuple[int, float]]
-                   ) -> tuple[list[Passages], set[int]]:
-    """The run's packs that may hold the tracks of ``items`` ((track id, a time of the track in the batch)), and
-    those track ids: a batch written again after its tracks were packed (a dead letter replayed a day or more
-    later). A pack holds the tracks whose last sighting fell on its day, so only packs of the batch's earliest day
-    or later are read: a live batch's tracks are seen today, and none is read."""
+                   ) -> tuple[list[tuple[int, int, Passages]], set[int]]:
+    """(day, first track, pack) of the run's packs that may hold the tracks of ``items`` ((track id, a time of the
+    track in the batch)), and those track ids: a batch stored after its tracks were packed (a dead letter replayed
+    days later; a batch stored after midnight's packing behind a backlog). A pack holds the tracks whose last
+    sighting fell on its day, so only packs of the batch's earliest day or later are read: a live batch's tracks
+    are seen today, and none is read."""
     times: dict[int, float] = {}
     for tid, ts in items:
         times[tid] = min(ts, times.get(tid, ts))
     if not times:
         return [], set()
     day = int(min(absolute_ts(ts, started) for ts in times.values()) // DAY_S)
-    return list(run_packs(conn, run_id, set(times), from_day=day)), set(times)
+    return keyed_packs(conn, run_id, set(times), day), set(times)
+
+
+def _take_out_of_packs(conn: Connection, run_id: str, started: float, held: list[tuple[int, int, Passages]],
+                       tracks: set[int]) -> None:
+    """Take ``tracks`` out of their packs: their zone events and crossings back as rows, their segments dropped
+    (the caller writes the newer ones), each pack written again without them (deleted when none of its segments
+    is left)."""
+    for day, first, p in held:
+        segs = [t for t in segments_of(p) if t.track_id not in tracks]
+        events, crossings = packed_zone_events(p), packed_crossings(p)
+        if len(segs) == len(segments_of(p)):
+            continue
+        _insert_ignore(conn, ZoneEventRow, _zone_event_rows(run_id, [e for e in events if e.track_id in tracks]))
+        _insert_ignore(conn, LineCrossingRow, _crossing_rows(run_id, [c for c in crossings if c.track_id in tracks]))
+        where = and_(PassagePack.run_id == run_id, PassagePack.day == day, PassagePack.first_track == first)
+        if not segs:
+            conn.execute(delete(PassagePack).where(where))
+            continue
+        # keyed by its new first track (no other pack holds it), so the track taken out can be packed again
+        conn.execute(update(PassagePack).where(where).values(first_track=min(t.track_id for t in segs), **pack_row(
+            segs, [e for e in events if e.track_id not in tracks], [c for c in crossings if c.track_id not in tracks],
+            lambda ts: absolute_ts(ts, started))))
+
+
+def _zone_event_rows(run_id: str, events: Iterable[ZoneEvent]) -> list[dict[str, Any]]:
+    return [{"run_id": run_id, "zone": e.zone, "track_id": int(e.track_id), "seq": int(e.seq),
+             "kind": ZoneEventKind(e.kind).value, "camera_id": e.camera_id, "ts": float(e.ts)} for e in events]
+
+
+def _crossing_rows(run_id: str, crossings: Iterable[LineCrossing]) -> list[dict[str, Any]]:
+    return [{"run_id": run_id, "line": c.line, "track_id": int(c.track_id), "seq": int(c.seq),
+             "camera_id": c.camera_id, "direction": Direction(c.direction).value, "ts": float(c.ts)}
+            for c in crossings]
 
 
 def _by_hour(sightings: Sequence[Sighting], started: float) -> dict[int, list[Sighting]]:
@@ -857,44 +892,15 @@ class Repository:
             )
             times = [(e.track_id, e.ts) for e in zone_events] + [(c.track_id, c.ts) for c in crossings]
             packed, ids = _packs_holding(conn, run_id, start, times)
-            if packed:  # a batch written again after its tracks were packed: what the packs hold is not repeated
-                held_events = {(e.zone, e.track_id, e.seq, e.kind) for p in packed for e in packed_zone_events(p, ids)}
-                held_crossings = {(c.line, c.track_id, c.seq) for p in packed for c in packed_crossings(p, ids)}
+            if packed:  # a batch stored after its tracks were packed: what the packs hold is not repeated
+                held_events = {(e.zone, e.track_id, e.seq, e.kind) for _, _, p in packed
+                               for e in packed_zone_events(p, ids)}
+                held_crossings = {(c.line, c.track_id, c.seq) for _, _, p in packed for c in packed_crossings(p, ids)}
                 zone_events = [e for e in zone_events
                                if (e.zone, e.track_id, e.seq, ZoneEventKind(e.kind)) not in held_events]
                 crossings = [c for c in crossings if (c.line, c.track_id, c.seq) not in held_crossings]
-            _insert_ignore(
-                conn,
-                ZoneEventRow,
-                [
-                    {
-                        "run_id": run_id,
-                        "zone": e.zone,
-                        "track_id": int(e.track_id),
-                        "seq": int(e.seq),
-                        "kind": ZoneEventKind(e.kind).value,
-                        "camera_id": e.camera_id,
-                        "ts": float(e.ts),
-                    }
-                    for e in zone_events
-                ],
-            )
-            _insert_ignore(
-                conn,
-                LineCrossingRow,
-                [
-                    {
-                        "run_id": run_id,
-                        "line": c.line,
-                        "track_id": int(c.track_id),
-                        "seq": int(c.seq),
-                        "camera_id": c.camera_id,
-                        "direction": Direction(c.direction).value,
-                        "ts": float(c.ts),
-                    }
-                    for c in crossings
-                ],
-            )
+            _insert_ignore(conn, ZoneEventRow, _zone_event_rows(run_id, zone_events))
+            _insert_ignore(conn, LineCrossingRow, _crossing_rows(run_id, crossings))
 
     def _ensure_partitions(self, run_id: str, rows: Sequence[Sighting | PathPoint]) -> None:
         """The day partitions the rows fall in (PostgreSQL), created first in a transaction of their own
@@ -914,8 +920,9 @@ class Repository:
         ``identity`` is linked to the enrolled identity of that name when there is one; the
         name itself is always kept. When a segment appears twice, the last record wins. The
         segments of a track after its last one given here are removed (a track re-saved with fewer
-        segments: nothing stale stays behind). A track whose passages are already packed is left out (a batch
-        written again a day or more later: the pack holds the track's last state).
+        segments: nothing stale stays behind). A track whose passages are already packed is left out when the pack
+        holds as late a state (a dead letter replayed days later), and taken out of its pack when this one is later
+        (its last batch stored after midnight's packing, behind a backlog): `_take_out_of_packs`.
         """
         if not tracks:
             return
@@ -925,12 +932,24 @@ class Repository:
             if found is None:
                 raise NotFoundError(f"unknown run {run_id}")
             _check_camera(run_id, str(found[0]), latest.values())
-            packed, asked = _packs_holding(conn, run_id, found[1].timestamp(),
-                                           [(t.track_id, t.last_ts) for t in latest.values()])
-            held = {t.track_id for p in packed for t in segments_of(p, asked)}
-            latest = {k: t for k, t in latest.items() if k[0] not in held}  # a packed track's pack has its last state
-            if not latest:
-                return
+            started = found[1].timestamp()
+            packed, asked = _packs_holding(conn, run_id, started, [(t.track_id, t.last_ts) for t in latest.values()])
+            if packed:  # a batch stored after some of its tracks were packed
+                packed_last: dict[int, int] = {}
+                for _, _, p in packed:
+                    for t in segments_of(p, asked):
+                        packed_last[t.track_id] = max(t.last_seq, packed_last.get(t.track_id, t.last_seq))
+                given_last: dict[int, int] = {}
+                for (tid, _), t in latest.items():
+                    given_last[tid] = max(int(t.last_seq), given_last.get(tid, int(t.last_seq)))
+                # an older state (a dead letter replayed days later) is left out: the pack holds a later one; a newer
+                # one (stored behind a backlog after midnight's packing) takes its track out of the pack first
+                newer = {tid for tid, last in packed_last.items() if given_last[tid] > last}
+                latest = {k: t for k, t in latest.items() if k[0] not in packed_last or k[0] in newer}
+                if newer:
+                    _take_out_of_packs(conn, run_id, started, packed, newer)
+                if not latest:
+                    return
             names = sorted({t.identity for t in latest.values() if t.identity is not None})
             ids: dict[str, int] = {}
             if names:

@@ -9,6 +9,7 @@ the API's track pages with each filter, the run's segment count, and the rollups
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -299,6 +300,52 @@ def test_a_part_another_upkeep_packed_first_is_left_to_it(db_url: str) -> None: 
         with pytest.raises(_PackedElsewhereError), repo.engine.begin() as conn:  # the same key again: refused
             _pack_part(conn, span, day, first)
         assert repo.tracks("live", first) == before
+
+
+def test_a_newer_state_stored_after_its_track_was_packed_takes_it_out_of_its_pack(db_url: str) -> None:  # noqa: F811
+    """Midnight's packing took a track from its rows while the store queue still held its last batch (a backlog):
+    that newer state is not lost. The track leaves its pack (its events back as rows, the pack written again
+    without it), its new state is stored as rows, and the next upkeep packs it again; every reader sees the
+    track's last state once."""
+    with Repository(db_url) as repo:
+        populate(repo, T0)
+        store = AnalyticsStore(repo)
+        late = next(t for t in repo.tracks("live") if t.identity is None)
+        tid = late.track_id
+        counts = store.pack_passages(T0 + 4 * 3600, part_tracks=4)
+        assert counts["tracks"] > 0
+        packs_before = _rows(repo, PassagePack)
+        rows_named = _rows(repo, Track)
+        others = {run: (repo.tracks(run), repo.zone_events(run), repo.line_crossings(run)) for run in RUNS}
+        mine_events = repo.zone_events("live", [tid])
+        newer = dataclasses.replace(late, last_seq=late.last_seq + 4, last_ts=late.last_ts + 2.0,
+                                    frames=late.frames + 4)
+        exit_again = ZoneEvent(CAMERA, "hall", tid, ZoneEventKind.ENTER, late.last_seq + 3, late.last_ts + 1.5)
+        repo.save_outcome("live", [], [], [exit_again], [])
+        repo.save_tracks("live", [newer])
+        assert repo.tracks("live", [tid]) == [newer]
+        assert sorted(repo.zone_events("live", [tid]), key=str) == sorted([*mine_events, exit_again], key=str)
+        with repo.engine.connect() as conn:  # the track's rows are rows again, and in no pack
+            assert conn.execute(select(func.count()).select_from(Track).where(
+                Track.run_id == "live", Track.track_id == tid)).scalar_one() == 1
+            for (blob,) in conn.execute(select(PassagePack.data).where(PassagePack.run_id == "live")):
+                p = codec.decode(bytes(blob))
+                assert tid not in set(p.segments.ints["track_id"].tolist())
+                assert tid not in set(p.events.ints["track_id"].tolist())
+        assert _rows(repo, PassagePack) in (packs_before, packs_before - 1)
+        for run in RUNS:  # nothing else changed
+            want = others[run]
+            if run == "live":
+                want = ([newer if t.track_id == tid else t for t in want[0]],
+                        sorted([*want[1], exit_again], key=lambda e: (e.seq, e.zone, e.track_id, e.kind.value)),
+                        want[2])
+            assert (repo.tracks(run), repo.zone_events(run), repo.line_crossings(run)) == want, run
+        # the next upkeep packs the track again; then the older batch again (a dead letter replayed) changes nothing
+        again = store.pack_passages(T0 + 4 * 3600)
+        assert again["tracks"] == 1
+        assert repo.tracks("live", [tid]) == [newer]
+        repo.save_tracks("live", [late])
+        assert repo.tracks("live", [tid]) == [newer] and _rows(repo, Track) == rows_named
 
 
 def test_a_days_tracks_are_packed_together_pack_after_days_later() -> None:
