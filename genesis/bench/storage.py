@@ -29,6 +29,11 @@
    pages (runs, tracks, sightings, alerts; 50 items) through the API's service functions. Last, the retention
    purge of the first camera-day (``AnalyticsStore.purge_before`` with every kind's cutoff at the day's end, what
    beat's daily purge runs once the day is old enough): its time and the rows it removed.
+5. **Ages** (with ``--query-days``, unless ``--no-pack``): the other days past ``retention.pack_after_days``
+   (their unnamed, faceless passages packed, timed; what a camera-day keeps until the 30-day retentions, and
+   the sightings' zone filter of a packed run), then past the 30-day retentions (points, attempts and unknown
+   faces purged, the faced tracks' passages packed, timed; what a camera-day keeps from then on, the reads of a
+   packed run, the retention of a packed camera-day); a year at the shipped retention from the three ages.
 """
 
 from __future__ import annotations

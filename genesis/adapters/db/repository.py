@@ -377,10 +377,11 @@ def _take_out_of_packs(conn: Connection, run_id: str, started: float, held: list
     (the caller writes the newer ones), each pack written again without them (deleted when none of its segments
     is left)."""
     for day, first, p in held:
-        segs = [t for t in segments_of(p) if t.track_id not in tracks]
-        events, crossings = packed_zone_events(p), packed_crossings(p)
-        if len(segs) == len(segments_of(p)):
+        every = segments_of(p)
+        segs = [t for t in every if t.track_id not in tracks]
+        if len(segs) == len(every):
             continue
+        events, crossings = packed_zone_events(p), packed_crossings(p)
         _insert_ignore(conn, ZoneEventRow, _zone_event_rows(run_id, [e for e in events if e.track_id in tracks]))
         _insert_ignore(conn, LineCrossingRow, _crossing_rows(run_id, [c for c in crossings if c.track_id in tracks]))
         where = and_(PassagePack.run_id == run_id, PassagePack.day == day, PassagePack.first_track == first)

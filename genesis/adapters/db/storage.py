@@ -351,9 +351,10 @@ def _row_shares(conn: Connection) -> tuple[float, float]:
                                 .order_by(PassagePack.last_track.desc())):
         if held >= PACK_SAMPLE:
             break
-        segs = packs.track_records(packs.decode(bytes(data)))
-        newest.update({(t.track_id, t.segment): False for t in segs})
-        held += len(segs)
+        cols = packs.decode(bytes(data)).segments.ints  # packed segments carry no name
+        keys = list(zip(cols["track_id"].tolist(), cols["segment"].tolist(), strict=True))
+        newest.update(dict.fromkeys(keys, False))
+        held += len(keys)
     sample = sorted(newest, reverse=True)[:PACK_SAMPLE]
     faced = {int(t) for t in conn.execute(select(TrackFace.track_id).where(
         TrackFace.run_id == run_id, TrackFace.track_id >= sample[-1][0]).distinct()).scalars()}
