@@ -189,6 +189,9 @@ def _matching(points: npt.NDArray[Any], f: EventFilter, inside: set[int] | None)
     return int(keep.sum())
 
 
+_ZONE_AHEAD = 4096
+"""Track ids past a group's that a sightings page reads the zone's rows for at once."""
+
 P = PointBatchRow
 _READ_ROWS = 1000
 """Packed rows (their key, frames, times and count; their points too under a track, zone or identity filter) read at
@@ -248,6 +251,8 @@ class EventRows:
         self.conn = conn
         self._packs: packs.Decoded = {}
         """Packs this reader decoded (one snapshot: they cannot change under it)."""
+        self._zone_row_tracks: dict[tuple[str, str], tuple[list[int], set[int]]] = {}
+        """(run, zone) -> ([lowest, highest] track id read, the tracks with rows of the zone's events in it)."""
         self._zone_packs: dict[tuple[str, str], tuple[list[tuple[int, int, int]], set[tuple[int, int]], set[int]]] = {}
         """(run, zone) -> ((day, first track, last track) of the run's packs with the zone's events; the (day, first
         track) of those scanned so far; the tracks they hold in the zone)."""
@@ -365,7 +370,6 @@ class EventRows:
         seen = 0
         page: list[tuple[str, str, StoredPoint]] = []
         per_point = f.track is not None or f.zone is not None or f.identity is not None
-        zone_tracks: dict[str, set[int]] = {}
         named: dict[str, dict[int, list[SegmentSpan]]] = {}
 
         def keep(run_id: str, inside: set[int] | None) -> Any:
@@ -382,10 +386,6 @@ class EventRows:
             return match
 
         for run_id, camera, group in self._point_groups(f, with_points=per_point):
-            if f.zone is not None and run_id not in zone_tracks:
-                zone_tracks[run_id] = {int(t) for t in self.conn.execute(
-                    select(ZoneEventRow.track_id).where(ZoneEventRow.run_id == run_id, ZoneEventRow.zone == f.zone)
-                    .distinct()).scalars()}
             if f.identity is not None and run_id not in named:
                 named[run_id] = segment_spans(self.conn, run_id, identity=f.identity)
             whole = not per_point and all(
@@ -400,7 +400,7 @@ class EventRows:
                 inside = None
                 if f.zone is not None:
                     tids = {t for _, blob in blobs for t in np.unique(unpack(blob)["track_id"]).tolist()}
-                    inside = self._zone_inside(run_id, f.zone, tids, zone_tracks[run_id])
+                    inside = self._zone_inside(run_id, f.zone, tids)
                 n = -1 if f.identity is not None else sum(_matching(unpack(blob), f, inside) for _, blob in blobs)
                 if n >= 0 and (seen + n <= offset or seen >= end):
                     seen += n  # nothing of the page in it: counted in arrays, no point made
@@ -425,9 +425,31 @@ class EventRows:
                                        None if seg is None else seg[3], p.frames))
         return out, total
 
-    def _zone_inside(self, run_id: str, zone: str, tids: set[int], rows: set[int]) -> set[int]:
-        """Of ``tids``, the tracks that entered or left ``zone``: those whose zone events are rows (``rows``) and
-        those whose passages are packed (a day after their day, while their points are kept 30 days)."""
+    def _zone_rows(self, run_id: str, zone: str, tids: set[int]) -> set[int]:
+        """The tracks of the run with rows of ``zone``'s events, read for a range of track ids that covers ``tids``:
+        the ranges read so far grow by what a group needs (and :data:`_ZONE_AHEAD` tracks more), so a page that
+        counts the points of a few hours does not read the zone's tracks of the whole day."""
+        low, high = min(tids), max(tids)
+        covered, found = self._zone_row_tracks.setdefault((run_id, zone), ([], set()))
+        wanted = []
+        if not covered:
+            wanted.append((low, high + _ZONE_AHEAD))
+        else:
+            if low < covered[0]:
+                wanted.append((low, covered[0] - 1))
+            if high > covered[1]:
+                wanted.append((covered[1] + 1, high + _ZONE_AHEAD))
+        for a, b in wanted:
+            found |= {int(t) for t in self.conn.execute(select(ZoneEventRow.track_id).where(
+                ZoneEventRow.run_id == run_id, ZoneEventRow.zone == zone, ZoneEventRow.track_id >= a,
+                ZoneEventRow.track_id <= b).distinct()).scalars()}
+            covered[:] = [min(a, covered[0]), max(b, covered[1])] if covered else [a, b]
+        return found
+
+    def _zone_inside(self, run_id: str, zone: str, tids: set[int]) -> set[int]:
+        """Of ``tids``, the tracks that entered or left ``zone``: those whose zone events are rows and those whose
+        passages are packed (a day after their day, while their points are kept 30 days)."""
+        rows = self._zone_rows(run_id, zone, tids)
         inside = tids & rows
         ask = tids - rows
         if not ask:

@@ -152,7 +152,16 @@ def expected_at(points: list[PathPoint], segments: list[TrackRecord], seq: int) 
     return out
 
 
-def test_sightings_pages_and_frame_boxes_as_before(db_url: str) -> None:  # noqa: F811
+@pytest.mark.parametrize("zone_ahead", [None, 0])
+def test_sightings_pages_and_frame_boxes_as_before(db_url: str, zone_ahead: int | None,  # noqa: F811
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every filter's pages as a reference built from the written points gives them; with ``zone_ahead`` 0 the
+    zone filter reads the zone's tracks in as many ranges as the groups need (each growing what was read below
+    or above)."""
+    from genesis.adapters.db import events
+
+    if zone_ahead is not None:
+        monkeypatch.setattr(events, "_ZONE_AHEAD", zone_ahead)
     runs = {}
     with Repository(db_url) as repo:
         for run_id, camera, n, ts_of, seed in (("r1", "cam", 300, None, 2), ("r2", "cam", 140, 1.77e9, 3),
