@@ -94,8 +94,10 @@ def stats_command(
     kept = [c.bytes_at_retention for c in stats.cameras if c.bytes_at_retention is not None]
     if kept and len(kept) == len(stats.cameras):
         r = settings.retention
+        packed = r.packed_after_days()
+        packing = "never packed" if packed is None else f"packed after {packed} d"
         console.print(
             f"at the configured retention (points {r.sightings_days} d, unknown faces {r.unknown_faces_days} d, events "
-            f"{r.events_days} d): {human(sum(kept))} for these cameras once their oldest "
-            "rows reach it (an estimate: each table's rows a day x bytes per row x the days it keeps them)",
+            f"{r.events_days} d, unnamed faceless passages {packing}): {human(sum(kept))} for these cameras once their "
+            "oldest rows reach it (an estimate: each table's rows a day x bytes per row x the days it keeps them)",
             highlight=False, soft_wrap=True)

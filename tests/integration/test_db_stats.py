@@ -165,6 +165,7 @@ def test_cli_table_and_json(repo: Repository, url: str) -> None:
     assert doc["camera_days"] == mine["camera_days"]
     # the CLI estimates at the configured retention (the shipped one here)
     assert doc["retention_days"] == kept_days(Settings()) and doc["retention_days"]["tracks"] == 365
+    assert doc["pack_after_days"] == 1  # the shipped retention.pack_after_days
     kept = storage_stats(repo.engine, keep_days=kept_days(Settings())).to_dict()["cameras"]
     assert doc["cameras"] == kept and all(c["bytes_at_retention_estimate"] > 0 for c in kept)
     assert doc["mb_per_camera_day_estimate"] == mine["mb_per_camera_day_estimate"] > 0
@@ -175,7 +176,7 @@ def test_cli_table_and_json(repo: Repository, url: str) -> None:
     assert re.search(r"point_batches\s.*\b18\b", out) and "projection:" in out and "MB per camera-day" in out
     assert ("pg_total_relation_size" if repo.dialect == "postgresql" else "dbstat") in out
     assert "at retention (est.)" in out and "at the configured retention (points 30 d, unknown faces 30 d, events " \
-        "365 d)" in out.replace("\n", " "), out
+        "365 d, unnamed faceless passages packed after 1 d)" in out.replace("\n", " "), out
 
 
 def test_api_endpoint_and_roles(repo: Repository, url: str) -> None:

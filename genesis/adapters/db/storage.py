@@ -142,6 +142,8 @@ class StorageStats:
     taken_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     keep_days: dict[str, int] = field(default_factory=dict)
     """Days each high-volume table's rows are kept (the retention the cameras' ``bytes_at_retention`` assume)."""
+    pack_after_days: int | None = None
+    """Days after which the estimate at retention counts the passages packed (None: never, or not estimated)."""
 
     def table(self, name: str) -> TableStats | None:
         return next((t for t in self.tables if t.table == name), None)
@@ -188,6 +190,7 @@ class StorageStats:
             ],
             "mb_per_camera_day_estimate": None if self.mb_per_camera_day is None else round(self.mb_per_camera_day, 3),
             "retention_days": dict(self.keep_days),
+            "pack_after_days": self.pack_after_days,
         }
 
 
@@ -436,7 +439,7 @@ def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = Tr
             kept = at_retention(total, len(ds), camera)
         cameras.append(CameraStats(camera, len(ds), dict(sorted(total.items())), estimate(total), kept))
     return StorageStats(engine.dialect.name, method, db_bytes, tuple(tables), tuple(cameras), camera_days,
-                        keep_days=dict(keep_days or {}))
+                        keep_days=dict(keep_days or {}), pack_after_days=pack_after_days)
 
 
 # ---------------------------------------------------------------------------------------------
