@@ -397,11 +397,12 @@ class EventRows:
             else:
                 blobs = ([(int(r.first_seq), bytes(r.points)) for r in group] if per_point
                          else self._packed(run_id, group))
+                arrays = [unpack(blob) for _, blob in blobs]
                 inside = None
                 if f.zone is not None:
-                    tids = {t for _, blob in blobs for t in np.unique(unpack(blob)["track_id"]).tolist()}
+                    tids = {t for a in arrays for t in np.unique(a["track_id"]).tolist()}
                     inside = self._zone_inside(run_id, f.zone, tids)
-                n = -1 if f.identity is not None else sum(_matching(unpack(blob), f, inside) for _, blob in blobs)
+                n = -1 if f.identity is not None else sum(_matching(a, f, inside) for a in arrays)
                 if n >= 0 and (seen + n <= offset or seen >= end):
                     seen += n  # nothing of the page in it: counted in arrays, no point made
                 else:
@@ -482,11 +483,10 @@ class EventRows:
         query = select(P.run_id, P.first_seq, P.first_track, P.day, P.last_seq, P.first_ts, P.last_ts, P.n,
                        Run.camera_id, *([P.points] if with_points else [])).join(Run, Run.id == P.run_id)
         query = _run_window(query, f)
-        if f.zone is not None:  # the runs with the zone's events or with packs, chosen first (by their keys)
-            runs = [r for r in self.conn.execute(_run_window(select(Run.id), f)).scalars()
-                    if self.conn.execute(select(
-                        exists().where(ZoneEventRow.run_id == r, ZoneEventRow.zone == f.zone)
-                        | exists().where(PassagePack.run_id == r, packs.holding_zone(f.zone)))).scalar()]
+        if f.zone is not None:  # the runs with the zone's events, as rows or packed, chosen first (by their keys)
+            runs = self.conn.execute(_run_window(select(Run.id), f).where(
+                exists().where(ZoneEventRow.run_id == Run.id, ZoneEventRow.zone == f.zone)
+                | exists().where(PassagePack.run_id == Run.id, packs.holding_zone(f.zone)))).scalars().all()
             query = query.where(P.run_id.in_(runs))
         if f.identity is not None:
             query = query.where(exists().where(Track.run_id == P.run_id, Track.identity_name == f.identity,

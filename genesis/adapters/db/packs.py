@@ -271,15 +271,6 @@ Decoded = dict[tuple[str, int, int], Passages]
 """Packs decoded by one reader, by (run, day, first track): a page that counts then lists decodes each once."""
 
 
-def _decode(cache: Decoded | None, run_id: str, day: int, first: int, data: bytes) -> Passages:
-    if cache is None:
-        return decode(data)
-    key = (run_id, int(day), int(first))
-    if key not in cache:
-        cache[key] = decode(data)
-    return cache[key]
-
-
 ZONE_SEP = "\x1f"
 """Separates the zone names of ``passage_packs.zones`` (the unit separator: not a character of a zone's name)."""
 
@@ -295,23 +286,32 @@ def holding_zone(zone: str) -> Any:
     return PassagePack.zones.contains(ZONE_SEP + zone + ZONE_SEP, autoescape=True)
 
 
+def _packs_query(run_id: str, track_ids: Collection[int] | None = None, since: float | None = None,
+                 zone: str | None = None, from_day: int | None = None) -> Any:
+    """SELECT (first track, day, data) of the run's packs in track order: those that may hold ``track_ids`` (not
+    empty), those with a row at or after the absolute time ``since``, those with events of ``zone``, those of UTC
+    day ``from_day`` or later, for each one given."""
+    q = select(PassagePack.first_track, PassagePack.day, PassagePack.data).where(PassagePack.run_id == run_id)
+    if track_ids is not None:
+        q = q.where(PassagePack.last_track >= min(track_ids), PassagePack.first_track <= max(track_ids))
+    if since is not None:
+        q = q.where(PassagePack.last_ts >= since)
+    if zone is not None:  # a track's events are in its segments' pack
+        q = q.where(holding_zone(zone))
+    if from_day is not None:
+        q = q.where(PassagePack.day >= from_day)
+    return q.order_by(PassagePack.first_track, PassagePack.day)
+
+
 def run_packs(conn: Connection, run_id: str, track_ids: Collection[int] | None = None,
               since: float | None = None, cache: Decoded | None = None, zone: str | None = None
               ) -> Iterator[Passages]:
     """The run's packs in track order (those that may hold ``track_ids``, when given; those with a row at or after
     the absolute time ``since``, when given; those with events of ``zone``, when given), decoded one at a time
     (once per ``cache``)."""
-    q = select(PassagePack.first_track, PassagePack.day, PassagePack.data).where(PassagePack.run_id == run_id)
-    if zone is not None:
-        q = q.where(holding_zone(zone))
-    if since is not None:
-        q = q.where(PassagePack.last_ts >= since)
-    wanted = None if track_ids is None else sorted(track_ids)
-    if wanted is not None:
-        if not wanted:
-            return
-        q = q.where(PassagePack.last_track >= wanted[0], PassagePack.first_track <= wanted[-1])
-    q = q.order_by(PassagePack.first_track, PassagePack.day)
+    if track_ids is not None and not track_ids:
+        return
+    q = _packs_query(run_id, track_ids, since, zone)
     if cache is None:
         for data in conn.execute(q.with_only_columns(PassagePack.data)).scalars():
             yield decode(bytes(data))
@@ -324,21 +324,21 @@ def run_packs(conn: Connection, run_id: str, track_ids: Collection[int] | None =
 def keyed_packs(conn: Connection, run_id: str, track_ids: Collection[int], from_day: int
                 ) -> list[tuple[int, int, Passages]]:
     """(day, first track, pack) of the run's packs of UTC day ``from_day`` or later that may hold ``track_ids``."""
-    wanted = sorted(track_ids)
-    if not wanted:
+    if not track_ids:
         return []
-    q = select(PassagePack.day, PassagePack.first_track, PassagePack.data).where(
-        PassagePack.run_id == run_id, PassagePack.day >= from_day, PassagePack.last_track >= wanted[0],
-        PassagePack.first_track <= wanted[-1])
-    return [(int(day), int(first), decode(bytes(data))) for day, first, data in conn.execute(q)]
+    return [(int(day), int(first), decode(bytes(data)))
+            for first, day, data in conn.execute(_packs_query(run_id, track_ids, from_day=from_day))]
 
 
-def pack_at(conn: Connection, run_id: str, day: int, first: int, cache: Decoded) -> Passages:
-    """The pack of that key, decoded (read and decoded once per ``cache``)."""
+def pack_at(conn: Connection, run_id: str, day: int, first: int, cache: Decoded | None) -> Passages:
+    """The pack of that key, read and decoded (once per ``cache``, when given)."""
     key = (run_id, day, first)
-    if key not in cache:
-        cache[key] = decode(bytes(conn.execute(select(PassagePack.data).where(
+    if cache is None or key not in cache:
+        p = decode(bytes(conn.execute(select(PassagePack.data).where(
             PassagePack.run_id == run_id, PassagePack.day == day, PassagePack.first_track == first)).scalar_one()))
+        if cache is None:
+            return p
+        cache[key] = p
     return cache[key]
 
 
@@ -413,15 +413,10 @@ def listing_rows(conn: Connection, run_id: str, f: SegmentFilter, cache: Decoded
     """The packed segments of the run that ``f`` keeps, in (track, segment) order: the packs (whose tracks may
     overlap: a day's faced tracks are packed later, in a part of their own) are decoded lazily, in order of their
     first track, and merged; rows are made a few at a time, as the page takes them."""
-    q = select(PassagePack.first_track, PassagePack.day, PassagePack.data).where(PassagePack.run_id == run_id)
-    if f.track is not None:
-        q = q.where(PassagePack.first_track <= f.track, PassagePack.last_track >= f.track)
-    if f.since is not None:
-        q = q.where(PassagePack.last_ts >= f.since)
-    if f.zone is not None:  # a track's events are in its segments' pack
-        q = q.where(holding_zone(f.zone))
-    packs = [(int(first), int(day), bytes(data))
-             for first, day, data in conn.execute(q.order_by(PassagePack.first_track, PassagePack.day))]
+    q = _packs_query(run_id, None if f.track is None else [f.track], f.since, f.zone)
+    # the keys only: each pack is read when the merge reaches it (a first page reads the first packs)
+    packs = [(int(first), int(day)) for first, day in conn.execute(
+        q.with_only_columns(PassagePack.first_track, PassagePack.day))]
     heap: list[tuple[int, int, int, TrackRecord, Iterator[TrackRecord]]] = []
 
     def push(j: int, rows: Iterator[TrackRecord]) -> None:
@@ -433,7 +428,7 @@ def listing_rows(conn: Connection, run_id: str, f: SegmentFilter, cache: Decoded
     while True:
         # a pack not yet decoded holds no track below its first: the heap's least row comes first unless it does
         while i < len(packs) and (not heap or packs[i][0] <= heap[0][0]):
-            p = _decode(cache, run_id, packs[i][1], packs[i][0], packs[i][2])
+            p = pack_at(conn, run_id, packs[i][1], packs[i][0], cache)
             push(i, _lazy_records(p, matching(p, f)))
             i += 1
         if not heap:

@@ -394,6 +394,14 @@ def _take_out_of_packs(conn: Connection, run_id: str, started: float, held: list
             lambda ts: absolute_ts(ts, started))))
 
 
+def _last_seqs(segments: Iterable[TrackRecord]) -> dict[int, int]:
+    """Track id -> the last frame of its segments."""
+    out: dict[int, int] = {}
+    for t in segments:
+        out[int(t.track_id)] = max(int(t.last_seq), out.get(int(t.track_id), int(t.last_seq)))
+    return out
+
+
 def _zone_event_rows(run_id: str, events: Iterable[ZoneEvent]) -> list[dict[str, Any]]:
     return [{"run_id": run_id, "zone": e.zone, "track_id": int(e.track_id), "seq": int(e.seq),
              "kind": ZoneEventKind(e.kind).value, "camera_id": e.camera_id, "ts": float(e.ts)} for e in events]
@@ -936,13 +944,8 @@ class Repository:
             started = found[1].timestamp()
             packed, asked = _packs_holding(conn, run_id, started, [(t.track_id, t.last_ts) for t in latest.values()])
             if packed:  # a batch stored after some of its tracks were packed
-                packed_last: dict[int, int] = {}
-                for _, _, p in packed:
-                    for t in segments_of(p, asked):
-                        packed_last[t.track_id] = max(t.last_seq, packed_last.get(t.track_id, t.last_seq))
-                given_last: dict[int, int] = {}
-                for (tid, _), t in latest.items():
-                    given_last[tid] = max(int(t.last_seq), given_last.get(tid, int(t.last_seq)))
+                packed_last = _last_seqs(t for _, _, p in packed for t in segments_of(p, asked))
+                given_last = _last_seqs(latest.values())
                 # an older state (a dead letter replayed days later) is left out: the pack holds a later one; a newer
                 # one (stored behind a backlog after midnight's packing) takes its track out of the pack first
                 newer = {tid for tid, last in packed_last.items() if given_last[tid] > last}
