@@ -448,7 +448,7 @@ def pack_grown(repo: Repository, settings: Settings, res: BackendResult, grown: 
 
     end = EPOCH0 + (len(runs) + 2) * DAY_S  # after the short run too
     store = AnalyticsStore(repo)
-    touched = ["tracks", "zone_events", "line_crossings", "track_faces", "recognition_attempts", "point_batches"]
+    touched = ["tracks", "zone_events", "line_crossings", "track_faces", "attempt_packs", "point_batches"]
     grown_mb = {t.table: res.mb_a_day(res.table_bytes(t.table, grown), grown_frames) for t in grown.tables if t.rows}
 
     def measured(done: dict[str, int]) -> tuple[dict[str, float], float]:

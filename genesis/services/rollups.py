@@ -251,7 +251,7 @@ def kept_days(settings: Settings) -> dict[str, int]:
     long as the name: more, where many are named); segments, zone events, crossings, their packs and alerts
     ``events_days``."""
     r = settings.retention
-    return {"point_batches": r.sightings_days, "recognition_attempts": max(r.sightings_days, r.unknown_faces_days),
+    return {"point_batches": r.sightings_days, "attempt_packs": max(r.sightings_days, r.unknown_faces_days),
             "track_faces": r.unknown_faces_days, "tracks": r.events_days, "zone_events": r.events_days,
             "line_crossings": r.events_days, "alerts": r.events_days, "passage_packs": r.events_days}
 

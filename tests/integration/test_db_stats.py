@@ -49,10 +49,10 @@ def url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="module")
 def repo(url: str) -> Iterator[Repository]:
     """Camera ``door``: 400 frames x 3 people at 5 fps from 23:59:00 UTC (the first 60 s on day 1, the rest
-    on day 2), 10 attempts, 4 zone events, 2 crossings. Camera ``yard``: a file run, 50 sightings at
-    video positions (its day is the run's start: today). Every sighting is a trajectory point, stored as the
-    pipeline does in batches of 25 frames: one packed ``point_batches`` row a batch (12 on day 1, 4 on day 2,
-    2 for ``yard``)."""
+    on day 2), 10 attempts (one batch: a packed ``attempt_packs`` row on each day), 4 zone events, 2 crossings.
+    Camera ``yard``: a file run, 50 sightings at video positions (its day is the run's start: today). Every
+    sighting is a trajectory point, stored as the pipeline does in batches of 25 frames: one packed
+    ``point_batches`` row a batch (12 on day 1, 4 on day 2, 2 for ``yard``)."""
     with Repository(url) as r:
         r.start_run("live1", "door", "rtsp://cam", {})
         sightings = [Sighting("door", tid, seq, DAY1 + seq / 5, (1.0, 2.0, 30.0, 80.0), 0.9)
@@ -84,8 +84,8 @@ def expected_days(repo: Repository) -> dict[tuple[str, str], dict[str, int]]:
     today = run.started_at.date().isoformat()  # a run started seconds before midnight could straddle: never mind
     d1, d2 = date(2026, 3, 1).isoformat(), date(2026, 3, 2).isoformat()
     return {
-        ("door", d1): {"point_batches": 12, "recognition_attempts": 8, "zone_events": 4, "line_crossings": 1},
-        ("door", d2): {"point_batches": 4, "recognition_attempts": 2, "line_crossings": 1},
+        ("door", d1): {"point_batches": 12, "attempt_packs": 1, "zone_events": 4, "line_crossings": 1},
+        ("door", d2): {"point_batches": 4, "attempt_packs": 1, "line_crossings": 1},
         ("yard", today): {"point_batches": 2},
     }
 
@@ -136,11 +136,11 @@ def test_figures_match_the_database(repo: Repository) -> None:
     for key, d in days.items():
         assert d.bytes_estimate == round(sum(n * per_row[name] for name, n in want[key].items()))
     door = next(c for c in stats.cameras if c.camera_id == "door")
-    assert door.days == 2 and door.rows["point_batches"] == 16 and door.rows["recognition_attempts"] == 10
+    assert door.days == 2 and door.rows["point_batches"] == 16 and door.rows["attempt_packs"] == 2
     total = sum(d.bytes_estimate or 0 for d in stats.camera_days)
     assert stats.mb_per_camera_day == pytest.approx(total / 3 / 1e6)
     # At a retention: each table's rows a day (door: 2 days) x bytes per row x the days it keeps them.
-    keep = {"point_batches": 30, "recognition_attempts": 30, "zone_events": 365, "line_crossings": 365}
+    keep = {"point_batches": 30, "attempt_packs": 30, "zone_events": 365, "line_crossings": 365}
     kept = storage_stats(repo.engine, keep_days=keep)
     door = next(c for c in kept.cameras if c.camera_id == "door")
     assert door.bytes_at_retention == round(sum(n / 2 * per_row[t] * keep[t] for t, n in door.rows.items()))

@@ -120,7 +120,7 @@ def test_a_killed_embedded_run_is_failed_and_its_rows_removed_at_the_next_run(
     assert f"run {run_id} (camera entrance) abandoned" in said and f"pid {victim.pid}" in said, said
     status, meta = run_row(db, run_id)
     assert status == "failed" and "is gone (killed, or it crashed)" in meta["abandoned"] and meta["rows_removed"]
-    for table in ("point_batches", "heatmap_cells", "tracks", "zone_events", "line_crossings", "recognition_attempts"):
+    for table in ("point_batches", "heatmap_cells", "tracks", "zone_events", "line_crossings", "attempt_packs"):
         assert count(db, f"SELECT count(*) FROM {table} WHERE run_id = :r", r=run_id) == 0, table
     assert count(db, "SELECT count(*) FROM runs WHERE status = 'finished'") == 1
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from genesis.adapters.db import packs
+from genesis.adapters.db import attempts, packs
 from genesis.adapters.db.partitions import drop_before
 from genesis.adapters.db.points import row_of, stored_points
 from genesis.adapters.db.repository import (
@@ -53,7 +54,6 @@ from genesis.adapters.db.tables import (
     LineCrossingRow,
     PassagePack,
     PointBatchRow,
-    RecognitionAttemptRow,
     Run,
     Track,
     ZoneEventRow,
@@ -561,18 +561,19 @@ class AnalyticsStore:
             spans = self.run_spans(conn, oldest)
             counts["point_batches"] = dropped.get("point_batches", 0) + sum(
                 _purge_points(conn, span, cutoffs["sightings"]) for span in spans if span.start < cutoffs["sightings"])
+            counts["recognition_attempts"] = counts["unknown_faces"] = 0
+            for span in spans:
+                if span.start < max(cutoffs["sightings"], cutoffs["unknown_faces"]):
+                    named, unnamed = attempts.purge(conn, span.run_id, partial(_abs_ts, span=span), span.absolute,
+                                                    cutoffs["sightings"], cutoffs["unknown_faces"])
+                    counts["recognition_attempts"] += named
+                    counts["unknown_faces"] += unnamed
             plan: list[tuple[str, Any, Any, Any]] = [
-                ("recognition_attempts", RecognitionAttemptRow, RecognitionAttemptRow.ts,
-                 RecognitionAttemptRow.identity_name.is_not(None)),
-                ("unknown_faces", RecognitionAttemptRow, RecognitionAttemptRow.ts,
-                 RecognitionAttemptRow.identity_name.is_(None)),
                 ("zone_events", ZoneEventRow, ZoneEventRow.ts, None),
                 ("line_crossings", LineCrossingRow, LineCrossingRow.ts, None),
                 ("tracks", Track, Track.last_ts, None),
             ]
-            kind_of = {"recognition_attempts": "sightings",
-                       "unknown_faces": "unknown_faces",
-                       "zone_events": "events", "line_crossings": "events", "tracks": "events"}
+            kind_of = {"zone_events": "events", "line_crossings": "events", "tracks": "events"}
             for name, table, column, extra in plan:
                 cutoff = cutoffs[kind_of[name]]
                 n = 0

@@ -17,8 +17,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, exists, func, or_, select, tuple_, update
 
+from genesis.adapters.db import attempts
 from genesis.adapters.db.repository import dialect_insert, read_connection, write_connection
-from genesis.adapters.db.tables import FaceEmbedding, Identity, RecognitionAttemptRow, Run, Track, utcnow
+from genesis.adapters.db.tables import FaceEmbedding, Identity, Run, Track, utcnow
 from genesis.adapters.db.tables_identities import (
     AuditEntry,
     FacePhoto,
@@ -284,8 +285,7 @@ class IdentityRows:
         """The identity, its tracks and its recognition attempts take the name ``new``."""
         self.conn.execute(update(Identity).where(Identity.id == identity_id).values(name=new))
         self.conn.execute(update(Track).where(Track.identity_id == identity_id).values(identity_name=new))
-        self.conn.execute(update(RecognitionAttemptRow).where(RecognitionAttemptRow.identity_name == old)
-                          .values(identity_name=new))
+        attempts.rename(self.conn, old, new)
 
     # -- forget --------------------------------------------------------------------------------
 
@@ -342,8 +342,7 @@ class IdentityRows:
         unlinked = self.conn.execute(
             update(Track).where((Track.identity_id == identity_id) | (Track.identity_name == name))
             .values(identity_id=None, identity_name=None)).rowcount
-        self.conn.execute(update(RecognitionAttemptRow).where(RecognitionAttemptRow.identity_name == name)
-                          .values(identity_name=None))
+        attempts.rename(self.conn, name, None)
         self.conn.execute(update(AuditEntry).where(AuditEntry.target == name)
                           .values(target=f"identity #{identity_id}"))
         self.conn.execute(delete(Identity).where(Identity.id == identity_id))

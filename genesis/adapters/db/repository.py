@@ -30,6 +30,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from genesis.adapters.db.attempts import batch_rows as attempt_rows
+from genesis.adapters.db.attempts import run_attempts
 from genesis.adapters.db.packs import Passages, keyed_packs, pack_row, run_packs, segments_of
 from genesis.adapters.db.packs import crossings as packed_crossings
 from genesis.adapters.db.packs import zone_events as packed_zone_events
@@ -37,6 +39,7 @@ from genesis.adapters.db.partitions import ensure_days
 from genesis.adapters.db.points import day_rows, point_keys, stored_points
 from genesis.adapters.db.tables import (
     RUN_STATUSES,
+    AttemptPack,
     Camera,
     FaceEmbedding,
     HeatmapRow,
@@ -44,7 +47,6 @@ from genesis.adapters.db.tables import (
     LineCrossingRow,
     PassagePack,
     PointBatchRow,
-    RecognitionAttemptRow,
     Run,
     Track,
     ZoneEventRow,
@@ -459,20 +461,6 @@ def _uncounted(conn: Connection, run_id: str, sightings: Sequence[Sighting], sta
             if not any(a <= int(s.seq) <= b for a, b in spans.get(hour, ()))]
 
 
-def _boxed_row(run_id: str, item: RecognitionAttempt, box: Sequence[float]) -> dict[str, Any]:
-    """The columns of a recognition attempt's run, track, frame and box."""
-    return {
-        "run_id": run_id,
-        "track_id": int(item.track_id),
-        "seq": int(item.seq),
-        "ts": float(item.ts),
-        "x1": float(box[0]),
-        "y1": float(box[1]),
-        "x2": float(box[2]),
-        "y2": float(box[3]),
-    }
-
-
 def point_rows(run_id: str, points: Sequence[PathPoint], started: float) -> list[dict[str, Any]]:
     """The ``point_batches`` rows of a batch's points (``genesis.adapters.db.points``): one per UTC day of their
     absolute time, keyed by its first point (frame, track), so that a retried batch gives the same keys."""
@@ -880,25 +868,14 @@ class Repository:
             camera, start, meta = str(found[0]), found[1].timestamp(), dict(found[2] or {})
             _check_camera(run_id, camera, [*sightings, *points, *attempts, *zone_events, *crossings])
             width, height = int(meta.get("width", 0) or 0), int(meta.get("height", 0) or 0)
-            if sightings or points:
+            if sightings or points or attempts:
                 _lock_run_writes(conn, self.dialect, run_id)
             if sightings and width > 0 and height > 0:
                 _insert_ignore(conn, HeatmapRow, heat_rows(run_id, camera, start, width, height, cell_px,
                                                             _uncounted(conn, run_id, sightings, start)))
             _insert_ignore(conn, PointBatchRow, point_rows(run_id, _unstored(conn, run_id, points), start))
-            _insert_ignore(
-                conn,
-                RecognitionAttemptRow,
-                [
-                    {
-                        **_boxed_row(run_id, a, a.face_box),
-                        "face_score": float(a.face_score),
-                        "identity_name": a.identity,
-                        "distance": float(a.distance),
-                    }
-                    for a in attempts
-                ],
-            )
+            _insert_ignore(conn, AttemptPack, attempt_rows(
+                conn, run_id, attempts, lambda ts: int(absolute_ts(ts, start) // DAY_S)))
             times = [(e.track_id, e.ts) for e in zone_events] + [(c.track_id, c.ts) for c in crossings]
             packed, ids = _packs_holding(conn, run_id, start, times)
             if packed:  # a batch stored after its tracks were packed: what the packs hold is not repeated
@@ -1122,17 +1099,9 @@ class Repository:
 
     def attempts(self, run_id: str) -> list[RecognitionAttempt]:
         """The recognition attempts of a run by (seq, track_id); the camera is the run's."""
-        t = RecognitionAttemptRow
-        camera, rows = self._run_rows(
-            run_id,
-            (t.track_id, t.seq, t.ts, t.x1, t.y1, t.x2, t.y2, t.face_score, t.identity_name, t.distance),
-            order_by=(t.seq, t.track_id),
-        )
-        return [
-            RecognitionAttempt(camera_id=camera, track_id=tid, seq=seq, ts=ts, face_box=(x1, y1, x2, y2),
-                               face_score=face_score, identity=identity, distance=distance)
-            for tid, seq, ts, x1, y1, x2, y2, face_score, identity, distance in rows
-        ]
+        with self._read() as conn:
+            camera = conn.execute(select(Run.camera_id).where(Run.id == run_id)).scalar_one_or_none()
+            return [] if camera is None else [a.attempt(camera) for a in run_attempts(conn, run_id)]
 
     def zone_events(self, run_id: str, track_ids: Collection[int] | None = None) -> list[ZoneEvent]:
         """The zone events of a run by (seq, zone, track_id, kind) (of ``track_ids`` only, when given)."""

@@ -25,7 +25,7 @@ bytes per row (total bytes / rows) times the camera-day's rows.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -49,6 +49,8 @@ from sqlalchemy import (
 )
 
 from genesis.adapters.db import packs
+from genesis.adapters.db.attempts import pack_row as attempt_pack
+from genesis.adapters.db.attempts import stored_attempts
 from genesis.adapters.db.partitions import create_days
 from genesis.adapters.db.points import StoredPoint, point_keys, row_of, stored_points
 from genesis.adapters.db.repository import (
@@ -59,12 +61,12 @@ from genesis.adapters.db.repository import (
     write_connection,
 )
 from genesis.adapters.db.schema import metadata
-from genesis.adapters.db.tables import Identity, PassagePack, Run, Track, utcnow
+from genesis.adapters.db.tables import AttemptPack, Identity, PassagePack, Run, Track, utcnow
 from genesis.adapters.db.tables_identities import TrackFace
 
 DAY_TABLES: dict[str, str] = {
     "point_batches": "first_ts",
-    "recognition_attempts": "ts",
+    "attempt_packs": "first_ts",
     "zone_events": "ts",
     "line_crossings": "ts",
     "tracks": "first_ts",
@@ -446,7 +448,7 @@ def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = Tr
 # benchmark helpers (python -m genesis.bench storage): measuring after VACUUM, and copying a run's rows
 
 
-RUN_TABLES = ("point_batches", "heatmap_cells", "recognition_attempts", "zone_events", "line_crossings", "tracks",
+RUN_TABLES = ("point_batches", "heatmap_cells", "attempt_packs", "zone_events", "line_crossings", "tracks",
               "track_faces", "alerts", "occupancy_samples")
 """Every table whose rows belong to a run (``run_id``), copied by :func:`copy_run_rows`."""
 _SEQ_COLUMNS = frozenset({"seq", "first_seq", "last_seq"})
@@ -524,6 +526,9 @@ def copy_run_rows(engine: Engine, run_id: str, to_run: str, shift: RunCopy, copy
             if name == "point_batches":
                 total += _copy_points(conn, run_id, to_run, shift)
                 continue
+            if name == "attempt_packs":
+                total += _copy_attempts(conn, run_id, to_run, shift)
+                continue
             cols: list[str] = []
             exprs: list[Any] = []
             for c in t.columns:
@@ -581,6 +586,26 @@ def _copy_points(conn: Connection, run_id: str, to_run: str, shift: RunCopy) -> 
         create_days(conn, {r["day"] for r in rows})
         conn.execute(dialect_insert(conn, t).on_conflict_do_nothing(
             index_elements=list(t.primary_key.columns)), rows)
+    return len(rows)
+
+
+def _copy_attempts(conn: Connection, run_id: str, to_run: str, shift: RunCopy) -> int:
+    """:func:`copy_run_rows` for ``attempt_packs``: each row unpacked, its attempts' frames, track ids and times
+    shifted (only those before ``ts_below``), packed again under the shifted key; the rows inserted."""
+    t = AttemptPack
+    rows = []
+    for first, first_track, names, data in conn.execute(select(t.first_seq, t.first_track, t.names, t.data)
+                                                        .where(t.run_id == run_id)):
+        moved = [replace(a, track_id=a.track_id + shift.track_shift, seq=a.seq + shift.seq_shift,
+                         ts=a.ts + shift.ts_shift)
+                 for a in stored_attempts(int(first), names, bytes(data))
+                 if shift.ts_below is None or a.ts < shift.ts_below]
+        if moved:
+            key = (int(first) + shift.seq_shift, int(first_track) + shift.track_shift)
+            rows.append(attempt_pack(to_run, moved, key if (moved[0].seq, moved[0].track_id) == key else None))
+    if rows:
+        conn.execute(dialect_insert(conn, t).on_conflict_do_nothing(
+            index_elements=[t.run_id, t.first_seq, t.first_track]), rows)
     return len(rows)
 
 

@@ -273,22 +273,30 @@ class HeatmapRow(Base):
     """The last frame the grid counts (``first_seq``..``last_seq``; None for rows stored before migration 0012)."""
 
 
-class RecognitionAttemptRow(Base):
-    """One face recognition attempt on a track at one frame. The camera is the run's."""
+class AttemptPack(Base):
+    """The face recognition attempts (a face searched on a track at one frame) that one stored batch holds for one
+    run, packed (``genesis.adapters.db.attempts``: sorted by (seq, track id), byte-shuffled and compressed, every
+    value exact). The camera is the run's.
 
-    __tablename__ = "recognition_attempts"
+    ``first_seq`` / ``first_track`` (the first attempt's frame and track when written, the key a retried batch
+    gives again), ``last_seq``, ``first_ts`` / ``last_ts`` (smallest and largest ``ts``), ``n`` (attempts) and
+    ``named`` (those that named someone) choose and count rows in SQL without unpacking them; ``names`` the
+    identities the row's attempts name, each between two ``attempts.NAME_SEP`` (a rename or a forget rewrites
+    only the rows that hold the name)."""
+
+    __tablename__ = "attempt_packs"
+    __table_args__ = (Index(None, "run_id", "last_seq"),)
 
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
-    track_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    ts: Mapped[float] = mapped_column(Double)
-    x1: Mapped[float] = mapped_column(Double)
-    y1: Mapped[float] = mapped_column(Double)
-    x2: Mapped[float] = mapped_column(Double)
-    y2: Mapped[float] = mapped_column(Double)
-    face_score: Mapped[float] = mapped_column(Double)
-    identity_name: Mapped[str | None] = mapped_column(String)
-    distance: Mapped[float] = mapped_column(Double)
+    first_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first_track: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    first_ts: Mapped[float] = mapped_column(Double)
+    last_ts: Mapped[float] = mapped_column(Double)
+    n: Mapped[int] = mapped_column(Integer)
+    named: Mapped[int] = mapped_column(Integer)
+    names: Mapped[str] = mapped_column(String)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ZoneEventRow(Base):

@@ -56,7 +56,7 @@ TABLES = {
     "tracks",
     "point_batches",
     "heatmap_cells",
-    "recognition_attempts",
+    "attempt_packs",
     "zone_events",
     "line_crossings",
     "passage_packs",
@@ -83,7 +83,7 @@ TABLES = {
     "live_frames",
     "live_watch",
 }
-RUN_TABLES = ("tracks", "point_batches", "heatmap_cells", "recognition_attempts", "zone_events", "line_crossings")
+RUN_TABLES = ("tracks", "point_batches", "heatmap_cells", "attempt_packs", "zone_events", "line_crossings")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -10,9 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from sqlalchemy import inspect, text
+from sqlalchemy import insert, inspect, text
 
 from genesis.adapters.db import Repository, TrackRecord
+from genesis.adapters.db.attempts import StoredAttempt
+from genesis.adapters.db.attempts import pack_row as attempt_pack
+from genesis.adapters.db.tables import AttemptPack
 from genesis.config import Settings
 from genesis.identities import review
 from genesis.identities.crypto import KEY_ENV, BiometricCipher, is_encrypted
@@ -168,18 +171,22 @@ def test_forget_leaves_nothing_behind(
             store = IdentityStore(repo, redis=client)
             _run(repo, "run-d", "door", {1: "Ana Zed", 2: "Ana Zed", 3: "lennon", 4: None})
             with repo.engine.begin() as conn:
-                conn.execute(text("INSERT INTO recognition_attempts VALUES ('run-d', 1, 5, 0.1, 0, 0, 9, 9, 0.9, "
-                                  "'Ana Zed', 0.2)"))
+                conn.execute(insert(AttemptPack), [attempt_pack("run-d", [
+                    StoredAttempt(1, 5, 0.1, (0.0, 0.0, 9.0, 9.0), 0.9, "Ana Zed", 0.2),
+                    StoredAttempt(2, 5, 0.1, (1.0, 1.0, 9.0, 9.0), 0.8, None, 0.6)])])
             save_track_faces(store, "run-d", [_rec("door", 1, ana_vec, "Ana Zed"), _rec("door", 2, ana_vec, "Ana Zed"),
                                               _rec("door", 3, unknown_faces["lennon-2"], "lennon"),
                                               _rec("door", 4, ana_other)], thr)  # her, before she was enrolled
             assert len(unknowns(store)) == 1
             review.reject_segment(store, "run-d", 2, 0, "test")  # a negative of Ana
             store.rename("Ana Zed", "Ana", "test")
+            assert [a.identity for a in repo.attempts("run-d")] == ["Ana", None]  # the packed attempts follow
             store.rename("Ana", "Ana Zed", "test")
             search(store, ana_vec, "SFace", 5, thr, "test", "sha")
             assert "Ana Zed" in _everything(repo)
             counts = store.forget("Ana Zed", "test")
+            assert [(a.track_id, a.identity, a.distance) for a in repo.attempts("run-d")] == [(1, None, 0.2),
+                                                                                               (2, None, 0.6)]
             assert counts["embeddings"] == 3 and counts["face_photos"] == 3 and counts["negatives"] == 1
             assert counts["unknown_clusters"] == 1 and counts["track_faces"] == 3
             assert unknowns(store) == []
