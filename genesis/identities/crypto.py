@@ -6,7 +6,8 @@ the first encrypts, every one of them decrypts. ``genesis identities rotate-key`
 re-encrypts every stored blob with the first key, after which the old keys can be dropped.
 
 A blob is stored as ``b"GF2"`` + the token's bytes: the Fernet token is base64 text, kept decoded (a quarter
-smaller: 585 bytes instead of 780 for a 128-d float32 embedding, ~1.0 kB instead of ~1.4 kB for a face crop).
+smaller: 585 bytes instead of 780 for a 128-d float32 embedding, 329 for a track face's float16 one, ~1.0 kB
+instead of ~1.4 kB for a face crop).
 Blobs written before this form, ``b"GF1"`` + the token as text, are still read; ``rotate-key`` rewrites them
 in the new form. Without a key, blobs are stored in the clear (a first try, a laptop); ``rotate-key`` encrypts
 them once a key is set. A stored encrypted blob read without the key (or with the wrong one) is a clear error,
@@ -27,8 +28,9 @@ MAGIC = b"GF2"
 TEXT_MAGIC = b"GF1"
 """The prefix of an encrypted blob of the first form: the Fernet token as base64 text follows ("gA" first)."""
 ENCRYPTED_PREFIXES = (MAGIC + b"\x80", TEXT_MAGIC + b"gA")
-"""How every encrypted blob starts (the new form, the first form): a clear float32 vector starting with one of
-these by chance is a 1 in 2**32 event (a clear crop starts with a JPEG or WebP header)."""
+"""How every encrypted blob starts (the new form, the first form): a clear float32 (or float16: track faces)
+vector starting with one of these by chance is a 1 in 2**32 event (a clear crop starts with a JPEG or WebP
+header)."""
 
 
 class BiometricKeyError(Exception):

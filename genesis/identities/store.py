@@ -109,11 +109,47 @@ def default_actor() -> str:
         return "unknown"
 
 
-def vector_blob(vector: npt.NDArray[Any]) -> tuple[int, bytes]:
+FACE_VECTOR_DTYPE = np.dtype("<f2")
+"""How the embedding of a track face (``track_faces.vector``) is stored: little-endian float16.
+
+``track_faces`` is the largest table of a busy camera-day (about 2 kB a row on PostgreSQL, with its crop). A
+128-d SFace vector is 512 bytes as float32 and 256 as float16: about 31 MB less per busy camera-day (0.28 faces a
+frame in the storage bench, 432,000 frames a day). The vector only serves cosine distances (search by photo,
+clustering, "not this person", forget), which float16 moves by about 1e-4 at most (9e-5 over the pairs of the
+73 faces of the shared photos; its rounding is 2**-11 of a value), what half-precision vector stores (pgvector's
+``halfvec``) accept. Only track faces are stored so: enrolled embeddings, negatives and unknown-cluster centroids
+(re-read and summed at every clustering) stay float32 (:func:`vector_blob`), and a track face copied into one of
+them (naming, assigning, rejecting a face) is written there as float32.
+
+No migration: rows stored before this (float32) are read as they are — the reader (`IdentityStore._vec`) tells
+the two apart by the length, ``dim`` * 2 or ``dim`` * 4 bytes — and key rotation re-encrypts the bytes it finds,
+so each row keeps the precision it was written with."""
+
+
+def _finite_vector(vector: npt.NDArray[Any]) -> npt.NDArray[Any]:
     v = np.asarray(vector)
     if v.ndim != 1 or v.shape[0] == 0 or not np.all(np.isfinite(v)):
         raise ValueError(f"an embedding must be a finite, non-empty 1-D vector, got shape {v.shape}")
+    return v
+
+
+def vector_blob(vector: npt.NDArray[Any]) -> tuple[int, bytes]:
+    """(dim, float32 bytes) of an embedding, as enrolled embeddings, negatives and cluster centroids are stored."""
+    v = _finite_vector(vector)
     return int(v.shape[0]), v.astype(_F32).tobytes()
+
+
+def track_face_blob(vector: npt.NDArray[Any]) -> tuple[int, bytes]:
+    """(dim, bytes) of a track face's embedding as stored: :data:`FACE_VECTOR_DTYPE` (float16). A vector that
+    float16 cannot hold faithfully (a value beyond its range, or so small that it loses more than 1e-3 of the
+    vector's norm) is stored as float32 instead: the reader takes both."""
+    v = _finite_vector(vector).astype(_F32)
+    if float(np.max(np.abs(v))) > float(np.finfo(FACE_VECTOR_DTYPE).max):
+        return int(v.shape[0]), v.tobytes()
+    half = v.astype(FACE_VECTOR_DTYPE)
+    if float(np.linalg.norm(half.astype(_F32) - v)) > 1e-3 * float(np.linalg.norm(v)):
+        return int(v.shape[0]), v.tobytes()
+    return int(v.shape[0]), half.tobytes()
 
 
 _WARNED: set[str] = set()
@@ -176,14 +212,29 @@ class IdentityStore:
             yield rows
 
     def _vec(self, blob: bytes, dim: int) -> npt.NDArray[np.float32]:
+        """A stored embedding (decrypted) as float32: ``dim`` * 4 bytes are float32 (enrolled embeddings,
+        negatives, centroids, track faces stored before :data:`FACE_VECTOR_DTYPE`), ``dim`` * 2 float16 (track
+        faces); any other length is a ValueError."""
         raw = self.cipher.decrypt(blob)
-        out: npt.NDArray[np.float32] = np.frombuffer(raw, dtype=_F32).astype(np.float32)
-        if out.shape[0] != dim:
-            raise ValueError(f"stored embedding has {out.shape[0]} values, expected {dim}")
+        dtype: np.dtype[Any]
+        if dim > 0 and len(raw) == dim * _F32.itemsize:
+            dtype = _F32
+        elif dim > 0 and len(raw) == dim * FACE_VECTOR_DTYPE.itemsize:
+            dtype = FACE_VECTOR_DTYPE
+        else:
+            raise ValueError(f"stored embedding has {len(raw)} bytes, expected {dim} values: {dim * _F32.itemsize} "
+                             f"(float32) or {dim * FACE_VECTOR_DTYPE.itemsize} (float16)")
+        out: npt.NDArray[np.float32] = np.frombuffer(raw, dtype=dtype).astype(np.float32)
         return out
 
     def _enc_vec(self, vector: npt.NDArray[Any]) -> tuple[int, bytes]:
+        """(dim, blob as stored) of an enrolled embedding, a negative or a centroid: float32, then encrypted."""
         dim, raw = vector_blob(vector)
+        return dim, self._encrypt(raw)
+
+    def _enc_track_vec(self, vector: npt.NDArray[Any]) -> tuple[int, bytes]:
+        """(dim, blob as stored) of a track face's embedding: :func:`track_face_blob` (float16), then encrypted."""
+        dim, raw = track_face_blob(vector)
         return dim, self._encrypt(raw)
 
     @staticmethod

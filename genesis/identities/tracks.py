@@ -1,6 +1,6 @@
-"""Faces of tracks: the best embedding of every track that had a face (encrypted), unknown-face
-clusters with persistent pseudonymous ids (``unknown-17``), naming a cluster, "not this person",
-search by photo and the retention purge.
+"""Faces of tracks: the best embedding of every track that had a face (float16, encrypted:
+`genesis.identities.store.track_face_blob`), unknown-face clusters with persistent pseudonymous ids
+(``unknown-17``), naming a cluster, "not this person", search by photo and the retention purge.
 
 Clustering is incremental and deterministic: the unknown tracks of a run are taken in (time,
 track id) order; each joins the unknown cluster of its model whose centroid is nearest, if within
@@ -142,7 +142,7 @@ def save_track_faces(store: IdentityStore, run_id: str, records: Sequence[TrackF
             clusters.update(_cluster(store, rows, [r for r in new if r.identity is None and r.model == model], model,
                                      cluster_threshold, now))
         for r in new:
-            dim, blob = store._enc_vec(np.asarray(r.vector, dtype=np.float32))
+            dim, blob = store._enc_track_vec(np.asarray(r.vector, dtype=np.float32))  # float16 at rest
             rows.add_track_face(run_id, r.track_id, r.segment, r.camera_id, r.ts, r.model, dim, blob, r.distance,
                                 store.cipher.encrypt(for_storage(r.crop)) if r.crop else None, now,
                                 clusters.get((r.track_id, r.segment)))

@@ -97,7 +97,9 @@ def test_crops_encrypted_clusters_merge_and_assign(settings: Settings, faces: di
         with repo.engine.connect() as conn:
             dim, blob, size = conn.execute(text("SELECT dim, centroid, size FROM unknown_clusters WHERE id = :c"),
                                            {"c": int(clapton.split("-")[1])}).one()
-        assert size == 4 and np.allclose(store._vec(blob, dim), mean / np.linalg.norm(mean), atol=1e-5)
+        # The members are stored as float16 (genesis.identities.store.FACE_VECTOR_DTYPE): the centroid made from
+        # them is the mean of the float32 inputs within float16's rounding.
+        assert size == 4 and np.allclose(store._vec(blob, dim), mean / np.linalg.norm(mean), atol=1e-3)
 
         # Assign lennon-1 to a new identity, lennon-2 to the same one: they leave the cluster.
         with pytest.raises(IdentityError, match="no identity"):
