@@ -30,10 +30,10 @@
    purge of the first camera-day (``AnalyticsStore.purge_before`` with every kind's cutoff at the day's end, what
    beat's daily purge runs once the day is old enough): its time and the rows it removed.
 5. **Ages** (with ``--query-days``, unless ``--no-pack``): the other days past ``retention.pack_after_days``
-   (their unnamed, faceless passages packed, timed; what a camera-day keeps until the 30-day retentions, and
-   the sightings' zone filter of a packed run), then past the 30-day retentions (points, attempts and unknown
-   faces purged, the faced tracks' passages packed, timed; what a camera-day keeps from then on, the reads of a
-   packed run, the retention of a packed camera-day); a year at the shipped retention from the three ages.
+   (their unnamed passages packed, timed; what a camera-day keeps until the 30-day retentions, and the
+   sightings' zone filter of a packed run), then past the 30-day retentions (points, attempts and unknown faces
+   purged, what is left to pack packed, timed; what a camera-day keeps from then on, the reads of a packed run,
+   the retention of a packed camera-day); a year at the shipped retention from the three ages.
 """
 
 from __future__ import annotations
@@ -331,13 +331,12 @@ def one_pass_pack_bytes(rec: Recorded) -> float:
 
 @dataclass(slots=True)
 class PackedDays:
-    """What the grown days cost as they age: ``pack_after_days`` on (1 by default), their unnamed, faceless
-    passages packed (`AnalyticsStore.pack_passages`), the rest kept as written; past the 30-day retentions, their
-    points, recognition attempts and unknown faces purged and the passages of the tracks that kept a face packed
-    too."""
+    """What the grown days cost as they age: ``pack_after_days`` on (1 by default), their unnamed passages packed
+    (`AnalyticsStore.pack_passages`), the rest kept as written; past the 30-day retentions, their points,
+    recognition attempts and unknown faces purged (and whatever was left to pack packed)."""
 
     pack_ms: float
-    """Milliseconds the first packing took (the days' faceless passages), for all the grown days."""
+    """Milliseconds the first packing took (the days' unnamed passages), for all the grown days."""
     packed: dict[str, int]
     mb_a_day: float
     """MB of a camera-day past the 30-day retentions (:func:`aged_day`: packs, named segments and their events,
@@ -405,8 +404,7 @@ def year_at_retention(res: BackendResult, grown: StorageStats, frames: int, sett
 
 
 def late_age(settings: Settings) -> int:
-    """Days after which a camera-day keeps no points, attempts or unknown faces (their retention), and the
-    passages of its tracks that kept a face are packed too."""
+    """Days after which a camera-day keeps no points, attempts or unknown faces (their retention)."""
     r = settings.retention
     return max(r.sightings_days, r.unknown_faces_days, r.packed_after_days() or 0)
 
@@ -787,14 +785,14 @@ def print_results(console: Console, rec: Recorded, results: list[BackendResult],
                 f"{r.retention_ms:.0f} ms; removed {', '.join(f'{k} {v:,}' for k, v in r.retention_rows.items())}")
         if r.packed is not None:
             p = r.packed
-            out(f"{r.backend}, the grown days aged past pack_after_days (their unnamed, faceless passages packed "
+            out(f"{r.backend}, the grown days aged past pack_after_days (their unnamed passages packed "
                 f"in {p.pack_ms / 1e3:,.1f} s: " + ", ".join(f"{k} {v:,}" for k, v in p.packed.items()) + ")")
             out(f"{r.backend}: {p.month_mb_a_day:,.1f} MB per camera-day from pack_after_days until the 30-day "
                 "retentions, the packs at the bytes of one pass packed on its own (as measured: "
                 + ", ".join(f"{k} {v:,.1f}" for k, v in sorted(p.month_tables_mb_a_day.items(), key=lambda kv: -kv[1])
                             if v >= 0.05) + ")")
             out(f"{r.backend}, the grown days aged past the 30-day retentions (points, attempts, unknown faces "
-                f"purged; the passages of the tracks that kept a face packed in {p.late_pack_ms / 1e3:,.1f} s: "
+                f"purged; what was left to pack packed in {p.late_pack_ms / 1e3:,.1f} s: "
                 + ", ".join(f"{k} {v:,}" for k, v in p.late_packed.items()) + ")")
             out(f"{r.backend}: {p.one_pass_mb_a_day:,.1f} MB per camera-day once packed (a day older than the "
                 "30-day retentions: what is still kept then), the packs at the bytes of one pass packed on its own "

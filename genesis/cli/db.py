@@ -98,6 +98,6 @@ def stats_command(
         packing = "never packed" if packed is None else f"packed after {packed} d"
         console.print(
             f"at the configured retention (points {r.sightings_days} d, unknown faces {r.unknown_faces_days} d, events "
-            f"{r.events_days} d, unnamed faceless passages {packing}): {human(sum(kept))} for these cameras once their "
+            f"{r.events_days} d, unnamed passages {packing}): {human(sum(kept))} for these cameras once their "
             "oldest rows reach it (an estimate: each table's rows a day x bytes per row x the days it keeps them)",
             highlight=False, soft_wrap=True)

@@ -62,10 +62,10 @@ class RetentionConfig(StrictModel):
     unknown_faces_days: int = Field(default=30, ge=1)
     pack_after_days: int = Field(
         default=1, ge=0,
-        description="The segments, zone events and crossings of a UTC day's tracks that carry no name and keep no "
-                    "face are packed, per run and day, into one compressed row this many days later (read as "
-                    "before by reports, lists, sightings and rollups; docs/analytics.md). A track that keeps a face "
-                    "is packed once its face is purged (unknown_faces_days); a named one stays a row. 0: never.")
+        description="The segments, zone events and crossings of a UTC day's tracks that carry no name are packed, "
+                    "per run and day, into one compressed row this many days later (read as before by reports, "
+                    "lists, sightings and rollups; docs/analytics.md). A named track stays a row; naming a packed "
+                    "one (review, clustering) takes it out of its pack first. 0: never.")
 
     def packed_after_days(self) -> int | None:
         """Days after which passages are packed (None: never)."""

@@ -243,6 +243,7 @@ def name_unknown_entry(store: IdentityStore, unknown_label: str, name: str, acto
         rows.add_identity(name, now)
         ident = store._identity_id(rows, name)
         done: list[list[Any]] = []
+        rows.unpack_for_naming([(f[0], f[1]) for f in faces])  # packed tracks as rows first, a pack rewritten once
         for run_id, track_id, model, dim, blob, segment in faces:
             vector = store._vec(blob, dim)
             _, enc = store._enc_vec(vector)

@@ -43,6 +43,7 @@ from genesis.adapters.db.repository import (
     HOUR_S,
     Repository,
     dialect_insert,
+    lock_passages,
     passage_rows,
     read_connection,
     segment_spans,
@@ -67,7 +68,6 @@ from genesis.adapters.db.tables_analytics import (
     RollupLine,
     RollupZone,
 )
-from genesis.adapters.db.tables_identities import TrackFace
 from genesis.domain.heat import add_cells, encode_cells, grid_shape
 
 ROLLUP_TABLES: dict[str, Any] = {
@@ -246,11 +246,11 @@ def _add_packed(conn: Connection, span: RunSpan, since: float, until: float, out
 
 def _packable(conn: Connection, span: RunSpan, before: float) -> dict[int, list[int]]:
     """Day (UTC, of the track's last sighting) -> the tracks of the run to pack, in order: the tracks whose every
-    segment ended before ``before`` (absolute time) and carries no name, and that keep no face."""
+    segment ended before ``before`` (absolute time) and carries no name. A track that keeps a face is packed too:
+    naming it later (review, clustering) takes it out of its pack first (``IdentityRows.set_segment_identity``)."""
     last = func.max(_abs_ts(Track.last_ts, span))
     named = func.count(Track.identity_name) + func.count(Track.identity_id)
-    faced = select(TrackFace.track_id).where(TrackFace.run_id == span.run_id)
-    rows = conn.execute(select(Track.track_id, last).where(Track.run_id == span.run_id, Track.track_id.not_in(faced))
+    rows = conn.execute(select(Track.track_id, last).where(Track.run_id == span.run_id)
                         .group_by(Track.track_id).having(last < before, named == 0).order_by(Track.track_id))
     out: dict[int, list[int]] = {}
     for tid, t in rows:
@@ -266,6 +266,7 @@ def _pack_part(conn: Connection, span: RunSpan, day: int, tracks: Sequence[int])
     """Pack the rows of ``tracks`` (sorted; of one day) into one ``passage_packs`` row and delete them, on
     ``conn`` (one transaction). A track named since it was chosen stays. Returns (segments, events, crossings)."""
     chosen = set(tracks)
+    lock_passages(conn, span.run_id)  # no segment named between this read and the delete below
     segs, events, crossings = passage_rows(conn, span.run_id, tracks[0], tracks[-1])
     chosen -= {t.track_id for t in segs if t.identity is not None}
     segs = [t for t in segs if t.track_id in chosen]
@@ -349,7 +350,7 @@ class AnalyticsStore:
     # -- packing ---------------------------------------------------------------------------------
 
     def pack_passages(self, before: float, *, part_tracks: int = packs.PACK_TRACKS) -> dict[str, int]:
-        """Pack the passages that ended before ``before`` (absolute time) and carry no name and keep no face
+        """Pack the passages that ended before ``before`` (absolute time) and carry no name
         (`genesis.adapters.db.packs`): per run and UTC day of their tracks' last sighting, at most
         ``part_tracks`` tracks a pack, each pack written and its rows deleted in a transaction of its own (a
         process killed in between leaves whole packs and whole rows, never both or neither). Returns the packs

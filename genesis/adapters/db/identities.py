@@ -18,7 +18,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, exists, func, or_, select, tuple_, update
 
 from genesis.adapters.db import attempts
-from genesis.adapters.db.repository import dialect_insert, read_connection, write_connection
+from genesis.adapters.db.packs import run_packs, segments_of
+from genesis.adapters.db.repository import (
+    dialect_insert,
+    lock_passages,
+    read_connection,
+    unpack_tracks,
+    write_connection,
+)
 from genesis.adapters.db.tables import FaceEmbedding, Identity, Run, Track, utcnow
 from genesis.adapters.db.tables_identities import (
     AuditEntry,
@@ -433,10 +440,23 @@ class IdentityRows:
         return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     def name_segment(self, run_id: str, track_id: int, segment: int, identity_id: int, name: str) -> None:
-        """A track segment gets the identity."""
-        self.conn.execute(update(Track).where(Track.run_id == run_id, Track.track_id == track_id,
-                                              Track.segment == segment)
-                          .values(identity_id=identity_id, identity_name=name))
+        """A track segment gets the identity (its track taken out of its passage pack first, where packed)."""
+        self.set_segment_identity(run_id, track_id, segment, identity_id, name)
+
+    def unpack_for_naming(self, keys: Sequence[tuple[str, int]]) -> int:
+        """Take the (run, track) of ``keys`` that are packed out of their passage packs, as rows again, a run at a
+        time (each pack rewritten once): what naming a cluster's faces does first. The segments put back."""
+        by_run: dict[str, set[int]] = {}
+        for run_id, track_id in keys:
+            by_run.setdefault(run_id, set()).add(int(track_id))
+        n = 0
+        for run_id, tracks in sorted(by_run.items()):
+            lock_passages(self.conn, run_id)
+            rows = set(self.conn.execute(select(Track.track_id).where(
+                Track.run_id == run_id, Track.track_id.in_(sorted(tracks)))).scalars())
+            if tracks - rows:
+                n += unpack_tracks(self.conn, run_id, tracks - rows)
+        return n
 
     def dissolve_cluster(self, cluster_id: int) -> None:
         """The cluster's faces leave it and the cluster goes (its faces were given a name)."""
@@ -444,10 +464,13 @@ class IdentityRows:
         self.conn.execute(delete(UnknownCluster).where(UnknownCluster.id == cluster_id))
 
     def track_segments(self, run_id: str, track_id: int) -> list[tuple[int, str | None]]:
-        """(segment, identity) of a track's segments in order."""
+        """(segment, identity) of a track's segments in order (a packed track's from its pack: no name)."""
         rows = self.conn.execute(select(Track.segment, Track.identity_name).where(
             Track.run_id == run_id, Track.track_id == track_id).order_by(Track.segment)).all()
-        return [(r[0], r[1]) for r in rows]
+        if rows:
+            return [(r[0], r[1]) for r in rows]
+        return sorted((int(t.segment), t.identity) for p in run_packs(self.conn, run_id, [track_id])
+                      for t in segments_of(p, [track_id]))
 
     def search_rows(self, model: str) -> list[tuple[str, int, str, float, int, bytes, int | None, str | None, int]]:
         """(run, track, camera, ts, dim, blob, cluster id, identity, segment) of every track face of ``model``."""
@@ -607,16 +630,25 @@ class IdentityRows:
             TrackFace.run_id == run_id, TrackFace.track_id == track_id).order_by(TrackFace.segment)).scalars()]
 
     def segment_identity(self, run_id: str, track_id: int, segment: int) -> tuple[int | None, str | None] | None:
-        """(identity id, identity name) of a track segment; None when there is no such segment."""
+        """(identity id, identity name) of a track segment (a packed one has none); None when there is no such
+        segment."""
         row = self.conn.execute(select(Track.identity_id, Track.identity_name).where(
             Track.run_id == run_id, Track.track_id == track_id, Track.segment == segment)).one_or_none()
-        return None if row is None else (row[0], row[1])
+        if row is not None:
+            return (row[0], row[1])
+        packed = any(int(t.segment) == segment for p in run_packs(self.conn, run_id, [track_id])
+                     for t in segments_of(p, [track_id]))
+        return (None, None) if packed else None
 
     def set_segment_identity(self, run_id: str, track_id: int, segment: int, identity_id: int | None,
                              name: str | None) -> None:
-        self.conn.execute(update(Track).where(Track.run_id == run_id, Track.track_id == track_id,
-                                              Track.segment == segment)
-                          .values(identity_id=identity_id, identity_name=name))
+        """A track segment gets the identity, or none. A packed track is taken out of its pack first (a named
+        segment is a row), under the run's passage lock, so that the upkeep packing it cannot lose the name."""
+        lock_passages(self.conn, run_id)
+        where = (Track.run_id == run_id, Track.track_id == track_id, Track.segment == segment)
+        done = self.conn.execute(update(Track).where(*where).values(identity_id=identity_id, identity_name=name))
+        if not done.rowcount and unpack_tracks(self.conn, run_id, [track_id]):
+            self.conn.execute(update(Track).where(*where).values(identity_id=identity_id, identity_name=name))
 
     def add_negative_id(self, identity_id: int, model: str, dim: int, vector: bytes, run_id: str,
                         track_id: int) -> int:

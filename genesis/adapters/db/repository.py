@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, select, update
+from sqlalchemy import Connection, Engine, and_, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -394,6 +394,53 @@ def _take_out_of_packs(conn: Connection, run_id: str, started: float, held: list
         conn.execute(update(PassagePack).where(where).values(first_track=min(t.track_id for t in segs), **pack_row(
             segs, [e for e in events if e.track_id not in tracks], [c for c in crossings if c.track_id not in tracks],
             lambda ts: absolute_ts(ts, started))))
+
+
+def _segment_row(run_id: str, t: TrackRecord, ids: dict[str, int]) -> dict[str, Any]:
+    """The ``tracks`` row of a segment (``ids``: identity name -> enrolled identity id, where there is one)."""
+    return {
+        "run_id": run_id,
+        "track_id": int(t.track_id),
+        "segment": int(t.segment),
+        "camera_id": t.camera_id,
+        "first_seq": int(t.first_seq),
+        "last_seq": int(t.last_seq),
+        "first_ts": float(t.first_ts),
+        "last_ts": float(t.last_ts),
+        "frames": int(t.frames),
+        "identity_id": ids.get(t.identity) if t.identity is not None else None,
+        "identity_name": t.identity,
+        "votes": int(t.votes),
+        "attempts": int(t.attempts),
+        "best_distance": None if t.best_distance is None else float(t.best_distance),
+        "named_ts": None if t.named_ts is None else float(t.named_ts),
+        "end_reason": t.end_reason,
+    }
+
+
+def unpack_tracks(conn: Connection, run_id: str, tracks: Collection[int]) -> int:
+    """Take ``tracks`` of a run out of their passage packs, as rows again (segments, zone events, crossings), on
+    ``conn``: a packed track that review or clustering is about to name (a named segment is a row). The caller
+    holds the run's passage lock (:func:`lock_passages`). Returns the segments put back (0: none was packed)."""
+    held = keyed_packs(conn, run_id, set(tracks), 0)
+    segs = [t for _, _, p in held for t in segments_of(p, tracks)]
+    if not segs:
+        return 0
+    started = conn.execute(select(Run.started_at).where(Run.id == run_id)).scalar_one().timestamp()
+    _take_out_of_packs(conn, run_id, started, held, {int(t.track_id) for t in segs})
+    conn.execute(insert(Track), [_segment_row(run_id, t, {}) for t in segs])  # packed segments carry no name
+    return len(segs)
+
+
+PASSAGES_LOCK_SEED = 0x70617373  # "pass": the advisory lock of a run's passages (packing them, naming one)
+
+
+def lock_passages(conn: Connection, run_id: str) -> None:
+    """On PostgreSQL, serialise packing a run's passages with naming one of its segments (a transaction-level
+    advisory lock on the run): a name given between the packer's read of a track and its delete would be lost
+    with the row. SQLite's write transactions are serialised already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(run_id, PASSAGES_LOCK_SEED))))
 
 
 def _last_seqs(segments: Iterable[TrackRecord]) -> dict[int, int]:
@@ -957,30 +1004,7 @@ class Repository:
                     )
                 },
             )
-            conn.execute(
-                stmt,
-                [
-                    {
-                        "run_id": run_id,
-                        "track_id": tid,
-                        "segment": seg,
-                        "camera_id": t.camera_id,
-                        "first_seq": int(t.first_seq),
-                        "last_seq": int(t.last_seq),
-                        "first_ts": float(t.first_ts),
-                        "last_ts": float(t.last_ts),
-                        "frames": int(t.frames),
-                        "identity_id": ids.get(t.identity) if t.identity is not None else None,
-                        "identity_name": t.identity,
-                        "votes": int(t.votes),
-                        "attempts": int(t.attempts),
-                        "best_distance": None if t.best_distance is None else float(t.best_distance),
-                        "named_ts": None if t.named_ts is None else float(t.named_ts),
-                        "end_reason": t.end_reason,
-                    }
-                    for (tid, seg), t in sorted(latest.items())
-                ],
-            )
+            conn.execute(stmt, [_segment_row(run_id, t, ids) for _, t in sorted(latest.items())])
             last: dict[int, int] = {}
             for tid, seg in latest:
                 last[tid] = max(last.get(tid, 0), seg)
@@ -1136,6 +1160,7 @@ __all__ = [
     "RunRecord",
     "TrackRecord",
     "alembic_config",
+    "lock_passages",
     "make_engine",
     "passage_rows",
     "read_connection",
@@ -1144,6 +1169,7 @@ __all__ = [
     "segment_index",
     "segment_spans",
     "span_holding",
+    "unpack_tracks",
     "write_connection",
 ]
 

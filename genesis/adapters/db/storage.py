@@ -62,7 +62,6 @@ from genesis.adapters.db.repository import (
 )
 from genesis.adapters.db.schema import metadata
 from genesis.adapters.db.tables import AttemptPack, Identity, PassagePack, Run, Track, utcnow
-from genesis.adapters.db.tables_identities import TrackFace
 
 DAY_TABLES: dict[str, str] = {
     "point_batches": "first_ts",
@@ -340,14 +339,14 @@ def _sampled_pack_bytes(conn: Connection) -> float | None:
     return len(packs.encode(packs.columns_of(segs, events, crossings))) / len(segs)
 
 
-def _row_shares(conn: Connection) -> tuple[float, float]:
-    """Of the newest :data:`PACK_SAMPLE` segments of the newest run (rows and packed), the shares that stay rows
-    past ``pack_after_days``: (named: as long as the events are kept; keeping a face: until the face is purged)."""
+def _named_share(conn: Connection) -> float:
+    """Of the newest :data:`PACK_SAMPLE` segments of the newest run (rows and packed), the share that stays rows
+    past ``pack_after_days``: those of named tracks, as long as the events are kept."""
     run_id = conn.execute(select(Run.id).where(or_(exists().where(Track.run_id == Run.id),
                                                    exists().where(PassagePack.run_id == Run.id)))
                           .order_by(Run.started_at.desc()).limit(1)).scalar_one_or_none()
     if run_id is None:
-        return 0.0, 0.0
+        return 0.0
     newest = {(int(t), int(s)): name is not None for t, s, name in conn.execute(
         select(Track.track_id, Track.segment, Track.identity_name).where(Track.run_id == run_id)
         .order_by(Track.track_id.desc(), Track.segment.desc()).limit(PACK_SAMPLE))}
@@ -361,12 +360,8 @@ def _row_shares(conn: Connection) -> tuple[float, float]:
         newest.update(dict.fromkeys(keys, False))
         held += len(keys)
     sample = sorted(newest, reverse=True)[:PACK_SAMPLE]
-    faced = {int(t) for t in conn.execute(select(TrackFace.track_id).where(
-        TrackFace.run_id == run_id, TrackFace.track_id >= sample[-1][0]).distinct()).scalars()}
     named_tracks = {t for t, s in sample if newest[(t, s)]}
-    named = sum(1 for t, _ in sample if t in named_tracks)
-    with_face = sum(1 for t, _ in sample if t in faced and t not in named_tracks)
-    return named / len(sample), with_face / len(sample)
+    return sum(1 for t, _ in sample if t in named_tracks) / len(sample)
 
 
 def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = True,
@@ -383,21 +378,20 @@ def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = Tr
         counts = day_rows(conn) if per_day else {}
         packed = _packed_by_camera(conn) if per_day else {}
         pack_bytes: float | None = None
-        named_share = faced_share = 0.0
+        named_share = 0.0
         if per_day and keep_days is not None and pack_after_days is not None:
             t = next((t for t in tables if t.table == "passage_packs"), None)
             held = sum(packed.values())
             pack_bytes = t.bytes / held if t is not None and t.bytes and held else _sampled_pack_bytes(conn)
-            named_share, faced_share = _row_shares(conn)
+            named_share = _named_share(conn)
     per_row = {t.table: t.bytes_per_row for t in tables}
     unknown = any(t.bytes is None for t in tables)
 
     def at_retention(total: dict[str, int], days: int, camera: str) -> int:
         """Rows a day x bytes a row x days kept, per table; with packing, the passages (the segments, stored or
         packed, each with its share of zone events and crossings) as rows for ``pack_after_days`` and packed
-        (``pack_bytes`` a segment) for the rest, except those of named segments (rows while kept) and of tracks
-        that keep a face (rows until the face's retention, ``keep_days["track_faces"]``), at their shares of the
-        newest run's segments (:func:`_row_shares`)."""
+        (``pack_bytes`` a segment) for the rest, except those of named tracks (rows while kept), at their share of
+        the newest run's segments (:func:`_named_share`)."""
         keep = keep_days or {}
         passages = pack_after_days is not None and pack_bytes is not None
         out = sum(n / days * (per_row.get(name) or 0.0) * keep.get(name, 0) for name, n in total.items()
@@ -408,9 +402,7 @@ def storage_stats(engine: Engine, *, per_day: bool = True, exact_rows: bool = Tr
             per_segment = sum((total.get(name, 0) / hot if hot else 0.0) * (per_row.get(name) or 0.0)
                               for name in PASSAGE_TABLES)
             kept = keep.get("tracks", 0)
-            faced_days = max(pack_after_days, keep.get("track_faces", 0))
-            for rows_days, share in ((pack_after_days, 1.0 - named_share - faced_share), (kept, named_share),
-                                     (faced_days, faced_share)):
+            for rows_days, share in ((pack_after_days, 1.0 - named_share), (kept, named_share)):
                 out += segments * share * (per_segment * min(kept, rows_days) + pack_bytes * max(0, kept - rows_days))
         return round(out)
 

@@ -217,12 +217,12 @@ class PointBatchRow(Base):
 class PassagePack(Base):
     """Passages of one run that ended on one UTC day, packed once their day is old enough
     (``retention.pack_after_days``; ``genesis.adapters.db.packs``): the segments, zone events and line crossings of
-    tracks that carry no name and keep no face, which nothing but the run's report, its lists, the zone filter of
-    its sightings and the rollups of their hours read again.
+    tracks that carry no name, which nothing but the run's report, its lists, the zone filter of its sightings and
+    the rollups of their hours read again (review or clustering naming one takes its track out of the pack first).
 
     One row per (run, day of the tracks' last sighting, first track): the storage upkeep packs a day's tracks
-    in parts of at most ``PACK_TRACKS``, and the tracks that kept a face until its retention went are packed
-    later, in a part of their own. ``first_track`` / ``last_track`` (smallest and largest track id),
+    in parts of at most ``PACK_TRACKS``; a track taken out and unnamed again is packed later, in a part of its
+    own. ``first_track`` / ``last_track`` (smallest and largest track id),
     ``first_ts`` / ``last_ts`` (smallest and largest absolute time of the pack's rows) and the counts choose and
     count packs in SQL without unpacking them; ``data`` holds the rows (zlib-compressed columns)."""
 

@@ -97,19 +97,19 @@ def _rows(repo: Repository, table: Any) -> int:
 def test_packed_passages_read_as_the_rows_did(db_url: str) -> None:  # noqa: F811
     with Repository(db_url) as repo:
         raw = populate(repo, T0)
-        with repo.engine.begin() as conn:  # a track that kept a face is not packed
+        with repo.engine.begin() as conn:  # a track that keeps a face is packed like the others
             conn.execute(insert(TrackFace).values(run_id="live", track_id=4, segment=0, camera_id=CAMERA, ts=T0,
                                                   model="m", dim=2, vector=b"12345678", created_at=datetime.now(UTC)))
         before = _reads(repo)
         named = [t for run in RUNS for t in repo.tracks(run) if t.identity is not None]
         counts = AnalyticsStore(repo).pack_passages(T0 + 4 * 3600, part_tracks=3)
         assert counts["packs"] >= 5
-        assert counts["tracks"] == sum(1 for run in RUNS for t in repo.tracks(run)) - len(named) - 1
+        assert counts["tracks"] == sum(1 for run in RUNS for t in repo.tracks(run)) - len(named)
         assert counts["zone_events"] > 0 and counts["line_crossings"] > 0
-        # only the named tracks and the one with a face are left as rows
+        # only the named tracks are left as rows
         with repo.engine.connect() as conn:
             left = {(r, t) for r, t in conn.execute(select(Track.run_id, Track.track_id))}
-        assert left == {("live", 4)} | {(r, t) for (r, t) in raw.identity}
+        assert left == {(r, t) for (r, t) in raw.identity}
         assert _rows(repo, ZoneEventRow) < len(raw.events) and _rows(repo, LineCrossingRow) < len(raw.crossings)
         after = _reads(repo)
         for key, value in before.items():
@@ -228,8 +228,8 @@ def test_beat_packs_a_day_later_and_purges_packs_whole(db_url: str) -> None:  # 
 
 def test_db_stats_estimates_a_year_with_the_passages_packed(db_url: str) -> None:  # noqa: F811
     """``genesis db stats``' estimate at retention counts a camera's passages as rows for ``pack_after_days`` and
-    packed for the rest of the year, except the named ones (rows all year) and those that keep a face (rows while
-    the face is kept), at their shares of the newest run's segments: before anything is packed, a packed
+    packed for the rest of the year, except the named ones (rows all year), at their share of the newest run's
+    segments (a track that keeps a face is packed like the others): before anything is packed, a packed
     segment's bytes come from packing the newest run's segments in memory; once packed, from the packs' table."""
     from genesis.adapters.db.storage import PASSAGE_TABLES, storage_stats
     from genesis.services.rollups import kept_days
@@ -253,8 +253,7 @@ def test_db_stats_estimates_a_year_with_the_passages_packed(db_url: str) -> None
         assert 0 < sampled < estimate(30) < rows_only
         newest = repo.tracks("file")
         named_share = sum(1 for t in newest if t.identity is not None) / len(newest)
-        faced_share = sum(1 for t in newest if t.track_id == 4) / len(newest)
-        assert 0 < named_share < 1 and 0 < faced_share < 1
+        assert 0 < named_share < 1
         AnalyticsStore(repo).pack_passages(T0 + 4 * 3600)
         stats = storage_stats(repo.engine, keep_days=keep, pack_after_days=1)
         per_row = {t.table: t.bytes_per_row or 0.0 for t in stats.tables}
@@ -268,7 +267,7 @@ def test_db_stats_estimates_a_year_with_the_passages_packed(db_url: str) -> None
         want = sum(n / days * per_row[t] * keep[t] for t, n in camera.rows.items()
                    if t not in (*PASSAGE_TABLES, "passage_packs"))
         per_segment = sum(camera.rows.get(t, 0) / hot * per_row[t] for t in PASSAGE_TABLES)
-        for rows_days, share in ((1, 1 - named_share - faced_share), (365, named_share), (30, faced_share)):
+        for rows_days, share in ((1, 1 - named_share), (365, named_share)):
             want += (hot + held) / days * share * (per_segment * rows_days + table.bytes / held * (365 - rows_days))
         assert camera.bytes_at_retention == round(want)
 
