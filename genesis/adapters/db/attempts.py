@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import ColumnElement, Connection, delete, func, select, update
 
+from genesis.adapters.db.shuffle import shuffled, unshuffled
 from genesis.adapters.db.tables import AttemptPack
 from genesis.domain import RecognitionAttempt
 
@@ -103,19 +104,12 @@ def holding_name(name: str) -> ColumnElement[bool]:
 
 
 def _shuffle(arr: np.ndarray[Any, Any]) -> bytes:
-    raw = arr.view(np.uint8).reshape(len(arr), ATTEMPT_DTYPE.itemsize)
-    return zlib.compress(np.ascontiguousarray(raw.T).tobytes(), LEVEL)
+    return zlib.compress(shuffled(arr), LEVEL)
 
 
 def unpack(data: bytes) -> np.ndarray[Any, Any]:
     """The records of a row (``dseq`` relative to the row's ``first_seq``)."""
-    raw = zlib.decompress(data)
-    size = ATTEMPT_DTYPE.itemsize
-    if len(raw) % size:
-        raise ValueError(f"packed attempts of {len(raw)} bytes: not a whole number of {size}-byte records")
-    n = len(raw) // size
-    planes = np.frombuffer(raw, dtype=np.uint8).reshape(size, n)
-    return np.ascontiguousarray(planes.T).view(ATTEMPT_DTYPE).reshape(n)
+    return unshuffled(zlib.decompress(data), ATTEMPT_DTYPE)
 
 
 def pack_row(run_id: str, attempts: Iterable[StoredAttempt], key: tuple[int, int] | None = None) -> dict[str, Any]:

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection, select
 
+from genesis.adapters.db.shuffle import shuffled, unshuffled
 from genesis.adapters.db.tables import PassagePack
 from genesis.domain import Direction, LineCrossing, TrackRecord, ZoneEvent, ZoneEventKind
 from genesis.domain.stats import pair_visits
@@ -161,15 +162,16 @@ def pack_row(segments: Sequence[TrackRecord], events: Sequence[ZoneEvent], cross
 
 
 def _shuffled(a: npt.NDArray[Any]) -> bytes:
-    """The array's bytes grouped by byte position (all first bytes, then all second bytes, ...): values of one
-    day share their high bytes, which zlib then takes for almost nothing."""
-    return np.ascontiguousarray(a.astype("<u8" if a.dtype.kind in "iu" else "<f8").view(np.uint8)
-                                .reshape(-1, 8).T).tobytes()
+    """A column's 8-byte values grouped by byte position (`genesis.adapters.db.shuffle`): values of one day share
+    their high bytes, which zlib then takes for almost nothing."""
+    return shuffled(a.astype("<u8" if a.dtype.kind in "iu" else "<f8"))
 
 
 def _unshuffled(raw: bytes, n: int, dtype: str) -> npt.NDArray[Any]:
-    planes = np.frombuffer(raw, dtype=np.uint8).reshape(8, n)
-    return np.ascontiguousarray(planes.T).reshape(-1).view(dtype)
+    out = unshuffled(raw, np.dtype(dtype))
+    if len(out) != n:
+        raise ValueError(f"a packed column of {len(out)} values, expected {n}")
+    return out
 
 
 def encode(p: Passages) -> bytes:

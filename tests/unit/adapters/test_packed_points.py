@@ -24,7 +24,7 @@ from genesis.adapters.db.events import (
     read_events,
 )
 from genesis.adapters.db.partitions import day_of, partitions
-from genesis.adapters.db.points import POINT_DTYPE, day_rows, stored_points
+from genesis.adapters.db.points import POINT_DTYPE, day_rows, seal, stored_points, unpack
 from genesis.adapters.db.tables import HeatmapRow
 from genesis.config import load_settings
 from genesis.domain import PathPoint, Sighting, TrackRecord, ZoneEvent, ZoneEventKind
@@ -81,6 +81,24 @@ def test_codec_is_exact_and_little_endian() -> None:
     assert back[1].ts == p.ts and back[1].box[3] == float(str(np.float32(1e-40)))
     with pytest.raises(ValueError, match="out of its batch"):
         day_rows("r", [q, replace(q, seq=2**33)], lambda ts: 0)
+
+
+def test_a_busy_row_is_stored_compressed_and_rows_stored_raw_are_still_read() -> None:
+    """A batch's records are stored shuffled and compressed (length 1 more than a multiple of 44), every value
+    exact; the raw records of rows stored before (a multiple of 44) read as they are; anything else is refused."""
+    frames = walk("cam", range(0, 25), 12, 1_765_000_000.0, seed=4)
+    points = [p for f in frames for p in f]
+    (row,) = day_rows("r", points, lambda ts: 3)
+    blob = row["points"]
+    assert len(blob) % 44 == 1 and len(blob) < 0.7 * 44 * row["n"]
+    back = stored_points(row["first_seq"], blob)
+    assert [x.path_point("cam") for x in back] == stored(sorted(points, key=lambda p: (p.seq, p.track_id)))
+    raw = unpack(blob).tobytes()  # the form of the rows stored before compression
+    assert len(raw) == 44 * row["n"] and stored_points(row["first_seq"], raw) == back
+    assert seal(unpack(raw)) == blob
+    for bad in (blob[:10] + bytes([blob[10] ^ 0xFF]) + blob[11:], blob + b"\x00", blob[:-5] + bytes([3])):
+        with pytest.raises(ValueError, match="packed points"):
+            unpack(bad)
 
 
 def test_round_trip_retries_and_day_split(db_url: str) -> None:  # noqa: F811
