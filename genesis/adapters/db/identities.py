@@ -643,11 +643,12 @@ class IdentityRows:
     def set_segment_identity(self, run_id: str, track_id: int, segment: int, identity_id: int | None,
                              name: str | None) -> None:
         """A track segment gets the identity, or none. A packed track is taken out of its pack first (a named
-        segment is a row), under the run's passage lock, so that the upkeep packing it cannot lose the name."""
+        segment is a row; a packed one has no name to take), under the run's passage lock, so that the upkeep
+        packing it cannot lose the name."""
         lock_passages(self.conn, run_id)
         where = (Track.run_id == run_id, Track.track_id == track_id, Track.segment == segment)
         done = self.conn.execute(update(Track).where(*where).values(identity_id=identity_id, identity_name=name))
-        if not done.rowcount and unpack_tracks(self.conn, run_id, [track_id]):
+        if not done.rowcount and name is not None and unpack_tracks(self.conn, run_id, [track_id]):
             self.conn.execute(update(Track).where(*where).values(identity_id=identity_id, identity_name=name))
 
     def add_negative_id(self, identity_id: int, model: str, dim: int, vector: bytes, run_id: str,

@@ -78,3 +78,34 @@ def test_a_packed_face_is_named_unnamed_and_packed_again(db_url: str,  # noqa: F
         assert _rows(repo) == 0
         review.undo(store, done.entry, "test")
         assert _rows(repo) == 1 and {t.track_id: t.identity for t in repo.tracks("run-a")}[3] == "John"
+
+
+def test_a_name_given_while_the_upkeep_packs_the_run_is_not_lost(db_url: str) -> None:  # noqa: F811
+    """Naming a segment and packing its run at once (PostgreSQL: two connections): the packer waits for the name's
+    transaction (the run's passage lock) and then leaves the named track a row. Without the lock it would have read
+    the track unnamed and deleted its rows, the name with them."""
+    import threading
+    from datetime import UTC, datetime
+
+    from genesis.adapters.db.identities import IdentityRows
+
+    with Repository(db_url) as repo:
+        repo.start_run("run-b", "door", "clip.mp4", {})
+        repo.save_tracks("run-b", [TrackRecord("door", t, 0, 10, float(t), float(t) + 1, 10, None, 0, 3, 0.7)
+                                   for t in (1, 2, 3)])
+        before = repo.run("run-b").started_at.timestamp() + 86400  # type: ignore[union-attr]
+        packed: dict[str, int] = {}
+        with repo.engine.begin() as conn:  # review names track 2, not committed yet
+            rows = IdentityRows(conn)
+            rows.insert_identity("Ana", datetime.now(UTC))
+            ident = rows.identity_id("Ana")
+            rows.set_segment_identity("run-b", 2, 0, ident, "Ana")
+            upkeep = threading.Thread(target=lambda: packed.update(AnalyticsStore(repo).pack_passages(before)))
+            upkeep.start()
+            upkeep.join(1.0)
+            if repo.dialect == "postgresql":
+                assert upkeep.is_alive()  # waiting for the name's transaction
+        upkeep.join(30)
+        assert not upkeep.is_alive()
+        assert packed["tracks"] == 2
+        assert {t.track_id: t.identity for t in repo.tracks("run-b")} == {1: None, 2: "Ana", 3: None}
