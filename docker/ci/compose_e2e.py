@@ -383,6 +383,18 @@ def drain_and_report(s: Stack, run_id: str, timeout: int = 600) -> dict[str, Any
     return report
 
 
+POINT_FRAMES = """
+import os, sys
+from sqlalchemy import create_engine, text
+from genesis.adapters.db.points import stored_points
+with create_engine(os.environ["GENESIS_DATABASE_URL"]).connect() as conn:
+    rows = conn.execute(text("SELECT first_seq, points FROM point_batches WHERE run_id = :r"), {"r": sys.argv[1]})
+    print(sum(p.frames for first, blob in rows for p in stored_points(int(first), bytes(blob))))
+"""
+"""The sightings a run's stored trajectory points stand for (the sum of their ``frames``), run in a container of the
+image (argument: the run id)."""
+
+
 def same_results(report: dict[str, Any], want: dict[str, Any], s: Stack, what: str) -> None:
     run_id = report["run"]["run_id"]
     check(report["run"]["status"] == "finished", f"{what}: run {run_id} is {report['run']['status']}")
@@ -392,13 +404,9 @@ def same_results(report: dict[str, Any], want: dict[str, Any], s: Stack, what: s
         raise E2EError(f"{what}: results differ from the embedded run (got, want): "
                      f"{json.dumps(diff, default=str)[:3000]}; run meta: {report['run']}")
     # The sightings the stored rows stand for, counted two ways: the frames of the trajectory points and the
-    # foot points of the heatmap grids (a lost or doubled batch shows in either). The points are packed
-    # (point_batches: 44-byte little-endian records, ``frames`` a uint32 at byte 40 of each;
-    # genesis/adapters/db/points.py).
-    rows = int(s.sql(
-        "SELECT coalesce(sum(get_byte(points, i * 44 + 40) + get_byte(points, i * 44 + 41) * 256"
-        " + get_byte(points, i * 44 + 42) * 65536 + get_byte(points, i * 44 + 43)::bigint * 16777216), 0)"
-        f" FROM point_batches, generate_series(0, n - 1) AS i WHERE run_id = '{run_id}'"))
+    # foot points of the heatmap grids (a lost or doubled batch shows in either). The points are packed and
+    # compressed (point_batches; genesis/adapters/db/points.py): read with the image's own codec.
+    rows = int(s.exec("api", "python", "-c", POINT_FRAMES, run_id).stdout.strip())
     heat = int(s.sql(f"SELECT coalesce(sum(points), 0) FROM heatmap_cells WHERE run_id = '{run_id}'"))
     frames = sum(int(t["frames"]) for t in want["tracks"])
     check(rows == frames == heat, f"{what}: the stored points stand for {rows} sightings and the heatmap grids for "
