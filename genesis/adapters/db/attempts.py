@@ -36,15 +36,15 @@ rename and purge it.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import ColumnElement, Connection, delete, func, select, update
 
-from genesis.adapters.db.shuffle import shuffled, unshuffled
+from genesis.adapters.db import packs
+from genesis.adapters.db.shuffle import compressed, decompressed
 from genesis.adapters.db.tables import AttemptPack
 from genesis.domain import RecognitionAttempt
 
@@ -54,10 +54,8 @@ ATTEMPT_DTYPE = np.dtype([("dseq", "<u4"), ("track_id", "<i8"), ("ts", "<f8"), (
 """One packed attempt (70 bytes before compression, no padding)."""
 NO_NAME = 0xFFFF
 """``name`` of an attempt that matched nobody."""
-NAME_SEP = "\x1f"
-"""Separates the names of ``attempt_packs.names`` (the unit separator: not a character of an identity name)."""
-LEVEL = 6
-"""zlib level of the packed records."""
+NAME_SEP = packs.ZONE_SEP
+"""Separates the names of ``attempt_packs.names`` (``packs.joined``)."""
 _U32 = 2**32
 
 
@@ -85,31 +83,20 @@ class StoredAttempt:
                              float(a.distance))
 
 
-def names_column(names: Sequence[str]) -> str:
-    """``attempt_packs.names`` of the names in index order."""
-    for n in names:
-        if NAME_SEP in n:
-            raise ValueError(f"an identity name holds a control character: {n!r}")
-    return "".join(NAME_SEP + n for n in names) + NAME_SEP if names else ""
-
-
-def names_of(column: str) -> list[str]:
-    """The names of an ``attempt_packs.names`` value, in index order."""
-    return column.split(NAME_SEP)[1:-1] if column else []
+names_column = packs.joined
+"""``attempt_packs.names`` of the names in index order."""
+names_of = packs.split
+"""The names of an ``attempt_packs.names`` value, in index order."""
 
 
 def holding_name(name: str) -> ColumnElement[bool]:
-    """SQL: the rows with attempts that name ``name`` (an exact name; LIKE's wildcards in it escaped)."""
-    return AttemptPack.names.contains(NAME_SEP + name + NAME_SEP, autoescape=True)
-
-
-def _shuffle(arr: np.ndarray[Any, Any]) -> bytes:
-    return zlib.compress(shuffled(arr), LEVEL)
+    """SQL: the rows with attempts that name ``name``."""
+    return cast("ColumnElement[bool]", packs.holding(AttemptPack.names, name))
 
 
 def unpack(data: bytes) -> np.ndarray[Any, Any]:
     """The records of a row (``dseq`` relative to the row's ``first_seq``)."""
-    return unshuffled(zlib.decompress(data), ATTEMPT_DTYPE)
+    return decompressed(data, ATTEMPT_DTYPE)
 
 
 def pack_row(run_id: str, attempts: Iterable[StoredAttempt], key: tuple[int, int] | None = None) -> dict[str, Any]:
@@ -136,7 +123,7 @@ def pack_row(run_id: str, attempts: Iterable[StoredAttempt], key: tuple[int, int
     return {"run_id": run_id, "first_seq": first_seq, "first_track": first_track, "last_seq": ordered[-1].seq,
             "first_ts": min(ts), "last_ts": max(ts), "n": len(ordered),
             "named": sum(1 for a in ordered if a.identity is not None), "names": names_column(names),
-            "data": _shuffle(arr)}
+            "data": compressed(arr)}
 
 
 def stored_attempts(first_seq: int, names: str, data: bytes,
@@ -205,8 +192,7 @@ def rename(conn: Connection, old: str, new: str | None) -> int:
     for run_id, first, track, names, data in conn.execute(select(
             t.run_id, t.first_seq, t.first_track, t.names, t.data).where(holding_name(old))).all():
         held = stored_attempts(int(first), names, bytes(data))
-        moved = [StoredAttempt(a.track_id, a.seq, a.ts, a.box, a.face_score, new, a.distance)
-                 if a.identity == old else a for a in held]
+        moved = [replace(a, identity=new) if a.identity == old else a for a in held]
         n += sum(1 for a in held if a.identity == old)
         _rewrite(conn, run_id, int(first), int(track), moved)
     return n
@@ -242,13 +228,13 @@ def purge(conn: Connection, run_id: str, absolute: Callable[[Any], Any], to_abs:
     for first, track, names, data in conn.execute(select(t.first_seq, t.first_track, t.names, t.data).where(
             t.run_id == run_id, some)).all():
         held = stored_attempts(int(first), names, bytes(data))
-        kept = [a for a in held if to_abs(a.ts) >= (unnamed_cutoff if a.identity is None else named_cutoff)]
-        if len(kept) == len(held):
+        old = {(a.seq, a.track_id) for a in held
+               if to_abs(a.ts) < (unnamed_cutoff if a.identity is None else named_cutoff)}
+        if not old:
             continue
         for a in held:
-            if to_abs(a.ts) < (unnamed_cutoff if a.identity is None else named_cutoff):
-                removed[a.identity is None] += 1
-        _rewrite(conn, run_id, int(first), int(track), kept)
+            removed[a.identity is None] += (a.seq, a.track_id) in old
+        _rewrite(conn, run_id, int(first), int(track), [a for a in held if (a.seq, a.track_id) not in old])
     return removed[0], removed[1]
 
 

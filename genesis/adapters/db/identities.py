@@ -36,6 +36,7 @@ from genesis.adapters.db.tables_identities import (
     TrackFace,
     UnknownCluster,
 )
+from genesis.domain import TrackRecord
 
 CLUSTER_LOCK = 0x67656E65_636C7573
 """PostgreSQL advisory lock held while clustering (two store workers must not both create a cluster)."""
@@ -469,8 +470,11 @@ class IdentityRows:
             Track.run_id == run_id, Track.track_id == track_id).order_by(Track.segment)).all()
         if rows:
             return [(r[0], r[1]) for r in rows]
-        return sorted((int(t.segment), t.identity) for p in run_packs(self.conn, run_id, [track_id])
-                      for t in segments_of(p, [track_id]))
+        return sorted((int(t.segment), t.identity) for t in self._packed_segments(run_id, track_id))
+
+    def _packed_segments(self, run_id: str, track_id: int) -> list[TrackRecord]:
+        """The segments of a packed track (none when it is rows, or unknown)."""
+        return [t for p in run_packs(self.conn, run_id, [track_id]) for t in segments_of(p, [track_id])]
 
     def search_rows(self, model: str) -> list[tuple[str, int, str, float, int, bytes, int | None, str | None, int]]:
         """(run, track, camera, ts, dim, blob, cluster id, identity, segment) of every track face of ``model``."""
@@ -636,8 +640,7 @@ class IdentityRows:
             Track.run_id == run_id, Track.track_id == track_id, Track.segment == segment)).one_or_none()
         if row is not None:
             return (row[0], row[1])
-        packed = any(int(t.segment) == segment for p in run_packs(self.conn, run_id, [track_id])
-                     for t in segments_of(p, [track_id]))
+        packed = any(int(t.segment) == segment for t in self._packed_segments(run_id, track_id))
         return (None, None) if packed else None
 
     def set_segment_identity(self, run_id: str, track_id: int, segment: int, identity_id: int | None,

@@ -274,18 +274,36 @@ Decoded = dict[tuple[str, int, int], Passages]
 
 
 ZONE_SEP = "\x1f"
-"""Separates the zone names of ``passage_packs.zones`` (the unit separator: not a character of a zone's name)."""
+"""Separates the names of a names column (``passage_packs.zones``, ``attempt_packs.names``): the unit separator, a
+character of no zone's or identity's name."""
+
+
+def joined(names: Sequence[str]) -> str:
+    """A names column: each name between two :data:`ZONE_SEP` ("" for none); ValueError for a name that holds it."""
+    for n in names:
+        if ZONE_SEP in n:
+            raise ValueError(f"a name holds a control character: {n!r}")
+    return "".join(ZONE_SEP + n for n in names) + ZONE_SEP if names else ""
+
+
+def split(column: str) -> list[str]:
+    """The names of a names column, in their order."""
+    return column.split(ZONE_SEP)[1:-1] if column else []
+
+
+def holding(column: Any, name: str) -> Any:
+    """SQL: the rows whose names ``column`` holds ``name`` (an exact name; LIKE's wildcards in it escaped)."""
+    return column.contains(ZONE_SEP + name + ZONE_SEP, autoescape=True)
 
 
 def zones_of(p: Passages) -> str:
-    """``passage_packs.zones`` of a pack: the names of its events' zones, each between two :data:`ZONE_SEP`."""
-    codes = sorted(set(p.events.ints["zone"].tolist()))
-    return "".join(ZONE_SEP + p.strings[c] for c in codes) + ZONE_SEP if codes else ""
+    """``passage_packs.zones`` of a pack: the names of its events' zones (:func:`joined`)."""
+    return joined([p.strings[c] for c in sorted(set(p.events.ints["zone"].tolist()))])
 
 
 def holding_zone(zone: str) -> Any:
-    """SQL: the packs with events of ``zone`` (an exact name; LIKE's wildcards in it escaped)."""
-    return PassagePack.zones.contains(ZONE_SEP + zone + ZONE_SEP, autoescape=True)
+    """SQL: the packs with events of ``zone``."""
+    return holding(PassagePack.zones, zone)
 
 
 def _packs_query(run_id: str, track_ids: Collection[int] | None = None, since: float | None = None,

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from genesis.adapters.db.shuffle import shuffled, unshuffled
+from genesis.adapters.db.shuffle import compressed, decompressed
 from genesis.domain import PathPoint
 
 POINT_DTYPE = np.dtype([("dseq", "<u4"), ("track_id", "<i8"), ("ts", "<f8"), ("x1", "<f4"), ("y1", "<f4"),
@@ -50,8 +50,6 @@ POINT_DTYPE = np.dtype([("dseq", "<u4"), ("track_id", "<i8"), ("ts", "<f8"), ("x
 """One packed point (44 bytes, no padding)."""
 
 _U32 = 2**32
-LEVEL = 6
-"""zlib level of the stored records."""
 
 
 def real_out(x: float) -> float:
@@ -75,7 +73,7 @@ def seal(arr: np.ndarray[Any, Any]) -> bytes:
     """The stored form of some records: shuffled and compressed, padded to 1 more than a multiple of the record
     size (the raw records where that is not smaller)."""
     size = POINT_DTYPE.itemsize
-    body = zlib.compress(shuffled(arr), LEVEL)
+    body = compressed(arr)
     pad = -len(body) % size
     if len(body) + pad + 1 >= len(arr) * size:
         return arr.tobytes()
@@ -92,7 +90,7 @@ def unpack(blob: bytes) -> np.ndarray[Any, Any]:
         raise ValueError(f"packed points of {len(blob)} bytes: neither {size}-byte records nor compressed ones")
     body = blob[:len(blob) - 1 - blob[-1]]
     try:
-        return unshuffled(zlib.decompress(body), POINT_DTYPE)
+        return decompressed(body, POINT_DTYPE)
     except (zlib.error, ValueError) as exc:
         raise ValueError(f"packed points of {len(blob)} bytes do not decompress: {exc}") from None
 

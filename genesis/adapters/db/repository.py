@@ -440,7 +440,7 @@ def lock_passages(conn: Connection, run_id: str) -> None:
     advisory lock on the run): a name given between the packer's read of a track and its delete would be lost
     with the row. SQLite's write transactions are serialised already."""
     if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(run_id, PASSAGES_LOCK_SEED))))
+        _run_lock(conn, run_id, PASSAGES_LOCK_SEED)
 
 
 def _last_seqs(segments: Iterable[TrackRecord]) -> dict[int, int]:
@@ -519,7 +519,12 @@ def _lock_run_writes(conn: Connection, dialect: str, run_id: str) -> None:
     two store workers cannot both miss each other's rows in :func:`_unstored` / :func:`_uncounted`; SQLite's write
     transactions are serialised already."""
     if dialect == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(run_id, POINTS_LOCK_SEED))))
+        _run_lock(conn, run_id, POINTS_LOCK_SEED)
+
+
+def _run_lock(conn: Connection, run_id: str, seed: int) -> None:
+    """A transaction-level advisory lock on the run (PostgreSQL), one per ``seed`` (what it serialises)."""
+    conn.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(run_id, seed))))
 
 
 def _unstored(conn: Connection, run_id: str, points: Sequence[PathPoint]) -> list[PathPoint]:

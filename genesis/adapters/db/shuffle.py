@@ -9,10 +9,14 @@ back bit for bit.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+LEVEL = 6
+"""zlib level of packed records."""
 
 
 def shuffled(records: npt.NDArray[Any]) -> bytes:
@@ -31,4 +35,14 @@ def unshuffled(raw: bytes, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
     return np.ascontiguousarray(planes.T).view(dtype).reshape(-1)
 
 
-__all__ = ["shuffled", "unshuffled"]
+def compressed(records: npt.NDArray[Any]) -> bytes:
+    """``records`` shuffled, then zlib-compressed."""
+    return zlib.compress(shuffled(records), LEVEL)
+
+
+def decompressed(data: bytes, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    """The records of :func:`compressed` bytes (zlib.error: not a zlib stream; ValueError: not whole records)."""
+    return unshuffled(zlib.decompress(data), dtype)
+
+
+__all__ = ["LEVEL", "compressed", "decompressed", "shuffled", "unshuffled"]
