@@ -175,8 +175,9 @@ def _tracks_within(query: Any, f: EventFilter) -> Any:
 
 
 def _matching(points: npt.NDArray[Any], f: EventFilter, inside: set[int] | None) -> int:
-    """How many of a row's points (:func:`genesis.adapters.db.points.unpack`) are within ``f``'s track, times and
-    zone (the tracks ``inside`` it), counted in arrays (what ``sightings``' ``match`` keeps, without the identity)."""
+    """How many of the points of a group's rows (:func:`genesis.adapters.db.points.unpack`, concatenated) are within
+    ``f``'s track, times and zone (the tracks ``inside`` it), counted in arrays (what ``sightings``' ``match`` keeps,
+    without the identity)."""
     keep = np.ones(len(points), dtype=np.bool_)
     if f.track is not None:
         keep &= points["track_id"] == f.track
@@ -201,6 +202,11 @@ a time by a sightings page."""
 POINTS_TOTAL_CAP = 100_000
 """``/api/sightings`` counts at most this many matching points for its ``total`` (a camera's months of points
 would otherwise be counted on every page)."""
+
+POINTS_FILTERED_TOTAL_CAP = 10_000
+"""... and at most this many under a track, zone or identity filter, where counting a point means unpacking its row
+(2,000 rows, a third of a second on two cores, for 100,000 points of a busy run in a zone; docs/benchmarks.md). A
+larger total reads the cap, as a search engine's "10,000+"; the pages past it are still served."""
 
 COUNT_GROUP_MAX = 256
 """Runs counted in one statement at most (a UNION ALL of that many bounded counts; SQLite allows 500 terms)."""
@@ -354,7 +360,8 @@ class EventRows:
 
     def sightings(self, f: EventFilter, limit: int, offset: int) -> tuple[list[SightingListing], int]:
         """Trajectory points (what ``/api/sightings`` lists) by run, seq and track, with the total that match
-        (counted up to ``POINTS_TOTAL_CAP``; the page itself lies wherever ``offset`` says).
+        (counted up to ``POINTS_TOTAL_CAP``, or ``POINTS_FILTERED_TOTAL_CAP`` under a track, zone or identity filter;
+        the page itself lies wherever ``offset`` says).
 
         The points are stored packed per batch (``point_batches``): the rows that may hold matching points are
         chosen in SQL (the runs' window; the frames of a segment named ``identity``; the runs with ``zone``'s events,
@@ -370,6 +377,7 @@ class EventRows:
         seen = 0
         page: list[tuple[str, str, StoredPoint]] = []
         per_point = f.track is not None or f.zone is not None or f.identity is not None
+        cap = POINTS_FILTERED_TOTAL_CAP if per_point else POINTS_TOTAL_CAP
         named: dict[str, dict[int, list[SegmentSpan]]] = {}
 
         def keep(run_id: str, inside: set[int] | None) -> Any:
@@ -397,12 +405,11 @@ class EventRows:
             else:
                 blobs = ([(int(r.first_seq), bytes(r.points)) for r in group] if per_point
                          else self._packed(run_id, group))
-                arrays = [unpack(blob) for _, blob in blobs]
+                arrays = np.concatenate([unpack(blob) for _, blob in blobs])  # the group's points, counted at once
                 inside = None
                 if f.zone is not None:
-                    tids = {t for a in arrays for t in np.unique(a["track_id"]).tolist()}
-                    inside = self._zone_inside(run_id, f.zone, tids)
-                n = -1 if f.identity is not None else sum(_matching(a, f, inside) for a in arrays)
+                    inside = self._zone_inside(run_id, f.zone, set(np.unique(arrays["track_id"]).tolist()))
+                n = -1 if f.identity is not None else _matching(arrays, f, inside)
                 if n >= 0 and (seen + n <= offset or seen >= end):
                     seen += n  # nothing of the page in it: counted in arrays, no point made
                 else:
@@ -413,9 +420,9 @@ class EventRows:
                         if offset <= seen < end:
                             page.append((run_id, camera, p))
                         seen += 1
-            if seen >= end and seen >= POINTS_TOTAL_CAP:
+            if seen >= end and seen >= cap:
                 break
-        total = min(seen, POINTS_TOTAL_CAP)
+        total = min(seen, cap)
         segments: dict[str, dict[int, list[SegmentSpan]]] = {}
         for run_id in {r for r, _, _ in page}:
             segments[run_id] = segment_spans(self.conn, run_id, {p.track_id for r, _, p in page if r == run_id})

@@ -16,6 +16,7 @@ from sqlalchemy import insert, text
 from genesis.adapters.db import Repository
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.db.events import (
+    POINTS_FILTERED_TOTAL_CAP,
     POINTS_TOTAL_CAP,
     RECENT_S,
     EventFilter,
@@ -151,7 +152,8 @@ def expected_page(runs: dict[str, tuple[str, list[PathPoint], list[TrackRecord],
                     or (f.ts_from is not None and p.ts < f.ts_from) or (f.ts_to is not None and p.ts > f.ts_to)):
                 continue
             items.append(SightingListing(run_id, p.track_id, p.seq, p.ts, *p.box, p.score, camera, name, p.frames))
-    return items[offset:offset + limit], min(len(items), POINTS_TOTAL_CAP)
+    per_point = f.track is not None or f.zone is not None or f.identity is not None
+    return items[offset:offset + limit], min(len(items), POINTS_FILTERED_TOTAL_CAP if per_point else POINTS_TOTAL_CAP)
 
 
 def expected_at(points: list[PathPoint], segments: list[TrackRecord], seq: int) -> list[LabelledBox]:
@@ -223,6 +225,7 @@ def test_sightings_total_is_capped(db_url: str, monkeypatch: pytest.MonkeyPatch)
     from genesis.adapters.db import events
 
     monkeypatch.setattr(events, "POINTS_TOTAL_CAP", 40)
+    monkeypatch.setattr(events, "POINTS_FILTERED_TOTAL_CAP", 15)
     monkeypatch.setattr(events, "_READ_ROWS", 2)  # several reads of rows
     with Repository(db_url) as repo:
         repo.start_run("r1", "cam", "x", {})
@@ -234,6 +237,14 @@ def test_sightings_total_is_capped(db_url: str, monkeypatch: pytest.MonkeyPatch)
             items, total = db.sightings(EventFilter(), 10, 90)  # a page past the cap is still the right page
             assert total == 40 and [(i.seq, i.track_id) for i in items] == [(p.seq, p.track_id)
                                                                            for p in points[90:100]]
+            # a filter whose count unpacks the points counts up to its own, smaller cap; its pages are all served
+            tid = max({p.track_id for p in points}, key=lambda t: sum(p.track_id == t for p in points))
+            mine = [p for p in points if p.track_id == tid]
+            assert len(mine) > 20
+            items, total = db.sightings(EventFilter(track=tid), 5, 0)
+            assert total == 15 and [i.seq for i in items] == [p.seq for p in mine[:5]]
+            items, total = db.sightings(EventFilter(track=tid), 5, 18)
+            assert total == 15 and [i.seq for i in items] == [p.seq for p in mine[18:23]]
 
 
 def test_retention_of_a_day(db_url: str) -> None:  # noqa: F811
