@@ -186,6 +186,34 @@ def _where_tracks(query: Any, table: Any, track_ids: Collection[int] | None) -> 
     return query.where(table.track_id.in_(sorted(track_ids)))
 
 
+KEYED_IDS = 2_000
+""":func:`_by_key` looks up at most this many tracks of a run by key; more are picked from the run's rows."""
+
+
+def _by_key(conn: Connection, query: Any, run: Any, second: Any, track: Any, run_id: str, ids: Sequence[int],
+            named: Any) -> list[Any]:
+    """``query``'s rows of the run's tracks ``ids`` in a table whose primary key leads with (``run``, ``second``,
+    ``track``) (zone events: the zone; crossings: the line): the run's values of ``second`` are found first, one
+    index probe each (a loose index scan), so that the rows are then looked up in the key by (run, value, track)
+    instead of a read of the whole table or run (neither table has an index by track: it would cost storage).
+    Beyond :data:`KEYED_IDS` tracks the run's rows are read instead, joined in SQL with ``named`` (a subquery of
+    (run_id, track_id): the tracks ``ids``)."""
+    if len(ids) > KEYED_IDS:  # many of a busy run's tracks: joined with them in SQL, the run's rows read once
+        return list(conn.execute(query.join(named, and_(named.c.run_id == run, named.c.track_id == track))
+                                 .where(run == run_id)))
+    values: list[Any] = []
+    while True:
+        probe = select(second).where(run == run_id).order_by(second).limit(1)
+        value = conn.execute(probe if not values else probe.where(second > values[-1])).scalar()
+        if value is None:
+            break
+        values.append(value)
+    out: list[Any] = []
+    for at in range(0, len(ids) if values else 0, MAX_IN_IDS):
+        out += conn.execute(query.where(run == run_id, second.in_(values), track.in_(ids[at:at + MAX_IN_IDS]))).all()
+    return out
+
+
 def _of_tracks(rows: list[Any], track_ids: Collection[int] | None) -> list[Any]:
     """The rows of ``track_ids`` (all when None): the filter :func:`_where_tracks` may have left to Python."""
     return rows if track_ids is None else [r for r in rows if r.track_id in track_ids]
@@ -1064,8 +1092,8 @@ class Repository:
     def identity_rows(self, run_ids: Collection[str], name: str) -> dict[str, IdentityPassages]:
         """For each of ``run_ids`` where a track segment carries ``name``: every segment, zone event and line
         crossing of the tracks that carry it, in the orders of :meth:`tracks`, :meth:`zone_events` and
-        :meth:`line_crossings` (what those three give for each run with the tracks that carry the name, in three
-        reads for all the runs)."""
+        :meth:`line_crossings` (what those three give for each run with the tracks that carry the name: the
+        segments in one read for all the runs, their events and crossings by key, run by run: :func:`_by_key`)."""
         if not run_ids:
             return {}
         named = (select(Track.run_id, Track.track_id)
@@ -1081,10 +1109,14 @@ class Repository:
                                     .order_by(Track.run_id, Track.track_id, Track.segment)):
                 run_id, *fields = row
                 out.setdefault(str(run_id), IdentityPassages([], [], [])).tracks.append(TrackRecord(*fields))
-            events = conn.execute(select(z.run_id, z.camera_id, z.zone, z.track_id, z.kind, z.seq, z.ts)
-                                  .join(named, of_named(z))).all()
-            crossings = conn.execute(select(c.run_id, c.camera_id, c.line, c.track_id, c.direction, c.seq, c.ts)
-                                     .join(named, of_named(c))).all()
+            events: list[Any] = []
+            crossings: list[Any] = []
+            for run_id, rows in out.items():  # through the primary keys: (run, zone or line, track, ...)
+                ids = sorted({t.track_id for t in rows.tracks})
+                events += _by_key(conn, select(z.run_id, z.camera_id, z.zone, z.track_id, z.kind, z.seq, z.ts),
+                                  z.run_id, z.zone, z.track_id, run_id, ids, named)
+                crossings += _by_key(conn, select(c.run_id, c.camera_id, c.line, c.track_id, c.direction, c.seq,
+                                                  c.ts), c.run_id, c.line, c.track_id, run_id, ids, named)
         for run_id, cam, zone, tid, kind, seq, ts in events:
             out[str(run_id)].zone_events.append(_zone_event(cam, zone, tid, kind, seq, ts))
         for run_id, cam, line, tid, d, seq, ts in crossings:

@@ -144,10 +144,19 @@ def test_an_identitys_entry_read_from_its_own_tracks_is_the_reports(tmp_path: Pa
         assert repo.line_crossings("r1", {2}) == [c for c in repo.line_crossings("r1") if c.track_id == 2]
 
 
-def test_an_identitys_rows_of_many_runs_in_one_read_are_each_runs_own(db_url: str) -> None:  # noqa: F811
+@pytest.mark.parametrize("lookup", ["by key", "by key, one track a read", "joined"])
+def test_an_identitys_rows_of_many_runs_in_one_read_are_each_runs_own(db_url: str, lookup: str,  # noqa: F811
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """``Repository.identity_rows`` (what an identity's page reads for all its runs at once) gives, for each run,
     what that run's own reads give for the tracks that carry the name, on SQLite and PostgreSQL; a run without
-    the name, and a run that is gone, are not in it."""
+    the name, and a run that is gone, are not in it. The events and crossings are read the same whether looked up
+    by key (zone or line, then track) a few tracks at a time or joined with many tracks."""
+    from genesis.adapters.db import repository
+
+    if lookup == "by key, one track a read":
+        monkeypatch.setattr(repository, "MAX_IN_IDS", 1)
+    if lookup == "joined":
+        monkeypatch.setattr(repository, "KEYED_IDS", 0)
     camera = camera_config()
     layouts = {
         "r1": [TrackRecord("hall", 1, 0, 34, 0.0, 3.4, 30, "alice", 3, 3, 0.2),
