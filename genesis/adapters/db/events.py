@@ -203,10 +203,12 @@ POINTS_TOTAL_CAP = 100_000
 """``/api/sightings`` counts at most this many matching points for its ``total`` (a camera's months of points
 would otherwise be counted on every page)."""
 
-POINTS_FILTERED_TOTAL_CAP = 10_000
-"""... and at most this many under a track, zone or identity filter, where counting a point means unpacking its row
-(2,000 rows, a third of a second on two cores, for 100,000 points of a busy run in a zone; docs/benchmarks.md). A
-larger total reads the cap, as a search engine's "10,000+"; the pages past it are still served."""
+FILTERED_TOTAL_CAP = 10_000
+"""... and ``/api/sightings`` under a track, zone or identity filter, ``/api/tracks`` under a zone filter, at most this
+many: there each item counted is checked one by one (a point unpacked from its row; a segment's zone events looked
+up, or its pack decoded): 2,000 rows of points, a third of a second on two cores, for 100,000 points of a busy run in
+a zone (docs/benchmarks.md). A larger total reads the cap, as a search engine's "10,000+"; the pages past it are
+still served."""
 
 COUNT_GROUP_MAX = 256
 """Runs counted in one statement at most (a UNION ALL of that many bounded counts; SQLite allows 500 terms)."""
@@ -283,7 +285,8 @@ class EventRows:
 
     def tracks(self, f: EventFilter, limit: int, offset: int) -> tuple[list[TrackListing], int]:
         """Track segments newest run first (then run, track, segment), with the total that match (counted up to
-        ``TRACKS_TOTAL_CAP``: a larger total reads the cap; the page itself lies wherever ``offset`` says).
+        ``TRACKS_TOTAL_CAP``, ``FILTERED_TOTAL_CAP`` under a zone filter: a larger total reads the cap; the page
+        itself lies wherever ``offset`` says).
 
         The page is read from the runs that hold it: each run's matching segments are counted, newest run first,
         only until the count reaches the end of the page and the cap (:meth:`_run_counts`), which says in which
@@ -291,8 +294,9 @@ class EventRows:
         matching segment of the camera, a grouped count over months of segments, was most of the time of a page
         (docs/benchmarks.md), and sorting them all for the first 50 (``tracks_sorted``) before that."""
         end = offset + limit
-        per_run = self._run_counts(f, max(end, TRACKS_TOTAL_CAP))
-        total = min(sum(n for _, n in per_run), TRACKS_TOTAL_CAP)
+        cap = FILTERED_TOTAL_CAP if f.zone is not None else TRACKS_TOTAL_CAP
+        per_run = self._run_counts(f, max(end, cap))
+        total = min(sum(n for _, n in per_run), cap)
         runs, skip = page_runs(per_run, limit, offset)
         packed = packs.packed_runs(self.conn, runs)
         rows: list[Any] = []
@@ -360,7 +364,7 @@ class EventRows:
 
     def sightings(self, f: EventFilter, limit: int, offset: int) -> tuple[list[SightingListing], int]:
         """Trajectory points (what ``/api/sightings`` lists) by run, seq and track, with the total that match
-        (counted up to ``POINTS_TOTAL_CAP``, or ``POINTS_FILTERED_TOTAL_CAP`` under a track, zone or identity filter;
+        (counted up to ``POINTS_TOTAL_CAP``, or ``FILTERED_TOTAL_CAP`` under a track, zone or identity filter;
         the page itself lies wherever ``offset`` says).
 
         The points are stored packed per batch (``point_batches``): the rows that may hold matching points are
@@ -377,7 +381,7 @@ class EventRows:
         seen = 0
         page: list[tuple[str, str, StoredPoint]] = []
         per_point = f.track is not None or f.zone is not None or f.identity is not None
-        cap = POINTS_FILTERED_TOTAL_CAP if per_point else POINTS_TOTAL_CAP
+        cap = FILTERED_TOTAL_CAP if per_point else POINTS_TOTAL_CAP
         named: dict[str, dict[int, list[SegmentSpan]]] = {}
 
         def keep(run_id: str, inside: set[int] | None) -> Any:

@@ -16,7 +16,7 @@ from sqlalchemy import insert, text
 from genesis.adapters.db import Repository
 from genesis.adapters.db.analytics import AnalyticsStore
 from genesis.adapters.db.events import (
-    POINTS_FILTERED_TOTAL_CAP,
+    FILTERED_TOTAL_CAP,
     POINTS_TOTAL_CAP,
     RECENT_S,
     EventFilter,
@@ -153,7 +153,7 @@ def expected_page(runs: dict[str, tuple[str, list[PathPoint], list[TrackRecord],
                 continue
             items.append(SightingListing(run_id, p.track_id, p.seq, p.ts, *p.box, p.score, camera, name, p.frames))
     per_point = f.track is not None or f.zone is not None or f.identity is not None
-    return items[offset:offset + limit], min(len(items), POINTS_FILTERED_TOTAL_CAP if per_point else POINTS_TOTAL_CAP)
+    return items[offset:offset + limit], min(len(items), FILTERED_TOTAL_CAP if per_point else POINTS_TOTAL_CAP)
 
 
 def expected_at(points: list[PathPoint], segments: list[TrackRecord], seq: int) -> list[LabelledBox]:
@@ -225,7 +225,7 @@ def test_sightings_total_is_capped(db_url: str, monkeypatch: pytest.MonkeyPatch)
     from genesis.adapters.db import events
 
     monkeypatch.setattr(events, "POINTS_TOTAL_CAP", 40)
-    monkeypatch.setattr(events, "POINTS_FILTERED_TOTAL_CAP", 15)
+    monkeypatch.setattr(events, "FILTERED_TOTAL_CAP", 15)
     monkeypatch.setattr(events, "_READ_ROWS", 2)  # several reads of rows
     with Repository(db_url) as repo:
         repo.start_run("r1", "cam", "x", {})

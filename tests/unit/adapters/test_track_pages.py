@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from genesis.adapters.db import Repository, TrackRecord
 from genesis.adapters.db.events import EventFilter, page_runs, read_events
+from genesis.domain import ZoneEvent, ZoneEventKind
 from tests.unit.adapters.test_repository import db_url  # noqa: F401  (the sqlite + postgresql fixture)
 
 
@@ -120,3 +121,28 @@ def test_a_camera_with_hundreds_of_runs_is_counted_in_bounded_statements(db_url:
                 got = db.tracks(f, 50, 0)
             assert got == reference(repo, f, 50, 0), f
         assert got[1] == 1 and got[0][0].run_id == "r0000"
+
+
+def test_a_zone_filter_counts_up_to_its_own_cap(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Under a zone filter (each segment's events looked up) the total stops at ``FILTERED_TOTAL_CAP``, the other
+    filters' at ``TRACKS_TOTAL_CAP``; every page is still the one the ordered listing gives."""
+    from genesis.adapters.db import events
+
+    monkeypatch.setattr(events, "FILTERED_TOTAL_CAP", 3)
+    with Repository(db_url) as repo:
+        stored(repo)
+        for run_id in ("r1", "r2", "r3", "r6"):
+            tids = sorted({t.track_id for t in repo.tracks(run_id)})
+            repo.save_outcome(run_id, [], [], [ZoneEvent("door", "hall", t, ZoneEventKind.ENTER, 10 * t, 2.0 * t)
+                                               for t in tids if t % 2], [])
+        f = EventFilter(zone="hall")
+        items, total = reference(repo, f, 1000, 0)
+        assert total > 3, total
+        for limit, offset in itertools.product((1, 3, 50), range(total + 2)):
+            with read_events(repo.engine) as db:
+                got, n = db.tracks(f, limit, offset)
+            assert n == 3, (limit, offset, n)
+            assert got == items[offset:offset + limit], (limit, offset)
+        with read_events(repo.engine) as db:
+            assert db.tracks(EventFilter(camera="door"), 50, 0)[1] == reference(repo, EventFilter(camera="door"),
+                                                                                 50, 0)[1] > 3
