@@ -246,12 +246,25 @@ def models_pull(
 
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOpt = None) -> None:
-    """Apply the database migrations."""
+    """Apply the database migrations (each one named as it runs; the long ones say how far they are)."""
+    import logging
+    import sys
+
     from genesis.adapters.db import Repository
 
     settings = settings_from(config)
-    with Repository(settings.database_url, migrate=False) as repo:
-        repo.upgrade()
+    said = logging.StreamHandler(sys.stderr)  # Alembic's "Running upgrade ..." and the migrations' progress
+    said.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("alembic.runtime.migration")
+    level = log.level
+    log.addHandler(said)
+    log.setLevel(logging.INFO)
+    try:
+        with Repository(settings.database_url, migrate=False) as repo:
+            repo.upgrade()
+    finally:
+        log.removeHandler(said)
+        log.setLevel(level)
     console.print("database is at the latest schema")
 
 

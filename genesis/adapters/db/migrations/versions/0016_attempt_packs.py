@@ -22,6 +22,8 @@ Downgrade unpacks every row back into ``recognition_attempts``.
 
 from __future__ import annotations
 
+import logging
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -34,6 +36,8 @@ revision: str = "0016"
 down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+
+log = logging.getLogger("alembic.runtime.migration")  # where Alembic says which migration runs
 
 CHUNK = 25
 """A converted row closes at the first frame end once it holds this many attempts (a busy stored batch of 25
@@ -104,24 +108,18 @@ def _pack(rows: list[tuple[Any, ...]], run_id: str) -> dict[str, Any]:
 
 
 def _chunks(bind: sa.Connection, run_id: str) -> Iterator[dict[str, Any]]:
-    """The packed rows of a run's old attempts, in (seq, track) order, read ``READ`` rows at a time by key; a row
-    closes at the end of a frame once it holds ``CHUNK`` attempts."""
-    cols = ", ".join(_COLUMNS)
+    """The packed rows of a run's old attempts, in (seq, track) order, streamed ``READ`` rows at a time by one
+    ordered query (one sort of the run's rows: the key is (run, track, seq), so reading pages of them in frame
+    order would sort the rest of the run again for each page, a time that grows with the square of a long run's
+    attempts); a row closes at the end of a frame once it holds ``CHUNK`` attempts."""
     held: list[tuple[Any, ...]] = []
-    after: tuple[int, int] | None = None
-    while True:
-        where = "" if after is None else " AND (seq > :s OR (seq = :s AND track_id > :t))"
-        rows = [tuple(r) for r in bind.execute(sa.text(
-            f"SELECT {cols} FROM recognition_attempts WHERE run_id = :r{where} ORDER BY seq, track_id LIMIT {READ}"),
-            {"r": run_id, "s": None if after is None else after[0], "t": None if after is None else after[1]})]
-        for r in rows:
-            if len(held) >= CHUNK and int(r[0]) != int(held[-1][0]):
-                yield _pack(held, run_id)
-                held = []
-            held.append(r)
-        if len(rows) < READ:
-            break
-        after = (int(rows[-1][0]), int(rows[-1][1]))
+    for r in bind.execute(sa.text(f"SELECT {', '.join(_COLUMNS)} FROM recognition_attempts WHERE run_id = :r "
+                                  "ORDER BY seq, track_id").execution_options(stream_results=True, yield_per=READ),
+                          {"r": run_id}):
+        if len(held) >= CHUNK and int(r[0]) != int(held[-1][0]):
+            yield _pack(held, run_id)
+            held = []
+        held.append(tuple(r))
     if held:
         yield _pack(held, run_id)
 
@@ -132,15 +130,21 @@ def upgrade() -> None:
     table = sa.table("attempt_packs", *(sa.column(c) for c in (
         "run_id", "first_seq", "first_track", "last_seq", "first_ts", "last_ts", "n", "named", "names")),
         sa.column("data", sa.LargeBinary()))
-    runs = [str(r) for (r,) in bind.execute(sa.text(
-        "SELECT DISTINCT run_id FROM recognition_attempts ORDER BY run_id"))]
+    runs = [(str(r), int(n)) for r, n in bind.execute(sa.text(
+        "SELECT run_id, count(*) FROM recognition_attempts GROUP BY run_id ORDER BY run_id"))]
+    total = sum(n for _, n in runs)
+    done = 0
+    t0 = time.monotonic()
     pending: list[dict[str, Any]] = []
-    for run_id in runs:
+    for i, (run_id, n) in enumerate(runs, start=1):
         for row in _chunks(bind, run_id):
             pending.append(row)
             if len(pending) >= 500:
                 bind.execute(sa.insert(table), pending)
                 pending.clear()
+        done += n
+        log.info("0016: packed the recognition attempts of run %s (%d of %d runs; %d of %d attempts, %.0f s)",
+                 run_id, i, len(runs), done, total, time.monotonic() - t0)
     if pending:
         bind.execute(sa.insert(table), pending)
     op.drop_table("recognition_attempts")
