@@ -94,10 +94,9 @@ def _pack(rows: list[tuple[Any, ...]], run_id: str) -> dict[str, Any]:
     first = int(rows[0][0])
     names = sorted({str(r[9]) for r in rows if r[9] is not None})
     index = {n: i for i, n in enumerate(names)}
-    arr = np.zeros(len(rows), dtype=_DTYPE)
-    for i, (seq, tid, ts, x1, y1, x2, y2, score, distance, name) in enumerate(rows):
-        arr[i] = (int(seq) - first, int(tid), float(ts), float(x1), float(y1), float(x2), float(y2), float(score),
-                  float(distance), _NO_NAME if name is None else index[str(name)])
+    arr = np.array([(int(seq) - first, int(tid), float(ts), float(x1), float(y1), float(x2), float(y2), float(score),
+                     float(distance), _NO_NAME if name is None else index[str(name)])
+                    for seq, tid, ts, x1, y1, x2, y2, score, distance, name in rows], dtype=_DTYPE)
     raw = arr.view(np.uint8).reshape(len(rows), _DTYPE.itemsize)
     ts = [float(r[2]) for r in rows]
     return {"run_id": run_id, "first_seq": first, "first_track": int(rows[0][1]), "last_seq": int(rows[-1][0]),
