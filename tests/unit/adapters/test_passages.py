@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import text
 
 from genesis.adapters.db import Repository
@@ -171,13 +173,19 @@ def _old_schema_run(repo: Repository, frames: list[list[Sighting]], start: datet
                       for t, v in tracks.items()])
 
 
-def test_migration_0010_turns_sightings_into_points_and_grids(db_url: str) -> None:  # noqa: F811
+def test_migration_0010_turns_sightings_into_points_and_grids(db_url: str,  # noqa: F811
+                                                               caplog: pytest.LogCaptureFixture) -> None:
     frames = walk(8, 150)
     start = datetime(2026, 3, 2, 23, 59, 50, tzinfo=UTC)  # the run crosses midnight: two days, two partitions
     with Repository(db_url, migrate=False) as repo:
         repo.upgrade("0009")
         _old_schema_run(repo, frames, start)
-        repo.upgrade()  # 0010, then 0011 packs the points
+        with caplog.at_level(logging.INFO, logger="alembic.runtime.migration"):
+            repo.upgrade()  # 0010, then 0011 packs the points
+        said = [r.getMessage() for r in caplog.records]  # each long migration says how far it is
+        assert any(m.startswith("0010: turned the sightings of run old into trajectory points and heat rows (1 of 1 "
+                                "runs, ") for m in said), said
+        assert [m for m in said if m.startswith("0011: packed the trajectory points of run old, day ")], said
         points = repo.points("old")
         want = sorted((dataclass_f32(p) for p in sample_all(frames, marks={70: {2}})),
                       key=lambda p: (p.seq, p.track_id))

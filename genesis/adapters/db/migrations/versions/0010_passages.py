@@ -22,7 +22,9 @@ gone: what was sampled away is not restored) and drops the grids.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +32,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
+
+log = logging.getLogger("alembic.runtime.migration")  # where Alembic says which migration runs
 
 revision: str = "0010"
 down_revision: str | None = "0009"
@@ -103,11 +107,14 @@ def _frames(bind: sa.Connection, run_id: str) -> Iterator[list[tuple[Any, ...]]]
 
 def _convert(bind: sa.Connection) -> None:
     runs = list(bind.execute(sa.text("SELECT id, camera_id, started_at, meta FROM runs ORDER BY started_at, id")))
-    for run_id, camera, raw_started, raw_meta in runs:
+    t0 = time.monotonic()
+    for i, (run_id, camera, raw_started, raw_meta) in enumerate(runs, start=1):
         meta = raw_meta if isinstance(raw_meta, dict) else ({} if raw_meta is None else _json(raw_meta))
         started = datetime.fromisoformat(raw_started) if isinstance(raw_started, str) else raw_started
         start = (started if started.tzinfo else started.replace(tzinfo=UTC)).timestamp()
         _convert_run(bind, str(run_id), str(camera), start, meta)
+        log.info("0010: turned the sightings of run %s into trajectory points and heat rows (%d of %d runs, %.0f s)",
+                 run_id, i, len(runs), time.monotonic() - t0)
 
 
 def _convert_run(bind: sa.Connection, run_id: str, camera: str, start: float, meta: dict[str, Any]) -> None:

@@ -25,12 +25,16 @@ row back into ``track_points``.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 from alembic import op
+
+log = logging.getLogger("alembic.runtime.migration")  # where Alembic says which migration runs
 
 revision: str = "0011"
 down_revision: str | None = "0010"
@@ -155,12 +159,15 @@ def upgrade() -> None:
         "run_id", "first_seq", "first_track", "day", "last_seq", "first_ts", "last_ts", "n")),
         sa.column("points", sa.LargeBinary()))
     pending: list[dict[str, Any]] = []
-    for run_id, day in keys:
+    t0 = time.monotonic()
+    for i, (run_id, day) in enumerate(keys, start=1):
         for row in _chunks(bind, run_id, day):
             pending.append(row)
             if len(pending) >= 500:
                 bind.execute(sa.insert(batches), pending)
                 pending.clear()
+        log.info("0011: packed the trajectory points of run %s, day %d (%d of %d run-days, %.0f s)", run_id, day, i,
+                 len(keys), time.monotonic() - t0)
     if pending:
         bind.execute(sa.insert(batches), pending)
     op.drop_table("track_points")
