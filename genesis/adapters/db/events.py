@@ -8,6 +8,7 @@ with plain dataclasses in a deterministic order.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -174,10 +175,12 @@ def _tracks_within(query: Any, f: EventFilter) -> Any:
                      Track.first_ts)
 
 
-def _matching(points: npt.NDArray[Any], f: EventFilter, inside: set[int] | None) -> int:
+def _matching(points: npt.NDArray[Any], f: EventFilter, inside: set[int] | None,
+              spans: tuple[dict[int, list[SegmentSpan]], npt.NDArray[np.int64]] | None = None) -> int:
     """How many of the points of a group's rows (:func:`genesis.adapters.db.points.unpack`, concatenated) are within
-    ``f``'s track, times and zone (the tracks ``inside`` it), counted in arrays (what ``sightings``' ``match`` keeps,
-    without the identity)."""
+    ``f``'s track, times and zone (the tracks ``inside`` it) and, with ``spans`` (the run's segments named
+    ``f.identity`` and the points' frames), in a segment of the name: what ``sightings``' ``match`` keeps, counted
+    in arrays (the name checked in Python for the points of the named tracks only)."""
     keep = np.ones(len(points), dtype=np.bool_)
     if f.track is not None:
         keep &= points["track_id"] == f.track
@@ -187,7 +190,32 @@ def _matching(points: npt.NDArray[Any], f: EventFilter, inside: set[int] | None)
         keep &= points["ts"] <= f.ts_to
     if inside is not None:
         keep &= np.isin(points["track_id"], np.fromiter(inside, dtype=np.int64, count=len(inside)))
-    return int(keep.sum())
+    if spans is None:
+        return int(keep.sum())
+    held, seqs = spans
+    keep &= np.isin(points["track_id"], np.fromiter(held, dtype=np.int64, count=len(held)))
+    at = np.flatnonzero(keep)
+    return sum(1 for tid, seq in zip(points["track_id"][at].tolist(), seqs[at].tolist(), strict=True)
+               if span_holding(held, tid, seq) is not None)
+
+
+def _reach(spans: dict[int, list[SegmentSpan]]) -> tuple[list[int], list[int]]:
+    """The frames the segments ``spans`` cover, as sorted disjoint ranges (their firsts, their lasts)."""
+    firsts: list[int] = []
+    lasts: list[int] = []
+    for _, first, last, _ in sorted((s for ss in spans.values() for s in ss), key=lambda s: s[1]):
+        if lasts and first <= lasts[-1]:
+            lasts[-1] = max(lasts[-1], last)
+        else:
+            firsts.append(first)
+            lasts.append(last)
+    return firsts, lasts
+
+
+def _overlaps(reach: tuple[list[int], list[int]], first: int, last: int) -> bool:
+    """Whether frames ``first`` .. ``last`` meet one of the ranges of :func:`_reach`."""
+    i = bisect.bisect_right(reach[0], last) - 1  # the last range that starts at or before ``last``
+    return i >= 0 and reach[1][i] >= first
 
 
 _ZONE_AHEAD = 4096
@@ -368,12 +396,13 @@ class EventRows:
         the page itself lies wherever ``offset`` says).
 
         The points are stored packed per batch (``point_batches``): the rows that may hold matching points are
-        chosen in SQL (the runs' window; the frames of a segment named ``identity``; the runs with ``zone``'s events,
+        chosen in SQL (the runs' window; the runs with a segment named ``identity``; the runs with ``zone``'s events,
         as rows or packed; ``ts`` against the rows' smallest and largest time) and read in key order, a thousand at
-        a time; a row every point of which matches (no track, zone or identity filter, its times within the
-        filter's) is counted by its ``n`` alone unless the page lies in it; the others are unpacked and filtered:
-        counted in arrays where the page does not lie in them (not under an identity filter), made into points
-        where it does. Under a track, zone or identity filter the rows are read with their points; otherwise a
+        a time; under an identity filter a group of rows whose frames no segment of the name covers is passed over
+        (the run's named segments are read once); a row every point of which matches (no track, zone or identity
+        filter, its times within the filter's) is counted by its ``n`` alone unless the page lies in it; the others
+        are unpacked and filtered: counted in arrays where the page does not lie in them, made into points where it
+        does. Under a track, zone or identity filter the rows are read with their points; otherwise a
         row is read again for them. A point matches ``zone`` when its track entered or left the zone (its events
         rows, or in its track's pack) and ``identity`` when the segment of its track that holds its frame carries
         the name."""
@@ -397,9 +426,14 @@ class EventRows:
                 return f.identity is None or span_holding(named[run_id], tid, seq) is not None
             return match
 
+        reach: dict[str, tuple[list[int], list[int]]] = {}
         for run_id, camera, group in self._point_groups(f, with_points=per_point):
-            if f.identity is not None and run_id not in named:
-                named[run_id] = segment_spans(self.conn, run_id, identity=f.identity)
+            if f.identity is not None:
+                if run_id not in named:
+                    named[run_id] = segment_spans(self.conn, run_id, identity=f.identity)
+                    reach[run_id] = _reach(named[run_id])
+                if not _overlaps(reach[run_id], int(group[0].first_seq), max(int(r.last_seq) for r in group)):
+                    continue  # no segment of the name in its frames: none of its points matches
             whole = not per_point and all(
                 (f.ts_from is None or r.first_ts >= f.ts_from) and (f.ts_to is None or r.last_ts <= f.ts_to)
                 for r in group)
@@ -409,12 +443,16 @@ class EventRows:
             else:
                 blobs = ([(int(r.first_seq), bytes(r.points)) for r in group] if per_point
                          else self._packed(run_id, group))
-                arrays = np.concatenate([unpack(blob) for _, blob in blobs])  # the group's points, counted at once
+                rows = [(first, unpack(blob)) for first, blob in blobs]
+                arrays = np.concatenate([a for _, a in rows])  # the group's points, counted at once
                 inside = None
                 if f.zone is not None:
                     inside = self._zone_inside(run_id, f.zone, set(np.unique(arrays["track_id"]).tolist()))
-                n = -1 if f.identity is not None else _matching(arrays, f, inside)
-                if n >= 0 and (seen + n <= offset or seen >= end):
+                spans = None
+                if f.identity is not None:  # the frames, for the segments that hold them
+                    spans = named[run_id], np.concatenate([a["dseq"].astype(np.int64) + first for first, a in rows])
+                n = _matching(arrays, f, inside, spans)
+                if seen + n <= offset or seen >= end:
                     seen += n  # nothing of the page in it: counted in arrays, no point made
                 else:
                     match = keep(run_id, inside)
@@ -499,9 +537,9 @@ class EventRows:
                 exists().where(ZoneEventRow.run_id == Run.id, ZoneEventRow.zone == f.zone)
                 | exists().where(PassagePack.run_id == Run.id, packs.holding_zone(f.zone)))).scalars().all()
             query = query.where(P.run_id.in_(runs))
-        if f.identity is not None:
-            query = query.where(exists().where(Track.run_id == P.run_id, Track.identity_name == f.identity,
-                                               Track.first_seq <= P.last_seq, Track.last_seq >= P.first_seq))
+        if f.identity is not None:  # the runs with a segment of the name (its index); the frames: ``sightings``
+            query = query.where(P.run_id.in_(select(Track.run_id).where(Track.identity_name == f.identity)
+                                             .distinct().scalar_subquery()))
         if f.ts_from is not None:
             query = query.where(P.last_ts >= f.ts_from)
         if f.ts_to is not None:

@@ -221,6 +221,45 @@ def test_sightings_pages_and_frame_boxes_as_before(db_url: str, zone_ahead: int 
             assert db.sightings_at("nope", 10) == [] and db.last_seq("nope") is None
 
 
+def test_reach_of_named_segments() -> None:
+    from genesis.adapters.db.events import _overlaps, _reach
+
+    spans = {1: [(0, 10, 20, "a"), (1, 40, 50, "a")], 2: [(0, 15, 30, "a")], 3: [(0, 60, 60, "a")]}
+    reach = _reach(spans)
+    assert reach == ([10, 40, 60], [30, 50, 60])
+    assert [f for f in range(0, 70, 3) if _overlaps(reach, f, f + 2)] == [
+        9, 12, 15, 18, 21, 24, 27, 30, 39, 42, 45, 48, 60]  # 9-11 meets 10, 30-32 meets 30, 51-53 meets nothing
+    assert _overlaps(reach, 0, 100) and not _overlaps(reach, 31, 39) and not _overlaps(reach, 61, 99)
+    assert not _overlaps(reach, 0, 9) and not _overlaps(_reach({}), 0, 10**9)
+
+
+def test_a_name_on_a_short_stretch_of_a_long_run(db_url: str) -> None:  # noqa: F811
+    """Under an identity filter the rows whose frames no segment of the name covers are passed over: a name held
+    for a few frames of a long run (and another run without it) gives the same pages and total as the points
+    written."""
+    with Repository(db_url) as repo:
+        runs = {}
+        for run_id, seed in (("long", 7), ("other", 8)):
+            repo.start_run(run_id, "cam", "x", {})
+            points = write(repo, run_id, walk("cam", range(0, 400), 12, None, seed), batch=10)
+            segments = []
+            for tid in sorted({p.track_id for p in points}):
+                seqs = sorted(p.seq for p in points if p.track_id == tid)
+                named = run_id == "long" and tid == 4
+                segments.append(TrackRecord("cam", tid, seqs[0], seqs[-1], 0.0, 1.0, 1, "zed" if named else None,
+                                            1, 1, 0.1, 0))
+            repo.save_tracks(run_id, segments)
+            runs[run_id] = ("cam", points, segments, set())
+        with read_events(repo.engine) as db:
+            for f in (EventFilter(identity="zed"), EventFilter(identity="zed", run="long"),
+                      EventFilter(identity="zed", ts_from=30.0), EventFilter(identity="nobody")):
+                everything, total = expected_page(runs, f, 10**6, 0)
+                if f.ts_from is None:
+                    assert (total > 0) == (f.identity == "zed"), f
+                for limit, offset in ((50, 0), (3, 2), (10, max(0, total - 4))):
+                    assert db.sightings(f, limit, offset) == (everything[offset:offset + limit], total), (f, offset)
+
+
 def test_sightings_total_is_capped(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     from genesis.adapters.db import events
 
