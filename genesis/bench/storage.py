@@ -26,7 +26,8 @@
    reads), an identity's timeline (the console's ``identity_summary``; every 10th track is given a name), a
    day's heatmap (``heat_grid`` + ``grid_image``, ``genesis heatmap``'s path; first with the day's heat rows as
    written, then merged per run and hour as beat's storage upkeep leaves them), and the API's first list
-   pages (runs, tracks, sightings, alerts; 50 items) through the API's service functions. Last, the retention
+   pages (runs, tracks, sightings, alerts; 50 items; tracks and sightings also under a zone filter and under the
+   name of one track in 10 and of a visitor) through the API's service functions. Last, the retention
    purge of the first camera-day (``AnalyticsStore.purge_before`` with every kind's cutoff at the day's end, what
    beat's daily purge runs once the day is old enough): its time and the rows it removed.
 5. **Ages** (with ``--query-days``, unless ``--no-pack``): the other days past ``retention.pack_after_days``
@@ -640,6 +641,14 @@ def time_queries(repo: Repository, settings: Settings, runs: list[str], short: s
         "API sightings page, one run, zone filter": lambda: event_svc.sightings(
             repo, EventFilter(run=runs[day], zone=camera.zones[0].name), 50, 0),
         "API alerts page": lambda: alert_svc.alerts(alert_store, AlertFilter(camera=CAMERA), 50, 0),
+        "API sightings page, identity filter, one in 10 segments": lambda: event_svc.sightings(
+            repo, EventFilter(identity=IDENTITY), 50, 0),
+        "API sightings page, identity filter, a visitor": lambda: event_svc.sightings(
+            repo, EventFilter(identity=visitor(0)), 50, 0),
+        "API tracks page, identity filter, one in 10 segments": lambda: event_svc.tracks(
+            repo, EventFilter(identity=IDENTITY), 50, 0),
+        "API tracks page, identity filter, a visitor": lambda: event_svc.tracks(
+            repo, EventFilter(identity=visitor(0)), 50, 0),
     }
     out.update({k: [] for k in cases})
     task = progress.add_task("queries", total=repeats * len(cases))
