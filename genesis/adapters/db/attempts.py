@@ -43,7 +43,7 @@ from typing import Any, cast
 import numpy as np
 from sqlalchemy import ColumnElement, Connection, delete, func, select, update
 
-from genesis.adapters.db import packs
+from genesis.adapters.db.names_column import SEP, holding, joined, split
 from genesis.adapters.db.shuffle import compressed, decompressed
 from genesis.adapters.db.tables import AttemptPack
 from genesis.domain import RecognitionAttempt
@@ -54,8 +54,8 @@ ATTEMPT_DTYPE = np.dtype([("dseq", "<u4"), ("track_id", "<i8"), ("ts", "<f8"), (
 """One packed attempt (70 bytes before compression, no padding)."""
 NO_NAME = 0xFFFF
 """``name`` of an attempt that matched nobody."""
-NAME_SEP = packs.ZONE_SEP
-"""Separates the names of ``attempt_packs.names`` (``packs.joined``)."""
+NAME_SEP = SEP
+"""Separates the names of ``attempt_packs.names`` (a names column: `genesis.adapters.db.names_column`)."""
 _U32 = 2**32
 
 
@@ -83,15 +83,15 @@ class StoredAttempt:
                              float(a.distance))
 
 
-names_column = packs.joined
+names_column = joined
 """``attempt_packs.names`` of the names in index order."""
-names_of = packs.split
+names_of = split
 """The names of an ``attempt_packs.names`` value, in index order."""
 
 
 def holding_name(name: str) -> ColumnElement[bool]:
     """SQL: the rows with attempts that name ``name``."""
-    return cast("ColumnElement[bool]", packs.holding(AttemptPack.names, name))
+    return cast("ColumnElement[bool]", holding(AttemptPack.names, name))
 
 
 def unpack(data: bytes) -> np.ndarray[Any, Any]:

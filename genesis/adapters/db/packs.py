@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection, select
 
+from genesis.adapters.db.names_column import SEP, holding, joined
 from genesis.adapters.db.shuffle import shuffled, unshuffled
 from genesis.adapters.db.tables import PassagePack
 from genesis.domain import Direction, LineCrossing, TrackRecord, ZoneEvent, ZoneEventKind
@@ -273,27 +274,8 @@ Decoded = dict[tuple[str, int, int], Passages]
 """Packs decoded by one reader, by (run, day, first track): a page that counts then lists decodes each once."""
 
 
-ZONE_SEP = "\x1f"
-"""Separates the names of a names column (``passage_packs.zones``, ``attempt_packs.names``): the unit separator, a
-character of no zone's or identity's name."""
-
-
-def joined(names: Sequence[str]) -> str:
-    """A names column: each name between two :data:`ZONE_SEP` ("" for none); ValueError for a name that holds it."""
-    for n in names:
-        if ZONE_SEP in n:
-            raise ValueError(f"a name holds a control character: {n!r}")
-    return "".join(ZONE_SEP + n for n in names) + ZONE_SEP if names else ""
-
-
-def split(column: str) -> list[str]:
-    """The names of a names column, in their order."""
-    return column.split(ZONE_SEP)[1:-1] if column else []
-
-
-def holding(column: Any, name: str) -> Any:
-    """SQL: the rows whose names ``column`` holds ``name`` (an exact name; LIKE's wildcards in it escaped)."""
-    return column.contains(ZONE_SEP + name + ZONE_SEP, autoescape=True)
+ZONE_SEP = SEP
+"""Separates the zone names of ``passage_packs.zones`` (a names column: `genesis.adapters.db.names_column`)."""
 
 
 def zones_of(p: Passages) -> str:
