@@ -190,17 +190,17 @@ KEYED_IDS = 2_000
 """:func:`_by_key` looks up at most this many tracks of a run by key; more are picked from the run's rows."""
 
 
-def _by_key(conn: Connection, query: Any, run: Any, second: Any, track: Any, run_id: str, ids: Sequence[int],
-            named: Any) -> list[Any]:
-    """``query``'s rows of the run's tracks ``ids`` in a table whose primary key leads with (``run``, ``second``,
-    ``track``) (zone events: the zone; crossings: the line): the run's values of ``second`` are found first, one
-    index probe each (a loose index scan), so that the rows are then looked up in the key by (run, value, track)
-    instead of a read of the whole table or run (neither table has an index by track: it would cost storage).
-    Beyond :data:`KEYED_IDS` tracks the run's rows are read instead, joined in SQL with ``named`` (a subquery of
-    (run_id, track_id): the tracks ``ids``)."""
+def _by_key(conn: Connection, query: Any, table: Any, second: Any, run_id: str, ids: Sequence[int],
+            named: Any, of_named: Any) -> list[Any]:
+    """``query``'s rows of the run's tracks ``ids`` in ``table``, whose primary key leads with (run, ``second``,
+    track) (zone events: the zone; crossings: the line): the run's values of ``second`` are found first, one index
+    probe each (a loose index scan), so that the rows are then looked up in the key by (run, value, track) instead
+    of a read of the whole table or run (neither table has an index by track: it would cost storage). Beyond
+    :data:`KEYED_IDS` tracks the run's rows are read instead, joined in SQL with ``named`` (a subquery of the named
+    tracks) on ``of_named``."""
+    run, track = table.run_id, table.track_id
     if len(ids) > KEYED_IDS:  # many of a busy run's tracks: joined with them in SQL, the run's rows read once
-        return list(conn.execute(query.join(named, and_(named.c.run_id == run, named.c.track_id == track))
-                                 .where(run == run_id)))
+        return list(conn.execute(query.join(named, of_named).where(run == run_id)))
     values: list[Any] = []
     while True:
         probe = select(second).where(run == run_id).order_by(second).limit(1)
@@ -1113,10 +1113,10 @@ class Repository:
             crossings: list[Any] = []
             for run_id, rows in out.items():  # through the primary keys: (run, zone or line, track, ...)
                 ids = sorted({t.track_id for t in rows.tracks})
-                events += _by_key(conn, select(z.run_id, z.camera_id, z.zone, z.track_id, z.kind, z.seq, z.ts),
-                                  z.run_id, z.zone, z.track_id, run_id, ids, named)
+                events += _by_key(conn, select(z.run_id, z.camera_id, z.zone, z.track_id, z.kind, z.seq, z.ts), z,
+                                  z.zone, run_id, ids, named, of_named(z))
                 crossings += _by_key(conn, select(c.run_id, c.camera_id, c.line, c.track_id, c.direction, c.seq,
-                                                  c.ts), c.run_id, c.line, c.track_id, run_id, ids, named)
+                                                  c.ts), c, c.line, run_id, ids, named, of_named(c))
         for run_id, cam, zone, tid, kind, seq, ts in events:
             out[str(run_id)].zone_events.append(_zone_event(cam, zone, tid, kind, seq, ts))
         for run_id, cam, line, tid, d, seq, ts in crossings:
